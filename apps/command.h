@@ -1,0 +1,40 @@
+// Subcommand registry of the synthpert CLI.
+//
+// Each apps/cmd_<name>.cpp registers itself with a file-level static
+// CommandRegistrar, so adding a subcommand touches no shared file. Its setup
+// function declares the options on the CLI11 subcommand and returns the
+// function that runs it (returning the process exit code).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace synthpert::cli {
+
+using RunFn = std::function<int()>;
+using SetupFn = std::function<RunFn(CLI::App&)>;
+
+struct Command {
+  std::string name;
+  std::string help;
+  SetupFn setup;
+};
+
+std::vector<Command>& command_registry();
+
+struct CommandRegistrar {
+  CommandRegistrar(std::string name, std::string help, SetupFn setup) {
+    command_registry().push_back({std::move(name), std::move(help), std::move(setup)});
+  }
+};
+
+// Machine-readable output: one JSON document on stdout, newline-terminated.
+void print_json(const nlohmann::json& j);
+
+// Parses "1,2,3" into integers; throws InputError naming the flag on bad input.
+std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text);
+
+}  // namespace synthpert::cli

@@ -1,0 +1,78 @@
+// synthpert: one binary, one subcommand per task (DESIGN.md section 2).
+// Errors print one line "synthpert <cmd>: error: ..." and exit non-zero:
+// 2 for bad input, 1 for anything else.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "apps/command.h"
+#include "common/error.h"
+
+namespace synthpert::cli {
+
+std::vector<Command>& command_registry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+
+void print_json(const nlohmann::json& j) {
+  std::cout << j.dump() << '\n';
+  std::cout.flush();
+}
+
+std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text) {
+  std::vector<int64_t> ids;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    const size_t comma = text.find(',', pos);
+    const std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(item.c_str(), &end, 10);
+    SP_CHECK_INPUT(!item.empty() && end && *end == '\0' && errno == 0 && v >= 0, flag,
+                   ": expected comma-separated non-negative integers, got '", item, "'");
+    ids.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  SP_CHECK_INPUT(!ids.empty(), flag, ": empty id list");
+  return ids;
+}
+
+}  // namespace synthpert::cli
+
+int main(int argc, char** argv) {
+  using namespace synthpert::cli;
+  CLI::App app{"synthpert: fine-tune and serve LLMs that predict CRISPRi perturbation outcomes"};
+  app.set_version_flag("--version", "synthpert 0.1.0");
+  app.require_subcommand(1);
+
+  auto& registry = command_registry();
+  std::sort(registry.begin(), registry.end(),
+            [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::vector<std::pair<CLI::App*, RunFn>> commands;
+  for (auto& c : registry) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    commands.emplace_back(sub, c.setup(*sub));
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  for (auto& [sub, run] : commands) {
+    if (!sub->parsed()) continue;
+    try {
+      return run();
+    } catch (const synthpert::InputError& e) {
+      std::fprintf(stderr, "synthpert %s: error: %s\n", sub->get_name().c_str(), e.what());
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "synthpert %s: error: %s\n", sub->get_name().c_str(), e.what());
+      return 1;
+    }
+  }
+  return 1;
+}

@@ -1,0 +1,63 @@
+#include "common/fs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace synthpert {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  SP_CHECK_INPUT(in.good(), path, ": cannot open for reading (", std::strerror(errno), ")");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void make_dirs(const std::string& path) {
+  if (path.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  SP_CHECK_INPUT(!ec, path, ": cannot create folder (", ec.message(), ")");
+}
+
+bool path_exists(const std::string& path) { return std::filesystem::exists(path); }
+
+std::string path_join(const std::string& a, const std::string& b) {
+  if (a.empty()) return b;
+  if (a.back() == '/') return a + b;
+  return a + "/" + b;
+}
+
+void write_file_atomic(const std::string& path, std::string_view data) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) make_dirs(parent.string());
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  SP_CHECK_INPUT(fd >= 0, tmp, ": cannot open for writing (", std::strerror(errno), ")");
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw InputError(str_cat(tmp, ": write failed (", why, ")"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::fsync(fd);
+  ::close(fd);
+  SP_CHECK_INPUT(::rename(tmp.c_str(), path.c_str()) == 0, path, ": rename from ", tmp,
+                 " failed (", std::strerror(errno), ")");
+}
+
+}  // namespace synthpert

@@ -1,0 +1,25 @@
+// File helpers: whole-file reads and atomic writes (temp file + rename), so an
+// interrupted run never leaves a half-written output behind.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace synthpert {
+
+// Reads a whole file; throws InputError naming the path if it cannot.
+std::string read_file(const std::string& path);
+
+// Writes `data` to `path` atomically: `path.tmp.<pid>` is written, flushed,
+// fsync'ed and renamed over `path`. Parent folders are created.
+void write_file_atomic(const std::string& path, std::string_view data);
+
+// Creates a folder and its parents; no error if it exists.
+void make_dirs(const std::string& path);
+
+bool path_exists(const std::string& path);
+
+// Joins two path parts with exactly one '/'.
+std::string path_join(const std::string& a, const std::string& b);
+
+}  // namespace synthpert

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds synthpert into build/ (or $BUILD_DIR) with Ninja.
+# Extra arguments go to cmake's configure step, e.g. -DSYNTHPERT_KERNELS=OFF.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+jobs=${JOBS:-$(nproc)}
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-Release} "$@" >/dev/null
+cmake --build "$build" -j "$jobs"
