@@ -1,0 +1,38 @@
+// `synthpert logits`: full logits of one sequence as JSON (parity checks).
+#include "apps/command.h"
+#include "common/error.h"
+#include "engine/model.h"
+
+namespace synthpert::cli {
+namespace {
+
+struct Opts {
+  std::string model, ids, device = "cpu";
+};
+
+RunFn setup(CLI::App& cmd) {
+  auto o = std::make_shared<Opts>();
+  cmd.add_option("--model", o->model, "Hugging Face model folder")->required();
+  cmd.add_option("--ids", o->ids, "token ids, comma-separated")->required();
+  cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
+  return [o] {
+    SP_CHECK_INPUT(o->device == "cpu", "--device ", o->device,
+                   ": this build runs the CPU engine only (see docs/gpu-host.md)");
+    const auto model = engine::Transformer::load(o->model);
+    const std::vector<int64_t> tokens = parse_id_list("--ids", o->ids);
+    engine::InferenceGuard guard;
+    auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0);
+    auto logits = model.forward(engine::ForwardBatch::from_ids(ids_t))[0].contiguous();
+    const int64_t T = logits.size(0), V = logits.size(1);
+    const float* p = logits.data_ptr<float>();
+    nlohmann::json rows = nlohmann::json::array();
+    for (int64_t t = 0; t < T; ++t) rows.push_back(std::vector<float>(p + t * V, p + (t + 1) * V));
+    print_json({{"shape", {T, V}}, {"logits", rows}});
+    return 0;
+  };
+}
+
+const CommandRegistrar reg("logits", "Print a sequence's logits as JSON", setup);
+
+}  // namespace
+}  // namespace synthpert::cli

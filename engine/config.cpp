@@ -1,0 +1,272 @@
+#include "engine/config.h"
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace synthpert::engine {
+
+using nlohmann::json;
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::kLlama: return "llama";
+    case Arch::kQwen2: return "qwen2";
+    case Arch::kQwen3: return "qwen3";
+    case Arch::kMistral: return "mistral";
+  }
+  return "?";
+}
+
+Arch parse_arch(const std::string& name) {
+  if (name == "llama") return Arch::kLlama;
+  if (name == "qwen2") return Arch::kQwen2;
+  if (name == "qwen3") return Arch::kQwen3;
+  if (name == "mistral") return Arch::kMistral;
+  throw InputError(str_cat("unknown architecture '", name,
+                           "' (supported: llama, qwen2, qwen3, mistral)"));
+}
+
+namespace {
+
+Arch detect_arch(const json& j, const std::string& src) {
+  if (j.contains("model_type") && j["model_type"].is_string()) {
+    const std::string mt = j["model_type"];
+    try {
+      return parse_arch(mt);
+    } catch (const InputError&) {
+      throw InputError(str_cat(src, ": model_type '", mt,
+                               "' is not supported (llama, qwen2, qwen3, mistral)"));
+    }
+  }
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {
+    const std::string a = j["architectures"][0].get<std::string>();
+    if (a == "LlamaForCausalLM") return Arch::kLlama;
+    if (a == "Qwen2ForCausalLM") return Arch::kQwen2;
+    if (a == "Qwen3ForCausalLM") return Arch::kQwen3;
+    if (a == "MistralForCausalLM") return Arch::kMistral;
+    throw InputError(str_cat(src, ": architecture '", a, "' is not supported"));
+  }
+  throw InputError(str_cat(src, ": missing key 'model_type' (and no 'architectures')"));
+}
+
+int64_t get_int(const json& j, const char* key, const std::string& src) {
+  SP_CHECK_INPUT(j.contains(key), src, ": missing key '", key, "'");
+  SP_CHECK_INPUT(j[key].is_number_integer(), src, ": key '", key, "' must be an integer");
+  const int64_t v = j[key].get<int64_t>();
+  SP_CHECK_INPUT(v > 0, src, ": key '", key, "' must be positive, got ", v);
+  return v;
+}
+
+int64_t get_int_or(const json& j, const char* key, int64_t fallback, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  SP_CHECK_INPUT(j[key].is_number_integer(), src, ": key '", key, "' must be an integer");
+  return j[key].get<int64_t>();
+}
+
+double get_num_or(const json& j, const char* key, double fallback, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  SP_CHECK_INPUT(j[key].is_number(), src, ": key '", key, "' must be a number");
+  return j[key].get<double>();
+}
+
+bool get_bool_or(const json& j, const char* key, bool fallback, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  SP_CHECK_INPUT(j[key].is_boolean(), src, ": key '", key, "' must be true or false");
+  return j[key].get<bool>();
+}
+
+RopeScaling parse_rope_scaling(const json& j, const std::string& src) {
+  RopeScaling r;
+  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
+  const json& s = j["rope_scaling"];
+  SP_CHECK_INPUT(s.is_object(), src, ": 'rope_scaling' must be an object or null");
+  std::string type;
+  if (s.contains("rope_type")) type = s["rope_type"].get<std::string>();
+  else if (s.contains("type")) type = s["type"].get<std::string>();
+  else throw InputError(str_cat(src, ": rope_scaling needs 'rope_type' (or 'type')"));
+  const std::string ctx = src + ": rope_scaling";
+  if (type == "default") return r;
+  if (type == "linear") {
+    r.type = type;
+    r.factor = get_num_or(s, "factor", 0.0, ctx);
+    SP_CHECK_INPUT(r.factor > 0, ctx, ": 'factor' must be positive");
+    return r;
+  }
+  if (type == "llama3") {
+    r.type = type;
+    r.factor = get_num_or(s, "factor", 0.0, ctx);
+    r.low_freq_factor = get_num_or(s, "low_freq_factor", 0.0, ctx);
+    r.high_freq_factor = get_num_or(s, "high_freq_factor", 0.0, ctx);
+    r.original_max_position_embeddings = get_int(s, "original_max_position_embeddings", ctx);
+    SP_CHECK_INPUT(r.factor > 0 && r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor,
+                   ctx, ": llama3 scaling needs factor > 0 and high_freq_factor > low_freq_factor > 0");
+    return r;
+  }
+  throw InputError(str_cat(ctx, ": rope type '", type,
+                           "' is not supported (default, linear, llama3)"));
+}
+
+std::vector<int64_t> parse_eos(const json& j) {
+  std::vector<int64_t> out;
+  if (!j.contains("eos_token_id") || j["eos_token_id"].is_null()) return out;
+  const json& e = j["eos_token_id"];
+  if (e.is_array()) {
+    for (const auto& v : e) out.push_back(v.get<int64_t>());
+  } else {
+    out.push_back(e.get<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+int64_t ModelConfig::num_parameters() const {
+  const int64_t C = hidden_size;
+  int64_t attn = C * q_dim() + 2 * C * kv_dim() + q_dim() * C;
+  if (attention_bias) attn += q_dim() + 2 * kv_dim();
+  if (o_proj_bias) attn += C;
+  if (qk_norm) attn += 2 * head_dim;
+  int64_t mlp = 3 * C * intermediate_size;
+  if (mlp_bias) mlp += 2 * intermediate_size + C;
+  const int64_t layer = attn + mlp + 2 * C;
+  const int64_t embed = vocab_size * C * (tie_word_embeddings ? 1 : 2);
+  return num_hidden_layers * layer + embed + C;
+}
+
+ModelConfig parse_config(const json& j, const std::string& src) {
+  SP_CHECK_INPUT(j.is_object(), src, ": expected a JSON object");
+  ModelConfig c;
+  c.arch = detect_arch(j, src);
+  c.vocab_size = get_int(j, "vocab_size", src);
+  c.hidden_size = get_int(j, "hidden_size", src);
+  c.intermediate_size = get_int(j, "intermediate_size", src);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", src);
+  c.num_attention_heads = get_int(j, "num_attention_heads", src);
+  c.num_key_value_heads = get_int_or(j, "num_key_value_heads", c.num_attention_heads, src);
+  SP_CHECK_INPUT(c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads == 0,
+                 src, ": num_attention_heads (", c.num_attention_heads,
+                 ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
+  const int64_t default_head_dim = c.hidden_size / c.num_attention_heads;
+  c.head_dim = get_int_or(j, "head_dim", default_head_dim, src);
+  if (!j.contains("head_dim") || j["head_dim"].is_null())
+    SP_CHECK_INPUT(c.hidden_size % c.num_attention_heads == 0, src,
+                   ": hidden_size (", c.hidden_size, ") must be divisible by num_attention_heads (",
+                   c.num_attention_heads, ") when head_dim is not given");
+  SP_CHECK_INPUT(c.head_dim > 0 && c.head_dim % 2 == 0, src,
+                 ": head_dim must be positive and even for RoPE, got ", c.head_dim);
+  c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 2048, src);
+  c.rms_norm_eps = get_num_or(j, "rms_norm_eps", 1e-6, src);
+  c.rope_theta = get_num_or(j, "rope_theta", 10000.0, src);
+  c.rope_scaling = parse_rope_scaling(j, src);
+  c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, src);
+  c.initializer_range = get_num_or(j, "initializer_range", 0.02, src);
+  c.bos_token_id = get_int_or(j, "bos_token_id", -1, src);
+  c.eos_token_ids = parse_eos(j);
+  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"];
+
+  switch (c.arch) {
+    case Arch::kLlama:
+      c.attention_bias = get_bool_or(j, "attention_bias", false, src);
+      c.o_proj_bias = c.attention_bias;
+      c.mlp_bias = get_bool_or(j, "mlp_bias", false, src);
+      break;
+    case Arch::kQwen2:
+      // Qwen2 always has q/k/v biases and none on o_proj.
+      c.attention_bias = true;
+      if (get_bool_or(j, "use_sliding_window", false, src))
+        c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+      break;
+    case Arch::kQwen3:
+      c.attention_bias = get_bool_or(j, "attention_bias", false, src);
+      c.o_proj_bias = c.attention_bias;
+      c.qk_norm = true;
+      if (get_bool_or(j, "use_sliding_window", false, src))
+        c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+      break;
+    case Arch::kMistral:
+      c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+      break;
+  }
+  SP_CHECK_INPUT(c.sliding_window >= 0, src, ": sliding_window must be >= 0 or null");
+  return c;
+}
+
+ModelConfig load_config(const std::string& model_dir) {
+  const std::string path = path_join(model_dir, "config.json");
+  SP_CHECK_INPUT(path_exists(path), path, ": not found (is '", model_dir,
+                 "' a Hugging Face model folder?)");
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    throw InputError(str_cat(path, ": invalid JSON (", e.what(), ")"));
+  }
+  try {
+    return parse_config(j, path);
+  } catch (const json::exception& e) {
+    throw InputError(str_cat(path, ": wrong value type (", e.what(), ")"));
+  }
+}
+
+json to_hf_json(const ModelConfig& c) {
+  json j;
+  j["model_type"] = arch_name(c.arch);
+  switch (c.arch) {
+    case Arch::kLlama: j["architectures"] = {"LlamaForCausalLM"}; break;
+    case Arch::kQwen2: j["architectures"] = {"Qwen2ForCausalLM"}; break;
+    case Arch::kQwen3: j["architectures"] = {"Qwen3ForCausalLM"}; break;
+    case Arch::kMistral: j["architectures"] = {"MistralForCausalLM"}; break;
+  }
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_key_value_heads;
+  j["head_dim"] = c.head_dim;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  if (c.rope_scaling.type == "default") {
+    j["rope_scaling"] = nullptr;
+  } else {
+    json s;
+    s["rope_type"] = c.rope_scaling.type;
+    s["factor"] = c.rope_scaling.factor;
+    if (c.rope_scaling.type == "llama3") {
+      s["low_freq_factor"] = c.rope_scaling.low_freq_factor;
+      s["high_freq_factor"] = c.rope_scaling.high_freq_factor;
+      s["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
+    }
+    j["rope_scaling"] = s;
+  }
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["initializer_range"] = c.initializer_range;
+  j["hidden_act"] = "silu";
+  j["attention_dropout"] = 0.0;
+  j["use_cache"] = true;
+  if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+  if (c.eos_token_ids.size() == 1) j["eos_token_id"] = c.eos_token_ids[0];
+  else if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids;
+  j["torch_dtype"] = c.torch_dtype;
+  switch (c.arch) {
+    case Arch::kLlama:
+      j["attention_bias"] = c.attention_bias;
+      j["mlp_bias"] = c.mlp_bias;
+      j["pretraining_tp"] = 1;
+      break;
+    case Arch::kQwen2:
+    case Arch::kQwen3:
+      if (c.arch == Arch::kQwen3) j["attention_bias"] = c.attention_bias;
+      j["use_sliding_window"] = c.sliding_window > 0;
+      j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+      j["max_window_layers"] = c.num_hidden_layers;
+      break;
+    case Arch::kMistral:
+      j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
+      break;
+  }
+  return j;
+}
+
+}  // namespace synthpert::engine

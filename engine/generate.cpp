@@ -1,0 +1,86 @@
+#include "engine/generate.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace synthpert::engine {
+
+std::vector<GenerateResult> generate(const Transformer& model,
+                                     const std::vector<std::vector<int64_t>>& prompts,
+                                     const GenerateOptions& opts) {
+  InferenceGuard no_grad;
+  validate_sampling(opts.sampling);
+  SP_CHECK_INPUT(!prompts.empty(), "generate: no prompts");
+  SP_CHECK_INPUT(opts.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  int64_t L = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SP_CHECK_INPUT(!prompts[i].empty(), "generate: prompt ", i, " is empty");
+    L = std::max<int64_t>(L, prompts[i].size());
+  }
+  const int64_t V = model.config().vocab_size;
+
+  // Left padding: row b's prompt occupies slots [L - len_b, L).
+  auto ids = torch::zeros({B, L}, torch::kInt64);
+  auto valid = torch::zeros({B, L}, torch::kBool);
+  auto positions = torch::zeros({B, L}, torch::kInt64);
+  std::vector<int64_t> next_pos(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = prompts[b].size(), pad = L - len;
+    auto id_acc = ids.accessor<int64_t, 2>();
+    auto pos_acc = positions.accessor<int64_t, 2>();
+    auto val_acc = valid.accessor<bool, 2>();
+    for (int64_t j = 0; j < len; ++j) {
+      id_acc[b][pad + j] = prompts[b][j];
+      pos_acc[b][pad + j] = j;
+      val_acc[b][pad + j] = true;
+    }
+    next_pos[b] = len;
+  }
+  KVCache cache = KVCache::create(model.config(), B, L + std::max<int64_t>(opts.max_new_tokens, 1),
+                                  model.dtype(), torch::kCPU);
+  std::vector<Sampler> samplers;
+  for (int64_t b = 0; b < B; ++b) samplers.emplace_back(opts.sampling, b);
+  std::vector<GenerateResult> results(B);
+  std::vector<bool> done(B, opts.max_new_tokens == 0);
+  if (opts.max_new_tokens == 0)
+    for (auto& r : results) r.finish_reason = "length";
+
+  ForwardBatch batch;
+  batch.ids = ids;
+  batch.positions = positions;
+  batch.valid = valid;
+  for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
+    auto hidden = model.hidden_states(batch, &cache);
+    auto logits = model.logits(hidden.select(1, hidden.size(1) - 1)).contiguous();  // (B, V)
+    const float* lp = logits.data_ptr<float>();
+    auto next = torch::zeros({B, 1}, torch::kInt64);
+    bool all_done = true;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      const int64_t tok = samplers[b].sample(lp + b * V, V);
+      next[b][0] = tok;
+      if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end()) {
+        done[b] = true;
+        results[b].finish_reason = "stop";
+        continue;
+      }
+      results[b].tokens.push_back(tok);
+      if (opts.on_token) opts.on_token(b, tok);
+      if (static_cast<int64_t>(results[b].tokens.size()) == opts.max_new_tokens) {
+        done[b] = true;
+        results[b].finish_reason = "length";
+      }
+      all_done = all_done && done[b];
+    }
+    if (all_done) break;
+    batch.ids = next;
+    batch.positions = torch::tensor(next_pos, torch::kInt64).view({B, 1});
+    batch.valid = torch::ones({B, 1}, torch::kBool);
+    for (auto& p : next_pos) ++p;
+  }
+  return results;
+}
+
+}  // namespace synthpert::engine

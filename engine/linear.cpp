@@ -1,0 +1,28 @@
+#include "engine/linear.h"
+
+#include "engine/nf4.h"
+
+namespace synthpert::engine {
+
+int64_t Linear::out_features() const { return nf4 ? nf4->out_features : weight.size(0); }
+int64_t Linear::in_features() const { return nf4 ? nf4->in_features : weight.size(1); }
+
+torch::Tensor Linear::dense_weight() const {
+  return nf4 ? nf4_dequantize(*nf4) : weight;
+}
+
+torch::Tensor Linear::forward(const torch::Tensor& x, bool training) const {
+  const torch::Tensor w = dense_weight();
+  auto y = bias.defined() ? torch::addmm(bias, x.reshape({-1, x.size(-1)}), w.t())
+                          : torch::mm(x.reshape({-1, x.size(-1)}), w.t());
+  if (lora) {
+    auto xa = x.reshape({-1, x.size(-1)});
+    if (training && lora->dropout > 0) xa = torch::dropout(xa, lora->dropout, true);
+    y = y + torch::mm(torch::mm(xa, lora->A.t()), lora->B.t()) * lora->scale;
+  }
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = y.size(-1);
+  return y.view(out_shape);
+}
+
+}  // namespace synthpert::engine

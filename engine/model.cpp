@@ -1,0 +1,319 @@
+#include "engine/model.h"
+
+#include <cmath>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/attention_mask.h"
+#include "engine/nf4.h"
+#include "engine/rope.h"
+
+namespace synthpert::engine {
+
+torch::ScalarType to_scalar_type(StDType t) {
+  switch (t) {
+    case StDType::F64: return torch::kFloat64;
+    case StDType::F32: return torch::kFloat32;
+    case StDType::F16: return torch::kFloat16;
+    case StDType::BF16: return torch::kBFloat16;
+    case StDType::I64: return torch::kInt64;
+    case StDType::I32: return torch::kInt32;
+    case StDType::I16: return torch::kInt16;
+    case StDType::I8: return torch::kInt8;
+    case StDType::U8: return torch::kUInt8;
+    case StDType::BOOL: return torch::kBool;
+  }
+  return torch::kFloat32;
+}
+
+StDType to_st_dtype(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat64: return StDType::F64;
+    case torch::kFloat32: return StDType::F32;
+    case torch::kFloat16: return StDType::F16;
+    case torch::kBFloat16: return StDType::BF16;
+    case torch::kInt64: return StDType::I64;
+    case torch::kInt32: return StDType::I32;
+    case torch::kUInt8: return StDType::U8;
+    default: throw std::invalid_argument("to_st_dtype: unsupported scalar type");
+  }
+}
+
+KVCache KVCache::create(const ModelConfig& c, int64_t batch, int64_t capacity,
+                        torch::ScalarType dtype, torch::Device device) {
+  KVCache kv;
+  kv.capacity = capacity;
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    kv.k.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim}, opts));
+    kv.v.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim}, opts));
+  }
+  kv.key_valid = torch::zeros({batch, capacity}, opts.dtype(torch::kBool));
+  kv.key_position = torch::zeros({batch, capacity}, opts.dtype(torch::kInt64));
+  return kv;
+}
+
+void KVCache::select_rows(const torch::Tensor& rows) {
+  for (auto& t : k) t = t.index_select(0, rows);
+  for (auto& t : v) t = t.index_select(0, rows);
+  key_valid = key_valid.index_select(0, rows);
+  key_position = key_position.index_select(0, rows);
+}
+
+ForwardBatch ForwardBatch::from_ids(const torch::Tensor& ids_BT) {
+  ForwardBatch b;
+  b.ids = ids_BT;
+  b.positions = torch::arange(ids_BT.size(1), ids_BT.options().dtype(torch::kInt64))
+                    .unsqueeze(0)
+                    .expand({ids_BT.size(0), ids_BT.size(1)})
+                    .contiguous();
+  return b;
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  auto xf = x.to(torch::kFloat32);
+  auto var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  auto normed = (xf * torch::rsqrt(var + eps)).to(x.scalar_type());
+  return weight * normed;
+}
+
+namespace {
+
+// Loads one tensor, checking the shape the config implies.
+torch::Tensor load_tensor(const Checkpoint& ck, const std::string& name,
+                          const std::vector<int64_t>& shape, torch::ScalarType dtype) {
+  const TensorInfo& info = ck.info(name);
+  SP_CHECK_INPUT(info.shape == shape, ck.source(), ": tensor '", name, "' has shape ",
+                 torch::IntArrayRef(info.shape), " but config.json implies ", torch::IntArrayRef(shape));
+  SP_CHECK_INPUT(info.dtype == StDType::F32 || info.dtype == StDType::F16 ||
+                     info.dtype == StDType::BF16 || info.dtype == StDType::F64,
+                 ck.source(), ": tensor '", name, "' has non-float dtype ", st_dtype_name(info.dtype));
+  // from_blob over the read-only mapping; .to(copy=true) reads it once.
+  auto view = torch::from_blob(const_cast<uint8_t*>(ck.data(name)), shape,
+                               torch::TensorOptions().dtype(to_scalar_type(info.dtype)));
+  return view.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+}
+
+Linear load_linear(const Checkpoint& ck, const std::string& prefix, int64_t out, int64_t in,
+                   bool has_bias, torch::ScalarType dtype, bool nf4) {
+  Linear l;
+  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype);
+  if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, dtype);
+  if (nf4) {
+    l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize(l.weight));
+    l.weight = torch::Tensor();
+  }
+  return l;
+}
+
+}  // namespace
+
+Transformer Transformer::load(const std::string& model_dir, const LoadOptions& opts) {
+  const ModelConfig config = load_config(model_dir);
+  const Checkpoint ckpt(model_dir);
+  return from_checkpoint(config, ckpt, opts);
+}
+
+Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint& ck,
+                                         const LoadOptions& opts) {
+  Transformer m;
+  m.config_ = c;
+  m.dtype_ = opts.dtype;
+  const auto dt = opts.dtype;
+  const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  m.embed_tokens = load_tensor(ck, "model.embed_tokens.weight", {V, C}, dt);
+  m.final_norm = load_tensor(ck, "model.norm.weight", {C}, dt);
+  if (c.tie_word_embeddings) {
+    m.lm_head = m.embed_tokens;
+  } else {
+    SP_CHECK_INPUT(ck.has("lm_head.weight"), ck.source(),
+                   ": tensor 'lm_head.weight' not found and config.json has tie_word_embeddings=false");
+    m.lm_head = load_tensor(ck, "lm_head.weight", {V, C}, dt);
+  }
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    DecoderLayer L;
+    L.input_norm = load_tensor(ck, p + ".input_layernorm.weight", {C}, dt);
+    L.post_attention_norm = load_tensor(ck, p + ".post_attention_layernorm.weight", {C}, dt);
+    const std::string a = p + ".self_attn.", f = p + ".mlp.";
+    L.q_proj = load_linear(ck, a + "q_proj", c.q_dim(), C, c.attention_bias, dt, opts.nf4);
+    L.k_proj = load_linear(ck, a + "k_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4);
+    L.v_proj = load_linear(ck, a + "v_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4);
+    L.o_proj = load_linear(ck, a + "o_proj", C, c.q_dim(), c.o_proj_bias, dt, opts.nf4);
+    if (c.qk_norm) {
+      L.q_norm = load_tensor(ck, a + "q_norm.weight", {c.head_dim}, dt);
+      L.k_norm = load_tensor(ck, a + "k_norm.weight", {c.head_dim}, dt);
+    }
+    L.gate_proj = load_linear(ck, f + "gate_proj", I, C, c.mlp_bias, dt, opts.nf4);
+    L.up_proj = load_linear(ck, f + "up_proj", I, C, c.mlp_bias, dt, opts.nf4);
+    L.down_proj = load_linear(ck, f + "down_proj", C, I, c.mlp_bias, dt, opts.nf4);
+    m.layers.push_back(std::move(L));
+  }
+  m.inv_freq_ = rope_inv_freq(c);
+  return m;
+}
+
+torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
+                                         const torch::Tensor& x, const torch::Tensor& cos,
+                                         const torch::Tensor& sin, const torch::Tensor& bias,
+                                         KVCache* cache, bool training) const {
+  const auto& c = config_;
+  const int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
+                Hkv = c.num_key_value_heads, D = c.head_dim, rep = H / Hkv;
+
+  auto h = rms_norm(x, L.input_norm, c.rms_norm_eps);
+  auto q = L.q_proj.forward(h, training).view({B, T, H, D});
+  auto k = L.k_proj.forward(h, training).view({B, T, Hkv, D});
+  auto v = L.v_proj.forward(h, training).view({B, T, Hkv, D});
+  if (c.qk_norm) {
+    q = rms_norm(q, L.q_norm, c.rms_norm_eps);
+    k = rms_norm(k, L.k_norm, c.rms_norm_eps);
+  }
+  q = apply_rope(q.transpose(1, 2), cos, sin);  // (B, H, T, D)
+  k = apply_rope(k.transpose(1, 2), cos, sin);  // (B, Hkv, T, D)
+  v = v.transpose(1, 2);
+  if (cache) {
+    cache->k[index].narrow(2, cache->length, T).copy_(k);
+    cache->v[index].narrow(2, cache->length, T).copy_(v);
+    k = cache->k[index].narrow(2, 0, cache->length + T);
+    v = cache->v[index].narrow(2, 0, cache->length + T);
+  }
+  const int64_t S = k.size(2);
+  // Grouped-query attention without copying K/V: the `rep` query heads that
+  // share a KV head are stacked along the token axis.
+  auto qg = q.reshape({B, Hkv, rep * T, D});
+  auto scores = torch::matmul(qg, k.transpose(2, 3)).view({B, Hkv, rep, T, S});
+  scores = scores.to(torch::kFloat32) * (1.0 / std::sqrt(static_cast<double>(D))) +
+           bias.unsqueeze(2);
+  auto probs = torch::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, rep * T, S});
+  auto attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+  auto out = x + L.o_proj.forward(attn, training);
+
+  h = rms_norm(out, L.post_attention_norm, c.rms_norm_eps);
+  auto mlp = L.down_proj.forward(
+      torch::silu(L.gate_proj.forward(h, training)) * L.up_proj.forward(h, training), training);
+  return out + mlp;
+}
+
+torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cache,
+                                         bool training) const {
+  const auto& ids = batch.ids;
+  SP_CHECK_INPUT(ids.dim() == 2, "input ids must be (batch, tokens), got ", ids.dim(), "-D");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  SP_CHECK_INPUT(T > 0, "input ids are empty");
+  {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    SP_CHECK_INPUT(lo >= 0 && hi < config_.vocab_size, "token id ", lo < 0 ? lo : hi,
+                   " is outside the vocabulary [0, ", config_.vocab_size, ")");
+  }
+  auto valid = batch.valid.defined() ? batch.valid
+                                     : torch::ones({B, T}, ids.options().dtype(torch::kBool));
+  MaskSpec m;
+  m.window = config_.sliding_window;
+  if (cache) {
+    SP_CHECK(!batch.segments.defined(), "packed segments cannot be used with a KV cache");
+    SP_CHECK_INPUT(cache->length + T <= cache->capacity, "KV cache full: ", cache->length, " + ",
+                   T, " tokens exceed its capacity ", cache->capacity);
+    SP_CHECK(cache->k.front().size(0) == B, "KV cache batch size does not match the input");
+    cache->key_valid.narrow(1, cache->length, T).copy_(valid);
+    cache->key_position.narrow(1, cache->length, T).copy_(batch.positions);
+    const int64_t S = cache->length + T;
+    m.query_slot_BT = (torch::arange(T, ids.options().dtype(torch::kInt64)) + cache->length)
+                          .unsqueeze(0).expand({B, T});
+    m.key_valid_BS = cache->key_valid.narrow(1, 0, S);
+    m.position_q_BT = batch.positions;
+    m.position_k_BS = cache->key_position.narrow(1, 0, S);
+  } else {
+    m.query_slot_BT = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
+    m.key_valid_BS = valid;
+    m.position_q_BT = batch.positions;
+    m.position_k_BS = batch.positions;
+    if (batch.segments.defined()) {
+      m.segment_q_BT = batch.segments;
+      m.segment_k_BS = batch.segments;
+    }
+  }
+  const auto bias = build_attention_bias(m);
+  auto [cos, sin] = rope_cos_sin(inv_freq_, batch.positions);
+
+  auto x = torch::embedding(embed_tokens, ids);
+  for (size_t i = 0; i < layers.size(); ++i)
+    x = layer_forward(layers[i], i, x, cos, sin, bias, cache, training);
+  if (cache) cache->length += T;
+  return rms_norm(x, final_norm, config_.rms_norm_eps);
+}
+
+torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {
+  return torch::matmul(hidden, lm_head.t()).to(torch::kFloat32);
+}
+
+std::vector<std::pair<std::string, Linear*>> Transformer::named_linears() {
+  std::vector<std::pair<std::string, Linear*>> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    auto& L = layers[i];
+    out.emplace_back(p + ".self_attn.q_proj", &L.q_proj);
+    out.emplace_back(p + ".self_attn.k_proj", &L.k_proj);
+    out.emplace_back(p + ".self_attn.v_proj", &L.v_proj);
+    out.emplace_back(p + ".self_attn.o_proj", &L.o_proj);
+    out.emplace_back(p + ".mlp.gate_proj", &L.gate_proj);
+    out.emplace_back(p + ".mlp.up_proj", &L.up_proj);
+    out.emplace_back(p + ".mlp.down_proj", &L.down_proj);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor*>> Transformer::named_tensors() {
+  std::vector<std::pair<std::string, torch::Tensor*>> out;
+  out.emplace_back("model.embed_tokens.weight", &embed_tokens);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i);
+    auto& L = layers[i];
+    out.emplace_back(p + ".input_layernorm.weight", &L.input_norm);
+    out.emplace_back(p + ".post_attention_layernorm.weight", &L.post_attention_norm);
+    if (config_.qk_norm) {
+      out.emplace_back(p + ".self_attn.q_norm.weight", &L.q_norm);
+      out.emplace_back(p + ".self_attn.k_norm.weight", &L.k_norm);
+    }
+  }
+  for (auto& [name, lin] : named_linears()) {
+    if (lin->weight.defined()) out.emplace_back(name + ".weight", &lin->weight);
+    if (lin->bias.defined()) out.emplace_back(name + ".bias", &lin->bias);
+  }
+  out.emplace_back("model.norm.weight", &final_norm);
+  if (!config_.tie_word_embeddings) out.emplace_back("lm_head.weight", &lm_head);
+  return out;
+}
+
+void Transformer::save(const std::string& dir, StDType dtype, bool merge_lora) const {
+  auto& self = const_cast<Transformer&>(*this);  // named_* only hand out pointers to read
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, t] : self.named_tensors()) tensors.emplace_back(name, *t);
+  for (auto& [name, lin] : self.named_linears()) {
+    if (!lin->nf4 && !(merge_lora && lin->lora)) continue;
+    torch::Tensor w = lin->dense_weight().to(torch::kFloat32);
+    if (merge_lora && lin->lora)
+      w = w + torch::mm(lin->lora->B.to(torch::kFloat32), lin->lora->A.to(torch::kFloat32)) *
+                  lin->lora->scale;
+    bool replaced = false;
+    for (auto& [n, t] : tensors)
+      if (n == name + ".weight") t = w, replaced = true;
+    if (!replaced) tensors.emplace_back(name + ".weight", w);
+  }
+  std::vector<TensorSpec> specs;
+  for (const auto& [name, t] : tensors) specs.push_back({name, dtype, t.sizes().vec()});
+  const auto st = to_scalar_type(dtype);
+  write_checkpoint(dir, specs, [&](const TensorSpec& spec, uint8_t* out) {
+    for (const auto& [name, t] : tensors) {
+      if (name != spec.name) continue;
+      auto c = t.detach().to(torch::kCPU).to(st).contiguous();
+      std::memcpy(out, c.data_ptr(), spec.nbytes());
+      return;
+    }
+  }, 5ull << 30);
+  ModelConfig c = config_;
+  c.torch_dtype = dtype == StDType::BF16 ? "bfloat16" : dtype == StDType::F16 ? "float16" : "float32";
+  write_file_atomic(path_join(dir, "config.json"), to_hf_json(c).dump(2) + "\n");
+}
+
+}  // namespace synthpert::engine

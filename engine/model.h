@@ -1,0 +1,107 @@
+// The decoder-only transformer of Llama, Qwen2, Qwen3 and Mistral checkpoints,
+// written with libtorch ops (CPU; CUDA dispatch goes through kernels/).
+//
+// Legend: B batch, T new tokens, S key slots (cached + new), C hidden,
+// H query heads, Hkv key/value heads, D head dim, V vocab.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/config.h"
+#include "engine/linear.h"
+#include "engine/safetensors.h"
+#include "engine/torch_compat.h"
+
+namespace synthpert::engine {
+
+// Keys and values of past tokens, one slot per token per row. Generation
+// left-pads prompts so all rows share one slot index per step; padding slots
+// are marked invalid and never attended to.
+struct KVCache {
+  std::vector<torch::Tensor> k, v;  // per layer: (B, Hkv, capacity, D)
+  torch::Tensor key_valid;          // (B, capacity) bool
+  torch::Tensor key_position;       // (B, capacity) int64 (RoPE position, for sliding windows)
+  int64_t length = 0;               // slots filled
+  int64_t capacity = 0;
+
+  static KVCache create(const ModelConfig& c, int64_t batch, int64_t capacity,
+                        torch::ScalarType dtype, torch::Device device);
+  // Keeps only the given rows (e.g. after some sequences finish).
+  void select_rows(const torch::Tensor& rows);
+};
+
+struct ForwardBatch {
+  torch::Tensor ids;        // (B, T) int64
+  torch::Tensor positions;  // (B, T) int64, RoPE positions
+  torch::Tensor valid;      // (B, T) bool: real token (false: padding); optional
+  torch::Tensor segments;   // (B, T) int64: packed-sequence ids; optional, not with a cache
+
+  // A batch of one row per sequence, no padding, positions 0..T-1.
+  static ForwardBatch from_ids(const torch::Tensor& ids_BT);
+};
+
+struct DecoderLayer {
+  torch::Tensor input_norm, post_attention_norm;  // (C)
+  torch::Tensor q_norm, k_norm;                   // (D), Qwen3 only
+  Linear q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+};
+
+struct LoadOptions {
+  torch::ScalarType dtype = torch::kFloat32;  // compute/storage dtype of the weights
+  bool nf4 = false;  // quantise the seven projection weights of every layer (QLoRA)
+};
+
+class Transformer {
+ public:
+  static Transformer load(const std::string& model_dir, const LoadOptions& opts = {});
+  static Transformer from_checkpoint(const ModelConfig& config, const Checkpoint& ckpt,
+                                     const LoadOptions& opts = {});
+
+  const ModelConfig& config() const { return config_; }
+  torch::ScalarType dtype() const { return dtype_; }
+
+  // Hidden states after the final norm, (B, T, C). With a cache, this batch's
+  // keys and values are appended after the cache's filled slots.
+  torch::Tensor hidden_states(const ForwardBatch& batch, KVCache* cache = nullptr,
+                              bool training = false) const;
+  // float32 logits (.., V) from hidden states.
+  torch::Tensor logits(const torch::Tensor& hidden) const;
+  torch::Tensor forward(const ForwardBatch& batch, KVCache* cache = nullptr) const {
+    return logits(hidden_states(batch, cache));
+  }
+
+  // Every linear layer with its Hugging Face module name, e.g.
+  // "model.layers.0.self_attn.q_proj" (LoRA targets, PEFT key names).
+  std::vector<std::pair<std::string, Linear*>> named_linears();
+  // Every weight tensor under its Hugging Face tensor name (NF4 weights are
+  // reported dequantised when `dense` is set, else skipped).
+  std::vector<std::pair<std::string, torch::Tensor*>> named_tensors();
+
+  // Writes config.json + safetensors (merging LoRA adapters into the weights
+  // when `merge_lora` is set) in the given dtype.
+  void save(const std::string& dir, StDType dtype, bool merge_lora = false) const;
+
+  torch::Tensor embed_tokens;  // (V, C)
+  torch::Tensor final_norm;    // (C)
+  torch::Tensor lm_head;       // (V, C); shares storage with embed_tokens when tied
+  std::vector<DecoderLayer> layers;
+
+ private:
+  torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC,
+                              const torch::Tensor& cos, const torch::Tensor& sin,
+                              const torch::Tensor& bias, KVCache* cache, bool training) const;
+
+  ModelConfig config_;
+  torch::ScalarType dtype_ = torch::kFloat32;
+  torch::Tensor inv_freq_;
+};
+
+// RMSNorm as Hugging Face computes it: in float32, cast back, then scaled.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+torch::ScalarType to_scalar_type(StDType t);
+StDType to_st_dtype(torch::ScalarType t);
+
+}  // namespace synthpert::engine

@@ -1,0 +1,69 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+
+namespace synthpert::engine {
+
+void validate_sampling(const SamplingParams& p) {
+  SP_CHECK_INPUT(p.temperature >= 0 && std::isfinite(p.temperature),
+                 "--temperature must be >= 0, got ", p.temperature);
+  SP_CHECK_INPUT(p.top_k >= 0, "--top-k must be >= 0, got ", p.top_k);
+  SP_CHECK_INPUT(p.top_p > 0 && p.top_p <= 1, "--top-p must be in (0, 1], got ", p.top_p);
+}
+
+Sampler::Sampler(const SamplingParams& params, uint64_t stream)
+    : params_(params), rng_(params.seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 1) {}
+
+int64_t Sampler::sample(const float* logits, int64_t V) {
+  if (params_.temperature == 0.0) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < V; ++i)
+      if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  scratch_.resize(V);
+  for (int64_t i = 0; i < V; ++i) scratch_[i] = {logits[i], i};
+  // Highest logit first; ties by lower id so the order is fully determined.
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  int64_t keep = V;
+  if (params_.top_k > 0 && params_.top_k < V) {
+    keep = params_.top_k;
+    std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
+  } else {
+    std::sort(scratch_.begin(), scratch_.end(), by_logit);
+  }
+  // Softmax over the kept candidates in double.
+  std::vector<double> probs(keep);
+  const double inv_t = 1.0 / params_.temperature;
+  const double top = scratch_[0].first;
+  double sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((scratch_[i].first - top) * inv_t);
+  for (auto& p : probs) p /= sum;
+  if (params_.top_p < 1.0) {
+    // Smallest prefix whose mass reaches top_p (always at least one token).
+    double cum = 0;
+    int64_t n = 0;
+    while (n < keep) {
+      cum += probs[n++];
+      if (cum >= params_.top_p) break;
+    }
+    keep = n;
+    sum = 0;
+    for (int64_t i = 0; i < keep; ++i) sum += probs[i];
+    for (int64_t i = 0; i < keep; ++i) probs[i] /= sum;
+  }
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  double cum = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    cum += probs[i];
+    if (u < cum) return scratch_[i].second;
+  }
+  return scratch_[keep - 1].second;
+}
+
+}  // namespace synthpert::engine

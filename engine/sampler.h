@@ -1,0 +1,35 @@
+// Token sampling: greedy, temperature, top-k, top-p (nucleus).
+//
+// Sampling runs on a CPU copy of one row of logits with our own RNG, so the
+// same seed gives the same tokens on every backend and libtorch version.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace synthpert::engine {
+
+struct SamplingParams {
+  double temperature = 0.0;  // 0: greedy (argmax, lowest id on ties)
+  int64_t top_k = 0;         // 0: off
+  double top_p = 1.0;        // 1: off
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  // `stream` separates the random streams of the sequences of one batch.
+  Sampler(const SamplingParams& params, uint64_t stream);
+  int64_t sample(const float* logits, int64_t vocab);
+
+ private:
+  SamplingParams params_;
+  std::mt19937_64 rng_;
+  std::vector<std::pair<float, int64_t>> scratch_;
+};
+
+// Validates sampling parameters; throws InputError naming the flag.
+void validate_sampling(const SamplingParams& p);
+
+}  // namespace synthpert::engine
