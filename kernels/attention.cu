@@ -1,0 +1,93 @@
+// Launchers for attention forward/backward: validate every precondition,
+// then dispatch to the generated template instance for (dtype, D, causal).
+#include "kernels/attention.h"
+
+#include <cmath>
+#include <string>
+
+#include "kernels/attention_dispatch.cuh"
+
+namespace synthpert::kernels {
+namespace {
+
+bool aligned16(const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; }
+
+void check_problem(const AttentionProblem& p, const char* op) {
+  SPK_REQUIRE(p.dtype == DType::kBF16 || p.dtype == DType::kF16, op,
+              std::string("dtype must be bf16 or f16, got ") + dtype_name(p.dtype));
+  SPK_REQUIRE(p.head_dim == 64 || p.head_dim == 128, op,
+              "head_dim must be 64 or 128, got " + std::to_string(p.head_dim));
+  SPK_REQUIRE(std::isfinite(p.softmax_scale) && p.softmax_scale > 0.f, op, "softmax_scale must be finite and > 0");
+  SPK_REQUIRE(p.batch >= 0 && p.batch <= 65535, op, "batch must be in [0, 65535]");
+  SPK_REQUIRE(p.heads > 0 && p.heads <= 65535, op, "heads must be in [1, 65535]");
+  SPK_REQUIRE(p.kv_heads > 0 && p.heads % p.kv_heads == 0, op,
+              "heads (" + std::to_string(p.heads) + ") must be a positive multiple of kv_heads (" +
+                  std::to_string(p.kv_heads) + ")");
+  SPK_REQUIRE(p.total_tokens >= 0 && p.max_seqlen >= 0, op, "total_tokens and max_seqlen must be >= 0");
+  SPK_REQUIRE(p.max_seqlen <= p.total_tokens, op, "max_seqlen must not exceed total_tokens");
+  SPK_REQUIRE(p.batch == 0 || p.cu_seqlens != nullptr, op, "cu_seqlens must be a device array of batch + 1 int32");
+}
+
+// q/k/v/o/dO are staged with 16-byte cp.async and outputs written as 2-element
+// words: base pointers 16-byte aligned, strides multiples of 8 elements.
+template <typename View>
+void check_view(const View& v, const AttentionProblem& p, int heads, const char* op, const char* name) {
+  const std::string n(name);
+  SPK_REQUIRE(v.data != nullptr, op, n + " must not be null");
+  SPK_REQUIRE(aligned16(v.data), op, n + " must be 16-byte aligned");
+  SPK_REQUIRE(v.token_stride % 8 == 0 && v.head_stride % 8 == 0, op,
+              n + " token_stride and head_stride must be multiples of 8 elements");
+  SPK_REQUIRE(v.head_stride >= p.head_dim || heads == 1, op, n + " head_stride must be >= head_dim");
+  SPK_REQUIRE(v.token_stride > 0 || p.total_tokens <= 1, op, n + " token_stride must be > 0");
+}
+
+bool nothing_to_do(const AttentionProblem& p) { return p.batch == 0 || p.total_tokens == 0 || p.max_seqlen == 0; }
+
+}  // namespace
+
+size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
+  return attn::dq_acc_bytes(total_tokens, heads, head_dim) +
+         attn::align256(size_t(total_tokens) * heads * sizeof(float));
+}
+
+void attention_forward(const AttentionForwardArgs& a, cudaStream_t stream) {
+  const char* op = "attention_forward";
+  const AttentionProblem& p = a.problem;
+  check_problem(p, op);
+  if (nothing_to_do(p)) return;
+  check_view(a.q, p, p.heads, op, "q");
+  check_view(a.k, p, p.kv_heads, op, "k");
+  check_view(a.v, p, p.kv_heads, op, "v");
+  check_view(a.out, p, p.heads, op, "out");
+  SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be a device array of heads * total_tokens floats");
+  SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
+    SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      SPK_BOOL_SWITCH(p.causal, kCausal, [&] { attn::run_attention_fwd<T, kD, kCausal>(a, stream); });
+    });
+  });
+}
+
+void attention_backward(const AttentionBackwardArgs& a, cudaStream_t stream) {
+  const char* op = "attention_backward";
+  const AttentionProblem& p = a.problem;
+  check_problem(p, op);
+  if (nothing_to_do(p)) return;
+  check_view(a.q, p, p.heads, op, "q");
+  check_view(a.k, p, p.kv_heads, op, "k");
+  check_view(a.v, p, p.kv_heads, op, "v");
+  check_view(a.out, p, p.heads, op, "out");
+  check_view(a.dout, p, p.heads, op, "dout");
+  check_view(a.dq, p, p.heads, op, "dq");
+  check_view(a.dk, p, p.kv_heads, op, "dk");
+  check_view(a.dv, p, p.kv_heads, op, "dv");
+  SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be the forward's [heads, total_tokens] logsumexp");
+  SPK_REQUIRE(a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, op,
+              "workspace must be 256-byte aligned and hold attention_backward_workspace_bytes()");
+  SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
+    SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
+      SPK_BOOL_SWITCH(p.causal, kCausal, [&] { attn::run_attention_bwd<T, kD, kCausal>(a, stream); });
+    });
+  });
+}
+
+}  // namespace synthpert::kernels

@@ -1,0 +1,74 @@
+// FlashAttention-style attention forward and backward over packed
+// variable-length sequences (self-attention; causal or not; GQA).
+//
+// Legend: N total packed tokens (cu_seqlens[B]), B sequences, H query heads,
+// Hkv key/value heads (H % Hkv == 0; query head h reads kv head h / (H/Hkv)),
+// D head dim (64 or 128).
+//   q, o, do, dq   [N, H, D]     viewed through (token_stride, head_stride)
+//   k, v, dk, dv   [N, Hkv, D]   viewed through (token_stride, head_stride)
+//   lse_HN         [H, N] fp32   log(sum_j exp(scale * q.k_j)), contiguous
+//   cu_seqlens     [B + 1] int32 on the device; sequence b owns tokens
+//                  [cu_seqlens[b], cu_seqlens[b+1]) and attends only to them
+// Strides are in elements; the D axis is always contiguous. Causal masking is
+// relative to each sequence's start: query i sees key j iff j <= i.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/common.cuh"
+
+namespace synthpert::kernels {
+
+// A [N, heads, D] tensor with a contiguous last axis.
+struct HeadsView {
+  const void* data = nullptr;
+  int64_t token_stride = 0;  // elements between token n and n + 1
+  int64_t head_stride = 0;   // elements between head h and h + 1
+};
+struct MutableHeadsView {
+  void* data = nullptr;
+  int64_t token_stride = 0;
+  int64_t head_stride = 0;
+};
+
+// Shape and options shared by forward and backward.
+struct AttentionProblem {
+  DType dtype = DType::kBF16;  // kBF16 or kF16; accumulation is always fp32
+  int head_dim = 128;          // D: 64 or 128
+  bool causal = true;
+  float softmax_scale = 0.f;   // usually 1/sqrt(D)
+  int batch = 0;               // B
+  int heads = 0;               // H
+  int kv_heads = 0;            // Hkv
+  int64_t total_tokens = 0;    // N
+  int max_seqlen = 0;          // host-side upper bound of any sequence length
+  const int32_t* cu_seqlens = nullptr;  // device [B + 1]
+};
+
+struct AttentionForwardArgs {
+  AttentionProblem problem;
+  HeadsView q, k, v;
+  MutableHeadsView out;
+  float* lse_HN = nullptr;  // device [H, N], written for every valid token
+};
+
+struct AttentionBackwardArgs {
+  AttentionProblem problem;
+  HeadsView q, k, v, out, dout;
+  const float* lse_HN = nullptr;  // from attention_forward
+  MutableHeadsView dq, dk, dv;
+  void* workspace = nullptr;      // attention_backward_workspace_bytes(), 256-byte aligned
+};
+
+// fp32 dQ accumulator [N, H, D] and the row dot products D_i = dO_i . O_i [H, N].
+size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim);
+
+// Computes out and lse_HN. Throws KernelError on a violated precondition or a
+// failed launch. Asynchronous on `stream`.
+void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream);
+
+// Computes dq, dk, dv from q, k, v, out, dout and the forward's lse_HN.
+void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream);
+
+}  // namespace synthpert::kernels

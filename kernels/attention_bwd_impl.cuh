@@ -1,0 +1,277 @@
+// Attention backward kernels (FlashAttention-2 style), included by the
+// generated instance files kernels/generated/attention_bwd_*.cu only.
+//
+// Three steps:
+//  1. preprocess: Delta_i = dO_i . O_i per (token, head), and dQ_acc = 0.
+//  2. main: one thread block per (64-key tile, sequence, kv head). It loops
+//     over the query heads of its GQA group and over query tiles, recomputes
+//     P = exp(scale * Q K^T - LSE) from the saved logsumexp and accumulates
+//       dV += P^T dO,   dS = P * (dO V^T - Delta),   dK += scale * dS^T Q
+//     in registers (so no atomics for dK/dV), and adds scale * dS K into the
+//     fp32 dQ_acc with atomics (several key tiles touch the same query row).
+//     The warps work in the transposed frame: each owns 16 keys and computes
+//     S^T = K Q^T, so dV and dK come straight out of mma accumulators.
+//  3. convert: dq = dQ_acc in the output dtype and strides.
+#pragma once
+
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/attention_dispatch.cuh"
+#include "kernels/attention_mma.cuh"
+
+namespace synthpert::kernels::attn {
+
+template <int D>
+struct BwdConfig {
+  static constexpr int kBlockN = 64;                 // keys per block (16 per warp)
+  static constexpr int kBlockM = D <= 64 ? 64 : 32;  // queries per iteration; smaller at D=128
+                                                     // to keep dK+dV accumulators in registers
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kPitch = D + 8;        // see FwdConfig: conflict-free, 16-byte rows
+  static constexpr int kPitchS = kBlockN + 8; // dS tile [kBlockM][kPitchS]
+  static constexpr size_t kSmemBytes =
+      size_t(2 * kBlockN + 2 * kBlockM) * kPitch * 2 + size_t(kBlockM) * kPitchS * 2 + 2 * kBlockM * sizeof(float);
+};
+
+template <typename T, int D>
+__global__ void attention_bwd_preprocess_kernel(AttentionBackwardArgs args, float* dq_acc, float* delta_HN) {
+  const AttentionProblem& p = args.problem;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;  // token * H + head
+  if (row >= p.total_tokens * p.heads) return;
+  const int64_t n = row / p.heads;
+  const int h = int(row % p.heads);
+  const T* o = static_cast<const T*>(args.out.data) + n * args.out.token_stride + h * args.out.head_stride;
+  const T* dout = static_cast<const T*>(args.dout.data) + n * args.dout.token_stride + h * args.dout.head_stride;
+  float acc = 0.f;
+  for (int d = lane; d < D; d += 32) acc += to_float(o[d]) * to_float(dout[d]);
+  for (int off = 16; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+  if (lane == 0) delta_HN[int64_t(h) * p.total_tokens + n] = acc;
+  for (int d = lane; d < D; d += 32) dq_acc[row * D + d] = 0.f;
+}
+
+template <typename T, int D, bool kCausal>
+__global__ void __launch_bounds__(BwdConfig<D>::kThreads)
+    attention_bwd_kernel(AttentionBackwardArgs args, float* dq_acc, const float* delta_HN) {
+  using Cfg = BwdConfig<D>;
+  constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kPitch = Cfg::kPitch, kPitchS = Cfg::kPitchS;
+  constexpr int kMTiles = kBlockM / 8;  // 8-wide query tiles of S^T per warp
+  constexpr int kDTiles = D / 8;
+  constexpr int kDSteps = D / 16;
+
+  const AttentionProblem& p = args.problem;
+  const int n_block = blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
+  const int seq_begin = p.cu_seqlens[b];
+  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
+  const int n0 = n_block * kBlockN;
+  if (n0 >= seqlen) return;
+  const int group = p.heads / p.kv_heads;
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* sK = reinterpret_cast<T*>(smem_raw);  // [kBlockN][kPitch]
+  T* sV = sK + kBlockN * kPitch;           // [kBlockN][kPitch]
+  T* sQ = sV + kBlockN * kPitch;           // [kBlockM][kPitch]
+  T* sdO = sQ + kBlockM * kPitch;          // [kBlockM][kPitch]
+  T* sdS = sdO + kBlockM * kPitch;         // [kBlockM][kPitchS], dS (query-major, unscaled)
+  float* sLse = reinterpret_cast<float*>(sdS + kBlockM * kPitchS);  // [kBlockM], log2 units
+  float* sDelta = sLse + kBlockM;                                   // [kBlockM]
+
+  const T* k_base = static_cast<const T*>(args.k.data) + (seq_begin + int64_t(n0)) * args.k.token_stride +
+                    hk * args.k.head_stride;
+  const T* v_base = static_cast<const T*>(args.v.data) + (seq_begin + int64_t(n0)) * args.v.token_stride +
+                    hk * args.v.head_stride;
+  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base, args.k.token_stride, seqlen - n0);
+  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base, args.v.token_stride, seqlen - n0);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int key_lo = n0 + warp * 16 + g;  // sequence-relative keys of this thread's accumulator rows
+  const int key_hi = key_lo + 8;
+  const float scale_log2 = p.softmax_scale * kLog2e;
+
+  float dv_acc[kDTiles][4] = {};
+  float dk_acc[kDTiles][4] = {};
+
+  // Queries before n0 cannot see this key tile under the causal mask.
+  const int m_first = kCausal ? n0 / kBlockM : 0;
+  const int m_blocks = (seqlen + kBlockM - 1) / kBlockM;
+
+  for (int hq = hk * group; hq < (hk + 1) * group; ++hq) {
+    for (int mb = m_first; mb < m_blocks; ++mb) {
+      const int m0 = mb * kBlockM;
+      const int64_t tok0 = seq_begin + int64_t(m0);
+      load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
+          sQ, static_cast<const T*>(args.q.data) + tok0 * args.q.token_stride + hq * args.q.head_stride,
+          args.q.token_stride, seqlen - m0);
+      load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
+          sdO, static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
+          args.dout.token_stride, seqlen - m0);
+      cp_async_commit();
+      for (int i = threadIdx.x; i < kBlockM; i += Cfg::kThreads) {
+        const bool valid = m0 + i < seqlen;
+        // Padding rows get LSE = +inf, so their P is exactly 0.
+        sLse[i] = valid ? args.lse_HN[int64_t(hq) * p.total_tokens + tok0 + i] * kLog2e : INFINITY;
+        sDelta[i] = valid ? delta_HN[int64_t(hq) * p.total_tokens + tok0 + i] : 0.f;
+      }
+      cp_async_wait<0>();
+      __syncthreads();
+
+      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x kBlockM queries.
+      float s[kMTiles][4] = {};
+      float dp[kMTiles][4] = {};
+      for (int ks = 0; ks < kDSteps; ++ks) {
+        const T* kr = sK + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
+        const T* vr = sV + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
+        const uint32_t kfrag[4] = {load_pair(kr), load_pair(kr + 8 * kPitch), load_pair(kr + 8),
+                                   load_pair(kr + 8 * kPitch + 8)};
+        const uint32_t vfrag[4] = {load_pair(vr), load_pair(vr + 8 * kPitch), load_pair(vr + 8),
+                                   load_pair(vr + 8 * kPitch + 8)};
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          const T* qr = sQ + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
+          const T* dor = sdO + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
+          const uint32_t qfrag[2] = {load_pair(qr), load_pair(qr + 8)};
+          const uint32_t dofrag[2] = {load_pair(dor), load_pair(dor + 8)};
+          Mma<T>::run(s[mt], kfrag, qfrag);
+          Mma<T>::run(dp[mt], vfrag, dofrag);
+        }
+      }
+
+      // P^T and dS^T = P^T * (dP^T - Delta); element i of tile mt sits at
+      // key (i < 2 ? key_lo : key_hi), query m0 + mt*8 + 2t + (i & 1).
+      for (int mt = 0; mt < kMTiles; ++mt)
+        for (int i = 0; i < 4; ++i) {
+          const int ql = mt * 8 + 2 * t + (i & 1);
+          const int query = m0 + ql;
+          const int key = i < 2 ? key_lo : key_hi;
+          const bool visible = key < seqlen && query < seqlen && (!kCausal || key <= query);
+          const float pv = visible ? exp2f(s[mt][i] * scale_log2 - sLse[ql]) : 0.f;
+          s[mt][i] = pv;
+          dp[mt][i] = pv * (dp[mt][i] - sDelta[ql]);
+        }
+
+      // dV += P^T dO and dK += dS^T Q: A from registers, B = dO / Q with the
+      // query axis as k, read transposed from their query-major tiles.
+      for (int kt = 0; kt < kBlockM / 16; ++kt) {
+        const uint32_t pfrag[4] = {Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]), Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]),
+                                   Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                                   Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+        const uint32_t dsfrag[4] = {
+            Mma<T>::pack(dp[2 * kt][0], dp[2 * kt][1]), Mma<T>::pack(dp[2 * kt][2], dp[2 * kt][3]),
+            Mma<T>::pack(dp[2 * kt + 1][0], dp[2 * kt + 1][1]), Mma<T>::pack(dp[2 * kt + 1][2], dp[2 * kt + 1][3])};
+        const int row_off = (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
+        for (int dt = 0; dt < kDTiles; dt += 2) {
+          uint32_t bfrag[4];
+          ldmatrix_x4_trans(bfrag, sdO + row_off + dt * 8);
+          Mma<T>::run(dv_acc[dt], pfrag, bfrag);
+          Mma<T>::run(dv_acc[dt + 1], pfrag, bfrag + 2);
+          ldmatrix_x4_trans(bfrag, sQ + row_off + dt * 8);
+          Mma<T>::run(dk_acc[dt], dsfrag, bfrag);
+          Mma<T>::run(dk_acc[dt + 1], dsfrag, bfrag + 2);
+        }
+      }
+
+      // dS to shared memory, query-major, for dQ = dS K.
+      for (int mt = 0; mt < kMTiles; ++mt)
+        for (int i = 0; i < 4; ++i) {
+          const int ql = mt * 8 + 2 * t + (i & 1);
+          const int kl = warp * 16 + g + (i < 2 ? 0 : 8);
+          sdS[ql * kPitchS + kl] = from_float<T>(dp[mt][i]);
+        }
+      __syncthreads();
+
+      // dQ tile [kBlockM, D] = dS [kBlockM, 64 keys] K [64 keys, D]. Warps
+      // split it into 16-row groups and, when there are fewer than 4 row
+      // groups, also split the D axis.
+      constexpr int kRowGroups = kBlockM / 16;
+      constexpr int kColSplit = Cfg::kWarps / kRowGroups;
+      constexpr int kDTilesPerWarp = kDTiles / kColSplit;
+      const int rg = warp % kRowGroups;
+      const int dt0 = (warp / kRowGroups) * kDTilesPerWarp;
+      float dq[kDTilesPerWarp][4] = {};
+      for (int kt = 0; kt < kBlockN / 16; ++kt) {
+        const T* ar = sdS + (rg * 16 + g) * kPitchS + kt * 16 + 2 * t;
+        const uint32_t afrag[4] = {load_pair(ar), load_pair(ar + 8 * kPitchS), load_pair(ar + 8),
+                                   load_pair(ar + 8 * kPitchS + 8)};
+        const T* kr = sK + (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
+        for (int j = 0; j < kDTilesPerWarp; j += 2) {
+          uint32_t bfrag[4];
+          ldmatrix_x4_trans(bfrag, kr + (dt0 + j) * 8);
+          Mma<T>::run(dq[j], afrag, bfrag);
+          Mma<T>::run(dq[j + 1], afrag, bfrag + 2);
+        }
+      }
+      for (int r = 0; r < 2; ++r) {
+        const int query = m0 + rg * 16 + g + 8 * r;
+        if (query >= seqlen) continue;
+        float* dst = dq_acc + ((seq_begin + int64_t(query)) * p.heads + hq) * D + 2 * t;
+        for (int j = 0; j < kDTilesPerWarp; ++j) {
+          atomicAdd(dst + (dt0 + j) * 8, dq[j][2 * r] * p.softmax_scale);
+          atomicAdd(dst + (dt0 + j) * 8 + 1, dq[j][2 * r + 1] * p.softmax_scale);
+        }
+      }
+      __syncthreads();  // sQ, sdO, sdS are reused by the next query tile
+    }
+  }
+
+  // dK (scaled) and dV for this block's keys; the group's heads are summed.
+  T* dk_base = static_cast<T*>(args.dk.data) + int64_t(seq_begin) * args.dk.token_stride + hk * args.dk.head_stride;
+  T* dv_base = static_cast<T*>(args.dv.data) + int64_t(seq_begin) * args.dv.token_stride + hk * args.dv.head_stride;
+  for (int r = 0; r < 2; ++r) {
+    const int key = r == 0 ? key_lo : key_hi;
+    if (key >= seqlen) continue;
+    T* dkr = dk_base + int64_t(key) * args.dk.token_stride + 2 * t;
+    T* dvr = dv_base + int64_t(key) * args.dv.token_stride + 2 * t;
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      *reinterpret_cast<uint32_t*>(dkr + dt * 8) =
+          Mma<T>::pack(dk_acc[dt][2 * r] * p.softmax_scale, dk_acc[dt][2 * r + 1] * p.softmax_scale);
+      *reinterpret_cast<uint32_t*>(dvr + dt * 8) = Mma<T>::pack(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
+    }
+  }
+}
+
+template <typename T, int D>
+__global__ void attention_bwd_convert_dq_kernel(AttentionBackwardArgs args, const float* dq_acc) {
+  const AttentionProblem& p = args.problem;
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;  // over N * H * D / 2 pairs
+  if (idx >= p.total_tokens * p.heads * (D / 2)) return;
+  const int64_t row = idx / (D / 2);
+  const int d = int(idx % (D / 2)) * 2;
+  const int64_t n = row / p.heads;
+  const int h = int(row % p.heads);
+  T* dst = static_cast<T*>(args.dq.data) + n * args.dq.token_stride + h * args.dq.head_stride + d;
+  *reinterpret_cast<uint32_t*>(dst) = Mma<T>::pack(dq_acc[row * D + d], dq_acc[row * D + d + 1]);
+}
+
+template <typename T, int D, bool kCausal>
+void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
+  using Cfg = BwdConfig<D>;
+  const AttentionProblem& p = args.problem;
+  float* dq_acc = static_cast<float*>(args.workspace);
+  float* delta_HN = reinterpret_cast<float*>(static_cast<char*>(args.workspace) +
+                                             dq_acc_bytes(p.total_tokens, p.heads, D));
+  const int64_t rows = p.total_tokens * p.heads;
+  if (rows > 0) {
+    constexpr int kRowsPerBlock = 8;  // one warp per (token, head)
+    attention_bwd_preprocess_kernel<T, D>
+        <<<ceil_div(rows, kRowsPerBlock), kRowsPerBlock * 32, 0, stream>>>(args, dq_acc, delta_HN);
+    SPK_CHECK_LAUNCH("attention_backward (preprocess)");
+  }
+
+  auto kernel = attention_bwd_kernel<T, D, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
+             "attention_backward", "setting dynamic shared memory");
+  const dim3 grid(ceil_div(p.max_seqlen, Cfg::kBlockN), p.batch, p.kv_heads);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args, dq_acc, delta_HN);
+  SPK_CHECK_LAUNCH("attention_backward");
+
+  if (rows > 0) {
+    const int64_t pairs = rows * (D / 2);
+    attention_bwd_convert_dq_kernel<T, D><<<ceil_div(pairs, 256), 256, 0, stream>>>(args, dq_acc);
+    SPK_CHECK_LAUNCH("attention_backward (convert dq)");
+  }
+}
+
+}  // namespace synthpert::kernels::attn

@@ -1,0 +1,62 @@
+// Declarations of the attention template instances (defined one per
+// translation unit in kernels/generated/, written by
+// scripts/gen_attention_instances.py) and the *_SWITCH helpers that turn the
+// runtime dtype / head dim / causal flag into those compile-time parameters.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "kernels/attention.h"
+
+namespace synthpert::kernels::attn {
+
+template <typename T, int D, bool kCausal>
+void run_attention_fwd(const AttentionForwardArgs& args, cudaStream_t stream);
+
+template <typename T, int D, bool kCausal>
+void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream);
+
+// Backward workspace layout: dQ_acc [N, H, D] fp32, then Delta [H, N] fp32,
+// each starting at a 256-byte boundary.
+inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+inline size_t dq_acc_bytes(int64_t n, int heads, int d) { return align256(size_t(n) * heads * d * sizeof(float)); }
+
+}  // namespace synthpert::kernels::attn
+
+// Each helper runs the trailing lambda body with a constexpr alias in scope;
+// unsupported values throw (the launchers validate before dispatching).
+#define SPK_ATTN_DTYPE_SWITCH(dtype, TYPE_NAME, ...)                                       \
+  [&] {                                                                                    \
+    if ((dtype) == ::synthpert::kernels::DType::kBF16) {                                   \
+      using TYPE_NAME = __nv_bfloat16;                                                     \
+      return __VA_ARGS__();                                                                \
+    } else if ((dtype) == ::synthpert::kernels::DType::kF16) {                             \
+      using TYPE_NAME = __half;                                                            \
+      return __VA_ARGS__();                                                                \
+    }                                                                                      \
+    throw ::synthpert::kernels::KernelError("attention: dtype must be bf16 or f16");       \
+  }()
+
+#define SPK_ATTN_HEADDIM_SWITCH(head_dim, CONST_NAME, ...)                                 \
+  [&] {                                                                                    \
+    if ((head_dim) == 64) {                                                                \
+      constexpr int CONST_NAME = 64;                                                       \
+      return __VA_ARGS__();                                                                \
+    } else if ((head_dim) == 128) {                                                        \
+      constexpr int CONST_NAME = 128;                                                      \
+      return __VA_ARGS__();                                                                \
+    }                                                                                      \
+    throw ::synthpert::kernels::KernelError("attention: head_dim must be 64 or 128");      \
+  }()
+
+#define SPK_BOOL_SWITCH(cond, CONST_NAME, ...) \
+  [&] {                                        \
+    if (cond) {                                \
+      constexpr bool CONST_NAME = true;        \
+      return __VA_ARGS__();                    \
+    } else {                                   \
+      constexpr bool CONST_NAME = false;       \
+      return __VA_ARGS__();                    \
+    }                                          \
+  }()

@@ -1,0 +1,197 @@
+// Attention forward kernel (FlashAttention-2 style), included by the
+// generated instance files kernels/generated/attention_fwd_*.cu only.
+//
+// One thread block computes 64 query rows of one head of one sequence; its 4
+// warps own 16 rows each. Keys/values stream through shared memory in tiles
+// of 64 tokens; each warp keeps its rows' running max m, running sum l and the
+// unnormalised output O in registers (online softmax), so the [T, T] score
+// matrix never exists in memory. The row's logsumexp is saved for backward.
+//
+// Hopper note: this is the sm_80 mma.sync path, which also runs on sm_90a.
+// A wgmma + TMA path (warpgroup-wide 64xNx16 mma reading operands straight
+// from shared memory, producer/consumer warp specialisation) is where the
+// remaining Hopper speed lies; it is future work, see docs/kernels-attention.md.
+#pragma once
+
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/attention_mma.cuh"
+
+namespace synthpert::kernels::attn {
+
+template <int D>
+struct FwdConfig {
+  static constexpr int kBlockM = 64;  // query rows per block (16 per warp)
+  static constexpr int kBlockN = 64;  // key tokens per iteration
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  // +8 elements (16 bytes) per row: rows start in different banks, so the
+  // fragment loads and ldmatrix below are free of bank conflicts, while every
+  // row stays 16-byte aligned for cp.async.
+  static constexpr int kPitch = D + 8;
+  static constexpr size_t kSmemBytes = size_t(kBlockM + 2 * kBlockN) * kPitch * 2;
+};
+
+template <typename T, int D, bool kCausal>
+__global__ void __launch_bounds__(FwdConfig<D>::kThreads)
+    attention_fwd_kernel(AttentionForwardArgs args) {
+  using Cfg = FwdConfig<D>;
+  constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kPitch = Cfg::kPitch;
+  constexpr int kNTiles = kBlockN / 8;  // 8-wide score tiles per warp row block
+  constexpr int kDTiles = D / 8;        // 8-wide output tiles
+  constexpr int kDSteps = D / 16;       // k-steps of Q K^T
+
+  const AttentionProblem& p = args.problem;
+  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
+  const int seq_begin = p.cu_seqlens[b];
+  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seqlen) return;
+  const int hk = h / (p.heads / p.kv_heads);
+
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBlockM][kPitch]
+  T* sK = sQ + kBlockM * kPitch;           // [kBlockN][kPitch]
+  T* sV = sK + kBlockN * kPitch;           // [kBlockN][kPitch]
+
+  const T* q_base = static_cast<const T*>(args.q.data) + (seq_begin + int64_t(m0)) * args.q.token_stride +
+                    h * args.q.head_stride;
+  const T* k_base = static_cast<const T*>(args.k.data) + seq_begin * args.k.token_stride + hk * args.k.head_stride;
+  const T* v_base = static_cast<const T*>(args.v.data) + seq_begin * args.v.token_stride + hk * args.v.head_stride;
+
+  load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int row_lo = m0 + warp * 16 + g;  // sequence-relative query rows of this thread
+  const int row_hi = row_lo + 8;
+
+  // Last key any row of this block may see: causal blocks stop at the diagonal.
+  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
+  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+
+  float o_acc[kDTiles][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY};  // raw (unscaled) scores
+  float row_sum[2] = {0.f, 0.f};              // this thread's partial sums
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  uint32_t q_frag[kDSteps][4];
+
+  for (int nb = 0; nb < n_blocks; ++nb) {
+    const int n0 = nb * kBlockN;
+    // K and V as separate groups: scores only need K, so V may still be in flight.
+    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base + n0 * args.k.token_stride,
+                                                          args.k.token_stride, seqlen - n0);
+    cp_async_commit();
+    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base + n0 * args.v.token_stride,
+                                                          args.v.token_stride, seqlen - n0);
+    cp_async_commit();
+    cp_async_wait<1>();  // Q and K have landed
+    __syncthreads();
+
+    if (nb == 0) {
+      const T* qr = sQ + (warp * 16 + g) * kPitch + 2 * t;
+      for (int ks = 0; ks < kDSteps; ++ks) {
+        q_frag[ks][0] = load_pair(qr + ks * 16);
+        q_frag[ks][1] = load_pair(qr + 8 * kPitch + ks * 16);
+        q_frag[ks][2] = load_pair(qr + ks * 16 + 8);
+        q_frag[ks][3] = load_pair(qr + 8 * kPitch + ks * 16 + 8);
+      }
+    }
+
+    // S = Q K^T for this warp's 16 rows x 64 keys.
+    float s[kNTiles][4] = {};
+    for (int ks = 0; ks < kDSteps; ++ks) {
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const T* kr = sK + (nt * 8 + g) * kPitch + ks * 16 + 2 * t;
+        const uint32_t bfrag[2] = {load_pair(kr), load_pair(kr + 8)};
+        Mma<T>::run(s[nt], q_frag[ks], bfrag);
+      }
+    }
+
+    // Mask keys past the sequence end and, if causal, above the diagonal.
+    for (int nt = 0; nt < kNTiles; ++nt)
+      for (int i = 0; i < 4; ++i) {
+        const int key = n0 + nt * 8 + 2 * t + (i & 1);
+        const int row = i < 2 ? row_lo : row_hi;
+        if (key >= seqlen || (kCausal && key > row)) s[nt][i] = -INFINITY;
+      }
+
+    // Online softmax update of the two rows this thread holds.
+    float rescale[2];
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+      for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+      mx = quad_max(mx);
+      // A row with every key masked so far keeps max -inf; subtracting 0 then
+      // keeps exp2 at exactly 0 instead of producing NaN from inf - inf.
+      const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
+      rescale[r] = exp2f(row_max[r] * scale_log2 - base);
+      row_max[r] = mx;
+      float sum = 0.f;
+      for (int nt = 0; nt < kNTiles; ++nt)
+        for (int c = 0; c < 2; ++c) {
+          float& x = s[nt][2 * r + c];
+          x = exp2f(x * scale_log2 - base);
+          sum += x;
+        }
+      row_sum[r] = row_sum[r] * rescale[r] + sum;
+    }
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      o_acc[dt][0] *= rescale[0];
+      o_acc[dt][1] *= rescale[0];
+      o_acc[dt][2] *= rescale[1];
+      o_acc[dt][3] *= rescale[1];
+    }
+
+    cp_async_wait<0>();  // V has landed
+    __syncthreads();
+
+    // O += P V, P taken from registers (C layout of two score tiles = A layout).
+    for (int kt = 0; kt < kBlockN / 16; ++kt) {
+      const uint32_t pfrag[4] = {Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]), Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]),
+                                 Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                                 Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+      // Lanes 0-15 address key rows kt*16 + 0..15 at column dt*8; lanes 16-31
+      // the same rows at column (dt+1)*8: one ldmatrix yields two B fragments.
+      const T* vr = sV + (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
+      for (int dt = 0; dt < kDTiles; dt += 2) {
+        uint32_t vfrag[4];
+        ldmatrix_x4_trans(vfrag, vr + dt * 8);
+        Mma<T>::run(o_acc[dt], pfrag, vfrag);
+        Mma<T>::run(o_acc[dt + 1], pfrag, vfrag + 2);
+      }
+    }
+    __syncthreads();  // everyone is done with sK/sV before the next tile overwrites them
+  }
+  if (n_blocks == 0) cp_async_wait<0>();
+
+  // Normalise, write O and the logsumexp.
+  T* o_base = static_cast<T*>(args.out.data) + int64_t(seq_begin) * args.out.token_stride + h * args.out.head_stride;
+  for (int r = 0; r < 2; ++r) {
+    const int row = r == 0 ? row_lo : row_hi;
+    const float total = quad_sum(row_sum[r]);
+    if (row >= seqlen) continue;
+    const float inv = total > 0.f ? 1.f / total : 0.f;
+    T* orow = o_base + int64_t(row) * args.out.token_stride + 2 * t;
+    for (int dt = 0; dt < kDTiles; ++dt)
+      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Mma<T>::pack(o_acc[dt][2 * r] * inv, o_acc[dt][2 * r + 1] * inv);
+    if (t == 0)
+      args.lse_HN[int64_t(h) * p.total_tokens + seq_begin + row] =
+          total > 0.f ? row_max[r] * p.softmax_scale + logf(total) : -INFINITY;
+  }
+}
+
+template <typename T, int D, bool kCausal>
+void run_attention_fwd(const AttentionForwardArgs& args, cudaStream_t stream) {
+  using Cfg = FwdConfig<D>;
+  auto kernel = attention_fwd_kernel<T, D, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
+             "attention_forward", "setting dynamic shared memory");
+  const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args);
+  SPK_CHECK_LAUNCH("attention_forward");
+}
+
+}  // namespace synthpert::kernels::attn
