@@ -1,0 +1,65 @@
+// Helpers for engine tests: temporary folders, random checkpoints, and the
+// python reference (tests/reference/llama_ref.py) as an oracle.
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "engine/init_model.h"
+#include "engine/model.h"
+
+namespace synthpert::test {
+
+// A fresh folder under the build tree, removed when the object dies.
+struct TempDir {
+  std::string path;
+  explicit TempDir(const std::string& name) {
+    path = std::string(SYNTHPERT_BINARY_DIR) + "/test-tmp/" + name + "-" + std::to_string(::getpid());
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+inline std::string join_ids(const std::vector<int64_t>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? "," : "") + std::to_string(ids[i]);
+  return s;
+}
+
+// Runs the python reference on one sequence; returns (T * V) float32 logits.
+inline std::vector<float> reference_logits(const std::string& model_dir,
+                                           const std::vector<int64_t>& ids) {
+  const std::string out = model_dir + "/ref-logits.bin";
+  const std::string cmd = std::string("/usr/bin/python3 ") + SYNTHPERT_SOURCE_DIR +
+                          "/tests/reference/llama_ref.py --model " + model_dir + " --ids " +
+                          join_ids(ids) + " --out " + out;
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("reference failed: " + cmd);
+  std::ifstream f(out, std::ios::binary);
+  std::vector<float> v;
+  float x;
+  while (f.read(reinterpret_cast<char*>(&x), sizeof x)) v.push_back(x);
+  return v;
+}
+
+// Deterministic pseudo-random token ids in [0, vocab).
+inline std::vector<int64_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int64_t> ids;
+  uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
+  for (int64_t i = 0; i < n; ++i) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    ids.push_back(static_cast<int64_t>((s >> 33) % static_cast<uint64_t>(vocab)));
+  }
+  return ids;
+}
+
+inline float max_abs_diff(const torch::Tensor& a, const std::vector<float>& b) {
+  auto bt = torch::from_blob(const_cast<float*>(b.data()), {static_cast<int64_t>(b.size())},
+                             torch::kFloat32);
+  return (a.reshape({-1}) - bt).abs().max().item<float>();
+}
+
+}  // namespace synthpert::test

@@ -1,0 +1,78 @@
+// config.json parsing for each architecture and its error messages.
+#include <catch2/catch.hpp>
+
+#include "common/error.h"
+#include "engine/config.h"
+#include "engine/init_model.h"
+
+using namespace synthpert;
+using namespace synthpert::engine;
+using nlohmann::json;
+
+namespace {
+json base(const char* model_type) {
+  return {{"model_type", model_type}, {"vocab_size", 100}, {"hidden_size", 64},
+          {"intermediate_size", 128}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+          {"num_key_value_heads", 2}};
+}
+}  // namespace
+
+TEST_CASE("architecture-specific defaults", "[config]") {
+  auto q2 = parse_config(base("qwen2"), "c.json");
+  CHECK(q2.attention_bias);
+  CHECK_FALSE(q2.o_proj_bias);
+  auto q3 = parse_config(base("qwen3"), "c.json");
+  CHECK(q3.qk_norm);
+  CHECK(q3.head_dim == 16);
+  auto j = base("qwen3");
+  j["head_dim"] = 128;
+  CHECK(parse_config(j, "c.json").head_dim == 128);
+  auto m = base("mistral");
+  m["sliding_window"] = 4096;
+  CHECK(parse_config(m, "c.json").sliding_window == 4096);
+  m["sliding_window"] = nullptr;
+  CHECK(parse_config(m, "c.json").sliding_window == 0);
+  auto l = base("llama");
+  l["eos_token_id"] = {128001, 128009};
+  l["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  auto lc = parse_config(l, "c.json");
+  CHECK(lc.eos_token_ids == std::vector<int64_t>{128001, 128009});
+  CHECK(lc.rope_scaling.type == "llama3");
+  CHECK(lc.num_key_value_heads == 2);
+}
+
+TEST_CASE("config errors name the file and the key", "[config]") {
+  auto j = base("llama");
+  j.erase("hidden_size");
+  CHECK_THROWS_WITH(parse_config(j, "m/config.json"),
+                    Catch::Contains("m/config.json") && Catch::Contains("'hidden_size'"));
+  CHECK_THROWS_WITH(parse_config(base("gpt2"), "c.json"), Catch::Contains("'gpt2'"));
+  auto bad_heads = base("llama");
+  bad_heads["num_key_value_heads"] = 3;
+  CHECK_THROWS_WITH(parse_config(bad_heads, "c.json"), Catch::Contains("multiple"));
+  auto yarn = base("llama");
+  yarn["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  CHECK_THROWS_WITH(parse_config(yarn, "c.json"), Catch::Contains("'yarn'"));
+  auto str = base("llama");
+  str["vocab_size"] = "many";
+  CHECK_THROWS_AS(parse_config(str, "c.json"), InputError);
+}
+
+TEST_CASE("to_hf_json round-trips through parse_config", "[config]") {
+  for (Arch a : {Arch::kLlama, Arch::kQwen2, Arch::kQwen3, Arch::kMistral}) {
+    auto c = preset_config(a, "tiny");
+    if (a == Arch::kMistral) c.sliding_window = 7;
+    auto back = parse_config(to_hf_json(c), "rt");
+    CHECK(back.arch == c.arch);
+    CHECK(back.head_dim == c.head_dim);
+    CHECK(back.attention_bias == c.attention_bias);
+    CHECK(back.qk_norm == c.qk_norm);
+    CHECK(back.sliding_window == c.sliding_window);
+    CHECK(back.num_parameters() == c.num_parameters());
+  }
+  auto l8 = preset_config(Arch::kLlama, "llama3-8b");
+  CHECK(l8.num_parameters() == 8030261248);  // Llama-3.1-8B's published parameter count
+  auto back = parse_config(to_hf_json(l8), "rt");
+  CHECK(back.rope_scaling.factor == 8.0);
+}

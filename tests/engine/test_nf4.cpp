@@ -1,0 +1,40 @@
+// NF4 quantisation on the CPU path.
+#include <catch2/catch.hpp>
+
+#include "engine/nf4.h"
+
+using namespace synthpert::engine;
+
+TEST_CASE("derived NF4 code values equal the published QLoRA table", "[nf4]") {
+  // Table 1-style values as printed in the QLoRA paper's appendix / bitsandbytes.
+  const float published[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f,
+                               -0.39491748809814453f, -0.28444138169288635f,
+                               -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                               0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                               0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                               0.7229568362236023f, 1.0f};
+  const auto& codes = nf4_code_values();
+  for (int i = 0; i < 16; ++i) CHECK(codes[i] == Approx(published[i]).margin(2e-7));
+}
+
+TEST_CASE("NF4 round trip stays within half a code gap of each block's scale", "[nf4]") {
+  torch::manual_seed(0);
+  auto w = torch::randn({24, 80});  // 1920 values = 30 blocks of 64
+  const auto q = nf4_quantize(w);
+  const auto back = nf4_dequantize(q);
+  const auto& codes = nf4_code_values();
+  float max_gap = 0;
+  for (int i = 1; i < 16; ++i) max_gap = std::max(max_gap, codes[i] - codes[i - 1]);
+  auto blocks = w.reshape({-1, 64});
+  auto err = (back - w).reshape({-1, 64}).abs().amax(1);
+  auto bound = blocks.abs().amax(1) * (max_gap / 2) + 1e-6;
+  CHECK((err <= bound).all().item<bool>());
+  // Each block's largest magnitude is exact (it maps to code +-1).
+  auto idx = blocks.abs().argmax(1);
+  CHECK(torch::allclose(back.reshape({-1, 64}).gather(1, idx.unsqueeze(1)),
+                        blocks.gather(1, idx.unsqueeze(1))));
+  // Packing: first value of a pair in the high nibble.
+  const uint8_t first = q.packed.data_ptr<uint8_t>()[0];
+  const float a0 = codes[first >> 4] * q.absmax.data_ptr<float>()[0];
+  CHECK(a0 == back.reshape({-1})[0].item<float>());
+}
