@@ -1,0 +1,145 @@
+// Helpers shared by the attention and paged-decode GPU tests: device buffers,
+// strided host<->device staging through libtorch CPU tensors, and the
+// tolerance rule of DESIGN.md section 5.
+//
+// Tolerance rule. A kernel in dtype X (bf16 or f16) passes when its max abs
+// error against the fp64 reference is at most 2x the max abs error of the
+// same computation done the way eager PyTorch does it in X: fp32 math with
+// every op's result rounded to X (matmul, scale, softmax, ...), computed here
+// with libtorch CPU ops and .to(X) after each op. The only addition is a
+// floor of half an X-ulp at the largest reference magnitude of the call's
+// outputs: the resolution of the output format itself, which matters only
+// where the peer is exact by algebraic accident (e.g. a one-token softmax,
+// where dq and dk are exactly 0 for the peer but carry fp32 rounding for any
+// fused kernel).
+#pragma once
+
+#ifndef SYNTHPERT_NO_KERNELS
+
+#include <ATen/ATen.h>
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common.cuh"
+
+namespace synthpert::test {
+
+inline void cuda_ok(cudaError_t e, const char* what) {
+  INFO(what << ": " << cudaGetErrorString(e));
+  REQUIRE(e == cudaSuccess);
+}
+
+// Owns one cudaMalloc allocation (256-byte aligned by the driver).
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes_ > 0) cuda_ok(cudaMalloc(&ptr_, bytes_), "cudaMalloc");
+  }
+  ~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  void upload(const void* src, size_t n) { cuda_ok(cudaMemcpy(ptr_, src, n, cudaMemcpyHostToDevice), "upload"); }
+  void download(void* dst, size_t n) const {
+    cuda_ok(cudaMemcpy(dst, ptr_, n, cudaMemcpyDeviceToHost), "download");
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+inline at::ScalarType torch_dtype(kernels::DType t) {
+  return t == kernels::DType::kBF16 ? at::kBFloat16 : at::kHalf;
+}
+
+// Standard-normal values of `shape`, rounded to `dtype` (returned as fp64 so
+// the reference sees exactly the kernel's inputs).
+inline at::Tensor random_rounded(at::IntArrayRef shape, at::ScalarType dtype, uint32_t seed, double stddev = 1.0) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> dist(0.0, stddev);
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  std::vector<double> v(static_cast<size_t>(n));
+  for (double& x : v) x = dist(rng);
+  return at::tensor(v, at::kDouble).reshape(shape).to(dtype).to(at::kDouble);
+}
+
+inline std::vector<double> to_vector(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// A [rows, heads, D] tensor placed in a device buffer with the given strides
+// (elements; D contiguous). The host mirror keeps the same storage so the
+// strided view can be uploaded and read back as a whole.
+struct StridedDeviceTensor {
+  int64_t rows, heads, dim, token_stride, head_stride;
+  at::ScalarType dtype;
+  at::Tensor host_storage;  // 1-D, dtype, the whole strided extent
+  DeviceBuffer device;
+
+  StridedDeviceTensor(int64_t rows_, int64_t heads_, int64_t dim_, int64_t token_stride_, int64_t head_stride_,
+                      at::ScalarType dtype_)
+      : rows(rows_), heads(heads_), dim(dim_), token_stride(token_stride_), head_stride(head_stride_), dtype(dtype_),
+        host_storage(at::zeros({extent()}, dtype_)), device(static_cast<size_t>(extent()) * 2) {
+    // Poison the padding so a kernel that reads or writes outside the view
+    // produces visibly wrong results.
+    host_storage.fill_(std::nan(""));
+  }
+  int64_t extent() const { return rows == 0 ? 8 : (rows - 1) * token_stride + (heads - 1) * head_stride + dim + 8; }
+  at::Tensor view() { return host_storage.as_strided({rows, heads, dim}, {token_stride, head_stride, 1}); }
+  void upload(const at::Tensor& values_rhd) {
+    view().copy_(values_rhd.to(dtype));
+    device.upload(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2);
+  }
+  // Output buffers: upload the NaN-poisoned storage so any element the kernel
+  // fails to write reads back as NaN.
+  void upload_poison() { device.upload(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2); }
+  at::Tensor download() {
+    device.download(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2);
+    return view().to(at::kDouble);
+  }
+};
+
+inline double max_abs(const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.abs().max().item<double>(); }
+inline double max_abs_err(const at::Tensor& got, const at::Tensor& want) {
+  return got.numel() == 0 ? 0.0 : (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>();
+}
+
+// Half a unit in the last place of dtype at magnitude x (bf16: 8 significant
+// bits, f16: 11).
+inline double half_ulp(at::ScalarType dtype, double x) {
+  if (x <= 0.0) return 0.0;
+  const int significant_bits = dtype == at::kBFloat16 ? 8 : 11;
+  return std::ldexp(1.0, static_cast<int>(std::floor(std::log2(x))) - significant_bits);
+}
+
+// The rule from the header comment, with a readable failure message.
+inline void check_within_peer(const char* name, double kernel_err, double peer_err, double floor) {
+  const double bound = 2.0 * peer_err + floor;
+  INFO(name << ": kernel max abs err " << kernel_err << ", peer (torch-style rounding) err " << peer_err
+            << ", output half-ulp floor " << floor << ", bound " << bound);
+  CHECK(std::isfinite(kernel_err));
+  CHECK(kernel_err <= bound);
+}
+
+// Rounds like an eager op whose result is stored in dtype.
+inline at::Tensor rnd(const at::Tensor& t, at::ScalarType dtype) { return t.to(dtype).to(at::kFloat); }
+
+}  // namespace synthpert::test
+
+#endif  // SYNTHPERT_NO_KERNELS

@@ -1,0 +1,135 @@
+// Launcher preconditions of the attention and paged-decode kernels. The
+// checks run on the host before anything touches the GPU, so these cases run
+// everywhere ([cpu]); the pointers are fake and never dereferenced.
+#ifndef SYNTHPERT_NO_KERNELS
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+
+#include "kernels/attention.h"
+#include "kernels/paged_decode.h"
+
+namespace {
+
+using namespace synthpert::kernels;
+
+// A well-formed forward call on fake, 16-byte aligned addresses.
+AttentionForwardArgs valid_forward() {
+  alignas(16) static unsigned char fake[256];
+  AttentionForwardArgs a;
+  a.problem.dtype = DType::kBF16;
+  a.problem.head_dim = 128;
+  a.problem.causal = true;
+  a.problem.softmax_scale = 0.088f;
+  a.problem.batch = 2;
+  a.problem.heads = 6;
+  a.problem.kv_heads = 2;
+  a.problem.total_tokens = 10;
+  a.problem.max_seqlen = 7;
+  a.problem.cu_seqlens = reinterpret_cast<const int32_t*>(fake);
+  a.q = {fake, 6 * 128, 128};
+  a.k = {fake, 2 * 128, 128};
+  a.v = {fake, 2 * 128, 128};
+  a.out = {fake, 6 * 128, 128};
+  a.lse_HN = reinterpret_cast<float*>(fake);
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]") {
+  AttentionForwardArgs a = valid_forward();
+  a.problem.kv_heads = 4;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("heads (6) must be a positive multiple of kv_heads (4)"));
+  a = valid_forward();
+  a.problem.head_dim = 96;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("head_dim must be 64 or 128, got 96"));
+  a = valid_forward();
+  a.problem.dtype = DType::kF32;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("dtype must be bf16 or f16, got f32"));
+  a = valid_forward();
+  a.problem.softmax_scale = 0.f;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("softmax_scale"));
+  a = valid_forward();
+  a.k.token_stride = 2 * 128 + 4;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("k token_stride and head_stride must be multiples of 8"));
+  a = valid_forward();
+  a.v.data = static_cast<const char*>(a.v.data) + 2;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("v must be 16-byte aligned"));
+  a = valid_forward();
+  a.out.data = nullptr;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("out must not be null"));
+  a = valid_forward();
+  a.lse_HN = nullptr;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("lse_HN"));
+  a = valid_forward();
+  a.problem.max_seqlen = 11;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("max_seqlen must not exceed total_tokens"));
+  // An empty batch is valid and launches nothing (no device needed).
+  a = valid_forward();
+  a.problem.batch = 0;
+  CHECK_NOTHROW(attention_forward(a, nullptr));
+}
+
+TEST_CASE("attention_backward requires an aligned workspace and the forward's lse", "[cpu][attention]") {
+  const AttentionForwardArgs f = valid_forward();
+  AttentionBackwardArgs a;
+  a.problem = f.problem;
+  a.q = f.q;
+  a.k = f.k;
+  a.v = f.v;
+  a.out = f.q;
+  a.dout = f.q;
+  a.dq = f.out;
+  a.dk = {f.out.data, 2 * 128, 128};
+  a.dv = {f.out.data, 2 * 128, 128};
+  a.lse_HN = f.lse_HN;
+  CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("workspace must be 256-byte aligned"));
+  a.lse_HN = nullptr;
+  CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("lse_HN"));
+  // dQ accumulator rounded up to 256 bytes, then Delta.
+  CHECK(attention_backward_workspace_bytes(10, 6, 128) == 30720 + 256);
+}
+
+TEST_CASE("paged_decode names the broken precondition", "[cpu][paged]") {
+  alignas(16) static unsigned char fake[256];
+  PagedDecodeArgs a;
+  a.cache.k_cache = fake;
+  a.cache.v_cache = fake;
+  a.cache.dtype = DType::kBF16;
+  a.cache.num_pages = 4;
+  a.cache.page_size = 16;
+  a.cache.kv_heads = 2;
+  a.cache.head_dim = 128;
+  a.cache.block_table = reinterpret_cast<const int32_t*>(fake);
+  a.cache.max_pages_per_seq = 4;
+  a.batch = 3;
+  a.heads = 5;
+  a.softmax_scale = 0.1f;
+  a.q = {fake, 640, 128};
+  a.out = {fake, 640, 128};
+  a.seq_lens = reinterpret_cast<const int32_t*>(fake);
+  a.max_seq_len = 64;
+  CHECK_THROWS_WITH(paged_decode(a, nullptr), Catch::Contains("heads (5) must be a positive multiple of kv_heads (2)"));
+  a.heads = 6;
+  a.max_seq_len = 65;
+  CHECK_THROWS_WITH(paged_decode(a, nullptr), Catch::Contains("max_seq_len must be in [0, max_pages_per_seq * page_size]"));
+  a.max_seq_len = 64;
+  a.num_splits = 4;
+  CHECK_THROWS_WITH(paged_decode(a, nullptr), Catch::Contains("split-K needs a 256-byte aligned workspace"));
+  a.num_splits = 1;
+  a.cache.head_dim = 80;
+  CHECK_THROWS_WITH(paged_decode(a, nullptr), Catch::Contains("head_dim must be 64 or 128, got 80"));
+  a.cache.head_dim = 128;
+  a.q.head_stride = 130;
+  CHECK_THROWS_WITH(paged_decode(a, nullptr), Catch::Contains("q strides must be multiples of 4 elements"));
+}
+
+TEST_CASE("paged_decode_choose_splits fills the GPU only when blocks are scarce", "[cpu][paged]") {
+  CHECK(paged_decode_choose_splits(64, 32, 4096, 132) == 1);       // 2048 blocks already
+  CHECK(paged_decode_choose_splits(1, 8, 100, 132) == 1);          // too short to split
+  CHECK(paged_decode_choose_splits(1, 8, 16384, 132) == 33);       // ceil(264 / 8)
+  CHECK(paged_decode_choose_splits(1, 1, 1 << 20, 132) == 64);     // capped
+}
+
+#endif  // SYNTHPERT_NO_KERNELS
