@@ -1,0 +1,277 @@
+// bench_attention: attention forward/backward TFLOP/s at head dim 128, causal,
+// bf16, sequence lengths 512..16k with batch x heads filling the GPU (16k
+// tokens per step, 16 heads), against PyTorch scaled_dot_product_attention
+// (flash backend) measured by benchmarks/peer_attention.py in the same run.
+//
+// Each measurement: warm-up, then per iteration an L2 flush (a 256 MiB
+// memset) followed by the timed call; the median is reported. Results go to
+// benchmarks/results/attention-<gpu>-<date>.{json,md}.
+//
+//   bench_attention [--out-dir DIR] [--python EXE] [--no-peer] [--iters N]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+
+namespace {
+
+using synthpert::kernels::AttentionBackwardArgs;
+using synthpert::kernels::AttentionForwardArgs;
+using synthpert::kernels::DType;
+
+void cuda_check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "bench_attention: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+struct Options {
+  std::string out_dir = std::string(SYNTHPERT_SOURCE_DIR) + "/benchmarks/results";
+  std::string python = "python3";
+  bool peer = true;
+  int iters = 20;
+  int warmup = 5;
+  int total_tokens = 16384;
+  int heads = 16;
+  int head_dim = 128;
+  std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384};
+};
+
+// Uniform values in [-1, 1) as bf16 bit patterns (the top half of an fp32).
+std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
+  std::vector<uint16_t> v(n);
+  uint32_t s = seed * 2654435761u + 1;
+  for (auto& x : v) {
+    s = s * 1664525u + 1013904223u;
+    const float f = static_cast<float>(s >> 8) / 8388608.f - 1.f;
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    x = static_cast<uint16_t>(bits >> 16);
+  }
+  return v;
+}
+
+void* device_random(size_t n, uint32_t seed) {
+  void* p = nullptr;
+  cuda_check(cudaMalloc(&p, n * 2), "cudaMalloc");
+  const auto host = random_bf16(n, seed);
+  cuda_check(cudaMemcpy(p, host.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+  return p;
+}
+
+// Median milliseconds of `fn` over iters runs, flushing L2 before each.
+template <typename Fn>
+double median_ms(const Options& o, void* flush, size_t flush_bytes, Fn&& fn) {
+  for (int i = 0; i < o.warmup; ++i) fn();
+  cudaEvent_t start, stop;
+  cuda_check(cudaEventCreate(&start), "event");
+  cuda_check(cudaEventCreate(&stop), "event");
+  std::vector<double> ms;
+  for (int i = 0; i < o.iters; ++i) {
+    cuda_check(cudaMemsetAsync(flush, i & 0xff, flush_bytes, nullptr), "L2 flush");
+    cuda_check(cudaEventRecord(start, nullptr), "record");
+    fn();
+    cuda_check(cudaEventRecord(stop, nullptr), "record");
+    cuda_check(cudaEventSynchronize(stop), "sync");
+    float t = 0.f;
+    cuda_check(cudaEventElapsedTime(&t, start, stop), "elapsed");
+    ms.push_back(t);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Causal attention FLOPs: two [T, T] x D matmuls, half of them masked.
+double fwd_flops(int batch, int heads, int seqlen, int d) { return 4.0 * batch * heads * double(seqlen) * seqlen * d / 2; }
+
+std::string slug(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    else if (!out.empty() && out.back() != '-')
+      out += '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+nlohmann::json run_peer(const Options& o, const std::string& tmp_json) {
+  std::ostringstream cmd;
+  cmd << o.python << " " << SYNTHPERT_SOURCE_DIR << "/benchmarks/peer_attention.py --total-tokens " << o.total_tokens
+      << " --heads " << o.heads << " --head-dim " << o.head_dim << " --iters " << o.iters << " --warmup " << o.warmup
+      << " --out " << tmp_json << " --seqlens";
+  for (int s : o.seqlens) cmd << " " << s;
+  std::fprintf(stderr, "bench_attention: peer: %s\n", cmd.str().c_str());
+  if (std::system(cmd.str().c_str()) != 0) {
+    std::fprintf(stderr, "bench_attention: the peer script failed; rows will have no peer\n");
+    return nlohmann::json::object();
+  }
+  std::ifstream in(tmp_json);
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "bench_attention: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--out-dir") o.out_dir = next();
+    else if (a == "--python") o.python = next();
+    else if (a == "--no-peer") o.peer = false;
+    else if (a == "--iters") o.iters = std::max(1, std::atoi(next().c_str()));
+    else {
+      std::fprintf(stderr, "usage: bench_attention [--out-dir DIR] [--python EXE] [--no-peer] [--iters N]\n");
+      return 2;
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "bench_attention: no CUDA device; this benchmark only runs on a GPU\n");
+    return 1;
+  }
+  cudaDeviceProp prop{};
+  cuda_check(cudaGetDeviceProperties(&prop, 0), "device properties");
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+
+  char date[16];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  const std::string stem = o.out_dir + "/attention-" + slug(prop.name) + "-" + date;
+
+  nlohmann::json peer = o.peer ? run_peer(o, stem + ".peer.tmp.json") : nlohmann::json::object();
+  if (o.peer) std::remove((stem + ".peer.tmp.json").c_str());
+
+  const size_t flush_bytes = size_t(256) << 20;
+  void* flush = nullptr;
+  cuda_check(cudaMalloc(&flush, flush_bytes), "cudaMalloc flush");
+
+  const int N = o.total_tokens, H = o.heads, D = o.head_dim;
+  const size_t elems = size_t(N) * H * D;
+  void *q = device_random(elems, 1), *k = device_random(elems, 2), *v = device_random(elems, 3),
+       *dout = device_random(elems, 4);
+  void *out = nullptr, *dq = nullptr, *dk = nullptr, *dv = nullptr, *lse = nullptr, *ws = nullptr, *cu = nullptr;
+  for (void** p : {&out, &dq, &dk, &dv}) cuda_check(cudaMalloc(p, elems * 2), "cudaMalloc");
+  cuda_check(cudaMalloc(&lse, size_t(N) * H * sizeof(float)), "cudaMalloc lse");
+  cuda_check(cudaMalloc(&ws, synthpert::kernels::attention_backward_workspace_bytes(N, H, D)), "cudaMalloc workspace");
+  cuda_check(cudaMalloc(&cu, (size_t(N) + 1) * sizeof(int32_t)), "cudaMalloc cu_seqlens");  // batch <= N
+
+  nlohmann::json rows = nlohmann::json::array();
+  std::ostringstream md;
+  md << "| name | ours TFLOP/s | peer TFLOP/s | ratio |\n|---|---|---|---|\n";
+  for (int seqlen : o.seqlens) {
+    const int batch = std::max(1, N / seqlen);
+    std::vector<int32_t> cu_host(batch + 1);
+    for (int b = 0; b <= batch; ++b) cu_host[b] = b * seqlen;
+    cuda_check(cudaMemcpy(cu, cu_host.data(), cu_host.size() * 4, cudaMemcpyHostToDevice), "upload cu_seqlens");
+
+    synthpert::kernels::AttentionProblem p;
+    p.dtype = DType::kBF16;
+    p.head_dim = D;
+    p.causal = true;
+    p.softmax_scale = 1.f / std::sqrt(float(D));
+    p.batch = batch;
+    p.heads = H;
+    p.kv_heads = H;
+    p.total_tokens = int64_t(batch) * seqlen;
+    p.max_seqlen = seqlen;
+    p.cu_seqlens = static_cast<const int32_t*>(cu);
+    AttentionForwardArgs fa;
+    fa.problem = p;
+    fa.q = {q, H * D, D};
+    fa.k = {k, H * D, D};
+    fa.v = {v, H * D, D};
+    fa.out = {out, H * D, D};
+    fa.lse_HN = static_cast<float*>(lse);
+    AttentionBackwardArgs ba;
+    ba.problem = p;
+    ba.q = fa.q;
+    ba.k = fa.k;
+    ba.v = fa.v;
+    ba.out = {out, H * D, D};
+    ba.dout = {dout, H * D, D};
+    ba.lse_HN = static_cast<const float*>(lse);
+    ba.dq = {dq, H * D, D};
+    ba.dk = {dk, H * D, D};
+    ba.dv = {dv, H * D, D};
+    ba.workspace = ws;
+
+    const double f_ms = median_ms(o, flush, flush_bytes, [&] { synthpert::kernels::attention_forward(fa, nullptr); });
+    const double b_ms = median_ms(o, flush, flush_bytes, [&] { synthpert::kernels::attention_backward(ba, nullptr); });
+    cuda_check(cudaDeviceSynchronize(), "benchmark run");
+    const double flops = fwd_flops(batch, H, seqlen, D);
+    const struct {
+      const char* dir;
+      double tflops;
+    } results[] = {{"fwd", flops / (f_ms * 1e-3) / 1e12}, {"bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12}};
+    for (const auto& r : results) {
+      const std::string name = std::string(r.dir) + " causal hdim" + std::to_string(D) + " seq" +
+                               std::to_string(seqlen) + " b" + std::to_string(batch) + " h" + std::to_string(H);
+      nlohmann::json row = {{"name", name}, {"unit", "TFLOP/s"}, {"ours", r.tflops}};
+      const std::string key = std::string(r.dir) + "_" + std::to_string(seqlen);
+      if (peer.contains("tflops") && peer["tflops"].contains(key)) {
+        const double pv = peer["tflops"][key].get<double>();
+        row["peer"] = pv;
+        row["peer_name"] = "torch scaled_dot_product_attention (flash backend)";
+        row["ratio"] = pv > 0 ? r.tflops / pv : 0.0;
+      } else {
+        row["peer"] = nullptr;
+        row["peer_name"] = nullptr;
+        row["ratio"] = nullptr;
+      }
+      rows.push_back(row);
+      char line[256];
+      std::snprintf(line, sizeof line, "| %s | %.1f | %s | %s |\n", name.c_str(), r.tflops,
+                    row["peer"].is_null() ? "-" : std::to_string(row["peer"].get<double>()).substr(0, 6).c_str(),
+                    row["ratio"].is_null() ? "-" : std::to_string(row["ratio"].get<double>()).substr(0, 5).c_str());
+      md << line;
+      std::fprintf(stderr, "%s", line);
+    }
+  }
+
+  std::ostringstream command;
+  for (int i = 0; i < argc; ++i) command << (i ? " " : "") << argv[i];
+  nlohmann::json result = {
+      {"benchmark", "attention"},
+      {"device", prop.name},
+      {"date", date},
+      {"versions",
+       {{"cuda_runtime", runtime}, {"cuda_driver", driver}, {"torch", peer.value("torch", "")},
+        {"peer_backend", peer.value("backend", "")}}},
+      {"command", command.str()},
+      {"rows", rows}};
+  std::ofstream(stem + ".json") << result.dump(2) << "\n";
+  std::ofstream(stem + ".md") << "# attention on " << prop.name << ", " << date << "\n\n"
+                              << "bf16, head dim " << D << ", causal, " << H << " heads, " << N
+                              << " tokens per step; bwd FLOPs counted as 2.5x fwd. Command: `" << command.str()
+                              << "`\n\n"
+                              << md.str();
+  std::fprintf(stderr, "bench_attention: wrote %s.{json,md}\n", stem.c_str());
+  for (void* p : {q, k, v, dout, out, dq, dk, dv, lse, ws, cu, flush}) cudaFree(p);
+  return 0;
+}
