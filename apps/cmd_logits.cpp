@@ -16,13 +16,13 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--ids", o->ids, "token ids, comma-separated")->required();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   return [o] {
-    SP_CHECK_INPUT(o->device == "cpu", "--device ", o->device,
-                   ": this build runs the CPU engine only (see docs/gpu-host.md)");
-    const auto model = engine::Transformer::load(o->model);
+    engine::LoadOptions lo;
+    lo.device = engine::parse_device(o->device);
+    const auto model = engine::Transformer::load(o->model, lo);
     const std::vector<int64_t> tokens = parse_id_list("--ids", o->ids);
     engine::InferenceGuard guard;
-    auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0);
-    auto logits = model.forward(engine::ForwardBatch::from_ids(ids_t))[0].contiguous();
+    auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0).to(lo.device);
+    auto logits = model.forward(engine::ForwardBatch::from_ids(ids_t))[0].to(torch::kCPU).contiguous();
     const int64_t T = logits.size(0), V = logits.size(1);
     const float* p = logits.data_ptr<float>();
     nlohmann::json rows = nlohmann::json::array();

@@ -38,8 +38,9 @@ std::vector<GenerateResult> generate(const Transformer& model,
     }
     next_pos[b] = len;
   }
+  const torch::Device dev = model.device();
   KVCache cache = KVCache::create(model.config(), B, L + std::max<int64_t>(opts.max_new_tokens, 1),
-                                  model.dtype(), torch::kCPU);
+                                  model.dtype(), dev);
   std::vector<Sampler> samplers;
   for (int64_t b = 0; b < B; ++b) samplers.emplace_back(opts.sampling, b);
   std::vector<GenerateResult> results(B);
@@ -48,12 +49,13 @@ std::vector<GenerateResult> generate(const Transformer& model,
     for (auto& r : results) r.finish_reason = "length";
 
   ForwardBatch batch;
-  batch.ids = ids;
-  batch.positions = positions;
-  batch.valid = valid;
+  batch.ids = ids.to(dev);
+  batch.positions = positions.to(dev);
+  batch.valid = valid.to(dev);
   for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
     auto hidden = model.hidden_states(batch, &cache);
-    auto logits = model.logits(hidden.select(1, hidden.size(1) - 1)).contiguous();  // (B, V)
+    // Sampling runs on the host (Sampler): one (B, V) copy per step.
+    auto logits = model.logits(hidden.select(1, hidden.size(1) - 1)).to(torch::kCPU).contiguous();
     const float* lp = logits.data_ptr<float>();
     auto next = torch::zeros({B, 1}, torch::kInt64);
     bool all_done = true;
@@ -75,9 +77,9 @@ std::vector<GenerateResult> generate(const Transformer& model,
       all_done = all_done && done[b];
     }
     if (all_done) break;
-    batch.ids = next;
-    batch.positions = torch::tensor(next_pos, torch::kInt64).view({B, 1});
-    batch.valid = torch::ones({B, 1}, torch::kBool);
+    batch.ids = next.to(dev);
+    batch.positions = torch::tensor(next_pos, torch::kInt64).view({B, 1}).to(dev);
+    batch.valid = torch::ones({B, 1}, torch::TensorOptions().dtype(torch::kBool).device(dev));
     for (auto& p : next_pos) ++p;
   }
   return results;

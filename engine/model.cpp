@@ -4,6 +4,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include <torch/cuda.h>
+
 #include "engine/attention_mask.h"
 #include "engine/nf4.h"
 #include "engine/rope.h"
@@ -37,6 +39,16 @@ StDType to_st_dtype(torch::ScalarType t) {
     case torch::kUInt8: return StDType::U8;
     default: throw std::invalid_argument("to_st_dtype: unsupported scalar type");
   }
+}
+
+torch::Device parse_device(const std::string& name) {
+  SP_CHECK_INPUT(name == "cpu" || name.rfind("cuda", 0) == 0, "--device: expected cpu or cuda[:N], got '",
+                 name, "'");
+  const torch::Device d(name);
+  SP_CHECK_INPUT(!d.is_cuda() || torch::cuda::is_available(), "--device ", name,
+                 ": no CUDA device available to this libtorch (Debian's libtorch is CPU-only; "
+                 "see docs/gpu-host.md)");
+  return d;
 }
 
 KVCache KVCache::create(const ModelConfig& c, int64_t batch, int64_t capacity,
@@ -81,7 +93,8 @@ namespace {
 
 // Loads one tensor, checking the shape the config implies.
 torch::Tensor load_tensor(const Checkpoint& ck, const std::string& name,
-                          const std::vector<int64_t>& shape, torch::ScalarType dtype) {
+                          const std::vector<int64_t>& shape, torch::ScalarType dtype,
+                          torch::Device device) {
   const TensorInfo& info = ck.info(name);
   SP_CHECK_INPUT(info.shape == shape, ck.source(), ": tensor '", name, "' has shape ",
                  torch::IntArrayRef(info.shape), " but config.json implies ", torch::IntArrayRef(shape));
@@ -91,14 +104,15 @@ torch::Tensor load_tensor(const Checkpoint& ck, const std::string& name,
   // from_blob over the read-only mapping; .to(copy=true) reads it once.
   auto view = torch::from_blob(const_cast<uint8_t*>(ck.data(name)), shape,
                                torch::TensorOptions().dtype(to_scalar_type(info.dtype)));
-  return view.to(dtype, /*non_blocking=*/false, /*copy=*/true);
+  return view.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
 }
 
 Linear load_linear(const Checkpoint& ck, const std::string& prefix, int64_t out, int64_t in,
-                   bool has_bias, torch::ScalarType dtype, bool nf4) {
+                   bool has_bias, torch::ScalarType dtype, bool nf4, torch::Device device) {
   Linear l;
-  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype);
-  if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, dtype);
+  // NF4 quantisation runs on the CPU path; the quantised codes then stay there.
+  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype, nf4 ? torch::kCPU : device);
+  if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, dtype, device);
   if (nf4) {
     l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize(l.weight));
     l.weight = torch::Tensor();
@@ -120,33 +134,36 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
   m.config_ = c;
   m.dtype_ = opts.dtype;
   const auto dt = opts.dtype;
+  const auto dev = opts.device;
+  SP_CHECK_INPUT(!(opts.nf4 && dev.is_cuda()),
+                 "QLoRA (NF4) weights run on the CPU path only in this build");
   const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  m.embed_tokens = load_tensor(ck, "model.embed_tokens.weight", {V, C}, dt);
-  m.final_norm = load_tensor(ck, "model.norm.weight", {C}, dt);
+  m.embed_tokens = load_tensor(ck, "model.embed_tokens.weight", {V, C}, dt, dev);
+  m.final_norm = load_tensor(ck, "model.norm.weight", {C}, dt, dev);
   if (c.tie_word_embeddings) {
     m.lm_head = m.embed_tokens;
   } else {
     SP_CHECK_INPUT(ck.has("lm_head.weight"), ck.source(),
                    ": tensor 'lm_head.weight' not found and config.json has tie_word_embeddings=false");
-    m.lm_head = load_tensor(ck, "lm_head.weight", {V, C}, dt);
+    m.lm_head = load_tensor(ck, "lm_head.weight", {V, C}, dt, dev);
   }
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i);
     DecoderLayer L;
-    L.input_norm = load_tensor(ck, p + ".input_layernorm.weight", {C}, dt);
-    L.post_attention_norm = load_tensor(ck, p + ".post_attention_layernorm.weight", {C}, dt);
+    L.input_norm = load_tensor(ck, p + ".input_layernorm.weight", {C}, dt, dev);
+    L.post_attention_norm = load_tensor(ck, p + ".post_attention_layernorm.weight", {C}, dt, dev);
     const std::string a = p + ".self_attn.", f = p + ".mlp.";
-    L.q_proj = load_linear(ck, a + "q_proj", c.q_dim(), C, c.attention_bias, dt, opts.nf4);
-    L.k_proj = load_linear(ck, a + "k_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4);
-    L.v_proj = load_linear(ck, a + "v_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4);
-    L.o_proj = load_linear(ck, a + "o_proj", C, c.q_dim(), c.o_proj_bias, dt, opts.nf4);
+    L.q_proj = load_linear(ck, a + "q_proj", c.q_dim(), C, c.attention_bias, dt, opts.nf4, dev);
+    L.k_proj = load_linear(ck, a + "k_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4, dev);
+    L.v_proj = load_linear(ck, a + "v_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4, dev);
+    L.o_proj = load_linear(ck, a + "o_proj", C, c.q_dim(), c.o_proj_bias, dt, opts.nf4, dev);
     if (c.qk_norm) {
-      L.q_norm = load_tensor(ck, a + "q_norm.weight", {c.head_dim}, dt);
-      L.k_norm = load_tensor(ck, a + "k_norm.weight", {c.head_dim}, dt);
+      L.q_norm = load_tensor(ck, a + "q_norm.weight", {c.head_dim}, dt, dev);
+      L.k_norm = load_tensor(ck, a + "k_norm.weight", {c.head_dim}, dt, dev);
     }
-    L.gate_proj = load_linear(ck, f + "gate_proj", I, C, c.mlp_bias, dt, opts.nf4);
-    L.up_proj = load_linear(ck, f + "up_proj", I, C, c.mlp_bias, dt, opts.nf4);
-    L.down_proj = load_linear(ck, f + "down_proj", C, I, c.mlp_bias, dt, opts.nf4);
+    L.gate_proj = load_linear(ck, f + "gate_proj", I, C, c.mlp_bias, dt, opts.nf4, dev);
+    L.up_proj = load_linear(ck, f + "up_proj", I, C, c.mlp_bias, dt, opts.nf4, dev);
+    L.down_proj = load_linear(ck, f + "down_proj", C, I, c.mlp_bias, dt, opts.nf4, dev);
     m.layers.push_back(std::move(L));
   }
   m.inv_freq_ = rope_inv_freq(c);

@@ -51,7 +51,11 @@ struct DecoderLayer {
 struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;  // compute/storage dtype of the weights
   bool nf4 = false;  // quantise the seven projection weights of every layer (QLoRA)
+  torch::Device device = torch::kCPU;
 };
+
+// Parses "cpu" / "cuda" / "cuda:N"; refuses CUDA when libtorch has none.
+torch::Device parse_device(const std::string& name);
 
 class Transformer {
  public:
@@ -61,6 +65,7 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   torch::ScalarType dtype() const { return dtype_; }
+  torch::Device device() const { return embed_tokens.device(); }
 
   // Hidden states after the final norm, (B, T, C). With a cache, this batch's
   // keys and values are appended after the cache's filled slots.
