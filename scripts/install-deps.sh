@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libgloo-dev            # engine + trainer (c10d headers need gloo)
+  # Debian's libtorch calls the system libblas.so.3 (BLAS_INFO=generic); without
+  # OpenBLAS that is the reference BLAS, ~50x slower on matmul.
+  libopenblas0-pthread
   libsentencepiece-dev sentencepiece  # tokenizer + spm_train for tests and demo
   nlohmann-json3-dev catch2 libcli11-dev libcpp-httplib-dev libpcre2-dev
   python3-torch python3-numpy python3-sklearn  # CPU oracles under /usr/bin/python3

@@ -1,0 +1,90 @@
+// Prefill and decode throughput of the engine on one model folder.
+//
+// Usage: bench_engine MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8] [--reps 5]
+// Prints one JSON object: {"rows":[{"name","unit","value"}...]} with the median
+// over reps after one warm-up. Prefill: tokens/s of one forward over
+// batch x prompt tokens. Decode: generated tokens/s (greedy, batch x new tokens,
+// prefill excluded).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "engine/generate.h"
+
+using namespace synthpert::engine;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::vector<int64_t> parse_list(const char* s) {
+  std::vector<int64_t> out;
+  for (const char* p = s; *p;) {
+    out.push_back(std::strtoll(p, const_cast<char**>(&p), 10));
+    if (*p == ',') ++p;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: bench_engine MODEL_DIR [--prompt N] [--new N] [--batches 1,8] [--reps N]\n");
+    return 2;
+  }
+  int64_t prompt = 128, fresh = 64, reps = 5;
+  std::vector<int64_t> batches = {1, 8};
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--prompt") prompt = std::atoll(argv[i + 1]);
+    else if (k == "--new") fresh = std::atoll(argv[i + 1]);
+    else if (k == "--reps") reps = std::atoll(argv[i + 1]);
+    else if (k == "--batches") batches = parse_list(argv[i + 1]);
+  }
+  const auto model = Transformer::load(argv[1]);
+  const int64_t V = model.config().vocab_size;
+  InferenceGuard guard;
+  std::printf("{\"threads\":%d,\"rows\":[", at::get_num_threads());
+  bool first = true;
+  for (int64_t B : batches) {
+    auto ids = torch::randint(0, V, {B, prompt}, torch::kInt64);
+    std::vector<double> pre;
+    for (int64_t r = 0; r <= reps; ++r) {
+      const auto t0 = Clock::now();
+      model.forward(ForwardBatch::from_ids(ids));
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (r > 0) pre.push_back(B * prompt / s);
+    }
+    // Decode: time generation of `fresh` tokens minus one prefill forward.
+    std::vector<std::vector<int64_t>> prompts(B, std::vector<int64_t>(prompt));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < prompt; ++t) prompts[b][t] = ids[b][t].item<int64_t>();
+    GenerateOptions g;
+    g.max_new_tokens = fresh;
+    std::vector<double> dec;
+    for (int64_t r = 0; r <= reps; ++r) {
+      const auto t0 = Clock::now();
+      generate(model, prompts, g);
+      const double total = std::chrono::duration<double>(Clock::now() - t0).count();
+      const double prefill_s = B * prompt / median(pre);
+      if (r > 0) dec.push_back(B * fresh / std::max(1e-9, total - prefill_s));
+    }
+    std::printf("%s{\"name\":\"prefill b%lld t%lld\",\"unit\":\"tokens/s\",\"value\":%.1f},", first ? "" : ",",
+                (long long)B, (long long)prompt, median(pre));
+    std::printf("{\"name\":\"decode b%lld +%lld\",\"unit\":\"tokens/s\",\"value\":%.1f}", (long long)B,
+                (long long)fresh, median(dec));
+    first = false;
+  }
+  std::printf("]}\n");
+  return 0;
+}

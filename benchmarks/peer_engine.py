@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Peer for bench_engine: the same Llama-family model in plain PyTorch eager
+(float32, batched, with a KV cache, greedy decode), the way a straightforward
+python implementation would run it. Same measurement protocol and JSON as
+bench_engine: median over reps after one warm-up.
+
+Usage: peer_engine.py MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8] [--reps 5]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
+from llama_ref import inv_freq, load_weights  # noqa: E402
+
+
+class Model:
+    def __init__(self, model_dir):
+        self.cfg = json.load(open(os.path.join(model_dir, "config.json")))
+        self.W = {k: v.float() for k, v in load_weights(model_dir).items()}
+        c = self.cfg
+        self.H = c["num_attention_heads"]
+        self.Hkv = c.get("num_key_value_heads") or self.H
+        self.D = c.get("head_dim") or c["hidden_size"] // self.H
+        self.freq = inv_freq(c, self.D).float()
+        self.head = self.W["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else self.W["lm_head.weight"]
+
+    def norm(self, x, w):
+        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg["rms_norm_eps"]))
+
+    def rope(self, x, pos):
+        ang = pos[:, None].float() * self.freq[None]
+        cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
+        h = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., h:], x[..., :h]], -1) * sin
+
+    def forward(self, ids, cache, start):
+        B, T = ids.shape
+        W, H, Hkv, D = self.W, self.H, self.Hkv, self.D
+        pos = torch.arange(start, start + T)
+        x = W["model.embed_tokens.weight"][ids]
+        for l in range(self.cfg["num_hidden_layers"]):
+            p = f"model.layers.{l}."
+            h = self.norm(x, W[p + "input_layernorm.weight"])
+            q = (h @ W[p + "self_attn.q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
+            k = (h @ W[p + "self_attn.k_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+            v = (h @ W[p + "self_attn.v_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+            q, k = self.rope(q, pos), self.rope(k, pos)
+            if l in cache:
+                k = torch.cat([cache[l][0], k], 2)
+                v = torch.cat([cache[l][1], v], 2)
+            cache[l] = (k, v)
+            k = k.repeat_interleave(H // Hkv, 1)
+            v = v.repeat_interleave(H // Hkv, 1)
+            s = q @ k.transpose(2, 3) / math.sqrt(D)
+            S = k.shape[2]
+            mask = torch.arange(S)[None, :] > (torch.arange(T)[:, None] + start)
+            s = s.masked_fill(mask, float("-inf"))
+            o = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, H * D)
+            x = x + o @ W[p + "self_attn.o_proj.weight"].T
+            h = self.norm(x, W[p + "post_attention_layernorm.weight"])
+            g = h @ W[p + "mlp.gate_proj.weight"].T
+            u = h @ W[p + "mlp.up_proj.weight"].T
+            x = x + (torch.nn.functional.silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
+        return self.norm(x, W["model.norm.weight"]) @ self.head.T
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    m = Model(a.model)
+    V = m.cfg["vocab_size"]
+    rows = []
+    with torch.inference_mode():
+        for B in [int(b) for b in a.batches.split(",")]:
+            ids = torch.randint(0, V, (B, a.prompt))
+            pre, dec = [], []
+            for r in range(a.reps + 1):
+                t0 = time.perf_counter()
+                m.forward(ids, {}, 0)
+                if r:
+                    pre.append(B * a.prompt / (time.perf_counter() - t0))
+            for r in range(a.reps + 1):
+                cache = {}
+                logits = m.forward(ids, cache, 0)
+                t0 = time.perf_counter()
+                nxt = logits[:, -1].argmax(-1, keepdim=True)
+                for step in range(a.new - 1):
+                    nxt = m.forward(nxt, cache, a.prompt + step)[:, -1].argmax(-1, keepdim=True)
+                if r:
+                    dec.append(B * (a.new - 1) / (time.perf_counter() - t0))
+            pre.sort()
+            dec.sort()
+            rows.append({"name": f"prefill b{B} t{a.prompt}", "unit": "tokens/s", "value": pre[len(pre) // 2]})
+            rows.append({"name": f"decode b{B} +{a.new}", "unit": "tokens/s", "value": dec[len(dec) // 2]})
+    print(json.dumps({"threads": torch.get_num_threads(), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
