@@ -5,8 +5,8 @@
 // Tolerance rule. A kernel in dtype X (bf16 or f16) passes when its max abs
 // error against the fp64 reference is at most 2x the max abs error of the
 // same computation done the way eager PyTorch does it in X: fp32 math with
-// every op's result rounded to X (matmul, scale, softmax, ...), computed here
-// with libtorch CPU ops and .to(X) after each op. The only addition is a
+// every op's result rounded to X (matmul, scale, softmax, ...), computed with
+// libtorch CPU ops and .to(X) after each op (test_attention_peer.h). The only addition is a
 // floor of half an X-ulp at the largest reference magnitude of the call's
 // outputs: the resolution of the output format itself, which matters only
 // where the peer is exact by algebraic accident (e.g. a one-token softmax,
@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kernels/common.cuh"
+#include "tests/kernels/test_attention_peer.h"
 
 namespace synthpert::test {
 
@@ -66,23 +67,6 @@ inline at::ScalarType torch_dtype(kernels::DType t) {
   return t == kernels::DType::kBF16 ? at::kBFloat16 : at::kHalf;
 }
 
-// Standard-normal values of `shape`, rounded to `dtype` (returned as fp64 so
-// the reference sees exactly the kernel's inputs).
-inline at::Tensor random_rounded(at::IntArrayRef shape, at::ScalarType dtype, uint32_t seed, double stddev = 1.0) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<double> dist(0.0, stddev);
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  std::vector<double> v(static_cast<size_t>(n));
-  for (double& x : v) x = dist(rng);
-  return at::tensor(v, at::kDouble).reshape(shape).to(dtype).to(at::kDouble);
-}
-
-inline std::vector<double> to_vector(const at::Tensor& t) {
-  const at::Tensor c = t.to(at::kDouble).contiguous();
-  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
-}
-
 // A [rows, heads, D] tensor placed in a device buffer with the given strides
 // (elements; D contiguous). The host mirror keeps the same storage so the
 // strided view can be uploaded and read back as a whole.
@@ -115,19 +99,6 @@ struct StridedDeviceTensor {
   }
 };
 
-inline double max_abs(const at::Tensor& t) { return t.numel() == 0 ? 0.0 : t.abs().max().item<double>(); }
-inline double max_abs_err(const at::Tensor& got, const at::Tensor& want) {
-  return got.numel() == 0 ? 0.0 : (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>();
-}
-
-// Half a unit in the last place of dtype at magnitude x (bf16: 8 significant
-// bits, f16: 11).
-inline double half_ulp(at::ScalarType dtype, double x) {
-  if (x <= 0.0) return 0.0;
-  const int significant_bits = dtype == at::kBFloat16 ? 8 : 11;
-  return std::ldexp(1.0, static_cast<int>(std::floor(std::log2(x))) - significant_bits);
-}
-
 // The rule from the header comment, with a readable failure message.
 inline void check_within_peer(const char* name, double kernel_err, double peer_err, double floor) {
   const double bound = 2.0 * peer_err + floor;
@@ -136,9 +107,6 @@ inline void check_within_peer(const char* name, double kernel_err, double peer_e
   CHECK(std::isfinite(kernel_err));
   CHECK(kernel_err <= bound);
 }
-
-// Rounds like an eager op whose result is stored in dtype.
-inline at::Tensor rnd(const at::Tensor& t, at::ScalarType dtype) { return t.to(dtype).to(at::kFloat); }
 
 }  // namespace synthpert::test
 
