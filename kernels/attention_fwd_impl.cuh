@@ -78,16 +78,27 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
   const float scale_log2 = p.softmax_scale * kLog2e;
   uint32_t q_frag[kDSteps][4];
 
+  auto load_k = [&](int nb) {
+    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base + int64_t(nb) * kBlockN * args.k.token_stride,
+                                                          args.k.token_stride, seqlen - nb * kBlockN);
+  };
+  auto load_v = [&](int nb) {
+    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base + int64_t(nb) * kBlockN * args.v.token_stride,
+                                                          args.v.token_stride, seqlen - nb * kBlockN);
+  };
+  // Software pipeline over one K and one V buffer: K(nb+1) loads while the
+  // softmax and P.V of tile nb run, V(nb+1) while Q.K^T of tile nb+1 runs.
+  // Commit groups complete in order, so "wait until at most one group is
+  // pending" always means "the older of the two tiles in flight has landed".
+  load_k(0);
+  cp_async_commit();
+  load_v(0);
+  cp_async_commit();
+
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int n0 = nb * kBlockN;
-    // K and V as separate groups: scores only need K, so V may still be in flight.
-    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base + n0 * args.k.token_stride,
-                                                          args.k.token_stride, seqlen - n0);
-    cp_async_commit();
-    load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base + n0 * args.v.token_stride,
-                                                          args.v.token_stride, seqlen - n0);
-    cp_async_commit();
-    cp_async_wait<1>();  // Q and K have landed
+    const bool more = nb + 1 < n_blocks;
+    cp_async_wait<1>();  // K(nb) (and Q) have landed; V(nb) may be in flight
     __syncthreads();
 
     if (nb == 0) {
@@ -108,6 +119,11 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
         const uint32_t bfrag[2] = {load_pair(kr), load_pair(kr + 8)};
         Mma<T>::run(s[nt], q_frag[ks], bfrag);
       }
+    }
+    __syncthreads();  // every warp is done with sK
+    if (more) {
+      load_k(nb + 1);
+      cp_async_commit();
     }
 
     // Mask keys past the sequence end and, if causal, above the diagonal.
@@ -145,7 +161,10 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
       o_acc[dt][3] *= rescale[1];
     }
 
-    cp_async_wait<0>();  // V has landed
+    if (more)
+      cp_async_wait<1>();  // V(nb) has landed; K(nb+1) may be in flight
+    else
+      cp_async_wait<0>();
     __syncthreads();
 
     // O += P V, P taken from registers (C layout of two score tiles = A layout).
@@ -163,9 +182,12 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
         Mma<T>::run(o_acc[dt + 1], pfrag, vfrag + 2);
       }
     }
-    __syncthreads();  // everyone is done with sK/sV before the next tile overwrites them
+    __syncthreads();  // every warp is done with sV
+    if (more) {
+      load_v(nb + 1);
+      cp_async_commit();
+    }
   }
-  if (n_blocks == 0) cp_async_wait<0>();
 
   // Normalise, write O and the logsumexp.
   T* o_base = static_cast<T*>(args.out.data) + int64_t(seq_begin) * args.out.token_stride + h * args.out.head_stride;

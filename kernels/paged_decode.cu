@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 namespace synthpert::kernels {
 namespace {
@@ -35,9 +36,15 @@ SplitWorkspace split_workspace(void* base, int batch, int heads, int num_splits)
           reinterpret_cast<float*>(p + 2 * align256(n * sizeof(float)))};
 }
 
+// A lane's kPerLane contiguous channels in one 4- or 8-byte load (the
+// launcher checks the alignment this needs).
 template <typename T, int kPerLane>
 __device__ __forceinline__ void load_lane(const T* src, float (&dst)[kPerLane]) {
-  for (int i = 0; i < kPerLane; ++i) dst[i] = to_float(src[i]);
+  static_assert(kPerLane == 2 || kPerLane == 4, "D must be 64 or 128");
+  using Word = std::conditional_t<kPerLane == 2, uint32_t, uint2>;
+  const Word raw = *reinterpret_cast<const Word*>(src);
+  const T* e = reinterpret_cast<const T*>(&raw);
+  for (int i = 0; i < kPerLane; ++i) dst[i] = to_float(e[i]);
 }
 
 __device__ __forceinline__ float warp_sum(float x) {
