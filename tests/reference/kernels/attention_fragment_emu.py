@@ -9,10 +9,12 @@ register reuse, masking, online softmax, the transposed-frame backward, the dS
 tile and the dQ split are transcribed per warp and per lane, run in fp64
 without bf16 rounding, and compared with a plain softmax reference (errors
 must be < 1e-9). Rows past a sequence end are NaN in the sources, so a tile
-that reads them instead of zero-filling fails.
+that reads them instead of zero-filling fails. The paged decode kernel
+(kernels/paged_decode.cu) is emulated the same way per block, warp and 4-key
+step, including the split-K partial states and their merge.
 
 It checks the transcription, not the CUDA code itself: keep it in step with
-the kernels, and trust the [gpu] tests over it. About 20 s:
+the kernels, and trust the [gpu] tests over it. About 30 s:
 
     /usr/bin/python3 tests/reference/kernels/attention_fragment_emu.py
 """
@@ -252,6 +254,76 @@ def run(cu, H, Hkv, D, causal, seed=0):
     print(f"cu={cu} H={H} Hkv={Hkv} D={D} causal={causal}: out {errs[0]:.2e} lse {errs[1]:.2e} dq {errs[2]:.2e} dk {errs[3]:.2e} dv {errs[4]:.2e}")
     assert all(np.isfinite(e) and e < 1e-9 for e in errs), errs
 
+
+def paged_decode_emu(q, k_cache, v_cache, table, seq_lens, H, Hkv, D, page_size, scale, num_splits, max_len):
+    """kernels/paged_decode.cu per block, warp and 4-key step, with split-K."""
+    B = len(seq_lens)
+    per_lane = D // 32
+    tps = max(1, (max_len + num_splits - 1) // num_splits)
+    ws_m = np.zeros((B, H, num_splits)); ws_l = np.zeros((B, H, num_splits)); ws_acc = np.zeros((B, H, num_splits, D))
+    out = np.full((B, H, D), NAN)
+    for split in range(num_splits):
+        for b in range(B):
+            for h in range(H):
+                hk = h // (H // Hkv)
+                t_begin = split * tps; t_end = min(seq_lens[b], t_begin + tps)
+                qv = q[b, h] * scale * np.log2(np.e)
+                states = []
+                for warp in range(4):
+                    m, l, acc = -np.inf, 0.0, np.zeros(D)
+                    t0 = t_begin + warp * 4
+                    while t0 < t_end:
+                        offs = [t if t < t_end else -1 for t in range(t0, t0 + 4)]
+                        rows = [None if t < 0 else table[b][t // page_size] * page_size + t % page_size for t in offs]
+                        score = [(-np.inf if r is None else float(qv @ k_cache[r, hk])) for r in rows]
+                        m_new = max([m] + score)
+                        resc = np.exp2(m - m_new); l *= resc; acc = acc * resc
+                        for j, r in enumerate(rows):
+                            if r is None: continue
+                            pj = np.exp2(score[j] - m_new); l += pj; acc = acc + pj * v_cache[r, hk]
+                        m = m_new
+                        t0 += 16
+                    states.append((m, l, acc))
+                bm = max(st[0] for st in states)
+                w = [0.0 if bm == -np.inf else np.exp2(st[0] - bm) for st in states]
+                bl = sum(st[1] * wi for st, wi in zip(states, w))
+                o = sum(st[2] * wi for st, wi in zip(states, w))
+                if num_splits == 1:
+                    out[b, h] = o / bl if bl > 0 else 0.0
+                else:
+                    ws_m[b, h, split] = bm; ws_l[b, h, split] = bl; ws_acc[b, h, split] = o
+    if num_splits > 1:
+        for b in range(B):
+            for h in range(H):
+                m_all = ws_m[b, h].max()
+                l_all = 0.0 if m_all == -np.inf else sum(ws_l[b, h, s] * np.exp2(ws_m[b, h, s] - m_all) for s in range(num_splits))
+                o = np.zeros(D)
+                for s in range(num_splits):
+                    if ws_m[b, h, s] != -np.inf: o += ws_acc[b, h, s] * np.exp2(ws_m[b, h, s] - m_all)
+                out[b, h] = o / l_all if l_all > 0 else 0.0
+    return out
+
+def run_decode(seq_lens, H, Hkv, D, page_size, num_splits, seed=0):
+    rng = np.random.default_rng(seed)
+    B = len(seq_lens); max_len = max(seq_lens)
+    mp = max(1, -(-max_len // page_size)); pages = rng.permutation(B * mp + 2)
+    table = [[int(pages[b * mp + i]) for i in range(mp)] for b in range(B)]
+    rows = len(pages) * page_size
+    kc = rng.standard_normal((rows, Hkv, D)); vc = rng.standard_normal((rows, Hkv, D)); q = rng.standard_normal((B, H, D))
+    scale = 1 / np.sqrt(D)
+    got = paged_decode_emu(q, kc, vc, table, seq_lens, H, Hkv, D, page_size, scale, num_splits, max_len)
+    err = 0.0
+    for b in range(B):
+        for h in range(H):
+            hk = h // (H // Hkv)
+            if seq_lens[b] == 0:
+                err = max(err, np.abs(got[b, h]).max()); continue
+            idx = [table[b][t // page_size] * page_size + t % page_size for t in range(seq_lens[b])]
+            sc = kc[idx, hk] @ q[b, h] * scale; p = np.exp(sc - sc.max()); p /= p.sum()
+            err = max(err, np.abs(got[b, h] - p @ vc[idx, hk]).max())
+    print(f"decode lens={seq_lens} H={H} Hkv={Hkv} D={D} page={page_size} splits={num_splits}: err {err:.2e}")
+    assert np.isfinite(err) and err < 1e-9, err
+
 if __name__ == "__main__":
     import sys
     run([0, 1], 1, 1, 64, False)
@@ -260,3 +332,7 @@ if __name__ == "__main__":
     run([0, 0, 1, 8, 75], 2, 1, 64, False)
     run([0, 70, 170], 2, 2, 128, True)
     run([0, 130], 3, 1, 128, False)
+    run_decode([5, 16, 17, 0, 33], 6, 2, 64, 16, 1)
+    run_decode([5, 16, 17, 0, 33], 6, 2, 64, 16, 4)
+    run_decode([1, 70], 3, 3, 128, 8, 37)
+    run_decode([130, 2], 4, 1, 64, 32, 3)
