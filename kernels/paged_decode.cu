@@ -1,8 +1,8 @@
 // Paged decode attention (split-K) and paged K/V append; see paged_decode.h.
 //
 // Decode is bandwidth-bound (each cached K/V byte is read once per step), so
-// it uses CUDA cores, not tensor cores: one thread block per (split, sequence,
-// query head), its 4 warps taking every 4th token, each lane holding D/32
+// it uses CUDA cores, not tensor cores: one thread block per (query head,
+// sequence, split), its 4 warps taking turns on groups of 4 tokens, each lane holding D/32
 // contiguous channels. Each warp keeps an online-softmax state; the block
 // merges its warps in shared memory, and with split-K a reduce kernel merges
 // the splits. Scores are kept in log2 units (q pre-multiplied by
@@ -56,7 +56,9 @@ template <typename T, int D>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     paged_decode_kernel(PagedDecodeArgs args, int tokens_per_split, SplitWorkspace ws) {
   constexpr int kPerLane = D / 32;
-  const int split = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
+  // Heads vary fastest in launch order, so the query heads of one GQA group
+  // run together and share their K/V rows through L2.
+  const int h = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const PagedKVCache& c = args.cache;
   const int hk = h / (args.heads / c.kv_heads);
@@ -255,7 +257,7 @@ void paged_decode(const PagedDecodeArgs& a, cudaStream_t stream) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
     paged_decode_kernel<T, D>
-        <<<dim3(a.num_splits, a.batch, a.heads), kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws);
+        <<<dim3(a.heads, a.batch, a.num_splits), kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws);
     SPK_CHECK_LAUNCH(op);
     if (a.num_splits > 1) {
       paged_decode_reduce_kernel<T, D><<<dim3(a.batch, a.heads), D, 0, stream>>>(a, ws);
