@@ -89,8 +89,14 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
   fa.v = in_view(v_);
   fa.out = out_view(o_);
   fa.lse_HN = lse.as<float>();
-  synthpert::kernels::attention_forward(fa, nullptr);
-  cuda_ok(cudaDeviceSynchronize(), "attention_forward");
+  // A non-default stream: the launchers must put everything on the given one.
+  // It does not order itself after the legacy-stream uploads above, hence the
+  // device-wide sync first.
+  cuda_ok(cudaDeviceSynchronize(), "uploads");
+  cudaStream_t stream = nullptr;
+  cuda_ok(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  synthpert::kernels::attention_forward(fa, stream);
+  cuda_ok(cudaStreamSynchronize(stream), "attention_forward");
   const at::Tensor out = o_.download();
   std::vector<float> lse_host(static_cast<size_t>(N * H));
   lse.download(lse_host.data(), lse_host.size() * sizeof(float));
@@ -109,8 +115,9 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
   ba.dv = out_view(dv_);
   DeviceBuffer ws(synthpert::kernels::attention_backward_workspace_bytes(N, H, D));
   ba.workspace = ws.get();
-  synthpert::kernels::attention_backward(ba, nullptr);
-  cuda_ok(cudaDeviceSynchronize(), "attention_backward");
+  synthpert::kernels::attention_backward(ba, stream);
+  cuda_ok(cudaStreamSynchronize(stream), "attention_backward");
+  cuda_ok(cudaStreamDestroy(stream), "cudaStreamDestroy");
 
   const AttentionTensors peer = attention_torch(s, q, k, v, dout, dt, Rounding::kTorchEager);
   const double out_floor = half_ulp(dt, max_abs(ref_out));

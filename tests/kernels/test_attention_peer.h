@@ -135,6 +135,8 @@ inline const std::vector<AttentionCase>& attention_cases() {
       // Packed batch: empty and one-token sequences, a tile-boundary length.
       {{0, 0, 1, 8, 8, 138, 202, 203}, 4, 2, 128, true},
       {{0, 64, 65, 193}, 3, 3, 64, false},
+      // Dense batch (4 x 300 tokens) with Llama-like 4:1 GQA.
+      {{0, 300, 600, 900, 1200}, 8, 2, 128, false},
   };
   return all;
 }
