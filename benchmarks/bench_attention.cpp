@@ -245,10 +245,12 @@ int main(int argc, char** argv) {
         row["ratio"] = nullptr;
       }
       rows.push_back(row);
-      char line[256];
-      std::snprintf(line, sizeof line, "| %s | %.1f | %s | %s |\n", name.c_str(), r.tflops,
-                    row["peer"].is_null() ? "-" : std::to_string(row["peer"].get<double>()).substr(0, 6).c_str(),
-                    row["ratio"].is_null() ? "-" : std::to_string(row["ratio"].get<double>()).substr(0, 5).c_str());
+      char peer_text[32] = "-", ratio_text[32] = "-", line[256];
+      if (!row["peer"].is_null()) {
+        std::snprintf(peer_text, sizeof peer_text, "%.1f", row["peer"].get<double>());
+        std::snprintf(ratio_text, sizeof ratio_text, "%.2f", row["ratio"].get<double>());
+      }
+      std::snprintf(line, sizeof line, "| %s | %.1f | %s | %s |\n", name.c_str(), r.tflops, peer_text, ratio_text);
       md << line;
       std::fprintf(stderr, "%s", line);
     }
