@@ -6,9 +6,11 @@ and lets the two CI cores compile instances in parallel; the launchers in
 kernels/attention.cu reach them through the *_SWITCH helpers of
 kernels/attention_dispatch.cuh. Run it after changing the instance list:
 
-    /usr/bin/python3 scripts/gen_attention_instances.py
+    /usr/bin/python3 scripts/gen_attention_instances.py           # write
+    /usr/bin/python3 scripts/gen_attention_instances.py --check   # exit 1 if stale
 """
 import pathlib
+import sys
 
 HEAD_DIMS = [64, 128]
 DTYPES = {"bf16": "__nv_bfloat16", "fp16": "__half"}
@@ -29,10 +31,12 @@ template void {func}<{ctype}, {hdim}, {causal}>(const {args}&, cudaStream_t);
 
 
 def main():
+    check_only = "--check" in sys.argv[1:]
     root = pathlib.Path(__file__).resolve().parent.parent
     out_dir = root / "kernels" / "generated"
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = set()
+    stale = []
     for direction, (header, func, args) in DIRECTIONS.items():
         for hdim in HEAD_DIMS:
             for dname, ctype in DTYPES.items():
@@ -43,12 +47,20 @@ def main():
                                            causal=causal, args=args)
                     path = out_dir / name
                     if not path.exists() or path.read_text() != text:
-                        path.write_text(text)
+                        stale.append(name)
+                        if not check_only:
+                            path.write_text(text)
     # Drop instances that are no longer in the lists above.
-    for stale in out_dir.glob("attention_*.cu"):
-        if stale.name not in wanted:
-            stale.unlink()
+    for old in out_dir.glob("attention_*.cu"):
+        if old.name not in wanted:
+            stale.append(old.name)
+            if not check_only:
+                old.unlink()
+    if check_only and stale:
+        print("stale attention instances (run scripts/gen_attention_instances.py): " + ", ".join(sorted(stale)))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
