@@ -11,9 +11,15 @@ import argparse
 import json
 import statistics
 
+import sys
+
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch.nn.functional as F
+
+try:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+except ImportError:
+    sys.exit(f"peer_attention.py: needs torch >= 2.3 with CUDA (found {torch.__version__})")
 
 
 def median_ms(fn, flush, iters, warmup, before=None):
