@@ -173,15 +173,19 @@ ModelConfig parse_config(const json& j, const std::string& src) {
     case Arch::kQwen2:
       // Qwen2 always has q/k/v biases and none on o_proj.
       c.attention_bias = true;
-      if (get_bool_or(j, "use_sliding_window", false, src))
+      if (get_bool_or(j, "use_sliding_window", false, src)) {
         c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+        c.max_window_layers = get_int_or(j, "max_window_layers", c.num_hidden_layers, src);
+      }
       break;
     case Arch::kQwen3:
       c.attention_bias = get_bool_or(j, "attention_bias", false, src);
       c.o_proj_bias = c.attention_bias;
       c.qk_norm = true;
-      if (get_bool_or(j, "use_sliding_window", false, src))
+      if (get_bool_or(j, "use_sliding_window", false, src)) {
         c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+        c.max_window_layers = get_int_or(j, "max_window_layers", c.num_hidden_layers, src);
+      }
       break;
     case Arch::kMistral:
       c.sliding_window = get_int_or(j, "sliding_window", 0, src);
@@ -260,7 +264,7 @@ json to_hf_json(const ModelConfig& c) {
       if (c.arch == Arch::kQwen3) j["attention_bias"] = c.attention_bias;
       j["use_sliding_window"] = c.sliding_window > 0;
       j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);
-      j["max_window_layers"] = c.num_hidden_layers;
+      j["max_window_layers"] = c.sliding_window > 0 ? c.max_window_layers : c.num_hidden_layers;
       break;
     case Arch::kMistral:
       j["sliding_window"] = c.sliding_window > 0 ? json(c.sliding_window) : json(nullptr);

@@ -43,11 +43,16 @@ struct ModelConfig {
   bool mlp_bias = false;
   bool qk_norm = false;         // Qwen3
   int64_t sliding_window = 0;   // 0: full attention
+  // Qwen2/Qwen3: only layers with index >= max_window_layers use the window
+  // (when use_sliding_window is set); Mistral windows every layer.
+  int64_t max_window_layers = 0;
   double initializer_range = 0.02;
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
   std::string torch_dtype = "float32";
 
+  // Attention window of layer i (0: full attention).
+  int64_t layer_window(int64_t i) const { return i >= max_window_layers ? sliding_window : 0; }
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
   // Parameter count (for presets and benchmarks).

@@ -226,7 +226,6 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   auto valid = batch.valid.defined() ? batch.valid
                                      : torch::ones({B, T}, ids.options().dtype(torch::kBool));
   MaskSpec m;
-  m.window = config_.sliding_window;
   if (cache) {
     SP_CHECK(!batch.segments.defined(), "packed segments cannot be used with a KV cache");
     SP_CHECK_INPUT(cache->length + T <= cache->capacity, "KV cache full: ", cache->length, " + ",
@@ -250,12 +249,19 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
       m.segment_k_BS = batch.segments;
     }
   }
-  const auto bias = build_attention_bias(m);
+  const auto full_bias = build_attention_bias(m);
+  torch::Tensor window_bias;
+  if (config_.sliding_window > 0) {
+    m.window = config_.sliding_window;
+    window_bias = build_attention_bias(m);
+  }
   auto [cos, sin] = rope_cos_sin(inv_freq_, batch.positions);
 
   auto x = torch::embedding(embed_tokens, ids);
-  for (size_t i = 0; i < layers.size(); ++i)
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& bias = config_.layer_window(i) > 0 ? window_bias : full_bias;
     x = layer_forward(layers[i], i, x, cos, sin, bias, cache, training);
+  }
   if (cache) cache->length += T;
   return rms_norm(x, final_norm, config_.rms_norm_eps);
 }

@@ -63,6 +63,11 @@ std::vector<Case> parity_cases() {
   auto mis = odd_config(Arch::kMistral);
   mis.sliding_window = 5;
   cases.push_back({"mistral sliding window", mis});
+  auto q2w = odd_config(Arch::kQwen2);
+  q2w.num_hidden_layers = 3;
+  q2w.sliding_window = 4;
+  q2w.max_window_layers = 1;  // layer 0 full attention, layers 1-2 windowed
+  cases.push_back({"qwen2 sliding window from layer 1", q2w});
   return cases;
 }
 

@@ -36,6 +36,8 @@ def cases():
     yield "qwen3", dict(ODD, model_type="qwen3", head_dim=20, num_key_value_heads=3,
                         tie_word_embeddings=True, attention_bias=False)
     yield "mistral-window", dict(ODD, model_type="mistral", sliding_window=5)
+    yield "qwen2-window", dict(ODD, model_type="qwen2", num_hidden_layers=3, use_sliding_window=True,
+                               sliding_window=4, max_window_layers=1)
 
 
 def run(cmd):

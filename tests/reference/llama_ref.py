@@ -103,20 +103,21 @@ def forward(cfg, W, ids):
     Hkv = cfg.get("num_key_value_heads") or H
     D = cfg.get("head_dim") or C // H
     eps = cfg.get("rms_norm_eps", 1e-6)
-    window = 0
+    window, first_windowed = 0, 0
     if mt == "mistral":
         window = cfg.get("sliding_window") or 0
     elif mt in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
+        # Qwen: only layers from max_window_layers on use the window.
         window = cfg.get("sliding_window") or 0
+        first_windowed = cfg.get("max_window_layers", cfg["num_hidden_layers"])
     T = len(ids)
     pos = torch.arange(T)
     freq = inv_freq(cfg, D)
     x = W["model.embed_tokens.weight"][torch.tensor(ids)]
     i_idx = torch.arange(T)[:, None]
     j_idx = torch.arange(T)[None, :]
-    allowed = j_idx <= i_idx
-    if window:
-        allowed &= (i_idx - j_idx) < window
+    causal = j_idx <= i_idx
+    windowed = causal & ((i_idx - j_idx) < window) if window else causal
 
     def lin(name, v):
         y = v @ W[name + ".weight"].T
@@ -126,6 +127,7 @@ def forward(cfg, W, ids):
 
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
+        allowed = windowed if l >= first_windowed else causal
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
         q = lin(p + "self_attn.q_proj", h).view(T, H, D).transpose(0, 1)
         k = lin(p + "self_attn.k_proj", h).view(T, Hkv, D).transpose(0, 1)
