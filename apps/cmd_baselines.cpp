@@ -1,0 +1,44 @@
+// `synthpert baselines`: metrics of every baseline on a PerturbQA split.
+#include "apps/command.h"
+#include "common/error.h"
+#include "perturb/baselines.h"
+#include "perturb/split.h"
+
+namespace synthpert::cli {
+namespace {
+
+struct Opts {
+  std::string data_dir, split = "holdout:rpe1", part = "test";
+  int bootstrap = 200;
+  uint64_t seed = 0;
+};
+
+RunFn setup(CLI::App& cmd) {
+  auto o = std::make_shared<Opts>();
+  cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
+  cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
+  cmd.add_option("--part", o->part, "test | train")->capture_default_str();
+  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
+  cmd.add_option("--seed", o->seed, "bootstrap seed")->capture_default_str();
+  return [o] {
+    SP_CHECK_INPUT(o->part == "test" || o->part == "train", "--part: expected test or train, got '", o->part, "'");
+    const auto spec = perturb::parse_split(o->split);
+    const auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
+    const auto& rows = o->part == "test" ? data.test : data.train;
+    nlohmann::json out = {{"split", o->split}, {"part", o->part}, {"n", rows.size()},
+                          {"inconsistent_rows", data.inconsistent}};
+    perturb::MetricsOptions mo;
+    mo.bootstrap = o->bootstrap;
+    mo.seed = o->seed;
+    for (const auto& name : perturb::baseline_names())
+      out["baselines"][name] =
+          perturb::compute_metrics(perturb::run_baseline(name, data.train, rows, spec.holdout), mo);
+    print_json(out);
+    return 0;
+  };
+}
+
+const CommandRegistrar reg("baselines", "Metrics of the majority, gene-majority and pair-transfer baselines", setup);
+
+}  // namespace
+}  // namespace synthpert::cli

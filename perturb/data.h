@@ -1,0 +1,42 @@
+// PerturbQA rows: one (cell line, perturbation, target gene) with its
+// three-class outcome, built from {cell}-de.csv and {cell}-dir.csv.
+//
+// de label 0 -> not differentially expressed; de 1 and dir 1 -> upregulated;
+// de 1 and dir 0 -> downregulated; de 1 without a dir row -> not differentially
+// expressed, counted as inconsistent.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "perturb/labels.h"
+
+namespace synthpert::perturb {
+
+const std::vector<std::string>& cell_lines();  // k562, rpe1, hepg2, jurkat
+
+struct Row {
+  std::string cell_type;  // lower-case cell line id, e.g. "rpe1"
+  std::string pert;       // knocked-down gene
+  std::string gene;       // target gene whose expression is measured
+  Label label = Label::kNde;
+  bool test = false;      // the CSV split column: train or test
+};
+
+struct CellData {
+  std::string cell_type;
+  std::vector<Row> rows;  // in de.csv order
+  int64_t inconsistent = 0;  // de 1 rows with no dir row
+  int64_t dir_without_de = 0;  // dir rows whose pair is missing or not DE in de.csv
+};
+
+// The data folder: `flag` if non-empty, else $PERTURBQA_DIR, else
+// ../shared/perturbqa (relative to the working directory). Throws InputError
+// naming what was tried when none has the CSVs.
+std::string resolve_data_dir(const std::string& flag);
+
+// Loads one cell line; malformed files are InputErrors naming file and line.
+CellData load_cell_line(const std::string& dir, const std::string& cell_type);
+
+}  // namespace synthpert::perturb

@@ -1,0 +1,76 @@
+#include "perturb/split.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace synthpert::perturb {
+
+SplitSpec parse_split(const std::string& text) {
+  SplitSpec s;
+  const auto& cells = cell_lines();
+  if (text == "default") return s;
+  if (text.rfind("default:", 0) == 0) {
+    std::string rest = text.substr(8);
+    size_t pos = 0;
+    while (pos <= rest.size()) {
+      const size_t comma = rest.find(',', pos);
+      const std::string c = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      SP_CHECK_INPUT(std::find(cells.begin(), cells.end(), c) != cells.end(), "--split ", text,
+                     ": unknown cell line '", c, "' (k562, rpe1, hepg2, jurkat)");
+      s.cells.push_back(c);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
+    return s;
+  }
+  if (text.rfind("holdout:", 0) == 0) {
+    s.holdout = true;
+    s.held_out = text.substr(8);
+    SP_CHECK_INPUT(std::find(cells.begin(), cells.end(), s.held_out) != cells.end(), "--split ", text,
+                   ": unknown cell line '", s.held_out, "' (k562, rpe1, hepg2, jurkat)");
+    return s;
+  }
+  throw InputError(str_cat("--split: expected default, default:CELL[,CELL] or holdout:CELL, got '", text, "'"));
+}
+
+SplitData load_split(const std::string& dir, const SplitSpec& spec) {
+  SplitData out;
+  const auto& cells = spec.holdout || spec.cells.empty() ? cell_lines() : spec.cells;
+  for (const auto& cell : cells) {
+    CellData d = load_cell_line(dir, cell);
+    out.inconsistent += d.inconsistent;
+    for (auto& r : d.rows) {
+      const bool to_test = spec.holdout ? cell == spec.held_out : r.test;
+      (to_test ? out.test : out.train).push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
+namespace {
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+uint64_t hash_str(uint64_t h, const std::string& s) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return mix(h ^ 0xff);
+}
+}  // namespace
+
+std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64_t seed) {
+  SP_CHECK_INPUT(fraction > 0 && fraction <= 1, "--fraction must be in (0, 1], got ", fraction);
+  if (fraction == 1) return rows;
+  const uint64_t threshold = static_cast<uint64_t>(fraction * 18446744073709551615.0);
+  std::vector<Row> out;
+  for (const auto& r : rows) {
+    const uint64_t h = hash_str(hash_str(hash_str(mix(seed), r.cell_type), r.pert), r.gene);
+    if (h <= threshold) out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace synthpert::perturb

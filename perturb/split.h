@@ -1,0 +1,35 @@
+// PerturbQA splits.
+//   default       each cell line's own train/test column (PerturbQA splits by perturbation)
+//   holdout:CELL  train on all rows of the other cell lines, test on all rows of CELL
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "perturb/data.h"
+
+namespace synthpert::perturb {
+
+struct SplitSpec {
+  bool holdout = false;
+  std::string held_out;             // cell line, for holdout
+  std::vector<std::string> cells;   // default: cell lines used (all if empty)
+};
+
+SplitSpec parse_split(const std::string& text);
+
+struct SplitData {
+  std::vector<Row> train, test;
+  int64_t inconsistent = 0;  // summed over the loaded cell lines
+};
+
+// Loads the cell lines the split needs and partitions their rows.
+SplitData load_split(const std::string& data_dir, const SplitSpec& spec);
+
+// Deterministic subsample of `fraction` of the rows (each row kept with
+// probability `fraction` by a hash of (seed, cell, pert, gene), so the same row
+// is kept whatever else is in the list); order is preserved.
+std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64_t seed);
+
+}  // namespace synthpert::perturb
