@@ -10,19 +10,9 @@
 
 #include "engine/init_model.h"
 #include "engine/model.h"
+#include "tests/test_util.h"
 
 namespace synthpert::test {
-
-// A fresh folder under the build tree, removed when the object dies.
-struct TempDir {
-  std::string path;
-  explicit TempDir(const std::string& name) {
-    path = std::string(SYNTHPERT_BINARY_DIR) + "/test-tmp/" + name + "-" + std::to_string(::getpid());
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 inline std::string join_ids(const std::vector<int64_t>& ids) {
   std::string s;

@@ -1,0 +1,132 @@
+#include "perturb/prompt.h"
+
+#include <map>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "perturb/prompts_embedded.h"
+
+namespace synthpert::perturb {
+
+namespace {
+
+// Replaces every {name} of `vars` in `text`; any other {word} is an error so a
+// misspelt placeholder does not silently reach the model.
+std::string substitute(const std::string& text, const std::map<std::string, std::string>& vars,
+                       const std::string& where) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t open = text.find('{', pos);
+    if (open == std::string::npos) break;
+    const size_t close = text.find('}', open);
+    out.append(text, pos, open - pos);
+    if (close == std::string::npos) {
+      pos = open;
+      break;
+    }
+    const std::string key = text.substr(open + 1, close - open - 1);
+    auto it = vars.find(key);
+    SP_CHECK_INPUT(it != vars.end(), where, ": unknown placeholder {", key, "}");
+    out += it->second;
+    pos = close + 1;
+  }
+  out.append(text, pos, std::string::npos);
+  return out;
+}
+
+std::map<std::string, std::string> row_vars(const std::string& cell, const std::string& pert,
+                                            const std::string& gene) {
+  return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene}};
+}
+
+}  // namespace
+
+std::vector<std::string> builtin_prompt_names() {
+  std::vector<std::string> names;
+  for (const auto& p : embedded_prompts()) names.push_back(p.first);
+  return names;
+}
+
+std::string cell_description(const std::string& id) {
+  static const std::map<std::string, std::string> d = {
+      {"k562", "K562 (chronic myelogenous leukemia cell line)"},
+      {"rpe1", "RPE1 (hTERT-immortalized retinal pigment epithelial cell line)"},
+      {"hepg2", "HepG2 (hepatocellular carcinoma cell line)"},
+      {"jurkat", "Jurkat (T-cell acute lymphoblastic leukemia cell line)"}};
+  auto it = d.find(id);
+  return it == d.end() ? id : it->second;
+}
+
+PromptTemplate PromptTemplate::load(const std::string& name_or_path) {
+  for (const auto& [name, text] : embedded_prompts())
+    if (name == name_or_path) return parse(text, name);
+  SP_CHECK_INPUT(path_exists(name_or_path), "--prompt-template ", name_or_path,
+                 ": neither a built-in template (reasoning, compact) nor a file");
+  return parse(read_file(name_or_path), name_or_path);
+}
+
+PromptTemplate PromptTemplate::parse(const std::string& text, const std::string& source) {
+  static const char* kHeaders[3] = {"[system]", "[user]", "[answer]"};
+  std::vector<std::string> lines[3];
+  bool seen[3] = {false, false, false};
+  int current = -1, line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    int header = -1;
+    for (int i = 0; i < 3; ++i)
+      if (line == kHeaders[i]) header = i;
+    if (header >= 0) {
+      SP_CHECK_INPUT(!seen[header], source, ":", line_no, ": section ", kHeaders[header], " appears twice");
+      seen[header] = true;
+      current = header;
+    } else if (current >= 0) {
+      lines[current].push_back(line);
+    } else {
+      SP_CHECK_INPUT(line.empty() || line[0] == '#', source, ":", line_no,
+                     ": text before the first section; expected [system], [user] or [answer]");
+    }
+  }
+  // Sections are joined with newlines; trailing blank lines only separate sections.
+  auto join = [](std::vector<std::string>& v) {
+    while (!v.empty() && v.back().empty()) v.pop_back();
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? "\n" : "") + v[i];
+    return s;
+  };
+  PromptTemplate t;
+  t.name = source;
+  t.system = join(lines[0]);
+  t.user = join(lines[1]);
+  t.answer = join(lines[2]);
+  SP_CHECK_INPUT(!t.user.empty(), source, ": missing or empty [user] section");
+  SP_CHECK_INPUT(t.answer.find("{label}") != std::string::npos, source,
+                 ": the [answer] section must contain {label}");
+  // Render once so an unknown placeholder fails at load time, not mid-evaluation.
+  t.render_system("x", "x", "x");
+  t.render_user("x", "x", "x");
+  t.render_answer(Label::kUp);
+  return t;
+}
+
+std::string PromptTemplate::render_system(const std::string& cell, const std::string& pert,
+                                          const std::string& gene) const {
+  return substitute(system, row_vars(cell, pert, gene), name + " [system]");
+}
+
+std::string PromptTemplate::render_user(const std::string& cell, const std::string& pert,
+                                        const std::string& gene) const {
+  return substitute(user, row_vars(cell, pert, gene), name + " [user]");
+}
+
+std::string PromptTemplate::render_answer(Label label) const {
+  return substitute(answer, {{"label", label_name(label)}}, name + " [answer]");
+}
+
+}  // namespace synthpert::perturb

@@ -1,0 +1,40 @@
+// Prompt templates for PerturbQA questions (files under perturb/prompts/, embedded
+// in the binary, or a user's own file with the same format).
+//
+// Format: sections opened by a line "[system]", "[user]" or "[answer]"; '#' lines
+// before the first section are comments. [user] and [answer] are required.
+// Placeholders: {cell_type} (cell line with a short description), {cell_id},
+// {pert}, {gene}; [answer] also {label}. The section text is taken verbatim
+// between its header line and the next header (the final newline is dropped),
+// so leading spaces in [answer] matter: they decide how the label tokenizes.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "perturb/labels.h"
+
+namespace synthpert::perturb {
+
+struct PromptTemplate {
+  std::string name;    // built-in name or file path
+  std::string system;  // may be empty (no system turn)
+  std::string user;
+  std::string answer;  // contains {label}
+
+  // "reasoning" or "compact" (built in), else a path to a template file.
+  static PromptTemplate load(const std::string& name_or_path);
+  static PromptTemplate parse(const std::string& text, const std::string& source);
+
+  std::string render_system(const std::string& cell, const std::string& pert, const std::string& gene) const;
+  std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene) const;
+  std::string render_answer(Label label) const;
+};
+
+// Names of the built-in templates.
+std::vector<std::string> builtin_prompt_names();
+
+// "RPE1 (retinal pigment epithelial cell line, hTERT-immortalised)" etc.; the id itself if unknown.
+std::string cell_description(const std::string& cell_id);
+
+}  // namespace synthpert::perturb
