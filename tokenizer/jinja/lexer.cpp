@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/lexer.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "common/error.h"
@@ -88,32 +89,44 @@ std::vector<Segment> split_segments(const std::string& s) {
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 // Applies "-" markers, lstrip_blocks and trim_blocks to the text segments.
+// Every decision looks at the original text, as Jinja's lexer does: spaces
+// before a block tag are stripped when a newline precedes them in the source
+// even if trim_blocks removes that newline.
 void apply_whitespace_rules(std::vector<Segment>& segs) {
+  std::vector<size_t> cut_front(segs.size(), 0), cut_back(segs.size(), 0);
   for (size_t i = 0; i < segs.size(); ++i) {
-    Segment& t = segs[i];
+    const Segment& t = segs[i];
     if (t.kind == Segment::Kind::Text) continue;
     const bool block = t.kind != Segment::Kind::Output;
     if (i > 0 && segs[i - 1].kind == Segment::Kind::Text) {
-      std::string& prev = segs[i - 1].body;
+      const std::string& prev = segs[i - 1].body;
+      size_t k = prev.size();
       if (t.strip_before) {
-        while (!prev.empty() && is_space(prev.back())) prev.pop_back();
+        while (k > 0 && is_space(prev[k - 1])) --k;
       } else if (block && !t.keep_before) {
         // lstrip_blocks: drop spaces/tabs between the line start and the tag.
-        size_t k = prev.size();
         while (k > 0 && (prev[k - 1] == ' ' || prev[k - 1] == '\t')) --k;
-        if (k == 0 ? i == 1 : prev[k - 1] == '\n') prev.resize(k);
+        if (!(k == 0 ? i == 1 : prev[k - 1] == '\n')) k = prev.size();
       }
+      cut_back[i - 1] = prev.size() - k;
     }
     if (i + 1 < segs.size() && segs[i + 1].kind == Segment::Kind::Text) {
-      std::string& next = segs[i + 1].body;
+      const std::string& next = segs[i + 1].body;
+      size_t k = 0;
       if (t.strip_after) {
-        size_t k = 0;
         while (k < next.size() && is_space(next[k])) ++k;
-        next.erase(0, k);
       } else if (block && !next.empty() && next[0] == '\n') {
-        next.erase(0, 1);  // trim_blocks
+        k = 1;  // trim_blocks
       }
+      cut_front[i + 1] = k;
     }
+  }
+  for (size_t i = 0; i < segs.size(); ++i) {
+    if (segs[i].kind != Segment::Kind::Text) continue;
+    std::string& b = segs[i].body;
+    const size_t front = std::min(cut_front[i], b.size());
+    const size_t back = std::min(cut_back[i], b.size() - front);
+    b = b.substr(front, b.size() - front - back);
   }
 }
 
@@ -140,6 +153,16 @@ void lex_tag(const Segment& seg, std::vector<Token>& out) {
         is_float = true;
         ++j;
         while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+      }
+      // Exponent: 1e20, 2.5E-3.
+      if (j < s.size() && (s[j] == 'e' || s[j] == 'E')) {
+        size_t k = j + 1;
+        if (k < s.size() && (s[k] == '+' || s[k] == '-')) ++k;
+        if (k < s.size() && std::isdigit(static_cast<unsigned char>(s[k]))) {
+          is_float = true;
+          j = k;
+          while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
+        }
       }
       std::string num;
       for (size_t k = i; k < j; ++k)
