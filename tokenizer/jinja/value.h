@@ -1,0 +1,108 @@
+// Values of the chat-template interpreter, with Python's semantics where
+// templates can see them (str(), repr(), truthiness, ==, ordering), because
+// transformers renders chat templates with Python's Jinja2.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace synthpert::tokenizer::jinja {
+
+class Value;
+using List = std::vector<Value>;
+struct Dict;
+struct Args;
+using Function = std::function<Value(Args&)>;
+
+class Value {
+ public:
+  enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Function };
+
+  Value() = default;  // undefined
+  static Value none() { Value v; v.kind_ = Kind::None; return v; }
+  Value(bool b) : kind_(Kind::Bool), b_(b) {}
+  Value(int64_t i) : kind_(Kind::Int), i_(i) {}
+  Value(int i) : kind_(Kind::Int), i_(i) {}
+  Value(double d) : kind_(Kind::Float), d_(d) {}
+  Value(std::string s) : kind_(Kind::String), s_(std::make_shared<std::string>(std::move(s))) {}
+  Value(const char* s) : Value(std::string(s)) {}
+  Value(List l) : kind_(Kind::List), l_(std::make_shared<List>(std::move(l))) {}
+  Value(std::shared_ptr<Dict> d) : kind_(Kind::Dict), d_map_(std::move(d)) {}
+  static Value function(std::string name, Function f);
+  static Value from_json(const nlohmann::json& j);
+
+  Kind kind() const { return kind_; }
+  bool is_undefined() const { return kind_ == Kind::Undefined; }
+  bool is_none() const { return kind_ == Kind::None; }
+  bool is_bool() const { return kind_ == Kind::Bool; }
+  bool is_int() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }
+  bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
+  bool is_string() const { return kind_ == Kind::String; }
+  bool is_list() const { return kind_ == Kind::List; }
+  bool is_dict() const { return kind_ == Kind::Dict; }
+  bool is_function() const { return kind_ == Kind::Function; }
+
+  bool as_bool() const { return b_; }
+  int64_t as_int() const { return kind_ == Kind::Bool ? (b_ ? 1 : 0) : kind_ == Kind::Float ? static_cast<int64_t>(d_) : i_; }
+  double as_double() const { return kind_ == Kind::Float ? d_ : static_cast<double>(as_int()); }
+  const std::string& str() const { return *s_; }
+  const List& list() const { return *l_; }
+  Dict& dict() const { return *d_map_; }
+  const std::shared_ptr<Dict>& dict_ptr() const { return d_map_; }
+  const std::string& function_name() const;
+  Value call(Args& args) const;
+
+  bool truthy() const;
+  // Python str(): what {{ value }} prints.
+  std::string to_string() const;
+  // Python repr(), used inside lists and dicts.
+  std::string repr() const;
+  std::string type_name() const;
+  nlohmann::json to_json() const;
+
+ private:
+  Kind kind_ = Kind::Undefined;
+  bool b_ = false;
+  int64_t i_ = 0;
+  double d_ = 0;
+  std::shared_ptr<std::string> s_;
+  std::shared_ptr<List> l_;
+  std::shared_ptr<Dict> d_map_;
+  std::shared_ptr<std::pair<std::string, Function>> f_;
+};
+
+// An insertion-ordered string-keyed map (Python dicts keep insertion order).
+struct Dict {
+  std::vector<std::pair<std::string, Value>> items;
+  bool is_namespace = false;  // namespace() objects accept attribute assignment
+
+  const Value* find(const std::string& key) const;
+  void set(const std::string& key, Value v);
+};
+
+std::shared_ptr<Dict> make_dict();
+
+struct Args {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keyword;
+
+  // Positional argument `i`, else keyword `name`, else `fallback`.
+  Value get(size_t i, const std::string& name, Value fallback = Value()) const;
+};
+
+bool values_equal(const Value& a, const Value& b);
+// Python ordering for numbers and strings; throws for other kinds.
+bool value_less(const Value& a, const Value& b);
+
+// Python's repr() of a float ("1.0", "0.1", "1e+20").
+std::string python_float_repr(double d);
+
+// transformers' tojson: json.dumps(x, ensure_ascii=False, indent=indent), keys in insertion order.
+std::string to_json_text(const Value& v, int indent);
+
+}  // namespace synthpert::tokenizer::jinja

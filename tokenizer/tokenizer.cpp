@@ -1,0 +1,42 @@
+#include "tokenizer/tokenizer.h"
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/sp_tokenizer.h"
+#include "tokenizer/tokenizer_config.h"
+
+namespace synthpert::tokenizer {
+
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
+  const TokenizerConfig config = TokenizerConfig::load(dir);
+  const std::string json_path = path_join(dir, "tokenizer.json");
+  if (path_exists(json_path)) return std::make_unique<HfTokenizer>(read_json_file(json_path), config, json_path);
+  const std::string model_path = path_join(dir, "tokenizer.model");
+  if (path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
+  throw InputError(dir + ": holds neither tokenizer.json nor tokenizer.model");
+}
+
+std::string clean_up_tokenization(std::string text) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : kRules) {
+    const std::string f(from), t(to);
+    std::string out;
+    size_t pos = 0;
+    for (size_t hit; (hit = text.find(f, pos)) != std::string::npos; pos = hit + f.size()) {
+      out.append(text, pos, hit - pos);
+      out += t;
+    }
+    out.append(text, pos, std::string::npos);
+    text = std::move(out);
+  }
+  return text;
+}
+
+std::string Tokenizer::finish_decode(std::string text) const {
+  return clean_up_ ? clean_up_tokenization(std::move(text)) : text;
+}
+
+}  // namespace synthpert::tokenizer
