@@ -3,12 +3,13 @@
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/generate.h"
+#include "engine/peft_adapter.h"
 
 namespace synthpert::cli {
 namespace {
 
 struct Opts {
-  std::string model, ids;
+  std::string model, adapter, ids;
   int64_t max_new_tokens = 64, top_k = 0;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -18,6 +19,7 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--model", o->model, "Hugging Face model folder")->required();
+  cmd.add_option("--adapter", o->adapter, "PEFT LoRA adapter folder applied to the model");
   cmd.add_option("--ids", o->ids, "prompt token ids, comma-separated")->required();
   cmd.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most")->capture_default_str();
   cmd.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
@@ -26,7 +28,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
   cmd.add_flag("--ignore-eos", o->no_stop, "do not stop at the model's EOS tokens");
   return [o] {
-    const auto model = engine::Transformer::load(o->model);
+    auto model = engine::Transformer::load(o->model);
+    if (!o->adapter.empty()) engine::load_peft_adapter(o->adapter, model);
     engine::GenerateOptions g;
     g.max_new_tokens = o->max_new_tokens;
     g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
