@@ -3,6 +3,7 @@
 // torchrun-style or Slurm variables (docs/trainer.md).
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
 #include "apps/command.h"
 #include "common/error.h"
@@ -85,14 +86,14 @@ RunFn setup(CLI::App& cmd) {
     if (!o->system_prompt_file.empty()) src.system_prompt = read_file(o->system_prompt_file);
     const auto policy = trainer::parse_overlong(o->overlong);
     const auto config = engine::load_config(t.model_dir);
-    auto [train_raw, val_raw] =
-        trainer::split_validation(trainer::load_sft_examples(src), o->val_fraction, t.seed);
-    const auto train = trainer::finalize_examples(std::move(train_raw), t.max_seq_len,
-                                                  config.vocab_size, policy);
+    auto all = trainer::finalize_examples(trainer::load_sft_examples(src), t.max_seq_len,
+                                          config.vocab_size, policy);
+    trainer::SftDataset train;
     std::vector<trainer::SftExample> val;
-    if (!val_raw.empty())
-      val = trainer::finalize_examples(std::move(val_raw), t.max_seq_len, config.vocab_size, policy)
-                .examples;
+    std::tie(train.examples, val) =
+        trainer::split_validation(std::move(all.examples), o->val_fraction, t.seed);
+    train.truncated = all.truncated;
+    train.dropped = all.dropped;
     t.data_identity = {{"file", trainer::file_fingerprint(o->data)},
                        {"val_fraction", o->val_fraction},
                        {"overlong", o->overlong},
