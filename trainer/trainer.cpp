@@ -237,6 +237,12 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
       result.output_dir = path_join(o.out_dir, "model");
       model.save(result.output_dir, st);
     } else {
+      // The adapter is written from the float32 masters, not the rounded
+      // compute-dtype copies the forward used.
+      for (const auto& [name, master] : params.views(params.master()))
+        for (auto& [module, lin] : model.named_linears())
+          if (lin->lora && name == engine::peft_key(module, true)) lin->lora->A = master;
+          else if (lin->lora && name == engine::peft_key(module, false)) lin->lora->B = master;
       result.output_dir = path_join(o.out_dir, "adapter");
       engine::save_peft_adapter(result.output_dir, model, lora,
                                 std::filesystem::absolute(o.model_dir).string(), engine::StDType::F32);
