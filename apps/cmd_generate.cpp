@@ -5,6 +5,7 @@
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/generate.h"
+#include "engine/peft_adapter.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -12,7 +13,7 @@ namespace synthpert::cli {
 namespace {
 
 struct Opts {
-  std::string model, ids, prompt, messages, chat_template;
+  std::string model, adapter, ids, prompt, messages, chat_template;
   int64_t max_new_tokens = 64, top_k = 0;
   double temperature = 0.0, top_p = 1.0;
   uint64_t seed = 0;
@@ -22,6 +23,7 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--model", o->model, "Hugging Face model folder")->required();
+  cmd.add_option("--adapter", o->adapter, "PEFT LoRA adapter folder applied to the model");
   auto* ids = cmd.add_option("--ids", o->ids, "prompt token ids, comma-separated");
   auto* prompt = cmd.add_option("--prompt", o->prompt, "prompt text (BOS etc. added as the tokenizer says)");
   auto* messages = cmd.add_option("--messages", o->messages, "chat messages JSON file, rendered with the chat template");
@@ -49,7 +51,8 @@ RunFn setup(CLI::App& cmd) {
       }
       SP_CHECK_INPUT(!prompt_ids.empty(), "the prompt tokenizes to no tokens");
     }
-    const auto model = engine::Transformer::load(o->model);
+    auto model = engine::Transformer::load(o->model);
+    if (!o->adapter.empty()) engine::load_peft_adapter(o->adapter, model);
     engine::GenerateOptions g;
     g.max_new_tokens = o->max_new_tokens;
     g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};

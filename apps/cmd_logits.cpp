@@ -2,23 +2,26 @@
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/model.h"
+#include "engine/peft_adapter.h"
 
 namespace synthpert::cli {
 namespace {
 
 struct Opts {
-  std::string model, ids, device = "cpu";
+  std::string model, adapter, ids, device = "cpu";
 };
 
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--model", o->model, "Hugging Face model folder")->required();
+  cmd.add_option("--adapter", o->adapter, "PEFT LoRA adapter folder applied to the model");
   cmd.add_option("--ids", o->ids, "token ids, comma-separated")->required();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   return [o] {
     engine::LoadOptions lo;
     lo.device = engine::parse_device(o->device);
-    const auto model = engine::Transformer::load(o->model, lo);
+    auto model = engine::Transformer::load(o->model, lo);
+    if (!o->adapter.empty()) engine::load_peft_adapter(o->adapter, model);
     const std::vector<int64_t> tokens = parse_id_list("--ids", o->ids);
     engine::InferenceGuard guard;
     auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0).to(lo.device);

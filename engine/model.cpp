@@ -6,6 +6,7 @@
 #include "common/fs.h"
 #include <torch/cuda.h>
 
+#include "engine/activation_checkpoint.h"
 #include "engine/attention_mask.h"
 #include "engine/nf4.h"
 #include "engine/rope.h"
@@ -258,9 +259,22 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   auto [cos, sin] = rope_cos_sin(inv_freq_, batch.positions);
 
   auto x = torch::embedding(embed_tokens, ids);
+  const bool recompute = checkpoint_layers && training && !cache && torch::GradMode::is_enabled();
+  // A frozen embedding's output does not require grad; the checkpointed
+  // layers need an input that does, or their backward would never run.
+  if (recompute && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& bias = config_.layer_window(i) > 0 ? window_bias : full_bias;
-    x = layer_forward(layers[i], i, x, cos, sin, bias, cache, training);
+    if (recompute) {
+      x = checkpointed_block(
+          // By value: the lambda runs again in backward, after this frame is gone.
+          [this, i, c = cos, s = sin, b = bias](const torch::Tensor& in) {
+            return layer_forward(layers[i], i, in, c, s, b, nullptr, true);
+          },
+          x);
+    } else {
+      x = layer_forward(layers[i], i, x, cos, sin, bias, cache, training);
+    }
   }
   if (cache) cache->length += T;
   return rms_norm(x, final_norm, config_.rms_norm_eps);

@@ -92,6 +92,9 @@ class Transformer {
   torch::Tensor final_norm;    // (C)
   torch::Tensor lm_head;       // (V, C); shares storage with embed_tokens when tied
   std::vector<DecoderLayer> layers;
+  // Training: recompute each decoder layer's activations during backward
+  // instead of keeping them (engine/activation_checkpoint.h).
+  bool checkpoint_layers = false;
 
  private:
   torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC,

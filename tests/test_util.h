@@ -2,12 +2,13 @@
 // build tree, running a command and capturing its output, locating the data.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -26,26 +27,37 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
 };
 
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
 struct CommandResult {
   int exit_code = -1;
-  std::string out;  // stdout (stderr too when the command redirects it)
+  std::string out, err;
 };
 
-// Runs `cmd` through the shell and captures its stdout.
-inline CommandResult run_command(const std::string& cmd) {
+// Runs a shell command, capturing stdout and stderr through files in `scratch`
+// (a folder under the build tree when empty).
+inline CommandResult run_command(const std::string& cmd, std::string scratch = "") {
+  if (scratch.empty()) {
+    scratch = std::string(SYNTHPERT_BINARY_DIR) + "/test-tmp";
+    std::filesystem::create_directories(scratch);
+  }
+  const std::string tag = std::to_string(::getpid());
+  const std::string o = scratch + "/cmd-" + tag + ".out", e = scratch + "/cmd-" + tag + ".err";
+  const int status = std::system((cmd + " >" + o + " 2>" + e).c_str());
   CommandResult r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("popen failed: " + cmd);
-  std::array<char, 65536> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_text(o);
+  r.err = read_text(e);
+  std::filesystem::remove(o);
+  std::filesystem::remove(e);
   return r;
 }
 
 // The synthpert binary of this build.
-inline std::string synthpert_binary() { return std::string(SYNTHPERT_BINARY_DIR) + "/synthpert"; }
+inline std::string synthpert_bin() { return std::string(SYNTHPERT_BINARY_DIR) + "/synthpert"; }
 
 // The PerturbQA CSV folder: $PERTURBQA_DIR, else ../shared/perturbqa beside the
 // source tree (where CI puts it). Throws when absent, so a missing data folder

@@ -1,0 +1,132 @@
+// `synthpert train`: supervised fine-tuning (LoRA, QLoRA or full) on traces,
+// SynthPert CSVs or pre-tokenized JSONL; data parallel when launched with
+// torchrun-style or Slurm variables (docs/trainer.md).
+#include <chrono>
+#include <cstdio>
+#include <tuple>
+
+#include "apps/command.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/config.h"
+#include "trainer/lora.h"
+#include "trainer/sft_data.h"
+#include "trainer/trainer.h"
+
+namespace synthpert::cli {
+namespace {
+
+struct Opts {
+  trainer::TrainOptions t;
+  std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
+  std::string system_prompt_file, tokenizer;
+  double val_fraction = 0.1;
+  int64_t timeout_s = 1800;
+  bool no_progress = false;
+};
+
+RunFn setup(CLI::App& cmd) {
+  auto o = std::make_shared<Opts>();
+  auto& t = o->t;
+  t.lora.r = 32;
+  t.lora.alpha = 32;
+  cmd.add_option("--model", t.model_dir, "Hugging Face model folder (the base)")->required();
+  cmd.add_option("--data", o->data, "traces .jsonl, SynthPert .csv, or pre-tokenized .jsonl")->required();
+  cmd.add_option("--out", t.out_dir, "output folder")->required();
+  cmd.add_option("--lora-r", t.lora.r, "LoRA rank")->capture_default_str();
+  cmd.add_option("--lora-alpha", t.lora.alpha, "LoRA alpha")->capture_default_str();
+  cmd.add_option("--lora-dropout", t.lora.dropout, "dropout on the adapter input")->capture_default_str();
+  cmd.add_flag("--rslora", t.lora.rslora, "scale alpha/sqrt(r) instead of alpha/r");
+  cmd.add_option("--targets", o->targets, "LoRA target modules")->capture_default_str();
+  cmd.add_option("--init-adapter", t.init_adapter, "start from this PEFT adapter");
+  cmd.add_flag("--full", t.full, "fine-tune every weight instead of a LoRA adapter");
+  cmd.add_flag("--qlora", t.qlora, "NF4 base weights (QLoRA)");
+  cmd.add_flag("--merge", t.merge, "also write DIR/model with the adapter merged in");
+  cmd.add_option("--epochs", t.epochs, "passes over the data")->capture_default_str();
+  cmd.add_option("--max-steps", t.max_steps, "stop after N optimizer steps (0: epochs decide)")->capture_default_str();
+  cmd.add_option("--lr", t.lr, "peak learning rate")->capture_default_str();
+  cmd.add_option("--schedule", o->schedule, "linear | cosine | constant")->capture_default_str();
+  cmd.add_option("--warmup-steps", t.warmup_steps, "linear warmup steps")->capture_default_str();
+  cmd.add_option("--warmup-ratio", t.warmup_ratio, "warmup as a fraction of all steps (if --warmup-steps is 0)")->capture_default_str();
+  cmd.add_option("--weight-decay", t.adamw.weight_decay, "AdamW decoupled weight decay (matrices only)")->capture_default_str();
+  cmd.add_option("--adam-beta1", t.adamw.beta1, "")->capture_default_str();
+  cmd.add_option("--adam-beta2", t.adamw.beta2, "")->capture_default_str();
+  cmd.add_option("--adam-eps", t.adamw.eps, "")->capture_default_str();
+  cmd.add_option("--max-grad-norm", t.max_grad_norm, "clip the global gradient norm (0: off)")->capture_default_str();
+  cmd.add_option("--batch", t.batch, "examples per micro-batch per process")->capture_default_str();
+  cmd.add_option("--grad-accum", t.grad_accum, "micro-batches per optimizer step")->capture_default_str();
+  cmd.add_option("--max-seq-len", t.max_seq_len, "longest example (and packed row) in tokens")->capture_default_str();
+  cmd.add_option("--overlong", o->overlong, "examples over --max-seq-len: truncate | drop | error")->capture_default_str();
+  cmd.add_flag("--packing", t.packing, "pack each micro-batch's examples into rows (no cross-example attention)");
+  cmd.add_option("--seed", t.seed, "seed of data order, split, LoRA init and dropout")->capture_default_str();
+  cmd.add_option("--val-fraction", o->val_fraction, "held-out fraction for val_loss (0: none)")->capture_default_str();
+  cmd.add_option("--eval-every", t.eval_every, "val_loss every N steps (0: at checkpoints and the end)")->capture_default_str();
+  cmd.add_option("--save-every", t.save_every, "checkpoint every N steps (0: at the end)")->capture_default_str();
+  cmd.add_option("--keep-checkpoints", t.keep_checkpoints, "newest checkpoints kept (0: all)")->capture_default_str();
+  cmd.add_flag("--resume", t.resume, "continue the run in --out from its newest checkpoint");
+  cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 | f16 (masters stay f32)")->capture_default_str();
+  cmd.add_option("--device", t.device, "cpu | cuda (cuda:LOCAL_RANK when data parallel)")->capture_default_str();
+  cmd.add_flag("--activation-checkpointing", t.checkpoint_layers, "recompute each decoder layer in backward");
+  cmd.add_option("--system-prompt", o->system_prompt_file, "CSV input: file with the system message");
+  cmd.add_option("--tokenizer", o->tokenizer, "tokenizer + chat template folder (default: --model)");
+  cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
+  cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
+  return [o] {
+    auto& t = o->t;
+    t.schedule = trainer::parse_schedule(o->schedule);
+    t.progress = !o->no_progress;
+    if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
+    const auto env = trainer::read_dist_env();
+    if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
+      t.device = "cuda:" + std::to_string(env.local_rank);
+
+    trainer::DataSource src;
+    src.path = o->data;
+    src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
+    if (!o->system_prompt_file.empty()) src.system_prompt = read_file(o->system_prompt_file);
+    const auto policy = trainer::parse_overlong(o->overlong);
+    const auto config = engine::load_config(t.model_dir);
+    auto all = trainer::finalize_examples(trainer::load_sft_examples(src), t.max_seq_len,
+                                          config.vocab_size, policy);
+    trainer::SftDataset train;
+    std::vector<trainer::SftExample> val;
+    std::tie(train.examples, val) =
+        trainer::split_validation(std::move(all.examples), o->val_fraction, t.seed);
+    train.truncated = all.truncated;
+    train.dropped = all.dropped;
+    t.data_identity = {{"file", trainer::file_fingerprint(o->data)},
+                       {"val_fraction", o->val_fraction},
+                       {"overlong", o->overlong},
+                       {"system_prompt", src.system_prompt}};
+
+    auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
+                                              std::chrono::seconds(o->timeout_s));
+    const bool rank0 = comm->rank() == 0;
+    if (rank0 && (train.truncated > 0 || train.dropped > 0))
+      std::fprintf(stderr, "train: %lld example(s) truncated, %lld dropped at --max-seq-len %lld\n",
+                   static_cast<long long>(train.truncated), static_cast<long long>(train.dropped),
+                   static_cast<long long>(t.max_seq_len));
+    const auto result = trainer::run_training(t, train, val, *comm);
+    if (rank0) {
+      nlohmann::json out = {{"out", t.out_dir},
+                            {"output", result.output_dir},
+                            {"steps", result.total_steps},
+                            {"resumed_from_step", result.start_step},
+                            {"world_size", comm->world()},
+                            {"backend", comm->backend()},
+                            {"train_examples", train.examples.size()},
+                            {"val_examples", val.size()},
+                            {"truncated", train.truncated},
+                            {"dropped", train.dropped}};
+      if (!result.steps.empty()) out["final_loss"] = result.steps.back().loss;
+      if (!result.val_losses.empty()) out["val_loss"] = result.val_losses.back().second;
+      print_json(out);
+    }
+    return 0;
+  };
+}
+
+const CommandRegistrar reg("train", "Fine-tune a model (LoRA, QLoRA or full) on SFT data", setup);
+
+}  // namespace
+}  // namespace synthpert::cli

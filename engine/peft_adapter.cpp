@@ -1,0 +1,161 @@
+#include "engine/peft_adapter.h"
+
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/tensor_io.h"
+
+namespace synthpert::engine {
+
+using nlohmann::json;
+
+namespace {
+
+const char* kConfigFile = "adapter_config.json";
+const char* kWeightsFile = "adapter_model.safetensors";
+const std::string kPrefix = "base_model.model.";
+
+std::string short_name(const std::string& module) {
+  return module.substr(module.find_last_of('.') + 1);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_targeted(const std::string& module, const std::vector<std::string>& targets) {
+  for (const auto& t : targets)
+    if (t == short_name(module)) return true;
+  return false;
+}
+
+}  // namespace
+
+double LoraSpec::scale() const {
+  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+}
+
+std::string peft_key(const std::string& module, bool is_a) {
+  return kPrefix + module + (is_a ? ".lora_A.weight" : ".lora_B.weight");
+}
+
+void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec,
+                       const std::string& base_model, StDType dtype) {
+  NamedTensors tensors;
+  for (auto& [name, lin] : model.named_linears()) {
+    if (!lin->lora) continue;
+    tensors.emplace_back(peft_key(name, true), lin->lora->A);
+    tensors.emplace_back(peft_key(name, false), lin->lora->B);
+  }
+  SP_CHECK_INPUT(!tensors.empty(), dir, ": the model has no LoRA adapter to save");
+  make_dirs(dir);
+  save_tensors(path_join(dir, kWeightsFile), tensors, dtype);
+  // The fields PEFT's LoraConfig reads; the rest take PEFT's defaults.
+  const json cfg = {{"peft_type", "LORA"},
+                    {"task_type", "CAUSAL_LM"},
+                    {"base_model_name_or_path", base_model},
+                    {"r", spec.r},
+                    {"lora_alpha", spec.alpha},
+                    {"lora_dropout", spec.dropout},
+                    {"use_rslora", spec.rslora},
+                    {"target_modules", spec.target_modules},
+                    {"bias", "none"},
+                    {"fan_in_fan_out", false},
+                    {"inference_mode", true},
+                    {"init_lora_weights", true},
+                    {"use_dora", false},
+                    {"modules_to_save", nullptr},
+                    {"layers_to_transform", nullptr},
+                    {"rank_pattern", json::object()},
+                    {"alpha_pattern", json::object()}};
+  write_file_atomic(path_join(dir, kConfigFile), cfg.dump(2) + "\n");
+}
+
+LoraSpec read_peft_config(const std::string& dir) {
+  const std::string path = path_join(dir, kConfigFile);
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    throw InputError(str_cat(path, ": not valid JSON (", e.what(), ")"));
+  }
+  SP_CHECK_INPUT(j.is_object() && j.value("peft_type", "") == "LORA", path,
+                 ": peft_type must be \"LORA\"");
+  SP_CHECK_INPUT(j.contains("r") && j["r"].is_number_integer() && j["r"].get<int64_t>() > 0, path,
+                 ": 'r' must be a positive integer");
+  LoraSpec s;
+  s.r = j["r"].get<int64_t>();
+  s.alpha = j.value("lora_alpha", static_cast<double>(s.r));
+  s.dropout = j.value("lora_dropout", 0.0);
+  s.rslora = j.value("use_rslora", false);
+  SP_CHECK_INPUT(!j.value("use_dora", false), path, ": DoRA adapters (use_dora) are not supported");
+  SP_CHECK_INPUT(!j.value("fan_in_fan_out", false), path, ": fan_in_fan_out adapters are not supported");
+  for (const char* key : {"rank_pattern", "alpha_pattern"})
+    SP_CHECK_INPUT(!j.contains(key) || j[key].is_null() || j[key].empty(), path, ": '", key,
+                   "' (per-module ranks) is not supported");
+  const auto& t = j.value("target_modules", json());
+  if (t.is_string() && t.get<std::string>() == "all-linear") {
+    s.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  } else {
+    SP_CHECK_INPUT(t.is_array() && !t.empty(), path,
+                   ": 'target_modules' must be a non-empty list of module names or \"all-linear\"");
+    for (const auto& m : t) {
+      SP_CHECK_INPUT(m.is_string(), path, ": 'target_modules' entries must be strings");
+      s.target_modules.push_back(m.get<std::string>());
+    }
+  }
+  return s;
+}
+
+LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
+  const LoraSpec spec = read_peft_config(dir);
+  const std::string wpath = path_join(dir, kWeightsFile);
+  auto tensors = load_tensors(wpath);
+  std::map<std::string, Linear*> modules;
+  for (auto& [name, lin] : model.named_linears()) modules[name] = lin;
+
+  std::set<std::string> used;
+  for (const auto& [key, t] : tensors) {
+    const std::string suffix = ".lora_A.weight";  // same length as ".lora_B.weight"
+    const bool a = ends_with(key, suffix), b = ends_with(key, ".lora_B.weight");
+    SP_CHECK_INPUT(key.rfind(kPrefix, 0) == 0 && (a || b), wpath, ": tensor '", key,
+                   "' is not a PEFT LoRA key (base_model.model.<module>.lora_A|lora_B.weight)");
+    const std::string module = key.substr(kPrefix.size(), key.size() - kPrefix.size() - suffix.size());
+    SP_CHECK_INPUT(modules.count(module), wpath, ": tensor '", key, "' names module '", module,
+                   "', which this model does not have");
+    used.insert(module);
+  }
+  const auto dt = model.dtype();
+  const auto dev = model.device();
+  for (auto& [name, lin] : modules) {
+    if (!is_targeted(name, spec.target_modules)) {
+      SP_CHECK_INPUT(!used.count(name), wpath, ": module '", name,
+                     "' has LoRA weights but is not in target_modules");
+      continue;
+    }
+    const std::string ka = peft_key(name, true), kb = peft_key(name, false);
+    SP_CHECK_INPUT(tensors.count(ka) && tensors.count(kb), wpath, ": missing '",
+                   tensors.count(ka) ? kb : ka, "' for targeted module '", name, "'");
+    const auto& A = tensors[ka];
+    const auto& B = tensors[kb];
+    SP_CHECK_INPUT(A.dim() == 2 && A.size(0) == spec.r && A.size(1) == lin->in_features(), wpath,
+                   ": '", ka, "' has shape ", A.sizes(), ", expected [", spec.r, ", ",
+                   lin->in_features(), "]");
+    SP_CHECK_INPUT(B.dim() == 2 && B.size(0) == lin->out_features() && B.size(1) == spec.r, wpath,
+                   ": '", kb, "' has shape ", B.sizes(), ", expected [", lin->out_features(), ", ",
+                   spec.r, "]");
+    auto w = std::make_shared<LoraWeights>();
+    w->A = A.to(dev, dt);
+    w->B = B.to(dev, dt);
+    w->scale = spec.scale();
+    w->dropout = spec.dropout;
+    lin->lora = w;
+  }
+  return spec;
+}
+
+}  // namespace synthpert::engine

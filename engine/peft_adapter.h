@@ -1,0 +1,45 @@
+// LoRA adapters in PEFT's file format, so adapters trained here load in PEFT
+// and adapters trained with PEFT load here:
+//   DIR/adapter_config.json        {"peft_type":"LORA","r","lora_alpha","lora_dropout",
+//                                   "target_modules":[...],"use_rslora",...}
+//   DIR/adapter_model.safetensors  base_model.model.<module>.lora_A.weight  (r, in)
+//                                  base_model.model.<module>.lora_B.weight  (out, r)
+// where <module> is the Hugging Face module name, e.g. model.layers.0.self_attn.q_proj.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/model.h"
+
+namespace synthpert::engine {
+
+struct LoraSpec {
+  int64_t r = 32;
+  double alpha = 32.0;
+  double dropout = 0.0;
+  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
+  // Hugging Face module short names (q_proj, ..., down_proj).
+  std::vector<std::string> target_modules;
+
+  double scale() const;
+};
+
+// The PEFT tensor name of a module's A or B matrix.
+std::string peft_key(const std::string& module, bool is_a);
+
+// Writes adapter_config.json and adapter_model.safetensors for every Linear of
+// `model` that holds a LoRA adapter. `base_model` goes into the config's
+// base_model_name_or_path.
+void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec,
+                       const std::string& base_model, StDType dtype = StDType::F32);
+
+// Reads DIR/adapter_config.json; checks it is a plain LoRA adapter we can apply.
+LoraSpec read_peft_config(const std::string& dir);
+
+// Attaches the adapter in DIR to `model` (weights in the model's dtype and
+// device). Every tensor must name a module of the model with the right shape,
+// and every module the config targets must have both matrices.
+LoraSpec load_peft_adapter(const std::string& dir, Transformer& model);
+
+}  // namespace synthpert::engine

@@ -1,0 +1,265 @@
+// `synthpert train` end to end: data parallel over two gloo processes,
+// kill -9 and --resume, outputs (metrics, plot, adapter, merged model) and
+// the errors of bad input.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "engine/peft_adapter.h"
+#include "engine/tensor_io.h"
+#include "tests/trainer/trainer_test_util.h"
+#include "trainer/lora.h"
+
+using namespace synthpert;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A TCP port that was free a moment ago (the kernel picks it).
+int free_port() {
+  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+std::vector<double> losses_of(const std::string& metrics) {
+  std::vector<double> out;
+  for (const auto& j : test::metrics_lines(metrics, "loss")) out.push_back(j["loss"].get<double>());
+  return out;
+}
+
+std::string train_cmd(const std::string& model, const std::string& data, const std::string& out,
+                      const std::string& extra) {
+  return test::synthpert_bin() + " train --model " + model + " --data " + data + " --out " + out +
+         " --lora-r 4 --lora-alpha 8 --lr 1e-2 --seed 5 --no-progress " + extra;
+}
+
+struct Fixture {
+  test::TempDir dir{"train-cli"};
+  std::string model = dir.path + "/model", data = dir.path + "/data.jsonl";
+  Fixture(int64_t n = 16, int64_t min_len = 5, int64_t max_len = 24) {
+    test::make_model(model);
+    test::write_pretokenized(data, test::random_examples(n, 101, 9, min_len, max_len));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("two gloo processes give the losses of one process with the same global batch", "[cli]") {
+  Fixture f;
+  const std::string common = "--max-steps 6 --val-fraction 0.125 --eval-every 3 --targets q,v,down";
+  auto one = test::run_command(
+      train_cmd(f.model, f.data, f.dir.path + "/one", common + " --batch 2 --grad-accum 2"), f.dir.path);
+  REQUIRE(one.exit_code == 0);
+
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
+                          " WORLD_SIZE=2 ";
+  const std::string two_cmd = train_cmd(f.model, f.data, f.dir.path + "/two", common + " --batch 2");
+  const std::string script = env + "RANK=0 LOCAL_RANK=0 " + two_cmd + " >" + f.dir.path +
+                             "/r0.out 2>" + f.dir.path + "/r0.err & p=$!; " + env +
+                             "RANK=1 LOCAL_RANK=1 " + two_cmd + " >" + f.dir.path + "/r1.out 2>" +
+                             f.dir.path + "/r1.err; r1=$?; wait $p; r0=$?; exit $((r0 | r1))";
+  const int status = std::system(("bash -c '" + script + "'").c_str());
+  INFO("rank 0 stderr: " << test::read_text(f.dir.path + "/r0.err"));
+  INFO("rank 1 stderr: " << test::read_text(f.dir.path + "/r1.err"));
+  REQUIRE(status == 0);
+  const auto summary = json::parse(test::read_text(f.dir.path + "/r0.out"));
+  CHECK(summary["world_size"] == 2);
+  CHECK(summary["backend"] == "gloo");
+  CHECK(test::read_text(f.dir.path + "/r1.out").empty());  // rank 0 reports
+
+  const auto a = losses_of(f.dir.path + "/one/metrics.jsonl");
+  const auto b = losses_of(f.dir.path + "/two/metrics.jsonl");
+  REQUIRE(a.size() == 6);
+  REQUIRE(b.size() == 6);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1 << ": 1 process " << a[i] << ", 2 processes " << b[i]);
+    CHECK(std::abs(a[i] - b[i]) <= 1e-5);
+  }
+  const auto va = test::metrics_lines(f.dir.path + "/one/metrics.jsonl", "val_loss");
+  const auto vb = test::metrics_lines(f.dir.path + "/two/metrics.jsonl", "val_loss");
+  REQUIRE(va.size() == 2);
+  REQUIRE(vb.size() == 2);
+  for (size_t i = 0; i < va.size(); ++i)
+    CHECK(std::abs(va[i]["val_loss"].get<double>() - vb[i]["val_loss"].get<double>()) <= 1e-5);
+  // The trained adapters agree too.
+  const auto ta = engine::load_tensors(f.dir.path + "/one/adapter/adapter_model.safetensors");
+  const auto tb = engine::load_tensors(f.dir.path + "/two/adapter/adapter_model.safetensors");
+  REQUIRE(ta.size() == tb.size());
+  for (const auto& [name, t] : ta) {
+    const double diff = (t - tb.at(name)).abs().max().item<double>();
+    CHECK(diff <= 1e-5);
+  }
+}
+
+TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit for bit", "[cli]") {
+  // Longer examples so a step takes long enough to be killed in the middle.
+  Fixture f(48, 60, 120);
+  const std::string args = "--max-steps 14 --save-every 4 --batch 4 --val-fraction 0.1 --max-seq-len 128";
+  REQUIRE(test::run_command(train_cmd(f.model, f.data, f.dir.path + "/straight", args), f.dir.path)
+              .exit_code == 0);
+
+  const std::string killed = f.dir.path + "/killed";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string cmd = train_cmd(f.model, f.data, killed, args) + " >/dev/null 2>&1";
+    ::execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Kill once step 9 is logged: past the step-8 checkpoint, before step 12's.
+  bool seen = false;
+  for (int i = 0; i < 60000 && !seen; ++i) {
+    for (const auto& j : test::metrics_lines(killed + "/metrics.jsonl", "loss"))
+      seen = seen || j["step"].get<int64_t>() >= 9;
+    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(seen);
+  REQUIRE(WIFSIGNALED(status));  // killed, not finished
+  CHECK_FALSE(fs::exists(killed + "/adapter"));
+
+  const auto resumed = test::run_command(train_cmd(f.model, f.data, killed, args + " --resume"), f.dir.path);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  const auto summary = json::parse(resumed.out);
+  CHECK(summary["resumed_from_step"].get<int64_t>() >= 8);
+
+  const auto a = losses_of(f.dir.path + "/straight/metrics.jsonl");
+  const auto b = losses_of(killed + "/metrics.jsonl");
+  REQUIRE(a.size() == 14);
+  REQUIRE(b.size() == 14);
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(a[i] == b[i]);  // exact
+  }
+  const auto va = test::metrics_lines(f.dir.path + "/straight/metrics.jsonl", "val_loss");
+  const auto vb = test::metrics_lines(killed + "/metrics.jsonl", "val_loss");
+  REQUIRE(va.size() == vb.size());
+  for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == vb[i]);
+  CHECK(test::read_text(f.dir.path + "/straight/adapter/adapter_model.safetensors") ==
+        test::read_text(killed + "/adapter/adapter_model.safetensors"));
+  // keep-checkpoints 2 (default): the two newest remain.
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(killed + "/checkpoints")) kept.push_back(e.path().filename());
+  std::sort(kept.begin(), kept.end());
+  CHECK(kept == std::vector<std::string>{"step-00000012", "step-00000014"});
+}
+
+TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model", "[cli]") {
+  Fixture f;
+  const std::string out = f.dir.path + "/run";
+  auto r = test::run_command(
+      train_cmd(f.model, f.data, out, "--max-steps 5 --batch 3 --merge --val-fraction 0.2"), f.dir.path);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto summary = json::parse(r.out);
+  CHECK(summary["val_examples"] == 4);  // ceil(0.2 x 16)
+  CHECK(summary["train_examples"] == 12);
+  const auto train_lines = test::metrics_lines(out + "/metrics.jsonl", "loss");
+  REQUIRE(train_lines.size() == 5);
+  for (const char* key : {"step", "loss", "lr", "tokens_per_s", "peak_mem_bytes"})
+    CHECK(train_lines[0].contains(key));
+  CHECK(test::metrics_lines(out + "/metrics.jsonl", "val_loss").size() == 1);
+  const std::string svg = test::read_text(out + "/loss.svg");
+  CHECK(svg.rfind("<svg", 0) == 0);
+  CHECK(svg.find("<polyline") != std::string::npos);
+  CHECK(svg.find("<circle") != std::string::npos);  // the val point
+  const auto cfg = json::parse(test::read_text(out + "/adapter/adapter_config.json"));
+  CHECK(cfg["peft_type"] == "LORA");
+  CHECK(cfg["r"] == 4);
+  CHECK(cfg["target_modules"].size() == 7);
+
+  // The merged checkpoint, run through the independent python forward,
+  // gives the logits our engine gives with the adapter applied on the fly.
+  const std::vector<int64_t> ids = {1, 17, 99, 4, 56, 23, 0, 100};
+  auto adapter_logits = test::run_command(test::synthpert_bin() + " logits --model " + f.model +
+                                              " --adapter " + out + "/adapter --ids " + test::join_ids(ids),
+                                          f.dir.path);
+  REQUIRE(adapter_logits.exit_code == 0);
+  const auto j = json::parse(adapter_logits.out);
+  std::vector<float> ours;
+  for (const auto& row : j["logits"])
+    for (const auto& v : row) ours.push_back(v.get<float>());
+  const auto ref = test::reference_logits(out + "/model", ids);
+  REQUIRE(ref.size() == ours.size());
+  float worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - ours[i]));
+  CHECK(worst <= 1e-4);
+  // The base model's logits differ: the adapter did change something.
+  const auto base = test::reference_logits(f.model, ids);
+  float moved = 0;
+  for (size_t i = 0; i < ref.size(); ++i) moved = std::max(moved, std::abs(base[i] - ours[i]));
+  CHECK(moved > 1e-3);
+
+  auto gen = test::run_command(test::synthpert_bin() + " generate --model " + f.model + " --adapter " +
+                                   out + "/adapter --ids 1,2,3 --max-new-tokens 4 --ignore-eos",
+                               f.dir.path);
+  REQUIRE(gen.exit_code == 0);
+  CHECK(json::parse(gen.out)["ids"].size() == 4);
+}
+
+TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
+  Fixture f(8);
+  auto expect_error = [&](const std::string& cmd, const std::string& phrase) {
+    const auto r = test::run_command(cmd, f.dir.path);
+    INFO(cmd << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(phrase) != std::string::npos);
+  };
+  const std::string d = f.dir.path;
+  {
+    std::ofstream(d + "/cols.csv") << "prompt,assistant_response\n\"q\",\"a\"\n";
+    expect_error(train_cmd(f.model, d + "/cols.csv", d + "/o1", ""), "missing column(s) user_prompt");
+  }
+  {
+    std::ofstream(d + "/empty.csv") << "user_prompt,assistant_response,cell_type\n\"q\",\"  \",k562\n";
+    expect_error(train_cmd(f.model, d + "/empty.csv", d + "/o2", ""), "empty assistant turn");
+  }
+  {
+    std::ofstream(d + "/roles.jsonl")
+        << R"({"messages":[{"role":"user","content":"q"},{"role":"bot","content":"a"}]})" << "\n";
+    expect_error(train_cmd(f.model, d + "/roles.jsonl", d + "/o3", ""), "has role 'bot'");
+  }
+  expect_error(train_cmd(f.model, f.data, d + "/o4", "--max-seq-len 6 --overlong error"),
+               "exceed --max-seq-len 6");
+  expect_error(train_cmd(f.model, f.data, d + "/o5", "--targets q,kv"), "unknown module 'kv'");
+  {
+    std::ofstream(d + "/vocab.jsonl") << R"({"ids":[1,2,300],"loss_mask":[0,1,1]})" << "\n";
+    expect_error(train_cmd(f.model, d + "/vocab.jsonl", d + "/o6", "--val-fraction 0"), "outside the model's vocabulary");
+  }
+  {
+    std::ofstream(d + "/nomask.jsonl") << R"({"ids":[1,2,3],"loss_mask":[1,0,0]})" << "\n";
+    expect_error(train_cmd(f.model, d + "/nomask.jsonl", d + "/o7", "--val-fraction 0"), "no loss tokens");
+  }
+  expect_error(train_cmd(f.model, f.data, d + "/o8", "--resume"), "no checkpoint to resume");
+
+  // A finished run: resuming with another learning rate, or starting afresh
+  // in its folder, is refused before anything is written.
+  const std::string run = d + "/run";
+  REQUIRE(test::run_command(train_cmd(f.model, f.data, run, "--max-steps 2"), d).exit_code == 0);
+  const std::string metrics = test::read_text(run + "/metrics.jsonl");
+  const std::string adapter = test::read_text(run + "/adapter/adapter_model.safetensors");
+  expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --weight-decay 0.5"),
+               "weight_decay: checkpoint 0.0, now 0.5");
+  expect_error(train_cmd(f.model, f.data, run, "--max-steps 2"), "pass --resume to continue it");
+  CHECK(test::read_text(run + "/metrics.jsonl") == metrics);
+  CHECK(test::read_text(run + "/adapter/adapter_model.safetensors") == adapter);
+}

@@ -1,0 +1,247 @@
+// SFT data: CSV and traces readers, the assistant-token mask, length
+// policies, the batch plan (data order) and collation (padding, packing).
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "tests/trainer/trainer_test_util.h"
+#include "trainer/batch_plan.h"
+#include "trainer/chat_examples.h"
+#include "trainer/collate.h"
+#include "trainer/conversations.h"
+#include "trainer/sft_data.h"
+#include "trainer/sft_loss.h"
+
+using namespace synthpert;
+using trainer::Message;
+
+TEST_CASE("CSV parser handles quotes, commas, newlines and CRLF", "[data]") {
+  const auto rows = trainer::parse_csv(
+      "a,b,c\r\n\"x, y\",\"line1\nline2\",\"say \"\"hi\"\"\"\r\nplain,,last\n", "t.csv");
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[0] == std::vector<std::string>{"a", "b", "c"});
+  CHECK(rows[1] == std::vector<std::string>{"x, y", "line1\nline2", "say \"hi\""});
+  CHECK(rows[2] == std::vector<std::string>{"plain", "", "last"});
+  CHECK_THROWS_WITH(trainer::parse_csv("a,b\n\"open,x\n", "t.csv"),
+                    Catch::Contains("t.csv: a quoted field is not closed"));
+  CHECK_THROWS_WITH(trainer::parse_csv("a,b\nx\"y\",z\n", "t.csv"), Catch::Contains("t.csv:2: stray quote"));
+}
+
+TEST_CASE("SynthPert CSV becomes system/user/assistant conversations", "[data]") {
+  test::TempDir dir("data-csv");
+  const std::string p = dir.path + "/t.csv";
+  std::ofstream(p) << "cell_type,user_prompt,pert,assistant_response,true_answer\n"
+                      "k562,\"Does A affect B?\",A,\"<think>x</think><answer>upregulated</answer>\",up\n";
+  const auto cs = trainer::read_synthpert_csv(p, "You are a biologist.");
+  REQUIRE(cs.size() == 1);
+  REQUIRE(cs[0].messages.size() == 3);
+  CHECK(cs[0].messages[0].role == "system");
+  CHECK(cs[0].messages[1].content == "Does A affect B?");
+  CHECK(cs[0].messages[2].content == "<think>x</think><answer>upregulated</answer>");
+  CHECK(trainer::read_synthpert_csv(p, "")[0].messages.size() == 2);
+  std::ofstream(p) << "user_prompt,assistant_response\n\"q\",\"a\",extra\n";
+  CHECK_THROWS_WITH(trainer::read_synthpert_csv(p, ""), Catch::Contains("row 1: has 3 fields but the header has 2"));
+}
+
+TEST_CASE("traces JSONL errors name the line", "[data]") {
+  test::TempDir dir("data-traces");
+  const std::string p = dir.path + "/t.jsonl";
+  std::ofstream(p) << R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"judge":"good"})"
+                   << "\n{not json\n";
+  CHECK_THROWS_WITH(trainer::read_traces_jsonl(p), Catch::Contains("t.jsonl:2: not valid JSON"));
+  std::ofstream(p) << R"({"messages":[{"role":"user","content":"q"}]})" << "\n";
+  CHECK_THROWS_WITH(trainer::read_traces_jsonl(p), Catch::Contains("t.jsonl:1: no assistant message"));
+}
+
+namespace {
+
+// A toy chat format, one token per character.
+std::string toy_render(const std::vector<Message>& ms, bool gen) {
+  std::string s = "<s>";
+  for (const auto& m : ms) s += "[" + m.role + "]" + m.content + "</t>";
+  if (gen) s += "[assistant]";
+  return s;
+}
+
+std::vector<int64_t> char_ids(const std::string& s) {
+  return std::vector<int64_t>(s.begin(), s.end());
+}
+
+}  // namespace
+
+TEST_CASE("assistant mask covers exactly the assistant replies and their end tokens", "[data]") {
+  trainer::Conversation c;
+  c.origin = "conv";
+  c.messages = {{"system", "be brief"}, {"user", "hi"}, {"assistant", "yo"}, {"user", "ok"}, {"assistant", "no"}};
+  const auto e = trainer::conversation_to_example(c, toy_render, char_ids);
+  const std::string text = toy_render(c.messages, false);
+  REQUIRE(e.ids == char_ids(text));
+  std::string masked;
+  for (size_t i = 0; i < e.ids.size(); ++i)
+    if (e.loss_mask[i]) masked += static_cast<char>(e.ids[i]);
+  CHECK(masked == "yo</t>no</t>");
+  const size_t first = text.find("yo</t>");
+  CHECK(e.loss_mask[first - 1] == 0);  // the generation prompt is not learned
+  CHECK(e.loss_mask[first] == 1);
+}
+
+TEST_CASE("a broken prefix property is a clear error", "[data]") {
+  trainer::Conversation c;
+  c.origin = "conv 7";
+  c.messages = {{"user", "hi"}, {"assistant", "yo"}, {"user", "ok"}, {"assistant", "no"}};
+  // A template that drops earlier replies (as reasoning templates do).
+  const trainer::RenderFn drops = [](const std::vector<Message>& ms, bool gen) {
+    std::string s;
+    for (size_t i = 0; i < ms.size(); ++i)
+      s += "[" + ms[i].role + "]" + (ms[i].role == "assistant" && i + 1 < ms.size() - 1 ? "" : ms[i].content);
+    return s + (gen ? "[assistant]" : "");
+  };
+  CHECK_THROWS_WITH(trainer::conversation_to_example(c, drops, char_ids),
+                    Catch::Contains("conv 7: assistant message 1") && Catch::Contains("rewrites earlier turns"));
+  // A tokenizer that merges across the prompt/reply boundary.
+  const trainer::EncodeFn merges = [](const std::string& s) {
+    std::vector<int64_t> ids;
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s.compare(i, 2, "]y") == 0) {
+        ids.push_back(1000);
+        ++i;
+      } else {
+        ids.push_back(s[i]);
+      }
+    }
+    return ids;
+  };
+  CHECK_THROWS_WITH(trainer::conversation_to_example(c, toy_render, merges),
+                    Catch::Contains("is not a token prefix of the rendering with the reply"));
+}
+
+TEST_CASE("length policy: truncate, drop or error", "[data]") {
+  auto ex = test::random_examples(8, 101, 4, 6, 30);
+  int64_t longer = 0;
+  for (const auto& e : ex) longer += e.ids.size() > 12;
+  REQUIRE(longer > 0);
+  REQUIRE(longer < 8);
+  // Only targets inside the first 12 tokens survive: give every example one.
+  for (auto& e : ex) e.loss_mask[1] = 1;
+  const auto t = trainer::finalize_examples(ex, 12, 101, trainer::Overlong::kTruncate);
+  CHECK(t.truncated == longer);
+  CHECK(t.examples.size() == ex.size());
+  for (const auto& e : t.examples) CHECK(e.ids.size() <= 12);
+  const auto d = trainer::finalize_examples(ex, 12, 101, trainer::Overlong::kDrop);
+  CHECK(d.dropped == longer);
+  CHECK(d.examples.size() == ex.size() - longer);
+  CHECK_THROWS_WITH(trainer::finalize_examples(ex, 12, 101, trainer::Overlong::kError),
+                    Catch::Contains("exceed --max-seq-len 12"));
+  trainer::SftExample late{{1, 2, 3, 4, 5, 6}, {0, 0, 0, 0, 0, 1}, "late"};
+  CHECK_THROWS_WITH(trainer::finalize_examples({late}, 4, 101, trainer::Overlong::kTruncate),
+                    Catch::Contains("late: truncated to --max-seq-len 4 no assistant token is left"));
+}
+
+TEST_CASE("batch plan: order depends only on seed and global batch", "[data]") {
+  std::vector<int64_t> lengths;
+  for (int i = 0; i < 23; ++i) lengths.push_back(3 + (i * 7) % 11);
+  trainer::PlanOptions a;
+  a.batch = 2;
+  a.grad_accum = 3;
+  a.world = 1;
+  a.seed = 9;
+  a.epochs = 2;
+  trainer::PlanOptions b = a;
+  b.grad_accum = 1;
+  b.world = 3;
+  const trainer::BatchPlan pa(lengths, a), pb(lengths, b);
+  REQUIRE(pa.global_batch() == 6);
+  CHECK(pa.steps_per_epoch() == 4);  // ceil(23 / 6), the last step holds 5
+  CHECK(pa.total_steps() == 8);
+  for (int64_t s = 0; s < pa.total_steps(); ++s) {
+    CHECK(pa.step_examples(s) == pb.step_examples(s));
+    // The micro-batches of all processes partition the step's examples.
+    std::multiset<int64_t> from_micro, from_step;
+    for (int64_t r = 0; r < 3; ++r)
+      for (int64_t i : pb.micro_batch(s, r, 0)) from_micro.insert(i);
+    for (int64_t i : pb.step_examples(s)) from_step.insert(i);
+    CHECK(from_micro == from_step);
+  }
+  // Every epoch visits every example once.
+  for (int64_t e = 0; e < 2; ++e) {
+    std::multiset<int64_t> seen;
+    for (int64_t s = e * 4; s < (e + 1) * 4; ++s)
+      for (int64_t i : pa.step_examples(s)) seen.insert(i);
+    CHECK(seen.size() == 23);
+    CHECK(std::set<int64_t>(seen.begin(), seen.end()).size() == 23);
+  }
+  CHECK(pa.step_examples(4) != pa.step_examples(0));  // a new permutation per epoch
+  trainer::PlanOptions c = a;
+  c.seed = 10;
+  CHECK(trainer::BatchPlan(lengths, c).step_examples(0) != pa.step_examples(0));
+  CHECK(pa.step_examples(3).size() == 5);
+}
+
+TEST_CASE("validation split is seeded, disjoint and ceil-sized", "[data]") {
+  auto ex = test::random_examples(21, 101, 2);
+  auto [train, val] = trainer::split_validation(ex, 0.1, 4);
+  CHECK(val.size() == 3);
+  CHECK(train.size() == 18);
+  std::set<std::string> names;
+  for (const auto& e : train) names.insert(e.origin);
+  for (const auto& e : val) CHECK(names.count(e.origin) == 0);
+  auto [train2, val2] = trainer::split_validation(ex, 0.1, 4);
+  CHECK(val2[0].origin == val[0].origin);
+  CHECK_THROWS_WITH(trainer::split_validation(test::random_examples(1, 101, 2), 0.1, 4),
+                    Catch::Contains("leaves no training examples"));
+}
+
+TEST_CASE("packed rows: segments, restarting positions, no cross-example targets", "[data]") {
+  const auto ex = test::random_examples(5, 101, 8, 4, 9);
+  const auto b = trainer::collate_packed(ex, {0, 1, 2, 3, 4}, 16);
+  int64_t total = 0, targets = 0;
+  for (const auto& e : ex) total += e.ids.size(), targets += trainer::count_targets(e);
+  CHECK(b.tokens == total);
+  CHECK(b.targets_count == targets);
+  const auto seg = b.input.segments, pos = b.input.positions, valid = b.input.valid;
+  for (int64_t r = 0; r < seg.size(0); ++r)
+    for (int64_t t = 0; t < seg.size(1); ++t) {
+      if (!valid[r][t].item<bool>()) continue;
+      const bool starts = t == 0 || seg[r][t].item<int64_t>() != seg[r][t - 1].item<int64_t>();
+      if (starts) CHECK(pos[r][t].item<int64_t>() == 0);
+      else CHECK(pos[r][t].item<int64_t>() == pos[r][t - 1].item<int64_t>() + 1);
+      // A segment's last token predicts nothing.
+      const bool ends = t + 1 == seg.size(1) || !valid[r][t + 1].item<bool>() ||
+                        seg[r][t + 1].item<int64_t>() != seg[r][t].item<int64_t>();
+      if (ends) CHECK_FALSE(b.target_mask[r][t].item<bool>());
+    }
+}
+
+TEST_CASE("packed and padded micro-batches give the per-example losses", "[data]") {
+  test::TempDir dir("data-pack");
+  test::make_model(dir.path + "/model");
+  const auto model = engine::Transformer::load(dir.path + "/model");
+  const auto ex = test::random_examples(6, 101, 12, 3, 20);
+  torch::NoGradGuard g;
+  double separate = 0;
+  for (int64_t i = 0; i < 6; ++i) separate += trainer::sft_loss_sum(model, trainer::collate_padded(ex, {i}), false).item<double>();
+  const std::vector<int64_t> all = {0, 1, 2, 3, 4, 5};
+  const double padded = trainer::sft_loss_sum(model, trainer::collate_padded(ex, all), false).item<double>();
+  const double packed = trainer::sft_loss_sum(model, trainer::collate_packed(ex, all, 24), false).item<double>();
+  CHECK(padded == Approx(separate).epsilon(1e-6));
+  CHECK(packed == Approx(separate).epsilon(1e-6));
+}
+
+TEST_CASE("pre-tokenized JSONL reader checks its fields", "[data]") {
+  test::TempDir dir("data-pretok");
+  const std::string p = dir.path + "/d.jsonl";
+  std::ofstream(p) << R"({"ids":[1,2,3],"loss_mask":[false,true,true]})" << "\n\n"
+                   << R"({"ids":[4,5],"loss_mask":[0,1]})" << "\n";
+  const auto ex = trainer::read_pretokenized_jsonl(p);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].loss_mask == std::vector<uint8_t>{0, 1, 1});
+  CHECK(ex[1].origin == p + ":3");
+  std::ofstream(p) << R"({"ids":[1,2,3]})" << "\n";
+  CHECK_THROWS_WITH(trainer::read_pretokenized_jsonl(p), Catch::Contains(":1: missing \"loss_mask\""));
+  std::ofstream(p) << R"({"ids":[1,2,3],"loss_mask":[0,2,1]})" << "\n";
+  CHECK_THROWS_WITH(trainer::read_pretokenized_jsonl(p), Catch::Contains("must hold 0/1"));
+  std::ofstream(p) << R"({"ids":[1,2,3],"loss_mask":[0,1]})" << "\n";
+  CHECK_THROWS_WITH(trainer::finalize_examples(trainer::read_pretokenized_jsonl(p), 8, 101,
+                                               trainer::Overlong::kTruncate),
+                    Catch::Contains("ids has 3 tokens but loss_mask has 2"));
+}

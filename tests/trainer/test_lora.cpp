@@ -1,0 +1,151 @@
+// LoRA targets, PEFT-style initialisation and the PEFT adapter files.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "engine/peft_adapter.h"
+#include "engine/tensor_io.h"
+#include "tests/trainer/trainer_test_util.h"
+#include "trainer/lora.h"
+
+using namespace synthpert;
+using nlohmann::json;
+
+TEST_CASE("LoRA target names map to Hugging Face module names", "[lora]") {
+  CHECK(trainer::parse_lora_targets("q,v") == std::vector<std::string>{"q_proj", "v_proj"});
+  CHECK(trainer::parse_lora_targets("down_proj, q ,q") == std::vector<std::string>{"q_proj", "down_proj"});
+  CHECK(trainer::parse_lora_targets("all").size() == 7);
+  CHECK(trainer::parse_lora_targets("q,k,v,o,gate,up,down") == trainer::parse_lora_targets("all"));
+  CHECK_THROWS_WITH(trainer::parse_lora_targets("q,lm_head"), Catch::Contains("unknown module 'lm_head'"));
+  CHECK_THROWS_WITH(trainer::parse_lora_targets(""), Catch::Contains("unknown module ''"));
+}
+
+TEST_CASE("fresh adapters follow PEFT's init and leave the model's function unchanged", "[lora]") {
+  test::TempDir dir("lora-init");
+  test::make_model(dir.path + "/model");
+  auto model = engine::Transformer::load(dir.path + "/model");
+  const auto ids = torch::tensor(std::vector<int64_t>{5, 9, 100, 3, 7}).unsqueeze(0);
+  torch::NoGradGuard g;
+  const auto before = model.forward(engine::ForwardBatch::from_ids(ids));
+  engine::LoraSpec spec;
+  spec.r = 16;
+  spec.alpha = 8;
+  spec.target_modules = trainer::parse_lora_targets("q,up,down");
+  trainer::attach_lora(model, spec, 1);
+  int64_t adapted = 0;
+  for (auto& [name, lin] : model.named_linears()) {
+    const bool targeted = name.find("q_proj") != std::string::npos || name.find("up_proj") != std::string::npos ||
+                          name.find("down_proj") != std::string::npos;
+    REQUIRE(static_cast<bool>(lin->lora) == targeted);
+    if (!lin->lora) continue;
+    ++adapted;
+    const auto& A = lin->lora->A;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(lin->in_features()));
+    CHECK(A.sizes() == torch::IntArrayRef({16, lin->in_features()}));
+    CHECK(A.abs().max().item<double>() <= bound);
+    // Uniform(-b, b): standard deviation b / sqrt(3); >= 1152 draws each.
+    CHECK(A.std().item<double>() == Approx(bound / std::sqrt(3.0)).epsilon(0.08));
+    CHECK(A.mean().item<double>() == Approx(0).margin(0.1 * bound));
+    CHECK(lin->lora->B.abs().max().item<double>() == 0);
+    CHECK(lin->lora->scale == 0.5);
+  }
+  CHECK(adapted == 6);
+  CHECK(torch::equal(model.forward(engine::ForwardBatch::from_ids(ids)), before));
+  // Seeded: the same seed gives the same values, modules differ from each other.
+  auto again = engine::Transformer::load(dir.path + "/model");
+  trainer::attach_lora(again, spec, 1);
+  CHECK(torch::equal(again.layers[1].q_proj.lora->A, model.layers[1].q_proj.lora->A));
+  CHECK_FALSE(torch::equal(model.layers[0].q_proj.lora->A, model.layers[1].q_proj.lora->A));
+  auto other = engine::Transformer::load(dir.path + "/model");
+  trainer::attach_lora(other, spec, 2);
+  CHECK_FALSE(torch::equal(other.layers[1].q_proj.lora->A, model.layers[1].q_proj.lora->A));
+  spec.rslora = true;
+  CHECK(spec.scale() == Approx(8.0 / 4.0));
+}
+
+TEST_CASE("PEFT adapter files round trip and carry PEFT's names", "[lora]") {
+  test::TempDir dir("lora-peft");
+  test::make_model(dir.path + "/model");
+  auto model = engine::Transformer::load(dir.path + "/model");
+  engine::LoraSpec spec;
+  spec.r = 3;
+  spec.alpha = 7;
+  spec.dropout = 0.05;
+  spec.rslora = true;
+  spec.target_modules = trainer::parse_lora_targets("k,o");
+  trainer::attach_lora(model, spec, 4);
+  torch::manual_seed(0);
+  for (auto& [name, lin] : model.named_linears())
+    if (lin->lora) lin->lora->B = torch::randn(lin->lora->B.sizes());
+  const std::string ad = dir.path + "/adapter";
+  engine::save_peft_adapter(ad, model, spec, "base-model");
+
+  const auto cfg = json::parse(test::read_text(ad + "/adapter_config.json"));
+  CHECK(cfg["peft_type"] == "LORA");
+  CHECK(cfg["r"] == 3);
+  CHECK(cfg["lora_alpha"] == 7.0);
+  CHECK(cfg["use_rslora"] == true);
+  CHECK(cfg["target_modules"] == json({"k_proj", "o_proj"}));
+  const auto tensors = engine::load_tensors(ad + "/adapter_model.safetensors");
+  CHECK(tensors.size() == 8);  // 2 layers x 2 modules x (A, B)
+  REQUIRE(tensors.count("base_model.model.model.layers.1.self_attn.o_proj.lora_B.weight"));
+  CHECK(tensors.at("base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight").sizes() ==
+        torch::IntArrayRef({3, 72}));
+
+  auto loaded = engine::Transformer::load(dir.path + "/model");
+  const auto got = engine::load_peft_adapter(ad, loaded);
+  CHECK(got.r == 3);
+  CHECK(got.rslora);
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    CHECK(torch::equal(loaded.layers[i].k_proj.lora->A, model.layers[i].k_proj.lora->A));
+    CHECK(torch::equal(loaded.layers[i].o_proj.lora->B, model.layers[i].o_proj.lora->B));
+    CHECK(loaded.layers[i].o_proj.lora->scale == Approx(7.0 / std::sqrt(3.0)));
+    CHECK_FALSE(loaded.layers[i].q_proj.lora);
+  }
+  const auto ids = torch::tensor(std::vector<int64_t>{1, 50, 2}).unsqueeze(0);
+  torch::NoGradGuard g;
+  CHECK(torch::equal(loaded.forward(engine::ForwardBatch::from_ids(ids)),
+                     model.forward(engine::ForwardBatch::from_ids(ids))));
+}
+
+TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
+  test::TempDir dir("lora-bad");
+  test::make_model(dir.path + "/model");
+  auto model = engine::Transformer::load(dir.path + "/model");
+  engine::LoraSpec spec;
+  spec.r = 2;
+  spec.target_modules = {"q_proj"};
+  trainer::attach_lora(model, spec, 4);
+  const std::string ad = dir.path + "/a";
+  engine::save_peft_adapter(ad, model, spec, "m");
+  const auto good = engine::load_tensors(ad + "/adapter_model.safetensors");
+  const std::string wfile = ad + "/adapter_model.safetensors";
+  auto rewrite = [&](engine::NamedTensors t) { engine::save_tensors(wfile, t); };
+  auto fresh = [&] { return engine::Transformer::load(dir.path + "/model"); };
+
+  engine::NamedTensors t(good.begin(), good.end());
+  t.emplace_back("base_model.model.model.layers.9.self_attn.q_proj.lora_A.weight", torch::zeros({2, 72}));
+  rewrite(t);
+  auto m1 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m1), Catch::Contains("which this model does not have"));
+
+  t.assign(good.begin(), good.end());
+  t[0].second = torch::zeros({2, 71});
+  rewrite(t);
+  auto m2 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m2), Catch::Contains("expected [2, 72]"));
+
+  t.assign(good.begin(), good.end());
+  t.erase(t.begin() + 1);  // layer 0's lora_B
+  rewrite(t);
+  auto m3 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m3), Catch::Contains("missing"));
+
+  rewrite(engine::NamedTensors(good.begin(), good.end()));
+  std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"LORA","r":2,"target_modules":["q_proj"],"use_dora":true})";
+  auto m4 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m4), Catch::Contains("DoRA"));
+  std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"PREFIX_TUNING"})";
+  auto m5 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m5), Catch::Contains("peft_type must be \"LORA\""));
+}

@@ -1,0 +1,156 @@
+#include "trainer/distributed.h"
+
+#include <cstdlib>
+#include <vector>
+
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef SYNTHPERT_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#include "common/error.h"
+
+namespace synthpert::trainer {
+
+namespace {
+
+int64_t env_int(const GetEnv& getenv, const char* name, int64_t fallback, bool required) {
+  const char* v = getenv(name);
+  if (!v || !*v) {
+    SP_CHECK_INPUT(!required, "environment variable ", name,
+                   " is not set (needed for a multi-process launch)");
+    return fallback;
+  }
+  char* end = nullptr;
+  const long long x = std::strtoll(v, &end, 10);
+  SP_CHECK_INPUT(end && *end == '\0' && x >= 0, "environment variable ", name,
+                 " must be a non-negative integer, got '", v, "'");
+  return x;
+}
+
+class SingleProcess : public Communicator {
+ public:
+  void all_reduce_sum(torch::Tensor&, int64_t) override {}
+  void broadcast(torch::Tensor&, int64_t) override {}
+  void barrier() override {}
+};
+
+// The c10d process group types differ in base class between libtorch 1.13
+// (ProcessGroup) and 2.x (Backend); only the calls used here are shared.
+template <typename PG>
+class ProcessGroupComm : public Communicator {
+ public:
+  ProcessGroupComm(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg,
+                   const DistEnv& env, std::string backend)
+      : store_(std::move(store)), pg_(std::move(pg)) {
+    rank_ = env.rank;
+    world_ = env.world;
+    backend_ = std::move(backend);
+  }
+
+  void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) override {
+    SP_CHECK(flat.dim() == 1 && flat.is_contiguous(), "all_reduce_sum: expects a flat buffer");
+    const int64_t per = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat.element_size()));
+    std::vector<std::vector<torch::Tensor>> buckets;
+    for (int64_t off = 0; off < flat.numel(); off += per)
+      buckets.push_back({flat.narrow(0, off, std::min(per, flat.numel() - off))});
+    std::vector<c10::intrusive_ptr<c10d::Work>> works;
+    for (auto& b : buckets) works.push_back(pg_->allreduce(b, c10d::AllreduceOptions()));
+    for (auto& w : works) w->wait();
+  }
+
+  void broadcast(torch::Tensor& flat, int64_t root) override {
+    std::vector<torch::Tensor> t{flat};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    pg_->broadcast(t, o)->wait();
+  }
+
+  void barrier() override {
+    // An all-reduce of one element: a barrier on every backend and version.
+    auto one = torch::ones({1}, flat_options_);
+    all_reduce_sum(one, 4);
+  }
+
+  torch::TensorOptions flat_options_ = torch::TensorOptions().dtype(torch::kFloat32);
+
+ private:
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<PG> pg_;
+};
+
+}  // namespace
+
+DistEnv read_dist_env(const GetEnv& getenv) {
+  DistEnv e;
+  const bool torchrun = getenv("WORLD_SIZE") && *getenv("WORLD_SIZE");
+  const bool slurm = !torchrun && getenv("SLURM_NTASKS") && *getenv("SLURM_NTASKS") &&
+                     getenv("MASTER_ADDR") && *getenv("MASTER_ADDR");
+  if (torchrun) {
+    e.launcher = "torchrun";
+    e.world = env_int(getenv, "WORLD_SIZE", 1, true);
+    e.rank = env_int(getenv, "RANK", 0, e.world > 1);
+    e.local_rank = env_int(getenv, "LOCAL_RANK", e.rank, false);
+  } else if (slurm) {
+    // Slurm sets SLURM_NTASKS for every job step; it is a launch only when
+    // the batch script also exported MASTER_ADDR.
+    e.launcher = "slurm";
+    e.world = env_int(getenv, "SLURM_NTASKS", 1, true);
+    e.rank = env_int(getenv, "SLURM_PROCID", 0, e.world > 1);
+    e.local_rank = env_int(getenv, "SLURM_LOCALID", 0, false);
+  } else {
+    return e;
+  }
+  SP_CHECK_INPUT(e.world >= 1, e.launcher, " launch: world size must be at least 1");
+  SP_CHECK_INPUT(e.rank < e.world, e.launcher, " launch: rank ", e.rank, " is not below the world size ",
+                 e.world);
+  if (e.world > 1) {
+    const char* addr = getenv("MASTER_ADDR");
+    SP_CHECK_INPUT(addr && *addr, "environment variable MASTER_ADDR is not set (the rank-0 host)");
+    e.master_addr = addr;
+  }
+  e.master_port = env_int(getenv, "MASTER_PORT", 29500, false);
+  SP_CHECK_INPUT(e.master_port > 0 && e.master_port < 65536, "MASTER_PORT must be a TCP port, got ",
+                 e.master_port);
+  return e;
+}
+
+DistEnv read_dist_env() {
+  return read_dist_env([](const char* name) { return std::getenv(name); });
+}
+
+std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::Device device,
+                                                   std::chrono::milliseconds timeout) {
+  if (env.world == 1) return std::make_unique<SingleProcess>();
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = env.rank == 0;
+  so.numWorkers = static_cast<size_t>(env.world);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  if (device.is_cuda()) {
+#ifdef SYNTHPERT_WITH_NCCL
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world, opts);
+    auto comm = std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl");
+    comm->flat_options_ = comm->flat_options_.device(device);
+    return comm;
+#else
+    throw InputError("this build has no NCCL process group (libtorch without CUDA)");
+#endif
+  }
+  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  // GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch; else the
+  // address the hostname resolves to (loopback when it does not resolve).
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  opts->devices.push_back(ifname && *ifname
+                              ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                              : c10d::ProcessGroupGloo::createDefaultDevice());
+  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
+  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo");
+}
+
+}  // namespace synthpert::trainer

@@ -1,0 +1,57 @@
+// Data parallelism through libtorch's c10d: a TCPStore rendezvous and a gloo
+// (CPU) or NCCL (CUDA, when libtorch has it) process group.
+//
+// Launch: torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+// MASTER_PORT; or Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID with
+// MASTER_ADDR (and MASTER_PORT, default 29500) exported by the batch script.
+// No variables: one process, no communication at all.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "engine/torch_compat.h"
+
+namespace synthpert::trainer {
+
+struct DistEnv {
+  int64_t rank = 0, world = 1, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int64_t master_port = 29500;
+  std::string launcher = "single";  // "single" | "torchrun" | "slurm"
+};
+
+using GetEnv = std::function<const char*(const char*)>;
+// Reads the launch variables (torchrun's take precedence over Slurm's); bad
+// or inconsistent values are an InputError naming the variable.
+DistEnv read_dist_env(const GetEnv& getenv);
+DistEnv read_dist_env();
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  // world == 1: a no-op communicator. Otherwise gloo for CPU devices, NCCL
+  // for CUDA devices.
+  static std::unique_ptr<Communicator> create(const DistEnv& env, torch::Device device,
+                                              std::chrono::milliseconds timeout);
+
+  int64_t rank() const { return rank_; }
+  int64_t world() const { return world_; }
+  const std::string& backend() const { return backend_; }
+
+  // Sums `flat` (1-D, contiguous) over all processes in place, in buckets of
+  // at most `bucket_bytes`; all buckets are in flight at once.
+  virtual void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) = 0;
+  // Every process's `flat` becomes root's.
+  virtual void broadcast(torch::Tensor& flat, int64_t root) = 0;
+  virtual void barrier() = 0;
+
+ protected:
+  int64_t rank_ = 0, world_ = 1;
+  std::string backend_ = "none";
+};
+
+}  // namespace synthpert::trainer

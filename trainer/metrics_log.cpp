@@ -1,0 +1,58 @@
+#include "trainer/metrics_log.h"
+
+#include <sys/resource.h>
+
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace synthpert::trainer {
+
+using nlohmann::json;
+
+std::vector<json> read_metrics(const std::string& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (line.empty()) continue;
+    try {
+      out.push_back(json::parse(line));
+    } catch (const json::parse_error&) {
+      // A run killed mid-write leaves a partial last line; it is dropped.
+      SP_CHECK_INPUT(in.peek() == EOF, path, ":", n, ": not valid JSON");
+    }
+  }
+  return out;
+}
+
+MetricsLog::MetricsLog(std::string path, bool resume, int64_t resume_step) : path_(std::move(path)) {
+  std::string kept;
+  if (resume && path_exists(path_))
+    for (const auto& j : read_metrics(path_))
+      if (j.value("step", int64_t{0}) <= resume_step) kept += j.dump() + "\n";
+  write_file_atomic(path_, kept);
+  file_ = std::fopen(path_.c_str(), "a");
+  SP_CHECK_INPUT(file_, path_, ": cannot open for appending");
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsLog::write(const json& line) {
+  const std::string s = line.dump() + "\n";
+  std::fwrite(s.data(), 1, s.size(), file_);
+  std::fflush(file_);
+}
+
+int64_t peak_memory_bytes() {
+  struct rusage ru {};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+}  // namespace synthpert::trainer

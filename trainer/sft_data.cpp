@@ -1,0 +1,95 @@
+#include "trainer/sft_data.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "trainer/batch_plan.h"
+#include "trainer/conversations.h"
+#ifdef SYNTHPERT_HAVE_TOKENIZER
+#include "trainer/chat_tokenizer.h"
+#endif
+
+namespace synthpert::trainer {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The first non-blank line of a JSONL file decides its kind.
+bool is_pretokenized_jsonl(const std::string& path) {
+  std::ifstream in(path);
+  SP_CHECK_INPUT(in.good(), path, ": cannot open for reading");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const bool ids = line.find("\"ids\"") != std::string::npos;
+    const bool messages = line.find("\"messages\"") != std::string::npos;
+    SP_CHECK_INPUT(ids || messages, path,
+                   ":1: a training JSONL line needs \"messages\" (traces) or \"ids\" + \"loss_mask\" "
+                   "(pre-tokenized)");
+    return ids && !messages;
+  }
+  throw InputError(str_cat(path, ": empty file"));
+}
+
+std::vector<SftExample> tokenize(const std::vector<Conversation>& conversations,
+                                 const DataSource& src) {
+#ifdef SYNTHPERT_HAVE_TOKENIZER
+  return tokenize_conversations(conversations, src.tokenizer_dir);
+#else
+  (void)conversations;
+  throw InputError(str_cat(src.path,
+                           ": text inputs need the tokenizer, which this build does not include; "
+                           "pass pre-tokenized JSONL ({\"ids\",\"loss_mask\"} per line)"));
+#endif
+}
+
+}  // namespace
+
+bool text_inputs_supported() {
+#ifdef SYNTHPERT_HAVE_TOKENIZER
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<SftExample> load_sft_examples(const DataSource& src) {
+  if (ends_with(src.path, ".csv"))
+    return tokenize(read_synthpert_csv(src.path, src.system_prompt), src);
+  SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
+                 ": --data must be a .jsonl or .csv file");
+  if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
+  return tokenize(read_traces_jsonl(src.path), src);
+}
+
+std::string file_fingerprint(const std::string& path) {
+  const std::string data = read_file(path);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : data) h = (h ^ c) * 1099511628211ull;
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
+    std::vector<SftExample> examples, double fraction, uint64_t seed) {
+  SP_CHECK_INPUT(fraction >= 0 && fraction < 1, "--val-fraction must be in [0, 1), got ", fraction);
+  const auto n = static_cast<int64_t>(examples.size());
+  const auto n_val = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(n)));
+  SP_CHECK_INPUT(n_val < n, "--val-fraction ", fraction, " leaves no training examples out of ", n);
+  // A stream of its own, so the split does not depend on the training order.
+  const auto perm = seeded_permutation(n, seed, 0x76616cull);
+  std::vector<uint8_t> is_val(n, 0);
+  for (int64_t i = 0; i < n_val; ++i) is_val[perm[i]] = 1;
+  std::vector<SftExample> train, val;
+  for (int64_t i = 0; i < n; ++i) (is_val[i] ? val : train).push_back(std::move(examples[i]));
+  return {std::move(train), std::move(val)};
+}
+
+}  // namespace synthpert::trainer

@@ -1,0 +1,35 @@
+// Loads the training file of `synthpert train` into token examples.
+//   *.jsonl with "ids" lines       pre-tokenized ({"ids","loss_mask"})
+//   *.jsonl with "messages" lines  traces, through the model's chat template
+//   *.csv                          SynthPert CSV, through the chat template
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/sft_example.h"
+
+namespace synthpert::trainer {
+
+struct DataSource {
+  std::string path;
+  std::string tokenizer_dir;   // tokenizer + chat template (text inputs)
+  std::string system_prompt;   // CSV: system message text ("" = none)
+};
+
+// Raw examples, before the length policy (finalize_examples).
+std::vector<SftExample> load_sft_examples(const DataSource& src);
+
+// True when this build can tokenize text inputs (tokenizer/ is present).
+bool text_inputs_supported();
+
+// A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
+std::string file_fingerprint(const std::string& path);
+
+// Splits off ceil(fraction x N) examples for validation, chosen by a seeded
+// permutation; returns (train, validation). fraction 0: no validation set.
+std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
+    std::vector<SftExample> examples, double fraction, uint64_t seed);
+
+}  // namespace synthpert::trainer

@@ -1,0 +1,257 @@
+#include "trainer/trainer.h"
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "engine/model.h"
+#include "trainer/batch_plan.h"
+#include "trainer/checkpoint.h"
+#include "trainer/collate.h"
+#include "trainer/lora.h"
+#include "trainer/loss_plot.h"
+#include "trainer/metrics_log.h"
+#include "trainer/sft_loss.h"
+
+namespace synthpert::trainer {
+
+using nlohmann::json;
+
+namespace {
+
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "f32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "f16") return torch::kFloat16;
+  throw InputError(str_cat("--dtype: expected f32, bf16 or f16, got '", name, "'"));
+}
+
+TrainBatch make_batch(const TrainOptions& o, const std::vector<SftExample>& ex,
+                      const std::vector<int64_t>& idx) {
+  return o.packing ? collate_packed(ex, idx, o.max_seq_len) : collate_padded(ex, idx);
+}
+
+// Mean token loss over the validation set, split across processes.
+double validation_loss(const TrainOptions& o, const engine::Transformer& model,
+                       const std::vector<SftExample>& val, Communicator& comm) {
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> mine;
+  for (int64_t i = comm.rank(); i < static_cast<int64_t>(val.size()); i += comm.world())
+    mine.push_back(i);
+  double sums[2] = {0, 0};  // loss sum, target count
+  for (size_t lo = 0; lo < mine.size(); lo += o.batch) {
+    std::vector<int64_t> idx(mine.begin() + lo,
+                             mine.begin() + std::min(mine.size(), lo + static_cast<size_t>(o.batch)));
+    const auto b = make_batch(o, val, idx);
+    sums[0] += sft_loss_sum(model, b, false).item<double>();
+    sums[1] += static_cast<double>(b.targets_count);
+  }
+  auto t = torch::tensor({sums[0], sums[1]}, torch::kFloat64);
+  comm.all_reduce_sum(t, 16);
+  return t[0].item<double>() / std::max(1.0, t[1].item<double>());
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+json run_fingerprint(const TrainOptions& o, int64_t world) {
+  return {{"model", std::filesystem::absolute(o.model_dir).lexically_normal().string()},
+          {"full", o.full},
+          {"qlora", o.qlora},
+          {"lora_r", o.lora.r},
+          {"lora_alpha", o.lora.alpha},
+          {"lora_dropout", o.lora.dropout},
+          {"rslora", o.lora.rslora},
+          {"targets", o.lora.target_modules},
+          {"init_adapter", o.init_adapter},
+          {"lr", o.lr},
+          {"schedule", static_cast<int>(o.schedule)},
+          {"warmup_steps", o.warmup_steps},
+          {"warmup_ratio", o.warmup_ratio},
+          {"adam_beta1", o.adamw.beta1},
+          {"adam_beta2", o.adamw.beta2},
+          {"adam_eps", o.adamw.eps},
+          {"weight_decay", o.adamw.weight_decay},
+          {"max_grad_norm", o.max_grad_norm},
+          {"batch", o.batch},
+          {"grad_accum", o.grad_accum},
+          {"world_size", world},
+          {"epochs", o.epochs},
+          {"max_steps", o.max_steps},
+          {"packing", o.packing},
+          {"max_seq_len", o.max_seq_len},
+          {"seed", o.seed},
+          {"dtype", o.dtype},
+          {"data", o.data_identity}};
+}
+
+TrainResult run_training(const TrainOptions& o, const SftDataset& data,
+                         const std::vector<SftExample>& val, Communicator& comm,
+                         const TrainHooks& hooks) {
+  const bool rank0 = comm.rank() == 0;
+  const std::string ckpt_root = path_join(o.out_dir, "checkpoints");
+  const json fingerprint = run_fingerprint(o, comm.world());
+
+  // Decide fresh vs resumed before anything in the output folder changes.
+  std::optional<std::string> resume_from;
+  if (o.resume) {
+    resume_from = latest_checkpoint(ckpt_root);
+    SP_CHECK_INPUT(resume_from, ckpt_root, ": --resume given but there is no checkpoint to resume");
+    check_same_run(checkpoint_run(*resume_from), fingerprint, *resume_from);
+  } else {
+    SP_CHECK_INPUT(!latest_checkpoint(ckpt_root), ckpt_root,
+                   ": holds checkpoints of an earlier run; pass --resume to continue it or choose "
+                   "another --out (nothing was changed)");
+  }
+
+  engine::LoadOptions lo;
+  lo.dtype = parse_dtype(o.dtype);
+  lo.nf4 = o.qlora;
+  lo.device = engine::parse_device(o.device);
+  SP_CHECK_INPUT(!(o.full && o.qlora), "--full and --qlora exclude each other (NF4 weights are frozen)");
+  auto model = engine::Transformer::load(o.model_dir, lo);
+  model.checkpoint_layers = o.checkpoint_layers;
+  engine::LoraSpec lora = o.lora;
+  if (!o.full) {
+    if (o.init_adapter.empty()) {
+      attach_lora(model, lora, o.seed);
+    } else {
+      lora = engine::load_peft_adapter(o.init_adapter, model);
+    }
+  }
+  ParamSet params = o.full ? ParamSet::full(model) : ParamSet::lora(model);
+
+  std::vector<int64_t> lengths;
+  for (const auto& e : data.examples) lengths.push_back(static_cast<int64_t>(e.ids.size()));
+  PlanOptions po;
+  po.batch = o.batch;
+  po.grad_accum = o.grad_accum;
+  po.world = comm.world();
+  po.seed = o.seed;
+  po.epochs = o.epochs;
+  po.max_steps = o.max_steps;
+  const BatchPlan plan(lengths, po);
+  LrSchedule sched;
+  sched.kind = o.schedule;
+  sched.base_lr = o.lr;
+  sched.total_steps = plan.total_steps();
+  sched.warmup_steps = warmup_from(o.warmup_steps, o.warmup_ratio, plan.total_steps());
+  AdamW opt(params.numel(), model.device(), o.adamw);
+
+  TrainResult result;
+  result.total_steps = plan.total_steps();
+  if (resume_from) result.start_step = load_checkpoint(*resume_from, params, opt);
+
+  std::unique_ptr<MetricsLog> log;
+  if (rank0) {
+    make_dirs(o.out_dir);
+    log = std::make_unique<MetricsLog>(path_join(o.out_dir, "metrics.jsonl"), o.resume,
+                                       result.start_step);
+  }
+  auto write_plot = [&] {
+    if (rank0)
+      write_file_atomic(path_join(o.out_dir, "loss.svg"),
+                        loss_curve_svg(read_metrics(log->path()), "synthpert train: " + o.out_dir));
+  };
+  auto run_validation = [&](int64_t step) {
+    if (val.empty()) return;
+    const double v = validation_loss(o, model, val, comm);
+    result.val_losses.emplace_back(step, v);
+    if (rank0) log->write({{"step", step}, {"val_loss", v}});
+  };
+
+  std::unique_ptr<ProgressBar> bar;
+  if (rank0 && o.progress)
+    bar = std::make_unique<ProgressBar>("train", plan.total_steps() - result.start_step, "step");
+  for (int64_t step = result.start_step; step < plan.total_steps(); ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double lr = sched.lr(step);
+    StepRecord rec;
+    rec.step = step + 1;
+    rec.lr = lr;
+    for (int64_t i : plan.step_examples(step)) {
+      rec.targets += count_targets(data.examples[i]);
+      rec.tokens += static_cast<int64_t>(data.examples[i].ids.size());
+    }
+    double local_loss = 0;
+    for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
+      const auto idx = plan.micro_batch(step, comm.rank(), micro);
+      if (idx.empty()) continue;  // short last step of an epoch
+      // Dropout draws depend only on (seed, step, micro-batch slot).
+      torch::manual_seed(mix_seed(mix_seed(o.seed, static_cast<uint64_t>(step)),
+                                  static_cast<uint64_t>(micro * comm.world() + comm.rank())));
+      const auto batch = make_batch(o, data.examples, idx);
+      const auto loss_sum = sft_loss_sum(model, batch, true);
+      (loss_sum / static_cast<double>(rec.targets)).backward();
+      params.accumulate_grads();
+      local_loss += loss_sum.item<double>();
+    }
+    comm.all_reduce_sum(params.grad(), o.bucket_bytes);
+    auto loss_t = torch::tensor({local_loss}, torch::kFloat64);
+    comm.all_reduce_sum(loss_t, 8);
+    rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);
+    if (hooks.on_gradients) hooks.on_gradients(rec, params);
+    rec.grad_norm = clip_grad_norm(params.grad(), o.max_grad_norm);
+    opt.step(params.master(), params.grad(), params.decay_mask(), lr);
+    params.write_back();
+    params.zero_grad();
+    result.steps.push_back(rec);
+    if (hooks.on_step) hooks.on_step(rec);
+
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tps = dt > 0 ? static_cast<double>(rec.tokens) / dt : 0.0;
+    if (rank0) {
+      log->write({{"step", rec.step}, {"loss", rec.loss}, {"lr", rec.lr}, {"grad_norm", rec.grad_norm},
+                  {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes()}});
+      if (bar)
+        bar->advance(1, "loss " + fmt("%.4f", rec.loss) + "  lr " + fmt("%.3g", lr) + "  " +
+                            fmt("%.0f", tps) + " tok/s");
+    }
+    const bool last = rec.step == plan.total_steps();
+    const bool save = o.save_every > 0 && rec.step % o.save_every == 0;
+    if ((o.eval_every > 0 && rec.step % o.eval_every == 0) || ((save || last) && o.eval_every == 0))
+      run_validation(rec.step);
+    if (save || last) {
+      if (rank0) {
+        save_checkpoint(ckpt_root, rec.step, params, opt, fingerprint, o.keep_checkpoints);
+        write_plot();
+      }
+      comm.barrier();
+    }
+  }
+  if (bar) bar->finish();
+
+  if (rank0) {
+    const auto st = engine::to_st_dtype(model.dtype());
+    if (o.full) {
+      result.output_dir = path_join(o.out_dir, "model");
+      model.save(result.output_dir, st);
+    } else {
+      // The adapter is written from the float32 masters, not the rounded
+      // compute-dtype copies the forward used.
+      for (const auto& [name, master] : params.views(params.master()))
+        for (auto& [module, lin] : model.named_linears())
+          if (lin->lora && name == engine::peft_key(module, true)) lin->lora->A = master;
+          else if (lin->lora && name == engine::peft_key(module, false)) lin->lora->B = master;
+      result.output_dir = path_join(o.out_dir, "adapter");
+      engine::save_peft_adapter(result.output_dir, model, lora,
+                                std::filesystem::absolute(o.model_dir).string(), engine::StDType::F32);
+      if (o.merge) model.save(path_join(o.out_dir, "model"), o.qlora ? engine::StDType::F32 : st, true);
+    }
+    write_plot();
+  }
+  comm.barrier();
+  return result;
+}
+
+}  // namespace synthpert::trainer
