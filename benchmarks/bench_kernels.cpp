@@ -7,6 +7,12 @@
 // ratio is their time over ours.
 //
 //   bench_kernels [--out-dir DIR] [--python EXE] [--no-peer] [--iters N] [--tokens N]
+//                 [--ce-tokens N] [--ce-chunk N]
+//
+// The fused linear + cross-entropy (LM head + loss, forward and dhidden, frozen
+// head as in LoRA) is compared in time and peak extra memory with torch
+// computing the full [tokens, vocab] logits and F.cross_entropy (eager), at
+// vocab 128,256 (Llama 3).
 //
 // Writes benchmarks/results/kernels-<gpu>-<date>.{json,md}.
 #include <cuda_runtime.h>
@@ -20,6 +26,7 @@
 #include <vector>
 
 #include "benchmarks/bench_util.h"
+#include "kernels/fused_linear_ce.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
@@ -37,6 +44,7 @@ struct Options {
   int64_t tokens = 16384;
   int64_t hidden = 4096, intermediate = 14336;
   int heads = 32, head_dim = 128;
+  int64_t ce_tokens = 8192, vocab = 128256, ce_chunk = 1024;
 };
 
 struct Measurement {
@@ -120,6 +128,49 @@ std::vector<Measurement> measurements(const Options& o, Buffers& b) {
   };
 }
 
+// Time and extra device memory (workspace + dhidden + loss) of the fused
+// linear + cross-entropy with dhidden, frozen weight.
+struct CeResult {
+  double ms, extra_bytes;
+};
+CeResult measure_fused_ce(const Options& o, const Timing& timing) {
+  const int64_t N = o.ce_tokens, C = o.hidden, V = o.vocab;
+  DeviceMemory h(size_t(N * C) * 2), w(size_t(V * C) * 2), dh(size_t(N * C) * 2), targets(size_t(N) * 8),
+      loss(size_t(N) * 4);
+  const size_t ws_bytes = fused_linear_ce_workspace_bytes(o.ce_chunk, V);
+  DeviceMemory ws(ws_bytes);
+  fill_random_bf16(h.get(), size_t(N * C), 11);
+  fill_random_bf16(w.get(), size_t(V * C), 12);
+  std::vector<int64_t> t(static_cast<size_t>(N));
+  for (size_t i = 0; i < t.size(); ++i) t[i] = (i % 5 == 0) ? -100 : int64_t((i * 7919) % size_t(V));
+  cuda_check(cudaMemcpy(targets.get(), t.data(), t.size() * 8, cudaMemcpyHostToDevice), "upload targets");
+  cublasHandle_t handle = nullptr;
+  if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "bench_kernels: cublasCreate failed\n");
+    std::exit(1);
+  }
+  FusedLinearCrossEntropyArgs a;
+  a.tokens = N;
+  a.hidden_size = C;
+  a.vocab = V;
+  a.hidden = h.get();
+  a.hidden_row_stride = C;
+  a.weight = w.get();
+  a.weight_row_stride = C;
+  a.targets = targets.get<int64_t>();
+  a.loss = loss.get<float>();
+  a.grad_scale = 1.f / float(N);
+  a.dhidden = dh.get();
+  a.dhidden_row_stride = C;
+  a.chunk_tokens = o.ce_chunk;
+  a.workspace = ws.get();
+  a.cublas = handle;
+  const double ms = median_ms(timing, [&] { fused_linear_cross_entropy(a, nullptr); });
+  cuda_check(cudaDeviceSynchronize(), "fused_linear_cross_entropy");
+  cublasDestroy(handle);
+  return {ms, double(ws_bytes) + double(N * C) * 2 + double(N) * 4};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -138,8 +189,10 @@ int main(int argc, char** argv) {
     else if (a == "--no-peer") o.peer = false;
     else if (a == "--iters") o.iters = std::max(1, std::atoi(next().c_str()));
     else if (a == "--tokens") o.tokens = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--ce-tokens") o.ce_tokens = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--ce-chunk") o.ce_chunk = std::max(1, std::atoi(next().c_str()));
     else {
-      std::fprintf(stderr, "usage: bench_kernels [--out-dir DIR] [--python EXE] [--no-peer] [--iters N] [--tokens N]\n");
+      std::fprintf(stderr, "usage: bench_kernels [--out-dir DIR] [--python EXE] [--no-peer] [--iters N] [--tokens N] [--ce-tokens N] [--ce-chunk N]\n");
       return 2;
     }
   }
@@ -161,7 +214,8 @@ int main(int argc, char** argv) {
     std::ostringstream cmd;
     cmd << o.python << " " << SYNTHPERT_SOURCE_DIR << "/benchmarks/peer_kernels.py --tokens " << o.tokens
         << " --hidden " << o.hidden << " --intermediate " << o.intermediate << " --heads " << o.heads
-        << " --head-dim " << o.head_dim << " --iters " << o.iters << " --out " << stem << ".peer.tmp.json";
+        << " --head-dim " << o.head_dim << " --ce-tokens " << o.ce_tokens << " --vocab " << o.vocab
+        << " --iters " << o.iters << " --out " << stem << ".peer.tmp.json";
     peer = run_peer(cmd.str(), stem + ".peer.tmp.json");
   }
 
@@ -216,6 +270,43 @@ int main(int argc, char** argv) {
     }
     md << line << "\n";
     std::fprintf(stderr, "%s\n", line.c_str());
+  }
+
+  {
+    const CeResult ce = measure_fused_ce(o, timing);
+    const std::string name = "fused linear+CE fwd+dhidden N" + std::to_string(o.ce_tokens) + " C" +
+                             std::to_string(o.hidden) + " V" + std::to_string(o.vocab) + " chunk" +
+                             std::to_string(o.ce_chunk);
+    const nlohmann::json ce_peer = peer.value("ce", nlohmann::json::object());
+    const struct {
+      const char* suffix;
+      const char* unit;
+      double ours;
+      const char* key;
+    } items[] = {{" time", "ms", ce.ms, "ms"}, {" peak extra memory", "MiB", ce.extra_bytes / 1048576.0, "extra_bytes"}};
+    md << "\n| case | unit | ours | torch full logits + cross_entropy | ratio (>1: ours better) |\n|---|---|---|---|---|\n";
+    for (const auto& it : items) {
+      nlohmann::json row = {{"name", name + it.suffix}, {"unit", it.unit}, {"ours", it.ours}};
+      double pv = 0;
+      if (ce_peer.contains(it.key)) {
+        pv = ce_peer[it.key].get<double>();
+        if (std::string(it.unit) == "MiB") pv /= 1048576.0;
+        row["peer"] = pv;
+        row["peer_name"] = "torch eager: logits = h @ W.T, F.cross_entropy (full logits)";
+        row["ratio"] = pv / it.ours;
+      } else {
+        row["peer"] = nullptr;
+        row["peer_name"] = nullptr;
+        row["ratio"] = nullptr;
+      }
+      rows.push_back(row);
+      char line[256];
+      std::snprintf(line, sizeof line, "| %s | %s | %.1f | %s | %s |\n", (name + it.suffix).c_str(), it.unit, it.ours,
+                    row["peer"].is_null() ? "-" : std::to_string(pv).c_str(),
+                    row["ratio"].is_null() ? "-" : std::to_string(pv / it.ours).c_str());
+      md << line;
+      std::fprintf(stderr, "%s", line);
+    }
   }
 
   std::ostringstream command;

@@ -5,7 +5,12 @@ fill before each timed call, median), once eager and once under torch.compile.
 The ops are written as Hugging Face's Llama writes them (the engine matches
 that numerics). Writes JSON
 
-    {"torch": VERSION, "ms": {"eager": {"rmsnorm_fwd": ms, ...}, "compile": {...}}}
+    {"torch": VERSION, "ms": {"eager": {"rmsnorm_fwd": ms, ...}, "compile": {...}},
+     "ce": {"ms": ms, "extra_bytes": bytes}}
+
+"ce" is the LM head + loss on full logits (h @ W.T, F.cross_entropy with
+ignore_index, mean; backward to h only, the head frozen as in LoRA): its time
+and the peak memory allocated beyond the inputs.
 
 Run by bench_kernels on the GPU host (python3 with torch and CUDA).
 """
@@ -48,10 +53,29 @@ def swiglu(gate, up):
     return F.silu(gate) * up
 
 
+def full_logits_ce(a, flush, rand):
+    h = rand(a.ce_tokens, a.hidden).requires_grad_(True)
+    w = rand(a.vocab, a.hidden)
+    t = (torch.arange(a.ce_tokens, device=h.device) * 7919) % a.vocab
+    t[::5] = -100
+
+    def step():
+        loss = F.cross_entropy(h @ w.t(), t, ignore_index=-100)
+        torch.autograd.grad(loss, h)
+
+    ms = median_ms(step, flush, a.iters, a.warmup)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return {"ms": ms, "extra_bytes": torch.cuda.max_memory_allocated() - base}
+
+
 def main():
     ap = argparse.ArgumentParser()
     for k, v in (("tokens", 16384), ("hidden", 4096), ("intermediate", 14336), ("heads", 32),
-                 ("head-dim", 128), ("iters", 20), ("warmup", 5)):
+                 ("head-dim", 128), ("ce-tokens", 8192), ("vocab", 128256), ("iters", 20), ("warmup", 5)):
         ap.add_argument("--" + k, type=int, default=v)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -98,6 +122,7 @@ def main():
             "swiglu_bwd": max(1e-6, median_ms(swiglu_bwd, flush, a.iters, a.warmup) - fwd_grad_swiglu),
         }
         result["ms"][mode] = {**fwd, **bwd}
+    result["ce"] = full_logits_ce(a, flush, rand)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=2)
 
