@@ -1,0 +1,171 @@
+// RMSNorm kernels and launchers (layouts and semantics in rmsnorm.h).
+//
+// Forward: one 256-thread block per row (grid-stride over rows); the row is
+// read twice (sum of squares, then normalise), the second time mostly from
+// L1/L2. Backward: a fixed grid of at most 256 blocks, each walking its rows;
+// per row one block reduction for sum(dy * w * n), and, when dweight is
+// wanted, each thread adds dy * round(n) for the columns it owns into a
+// shared-memory row (no atomics: the column -> thread map is the same for
+// every row). A second kernel sums the per-block rows in a fixed order, so
+// dweight is deterministic.
+#include "kernels/rmsnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/rowwise.cuh"
+
+namespace synthpert::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxPartials = 256;
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads) rmsnorm_fwd_kernel(RmsNormForwardArgs a) {
+  __shared__ float scratch[32];
+  const T* w = static_cast<const T*>(a.weight);
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
+    T* y = static_cast<T*>(a.y) + r * a.y_row_stride;
+    float ss = 0.f;
+    for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
+      float v[V];
+      rowwise::load<T, V>(x + c, v);
+#pragma unroll
+      for (int i = 0; i < V; ++i) ss += v[i] * v[i];
+    }
+    const float rstd = rsqrtf(rowwise::block_sum(ss, scratch) / float(a.width) + a.eps);
+    if (a.rstd && threadIdx.x == 0) a.rstd[r] = rstd;
+    for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
+      float v[V], wv[V];
+      rowwise::load<T, V>(x + c, v);
+      rowwise::load<T, V>(w + c, wv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) v[i] = wv[i] * rowwise::round_to<T>(v[i] * rstd);
+      rowwise::store<T, V>(y + c, v);
+    }
+  }
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads) rmsnorm_bwd_kernel(RmsNormBackwardArgs a, float* partial_GC) {
+  __shared__ float scratch[32];
+  extern __shared__ float dw_row[];  // [C] when dweight is wanted
+  const bool want_dw = a.dweight != nullptr;
+  if (want_dw)
+    for (int64_t c = threadIdx.x; c < a.width; c += blockDim.x) dw_row[c] = 0.f;
+  __syncthreads();
+  const T* w = static_cast<const T*>(a.weight);
+  const float inv_width = 1.f / float(a.width);
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
+    const T* dy = static_cast<const T*>(a.dy) + r * a.dy_row_stride;
+    T* dx = static_cast<T*>(a.dx) + r * a.dx_row_stride;
+    const float rstd = a.rstd[r];
+    float dot = 0.f;  // sum_c dy * w * n
+    for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
+      float xv[V], dyv[V], wv[V];
+      rowwise::load<T, V>(x + c, xv);
+      rowwise::load<T, V>(dy + c, dyv);
+      rowwise::load<T, V>(w + c, wv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float n = xv[i] * rstd;
+        dot += dyv[i] * wv[i] * n;
+        // The forward multiplied w by n rounded to T; its gradient uses the same value.
+        if (want_dw) dw_row[c + i] += dyv[i] * rowwise::round_to<T>(n);
+      }
+    }
+    const float mean_dot = rowwise::block_sum(dot, scratch) * inv_width;
+    for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
+      float xv[V], dyv[V], wv[V], out[V];
+      rowwise::load<T, V>(x + c, xv);
+      rowwise::load<T, V>(dy + c, dyv);
+      rowwise::load<T, V>(w + c, wv);
+#pragma unroll
+      for (int i = 0; i < V; ++i) out[i] = rstd * (dyv[i] * wv[i] - xv[i] * rstd * mean_dot);
+      rowwise::store<T, V>(dx + c, out);
+    }
+  }
+  if (want_dw) {
+    __syncthreads();
+    for (int64_t c = threadIdx.x; c < a.width; c += blockDim.x) partial_GC[blockIdx.x * a.width + c] = dw_row[c];
+  }
+}
+
+// dweight[c] = sum over the G partial rows, in block order.
+__global__ void rmsnorm_dweight_reduce_kernel(const float* partial_GC, int64_t blocks, int64_t width, float* dweight) {
+  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (c >= width) return;
+  float s = 0.f;
+  for (int64_t g = 0; g < blocks; ++g) s += partial_GC[g * width + c];
+  dweight[c] = s;
+}
+
+int64_t partial_blocks(int64_t rows) { return std::max<int64_t>(1, std::min(rows, kMaxPartials)); }
+
+}  // namespace
+
+size_t rmsnorm_backward_workspace_bytes(int64_t rows, int64_t width) {
+  return size_t(partial_blocks(rows)) * size_t(std::max<int64_t>(width, 0)) * sizeof(float);
+}
+
+void rmsnorm_forward(const RmsNormForwardArgs& a, cudaStream_t stream) {
+  const char* op = "rmsnorm_forward";
+  rowwise::check_half_dtype(a.dtype, op);
+  SPK_REQUIRE(a.rows >= 0, op, "rows must be >= 0");
+  SPK_REQUIRE(a.width > 0, op, "width must be > 0");
+  SPK_REQUIRE(std::isfinite(a.eps) && a.eps >= 0.f, op, "eps must be finite and >= 0");
+  if (a.rows == 0) return;
+  rowwise::check_rows(a.x, a.rows, a.width, a.x_row_stride, op, "x");
+  rowwise::check_rows(a.y, a.rows, a.width, a.y_row_stride, op, "y");
+  rowwise::check_rows(a.weight, 1, a.width, a.width, op, "weight");
+  const bool vec8 = rowwise::vec8_ok(a.x, a.x_row_stride, a.width) && rowwise::vec8_ok(a.y, a.y_row_stride, a.width) &&
+                    rowwise::vec8_ok(a.weight, 0, a.width);
+  const unsigned grid = unsigned(std::min<int64_t>(a.rows, 65535 * 8));
+  SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
+    SPK_VEC_SWITCH(vec8, V, [&] { rmsnorm_fwd_kernel<T, V><<<grid, kThreads, 0, stream>>>(a); });
+  });
+  SPK_CHECK_LAUNCH(op);
+}
+
+void rmsnorm_backward(const RmsNormBackwardArgs& a, cudaStream_t stream) {
+  const char* op = "rmsnorm_backward";
+  rowwise::check_half_dtype(a.dtype, op);
+  SPK_REQUIRE(a.rows >= 0, op, "rows must be >= 0");
+  SPK_REQUIRE(a.width > 0, op, "width must be > 0");
+  const bool want_dw = a.dweight != nullptr;
+  SPK_REQUIRE(!want_dw || a.width <= kRmsNormMaxDweightWidth, op,
+              "width must be <= " + std::to_string(kRmsNormMaxDweightWidth) + " when dweight is computed");
+  SPK_REQUIRE(!want_dw || a.rows == 0 || (a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 16 == 0),
+              op, "workspace must be 16-byte aligned and hold rmsnorm_backward_workspace_bytes() when dweight is set");
+  if (a.rows == 0) {
+    if (want_dw) check_cuda(cudaMemsetAsync(a.dweight, 0, size_t(a.width) * sizeof(float), stream), op, "zero dweight");
+    return;
+  }
+  rowwise::check_rows(a.x, a.rows, a.width, a.x_row_stride, op, "x");
+  rowwise::check_rows(a.dy, a.rows, a.width, a.dy_row_stride, op, "dy");
+  rowwise::check_rows(a.dx, a.rows, a.width, a.dx_row_stride, op, "dx");
+  rowwise::check_rows(a.weight, 1, a.width, a.width, op, "weight");
+  SPK_REQUIRE(a.rstd != nullptr, op, "rstd must be the forward's [rows] fp32 output");
+  const bool vec8 = rowwise::vec8_ok(a.x, a.x_row_stride, a.width) && rowwise::vec8_ok(a.dy, a.dy_row_stride, a.width) &&
+                    rowwise::vec8_ok(a.dx, a.dx_row_stride, a.width) && rowwise::vec8_ok(a.weight, 0, a.width);
+  const int64_t blocks = partial_blocks(a.rows);
+  const size_t smem = want_dw ? size_t(a.width) * sizeof(float) : 0;
+  float* partial = static_cast<float*>(a.workspace);
+  SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
+    SPK_VEC_SWITCH(vec8, V, [&] {
+      rmsnorm_bwd_kernel<T, V><<<unsigned(blocks), kThreads, smem, stream>>>(a, partial);
+    });
+  });
+  SPK_CHECK_LAUNCH(op);
+  if (want_dw) {
+    rmsnorm_dweight_reduce_kernel<<<ceil_div(a.width, kThreads), kThreads, 0, stream>>>(partial, blocks, a.width,
+                                                                                      a.dweight);
+    SPK_CHECK_LAUNCH(op);
+  }
+}
+
+}  // namespace synthpert::kernels

@@ -1,0 +1,137 @@
+// Fused linear + cross-entropy against the fp64 reference with the tolerance
+// rule of test_attention_common.h ([gpu]). The peer is eager PyTorch in the
+// dtype: logits from a bf16/f16 GEMM (fp32 accumulation, rounded output),
+// cross_entropy in fp32 on those logits with its per-token loss rounded, the
+// logits' gradient rounded, then the two gradient GEMMs rounded. Chunk sizes
+// that do not divide the token count, padded rows, ignored tokens and
+// accumulation into an existing dweight are all exercised.
+#ifndef SYNTHPERT_NO_KERNELS
+
+#include <ATen/ATen.h>
+#include <cublas_v2.h>
+
+#include <catch2/catch.hpp>
+
+#include "kernels/fused_linear_ce.h"
+#include "tests/kernels/ref_test_util.h"
+#include "tests/kernels/test_attention_common.h"
+#include "tests/reference/kernels/fused_linear_ce_ref.h"
+
+namespace {
+
+using namespace synthpert::test;
+using synthpert::kernels::DType;
+
+struct CeCase {
+  int64_t tokens, hidden, vocab, chunk;
+  bool strided;
+};
+
+struct CePeer {
+  at::Tensor loss, dhidden, dweight;
+};
+
+CePeer ce_peer(const at::Tensor& h, const at::Tensor& w, const std::vector<int64_t>& targets, double scale,
+               at::ScalarType dt) {
+  const at::Tensor logits = rnd(h.to(at::kFloat).mm(w.to(at::kFloat).t()), dt);  // (N, V)
+  const at::Tensor t = at::tensor(targets, at::kLong);
+  const at::Tensor valid = t.ne(-100);
+  const at::Tensor safe_t = at::where(valid, t, at::zeros_like(t));
+  const at::Tensor logp = at::log_softmax(logits, -1);
+  const at::Tensor loss = rnd(-logp.gather(1, safe_t.unsqueeze(1)).squeeze(1) * valid, dt);
+  const at::Tensor onehot = at::zeros_like(logits).scatter_(1, safe_t.unsqueeze(1), 1.0);
+  const at::Tensor g = rnd((at::softmax(logits, -1) - onehot) * valid.unsqueeze(1) * scale, dt);
+  return {loss.to(at::kDouble), rnd(g.mm(w.to(at::kFloat)), dt).to(at::kDouble),
+          rnd(g.t().mm(h.to(at::kFloat)), dt).to(at::kDouble)};
+}
+
+void run_case(const CeCase& c, DType dtype, cublasHandle_t handle) {
+  const at::ScalarType dt = torch_dtype(dtype);
+  const int64_t N = c.tokens, C = c.hidden, V = c.vocab;
+  INFO("N=" << N << " C=" << C << " V=" << V << " chunk=" << c.chunk << " strided=" << c.strided
+            << " dtype=" << at::toString(dt));
+  const at::Tensor h = random_rounded({N, C}, dt, 400), w = random_rounded({V, C}, dt, 401, 0.2);
+  std::vector<int64_t> targets(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) targets[size_t(i)] = (i % 4 == 3) ? -100 : (i * 7919 + 11) % V;
+  const double scale = 1.0 / double(std::max<int64_t>(1, N));
+  const auto ref = synthpert::reference::linear_cross_entropy_ref(vector_of(h), vector_of(w), targets, C, -100, scale);
+  const at::Tensor ref_loss = tensor_of(ref.loss_N, {N}), ref_lse = tensor_of(ref.lse_N, {N});
+  const at::Tensor ref_dh = tensor_of(ref.dhidden_NC, {N, C}), ref_dw = tensor_of(ref.dweight_VC, {V, C});
+
+  const int64_t pad = c.strided ? 8 : 0;
+  StridedDeviceTensor h_(N, 1, C, C + pad, C, dt), w_(V, 1, C, C + pad, C, dt), dh_(N, 1, C, C + pad, C, dt);
+  h_.upload(h.view({N, 1, C}));
+  w_.upload(w.view({V, 1, C}));
+  dh_.upload_poison();
+  DeviceBuffer t_(targets.size() * sizeof(int64_t)), loss_(size_t(N) * 4), lse_(size_t(N) * 4),
+      dw_(size_t(V * C) * 4), ws(synthpert::kernels::fused_linear_ce_workspace_bytes(c.chunk, V));
+  t_.upload(targets.data(), t_.bytes());
+  // dweight is accumulated: start from known values and subtract them after.
+  const at::Tensor dw_start = at::randn({V, C}, at::kFloat);
+  dw_.upload(dw_start.data_ptr<float>(), dw_.bytes());
+
+  synthpert::kernels::FusedLinearCrossEntropyArgs a;
+  a.dtype = dtype;
+  a.tokens = N;
+  a.hidden_size = C;
+  a.vocab = V;
+  a.hidden = h_.device.get();
+  a.hidden_row_stride = h_.token_stride;
+  a.weight = w_.device.get();
+  a.weight_row_stride = w_.token_stride;
+  a.targets = t_.as<int64_t>();
+  a.loss = loss_.as<float>();
+  a.lse = lse_.as<float>();
+  a.grad_scale = float(scale);
+  a.dhidden = dh_.device.get();
+  a.dhidden_row_stride = dh_.token_stride;
+  a.dweight = dw_.as<float>();
+  a.chunk_tokens = c.chunk;
+  a.workspace = ws.get();
+  a.cublas = handle;
+  synthpert::kernels::fused_linear_cross_entropy(a, nullptr);
+  cuda_ok(cudaDeviceSynchronize(), "fused_linear_cross_entropy");
+
+  auto download_f32 = [](const DeviceBuffer& b, at::IntArrayRef shape) {
+    at::Tensor t = at::empty(shape, at::kFloat);
+    b.download(t.data_ptr<float>(), size_t(t.numel()) * 4);
+    return t.to(at::kDouble);
+  };
+  const at::Tensor loss = download_f32(loss_, {N}), lse = download_f32(lse_, {N});
+  const at::Tensor dw = download_f32(dw_, {V, C}) - dw_start.to(at::kDouble);
+  const CePeer peer = ce_peer(h, w, targets, scale, dt);
+  for (int64_t i = 3; i < N; i += 4) CHECK(loss[i].item<double>() == 0.0);
+  check_within_peer("loss", max_abs_err(loss, ref_loss), max_abs_err(peer.loss, ref_loss), 0.0);
+  // lse has no peer output; it is within fp32 rounding of the reference
+  // (a loose absolute bound: 1e-4 relative to its magnitude).
+  CHECK(max_abs_err(lse, ref_lse) <= 1e-4 * std::max(1.0, max_abs(ref_lse)));
+  check_within_peer("dhidden", max_abs_err(dh_.download().view({N, C}), ref_dh), max_abs_err(peer.dhidden, ref_dh),
+                    half_ulp(dt, max_abs(ref_dh)));
+  check_within_peer("dweight", max_abs_err(dw, ref_dw), max_abs_err(peer.dweight, ref_dw), 0.0);
+}
+
+void run_cases(DType dtype, bool large) {
+  static const CeCase small[] = {
+      {1, 64, 1000, 1024, false}, {5, 72, 517, 2, true}, {123, 64, 3000, 50, false}, {256, 128, 4099, 100, true}};
+  static const CeCase big[] = {{1023, 128, 5003, 256, false}, {64, 64, 128256, 16, true}};
+  cublasHandle_t handle = nullptr;
+  REQUIRE(cublasCreate(&handle) == CUBLAS_STATUS_SUCCESS);
+  for (const CeCase& c : large ? std::vector<CeCase>(std::begin(big), std::end(big))
+                               : std::vector<CeCase>(std::begin(small), std::end(small)))
+    run_case(c, dtype, handle);
+  cublasDestroy(handle);
+}
+
+}  // namespace
+
+TEST_CASE("fused linear cross-entropy matches the reference (bf16, small)", "[gpu][fused_ce]") {
+  run_cases(DType::kBF16, false);
+}
+TEST_CASE("fused linear cross-entropy matches the reference (f16, small)", "[gpu][fused_ce]") {
+  run_cases(DType::kF16, false);
+}
+TEST_CASE("fused linear cross-entropy matches the reference (bf16, large)", "[gpu][fused_ce][large]") {
+  run_cases(DType::kBF16, true);
+}
+
+#endif  // SYNTHPERT_NO_KERNELS
