@@ -25,7 +25,7 @@ trainer::TrainHooks capture(Captured& c, std::vector<int64_t> grad_steps) {
   trainer::TrainHooks h;
   h.on_gradients = [&c, grad_steps](const trainer::StepRecord& r, const trainer::ParamSet& p) {
     if (std::find(grad_steps.begin(), grad_steps.end(), r.step) == grad_steps.end()) return;
-    for (auto& [name, t] : p.views(const_cast<trainer::ParamSet&>(p).grad()))
+    for (auto& [name, t] : p.views(p.grad()))
       c.grads[r.step][name] = t.clone().reshape({-1});
   };
   h.on_step = [&c](const trainer::StepRecord& r) { c.losses.push_back(r.loss); };
