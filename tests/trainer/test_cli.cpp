@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iomanip>
 #include <filesystem>
 #include <thread>
 
@@ -89,7 +90,7 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
   REQUIRE(a.size() == 6);
   REQUIRE(b.size() == 6);
   for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << i + 1 << ": 1 process " << a[i] << ", 2 processes " << b[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": 1 process " << a[i] << ", 2 processes " << b[i]);
     CHECK(std::abs(a[i] - b[i]) <= 1e-5);
   }
   const auto va = test::metrics_lines(f.dir.path + "/one/metrics.jsonl", "val_loss");

@@ -4,6 +4,7 @@
 // hyper-parameters. Losses and gradients must agree to float32 accuracy.
 #include <catch2/catch.hpp>
 
+#include <iomanip>
 #include <map>
 
 #include "engine/peft_adapter.h"
@@ -111,7 +112,7 @@ TEST_CASE("LoRA training matches the torch reference step for step", "[golden]")
   const auto ref_losses = ref["losses"].get<std::vector<double>>();
   REQUIRE(c.losses.size() == 10);
   for (size_t i = 0; i < 10; ++i) {
-    INFO("step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
     CHECK(std::abs(c.losses[i] - ref_losses[i]) <= 2e-6 * std::abs(ref_losses[i]));
   }
   CHECK(c.losses.back() < c.losses.front());  // the run learns something
@@ -147,7 +148,7 @@ TEST_CASE("full fine-tuning matches the torch reference step for step", "[golden
   const auto ref_losses = ref["losses"].get<std::vector<double>>();
   REQUIRE(c.losses.size() == 10);
   for (size_t i = 0; i < 10; ++i) {
-    INFO("step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
     CHECK(std::abs(c.losses[i] - ref_losses[i]) <= 2e-6 * std::abs(ref_losses[i]));
   }
   CHECK(c.losses.back() < c.losses.front());
