@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "engine/config.h"
+#include "engine/tensor_io.h"
 #include "trainer/lora.h"
 #include "trainer/sft_data.h"
 #include "trainer/trainer.h"
@@ -19,7 +20,7 @@ namespace {
 struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
-  std::string system_prompt_file, tokenizer;
+  std::string system_prompt_file, tokenizer, grad_dump;
   double val_fraction = 0.1;
   int64_t timeout_s = 1800;
   bool no_progress = false;
@@ -71,6 +72,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--tokenizer", o->tokenizer, "tokenizer + chat template folder (default: --model)");
   cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
   cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
+  cmd.add_option("--grad-dump", o->grad_dump,
+                 "write step 1's gradient (all-reduced, before clipping) to this safetensors file "
+                 "(parity checks against other trainers)");
   return [o] {
     auto& t = o->t;
     t.schedule = trainer::parse_schedule(o->schedule);
@@ -106,7 +110,12 @@ RunFn setup(CLI::App& cmd) {
       std::fprintf(stderr, "train: %lld example(s) truncated, %lld dropped at --max-seq-len %lld\n",
                    static_cast<long long>(train.truncated), static_cast<long long>(train.dropped),
                    static_cast<long long>(t.max_seq_len));
-    const auto result = trainer::run_training(t, train, val, *comm);
+    trainer::TrainHooks hooks;
+    if (!o->grad_dump.empty() && rank0)
+      hooks.on_gradients = [o](const trainer::StepRecord& r, const trainer::ParamSet& p) {
+        if (r.step == 1) engine::save_tensors(o->grad_dump, p.views(p.grad()));
+      };
+    const auto result = trainer::run_training(t, train, val, *comm, hooks);
     if (rank0) {
       nlohmann::json out = {{"out", t.out_dir},
                             {"output", result.output_dir},

@@ -3,8 +3,11 @@
 #include <cstdlib>
 #include <vector>
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+#ifdef SYNTHPERT_WITH_GLOO
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #ifdef SYNTHPERT_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
@@ -122,7 +125,9 @@ DistEnv read_dist_env() {
 
 std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::Device device,
                                                    std::chrono::milliseconds timeout) {
-  if (env.world == 1) return std::make_unique<SingleProcess>();
+  // A launcher's world of one still gets a process group, so the backend
+  // (NCCL on one GPU, gloo on one CPU) runs exactly as in a larger world.
+  if (env.launcher == "single") return std::make_unique<SingleProcess>();
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
   so.isServer = env.rank == 0;
@@ -142,6 +147,7 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
     throw InputError("this build has no NCCL process group (libtorch without CUDA)");
 #endif
   }
+#ifdef SYNTHPERT_WITH_GLOO
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   // GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch; else the
   // address the hostname resolves to (loopback when it does not resolve).
@@ -151,6 +157,10 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
                               : c10d::ProcessGroupGloo::createDefaultDevice());
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
   return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo");
+#else
+  throw InputError("this build has no gloo process group (libtorch without gloo headers); "
+                   "run data parallel on CUDA devices (NCCL)");
+#endif
 }
 
 }  // namespace synthpert::trainer

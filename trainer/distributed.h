@@ -33,8 +33,8 @@ DistEnv read_dist_env();
 class Communicator {
  public:
   virtual ~Communicator() = default;
-  // world == 1: a no-op communicator. Otherwise gloo for CPU devices, NCCL
-  // for CUDA devices.
+  // No launcher variables: a no-op communicator. Otherwise (a world of one
+  // included) gloo for CPU devices, NCCL for CUDA devices.
   static std::unique_ptr<Communicator> create(const DistEnv& env, torch::Device device,
                                               std::chrono::milliseconds timeout);
 

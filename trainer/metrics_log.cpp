@@ -6,6 +6,10 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#ifdef SYNTHPERT_TORCH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/core/Device.h>
+#endif
 
 namespace synthpert::trainer {
 
@@ -49,10 +53,27 @@ void MetricsLog::write(const json& line) {
   std::fflush(file_);
 }
 
-int64_t peak_memory_bytes() {
+int64_t peak_memory_bytes(const std::string& device) {
+#ifdef SYNTHPERT_TORCH_CUDA
+  const c10::Device d(device);
+  if (d.is_cuda()) {
+    // allocated_bytes[0]: the aggregate over pool types, in every version.
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(d.has_index() ? d.index() : 0);
+    return stats.allocated_bytes[0].peak;
+  }
+#endif
+  (void)device;
   struct rusage ru {};
   ::getrusage(RUSAGE_SELF, &ru);
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+void reset_peak_memory(const std::string& device) {
+#ifdef SYNTHPERT_TORCH_CUDA
+  const c10::Device d(device);
+  if (d.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(d.has_index() ? d.index() : 0);
+#endif
+  (void)device;
 }
 
 }  // namespace synthpert::trainer

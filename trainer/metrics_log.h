@@ -32,8 +32,11 @@ class MetricsLog {
 // Reads every line of a metrics file (for the plot and tests).
 std::vector<nlohmann::json> read_metrics(const std::string& path);
 
-// Peak resident memory of this process in bytes (CPU), or the CUDA caching
-// allocator's peak on a CUDA build running on the GPU.
-int64_t peak_memory_bytes();
+// Peak memory in bytes: for a CUDA device, the CUDA caching allocator's peak
+// of allocated bytes (what torch.cuda.max_memory_allocated reports); else the
+// peak resident memory of this process.
+int64_t peak_memory_bytes(const std::string& device = "cpu");
+// Starts a new peak for a CUDA device (no-op on the CPU).
+void reset_peak_memory(const std::string& device);
 
 }  // namespace synthpert::trainer

@@ -35,6 +35,7 @@ class ParamSet {
   torch::Tensor& master() { return master_; }  // (numel) float32
   const torch::Tensor& master() const { return master_; }
   torch::Tensor& grad() { return grad_; }      // (numel) float32
+  const torch::Tensor& grad() const { return grad_; }
   // 1 where weight decay applies, else 0 (numel) float32.
   const torch::Tensor& decay_mask() const { return decay_mask_; }
 

@@ -212,7 +212,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     const double tps = dt > 0 ? static_cast<double>(rec.tokens) / dt : 0.0;
     if (rank0) {
       log->write({{"step", rec.step}, {"loss", rec.loss}, {"lr", rec.lr}, {"grad_norm", rec.grad_norm},
-                  {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes()}});
+                  {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes(o.device)}});
       if (bar)
         bar->advance(1, "loss " + fmt("%.4f", rec.loss) + "  lr " + fmt("%.3g", lr) + "  " +
                             fmt("%.0f", tps) + " tok/s");

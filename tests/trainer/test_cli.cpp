@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <iomanip>
 #include <filesystem>
 #include <thread>
 
@@ -89,7 +90,7 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
   REQUIRE(a.size() == 6);
   REQUIRE(b.size() == 6);
   for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << i + 1 << ": 1 process " << a[i] << ", 2 processes " << b[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": 1 process " << a[i] << ", 2 processes " << b[i]);
     CHECK(std::abs(a[i] - b[i]) <= 1e-5);
   }
   const auto va = test::metrics_lines(f.dir.path + "/one/metrics.jsonl", "val_loss");
@@ -98,6 +99,15 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
   REQUIRE(vb.size() == 2);
   for (size_t i = 0; i < va.size(); ++i)
     CHECK(std::abs(va[i]["val_loss"].get<double>() - vb[i]["val_loss"].get<double>()) <= 1e-5);
+  // A launcher's world of one runs the gloo process group; its all-reduce is
+  // the identity, so the losses are exactly those of a plain run.
+  auto solo = test::run_command("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+                                    train_cmd(f.model, f.data, f.dir.path + "/solo",
+                                              common + " --batch 2 --grad-accum 2"),
+                                f.dir.path);
+  REQUIRE(solo.exit_code == 0);
+  CHECK(json::parse(solo.out)["backend"] == "gloo");
+  CHECK(losses_of(f.dir.path + "/solo/metrics.jsonl") == a);
   // The trained adapters agree too.
   const auto ta = engine::load_tensors(f.dir.path + "/one/adapter/adapter_model.safetensors");
   const auto tb = engine::load_tensors(f.dir.path + "/two/adapter/adapter_model.safetensors");

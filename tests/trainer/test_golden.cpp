@@ -4,6 +4,7 @@
 // hyper-parameters. Losses and gradients must agree to float32 accuracy.
 #include <catch2/catch.hpp>
 
+#include <iomanip>
 #include <map>
 
 #include "engine/peft_adapter.h"
@@ -25,7 +26,7 @@ trainer::TrainHooks capture(Captured& c, std::vector<int64_t> grad_steps) {
   trainer::TrainHooks h;
   h.on_gradients = [&c, grad_steps](const trainer::StepRecord& r, const trainer::ParamSet& p) {
     if (std::find(grad_steps.begin(), grad_steps.end(), r.step) == grad_steps.end()) return;
-    for (auto& [name, t] : p.views(const_cast<trainer::ParamSet&>(p).grad()))
+    for (auto& [name, t] : p.views(p.grad()))
       c.grads[r.step][name] = t.clone().reshape({-1});
   };
   h.on_step = [&c](const trainer::StepRecord& r) { c.losses.push_back(r.loss); };
@@ -111,7 +112,7 @@ TEST_CASE("LoRA training matches the torch reference step for step", "[golden]")
   const auto ref_losses = ref["losses"].get<std::vector<double>>();
   REQUIRE(c.losses.size() == 10);
   for (size_t i = 0; i < 10; ++i) {
-    INFO("step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
     CHECK(std::abs(c.losses[i] - ref_losses[i]) <= 2e-6 * std::abs(ref_losses[i]));
   }
   CHECK(c.losses.back() < c.losses.front());  // the run learns something
@@ -147,7 +148,7 @@ TEST_CASE("full fine-tuning matches the torch reference step for step", "[golden
   const auto ref_losses = ref["losses"].get<std::vector<double>>();
   REQUIRE(c.losses.size() == 10);
   for (size_t i = 0; i < 10; ++i) {
-    INFO("step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
+    INFO(std::setprecision(12) << "step " << i + 1 << ": ours " << c.losses[i] << " reference " << ref_losses[i]);
     CHECK(std::abs(c.losses[i] - ref_losses[i]) <= 2e-6 * std::abs(ref_losses[i]));
   }
   CHECK(c.losses.back() < c.losses.front());

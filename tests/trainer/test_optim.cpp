@@ -109,7 +109,7 @@ Run train(trainer::TrainOptions o, const trainer::SftDataset& data) {
   h.on_step = [&](const trainer::StepRecord& s) { r.losses.push_back(s.loss); };
   h.on_gradients = [&](const trainer::StepRecord& s, const trainer::ParamSet& p) {
     if (s.step != 1) return;
-    for (auto& [name, t] : p.views(const_cast<trainer::ParamSet&>(p).grad())) r.grads[name] = t.clone();
+    for (auto& [name, t] : p.views(p.grad())) r.grads[name] = t.clone();
   };
   auto comm = trainer::Communicator::create({}, torch::kCPU, std::chrono::seconds(10));
   r.result = trainer::run_training(o, data, {}, *comm, h);

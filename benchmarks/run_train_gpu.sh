@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Trainer benchmark on one GPU: ours (bench_train) vs Hugging Face transformers
+# + PEFT (peer_train.py) on a random-init Llama-3.1-8B shape, LoRA r=32 on all
+# linear layers, bf16, sequence lengths 512..8192; QLoRA beside our LoRA.
+# Writes benchmarks/results/train-<gpu>-<date>.{json,md}.
+# Usage: benchmarks/run_train_gpu.sh [BUILD_DIR] [MODEL_DIR]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-build}
+model=${2:-/tmp/synthpert-llama3-8b}
+[ -f "$model/config.json" ] || "$build/synthpert" init-model --arch llama --preset llama3-8b --dtype bf16 --out "$model"
+work=$(mktemp -d)
+echo '{"rows":[]}' > "$work/ours.json"
+echo '{"rows":[]}' > "$work/peer.json"
+merge() {  # appends the rows of $2 to the file $1
+  python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); a["rows"]+=json.load(open(sys.argv[2]))["rows"]; json.dump(a,open(sys.argv[1],"w"))' "$1" "$2"
+}
+for seq in 512 1024 2048 4096 8192; do
+  "$build/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" && merge "$work/ours.json" "$work/o.json" || echo "ours: seq $seq failed" >&2
+  python3 "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" && merge "$work/peer.json" "$work/p.json" || echo "peer: seq $seq failed" >&2
+done
+# QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16).
+"$build/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
+  && sed 's/"lora seq/"qlora seq/g' "$work/q.json" > "$work/q2.json" && merge "$work/ours.json" "$work/q2.json" \
+  || echo "ours: QLoRA failed (NF4 runs on the CPU path only in this build)" >&2
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+versions=$(python3 -c 'import json,torch,transformers,peft; print(json.dumps({"torch":torch.__version__,"transformers":transformers.__version__,"peft":peft.__version__}))')
+python3 "$here/write_results.py" --benchmark train --device "$gpu" --command "benchmarks/run_train_gpu.sh $build $model" \
+  --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers+peft (sdpa)" --versions "$versions"
