@@ -18,7 +18,42 @@ uint64_t pair_key(int32_t a, int32_t b) {
   return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
 }
 
+// Packs a character of at most 4 UTF-8 bytes into a key that cannot collide
+// with another character (the length is part of it).
+uint64_t char_key(const char* p, size_t len) {
+  uint64_t k = len;
+  for (size_t i = 0; i < len; ++i) k = (k << 8) | static_cast<unsigned char>(p[i]);
+  return k;
+}
+
 }  // namespace
+
+void FlatPairMap::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < 2 * n) cap *= 2;
+  slots_.assign(cap, Entry{kEmpty, 0, 0});
+  shift_ = 64;
+  for (size_t c = cap; c > 1; c >>= 1) --shift_;
+  size_ = 0;
+}
+
+void FlatPairMap::insert(uint64_t key, int32_t a, int32_t b) {
+  if (2 * (size_ + 1) > slots_.size()) {
+    std::vector<Entry> old = std::move(slots_);
+    reserve(std::max<size_t>(size_ + 1, old.size()));
+    for (const Entry& e : old)
+      if (e.key != kEmpty) insert(e.key, e.a, e.b);
+  }
+  for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> shift_;; i = (i + 1) & (slots_.size() - 1)) {
+    Entry& e = slots_[i];
+    if (e.key == key) return;  // first insertion wins (the lower merge rank)
+    if (e.key == kEmpty) {
+      e = {key, a, b};
+      ++size_;
+      return;
+    }
+  }
+}
 
 BpeModel::BpeModel(const json& c) {
   const auto& vocab = c.at("vocab");
@@ -31,7 +66,11 @@ BpeModel::BpeModel(const json& c) {
     max_id = std::max(max_id, id);
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
-  for (const auto& [tok, id] : vocab_) id_to_token_[id] = tok;
+  for (const auto& [tok, id] : vocab_) {
+    id_to_token_[id] = tok;
+    if (!tok.empty() && tok.size() <= 4 && utf8_char_len(static_cast<unsigned char>(tok[0])) == tok.size())
+      char_ids_.insert(char_key(tok.data(), tok.size()), id, 0);
+  }
 
   if (c.contains("continuing_subword_prefix") && c["continuing_subword_prefix"].is_string())
     prefix_ = c["continuing_subword_prefix"].get<std::string>();
@@ -54,7 +93,7 @@ BpeModel::BpeModel(const json& c) {
 
   const auto& merges = c.at("merges");
   SP_CHECK_INPUT(merges.is_array(), "tokenizer.json: model.merges must be an array");
-  merges_.reserve(merges.size() * 2);
+  merges_.reserve(merges.size());
   int32_t rank = 0;
   for (const auto& m : merges) {
     std::string a, b;
@@ -76,7 +115,7 @@ BpeModel::BpeModel(const json& c) {
     const auto ia = vocab_.find(a), ib = vocab_.find(b), im = vocab_.find(merged);
     SP_CHECK_INPUT(ia != vocab_.end() && ib != vocab_.end() && im != vocab_.end(),
                    "tokenizer.json: merge ", rank, " ('", a, "', '", b, "') uses a token missing from the vocab");
-    merges_.emplace(pair_key(ia->second, ib->second), Merge{rank, im->second});
+    merges_.insert(pair_key(ia->second, ib->second), rank, im->second);
     ++rank;
   }
 }
@@ -99,15 +138,21 @@ void BpeModel::symbols_of(std::string_view word, std::vector<int32_t>& ids) cons
   std::string key;
   bool last_was_unk = false;
   for (size_t i = 0; i < word.size();) {
-    const size_t len = utf8_char_len(static_cast<unsigned char>(word[i]));
+    const size_t len = std::min(utf8_char_len(static_cast<unsigned char>(word[i])), word.size() - i);
     const bool first = i == 0, last = i + len >= word.size();
-    key.clear();
-    if (!first) key += prefix_;
-    key.append(word.data() + i, std::min(len, word.size() - i));
-    if (last) key += suffix_;
-    const auto it = vocab_.find(key);
-    if (it != vocab_.end()) {
-      ids.push_back(it->second);
+    int32_t id = -1;
+    if ((first || prefix_.empty()) && (!last || suffix_.empty())) {
+      if (const auto* e = char_ids_.find(char_key(word.data() + i, len))) id = e->a;
+    } else {
+      key.clear();
+      if (!first) key += prefix_;
+      key.append(word.data() + i, len);
+      if (last) key += suffix_;
+      const auto it = vocab_.find(key);
+      if (it != vocab_.end()) id = it->second;
+    }
+    if (id >= 0) {
+      ids.push_back(id);
       last_was_unk = false;
     } else {
       bool done = false;
@@ -147,8 +192,7 @@ void BpeModel::merge_symbols(std::vector<int32_t>& ids) const {
   auto push = [&](int32_t left) {
     const int32_t right = next[left];
     if (right < 0) return;
-    const auto it = merges_.find(pair_key(ids[left], ids[right]));
-    if (it != merges_.end()) heap.push({it->second.rank, left, ids[left], ids[right], it->second.merged});
+    if (const auto* m = merges_.find(pair_key(ids[left], ids[right]))) heap.push({m->a, left, ids[left], ids[right], m->b});
   };
   for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
   std::vector<char> alive(n, 1);

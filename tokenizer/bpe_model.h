@@ -17,6 +17,33 @@
 
 namespace synthpert::tokenizer {
 
+// Open-addressing map from 64-bit keys to two ints: the merge table and the
+// single-character table are probed for every symbol, and std::unordered_map's
+// node chasing cost more than the merging itself.
+class FlatPairMap {
+ public:
+  struct Entry {
+    uint64_t key;
+    int32_t a, b;
+  };
+  void reserve(size_t n);
+  void insert(uint64_t key, int32_t a, int32_t b);
+  const Entry* find(uint64_t key) const {
+    if (slots_.empty()) return nullptr;
+    for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> shift_;; i = (i + 1) & (slots_.size() - 1)) {
+      const Entry& e = slots_[i];
+      if (e.key == key) return &e;
+      if (e.key == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~0ull;
+  std::vector<Entry> slots_;
+  int shift_ = 64;
+  size_t size_ = 0;
+};
+
 class BpeModel {
  public:
   explicit BpeModel(const nlohmann::json& config);
@@ -31,16 +58,13 @@ class BpeModel {
   int64_t vocab_size() const { return static_cast<int64_t>(id_to_token_.size()); }
 
  private:
-  struct Merge {
-    int32_t rank;
-    int32_t merged;
-  };
   void merge_symbols(std::vector<int32_t>& ids) const;
   void symbols_of(std::string_view word, std::vector<int32_t>& ids) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> id_to_token_;
-  std::unordered_map<uint64_t, Merge> merges_;  // key: left id << 32 | right id
+  FlatPairMap merges_;      // left id << 32 | right id -> (rank, merged id)
+  FlatPairMap char_ids_;    // one character's UTF-8 bytes, packed -> (id, unused)
   std::optional<int32_t> unk_;
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
   std::string prefix_, suffix_;

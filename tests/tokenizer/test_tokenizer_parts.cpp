@@ -1,0 +1,156 @@
+// Pieces of the tokenizer.json pipeline on inputs whose answers come from
+// the specifications: Unicode's U+FFFD substitution example, GPT-2's byte
+// table, the split behaviours as the tokenizers documentation lists them,
+// BPE merge order by rank, decoders, configs and error messages.
+#include <catch2/catch.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "tests/tokenizer/oracle_util.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/decoder.h"
+#include "tokenizer/normalizer.h"
+#include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_config.h"
+#include "tokenizer/utf8.h"
+
+using namespace synthpert::tokenizer;
+using json = nlohmann::json;
+
+TEST_CASE("invalid UTF-8 becomes U+FFFD per maximal subpart (Unicode Table 3-8)", "[tokenizer]") {
+  const std::string in = "\x61\xF1\x80\x80\xE1\x80\xC2\x62\x80\x63\x80\xBF\x64";
+  CHECK(sanitize_utf8(in) == "a\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD" "d");
+  CHECK(sanitize_utf8("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogates are invalid byte by byte
+  CHECK(sanitize_utf8("ok \xF0\x9F\xA7\xAC") == "ok \xF0\x9F\xA7\xAC");
+}
+
+TEST_CASE("GPT-2 byte-to-character table", "[tokenizer]") {
+  const auto& t = byte_to_char_table();
+  CHECK(t[' '] == "\xC4\xA0");   // U+0120 'Ġ'
+  CHECK(t['\n'] == "\xC4\x8A");  // U+010A 'Ċ'
+  CHECK(t['!'] == "!");
+  CHECK(t[0] == "\xC4\x80");     // U+0100
+  CHECK(t[0xAD] == "\xC5\x83");  // U+0143 'Ń', the last remapped byte
+  CHECK(char_to_byte(0x120) == ' ');
+  CHECK(char_to_byte(0x41) == 'A');
+  CHECK(char_to_byte(0x20) == -1);  // a raw space is not in the table
+}
+
+namespace {
+std::vector<std::string> pre_split(const json& cfg, const std::string& text, bool at_start = true) {
+  std::vector<std::string> pieces{text};
+  make_pre_tokenizer(cfg)->split(pieces, at_start);
+  return pieces;
+}
+json split_cfg(const std::string& behavior, bool invert = false) {
+  return {{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior}, {"invert", invert}};
+}
+}  // namespace
+
+TEST_CASE("Split behaviours on the tokenizers documentation's example", "[tokenizer]") {
+  const std::string s = "the-final--countdown";
+  using V = std::vector<std::string>;
+  CHECK(pre_split(split_cfg("Removed"), s) == V{"the", "final", "countdown"});
+  CHECK(pre_split(split_cfg("Isolated"), s) == V{"the", "-", "final", "-", "-", "countdown"});
+  CHECK(pre_split(split_cfg("MergedWithPrevious"), s) == V{"the-", "final-", "-", "countdown"});
+  CHECK(pre_split(split_cfg("MergedWithNext"), s) == V{"the", "-final", "-", "-countdown"});
+  CHECK(pre_split(split_cfg("Contiguous"), s) == V{"the", "-", "final", "--", "countdown"});
+  CHECK(pre_split(split_cfg("Removed", true), s) == V{"-", "-", "-"});
+}
+
+TEST_CASE("Metaspace pre-tokenizer and decoder", "[tokenizer]") {
+  using V = std::vector<std::string>;
+  const json first = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", "first"}};
+  CHECK(pre_split(first, "Hey friend") == V{"\xE2\x96\x81Hey", "\xE2\x96\x81" "friend"});
+  CHECK(pre_split(first, "Hey friend", false) == V{"Hey", "\xE2\x96\x81" "friend"});
+  const json never_no_split = {{"type", "Metaspace"}, {"prepend_scheme", "never"}, {"split", false}};
+  CHECK(pre_split(never_no_split, "a b") == V{"a\xE2\x96\x81" "b"});
+  std::vector<std::string> toks = {"\xE2\x96\x81Hey", "\xE2\x96\x81" "friend"};
+  make_decoder({{"type", "Metaspace"}, {"prepend_scheme", "always"}})->decode_chain(toks);
+  CHECK(toks == V{"Hey", " friend"});
+}
+
+TEST_CASE("ByteFallback, Fuse, Strip and Replace decoders", "[tokenizer]") {
+  using V = std::vector<std::string>;
+  std::vector<std::string> t = {"<0xE2>", "<0x82>", "<0xAC>", "x", "<0xE2>", "<0x82>", "y"};
+  make_decoder({{"type", "ByteFallback"}})->decode_chain(t);
+  CHECK(t == V{"\xE2\x82\xAC", "x", "\xEF\xBF\xBD", "\xEF\xBF\xBD", "y"});  // an invalid run: one U+FFFD per byte
+  std::vector<std::string> u = {"\xE2\x96\x81" "a", "\xE2\x96\x81" "b"};
+  make_decoder({{"type", "Sequence"},
+                {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+                              {{"type", "Fuse"}},
+                              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}})
+      ->decode_chain(u);
+  CHECK(u == V{"a b"});
+}
+
+TEST_CASE("normalizers: NFC, Prepend/Replace, unsupported types named", "[tokenizer]") {
+  CHECK(make_normalizer({{"type", "NFC"}})->normalize("Cafe\xCC\x81") == "Caf\xC3\xA9");
+  const json llama2 = {{"type", "Sequence"},
+                       {"normalizers", {{{"type", "Prepend"}, {"prepend", "_"}}, {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "_"}}}}};
+  CHECK(make_normalizer(llama2)->normalize("a b") == "_a_b");
+  CHECK(make_normalizer(llama2)->normalize("") == "");
+  CHECK_THROWS_WITH(make_normalizer({{"type", "BertNormalizer"}}), Catch::Contains("normalizer type 'BertNormalizer' is not supported"));
+  CHECK_THROWS_WITH(make_pre_tokenizer({{"type", "Whitespace"}}), Catch::Contains("pre_tokenizer type 'Whitespace'"));
+  CHECK_THROWS_WITH(make_decoder({{"type", "CTC"}}), Catch::Contains("decoder type 'CTC'"));
+}
+
+namespace {
+// A folder with a tiny character-level BPE tokenizer.json.
+std::string tiny_bpe(const json& merges, const json& extra_model = json::object(), const json& added = json::array()) {
+  json model = {{"type", "BPE"},
+                {"vocab", {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}, {"aa", 6}, {"<unk>", 7}, {"<0x7A>", 8}}},
+                {"merges", merges}};
+  for (auto it = extra_model.begin(); it != extra_model.end(); ++it) model[it.key()] = it.value();
+  const json tj = {{"model", model}, {"added_tokens", added}};
+  const std::string dir = synthpert::test::scratch_dir("tiny-bpe");
+  synthpert::write_file_atomic(dir + "/tokenizer.json", tj.dump());
+  return dir;
+}
+}  // namespace
+
+TEST_CASE("BPE merges lowest rank first, leftmost on ties; merges as strings or pairs", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  CHECK(Tokenizer::load(tiny_bpe({"b c", "a b", "a bc"}))->encode("abc", false) == I{5});     // b+c, then a+bc
+  CHECK(Tokenizer::load(tiny_bpe({"a b", "b c"}))->encode("abc", false) == I{3, 2});          // a+b wins, no ab+c merge
+  CHECK(Tokenizer::load(tiny_bpe(json::array({{"b", "c"}, {"a", "b"}})))->encode("abc", false) == I{0, 4});
+  CHECK(Tokenizer::load(tiny_bpe({"a a"}))->encode("aaa", false) == I{6, 0});                 // leftmost pair first
+  CHECK_THROWS_WITH(Tokenizer::load(tiny_bpe({"a q"})), Catch::Contains("missing from the vocab"));
+}
+
+TEST_CASE("BPE unknown characters: byte fallback, unk with fuse_unk, or dropped", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), {{"byte_fallback", true}, {"unk_token", "<unk>"}}))->encode("azq", false) == I{0, 8, 7});
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), {{"unk_token", "<unk>"}, {"fuse_unk", true}}))->encode("zzqa", false) == I{7, 0});
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), {{"unk_token", "<unk>"}}))->encode("zz", false) == I{7, 7});
+  CHECK(Tokenizer::load(tiny_bpe(json::array()))->encode("zaz", false) == I{0});
+}
+
+TEST_CASE("added tokens: single_word flag, special tokens skipped in decode", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  const json added = json::array({{{"id", 9}, {"content", "ab"}, {"single_word", true}, {"special", false}, {"normalized", false}},
+                                  {{"id", 10}, {"content", "<x>"}, {"special", true}}});
+  const auto tok = Tokenizer::load(tiny_bpe({"a b"}, json::object(), added));
+  CHECK(tok->encode("ab", false) == I{9});
+  CHECK(tok->encode("ab c", false).front() == 9);
+  CHECK(tok->encode("abc", false) == I{3, 2});  // touches a word character: not the added token
+  CHECK(tok->encode("c<x>ab", false) == I{2, 10, 9});
+  CHECK(tok->decode({2, 10, 9}, true) == "c ab");  // no decoder: tokens joined by spaces, as Hugging Face does
+  CHECK(tok->is_special(10));
+  CHECK_FALSE(tok->is_special(9));
+  CHECK(tok->vocab_size() == 11);
+}
+
+TEST_CASE("tokenizer_config.json / generation_config.json and auto-detection", "[tokenizer]") {
+  const json j = {{"bos_token", {{"content", "<b>"}, {"__type", "AddedToken"}}}, {"eos_token", "<e>"}, {"add_bos_token", false},
+                  {"tokenizer_class", "LlamaTokenizerFast"}, {"clean_up_tokenization_spaces", true}};
+  const TokenizerConfig c = TokenizerConfig::parse(j, "cfg");
+  CHECK(c.bos_token == std::optional<std::string>("<b>"));
+  CHECK(c.tokenizer_class == "LlamaTokenizer");
+  CHECK(c.add_bos_token == std::optional<bool>(false));
+  CHECK_THROWS_WITH(TokenizerConfig::parse({{"add_bos_token", "yes"}}, "cfg"), Catch::Contains("cfg: \"add_bos_token\" must be true or false"));
+  const std::string empty = synthpert::test::scratch_dir("empty-tokenizer");
+  CHECK_THROWS_WITH(Tokenizer::load(empty), Catch::Contains("holds neither tokenizer.json nor tokenizer.model"));
+  CHECK(clean_up_tokenization("Hi , you ? I 'm here . It 's ok ! do n't") == "Hi, you? I'm here. It's ok! don't");
+}
