@@ -21,9 +21,6 @@ struct DataSource {
 // Raw examples, before the length policy (finalize_examples).
 std::vector<SftExample> load_sft_examples(const DataSource& src);
 
-// True when this build can tokenize text inputs (tokenizer/ is present).
-bool text_inputs_supported();
-
 // A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
 std::string file_fingerprint(const std::string& path);
 
