@@ -12,6 +12,7 @@
 #include "engine/tensor_io.h"
 #include "trainer/lora.h"
 #include "trainer/sft_data.h"
+#include "trainer/system_prompt.h"
 #include "trainer/trainer.h"
 
 namespace synthpert::cli {
@@ -20,7 +21,7 @@ namespace {
 struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
-  std::string system_prompt_file, tokenizer, grad_dump;
+  std::string system_prompt_file, prompt_template, tokenizer, grad_dump;
   double val_fraction = 0.1;
   int64_t timeout_s = 1800;
   bool no_progress = false;
@@ -68,7 +69,11 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 | f16 (masters stay f32)")->capture_default_str();
   cmd.add_option("--device", t.device, "cpu | cuda (cuda:LOCAL_RANK when data parallel)")->capture_default_str();
   cmd.add_flag("--activation-checkpointing", t.checkpoint_layers, "recompute each decoder layer in backward");
-  cmd.add_option("--system-prompt", o->system_prompt_file, "CSV input: file with the system message");
+  cmd.add_option("--system-prompt", o->system_prompt_file,
+                 "file with the system message for CSV rows and traces without one (empty file: none)");
+  cmd.add_option("--prompt-template", o->prompt_template,
+                 "without --system-prompt: the [system] text of this prompt template (built-in name or "
+                 "file; default reasoning)");
   cmd.add_option("--tokenizer", o->tokenizer, "tokenizer + chat template folder (default: --model)");
   cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
   cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
@@ -87,7 +92,8 @@ RunFn setup(CLI::App& cmd) {
     trainer::DataSource src;
     src.path = o->data;
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
-    if (!o->system_prompt_file.empty()) src.system_prompt = read_file(o->system_prompt_file);
+    const auto system = trainer::choose_system_prompt(o->system_prompt_file, o->prompt_template);
+    src.system_prompt = system.fn;
     const auto policy = trainer::parse_overlong(o->overlong);
     const auto config = engine::load_config(t.model_dir);
     auto all = trainer::finalize_examples(trainer::load_sft_examples(src), t.max_seq_len,
@@ -101,7 +107,7 @@ RunFn setup(CLI::App& cmd) {
     t.data_identity = {{"file", trainer::file_fingerprint(o->data)},
                        {"val_fraction", o->val_fraction},
                        {"overlong", o->overlong},
-                       {"system_prompt", src.system_prompt}};
+                       {"system_prompt", system.identity}};
 
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));

@@ -38,12 +38,17 @@ bool is_pretokenized_jsonl(const std::string& path) {
 }  // namespace
 
 std::vector<SftExample> load_sft_examples(const DataSource& src) {
-  if (ends_with(src.path, ".csv"))
-    return tokenize_conversations(read_synthpert_csv(src.path, src.system_prompt), src.tokenizer_dir);
-  SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
-                 ": --data must be a .jsonl or .csv file");
-  if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
-  return tokenize_conversations(read_traces_jsonl(src.path), src.tokenizer_dir);
+  std::vector<Conversation> conversations;
+  if (ends_with(src.path, ".csv")) {
+    conversations = read_synthpert_csv(src.path);
+  } else {
+    SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
+                   ": --data must be a .jsonl or .csv file");
+    if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
+    conversations = read_traces_jsonl(src.path);
+  }
+  add_system_messages(conversations, src.system_prompt);
+  return tokenize_conversations(conversations, src.tokenizer_dir);
 }
 
 std::string file_fingerprint(const std::string& path) {

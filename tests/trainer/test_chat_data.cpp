@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "common/fs.h"
+#include "perturb/prompt.h"
 #include "tests/tokenizer/oracle_util.h"
 #include "tests/trainer/chat_test_util.h"
 #include "tests/trainer/trainer_test_util.h"
@@ -17,6 +18,7 @@
 #include "trainer/chat_tokenizer.h"
 #include "trainer/conversations.h"
 #include "trainer/sft_data.h"
+#include "trainer/system_prompt.h"
 
 using namespace synthpert;
 using nlohmann::json;
@@ -121,6 +123,7 @@ TEST_CASE("traces through a sentencepiece model and a Llama-3-like template: mas
 
 TEST_CASE("SynthPert CSV through the sentencepiece chat template: the system prompt is not learned",
           "[chat-data]") {
+  // Default: the system text of the built-in reasoning prompt template.
   test::TempDir dir("chat-spm-csv");
   const std::string tok_dir = test::make_spm_chat_tokenizer(dir.path + "/tok");
   const auto tok = tokenizer::Tokenizer::load(tok_dir);
@@ -132,10 +135,22 @@ TEST_CASE("SynthPert CSV through the sentencepiece chat template: the system pro
   trainer::DataSource src;
   src.path = csv;
   src.tokenizer_dir = tok_dir;
-  src.system_prompt = "Answer as an expert.";
+  src.system_prompt = trainer::choose_system_prompt("", "").fn;
+  const auto with_default = trainer::load_sft_examples(src);
+  REQUIRE(with_default.size() == 2);
+  const std::string reasoning_system = perturb::PromptTemplate::load("reasoning").system;
+  CHECK(tok->decode(with_default[0].ids).rfind("<s><|start_header_id|>system<|end_header_id|>" + reasoning_system +
+                                                  "<|eot_id|><|start_header_id|>user<|end_header_id|>In K562",
+                                              0) == 0);
+
+  const std::string system_file = dir.path + "/system.txt";
+  std::ofstream(system_file) << "Answer as an expert.\n";
+  src.system_prompt = trainer::choose_system_prompt(system_file, "").fn;
   const auto examples = trainer::load_sft_examples(src);
   REQUIRE(examples.size() == 2);
   const std::string header = "assistant<|end_header_id|>";
+  check_mask(*tok, with_default[0],
+             {"<think>p21 is a TP53 target, so it falls.</think><answer>downregulated</answer><|eot_id|>"}, header);
   check_mask(*tok, examples[0],
              {"<think>p21 is a TP53 target, so it falls.</think><answer>downregulated</answer><|eot_id|>"}, header);
   check_mask(*tok, examples[1], {"<answer>not differentially expressed</answer><|eot_id|>"}, header);
@@ -205,7 +220,8 @@ TEST_CASE("Qwen3's template rewrites earlier replies: multi-turn traces are refu
                         Catch::Contains("split it into one example per assistant turn"));
 }
 
-TEST_CASE("train runs on traces through the tokenizer and equals the run on the same examples pre-tokenized",
+TEST_CASE("train runs on traces through the tokenizer (default system text where a trace has none) and equals "
+          "the run on the same examples pre-tokenized",
           "[chat-data][cli]") {
   test::TempDir dir("chat-train");
   const std::string tok_dir = test::make_spm_chat_tokenizer(dir.path + "/tok");
@@ -226,14 +242,18 @@ TEST_CASE("train runs on traces through the tokenizer and equals the run on the 
       const std::string a = "<think>" + std::string(genes[i % 5]) + " binds motifs of the target" +
                             std::string(static_cast<size_t>(i), '.') + "</think><answer>" + answers[i % 3] +
                             "</answer>";
-      f << json{{"messages", {{{"role", "system"}, {"content", "You are an expert."}},
-                              {{"role", "user"}, {"content", q}},
-                              {{"role", "assistant"}, {"content", a}}}}}.dump() << "\n";
+      json messages = {{{"role", "user"}, {"content", q}}, {{"role", "assistant"}, {"content", a}}};
+      if (i % 2 == 0) messages.insert(messages.begin(), json{{"role", "system"}, {"content", "You are an expert."}});
+      f << json{{"messages", messages}}.dump() << "\n";
     }
   }
+  // Traces without a system turn get the reasoning template's system text.
+  auto conversations = trainer::read_traces_jsonl(traces);
+  const std::string reasoning_system = perturb::PromptTemplate::load("reasoning").system;
+  for (auto& c : conversations)
+    if (c.messages.front().role != "system") c.messages.insert(c.messages.begin(), {"system", reasoning_system});
   const std::string pretokenized = dir.path + "/pretokenized.jsonl";
-  test::write_pretokenized(pretokenized,
-                           trainer::tokenize_conversations(trainer::read_traces_jsonl(traces), tok_dir));
+  test::write_pretokenized(pretokenized, trainer::tokenize_conversations(conversations, tok_dir));
 
   const std::string common = " --lora-r 4 --lora-alpha 8 --lr 1e-2 --seed 2 --batch 2 --grad-accum 2 --max-steps 3"
                              " --val-fraction 0.2 --no-progress --tokenizer " + tok_dir + " --model " + model;
