@@ -1,6 +1,7 @@
 // `synthpert train`: supervised fine-tuning (LoRA, QLoRA or full) on traces,
 // SynthPert CSVs or pre-tokenized JSONL; data parallel when launched with
 // torchrun-style or Slurm variables (docs/trainer.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <tuple>
@@ -22,7 +23,7 @@ struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
   std::string system_prompt_file, prompt_template, tokenizer, grad_dump;
-  double val_fraction = 0.1;
+  double val_fraction = 0.1, bucket_mb = 25;
   int64_t timeout_s = 1800;
   bool no_progress = false;
 };
@@ -75,6 +76,9 @@ RunFn setup(CLI::App& cmd) {
                  "without --system-prompt: the [system] text of this prompt template (built-in name or "
                  "file; default reasoning)");
   cmd.add_option("--tokenizer", o->tokenizer, "tokenizer + chat template folder (default: --model)");
+  cmd.add_option("--bucket-mb", o->bucket_mb,
+                 "data parallel: gradient all-reduce bucket size in MiB (buckets start during backward)")
+      ->capture_default_str();
   cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
   cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
   cmd.add_option("--grad-dump", o->grad_dump,
@@ -84,6 +88,8 @@ RunFn setup(CLI::App& cmd) {
     auto& t = o->t;
     t.schedule = trainer::parse_schedule(o->schedule);
     t.progress = !o->no_progress;
+    SP_CHECK_INPUT(o->bucket_mb > 0, "--bucket-mb must be positive, got ", o->bucket_mb);
+    t.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o->bucket_mb * 1024 * 1024));
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
