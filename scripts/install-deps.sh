@@ -10,6 +10,7 @@ packages=(
   # OpenBLAS that is the reference BLAS, ~50x slower on matmul.
   libopenblas0-pthread
   libsentencepiece-dev sentencepiece  # tokenizer + spm_train for tests and demo
+  libicu-dev                          # tokenizer: Unicode normalization (NFC) and character classes
   nlohmann-json3-dev catch2 libcli11-dev libcpp-httplib-dev libpcre2-dev
   python3-torch python3-numpy python3-sklearn  # CPU oracles under /usr/bin/python3
   nodejs npm                          # tokenizer / template / server oracles

@@ -1,7 +1,7 @@
 #include "tokenizer/bpe_model.h"
 
 #include <cstdio>
-#include <queue>
+#include <algorithm>
 
 #include "common/error.h"
 #include "tokenizer/utf8.h"
@@ -80,6 +80,17 @@ BpeModel::BpeModel(const json& c) {
     const auto it = vocab_.find(c["unk_token"].get<std::string>());
     SP_CHECK_INPUT(it != vocab_.end(), "tokenizer.json: unk_token '", c["unk_token"].get<std::string>(), "' is not in the vocab");
     unk_ = it->second;
+  }
+  {
+    // Does any token hold "▁" right after a character that is not "▁"?
+    const std::string meta = "\xE2\x96\x81";
+    bool starts = false, crosses = false;
+    for (const auto& [tok, id] : vocab_) {
+      starts = starts || tok.compare(0, meta.size(), meta) == 0;
+      for (size_t p = tok.find(meta, 1); p != std::string::npos && !crosses; p = tok.find(meta, p + 1))
+        crosses = p < meta.size() || tok.compare(p - meta.size(), meta.size(), meta) != 0;
+    }
+    split_at_metaspace_ = starts && !crosses;
   }
   fuse_unk_ = c.value("fuse_unk", false);
   byte_fallback_ = c.value("byte_fallback", false);
@@ -174,31 +185,54 @@ void BpeModel::symbols_of(std::string_view word, std::vector<int32_t>& ids) cons
   }
 }
 
+namespace {
+
+// Candidate merge of symbol `left` with its right neighbour; `left_id` and
+// `right_id` detect candidates made stale by an earlier merge.
+struct Cand {
+  int32_t rank, left, left_id, right_id, merged;
+};
+// Min-heap order: lowest rank, then leftmost.
+bool later(const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.left > b.left; }
+
+// Per-thread scratch so merging a word allocates nothing in steady state.
+struct MergeScratch {
+  std::vector<int32_t> prev, next;
+  std::vector<char> alive;
+  std::vector<Cand> heap;
+};
+
+}  // namespace
+
 void BpeModel::merge_symbols(std::vector<int32_t>& ids) const {
   const size_t n = ids.size();
   if (n < 2) return;
-  std::vector<int32_t> prev(n), next(n);
+  thread_local MergeScratch scratch;
+  auto& prev = scratch.prev;
+  auto& next = scratch.next;
+  auto& alive = scratch.alive;
+  auto& heap = scratch.heap;
+  prev.resize(n);
+  next.resize(n);
+  alive.assign(n, 1);
+  heap.clear();
   for (size_t i = 0; i < n; ++i) {
     prev[i] = static_cast<int32_t>(i) - 1;
     next[i] = i + 1 < n ? static_cast<int32_t>(i + 1) : -1;
   }
-  // Candidate merge of symbol `left` with its right neighbour; `left_id` and
-  // `right_id` detect candidates made stale by an earlier merge.
-  struct Cand {
-    int32_t rank, left, left_id, right_id, merged;
-    bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
-  };
-  std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
   auto push = [&](int32_t left) {
     const int32_t right = next[left];
     if (right < 0) return;
-    if (const auto* m = merges_.find(pair_key(ids[left], ids[right]))) heap.push({m->a, left, ids[left], ids[right], m->b});
+    if (const auto* m = merges_.find(pair_key(ids[left], ids[right]))) {
+      heap.push_back({m->a, left, ids[left], ids[right], m->b});
+      std::push_heap(heap.begin(), heap.end(), later);
+    }
   };
   for (size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
-  std::vector<char> alive(n, 1);
   while (!heap.empty()) {
-    const Cand c = heap.top();
-    heap.pop();
+    std::pop_heap(heap.begin(), heap.end(), later);
+    const Cand c = heap.back();
+    heap.pop_back();
     const int32_t right = next[c.left];
     if (!alive[c.left] || right < 0 || ids[c.left] != c.left_id || ids[right] != c.right_id) continue;
     ids[c.left] = c.merged;
@@ -214,6 +248,23 @@ void BpeModel::merge_symbols(std::vector<int32_t>& ids) const {
 }
 
 void BpeModel::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+  if (word.empty()) return;
+  if (split_at_metaspace_ && !ignore_merges_) {
+    // Exact: see split_at_metaspace_.
+    static constexpr std::string_view kMeta = "\xE2\x96\x81";
+    size_t start = 0;
+    for (size_t p = word.find(kMeta, 1); p != std::string_view::npos; p = word.find(kMeta, p + kMeta.size())) {
+      if (p >= kMeta.size() && word.compare(p - kMeta.size(), kMeta.size(), kMeta) == 0) continue;  // inside a run of "▁"
+      encode_chunk(word.substr(start, p - start), out);
+      start = p;
+    }
+    encode_chunk(word.substr(start), out);
+    return;
+  }
+  encode_chunk(word, out);
+}
+
+void BpeModel::encode_chunk(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
   if (ignore_merges_) {
     const auto it = vocab_.find(std::string(word));

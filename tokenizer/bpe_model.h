@@ -59,6 +59,7 @@ class BpeModel {
 
  private:
   void merge_symbols(std::vector<int32_t>& ids) const;
+  void encode_chunk(std::string_view word, std::vector<int32_t>& out) const;
   void symbols_of(std::string_view word, std::vector<int32_t>& ids) const;
 
   std::unordered_map<std::string, int32_t> vocab_;
@@ -69,6 +70,11 @@ class BpeModel {
   bool fuse_unk_ = false, byte_fallback_ = false, ignore_merges_ = false;
   std::string prefix_, suffix_;
   int32_t byte_ids_[256];
+  // Set when no vocabulary token holds "▁" right after another character than
+  // "▁": then no merge can cross into a run of "▁", and words (a whole Llama-2
+  // section, which has no pre-tokenizer) are cut before each run, exactly, into
+  // short cacheable chunks.
+  bool split_at_metaspace_ = false;
 
   // Word cache; words are short and repeat, so most lookups hit.
   mutable std::mutex cache_mutex_;

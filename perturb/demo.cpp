@@ -1,0 +1,165 @@
+#include "perturb/demo.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/init_model.h"
+#include "perturb/eval.h"
+#include "perturb/prompt_encoder.h"
+#include "perturb/report.h"
+#include "perturb/split.h"
+#include "trainer/distributed.h"
+#include "trainer/trainer.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+namespace {
+
+void say(const std::string& msg) { std::fprintf(stderr, "demo: %s\n", msg.c_str()); }
+
+// Trains the task tokenizer with the spm_train program (Debian's sentencepiece
+// package). The library is not linked in-process: its bundled protobuf clashes
+// with libtorch's (see tokenizer/sp_shim.h).
+void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, const std::string& dir) {
+  make_dirs(dir);
+  std::string corpus, symbols;
+  std::set<std::string> names = {"k562", "rpe1", "hepg2", "jurkat"};
+  for (const auto& r : rows) {
+    corpus += tmpl.render_user(r.cell_type, r.pert, r.gene) + tmpl.render_answer(r.label) + "\n";
+    names.insert(r.pert);
+    names.insert(r.gene);
+  }
+  for (const auto& n : names) symbols += n + "\n";
+  const std::string corpus_path = path_join(dir, "corpus.txt"), symbols_path = path_join(dir, "symbols.txt");
+  write_file_atomic(corpus_path, corpus);
+  write_file_atomic(symbols_path, symbols);
+  // Room for every symbol plus the pieces of the prompt's fixed words.
+  const size_t vocab = names.size() + 256;
+  const std::string cmd = str_cat("spm_train --input=", corpus_path, " --model_prefix=", path_join(dir, "tokenizer"),
+                                  " --vocab_size=", vocab, " --model_type=bpe --hard_vocab_limit=false",
+                                  " --user_defined_symbols_file=", symbols_path,
+                                  " --minloglevel=2 --num_threads=2 > ", path_join(dir, "spm_train.log"), " 2>&1");
+  SP_CHECK_INPUT(std::system(cmd.c_str()) == 0, "spm_train failed (is Debian's sentencepiece package installed? "
+                 "scripts/install-deps.sh installs it); log: ", path_join(dir, "spm_train.log"));
+  std::filesystem::remove(corpus_path);
+}
+
+std::vector<trainer::SftExample> make_examples(const std::vector<Row>& rows, const PromptEncoder& enc) {
+  std::vector<trainer::SftExample> out;
+  out.reserve(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto prompt = enc.prompt_ids(rows[i]);
+    const auto answer = enc.answer_ids(rows[i], prompt)[label_index(rows[i].label)];
+    trainer::SftExample e;
+    e.ids = prompt;
+    e.ids.insert(e.ids.end(), answer.begin(), answer.end());
+    e.loss_mask.assign(prompt.size(), 0);
+    e.loss_mask.resize(e.ids.size(), 1);
+    e.origin = str_cat("row ", i + 1, " (", rows[i].cell_type, " ", rows[i].pert, " ", rows[i].gene, ")");
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace
+
+json run_demo(const DemoOptions& o) {
+  const double train_fraction = o.full ? 1.0 : o.train_fraction, test_fraction = o.full ? 1.0 : o.test_fraction;
+  const std::string data_dir = resolve_data_dir(o.data_dir);
+  const SplitSpec spec = parse_split(o.split);
+  SP_CHECK_INPUT(spec.holdout, "demo: --split must be holdout:CELL, got ", o.split);
+  const SplitData data = load_split(data_dir, spec);
+  const auto train_rows = subsample(data.train, train_fraction, o.seed);
+  say(str_cat("1/5 data: ", o.split, ", ", train_rows.size(), " training rows (", train_fraction * 100,
+              "% of ", data.train.size(), ")"));
+
+  const PromptTemplate tmpl = PromptTemplate::load("compact");
+  const std::string model_dir = path_join(o.out_dir, "model-init");
+  train_tokenizer(train_rows, tmpl, path_join(o.out_dir, "tokenizer"));
+  make_dirs(model_dir);
+  std::filesystem::copy_file(path_join(o.out_dir, "tokenizer/tokenizer.model"), path_join(model_dir, "tokenizer.model"),
+                             std::filesystem::copy_options::overwrite_existing);
+  const PromptEncoder enc(model_dir, tmpl, ChatMode::kOff);
+  say(str_cat("2/5 tokenizer: sentencepiece BPE, ", enc.tokenizer().vocab_size(), " pieces"));
+
+  engine::ModelConfig cfg = engine::preset_config(engine::Arch::kLlama, "tiny");
+  cfg.vocab_size = enc.tokenizer().vocab_size();
+  cfg.hidden_size = o.hidden;
+  cfg.num_hidden_layers = o.layers;
+  cfg.num_attention_heads = o.heads;
+  cfg.num_key_value_heads = o.kv_heads;
+  cfg.head_dim = o.hidden / o.heads;
+  cfg.intermediate_size = o.hidden * 8 / 3;
+  cfg.max_position_embeddings = 64;
+  cfg.tie_word_embeddings = true;
+  if (auto bos = enc.tokenizer().bos_id()) cfg.bos_token_id = *bos;
+  cfg.eos_token_ids = enc.tokenizer().eos_ids();
+  engine::InitOptions io;
+  io.seed = o.seed;
+  const int64_t params = engine::init_model(cfg, model_dir, io);
+  say(str_cat("3/5 student: llama, hidden ", o.hidden, ", ", o.layers, " layers, ", params, " parameters"));
+
+  auto examples = make_examples(train_rows, enc);
+  auto all = trainer::finalize_examples(std::move(examples), cfg.max_position_embeddings, cfg.vocab_size,
+                                        trainer::Overlong::kError);
+  trainer::SftDataset train;
+  train.examples = std::move(all.examples);
+  trainer::TrainOptions t;
+  t.model_dir = model_dir;
+  t.out_dir = path_join(o.out_dir, "train");
+  t.full = true;
+  t.lr = o.lr;
+  t.schedule = trainer::Schedule::kCosine;
+  t.warmup_ratio = 0.03;
+  t.adamw.weight_decay = 0.01;
+  t.batch = o.batch;
+  t.epochs = o.epochs;
+  t.max_seq_len = cfg.max_position_embeddings;
+  t.seed = o.seed;
+  t.device = o.device;
+  std::filesystem::remove_all(t.out_dir);  // a demo run starts over
+  auto comm = trainer::Communicator::create(trainer::DistEnv{}, engine::parse_device(o.device),
+                                            std::chrono::seconds(60));
+  say(str_cat("4/5 training: ", train.examples.size(), " examples x ", o.epochs, " epochs, batch ", o.batch));
+  const auto result = trainer::run_training(t, train, {}, *comm);
+  std::filesystem::copy_file(path_join(model_dir, "tokenizer.model"), path_join(result.output_dir, "tokenizer.model"),
+                             std::filesystem::copy_options::overwrite_existing);
+
+  EvalConfig ec;
+  ec.model_dir = result.output_dir;
+  ec.data_dir = data_dir;
+  ec.split = o.split;
+  ec.mode = "score";
+  ec.prompt = "compact";
+  ec.chat = ChatMode::kOff;
+  ec.fraction = test_fraction;
+  ec.seed = o.seed;
+  ec.batch = 512;
+  ec.device = o.device;
+  ec.bootstrap = o.bootstrap;
+  ec.overwrite = true;
+  say(str_cat("5/5 evaluation: held-out ", spec.held_out, " rows (", test_fraction * 100, "%), score mode"));
+  const json metrics = run_eval(ec, path_join(o.out_dir, "eval"));
+
+  ReportInput table;
+  table.model_name = "student";
+  table.model = metrics["model"];
+  for (auto& [name, m] : metrics["baselines"].items()) table.baselines[name] = m;
+  std::fprintf(stderr, "\n%s\nreport: %s\n", metrics_table(table).c_str(),
+               path_join(o.out_dir, "eval/report.md").c_str());
+  json summary = {{"out", o.out_dir}, {"train_rows", train_rows.size()}, {"test_rows", metrics["rows"]},
+                  {"parameters", params}, {"steps", result.total_steps},
+                  {"final_loss", result.steps.empty() ? json(nullptr) : json(result.steps.back().loss)},
+                  {"student", {{"accuracy", metrics["model"]["accuracy"]}, {"macro_f1", metrics["model"]["macro_f1"]},
+                               {"auroc", metrics["model"]["auroc"]}}}};
+  for (auto& [name, m] : metrics["baselines"].items())
+    summary["baselines"][name] = {{"accuracy", m["accuracy"]}, {"macro_f1", m["macro_f1"]}, {"auroc", m["auroc"]}};
+  return summary;
+}
+
+}  // namespace synthpert::perturb

@@ -1,0 +1,235 @@
+#include "perturb/eval.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/progress.h"
+#include "engine/generate.h"
+#include "engine/model.h"
+#include "engine/score.h"
+#include "perturb/answer_parser.h"
+#include "perturb/baselines.h"
+#include "perturb/report.h"
+#include "perturb/split.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+namespace {
+
+// The settings that decide the predictions; a resumed run must match them.
+json result_config(const EvalConfig& c) {
+  json j = {{"model", c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
+            {"mode", c.mode}, {"prompt_template", c.prompt}, {"chat", static_cast<int>(c.chat)},
+            {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction}, {"seed", c.seed},
+            {"dtype", c.dtype}};
+  if (c.mode == "generate")
+    j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", c.sampling.temperature},
+                       {"top_p", c.sampling.top_p}, {"top_k", c.sampling.top_k}};
+  return j;
+}
+
+// Lines already written by an earlier run of the same configuration. A torn
+// last line (the run was killed mid-write) is cut off so appending continues cleanly.
+std::vector<json> read_done(const std::string& path) {
+  std::vector<json> done;
+  if (!path_exists(path)) return done;
+  std::string text = read_file(path);
+  const size_t end = text.rfind('\n');
+  const size_t keep = end == std::string::npos ? 0 : end + 1;
+  if (keep != text.size()) {
+    text.resize(keep);
+    write_file_atomic(path, text);
+  }
+  std::istringstream in(text);
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    auto j = json::parse(line, nullptr, false);
+    SP_CHECK_INPUT(!j.is_discarded() && j.is_object(), path, ":", n, ": not a JSON object; remove the file or use --overwrite");
+    done.push_back(std::move(j));
+  }
+  return done;
+}
+
+torch::ScalarType parse_dtype(const std::string& d) {
+  if (d == "f32") return torch::kFloat32;
+  if (d == "bf16") return torch::kBFloat16;
+  if (d == "f16") return torch::kFloat16;
+  throw InputError(str_cat("--dtype: expected f32, bf16 or f16, got '", d, "'"));
+}
+
+Prediction base_prediction(const Row& r) {
+  Prediction p;
+  p.cell_type = r.cell_type;
+  p.pert = r.pert;
+  p.gene = r.gene;
+  p.label = r.label;
+  return p;
+}
+
+// Probabilities of the three answers from their summed log-likelihoods.
+std::array<double, 3> softmax3(const std::vector<double>& logp) {
+  const double m = std::max({logp[0], logp[1], logp[2]});
+  std::array<double, 3> p{};
+  double z = 0;
+  for (int k = 0; k < 3; ++k) z += p[k] = std::exp(logp[k] - m);
+  for (double& x : p) x /= z;
+  return p;
+}
+
+Label argmax3(const std::array<double, 3>& p) {
+  int best = 0;
+  for (int k = 1; k < 3; ++k)
+    if (p[k] > p[best]) best = k;
+  return static_cast<Label>(best);
+}
+
+// Scores rows [begin, end): rows whose answer tokens agree share one batched call.
+std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc,
+                              const std::vector<Row>& rows, size_t begin, size_t end) {
+  std::vector<json> out;
+  size_t i = begin;
+  while (i < end) {
+    std::vector<std::vector<int64_t>> prompts;
+    const auto first_prompt = enc.prompt_ids(rows[i]);
+    const auto answers = enc.answer_ids(rows[i], first_prompt);
+    prompts.push_back(first_prompt);
+    size_t j = i + 1;
+    for (; j < end; ++j) {
+      auto p = enc.prompt_ids(rows[j]);
+      if (enc.answer_ids(rows[j], p) != answers) break;
+      prompts.push_back(std::move(p));
+    }
+    const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
+    const auto logp = engine::score_continuations(model, prompts, candidates);
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      Prediction p = base_prediction(rows[i + k]);
+      p.probs = softmax3(logp[k]);
+      p.prediction = argmax3(*p.probs);
+      json line = prediction_to_json(p);
+      line["logprobs"] = logp[k];
+      out.push_back(std::move(line));
+    }
+    i = j;
+  }
+  return out;
+}
+
+std::vector<json> generate_batch(const engine::Transformer& model, const PromptEncoder& enc,
+                                 const EvalConfig& cfg, const std::vector<Row>& rows, size_t begin,
+                                 size_t end) {
+  std::vector<std::vector<int64_t>> prompts;
+  for (size_t i = begin; i < end; ++i) prompts.push_back(enc.prompt_ids(rows[i]));
+  engine::GenerateOptions go;
+  go.max_new_tokens = cfg.max_new_tokens;
+  go.sampling = cfg.sampling;
+  // Each batch draws from its own stream so a resumed run samples what the
+  // uninterrupted one would have.
+  go.sampling.seed = cfg.seed * 1000003ull + begin;
+  go.stop_ids = enc.tokenizer().eos_ids();
+  const auto results = engine::generate(model, prompts, go);
+  std::vector<json> out;
+  for (size_t k = 0; k < results.size(); ++k) {
+    Prediction p = base_prediction(rows[begin + k]);
+    const std::string text = enc.tokenizer().decode(results[k].tokens, /*skip_special=*/true);
+    p.prediction = parse_answer(text);
+    json line = prediction_to_json(p);
+    line["response"] = text;
+    line["finish_reason"] = results[k].finish_reason;
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
+}  // namespace
+
+json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
+  SP_CHECK_INPUT(cfg.mode == "score" || cfg.mode == "generate", "--mode: expected score or generate, got '",
+                 cfg.mode, "'");
+  SP_CHECK_INPUT(cfg.part == "test" || cfg.part == "train", "--part: expected test or train, got '", cfg.part, "'");
+  SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
+  SP_CHECK_INPUT(cfg.adapter_dir.empty(), "--adapter: adapters are loaded once the trainer's PEFT reader is built");
+  const SplitSpec spec = parse_split(cfg.split);
+  const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
+  const std::vector<Row> rows = subsample(cfg.part == "test" ? data.test : data.train, cfg.fraction, cfg.seed);
+  SP_CHECK_INPUT(!rows.empty(), "--split ", cfg.split, " --part ", cfg.part, ": no rows to evaluate");
+
+  make_dirs(out_dir);
+  const std::string pred_path = path_join(out_dir, "predictions.jsonl");
+  const std::string cfg_path = path_join(out_dir, "eval_config.json");
+  const json want = result_config(cfg);
+  if (cfg.overwrite) {
+    std::remove(pred_path.c_str());
+  } else if (path_exists(pred_path) && path_exists(cfg_path)) {
+    const json have = json::parse(read_file(cfg_path), nullptr, false);
+    for (const auto& [k, v] : want.items())
+      SP_CHECK_INPUT(have.contains(k) && have[k] == v, out_dir, " holds an evaluation with another ", k, " (",
+                     have.value(k, json()).dump(), " there, ", v.dump(),
+                     " now); use another --out or --overwrite");
+  } else if (path_exists(pred_path)) {
+    throw InputError(str_cat(pred_path, " exists without eval_config.json; use another --out or --overwrite"));
+  }
+  write_file_atomic(cfg_path, want.dump(2) + "\n");
+
+  std::vector<json> done = read_done(pred_path);
+  SP_CHECK_INPUT(done.size() <= rows.size(), pred_path, " has more lines than the split has rows");
+  for (size_t i = 0; i < done.size(); ++i)
+    SP_CHECK_INPUT(done[i].value("pert", "") == rows[i].pert && done[i].value("gene", "") == rows[i].gene &&
+                       done[i].value("cell_type", "") == rows[i].cell_type,
+                   pred_path, ":", i + 1, ": does not match row ", i + 1, " of the split; use --overwrite");
+
+  if (done.size() < rows.size()) {
+    engine::LoadOptions lo;
+    lo.dtype = parse_dtype(cfg.dtype);
+    lo.device = engine::parse_device(cfg.device);
+    const auto model = engine::Transformer::load(cfg.model_dir, lo);
+    const PromptEncoder enc(cfg.model_dir, PromptTemplate::load(cfg.prompt), cfg.chat, cfg.chat_template_file);
+    std::ofstream out(pred_path, std::ios::app);
+    SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
+    ProgressBar bar("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
+    bar.advance(static_cast<int64_t>(done.size()));
+    int64_t correct = 0;
+    for (const auto& d : done) correct += d["prediction"] == d["label"];
+    for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
+      const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
+      auto lines = cfg.mode == "score" ? score_batch(model, enc, rows, b, e)
+                                       : generate_batch(model, enc, cfg, rows, b, e);
+      std::string chunk;
+      for (auto& l : lines) {
+        correct += l["prediction"] == l["label"];
+        chunk += l.dump() + '\n';
+        done.push_back(std::move(l));
+      }
+      out << chunk;
+      out.flush();
+      SP_CHECK_INPUT(out.good(), pred_path, ": write failed");
+      bar.advance(static_cast<int64_t>(e - b), str_cat("acc ", correct * 1000 / static_cast<int64_t>(done.size()) / 10.0, "%"));
+    }
+  }
+
+  std::vector<Prediction> preds = read_predictions(pred_path);
+  MetricsOptions mo;
+  mo.bootstrap = cfg.bootstrap;
+  mo.seed = cfg.seed;
+  ReportInput report;
+  report.title = "PerturbQA " + cfg.split + " (" + cfg.part + ")";
+  report.model_name = "model";
+  report.model = compute_metrics(preds, mo);
+  for (const auto& name : baseline_names())
+    report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout), mo);
+  report.details = {{"model", cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
+                    {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
+  json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()}};
+  for (const auto& [name, m] : report.baselines) result["baselines"][name] = m;
+  write_file_atomic(path_join(out_dir, "metrics.json"), result.dump(2) + "\n");
+  write_report(out_dir, report);
+  return result;
+}
+
+}  // namespace synthpert::perturb

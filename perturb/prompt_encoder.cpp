@@ -1,0 +1,70 @@
+#include "perturb/prompt_encoder.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "perturb/data_jsonl.h"
+
+namespace synthpert::perturb {
+
+namespace {
+
+// The places ChatTemplate::load looks in.
+bool folder_has_chat_template(const std::string& dir) {
+  if (path_exists(path_join(dir, "chat_template.jinja")) || path_exists(path_join(dir, "chat_template.json")))
+    return true;
+  const std::string cfg = path_join(dir, "tokenizer_config.json");
+  if (!path_exists(cfg)) return false;
+  const auto j = nlohmann::json::parse(read_file(cfg), nullptr, false);
+  return j.is_object() && j.contains("chat_template") && !j["chat_template"].is_null();
+}
+
+}  // namespace
+
+PromptEncoder::PromptEncoder(const std::string& dir, PromptTemplate tmpl, ChatMode mode,
+                             const std::string& chat_template_file)
+    : tok_(tokenizer::Tokenizer::load(dir)), tmpl_(std::move(tmpl)) {
+  if (!chat_template_file.empty()) {
+    SP_CHECK_INPUT(mode != ChatMode::kOff, "--chat-template and --no-chat-template contradict each other");
+    chat_ = tokenizer::ChatTemplate::load_or_override(dir, chat_template_file);
+  } else if (mode == ChatMode::kOn || (mode == ChatMode::kAuto && folder_has_chat_template(dir))) {
+    chat_ = tokenizer::ChatTemplate::load(dir);
+  }
+}
+
+std::string PromptEncoder::prompt_text(const Row& row) const {
+  const auto messages = prompt_messages(row, tmpl_);
+  if (chat_) {
+    std::vector<tokenizer::ChatMessage> m;
+    for (const auto& [role, content] : messages) m.push_back({role, content});
+    return chat_->render(m, /*add_generation_prompt=*/true);
+  }
+  // Without a chat template the system text, if any, simply precedes the question.
+  std::string text;
+  for (const auto& [role, content] : messages) text += (text.empty() ? "" : "\n\n") + content;
+  return text;
+}
+
+// A chat template writes BOS and other special tokens into the text itself, so
+// the text is encoded without adding them again (as Hugging Face does).
+std::vector<int64_t> PromptEncoder::prompt_ids(const Row& row) const {
+  return tok_->encode(prompt_text(row), /*add_special=*/!chat_);
+}
+
+std::array<std::vector<int64_t>, 3> PromptEncoder::answer_ids(const Row& row,
+                                                              const std::vector<int64_t>& prompt) const {
+  const std::string text = prompt_text(row);
+  std::array<std::vector<int64_t>, 3> out;
+  for (Label l : kAllLabels) {
+    const auto full = tok_->encode(text + tmpl_.render_answer(l), !chat_);
+    const bool prefix = full.size() > prompt.size() && std::equal(prompt.begin(), prompt.end(), full.begin());
+    SP_CHECK_INPUT(prefix, "prompt template ", tmpl_.name, ": the answer '", tmpl_.render_answer(l),
+                   "' merges with the end of the prompt when tokenized (row ", row.cell_type, " ", row.pert, " ",
+                   row.gene, "); end the [user] section or start the [answer] section with a separator");
+    out[label_index(l)].assign(full.begin() + static_cast<std::ptrdiff_t>(prompt.size()), full.end());
+  }
+  return out;
+}
+
+}  // namespace synthpert::perturb

@@ -1,0 +1,46 @@
+// Turns PerturbQA rows into token ids for a given model: the prompt (through the
+// model's chat template when it has one) and the three answers as continuations.
+//
+// Answers are tokenized in context: encode(prompt + answer) must start with
+// encode(prompt), and the rest are the answer's tokens. This is what the model
+// sees when it writes the answer itself, whatever the tokenizer does at word
+// boundaries; a template whose prompt and answer merge across the boundary is
+// rejected with an error naming it.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "perturb/data.h"
+#include "perturb/prompt.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace synthpert::perturb {
+
+enum class ChatMode { kAuto, kOn, kOff };  // auto: use the model's chat template if it has one
+
+class PromptEncoder {
+ public:
+  PromptEncoder(const std::string& tokenizer_dir, PromptTemplate tmpl, ChatMode mode = ChatMode::kAuto,
+                const std::string& chat_template_file = "");
+
+  std::string prompt_text(const Row& row) const;
+  std::vector<int64_t> prompt_ids(const Row& row) const;
+  // Token ids of each label's answer after the prompt, indexed by label_index.
+  std::array<std::vector<int64_t>, 3> answer_ids(const Row& row, const std::vector<int64_t>& prompt_ids) const;
+
+  bool uses_chat_template() const { return chat_.has_value(); }
+  const tokenizer::Tokenizer& tokenizer() const { return *tok_; }
+  const PromptTemplate& prompt_template() const { return tmpl_; }
+
+ private:
+  std::unique_ptr<tokenizer::Tokenizer> tok_;
+  std::optional<tokenizer::ChatTemplate> chat_;
+  PromptTemplate tmpl_;
+};
+
+}  // namespace synthpert::perturb
