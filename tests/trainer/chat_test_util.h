@@ -4,8 +4,10 @@
 // around the role, <|eot_id|> after each turn, BOS first).
 #pragma once
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>

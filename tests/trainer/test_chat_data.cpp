@@ -7,8 +7,6 @@
 // the template; the masked tokens are decoded and compared with it.
 #include <catch2/catch.hpp>
 
-#include <cstdlib>
-
 #include "common/fs.h"
 #include "perturb/prompt.h"
 #include "tests/tokenizer/oracle_util.h"
