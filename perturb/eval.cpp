@@ -1,6 +1,8 @@
 #include "perturb/eval.h"
 
 #include <cmath>
+#include <cstdio>
+#include <optional>
 #include <fstream>
 #include <sstream>
 
@@ -81,6 +83,12 @@ std::array<double, 3> softmax3(const std::vector<double>& logp) {
   for (int k = 0; k < 3; ++k) z += p[k] = std::exp(logp[k] - m);
   for (double& x : p) x /= z;
   return p;
+}
+
+std::string percent(int64_t part, size_t whole) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+  return buf;
 }
 
 Label argmax3(const std::array<double, 3>& p) {
@@ -168,10 +176,13 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     std::remove(pred_path.c_str());
   } else if (path_exists(pred_path) && path_exists(cfg_path)) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
-    for (const auto& [k, v] : want.items())
-      SP_CHECK_INPUT(have.contains(k) && have[k] == v, out_dir, " holds an evaluation with another ", k, " (",
-                     have.value(k, json()).dump(), " there, ", v.dump(),
-                     " now); use another --out or --overwrite");
+    std::string diffs;
+    for (const auto& [k, v] : want.items()) {
+      const json there = have.is_object() && have.contains(k) ? have[k] : json();
+      if (there != v) diffs += str_cat(diffs.empty() ? "" : "; ", k, ": ", there.dump(), " there, ", v.dump(), " now");
+    }
+    SP_CHECK_INPUT(diffs.empty(), out_dir, " holds an evaluation with other settings (", diffs,
+                   "); use another --out or --overwrite");
   } else if (path_exists(pred_path)) {
     throw InputError(str_cat(pred_path, " exists without eval_config.json; use another --out or --overwrite"));
   }
@@ -192,8 +203,9 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     const PromptEncoder enc(cfg.model_dir, PromptTemplate::load(cfg.prompt), cfg.chat, cfg.chat_template_file);
     std::ofstream out(pred_path, std::ios::app);
     SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
-    ProgressBar bar("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
-    bar.advance(static_cast<int64_t>(done.size()));
+    std::optional<ProgressBar> bar;
+    if (cfg.progress) bar.emplace("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
+    if (bar) bar->advance(static_cast<int64_t>(done.size()));
     int64_t correct = 0;
     for (const auto& d : done) correct += d["prediction"] == d["label"];
     for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
@@ -209,7 +221,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
       out << chunk;
       out.flush();
       SP_CHECK_INPUT(out.good(), pred_path, ": write failed");
-      bar.advance(static_cast<int64_t>(e - b), str_cat("acc ", correct * 1000 / static_cast<int64_t>(done.size()) / 10.0, "%"));
+      if (bar) bar->advance(static_cast<int64_t>(e - b), str_cat("acc ", percent(correct, done.size())));
     }
   }
 

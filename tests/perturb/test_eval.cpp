@@ -1,0 +1,194 @@
+// `synthpert eval` and `demo` end to end on tiny models: score-mode
+// probabilities against the python reference forward, resume after an
+// interruption, refusal of a mismatched configuration, generate mode, and the
+// demo pipeline on a few rows.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/init_model.h"
+#include "perturb/answer_parser.h"
+#include "perturb/eval.h"
+#include "perturb/split.h"
+#include "tests/engine/engine_test_util.h"
+
+using namespace synthpert;
+using namespace synthpert::perturb;
+using nlohmann::json;
+
+namespace {
+
+std::vector<json> read_jsonl(const std::string& path) {
+  std::vector<json> out;
+  std::istringstream in(test::read_text(path));
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+// A tiny random Llama with a sentencepiece tokenizer trained on compact prompts
+// of a few training rows (spm_train, as the demo does).
+std::string make_model(const std::string& dir) {
+  const auto rows = subsample(load_split(test::perturbqa_dir(), parse_split("holdout:rpe1")).train, 0.01, 3);
+  const auto tmpl = PromptTemplate::load("compact");
+  std::ofstream corpus(dir + "/corpus.txt");
+  for (const auto& r : rows) corpus << tmpl.render_user(r.cell_type, r.pert, r.gene) << tmpl.render_answer(r.label) << "\n";
+  corpus.close();
+  const auto r = test::run_command("spm_train --input=" + dir + "/corpus.txt --model_prefix=" + dir +
+                                   "/tok --vocab_size=300 --model_type=bpe --minloglevel=2 --hard_vocab_limit=false");
+  REQUIRE(r.exit_code == 0);
+  const std::string model = dir + "/model";
+  auto cfg = engine::preset_config(engine::Arch::kLlama, "tiny");
+  std::filesystem::create_directories(model);
+  std::filesystem::copy_file(dir + "/tok.model", model + "/tokenizer.model");
+  const auto tok = tokenizer::Tokenizer::load(model);
+  cfg.vocab_size = tok->vocab_size();
+  engine::InitOptions io;
+  io.seed = 11;
+  io.jitter = true;
+  engine::init_model(cfg, model, io);
+  return model;
+}
+
+EvalConfig small_eval(const std::string& model) {
+  EvalConfig c;
+  c.model_dir = model;
+  c.data_dir = test::perturbqa_dir();
+  c.split = "holdout:rpe1";
+  c.prompt = "compact";
+  c.fraction = 0.0003;  // ~56 rows
+  c.seed = 5;
+  c.batch = 7;          // odd, so the last batch is partial
+  c.bootstrap = 0;
+  c.progress = false;
+  return c;
+}
+
+double log_softmax_at(const std::vector<float>& logits, int64_t V, int64_t pos, int64_t token) {
+  double m = -1e300, z = 0;
+  for (int64_t v = 0; v < V; ++v) m = std::max(m, static_cast<double>(logits[pos * V + v]));
+  for (int64_t v = 0; v < V; ++v) z += std::exp(logits[pos * V + v] - m);
+  return logits[pos * V + token] - m - std::log(z);
+}
+
+}  // namespace
+
+TEST_CASE("score mode: answer log-likelihoods equal the python reference forward", "[eval]") {
+  test::TempDir tmp("eval-score");
+  const std::string model = make_model(tmp.path);
+  const auto cfg = small_eval(model);
+  const json result = run_eval(cfg, tmp.path + "/out");
+  const auto lines = read_jsonl(tmp.path + "/out/predictions.jsonl");
+  REQUIRE(lines.size() == result["rows"].get<size_t>());
+  REQUIRE(lines.size() > 20);
+
+  const PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kOff);
+  const int64_t V = enc.tokenizer().vocab_size();
+  for (size_t i : {size_t(0), size_t(8), lines.size() - 1}) {
+    const auto& l = lines[i];
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true};
+    const auto prompt = enc.prompt_ids(row);
+    const auto answers = enc.answer_ids(row, prompt);
+    for (int k = 0; k < 3; ++k) {
+      std::vector<int64_t> ids = prompt;
+      ids.insert(ids.end(), answers[k].begin(), answers[k].end());
+      const auto logits = test::reference_logits(model, ids);
+      double expect = 0;
+      for (size_t j = 0; j < answers[k].size(); ++j)
+        expect += log_softmax_at(logits, V, static_cast<int64_t>(prompt.size() + j) - 1, answers[k][j]);
+      INFO("row " << i << " answer " << k);
+      CHECK(l["logprobs"][k].get<double>() == Approx(expect).margin(1e-4));
+    }
+    double total = 0;
+    for (const auto& [name, p] : l["probs"].items()) total += p.get<double>();
+    CHECK(total == Approx(1.0).epsilon(1e-9));
+  }
+  // metrics.json holds the model and every baseline on the same rows.
+  const json m = json::parse(test::read_text(tmp.path + "/out/metrics.json"));
+  CHECK(m["model"]["n"] == lines.size());
+  for (const char* b : {"majority", "gene_majority", "pair_transfer"}) CHECK(m["baselines"][b]["n"] == lines.size());
+  CHECK(std::filesystem::exists(tmp.path + "/out/report.md"));
+  CHECK(std::filesystem::exists(tmp.path + "/out/confusion.svg"));
+}
+
+TEST_CASE("an interrupted evaluation resumes to the same predictions", "[eval]") {
+  test::TempDir tmp("eval-resume");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  run_eval(cfg, tmp.path + "/full");
+  const auto full = read_jsonl(tmp.path + "/full/predictions.jsonl");
+
+  // An interrupted run: the first 10 complete lines and half of the 11th.
+  std::filesystem::create_directories(tmp.path + "/cut");
+  std::filesystem::copy_file(tmp.path + "/full/eval_config.json", tmp.path + "/cut/eval_config.json");
+  {
+    std::ofstream f(tmp.path + "/cut/predictions.jsonl");
+    for (int i = 0; i < 10; ++i) f << full[i].dump() << "\n";
+    f << full[10].dump().substr(0, 40);
+  }
+  run_eval(cfg, tmp.path + "/cut");
+  const auto resumed = read_jsonl(tmp.path + "/cut/predictions.jsonl");
+  REQUIRE(resumed.size() == full.size());
+  for (size_t i = 0; i < full.size(); ++i) {
+    INFO("line " << i + 1);
+    CHECK(resumed[i]["gene"] == full[i]["gene"]);
+    CHECK(resumed[i]["prediction"] == full[i]["prediction"]);
+    for (int k = 0; k < 3; ++k)  // batches are cut differently: padding changes the float sums slightly
+      CHECK(resumed[i]["logprobs"][k].get<double>() == Approx(full[i]["logprobs"][k].get<double>()).margin(1e-4));
+  }
+
+  // Another configuration in the same folder is refused, naming the setting.
+  cfg.mode = "generate";
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/cut"), Catch::Contains("mode: \"score\" there, \"generate\" now"));
+}
+
+TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval]") {
+  test::TempDir tmp("eval-generate");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  cfg.mode = "generate";
+  cfg.max_new_tokens = 4;
+  cfg.fraction = 0.0001;
+  const json result = run_eval(cfg, tmp.path + "/out");
+  const auto lines = read_jsonl(tmp.path + "/out/predictions.jsonl");
+  REQUIRE(!lines.empty());
+  int64_t unparsed = 0;
+  for (const auto& l : lines) {
+    REQUIRE(l.contains("response"));
+    CHECK_FALSE(l.contains("probs"));
+    const auto parsed = parse_answer(l["response"].get<std::string>());
+    CHECK(l["prediction"] == (parsed ? json(label_name(*parsed)) : json(nullptr)));
+    unparsed += l["prediction"].is_null();
+  }
+  CHECK(result["model"]["unparsed"] == unparsed);
+}
+
+TEST_CASE("eval rejects bad arguments before loading anything", "[eval]") {
+  EvalConfig c;
+  c.model_dir = "/nonexistent";
+  c.data_dir = test::perturbqa_dir();
+  c.mode = "vote";
+  CHECK_THROWS_WITH(run_eval(c, "/tmp/unused"), Catch::Contains("--mode"));
+  c.mode = "score";
+  c.split = "holdout:mars";
+  CHECK_THROWS_WITH(run_eval(c, "/tmp/unused"), Catch::Contains("unknown cell line 'mars'"));
+}
+
+TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
+  test::TempDir tmp("demo");
+  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
+                                   test::synthpert_bin() +
+                                   " demo --out out --train-fraction 0.01 --test-fraction 0.002 --epochs 1 "
+                                   "--batch 64 --hidden 32 --bootstrap 20");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json summary = json::parse(r.out);
+  CHECK(summary["steps"].get<int64_t>() > 0);
+  CHECK(summary["test_rows"].get<int64_t>() > 100);
+  CHECK_THAT(r.err, Catch::Contains("| student |") && Catch::Contains("| pair_transfer |"));
+  CHECK(std::filesystem::exists(tmp.path + "/out/eval/report.md"));
+  CHECK(std::filesystem::exists(tmp.path + "/out/train/model/tokenizer.model"));
+}
