@@ -1,6 +1,7 @@
 // `synthpert train`: supervised fine-tuning (LoRA, QLoRA or full) on traces,
 // SynthPert CSVs or pre-tokenized JSONL; data parallel when launched with
 // torchrun-style or Slurm variables (docs/trainer.md).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <tuple>
@@ -12,6 +13,7 @@
 #include "engine/tensor_io.h"
 #include "trainer/lora.h"
 #include "trainer/sft_data.h"
+#include "trainer/system_prompt.h"
 #include "trainer/trainer.h"
 
 namespace synthpert::cli {
@@ -20,8 +22,8 @@ namespace {
 struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
-  std::string system_prompt_file, tokenizer, grad_dump;
-  double val_fraction = 0.1;
+  std::string system_prompt_file, prompt_template, tokenizer, grad_dump;
+  double val_fraction = 0.1, bucket_mb = 25;
   int64_t timeout_s = 1800;
   bool no_progress = false;
 };
@@ -68,8 +70,15 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 | f16 (masters stay f32)")->capture_default_str();
   cmd.add_option("--device", t.device, "cpu | cuda (cuda:LOCAL_RANK when data parallel)")->capture_default_str();
   cmd.add_flag("--activation-checkpointing", t.checkpoint_layers, "recompute each decoder layer in backward");
-  cmd.add_option("--system-prompt", o->system_prompt_file, "CSV input: file with the system message");
+  cmd.add_option("--system-prompt", o->system_prompt_file,
+                 "file with the system message for CSV rows and traces without one (empty file: none)");
+  cmd.add_option("--prompt-template", o->prompt_template,
+                 "without --system-prompt: the [system] text of this prompt template (built-in name or "
+                 "file; default reasoning)");
   cmd.add_option("--tokenizer", o->tokenizer, "tokenizer + chat template folder (default: --model)");
+  cmd.add_option("--bucket-mb", o->bucket_mb,
+                 "data parallel: gradient all-reduce bucket size in MiB (buckets start during backward)")
+      ->capture_default_str();
   cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
   cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
   cmd.add_option("--grad-dump", o->grad_dump,
@@ -79,6 +88,8 @@ RunFn setup(CLI::App& cmd) {
     auto& t = o->t;
     t.schedule = trainer::parse_schedule(o->schedule);
     t.progress = !o->no_progress;
+    SP_CHECK_INPUT(o->bucket_mb > 0, "--bucket-mb must be positive, got ", o->bucket_mb);
+    t.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o->bucket_mb * 1024 * 1024));
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
@@ -87,7 +98,8 @@ RunFn setup(CLI::App& cmd) {
     trainer::DataSource src;
     src.path = o->data;
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
-    if (!o->system_prompt_file.empty()) src.system_prompt = read_file(o->system_prompt_file);
+    const auto system = trainer::choose_system_prompt(o->system_prompt_file, o->prompt_template);
+    src.system_prompt = system.fn;
     const auto policy = trainer::parse_overlong(o->overlong);
     const auto config = engine::load_config(t.model_dir);
     auto all = trainer::finalize_examples(trainer::load_sft_examples(src), t.max_seq_len,
@@ -101,7 +113,7 @@ RunFn setup(CLI::App& cmd) {
     t.data_identity = {{"file", trainer::file_fingerprint(o->data)},
                        {"val_fraction", o->val_fraction},
                        {"overlong", o->overlong},
-                       {"system_prompt", src.system_prompt}};
+                       {"system_prompt", system.identity}};
 
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));

@@ -21,8 +21,11 @@ std::string format_duration(double s) {
 }
 
 ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(::isatty(2) != 0),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+    : ProgressBar(std::move(label), total, std::move(unit), stderr) {}
+
+ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out)
+    : label_(std::move(label)), unit_(std::move(unit)), out_(out), total_(total),
+      tty_(::isatty(::fileno(out)) != 0), start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 ProgressBar::~ProgressBar() { finish(); }
 
@@ -41,8 +44,12 @@ void ProgressBar::set_extra(const std::string& extra) { extra_ = extra; }
 void ProgressBar::finish() {
   if (finished_) return;
   finished_ = true;
-  draw(true);
-  if (tty_) std::fputc('\n', stderr);
+  if (tty_) {
+    draw(true);
+    std::fputc('\n', out_);
+  } else if (done_ != drawn_done_ || extra_ != drawn_extra_) {
+    draw(true);
+  }
 }
 
 void ProgressBar::draw(bool force) {
@@ -58,16 +65,18 @@ void ProgressBar::draw(bool force) {
     last_decile_ = decile;
   }
   last_draw_ = now;
+  drawn_done_ = done_;
+  drawn_extra_ = extra_;
   const double eta = rate > 0 && total_ > done_ ? (total_ - done_) / rate : 0.0;
   constexpr int kWidth = 24;
   std::string bar(kWidth, ' ');
   for (int i = 0; i < kWidth && i < static_cast<int>(frac * kWidth + 1e-9); ++i) bar[i] = '#';
-  std::fprintf(stderr, "%s%s [%s] %lld/%lld %s  %.1f %s/s  elapsed %s  eta %s%s%s%s",
+  std::fprintf(out_, "%s%s [%s] %lld/%lld %s  %.1f %s/s  elapsed %s  eta %s%s%s%s",
                tty_ ? "\r\x1b[2K" : "", label_.c_str(), bar.c_str(), (long long)done_,
                (long long)total_, unit_.c_str(), rate, unit_.c_str(),
                format_duration(el).c_str(), format_duration(eta).c_str(),
                extra_.empty() ? "" : "  ", extra_.c_str(), tty_ ? "" : "\n");
-  std::fflush(stderr);
+  std::fflush(out_);
 }
 
 }  // namespace synthpert

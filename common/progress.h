@@ -1,10 +1,12 @@
 // A progress bar on stderr with rate and ETA, for long work (training, eval,
 // trace generation). Redraws at most every 200 ms; silent when stderr is not a
-// terminal except for a line every 10% so logs of batch jobs still show progress.
+// terminal except for a line every 10% so logs of batch jobs still show
+// progress, and one final line unless that state was just printed.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace synthpert {
@@ -12,6 +14,8 @@ namespace synthpert {
 class ProgressBar {
  public:
   ProgressBar(std::string label, int64_t total, std::string unit = "it");
+  // Draws to `out` instead of stderr (a terminal or not, as isatty says).
+  ProgressBar(std::string label, int64_t total, std::string unit, std::FILE* out);
   ~ProgressBar();
 
   // Advances by `n` items; `extra` is shown after the counters (e.g. "loss 2.31").
@@ -26,7 +30,11 @@ class ProgressBar {
   void draw(bool force);
 
   std::string label_, unit_, extra_;
+  std::FILE* out_;
   int64_t total_, done_ = 0;
+  // What the last line showed, so the final line is not a repeat of it.
+  int64_t drawn_done_ = -1;
+  std::string drawn_extra_;
   int last_decile_ = -1;
   bool tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;

@@ -1,5 +1,5 @@
 // Binds trainer/chat_examples.h to the model's tokenizer and chat template
-// (tokenizer/). Only built when tokenizer/tokenizer.h exists in the tree.
+// (tokenizer/).
 #pragma once
 
 #include <string>

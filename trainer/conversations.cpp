@@ -26,6 +26,24 @@ void validate_conversation(const Conversation& c) {
   SP_CHECK_INPUT(has_assistant, c.origin, ": no assistant message (nothing to learn)");
 }
 
+namespace {
+
+// The example fields a prompt template's system text can refer to.
+const char* const kFieldNames[] = {"cell_type", "pert", "gene"};
+
+}  // namespace
+
+void add_system_messages(std::vector<Conversation>& conversations, const SystemPromptFn& system_prompt) {
+  if (!system_prompt) return;
+  for (auto& c : conversations) {
+    bool has_system = false;
+    for (const auto& m : c.messages) has_system = has_system || m.role == "system";
+    if (has_system) continue;
+    std::string text = system_prompt(c);
+    if (!text.empty()) c.messages.insert(c.messages.begin(), Message{"system", std::move(text)});
+  }
+}
+
 std::vector<Conversation> read_traces_jsonl(const std::string& path) {
   std::ifstream in(path);
   SP_CHECK_INPUT(in.good(), path, ": cannot open for reading");
@@ -51,6 +69,8 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path) {
                      c.origin, ": every message needs string \"role\" and \"content\"");
       c.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
     }
+    for (const char* name : kFieldNames)
+      if (j.contains(name) && j[name].is_string()) c.fields[name] = j[name].get<std::string>();
     validate_conversation(c);
     out.push_back(std::move(c));
   }
@@ -110,8 +130,7 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text, const s
   return rows;
 }
 
-std::vector<Conversation> read_synthpert_csv(const std::string& path,
-                                             const std::string& system_prompt) {
+std::vector<Conversation> read_synthpert_csv(const std::string& path) {
   const auto rows = parse_csv(read_file(path), path);
   SP_CHECK_INPUT(!rows.empty(), path, ": empty CSV");
   const auto& header = rows[0];
@@ -132,9 +151,10 @@ std::vector<Conversation> read_synthpert_csv(const std::string& path,
     c.origin = str_cat(path, ": row ", r);
     SP_CHECK_INPUT(rows[r].size() == header.size(), c.origin, ": has ", rows[r].size(),
                    " fields but the header has ", header.size());
-    if (!system_prompt.empty()) c.messages.push_back({"system", system_prompt});
     c.messages.push_back({"user", rows[r][user]});
     c.messages.push_back({"assistant", rows[r][assistant]});
+    for (const char* name : kFieldNames)
+      if (const int64_t k = column(name); k >= 0) c.fields[name] = rows[r][k];
     validate_conversation(c);
     out.push_back(std::move(c));
   }

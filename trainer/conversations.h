@@ -2,10 +2,14 @@
 //   traces JSONL: {"messages":[{"role","content"},...], ...metadata}
 //   SynthPert CSV: columns user_prompt, assistant_response (+ optional
 //   cell_type, pert, gene, true_answer, critic_evaluation), turned into
-//   [system (if given), user, assistant].
-// Tokenizer-free; trainer/chat_examples.h turns them into token examples.
+//   [user, assistant].
+// A system message is added afterwards to conversations without one
+// (add_system_messages). Tokenizer-free; trainer/chat_examples.h turns them
+// into token examples.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,16 +23,23 @@ struct Message {
 struct Conversation {
   std::vector<Message> messages;
   std::string origin;  // "FILE:LINE" or "FILE:row N"
+  // The example's cell_type, pert and gene where the input has them (trace
+  // keys, CSV columns); a prompt template's system text may use them.
+  std::map<std::string, std::string> fields;
 };
+
+// The system message for a conversation that has none ("" = leave it without).
+using SystemPromptFn = std::function<std::string(const Conversation&)>;
+
+// Puts `system_prompt(c)` first in every conversation without a system message.
+void add_system_messages(std::vector<Conversation>& conversations, const SystemPromptFn& system_prompt);
 
 // Checks roles, non-empty assistant turns and at least one assistant turn.
 void validate_conversation(const Conversation& c);
 
 std::vector<Conversation> read_traces_jsonl(const std::string& path);
 
-// `system_prompt` empty: no system message.
-std::vector<Conversation> read_synthpert_csv(const std::string& path,
-                                             const std::string& system_prompt);
+std::vector<Conversation> read_synthpert_csv(const std::string& path);
 
 // RFC 4180 CSV (quoted fields may hold commas, newlines and doubled quotes).
 // Returns rows of fields, the header first. `path` names errors.

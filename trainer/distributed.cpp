@@ -1,6 +1,7 @@
 #include "trainer/distributed.h"
 
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -35,6 +36,7 @@ int64_t env_int(const GetEnv& getenv, const char* name, int64_t fallback, bool r
 class SingleProcess : public Communicator {
  public:
   void all_reduce_sum(torch::Tensor&, int64_t) override {}
+  std::function<void()> start_all_reduce_sum(torch::Tensor) override { return [] {}; }
   void broadcast(torch::Tensor&, int64_t) override {}
   void barrier() override {}
 };
@@ -61,6 +63,15 @@ class ProcessGroupComm : public Communicator {
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& b : buckets) works.push_back(pg_->allreduce(b, c10d::AllreduceOptions()));
     for (auto& w : works) w->wait();
+  }
+
+  std::function<void()> start_all_reduce_sum(torch::Tensor t) override {
+    SP_CHECK(t.dim() == 1 && t.is_contiguous(), "start_all_reduce_sum: expects a flat buffer");
+    // The work keeps the tensor list it was given; holding it here too keeps
+    // the buffers alive on every backend until the wait.
+    auto tensors = std::make_shared<std::vector<torch::Tensor>>(1, std::move(t));
+    auto work = pg_->allreduce(*tensors, c10d::AllreduceOptions());
+    return [work, tensors] { work->wait(); };
   }
 
   void broadcast(torch::Tensor& flat, int64_t root) override {

@@ -45,6 +45,10 @@ class Communicator {
   // Sums `flat` (1-D, contiguous) over all processes in place, in buckets of
   // at most `bucket_bytes`; all buckets are in flight at once.
   virtual void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) = 0;
+  // Starts summing `t` (1-D, contiguous) over all processes in place and
+  // returns a function that waits for the result. Every process must start
+  // the same reductions in the same order.
+  virtual std::function<void()> start_all_reduce_sum(torch::Tensor t) = 0;
   // Every process's `flat` becomes root's.
   virtual void broadcast(torch::Tensor& flat, int64_t root) = 0;
   virtual void barrier() = 0;

@@ -7,10 +7,8 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "trainer/batch_plan.h"
-#include "trainer/conversations.h"
-#ifdef SYNTHPERT_HAVE_TOKENIZER
 #include "trainer/chat_tokenizer.h"
-#endif
+#include "trainer/conversations.h"
 
 namespace synthpert::trainer {
 
@@ -37,35 +35,20 @@ bool is_pretokenized_jsonl(const std::string& path) {
   throw InputError(str_cat(path, ": empty file"));
 }
 
-std::vector<SftExample> tokenize(const std::vector<Conversation>& conversations,
-                                 const DataSource& src) {
-#ifdef SYNTHPERT_HAVE_TOKENIZER
-  return tokenize_conversations(conversations, src.tokenizer_dir);
-#else
-  (void)conversations;
-  throw InputError(str_cat(src.path,
-                           ": text inputs need the tokenizer, which this build does not include; "
-                           "pass pre-tokenized JSONL ({\"ids\",\"loss_mask\"} per line)"));
-#endif
-}
-
 }  // namespace
 
-bool text_inputs_supported() {
-#ifdef SYNTHPERT_HAVE_TOKENIZER
-  return true;
-#else
-  return false;
-#endif
-}
-
 std::vector<SftExample> load_sft_examples(const DataSource& src) {
-  if (ends_with(src.path, ".csv"))
-    return tokenize(read_synthpert_csv(src.path, src.system_prompt), src);
-  SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
-                 ": --data must be a .jsonl or .csv file");
-  if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
-  return tokenize(read_traces_jsonl(src.path), src);
+  std::vector<Conversation> conversations;
+  if (ends_with(src.path, ".csv")) {
+    conversations = read_synthpert_csv(src.path);
+  } else {
+    SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
+                   ": --data must be a .jsonl or .csv file");
+    if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
+    conversations = read_traces_jsonl(src.path);
+  }
+  add_system_messages(conversations, src.system_prompt);
+  return tokenize_conversations(conversations, src.tokenizer_dir);
 }
 
 std::string file_fingerprint(const std::string& path) {

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "trainer/conversations.h"
 #include "trainer/sft_example.h"
 
 namespace synthpert::trainer {
@@ -15,14 +16,13 @@ namespace synthpert::trainer {
 struct DataSource {
   std::string path;
   std::string tokenizer_dir;   // tokenizer + chat template (text inputs)
-  std::string system_prompt;   // CSV: system message text ("" = none)
+  // The system message of text conversations that have none (CSV rows
+  // always); empty function: no system message (trainer/system_prompt.h).
+  SystemPromptFn system_prompt;
 };
 
 // Raw examples, before the length policy (finalize_examples).
 std::vector<SftExample> load_sft_examples(const DataSource& src);
-
-// True when this build can tokenize text inputs (tokenizer/ is present).
-bool text_inputs_supported();
 
 // A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
 std::string file_fingerprint(const std::string& path);

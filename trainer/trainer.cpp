@@ -13,6 +13,7 @@
 #include "trainer/batch_plan.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collate.h"
+#include "trainer/grad_reducer.h"
 #include "trainer/lora.h"
 #include "trainer/loss_plot.h"
 #include "trainer/metrics_log.h"
@@ -170,6 +171,11 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     if (rank0) log->write({{"step", step}, {"val_loss", v}});
   };
 
+  // With a process group, gradients are summed bucket by bucket while the
+  // step's last backward runs; a single process has nothing to sum.
+  std::unique_ptr<GradReducer> reducer;
+  if (comm.backend() != "none") reducer = std::make_unique<GradReducer>(params, comm, o.bucket_bytes);
+
   std::unique_ptr<ProgressBar> bar;
   if (rank0 && o.progress)
     bar = std::make_unique<ProgressBar>("train", plan.total_steps() - result.start_step, "step");
@@ -183,20 +189,30 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
       rec.targets += count_targets(data.examples[i]);
       rec.tokens += static_cast<int64_t>(data.examples[i].ids.size());
     }
-    double local_loss = 0;
+    std::vector<std::vector<int64_t>> micro_idx;
+    int64_t last_micro = -1;  // this process's last micro-batch with examples
     for (int64_t micro = 0; micro < o.grad_accum; ++micro) {
-      const auto idx = plan.micro_batch(step, comm.rank(), micro);
+      micro_idx.push_back(plan.micro_batch(step, comm.rank(), micro));
+      if (!micro_idx.back().empty()) last_micro = micro;
+    }
+    double local_loss = 0;
+    for (int64_t micro = 0; micro <= last_micro; ++micro) {
+      const auto& idx = micro_idx[static_cast<size_t>(micro)];
       if (idx.empty()) continue;  // short last step of an epoch
       // Dropout draws depend only on (seed, step, micro-batch slot).
       torch::manual_seed(mix_seed(mix_seed(o.seed, static_cast<uint64_t>(step)),
                                   static_cast<uint64_t>(micro * comm.world() + comm.rank())));
       const auto batch = make_batch(o, data.examples, idx);
       const auto loss_sum = sft_loss_sum(model, batch, true);
+      if (reducer && micro == last_micro) reducer->arm();
       (loss_sum / static_cast<double>(rec.targets)).backward();
-      params.accumulate_grads();
+      if (reducer)
+        reducer->after_backward();
+      else
+        params.accumulate_grads();
       local_loss += loss_sum.item<double>();
     }
-    comm.all_reduce_sum(params.grad(), o.bucket_bytes);
+    if (reducer) reducer->finish();
     auto loss_t = torch::tensor({local_loss}, torch::kFloat64);
     comm.all_reduce_sum(loss_t, 8);
     rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);

@@ -71,7 +71,10 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
 
   const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
                           " WORLD_SIZE=2 ";
-  const std::string two_cmd = train_cmd(f.model, f.data, f.dir.path + "/two", common + " --batch 2");
+  // Small buckets, so many all-reduces start during backward, and activation
+  // checkpointing, so gradients arrive from the recomputing backward.
+  const std::string two_cmd = train_cmd(f.model, f.data, f.dir.path + "/two",
+                                        common + " --batch 2 --bucket-mb 0.001 --activation-checkpointing");
   const std::string script = env + "RANK=0 LOCAL_RANK=0 " + two_cmd + " >" + f.dir.path +
                              "/r0.out 2>" + f.dir.path + "/r0.err & p=$!; " + env +
                              "RANK=1 LOCAL_RANK=1 " + two_cmd + " >" + f.dir.path + "/r1.out 2>" +

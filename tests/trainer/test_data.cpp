@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "perturb/prompt.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/batch_plan.h"
 #include "trainer/chat_examples.h"
@@ -11,6 +12,7 @@
 #include "trainer/conversations.h"
 #include "trainer/sft_data.h"
 #include "trainer/sft_loss.h"
+#include "trainer/system_prompt.h"
 
 using namespace synthpert;
 using trainer::Message;
@@ -27,20 +29,74 @@ TEST_CASE("CSV parser handles quotes, commas, newlines and CRLF", "[data]") {
   CHECK_THROWS_WITH(trainer::parse_csv("a,b\nx\"y\",z\n", "t.csv"), Catch::Contains("t.csv:2: stray quote"));
 }
 
-TEST_CASE("SynthPert CSV becomes system/user/assistant conversations", "[data]") {
+TEST_CASE("SynthPert CSV becomes user/assistant conversations with its cell_type, pert and gene", "[data]") {
   test::TempDir dir("data-csv");
   const std::string p = dir.path + "/t.csv";
   std::ofstream(p) << "cell_type,user_prompt,pert,assistant_response,true_answer\n"
                       "k562,\"Does A affect B?\",A,\"<think>x</think><answer>upregulated</answer>\",up\n";
-  const auto cs = trainer::read_synthpert_csv(p, "You are a biologist.");
+  const auto cs = trainer::read_synthpert_csv(p);
   REQUIRE(cs.size() == 1);
-  REQUIRE(cs[0].messages.size() == 3);
-  CHECK(cs[0].messages[0].role == "system");
-  CHECK(cs[0].messages[1].content == "Does A affect B?");
-  CHECK(cs[0].messages[2].content == "<think>x</think><answer>upregulated</answer>");
-  CHECK(trainer::read_synthpert_csv(p, "")[0].messages.size() == 2);
+  REQUIRE(cs[0].messages.size() == 2);
+  CHECK(cs[0].messages[0].role == "user");
+  CHECK(cs[0].messages[0].content == "Does A affect B?");
+  CHECK(cs[0].messages[1].content == "<think>x</think><answer>upregulated</answer>");
+  CHECK(cs[0].fields == std::map<std::string, std::string>{{"cell_type", "k562"}, {"pert", "A"}});
   std::ofstream(p) << "user_prompt,assistant_response\n\"q\",\"a\",extra\n";
-  CHECK_THROWS_WITH(trainer::read_synthpert_csv(p, ""), Catch::Contains("row 1: has 3 fields but the header has 2"));
+  CHECK_THROWS_WITH(trainer::read_synthpert_csv(p), Catch::Contains("row 1: has 3 fields but the header has 2"));
+}
+
+TEST_CASE("system messages go only to conversations without one", "[data]") {
+  test::TempDir dir("data-system");
+  const std::string p = dir.path + "/t.jsonl";
+  std::ofstream(p) << R"({"messages":[{"role":"system","content":"own"},{"role":"user","content":"q"},{"role":"assistant","content":"a"}]})"
+                   << "\n"
+                   << R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"pert":"TP53","gene":"MYC","cell_type":"rpe1","label":"up"})"
+                   << "\n";
+  auto cs = trainer::read_traces_jsonl(p);
+  REQUIRE(cs.size() == 2);
+  CHECK(cs[1].fields == std::map<std::string, std::string>{{"cell_type", "rpe1"}, {"pert", "TP53"}, {"gene", "MYC"}});
+  trainer::add_system_messages(cs, [](const trainer::Conversation& c) { return "for " + c.origin; });
+  REQUIRE(cs[0].messages.size() == 3);
+  CHECK(cs[0].messages[0].content == "own");
+  REQUIRE(cs[1].messages.size() == 3);
+  CHECK(cs[1].messages[0].role == "system");
+  CHECK(cs[1].messages[0].content == "for " + p + ":2");
+  CHECK(cs[1].messages[1].role == "user");
+  // An empty text adds nothing.
+  auto again = trainer::read_traces_jsonl(p);
+  trainer::add_system_messages(again, [](const trainer::Conversation&) { return std::string(); });
+  CHECK(again[1].messages.size() == 2);
+}
+
+TEST_CASE("system prompt choice: the reasoning template by default, a template's or a file's text", "[data]") {
+  test::TempDir dir("data-system-choice");
+  trainer::Conversation c;
+  c.origin = "t.csv: row 4";
+  c.fields = {{"cell_type", "k562"}, {"pert", "TP53"}, {"gene", "CDKN1A"}};
+  const auto def = trainer::choose_system_prompt("", "");
+  REQUIRE(def.fn);
+  const std::string reasoning = def.fn(c);
+  CHECK(reasoning.rfind("You are an expert molecular biologist who predicts the outcome of CRISPR interference", 0) == 0);
+  CHECK(reasoning == perturb::PromptTemplate::load("reasoning").system);
+  // The compact template has no system section: no system message.
+  CHECK_FALSE(trainer::choose_system_prompt("", "compact").fn);
+  const std::string tmpl = dir.path + "/mine.txt";
+  std::ofstream(tmpl) << "# a template of our own\n[system]\nYou study {cell_type} cells; {pert} is knocked down.\n"
+                         "[user]\n{gene}?\n[answer]\n{label}\n";
+  const auto own = trainer::choose_system_prompt("", tmpl);
+  CHECK(own.fn(c) == "You study K562 (chronic myelogenous leukemia cell line) cells; TP53 is knocked down.");
+  c.fields.erase("pert");
+  CHECK_THROWS_WITH(own.fn(c), Catch::Contains("t.csv: row 4: the system text of prompt template") &&
+                                   Catch::Contains("has no pert"));
+  // A file wins over the template; an empty file means no system message.
+  const std::string file = dir.path + "/system.txt";
+  std::ofstream(file) << "Be brief.";
+  CHECK(trainer::choose_system_prompt(file, tmpl).fn(c) == "Be brief.");
+  CHECK(trainer::choose_system_prompt(file, "").identity != def.identity);
+  std::ofstream(file).close();
+  CHECK_FALSE(trainer::choose_system_prompt(file, "").fn);
+  CHECK_THROWS_WITH(trainer::choose_system_prompt(dir.path + "/none.txt", ""), Catch::Contains("no such file"));
+  CHECK_THROWS_WITH(trainer::choose_system_prompt("", "nonsense"), Catch::Contains("neither a built-in template"));
 }
 
 TEST_CASE("traces JSONL errors name the line", "[data]") {
