@@ -96,7 +96,7 @@ json run_demo(const DemoOptions& o) {
   cfg.head_dim = o.hidden / o.heads;
   cfg.intermediate_size = o.hidden * 8 / 3;
   cfg.max_position_embeddings = 64;
-  cfg.tie_word_embeddings = true;
+  cfg.tie_word_embeddings = false;
   if (auto bos = enc.tokenizer().bos_id()) cfg.bos_token_id = *bos;
   cfg.eos_token_ids = enc.tokenizer().eos_ids();
   engine::InitOptions io;
