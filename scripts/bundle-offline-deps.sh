@@ -24,7 +24,7 @@ arch_dir=lib/x86_64-linux-gnu
 
 # The project's direct dependencies (cmake/Dependencies.cmake, cmake/Testing.cmake)
 # plus pkgconf, so that a host without pkg-config can still configure.
-roots=(libsentencepiece-dev nlohmann-json3-dev catch2 libcli11-dev libcpp-httplib-dev libpcre2-dev
+roots=(libsentencepiece-dev nlohmann-json3-dev catch2 libcli11-dev libcpp-httplib-dev libpcre2-dev libicu-dev
        pkgconf)
 # Present on every glibc host that runs PyTorch (C and C++ runtime, zlib) or
 # part of the compiler's own libc development files; taken from the host.
@@ -78,6 +78,10 @@ while IFS= read -r a; do
 done < <(find "$prefix" -name '*.a')
 find "$prefix" \( -name 'libpcre2-16*' -o -name 'libpcre2-32*' -o -name 'libpcre2-posix*' \) -delete
 rm -f "$prefix/usr/$arch_dir/pkgconfig/"libpcre2-{16,32,posix}.pc
+# ICU: only icu-uc (libicuuc + libicudata) is used, by the tokenizer's normalizers.
+find "$prefix" \( -name 'libicui18n*' -o -name 'libicuio*' -o -name 'libicutest*' -o -name 'libicutu*' \) -delete
+rm -f "$prefix/usr/$arch_dir/pkgconfig/"icu-{i18n,io}.pc
+rm -rf "${prefix:?}/usr/lib/icu" "${prefix:?}/usr/share/icu"
 # Links into packages taken from the host (e.g. libz.so -> /lib/.../libz.so.1)
 # are absolute or dangle here; removing them lets the linker use the host's own.
 find "$prefix" -type l -lname '/*' -delete
@@ -124,3 +128,7 @@ if [[ -n $leftover ]]; then
   exit 1
 fi
 log "wrote $prefix ($(du -sh "$prefix" | cut -f1))"
+# ICU's data library makes the folder ~45 MB; the compressed archive (~14 MB) is
+# what travels to a GPU host, where gpu-verify.sh unpacks it.
+tar -C "$(dirname "$prefix")" -cf - "$(basename "$prefix")" | xz -T2 -6 > "$prefix.tar.xz"
+log "wrote $prefix.tar.xz ($(du -sh "$prefix.tar.xz" | cut -f1))"

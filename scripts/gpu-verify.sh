@@ -22,6 +22,10 @@ build=${BUILD_DIR:-$root/build-gpu}
 jobs=${JOBS:-$(nproc)}
 python=${PYTHON:-python3}
 deps=${OFFLINE_DEPS:-$root/offline-deps}
+# The bundle travels compressed (scripts/bundle-offline-deps.sh writes both).
+if [[ ! -d $deps && -f $deps.tar.xz ]]; then
+  tar -C "$(dirname "$deps")" -xJf "$deps.tar.xz"
+fi
 archs=${CUDA_ARCHS:-80;90a}
 logs=$build/verify
 skip_build=0
