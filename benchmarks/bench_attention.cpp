@@ -23,20 +23,15 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_util.h"
 #include "kernels/attention.h"
 
 namespace {
 
+using namespace synthpert::bench;
 using synthpert::kernels::AttentionBackwardArgs;
 using synthpert::kernels::AttentionForwardArgs;
 using synthpert::kernels::DType;
-
-void cuda_check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "bench_attention: %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
 
 struct Options {
   std::string out_dir = std::string(SYNTHPERT_SOURCE_DIR) + "/benchmarks/results";
@@ -50,66 +45,15 @@ struct Options {
   std::vector<int> seqlens = {512, 1024, 2048, 4096, 8192, 16384};
 };
 
-// Uniform values in [-1, 1) as bf16 bit patterns (the top half of an fp32).
-std::vector<uint16_t> random_bf16(size_t n, uint32_t seed) {
-  std::vector<uint16_t> v(n);
-  uint32_t s = seed * 2654435761u + 1;
-  for (auto& x : v) {
-    s = s * 1664525u + 1013904223u;
-    const float f = static_cast<float>(s >> 8) / 8388608.f - 1.f;
-    uint32_t bits;
-    std::memcpy(&bits, &f, 4);
-    x = static_cast<uint16_t>(bits >> 16);
-  }
-  return v;
-}
-
 void* device_random(size_t n, uint32_t seed) {
   void* p = nullptr;
   cuda_check(cudaMalloc(&p, n * 2), "cudaMalloc");
-  const auto host = random_bf16(n, seed);
-  cuda_check(cudaMemcpy(p, host.data(), n * 2, cudaMemcpyHostToDevice), "upload");
+  fill_random_bf16(p, n, seed);
   return p;
-}
-
-// Median milliseconds of `fn` over iters runs, flushing L2 before each.
-template <typename Fn>
-double median_ms(const Options& o, void* flush, size_t flush_bytes, Fn&& fn) {
-  for (int i = 0; i < o.warmup; ++i) fn();
-  cudaEvent_t start, stop;
-  cuda_check(cudaEventCreate(&start), "event");
-  cuda_check(cudaEventCreate(&stop), "event");
-  std::vector<double> ms;
-  for (int i = 0; i < o.iters; ++i) {
-    cuda_check(cudaMemsetAsync(flush, i & 0xff, flush_bytes, nullptr), "L2 flush");
-    cuda_check(cudaEventRecord(start, nullptr), "record");
-    fn();
-    cuda_check(cudaEventRecord(stop, nullptr), "record");
-    cuda_check(cudaEventSynchronize(stop), "sync");
-    float t = 0.f;
-    cuda_check(cudaEventElapsedTime(&t, start, stop), "elapsed");
-    ms.push_back(t);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
 }
 
 // Causal attention FLOPs: two [T, T] x D matmuls, half of them masked.
 double fwd_flops(int batch, int heads, int seqlen, int d) { return 4.0 * batch * heads * double(seqlen) * seqlen * d / 2; }
-
-std::string slug(std::string s) {
-  std::string out;
-  for (char c : s) {
-    if (std::isalnum(static_cast<unsigned char>(c)))
-      out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    else if (!out.empty() && out.back() != '-')
-      out += '-';
-  }
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out;
-}
 
 nlohmann::json run_peer(const Options& o, const std::string& tmp_json) {
   std::ostringstream cmd;
@@ -117,13 +61,7 @@ nlohmann::json run_peer(const Options& o, const std::string& tmp_json) {
       << " --heads " << o.heads << " --head-dim " << o.head_dim << " --iters " << o.iters << " --warmup " << o.warmup
       << " --out " << tmp_json << " --seqlens";
   for (int s : o.seqlens) cmd << " " << s;
-  std::fprintf(stderr, "bench_attention: peer: %s\n", cmd.str().c_str());
-  if (std::system(cmd.str().c_str()) != 0) {
-    std::fprintf(stderr, "bench_attention: the peer script failed; rows will have no peer\n");
-    return nlohmann::json::object();
-  }
-  std::ifstream in(tmp_json);
-  return nlohmann::json::parse(in);
+  return synthpert::bench::run_peer(cmd.str(), tmp_json);
 }
 
 }  // namespace
@@ -159,17 +97,19 @@ int main(int argc, char** argv) {
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
 
-  char date[16];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d", std::gmtime(&now));
+  const std::string date = today();
   const std::string stem = o.out_dir + "/attention-" + slug(prop.name) + "-" + date;
 
   nlohmann::json peer = o.peer ? run_peer(o, stem + ".peer.tmp.json") : nlohmann::json::object();
-  if (o.peer) std::remove((stem + ".peer.tmp.json").c_str());
 
   const size_t flush_bytes = size_t(256) << 20;
   void* flush = nullptr;
   cuda_check(cudaMalloc(&flush, flush_bytes), "cudaMalloc flush");
+  Timing timing;
+  timing.warmup = o.warmup;
+  timing.iters = o.iters;
+  timing.flush = flush;
+  timing.flush_bytes = flush_bytes;
 
   const int N = o.total_tokens, H = o.heads, D = o.head_dim;
   const size_t elems = size_t(N) * H * D;
@@ -221,8 +161,8 @@ int main(int argc, char** argv) {
     ba.dv = {dv, H * D, D};
     ba.workspace = ws;
 
-    const double f_ms = median_ms(o, flush, flush_bytes, [&] { synthpert::kernels::attention_forward(fa, nullptr); });
-    const double b_ms = median_ms(o, flush, flush_bytes, [&] { synthpert::kernels::attention_backward(ba, nullptr); });
+    const double f_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fa, nullptr); });
+    const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(ba, nullptr); });
     cuda_check(cudaDeviceSynchronize(), "benchmark run");
     const double flops = fwd_flops(batch, H, seqlen, D);
     const struct {
