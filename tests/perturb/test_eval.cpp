@@ -2,17 +2,20 @@
 // probabilities against the python reference forward, resume after an
 // interruption, refusal of a mismatched configuration, generate mode, and the
 // demo pipeline on a few rows.
+// The engine headers (libtorch's, which define their own CHECK) come before
+// catch.hpp so that Catch's CHECK is the one in force.
+#include "engine/init_model.h"
+#include "tests/engine/engine_test_util.h"
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "engine/init_model.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
 #include "perturb/split.h"
-#include "tests/engine/engine_test_util.h"
 
 using namespace synthpert;
 using namespace synthpert::perturb;
