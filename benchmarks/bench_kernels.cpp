@@ -15,7 +15,8 @@
 // vocab 128,256 (Llama 3).
 //
 // Further sections in their own files (bench_kernel_sections.h): NF4
-// dequantisation and matmul (bench_nf4.cpp), fused AdamW (bench_adamw.cpp).
+// dequantisation and matmul (bench_nf4.cpp), fused AdamW (bench_adamw.cpp),
+// LoRA training and multi-adapter serving (bench_lora.cpp).
 //
 // Writes benchmarks/results/kernels-<gpu>-<date>.{json,md}.
 #include <cuda_runtime.h>
@@ -320,7 +321,7 @@ int main(int argc, char** argv) {
   section.peer = o.peer;
   section.iters = o.iters;
   section.tmp_stem = stem;
-  for (SectionOutput (*run)(const SectionContext&) : {&bench_nf4_section, &bench_adamw_section}) {
+  for (SectionOutput (*run)(const SectionContext&) : {&bench_nf4_section, &bench_adamw_section, &bench_lora_section}) {
     const SectionOutput out = run(section);
     for (const auto& row : out.rows) rows.push_back(row);
     md << out.markdown;
