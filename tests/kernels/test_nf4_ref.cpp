@@ -48,7 +48,7 @@ std::vector<float> floats(const at::Tensor& t) {
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-std::array<float, 16> engine_codes() { return synthpert::engine::nf4_code_values(); }
+const std::array<float, 16>& engine_codes() { return synthpert::engine::nf4_code_values(); }
 
 // A stand-in for the absmax code when the test only needs plain NF4.
 const std::array<float, 256>& no_absmax_codes() {
