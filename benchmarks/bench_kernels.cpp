@@ -14,6 +14,10 @@
 // computing the full [tokens, vocab] logits and F.cross_entropy (eager), at
 // vocab 128,256 (Llama 3).
 //
+// Further sections in their own files (bench_kernel_sections.h): NF4
+// dequantisation and matmul (bench_nf4.cpp), fused AdamW (bench_adamw.cpp),
+// LoRA training and multi-adapter serving (bench_lora.cpp).
+//
 // Writes benchmarks/results/kernels-<gpu>-<date>.{json,md}.
 #include <cuda_runtime.h>
 
@@ -25,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_kernel_sections.h"
 #include "benchmarks/bench_util.h"
 #include "kernels/fused_linear_ce.h"
 #include "kernels/rmsnorm.h"
@@ -307,6 +312,19 @@ int main(int argc, char** argv) {
       md << line;
       std::fprintf(stderr, "%s", line);
     }
+  }
+
+  SectionContext section;
+  section.timing = &timing;
+  section.hbm_peak = peak;
+  section.python = o.python;
+  section.peer = o.peer;
+  section.iters = o.iters;
+  section.tmp_stem = stem;
+  for (SectionOutput (*run)(const SectionContext&) : {&bench_nf4_section, &bench_adamw_section, &bench_lora_section}) {
+    const SectionOutput out = run(section);
+    for (const auto& row : out.rows) rows.push_back(row);
+    md << out.markdown;
   }
 
   std::ostringstream command;
