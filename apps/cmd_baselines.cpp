@@ -32,7 +32,7 @@ RunFn setup(CLI::App& cmd) {
     mo.seed = o->seed;
     for (const auto& name : perturb::baseline_names())
       out["baselines"][name] =
-          perturb::compute_metrics(perturb::run_baseline(name, data.train, rows, spec.holdout), mo);
+          perturb::compute_metrics(perturb::run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
     print_json(out);
     return 0;
   };

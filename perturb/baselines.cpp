@@ -43,7 +43,8 @@ const std::vector<std::string>& baseline_names() {
 }
 
 std::vector<Prediction> run_baseline(const std::string& name, const std::vector<Row>& train,
-                                     const std::vector<Row>& test, bool holdout) {
+                                     const std::vector<Row>& test, bool holdout,
+                                     const std::vector<Row>& other_train) {
   Counts overall{};
   for (const auto& r : train) overall[label_index(r.label)] += 1;
   std::vector<Prediction> out;
@@ -69,7 +70,8 @@ std::vector<Prediction> run_baseline(const std::string& name, const std::vector<
   // pair_transfer: (pert, gene) -> counts per cell line, so a row's own cell
   // line can be left out.
   std::unordered_map<std::string, std::unordered_map<std::string, Counts>> pair;
-  for (const auto& r : train) pair[r.pert + '\t' + r.gene][r.cell_type][label_index(r.label)] += 1;
+  for (const auto* rows : {&train, &other_train})
+    for (const auto& r : *rows) pair[r.pert + '\t' + r.gene][r.cell_type][label_index(r.label)] += 1;
   for (const auto& r : test) {
     auto it = pair.find(r.pert + '\t' + r.gene);
     Counts c{};

@@ -6,7 +6,8 @@
 //                  training rows, i.e. the other cell lines); an unseen gene gets
 //                  NDE with the overall training frequencies as probs
 //   pair_transfer  the same (pert, gene) pair's most frequent label among the
-//                  training rows of the other cell lines; else gene_majority
+//                  training rows of the other cell lines (in `train`, or in
+//                  `other_train` for a default:CELL split); else gene_majority
 // Ties between labels go to NDE first, then downregulated, then upregulated.
 #pragma once
 
@@ -23,6 +24,7 @@ const std::vector<std::string>& baseline_names();  // majority, gene_majority, p
 // Predicts every test row with the named baseline fitted on the training rows.
 // `holdout`: the test rows come from a cell line absent from training.
 std::vector<Prediction> run_baseline(const std::string& name, const std::vector<Row>& train,
-                                     const std::vector<Row>& test, bool holdout);
+                                     const std::vector<Row>& test, bool holdout,
+                                     const std::vector<Row>& other_train = {});
 
 }  // namespace synthpert::perturb

@@ -234,7 +234,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   report.model_name = "model";
   report.model = compute_metrics(preds, mo);
   for (const auto& name : baseline_names())
-    report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout), mo);
+    report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
   report.details = {{"model", cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
                     {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
   json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()}};

@@ -45,6 +45,13 @@ SplitData load_split(const std::string& dir, const SplitSpec& spec) {
       (to_test ? out.test : out.train).push_back(std::move(r));
     }
   }
+  if (!spec.holdout && !spec.cells.empty()) {
+    for (const auto& cell : cell_lines()) {
+      if (std::find(cells.begin(), cells.end(), cell) != cells.end()) continue;
+      for (auto& r : load_cell_line(dir, cell).rows)
+        if (!r.test) out.other_train.push_back(std::move(r));
+    }
+  }
   return out;
 }
 

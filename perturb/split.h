@@ -21,6 +21,9 @@ SplitSpec parse_split(const std::string& text);
 
 struct SplitData {
   std::vector<Row> train, test;
+  // default:CELL: the training rows of the cell lines not selected. Not part of
+  // the split; pair_transfer looks up a pair's outcome in other cell lines there.
+  std::vector<Row> other_train;
   int64_t inconsistent = 0;  // summed over the loaded cell lines
 };
 

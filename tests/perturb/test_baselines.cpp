@@ -60,4 +60,13 @@ TEST_CASE("baselines follow their definitions", "[baselines]") {
   CHECK(*pt[2].prediction == Label::kNde);   // no pair, unseen gene
   CHECK(*pt[3].prediction == Label::kDown);
   CHECK_THROWS_AS(run_baseline("oracle", train, test, true), InputError);
+
+  // A default:CELL split: the pair is looked up in the other cell lines' rows,
+  // which are not part of the split's training rows.
+  const std::vector<Row> own = {row("rpe1", "X", "G5", Label::kNde), row("rpe1", "Y", "G5", Label::kNde)};
+  const std::vector<Row> others = {row("k562", "A", "G5", Label::kUp), row("rpe1", "A", "G5", Label::kDown)};
+  const std::vector<Row> own_test = {row("rpe1", "A", "G5", Label::kUp)};
+  CHECK(*run_baseline("pair_transfer", own, own_test, false)[0].prediction == Label::kNde);
+  CHECK(*run_baseline("pair_transfer", own, own_test, false, others)[0].prediction == Label::kUp);
+  CHECK(*run_baseline("gene_majority", own, own_test, false, others)[0].prediction == Label::kNde);
 }

@@ -2,6 +2,7 @@
 // independent count straight from the CSVs (tests/reference/perturb/split_counts.py),
 // and malformed files rejected with the file and line named.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -55,6 +56,12 @@ TEST_CASE("default covers the four cell lines' own train/test columns", "[data]"
   }
   CHECK(all.train.size() == train);
   CHECK(all.test.size() == test);
+  CHECK(all.other_train.empty());
+  // default:CELL keeps the other cell lines' training rows apart, for pair_transfer.
+  const SplitData one = load_split(dir, parse_split("default:rpe1"));
+  CHECK(one.other_train.size() == all.train.size() - one.train.size());
+  CHECK(std::count_if(one.other_train.begin(), one.other_train.end(),
+                      [](const Row& r) { return r.cell_type == "rpe1" || r.test; }) == 0);
 }
 
 TEST_CASE("subsample is deterministic, seed-dependent and close to the fraction", "[data]") {
