@@ -16,11 +16,11 @@ merge() {  # appends the rows of $2 to the file $1
   python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); a["rows"]+=json.load(open(sys.argv[2]))["rows"]; json.dump(a,open(sys.argv[1],"w"))' "$1" "$2"
 }
 for seq in 512 1024 2048 4096 8192; do
-  "$build/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" && merge "$work/ours.json" "$work/o.json" || echo "ours: seq $seq failed" >&2
+  "$build/benchmarks/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" && merge "$work/ours.json" "$work/o.json" || echo "ours: seq $seq failed" >&2
   python3 "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" && merge "$work/peer.json" "$work/p.json" || echo "peer: seq $seq failed" >&2
 done
 # QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16).
-"$build/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
+"$build/benchmarks/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
   && sed 's/"lora seq/"qlora seq/g' "$work/q.json" > "$work/q2.json" && merge "$work/ours.json" "$work/q2.json" \
   || echo "ours: QLoRA failed (NF4 runs on the CPU path only in this build)" >&2
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)

@@ -6,13 +6,16 @@
 #   1. the GPU tests (ctest -L gpu) and the full CPU suite (ctest -LE gpu)
 #   2. compute-sanitizer memcheck and racecheck on the kernel test binary
 #      (the [gpu] cases without [large]: every code path at small shapes)
-#   3. the Hugging Face parity script (tests/reference/hf_parity.py) on cuda and cpu
-#   4. the kernel benchmarks (bench_attention, bench_kernels)
+#   3. the Hugging Face parity scripts: the forward (tests/reference/hf_parity.py)
+#      on cuda and cpu, and LoRA training vs transformers + PEFT
+#      (tests/reference/peft_parity.py: loss, LoRA gradients, adapter logits, NCCL)
+#   4. the benchmarks (bench_attention, bench_kernels, and the trainer vs
+#      transformers + PEFT: benchmarks/run_train_gpu.sh)
 # and prints a summary. Logs go to $BUILD_DIR/verify/, benchmark results to
 # benchmarks/results/; with $OUT set, both are copied there as well.
 #
 # Usage: scripts/gpu-verify.sh [--skip-build] [--only STEP[,STEP...]]
-#   steps: gpu-tests cpu-tests memcheck racecheck parity bench
+#   steps: gpu-tests cpu-tests memcheck racecheck parity bench bench-train
 # Environment: BUILD_DIR (default build-gpu), JOBS, PYTHON (default python3),
 # OFFLINE_DEPS (default <repo>/offline-deps), CUDA_ARCHS (default 80;90a).
 set -uo pipefail
@@ -129,6 +132,11 @@ if wanted parity; then
       --out "$logs/parity-cuda.json"
     run_step parity-cpu "$python" "$root/tests/reference/hf_parity.py" --synthpert "$build/synthpert" --device cpu \
       --out "$logs/parity-cpu.json"
+    if "$python" -c 'import peft' 2>/dev/null; then
+      run_step parity-peft "$python" "$root/tests/reference/peft_parity.py" --build "$build" --device cuda
+    else
+      record parity-peft SKIP "peft not importable by $python"
+    fi
   else
     record parity SKIP "transformers not importable by $python"
   fi
@@ -136,6 +144,11 @@ fi
 if wanted bench; then
   run_step bench-attention "$build/benchmarks/bench_attention" --python "$python"
   run_step bench-kernels "$build/benchmarks/bench_kernels" --python "$python"
+fi
+# The 8B-shape trainer benchmark takes several minutes; its own step name lets a
+# short lease leave it out (--only).
+if wanted bench-train; then
+  run_step bench-train "$root/benchmarks/run_train_gpu.sh" "$build"
 fi
 
 echo >&2
