@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "perturb/data_jsonl.h"
+#include "perturb/evidence.h"
 #include "perturb/prompt.h"
 #include "perturb/split.h"
 
@@ -26,7 +27,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--part", o->part, "train | test")->capture_default_str();
   cmd.add_option("--fraction", o->fraction, "keep this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "subsampling seed")->capture_default_str();
-  cmd.add_option("--prompt-template", o->prompt, "reasoning | compact | FILE")->capture_default_str();
+  cmd.add_option("--prompt-template", o->prompt, "reasoning | compact | compact-evidence | FILE")->capture_default_str();
   cmd.add_flag("--with-answer", o->with_answer,
                "append the true answer as an assistant turn (direct-answer training data)");
   cmd.add_option("--out", o->out, "output JSONL")->required();
@@ -35,7 +36,8 @@ RunFn setup(CLI::App& cmd) {
     const auto spec = perturb::parse_split(o->split);
     const auto tmpl = perturb::PromptTemplate::load(o->prompt);
     auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
-    const auto rows = perturb::subsample(o->part == "test" ? data.test : data.train, o->fraction, o->seed);
+    auto rows = perturb::subsample(o->part == "test" ? data.test : data.train, o->fraction, o->seed);
+    if (tmpl.uses_evidence()) perturb::attach_split_evidence(data, rows);
     std::string text;
     for (const auto& r : rows) text += perturb::row_to_json(r, tmpl, o->with_answer).dump() + '\n';
     write_file_atomic(o->out, text);

@@ -10,6 +10,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--out", o->out_dir, "output folder")->capture_default_str();
   cmd.add_option("--split", o->split, "holdout:CELL")->capture_default_str();
+  cmd.add_option("--prompt-template", o->prompt, "compact-evidence | compact | FILE")->capture_default_str();
   cmd.add_option("--train-fraction", o->train_fraction, "training rows used")->capture_default_str();
   cmd.add_option("--test-fraction", o->test_fraction, "held-out rows evaluated")->capture_default_str();
   cmd.add_flag("--full", o->full, "every training and test row (sized for a GPU)");

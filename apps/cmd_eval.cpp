@@ -21,7 +21,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--part", c.part, "test | train")->capture_default_str();
   cmd.add_option("--mode", c.mode, "score (answer log-likelihoods) | generate (parse the written answer)")
       ->capture_default_str();
-  cmd.add_option("--prompt-template", c.prompt, "reasoning | compact | FILE")->capture_default_str();
+  cmd.add_option("--prompt-template", c.prompt, "reasoning | compact | compact-evidence | FILE")->capture_default_str();
   cmd.add_flag("--chat", o->chat, "require the model's chat template");
   cmd.add_flag("--no-chat-template", o->no_chat, "plain prompts even if the model has a chat template");
   cmd.add_option("--chat-template", c.chat_template_file, "chat template file overriding the model's");

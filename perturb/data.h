@@ -22,6 +22,7 @@ struct Row {
   std::string gene;       // target gene whose expression is measured
   Label label = Label::kNde;
   bool test = false;      // the CSV split column: train or test
+  std::string evidence;   // prompt evidence from other cell lines (perturb/evidence.h), when attached
 };
 
 struct CellData {

@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "engine/init_model.h"
 #include "perturb/eval.h"
+#include "perturb/evidence.h"
 #include "perturb/prompt_encoder.h"
 #include "perturb/report.h"
 #include "perturb/split.h"
@@ -30,7 +31,7 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
   std::string corpus, symbols;
   std::set<std::string> names = {"k562", "rpe1", "hepg2", "jurkat"};
   for (const auto& r : rows) {
-    corpus += tmpl.render_user(r.cell_type, r.pert, r.gene) + tmpl.render_answer(r.label) + "\n";
+    corpus += tmpl.render_user(r.cell_type, r.pert, r.gene, r.evidence) + tmpl.render_answer(r.label) + "\n";
     names.insert(r.pert);
     names.insert(r.gene);
   }
@@ -74,11 +75,13 @@ json run_demo(const DemoOptions& o) {
   const SplitSpec spec = parse_split(o.split);
   SP_CHECK_INPUT(spec.holdout, "demo: --split must be holdout:CELL, got ", o.split);
   const SplitData data = load_split(data_dir, spec);
-  const auto train_rows = subsample(data.train, train_fraction, o.seed);
+  auto train_rows = subsample(data.train, train_fraction, o.seed);
+  const PromptTemplate tmpl = PromptTemplate::load(o.prompt);
+  // Evidence comes from every training row, whatever fraction is trained on.
+  if (tmpl.uses_evidence()) attach_split_evidence(data, train_rows);
   say(str_cat("1/5 data: ", o.split, ", ", train_rows.size(), " training rows (", train_fraction * 100,
               "% of ", data.train.size(), ")"));
 
-  const PromptTemplate tmpl = PromptTemplate::load("compact");
   const std::string model_dir = path_join(o.out_dir, "model-init");
   train_tokenizer(train_rows, tmpl, path_join(o.out_dir, "tokenizer"));
   make_dirs(model_dir);
@@ -135,7 +138,7 @@ json run_demo(const DemoOptions& o) {
   ec.data_dir = data_dir;
   ec.split = o.split;
   ec.mode = "score";
-  ec.prompt = "compact";
+  ec.prompt = o.prompt;
   ec.chat = ChatMode::kOff;
   ec.fraction = test_fraction;
   ec.seed = o.seed;

@@ -5,8 +5,9 @@
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
-//   4. full fine-tuning on direct answers (compact prompt template, loss on the
-//      answer tokens only) with the trainer
+//   4. full fine-tuning on direct answers (compact-evidence prompt template: the
+//      row and the pair's outcomes in the other cell lines; loss on the answer
+//      tokens only) with the trainer
 //   5. score-mode evaluation on held-out RPE1 rows, baselines on the same rows,
 //      the report (markdown + SVG) and the metrics table on stderr
 // Defaults fit a 2-core CPU in well under 15 minutes by subsampling rows;
@@ -21,6 +22,9 @@ namespace synthpert::perturb {
 struct DemoOptions {
   std::string data_dir, out_dir = "demo-out";
   std::string split = "holdout:rpe1";
+  // compact-evidence: the prompt also lists the pair's outcomes in the other
+  // cell lines' training rows (perturb/evidence.h); compact: without them.
+  std::string prompt = "compact-evidence";
   double train_fraction = 0.3, test_fraction = 0.1;
   bool full = false;            // every row (a GPU-sized job)
   std::string device = "cpu";

@@ -14,6 +14,7 @@
 #include "engine/score.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
+#include "perturb/evidence.h"
 #include "perturb/report.h"
 #include "perturb/split.h"
 
@@ -165,7 +166,9 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   SP_CHECK_INPUT(cfg.adapter_dir.empty(), "--adapter: adapters are loaded once the trainer's PEFT reader is built");
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
-  const std::vector<Row> rows = subsample(cfg.part == "test" ? data.test : data.train, cfg.fraction, cfg.seed);
+  const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
+  std::vector<Row> rows = subsample(cfg.part == "test" ? data.test : data.train, cfg.fraction, cfg.seed);
+  if (tmpl.uses_evidence()) attach_split_evidence(data, rows);
   SP_CHECK_INPUT(!rows.empty(), "--split ", cfg.split, " --part ", cfg.part, ": no rows to evaluate");
 
   make_dirs(out_dir);
@@ -200,7 +203,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     lo.dtype = parse_dtype(cfg.dtype);
     lo.device = engine::parse_device(cfg.device);
     const auto model = engine::Transformer::load(cfg.model_dir, lo);
-    const PromptEncoder enc(cfg.model_dir, PromptTemplate::load(cfg.prompt), cfg.chat, cfg.chat_template_file);
+    const PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
     std::ofstream out(pred_path, std::ios::app);
     SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
     std::optional<ProgressBar> bar;

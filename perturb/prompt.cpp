@@ -36,8 +36,9 @@ std::string substitute(const std::string& text, const std::map<std::string, std:
 }
 
 std::map<std::string, std::string> row_vars(const std::string& cell, const std::string& pert,
-                                            const std::string& gene) {
-  return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene}};
+                                            const std::string& gene, const std::string& evidence) {
+  return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene},
+          {"evidence", evidence.empty() ? "none" : evidence}};
 }
 
 }  // namespace
@@ -116,13 +117,17 @@ PromptTemplate PromptTemplate::parse(const std::string& text, const std::string&
 }
 
 std::string PromptTemplate::render_system(const std::string& cell, const std::string& pert,
-                                          const std::string& gene) const {
-  return substitute(system, row_vars(cell, pert, gene), name + " [system]");
+                                          const std::string& gene, const std::string& evidence) const {
+  return substitute(system, row_vars(cell, pert, gene, evidence), name + " [system]");
 }
 
 std::string PromptTemplate::render_user(const std::string& cell, const std::string& pert,
-                                        const std::string& gene) const {
-  return substitute(user, row_vars(cell, pert, gene), name + " [user]");
+                                        const std::string& gene, const std::string& evidence) const {
+  return substitute(user, row_vars(cell, pert, gene, evidence), name + " [user]");
+}
+
+bool PromptTemplate::uses_evidence() const {
+  return system.find("{evidence}") != std::string::npos || user.find("{evidence}") != std::string::npos;
 }
 
 std::string PromptTemplate::render_answer(Label label) const {

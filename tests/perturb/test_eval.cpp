@@ -92,7 +92,7 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   const int64_t V = enc.tokenizer().vocab_size();
   for (size_t i : {size_t(0), size_t(8), lines.size() - 1}) {
     const auto& l = lines[i];
-    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true};
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, ""};
     const auto prompt = enc.prompt_ids(row);
     const auto answers = enc.answer_ids(row, prompt);
     for (int k = 0; k < 3; ++k) {

@@ -12,6 +12,7 @@ TEST_CASE("built-in templates load and render every placeholder", "[prompt]") {
   const auto names = builtin_prompt_names();
   REQUIRE(std::find(names.begin(), names.end(), "reasoning") != names.end());
   REQUIRE(std::find(names.begin(), names.end(), "compact") != names.end());
+  REQUIRE(std::find(names.begin(), names.end(), "compact-evidence") != names.end());
   const auto t = PromptTemplate::load("reasoning");
   CHECK_THAT(t.render_user("rpe1", "TP53", "CDKN1A"),
              Catch::Contains("RPE1 (") && Catch::Contains("TP53") && Catch::Contains("CDKN1A"));
