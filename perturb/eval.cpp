@@ -11,6 +11,7 @@
 #include "common/progress.h"
 #include "engine/generate.h"
 #include "engine/model.h"
+#include "engine/peft_adapter.h"
 #include "engine/score.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
@@ -163,7 +164,6 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                  cfg.mode, "'");
   SP_CHECK_INPUT(cfg.part == "test" || cfg.part == "train", "--part: expected test or train, got '", cfg.part, "'");
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
-  SP_CHECK_INPUT(cfg.adapter_dir.empty(), "--adapter: adapters are loaded once the trainer's PEFT reader is built");
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
@@ -202,7 +202,8 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     engine::LoadOptions lo;
     lo.dtype = parse_dtype(cfg.dtype);
     lo.device = engine::parse_device(cfg.device);
-    const auto model = engine::Transformer::load(cfg.model_dir, lo);
+    auto model = engine::Transformer::load(cfg.model_dir, lo);
+    if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
     const PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
     std::ofstream out(pred_path, std::ios::app);
     SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");

@@ -5,6 +5,7 @@
 // The engine headers (libtorch's, which define their own CHECK) come before
 // catch.hpp so that Catch's CHECK is the one in force.
 #include "engine/init_model.h"
+#include "engine/peft_adapter.h"
 #include "tests/engine/engine_test_util.h"
 
 #include <catch2/catch.hpp>
@@ -167,6 +168,46 @@ TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval
     unparsed += l["prediction"].is_null();
   }
   CHECK(result["model"]["unparsed"] == unparsed);
+}
+
+TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[eval]") {
+  test::TempDir tmp("eval-adapter");
+  const std::string base = make_model(tmp.path);
+  auto model = engine::Transformer::load(base);
+  torch::manual_seed(3);
+  const engine::LoraSpec spec{4, 8.0, 0.0, false, {"q_proj", "v_proj"}};
+  for (auto& [name, lin] : model.named_linears()) {
+    if (name.find("q_proj") == std::string::npos && name.find("v_proj") == std::string::npos) continue;
+    auto w = std::make_shared<engine::LoraWeights>();
+    w->A = torch::randn({4, lin->in_features()}) * 0.3;
+    w->B = torch::randn({lin->out_features(), 4}) * 0.3;
+    w->scale = spec.scale();
+    lin->lora = w;
+  }
+  engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
+  model.save(tmp.path + "/merged", engine::StDType::F32, /*merge_lora=*/true);
+  std::filesystem::copy_file(base + "/tokenizer.model", tmp.path + "/merged/tokenizer.model");
+
+  auto cfg = small_eval(base);
+  cfg.fraction = 0.0001;
+  run_eval(cfg, tmp.path + "/base-out");
+  cfg.adapter_dir = tmp.path + "/adapter";
+  run_eval(cfg, tmp.path + "/adapter-out");
+  cfg.adapter_dir.clear();
+  cfg.model_dir = tmp.path + "/merged";
+  run_eval(cfg, tmp.path + "/merged-out");
+  const auto plain = read_jsonl(tmp.path + "/base-out/predictions.jsonl");
+  const auto with = read_jsonl(tmp.path + "/adapter-out/predictions.jsonl");
+  const auto merged = read_jsonl(tmp.path + "/merged-out/predictions.jsonl");
+  REQUIRE(with.size() == merged.size());
+  REQUIRE(with.size() == plain.size());
+  double moved = 0;
+  for (size_t i = 0; i < with.size(); ++i)
+    for (int k = 0; k < 3; ++k) {
+      CHECK(with[i]["logprobs"][k].get<double>() == Approx(merged[i]["logprobs"][k].get<double>()).margin(1e-4));
+      moved = std::max(moved, std::abs(with[i]["logprobs"][k].get<double>() - plain[i]["logprobs"][k].get<double>()));
+    }
+  CHECK(moved > 1e-2);
 }
 
 TEST_CASE("eval rejects bad arguments before loading anything", "[eval]") {
