@@ -23,6 +23,13 @@ namespace {
 
 void say(const std::string& msg) { std::fprintf(stderr, "demo: %s\n", msg.c_str()); }
 
+// A path as one single-quoted shell word (an --out with spaces or quotes stays intact).
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 // Trains the task tokenizer with the spm_train program (Debian's sentencepiece
 // package). The library is not linked in-process: its bundled protobuf clashes
 // with libtorch's (see tokenizer/sp_shim.h).
@@ -41,10 +48,11 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
   write_file_atomic(symbols_path, symbols);
   // Room for every symbol plus the pieces of the prompt's fixed words.
   const size_t vocab = names.size() + 256;
-  const std::string cmd = str_cat("spm_train --input=", corpus_path, " --model_prefix=", path_join(dir, "tokenizer"),
-                                  " --vocab_size=", vocab, " --model_type=bpe --hard_vocab_limit=false",
-                                  " --user_defined_symbols_file=", symbols_path,
-                                  " --minloglevel=2 --num_threads=2 > ", path_join(dir, "spm_train.log"), " 2>&1");
+  const std::string cmd =
+      str_cat("spm_train --input=", shell_quote(corpus_path), " --model_prefix=", shell_quote(path_join(dir, "tokenizer")),
+              " --vocab_size=", vocab, " --model_type=bpe --hard_vocab_limit=false",
+              " --user_defined_symbols_file=", shell_quote(symbols_path), " --minloglevel=2 --num_threads=2 > ",
+              shell_quote(path_join(dir, "spm_train.log")), " 2>&1");
   SP_CHECK_INPUT(std::system(cmd.c_str()) == 0, "spm_train failed (is Debian's sentencepiece package installed? "
                  "scripts/install-deps.sh installs it); log: ", path_join(dir, "spm_train.log"));
   std::filesystem::remove(corpus_path);

@@ -225,7 +225,7 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   test::TempDir tmp("demo");
   const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
                                    test::synthpert_bin() +
-                                   " demo --out out --train-fraction 0.01 --test-fraction 0.002 --epochs 1 "
+                                   " demo --out \"out dir\" --train-fraction 0.01 --test-fraction 0.002 --epochs 1 "
                                    "--batch 64 --hidden 32 --bootstrap 20");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -233,6 +233,6 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   CHECK(summary["steps"].get<int64_t>() > 0);
   CHECK(summary["test_rows"].get<int64_t>() > 100);
   CHECK_THAT(r.err, Catch::Contains("| student |") && Catch::Contains("| pair_transfer |"));
-  CHECK(std::filesystem::exists(tmp.path + "/out/eval/report.md"));
-  CHECK(std::filesystem::exists(tmp.path + "/out/train/model/tokenizer.model"));
+  CHECK(std::filesystem::exists(tmp.path + "/out dir/eval/report.md"));
+  CHECK(std::filesystem::exists(tmp.path + "/out dir/train/model/tokenizer.model"));
 }
