@@ -9,10 +9,16 @@ RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<perturb::DemoOptions>();
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--out", o->out_dir, "output folder")->capture_default_str();
-  cmd.add_option("--split", o->split, "holdout:CELL")->capture_default_str();
-  cmd.add_option("--prompt-template", o->prompt, "compact-evidence | compact | FILE")->capture_default_str();
+  cmd.add_option("--split", o->split, "holdout:CELL | default | default:CELL[,CELL]")->capture_default_str();
+  cmd.add_option("--prompt-template", o->prompt, "compact-context | compact-evidence | compact | FILE")->capture_default_str();
+  cmd.add_option("--prompt-cell", o->prompt_cell,
+                 "cell line word in prompts: auto (\"any\" for holdout splits, each row's own otherwise), own, or a word")
+      ->capture_default_str();
   cmd.add_option("--train-fraction", o->train_fraction, "training rows used")->capture_default_str();
   cmd.add_option("--test-fraction", o->test_fraction, "held-out rows evaluated")->capture_default_str();
+  cmd.add_option("--val-fraction", o->val_fraction, "training (cell line, pert) groups kept for calibration")
+      ->capture_default_str();
+  cmd.add_flag("!--no-calibrate", o->calibrate, "argmax decisions, no offsets fitted on validation rows");
   cmd.add_flag("--full", o->full, "every training and test row (sized for a GPU)");
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   cmd.add_option("--hidden", o->hidden, "student hidden size")->capture_default_str();

@@ -7,7 +7,7 @@ namespace {
 
 struct Opts {
   perturb::EvalConfig cfg;
-  std::string out;
+  std::string out, offsets;
   bool chat = false, no_chat = false;
 };
 
@@ -21,7 +21,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--part", c.part, "test | train")->capture_default_str();
   cmd.add_option("--mode", c.mode, "score (answer log-likelihoods) | generate (parse the written answer)")
       ->capture_default_str();
-  cmd.add_option("--prompt-template", c.prompt, "reasoning | compact | compact-evidence | FILE")->capture_default_str();
+  cmd.add_option("--prompt-template", c.prompt, "reasoning | compact | compact-evidence | compact-context | FILE")->capture_default_str();
+  cmd.add_option("--prompt-cell", c.prompt_cell,
+                 "render every row's cell line as this word (for students trained without cell identity)");
   cmd.add_flag("--chat", o->chat, "require the model's chat template");
   cmd.add_flag("--no-chat-template", o->no_chat, "plain prompts even if the model has a chat template");
   cmd.add_option("--chat-template", c.chat_template_file, "chat template file overriding the model's");
@@ -34,10 +36,12 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--top-k", c.sampling.top_k, "generate mode: 0 = off")->capture_default_str();
   cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
   cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
+  cmd.add_option("--offsets", o->offsets, "score mode: decision offsets JSON (from `synthpert calibrate`)");
   cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
   cmd.add_flag("--overwrite", c.overwrite, "start over instead of resuming an earlier run in --out");
   cmd.add_option("--out", o->out, "output folder")->required();
   return [o] {
+    if (!o->offsets.empty()) o->cfg.offsets = perturb::load_offsets(o->offsets);
     o->cfg.chat = o->chat ? perturb::ChatMode::kOn : o->no_chat ? perturb::ChatMode::kOff : perturb::ChatMode::kAuto;
     const auto result = perturb::run_eval(o->cfg, o->out);
     nlohmann::json summary = {{"out", o->out}, {"rows", result["rows"]}};

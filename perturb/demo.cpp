@@ -6,6 +6,8 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/progress.h"
+#include "engine/model.h"
 #include "engine/init_model.h"
 #include "perturb/eval.h"
 #include "perturb/evidence.h"
@@ -33,14 +35,24 @@ std::string shell_quote(const std::string& s) {
 // Trains the task tokenizer with the spm_train program (Debian's sentencepiece
 // package). The library is not linked in-process: its bundled protobuf clashes
 // with libtorch's (see tokenizer/sp_shim.h).
-void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, const std::string& dir) {
+void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, const std::string& prompt_cell,
+                     const std::string& dir) {
   make_dirs(dir);
   std::string corpus, symbols;
   std::set<std::string> names = {"k562", "rpe1", "hepg2", "jurkat"};
+  if (!prompt_cell.empty()) names.insert(prompt_cell);
   for (const auto& r : rows) {
-    corpus += tmpl.render_user(r.cell_type, r.pert, r.gene, r.evidence) + tmpl.render_answer(r.label) + "\n";
+    const std::string& cell = prompt_cell.empty() ? r.cell_type : prompt_cell;
+    corpus += tmpl.render_user(cell, r.pert, r.gene, r.evidence, r.pert_effect) + tmpl.render_answer(r.label) + "\n";
     names.insert(r.pert);
     names.insert(r.gene);
+    // Bucket words of {pert_effect} ("de3", "up1") as whole pieces too.
+    for (size_t pos = 0; pos < r.pert_effect.size();) {
+      size_t end = r.pert_effect.find(' ', pos);
+      if (end == std::string::npos) end = r.pert_effect.size();
+      names.insert(r.pert_effect.substr(pos, end - pos));
+      pos = end + 1;
+    }
   }
   for (const auto& n : names) symbols += n + "\n";
   const std::string corpus_path = path_join(dir, "corpus.txt"), symbols_path = path_join(dir, "symbols.txt");
@@ -75,28 +87,62 @@ std::vector<trainer::SftExample> make_examples(const std::vector<Row>& rows, con
   return out;
 }
 
+// Scores the validation rows with the trained student and fits the decision
+// offsets that maximise their macro-F1; writes out_dir/calibration.json.
+ClassOffsets calibrate(const std::string& model_dir, const PromptTemplate& tmpl, const std::string& prompt_cell,
+                       const std::vector<Row>& val, const DemoOptions& o) {
+  engine::LoadOptions lo;
+  lo.device = engine::parse_device(o.device);
+  const auto model = engine::Transformer::load(model_dir, lo);
+  PromptEncoder enc(model_dir, tmpl, ChatMode::kOff);
+  enc.set_prompt_cell(prompt_cell);
+  std::vector<std::array<double, 3>> logp;
+  std::vector<Label> labels;
+  ProgressBar bar("calibrate", static_cast<int64_t>(val.size()), "rows");
+  for (size_t b = 0; b < val.size(); b += 512) {
+    const size_t e = std::min(val.size(), b + 512);
+    for (const auto& lp : score_answers(model, enc, val, b, e)) logp.push_back(lp);
+    bar.advance(static_cast<int64_t>(e - b));
+  }
+  for (const auto& r : val) labels.push_back(r.label);
+  const ClassOffsets offsets = fit_macro_f1_offsets(logp, labels);
+  json record = offsets_to_json(offsets);
+  record["validation_rows"] = val.size();
+  record["macro_f1_before"] = macro_f1_with_offsets(logp, labels, ClassOffsets{});
+  record["macro_f1_after"] = macro_f1_with_offsets(logp, labels, offsets);
+  write_file_atomic(path_join(o.out_dir, "calibration.json"), record.dump(2) + "\n");
+  say(str_cat("5/6 calibration: offsets up ", offsets.add[0], ", down ", offsets.add[1], "; validation macro-F1 ",
+              record["macro_f1_before"].get<double>(), " -> ", record["macro_f1_after"].get<double>()));
+  return offsets;
+}
+
 }  // namespace
 
 json run_demo(const DemoOptions& o) {
   const double train_fraction = o.full ? 1.0 : o.train_fraction, test_fraction = o.full ? 1.0 : o.test_fraction;
   const std::string data_dir = resolve_data_dir(o.data_dir);
   const SplitSpec spec = parse_split(o.split);
-  SP_CHECK_INPUT(spec.holdout, "demo: --split must be holdout:CELL, got ", o.split);
   const SplitData data = load_split(data_dir, spec);
-  auto train_rows = subsample(data.train, train_fraction, o.seed);
+  const std::string prompt_cell = o.prompt_cell == "auto" ? (spec.holdout ? "any" : "")
+                                  : o.prompt_cell == "own" ? "" : o.prompt_cell;
+  auto rows = subsample(data.train, train_fraction, o.seed);
   const PromptTemplate tmpl = PromptTemplate::load(o.prompt);
   // Evidence comes from every training row, whatever fraction is trained on.
-  if (tmpl.uses_evidence()) attach_split_evidence(data, train_rows);
-  say(str_cat("1/5 data: ", o.split, ", ", train_rows.size(), " training rows (", train_fraction * 100,
-              "% of ", data.train.size(), ")"));
+  if (tmpl.uses_evidence()) attach_split_evidence(data, rows);
+  std::vector<Row> train_rows, val_rows;
+  split_validation(rows, o.calibrate ? o.val_fraction : 0.0, o.seed, train_rows, val_rows);
+  say(str_cat("1/6 data: ", o.split, ", ", train_rows.size(), " training and ", val_rows.size(),
+              " validation rows (", train_fraction * 100, "% of ", data.train.size(), ")"));
 
   const std::string model_dir = path_join(o.out_dir, "model-init");
-  train_tokenizer(train_rows, tmpl, path_join(o.out_dir, "tokenizer"));
+  make_dirs(o.out_dir);
+  train_tokenizer(rows, tmpl, prompt_cell, path_join(o.out_dir, "tokenizer"));
   make_dirs(model_dir);
   std::filesystem::copy_file(path_join(o.out_dir, "tokenizer/tokenizer.model"), path_join(model_dir, "tokenizer.model"),
                              std::filesystem::copy_options::overwrite_existing);
-  const PromptEncoder enc(model_dir, tmpl, ChatMode::kOff);
-  say(str_cat("2/5 tokenizer: sentencepiece BPE, ", enc.tokenizer().vocab_size(), " pieces"));
+  PromptEncoder enc(model_dir, tmpl, ChatMode::kOff);
+  enc.set_prompt_cell(prompt_cell);
+  say(str_cat("2/6 tokenizer: sentencepiece BPE, ", enc.tokenizer().vocab_size(), " pieces"));
 
   engine::ModelConfig cfg = engine::preset_config(engine::Arch::kLlama, "tiny");
   cfg.vocab_size = enc.tokenizer().vocab_size();
@@ -113,7 +159,7 @@ json run_demo(const DemoOptions& o) {
   engine::InitOptions io;
   io.seed = o.seed;
   const int64_t params = engine::init_model(cfg, model_dir, io);
-  say(str_cat("3/5 student: llama, hidden ", o.hidden, ", ", o.layers, " layers, ", params, " parameters"));
+  say(str_cat("3/6 student: llama, hidden ", o.hidden, ", ", o.layers, " layers, ", params, " parameters"));
 
   auto examples = make_examples(train_rows, enc);
   auto all = trainer::finalize_examples(std::move(examples), cfg.max_position_embeddings, cfg.vocab_size,
@@ -136,10 +182,13 @@ json run_demo(const DemoOptions& o) {
   std::filesystem::remove_all(t.out_dir);  // a demo run starts over
   auto comm = trainer::Communicator::create(trainer::DistEnv{}, engine::parse_device(o.device),
                                             std::chrono::seconds(60));
-  say(str_cat("4/5 training: ", train.examples.size(), " examples x ", o.epochs, " epochs, batch ", o.batch));
+  say(str_cat("4/6 training: ", train.examples.size(), " examples x ", o.epochs, " epochs, batch ", o.batch));
   const auto result = trainer::run_training(t, train, {}, *comm);
   std::filesystem::copy_file(path_join(model_dir, "tokenizer.model"), path_join(result.output_dir, "tokenizer.model"),
                              std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::remove(path_join(o.out_dir, "calibration.json"));
+  ClassOffsets offsets;
+  if (!val_rows.empty()) offsets = calibrate(result.output_dir, tmpl, prompt_cell, val_rows, o);
 
   EvalConfig ec;
   ec.model_dir = result.output_dir;
@@ -148,13 +197,16 @@ json run_demo(const DemoOptions& o) {
   ec.mode = "score";
   ec.prompt = o.prompt;
   ec.chat = ChatMode::kOff;
+  ec.prompt_cell = prompt_cell;
   ec.fraction = test_fraction;
   ec.seed = o.seed;
   ec.batch = 512;
   ec.device = o.device;
   ec.bootstrap = o.bootstrap;
   ec.overwrite = true;
-  say(str_cat("5/5 evaluation: held-out ", spec.held_out, " rows (", test_fraction * 100, "%), score mode"));
+  ec.offsets = offsets;
+  say(str_cat("6/6 evaluation: ", spec.holdout ? "held-out " + spec.held_out : o.split + " test", " rows (",
+              test_fraction * 100, "%), score mode"));
   const json metrics = run_eval(ec, path_join(o.out_dir, "eval"));
 
   ReportInput table;
@@ -163,7 +215,8 @@ json run_demo(const DemoOptions& o) {
   for (auto& [name, m] : metrics["baselines"].items()) table.baselines[name] = m;
   std::fprintf(stderr, "\n%s\nreport: %s\n", metrics_table(table).c_str(),
                path_join(o.out_dir, "eval/report.md").c_str());
-  json summary = {{"out", o.out_dir}, {"train_rows", train_rows.size()}, {"test_rows", metrics["rows"]},
+  json summary = {{"out", o.out_dir}, {"train_rows", train_rows.size()}, {"validation_rows", val_rows.size()},
+                  {"test_rows", metrics["rows"]}, {"offsets", offsets_to_json(offsets)["offsets"]},
                   {"parameters", params}, {"steps", result.total_steps},
                   {"final_loss", result.steps.empty() ? json(nullptr) : json(result.steps.back().loss)},
                   {"student", {{"accuracy", metrics["model"]["accuracy"]}, {"macro_f1", metrics["model"]["macro_f1"]},

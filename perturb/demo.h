@@ -2,14 +2,17 @@
 // trained from scratch and evaluated on a cell line it never saw, beside the baselines.
 //
 //   1. rows of holdout:rpe1: training rows from K562, HepG2, Jurkat; test rows from RPE1
+//      (or of a default split: each cell line's own train/test columns); 5% of the
+//      training (cell line, pert) groups are kept aside for validation
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
 //   4. full fine-tuning on direct answers (compact-evidence prompt template: the
 //      row and the pair's outcomes in the other cell lines; loss on the answer
 //      tokens only) with the trainer
-//   5. score-mode evaluation on held-out RPE1 rows, baselines on the same rows,
-//      the report (markdown + SVG) and the metrics table on stderr
+//   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h)
+//   6. score-mode evaluation on the test rows with those offsets, baselines on the
+//      same rows, the report (markdown + SVG) and the metrics table on stderr
 // Defaults fit a 2-core CPU in well under 15 minutes by subsampling rows;
 // `full` uses every training and test row.
 #pragma once
@@ -21,11 +24,18 @@ namespace synthpert::perturb {
 
 struct DemoOptions {
   std::string data_dir, out_dir = "demo-out";
-  std::string split = "holdout:rpe1";
+  std::string split = "holdout:rpe1";  // holdout:CELL, default or default:CELL[,CELL]
   // compact-evidence: the prompt also lists the pair's outcomes in the other
   // cell lines' training rows (perturb/evidence.h); compact: without them.
   std::string prompt = "compact-evidence";
   double train_fraction = 0.3, test_fraction = 0.1;
+  // How prompts name the cell line. "auto": for holdout:CELL every row says
+  // "any" (the held-out line was never seen, so the student learns what holds
+  // across lines instead of meeting an untrained token at test time); for
+  // default splits each row's own line. "own" or another word: forced.
+  std::string prompt_cell = "auto";
+  double val_fraction = 0.05;   // of the training (cell line, pert) groups
+  bool calibrate = true;        // fit decision offsets on the validation rows
   bool full = false;            // every row (a GPU-sized job)
   std::string device = "cpu";
   int64_t hidden = 128, layers = 2, heads = 4, kv_heads = 2;
@@ -36,7 +46,7 @@ struct DemoOptions {
 };
 
 // Runs every step, writing into out_dir: tokenizer/, model-init/, train/,
-// eval/ (predictions, metrics, report). Returns a summary JSON.
+// calibration.json, eval/ (predictions, metrics, report). Returns a summary JSON.
 nlohmann::json run_demo(const DemoOptions& opts);
 
 }  // namespace synthpert::perturb

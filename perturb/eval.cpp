@@ -31,6 +31,8 @@ json result_config(const EvalConfig& c) {
             {"mode", c.mode}, {"prompt_template", c.prompt}, {"chat", static_cast<int>(c.chat)},
             {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction}, {"seed", c.seed},
             {"dtype", c.dtype}};
+  if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
+  if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
   if (c.mode == "generate")
     j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", c.sampling.temperature},
                        {"top_p", c.sampling.top_p}, {"top_k", c.sampling.top_k}};
@@ -77,16 +79,6 @@ Prediction base_prediction(const Row& r) {
   return p;
 }
 
-// Probabilities of the three answers from their summed log-likelihoods.
-std::array<double, 3> softmax3(const std::vector<double>& logp) {
-  const double m = std::max({logp[0], logp[1], logp[2]});
-  std::array<double, 3> p{};
-  double z = 0;
-  for (int k = 0; k < 3; ++k) z += p[k] = std::exp(logp[k] - m);
-  for (double& x : p) x /= z;
-  return p;
-}
-
 std::string percent(int64_t part, size_t whole) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
@@ -100,33 +92,17 @@ Label argmax3(const std::array<double, 3>& p) {
   return static_cast<Label>(best);
 }
 
-// Scores rows [begin, end): rows whose answer tokens agree share one batched call.
-std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc,
+std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
                               const std::vector<Row>& rows, size_t begin, size_t end) {
+  const auto logp = score_answers(model, enc, rows, begin, end);
   std::vector<json> out;
-  size_t i = begin;
-  while (i < end) {
-    std::vector<std::vector<int64_t>> prompts;
-    const auto first_prompt = enc.prompt_ids(rows[i]);
-    const auto answers = enc.answer_ids(rows[i], first_prompt);
-    prompts.push_back(first_prompt);
-    size_t j = i + 1;
-    for (; j < end; ++j) {
-      auto p = enc.prompt_ids(rows[j]);
-      if (enc.answer_ids(rows[j], p) != answers) break;
-      prompts.push_back(std::move(p));
-    }
-    const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
-    const auto logp = engine::score_continuations(model, prompts, candidates);
-    for (size_t k = 0; k < prompts.size(); ++k) {
-      Prediction p = base_prediction(rows[i + k]);
-      p.probs = softmax3(logp[k]);
-      p.prediction = argmax3(*p.probs);
-      json line = prediction_to_json(p);
-      line["logprobs"] = logp[k];
-      out.push_back(std::move(line));
-    }
-    i = j;
+  for (size_t k = 0; k < logp.size(); ++k) {
+    Prediction p = base_prediction(rows[begin + k]);
+    p.probs = answer_probs(logp[k], cfg.offsets);
+    p.prediction = argmax3(*p.probs);
+    json line = prediction_to_json(p);
+    line["logprobs"] = logp[k];
+    out.push_back(std::move(line));
   }
   return out;
 }
@@ -159,11 +135,45 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
 
 }  // namespace
 
+std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets) {
+  std::array<double, 3> z{};
+  for (int k = 0; k < 3; ++k) z[k] = logp[k] + offsets.add[k];
+  const double m = std::max({z[0], z[1], z[2]});
+  double sum = 0;
+  for (double& x : z) sum += x = std::exp(x - m);
+  for (double& x : z) x /= sum;
+  return z;
+}
+
+std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
+                                                 const std::vector<Row>& rows, size_t begin, size_t end) {
+  std::vector<std::array<double, 3>> out;
+  size_t i = begin;
+  while (i < end) {
+    std::vector<std::vector<int64_t>> prompts;
+    const auto first_prompt = enc.prompt_ids(rows[i]);
+    const auto answers = enc.answer_ids(rows[i], first_prompt);
+    prompts.push_back(first_prompt);
+    size_t j = i + 1;
+    for (; j < end; ++j) {
+      auto p = enc.prompt_ids(rows[j]);
+      if (enc.answer_ids(rows[j], p) != answers) break;
+      prompts.push_back(std::move(p));
+    }
+    const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
+    const auto logp = engine::score_continuations(model, prompts, candidates);
+    for (const auto& lp : logp) out.push_back({lp[0], lp[1], lp[2]});
+    i = j;
+  }
+  return out;
+}
+
 json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   SP_CHECK_INPUT(cfg.mode == "score" || cfg.mode == "generate", "--mode: expected score or generate, got '",
                  cfg.mode, "'");
   SP_CHECK_INPUT(cfg.part == "test" || cfg.part == "train", "--part: expected test or train, got '", cfg.part, "'");
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
+  SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
@@ -204,7 +214,8 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     lo.device = engine::parse_device(cfg.device);
     auto model = engine::Transformer::load(cfg.model_dir, lo);
     if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
-    const PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
+    PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
+    enc.set_prompt_cell(cfg.prompt_cell);
     std::ofstream out(pred_path, std::ios::app);
     SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
     std::optional<ProgressBar> bar;
@@ -214,7 +225,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     for (const auto& d : done) correct += d["prediction"] == d["label"];
     for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
       const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
-      auto lines = cfg.mode == "score" ? score_batch(model, enc, rows, b, e)
+      auto lines = cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e)
                                        : generate_batch(model, enc, cfg, rows, b, e);
       std::string chunk;
       for (auto& l : lines) {
@@ -241,6 +252,8 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
   report.details = {{"model", cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
                     {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
+  if (cfg.offsets.any()) report.details["decision offsets (up, down, nde)"] = cfg.offsets.add;
+  if (!cfg.prompt_cell.empty()) report.details["cell line in prompts"] = cfg.prompt_cell;
   json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()}};
   for (const auto& [name, m] : report.baselines) result["baselines"][name] = m;
   write_file_atomic(path_join(out_dir, "metrics.json"), result.dump(2) + "\n");

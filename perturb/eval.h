@@ -14,7 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "engine/model.h"
 #include "engine/sampler.h"
+#include "perturb/calibration.h"
 #include "perturb/prompt_encoder.h"
 
 namespace synthpert::perturb {
@@ -26,6 +28,7 @@ struct EvalConfig {
   std::string prompt = "reasoning";
   ChatMode chat = ChatMode::kAuto;
   std::string chat_template_file;
+  std::string prompt_cell;     // non-empty: every row's cell line is rendered as this (PromptEncoder)
   double fraction = 1.0;
   uint64_t seed = 0;           // row subsampling and sampling
   int64_t batch = 16;
@@ -33,10 +36,21 @@ struct EvalConfig {
   engine::SamplingParams sampling;  // generate mode (temperature 0: greedy)
   std::string device = "cpu";
   std::string dtype = "f32";
+  // Score mode: added to the three answers' log-likelihoods before softmax and
+  // argmax (perturb/calibration.h); predictions keep the raw "logprobs".
+  ClassOffsets offsets;
   int bootstrap = 1000;
   bool overwrite = false;
   bool progress = true;
 };
+
+// Log-likelihoods of the three answers (label_index order) after each row's
+// prompt; rows whose answer tokens agree share one batched call.
+std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
+                                                 const std::vector<Row>& rows, size_t begin, size_t end);
+
+// Probabilities of the three answers from log-likelihoods plus offsets.
+std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets);
 
 // Runs (or resumes) the evaluation into `out_dir`; returns the metrics JSON
 // ({"model": ..., "baselines": {...}, "rows", "config"}).

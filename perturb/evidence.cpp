@@ -35,11 +35,54 @@ void PairEvidence::attach(std::vector<Row>& rows) const {
   for (auto& r : rows) r.evidence = describe(r);
 }
 
+void PertProfile::add(const std::vector<Row>& rows) {
+  for (const auto& r : rows) {
+    Counts& c = perts_[r.pert][r.cell_type];
+    ++c.rows;
+    c.de += r.label != Label::kNde;
+    c.up += r.label == Label::kUp;
+  }
+}
+
+int PertProfile::de_bucket(double share) {
+  static const double kEdges[] = {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19};
+  int b = 0;
+  for (double e : kEdges) b += share >= e;
+  return b;
+}
+
+int PertProfile::up_bucket(double share) {
+  static const double kEdges[] = {0.2, 0.4, 0.6, 0.8};
+  int b = 0;
+  for (double e : kEdges) b += share >= e;
+  return b;
+}
+
+std::string PertProfile::describe(const Row& row) const {
+  auto it = perts_.find(row.pert);
+  if (it == perts_.end()) return "none";
+  Counts sum;
+  for (const auto& [cell, c] : it->second) {
+    if (cell == row.cell_type) continue;
+    sum.rows += c.rows;
+    sum.de += c.de;
+    sum.up += c.up;
+  }
+  if (sum.rows == 0) return "none";
+  std::string out = "de" + std::to_string(de_bucket(static_cast<double>(sum.de) / static_cast<double>(sum.rows)));
+  if (sum.de > 0) out += " up" + std::to_string(up_bucket(static_cast<double>(sum.up) / static_cast<double>(sum.de)));
+  return out;
+}
+
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
   PairEvidence ev;
   ev.add(data.train);
   ev.add(data.other_train);
   ev.attach(rows);
+  PertProfile prof;
+  prof.add(data.train);
+  prof.add(data.other_train);
+  for (auto& r : rows) r.pert_effect = prof.describe(r);
 }
 
 }  // namespace synthpert::perturb

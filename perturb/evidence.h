@@ -29,9 +29,35 @@ class PairEvidence {
   std::unordered_map<std::string, std::vector<std::pair<std::string, Label>>> pairs_;
 };
 
+// The perturbation's overall effect in other cell lines ({pert_effect}): over
+// the pert's training rows in cell lines other than the row's own, the share of
+// target genes that are differentially expressed and, of those, the share that
+// go up, each as a bucket word: "de3 up1" ("none" when the pert was measured
+// nowhere else; no up word when nothing was DE).
+//
+// Why: per-gene AUROC ranks perturbations for one target gene, and a knockdown
+// that moves many genes elsewhere (an essential gene, a transcription
+// regulator) is more likely to move this one. Same source rule as PairEvidence.
+class PertProfile {
+ public:
+  void add(const std::vector<Row>& rows);
+  std::string describe(const Row& row) const;
+
+  // Bucket edges: DE share (PerturbQA perts cluster at 8-19% DE) and up share.
+  static int de_bucket(double share);
+  static int up_bucket(double share);
+
+ private:
+  struct Counts {
+    int64_t rows = 0, de = 0, up = 0;
+  };
+  // pert -> cell line -> counts over its training rows there.
+  std::unordered_map<std::string, std::unordered_map<std::string, Counts>> perts_;
+};
+
 struct SplitData;
-// Attaches evidence to `rows` from a split's training rows (and, for
-// default:CELL, the other cell lines' training rows).
+// Attaches evidence and pert effect to `rows` from a split's training rows
+// (and, for default splits, the other cell lines' training rows).
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows);
 
 }  // namespace synthpert::perturb

@@ -36,9 +36,17 @@ std::string substitute(const std::string& text, const std::map<std::string, std:
 }
 
 std::map<std::string, std::string> row_vars(const std::string& cell, const std::string& pert,
-                                            const std::string& gene, const std::string& evidence) {
+                                            const std::string& gene, const std::string& evidence,
+                                            const std::string& pert_effect) {
   return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene},
-          {"evidence", evidence.empty() ? "none" : evidence}};
+          {"evidence", evidence.empty() ? "none" : evidence},
+          {"pert_effect", pert_effect.empty() ? "none" : pert_effect}};
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 }  // namespace
@@ -63,7 +71,7 @@ PromptTemplate PromptTemplate::load(const std::string& name_or_path) {
   for (const auto& [name, text] : embedded_prompts())
     if (name == name_or_path) return parse(text, name);
   SP_CHECK_INPUT(path_exists(name_or_path), "--prompt-template ", name_or_path,
-                 ": neither a built-in template (reasoning, compact) nor a file");
+                 ": neither a built-in template (", join_names(builtin_prompt_names()), ") nor a file");
   return parse(read_file(name_or_path), name_or_path);
 }
 
@@ -117,17 +125,21 @@ PromptTemplate PromptTemplate::parse(const std::string& text, const std::string&
 }
 
 std::string PromptTemplate::render_system(const std::string& cell, const std::string& pert,
-                                          const std::string& gene, const std::string& evidence) const {
-  return substitute(system, row_vars(cell, pert, gene, evidence), name + " [system]");
+                                          const std::string& gene, const std::string& evidence,
+                                          const std::string& pert_effect) const {
+  return substitute(system, row_vars(cell, pert, gene, evidence, pert_effect), name + " [system]");
 }
 
 std::string PromptTemplate::render_user(const std::string& cell, const std::string& pert,
-                                        const std::string& gene, const std::string& evidence) const {
-  return substitute(user, row_vars(cell, pert, gene, evidence), name + " [user]");
+                                        const std::string& gene, const std::string& evidence,
+                                        const std::string& pert_effect) const {
+  return substitute(user, row_vars(cell, pert, gene, evidence, pert_effect), name + " [user]");
 }
 
 bool PromptTemplate::uses_evidence() const {
-  return system.find("{evidence}") != std::string::npos || user.find("{evidence}") != std::string::npos;
+  for (const char* key : {"{evidence}", "{pert_effect}"})
+    if (system.find(key) != std::string::npos || user.find(key) != std::string::npos) return true;
+  return false;
 }
 
 std::string PromptTemplate::render_answer(Label label) const {

@@ -5,7 +5,9 @@
 // before the first section are comments. [user] and [answer] are required.
 // Placeholders: {cell_type} (cell line with a short description), {cell_id},
 // {pert}, {gene}, {evidence} (the pair's outcomes in other cell lines'
-// training rows, perturb/evidence.h; "none" when absent); [answer] also {label}. The section text is taken verbatim
+// training rows, perturb/evidence.h; "none" when absent), {pert_effect} (the
+// pert's DE and up shares in other cell lines' training rows as bucket words;
+// "none" when absent); [answer] also {label}. The section text is taken verbatim
 // between its header line and the next header (the final newline is dropped),
 // so leading spaces in [answer] matter: they decide how the label tokenizes.
 #pragma once
@@ -28,10 +30,11 @@ struct PromptTemplate {
   static PromptTemplate parse(const std::string& text, const std::string& source);
 
   std::string render_system(const std::string& cell, const std::string& pert, const std::string& gene,
-                            const std::string& evidence = "") const;
+                            const std::string& evidence = "", const std::string& pert_effect = "") const;
   std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene,
-                          const std::string& evidence = "") const;
-  // Whether the system or user text uses {evidence} (so rows need it attached).
+                          const std::string& evidence = "", const std::string& pert_effect = "") const;
+  // Whether the system or user text uses {evidence} or {pert_effect} (so rows
+  // need them attached).
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
 };

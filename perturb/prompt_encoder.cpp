@@ -34,7 +34,14 @@ PromptEncoder::PromptEncoder(const std::string& dir, PromptTemplate tmpl, ChatMo
 }
 
 std::string PromptEncoder::prompt_text(const Row& row) const {
-  const auto messages = prompt_messages(row, tmpl_);
+  std::vector<std::pair<std::string, std::string>> messages;
+  if (prompt_cell_.empty()) {
+    messages = prompt_messages(row, tmpl_);
+  } else {
+    Row shown = row;
+    shown.cell_type = prompt_cell_;
+    messages = prompt_messages(shown, tmpl_);
+  }
   if (chat_) {
     std::vector<tokenizer::ChatMessage> m;
     for (const auto& [role, content] : messages) m.push_back({role, content});

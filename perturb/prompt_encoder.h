@@ -33,6 +33,12 @@ class PromptEncoder {
   // Token ids of each label's answer after the prompt, indexed by label_index.
   std::array<std::vector<int64_t>, 3> answer_ids(const Row& row, const std::vector<int64_t>& prompt_ids) const;
 
+  // Renders every row's {cell_id} and {cell_type} as `name` (empty: each row's
+  // own). For students trained without cell identity, so that a cell line
+  // never seen in training is asked about the way the training rows were,
+  // instead of through an untrained token.
+  void set_prompt_cell(std::string name) { prompt_cell_ = std::move(name); }
+
   bool uses_chat_template() const { return chat_.has_value(); }
   const tokenizer::Tokenizer& tokenizer() const { return *tok_; }
   const PromptTemplate& prompt_template() const { return tmpl_; }
@@ -41,6 +47,7 @@ class PromptEncoder {
   std::unique_ptr<tokenizer::Tokenizer> tok_;
   std::optional<tokenizer::ChatTemplate> chat_;
   PromptTemplate tmpl_;
+  std::string prompt_cell_;
 };
 
 }  // namespace synthpert::perturb

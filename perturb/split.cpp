@@ -80,4 +80,17 @@ std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64
   return out;
 }
 
+void split_validation(const std::vector<Row>& rows, double fraction, uint64_t seed, std::vector<Row>& train,
+                      std::vector<Row>& val) {
+  SP_CHECK_INPUT(fraction >= 0 && fraction < 1, "validation fraction must be in [0, 1), got ", fraction);
+  const uint64_t threshold = static_cast<uint64_t>(fraction * 18446744073709551615.0);
+  train.clear();
+  val.clear();
+  for (const auto& r : rows) {
+    // A different stream from subsample's, so the two choices are independent.
+    const uint64_t h = hash_str(hash_str(mix(seed ^ 0x5641u), r.cell_type), r.pert);
+    (fraction > 0 && h <= threshold ? val : train).push_back(r);
+  }
+}
+
 }  // namespace synthpert::perturb

@@ -35,4 +35,11 @@ SplitData load_split(const std::string& data_dir, const SplitSpec& spec);
 // is kept whatever else is in the list); order is preserved.
 std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64_t seed);
 
+// Splits training rows into train and validation by whole (cell line, pert)
+// groups: `fraction` of the groups (by a seeded hash) go to validation. A
+// validation row's perturbation is then unseen in its own cell line, as a
+// test row's is under PerturbQA's split by perturbation. Order is preserved.
+void split_validation(const std::vector<Row>& rows, double fraction, uint64_t seed, std::vector<Row>& train,
+                      std::vector<Row>& val);
+
 }  // namespace synthpert::perturb

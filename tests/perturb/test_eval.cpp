@@ -93,7 +93,7 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   const int64_t V = enc.tokenizer().vocab_size();
   for (size_t i : {size_t(0), size_t(8), lines.size() - 1}) {
     const auto& l = lines[i];
-    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, ""};
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, "", ""};
     const auto prompt = enc.prompt_ids(row);
     const auto answers = enc.answer_ids(row, prompt);
     for (int k = 0; k < 3; ++k) {
@@ -210,6 +210,56 @@ TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[ev
   CHECK(moved > 1e-2);
 }
 
+TEST_CASE("decision offsets shift the probabilities and predictions, not the logprobs", "[eval][calibration]") {
+  test::TempDir tmp("eval-offsets");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  run_eval(cfg, tmp.path + "/plain");
+  cfg.offsets.add = {2.5, -1.0, 0.0};
+  const json result = run_eval(cfg, tmp.path + "/shifted");
+  const auto plain = read_jsonl(tmp.path + "/plain/predictions.jsonl");
+  const auto shifted = read_jsonl(tmp.path + "/shifted/predictions.jsonl");
+  REQUIRE(plain.size() == shifted.size());
+  int64_t changed = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    // Written out by hand: p_k = exp(lp_k + o_k) / sum_j exp(lp_j + o_j).
+    double z = 0, p[3];
+    for (int k = 0; k < 3; ++k) z += p[k] = std::exp(shifted[i]["logprobs"][k].get<double>() + cfg.offsets.add[k]);
+    int best = 0;
+    for (int k = 0; k < 3; ++k) {
+      CHECK(shifted[i]["logprobs"][k].get<double>() == Approx(plain[i]["logprobs"][k].get<double>()).margin(1e-9));
+      CHECK(shifted[i]["probs"][label_name(static_cast<Label>(k))].get<double>() == Approx(p[k] / z).margin(1e-12));
+      if (p[k] > p[best]) best = k;
+    }
+    CHECK(shifted[i]["prediction"] == label_name(static_cast<Label>(best)));
+    changed += shifted[i]["prediction"] != plain[i]["prediction"];
+  }
+  CHECK(changed > 0);
+  CHECK(result["config"]["offsets"]["upregulated"] == 2.5);
+  // Resuming the shifted folder without the offsets is refused, naming them.
+  cfg.offsets = ClassOffsets{};
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/shifted"), Catch::Contains("offsets:"));
+  cfg.mode = "generate";
+  cfg.offsets.add = {1, 0, 0};
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/gen"), Catch::Contains("--offsets applies to --mode score only"));
+}
+
+TEST_CASE("--prompt-cell renders every row's cell line as one word", "[eval]") {
+  test::TempDir tmp("eval-prompt-cell");
+  const std::string model = make_model(tmp.path);
+  PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kOff);
+  const Row row{"rpe1", "AAMP", "DEK", Label::kUp, true, "", ""};
+  CHECK(enc.prompt_text(row) == "rpe1 AAMP DEK ->");
+  enc.set_prompt_cell("any");
+  CHECK(enc.prompt_text(row) == "any AAMP DEK ->");
+  auto cfg = small_eval(model);
+  cfg.fraction = 0.0001;
+  cfg.prompt_cell = "any";
+  const json result = run_eval(cfg, tmp.path + "/out");
+  CHECK(result["config"]["prompt_cell"] == "any");
+  for (const auto& l : read_jsonl(tmp.path + "/out/predictions.jsonl")) CHECK(l["cell_type"] == "rpe1");
+}
+
 TEST_CASE("eval rejects bad arguments before loading anything", "[eval]") {
   EvalConfig c;
   c.model_dir = "/nonexistent";
@@ -235,4 +285,27 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   CHECK_THAT(r.err, Catch::Contains("| student |") && Catch::Contains("| pair_transfer |"));
   CHECK(std::filesystem::exists(tmp.path + "/out dir/eval/report.md"));
   CHECK(std::filesystem::exists(tmp.path + "/out dir/train/model/tokenizer.model"));
+  // Offsets fitted on validation rows, and used by the evaluation.
+  const json cal = json::parse(test::read_text(tmp.path + "/out dir/calibration.json"));
+  CHECK(cal["validation_rows"].get<int64_t>() > 0);
+  CHECK(cal["macro_f1_after"].get<double>() >= cal["macro_f1_before"].get<double>());
+  CHECK(summary["offsets"] == cal["offsets"]);
+}
+
+TEST_CASE("the demo on a default split, with the pert effect in the prompt", "[eval][demo]") {
+  test::TempDir tmp("demo-default");
+  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
+                                   test::synthpert_bin() +
+                                   " demo --out out --split default:hepg2 --prompt-template compact-context "
+                                   "--train-fraction 0.02 --test-fraction 0.01 --epochs 1 --batch 64 --hidden 32 "
+                                   "--bootstrap 0 --no-calibrate");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json summary = json::parse(r.out);
+  CHECK(summary["validation_rows"] == 0);
+  CHECK_FALSE(std::filesystem::exists(tmp.path + "/out/calibration.json"));
+  CHECK_THAT(r.err, Catch::Contains("default:hepg2 test rows"));
+  const auto lines = read_jsonl(tmp.path + "/out/eval/predictions.jsonl");
+  REQUIRE(!lines.empty());
+  for (const auto& l : lines) CHECK(l["cell_type"] == "hepg2");
 }

@@ -9,7 +9,7 @@
 using namespace synthpert::perturb;
 
 namespace {
-Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, ""}; }
+Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, "", ""}; }
 }  // namespace
 
 TEST_CASE("evidence lists the pair's outcomes in other cell lines only", "[evidence]") {
@@ -43,4 +43,56 @@ TEST_CASE("held-out rows get evidence from the training cell lines", "[evidence]
     INFO(test[i].pert << " " << test[i].gene << ": " << e);
     CHECK(words == n);
   }
+}
+
+TEST_CASE("pert effect: DE and up shares of the pert in other cell lines, bucketed", "[evidence]") {
+  std::vector<Row> rows;
+  // Pert A in hepg2: 10 rows, 2 DE of which 1 up (DE share 0.2, up share 0.5);
+  // in k562: 10 rows, all DE and up (never seen by a k562 row).
+  for (int i = 0; i < 10; ++i) {
+    const Label l = i == 0 ? Label::kUp : i == 1 ? Label::kDown : Label::kNde;
+    rows.push_back(row("hepg2", "A", ("G" + std::to_string(i)).c_str(), l));
+    rows.push_back(row("k562", "A", ("G" + std::to_string(i)).c_str(), Label::kUp));
+  }
+  rows.push_back(row("k562", "B", "G0", Label::kNde));
+  PertProfile p;
+  p.add(rows);
+  CHECK(p.describe(row("k562", "A", "X", Label::kNde)) == "de7 up2");   // hepg2 only: 0.2 >= 0.19, 0.5 in [0.4, 0.6)
+  CHECK(p.describe(row("rpe1", "A", "X", Label::kNde)) == "de7 up4");   // both lines: 12/20 DE, 11/12 up
+  CHECK(p.describe(row("hepg2", "B", "X", Label::kNde)) == "de0");      // measured, nothing DE: no up word
+  CHECK(p.describe(row("k562", "B", "X", Label::kNde)) == "none");      // only its own line
+  CHECK(p.describe(row("rpe1", "C", "X", Label::kNde)) == "none");
+  CHECK(PertProfile::de_bucket(0.0) == 0);
+  CHECK(PertProfile::de_bucket(0.039) == 0);
+  CHECK(PertProfile::de_bucket(0.04) == 1);
+  CHECK(PertProfile::de_bucket(0.14) == 4);
+  CHECK(PertProfile::up_bucket(1.0) == 4);
+  CHECK(PertProfile::up_bucket(0.19) == 0);
+}
+
+TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from training lines", "[evidence][prompt]") {
+  const auto t = PromptTemplate::load("compact-context");
+  CHECK(t.uses_evidence());
+  CHECK(t.render_user("rpe1", "A", "G", "up", "de3 up1") == "rpe1 A G | up | de3 up1 ->");
+  CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none | none ->");
+
+  const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
+  std::vector<Row> test(d.test.begin(), d.test.begin() + 3000);
+  attach_split_evidence(d, test);
+  // Independent recount for a few rows, straight from the training rows.
+  int measured = 0;
+  for (size_t i = 0; i < test.size(); i += 293) {
+    int64_t n = 0, de = 0, up = 0;
+    for (const auto& r : d.train)
+      if (r.pert == test[i].pert) n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
+    INFO(test[i].pert << ": " << test[i].pert_effect);
+    std::string want = "none";
+    if (n > 0) {
+      want = "de" + std::to_string(PertProfile::de_bucket(double(de) / double(n)));
+      if (de > 0) want += " up" + std::to_string(PertProfile::up_bucket(double(up) / double(de)));
+      ++measured;
+    }
+    CHECK(test[i].pert_effect == want);
+  }
+  CHECK(measured > 5);
 }
