@@ -23,7 +23,8 @@ struct Row {
   Label label = Label::kNde;
   bool test = false;      // the CSV split column: train or test
   std::string evidence;   // prompt evidence from other cell lines (perturb/evidence.h), when attached
-  std::string pert_effect;  // the pert's effect in other cell lines (perturb/evidence.h), when attached
+  std::string pert_effect;   // the pert's effect in other cell lines (perturb/evidence.h), when attached
+  std::string gene_profile;  // the gene's outcomes in other cell lines (perturb/evidence.h), when attached
 };
 
 struct CellData {

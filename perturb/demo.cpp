@@ -43,16 +43,17 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
   if (!prompt_cell.empty()) names.insert(prompt_cell);
   for (const auto& r : rows) {
     const std::string& cell = prompt_cell.empty() ? r.cell_type : prompt_cell;
-    corpus += tmpl.render_user(cell, r.pert, r.gene, r.evidence, r.pert_effect) + tmpl.render_answer(r.label) + "\n";
+    corpus += tmpl.render_user(cell, r.pert, r.gene, r.evidence, r.pert_effect, r.gene_profile) + tmpl.render_answer(r.label) + "\n";
     names.insert(r.pert);
     names.insert(r.gene);
-    // Bucket words of {pert_effect} ("de3", "up1") as whole pieces too.
-    for (size_t pos = 0; pos < r.pert_effect.size();) {
-      size_t end = r.pert_effect.find(' ', pos);
-      if (end == std::string::npos) end = r.pert_effect.size();
-      names.insert(r.pert_effect.substr(pos, end - pos));
-      pos = end + 1;
-    }
+    // Bucket words of {pert_effect} and {gene_profile} ("de3", "gup1") as whole pieces too.
+    for (const std::string* words : {&r.pert_effect, &r.gene_profile})
+      for (size_t pos = 0; pos < words->size();) {
+        size_t end = words->find(' ', pos);
+        if (end == std::string::npos) end = words->size();
+        names.insert(words->substr(pos, end - pos));
+        pos = end + 1;
+      }
   }
   for (const auto& n : names) symbols += n + "\n";
   const std::string corpus_path = path_join(dir, "corpus.txt"), symbols_path = path_join(dir, "symbols.txt");

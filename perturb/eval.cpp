@@ -189,10 +189,17 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     std::remove(pred_path.c_str());
   } else if (path_exists(pred_path) && path_exists(cfg_path)) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
+    // Every key of either side: a setting only written when used (offsets,
+    // prompt_cell) must also match when it is absent now.
+    json keys = json::object();
+    for (const auto& [k, v] : want.items()) keys[k] = true;
+    if (have.is_object())
+      for (const auto& [k, v] : have.items()) keys[k] = true;
     std::string diffs;
-    for (const auto& [k, v] : want.items()) {
+    for (const auto& [k, unused] : keys.items()) {
       const json there = have.is_object() && have.contains(k) ? have[k] : json();
-      if (there != v) diffs += str_cat(diffs.empty() ? "" : "; ", k, ": ", there.dump(), " there, ", v.dump(), " now");
+      const json now = want.contains(k) ? want[k] : json();
+      if (there != now) diffs += str_cat(diffs.empty() ? "" : "; ", k, ": ", there.dump(), " there, ", now.dump(), " now");
     }
     SP_CHECK_INPUT(diffs.empty(), out_dir, " holds an evaluation with other settings (", diffs,
                    "); use another --out or --overwrite");

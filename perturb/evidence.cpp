@@ -35,32 +35,41 @@ void PairEvidence::attach(std::vector<Row>& rows) const {
   for (auto& r : rows) r.evidence = describe(r);
 }
 
-void PertProfile::add(const std::vector<Row>& rows) {
+OutcomeProfile OutcomeProfile::pert_effect() {
+  return OutcomeProfile(false, "", {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19}, {0.2, 0.4, 0.6, 0.8});
+}
+
+OutcomeProfile OutcomeProfile::gene_profile() {
+  return OutcomeProfile(true, "g",
+                        {1e-9, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
+                         0.85, 0.9, 0.95},
+                        {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9});
+}
+
+void OutcomeProfile::add(const std::vector<Row>& rows) {
   for (const auto& r : rows) {
-    Counts& c = perts_[r.pert][r.cell_type];
+    Counts& c = counts_[by_gene_ ? r.gene : r.pert][r.cell_type];
     ++c.rows;
     c.de += r.label != Label::kNde;
     c.up += r.label == Label::kUp;
   }
 }
 
-int PertProfile::de_bucket(double share) {
-  static const double kEdges[] = {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19};
+int OutcomeProfile::de_bucket(double share) const {
   int b = 0;
-  for (double e : kEdges) b += share >= e;
+  for (double e : de_edges_) b += share >= e;
   return b;
 }
 
-int PertProfile::up_bucket(double share) {
-  static const double kEdges[] = {0.2, 0.4, 0.6, 0.8};
+int OutcomeProfile::up_bucket(double share) const {
   int b = 0;
-  for (double e : kEdges) b += share >= e;
+  for (double e : up_edges_) b += share >= e;
   return b;
 }
 
-std::string PertProfile::describe(const Row& row) const {
-  auto it = perts_.find(row.pert);
-  if (it == perts_.end()) return "none";
+std::string OutcomeProfile::describe(const Row& row) const {
+  auto it = counts_.find(by_gene_ ? row.gene : row.pert);
+  if (it == counts_.end()) return "none";
   Counts sum;
   for (const auto& [cell, c] : it->second) {
     if (cell == row.cell_type) continue;
@@ -69,8 +78,9 @@ std::string PertProfile::describe(const Row& row) const {
     sum.up += c.up;
   }
   if (sum.rows == 0) return "none";
-  std::string out = "de" + std::to_string(de_bucket(static_cast<double>(sum.de) / static_cast<double>(sum.rows)));
-  if (sum.de > 0) out += " up" + std::to_string(up_bucket(static_cast<double>(sum.up) / static_cast<double>(sum.de)));
+  std::string out = prefix_ + "de" + std::to_string(de_bucket(static_cast<double>(sum.de) / static_cast<double>(sum.rows)));
+  if (sum.de > 0)
+    out += " " + prefix_ + "up" + std::to_string(up_bucket(static_cast<double>(sum.up) / static_cast<double>(sum.de)));
   return out;
 }
 
@@ -79,10 +89,15 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
   ev.add(data.train);
   ev.add(data.other_train);
   ev.attach(rows);
-  PertProfile prof;
-  prof.add(data.train);
-  prof.add(data.other_train);
-  for (auto& r : rows) r.pert_effect = prof.describe(r);
+  auto pert = OutcomeProfile::pert_effect(), gene = OutcomeProfile::gene_profile();
+  for (auto* p : {&pert, &gene}) {
+    p->add(data.train);
+    p->add(data.other_train);
+  }
+  for (auto& r : rows) {
+    r.pert_effect = pert.describe(r);
+    r.gene_profile = gene.describe(r);
+  }
 }
 
 }  // namespace synthpert::perturb

@@ -29,34 +29,47 @@ class PairEvidence {
   std::unordered_map<std::string, std::vector<std::pair<std::string, Label>>> pairs_;
 };
 
-// The perturbation's overall effect in other cell lines ({pert_effect}): over
-// the pert's training rows in cell lines other than the row's own, the share of
-// target genes that are differentially expressed and, of those, the share that
-// go up, each as a bucket word: "de3 up1" ("none" when the pert was measured
-// nowhere else; no up word when nothing was DE).
+// Outcome shares of the row's perturbation ({pert_effect}) or of its target
+// gene ({gene_profile}) over the training rows of cell lines other than the
+// row's own: the share that is differentially expressed and, of those, the
+// share that goes up, each as a bucket word, e.g. "de3 up1" / "gde2 gup4"
+// ("none" when measured nowhere else; no up word when nothing was DE).
 //
 // Why: per-gene AUROC ranks perturbations for one target gene, and a knockdown
 // that moves many genes elsewhere (an essential gene, a transcription
-// regulator) is more likely to move this one. Same source rule as PairEvidence.
-class PertProfile {
+// regulator) is more likely to move this one; a gene that responds to many
+// knockdowns elsewhere is likelier to respond here (what gene_majority uses,
+// given to the model). Same source rule as PairEvidence, so a training row
+// sees what a held-out row will see.
+class OutcomeProfile {
  public:
+  // Perts cluster at 8-19% DE in PerturbQA (a few coarse words suffice). A
+  // gene's shares are what the gene-majority baseline decides by, so they get
+  // 5% / 10% steps: coarse buckets measurably lost to the exact counts
+  // (pooled DE AUROC on holdout:rpe1). gde0 means never DE.
+  static OutcomeProfile pert_effect();   // words de0..de7, up0..up4
+  static OutcomeProfile gene_profile();  // words gde0..gde20, gup0..gup9
+
   void add(const std::vector<Row>& rows);
   std::string describe(const Row& row) const;
-
-  // Bucket edges: DE share (PerturbQA perts cluster at 8-19% DE) and up share.
-  static int de_bucket(double share);
-  static int up_bucket(double share);
+  int de_bucket(double share) const;
+  int up_bucket(double share) const;
 
  private:
   struct Counts {
     int64_t rows = 0, de = 0, up = 0;
   };
-  // pert -> cell line -> counts over its training rows there.
-  std::unordered_map<std::string, std::unordered_map<std::string, Counts>> perts_;
+  OutcomeProfile(bool by_gene, std::string prefix, std::vector<double> de_edges, std::vector<double> up_edges)
+      : by_gene_(by_gene), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)), up_edges_(std::move(up_edges)) {}
+  bool by_gene_;
+  std::string prefix_;
+  std::vector<double> de_edges_, up_edges_;  // a share's bucket = the number of edges <= it
+  // pert (or gene) -> cell line -> counts over its training rows there.
+  std::unordered_map<std::string, std::unordered_map<std::string, Counts>> counts_;
 };
 
 struct SplitData;
-// Attaches evidence and pert effect to `rows` from a split's training rows
+// Attaches evidence, pert effect and gene profile to `rows` from a split's training rows
 // (and, for default splits, the other cell lines' training rows).
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows);
 

@@ -7,7 +7,8 @@
 // {pert}, {gene}, {evidence} (the pair's outcomes in other cell lines'
 // training rows, perturb/evidence.h; "none" when absent), {pert_effect} (the
 // pert's DE and up shares in other cell lines' training rows as bucket words;
-// "none" when absent); [answer] also {label}. The section text is taken verbatim
+// "none" when absent), {gene_profile} (the same for the target gene);
+// [answer] also {label}. The section text is taken verbatim
 // between its header line and the next header (the final newline is dropped),
 // so leading spaces in [answer] matter: they decide how the label tokenizes.
 #pragma once
@@ -30,11 +31,13 @@ struct PromptTemplate {
   static PromptTemplate parse(const std::string& text, const std::string& source);
 
   std::string render_system(const std::string& cell, const std::string& pert, const std::string& gene,
-                            const std::string& evidence = "", const std::string& pert_effect = "") const;
+                            const std::string& evidence = "", const std::string& pert_effect = "",
+                            const std::string& gene_profile = "") const;
   std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene,
-                          const std::string& evidence = "", const std::string& pert_effect = "") const;
-  // Whether the system or user text uses {evidence} or {pert_effect} (so rows
-  // need them attached).
+                          const std::string& evidence = "", const std::string& pert_effect = "",
+                          const std::string& gene_profile = "") const;
+  // Whether the system or user text uses {evidence}, {pert_effect} or
+  // {gene_profile} (so rows need them attached).
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
 };

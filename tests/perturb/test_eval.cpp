@@ -93,7 +93,7 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   const int64_t V = enc.tokenizer().vocab_size();
   for (size_t i : {size_t(0), size_t(8), lines.size() - 1}) {
     const auto& l = lines[i];
-    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, "", ""};
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, "", "", ""};
     const auto prompt = enc.prompt_ids(row);
     const auto answers = enc.answer_ids(row, prompt);
     for (int k = 0; k < 3; ++k) {
@@ -248,7 +248,7 @@ TEST_CASE("--prompt-cell renders every row's cell line as one word", "[eval]") {
   test::TempDir tmp("eval-prompt-cell");
   const std::string model = make_model(tmp.path);
   PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kOff);
-  const Row row{"rpe1", "AAMP", "DEK", Label::kUp, true, "", ""};
+  const Row row{"rpe1", "AAMP", "DEK", Label::kUp, true, "", "", ""};
   CHECK(enc.prompt_text(row) == "rpe1 AAMP DEK ->");
   enc.set_prompt_cell("any");
   CHECK(enc.prompt_text(row) == "any AAMP DEK ->");

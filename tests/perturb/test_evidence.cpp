@@ -9,7 +9,7 @@
 using namespace synthpert::perturb;
 
 namespace {
-Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, "", ""}; }
+Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, "", "", ""}; }
 }  // namespace
 
 TEST_CASE("evidence lists the pair's outcomes in other cell lines only", "[evidence]") {
@@ -55,30 +55,52 @@ TEST_CASE("pert effect: DE and up shares of the pert in other cell lines, bucket
     rows.push_back(row("k562", "A", ("G" + std::to_string(i)).c_str(), Label::kUp));
   }
   rows.push_back(row("k562", "B", "G0", Label::kNde));
-  PertProfile p;
+  auto p = OutcomeProfile::pert_effect();
   p.add(rows);
   CHECK(p.describe(row("k562", "A", "X", Label::kNde)) == "de7 up2");   // hepg2 only: 0.2 >= 0.19, 0.5 in [0.4, 0.6)
   CHECK(p.describe(row("rpe1", "A", "X", Label::kNde)) == "de7 up4");   // both lines: 12/20 DE, 11/12 up
   CHECK(p.describe(row("hepg2", "B", "X", Label::kNde)) == "de0");      // measured, nothing DE: no up word
   CHECK(p.describe(row("k562", "B", "X", Label::kNde)) == "none");      // only its own line
   CHECK(p.describe(row("rpe1", "C", "X", Label::kNde)) == "none");
-  CHECK(PertProfile::de_bucket(0.0) == 0);
-  CHECK(PertProfile::de_bucket(0.039) == 0);
-  CHECK(PertProfile::de_bucket(0.04) == 1);
-  CHECK(PertProfile::de_bucket(0.14) == 4);
-  CHECK(PertProfile::up_bucket(1.0) == 4);
-  CHECK(PertProfile::up_bucket(0.19) == 0);
+  CHECK(p.de_bucket(0.0) == 0);
+  CHECK(p.de_bucket(0.039) == 0);
+  CHECK(p.de_bucket(0.04) == 1);
+  CHECK(p.de_bucket(0.14) == 4);
+  CHECK(p.up_bucket(1.0) == 4);
+  CHECK(p.up_bucket(0.19) == 0);
+}
+
+TEST_CASE("gene profile: the target gene's DE and up shares in other cell lines", "[evidence]") {
+  std::vector<Row> rows;
+  // Gene G in jurkat: 4 perts, 3 DE (2 up); in k562: 1 pert, NDE.
+  for (int i = 0; i < 4; ++i)
+    rows.push_back(row("jurkat", ("P" + std::to_string(i)).c_str(), "G", i == 0 ? Label::kNde : i == 1 ? Label::kDown : Label::kUp));
+  rows.push_back(row("k562", "P0", "G", Label::kNde));
+  auto g = OutcomeProfile::gene_profile();
+  g.add(rows);
+  CHECK(g.describe(row("k562", "Q", "G", Label::kNde)) == "gde16 gup6");  // jurkat: 0.75 DE, 2/3 up
+  CHECK(g.describe(row("rpe1", "Q", "G", Label::kNde)) == "gde13 gup6");  // 3/5 = 0.6 DE, 2/3 up
+  CHECK(g.describe(row("jurkat", "Q", "G", Label::kNde)) == "gde0");     // k562 only: never DE
+  CHECK(g.describe(row("rpe1", "Q", "H", Label::kNde)) == "none");
+  CHECK(g.de_bucket(0.0) == 0);
+  CHECK(g.de_bucket(0.009) == 1);
+  CHECK(g.de_bucket(0.049) == 1);
+  CHECK(g.de_bucket(0.75) == 16);
+  CHECK(g.de_bucket(1.0) == 20);
+  CHECK(g.up_bucket(0.0) == 0);
+  CHECK(g.up_bucket(1.0) == 9);
 }
 
 TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from training lines", "[evidence][prompt]") {
   const auto t = PromptTemplate::load("compact-context");
   CHECK(t.uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", "up", "de3 up1") == "rpe1 A G | up | de3 up1 ->");
-  CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none | none ->");
+  CHECK(t.render_user("rpe1", "A", "G", "up", "de3 up1", "gde0") == "rpe1 A G | up | de3 up1 | gde0 ->");
+  CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none | none | none ->");
 
   const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
   std::vector<Row> test(d.test.begin(), d.test.begin() + 3000);
   attach_split_evidence(d, test);
+  const auto p = OutcomeProfile::pert_effect();
   // Independent recount for a few rows, straight from the training rows.
   int measured = 0;
   for (size_t i = 0; i < test.size(); i += 293) {
@@ -88,11 +110,22 @@ TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from t
     INFO(test[i].pert << ": " << test[i].pert_effect);
     std::string want = "none";
     if (n > 0) {
-      want = "de" + std::to_string(PertProfile::de_bucket(double(de) / double(n)));
-      if (de > 0) want += " up" + std::to_string(PertProfile::up_bucket(double(up) / double(de)));
+      want = "de" + std::to_string(p.de_bucket(double(de) / double(n)));
+      if (de > 0) want += " up" + std::to_string(p.up_bucket(double(up) / double(de)));
       ++measured;
     }
     CHECK(test[i].pert_effect == want);
+    // The gene profile, recounted the same way over the gene's training rows.
+    int64_t gn = 0, gde = 0, gup = 0;
+    for (const auto& r : d.train)
+      if (r.gene == test[i].gene) gn += 1, gde += r.label != Label::kNde, gup += r.label == Label::kUp;
+    const auto g = OutcomeProfile::gene_profile();
+    std::string gwant = "none";
+    if (gn > 0) {
+      gwant = "gde" + std::to_string(g.de_bucket(double(gde) / double(gn)));
+      if (gde > 0) gwant += " gup" + std::to_string(g.up_bucket(double(gup) / double(gde)));
+    }
+    CHECK(test[i].gene_profile == gwant);
   }
   CHECK(measured > 5);
 }
