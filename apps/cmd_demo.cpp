@@ -35,8 +35,8 @@ RunFn setup(CLI::App& cmd) {
 }
 
 const CommandRegistrar reg("demo",
-                           "The main job: train a PerturbQA student from scratch, evaluate it on a held-out "
-                           "cell line beside the baselines",
+                           "The main job: train a PerturbQA student from scratch, evaluate it on held-out rows "
+                           "(a held-out cell line by default) beside the baselines",
                            setup);
 
 }  // namespace
