@@ -67,8 +67,11 @@ ClassOffsets fit_macro_f1_offsets(const std::vector<std::array<double, 3>>& logp
   scan(logp, labels, -2.0, 8.0, -2.0, 8.0, 0.1, best);
   const double up = best.up, down = best.down;
   scan(logp, labels, up - 0.1, up + 0.1, down - 0.1, down + 0.1, 0.01, best);
+  // Grid points are multiples of 0.01 up to the rounding of the stepping;
+  // snapping keeps the written offsets readable (0.87, not 0.8700000000000003).
+  auto snap = [](double x) { return std::round(x * 100.0) / 100.0; };
   ClassOffsets o;
-  o.add = {best.up, best.down, 0.0};
+  o.add = {snap(best.up), snap(best.down), 0.0};
   return o;
 }
 
