@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -191,12 +192,12 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
     // Every key of either side: a setting only written when used (offsets,
     // prompt_cell) must also match when it is absent now.
-    json keys = json::object();
-    for (const auto& [k, v] : want.items()) keys[k] = true;
+    std::set<std::string> keys;
+    for (const auto& [k, v] : want.items()) keys.insert(k);
     if (have.is_object())
-      for (const auto& [k, v] : have.items()) keys[k] = true;
+      for (const auto& [k, v] : have.items()) keys.insert(k);
     std::string diffs;
-    for (const auto& [k, unused] : keys.items()) {
+    for (const auto& k : keys) {
       const json there = have.is_object() && have.contains(k) ? have[k] : json();
       const json now = want.contains(k) ? want[k] : json();
       if (there != now) diffs += str_cat(diffs.empty() ? "" : "; ", k, ": ", there.dump(), " there, ", now.dump(), " now");

@@ -55,15 +55,9 @@ void OutcomeProfile::add(const std::vector<Row>& rows) {
   }
 }
 
-int OutcomeProfile::de_bucket(double share) const {
+int OutcomeProfile::bucket(const std::vector<double>& edges, double share) {
   int b = 0;
-  for (double e : de_edges_) b += share >= e;
-  return b;
-}
-
-int OutcomeProfile::up_bucket(double share) const {
-  int b = 0;
-  for (double e : up_edges_) b += share >= e;
+  for (double e : edges) b += share >= e;
   return b;
 }
 

@@ -52,13 +52,14 @@ class OutcomeProfile {
 
   void add(const std::vector<Row>& rows);
   std::string describe(const Row& row) const;
-  int de_bucket(double share) const;
-  int up_bucket(double share) const;
+  int de_bucket(double share) const { return bucket(de_edges_, share); }
+  int up_bucket(double share) const { return bucket(up_edges_, share); }
 
  private:
   struct Counts {
     int64_t rows = 0, de = 0, up = 0;
   };
+  static int bucket(const std::vector<double>& edges, double share);
   OutcomeProfile(bool by_gene, std::string prefix, std::vector<double> de_edges, std::vector<double> up_edges)
       : by_gene_(by_gene), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)), up_edges_(std::move(up_edges)) {}
   bool by_gene_;

@@ -100,32 +100,26 @@ TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from t
   const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
   std::vector<Row> test(d.test.begin(), d.test.begin() + 3000);
   attach_split_evidence(d, test);
-  const auto p = OutcomeProfile::pert_effect();
-  // Independent recount for a few rows, straight from the training rows.
-  int measured = 0;
-  for (size_t i = 0; i < test.size(); i += 293) {
+  const auto p = OutcomeProfile::pert_effect(), g = OutcomeProfile::gene_profile();
+  // Independent recount, straight from the training rows whose pert (or gene)
+  // matches, of the words the profile should write.
+  auto recount = [&](const OutcomeProfile& prof, const std::string& prefix, auto matches) {
     int64_t n = 0, de = 0, up = 0;
     for (const auto& r : d.train)
-      if (r.pert == test[i].pert) n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
-    INFO(test[i].pert << ": " << test[i].pert_effect);
-    std::string want = "none";
-    if (n > 0) {
-      want = "de" + std::to_string(p.de_bucket(double(de) / double(n)));
-      if (de > 0) want += " up" + std::to_string(p.up_bucket(double(up) / double(de)));
-      ++measured;
-    }
-    CHECK(test[i].pert_effect == want);
-    // The gene profile, recounted the same way over the gene's training rows.
-    int64_t gn = 0, gde = 0, gup = 0;
-    for (const auto& r : d.train)
-      if (r.gene == test[i].gene) gn += 1, gde += r.label != Label::kNde, gup += r.label == Label::kUp;
-    const auto g = OutcomeProfile::gene_profile();
-    std::string gwant = "none";
-    if (gn > 0) {
-      gwant = "gde" + std::to_string(g.de_bucket(double(gde) / double(gn)));
-      if (gde > 0) gwant += " gup" + std::to_string(g.up_bucket(double(gup) / double(gde)));
-    }
-    CHECK(test[i].gene_profile == gwant);
+      if (matches(r)) n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
+    if (n == 0) return std::string("none");
+    std::string want = prefix + "de" + std::to_string(prof.de_bucket(double(de) / double(n)));
+    if (de > 0) want += " " + prefix + "up" + std::to_string(prof.up_bucket(double(up) / double(de)));
+    return want;
+  };
+  int measured = 0;
+  for (size_t i = 0; i < test.size(); i += 293) {
+    const Row& t = test[i];
+    INFO(t.pert << " " << t.gene << ": " << t.pert_effect << " / " << t.gene_profile);
+    const std::string want = recount(p, "", [&](const Row& r) { return r.pert == t.pert; });
+    measured += want != "none";
+    CHECK(t.pert_effect == want);
+    CHECK(t.gene_profile == recount(g, "g", [&](const Row& r) { return r.gene == t.gene; }));
   }
   CHECK(measured > 5);
 }
