@@ -16,15 +16,22 @@ namespace synthpert::perturb {
 
 const std::vector<std::string>& cell_lines();  // k562, rpe1, hepg2, jurkat
 
+// What a prompt may say about a row beyond its names, counted from training
+// rows by perturb/evidence.h; empty until attached ("none" in prompts).
+struct RowContext {
+  std::string evidence;      // the (pert, gene) pair's outcomes in other cell lines
+  std::string pert_effect;   // the pert's DE and up shares in other cell lines
+  std::string gene_profile;  // the gene's DE and up shares in other cell lines
+  std::string gene_here;     // the gene's DE and up shares in its own cell line (default splits)
+};
+
 struct Row {
   std::string cell_type;  // lower-case cell line id, e.g. "rpe1"
   std::string pert;       // knocked-down gene
   std::string gene;       // target gene whose expression is measured
   Label label = Label::kNde;
   bool test = false;      // the CSV split column: train or test
-  std::string evidence;   // prompt evidence from other cell lines (perturb/evidence.h), when attached
-  std::string pert_effect;   // the pert's effect in other cell lines (perturb/evidence.h), when attached
-  std::string gene_profile;  // the gene's outcomes in other cell lines (perturb/evidence.h), when attached
+  RowContext context;
 };
 
 struct CellData {

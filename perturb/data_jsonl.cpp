@@ -4,8 +4,8 @@ namespace synthpert::perturb {
 
 std::vector<std::pair<std::string, std::string>> prompt_messages(const Row& r, const PromptTemplate& t) {
   std::vector<std::pair<std::string, std::string>> m;
-  if (!t.system.empty()) m.emplace_back("system", t.render_system(r.cell_type, r.pert, r.gene, r.evidence, r.pert_effect, r.gene_profile));
-  m.emplace_back("user", t.render_user(r.cell_type, r.pert, r.gene, r.evidence, r.pert_effect, r.gene_profile));
+  if (!t.system.empty()) m.emplace_back("system", t.render_system(r.cell_type, r.pert, r.gene, r.context));
+  m.emplace_back("user", t.render_user(r.cell_type, r.pert, r.gene, r.context));
   return m;
 }
 

@@ -43,11 +43,11 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
   if (!prompt_cell.empty()) names.insert(prompt_cell);
   for (const auto& r : rows) {
     const std::string& cell = prompt_cell.empty() ? r.cell_type : prompt_cell;
-    corpus += tmpl.render_user(cell, r.pert, r.gene, r.evidence, r.pert_effect, r.gene_profile) + tmpl.render_answer(r.label) + "\n";
+    corpus += tmpl.render_user(cell, r.pert, r.gene, r.context) + tmpl.render_answer(r.label) + "\n";
     names.insert(r.pert);
     names.insert(r.gene);
-    // Bucket words of {pert_effect} and {gene_profile} ("de3", "gup1") as whole pieces too.
-    for (const std::string* words : {&r.pert_effect, &r.gene_profile})
+    // Bucket words of {pert_effect}, {gene_profile} and {gene_here} ("de3", "gup1") as whole pieces too.
+    for (const std::string* words : {&r.context.pert_effect, &r.context.gene_profile, &r.context.gene_here})
       for (size_t pos = 0; pos < words->size();) {
         size_t end = words->find(' ', pos);
         if (end == std::string::npos) end = words->size();

@@ -32,23 +32,32 @@ std::string PairEvidence::describe(const Row& row) const {
 }
 
 void PairEvidence::attach(std::vector<Row>& rows) const {
-  for (auto& r : rows) r.evidence = describe(r);
+  for (auto& r : rows) r.context.evidence = describe(r);
 }
+
+namespace {
+const std::vector<double> kGeneDeEdges = {1e-9, 0.05, 0.1,  0.15, 0.2, 0.25, 0.3,  0.35, 0.4,  0.45,
+                                          0.5,  0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95};
+const std::vector<double> kGeneUpEdges = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+}  // namespace
 
 OutcomeProfile OutcomeProfile::pert_effect() {
-  return OutcomeProfile(false, "", {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19}, {0.2, 0.4, 0.6, 0.8});
+  return OutcomeProfile(false, false, "", {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19}, {0.2, 0.4, 0.6, 0.8});
 }
 
-OutcomeProfile OutcomeProfile::gene_profile() {
-  return OutcomeProfile(true, "g",
-                        {1e-9, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8,
-                         0.85, 0.9, 0.95},
-                        {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9});
+OutcomeProfile OutcomeProfile::gene_profile() { return OutcomeProfile(true, false, "g", kGeneDeEdges, kGeneUpEdges); }
+
+OutcomeProfile OutcomeProfile::gene_here() { return OutcomeProfile(true, true, "h", kGeneDeEdges, kGeneUpEdges); }
+
+int OutcomeProfile::pert_fold(const std::string& pert) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a: the same folds on every platform and run
+  for (unsigned char ch : pert) h = (h ^ ch) * 1099511628211ull;
+  return static_cast<int>(h % kFolds);
 }
 
 void OutcomeProfile::add(const std::vector<Row>& rows) {
   for (const auto& r : rows) {
-    Counts& c = counts_[by_gene_ ? r.gene : r.pert][r.cell_type];
+    Counts& c = counts_[by_gene_ ? r.gene : r.pert][r.cell_type][pert_fold(r.pert)];
     ++c.rows;
     c.de += r.label != Label::kNde;
     c.up += r.label == Label::kUp;
@@ -65,11 +74,15 @@ std::string OutcomeProfile::describe(const Row& row) const {
   auto it = counts_.find(by_gene_ ? row.gene : row.pert);
   if (it == counts_.end()) return "none";
   Counts sum;
-  for (const auto& [cell, c] : it->second) {
-    if (cell == row.cell_type) continue;
-    sum.rows += c.rows;
-    sum.de += c.de;
-    sum.up += c.up;
+  const int own_fold = pert_fold(row.pert);
+  for (const auto& [cell, folds] : it->second) {
+    if ((cell == row.cell_type) != own_line_) continue;
+    for (int f = 0; f < kFolds; ++f) {
+      if (own_line_ && f == own_fold) continue;
+      sum.rows += folds[f].rows;
+      sum.de += folds[f].de;
+      sum.up += folds[f].up;
+    }
   }
   if (sum.rows == 0) return "none";
   std::string out = prefix_ + "de" + std::to_string(de_bucket(static_cast<double>(sum.de) / static_cast<double>(sum.rows)));
@@ -83,14 +96,17 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
   ev.add(data.train);
   ev.add(data.other_train);
   ev.attach(rows);
-  auto pert = OutcomeProfile::pert_effect(), gene = OutcomeProfile::gene_profile();
-  for (auto* p : {&pert, &gene}) {
+  auto pert = OutcomeProfile::pert_effect(), gene = OutcomeProfile::gene_profile(), here = OutcomeProfile::gene_here();
+  for (auto* p : {&pert, &gene, &here}) {
     p->add(data.train);
     p->add(data.other_train);
   }
   for (auto& r : rows) {
-    r.pert_effect = pert.describe(r);
-    r.gene_profile = gene.describe(r);
+    r.context.pert_effect = pert.describe(r);
+    r.context.gene_profile = gene.describe(r);
+    // A held-out line has no training rows: its test rows would always read
+    // "none", so training rows must too.
+    r.context.gene_here = data.holdout ? "" : here.describe(r);
   }
 }
 

@@ -8,6 +8,7 @@
 // a training row sees what a held-out row will see: other lines' outcomes.
 #pragma once
 
+#include <array>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -35,6 +36,16 @@ class PairEvidence {
 // share that goes up, each as a bucket word, e.g. "de3 up1" / "gde2 gup4"
 // ("none" when measured nowhere else; no up word when nothing was DE).
 //
+// {gene_here} gives the target gene's shares in the row's own cell line
+// ("hde2 hup4"), which only a default split has training rows for: PerturbQA
+// splits by perturbation, so a test row's gene was measured under other perts
+// of its line (what the default-split gene_majority baseline counts). A
+// training row must not see its own label there, nor labels that move with it:
+// perts fall into kFolds folds by a hash of the name, and a row sees only the
+// rows whose pert is in another fold. Every row of one gene and fold sees the
+// same words whatever its label, and a test row (its pert is in no training
+// row) is asked exactly the same way.
+//
 // Why: per-gene AUROC ranks perturbations for one target gene, and a knockdown
 // that moves many genes elsewhere (an essential gene, a transcription
 // regulator) is more likely to move this one; a gene that responds to many
@@ -49,6 +60,10 @@ class OutcomeProfile {
   // (pooled DE AUROC on holdout:rpe1). gde0 means never DE.
   static OutcomeProfile pert_effect();   // words de0..de7, up0..up4
   static OutcomeProfile gene_profile();  // words gde0..gde20, gup0..gup9
+  static OutcomeProfile gene_here();     // own line, other folds: hde0..hde20, hup0..hup9
+
+  static constexpr int kFolds = 5;
+  static int pert_fold(const std::string& pert);
 
   void add(const std::vector<Row>& rows);
   std::string describe(const Row& row) const;
@@ -59,19 +74,23 @@ class OutcomeProfile {
   struct Counts {
     int64_t rows = 0, de = 0, up = 0;
   };
+  using FoldCounts = std::array<Counts, kFolds>;
   static int bucket(const std::vector<double>& edges, double share);
-  OutcomeProfile(bool by_gene, std::string prefix, std::vector<double> de_edges, std::vector<double> up_edges)
-      : by_gene_(by_gene), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)), up_edges_(std::move(up_edges)) {}
-  bool by_gene_;
+  OutcomeProfile(bool by_gene, bool own_line, std::string prefix, std::vector<double> de_edges,
+                 std::vector<double> up_edges)
+      : by_gene_(by_gene), own_line_(own_line), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)),
+        up_edges_(std::move(up_edges)) {}
+  bool by_gene_, own_line_;
   std::string prefix_;
   std::vector<double> de_edges_, up_edges_;  // a share's bucket = the number of edges <= it
-  // pert (or gene) -> cell line -> counts over its training rows there.
-  std::unordered_map<std::string, std::unordered_map<std::string, Counts>> counts_;
+  // pert (or gene) -> cell line -> counts over its training rows there, per pert fold.
+  std::unordered_map<std::string, std::unordered_map<std::string, FoldCounts>> counts_;
 };
 
 struct SplitData;
-// Attaches evidence, pert effect and gene profile to `rows` from a split's training rows
-// (and, for default splits, the other cell lines' training rows).
+// Attaches the RowContext of `rows` from a split's training rows (and, for
+// default:CELL splits, the other cell lines' training rows); {gene_here} only
+// on default splits, where test rows have training rows of their own line.
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows);
 
 }  // namespace synthpert::perturb

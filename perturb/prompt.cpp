@@ -36,12 +36,11 @@ std::string substitute(const std::string& text, const std::map<std::string, std:
 }
 
 std::map<std::string, std::string> row_vars(const std::string& cell, const std::string& pert,
-                                            const std::string& gene, const std::string& evidence,
-                                            const std::string& pert_effect, const std::string& gene_profile) {
+                                            const std::string& gene, const RowContext& c) {
+  auto or_none = [](const std::string& s) { return s.empty() ? std::string("none") : s; };
   return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene},
-          {"evidence", evidence.empty() ? "none" : evidence},
-          {"pert_effect", pert_effect.empty() ? "none" : pert_effect},
-          {"gene_profile", gene_profile.empty() ? "none" : gene_profile}};
+          {"evidence", or_none(c.evidence)}, {"pert_effect", or_none(c.pert_effect)},
+          {"gene_profile", or_none(c.gene_profile)}, {"gene_here", or_none(c.gene_here)}};
 }
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -126,19 +125,17 @@ PromptTemplate PromptTemplate::parse(const std::string& text, const std::string&
 }
 
 std::string PromptTemplate::render_system(const std::string& cell, const std::string& pert,
-                                          const std::string& gene, const std::string& evidence,
-                                          const std::string& pert_effect, const std::string& gene_profile) const {
-  return substitute(system, row_vars(cell, pert, gene, evidence, pert_effect, gene_profile), name + " [system]");
+                                          const std::string& gene, const RowContext& context) const {
+  return substitute(system, row_vars(cell, pert, gene, context), name + " [system]");
 }
 
 std::string PromptTemplate::render_user(const std::string& cell, const std::string& pert,
-                                        const std::string& gene, const std::string& evidence,
-                                        const std::string& pert_effect, const std::string& gene_profile) const {
-  return substitute(user, row_vars(cell, pert, gene, evidence, pert_effect, gene_profile), name + " [user]");
+                                        const std::string& gene, const RowContext& context) const {
+  return substitute(user, row_vars(cell, pert, gene, context), name + " [user]");
 }
 
 bool PromptTemplate::uses_evidence() const {
-  for (const char* key : {"{evidence}", "{pert_effect}", "{gene_profile}"})
+  for (const char* key : {"{evidence}", "{pert_effect}", "{gene_profile}", "{gene_here}"})
     if (system.find(key) != std::string::npos || user.find(key) != std::string::npos) return true;
   return false;
 }

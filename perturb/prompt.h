@@ -7,7 +7,9 @@
 // {pert}, {gene}, {evidence} (the pair's outcomes in other cell lines'
 // training rows, perturb/evidence.h; "none" when absent), {pert_effect} (the
 // pert's DE and up shares in other cell lines' training rows as bucket words;
-// "none" when absent), {gene_profile} (the same for the target gene);
+// "none" when absent), {gene_profile} (the same for the target gene),
+// {gene_here} (the target gene's shares in the row's own cell line over other
+// perts' training rows; default splits only);
 // [answer] also {label}. The section text is taken verbatim
 // between its header line and the next header (the final newline is dropped),
 // so leading spaces in [answer] matter: they decide how the label tokenizes.
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "perturb/data.h"
 #include "perturb/labels.h"
 
 namespace synthpert::perturb {
@@ -31,13 +34,11 @@ struct PromptTemplate {
   static PromptTemplate parse(const std::string& text, const std::string& source);
 
   std::string render_system(const std::string& cell, const std::string& pert, const std::string& gene,
-                            const std::string& evidence = "", const std::string& pert_effect = "",
-                            const std::string& gene_profile = "") const;
+                            const RowContext& context = {}) const;
   std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene,
-                          const std::string& evidence = "", const std::string& pert_effect = "",
-                          const std::string& gene_profile = "") const;
-  // Whether the system or user text uses {evidence}, {pert_effect} or
-  // {gene_profile} (so rows need them attached).
+                          const RowContext& context = {}) const;
+  // Whether the system or user text uses a RowContext placeholder ({evidence},
+  // {pert_effect}, {gene_profile}, {gene_here}), so rows need it attached.
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
 };

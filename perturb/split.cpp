@@ -36,6 +36,7 @@ SplitSpec parse_split(const std::string& text) {
 
 SplitData load_split(const std::string& dir, const SplitSpec& spec) {
   SplitData out;
+  out.holdout = spec.holdout;
   const auto& cells = spec.holdout || spec.cells.empty() ? cell_lines() : spec.cells;
   for (const auto& cell : cells) {
     CellData d = load_cell_line(dir, cell);

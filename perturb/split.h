@@ -25,6 +25,7 @@ struct SplitData {
   // the split; pair_transfer looks up a pair's outcome in other cell lines there.
   std::vector<Row> other_train;
   int64_t inconsistent = 0;  // summed over the loaded cell lines
+  bool holdout = false;      // a holdout:CELL split (no training rows of the test line)
 };
 
 // Loads the cell lines the split needs and partitions their rows.

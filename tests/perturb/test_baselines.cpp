@@ -37,7 +37,7 @@ TEST_CASE("gene-majority reproduces the reference numbers", "[baselines]") {
 
 TEST_CASE("baselines follow their definitions", "[baselines]") {
   auto row = [](const char* cell, const char* pert, const char* gene, Label l) {
-    return Row{cell, pert, gene, l, false, "", "", ""};
+    return Row{cell, pert, gene, l, false, {}};
   };
   const std::vector<Row> train = {
       row("k562", "A", "G1", Label::kUp),   row("k562", "B", "G1", Label::kUp),

@@ -66,7 +66,7 @@ TEST_CASE("default covers the four cell lines' own train/test columns", "[data]"
 
 TEST_CASE("subsample is deterministic, seed-dependent and close to the fraction", "[data]") {
   std::vector<Row> rows;
-  for (int i = 0; i < 20000; ++i) rows.push_back({"rpe1", "P" + std::to_string(i % 97), "G" + std::to_string(i), Label::kNde, false, "", "", ""});
+  for (int i = 0; i < 20000; ++i) rows.push_back({"rpe1", "P" + std::to_string(i % 97), "G" + std::to_string(i), Label::kNde, false, {}});
   const auto a = subsample(rows, 0.1, 1), b = subsample(rows, 0.1, 1), c = subsample(rows, 0.1, 2);
   CHECK(a.size() == b.size());
   CHECK(a.size() > 1800);

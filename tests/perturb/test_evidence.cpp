@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <map>
 
 #include "perturb/evidence.h"
 #include "perturb/prompt.h"
@@ -9,7 +10,7 @@
 using namespace synthpert::perturb;
 
 namespace {
-Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, "", "", ""}; }
+Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, {}}; }
 }  // namespace
 
 TEST_CASE("evidence lists the pair's outcomes in other cell lines only", "[evidence]") {
@@ -26,7 +27,7 @@ TEST_CASE("{evidence} renders what was attached, 'none' otherwise", "[evidence][
   const auto t = PromptTemplate::load("compact-evidence");
   CHECK(t.uses_evidence());
   CHECK_FALSE(PromptTemplate::load("compact").uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", "up nde") == "rpe1 A G | up nde ->");
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up nde", "", "", ""}) == "rpe1 A G | up nde ->");
   CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none ->");
 }
 
@@ -38,7 +39,7 @@ TEST_CASE("held-out rows get evidence from the training cell lines", "[evidence]
   for (size_t i = 0; i < test.size(); i += 97) {
     int n = 0;
     for (const auto& r : d.train) n += r.pert == test[i].pert && r.gene == test[i].gene;
-    const auto& e = test[i].evidence;
+    const auto& e = test[i].context.evidence;
     const int words = e == "none" ? 0 : 1 + static_cast<int>(std::count(e.begin(), e.end(), ' '));
     INFO(test[i].pert << " " << test[i].gene << ": " << e);
     CHECK(words == n);
@@ -94,7 +95,7 @@ TEST_CASE("gene profile: the target gene's DE and up shares in other cell lines"
 TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from training lines", "[evidence][prompt]") {
   const auto t = PromptTemplate::load("compact-context");
   CHECK(t.uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", "up", "de3 up1", "gde0") == "rpe1 A G | up | de3 up1 | gde0 ->");
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "de3 up1", "gde0", ""}) == "rpe1 A G | up | de3 up1 | gde0 ->");
   CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none | none | none ->");
 
   const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
@@ -115,11 +116,84 @@ TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from t
   int measured = 0;
   for (size_t i = 0; i < test.size(); i += 293) {
     const Row& t = test[i];
-    INFO(t.pert << " " << t.gene << ": " << t.pert_effect << " / " << t.gene_profile);
+    INFO(t.pert << " " << t.gene << ": " << t.context.pert_effect << " / " << t.context.gene_profile);
     const std::string want = recount(p, "", [&](const Row& r) { return r.pert == t.pert; });
     measured += want != "none";
-    CHECK(t.pert_effect == want);
-    CHECK(t.gene_profile == recount(g, "g", [&](const Row& r) { return r.gene == t.gene; }));
+    CHECK(t.context.pert_effect == want);
+    CHECK(t.context.gene_profile == recount(g, "g", [&](const Row& r) { return r.gene == t.gene; }));
   }
   CHECK(measured > 5);
+}
+
+TEST_CASE("gene here: the gene's shares in its own line, over perts of other folds only", "[evidence]") {
+  // Perts P0, P1, ... grouped by fold until two folds have three each.
+  std::map<int, std::vector<std::string>> by_fold;
+  std::vector<int> full;
+  for (int i = 0; full.size() < 2; ++i) {
+    const std::string p = "P" + std::to_string(i);
+    const int f = OutcomeProfile::pert_fold(p);
+    auto& names = by_fold[f];
+    if (names.size() == 3) continue;
+    names.push_back(p);
+    if (names.size() == 3) full.push_back(f);
+  }
+  const auto& fold_a = by_fold[full[0]];
+  const auto& fold_b = by_fold[full[1]];
+  std::vector<Row> rows;
+  for (const auto& p : fold_a) rows.push_back(row("k562", p.c_str(), "G", Label::kUp));     // 3 up
+  rows.push_back(row("k562", fold_b[0].c_str(), "G", Label::kDown));                        // 1 down, 2 nde
+  rows.push_back(row("k562", fold_b[1].c_str(), "G", Label::kNde));
+  rows.push_back(row("k562", fold_b[2].c_str(), "G", Label::kNde));
+  rows.push_back(row("hepg2", fold_b[0].c_str(), "G", Label::kUp));                         // another line: never counted
+  auto h = OutcomeProfile::gene_here();
+  h.add(rows);
+  // A fold-a row sees only fold b: 1/3 DE, 0 up. Every fold-a row reads the
+  // same whatever its own label, so the words cannot leak it.
+  for (const auto& p : fold_a) CHECK(h.describe(row("k562", p.c_str(), "G", Label::kUp)) == "hde7 hup0");
+  // A fold-b row sees only fold a: all DE, all up.
+  CHECK(h.describe(row("k562", fold_b[1].c_str(), "G", Label::kNde)) == "hde20 hup9");
+  CHECK(h.describe(row("rpe1", "Q", "G", Label::kNde)) == "none");     // no rows of G in rpe1
+  CHECK(h.describe(row("hepg2", fold_b[1].c_str(), "G", Label::kNde)) == "none");  // hepg2's only pert is in its own fold
+  // The hash spreads names over the folds (each about a fifth of 5000).
+  std::vector<int> per_fold(OutcomeProfile::kFolds);
+  for (int i = 0; i < 5000; ++i) ++per_fold[OutcomeProfile::pert_fold("GENE" + std::to_string(i))];
+  for (int n : per_fold) CHECK((n > 850 && n < 1150));
+  const auto t = PromptTemplate::load("compact-here");
+  CHECK(t.uses_evidence());
+  CHECK(t.render_user("k562", "A", "G", RowContext{"up", "", "", "hde7 hup0"}) == "k562 A G | up | hde7 hup0 ->");
+  CHECK(t.render_user("k562", "A", "G") == "k562 A G | none | none ->");
+}
+
+TEST_CASE("{gene_here} on a default split: recounted from the line's training rows; never on holdout", "[evidence]") {
+  const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("default:rpe1"));
+  std::vector<Row> test(d.test.begin(), d.test.begin() + 3000), train(d.train.begin(), d.train.begin() + 3000);
+  attach_split_evidence(d, test);
+  attach_split_evidence(d, train);
+  const auto h = OutcomeProfile::gene_here();
+  // Independent recount over the rpe1 training rows of the same gene whose
+  // pert hashes to another fold (a test pert is in no training row at all).
+  auto recount = [&](const Row& t) {
+    int64_t n = 0, de = 0, up = 0;
+    for (const auto& r : d.train)
+      if (r.gene == t.gene && r.cell_type == t.cell_type && OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert))
+        n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
+    if (n == 0) return std::string("none");
+    std::string want = "hde" + std::to_string(h.de_bucket(double(de) / double(n)));
+    if (de > 0) want += " hup" + std::to_string(h.up_bucket(double(up) / double(de)));
+    return want;
+  };
+  int de_seen = 0;
+  for (const auto* rows : {&test, &train})
+    for (size_t i = 0; i < rows->size(); i += 197) {
+      const Row& t = (*rows)[i];
+      INFO(t.cell_type << " " << t.pert << " " << t.gene << ": " << t.context.gene_here);
+      CHECK(t.context.gene_here == recount(t));
+      de_seen += t.context.gene_here.rfind("hde0", 0) != 0;
+    }
+  CHECK(de_seen > 3);
+
+  const SplitData ho = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
+  std::vector<Row> ho_train(ho.train.begin(), ho.train.begin() + 500);
+  attach_split_evidence(ho, ho_train);
+  for (const auto& r : ho_train) REQUIRE(r.context.gene_here.empty());
 }
