@@ -3,12 +3,14 @@
 //
 //   1. rows of holdout:rpe1: training rows from K562, HepG2, Jurkat; test rows from RPE1
 //      (or of a default split: each cell line's own train/test columns); 5% of the
-//      training (cell line, pert) groups are kept aside for validation
+//      training (cell line, pert) groups are kept aside for validation, and the
+//      training subsample is drawn from the other groups
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
-//   4. full fine-tuning on direct answers (compact-evidence prompt template: the
-//      row and the pair's outcomes in the other cell lines; loss on the answer
+//   4. full fine-tuning on direct answers (compact-here prompt template: the row,
+//      the pair's outcomes in the other cell lines and, on default splits, the
+//      gene's outcomes under other perts of its own line; loss on the answer
 //      tokens only) with the trainer
 //   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h)
 //   6. score-mode evaluation on the test rows with those offsets, baselines on the
@@ -25,9 +27,10 @@ namespace synthpert::perturb {
 struct DemoOptions {
   std::string data_dir, out_dir = "demo-out";
   std::string split = "holdout:rpe1";  // holdout:CELL, default or default:CELL[,CELL]
-  // compact-evidence: the prompt also lists the pair's outcomes in the other
-  // cell lines' training rows (perturb/evidence.h); compact: without them.
-  std::string prompt = "compact-evidence";
+  // compact-here: the pair's outcomes in the other cell lines' training rows
+  // and the gene's outcome shares in its own line (default splits only;
+  // perturb/evidence.h); compact-evidence: the first only; compact: neither.
+  std::string prompt = "compact-here";
   double train_fraction = 0.3, test_fraction = 0.1;
   // How prompts name the cell line. "auto": for holdout:CELL every row says
   // "any" (the held-out line was never seen, so the student learns what holds

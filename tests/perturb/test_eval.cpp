@@ -93,7 +93,7 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   const int64_t V = enc.tokenizer().vocab_size();
   for (size_t i : {size_t(0), size_t(8), lines.size() - 1}) {
     const auto& l = lines[i];
-    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, "", "", ""};
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, {}};
     const auto prompt = enc.prompt_ids(row);
     const auto answers = enc.answer_ids(row, prompt);
     for (int k = 0; k < 3; ++k) {
@@ -248,7 +248,7 @@ TEST_CASE("--prompt-cell renders every row's cell line as one word", "[eval]") {
   test::TempDir tmp("eval-prompt-cell");
   const std::string model = make_model(tmp.path);
   PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kOff);
-  const Row row{"rpe1", "AAMP", "DEK", Label::kUp, true, "", "", ""};
+  const Row row{"rpe1", "AAMP", "DEK", Label::kUp, true, {}};
   CHECK(enc.prompt_text(row) == "rpe1 AAMP DEK ->");
   enc.set_prompt_cell("any");
   CHECK(enc.prompt_text(row) == "any AAMP DEK ->");
@@ -275,8 +275,8 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   test::TempDir tmp("demo");
   const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
                                    test::synthpert_bin() +
-                                   " demo --out \"out dir\" --train-fraction 0.01 --test-fraction 0.002 --epochs 1 "
-                                   "--batch 64 --hidden 32 --bootstrap 20");
+                                   " demo --out \"out dir\" --train-fraction 0.01 --test-fraction 0.002 --val-fraction 0.003 "
+                                   "--epochs 1 --batch 64 --hidden 32 --bootstrap 20");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json summary = json::parse(r.out);
@@ -292,11 +292,13 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   CHECK(summary["offsets"] == cal["offsets"]);
 }
 
-TEST_CASE("the demo on a default split, with the pert effect in the prompt", "[eval][demo]") {
+TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {
   test::TempDir tmp("demo-default");
+  std::ofstream(tmp.path + "/context.txt")
+      << "[user]\n{cell_id} {pert} {gene} | {evidence} | {pert_effect} | {gene_here} ->\n[answer]\n {label}\n";
   const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
                                    test::synthpert_bin() +
-                                   " demo --out out --split default:hepg2 --prompt-template compact-context "
+                                   " demo --out out --split default:hepg2 --prompt-template " + tmp.path + "/context.txt "
                                    "--train-fraction 0.02 --test-fraction 0.01 --epochs 1 --batch 64 --hidden 32 "
                                    "--bootstrap 0 --no-calibrate");
   INFO(r.err);
@@ -305,6 +307,8 @@ TEST_CASE("the demo on a default split, with the pert effect in the prompt", "[e
   CHECK(summary["validation_rows"] == 0);
   CHECK_FALSE(std::filesystem::exists(tmp.path + "/out/calibration.json"));
   CHECK_THAT(r.err, Catch::Contains("default:hepg2 test rows"));
+  // The own-line gene shares reached the prompts (their words are tokenizer symbols).
+  CHECK_THAT(test::read_text(tmp.path + "/out/tokenizer/symbols.txt"), Catch::Contains("\nhde0\n"));
   const auto lines = read_jsonl(tmp.path + "/out/eval/predictions.jsonl");
   REQUIRE(!lines.empty());
   for (const auto& l : lines) CHECK(l["cell_type"] == "hepg2");
