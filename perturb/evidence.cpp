@@ -58,6 +58,7 @@ int OutcomeProfile::pert_fold(const std::string& pert) {
 void OutcomeProfile::add(const std::vector<Row>& rows) {
   for (const auto& r : rows) {
     Counts& c = counts_[by_gene_ ? r.gene : r.pert][r.cell_type][pert_fold(r.pert)];
+    if (own_line_) trained_perts_.insert(r.cell_type + '\t' + r.pert);
     ++c.rows;
     c.de += r.label != Label::kNde;
     c.up += r.label == Label::kUp;
@@ -74,11 +75,12 @@ std::string OutcomeProfile::describe(const Row& row) const {
   auto it = counts_.find(by_gene_ ? row.gene : row.pert);
   if (it == counts_.end()) return "none";
   Counts sum;
-  const int own_fold = pert_fold(row.pert);
+  // Only a pert with training rows in the line has a fold to leave out.
+  const int own_fold = own_line_ && trained_perts_.count(row.cell_type + '\t' + row.pert) ? pert_fold(row.pert) : -1;
   for (const auto& [cell, folds] : it->second) {
     if ((cell == row.cell_type) != own_line_) continue;
     for (int f = 0; f < kFolds; ++f) {
-      if (own_line_ && f == own_fold) continue;
+      if (f == own_fold) continue;
       sum.rows += folds[f].rows;
       sum.de += folds[f].de;
       sum.up += folds[f].up;

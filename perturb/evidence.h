@@ -11,6 +11,7 @@
 #include <array>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "perturb/data.h"
@@ -41,10 +42,12 @@ class PairEvidence {
 // splits by perturbation, so a test row's gene was measured under other perts
 // of its line (what the default-split gene_majority baseline counts). A
 // training row must not see its own label there, nor labels that move with it:
-// perts fall into kFolds folds by a hash of the name, and a row sees only the
-// rows whose pert is in another fold. Every row of one gene and fold sees the
-// same words whatever its label, and a test row (its pert is in no training
-// row) is asked exactly the same way.
+// perts fall into kFolds folds by a hash of the name, and a row whose pert has
+// training rows in its line sees only the rows whose pert is in another fold
+// (every row of one gene and fold sees the same words whatever its label). A
+// test row's pert has no training rows there, so it sees every fold: all test
+// rows of one gene read the same words, and the fold of a pert, which says
+// nothing about it, does not reorder perts within a gene (per-gene AUROC).
 //
 // Why: per-gene AUROC ranks perturbations for one target gene, and a knockdown
 // that moves many genes elsewhere (an essential gene, a transcription
@@ -85,6 +88,7 @@ class OutcomeProfile {
   std::vector<double> de_edges_, up_edges_;  // a share's bucket = the number of edges <= it
   // pert (or gene) -> cell line -> counts over its training rows there, per pert fold.
   std::unordered_map<std::string, std::unordered_map<std::string, FoldCounts>> counts_;
+  std::unordered_set<std::string> trained_perts_;  // "cell\tpert" of the rows added (own-line profiles)
 };
 
 struct SplitData;

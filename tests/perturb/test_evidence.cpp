@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "perturb/evidence.h"
 #include "perturb/prompt.h"
@@ -152,8 +153,14 @@ TEST_CASE("gene here: the gene's shares in its own line, over perts of other fol
   for (const auto& p : fold_a) CHECK(h.describe(row("k562", p.c_str(), "G", Label::kUp)) == "hde7 hup0");
   // A fold-b row sees only fold a: all DE, all up.
   CHECK(h.describe(row("k562", fold_b[1].c_str(), "G", Label::kNde)) == "hde20 hup9");
+  // A pert without training rows in the line (a test row's) reads every fold:
+  // 4 of 6 DE (bucket 14: 0.667 >= 0.65), 3 of 4 up (bucket 7).
+  CHECK(h.describe(row("k562", "Q", "G", Label::kNde)) == "hde14 hup7");
   CHECK(h.describe(row("rpe1", "Q", "G", Label::kNde)) == "none");     // no rows of G in rpe1
-  CHECK(h.describe(row("hepg2", fold_b[1].c_str(), "G", Label::kNde)) == "none");  // hepg2's only pert is in its own fold
+  // HepG2 has one row of G, under fold_b[0]: that pert's rows leave it out; any
+  // other pert (untrained in HepG2) reads it, and never k562's rows.
+  CHECK(h.describe(row("hepg2", fold_b[0].c_str(), "G", Label::kNde)) == "none");
+  CHECK(h.describe(row("hepg2", fold_b[1].c_str(), "G", Label::kNde)) == "hde20 hup9");
   // The hash spreads names over the folds (each about a fifth of 5000).
   std::vector<int> per_fold(OutcomeProfile::kFolds);
   for (int i = 0; i < 5000; ++i) ++per_fold[OutcomeProfile::pert_fold("GENE" + std::to_string(i))];
@@ -170,18 +177,29 @@ TEST_CASE("{gene_here} on a default split: recounted from the line's training ro
   attach_split_evidence(d, test);
   attach_split_evidence(d, train);
   const auto h = OutcomeProfile::gene_here();
-  // Independent recount over the rpe1 training rows of the same gene whose
-  // pert hashes to another fold (a test pert is in no training row at all).
+  // Independent recount over the rpe1 training rows of the same gene: those
+  // whose pert hashes to another fold, or all of them for a pert with no
+  // training rows (every test row's, as PerturbQA splits by perturbation).
+  std::set<std::string> trained;
+  for (const auto& r : d.train) trained.insert(r.pert);
   auto recount = [&](const Row& t) {
     int64_t n = 0, de = 0, up = 0;
+    const bool oof = trained.count(t.pert) > 0;
     for (const auto& r : d.train)
-      if (r.gene == t.gene && r.cell_type == t.cell_type && OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert))
+      if (r.gene == t.gene && r.cell_type == t.cell_type &&
+          (!oof || OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert)))
         n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
     if (n == 0) return std::string("none");
     std::string want = "hde" + std::to_string(h.de_bucket(double(de) / double(n)));
     if (de > 0) want += " hup" + std::to_string(h.up_bucket(double(up) / double(de)));
     return want;
   };
+  // Every test row of one gene reads the same words, whatever its pert's fold.
+  std::map<std::string, std::string> words_of_gene;
+  for (const auto& t : test) {
+    REQUIRE(trained.count(t.pert) == 0);
+    CHECK(words_of_gene.emplace(t.gene, t.context.gene_here).first->second == t.context.gene_here);
+  }
   int de_seen = 0;
   for (const auto* rows : {&test, &train})
     for (size_t i = 0; i < rows->size(); i += 197) {
