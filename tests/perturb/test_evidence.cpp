@@ -12,6 +12,20 @@ using namespace synthpert::perturb;
 
 namespace {
 Row row(const char* cell, const char* pert, const char* gene, Label l) { return Row{cell, pert, gene, l, false, {}}; }
+
+// Independent recount of the words a profile should write, straight from the
+// training rows that `matches` selects.
+template <typename Matches>
+std::string recount(const OutcomeProfile& prof, const std::string& prefix, const std::vector<Row>& train,
+                    Matches matches) {
+  int64_t n = 0, de = 0, up = 0;
+  for (const auto& r : train)
+    if (matches(r)) n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
+  if (n == 0) return "none";
+  std::string want = prefix + "de" + std::to_string(prof.de_bucket(double(de) / double(n)));
+  if (de > 0) want += " " + prefix + "up" + std::to_string(prof.up_bucket(double(up) / double(de)));
+  return want;
+}
 }  // namespace
 
 TEST_CASE("evidence lists the pair's outcomes in other cell lines only", "[evidence]") {
@@ -103,25 +117,15 @@ TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from t
   std::vector<Row> test(d.test.begin(), d.test.begin() + 3000);
   attach_split_evidence(d, test);
   const auto p = OutcomeProfile::pert_effect(), g = OutcomeProfile::gene_profile();
-  // Independent recount, straight from the training rows whose pert (or gene)
-  // matches, of the words the profile should write.
-  auto recount = [&](const OutcomeProfile& prof, const std::string& prefix, auto matches) {
-    int64_t n = 0, de = 0, up = 0;
-    for (const auto& r : d.train)
-      if (matches(r)) n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
-    if (n == 0) return std::string("none");
-    std::string want = prefix + "de" + std::to_string(prof.de_bucket(double(de) / double(n)));
-    if (de > 0) want += " " + prefix + "up" + std::to_string(prof.up_bucket(double(up) / double(de)));
-    return want;
-  };
+  // Recounted from the training rows whose pert (or gene) matches.
   int measured = 0;
   for (size_t i = 0; i < test.size(); i += 293) {
     const Row& t = test[i];
     INFO(t.pert << " " << t.gene << ": " << t.context.pert_effect << " / " << t.context.gene_profile);
-    const std::string want = recount(p, "", [&](const Row& r) { return r.pert == t.pert; });
+    const std::string want = recount(p, "", d.train, [&](const Row& r) { return r.pert == t.pert; });
     measured += want != "none";
     CHECK(t.context.pert_effect == want);
-    CHECK(t.context.gene_profile == recount(g, "g", [&](const Row& r) { return r.gene == t.gene; }));
+    CHECK(t.context.gene_profile == recount(g, "g", d.train, [&](const Row& r) { return r.gene == t.gene; }));
   }
   CHECK(measured > 5);
 }
@@ -177,22 +181,17 @@ TEST_CASE("{gene_here} on a default split: recounted from the line's training ro
   attach_split_evidence(d, test);
   attach_split_evidence(d, train);
   const auto h = OutcomeProfile::gene_here();
-  // Independent recount over the rpe1 training rows of the same gene: those
-  // whose pert hashes to another fold, or all of them for a pert with no
-  // training rows (every test row's, as PerturbQA splits by perturbation).
+  // Recounted over the rpe1 training rows of the same gene: those whose pert
+  // hashes to another fold, or all of them for a pert with no training rows
+  // (every test row's, as PerturbQA splits by perturbation).
   std::set<std::string> trained;
   for (const auto& r : d.train) trained.insert(r.pert);
-  auto recount = [&](const Row& t) {
-    int64_t n = 0, de = 0, up = 0;
+  auto recount_here = [&](const Row& t) {
     const bool oof = trained.count(t.pert) > 0;
-    for (const auto& r : d.train)
-      if (r.gene == t.gene && r.cell_type == t.cell_type &&
-          (!oof || OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert)))
-        n += 1, de += r.label != Label::kNde, up += r.label == Label::kUp;
-    if (n == 0) return std::string("none");
-    std::string want = "hde" + std::to_string(h.de_bucket(double(de) / double(n)));
-    if (de > 0) want += " hup" + std::to_string(h.up_bucket(double(up) / double(de)));
-    return want;
+    return recount(h, "h", d.train, [&](const Row& r) {
+      return r.gene == t.gene && r.cell_type == t.cell_type &&
+             (!oof || OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert));
+    });
   };
   // Every test row of one gene reads the same words, whatever its pert's fold.
   std::map<std::string, std::string> words_of_gene;
@@ -205,7 +204,7 @@ TEST_CASE("{gene_here} on a default split: recounted from the line's training ro
     for (size_t i = 0; i < rows->size(); i += 197) {
       const Row& t = (*rows)[i];
       INFO(t.cell_type << " " << t.pert << " " << t.gene << ": " << t.context.gene_here);
-      CHECK(t.context.gene_here == recount(t));
+      CHECK(t.context.gene_here == recount_here(t));
       de_seen += t.context.gene_here.rfind("hde0", 0) != 0;
     }
   CHECK(de_seen > 3);
