@@ -23,6 +23,7 @@ struct RowContext {
   std::string pert_effect;   // the pert's DE and up shares in other cell lines
   std::string gene_profile;  // the gene's DE and up shares in other cell lines
   std::string gene_here;     // the gene's DE and up shares in its own cell line (default splits)
+  std::string gene_all;      // the gene's DE and up shares in every cell line
 };
 
 struct Row {

@@ -42,12 +42,16 @@ const std::vector<double> kGeneUpEdges = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8
 }  // namespace
 
 OutcomeProfile OutcomeProfile::pert_effect() {
-  return OutcomeProfile(false, false, "", {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19}, {0.2, 0.4, 0.6, 0.8});
+  return OutcomeProfile(false, Lines::kOthers, "", {0.04, 0.08, 0.11, 0.13, 0.15, 0.17, 0.19}, {0.2, 0.4, 0.6, 0.8});
 }
 
-OutcomeProfile OutcomeProfile::gene_profile() { return OutcomeProfile(true, false, "g", kGeneDeEdges, kGeneUpEdges); }
+OutcomeProfile OutcomeProfile::gene_profile() {
+  return OutcomeProfile(true, Lines::kOthers, "g", kGeneDeEdges, kGeneUpEdges);
+}
 
-OutcomeProfile OutcomeProfile::gene_here() { return OutcomeProfile(true, true, "h", kGeneDeEdges, kGeneUpEdges); }
+OutcomeProfile OutcomeProfile::gene_here() { return OutcomeProfile(true, Lines::kOwn, "h", kGeneDeEdges, kGeneUpEdges); }
+
+OutcomeProfile OutcomeProfile::gene_all() { return OutcomeProfile(true, Lines::kAll, "a", kGeneDeEdges, kGeneUpEdges); }
 
 int OutcomeProfile::pert_fold(const std::string& pert) {
   uint64_t h = 14695981039346656037ull;  // FNV-1a: the same folds on every platform and run
@@ -58,7 +62,7 @@ int OutcomeProfile::pert_fold(const std::string& pert) {
 void OutcomeProfile::add(const std::vector<Row>& rows) {
   for (const auto& r : rows) {
     Counts& c = counts_[by_gene_ ? r.gene : r.pert][r.cell_type][pert_fold(r.pert)];
-    if (own_line_) trained_perts_.insert(r.cell_type + '\t' + r.pert);
+    if (lines_ != Lines::kOthers) trained_perts_.insert(r.cell_type + '\t' + r.pert);
     ++c.rows;
     c.de += r.label != Label::kNde;
     c.up += r.label == Label::kUp;
@@ -76,11 +80,12 @@ std::string OutcomeProfile::describe(const Row& row) const {
   if (it == counts_.end()) return "none";
   Counts sum;
   // Only a pert with training rows in the line has a fold to leave out.
-  const int own_fold = own_line_ && trained_perts_.count(row.cell_type + '\t' + row.pert) ? pert_fold(row.pert) : -1;
+  const int own_fold = lines_ != Lines::kOthers && trained_perts_.count(row.cell_type + '\t' + row.pert) ? pert_fold(row.pert) : -1;
   for (const auto& [cell, folds] : it->second) {
-    if ((cell == row.cell_type) != own_line_) continue;
+    const bool own = cell == row.cell_type;
+    if ((lines_ == Lines::kOthers && own) || (lines_ == Lines::kOwn && !own)) continue;
     for (int f = 0; f < kFolds; ++f) {
-      if (f == own_fold) continue;
+      if (own && f == own_fold) continue;
       sum.rows += folds[f].rows;
       sum.de += folds[f].de;
       sum.up += folds[f].up;
@@ -99,7 +104,8 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
   ev.add(data.other_train);
   ev.attach(rows);
   auto pert = OutcomeProfile::pert_effect(), gene = OutcomeProfile::gene_profile(), here = OutcomeProfile::gene_here();
-  for (auto* p : {&pert, &gene, &here}) {
+  auto all = OutcomeProfile::gene_all();
+  for (auto* p : {&pert, &gene, &here, &all}) {
     p->add(data.train);
     p->add(data.other_train);
   }
@@ -109,6 +115,7 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
     // A held-out line has no training rows: its test rows would always read
     // "none", so training rows must too.
     r.context.gene_here = data.holdout ? "" : here.describe(r);
+    r.context.gene_all = all.describe(r);
   }
 }
 

@@ -49,6 +49,14 @@ class PairEvidence {
 // rows of one gene read the same words, and the fold of a pert, which says
 // nothing about it, does not reorder perts within a gene (per-gene AUROC).
 //
+// {gene_all} gives the target gene's shares over the training rows of every
+// cell line, the row's own line with the same fold rule ("ade2 aup4"). It is
+// what the holdout:CELL gene_majority baseline counts: a held-out row's gene
+// over all training lines. {gene_profile} leaves the row's own line out, so a
+// training row there reads one line fewer than a held-out row (two of three on
+// holdout:rpe1), and a student cannot learn from it what the three lines
+// together say; {gene_all} reads all of them on both sides.
+//
 // Why: per-gene AUROC ranks perturbations for one target gene, and a knockdown
 // that moves many genes elsewhere (an essential gene, a transcription
 // regulator) is more likely to move this one; a gene that responds to many
@@ -64,6 +72,7 @@ class OutcomeProfile {
   static OutcomeProfile pert_effect();   // words de0..de7, up0..up4
   static OutcomeProfile gene_profile();  // words gde0..gde20, gup0..gup9
   static OutcomeProfile gene_here();     // own line, other folds: hde0..hde20, hup0..hup9
+  static OutcomeProfile gene_all();      // every line, own line's other folds: ade0..ade20, aup0..aup9
 
   static constexpr int kFolds = 5;
   static int pert_fold(const std::string& pert);
@@ -78,17 +87,20 @@ class OutcomeProfile {
     int64_t rows = 0, de = 0, up = 0;
   };
   using FoldCounts = std::array<Counts, kFolds>;
+  // Which cell lines' rows a row reads; the own line always by the fold rule.
+  enum class Lines { kOthers, kOwn, kAll };
   static int bucket(const std::vector<double>& edges, double share);
-  OutcomeProfile(bool by_gene, bool own_line, std::string prefix, std::vector<double> de_edges,
+  OutcomeProfile(bool by_gene, Lines lines, std::string prefix, std::vector<double> de_edges,
                  std::vector<double> up_edges)
-      : by_gene_(by_gene), own_line_(own_line), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)),
+      : by_gene_(by_gene), lines_(lines), prefix_(std::move(prefix)), de_edges_(std::move(de_edges)),
         up_edges_(std::move(up_edges)) {}
-  bool by_gene_, own_line_;
+  bool by_gene_;
+  Lines lines_;
   std::string prefix_;
   std::vector<double> de_edges_, up_edges_;  // a share's bucket = the number of edges <= it
   // pert (or gene) -> cell line -> counts over its training rows there, per pert fold.
   std::unordered_map<std::string, std::unordered_map<std::string, FoldCounts>> counts_;
-  std::unordered_set<std::string> trained_perts_;  // "cell\tpert" of the rows added (own-line profiles)
+  std::unordered_set<std::string> trained_perts_;  // "cell\tpert" of the rows added
 };
 
 struct SplitData;

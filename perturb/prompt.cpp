@@ -40,7 +40,8 @@ std::map<std::string, std::string> row_vars(const std::string& cell, const std::
   auto or_none = [](const std::string& s) { return s.empty() ? std::string("none") : s; };
   return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene},
           {"evidence", or_none(c.evidence)}, {"pert_effect", or_none(c.pert_effect)},
-          {"gene_profile", or_none(c.gene_profile)}, {"gene_here", or_none(c.gene_here)}};
+          {"gene_profile", or_none(c.gene_profile)}, {"gene_here", or_none(c.gene_here)},
+          {"gene_all", or_none(c.gene_all)}};
 }
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -135,9 +136,16 @@ std::string PromptTemplate::render_user(const std::string& cell, const std::stri
 }
 
 bool PromptTemplate::uses_evidence() const {
-  for (const char* key : {"{evidence}", "{pert_effect}", "{gene_profile}", "{gene_here}"})
+  for (const char* key : {"{evidence}", "{pert_effect}", "{gene_profile}", "{gene_here}", "{gene_all}"})
     if (system.find(key) != std::string::npos || user.find(key) != std::string::npos) return true;
   return false;
+}
+
+Row blind_view(const Row& row) {
+  Row out = row;
+  out.pert = kBlindName;
+  out.gene = kBlindName;
+  return out;
 }
 
 std::string PromptTemplate::render_answer(Label label) const {

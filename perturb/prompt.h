@@ -9,7 +9,8 @@
 // pert's DE and up shares in other cell lines' training rows as bucket words;
 // "none" when absent), {gene_profile} (the same for the target gene),
 // {gene_here} (the target gene's shares in the row's own cell line over other
-// perts' training rows; default splits only);
+// perts' training rows; default splits only), {gene_all} (its shares over
+// every cell line's training rows, the own line by the same fold rule);
 // [answer] also {label}. The section text is taken verbatim
 // between its header line and the next header (the final newline is dropped),
 // so leading spaces in [answer] matter: they decide how the label tokenizes.
@@ -38,10 +39,19 @@ struct PromptTemplate {
   std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene,
                           const RowContext& context = {}) const;
   // Whether the system or user text uses a RowContext placeholder ({evidence},
-  // {pert_effect}, {gene_profile}, {gene_here}), so rows need it attached.
+  // {pert_effect}, {gene_profile}, {gene_here}, {gene_all}), so rows need it attached.
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
 };
+
+// The name-blind view of a row: a copy whose pert and gene are written
+// kBlindName, its RowContext kept. A student trained on some rows in this view
+// learns to answer from the counts in its prompt alone, which rank rows across
+// genes better than names do on a cell line the names were never measured in;
+// scoring both views and averaging them keeps what the names add within a gene
+// (eval's blind_view, demo's blind_fraction).
+inline constexpr const char* kBlindName = "?";
+Row blind_view(const Row& row);
 
 // Names of the built-in templates.
 std::vector<std::string> builtin_prompt_names();

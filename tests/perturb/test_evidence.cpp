@@ -214,3 +214,73 @@ TEST_CASE("{gene_here} on a default split: recounted from the line's training ro
   attach_split_evidence(ho, ho_train);
   for (const auto& r : ho_train) REQUIRE(r.context.gene_here.empty());
 }
+
+TEST_CASE("gene all: the gene's shares over every line, its own line by the fold rule", "[evidence]") {
+  // Perts P0, P1, ... grouped by fold until two folds have three each (as above).
+  std::map<int, std::vector<std::string>> by_fold;
+  std::vector<int> full;
+  for (int i = 0; full.size() < 2; ++i) {
+    const std::string p = "P" + std::to_string(i);
+    auto& names = by_fold[OutcomeProfile::pert_fold(p)];
+    if (names.size() == 3) continue;
+    names.push_back(p);
+    if (names.size() == 3) full.push_back(OutcomeProfile::pert_fold(p));
+  }
+  const auto& fold_a = by_fold[full[0]];
+  const auto& fold_b = by_fold[full[1]];
+  std::vector<Row> rows;
+  for (const auto& p : fold_a) rows.push_back(row("k562", p.c_str(), "G", Label::kUp));  // 3 up
+  rows.push_back(row("k562", fold_b[0].c_str(), "G", Label::kDown));                     // 1 down, 2 nde
+  rows.push_back(row("k562", fold_b[1].c_str(), "G", Label::kNde));
+  rows.push_back(row("k562", fold_b[2].c_str(), "G", Label::kNde));
+  rows.push_back(row("hepg2", fold_b[0].c_str(), "G", Label::kUp));
+  auto a = OutcomeProfile::gene_all();
+  a.add(rows);
+  // A fold-a k562 row: k562 fold b (1 down, 2 nde) and all of hepg2 (1 up):
+  // 2 of 4 DE (bucket 11: 0.5 >= 0.5), 1 of 2 up (bucket 5).
+  for (const auto& p : fold_a) CHECK(a.describe(row("k562", p.c_str(), "G", Label::kUp)) == "ade11 aup5");
+  // A fold-b k562 row: k562 fold a and hepg2, 4 of 4 up, whatever its own label.
+  CHECK(a.describe(row("k562", fold_b[1].c_str(), "G", Label::kNde)) == "ade20 aup9");
+  CHECK(a.describe(row("k562", fold_b[0].c_str(), "G", Label::kDown)) == "ade20 aup9");
+  // A held-out line's row reads every row: 5 of 7 DE (bucket 15), 4 of 5 up (bucket 8).
+  CHECK(a.describe(row("rpe1", "Q", "G", Label::kNde)) == "ade15 aup8");
+  // A HepG2 row of fold_b[0] leaves out HepG2's fold b, not k562's rows:
+  // 4 of 6 DE (bucket 14), 3 of 4 up (bucket 7).
+  CHECK(a.describe(row("hepg2", fold_b[0].c_str(), "G", Label::kUp)) == "ade14 aup7");
+  CHECK(a.describe(row("rpe1", "Q", "H", Label::kNde)) == "none");
+  const auto t = PromptTemplate::load("compact-all");
+  CHECK(t.uses_evidence());
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "", "", "", "ade3 aup1"}) == "rpe1 A G | up | none | ade3 aup1 ->");
+}
+
+TEST_CASE("{gene_all} on holdout:rpe1: held-out rows read every training line, training rows all but their fold",
+          "[evidence]") {
+  const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
+  std::vector<Row> test(d.test.begin(), d.test.begin() + 3000);
+  std::vector<Row> train;
+  for (size_t i = 0; i < d.train.size(); i += 4001) train.push_back(d.train[i]);  // every training line
+  attach_split_evidence(d, test);
+  attach_split_evidence(d, train);
+  const auto a = OutcomeProfile::gene_all();
+  std::map<std::string, std::string> words_of_gene;
+  int de_seen = 0;
+  for (size_t i = 0; i < test.size(); ++i) {
+    const Row& t = test[i];
+    CHECK(words_of_gene.emplace(t.gene, t.context.gene_all).first->second == t.context.gene_all);
+    if (i % 197) continue;
+    INFO(t.pert << " " << t.gene << ": " << t.context.gene_all);
+    CHECK(t.context.gene_all == recount(a, "a", d.train, [&](const Row& r) { return r.gene == t.gene; }));
+    de_seen += t.context.gene_all.rfind("ade0", 0) != 0;
+  }
+  CHECK(de_seen > 3);
+  std::set<std::string> lines;
+  for (const Row& t : train) {
+    INFO(t.cell_type << " " << t.pert << " " << t.gene << ": " << t.context.gene_all);
+    lines.insert(t.cell_type);
+    CHECK(t.context.gene_all == recount(a, "a", d.train, [&](const Row& r) {
+            return r.gene == t.gene &&
+                   (r.cell_type != t.cell_type || OutcomeProfile::pert_fold(r.pert) != OutcomeProfile::pert_fold(t.pert));
+          }));
+  }
+  CHECK(lines.size() == 3);
+}
