@@ -18,6 +18,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--test-fraction", o->test_fraction, "held-out rows evaluated")->capture_default_str();
   cmd.add_option("--val-fraction", o->val_fraction, "training (cell line, pert) groups kept for calibration")
       ->capture_default_str();
+  cmd.add_option("--blind-fraction", o->blind_fraction,
+                 "training rows also trained on with names hidden; > 0 scores the mean of both views")
+      ->capture_default_str();
   cmd.add_flag("!--no-calibrate", o->calibrate, "argmax decisions, no offsets fitted on validation rows");
   cmd.add_flag("--full", o->full, "every training and test row (sized for a GPU)");
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();

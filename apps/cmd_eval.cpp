@@ -37,6 +37,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
   cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
   cmd.add_option("--offsets", o->offsets, "score mode: decision offsets JSON (from `synthpert calibrate`)");
+  cmd.add_flag("--blind-view", c.blind_view,
+               "score mode: mean of each row's log-likelihoods with and without its pert and gene names");
   cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
   cmd.add_flag("--overwrite", c.overwrite, "start over instead of resuming an earlier run in --out");
   cmd.add_option("--out", o->out, "output folder")->required();

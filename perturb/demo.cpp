@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "common/error.h"
@@ -39,15 +40,16 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
                      const std::string& dir) {
   make_dirs(dir);
   std::string corpus, symbols;
-  std::set<std::string> names = {"k562", "rpe1", "hepg2", "jurkat"};
+  std::set<std::string> names = {"k562", "rpe1", "hepg2", "jurkat", kBlindName};
   if (!prompt_cell.empty()) names.insert(prompt_cell);
   for (const auto& r : rows) {
     const std::string& cell = prompt_cell.empty() ? r.cell_type : prompt_cell;
     corpus += tmpl.render_user(cell, r.pert, r.gene, r.context) + tmpl.render_answer(r.label) + "\n";
     names.insert(r.pert);
     names.insert(r.gene);
-    // Bucket words of {pert_effect}, {gene_profile} and {gene_here} ("de3", "gup1") as whole pieces too.
-    for (const std::string* words : {&r.context.pert_effect, &r.context.gene_profile, &r.context.gene_here})
+    // Bucket words of the profiles ("de3", "gup1") as whole pieces too.
+    for (const std::string* words :
+         {&r.context.pert_effect, &r.context.gene_profile, &r.context.gene_here, &r.context.gene_all})
       for (size_t pos = 0; pos < words->size();) {
         size_t end = words->find(' ', pos);
         if (end == std::string::npos) end = words->size();
@@ -71,20 +73,30 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
   std::filesystem::remove(corpus_path);
 }
 
-std::vector<trainer::SftExample> make_examples(const std::vector<Row>& rows, const PromptEncoder& enc) {
+trainer::SftExample make_example(const Row& row, const PromptEncoder& enc, std::string origin) {
+  const auto prompt = enc.prompt_ids(row);
+  const auto answer = enc.answer_ids(row, prompt)[label_index(row.label)];
+  trainer::SftExample e;
+  e.ids = prompt;
+  e.ids.insert(e.ids.end(), answer.begin(), answer.end());
+  e.loss_mask.assign(prompt.size(), 0);
+  e.loss_mask.resize(e.ids.size(), 1);
+  e.origin = std::move(origin);
+  return e;
+}
+
+// Every row as written, then the name-blind view of a seeded `blind_fraction`
+// of them (the trainer shuffles, so the two kinds mix in every batch).
+std::vector<trainer::SftExample> make_examples(const std::vector<Row>& rows, const PromptEncoder& enc,
+                                               double blind_fraction, uint64_t seed) {
   std::vector<trainer::SftExample> out;
   out.reserve(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto prompt = enc.prompt_ids(rows[i]);
-    const auto answer = enc.answer_ids(rows[i], prompt)[label_index(rows[i].label)];
-    trainer::SftExample e;
-    e.ids = prompt;
-    e.ids.insert(e.ids.end(), answer.begin(), answer.end());
-    e.loss_mask.assign(prompt.size(), 0);
-    e.loss_mask.resize(e.ids.size(), 1);
-    e.origin = str_cat("row ", i + 1, " (", rows[i].cell_type, " ", rows[i].pert, " ", rows[i].gene, ")");
-    out.push_back(std::move(e));
-  }
+  auto where = [&](size_t i) { return str_cat("row ", i + 1, " (", rows[i].cell_type, " ", rows[i].pert, " ", rows[i].gene, ")"); };
+  for (size_t i = 0; i < rows.size(); ++i) out.push_back(make_example(rows[i], enc, where(i)));
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 17);
+  std::bernoulli_distribution pick(blind_fraction);
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (blind_fraction > 0 && pick(rng)) out.push_back(make_example(blind_view(rows[i]), enc, where(i) + ", name-blind"));
   return out;
 }
 
@@ -100,9 +112,10 @@ ClassOffsets calibrate(const std::string& model_dir, const PromptTemplate& tmpl,
   std::vector<std::array<double, 3>> logp;
   std::vector<Label> labels;
   ProgressBar bar("calibrate", static_cast<int64_t>(val.size()), "rows");
+  const bool blind = o.blind_fraction > 0;
   for (size_t b = 0; b < val.size(); b += 512) {
     const size_t e = std::min(val.size(), b + 512);
-    for (const auto& lp : score_answers(model, enc, val, b, e)) logp.push_back(lp);
+    for (const auto& lp : score_views(model, enc, val, b, e, blind).combined) logp.push_back(lp);
     bar.advance(static_cast<int64_t>(e - b));
   }
   for (const auto& r : val) labels.push_back(r.label);
@@ -169,7 +182,9 @@ json run_demo(const DemoOptions& o) {
   const int64_t params = engine::init_model(cfg, model_dir, io);
   say(str_cat("3/6 student: llama, hidden ", o.hidden, ", ", o.layers, " layers, ", params, " parameters"));
 
-  auto examples = make_examples(train_rows, enc);
+  SP_CHECK_INPUT(o.blind_fraction >= 0 && o.blind_fraction <= 1, "--blind-fraction must be in [0, 1], got ",
+                 o.blind_fraction);
+  auto examples = make_examples(train_rows, enc, o.blind_fraction, o.seed);
   auto all = trainer::finalize_examples(std::move(examples), cfg.max_position_embeddings, cfg.vocab_size,
                                         trainer::Overlong::kError);
   trainer::SftDataset train;
@@ -190,7 +205,8 @@ json run_demo(const DemoOptions& o) {
   std::filesystem::remove_all(t.out_dir);  // a demo run starts over
   auto comm = trainer::Communicator::create(trainer::DistEnv{}, engine::parse_device(o.device),
                                             std::chrono::seconds(60));
-  say(str_cat("4/6 training: ", train.examples.size(), " examples x ", o.epochs, " epochs, batch ", o.batch));
+  say(str_cat("4/6 training: ", train.examples.size(), " examples (", train.examples.size() - train_rows.size(),
+              " name-blind) x ", o.epochs, " epochs, batch ", o.batch));
   const auto result = trainer::run_training(t, train, {}, *comm);
   std::filesystem::copy_file(path_join(model_dir, "tokenizer.model"), path_join(result.output_dir, "tokenizer.model"),
                              std::filesystem::copy_options::overwrite_existing);
@@ -213,6 +229,7 @@ json run_demo(const DemoOptions& o) {
   ec.bootstrap = o.bootstrap;
   ec.overwrite = true;
   ec.offsets = offsets;
+  ec.blind_view = o.blind_fraction > 0;
   say(str_cat("6/6 evaluation: ", spec.holdout ? "held-out " + spec.held_out : o.split + " test", " rows (",
               test_fraction * 100, "%), score mode"));
   const json metrics = run_eval(ec, path_join(o.out_dir, "eval"));

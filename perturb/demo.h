@@ -12,6 +12,7 @@
 //      the pair's outcomes in the other cell lines and, on default splits, the
 //      gene's outcomes under other perts of its own line; loss on the answer
 //      tokens only) with the trainer
+//      plus a name-blind copy of a share of the rows (perturb/prompt.h: blind_view)
 //   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h)
 //   6. score-mode evaluation on the test rows with those offsets, baselines on the
 //      same rows, the report (markdown + SVG) and the metrics table on stderr
@@ -38,6 +39,10 @@ struct DemoOptions {
   // default splits each row's own line. "own" or another word: forced.
   std::string prompt_cell = "auto";
   double val_fraction = 0.05;   // of the training (cell line, pert) groups
+  // Share of the training rows also trained on in their name-blind view
+  // (perturb/prompt.h); above 0, validation and test rows are scored as the
+  // mean of both views (EvalConfig::blind_view). 0: names only.
+  double blind_fraction = 0;
   bool calibrate = true;        // fit decision offsets on the validation rows
   bool full = false;            // every row (a GPU-sized job)
   std::string device = "cpu";

@@ -34,6 +34,7 @@ json result_config(const EvalConfig& c) {
             {"dtype", c.dtype}};
   if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
   if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
+  if (c.blind_view) j["blind_view"] = true;
   if (c.mode == "generate")
     j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", c.sampling.temperature},
                        {"top_p", c.sampling.top_p}, {"top_k", c.sampling.top_k}};
@@ -95,14 +96,15 @@ Label argmax3(const std::array<double, 3>& p) {
 
 std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
                               const std::vector<Row>& rows, size_t begin, size_t end) {
-  const auto logp = score_answers(model, enc, rows, begin, end);
+  const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view);
   std::vector<json> out;
-  for (size_t k = 0; k < logp.size(); ++k) {
+  for (size_t k = 0; k < s.combined.size(); ++k) {
     Prediction p = base_prediction(rows[begin + k]);
-    p.probs = answer_probs(logp[k], cfg.offsets);
+    p.probs = answer_probs(s.combined[k], cfg.offsets);
     p.prediction = argmax3(*p.probs);
     json line = prediction_to_json(p);
-    line["logprobs"] = logp[k];
+    line["logprobs"] = s.combined[k];
+    if (cfg.blind_view) line["logprobs_views"] = {s.named[k], s.blind[k]};
     out.push_back(std::move(line));
   }
   return out;
@@ -169,12 +171,31 @@ std::vector<std::array<double, 3>> score_answers(const engine::Transformer& mode
   return out;
 }
 
+ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
+                       size_t begin, size_t end, bool blind_view) {
+  ViewScores s;
+  s.named = score_answers(model, enc, rows, begin, end);
+  if (!blind_view) {
+    s.combined = s.named;
+    return s;
+  }
+  std::vector<Row> blind;
+  blind.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) blind.push_back(perturb::blind_view(rows[i]));
+  s.blind = score_answers(model, enc, blind, 0, blind.size());
+  s.combined.resize(s.named.size());
+  for (size_t k = 0; k < s.named.size(); ++k)
+    for (int c = 0; c < 3; ++c) s.combined[k][c] = 0.5 * (s.named[k][c] + s.blind[k][c]);
+  return s;
+}
+
 json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   SP_CHECK_INPUT(cfg.mode == "score" || cfg.mode == "generate", "--mode: expected score or generate, got '",
                  cfg.mode, "'");
   SP_CHECK_INPUT(cfg.part == "test" || cfg.part == "train", "--part: expected test or train, got '", cfg.part, "'");
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
   SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
+  SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
@@ -262,6 +283,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                     {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
   if (cfg.offsets.any()) report.details["decision offsets (up, down, nde)"] = cfg.offsets.add;
   if (!cfg.prompt_cell.empty()) report.details["cell line in prompts"] = cfg.prompt_cell;
+  if (cfg.blind_view) report.details["views"] = "mean of named and name-blind log-likelihoods";
   json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()}};
   for (const auto& [name, m] : report.baselines) result["baselines"][name] = m;
   write_file_atomic(path_join(out_dir, "metrics.json"), result.dump(2) + "\n");

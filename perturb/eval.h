@@ -39,6 +39,10 @@ struct EvalConfig {
   // Score mode: added to the three answers' log-likelihoods before softmax and
   // argmax (perturb/calibration.h); predictions keep the raw "logprobs".
   ClassOffsets offsets;
+  // Score mode: also score each row's name-blind view (perturb/prompt.h) and
+  // use the mean of the two views' log-likelihoods; predictions keep both
+  // views' under "logprobs_views" (named, blind).
+  bool blind_view = false;
   int bootstrap = 1000;
   bool overwrite = false;
   bool progress = true;
@@ -48,6 +52,14 @@ struct EvalConfig {
 // prompt; rows whose answer tokens agree share one batched call.
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
                                                  const std::vector<Row>& rows, size_t begin, size_t end);
+
+// score_answers of the rows as written and, with `blind_view`, of their
+// name-blind views; `combined` is the mean of the two (or the named scores).
+struct ViewScores {
+  std::vector<std::array<double, 3>> combined, named, blind;
+};
+ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
+                       size_t begin, size_t end, bool blind_view);
 
 // Probabilities of the three answers from log-likelihoods plus offsets.
 std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets);

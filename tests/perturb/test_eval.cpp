@@ -118,6 +118,62 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   CHECK(std::filesystem::exists(tmp.path + "/out/confusion.svg"));
 }
 
+TEST_CASE("blind view: the mean of the named and name-blind prompts' log-likelihoods", "[eval]") {
+  const Row named{"rpe1", "AAMP", "DEK", Label::kUp, true, RowContext{"up", "", "", "", "ade3"}};
+  const Row blind = blind_view(named);
+  CHECK(blind.pert == "?");
+  CHECK(blind.gene == "?");
+  CHECK(blind.context.evidence == "up");
+  CHECK(blind.context.gene_all == "ade3");
+  CHECK(blind.label == Label::kUp);
+
+  test::TempDir tmp("eval-blind");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  cfg.blind_view = true;
+  const json result = run_eval(cfg, tmp.path + "/out");
+  CHECK(result["config"]["blind_view"] == true);
+  const auto lines = read_jsonl(tmp.path + "/out/predictions.jsonl");
+  REQUIRE(lines.size() > 20);
+  const PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kOff);
+  const int64_t V = enc.tokenizer().vocab_size();
+  // Each view's log-likelihoods from the python reference forward.
+  auto reference = [&](const Row& row) {
+    const auto prompt = enc.prompt_ids(row);
+    const auto answers = enc.answer_ids(row, prompt);
+    std::array<double, 3> lp{};
+    for (int k = 0; k < 3; ++k) {
+      std::vector<int64_t> ids = prompt;
+      ids.insert(ids.end(), answers[k].begin(), answers[k].end());
+      const auto logits = test::reference_logits(model, ids);
+      for (size_t j = 0; j < answers[k].size(); ++j)
+        lp[k] += log_softmax_at(logits, V, static_cast<int64_t>(prompt.size() + j) - 1, answers[k][j]);
+    }
+    return lp;
+  };
+  for (size_t i : {size_t(3), lines.size() - 1}) {
+    const auto& l = lines[i];
+    const Row row{l["cell_type"], l["pert"], l["gene"], Label::kNde, true, {}};
+    const auto with_names = reference(row), without = reference(blind_view(row));
+    CHECK(enc.prompt_text(blind_view(row)) == "rpe1 ? ? ->");
+    double differ = 0;
+    for (int k = 0; k < 3; ++k) {
+      INFO("row " << i << " answer " << k);
+      CHECK(l["logprobs_views"][0][k].get<double>() == Approx(with_names[k]).margin(1e-4));
+      CHECK(l["logprobs_views"][1][k].get<double>() == Approx(without[k]).margin(1e-4));
+      CHECK(l["logprobs"][k].get<double>() == Approx(0.5 * (with_names[k] + without[k])).margin(1e-4));
+      differ = std::max(differ, std::abs(with_names[k] - without[k]));
+    }
+    CHECK(differ > 1e-3);  // the names change what the model says
+  }
+  // The same folder without the blind view is refused, naming the setting.
+  cfg.blind_view = false;
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/out"), Catch::Contains("blind_view:"));
+  cfg.blind_view = true;
+  cfg.mode = "generate";
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/gen"), Catch::Contains("--blind-view applies to --mode score only"));
+}
+
 TEST_CASE("an interrupted evaluation resumes to the same predictions", "[eval]") {
   test::TempDir tmp("eval-resume");
   const std::string model = make_model(tmp.path);
@@ -275,7 +331,7 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   test::TempDir tmp("demo");
   const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
                                    test::synthpert_bin() +
-                                   " demo --out \"out dir\" --train-fraction 0.01 --test-fraction 0.002 --val-fraction 0.003 "
+                                   " demo --out \"out dir\" --blind-fraction 0.5 --train-fraction 0.01 --test-fraction 0.002 --val-fraction 0.003 "
                                    "--epochs 1 --batch 64 --hidden 32 --bootstrap 20");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -290,6 +346,12 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   CHECK(cal["validation_rows"].get<int64_t>() > 0);
   CHECK(cal["macro_f1_after"].get<double>() >= cal["macro_f1_before"].get<double>());
   CHECK(summary["offsets"] == cal["offsets"]);
+  // Half the training rows were also trained on name-blind, and the test rows
+  // were scored in both views.
+  CHECK_THAT(r.err, Catch::Contains(" name-blind) x 1 epochs"));
+  const auto lines = read_jsonl(tmp.path + "/out dir/eval/predictions.jsonl");
+  REQUIRE(!lines.empty());
+  CHECK(lines[0]["logprobs_views"].size() == 2);
 }
 
 TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {
