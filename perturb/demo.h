@@ -8,15 +8,17 @@
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
-//   4. full fine-tuning on direct answers (compact-here prompt template: the row,
-//      the pair's outcomes in the other cell lines and, on default splits, the
-//      gene's outcomes under other perts of its own line; loss on the answer
-//      tokens only) with the trainer
-//      plus a name-blind copy of a share of the rows (perturb/prompt.h: blind_view)
-//   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h)
-//   6. score-mode evaluation on the test rows with those offsets, baselines on the
-//      same rows, the report (markdown + SVG) and the metrics table on stderr
-// Defaults fit a 2-core CPU in well under 15 minutes by subsampling rows;
+//   4. full fine-tuning on direct answers (compact-all prompt template: the row,
+//      the pair's outcomes in the other cell lines, the gene's outcomes under
+//      other perts of its own line (default splits) and over every training
+//      line; loss on the answer tokens only) with the trainer, plus the
+//      name-blind view of half the rows (perturb/prompt.h: blind_view)
+//   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h),
+//      each scored as the mean of its two views' log-likelihoods
+//   6. score-mode evaluation on the test rows (both views) with those offsets,
+//      baselines on the same rows, the report (markdown + SVG) and the metrics
+//      table on stderr
+// Defaults fit a 2-core CPU in under 15 minutes by subsampling rows;
 // `full` uses every training and test row.
 #pragma once
 
@@ -28,10 +30,11 @@ namespace synthpert::perturb {
 struct DemoOptions {
   std::string data_dir, out_dir = "demo-out";
   std::string split = "holdout:rpe1";  // holdout:CELL, default or default:CELL[,CELL]
-  // compact-here: the pair's outcomes in the other cell lines' training rows
-  // and the gene's outcome shares in its own line (default splits only;
-  // perturb/evidence.h); compact-evidence: the first only; compact: neither.
-  std::string prompt = "compact-here";
+  // compact-all: the pair's outcomes in the other cell lines' training rows,
+  // the gene's outcome shares in its own line (default splits only) and over
+  // every training line (perturb/evidence.h); compact-here: the first two;
+  // compact-evidence: the first only; compact: none.
+  std::string prompt = "compact-all";
   double train_fraction = 0.3, test_fraction = 0.1;
   // How prompts name the cell line. "auto": for holdout:CELL every row says
   // "any" (the held-out line was never seen, so the student learns what holds
@@ -42,7 +45,7 @@ struct DemoOptions {
   // Share of the training rows also trained on in their name-blind view
   // (perturb/prompt.h); above 0, validation and test rows are scored as the
   // mean of both views (EvalConfig::blind_view). 0: names only.
-  double blind_fraction = 0;
+  double blind_fraction = 0.5;
   bool calibrate = true;        // fit decision offsets on the validation rows
   bool full = false;            // every row (a GPU-sized job)
   std::string device = "cpu";
