@@ -26,6 +26,32 @@ std::string recount(const OutcomeProfile& prof, const std::string& prefix, const
   if (de > 0) want += " " + prefix + "up" + std::to_string(prof.up_bucket(double(up) / double(de)));
   return want;
 }
+
+// Pert names P0, P1, ... of two hash folds, three each (fold a, fold b), and
+// rows of gene G over them: k562 fold a all up; k562 fold b one down, two NDE;
+// one HepG2 row (fold_b[0], up).
+struct FoldFixture {
+  std::vector<std::string> fold_a, fold_b;
+  std::vector<Row> rows;
+  FoldFixture() {
+    std::map<int, std::vector<std::string>> by_fold;
+    std::vector<int> full;
+    for (int i = 0; full.size() < 2; ++i) {
+      const std::string p = "P" + std::to_string(i);
+      auto& names = by_fold[OutcomeProfile::pert_fold(p)];
+      if (names.size() == 3) continue;
+      names.push_back(p);
+      if (names.size() == 3) full.push_back(OutcomeProfile::pert_fold(p));
+    }
+    fold_a = by_fold[full[0]];
+    fold_b = by_fold[full[1]];
+    for (const auto& p : fold_a) rows.push_back(row("k562", p.c_str(), "G", Label::kUp));
+    rows.push_back(row("k562", fold_b[0].c_str(), "G", Label::kDown));
+    rows.push_back(row("k562", fold_b[1].c_str(), "G", Label::kNde));
+    rows.push_back(row("k562", fold_b[2].c_str(), "G", Label::kNde));
+    rows.push_back(row("hepg2", fold_b[0].c_str(), "G", Label::kUp));
+  }
+};
 }  // namespace
 
 TEST_CASE("evidence lists the pair's outcomes in other cell lines only", "[evidence]") {
@@ -131,25 +157,10 @@ TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from t
 }
 
 TEST_CASE("gene here: the gene's shares in its own line, over perts of other folds only", "[evidence]") {
-  // Perts P0, P1, ... grouped by fold until two folds have three each.
-  std::map<int, std::vector<std::string>> by_fold;
-  std::vector<int> full;
-  for (int i = 0; full.size() < 2; ++i) {
-    const std::string p = "P" + std::to_string(i);
-    const int f = OutcomeProfile::pert_fold(p);
-    auto& names = by_fold[f];
-    if (names.size() == 3) continue;
-    names.push_back(p);
-    if (names.size() == 3) full.push_back(f);
-  }
-  const auto& fold_a = by_fold[full[0]];
-  const auto& fold_b = by_fold[full[1]];
-  std::vector<Row> rows;
-  for (const auto& p : fold_a) rows.push_back(row("k562", p.c_str(), "G", Label::kUp));     // 3 up
-  rows.push_back(row("k562", fold_b[0].c_str(), "G", Label::kDown));                        // 1 down, 2 nde
-  rows.push_back(row("k562", fold_b[1].c_str(), "G", Label::kNde));
-  rows.push_back(row("k562", fold_b[2].c_str(), "G", Label::kNde));
-  rows.push_back(row("hepg2", fold_b[0].c_str(), "G", Label::kUp));                         // another line: never counted
+  const FoldFixture fx;
+  const auto& fold_a = fx.fold_a;
+  const auto& fold_b = fx.fold_b;
+  const auto& rows = fx.rows;  // the HepG2 row is another line: never counted for k562
   auto h = OutcomeProfile::gene_here();
   h.add(rows);
   // A fold-a row sees only fold b: 1/3 DE, 0 up. Every fold-a row reads the
@@ -216,24 +227,10 @@ TEST_CASE("{gene_here} on a default split: recounted from the line's training ro
 }
 
 TEST_CASE("gene all: the gene's shares over every line, its own line by the fold rule", "[evidence]") {
-  // Perts P0, P1, ... grouped by fold until two folds have three each (as above).
-  std::map<int, std::vector<std::string>> by_fold;
-  std::vector<int> full;
-  for (int i = 0; full.size() < 2; ++i) {
-    const std::string p = "P" + std::to_string(i);
-    auto& names = by_fold[OutcomeProfile::pert_fold(p)];
-    if (names.size() == 3) continue;
-    names.push_back(p);
-    if (names.size() == 3) full.push_back(OutcomeProfile::pert_fold(p));
-  }
-  const auto& fold_a = by_fold[full[0]];
-  const auto& fold_b = by_fold[full[1]];
-  std::vector<Row> rows;
-  for (const auto& p : fold_a) rows.push_back(row("k562", p.c_str(), "G", Label::kUp));  // 3 up
-  rows.push_back(row("k562", fold_b[0].c_str(), "G", Label::kDown));                     // 1 down, 2 nde
-  rows.push_back(row("k562", fold_b[1].c_str(), "G", Label::kNde));
-  rows.push_back(row("k562", fold_b[2].c_str(), "G", Label::kNde));
-  rows.push_back(row("hepg2", fold_b[0].c_str(), "G", Label::kUp));
+  const FoldFixture fx;
+  const auto& fold_a = fx.fold_a;
+  const auto& fold_b = fx.fold_b;
+  const auto& rows = fx.rows;
   auto a = OutcomeProfile::gene_all();
   a.add(rows);
   // A fold-a k562 row: k562 fold b (1 down, 2 nde) and all of hepg2 (1 up):
