@@ -7,6 +7,9 @@ namespace {
 
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<perturb::DemoOptions>();
+  // A plain flag, inverted at run time: CLI11's "!--no-calibrate" form prints
+  // the bound default in --help ("--no-calibrate{false}").
+  auto no_calibrate = std::make_shared<bool>(false);
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--out", o->out_dir, "output folder")->capture_default_str();
   cmd.add_option("--split", o->split, "holdout:CELL | default | default:CELL[,CELL]")->capture_default_str();
@@ -21,7 +24,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--blind-fraction", o->blind_fraction,
                  "training rows also trained on with names hidden; > 0 scores the mean of both views")
       ->capture_default_str();
-  cmd.add_flag("!--no-calibrate", o->calibrate, "argmax decisions, no offsets fitted on validation rows");
+  cmd.add_flag("--no-calibrate", *no_calibrate, "argmax decisions, no offsets fitted on validation rows");
   cmd.add_flag("--full", o->full, "every training and test row (sized for a GPU)");
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   cmd.add_option("--hidden", o->hidden, "student hidden size")->capture_default_str();
@@ -31,7 +34,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--lr", o->lr, "peak learning rate (cosine schedule)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "seed of subsampling, init and data order")->capture_default_str();
   cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95")->capture_default_str();
-  return [o] {
+  return [o, no_calibrate] {
+    o->calibrate = !*no_calibrate;
     print_json(perturb::run_demo(*o));
     return 0;
   };
