@@ -27,7 +27,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--part", o->part, "train | test")->capture_default_str();
   cmd.add_option("--fraction", o->fraction, "keep this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "subsampling seed")->capture_default_str();
-  cmd.add_option("--prompt-template", o->prompt, "reasoning | compact | compact-evidence | compact-here | compact-all | compact-context | FILE")->capture_default_str();
+  cmd.add_option("--prompt-template", o->prompt, perturb::prompt_template_choices())->capture_default_str();
   cmd.add_flag("--with-answer", o->with_answer,
                "append the true answer as an assistant turn (direct-answer training data)");
   cmd.add_option("--out", o->out, "output JSONL")->required();

@@ -1,5 +1,6 @@
 // `synthpert eval`: a model on a PerturbQA split, beside the baselines (perturb/eval.h).
 #include "apps/command.h"
+#include "perturb/prompt.h"
 #include "perturb/eval.h"
 
 namespace synthpert::cli {
@@ -21,7 +22,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--part", c.part, "test | train")->capture_default_str();
   cmd.add_option("--mode", c.mode, "score (answer log-likelihoods) | generate (parse the written answer)")
       ->capture_default_str();
-  cmd.add_option("--prompt-template", c.prompt, "reasoning | compact | compact-evidence | compact-here | compact-all | compact-context | FILE")->capture_default_str();
+  cmd.add_option("--prompt-template", c.prompt, perturb::prompt_template_choices())->capture_default_str();
   cmd.add_option("--prompt-cell", c.prompt_cell,
                  "render every row's cell line as this word (for students trained without cell identity)");
   cmd.add_flag("--chat", o->chat, "require the model's chat template");

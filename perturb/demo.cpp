@@ -91,12 +91,14 @@ std::vector<trainer::SftExample> make_examples(const std::vector<Row>& rows, con
                                                double blind_fraction, uint64_t seed) {
   std::vector<trainer::SftExample> out;
   out.reserve(rows.size());
-  auto where = [&](size_t i) { return str_cat("row ", i + 1, " (", rows[i].cell_type, " ", rows[i].pert, " ", rows[i].gene, ")"); };
+  auto where = [&](size_t i) {
+    return str_cat("row ", i + 1, " (", rows[i].cell_type, " ", rows[i].pert, " ", rows[i].gene, ")");
+  };
   for (size_t i = 0; i < rows.size(); ++i) out.push_back(make_example(rows[i], enc, where(i)));
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 17);
   std::bernoulli_distribution pick(blind_fraction);
   for (size_t i = 0; i < rows.size(); ++i)
-    if (blind_fraction > 0 && pick(rng)) out.push_back(make_example(blind_view(rows[i]), enc, where(i) + ", name-blind"));
+    if (pick(rng)) out.push_back(make_example(blind_view(rows[i]), enc, where(i) + ", name-blind"));
   return out;
 }
 

@@ -49,9 +49,13 @@ OutcomeProfile OutcomeProfile::gene_profile() {
   return OutcomeProfile(true, Lines::kOthers, "g", kGeneDeEdges, kGeneUpEdges);
 }
 
-OutcomeProfile OutcomeProfile::gene_here() { return OutcomeProfile(true, Lines::kOwn, "h", kGeneDeEdges, kGeneUpEdges); }
+OutcomeProfile OutcomeProfile::gene_here() {
+  return OutcomeProfile(true, Lines::kOwn, "h", kGeneDeEdges, kGeneUpEdges);
+}
 
-OutcomeProfile OutcomeProfile::gene_all() { return OutcomeProfile(true, Lines::kAll, "a", kGeneDeEdges, kGeneUpEdges); }
+OutcomeProfile OutcomeProfile::gene_all() {
+  return OutcomeProfile(true, Lines::kAll, "a", kGeneDeEdges, kGeneUpEdges);
+}
 
 int OutcomeProfile::pert_fold(const std::string& pert) {
   uint64_t h = 14695981039346656037ull;  // FNV-1a: the same folds on every platform and run
@@ -80,7 +84,8 @@ std::string OutcomeProfile::describe(const Row& row) const {
   if (it == counts_.end()) return "none";
   Counts sum;
   // Only a pert with training rows in the line has a fold to leave out.
-  const int own_fold = lines_ != Lines::kOthers && trained_perts_.count(row.cell_type + '\t' + row.pert) ? pert_fold(row.pert) : -1;
+  const bool has_fold = lines_ != Lines::kOthers && trained_perts_.count(row.cell_type + '\t' + row.pert) > 0;
+  const int own_fold = has_fold ? pert_fold(row.pert) : -1;
   for (const auto& [cell, folds] : it->second) {
     const bool own = cell == row.cell_type;
     if ((lines_ == Lines::kOthers && own) || (lines_ == Lines::kOwn && !own)) continue;

@@ -58,6 +58,12 @@ std::vector<std::string> builtin_prompt_names() {
   return names;
 }
 
+std::string prompt_template_choices() {
+  std::string out;
+  for (const auto& n : builtin_prompt_names()) out += n + " | ";
+  return out + "FILE";
+}
+
 std::string cell_description(const std::string& id) {
   static const std::map<std::string, std::string> d = {
       {"k562", "K562 (chronic myelogenous leukemia cell line)"},

@@ -55,6 +55,8 @@ Row blind_view(const Row& row);
 
 // Names of the built-in templates.
 std::vector<std::string> builtin_prompt_names();
+// "compact | compact-all | ... | FILE": what --prompt-template accepts, for --help.
+std::string prompt_template_choices();
 
 // "RPE1 (retinal pigment epithelial cell line, hTERT-immortalised)" etc.; the id itself if unknown.
 std::string cell_description(const std::string& cell_id);
