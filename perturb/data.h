@@ -24,6 +24,7 @@ struct RowContext {
   std::string gene_profile;  // the gene's DE and up shares in other cell lines
   std::string gene_here;     // the gene's DE and up shares in its own cell line (default splits)
   std::string gene_all;      // the gene's DE and up shares in every cell line
+  std::string gene_similar;  // the gene's outcomes under the most similar perts of its line (default splits)
 };
 
 struct Row {

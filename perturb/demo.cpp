@@ -49,7 +49,8 @@ void train_tokenizer(const std::vector<Row>& rows, const PromptTemplate& tmpl, c
     names.insert(r.gene);
     // Bucket words of the profiles ("de3", "gup1") as whole pieces too.
     for (const std::string* words :
-         {&r.context.pert_effect, &r.context.gene_profile, &r.context.gene_here, &r.context.gene_all})
+         {&r.context.pert_effect, &r.context.gene_profile, &r.context.gene_here, &r.context.gene_all,
+          &r.context.gene_similar})
       for (size_t pos = 0; pos < words->size();) {
         size_t end = words->find(' ', pos);
         if (end == std::string::npos) end = words->size();

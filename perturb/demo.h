@@ -8,10 +8,11 @@
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
-//   4. full fine-tuning on direct answers (compact-all prompt template: the row,
-//      the pair's outcomes in the other cell lines, the gene's outcomes under
-//      other perts of its own line (default splits) and over every training
-//      line; loss on the answer tokens only) with the trainer, plus the
+//   4. full fine-tuning on direct answers (compact-similar prompt template: the
+//      row, the pair's outcomes in the other cell lines, the gene's outcomes
+//      under other perts of its own line (default splits) and over every
+//      training line, and under the most similar perts of its own line (default
+//      splits); loss on the answer tokens only) with the trainer, plus the
 //      name-blind view of half the rows (perturb/prompt.h: blind_view)
 //   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h),
 //      each scored as the mean of its two views' log-likelihoods
@@ -30,11 +31,13 @@ namespace synthpert::perturb {
 struct DemoOptions {
   std::string data_dir, out_dir = "demo-out";
   std::string split = "holdout:rpe1";  // holdout:CELL, default or default:CELL[,CELL]
-  // compact-all: the pair's outcomes in the other cell lines' training rows,
-  // the gene's outcome shares in its own line (default splits only) and over
-  // every training line (perturb/evidence.h); compact-here: the first two;
-  // compact-evidence: the first only; compact: none.
-  std::string prompt = "compact-all";
+  // compact-similar: the pair's outcomes in the other cell lines' training
+  // rows, the gene's outcome shares in its own line (default splits only) and
+  // over every training line (perturb/evidence.h), and the gene's outcomes
+  // under the perts of its own line most like the row's (default splits only,
+  // perturb/similar_perts.h); compact-all: the first three; compact-here: the
+  // first two; compact-evidence: the first only; compact: none.
+  std::string prompt = "compact-similar";
   double train_fraction = 0.3, test_fraction = 0.1;
   // How prompts name the cell line. "auto": for holdout:CELL every row says
   // "any" (the held-out line was never seen, so the student learns what holds

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "perturb/similar_perts.h"
 #include "perturb/split.h"
 
 namespace synthpert::perturb {
@@ -114,6 +115,11 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
     p->add(data.train);
     p->add(data.other_train);
   }
+  SimilarPerts similar;
+  if (!data.holdout) {
+    similar.add(data.train);
+    similar.add(data.other_train);
+  }
   for (auto& r : rows) {
     r.context.pert_effect = pert.describe(r);
     r.context.gene_profile = gene.describe(r);
@@ -121,6 +127,7 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
     // "none", so training rows must too.
     r.context.gene_here = data.holdout ? "" : here.describe(r);
     r.context.gene_all = all.describe(r);
+    r.context.gene_similar = data.holdout ? "" : similar.describe(r);
   }
 }
 

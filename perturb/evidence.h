@@ -105,8 +105,9 @@ class OutcomeProfile {
 
 struct SplitData;
 // Attaches the RowContext of `rows` from a split's training rows (and, for
-// default:CELL splits, the other cell lines' training rows); {gene_here} only
-// on default splits, where test rows have training rows of their own line.
+// default:CELL splits, the other cell lines' training rows); {gene_here} and
+// {gene_similar} only on default splits, where test rows have training rows
+// of their own line.
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows);
 
 }  // namespace synthpert::perturb

@@ -41,7 +41,7 @@ std::map<std::string, std::string> row_vars(const std::string& cell, const std::
   return {{"cell_type", cell_description(cell)}, {"cell_id", cell}, {"pert", pert}, {"gene", gene},
           {"evidence", or_none(c.evidence)}, {"pert_effect", or_none(c.pert_effect)},
           {"gene_profile", or_none(c.gene_profile)}, {"gene_here", or_none(c.gene_here)},
-          {"gene_all", or_none(c.gene_all)}};
+          {"gene_all", or_none(c.gene_all)}, {"gene_similar", or_none(c.gene_similar)}};
 }
 
 std::string join_names(const std::vector<std::string>& names) {
@@ -142,7 +142,8 @@ std::string PromptTemplate::render_user(const std::string& cell, const std::stri
 }
 
 bool PromptTemplate::uses_evidence() const {
-  for (const char* key : {"{evidence}", "{pert_effect}", "{gene_profile}", "{gene_here}", "{gene_all}"})
+  for (const char* key :
+       {"{evidence}", "{pert_effect}", "{gene_profile}", "{gene_here}", "{gene_all}", "{gene_similar}"})
     if (system.find(key) != std::string::npos || user.find(key) != std::string::npos) return true;
   return false;
 }

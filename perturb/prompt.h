@@ -10,7 +10,9 @@
 // "none" when absent), {gene_profile} (the same for the target gene),
 // {gene_here} (the target gene's shares in the row's own cell line over other
 // perts' training rows; default splits only), {gene_all} (its shares over
-// every cell line's training rows, the own line by the same fold rule);
+// every cell line's training rows, the own line by the same fold rule),
+// {gene_similar} (its outcomes in its own line under the perts most like the
+// row's, perturb/similar_perts.h; default splits only);
 // [answer] also {label}. The section text is taken verbatim
 // between its header line and the next header (the final newline is dropped),
 // so leading spaces in [answer] matter: they decide how the label tokenizes.
@@ -39,7 +41,7 @@ struct PromptTemplate {
   std::string render_user(const std::string& cell, const std::string& pert, const std::string& gene,
                           const RowContext& context = {}) const;
   // Whether the system or user text uses a RowContext placeholder ({evidence},
-  // {pert_effect}, {gene_profile}, {gene_here}, {gene_all}), so rows need it attached.
+  // {pert_effect}, {gene_profile}, {gene_here}, {gene_all}, {gene_similar}), so rows need it attached.
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
 };

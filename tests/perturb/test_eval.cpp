@@ -119,7 +119,7 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
 }
 
 TEST_CASE("blind view: the mean of the named and name-blind prompts' log-likelihoods", "[eval]") {
-  const Row named{"rpe1", "AAMP", "DEK", Label::kUp, true, RowContext{"up", "", "", "", "ade3"}};
+  const Row named{"rpe1", "AAMP", "DEK", Label::kUp, true, RowContext{"up", "", "", "", "ade3", ""}};
   const Row blind = blind_view(named);
   CHECK(blind.pert == "?");
   CHECK(blind.gene == "?");

@@ -68,7 +68,7 @@ TEST_CASE("{evidence} renders what was attached, 'none' otherwise", "[evidence][
   const auto t = PromptTemplate::load("compact-evidence");
   CHECK(t.uses_evidence());
   CHECK_FALSE(PromptTemplate::load("compact").uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up nde", "", "", "", ""}) == "rpe1 A G | up nde ->");
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up nde", "", "", "", "", ""}) == "rpe1 A G | up nde ->");
   CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none ->");
 }
 
@@ -136,7 +136,7 @@ TEST_CASE("gene profile: the target gene's DE and up shares in other cell lines"
 TEST_CASE("{pert_effect} renders in compact-context; held-out rows get it from training lines", "[evidence][prompt]") {
   const auto t = PromptTemplate::load("compact-context");
   CHECK(t.uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "de3 up1", "gde0", "", ""}) == "rpe1 A G | up | de3 up1 | gde0 ->");
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "de3 up1", "gde0", "", "", ""}) == "rpe1 A G | up | de3 up1 | gde0 ->");
   CHECK(t.render_user("rpe1", "A", "G") == "rpe1 A G | none | none | none ->");
 
   const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("holdout:rpe1"));
@@ -182,7 +182,8 @@ TEST_CASE("gene here: the gene's shares in its own line, over perts of other fol
   for (int n : per_fold) CHECK((n > 850 && n < 1150));
   const auto t = PromptTemplate::load("compact-here");
   CHECK(t.uses_evidence());
-  CHECK(t.render_user("k562", "A", "G", RowContext{"up", "", "", "hde7 hup0", ""}) == "k562 A G | up | hde7 hup0 ->");
+  CHECK(t.render_user("k562", "A", "G", RowContext{"up", "", "", "hde7 hup0", "", ""}) ==
+        "k562 A G | up | hde7 hup0 ->");
   CHECK(t.render_user("k562", "A", "G") == "k562 A G | none | none ->");
 }
 
@@ -247,7 +248,7 @@ TEST_CASE("gene all: the gene's shares over every line, its own line by the fold
   CHECK(a.describe(row("rpe1", "Q", "H", Label::kNde)) == "none");
   const auto t = PromptTemplate::load("compact-all");
   CHECK(t.uses_evidence());
-  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "", "", "", "ade3 aup1"}) == "rpe1 A G | up | none | ade3 aup1 ->");
+  CHECK(t.render_user("rpe1", "A", "G", RowContext{"up", "", "", "", "ade3 aup1", ""}) == "rpe1 A G | up | none | ade3 aup1 ->");
 }
 
 TEST_CASE("{gene_all} on holdout:rpe1: held-out rows read every training line, training rows all but their fold",
