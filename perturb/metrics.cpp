@@ -111,17 +111,18 @@ AucSet make_auc_set(const std::vector<Scored>& s, const std::vector<Prediction>&
   return set;
 }
 
-std::optional<double> mean_group_auc(const AucSet& set, const std::vector<double>* w) {
+// Each group's AUC over all its rows (every kept group has both classes).
+std::vector<double> group_aucs(const AucSet& set) {
+  std::vector<double> out;
+  for (const auto& g : set.groups) out.push_back(*weighted_auc(g, nullptr));
+  return out;
+}
+
+std::optional<double> mean(const std::vector<double>& v) {
+  if (v.empty()) return std::nullopt;
   double sum = 0;
-  int n = 0;
-  for (const auto& g : set.groups) {
-    if (auto a = weighted_auc(g, w)) {
-      sum += *a;
-      ++n;
-    }
-  }
-  if (n == 0) return std::nullopt;
-  return sum / n;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
 }
 
 struct ClassStats {
@@ -199,8 +200,9 @@ json metrics_for(const std::vector<Scored>& s, const std::vector<Prediction>& pr
     matrix.push_back(row);
   }
   j["confusion"] = {{"labels", names}, {"rows", "truth"}, {"columns", "prediction"}, {"matrix", matrix}};
-  j["auroc"] = {{"de_per_gene", opt_json(mean_group_auc(de, nullptr))},
-                {"dir_per_gene", opt_json(mean_group_auc(dir, nullptr))},
+  const std::vector<double> de_groups = group_aucs(de), dir_groups = group_aucs(dir);
+  j["auroc"] = {{"de_per_gene", opt_json(mean(de_groups))},
+                {"dir_per_gene", opt_json(mean(dir_groups))},
                 {"de_pooled", opt_json(weighted_auc(de.pooled, nullptr))},
                 {"dir_pooled", opt_json(weighted_auc(dir.pooled, nullptr))},
                 {"de_genes", static_cast<int64_t>(de.groups.size())},
@@ -209,6 +211,19 @@ json metrics_for(const std::vector<Scored>& s, const std::vector<Prediction>& pr
 
   // Percentile bootstrap: resample rows with replacement (multinomial counts
   // as weights), re-evaluate every metric in one pass over the presorted data.
+  // Per-gene AUROC is a mean over (cell line, gene) groups, so its interval
+  // resamples groups instead: resampled rows drop the groups that lose their
+  // only DE (or only up) row and reweight the rest, and the interval can then
+  // sit beside the estimate (measured: direction AUROC 0.813 [0.818, 0.852] on
+  // the default split).
+  std::mt19937_64 gene_rng(opts.seed ^ 0x67656E65ull);  // its own stream: row draws stay as they were
+  auto gene_mean = [&](const std::vector<double>& aucs) -> std::optional<double> {
+    if (aucs.empty()) return std::nullopt;
+    std::uniform_int_distribution<size_t> g(0, aucs.size() - 1);
+    std::vector<double> draw(aucs.size());
+    for (double& x : draw) x = aucs[g(gene_rng)];
+    return mean(draw);
+  };
   std::mt19937_64 rng(opts.seed);
   std::uniform_int_distribution<size_t> pick(0, rows.size() - 1);
   std::map<std::string, std::vector<double>> draws;
@@ -222,8 +237,8 @@ json metrics_for(const std::vector<Scored>& s, const std::vector<Prediction>& pr
     auto add = [&](const char* name, std::optional<double> v) {
       if (v) draws[name].push_back(*v);
     };
-    add("de_per_gene", mean_group_auc(de, &w));
-    add("dir_per_gene", mean_group_auc(dir, &w));
+    add("de_per_gene", gene_mean(de_groups));
+    add("dir_per_gene", gene_mean(dir_groups));
     add("de_pooled", weighted_auc(de.pooled, &w));
     add("dir_pooled", weighted_auc(dir.pooled, &w));
   }
@@ -235,7 +250,8 @@ json metrics_for(const std::vector<Scored>& s, const std::vector<Prediction>& pr
     ci[name] = {at(0.025), at(0.975)};
   }
   j["ci95"] = ci;
-  j["bootstrap"] = {{"resamples", opts.bootstrap}, {"seed", opts.seed}, {"unit", "rows"}};
+  j["bootstrap"] = {{"resamples", opts.bootstrap}, {"seed", opts.seed}, {"unit", "rows"},
+                    {"per_gene_unit", "(cell line, gene) groups"}};
   return j;
 }
 
