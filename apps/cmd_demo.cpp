@@ -14,7 +14,10 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--out", o->out_dir, "output folder")->capture_default_str();
   cmd.add_option("--split", o->split, "holdout:CELL | default | default:CELL[,CELL]")->capture_default_str();
-  cmd.add_option("--prompt-template", o->prompt, perturb::prompt_template_choices())->capture_default_str();
+  cmd.add_option("--prompt-template", o->prompt,
+                 "auto (compact-all on holdout splits, compact-similar on default splits) | " +
+                     perturb::prompt_template_choices())
+      ->capture_default_str();
   cmd.add_option("--prompt-cell", o->prompt_cell,
                  "cell line word in prompts: auto (\"any\" for holdout splits, each row's own otherwise), own, or a word")
       ->capture_default_str();

@@ -149,7 +149,9 @@ json run_demo(const DemoOptions& o) {
   split_validation(data.train, o.calibrate ? o.val_fraction : 0.0, o.seed, pool, val_rows);
   std::vector<Row> train_rows = subsample(pool, train_fraction, o.seed);
   pool.clear();
-  const PromptTemplate tmpl = PromptTemplate::load(o.prompt);
+  const std::string prompt_name =
+      o.prompt != "auto" ? o.prompt : spec.holdout ? "compact-all" : "compact-similar";
+  const PromptTemplate tmpl = PromptTemplate::load(prompt_name);
   // Evidence comes from every training row, whatever fraction is trained on.
   if (tmpl.uses_evidence()) {
     attach_split_evidence(data, train_rows);
@@ -222,7 +224,7 @@ json run_demo(const DemoOptions& o) {
   ec.data_dir = data_dir;
   ec.split = o.split;
   ec.mode = "score";
-  ec.prompt = o.prompt;
+  ec.prompt = prompt_name;
   ec.chat = ChatMode::kOff;
   ec.prompt_cell = prompt_cell;
   ec.fraction = test_fraction;

@@ -8,11 +8,12 @@
 //   2. a task tokenizer: spm_train (sentencepiece BPE) on the training prompts, with
 //      every gene symbol of the training rows as one user-defined piece
 //   3. a small Llama-architecture student, random init (engine/init_model)
-//   4. full fine-tuning on direct answers (compact-similar prompt template: the
-//      row, the pair's outcomes in the other cell lines, the gene's outcomes
-//      under other perts of its own line (default splits) and over every
-//      training line, and under the most similar perts of its own line (default
-//      splits); loss on the answer tokens only) with the trainer, plus the
+//   4. full fine-tuning on direct answers (prompt template compact-all on a
+//      holdout split: the row, the pair's outcomes in the other cell lines, the
+//      gene's outcomes over every training line; compact-similar on a default
+//      split adds the gene's outcomes under other perts of its own line and
+//      under the perts of its line most like the row's; loss on the answer
+//      tokens only) with the trainer, plus the
 //      name-blind view of half the rows (perturb/prompt.h: blind_view)
 //   5. decision offsets fitted for macro-F1 on the validation rows (perturb/calibration.h),
 //      each scored as the mean of its two views' log-likelihoods
@@ -37,7 +38,13 @@ struct DemoOptions {
   // under the perts of its own line most like the row's (default splits only,
   // perturb/similar_perts.h); compact-all: the first three; compact-here: the
   // first two; compact-evidence: the first only; compact: none.
-  std::string prompt = "compact-similar";
+  // "auto": compact-all on holdout:CELL, where the own-line fields read "none"
+  // on every row, compact-similar on default splits. Why not compact-similar
+  // everywhere: on holdout:rpe1 its always-"none" field changed how a student
+  // answers the rows whose gene no training line measured (an all-"none"
+  // prompt that training rows almost never show): 90% of them went to "up"
+  // and macro-F1 fell from 0.725 to 0.638 (docs/results.md).
+  std::string prompt = "auto";
   double train_fraction = 0.3, test_fraction = 0.1;
   // How prompts name the cell line. "auto": for holdout:CELL every row says
   // "any" (the held-out line was never seen, so the student learns what holds
