@@ -6,10 +6,11 @@
 // to any knockdown. Knockdowns of one complex or pathway move the same genes,
 // so the gene's outcome under the row pert's nearest neighbours among the
 // line's training perts is evidence about this pert specifically. Python over
-// the CSVs (gradient-boosted trees on half the test perts of each line, scored
-// on the other half, rows without pair evidence): adding these counts to the
-// gene's own-line shares lowered log-loss on every line (HepG2 0.182 -> 0.161)
-// and raised macro-F1 at the best offsets by 0.014-0.09.
+// the CSVs (scripts/probe_similar_perts.py: gradient-boosted trees on half the
+// test perts of each line, scored on the other half, rows without pair
+// evidence): adding these counts to the gene's own-line shares lowered
+// log-loss on every line (HepG2 0.184 -> 0.163) and raised macro-F1 at the
+// best offsets by 0.013-0.09.
 //
 // Similarity of two perts for a row of line C is the Jaccard index of their DE
 // sets, (cell line, gene) pairs over the training rows of lines other than C:
