@@ -245,7 +245,8 @@ json run_demo(const DemoOptions& o) {
   for (auto& [name, m] : metrics["baselines"].items()) table.baselines[name] = m;
   std::fprintf(stderr, "\n%s\nreport: %s\n", metrics_table(table).c_str(),
                path_join(o.out_dir, "eval/report.md").c_str());
-  json summary = {{"out", o.out_dir}, {"train_rows", train_rows.size()}, {"validation_rows", val_rows.size()},
+  json summary = {{"out", o.out_dir}, {"prompt_template", prompt_name}, {"train_rows", train_rows.size()},
+                  {"validation_rows", val_rows.size()},
                   {"test_rows", metrics["rows"]}, {"offsets", offsets_to_json(offsets)["offsets"]},
                   {"parameters", params}, {"steps", result.total_steps},
                   {"final_loss", result.steps.empty() ? json(nullptr) : json(result.steps.back().loss)},

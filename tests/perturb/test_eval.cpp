@@ -338,6 +338,9 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   const json summary = json::parse(r.out);
   CHECK(summary["steps"].get<int64_t>() > 0);
   CHECK(summary["test_rows"].get<int64_t>() > 100);
+  // --prompt-template auto on a holdout split.
+  CHECK(summary["prompt_template"] == "compact-all");
+  CHECK(json::parse(test::read_text(tmp.path + "/out dir/eval/eval_config.json"))["prompt_template"] == "compact-all");
   CHECK_THAT(r.err, Catch::Contains("| student |") && Catch::Contains("| pair_transfer |"));
   CHECK(std::filesystem::exists(tmp.path + "/out dir/eval/report.md"));
   CHECK(std::filesystem::exists(tmp.path + "/out dir/train/model/tokenizer.model"));
@@ -374,4 +377,20 @@ TEST_CASE("the demo on a default split, with the pert effect and own-line gene s
   const auto lines = read_jsonl(tmp.path + "/out/eval/predictions.jsonl");
   REQUIRE(!lines.empty());
   for (const auto& l : lines) CHECK(l["cell_type"] == "hepg2");
+}
+
+TEST_CASE("the demo on a default split picks compact-similar, whose words reach the prompts", "[eval][demo]") {
+  test::TempDir tmp("demo-similar");
+  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
+                                   test::synthpert_bin() +
+                                   " demo --out out --split default:hepg2 --train-fraction 0.02 --test-fraction 0.01 "
+                                   "--epochs 1 --batch 64 --hidden 32 --bootstrap 0 --no-calibrate");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const json summary = json::parse(r.out);
+  CHECK(summary["prompt_template"] == "compact-similar");
+  CHECK(json::parse(test::read_text(tmp.path + "/out/eval/eval_config.json"))["prompt_template"] == "compact-similar");
+  // {gene_similar} words are tokenizer symbols only if training prompts carried them.
+  const std::string symbols = test::read_text(tmp.path + "/out/tokenizer/symbols.txt");
+  CHECK_THAT(symbols, Catch::Contains("\nsn1\n") && Catch::Contains("\nsde0\n"));
 }
