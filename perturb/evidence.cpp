@@ -115,7 +115,7 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
     p->add(data.train);
     p->add(data.other_train);
   }
-  SimilarPerts similar;
+  SimilarPerts similar;  // left empty on holdout splits, so it describes every row as ""
   if (!data.holdout) {
     similar.add(data.train);
     similar.add(data.other_train);
@@ -127,7 +127,7 @@ void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
     // "none", so training rows must too.
     r.context.gene_here = data.holdout ? "" : here.describe(r);
     r.context.gene_all = all.describe(r);
-    r.context.gene_similar = data.holdout ? "" : similar.describe(r);
+    r.context.gene_similar = similar.describe(r);
   }
 }
 

@@ -21,9 +21,9 @@
 // ties by name, index > 0. Of those measured on the row's gene in C the words
 // give the count (sn1..sn5), the share DE (sde0 for none, sdeK for a share in
 // ((K-1)/10, K/10]) and of those the share up (supK for [K/5, (K+1)/5), sup4
-// including all); "none" when no neighbour was
-// measured on it. Holdout splits have no training rows of the held-out line,
-// so there the field is empty for every row (perturb/evidence.cpp).
+// including all); "none" when no neighbour was measured on it. Holdout splits
+// have no training rows of the held-out line, so there the field is empty for
+// every row (perturb/evidence.cpp).
 #pragma once
 
 #include <string>

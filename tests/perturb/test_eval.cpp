@@ -24,6 +24,12 @@ using nlohmann::json;
 
 namespace {
 
+// `synthpert demo ARGS` run in `dir` with the test data.
+test::CommandResult run_demo(const std::string& dir, const std::string& args) {
+  return test::run_command("cd " + dir + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " + test::synthpert_bin() +
+                           " demo " + args);
+}
+
 std::vector<json> read_jsonl(const std::string& path) {
   std::vector<json> out;
   std::istringstream in(test::read_text(path));
@@ -329,10 +335,9 @@ TEST_CASE("eval rejects bad arguments before loading anything", "[eval]") {
 
 TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   test::TempDir tmp("demo");
-  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
-                                   test::synthpert_bin() +
-                                   " demo --out \"out dir\" --blind-fraction 0.5 --train-fraction 0.01 --test-fraction 0.002 --val-fraction 0.003 "
-                                   "--epochs 1 --batch 64 --hidden 32 --bootstrap 20");
+  const auto r = run_demo(tmp.path,
+                          "--out \"out dir\" --blind-fraction 0.5 --train-fraction 0.01 --test-fraction 0.002 "
+                          "--val-fraction 0.003 --epochs 1 --batch 64 --hidden 32 --bootstrap 20");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json summary = json::parse(r.out);
@@ -361,11 +366,9 @@ TEST_CASE("the demo on a default split, with the pert effect and own-line gene s
   test::TempDir tmp("demo-default");
   std::ofstream(tmp.path + "/context.txt")
       << "[user]\n{cell_id} {pert} {gene} | {evidence} | {pert_effect} | {gene_here} ->\n[answer]\n {label}\n";
-  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
-                                   test::synthpert_bin() +
-                                   " demo --out out --split default:hepg2 --prompt-template " + tmp.path + "/context.txt "
-                                   "--train-fraction 0.02 --test-fraction 0.01 --epochs 1 --batch 64 --hidden 32 "
-                                   "--bootstrap 0 --no-calibrate");
+  const auto r = run_demo(tmp.path, "--out out --split default:hepg2 --prompt-template " + tmp.path +
+                                        "/context.txt --train-fraction 0.02 --test-fraction 0.01 --epochs 1 --batch 64 "
+                                        "--hidden 32 --bootstrap 0 --no-calibrate");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json summary = json::parse(r.out);
@@ -381,10 +384,8 @@ TEST_CASE("the demo on a default split, with the pert effect and own-line gene s
 
 TEST_CASE("the demo on a default split picks compact-similar, whose words reach the prompts", "[eval][demo]") {
   test::TempDir tmp("demo-similar");
-  const auto r = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
-                                   test::synthpert_bin() +
-                                   " demo --out out --split default:hepg2 --train-fraction 0.02 --test-fraction 0.01 "
-                                   "--epochs 1 --batch 64 --hidden 32 --bootstrap 0 --no-calibrate");
+  const auto r = run_demo(tmp.path, "--out out --split default:hepg2 --train-fraction 0.02 --test-fraction 0.01 "
+                                    "--epochs 1 --batch 64 --hidden 32 --bootstrap 0 --no-calibrate");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const json summary = json::parse(r.out);
