@@ -4,6 +4,7 @@
 # linear layers, bf16, sequence lengths 512..8192; QLoRA beside our LoRA.
 # Writes benchmarks/results/train-<gpu>-<date>.{json,md}.
 # Usage: benchmarks/run_train_gpu.sh [BUILD_DIR] [MODEL_DIR]
+# Environment: SEQS (sequence lengths, default "512 1024 2048 4096 8192").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
@@ -15,7 +16,7 @@ echo '{"rows":[]}' > "$work/peer.json"
 merge() {  # appends the rows of $2 to the file $1
   python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); a["rows"]+=json.load(open(sys.argv[2]))["rows"]; json.dump(a,open(sys.argv[1],"w"))' "$1" "$2"
 }
-for seq in 512 1024 2048 4096 8192; do
+for seq in ${SEQS:-512 1024 2048 4096 8192}; do
   "$build/benchmarks/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" && merge "$work/ours.json" "$work/o.json" || echo "ours: seq $seq failed" >&2
   python3 "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" && merge "$work/peer.json" "$work/p.json" || echo "peer: seq $seq failed" >&2
 done

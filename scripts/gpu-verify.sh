@@ -2,59 +2,159 @@
 # The one command for a GPU host (docs/gpu-host.md): configures and builds
 # synthpert against the host PyTorch's libtorch (CUDA engine on) and the
 # offline dependency prefix (scripts/bundle-offline-deps.sh) when present,
-# then runs, logging each step:
-#   1. the GPU tests (ctest -L gpu) and the full CPU suite (ctest -LE gpu)
-#   2. compute-sanitizer memcheck and racecheck on the kernel test binary
-#      (the [gpu] cases without [large]: every code path at small shapes)
-#   3. the Hugging Face parity scripts: the forward (tests/reference/hf_parity.py)
-#      on cuda and cpu, and LoRA training vs transformers + PEFT
-#      (tests/reference/peft_parity.py: loss, LoRA gradients, adapter logits, NCCL)
-#   4. the benchmarks (bench_attention, bench_kernels, and the trainer vs
-#      transformers + PEFT: benchmarks/run_train_gpu.sh)
-# and prints a summary. Logs go to $BUILD_DIR/verify/, benchmark results to
-# benchmarks/results/; with $OUT set, both are copied there as well.
+# then runs steps in priority order, logging each:
+#   gpu-small, gpu-large   the [gpu] kernel tests, small shapes first
+#   parity-peft            LoRA training vs transformers + PEFT (loss, LoRA
+#                          gradients, our adapter in PEFT, NCCL world of one)
+#   parity-cuda, parity-cpu  engine logits vs transformers (hf_parity.py)
+#   memcheck, racecheck    compute-sanitizer on the small [gpu] kernel tests
+#   cpu-tests              the CPU suites against this host's libtorch
+#   bench-attention, bench-kernels, bench-train   benchmarks vs PyTorch / PEFT
 #
-# Usage: scripts/gpu-verify.sh [--skip-build] [--only STEP[,STEP...]]
-#   steps: gpu-tests cpu-tests memcheck racecheck parity bench bench-train
+# Device time on a lent GPU is short, so a run can be bounded: with
+# --deadline S no step starts once S seconds have passed since the script
+# began, and each step is killed at its cap or at the deadline, whichever is
+# sooner; steps that did not fit are listed as NOT-RUN. Only the targets the
+# chosen steps need are built, for this GPU's architecture only (CI compiles
+# every architecture). With $OUT set, the summary and a tarball of all logs
+# and new benchmark results are written there after every step, so a run
+# killed from outside still leaves its evidence.
+#
+# Usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]]
+#                              [--deadline SECONDS] [--skip-build]
+#   plans: correctness = gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu
+#          speed       = bench-attention bench-kernels bench-train (sequence 2048 only)
+#          all         = both, cpu-tests, and bench-train over sequences 512..8192 (default)
+#   group names for --only: gpu-tests (gpu-small,gpu-large), parity (the three), bench (attention, kernels)
 # Environment: BUILD_DIR (default build-gpu), JOBS, PYTHON (default python3),
-# OFFLINE_DEPS (default <repo>/offline-deps), CUDA_ARCHS (default 80;90a).
+# OFFLINE_DEPS (default <repo>/offline-deps), CUDA_ARCHS (default: this GPU's,
+# else 80;90a), TRAIN_SEQS (bench-train sequence lengths).
 set -uo pipefail
 
+start_s=$(date +%s)
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-gpu}
 jobs=${JOBS:-$(nproc)}
 python=${PYTHON:-python3}
 deps=${OFFLINE_DEPS:-$root/offline-deps}
+logs=$build/verify
+skip_build=0
+plan=all
+only=""
+deadline=0
+usage() {
+  echo "usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]] [--deadline SECONDS] [--skip-build]" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case $1 in
+    --skip-build) skip_build=1 ;;
+    --only) [ $# -ge 2 ] || usage; only=$2; shift ;;
+    --plan) [ $# -ge 2 ] || usage; plan=$2; shift ;;
+    --deadline) [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || usage; deadline=$2; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+
+correctness="gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu"
+speed="bench-attention bench-kernels bench-train"
+case $plan in
+  correctness) steps=$correctness; train_seqs=${TRAIN_SEQS:-2048} ;;
+  speed) steps=$speed; train_seqs=${TRAIN_SEQS:-2048} ;;
+  all) steps="$correctness cpu-tests $speed"; train_seqs=${TRAIN_SEQS:-512 1024 2048 4096 8192} ;;
+  *) usage ;;
+esac
+if [ -n "$only" ]; then
+  expanded=$(echo ",$only," | sed -e 's/,gpu-tests,/,gpu-small,gpu-large,/' \
+    -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,/')
+  all_steps="$correctness cpu-tests $speed"
+  for s in $(echo "$expanded" | tr ',' ' '); do
+    [[ " $all_steps " == *" $s "* ]] || { echo "gpu-verify: unknown step '$s'" >&2; usage; }
+  done
+  # Keep the priority order of the full list, whatever order --only names.
+  steps=$(for s in $all_steps; do [[ $expanded == *",$s,"* ]] && echo -n "$s "; done)
+fi
+wanted() { [[ " $steps " == *" $1 "* ]]; }
+
+# Per-step caps under --deadline (seconds): generous for a correct build, so
+# that a hang in one step cannot eat the time of the steps after it.
+declare -A cap=([configure]=240 [build]=480 [gpu-small]=150 [gpu-large]=240 [parity-peft]=240
+                [parity-cuda]=150 [parity-cpu]=150 [memcheck]=180 [racecheck]=240 [cpu-tests]=400
+                [bench-attention]=150 [bench-kernels]=300 [bench-train]=540)
+reserve_s=10  # kept back at the deadline to write the summary and the tarball
+
 # The bundle travels compressed (scripts/bundle-offline-deps.sh writes both).
 if [[ ! -d $deps && -f $deps.tar.xz ]]; then
   tar -C "$(dirname "$deps")" -xJf "$deps.tar.xz"
 fi
-archs=${CUDA_ARCHS:-80;90a}
-logs=$build/verify
-skip_build=0
-only=""
-while [ $# -gt 0 ]; do
-  case $1 in
-    --skip-build) skip_build=1 ;;
-    --only) only=$2; shift ;;
-    *) echo "usage: scripts/gpu-verify.sh [--skip-build] [--only STEP[,STEP...]]" >&2; exit 2 ;;
+if [ -n "${CUDA_ARCHS:-}" ]; then
+  archs=$CUDA_ARCHS
+else
+  # This GPU's compute capability (9.0 -> 90a for the Hopper instructions).
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+  case $cc in
+    90) archs=90a ;;
+    [0-9][0-9]) archs=$cc ;;
+    *) archs="80;90a" ;;
   esac
-  shift
-done
-wanted() { [ -z "$only" ] || [[ ",$only," == *",$1,"* ]]; }
+fi
 
 mkdir -p "$logs"
+rm -f "$logs"/*.log "$logs/summary.txt"
 summary=()
 failed=0
-record() {  # record NAME STATUS LOG
-  summary+=("$(printf '%-12s %-8s %s' "$1" "$2" "$3")")
-  [ "$2" = PASS ] || [ "$2" = SKIP ] || failed=1
+elapsed() { echo $(($(date +%s) - start_s)); }
+record() {  # record NAME STATUS DETAIL
+  summary+=("$(printf '%-16s %-8s %s' "$1" "$2" "$3")")
+  [ "$2" = PASS ] || failed=1
+}
+write_summary() {
+  {
+    echo "gpu-verify summary ($(head -1 "$logs/host.txt"); plan $plan; ${deadline:+deadline ${deadline}s; }$(elapsed)s elapsed)"
+    printf '%s\n' "${summary[@]}"
+  } >"$logs/summary.txt"
+  if [ -n "${OUT:-}" ]; then
+    # The device tool returns at most 8 files: the summary and one tarball.
+    cp "$logs/summary.txt" "$OUT/summary.txt"
+    local results=()
+    while IFS= read -r f; do results+=("${f#"$root"/}"); done < <(find "$root/benchmarks/results" -type f -newer "$logs/host.txt" 2>/dev/null)
+    tar -C "$root" -czf "$OUT/gpu-verify.tar.gz.tmp" "${logs#"$root"/}" "${results[@]}" 2>/dev/null &&
+      mv "$OUT/gpu-verify.tar.gz.tmp" "$OUT/gpu-verify.tar.gz"
+  fi
+}
+# Seconds step $1 may run: its cap, bounded by what is left before the
+# deadline; 0 when it should not start. Without --deadline, unbounded.
+budget_for() {
+  if [ "$deadline" = 0 ]; then echo unbounded; return; fi
+  local left=$((deadline - $(elapsed) - reserve_s)) c=${cap[$1]:-120}
+  if [ $left -lt 20 ]; then echo 0; elif [ $left -lt $c ]; then echo $left; else echo $c; fi
 }
 run_step() {  # run_step NAME COMMAND... ; output to $logs/NAME.log
-  local name=$1 log=$logs/$1.log
+  local name=$1 log=$logs/$1.log budget rc t0
   shift
-  echo "== $name: $*" >&2
-  if "$@" >"$log" 2>&1; then record "$name" PASS "$log"; else record "$name" FAIL "$log"; tail -20 "$log" >&2; fi
+  budget=$(budget_for "$name")
+  if [ "$budget" = 0 ]; then
+    record "$name" NOT-RUN "no time left before the ${deadline}s deadline"
+    write_summary
+    return 1
+  fi
+  echo "== $name ($(elapsed)s, budget $budget): $*" >&2
+  t0=$(date +%s)
+  if [ "$budget" = unbounded ]; then "$@" >"$log" 2>&1; else timeout -k 10 "$budget" "$@" >"$log" 2>&1; fi
+  rc=$?
+  local took="$(($(date +%s) - t0))s"
+  if [ $rc = 0 ]; then
+    record "$name" PASS "$took  ${log#"$root"/}"
+  elif [ $rc = 124 ] || [ $rc = 137 ]; then
+    record "$name" TIMEOUT "killed after $took  ${log#"$root"/}"
+    tail -20 "$log" >&2
+  else
+    record "$name" FAIL "exit $rc after $took  ${log#"$root"/}"
+    tail -20 "$log" >&2
+  fi
+  write_summary
+  return $rc
 }
 
 # ---- host facts -----------------------------------------------------------
@@ -62,15 +162,31 @@ run_step() {  # run_step NAME COMMAND... ; output to $logs/NAME.log
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(hostname) ($(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"))"
   echo "glibc: $(ldd --version 2>/dev/null | head -1)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
   echo "nvcc: $(nvcc --version 2>/dev/null | tail -1)"
   echo "cmake: $(cmake --version | head -1)"
   "$python" -c 'import torch; print("torch:", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())' 2>&1
+  "$python" -c 'import transformers, peft; print("transformers:", transformers.__version__, "peft:", peft.__version__)' 2>&1
   echo "git: $(git -C "$root" rev-parse HEAD 2>/dev/null) $(git -C "$root" status --porcelain 2>/dev/null | wc -l) modified"
+  echo "plan: $plan; steps: $steps; CUDA archs: $archs; jobs: $jobs"
   [ -f "$deps/MANIFEST" ] && { echo "offline deps:"; sed 's/^/  /' "$deps/MANIFEST"; }
 } | tee "$logs/host.txt" >&2
 
 # ---- configure and build ----------------------------------------------------
+targets=()
+for s in $steps; do
+  case $s in
+    gpu-small|gpu-large|memcheck|racecheck) targets+=(test_kernels) ;;
+    parity-*) targets+=(synthpert) ;;
+    bench-attention) targets+=(bench_attention) ;;
+    bench-kernels) targets+=(bench_kernels) ;;
+    bench-train) targets+=(synthpert bench_train) ;;
+    cpu-tests) targets+=(all) ;;
+  esac
+done
+mapfile -t targets < <(printf '%s\n' "${targets[@]}" | sort -u)
+if [[ " ${targets[*]} " == *" all "* ]]; then targets=(all); fi
+
 if [ $skip_build = 0 ]; then
   torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
     echo "gpu-verify: $python cannot import torch" >&2; exit 1; }
@@ -99,65 +215,55 @@ if [ $skip_build = 0 ]; then
       exit 1
     fi
   fi
-  run_step configure cmake -S "$root" -B "$build" "${cmake_args[@]}" "-DCMAKE_PREFIX_PATH=$prefix_path"
+  if ! run_step configure cmake -S "$root" -B "$build" "${cmake_args[@]}" "-DCMAKE_PREFIX_PATH=$prefix_path"; then
+    exit 1
+  fi
   if ! grep -q "CUDA engine ON" "$logs/configure.log"; then
     echo "gpu-verify: the configure did not enable the CUDA engine (libtorch without CUDA?)" >&2
-    record cuda-engine FAIL "$logs/configure.log"
+    record cuda-engine FAIL "configure did not report 'CUDA engine ON'"
   fi
-  run_step build cmake --build "$build" -j "$jobs"
+  # -k 0: build every target that can be built, so one compile error leaves
+  # the other steps their binaries.
+  run_step build cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- -k 0
 fi
 
+# ---- steps, in priority order ---------------------------------------------
 kernel_tests=$build/tests/kernels/test_kernels
-if wanted gpu-tests; then
-  run_step gpu-tests ctest --test-dir "$build" -L gpu --output-on-failure
-  # ctest counts a suite that found no device as skipped, not failed; here
-  # that is a failure (this script exists to run them).
-  if grep -qE '\*\*\*Skipped|Not Run' "$logs/gpu-tests.log"; then
-    record gpu-skipped FAIL "$logs/gpu-tests.log (GPU suites skipped: no usable CUDA device)"
-  fi
-fi
-if wanted cpu-tests; then run_step cpu-tests ctest --test-dir "$build" -LE gpu --output-on-failure -j "$jobs"; fi
 sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
-for tool in memcheck racecheck; do
-  wanted $tool || continue
-  if [ -x "$sanitizer" ]; then
-    run_step $tool "$sanitizer" --tool $tool --error-exitcode 1 "$kernel_tests" "[gpu]~[large]"
-  else
-    record $tool FAIL "compute-sanitizer not found (PATH or $sanitizer)"
+have_py() { "$python" -c "import $1" 2>/dev/null; }
+gpu_suite() {  # gpu_suite NAME FILTER: the kernel test binary; "skipped" (77) fails here
+  local name=$1
+  run_step "$name" "$kernel_tests" "$2" --durations yes
+  if grep -q "skipped: no CUDA device" "$logs/$name.log" 2>/dev/null; then
+    record "$name-device" FAIL "the GPU suite found no usable CUDA device"
   fi
+}
+for s in $steps; do
+  case $s in
+    gpu-small) gpu_suite gpu-small "[gpu]~[large]" ;;
+    gpu-large) gpu_suite gpu-large "[gpu][large]" ;;
+    parity-peft)
+      if have_py peft && have_py transformers; then
+        run_step parity-peft "$python" "$root/tests/reference/peft_parity.py" --build "$build" --device cuda
+      else record parity-peft FAIL "transformers or peft not importable by $python"; fi ;;
+    parity-cuda|parity-cpu)
+      if have_py transformers; then
+        run_step "$s" "$python" "$root/tests/reference/hf_parity.py" --synthpert "$build/synthpert" \
+          --device "${s#parity-}" --out "$logs/$s.json"
+      else record "$s" FAIL "transformers not importable by $python"; fi ;;
+    memcheck|racecheck)
+      if [ -x "$sanitizer" ]; then
+        run_step "$s" "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" "[gpu]~[large]"
+      else record "$s" FAIL "compute-sanitizer not found (PATH or $sanitizer)"; fi ;;
+    cpu-tests) run_step cpu-tests ctest --test-dir "$build" -LE gpu --output-on-failure -j "$jobs" ;;
+    bench-attention) run_step bench-attention "$build/benchmarks/bench_attention" --python "$python" ;;
+    bench-kernels) run_step bench-kernels "$build/benchmarks/bench_kernels" --python "$python" ;;
+    bench-train) run_step bench-train env SEQS="$train_seqs" "$root/benchmarks/run_train_gpu.sh" "$build" ;;
+  esac
 done
-if wanted parity; then
-  if "$python" -c 'import transformers' 2>/dev/null; then
-    run_step parity-cuda "$python" "$root/tests/reference/hf_parity.py" --synthpert "$build/synthpert" --device cuda \
-      --out "$logs/parity-cuda.json"
-    run_step parity-cpu "$python" "$root/tests/reference/hf_parity.py" --synthpert "$build/synthpert" --device cpu \
-      --out "$logs/parity-cpu.json"
-    if "$python" -c 'import peft' 2>/dev/null; then
-      run_step parity-peft "$python" "$root/tests/reference/peft_parity.py" --build "$build" --device cuda
-    else
-      record parity-peft SKIP "peft not importable by $python"
-    fi
-  else
-    record parity SKIP "transformers not importable by $python"
-  fi
-fi
-if wanted bench; then
-  run_step bench-attention "$build/benchmarks/bench_attention" --python "$python"
-  run_step bench-kernels "$build/benchmarks/bench_kernels" --python "$python"
-fi
-# The 8B-shape trainer benchmark takes several minutes; its own step name lets a
-# short lease leave it out (--only).
-if wanted bench-train; then
-  run_step bench-train "$root/benchmarks/run_train_gpu.sh" "$build"
-fi
 
+write_summary
 echo >&2
-echo "gpu-verify summary ($(head -1 "$logs/host.txt"))" | tee "$logs/summary.txt" >&2
-printf '%s\n' "${summary[@]}" | tee -a "$logs/summary.txt" >&2
-if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT/verify" "$OUT/results"
-  cp -a "$logs/." "$OUT/verify/"
-  cp -a "$root/benchmarks/results/." "$OUT/results/" 2>/dev/null || true
-  echo "gpu-verify: copied logs and results to $OUT" >&2
-fi
+cat "$logs/summary.txt" >&2
+[ -n "${OUT:-}" ] && echo "gpu-verify: summary.txt and gpu-verify.tar.gz written to $OUT" >&2
 exit $failed
