@@ -1,7 +1,6 @@
-# Decides whether kernels/ is built and turns on the CUDA language for it.
-if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
-  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
-endif()
+# Decides whether kernels/ is built and turns on the CUDA language for it
+# (cmake/Dependencies.cmake has already pointed CMAKE_CUDA_COMPILER at
+# /usr/local/cuda/bin/nvcc when nothing else names one).
 include(CheckLanguage)
 check_language(CUDA)
 if(SYNTHPERT_KERNELS STREQUAL "AUTO")

@@ -2,7 +2,21 @@
 # or, on an offline GPU host, from the prefix made by scripts/bundle-offline-deps.sh
 # (passed through CMAKE_PREFIX_PATH beside the host PyTorch's libtorch).
 
+# A GPU host's libtorch (PyTorch 2.x) configures CUDA itself: it enables the
+# CUDA language (so nvcc must be known first; /usr/local/cuda is the usual
+# place) and appends -gencode flags for the GPU it sees to CMAKE_CUDA_FLAGS.
+# kernels/ names its own architectures, so those flags are undone here; kept,
+# every kernel would also be compiled a second time for plain sm_90.
+if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+  set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+endif()
+set(_synthpert_cuda_flags "${CMAKE_CUDA_FLAGS}")
 find_package(Torch REQUIRED)
+set(CMAKE_CUDA_FLAGS "${_synthpert_cuda_flags}")
+# PyTorch's headers need C++20 from 2.12 on.
+if(Torch_VERSION VERSION_GREATER_EQUAL 2.12)
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(PkgConfig REQUIRED)

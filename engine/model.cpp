@@ -1,6 +1,7 @@
 #include "engine/model.h"
 
 #include <cmath>
+#include <cstdlib>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -40,6 +41,15 @@ StDType to_st_dtype(torch::ScalarType t) {
     case torch::kUInt8: return StDType::U8;
     default: throw std::invalid_argument("to_st_dtype: unsupported scalar type");
   }
+}
+
+AttentionPath attention_path_from_env() {
+  const char* v = std::getenv("SYNTHPERT_ATTENTION");
+  const std::string s = v ? v : "";
+  if (s.empty() || s == "auto") return AttentionPath::kAuto;
+  if (s == "dense") return AttentionPath::kDense;
+  if (s == "packed") return AttentionPath::kPacked;
+  throw InputError("SYNTHPERT_ATTENTION: expected auto, dense or packed, got '" + s + "'");
 }
 
 torch::Device parse_device(const std::string& name) {
@@ -168,13 +178,15 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
     m.layers.push_back(std::move(L));
   }
   m.inv_freq_ = rope_inv_freq(c);
+  m.attention_path = attention_path_from_env();
   return m;
 }
 
 torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
                                          const torch::Tensor& x, const torch::Tensor& cos,
                                          const torch::Tensor& sin, const torch::Tensor& bias,
-                                         KVCache* cache, bool training) const {
+                                         const PackedSequences* packed, KVCache* cache,
+                                         bool training) const {
   const auto& c = config_;
   const int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
                 Hkv = c.num_key_value_heads, D = c.head_dim, rep = H / Hkv;
@@ -193,18 +205,28 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
   if (cache) {
     cache->k[index].narrow(2, cache->length, T).copy_(k);
     cache->v[index].narrow(2, cache->length, T).copy_(v);
-    k = cache->k[index].narrow(2, 0, cache->length + T);
-    v = cache->v[index].narrow(2, 0, cache->length + T);
+    // Packed attention only runs with an empty cache: this batch's keys are all.
+    if (!packed) {
+      k = cache->k[index].narrow(2, 0, cache->length + T);
+      v = cache->v[index].narrow(2, 0, cache->length + T);
+    }
   }
-  const int64_t S = k.size(2);
-  // Grouped-query attention without copying K/V: the `rep` query heads that
-  // share a KV head are stacked along the token axis.
-  auto qg = q.reshape({B, Hkv, rep * T, D});
-  auto scores = torch::matmul(qg, k.transpose(2, 3)).view({B, Hkv, rep, T, S});
-  scores = scores.to(torch::kFloat32) * (1.0 / std::sqrt(static_cast<double>(D))) +
-           bias.unsqueeze(2);
-  auto probs = torch::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, rep * T, S});
-  auto attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  torch::Tensor attn;
+  if (packed) {
+    const auto o = packed_attention(pack_tokens(q.transpose(1, 2), *packed), pack_tokens(k.transpose(1, 2), *packed),
+                                    pack_tokens(v.transpose(1, 2), *packed), *packed, /*causal=*/true, scale);
+    attn = unpack_tokens(o, *packed).reshape({B, T, H * D});
+  } else {
+    const int64_t S = k.size(2);
+    // Grouped-query attention without copying K/V: the `rep` query heads that
+    // share a KV head are stacked along the token axis.
+    auto qg = q.reshape({B, Hkv, rep * T, D});
+    auto scores = torch::matmul(qg, k.transpose(2, 3)).view({B, Hkv, rep, T, S});
+    scores = scores.to(torch::kFloat32) * scale + bias.unsqueeze(2);
+    auto probs = torch::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, rep * T, S});
+    attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
+  }
   auto out = x + L.o_proj.forward(attn, training);
 
   h = rms_norm(out, L.post_attention_norm, c.rms_norm_eps);
@@ -250,7 +272,13 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
       m.segment_k_BS = batch.segments;
     }
   }
-  const auto full_bias = build_attention_bias(m);
+  std::shared_ptr<const PackedSequences> packed;
+  if (packs_attention(cache)) packed = pack_sequences(valid, batch.segments, ids.device());
+  // The (T x S) biases are built only for the layers that need them.
+  torch::Tensor full_bias;
+  bool any_full = false;
+  for (size_t i = 0; i < layers.size(); ++i) any_full |= config_.layer_window(i) == 0;
+  if (!packed && any_full) full_bias = build_attention_bias(m);
   torch::Tensor window_bias;
   if (config_.sliding_window > 0) {
     m.window = config_.sliding_window;
@@ -264,20 +292,32 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   // layers need an input that does, or their backward would never run.
   if (recompute && !x.requires_grad()) x = x.detach().requires_grad_(true);
   for (size_t i = 0; i < layers.size(); ++i) {
-    const auto& bias = config_.layer_window(i) > 0 ? window_bias : full_bias;
+    const bool windowed = config_.layer_window(i) > 0;
+    const auto& bias = windowed ? window_bias : full_bias;
+    const PackedSequences* layer_packed = windowed ? nullptr : packed.get();
     if (recompute) {
       x = checkpointed_block(
           // By value: the lambda runs again in backward, after this frame is gone.
-          [this, i, c = cos, s = sin, b = bias](const torch::Tensor& in) {
-            return layer_forward(layers[i], i, in, c, s, b, nullptr, true);
+          [this, i, c = cos, s = sin, b = bias, p = windowed ? nullptr : packed](const torch::Tensor& in) {
+            return layer_forward(layers[i], i, in, c, s, b, p.get(), nullptr, true);
           },
           x);
     } else {
-      x = layer_forward(layers[i], i, x, cos, sin, bias, cache, training);
+      x = layer_forward(layers[i], i, x, cos, sin, bias, layer_packed, cache, training);
     }
   }
   if (cache) cache->length += T;
   return rms_norm(x, final_norm, config_.rms_norm_eps);
+}
+
+bool Transformer::packs_attention(const KVCache* cache) const {
+  if (cache && cache->length > 0) return false;  // keys from earlier calls: dense mask
+  switch (attention_path) {
+    case AttentionPath::kDense: return false;
+    case AttentionPath::kPacked: return true;
+    case AttentionPath::kAuto: break;
+  }
+  return packed_attention_kernel_supports(device(), dtype_, config_.head_dim);
 }
 
 torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {

@@ -11,6 +11,7 @@
 
 #include "engine/config.h"
 #include "engine/linear.h"
+#include "engine/packed_attention.h"
 #include "engine/safetensors.h"
 #include "engine/torch_compat.h"
 
@@ -54,6 +55,18 @@ struct LoadOptions {
   torch::Device device = torch::kCPU;
 };
 
+// How self-attention is computed (engine/packed_attention.h).
+//   kDense:  torch matmuls under an additive (T x S) mask; every case.
+//   kPacked: tokens repacked per sequence, then the CUDA kernels where they
+//            apply (bf16/f16, head dim 64 or 128) and torch math elsewhere;
+//            used for batches without earlier KV-cache content, and never for
+//            sliding-window layers (those stay dense).
+//   kAuto:   kPacked where the CUDA kernels apply, else kDense.
+enum class AttentionPath { kAuto, kDense, kPacked };
+// From SYNTHPERT_ATTENTION (auto | dense | packed; unset means auto), so a
+// run can compare the paths without a rebuild.
+AttentionPath attention_path_from_env();
+
 // Parses "cpu" / "cuda" / "cuda:N"; refuses CUDA when libtorch has none.
 torch::Device parse_device(const std::string& name);
 
@@ -95,11 +108,16 @@ class Transformer {
   // Training: recompute each decoder layer's activations during backward
   // instead of keeping them (engine/activation_checkpoint.h).
   bool checkpoint_layers = false;
+  AttentionPath attention_path = AttentionPath::kAuto;
 
  private:
+  // Attention uses `packed` when given, else the additive `bias`.
   torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC,
                               const torch::Tensor& cos, const torch::Tensor& sin,
-                              const torch::Tensor& bias, KVCache* cache, bool training) const;
+                              const torch::Tensor& bias, const PackedSequences* packed, KVCache* cache,
+                              bool training) const;
+  // Whether this batch's attention runs packed (see AttentionPath).
+  bool packs_attention(const KVCache* cache) const;
 
   ModelConfig config_;
   torch::ScalarType dtype_ = torch::kFloat32;

@@ -167,6 +167,9 @@ run_step() {  # run_step NAME COMMAND... ; output to $logs/NAME.log
   echo "cmake: $(cmake --version | head -1)"
   "$python" -c 'import torch; print("torch:", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())' 2>&1
   "$python" -c 'import transformers, peft; print("transformers:", transformers.__version__, "peft:", peft.__version__)' 2>&1
+  # c10d: the NCCL torch was built with (the configure log names the nccl.h
+  # used) and whether the wheel carries gloo headers.
+  "$python" -c 'import os, torch; print("torch nccl:", torch.cuda.nccl.version(), "gloo headers in wheel:", os.path.exists(os.path.join(os.path.dirname(torch.__file__), "include/gloo/config.h")))' 2>&1
   echo "git: $(git -C "$root" rev-parse HEAD 2>/dev/null) $(git -C "$root" status --porcelain 2>/dev/null | wc -l) modified"
   echo "plan: $plan; steps: $steps; CUDA archs: $archs; jobs: $jobs"
   [ -f "$deps/MANIFEST" ] && { echo "offline deps:"; sed 's/^/  /' "$deps/MANIFEST"; }

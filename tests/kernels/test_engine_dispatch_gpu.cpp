@@ -1,0 +1,177 @@
+// The engine's entries to the kernels on CUDA, against float32 CPU runs.
+// Packed attention (kernels/attention through engine/packed_attention), under
+// the rule of the kernel tests: the bf16 packed path's error may be at most
+// 2x the error of the engine's dense torch path in bf16, plus a floor of one
+// bf16 step at the largest magnitude. Hidden states at valid positions and
+// the gradients of two projection weights, on a batch with right padding,
+// packed segments and a sequence longer than one 64-token tile. The fused LM
+// head + cross-entropy (engine/linear_cross_entropy) under the same rule, its
+// peer being the torch bf16 logits + log_softmax the trainer uses elsewhere
+// ([gpu]).
+#ifndef SYNTHPERT_NO_KERNELS
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <torch/cuda.h>
+
+#include "engine/init_model.h"
+#include "engine/linear_cross_entropy.h"
+#include "engine/model.h"
+#include "tests/test_util.h"
+
+using namespace synthpert;
+using namespace synthpert::engine;
+
+namespace {
+
+ForwardBatch mixed_batch(int64_t vocab) {
+  const int64_t T = 97;
+  ForwardBatch b;
+  auto ids = torch::randint(vocab, {2, T}, torch::kInt64);
+  auto valid = torch::ones({2, T}, torch::kBool);
+  valid[0].narrow(0, 80, T - 80).fill_(false);  // row 0: 80 tokens, right padding
+  auto segments = torch::zeros({2, T}, torch::kInt64);
+  segments[1].narrow(0, 30, T - 30).fill_(1);  // row 1: 30 + 67 tokens, packed
+  auto positions = torch::arange(T).repeat({2, 1});
+  positions[1].narrow(0, 30, T - 30).copy_(torch::arange(T - 30));
+  b.ids = ids;
+  b.valid = valid;
+  b.segments = segments;
+  b.positions = positions;
+  return b;
+}
+
+struct Run {
+  torch::Tensor hidden;  // valid positions, float32 on CPU
+  std::vector<torch::Tensor> grads;
+};
+
+Run run(Transformer& m, const ForwardBatch& cpu_batch, AttentionPath path) {
+  m.attention_path = path;
+  ForwardBatch b;
+  const auto dev = m.device();
+  b.ids = cpu_batch.ids.to(dev);
+  b.valid = cpu_batch.valid.to(dev);
+  b.segments = cpu_batch.segments.to(dev);
+  b.positions = cpu_batch.positions.to(dev);
+  std::vector<torch::Tensor*> params = {&m.layers[0].q_proj.weight, &m.layers[1].v_proj.weight};
+  for (auto* t : params) *t = t->detach().requires_grad_(true);
+  const auto h = m.hidden_states(b, nullptr, /*training=*/true);
+  const auto where = b.valid.reshape({-1}).nonzero().squeeze(1);
+  const auto hv = h.reshape({-1, h.size(-1)}).index_select(0, where);
+  torch::manual_seed(3);
+  const auto w = torch::randn(hv.sizes(), torch::kFloat32).to(dev);
+  (hv.to(torch::kFloat32) * w).sum().backward();
+  Run r{hv.detach().to(torch::kCPU, torch::kFloat32), {}};
+  for (auto* t : params) r.grads.push_back(t->grad().to(torch::kCPU, torch::kFloat32));
+  for (auto* t : params) *t = t->detach();
+  return r;
+}
+
+// Floor: one bf16 step at the largest reference magnitude, unless given.
+void check_within_peer(const char* what, const torch::Tensor& got, const torch::Tensor& peer,
+                       const torch::Tensor& ref, double floor = -1) {
+  const double err = (got - ref).abs().max().item<double>();
+  const double peer_err = (peer - ref).abs().max().item<double>();
+  if (floor < 0) floor = ref.abs().max().item<double>() / 128.0;
+  INFO(what << ": packed err " << err << ", dense bf16 err " << peer_err << ", floor " << floor);
+  CHECK(std::isfinite(err));
+  CHECK(err <= 2 * peer_err + floor);
+}
+
+double max_err(const torch::Tensor& a, const torch::Tensor& ref) {
+  return (a.to(torch::kCPU, torch::kFloat64) - ref).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST_CASE("engine packed attention on CUDA (kernels) is as close to fp32 as the dense bf16 path",
+          "[gpu][engine_attention]") {
+  // main() has found a CUDA device; libtorch must see it too.
+  if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
+  test::TempDir dir("engine-attention-gpu");
+  for (int64_t head_dim : {64, 128}) {
+    INFO("head_dim " << head_dim);
+    auto c = preset_config(Arch::kLlama, "tiny");
+    c.vocab_size = 101;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = head_dim;
+    c.hidden_size = 4 * head_dim;
+    c.intermediate_size = 160;
+    c.num_hidden_layers = 2;
+    InitOptions io;
+    io.seed = 17;
+    io.jitter = true;
+    const std::string path = dir.path + "/d" + std::to_string(head_dim);
+    init_model(c, path, io);
+    LoadOptions cpu_opts;
+    auto ref_model = Transformer::load(path, cpu_opts);
+    LoadOptions gpu_opts;
+    gpu_opts.device = torch::Device("cuda");
+    gpu_opts.dtype = torch::kBFloat16;
+    auto gpu_model = Transformer::load(path, gpu_opts);
+    REQUIRE(packed_attention_kernel_supports(gpu_model.device(), torch::kBFloat16, head_dim));
+
+    torch::manual_seed(11);
+    const auto batch = mixed_batch(c.vocab_size);
+    const Run ref = run(ref_model, batch, AttentionPath::kDense);
+    const Run dense = run(gpu_model, batch, AttentionPath::kDense);
+    const Run packed = run(gpu_model, batch, AttentionPath::kPacked);
+    check_within_peer("hidden", packed.hidden, dense.hidden, ref.hidden);
+    check_within_peer("d q_proj[0]", packed.grads[0], dense.grads[0], ref.grads[0]);
+    check_within_peer("d v_proj[1]", packed.grads[1], dense.grads[1], ref.grads[1]);
+  }
+}
+
+TEST_CASE("fused LM head + cross-entropy on CUDA is as close to fp64 as bf16 logits + log_softmax",
+          "[gpu][engine_fused_ce]") {
+  if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
+  REQUIRE(linear_cross_entropy_kernel_supports(torch::Device("cuda"), torch::kBFloat16));
+  torch::manual_seed(21);
+  // 1500 tokens over a 50,257 vocabulary: two chunks of the kernel.
+  const int64_t N = 1500, C = 192, V = 50257;
+  const auto dev = torch::Device("cuda");
+  const auto h_bf = torch::randn({N, C}).to(torch::kBFloat16);
+  const auto w_bf = (torch::randn({V, C}) * 0.1).to(torch::kBFloat16);
+  auto t = torch::randint(V, {N}, torch::kInt64);
+  t.index_put_({torch::arange(0, N, 4)}, -100);
+  const auto counted = t.ne(-100);
+  const auto safe_t = torch::where(counted, t, torch::zeros_like(t));
+  const double upstream = 1.0 / static_cast<double>(counted.sum().item<int64_t>());
+
+  // Loss sum and gradients of one computation on `h`, `w` (autograd).
+  auto torch_loss = [&](const torch::Tensor& h, const torch::Tensor& w) {
+    auto logits = torch::matmul(h, w.t());  // the peer: bf16 logits, then float32 (Transformer::logits)
+    if (logits.scalar_type() != torch::kFloat64) logits = logits.to(torch::kFloat32);
+    const auto logp = torch::log_softmax(logits, -1);
+    return -(logp.gather(1, safe_t.to(h.device()).unsqueeze(1)).squeeze(1) * counted.to(h.device())).sum();
+  };
+  auto ref_h = h_bf.to(torch::kFloat64).requires_grad_(true), ref_w = w_bf.to(torch::kFloat64).requires_grad_(true);
+  const auto ref = torch_loss(ref_h, ref_w);
+  (ref * upstream).backward();
+
+  auto peer_h = h_bf.to(dev).requires_grad_(true), peer_w = w_bf.to(dev).requires_grad_(true);
+  const auto peer = torch_loss(peer_h, peer_w);
+  (peer * upstream).backward();
+
+  auto h = h_bf.to(dev).requires_grad_(true), w = w_bf.to(dev).requires_grad_(true);
+  const auto loss = linear_cross_entropy_sum(h, w, t.to(dev));
+  (loss * upstream).backward();
+
+  const auto ref_loss = ref.detach().reshape({1});
+  // The loss is a sum over ~1,100 tokens: a floor of 1e-4 of it, not a bf16 step.
+  check_within_peer("loss", loss.detach().to(torch::kCPU, torch::kFloat64).reshape({1}),
+                    peer.detach().to(torch::kCPU, torch::kFloat64).reshape({1}), ref_loss,
+                    1e-4 * ref_loss.abs().item<double>());
+  const auto rh = ref_h.grad(), rw = ref_w.grad();
+  INFO("dhidden err " << max_err(h.grad(), rh) << " peer " << max_err(peer_h.grad(), rh));
+  check_within_peer("dhidden", h.grad().to(torch::kCPU, torch::kFloat64), peer_h.grad().to(torch::kCPU, torch::kFloat64),
+                    rh);
+  check_within_peer("dweight", w.grad().to(torch::kCPU, torch::kFloat64), peer_w.grad().to(torch::kCPU, torch::kFloat64),
+                    rw);
+}
+
+#endif  // SYNTHPERT_NO_KERNELS
