@@ -11,6 +11,7 @@
 #include "engine/attention_mask.h"
 #include "engine/nf4.h"
 #include "engine/rope.h"
+#include "engine/rowwise_ops.h"
 
 namespace synthpert::engine {
 
@@ -191,13 +192,13 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
   const int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
                 Hkv = c.num_key_value_heads, D = c.head_dim, rep = H / Hkv;
 
-  auto h = rms_norm(x, L.input_norm, c.rms_norm_eps);
+  auto h = norm(x, L.input_norm);
   auto q = L.q_proj.forward(h, training).view({B, T, H, D});
   auto k = L.k_proj.forward(h, training).view({B, T, Hkv, D});
   auto v = L.v_proj.forward(h, training).view({B, T, Hkv, D});
   if (c.qk_norm) {
-    q = rms_norm(q, L.q_norm, c.rms_norm_eps);
-    k = rms_norm(k, L.k_norm, c.rms_norm_eps);
+    q = norm(q, L.q_norm);
+    k = norm(k, L.k_norm);
   }
   q = apply_rope(q.transpose(1, 2), cos, sin);  // (B, H, T, D)
   k = apply_rope(k.transpose(1, 2), cos, sin);  // (B, Hkv, T, D)
@@ -229,9 +230,8 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
   }
   auto out = x + L.o_proj.forward(attn, training);
 
-  h = rms_norm(out, L.post_attention_norm, c.rms_norm_eps);
-  auto mlp = L.down_proj.forward(
-      torch::silu(L.gate_proj.forward(h, training)) * L.up_proj.forward(h, training), training);
+  h = norm(out, L.post_attention_norm);
+  auto mlp = L.down_proj.forward(swiglu(L.gate_proj.forward(h, training), L.up_proj.forward(h, training)), training);
   return out + mlp;
 }
 
@@ -307,7 +307,7 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     }
   }
   if (cache) cache->length += T;
-  return rms_norm(x, final_norm, config_.rms_norm_eps);
+  return norm(x, final_norm);
 }
 
 bool Transformer::packs_attention(const KVCache* cache) const {
@@ -318,6 +318,23 @@ bool Transformer::packs_attention(const KVCache* cache) const {
     case AttentionPath::kAuto: break;
   }
   return packed_attention_kernel_supports(device(), dtype_, config_.head_dim);
+}
+
+bool Transformer::fused_rowwise() const {
+  switch (rowwise_path) {
+    case RowwisePath::kTorch: return false;
+    case RowwisePath::kFused: return true;
+    case RowwisePath::kAuto: break;
+  }
+  return rowwise_kernels_support(device(), dtype_);
+}
+
+torch::Tensor Transformer::norm(const torch::Tensor& x, const torch::Tensor& weight) const {
+  return fused_rowwise() ? rms_norm_op(x, weight, config_.rms_norm_eps) : rms_norm(x, weight, config_.rms_norm_eps);
+}
+
+torch::Tensor Transformer::swiglu(const torch::Tensor& gate, const torch::Tensor& up) const {
+  return fused_rowwise() ? swiglu_op(gate, up) : torch::silu(gate) * up;
 }
 
 torch::Tensor Transformer::logits(const torch::Tensor& hidden) const {

@@ -67,6 +67,11 @@ enum class AttentionPath { kAuto, kDense, kPacked };
 // run can compare the paths without a rebuild.
 AttentionPath attention_path_from_env();
 
+// How RMSNorm and SwiGLU are computed (engine/rowwise_ops.h): kTorch as plain
+// torch expressions, kFused through the autograd ops (the CUDA kernels where
+// they apply, torch math elsewhere), kAuto fused where the kernels apply.
+enum class RowwisePath { kAuto, kTorch, kFused };
+
 // Parses "cpu" / "cuda" / "cuda:N"; refuses CUDA when libtorch has none.
 torch::Device parse_device(const std::string& name);
 
@@ -109,6 +114,7 @@ class Transformer {
   // instead of keeping them (engine/activation_checkpoint.h).
   bool checkpoint_layers = false;
   AttentionPath attention_path = AttentionPath::kAuto;
+  RowwisePath rowwise_path = RowwisePath::kAuto;
 
  private:
   // Attention uses `packed` when given, else the additive `bias`.
@@ -118,6 +124,10 @@ class Transformer {
                               bool training) const;
   // Whether this batch's attention runs packed (see AttentionPath).
   bool packs_attention(const KVCache* cache) const;
+  // RMSNorm and SwiGLU, by rowwise_path.
+  bool fused_rowwise() const;
+  torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;
+  torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) const;
 
   ModelConfig config_;
   torch::ScalarType dtype_ = torch::kFloat32;

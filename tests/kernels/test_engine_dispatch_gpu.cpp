@@ -1,8 +1,9 @@
 // The engine's entries to the kernels on CUDA, against float32 CPU runs.
-// Packed attention (kernels/attention through engine/packed_attention), under
-// the rule of the kernel tests: the bf16 packed path's error may be at most
-// 2x the error of the engine's dense torch path in bf16, plus a floor of one
-// bf16 step at the largest magnitude. Hidden states at valid positions and
+// The model with its kernel paths (packed attention through
+// engine/packed_attention, RMSNorm and SwiGLU through engine/rowwise_ops),
+// under the rule of the kernel tests: its bf16 error may be at most 2x the
+// error of the engine's plain torch path in bf16 (dense attention, torch
+// RMSNorm and SwiGLU), plus a floor of one bf16 step at the largest magnitude. Hidden states at valid positions and
 // the gradients of two projection weights, on a batch with right padding,
 // packed segments and a sequence longer than one 64-token tile. The fused LM
 // head + cross-entropy (engine/linear_cross_entropy) under the same rule, its
@@ -19,6 +20,7 @@
 #include "engine/init_model.h"
 #include "engine/linear_cross_entropy.h"
 #include "engine/model.h"
+#include "engine/rowwise_ops.h"
 #include "tests/test_util.h"
 
 using namespace synthpert;
@@ -48,15 +50,17 @@ struct Run {
   std::vector<torch::Tensor> grads;
 };
 
-Run run(Transformer& m, const ForwardBatch& cpu_batch, AttentionPath path) {
+Run run(Transformer& m, const ForwardBatch& cpu_batch, AttentionPath path, RowwisePath rowwise) {
   m.attention_path = path;
+  m.rowwise_path = rowwise;
   ForwardBatch b;
   const auto dev = m.device();
   b.ids = cpu_batch.ids.to(dev);
   b.valid = cpu_batch.valid.to(dev);
   b.segments = cpu_batch.segments.to(dev);
   b.positions = cpu_batch.positions.to(dev);
-  std::vector<torch::Tensor*> params = {&m.layers[0].q_proj.weight, &m.layers[1].v_proj.weight};
+  std::vector<torch::Tensor*> params = {&m.layers[0].q_proj.weight, &m.layers[1].v_proj.weight,
+                                        &m.layers[1].post_attention_norm};
   for (auto* t : params) *t = t->detach().requires_grad_(true);
   const auto h = m.hidden_states(b, nullptr, /*training=*/true);
   const auto where = b.valid.reshape({-1}).nonzero().squeeze(1);
@@ -87,8 +91,8 @@ double max_err(const torch::Tensor& a, const torch::Tensor& ref) {
 
 }  // namespace
 
-TEST_CASE("engine packed attention on CUDA (kernels) is as close to fp32 as the dense bf16 path",
-          "[gpu][engine_attention]") {
+TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch bf16 path",
+          "[gpu][engine_kernels]") {
   // main() has found a CUDA device; libtorch must see it too.
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
   test::TempDir dir("engine-attention-gpu");
@@ -114,15 +118,17 @@ TEST_CASE("engine packed attention on CUDA (kernels) is as close to fp32 as the 
     gpu_opts.dtype = torch::kBFloat16;
     auto gpu_model = Transformer::load(path, gpu_opts);
     REQUIRE(packed_attention_kernel_supports(gpu_model.device(), torch::kBFloat16, head_dim));
+    REQUIRE(rowwise_kernels_support(gpu_model.device(), torch::kBFloat16));
 
     torch::manual_seed(11);
     const auto batch = mixed_batch(c.vocab_size);
-    const Run ref = run(ref_model, batch, AttentionPath::kDense);
-    const Run dense = run(gpu_model, batch, AttentionPath::kDense);
-    const Run packed = run(gpu_model, batch, AttentionPath::kPacked);
+    const Run ref = run(ref_model, batch, AttentionPath::kDense, RowwisePath::kTorch);
+    const Run dense = run(gpu_model, batch, AttentionPath::kDense, RowwisePath::kTorch);
+    const Run packed = run(gpu_model, batch, AttentionPath::kAuto, RowwisePath::kAuto);
     check_within_peer("hidden", packed.hidden, dense.hidden, ref.hidden);
     check_within_peer("d q_proj[0]", packed.grads[0], dense.grads[0], ref.grads[0]);
     check_within_peer("d v_proj[1]", packed.grads[1], dense.grads[1], ref.grads[1]);
+    check_within_peer("d post_attention_norm[1]", packed.grads[2], dense.grads[2], ref.grads[2]);
   }
 }
 

@@ -1,0 +1,235 @@
+#include "engine/rowwise_ops.h"
+
+#include <torch/csrc/autograd/custom_function.h>
+
+#include "common/error.h"
+
+#if defined(SYNTHPERT_HAVE_KERNELS)
+#include "kernels/rmsnorm.h"
+#include "kernels/swiglu.h"
+#if defined(SYNTHPERT_ENGINE_CUDA)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+#endif
+
+namespace synthpert::engine {
+
+bool rowwise_kernels_support(torch::Device device, torch::ScalarType dtype) {
+#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
+  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
+#else
+  (void)device, (void)dtype;
+  return false;
+#endif
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// (.., C) -> (R, C) with contiguous rows (a copy only when needed).
+torch::Tensor as_rows(const torch::Tensor& t) { return t.reshape({-1, t.size(-1)}).contiguous(); }
+
+#if defined(SYNTHPERT_HAVE_KERNELS)
+namespace kn = synthpert::kernels;
+
+cudaStream_t launch_stream(const torch::Tensor& t) {
+#if defined(SYNTHPERT_ENGINE_CUDA)
+  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+#else
+  (void)t;  // compile check without a CUDA libtorch
+  return nullptr;
+#endif
+}
+kn::DType kernel_dtype(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
+}
+bool use_kernel(const torch::Tensor& t) { return rowwise_kernels_support(t.device(), t.scalar_type()); }
+#endif
+
+// ---- RMSNorm ---------------------------------------------------------------
+struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& weight,
+                               double eps) {
+    const auto x = as_rows(x_in);  // (R, C)
+    [[maybe_unused]] const int64_t R = x.size(0), C = x.size(1);
+    torch::Tensor y, rstd;
+#if defined(SYNTHPERT_HAVE_KERNELS)
+    if (use_kernel(x)) {
+#if defined(SYNTHPERT_ENGINE_CUDA)
+      const c10::cuda::CUDAGuard guard(x.device());
+#endif
+      y = torch::empty({R, C}, x.options());
+      rstd = torch::empty({R}, x.options().dtype(torch::kFloat32));
+      kn::RmsNormForwardArgs a;
+      a.dtype = kernel_dtype(x);
+      a.rows = R;
+      a.width = C;
+      a.eps = static_cast<float>(eps);
+      a.x = x.data_ptr();
+      a.x_row_stride = C;
+      a.weight = weight.contiguous().data_ptr();
+      a.y = y.data_ptr();
+      a.y_row_stride = C;
+      a.rstd = rstd.data_ptr<float>();
+      kn::rmsnorm_forward(a, launch_stream(x));
+    } else
+#endif
+    {
+      const auto xf = x.to(torch::kFloat32);
+      rstd = torch::rsqrt(xf.pow(2).mean(-1) + eps);
+      y = weight * (xf * rstd.unsqueeze(1)).to(x.scalar_type());
+    }
+    ctx->save_for_backward({x, weight, rstd});
+    ctx->saved_data["shape"] = x_in.sizes().vec();
+    ctx->saved_data["want_dw"] = weight.requires_grad();
+    return y.view(x_in.sizes());
+  }
+
+  // With n = x * rstd and g = dy * w: dx = rstd * (g - n * mean(g * n)),
+  // dweight = sum over rows of dy * round(n).
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight = saved[1], &rstd = saved[2];
+    const auto dy = as_rows(grads[0]);
+    [[maybe_unused]] const int64_t R = x.size(0), C = x.size(1);
+    const bool want_dw = ctx->saved_data["want_dw"].toBool();
+    torch::Tensor dx, dw;
+#if defined(SYNTHPERT_HAVE_KERNELS)
+    if (use_kernel(x) && (!want_dw || C <= kn::kRmsNormMaxDweightWidth)) {
+#if defined(SYNTHPERT_ENGINE_CUDA)
+      const c10::cuda::CUDAGuard guard(x.device());
+#endif
+      dx = torch::empty({R, C}, x.options());
+      kn::RmsNormBackwardArgs a;
+      a.dtype = kernel_dtype(x);
+      a.rows = R;
+      a.width = C;
+      a.x = x.data_ptr();
+      a.x_row_stride = C;
+      const auto w = weight.contiguous();
+      a.weight = w.data_ptr();
+      a.rstd = rstd.data_ptr<float>();
+      a.dy = dy.data_ptr();
+      a.dy_row_stride = C;
+      a.dx = dx.data_ptr();
+      a.dx_row_stride = C;
+      torch::Tensor ws;
+      if (want_dw) {
+        dw = torch::empty({C}, x.options().dtype(torch::kFloat32));
+        ws = torch::empty({static_cast<int64_t>(kn::rmsnorm_backward_workspace_bytes(R, C))},
+                          x.options().dtype(torch::kUInt8));
+        a.dweight = dw.data_ptr<float>();
+        a.workspace = ws.data_ptr();
+      }
+      kn::rmsnorm_backward(a, launch_stream(x));
+      if (want_dw) dw = dw.to(weight.scalar_type());
+    } else
+#endif
+    {
+      const auto xf = x.to(torch::kFloat32), dyf = dy.to(torch::kFloat32);
+      const auto n = xf * rstd.unsqueeze(1);
+      const auto g = dyf * weight.to(torch::kFloat32);
+      dx = (rstd.unsqueeze(1) * (g - n * (g * n).mean(-1, /*keepdim=*/true))).to(x.scalar_type());
+      if (want_dw) dw = (dyf * n.to(x.scalar_type()).to(torch::kFloat32)).sum(0).to(weight.scalar_type());
+    }
+    return {dx.view(ctx->saved_data["shape"].toIntVector()), dw, torch::Tensor()};
+  }
+};
+
+// ---- SwiGLU ----------------------------------------------------------------
+struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate_in, const torch::Tensor& up_in) {
+    const auto gate = as_rows(gate_in), up = as_rows(up_in);
+    torch::Tensor out;
+#if defined(SYNTHPERT_HAVE_KERNELS)
+    if (use_kernel(gate)) {
+#if defined(SYNTHPERT_ENGINE_CUDA)
+      const c10::cuda::CUDAGuard guard(gate.device());
+#endif
+      const int64_t R = gate.size(0), I = gate.size(1);
+      out = torch::empty({R, I}, gate.options());
+      kn::SwigluForwardArgs a;
+      a.dtype = kernel_dtype(gate);
+      a.rows = R;
+      a.width = I;
+      a.gate = gate.data_ptr();
+      a.gate_row_stride = I;
+      a.up = up.data_ptr();
+      a.up_row_stride = I;
+      a.out = out.data_ptr();
+      a.out_row_stride = I;
+      kn::swiglu_forward(a, launch_stream(gate));
+    } else
+#endif
+    {
+      const auto g = gate.to(torch::kFloat32);
+      out = (g * torch::sigmoid(g) * up.to(torch::kFloat32)).to(gate.scalar_type());
+    }
+    ctx->save_for_backward({gate, up});
+    ctx->saved_data["shape"] = gate_in.sizes().vec();
+    return out.view(gate_in.sizes());
+  }
+
+  // dgate = dout * up * s * (1 + g (1 - s)), dup = dout * g * s, s = sigmoid(g).
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &gate = saved[0], &up = saved[1];
+    const auto dout = as_rows(grads[0]);
+    const auto shape = ctx->saved_data["shape"].toIntVector();
+    torch::Tensor dgate, dup;
+#if defined(SYNTHPERT_HAVE_KERNELS)
+    if (use_kernel(gate)) {
+#if defined(SYNTHPERT_ENGINE_CUDA)
+      const c10::cuda::CUDAGuard guard(gate.device());
+#endif
+      const int64_t R = gate.size(0), I = gate.size(1);
+      dgate = torch::empty({R, I}, gate.options());
+      dup = torch::empty({R, I}, gate.options());
+      kn::SwigluBackwardArgs a;
+      a.dtype = kernel_dtype(gate);
+      a.rows = R;
+      a.width = I;
+      a.gate = gate.data_ptr();
+      a.gate_row_stride = I;
+      a.up = up.data_ptr();
+      a.up_row_stride = I;
+      a.dout = dout.data_ptr();
+      a.dout_row_stride = I;
+      a.dgate = dgate.data_ptr();
+      a.dgate_row_stride = I;
+      a.dup = dup.data_ptr();
+      a.dup_row_stride = I;
+      kn::swiglu_backward(a, launch_stream(gate));
+    } else
+#endif
+    {
+      const auto g = gate.to(torch::kFloat32), u = up.to(torch::kFloat32), d = dout.to(torch::kFloat32);
+      const auto s = torch::sigmoid(g);
+      dgate = (d * u * s * (1 + g * (1 - s))).to(gate.scalar_type());
+      dup = (d * g * s).to(up.scalar_type());
+    }
+    return {dgate.view(shape), dup.view(shape)};
+  }
+};
+
+}  // namespace
+
+torch::Tensor rms_norm_op(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  SP_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1),
+           "rms_norm_op: weight (", weight.sizes(), ") does not match the last axis of x (", x.sizes(), ")");
+  SP_CHECK(x.scalar_type() == weight.scalar_type(), "rms_norm_op: x and weight dtypes differ");
+  if (x.numel() == 0) return torch::empty(x.sizes(), x.options());
+  return RmsNormFunction::apply(x, weight, eps);
+}
+
+torch::Tensor swiglu_op(const torch::Tensor& gate, const torch::Tensor& up) {
+  SP_CHECK(gate.sizes() == up.sizes() && gate.scalar_type() == up.scalar_type(),
+           "swiglu_op: gate ", gate.sizes(), " and up ", up.sizes(), " differ in shape or dtype");
+  if (gate.numel() == 0) return torch::empty(gate.sizes(), gate.options());
+  return SwigluFunction::apply(gate, up);
+}
+
+}  // namespace synthpert::engine

@@ -1,0 +1,27 @@
+// RMSNorm and SwiGLU as autograd ops: the engine's entry to kernels/rmsnorm
+// and kernels/swiglu.
+//
+// On CUDA in bf16/f16 the kernels run both directions in one launch each and
+// keep only what the backward needs (x and the fp32 rstd for RMSNorm; gate
+// and up for SwiGLU) instead of torch's fp32 intermediates. Elsewhere the ops
+// compute the same in torch math with the same explicit backward, which is
+// what tests their wiring on CPU (tests/engine/test_rowwise_ops.cpp). The
+// engine calls them where the kernels apply and keeps its plain torch
+// expressions otherwise (engine/model.cpp).
+#pragma once
+
+#include "engine/torch_compat.h"
+
+namespace synthpert::engine {
+
+// y = w * round_to_dtype(x * rstd), rstd = 1 / sqrt(mean(x^2) + eps) over the
+// last axis (Hugging Face's Llama RMSNorm). Differentiable in x and weight.
+torch::Tensor rms_norm_op(const torch::Tensor& x, const torch::Tensor& weight, double eps);
+
+// silu(gate) * up, elementwise; gate and up of one shape. Differentiable in both.
+torch::Tensor swiglu_op(const torch::Tensor& gate, const torch::Tensor& up);
+
+// Whether the CUDA kernels run this configuration (device, dtype, build).
+bool rowwise_kernels_support(torch::Device device, torch::ScalarType dtype);
+
+}  // namespace synthpert::engine
