@@ -23,7 +23,7 @@ done
 # QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16).
 "$build/benchmarks/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
   && sed 's/"lora seq/"qlora seq/g' "$work/q.json" > "$work/q2.json" && merge "$work/ours.json" "$work/q2.json" \
-  || echo "ours: QLoRA failed (NF4 runs on the CPU path only in this build)" >&2
+  || echo "ours: QLoRA failed" >&2
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 versions=$(python3 -c 'import json,torch,transformers,peft; print(json.dumps({"torch":torch.__version__,"transformers":transformers.__version__,"peft":peft.__version__}))')
 python3 "$here/write_results.py" --benchmark train --device "$gpu" --command "benchmarks/run_train_gpu.sh $build $model" \

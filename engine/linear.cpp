@@ -1,6 +1,6 @@
 #include "engine/linear.h"
 
-#include "engine/nf4.h"
+#include "engine/nf4_linear.h"
 
 namespace synthpert::engine {
 
@@ -8,13 +8,18 @@ int64_t Linear::out_features() const { return nf4 ? nf4->out_features : weight.s
 int64_t Linear::in_features() const { return nf4 ? nf4->in_features : weight.size(1); }
 
 torch::Tensor Linear::dense_weight() const {
-  return nf4 ? nf4_dequantize(*nf4) : weight;
+  return nf4 ? nf4_dequantize_device(*nf4) : weight;
 }
 
 torch::Tensor Linear::forward(const torch::Tensor& x, bool training) const {
-  const torch::Tensor w = dense_weight();
-  auto y = bias.defined() ? torch::addmm(bias, x.reshape({-1, x.size(-1)}), w.t())
-                          : torch::mm(x.reshape({-1, x.size(-1)}), w.t());
+  const auto x2 = x.reshape({-1, x.size(-1)});
+  torch::Tensor y;
+  if (nf4) {
+    y = nf4_linear(x2, nf4);  // keeps only the 4-bit weight for the backward
+    if (bias.defined()) y = y + bias;
+  } else {
+    y = bias.defined() ? torch::addmm(bias, x2, weight.t()) : torch::mm(x2, weight.t());
+  }
   if (lora) {
     auto xa = x.reshape({-1, x.size(-1)});
     if (training && lora->dropout > 0) xa = torch::dropout(xa, lora->dropout, true);

@@ -3,17 +3,12 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 
 #include "common/error.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
+#include "engine/kernel_launch.h"
 #include "kernels/fused_linear_ce.h"
-#if defined(SYNTHPERT_ENGINE_CUDA)
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 #endif
 
 namespace synthpert::engine {
@@ -75,28 +70,9 @@ CeResult forward_math(const torch::Tensor& hidden, const torch::Tensor& weight, 
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
 
-// One cuBLAS handle per device, made on first use and kept for the process
-// (the kernel sets its stream before every launch).
-cublasHandle_t cublas_handle(int device) {
-  static std::mutex mu;
-  static std::map<int, cublasHandle_t> handles;
-  const std::lock_guard<std::mutex> lock(mu);
-  auto it = handles.find(device);
-  if (it != handles.end()) return it->second;
-  cublasHandle_t h = nullptr;
-  SP_CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate failed on device ", device);
-  handles[device] = h;
-  return h;
-}
-
 CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& weight_in, const torch::Tensor& targets_in,
                         int64_t ignore_index, bool want_dhidden, bool want_dweight) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  const c10::cuda::CUDAGuard guard(hidden_in.device());
-  cudaStream_t stream = c10::cuda::getCurrentCUDAStream(hidden_in.device().index()).stream();
-#else
-  cudaStream_t stream = nullptr;  // compile check without a CUDA libtorch
-#endif
+  const KernelDeviceScope scope(hidden_in);
   // Rows may be strided, but each row must be contiguous.
   const auto hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();
   const auto weight = weight_in.stride(1) == 1 ? weight_in : weight_in.contiguous();
@@ -128,8 +104,8 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   if (want_dweight) a.dweight = r.dweight.data_ptr<float>();
   a.chunk_tokens = M;
   a.workspace = ws.data_ptr();
-  a.cublas = cublas_handle(hidden.device().index());
-  kn::fused_linear_cross_entropy(a, stream);
+  a.cublas = kernel_cublas(hidden);
+  kn::fused_linear_cross_entropy(a, kernel_stream(hidden));
   r.loss_sum = loss.sum();
   return r;
 }

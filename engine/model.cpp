@@ -9,7 +9,7 @@
 
 #include "engine/activation_checkpoint.h"
 #include "engine/attention_mask.h"
-#include "engine/nf4.h"
+#include "engine/nf4_linear.h"
 #include "engine/rope.h"
 #include "engine/rowwise_ops.h"
 
@@ -122,11 +122,11 @@ torch::Tensor load_tensor(const Checkpoint& ck, const std::string& name,
 Linear load_linear(const Checkpoint& ck, const std::string& prefix, int64_t out, int64_t in,
                    bool has_bias, torch::ScalarType dtype, bool nf4, torch::Device device) {
   Linear l;
-  // NF4 quantisation runs on the CPU path; the quantised codes then stay there.
-  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype, nf4 ? torch::kCPU : device);
+  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype, device);
   if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, dtype, device);
   if (nf4) {
-    l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize(l.weight));
+    // Quantised where it will run (kernels/nf4 on CUDA); the dense copy goes.
+    l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize_device(l.weight));
     l.weight = torch::Tensor();
   }
   return l;
@@ -147,8 +147,6 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
   m.dtype_ = opts.dtype;
   const auto dt = opts.dtype;
   const auto dev = opts.device;
-  SP_CHECK_INPUT(!(opts.nf4 && dev.is_cuda()),
-                 "QLoRA (NF4) weights run on the CPU path only in this build");
   const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   m.embed_tokens = load_tensor(ck, "model.embed_tokens.weight", {V, C}, dt, dev);
   m.final_norm = load_tensor(ck, "model.norm.weight", {C}, dt, dev);

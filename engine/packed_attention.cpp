@@ -11,11 +11,8 @@
 #include "common/error.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
+#include "engine/kernel_launch.h"
 #include "kernels/attention.h"
-#if defined(SYNTHPERT_ENGINE_CUDA)
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 #endif
 
 namespace synthpert::engine {
@@ -179,15 +176,6 @@ AttentionGrads backward_math(const torch::Tensor& q, const torch::Tensor& k, con
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
 
-cudaStream_t launch_stream(const torch::Tensor& t) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-#else
-  (void)t;  // compile check without a CUDA libtorch: the legacy default stream
-  return nullptr;
-#endif
-}
-
 kn::AttentionProblem kernel_problem(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cu_seqlens,
                                     int64_t max_seqlen, bool causal, double scale) {
   kn::AttentionProblem p;
@@ -211,9 +199,7 @@ torch::Tensor unit_last_stride(const torch::Tensor& t) { return t.stride(2) == 1
 
 AttentionResult forward_kernel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& cu_seqlens, int64_t max_seqlen, bool causal, double scale) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  const c10::cuda::CUDAGuard guard(q.device());
-#endif
+  const KernelDeviceScope scope(q);
   const int64_t N = q.size(0), H = q.size(1);
   auto out = torch::empty(q.sizes(), q.options());
   auto lse = torch::empty({H, N}, q.options().dtype(torch::kFloat32));
@@ -224,16 +210,14 @@ AttentionResult forward_kernel(const torch::Tensor& q, const torch::Tensor& k, c
   a.v = heads_view(v);
   a.out = mutable_view(out);
   a.lse_HN = lse.data_ptr<float>();
-  kn::attention_forward(a, launch_stream(q));
+  kn::attention_forward(a, kernel_stream(q));
   return {out, lse};
 }
 
 AttentionGrads backward_kernel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& out, const torch::Tensor& dout, const torch::Tensor& lse,
                                const torch::Tensor& cu_seqlens, int64_t max_seqlen, bool causal, double scale) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  const c10::cuda::CUDAGuard guard(q.device());
-#endif
+  const KernelDeviceScope scope(q);
   const int64_t N = q.size(0), H = q.size(1), D = q.size(2);
   auto dq = torch::empty(q.sizes(), q.options());
   auto dk = torch::empty(k.sizes(), k.options());
@@ -254,7 +238,7 @@ AttentionGrads backward_kernel(const torch::Tensor& q, const torch::Tensor& k, c
   a.dk = mutable_view(dk);
   a.dv = mutable_view(dv);
   a.workspace = ws.data_ptr();
-  kn::attention_backward(a, launch_stream(q));
+  kn::attention_backward(a, kernel_stream(q));
   return {dq, dk, dv};
 }
 #endif

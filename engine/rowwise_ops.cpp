@@ -5,12 +5,9 @@
 #include "common/error.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
+#include "engine/kernel_launch.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/swiglu.h"
-#if defined(SYNTHPERT_ENGINE_CUDA)
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#endif
 #endif
 
 namespace synthpert::engine {
@@ -35,14 +32,6 @@ torch::Tensor as_rows(const torch::Tensor& t) { return t.reshape({-1, t.size(-1)
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
 
-cudaStream_t launch_stream(const torch::Tensor& t) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
-#else
-  (void)t;  // compile check without a CUDA libtorch
-  return nullptr;
-#endif
-}
 kn::DType kernel_dtype(const torch::Tensor& t) {
   return t.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
 }
@@ -58,9 +47,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     torch::Tensor y, rstd;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(x)) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-      const c10::cuda::CUDAGuard guard(x.device());
-#endif
+      const KernelDeviceScope scope(x);
       y = torch::empty({R, C}, x.options());
       rstd = torch::empty({R}, x.options().dtype(torch::kFloat32));
       kn::RmsNormForwardArgs a;
@@ -74,7 +61,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
       a.y = y.data_ptr();
       a.y_row_stride = C;
       a.rstd = rstd.data_ptr<float>();
-      kn::rmsnorm_forward(a, launch_stream(x));
+      kn::rmsnorm_forward(a, kernel_stream(x));
     } else
 #endif
     {
@@ -99,9 +86,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     torch::Tensor dx, dw;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(x) && (!want_dw || C <= kn::kRmsNormMaxDweightWidth)) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-      const c10::cuda::CUDAGuard guard(x.device());
-#endif
+      const KernelDeviceScope scope(x);
       dx = torch::empty({R, C}, x.options());
       kn::RmsNormBackwardArgs a;
       a.dtype = kernel_dtype(x);
@@ -124,7 +109,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
         a.dweight = dw.data_ptr<float>();
         a.workspace = ws.data_ptr();
       }
-      kn::rmsnorm_backward(a, launch_stream(x));
+      kn::rmsnorm_backward(a, kernel_stream(x));
       if (want_dw) dw = dw.to(weight.scalar_type());
     } else
 #endif
@@ -146,9 +131,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     torch::Tensor out;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(gate)) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-      const c10::cuda::CUDAGuard guard(gate.device());
-#endif
+      const KernelDeviceScope scope(gate);
       const int64_t R = gate.size(0), I = gate.size(1);
       out = torch::empty({R, I}, gate.options());
       kn::SwigluForwardArgs a;
@@ -161,7 +144,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
       a.up_row_stride = I;
       a.out = out.data_ptr();
       a.out_row_stride = I;
-      kn::swiglu_forward(a, launch_stream(gate));
+      kn::swiglu_forward(a, kernel_stream(gate));
     } else
 #endif
     {
@@ -182,9 +165,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     torch::Tensor dgate, dup;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(gate)) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-      const c10::cuda::CUDAGuard guard(gate.device());
-#endif
+      const KernelDeviceScope scope(gate);
       const int64_t R = gate.size(0), I = gate.size(1);
       dgate = torch::empty({R, I}, gate.options());
       dup = torch::empty({R, I}, gate.options());
@@ -202,7 +183,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
       a.dgate_row_stride = I;
       a.dup = dup.data_ptr();
       a.dup_row_stride = I;
-      kn::swiglu_backward(a, launch_stream(gate));
+      kn::swiglu_backward(a, kernel_stream(gate));
     } else
 #endif
     {

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/nf4.h"
+#include "engine/nf4_linear.h"
 
 using namespace synthpert::engine;
 
@@ -37,4 +38,26 @@ TEST_CASE("NF4 round trip stays within half a code gap of each block's scale", "
   const uint8_t first = q.packed.data_ptr<uint8_t>()[0];
   const float a0 = codes[first >> 4] * q.absmax.data_ptr<float>()[0];
   CHECK(a0 == back.reshape({-1})[0].item<float>());
+}
+
+TEST_CASE("nf4_linear: forward and input gradient of x W^T with W dequantised, no weight gradient", "[nf4]") {
+  torch::manual_seed(2);
+  const auto w = std::make_shared<Nf4Weight>(nf4_quantize_device(torch::randn({24, 40})));  // 960 = 15 blocks
+  const auto dense = nf4_dequantize_device(*w);
+  CHECK(torch::equal(dense, nf4_dequantize(*w)));  // on the CPU the device entry is engine/nf4
+  for (const auto& shape : {std::vector<int64_t>{1, 40}, {3, 7, 40}}) {
+    const auto x0 = torch::randn(shape), dy = torch::randn(x0.sizes().vec().size() == 2
+                                                              ? std::vector<int64_t>{shape[0], 24}
+                                                              : std::vector<int64_t>{shape[0], shape[1], 24});
+    auto xr = x0.clone().requires_grad_(true);
+    const auto ref = torch::matmul(xr, dense.t());
+    (ref * dy).sum().backward();
+    auto x = x0.clone().requires_grad_(true);
+    const auto y = nf4_linear(x, w);
+    CHECK(y.sizes() == ref.sizes());
+    (y * dy).sum().backward();
+    CHECK((y - ref).abs().max().item<float>() < 1e-5f);
+    CHECK((x.grad() - xr.grad()).abs().max().item<float>() < 1e-5f);
+  }
+  CHECK_THROWS(nf4_linear(torch::randn({2, 39}), w));
 }

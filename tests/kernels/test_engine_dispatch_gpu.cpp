@@ -7,8 +7,10 @@
 // the gradients of two projection weights, on a batch with right padding,
 // packed segments and a sequence longer than one 64-token tile. The fused LM
 // head + cross-entropy (engine/linear_cross_entropy) under the same rule, its
-// peer being the torch bf16 logits + log_softmax the trainer uses elsewhere
-// ([gpu]).
+// peer being the torch bf16 logits + log_softmax the trainer uses elsewhere.
+// NF4 (engine/nf4_linear): quantisation on the device byte-identical to the
+// CPU's, and nf4_linear's output and input gradient on both matmul paths
+// within 2x of torch's bf16 matmul with the dequantised weight ([gpu]).
 #ifndef SYNTHPERT_NO_KERNELS
 
 #include <catch2/catch.hpp>
@@ -19,6 +21,7 @@
 
 #include "engine/init_model.h"
 #include "engine/linear_cross_entropy.h"
+#include "engine/nf4_linear.h"
 #include "engine/model.h"
 #include "engine/rowwise_ops.h"
 #include "tests/test_util.h"
@@ -178,6 +181,40 @@ TEST_CASE("fused LM head + cross-entropy on CUDA is as close to fp64 as bf16 log
                     rh);
   check_within_peer("dweight", w.grad().to(torch::kCPU, torch::kFloat64), peer_w.grad().to(torch::kCPU, torch::kFloat64),
                     rw);
+}
+
+TEST_CASE("NF4 on CUDA: quantisation as on the CPU, nf4_linear as close to fp64 as a bf16 matmul",
+          "[gpu][engine_nf4]") {
+  if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
+  torch::manual_seed(31);
+  const auto dev = torch::Device("cuda");
+  const int64_t O = 200, I = 136;  // 27,200 values: 425 blocks, blocks straddle rows
+  const auto w_bf = (torch::randn({O, I}) * 0.05).to(torch::kBFloat16);
+  const auto gpu_q = std::make_shared<Nf4Weight>(nf4_quantize_device(w_bf.to(dev)));
+  const auto cpu_q = nf4_quantize(w_bf);
+  CHECK(torch::equal(gpu_q->packed.cpu(), cpu_q.packed));
+  CHECK(torch::equal(gpu_q->absmax.cpu(), cpu_q.absmax));
+  const auto w_deq = nf4_dequantize(cpu_q);  // bf16 on the CPU
+  CHECK(torch::equal(nf4_dequantize_device(*gpu_q).cpu(), w_deq));
+
+  for (int64_t rows : {5, 100}) {  // the fused kernel (<= 16 rows) and dequantise + cuBLAS
+    INFO("rows " << rows);
+    const auto x_bf = torch::randn({rows, I}).to(torch::kBFloat16);
+    const auto dy_bf = torch::randn({rows, O}).to(torch::kBFloat16);
+    auto xr = x_bf.to(torch::kFloat64).requires_grad_(true);
+    const auto ref = torch::matmul(xr, w_deq.to(torch::kFloat64).t());
+    (ref * dy_bf.to(torch::kFloat64)).sum().backward();
+    auto xp = x_bf.to(dev).requires_grad_(true);
+    const auto peer = torch::matmul(xp, w_deq.to(dev).t());
+    (peer * dy_bf.to(dev)).sum().backward();
+    auto x = x_bf.to(dev).requires_grad_(true);
+    const auto y = nf4_linear(x, gpu_q);
+    (y * dy_bf.to(dev)).sum().backward();
+    check_within_peer("y", y.detach().to(torch::kCPU, torch::kFloat64), peer.detach().to(torch::kCPU, torch::kFloat64),
+                      ref.detach());
+    check_within_peer("dx", x.grad().to(torch::kCPU, torch::kFloat64), xp.grad().to(torch::kCPU, torch::kFloat64),
+                      xr.grad());
+  }
 }
 
 #endif  // SYNTHPERT_NO_KERNELS
