@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <tuple>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -182,8 +183,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
 }
 
 torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
-                                         const torch::Tensor& x, const torch::Tensor& cos,
-                                         const torch::Tensor& sin, const torch::Tensor& bias,
+                                         const torch::Tensor& x, const RopeInputs& rope, const torch::Tensor& bias,
                                          const PackedSequences* packed, KVCache* cache,
                                          bool training) const {
   const auto& c = config_;
@@ -198,8 +198,13 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     q = norm(q, L.q_norm);
     k = norm(k, L.k_norm);
   }
-  q = apply_rope(q.transpose(1, 2), cos, sin);  // (B, H, T, D)
-  k = apply_rope(k.transpose(1, 2), cos, sin);  // (B, Hkv, T, D)
+  if (rope.cos.defined()) {
+    q = apply_rope(q.transpose(1, 2), rope.cos, rope.sin);  // (B, H, T, D)
+    k = apply_rope(k.transpose(1, 2), rope.cos, rope.sin);  // (B, Hkv, T, D)
+  } else {
+    q = rope_op(q, rope.positions, rope.inv_freq).transpose(1, 2);
+    k = rope_op(k, rope.positions, rope.inv_freq).transpose(1, 2);
+  }
   v = v.transpose(1, 2);
   if (cache) {
     cache->k[index].narrow(2, cache->length, T).copy_(k);
@@ -282,7 +287,13 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     m.window = config_.sliding_window;
     window_bias = build_attention_bias(m);
   }
-  auto [cos, sin] = rope_cos_sin(inv_freq_, batch.positions);
+  RopeInputs rope;
+  if (fused_rowwise()) {
+    rope.positions = batch.positions;
+    rope.inv_freq = inv_freq_.to(ids.device());
+  } else {
+    std::tie(rope.cos, rope.sin) = rope_cos_sin(inv_freq_, batch.positions);
+  }
 
   auto x = torch::embedding(embed_tokens, ids);
   const bool recompute = checkpoint_layers && training && !cache && torch::GradMode::is_enabled();
@@ -296,12 +307,12 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     if (recompute) {
       x = checkpointed_block(
           // By value: the lambda runs again in backward, after this frame is gone.
-          [this, i, c = cos, s = sin, b = bias, p = windowed ? nullptr : packed](const torch::Tensor& in) {
-            return layer_forward(layers[i], i, in, c, s, b, p.get(), nullptr, true);
+          [this, i, r = rope, b = bias, p = windowed ? nullptr : packed](const torch::Tensor& in) {
+            return layer_forward(layers[i], i, in, r, b, p.get(), nullptr, true);
           },
           x);
     } else {
-      x = layer_forward(layers[i], i, x, cos, sin, bias, layer_packed, cache, training);
+      x = layer_forward(layers[i], i, x, rope, bias, layer_packed, cache, training);
     }
   }
   if (cache) cache->length += T;

@@ -67,7 +67,7 @@ enum class AttentionPath { kAuto, kDense, kPacked };
 // run can compare the paths without a rebuild.
 AttentionPath attention_path_from_env();
 
-// How RMSNorm and SwiGLU are computed (engine/rowwise_ops.h): kTorch as plain
+// How RMSNorm, SwiGLU and RoPE are computed (engine/rowwise_ops.h): kTorch as plain
 // torch expressions, kFused through the autograd ops (the CUDA kernels where
 // they apply, torch math elsewhere), kAuto fused where the kernels apply.
 enum class RowwisePath { kAuto, kTorch, kFused };
@@ -117,14 +117,18 @@ class Transformer {
   RowwisePath rowwise_path = RowwisePath::kAuto;
 
  private:
+  // One batch's RoPE inputs: cos/sin tables (B, T, D) for the torch path, or
+  // positions (B, T) and inverse frequencies for the fused op.
+  struct RopeInputs {
+    torch::Tensor cos, sin, positions, inv_freq;
+  };
   // Attention uses `packed` when given, else the additive `bias`.
-  torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC,
-                              const torch::Tensor& cos, const torch::Tensor& sin,
+  torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC, const RopeInputs& rope,
                               const torch::Tensor& bias, const PackedSequences* packed, KVCache* cache,
                               bool training) const;
   // Whether this batch's attention runs packed (see AttentionPath).
   bool packs_attention(const KVCache* cache) const;
-  // RMSNorm and SwiGLU, by rowwise_path.
+  // RMSNorm, SwiGLU and RoPE, by rowwise_path.
   bool fused_rowwise() const;
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;
   torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) const;

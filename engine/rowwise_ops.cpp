@@ -7,6 +7,7 @@
 #if defined(SYNTHPERT_HAVE_KERNELS)
 #include "engine/kernel_launch.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
 #include "kernels/swiglu.h"
 #endif
 
@@ -196,6 +197,60 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
   }
 };
 
+// ---- RoPE ------------------------------------------------------------------
+// y = rotate(x, angle) with angle = position * inv_freq per channel pair
+// (i, i + D/2); the backward is the rotation by -angle.
+torch::Tensor rope_rotate(const torch::Tensor& x_NHD, const torch::Tensor& pos_N, const torch::Tensor& inv_freq,
+                          bool inverse) {
+#if defined(SYNTHPERT_HAVE_KERNELS)
+  if (use_kernel(x_NHD)) {
+    const auto x = x_NHD.stride(2) == 1 ? x_NHD : x_NHD.contiguous();
+    const KernelDeviceScope scope(x);
+    auto y = torch::empty(x.sizes(), x.options());
+    kn::RopeArgs a;
+    a.dtype = kernel_dtype(x);
+    a.tokens = x.size(0);
+    a.heads = static_cast<int>(x.size(1));
+    a.head_dim = static_cast<int>(x.size(2));
+    a.x = x.data_ptr();
+    a.x_token_stride = x.stride(0);
+    a.x_head_stride = x.stride(1);
+    a.y = y.data_ptr();
+    a.y_token_stride = y.stride(0);
+    a.y_head_stride = y.stride(1);
+    a.positions = pos_N.data_ptr<int64_t>();
+    a.inv_freq = inv_freq.data_ptr<float>();
+    a.inverse = inverse;
+    kn::rope_apply(a, kernel_stream(x));
+    return y;
+  }
+#endif
+  const int64_t half = x_NHD.size(2) / 2;
+  const auto angle = (pos_N.to(torch::kFloat32).unsqueeze(1) * inv_freq.unsqueeze(0)).unsqueeze(1);  // (N, 1, D/2)
+  const auto c = angle.cos(), sn = inverse ? -angle.sin() : angle.sin();
+  const auto x = x_NHD.to(torch::kFloat32);
+  const auto x1 = x.narrow(2, 0, half), x2 = x.narrow(2, half, half);
+  return torch::cat({x1 * c - x2 * sn, x2 * c + x1 * sn}, 2).to(x_NHD.scalar_type());
+}
+
+struct RopeFunction : torch::autograd::Function<RopeFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& positions,
+                               const torch::Tensor& inv_freq) {
+    const auto pos = positions.reshape({-1}).to(torch::kInt64).contiguous();
+    const auto freq = inv_freq.to(x.device(), torch::kFloat32).contiguous();
+    const auto y = rope_rotate(x.reshape({-1, x.size(2), x.size(3)}), pos, freq, false);
+    ctx->save_for_backward({pos, freq});
+    return y.view(x.sizes());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& dy = grads[0];
+    const auto dx = rope_rotate(dy.reshape({-1, dy.size(2), dy.size(3)}), saved[0], saved[1], true);
+    return {dx.view(dy.sizes()), torch::Tensor(), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 torch::Tensor rms_norm_op(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -211,6 +266,15 @@ torch::Tensor swiglu_op(const torch::Tensor& gate, const torch::Tensor& up) {
            "swiglu_op: gate ", gate.sizes(), " and up ", up.sizes(), " differ in shape or dtype");
   if (gate.numel() == 0) return torch::empty(gate.sizes(), gate.options());
   return SwigluFunction::apply(gate, up);
+}
+
+torch::Tensor rope_op(const torch::Tensor& x, const torch::Tensor& positions, const torch::Tensor& inv_freq) {
+  SP_CHECK(x.dim() == 4 && positions.dim() == 2 && x.size(0) == positions.size(0) && x.size(1) == positions.size(1),
+           "rope_op: expected x (B, T, heads, D) and positions (B, T), got ", x.sizes(), " and ", positions.sizes());
+  SP_CHECK(x.size(3) % 2 == 0 && inv_freq.numel() == x.size(3) / 2, "rope_op: inv_freq must hold D / 2 = ",
+           x.size(3) / 2, " values, got ", inv_freq.numel());
+  if (x.numel() == 0) return torch::empty(x.sizes(), x.options());
+  return RopeFunction::apply(x, positions, inv_freq);
 }
 
 }  // namespace synthpert::engine

@@ -5,6 +5,7 @@
 // their references in tests/kernels); this tests the wiring.
 #include <catch2/catch.hpp>
 
+#include "engine/rope.h"
 #include "engine/rowwise_ops.h"
 #include "engine_test_util.h"
 
@@ -100,4 +101,31 @@ TEST_CASE("the engine with the fused row-wise ops equals the engine without them
       }
     }
   }
+}
+
+TEST_CASE("rope_op matches autograd through apply_rope with llama3 frequencies", "[engine][rowwise]") {
+  auto c = preset_config(Arch::kLlama, "tiny");
+  c.head_dim = 12;
+  c.rope_scaling.type = "llama3";
+  c.rope_scaling.factor = 8;
+  c.rope_scaling.low_freq_factor = 1;
+  c.rope_scaling.high_freq_factor = 4;
+  c.rope_scaling.original_max_position_embeddings = 64;
+  const auto inv_freq = rope_inv_freq(c);
+  torch::manual_seed(12);
+  const int64_t B = 2, T = 7, H = 3, D = 12;
+  const auto x64 = torch::randn({B, T, H, D}, torch::kFloat64), dy64 = torch::randn({B, T, H, D}, torch::kFloat64);
+  // Positions far apart (up to 3000) so the angle's fp32 rounding matters.
+  const auto positions = torch::tensor({0, 1, 2, 3, 500, 501, 2999, 5, 0, 7, 1023, 1024, 64, 65}, torch::kInt64)
+                             .view({B, T});
+  auto xr = x64.to(torch::kFloat32).requires_grad_(true);
+  auto [cos, sin] = rope_cos_sin(inv_freq, positions);
+  const auto ref = apply_rope(xr.transpose(1, 2), cos, sin).transpose(1, 2);
+  (ref * dy64.to(torch::kFloat32)).sum().backward();
+  auto x = x64.to(torch::kFloat32).requires_grad_(true);
+  const auto y = rope_op(x, positions, inv_freq);
+  (y * dy64.to(torch::kFloat32)).sum().backward();
+  CHECK(max_diff(y, ref) < 1e-5);
+  CHECK(max_diff(x.grad(), xr.grad()) < 1e-5);
+  CHECK_THROWS(rope_op(x, positions, inv_freq.narrow(0, 0, 5)));
 }
