@@ -1,5 +1,6 @@
 #include "engine/linear.h"
 
+#include "engine/lora_linear.h"
 #include "engine/nf4_linear.h"
 
 namespace synthpert::engine {
@@ -13,6 +14,15 @@ torch::Tensor Linear::dense_weight() const {
 
 torch::Tensor Linear::forward(const torch::Tensor& x, bool training) const {
   const auto x2 = x.reshape({-1, x.size(-1)});
+  auto out_shape = x.sizes().vec();
+  out_shape.back() = out_features();
+  // On CUDA in bf16/f16, base GEMM and adapter in one op (kernels/lora),
+  // unless adapter dropout is active (the op has none).
+  if (lora && !(training && lora->dropout > 0) && lora_kernel_supports(x.device(), x.scalar_type())) {
+    auto y = lora_linear(x2, *this, *lora);
+    if (bias.defined()) y = y + bias;
+    return y.view(out_shape);
+  }
   torch::Tensor y;
   if (nf4) {
     y = nf4_linear(x2, nf4);  // keeps only the 4-bit weight for the backward
@@ -25,8 +35,6 @@ torch::Tensor Linear::forward(const torch::Tensor& x, bool training) const {
     if (training && lora->dropout > 0) xa = torch::dropout(xa, lora->dropout, true);
     y = y + torch::mm(torch::mm(xa, lora->A.t()), lora->B.t()) * lora->scale;
   }
-  auto out_shape = x.sizes().vec();
-  out_shape.back() = y.size(-1);
   return y.view(out_shape);
 }
 
