@@ -1,16 +1,33 @@
 #include "engine/kernel_launch.h"
 
-#if defined(SYNTHPERT_HAVE_KERNELS)
 #include <map>
 #include <mutex>
 
 #include "common/error.h"
 
-#if defined(SYNTHPERT_ENGINE_CUDA)
+#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
 #include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace synthpert::engine {
+
+bool kernels_apply(torch::Device device, torch::ScalarType dtype) {
+#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
+  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
+#else
+  (void)device, (void)dtype;
+  return false;
+#endif
+}
+
+#if defined(SYNTHPERT_HAVE_KERNELS)
+kernels::DType kernel_dtype(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kBFloat16: return kernels::DType::kBF16;
+    case torch::kFloat16: return kernels::DType::kF16;
+    default: return kernels::DType::kF32;
+  }
+}
 
 cudaStream_t kernel_stream(const torch::Tensor& t) {
 #if defined(SYNTHPERT_ENGINE_CUDA)
@@ -46,5 +63,6 @@ KernelDeviceScope::~KernelDeviceScope() {
   if (previous_ >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
 }
 
-}  // namespace synthpert::engine
 #endif
+
+}  // namespace synthpert::engine

@@ -1,23 +1,36 @@
-// What the engine's kernel entries share when they launch kernels/ code on a
-// tensor's CUDA device: torch's current stream, a cuBLAS handle, the device.
-// Compiled where the kernels are (SYNTHPERT_HAVE_KERNELS); without a CUDA
-// libtorch (the CI compile check) the stream is the legacy default stream.
+// What the engine's kernel entries share: whether the kernels of kernels/ run
+// a tensor configuration at all, and, where they are compiled
+// (SYNTHPERT_HAVE_KERNELS), torch's current stream, a cuBLAS handle, the
+// device scope and the dtype tag of a launch. Without a CUDA libtorch (the CI
+// compile check) the stream is the legacy default stream.
 #pragma once
+
+#include "engine/torch_compat.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "engine/torch_compat.h"
+#include "kernels/common.cuh"
+#endif
 
 namespace synthpert::engine {
 
+// True where the engine's kernel entries can launch: a CUDA tensor in bf16 or
+// f16, in a build with the kernels and a CUDA libtorch. Ops with further
+// limits (attention's head dims) add their own.
+bool kernels_apply(torch::Device device, torch::ScalarType dtype);
+
+#if defined(SYNTHPERT_HAVE_KERNELS)
 // The stream torch is using now on t's device.
 cudaStream_t kernel_stream(const torch::Tensor& t);
 
 // One cuBLAS handle per device, made on first use and kept for the process
 // (kernels set its stream before they use it).
 cublasHandle_t kernel_cublas(const torch::Tensor& t);
+
+// kBF16, kF16 or kF32 for t's dtype.
+kernels::DType kernel_dtype(const torch::Tensor& t);
 
 // Makes t's device the current one for its lifetime, then restores the last.
 class KernelDeviceScope {
@@ -30,6 +43,6 @@ class KernelDeviceScope {
  private:
   int previous_ = -1;
 };
+#endif
 
 }  // namespace synthpert::engine
-#endif

@@ -1,5 +1,6 @@
 #include "engine/linear.h"
 
+#include "engine/kernel_launch.h"
 #include "engine/lora_linear.h"
 #include "engine/nf4_linear.h"
 
@@ -18,7 +19,7 @@ torch::Tensor Linear::forward(const torch::Tensor& x, bool training) const {
   out_shape.back() = out_features();
   // On CUDA in bf16/f16, base GEMM and adapter in one op (kernels/lora),
   // unless adapter dropout is active (the op has none).
-  if (lora && !(training && lora->dropout > 0) && lora_kernel_supports(x.device(), x.scalar_type())) {
+  if (lora && !(training && lora->dropout > 0) && kernels_apply(x.device(), x.scalar_type())) {
     auto y = lora_linear(x2, *this, *lora);
     if (bias.defined()) y = y + bias;
     return y.view(out_shape);

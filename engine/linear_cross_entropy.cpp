@@ -5,22 +5,13 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "engine/kernel_launch.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
-#include "engine/kernel_launch.h"
 #include "kernels/fused_linear_ce.h"
 #endif
 
 namespace synthpert::engine {
-
-bool linear_cross_entropy_kernel_supports(torch::Device device, torch::ScalarType dtype) {
-#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
-  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
-#else
-  (void)device, (void)dtype;
-  return false;
-#endif
-}
 
 namespace {
 
@@ -85,7 +76,7 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   auto ws = torch::empty({static_cast<int64_t>(kn::fused_linear_ce_workspace_bytes(M, V))},
                          hidden.options().dtype(torch::kUInt8));
   kn::FusedLinearCrossEntropyArgs a;
-  a.dtype = hidden.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
+  a.dtype = kernel_dtype(hidden);
   a.tokens = N;
   a.hidden_size = C;
   a.vocab = V;
@@ -110,9 +101,7 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   return r;
 }
 
-bool use_kernel(const torch::Tensor& hidden) {
-  return linear_cross_entropy_kernel_supports(hidden.device(), hidden.scalar_type());
-}
+bool use_kernel(const torch::Tensor& hidden) { return kernels_apply(hidden.device(), hidden.scalar_type()); }
 #endif
 
 struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropyFunction> {

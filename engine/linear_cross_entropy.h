@@ -8,7 +8,8 @@
 // them by the upstream gradient. On CUDA in bf16/f16 the chunks run in
 // kernels/fused_linear_ce (cuBLAS GEMMs and a row kernel); elsewhere in torch
 // math, which is what tests the op's wiring on CPU
-// (tests/engine/test_linear_cross_entropy.cpp).
+// (tests/engine/test_linear_cross_entropy.cpp). engine/kernel_launch.h's
+// kernels_apply() says which configurations take the kernel.
 //
 // Legend: N tokens, C hidden size, V vocab.
 #pragma once
@@ -22,8 +23,5 @@ namespace synthpert::engine {
 // targets (N) int64. Differentiable in hidden and in weight.
 torch::Tensor linear_cross_entropy_sum(const torch::Tensor& hidden_NC, const torch::Tensor& weight_VC,
                                        const torch::Tensor& targets_N, int64_t ignore_index = -100);
-
-// Whether the CUDA kernel runs this configuration (device, dtype, build).
-bool linear_cross_entropy_kernel_supports(torch::Device device, torch::ScalarType dtype);
 
 }  // namespace synthpert::engine

@@ -3,23 +3,14 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "common/error.h"
+#include "engine/kernel_launch.h"
 #include "engine/nf4_linear.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
-#include "engine/kernel_launch.h"
 #include "kernels/lora.h"
 #endif
 
 namespace synthpert::engine {
-
-bool lora_kernel_supports(torch::Device device, torch::ScalarType dtype) {
-#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
-  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
-#else
-  (void)device, (void)dtype;
-  return false;
-#endif
-}
 
 namespace {
 
@@ -35,10 +26,28 @@ struct BaseHolder : torch::CustomClassHolder {
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
-kn::DType kernel_dtype(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
-}
 torch::Tensor unit_row(const torch::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
+
+// The fields LoraForwardArgs and LoraBackwardArgs share.
+template <typename Args>
+void fill_layer(Args& a, const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& A,
+                const torch::Tensor& B, double scale) {
+  a.dtype = kernel_dtype(x);
+  a.rows = x.size(0);
+  a.in_features = x.size(1);
+  a.out_features = W.size(0);
+  a.rank = A.size(0);
+  a.scale = static_cast<float>(scale);
+  a.x = x.data_ptr();
+  a.x_row_stride = x.stride(0);
+  a.weight = W.data_ptr();
+  a.weight_row_stride = W.stride(0);
+  a.lora_a = A.data_ptr();
+  a.lora_a_row_stride = A.stride(0);
+  a.lora_b = B.data_ptr();
+  a.lora_b_row_stride = B.stride(0);
+  a.cublas = kernel_cublas(x);
+}
 #endif
 
 struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
@@ -47,32 +56,18 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const auto w = base->weight();
     torch::Tensor x = x_in, A = a_in, B = b_in, y, xa;
 #if defined(SYNTHPERT_HAVE_KERNELS)
-    if (lora_kernel_supports(x.device(), x.scalar_type())) {
+    if (kernels_apply(x.device(), x.scalar_type())) {
       x = unit_row(x_in), A = unit_row(a_in), B = unit_row(b_in);
       const auto W = unit_row(w);
       const KernelDeviceScope scope(x);
-      const int64_t N = x.size(0), K = x.size(1), O = W.size(0), R = A.size(0);
+      const int64_t N = x.size(0), O = W.size(0), R = A.size(0);
       y = torch::empty({N, O}, x.options());
       xa = torch::empty({N, R}, x.options());
       kn::LoraForwardArgs a;
-      a.dtype = kernel_dtype(x);
-      a.rows = N;
-      a.in_features = K;
-      a.out_features = O;
-      a.rank = R;
-      a.scale = static_cast<float>(scale);
-      a.x = x.data_ptr();
-      a.x_row_stride = x.stride(0);
-      a.weight = W.data_ptr();
-      a.weight_row_stride = W.stride(0);
-      a.lora_a = A.data_ptr();
-      a.lora_a_row_stride = A.stride(0);
-      a.lora_b = B.data_ptr();
-      a.lora_b_row_stride = B.stride(0);
+      fill_layer(a, x, W, A, B, scale);
       a.y = y.data_ptr();
       a.y_row_stride = O;
       a.xa = xa.data_ptr();
-      a.cublas = kernel_cublas(x);
       kn::lora_forward(a, kernel_stream(x));
     } else
 #endif
@@ -96,7 +91,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     const auto w = base->weight();
     torch::Tensor dx, dA, dB;
 #if defined(SYNTHPERT_HAVE_KERNELS)
-    if (lora_kernel_supports(x.device(), x.scalar_type())) {
+    if (kernels_apply(x.device(), x.scalar_type())) {
       const auto dy = unit_row(grads[0]), W = unit_row(w);
       const KernelDeviceScope scope(x);
       const int64_t N = x.size(0), K = x.size(1), O = W.size(0), R = A.size(0);
@@ -106,20 +101,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
       auto ws = torch::empty({static_cast<int64_t>(kn::lora_backward_workspace_bytes(N, R))},
                              x.options().dtype(torch::kUInt8));
       kn::LoraBackwardArgs a;
-      a.dtype = kernel_dtype(x);
-      a.rows = N;
-      a.in_features = K;
-      a.out_features = O;
-      a.rank = R;
-      a.scale = static_cast<float>(scale);
-      a.x = x.data_ptr();
-      a.x_row_stride = x.stride(0);
-      a.weight = W.data_ptr();
-      a.weight_row_stride = W.stride(0);
-      a.lora_a = A.data_ptr();
-      a.lora_a_row_stride = A.stride(0);
-      a.lora_b = B.data_ptr();
-      a.lora_b_row_stride = B.stride(0);
+      fill_layer(a, x, W, A, B, scale);
       a.xa = xa.data_ptr();
       a.dy = dy.data_ptr();
       a.dy_row_stride = dy.stride(0);
@@ -128,7 +110,6 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
       a.grad_a = dA.data_ptr<float>();
       a.grad_b = dB.data_ptr<float>();
       a.workspace = ws.data_ptr();
-      a.cublas = kernel_cublas(x);
       kn::lora_backward(a, kernel_stream(x));
       return {dx, dA.to(A.scalar_type()), dB.to(B.scalar_type()), torch::Tensor(), torch::Tensor()};
     }

@@ -22,7 +22,4 @@ namespace synthpert::engine {
 // x (N, K) -> y (N, O) for `base` (dense or NF4 weight, no bias) and its adapter.
 torch::Tensor lora_linear(const torch::Tensor& x_NK, const Linear& base, const LoraWeights& lora);
 
-// Whether the CUDA kernels run this configuration (device, dtype, build).
-bool lora_kernel_supports(torch::Device device, torch::ScalarType dtype);
-
 }  // namespace synthpert::engine

@@ -10,6 +10,7 @@
 
 #include "engine/activation_checkpoint.h"
 #include "engine/attention_mask.h"
+#include "engine/kernel_launch.h"
 #include "engine/nf4_linear.h"
 #include "engine/rope.h"
 #include "engine/rowwise_ops.h"
@@ -335,7 +336,7 @@ bool Transformer::fused_rowwise() const {
     case RowwisePath::kFused: return true;
     case RowwisePath::kAuto: break;
   }
-  return rowwise_kernels_support(device(), dtype_);
+  return kernels_apply(device(), dtype_);
 }
 
 torch::Tensor Transformer::norm(const torch::Tensor& x, const torch::Tensor& weight) const {

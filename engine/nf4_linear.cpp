@@ -5,9 +5,9 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "engine/kernel_launch.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
-#include "engine/kernel_launch.h"
 #include "kernels/nf4.h"
 #endif
 
@@ -33,9 +33,6 @@ kn::Nf4CodeTable code_table() {
   return t;
 }
 
-kn::DType kernel_dtype(torch::ScalarType t) {
-  return t == torch::kBFloat16 ? kn::DType::kBF16 : t == torch::kFloat16 ? kn::DType::kF16 : kn::DType::kF32;
-}
 bool half_dtype(torch::ScalarType t) { return t == torch::kBFloat16 || t == torch::kFloat16; }
 
 kn::Nf4Scales plain_scales(const Nf4Weight& w) {
@@ -70,7 +67,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
       y = torch::empty({N, O}, xr.options());
       torch::Tensor ws;
       kn::Nf4MatmulArgs a;
-      a.dtype = kernel_dtype(xr.scalar_type());
+      a.dtype = kernel_dtype(xr);
       a.rows = N;
       a.out_features = O;
       a.in_features = I;
@@ -128,7 +125,7 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
     q.packed = torch::empty({n / 2}, wr.options().dtype(torch::kUInt8));
     q.absmax = torch::empty({n / kNf4BlockSize}, wr.options().dtype(torch::kFloat32));
     kn::Nf4QuantizeArgs a;
-    a.dtype = kernel_dtype(wr.scalar_type());
+    a.dtype = kernel_dtype(wr);
     a.out_features = O;
     a.in_features = I;
     a.weight = wr.data_ptr();
@@ -161,7 +158,7 @@ torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
     const KernelDeviceScope scope(w.packed);
     auto out = torch::empty({w.out_features, w.in_features}, w.packed.options().dtype(w.dtype));
     kn::Nf4DequantizeArgs a;
-    a.dtype = kernel_dtype(w.dtype);
+    a.dtype = kernel_dtype(out);
     a.out_features = w.out_features;
     a.in_features = w.in_features;
     a.packed = w.packed.data_ptr<uint8_t>();

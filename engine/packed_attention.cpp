@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "common/error.h"
+#include "engine/kernel_launch.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
-#include "engine/kernel_launch.h"
 #include "kernels/attention.h"
 #endif
 
@@ -83,13 +83,7 @@ torch::Tensor unpack_tokens(const torch::Tensor& x, const PackedSequences& p) {
 }
 
 bool packed_attention_kernel_supports(torch::Device device, torch::ScalarType dtype, int64_t head_dim) {
-#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
-  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16) &&
-         (head_dim == 64 || head_dim == 128);
-#else
-  (void)device, (void)dtype, (void)head_dim;
-  return false;
-#endif
+  return kernels_apply(device, dtype) && (head_dim == 64 || head_dim == 128);
 }
 
 namespace {
@@ -179,7 +173,7 @@ namespace kn = synthpert::kernels;
 kn::AttentionProblem kernel_problem(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cu_seqlens,
                                     int64_t max_seqlen, bool causal, double scale) {
   kn::AttentionProblem p;
-  p.dtype = q.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
+  p.dtype = kernel_dtype(q);
   p.head_dim = static_cast<int>(q.size(2));
   p.causal = causal;
   p.softmax_scale = static_cast<float>(scale);

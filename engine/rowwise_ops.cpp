@@ -3,24 +3,15 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "common/error.h"
+#include "engine/kernel_launch.h"
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
-#include "engine/kernel_launch.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
 #endif
 
 namespace synthpert::engine {
-
-bool rowwise_kernels_support(torch::Device device, torch::ScalarType dtype) {
-#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
-  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
-#else
-  (void)device, (void)dtype;
-  return false;
-#endif
-}
 
 namespace {
 
@@ -33,10 +24,19 @@ torch::Tensor as_rows(const torch::Tensor& t) { return t.reshape({-1, t.size(-1)
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
 
-kn::DType kernel_dtype(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kBFloat16 ? kn::DType::kBF16 : kn::DType::kF16;
+bool use_kernel(const torch::Tensor& t) { return kernels_apply(t.device(), t.scalar_type()); }
+
+// The fields SwigluForwardArgs and SwigluBackwardArgs share ((R, I) rows).
+template <typename Args>
+void fill_gate_up(Args& a, const torch::Tensor& gate, const torch::Tensor& up) {
+  a.dtype = kernel_dtype(gate);
+  a.rows = gate.size(0);
+  a.width = gate.size(1);
+  a.gate = gate.data_ptr();
+  a.gate_row_stride = gate.size(1);
+  a.up = up.data_ptr();
+  a.up_row_stride = up.size(1);
 }
-bool use_kernel(const torch::Tensor& t) { return rowwise_kernels_support(t.device(), t.scalar_type()); }
 #endif
 
 // ---- RMSNorm ---------------------------------------------------------------
@@ -136,13 +136,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
       const int64_t R = gate.size(0), I = gate.size(1);
       out = torch::empty({R, I}, gate.options());
       kn::SwigluForwardArgs a;
-      a.dtype = kernel_dtype(gate);
-      a.rows = R;
-      a.width = I;
-      a.gate = gate.data_ptr();
-      a.gate_row_stride = I;
-      a.up = up.data_ptr();
-      a.up_row_stride = I;
+      fill_gate_up(a, gate, up);
       a.out = out.data_ptr();
       a.out_row_stride = I;
       kn::swiglu_forward(a, kernel_stream(gate));
@@ -171,13 +165,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
       dgate = torch::empty({R, I}, gate.options());
       dup = torch::empty({R, I}, gate.options());
       kn::SwigluBackwardArgs a;
-      a.dtype = kernel_dtype(gate);
-      a.rows = R;
-      a.width = I;
-      a.gate = gate.data_ptr();
-      a.gate_row_stride = I;
-      a.up = up.data_ptr();
-      a.up_row_stride = I;
+      fill_gate_up(a, gate, up);
       a.dout = dout.data_ptr();
       a.dout_row_stride = I;
       a.dgate = dgate.data_ptr();

@@ -7,8 +7,9 @@
 // intermediates or the (B, T, D) cos/sin tables. Elsewhere the ops
 // compute the same in torch math with the same explicit backward, which is
 // what tests their wiring on CPU (tests/engine/test_rowwise_ops.cpp). The
-// engine calls them where the kernels apply and keeps its plain torch
-// expressions otherwise (engine/model.cpp).
+// engine calls them where the kernels apply (kernels_apply() of
+// engine/kernel_launch.h) and keeps its plain torch expressions otherwise
+// (engine/model.cpp).
 #pragma once
 
 #include "engine/torch_compat.h"
@@ -26,8 +27,5 @@ torch::Tensor swiglu_op(const torch::Tensor& gate, const torch::Tensor& up);
 // inverse frequencies (D / 2) float32 (rope_inv_freq), Hugging Face's
 // rotate_half convention: angles in fp32, one rounding. Differentiable in x.
 torch::Tensor rope_op(const torch::Tensor& x_BTHD, const torch::Tensor& positions_BT, const torch::Tensor& inv_freq);
-
-// Whether the CUDA kernels run this configuration (device, dtype, build).
-bool rowwise_kernels_support(torch::Device device, torch::ScalarType dtype);
 
 }  // namespace synthpert::engine

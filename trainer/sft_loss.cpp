@@ -1,5 +1,6 @@
 #include "trainer/sft_loss.h"
 
+#include "engine/kernel_launch.h"
 #include "engine/linear_cross_entropy.h"
 
 namespace synthpert::trainer {
@@ -17,7 +18,7 @@ torch::Tensor sft_loss_sum(const engine::Transformer& model, const TrainBatch& b
   const auto h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, where);
   const auto targets = batch.targets.reshape({-1}).to(dev).index_select(0, where);
   // On CUDA in bf16/f16: the fused kernel, never holding the (N, V) logits.
-  if (engine::linear_cross_entropy_kernel_supports(h.device(), h.scalar_type()))
+  if (engine::kernels_apply(h.device(), h.scalar_type()))
     return engine::linear_cross_entropy_sum(h, model.lm_head, targets);
   const auto logits = model.logits(h);  // (N, V) float32
   const auto logp = torch::log_softmax(logits, -1);

@@ -35,6 +35,27 @@ inline std::vector<float> reference_logits(const std::string& model_dir,
   return v;
 }
 
+// The "tiny" preset reshaped to odd sizes: vocab 97, hidden 60, 6 query heads
+// over 2 kv heads of dim 10 (GQA 3:1).
+inline engine::ModelConfig small_test_config(engine::Arch arch) {
+  auto c = engine::preset_config(arch, "tiny");
+  c.vocab_size = 97;
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;
+  c.hidden_size = 60;
+  c.head_dim = 10;
+  return c;
+}
+
+// Writes a jittered random checkpoint of `c` to dir and loads it (float32, CPU).
+inline engine::Transformer small_test_model(const std::string& dir, const engine::ModelConfig& c, uint64_t seed) {
+  engine::InitOptions io;
+  io.seed = seed;
+  io.jitter = true;
+  engine::init_model(c, dir, io);
+  return engine::Transformer::load(dir);
+}
+
 // Deterministic pseudo-random token ids in [0, vocab).
 inline std::vector<int64_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int64_t> ids;

@@ -9,23 +9,10 @@ using namespace synthpert::engine;
 
 namespace {
 
-ModelConfig small_config(Arch arch) {
-  auto c = preset_config(arch, "tiny");
-  c.vocab_size = 97;
-  c.num_attention_heads = 6;
-  c.num_key_value_heads = 2;
-  c.hidden_size = 60;
-  c.head_dim = 10;
-  if (arch == Arch::kMistral) c.sliding_window = 4;
-  return c;
-}
-
 Transformer make_model(const test::TempDir& dir, Arch arch) {
-  InitOptions io;
-  io.seed = 21;
-  io.jitter = true;
-  init_model(small_config(arch), dir.path, io);
-  return Transformer::load(dir.path);
+  auto c = test::small_test_config(arch);
+  if (arch == Arch::kMistral) c.sliding_window = 4;
+  return test::small_test_model(dir.path, c, 21);
 }
 
 }  // namespace

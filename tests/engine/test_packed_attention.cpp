@@ -132,17 +132,7 @@ TEST_CASE("packed_attention forward and backward match autograd of a masked soft
 namespace {
 
 Transformer tiny_model(const test::TempDir& dir, Arch arch) {
-  auto c = preset_config(arch, "tiny");
-  c.vocab_size = 97;
-  c.num_attention_heads = 6;
-  c.num_key_value_heads = 2;
-  c.hidden_size = 60;
-  c.head_dim = 10;
-  InitOptions io;
-  io.seed = 33;
-  io.jitter = true;
-  init_model(c, dir.path, io);
-  return Transformer::load(dir.path);
+  return test::small_test_model(dir.path, test::small_test_config(arch), 33);
 }
 
 // A right-padded row and a row of two packed segments.

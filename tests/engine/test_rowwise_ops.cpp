@@ -61,24 +61,14 @@ TEST_CASE("swiglu_op matches autograd through silu(gate) * up", "[engine][rowwis
   }
   CHECK_THROWS(swiglu_op(torch::randn({2, 3}), torch::randn({3, 2})));
   CHECK_THROWS(rms_norm_op(torch::randn({2, 3}), torch::randn({2}), 1e-6));
-  CHECK_FALSE(rowwise_kernels_support(torch::kCPU, torch::kBFloat16));
 }
 
 TEST_CASE("the engine with the fused row-wise ops equals the engine without them", "[engine][rowwise]") {
   for (Arch arch : {Arch::kLlama, Arch::kQwen3}) {
     SECTION(arch_name(arch)) {
       test::TempDir dir("rowwise");
-      auto c = preset_config(arch, "tiny");
-      c.vocab_size = 97;
-      c.num_attention_heads = 6;
-      c.num_key_value_heads = 2;
-      c.hidden_size = 60;
-      c.head_dim = 10;
-      InitOptions io;
-      io.seed = 5;
-      io.jitter = true;
-      init_model(c, dir.path, io);
-      auto m = Transformer::load(dir.path);
+      const auto c = test::small_test_config(arch);
+      auto m = test::small_test_model(dir.path, c, 5);
       const auto batch = ForwardBatch::from_ids(torch::tensor(test::random_ids(22, c.vocab_size, 6)).view({2, 11}));
       torch::Tensor hidden[2], grads[2][3];
       for (int fused = 0; fused < 2; ++fused) {

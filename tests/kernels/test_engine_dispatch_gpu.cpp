@@ -22,6 +22,7 @@
 #include <torch/cuda.h>
 
 #include "engine/init_model.h"
+#include "engine/kernel_launch.h"
 #include "engine/linear_cross_entropy.h"
 #include "engine/lora_linear.h"
 #include "engine/nf4_linear.h"
@@ -124,7 +125,7 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
     gpu_opts.dtype = torch::kBFloat16;
     auto gpu_model = Transformer::load(path, gpu_opts);
     REQUIRE(packed_attention_kernel_supports(gpu_model.device(), torch::kBFloat16, head_dim));
-    REQUIRE(rowwise_kernels_support(gpu_model.device(), torch::kBFloat16));
+    REQUIRE(kernels_apply(gpu_model.device(), torch::kBFloat16));
 
     torch::manual_seed(11);
     const auto batch = mixed_batch(c.vocab_size);
@@ -141,7 +142,7 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
 TEST_CASE("fused LM head + cross-entropy on CUDA is as close to fp64 as bf16 logits + log_softmax",
           "[gpu][engine_fused_ce]") {
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
-  REQUIRE(linear_cross_entropy_kernel_supports(torch::Device("cuda"), torch::kBFloat16));
+  REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
   torch::manual_seed(21);
   // 1500 tokens over a 50,257 vocabulary: two chunks of the kernel.
   const int64_t N = 1500, C = 192, V = 50257;
@@ -222,7 +223,7 @@ TEST_CASE("NF4 on CUDA: quantisation as on the CPU, nf4_linear as close to fp64 
 
 TEST_CASE("LoRA on CUDA: lora_linear as close to fp64 as the torch bf16 expression", "[gpu][engine_lora]") {
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
-  REQUIRE(lora_kernel_supports(torch::Device("cuda"), torch::kBFloat16));
+  REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
   torch::manual_seed(41);
   const auto dev = torch::Device("cuda");
   const int64_t N = 77, K = 192, O = 136, R = 8;
