@@ -67,7 +67,7 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   // Rows may be strided, but each row must be contiguous.
   const auto hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();
   const auto weight = weight_in.stride(1) == 1 ? weight_in : weight_in.contiguous();
-  const auto targets = targets_in.to(torch::kInt64).contiguous();
+  const auto targets = targets_in.to(hidden_in.device(), torch::kInt64).contiguous();
   const int64_t N = hidden.size(0), C = hidden.size(1), V = weight.size(0), M = chunk_tokens(V);
   auto loss = torch::empty({N}, hidden.options().dtype(torch::kFloat32));
   CeResult r;

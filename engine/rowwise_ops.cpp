@@ -51,6 +51,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
       const KernelDeviceScope scope(x);
       y = torch::empty({R, C}, x.options());
       rstd = torch::empty({R}, x.options().dtype(torch::kFloat32));
+      const auto w = weight.contiguous();  // held: the launch reads it
       kn::RmsNormForwardArgs a;
       a.dtype = kernel_dtype(x);
       a.rows = R;
@@ -58,7 +59,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
       a.eps = static_cast<float>(eps);
       a.x = x.data_ptr();
       a.x_row_stride = C;
-      a.weight = weight.contiguous().data_ptr();
+      a.weight = w.data_ptr();
       a.y = y.data_ptr();
       a.y_row_stride = C;
       a.rstd = rstd.data_ptr<float>();
@@ -224,7 +225,7 @@ torch::Tensor rope_rotate(const torch::Tensor& x_NHD, const torch::Tensor& pos_N
 struct RopeFunction : torch::autograd::Function<RopeFunction> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& positions,
                                const torch::Tensor& inv_freq) {
-    const auto pos = positions.reshape({-1}).to(torch::kInt64).contiguous();
+    const auto pos = positions.reshape({-1}).to(x.device(), torch::kInt64).contiguous();
     const auto freq = inv_freq.to(x.device(), torch::kFloat32).contiguous();
     const auto y = rope_rotate(x.reshape({-1, x.size(2), x.size(3)}), pos, freq, false);
     ctx->save_for_backward({pos, freq});
