@@ -29,9 +29,13 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Head dim 64 (with 2 query heads over 1 kv head, q width 128 != hidden 96):
+# a size the attention kernels take, so the bf16 run on CUDA goes through the
+# engine's kernel paths (packed attention, RMSNorm/RoPE/SwiGLU, LoRA, fused
+# cross-entropy) and the float32 run through plain torch ops.
 CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 101,
           "hidden_size": 96, "intermediate_size": 160, "num_hidden_layers": 2,
-          "num_attention_heads": 3, "num_key_value_heads": 1, "head_dim": 32,
+          "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64,
           "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
           "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
 
