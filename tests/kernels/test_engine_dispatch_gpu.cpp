@@ -1,18 +1,19 @@
-// The engine's entries to the kernels on CUDA, against float32 CPU runs.
-// The model with its kernel paths (packed attention through
-// engine/packed_attention, RMSNorm and SwiGLU through engine/rowwise_ops),
-// under the rule of the kernel tests: its bf16 error may be at most 2x the
-// error of the engine's plain torch path in bf16 (dense attention, torch
-// RMSNorm and SwiGLU), plus a floor of one bf16 step at the largest magnitude. Hidden states at valid positions and
-// the gradients of two projection weights, on a batch with right padding,
-// packed segments and a sequence longer than one 64-token tile. The fused LM
-// head + cross-entropy (engine/linear_cross_entropy) under the same rule, its
-// peer being the torch bf16 logits + log_softmax the trainer uses elsewhere.
-// NF4 (engine/nf4_linear): quantisation on the device byte-identical to the
-// CPU's, and nf4_linear's output and input gradient on both matmul paths
-// within 2x of torch's bf16 matmul with the dequantised weight. LoRA
-// (engine/lora_linear): output and the gradients of x, A and B, dense and NF4
-// base, within 2x of the torch bf16 expression ([gpu]).
+// The engine's entries to the kernels on CUDA, each against an fp64 or fp32
+// reference under the rule of the kernel tests: the kernel path's error may
+// be at most 2x the error of a torch peer in bf16, plus a floor (one bf16
+// step at the largest reference magnitude unless a test says otherwise).
+//   * The whole model with its kernel paths (packed attention, RMSNorm, RoPE,
+//     SwiGLU) against a float32 CPU run, its peer the engine's plain torch
+//     path in bf16: hidden states at valid positions and three weight
+//     gradients, on a batch with right padding, packed segments and a
+//     sequence longer than one 64-token tile, at head dims 64 and 128.
+//   * The fused LM head + cross-entropy; its peer the bf16 logits +
+//     log_softmax the trainer uses elsewhere.
+//   * NF4: quantisation on the device byte-identical to the CPU's;
+//     nf4_linear's output and input gradient on both matmul paths.
+//   * LoRA: lora_linear's output and the gradients of x, A and B, with a
+//     dense and an NF4 base weight.
+// All [gpu]: skipped (exit 77) without a CUDA device.
 #ifndef SYNTHPERT_NO_KERNELS
 
 #include <catch2/catch.hpp>
@@ -87,7 +88,7 @@ void check_within_peer(const char* what, const torch::Tensor& got, const torch::
   const double err = (got - ref).abs().max().item<double>();
   const double peer_err = (peer - ref).abs().max().item<double>();
   if (floor < 0) floor = ref.abs().max().item<double>() / 128.0;
-  INFO(what << ": packed err " << err << ", dense bf16 err " << peer_err << ", floor " << floor);
+  INFO(what << ": kernel path err " << err << ", bf16 peer err " << peer_err << ", floor " << floor);
   CHECK(std::isfinite(err));
   CHECK(err <= 2 * peer_err + floor);
 }
@@ -102,7 +103,7 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
           "[gpu][engine_kernels]") {
   // main() has found a CUDA device; libtorch must see it too.
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
-  test::TempDir dir("engine-attention-gpu");
+  test::TempDir dir("engine-kernels-gpu");
   for (int64_t head_dim : {64, 128}) {
     INFO("head_dim " << head_dim);
     auto c = preset_config(Arch::kLlama, "tiny");
