@@ -8,6 +8,7 @@
 #                          gradients, our adapter in PEFT, NCCL world of one)
 #   parity-cuda, parity-cpu  engine logits vs transformers (hf_parity.py)
 #   memcheck, racecheck    compute-sanitizer on the small [gpu] kernel tests
+#                          (not the [engine_dispatch] ones)
 #   cpu-tests              the CPU suites against this host's libtorch
 #   bench-attention, bench-kernels, bench-train   benchmarks vs PyTorch / PEFT
 #
@@ -256,7 +257,9 @@ for s in $steps; do
       else record "$s" FAIL "transformers not importable by $python"; fi ;;
     memcheck|racecheck)
       if [ -x "$sanitizer" ]; then
-        run_step "$s" "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" "[gpu]~[large]"
+        # The kernels' own small cases; the engine-dispatch cases would mostly
+        # instrument libtorch's CUDA start-up.
+        run_step "$s" "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" "[gpu]~[large]~[engine_dispatch]"
       else record "$s" FAIL "compute-sanitizer not found (PATH or $sanitizer)"; fi ;;
     cpu-tests) run_step cpu-tests ctest --test-dir "$build" -LE gpu --output-on-failure -j "$jobs" ;;
     bench-attention) run_step bench-attention "$build/benchmarks/bench_attention" --python "$python" ;;

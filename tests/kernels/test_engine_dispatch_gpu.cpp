@@ -100,7 +100,7 @@ double max_err(const torch::Tensor& a, const torch::Tensor& ref) {
 }  // namespace
 
 TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch bf16 path",
-          "[gpu][engine_kernels]") {
+          "[gpu][engine_dispatch][engine_kernels]") {
   // main() has found a CUDA device; libtorch must see it too.
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
   test::TempDir dir("engine-kernels-gpu");
@@ -141,7 +141,7 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
 }
 
 TEST_CASE("fused LM head + cross-entropy on CUDA is as close to fp64 as bf16 logits + log_softmax",
-          "[gpu][engine_fused_ce]") {
+          "[gpu][engine_dispatch][engine_fused_ce]") {
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
   REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
   torch::manual_seed(21);
@@ -189,7 +189,7 @@ TEST_CASE("fused LM head + cross-entropy on CUDA is as close to fp64 as bf16 log
 }
 
 TEST_CASE("NF4 on CUDA: quantisation as on the CPU, nf4_linear as close to fp64 as a bf16 matmul",
-          "[gpu][engine_nf4]") {
+          "[gpu][engine_dispatch][engine_nf4]") {
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
   torch::manual_seed(31);
   const auto dev = torch::Device("cuda");
@@ -222,7 +222,8 @@ TEST_CASE("NF4 on CUDA: quantisation as on the CPU, nf4_linear as close to fp64 
   }
 }
 
-TEST_CASE("LoRA on CUDA: lora_linear as close to fp64 as the torch bf16 expression", "[gpu][engine_lora]") {
+TEST_CASE("LoRA on CUDA: lora_linear as close to fp64 as the torch bf16 expression",
+          "[gpu][engine_dispatch][engine_lora]") {
   if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
   REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
   torch::manual_seed(41);
