@@ -197,6 +197,14 @@ if [ $skip_build = 0 ]; then
   prefix_path="$torch_prefix"
   cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DSYNTHPERT_KERNELS=ON -DSYNTHPERT_BUILD_BENCHMARKS=ON
               "-DSYNTHPERT_CUDA_ARCHS=$archs" "-DCMAKE_CUDA_COMPILER=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
+  # libtorch's CMake config stops when it cannot find the cuDNN it was built
+  # with; the wheel's own (nvidia.cudnn) is that one.
+  cudnn_dir=$("$python" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)
+  cudnn_lib=$(ls "$cudnn_dir"/lib/libcudnn.so* 2>/dev/null | head -1)
+  if [ -n "$cudnn_dir" ] && [ -f "$cudnn_dir/include/cudnn.h" ] && [ -n "$cudnn_lib" ]; then
+    cmake_args+=("-DCUDNN_INCLUDE_PATH=$cudnn_dir/include" "-DCUDNN_LIBRARY_PATH=$cudnn_lib")
+    echo "cudnn: $cudnn_lib" >>"$logs/host.txt"
+  fi
   if [ -d "$deps/usr" ]; then
     # The bundle first, so its packages win over any partial host copies.
     prefix_path="$deps/usr;$torch_prefix"
