@@ -16,10 +16,8 @@
 // All [gpu]: skipped (exit 77) without a CUDA device.
 #ifndef SYNTHPERT_NO_KERNELS
 
-#include <catch2/catch.hpp>
-
-#include <algorithm>
-#include <cmath>
+// libtorch before Catch: c10 defines its own CHECK, and Catch's must be the
+// one these tests use.
 #include <torch/cuda.h>
 
 #include "engine/init_model.h"
@@ -30,6 +28,11 @@
 #include "engine/model.h"
 #include "engine/rowwise_ops.h"
 #include "tests/test_util.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
 
 using namespace synthpert;
 using namespace synthpert::engine;

@@ -1,0 +1,107 @@
+// kernels/attention.h's launchers, emulated on host memory: they read the
+// views exactly as attention.h specifies them (token and head strides in
+// elements, a contiguous D axis, lse [H, N] fp32, cu_seqlens [B + 1]), run
+// the fp64 CPU reference of tests/reference/kernels/attention_ref, and write
+// the results rounded to the dtype. Linked instead of the CUDA kernels, they
+// let the engine's kernel branch (engine/packed_attention.cpp) run on CPU,
+// which checks its argument marshalling; the CUDA kernels themselves are
+// checked against the same reference in tests/kernels.
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "tests/reference/kernels/attention_ref.h"
+
+namespace synthpert::kernels {
+namespace {
+
+double load(const void* base, int64_t index, DType t) {
+  if (t == DType::kBF16) return static_cast<float>(static_cast<const c10::BFloat16*>(base)[index]);
+  if (t == DType::kF16) return static_cast<float>(static_cast<const c10::Half*>(base)[index]);
+  throw std::invalid_argument("host attention: dtype must be bf16 or f16");
+}
+
+void store(void* base, int64_t index, DType t, double v) {
+  if (t == DType::kBF16) static_cast<c10::BFloat16*>(base)[index] = c10::BFloat16(static_cast<float>(v));
+  else static_cast<c10::Half*>(base)[index] = c10::Half(static_cast<float>(v));
+}
+
+// A strided [N, heads, D] view -> contiguous doubles.
+std::vector<double> gather(const void* data, int64_t token_stride, int64_t head_stride, int64_t N, int heads, int D,
+                           DType t) {
+  std::vector<double> out(static_cast<size_t>(N * heads * D));
+  for (int64_t n = 0; n < N; ++n)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < D; ++d) out[(n * heads + h) * D + d] = load(data, n * token_stride + h * head_stride + d, t);
+  return out;
+}
+
+void scatter(const std::vector<double>& v, void* data, int64_t token_stride, int64_t head_stride, int64_t N,
+             int heads, int D, DType t) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < D; ++d) store(data, n * token_stride + h * head_stride + d, t, v[(n * heads + h) * D + d]);
+}
+
+reference::AttentionShape shape_of(const AttentionProblem& p) {
+  if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("host attention: head_dim must be 64 or 128");
+  reference::AttentionShape s;
+  s.heads = p.heads;
+  s.kv_heads = p.kv_heads;
+  s.head_dim = p.head_dim;
+  s.causal = p.causal;
+  s.scale = p.softmax_scale;
+  s.cu_seqlens.assign(p.cu_seqlens, p.cu_seqlens + p.batch + 1);
+  if (s.tokens() != p.total_tokens) throw std::invalid_argument("host attention: cu_seqlens[B] != total_tokens");
+  int max_len = 0;
+  for (int b = 0; b < p.batch; ++b) max_len = std::max(max_len, s.cu_seqlens[b + 1] - s.cu_seqlens[b]);
+  if (max_len > p.max_seqlen) throw std::invalid_argument("host attention: max_seqlen below a sequence's length");
+  return s;
+}
+
+}  // namespace
+
+size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
+  return static_cast<size_t>(total_tokens) * heads * (head_dim + 1) * sizeof(float) + 256;
+}
+
+void attention_forward(const AttentionForwardArgs& a, cudaStream_t) {
+  const auto& p = a.problem;
+  const auto s = shape_of(p);
+  const int64_t N = p.total_tokens;
+  const auto q = gather(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
+  const auto k = gather(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto v = gather(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto r = reference::attention_forward_ref(s, q, k, v);
+  scatter(r.out_NHD, a.out.data, a.out.token_stride, a.out.head_stride, N, p.heads, p.head_dim, p.dtype);
+  for (size_t i = 0; i < r.lse_HN.size(); ++i) a.lse_HN[i] = static_cast<float>(r.lse_HN[i]);
+}
+
+void attention_backward(const AttentionBackwardArgs& a, cudaStream_t) {
+  const auto& p = a.problem;
+  const auto s = shape_of(p);
+  const int64_t N = p.total_tokens;
+  if (a.workspace == nullptr || a.lse_HN == nullptr) throw std::invalid_argument("host attention: workspace, lse");
+  const auto q = gather(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
+  const auto k = gather(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto v = gather(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto dout = gather(a.dout.data, a.dout.token_stride, a.dout.head_stride, N, p.heads, p.head_dim, p.dtype);
+  // The real kernel relies on the forward's lse: check that this is it.
+  const auto fwd = reference::attention_forward_ref(s, q, k, v);
+  for (size_t i = 0; i < fwd.lse_HN.size(); ++i)
+    if (std::abs(a.lse_HN[i] - fwd.lse_HN[i]) > 1e-3 * (1 + std::abs(fwd.lse_HN[i])))
+      throw std::invalid_argument("host attention: lse given to the backward is not the forward's (index " +
+                                  std::to_string(i) + ")");
+  const auto g = reference::attention_backward_ref(s, q, k, v, dout);
+  scatter(g.dq_NHD, a.dq.data, a.dq.token_stride, a.dq.head_stride, N, p.heads, p.head_dim, p.dtype);
+  scatter(g.dk_NHD, a.dk.data, a.dk.token_stride, a.dk.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  scatter(g.dv_NHD, a.dv.data, a.dv.token_stride, a.dv.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+}
+
+}  // namespace synthpert::kernels

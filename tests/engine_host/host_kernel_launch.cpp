@@ -1,0 +1,26 @@
+// engine/kernel_launch.h for the host emulation build: CPU tensors in bf16 or
+// f16 take the engine's kernel branches, whose launches then reach the host
+// kernels of host_attention.cpp. No stream, no cuBLAS, no device.
+#include "engine/kernel_launch.h"
+
+namespace synthpert::engine {
+
+bool kernels_apply(torch::Device device, torch::ScalarType dtype) {
+  return device.is_cpu() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
+}
+
+cudaStream_t kernel_stream(const torch::Tensor&) { return nullptr; }
+cublasHandle_t kernel_cublas(const torch::Tensor&) { return nullptr; }
+
+kernels::DType kernel_dtype(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kBFloat16: return kernels::DType::kBF16;
+    case torch::kFloat16: return kernels::DType::kF16;
+    default: return kernels::DType::kF32;
+  }
+}
+
+KernelDeviceScope::KernelDeviceScope(const torch::Tensor&) {}
+KernelDeviceScope::~KernelDeviceScope() = default;
+
+}  // namespace synthpert::engine
