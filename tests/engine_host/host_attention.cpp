@@ -6,9 +6,6 @@
 // let the engine's kernel branch (engine/packed_attention.cpp) run on CPU,
 // which checks its argument marshalling; the CUDA kernels themselves are
 // checked against the same reference in tests/kernels.
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -16,21 +13,14 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "tests/engine_host/host_memory.h"
 #include "tests/reference/kernels/attention_ref.h"
 
 namespace synthpert::kernels {
 namespace {
 
-double load(const void* base, int64_t index, DType t) {
-  if (t == DType::kBF16) return static_cast<float>(static_cast<const c10::BFloat16*>(base)[index]);
-  if (t == DType::kF16) return static_cast<float>(static_cast<const c10::Half*>(base)[index]);
-  throw std::invalid_argument("host attention: dtype must be bf16 or f16");
-}
-
-void store(void* base, int64_t index, DType t, double v) {
-  if (t == DType::kBF16) static_cast<c10::BFloat16*>(base)[index] = c10::BFloat16(static_cast<float>(v));
-  else static_cast<c10::Half*>(base)[index] = c10::Half(static_cast<float>(v));
-}
+using host_emulation::load;
+using host_emulation::store;
 
 // A strided [N, heads, D] view -> contiguous doubles.
 std::vector<double> gather(const void* data, int64_t token_stride, int64_t head_stride, int64_t N, int heads, int D,
