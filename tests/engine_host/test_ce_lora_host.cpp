@@ -9,15 +9,12 @@
 #include "engine/linear_cross_entropy.h"
 #include "engine/lora_linear.h"
 
+#include "tests/engine_host/host_test_util.h"
+
 #include <catch2/catch.hpp>
 
 using namespace synthpert::engine;
-
-namespace {
-double rel_err(const torch::Tensor& got, const torch::Tensor& ref) {
-  return (got.to(torch::kFloat64) - ref).abs().max().item<double>() / ref.abs().max().item<double>();
-}
-}  // namespace
+using synthpert::test::rel_err;
 
 TEST_CASE("fused CE and LoRA kernel branches marshal the kernels' arguments", "[engine_host]") {
   REQUIRE(kernels_apply(torch::kCPU, torch::kBFloat16));  // the host emulation build

@@ -8,11 +8,14 @@
 #include "engine/kernel_launch.h"
 #include "engine/packed_attention.h"
 
+#include "tests/engine_host/host_test_util.h"
+
 #include <catch2/catch.hpp>
 
 #include <limits>
 
 using namespace synthpert::engine;
+using synthpert::test::rel_err;
 
 namespace {
 
@@ -25,10 +28,6 @@ torch::Tensor masked_softmax_attention(const torch::Tensor& q, const torch::Tens
   auto s = torch::einsum("ihd,jhd->hij", {q, k.repeat_interleave(rep, 1)}) * scale;
   s = s.masked_fill(allowed.logical_not().unsqueeze(0), -std::numeric_limits<double>::infinity());
   return torch::einsum("hij,jhd->ihd", {torch::softmax(s, -1), v.repeat_interleave(rep, 1)});
-}
-
-double rel_err(const torch::Tensor& got, const torch::Tensor& ref) {
-  return (got.to(torch::kFloat64) - ref).abs().max().item<double>() / ref.abs().max().item<double>();
 }
 
 }  // namespace

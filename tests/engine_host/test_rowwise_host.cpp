@@ -9,15 +9,12 @@
 #include "engine/rope.h"
 #include "engine/rowwise_ops.h"
 
+#include "tests/engine_host/host_test_util.h"
+
 #include <catch2/catch.hpp>
 
 using namespace synthpert::engine;
-
-namespace {
-double rel_err(const torch::Tensor& got, const torch::Tensor& ref) {
-  return (got.to(torch::kFloat64) - ref).abs().max().item<double>() / ref.abs().max().item<double>();
-}
-}  // namespace
+using synthpert::test::rel_err;
 
 TEST_CASE("RMSNorm, SwiGLU and RoPE kernel branches marshal the kernels' arguments", "[engine_host]") {
   REQUIRE(kernels_apply(torch::kCPU, torch::kBFloat16));  // the host emulation build
