@@ -12,15 +12,9 @@
 
 #include "engine/model.h"
 #include "engine/tensor_io.h"
+#include "trainer/param_entry.h"
 
 namespace synthpert::trainer {
-
-struct ParamEntry {
-  std::string name;     // PEFT key (LoRA) or Hugging Face tensor name (full)
-  torch::Tensor param;  // the model's tensor (requires grad)
-  int64_t offset = 0;   // into the flat buffers
-  bool decay = true;    // weight decay applies (matrices; not norms or biases)
-};
 
 class ParamSet {
  public:

@@ -218,8 +218,10 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);
     if (hooks.on_gradients) hooks.on_gradients(rec, params);
     rec.grad_norm = clip_grad_norm(params.grad(), o.max_grad_norm);
-    opt.step(params.master(), params.grad(), params.decay_mask(), lr);
-    params.write_back();
+    if (!opt.fused_step(params.master(), params.grad(), params.entries(), lr)) {
+      opt.step(params.master(), params.grad(), params.decay_mask(), lr);
+      params.write_back();
+    }
     params.zero_grad();
     result.steps.push_back(rec);
     if (hooks.on_step) hooks.on_step(rec);

@@ -13,6 +13,9 @@
 //     nf4_linear's output and input gradient on both matmul paths.
 //   * LoRA: lora_linear's output and the gradients of x, A and B, with a
 //     dense and an NF4 base weight.
+//   * The trainer's fused AdamW step over flat buffers: masters against the
+//     fp64 reference, its peer the trainer's whole-buffer fp32 torch step;
+//     the bf16 parameters must be the rounded masters.
 // All [gpu]: skipped (exit 77) without a CUDA device.
 #ifndef SYNTHPERT_NO_KERNELS
 
@@ -27,7 +30,9 @@
 #include "engine/nf4_linear.h"
 #include "engine/model.h"
 #include "engine/rowwise_ops.h"
+#include "tests/reference/kernels/adamw_ref.h"
 #include "tests/test_util.h"
+#include "trainer/adamw.h"
 
 #include <catch2/catch.hpp>
 
@@ -263,6 +268,64 @@ TEST_CASE("LoRA on CUDA: lora_linear as close to fp64 as the torch bf16 expressi
     check_within_peer("dA", host(lora.A.grad()), host(ap.grad()), ar.grad());
     check_within_peer("dB", host(lora.B.grad()), host(bp.grad()), br.grad());
   }
+}
+
+TEST_CASE("the trainer's fused AdamW step on CUDA is as close to fp64 as its torch fp32 step",
+          "[gpu][engine_dispatch][engine_adamw]") {
+  if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
+  REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
+  torch::manual_seed(51);
+  const torch::Device dev("cuda");
+  // Packed back to back as a ParamSet packs them: most slices start off a
+  // multiple of 4 elements (the kernel's scalar path); 65539 spans two chunks.
+  const std::vector<int64_t> sizes = {1, 5, 123, 1023, 65539, 4096};
+  std::vector<synthpert::trainer::ParamEntry> entries;
+  int64_t n = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    entries.push_back({"p" + std::to_string(i), (torch::randn({sizes[i]}) * 0.5).to(dev, torch::kBFloat16), n,
+                       i % 2 == 0});
+    n += sizes[i];
+  }
+  auto master = torch::empty({n}, torch::TensorOptions().device(dev));
+  for (const auto& e : entries) master.narrow(0, e.offset, e.param.numel()).copy_(e.param);
+  auto peer_master = master.clone();
+  const auto decay_mask = torch::zeros({n}, torch::TensorOptions().device(dev));
+  for (const auto& e : entries)
+    if (e.decay) decay_mask.narrow(0, e.offset, e.param.numel()).fill_(1.0);
+  std::vector<double> ref_p(static_cast<size_t>(n)), ref_m(ref_p.size()), ref_v(ref_p.size());
+  {
+    const auto h = master.to(torch::kCPU, torch::kFloat64);
+    for (int64_t k = 0; k < n; ++k) ref_p[k] = h[k].item<double>();
+  }
+  synthpert::trainer::AdamWOptions o;
+  o.weight_decay = 0.05;
+  synthpert::trainer::AdamW fused(n, dev, o), peer(n, dev, o);
+  const std::vector<double> lrs = {1e-2, 3e-3, 2e-2};
+  for (size_t s = 0; s < lrs.size(); ++s) {
+    const auto grad = torch::randn({n}).to(dev);
+    REQUIRE(fused.fused_step(master, grad, entries, lrs[s]));
+    peer.step(peer_master, grad, decay_mask, lrs[s]);
+    const auto g = grad.to(torch::kCPU, torch::kFloat64);
+    const auto* gp = g.data_ptr<double>();
+    synthpert::reference::AdamWHyper h;
+    h.lr = lrs[s], h.beta1 = o.beta1, h.beta2 = o.beta2, h.eps = o.eps, h.weight_decay = o.weight_decay;
+    for (const auto& e : entries) {
+      const auto b = static_cast<size_t>(e.offset), len = static_cast<size_t>(e.param.numel());
+      std::vector<double> p(ref_p.begin() + b, ref_p.begin() + b + len), m(ref_m.begin() + b, ref_m.begin() + b + len),
+          v(ref_v.begin() + b, ref_v.begin() + b + len), gg(gp + b, gp + b + len);
+      synthpert::reference::adamw_step_ref(p, gg, m, v, int64_t(s + 1), h, e.decay);
+      std::copy(p.begin(), p.end(), ref_p.begin() + b);
+      std::copy(m.begin(), m.end(), ref_m.begin() + b);
+      std::copy(v.begin(), v.end(), ref_v.begin() + b);
+    }
+  }
+  CHECK(fused.steps() == 3);
+  const auto ref = torch::from_blob(ref_p.data(), {n}, torch::kFloat64).clone();
+  const auto host = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat64); };
+  // Floor: half an fp32 ulp at the largest master.
+  check_within_peer("master", host(master), host(peer_master), ref, ref.abs().max().item<double>() * std::ldexp(1.0, -24));
+  for (const auto& e : entries)
+    CHECK(torch::equal(e.param, master.narrow(0, e.offset, e.param.numel()).to(torch::kBFloat16)));
 }
 
 #endif  // SYNTHPERT_NO_KERNELS
