@@ -52,6 +52,14 @@ cublasHandle_t kernel_cublas(const torch::Tensor& t) {
   return h;
 }
 
+int kernel_sm_count(const torch::Tensor& t) {
+  const int device = t.device().has_index() ? t.device().index() : 0;
+  int count = 0;
+  SP_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) == cudaSuccess,
+           "cudaDeviceGetAttribute(multiProcessorCount) failed on cuda:", device);
+  return count;
+}
+
 KernelDeviceScope::KernelDeviceScope(const torch::Tensor& t) {
   const int want = t.device().has_index() ? t.device().index() : 0;
   SP_CHECK(cudaGetDevice(&previous_) == cudaSuccess, "cudaGetDevice failed");

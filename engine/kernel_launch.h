@@ -29,6 +29,9 @@ cudaStream_t kernel_stream(const torch::Tensor& t);
 // (kernels set its stream before they use it).
 cublasHandle_t kernel_cublas(const torch::Tensor& t);
 
+// Streaming multiprocessors of t's device (sizes split-K launches).
+int kernel_sm_count(const torch::Tensor& t);
+
 // kBF16, kF16 or kF32 for t's dtype.
 kernels::DType kernel_dtype(const torch::Tensor& t);
 

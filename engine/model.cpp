@@ -1,5 +1,6 @@
 #include "engine/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <tuple>
@@ -12,6 +13,7 @@
 #include "engine/attention_mask.h"
 #include "engine/kernel_launch.h"
 #include "engine/nf4_linear.h"
+#include "engine/paged_decode.h"
 #include "engine/rope.h"
 #include "engine/rowwise_ops.h"
 
@@ -65,25 +67,44 @@ torch::Device parse_device(const std::string& name) {
   return d;
 }
 
+namespace {
+
+// Row b's page j is page b * pages + j: the cache tensor read as pages.
+torch::Tensor identity_block_table(int64_t batch, int64_t pages, torch::Device device) {
+  return torch::arange(batch * pages, torch::TensorOptions().dtype(torch::kInt32)).view({batch, pages}).to(device);
+}
+
+}  // namespace
+
 KVCache KVCache::create(const ModelConfig& c, int64_t batch, int64_t capacity,
                         torch::ScalarType dtype, torch::Device device) {
+  SP_CHECK(batch > 0 && capacity > 0, "KV cache needs a batch and a capacity > 0");
   KVCache kv;
-  kv.capacity = capacity;
+  kv.capacity = (capacity + kPageSize - 1) / kPageSize * kPageSize;
   auto opts = torch::TensorOptions().dtype(dtype).device(device);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    kv.k.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim}, opts));
-    kv.v.push_back(torch::zeros({batch, c.num_key_value_heads, capacity, c.head_dim}, opts));
+    kv.k.push_back(torch::zeros({batch, kv.capacity, c.num_key_value_heads, c.head_dim}, opts));
+    kv.v.push_back(torch::zeros({batch, kv.capacity, c.num_key_value_heads, c.head_dim}, opts));
   }
-  kv.key_valid = torch::zeros({batch, capacity}, opts.dtype(torch::kBool));
-  kv.key_position = torch::zeros({batch, capacity}, opts.dtype(torch::kInt64));
+  kv.key_position = torch::zeros({batch, kv.capacity}, opts.dtype(torch::kInt64));
+  kv.lengths.assign(static_cast<size_t>(batch), 0);
+  kv.block_table = identity_block_table(batch, kv.capacity / kPageSize, device);
   return kv;
 }
 
 void KVCache::select_rows(const torch::Tensor& rows) {
   for (auto& t : k) t = t.index_select(0, rows);
   for (auto& t : v) t = t.index_select(0, rows);
-  key_valid = key_valid.index_select(0, rows);
   key_position = key_position.index_select(0, rows);
+  const auto host = rows.to(torch::kCPU, torch::kInt64).contiguous();
+  std::vector<int64_t> kept;
+  for (int64_t i = 0; i < host.numel(); ++i) kept.push_back(lengths.at(static_cast<size_t>(host.data_ptr<int64_t>()[i])));
+  lengths = std::move(kept);
+  block_table = identity_block_table(static_cast<int64_t>(lengths.size()), capacity / kPageSize, key_position.device());
+}
+
+int64_t KVCache::max_length() const {
+  return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
 }
 
 ForwardBatch ForwardBatch::from_ids(const torch::Tensor& ids_BT) {
@@ -185,7 +206,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
 
 torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
                                          const torch::Tensor& x, const RopeInputs& rope, const torch::Tensor& bias,
-                                         const PackedSequences* packed, KVCache* cache,
+                                         const PackedSequences* packed, const CacheStep* cache,
                                          bool training) const {
   const auto& c = config_;
   const int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
@@ -207,18 +228,32 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     k = rope_op(k, rope.positions, rope.inv_freq).transpose(1, 2);
   }
   v = v.transpose(1, 2);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const bool paged = cache && cache->paged && c.layer_window(index) == 0;
   if (cache) {
-    cache->k[index].narrow(2, cache->length, T).copy_(k);
-    cache->v[index].narrow(2, cache->length, T).copy_(v);
+    // The valid tokens into their slots: (B, Hkv, T, D) -> cache[rows, slots].
+    auto place = [&](torch::Tensor& store, const torch::Tensor& t_BKTD) {
+      const auto tokens = t_BKTD.transpose(1, 2).reshape({B * T, Hkv, D}).index_select(0, cache->valid_index);
+      store.index_put_({cache->rows, cache->slots}, tokens);
+    };
+    place(cache->cache->k[index], k);
+    place(cache->cache->v[index], v);
     // Packed attention only runs with an empty cache: this batch's keys are all.
-    if (!packed) {
-      k = cache->k[index].narrow(2, 0, cache->length + T);
-      v = cache->v[index].narrow(2, 0, cache->length + T);
+    if (!packed && !paged) {
+      k = cache->cache->k[index].narrow(1, 0, cache->slots_read).transpose(1, 2);
+      v = cache->cache->v[index].narrow(1, 0, cache->slots_read).transpose(1, 2);
     }
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   torch::Tensor attn;
-  if (packed) {
+  if (paged) {
+    PagedDecodeInputs in;
+    in.block_table = cache->cache->block_table;
+    in.page_size = KVCache::kPageSize;
+    in.seq_lens = cache->seq_lens;
+    in.max_seq_len = cache->max_seq_len;
+    attn = paged_decode_attention(q.select(2, 0), cache->cache->k[index], cache->cache->v[index], in, scale)
+               .reshape({B, T, H * D});
+  } else if (packed) {
     const auto o = packed_attention(pack_tokens(q.transpose(1, 2), *packed), pack_tokens(k.transpose(1, 2), *packed),
                                     pack_tokens(v.transpose(1, 2), *packed), *packed, /*causal=*/true, scale);
     attn = unpack_tokens(o, *packed).reshape({B, T, H * D});
@@ -253,19 +288,42 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   auto valid = batch.valid.defined() ? batch.valid
                                      : torch::ones({B, T}, ids.options().dtype(torch::kBool));
   MaskSpec m;
+  CacheStep step;
+  std::vector<int64_t> lengths_after;
   if (cache) {
     SP_CHECK(!batch.segments.defined(), "packed segments cannot be used with a KV cache");
-    SP_CHECK_INPUT(cache->length + T <= cache->capacity, "KV cache full: ", cache->length, " + ",
-                   T, " tokens exceed its capacity ", cache->capacity);
-    SP_CHECK(cache->k.front().size(0) == B, "KV cache batch size does not match the input");
-    cache->key_valid.narrow(1, cache->length, T).copy_(valid);
-    cache->key_position.narrow(1, cache->length, T).copy_(batch.positions);
-    const int64_t S = cache->length + T;
-    m.query_slot_BT = (torch::arange(T, ids.options().dtype(torch::kInt64)) + cache->length)
-                          .unsqueeze(0).expand({B, T});
-    m.key_valid_BS = cache->key_valid.narrow(1, 0, S);
+    SP_CHECK(cache->k.front().size(0) == B && static_cast<int64_t>(cache->lengths.size()) == B,
+             "KV cache batch size does not match the input");
+    // Token t of row b goes to slot lengths[b] + (its rank among the row's
+    // valid tokens of this batch); padding is not stored.
+    const auto counts = valid.sum(1).to(torch::kCPU, torch::kInt64).contiguous();
+    for (int64_t b = 0; b < B; ++b) {
+      lengths_after.push_back(cache->lengths[b] + counts.data_ptr<int64_t>()[b]);
+      SP_CHECK_INPUT(lengths_after.back() <= cache->capacity, "KV cache full: row ", b, " holds ", cache->lengths[b],
+                     " + ", counts.data_ptr<int64_t>()[b], " tokens, more than its capacity ", cache->capacity);
+    }
+    const auto i64 = ids.options().dtype(torch::kInt64);
+    const auto before = torch::tensor(cache->lengths, torch::kInt64).to(ids.device()).unsqueeze(1);
+    const auto dest = before + valid.to(torch::kInt64).cumsum(1) - 1;  // (B, T)
+    step.cache = cache;
+    step.valid_index = valid.reshape({-1}).nonzero().squeeze(1);
+    step.rows = torch::arange(B, i64).unsqueeze(1).expand({B, T}).reshape({-1}).index_select(0, step.valid_index);
+    step.slots = dest.reshape({-1}).index_select(0, step.valid_index);
+    cache->key_position.index_put_({step.rows, step.slots},
+                                   batch.positions.reshape({-1}).index_select(0, step.valid_index));
+    const auto after = torch::tensor(lengths_after, torch::kInt64).to(ids.device());
+    step.slots_read = *std::max_element(lengths_after.begin(), lengths_after.end());
+    // A padding token before any of its row's tokens gets slot 0, so that it
+    // sees a key (the mask lets every query see its own slot).
+    m.query_slot_BT = dest.clamp_min(0);
+    m.key_valid_BS = torch::arange(step.slots_read, i64).unsqueeze(0) < after.unsqueeze(1);
     m.position_q_BT = batch.positions;
-    m.position_k_BS = cache->key_position.narrow(1, 0, S);
+    m.position_k_BS = cache->key_position.narrow(1, 0, step.slots_read);
+    step.paged = pages_decode(cache, T);
+    if (step.paged) {
+      step.seq_lens = after.to(torch::kInt32);
+      step.max_seq_len = step.slots_read;
+    }
   } else {
     m.query_slot_BT = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
     m.key_valid_BS = valid;
@@ -313,21 +371,31 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
           },
           x);
     } else {
-      x = layer_forward(layers[i], i, x, rope, bias, layer_packed, cache, training);
+      x = layer_forward(layers[i], i, x, rope, bias, layer_packed, cache ? &step : nullptr, training);
     }
   }
-  if (cache) cache->length += T;
+  if (cache) cache->lengths = std::move(lengths_after);
   return norm(x, final_norm);
 }
 
 bool Transformer::packs_attention(const KVCache* cache) const {
-  if (cache && cache->length > 0) return false;  // keys from earlier calls: dense mask
+  if (cache && !cache->empty()) return false;  // keys from earlier calls: dense mask or paged decode
   switch (attention_path) {
     case AttentionPath::kDense: return false;
     case AttentionPath::kPacked: return true;
     case AttentionPath::kAuto: break;
   }
   return packed_attention_kernel_supports(device(), dtype_, config_.head_dim);
+}
+
+bool Transformer::pages_decode(const KVCache* cache, int64_t tokens) const {
+  if (!cache || tokens != 1 || cache->empty()) return false;
+  switch (attention_path) {
+    case AttentionPath::kDense: return false;
+    case AttentionPath::kPacked: return true;
+    case AttentionPath::kAuto: break;
+  }
+  return paged_decode_kernel_supports(device(), dtype_, config_.head_dim);
 }
 
 bool Transformer::fused_rowwise() const {

@@ -17,20 +17,30 @@
 
 namespace synthpert::engine {
 
-// Keys and values of past tokens, one slot per token per row. Generation
-// left-pads prompts so all rows share one slot index per step; padding slots
-// are marked invalid and never attended to.
+// Keys and values of past tokens. Row b's tokens sit compactly in slots
+// [0, lengths[b]): each forward appends only its valid tokens, in order,
+// after the row's last one, so rows of different lengths (and prompts padded
+// on either side) leave no holes and no padding slots. The per-layer layout
+// (B, capacity, Hkv, D) is also a paged cache (kernels/paged_decode.h):
+// capacity is a multiple of kPageSize and row b's page j is page
+// b * (capacity / kPageSize) + j, so decode steps can run the paged kernel
+// on it in place.
 struct KVCache {
-  std::vector<torch::Tensor> k, v;  // per layer: (B, Hkv, capacity, D)
-  torch::Tensor key_valid;          // (B, capacity) bool
-  torch::Tensor key_position;       // (B, capacity) int64 (RoPE position, for sliding windows)
-  int64_t length = 0;               // slots filled
-  int64_t capacity = 0;
+  static constexpr int64_t kPageSize = 16;
 
+  std::vector<torch::Tensor> k, v;  // per layer: (B, capacity, Hkv, D)
+  torch::Tensor key_position;       // (B, capacity) int64 (RoPE position, for sliding windows)
+  std::vector<int64_t> lengths;     // per row: slots filled
+  int64_t capacity = 0;             // slots per row (a multiple of kPageSize)
+  torch::Tensor block_table;        // (B, capacity / kPageSize) int32 on the cache's device
+
+  // Room for at least `capacity` tokens per row (rounded up to whole pages).
   static KVCache create(const ModelConfig& c, int64_t batch, int64_t capacity,
                         torch::ScalarType dtype, torch::Device device);
-  // Keeps only the given rows (e.g. after some sequences finish).
+  // Keeps only the given rows, in that order (e.g. one copy per candidate).
   void select_rows(const torch::Tensor& rows);
+  int64_t max_length() const;
+  bool empty() const { return max_length() == 0; }
 };
 
 struct ForwardBatch {
@@ -62,6 +72,8 @@ struct LoadOptions {
 //            used for batches without earlier KV-cache content, and never for
 //            sliding-window layers (those stay dense).
 //   kAuto:   kPacked where the CUDA kernels apply, else kDense.
+// Decode steps on a filled cache (one token per row) run the paged decode
+// kernel under kPacked and kAuto where it applies, else dense.
 enum class AttentionPath { kAuto, kDense, kPacked };
 // From SYNTHPERT_ATTENTION (auto | dense | packed; unset means auto), so a
 // run can compare the paths without a rebuild.
@@ -86,7 +98,8 @@ class Transformer {
   torch::Device device() const { return embed_tokens.device(); }
 
   // Hidden states after the final norm, (B, T, C). With a cache, this batch's
-  // keys and values are appended after the cache's filled slots.
+  // valid tokens attend to the row's cached ones and are appended after them
+  // (KVCache); outputs at padding positions are finite but meaningless.
   torch::Tensor hidden_states(const ForwardBatch& batch, KVCache* cache = nullptr,
                               bool training = false) const;
   // float32 logits (.., V) from hidden states.
@@ -122,12 +135,29 @@ class Transformer {
   struct RopeInputs {
     torch::Tensor cos, sin, positions, inv_freq;
   };
-  // Attention uses `packed` when given, else the additive `bias`.
+  // Where one forward's valid tokens go in the cache, and what its attention
+  // reads there: tokens valid_index (of the B*T flattened) go to
+  // (rows, slots); afterwards the cache holds `slots_read` slots of interest.
+  // `paged`: one token per row decoded by the paged kernel (seq_lens as
+  // int32 on the device, its max on the host).
+  struct CacheStep {
+    KVCache* cache = nullptr;
+    torch::Tensor valid_index, rows, slots;
+    int64_t slots_read = 0;
+    bool paged = false;
+    torch::Tensor seq_lens;
+    int64_t max_seq_len = 0;
+  };
+  // Attention uses `packed` when given, else the additive `bias`; with a
+  // cache step, the keys and values come from (and go to) the cache.
   torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC, const RopeInputs& rope,
-                              const torch::Tensor& bias, const PackedSequences* packed, KVCache* cache,
+                              const torch::Tensor& bias, const PackedSequences* packed, const CacheStep* cache,
                               bool training) const;
   // Whether this batch's attention runs packed (see AttentionPath).
   bool packs_attention(const KVCache* cache) const;
+  // Whether a decode step (one token per row on a filled cache) runs the
+  // paged kernel (engine/paged_decode.h; not for sliding-window layers).
+  bool pages_decode(const KVCache* cache, int64_t tokens) const;
   // RMSNorm, SwiGLU and RoPE, by rowwise_path.
   bool fused_rowwise() const;
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;

@@ -11,6 +11,8 @@ bool kernels_apply(torch::Device device, torch::ScalarType dtype) {
 
 cudaStream_t kernel_stream(const torch::Tensor&) { return nullptr; }
 cublasHandle_t kernel_cublas(const torch::Tensor&) { return nullptr; }
+// A small GPU, so a long row takes the split-K branch.
+int kernel_sm_count(const torch::Tensor&) { return 2; }
 
 kernels::DType kernel_dtype(const torch::Tensor& t) {
   switch (t.scalar_type()) {

@@ -7,6 +7,8 @@
 //     path in bf16: hidden states at valid positions and three weight
 //     gradients, on a batch with right padding, packed segments and a
 //     sequence longer than one 64-token tile, at head dims 64 and 128.
+//   * Decode steps on a filled KV cache through the paged kernel (split-K
+//     on a row of 290 tokens), its peer the engine's dense bf16 decode.
 //   * The fused LM head + cross-entropy; its peer the bf16 logits +
 //     log_softmax the trainer uses elsewhere.
 //   * NF4: quantisation on the device byte-identical to the CPU's;
@@ -29,6 +31,7 @@
 #include "engine/lora_linear.h"
 #include "engine/nf4_linear.h"
 #include "engine/model.h"
+#include "engine/paged_decode.h"
 #include "engine/rowwise_ops.h"
 #include "tests/reference/kernels/adamw_ref.h"
 #include "tests/test_util.h"
@@ -90,6 +93,34 @@ Run run(Transformer& m, const ForwardBatch& cpu_batch, AttentionPath path, Rowwi
   return r;
 }
 
+// Prefill of three rows (left padding, right padding, 290 tokens), then six
+// decode steps; the hidden states of every decode step, float32 on CPU.
+std::vector<torch::Tensor> decode_run(Transformer& m, AttentionPath path) {
+  m.attention_path = path;
+  InferenceGuard g;
+  const int64_t T = 290, V = m.config().vocab_size;
+  const auto dev = m.device();
+  torch::manual_seed(5);
+  ForwardBatch pre;
+  pre.ids = torch::randint(V, {3, T}, torch::kInt64);
+  pre.valid = torch::ones({3, T}, torch::kBool);
+  pre.valid[0].narrow(0, 0, 100).fill_(false);
+  pre.valid[1].narrow(0, 21, T - 21).fill_(false);
+  pre.positions = (pre.valid.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
+  std::vector<int64_t> next = {T - 100, 21, T};
+  auto cache = KVCache::create(m.config(), 3, T + 8, m.dtype(), dev);
+  m.hidden_states({pre.ids.to(dev), pre.positions.to(dev), pre.valid.to(dev), {}}, &cache);
+  std::vector<torch::Tensor> out;
+  for (int64_t step = 0; step < 6; ++step) {
+    ForwardBatch d;
+    d.ids = torch::randint(V, {3, 1}, torch::kInt64).to(dev);
+    d.positions = torch::tensor(next).view({3, 1}).to(dev);
+    out.push_back(m.hidden_states(d, &cache).to(torch::kCPU, torch::kFloat32));
+    for (auto& p : next) ++p;
+  }
+  return out;
+}
+
 // Floor: one bf16 step at the largest reference magnitude, unless given.
 void check_within_peer(const char* what, const torch::Tensor& got, const torch::Tensor& peer,
                        const torch::Tensor& ref, double floor = -1) {
@@ -141,6 +172,16 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
     check_within_peer("d q_proj[0]", packed.grads[0], dense.grads[0], ref.grads[0]);
     check_within_peer("d v_proj[1]", packed.grads[1], dense.grads[1], ref.grads[1]);
     check_within_peer("d post_attention_norm[1]", packed.grads[2], dense.grads[2], ref.grads[2]);
+
+    // Decode: the paged kernel (kAuto) against the dense bf16 decode.
+    REQUIRE(paged_decode_kernel_supports(gpu_model.device(), torch::kBFloat16, head_dim));
+    const auto ref_steps = decode_run(ref_model, AttentionPath::kDense);
+    const auto dense_steps = decode_run(gpu_model, AttentionPath::kDense);
+    const auto paged_steps = decode_run(gpu_model, AttentionPath::kAuto);
+    for (size_t i = 0; i < ref_steps.size(); ++i) {
+      INFO("decode step " << i);
+      check_within_peer("decode hidden", paged_steps[i], dense_steps[i], ref_steps[i]);
+    }
   }
 }
 
