@@ -18,14 +18,9 @@ namespace {
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
 
-bool on_cuda(const torch::Tensor& t) {
-#if defined(SYNTHPERT_ENGINE_CUDA)
-  return t.is_cuda();
-#else
-  (void)t;  // compile check: no CUDA tensors without a CUDA libtorch
-  return false;
-#endif
-}
+// Whether t's device runs the kernels at all (dtype limits are checked where
+// they apply: quantisation takes fp32 weights too).
+bool on_kernel_device(const torch::Tensor& t) { return kernels_apply(t.device(), torch::kBFloat16); }
 
 kn::Nf4CodeTable code_table() {
   kn::Nf4CodeTable t;
@@ -60,7 +55,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
     const auto rows = x.reshape({-1, w->in_features});
     torch::Tensor y;
 #if defined(SYNTHPERT_HAVE_KERNELS)
-    if (on_cuda(rows) && half_dtype(rows.scalar_type())) {
+    if (on_kernel_device(rows) && half_dtype(rows.scalar_type())) {
       const auto xr = rows.stride(1) == 1 ? rows : rows.contiguous();
       const KernelDeviceScope scope(xr);
       const int64_t N = xr.size(0), O = w->out_features, I = w->in_features;
@@ -111,7 +106,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
 
 Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
-  if (on_cuda(weight)) {
+  if (on_kernel_device(weight)) {
     SP_CHECK(weight.dim() == 2, "nf4_quantize_device: weight must be 2-D");
     const int64_t O = weight.size(0), I = weight.size(1), n = O * I;
     SP_CHECK_INPUT(n % kNf4BlockSize == 0, "NF4 needs the weight's element count (", n, ") to be a multiple of ",
@@ -147,7 +142,7 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
 
 torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
-  if (on_cuda(w.packed)) {
+  if (on_kernel_device(w.packed)) {
     if (!half_dtype(w.dtype)) {
       // The kernel writes bf16/f16 only; float32 weights take the CPU route.
       Nf4Weight host = w;
