@@ -19,25 +19,10 @@
 namespace synthpert::kernels {
 namespace {
 
+using host_emulation::gather_heads;
 using host_emulation::load;
+using host_emulation::scatter_heads;
 using host_emulation::store;
-
-// A strided [N, heads, D] view -> contiguous doubles.
-std::vector<double> gather(const void* data, int64_t token_stride, int64_t head_stride, int64_t N, int heads, int D,
-                           DType t) {
-  std::vector<double> out(static_cast<size_t>(N * heads * D));
-  for (int64_t n = 0; n < N; ++n)
-    for (int h = 0; h < heads; ++h)
-      for (int d = 0; d < D; ++d) out[(n * heads + h) * D + d] = load(data, n * token_stride + h * head_stride + d, t);
-  return out;
-}
-
-void scatter(const std::vector<double>& v, void* data, int64_t token_stride, int64_t head_stride, int64_t N,
-             int heads, int D, DType t) {
-  for (int64_t n = 0; n < N; ++n)
-    for (int h = 0; h < heads; ++h)
-      for (int d = 0; d < D; ++d) store(data, n * token_stride + h * head_stride + d, t, v[(n * heads + h) * D + d]);
-}
 
 reference::AttentionShape shape_of(const AttentionProblem& p) {
   if (p.head_dim != 64 && p.head_dim != 128) throw std::invalid_argument("host attention: head_dim must be 64 or 128");
@@ -65,11 +50,11 @@ void attention_forward(const AttentionForwardArgs& a, cudaStream_t) {
   const auto& p = a.problem;
   const auto s = shape_of(p);
   const int64_t N = p.total_tokens;
-  const auto q = gather(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
-  const auto k = gather(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
-  const auto v = gather(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto q = gather_heads(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
+  const auto k = gather_heads(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto v = gather_heads(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
   const auto r = reference::attention_forward_ref(s, q, k, v);
-  scatter(r.out_NHD, a.out.data, a.out.token_stride, a.out.head_stride, N, p.heads, p.head_dim, p.dtype);
+  scatter_heads(r.out_NHD, a.out.data, a.out.token_stride, a.out.head_stride, N, p.heads, p.head_dim, p.dtype);
   for (size_t i = 0; i < r.lse_HN.size(); ++i) a.lse_HN[i] = static_cast<float>(r.lse_HN[i]);
 }
 
@@ -78,10 +63,10 @@ void attention_backward(const AttentionBackwardArgs& a, cudaStream_t) {
   const auto s = shape_of(p);
   const int64_t N = p.total_tokens;
   if (a.workspace == nullptr || a.lse_HN == nullptr) throw std::invalid_argument("host attention: workspace, lse");
-  const auto q = gather(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
-  const auto k = gather(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
-  const auto v = gather(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
-  const auto dout = gather(a.dout.data, a.dout.token_stride, a.dout.head_stride, N, p.heads, p.head_dim, p.dtype);
+  const auto q = gather_heads(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
+  const auto k = gather_heads(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto v = gather_heads(a.v.data, a.v.token_stride, a.v.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  const auto dout = gather_heads(a.dout.data, a.dout.token_stride, a.dout.head_stride, N, p.heads, p.head_dim, p.dtype);
   // The real kernel relies on the forward's lse: check that this is it.
   const auto fwd = reference::attention_forward_ref(s, q, k, v);
   for (size_t i = 0; i < fwd.lse_HN.size(); ++i)
@@ -89,9 +74,9 @@ void attention_backward(const AttentionBackwardArgs& a, cudaStream_t) {
       throw std::invalid_argument("host attention: lse given to the backward is not the forward's (index " +
                                   std::to_string(i) + ")");
   const auto g = reference::attention_backward_ref(s, q, k, v, dout);
-  scatter(g.dq_NHD, a.dq.data, a.dq.token_stride, a.dq.head_stride, N, p.heads, p.head_dim, p.dtype);
-  scatter(g.dk_NHD, a.dk.data, a.dk.token_stride, a.dk.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
-  scatter(g.dv_NHD, a.dv.data, a.dv.token_stride, a.dv.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  scatter_heads(g.dq_NHD, a.dq.data, a.dq.token_stride, a.dq.head_stride, N, p.heads, p.head_dim, p.dtype);
+  scatter_heads(g.dk_NHD, a.dk.data, a.dk.token_stride, a.dk.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
+  scatter_heads(g.dv_NHD, a.dv.data, a.dv.token_stride, a.dv.head_stride, N, p.kv_heads, p.head_dim, p.dtype);
 }
 
 }  // namespace synthpert::kernels

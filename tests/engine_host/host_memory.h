@@ -38,4 +38,21 @@ inline void scatter_rows(const std::vector<double>& v, void* data, int64_t row_s
     for (int64_t c = 0; c < width; ++c) store(data, r * row_stride + c, t, v[r * width + c]);
 }
 
+// A strided [N, heads, D] view (token and head strides in elements, unit
+// stride in D) -> contiguous doubles, and back.
+inline std::vector<double> gather_heads(const void* data, int64_t token_stride, int64_t head_stride, int64_t N,
+                                        int heads, int D, kernels::DType t) {
+  std::vector<double> out(static_cast<size_t>(N * heads * D));
+  for (int64_t n = 0; n < N; ++n)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < D; ++d) out[(n * heads + h) * D + d] = load(data, n * token_stride + h * head_stride + d, t);
+  return out;
+}
+inline void scatter_heads(const std::vector<double>& v, void* data, int64_t token_stride, int64_t head_stride,
+                          int64_t N, int heads, int D, kernels::DType t) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int h = 0; h < heads; ++h)
+      for (int d = 0; d < D; ++d) store(data, n * token_stride + h * head_stride + d, t, v[(n * heads + h) * D + d]);
+}
+
 }  // namespace synthpert::host_emulation

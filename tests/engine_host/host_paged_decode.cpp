@@ -38,22 +38,15 @@ void paged_decode(const PagedDecodeArgs& a, cudaStream_t) {
     k[i] = host_emulation::load(c.k_cache, i, c.dtype);
     v[i] = host_emulation::load(c.v_cache, i, c.dtype);
   }
-  std::vector<double> q(static_cast<size_t>(a.batch) * a.heads * c.head_dim);
-  for (int b = 0; b < a.batch; ++b)
-    for (int h = 0; h < a.heads; ++h)
-      for (int d = 0; d < c.head_dim; ++d)
-        q[(size_t(b) * a.heads + h) * c.head_dim + d] =
-            host_emulation::load(a.q.data, b * a.q.token_stride + h * a.q.head_stride + d, c.dtype);
+  const auto q = host_emulation::gather_heads(a.q.data, a.q.token_stride, a.q.head_stride, a.batch, a.heads,
+                                             c.head_dim, c.dtype);
   const std::vector<int32_t> table(c.block_table, c.block_table + size_t(a.batch) * c.max_pages_per_seq);
   const std::vector<int32_t> lens(a.seq_lens, a.seq_lens + a.batch);
   for (int32_t len : lens)
     if (len > a.max_seq_len) throw std::invalid_argument("host paged_decode: a seq_len exceeds max_seq_len");
   const auto out = reference::paged_decode_ref(s, q, k, v, table, lens);
-  for (int b = 0; b < a.batch; ++b)
-    for (int h = 0; h < a.heads; ++h)
-      for (int d = 0; d < c.head_dim; ++d)
-        host_emulation::store(a.out.data, b * a.out.token_stride + h * a.out.head_stride + d, c.dtype,
-                              out[(size_t(b) * a.heads + h) * c.head_dim + d]);
+  host_emulation::scatter_heads(out, a.out.data, a.out.token_stride, a.out.head_stride, a.batch, a.heads, c.head_dim,
+                                c.dtype);
 }
 
 }  // namespace synthpert::kernels
