@@ -340,7 +340,7 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   torch::Tensor full_bias;
   bool any_full = false;
   for (size_t i = 0; i < layers.size(); ++i) any_full |= config_.layer_window(i) == 0;
-  if (!packed && any_full) full_bias = build_attention_bias(m);
+  if (!packed && !step.paged && any_full) full_bias = build_attention_bias(m);
   torch::Tensor window_bias;
   if (config_.sliding_window > 0) {
     m.window = config_.sliding_window;
