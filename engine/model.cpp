@@ -77,14 +77,19 @@ torch::Tensor identity_block_table(int64_t batch, int64_t pages, torch::Device d
 }  // namespace
 
 KVCache KVCache::create(const ModelConfig& c, int64_t batch, int64_t capacity,
-                        torch::ScalarType dtype, torch::Device device) {
+                        torch::ScalarType dtype, torch::Device device, KVLayout layout) {
   SP_CHECK(batch > 0 && capacity > 0, "KV cache needs a batch and a capacity > 0");
   KVCache kv;
   kv.capacity = (capacity + kPageSize - 1) / kPageSize * kPageSize;
+  kv.token_major = layout == KVLayout::kAuto ? paged_decode_kernel_supports(device, dtype, c.head_dim)
+                                             : layout == KVLayout::kTokenMajor;
   auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  const std::vector<int64_t> shape =
+      kv.token_major ? std::vector<int64_t>{batch, kv.capacity, c.num_key_value_heads, c.head_dim}
+                     : std::vector<int64_t>{batch, c.num_key_value_heads, kv.capacity, c.head_dim};
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    kv.k.push_back(torch::zeros({batch, kv.capacity, c.num_key_value_heads, c.head_dim}, opts));
-    kv.v.push_back(torch::zeros({batch, kv.capacity, c.num_key_value_heads, c.head_dim}, opts));
+    kv.k.push_back(torch::zeros(shape, opts));
+    kv.v.push_back(torch::zeros(shape, opts));
   }
   kv.key_position = torch::zeros({batch, kv.capacity}, opts.dtype(torch::kInt64));
   kv.lengths.assign(static_cast<size_t>(batch), 0);
@@ -231,17 +236,19 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const bool paged = cache && cache->paged && c.layer_window(index) == 0;
   if (cache) {
-    // The valid tokens into their slots: (B, Hkv, T, D) -> cache[rows, slots].
+    // The valid tokens into their slots, one index_copy_ in either layout.
     auto place = [&](torch::Tensor& store, const torch::Tensor& t_BKTD) {
-      const auto tokens = t_BKTD.transpose(1, 2).reshape({B * T, Hkv, D}).index_select(0, cache->valid_index);
-      store.index_put_({cache->rows, cache->slots}, tokens);
+      auto tokens = t_BKTD.transpose(1, 2).reshape({B * T, Hkv, D});
+      if (cache->valid_index.defined()) tokens = tokens.index_select(0, cache->valid_index);
+      store.view({-1, cache->write_unit}).index_copy_(0, cache->write_index, tokens.reshape({-1, cache->write_unit}));
     };
     place(cache->cache->k[index], k);
     place(cache->cache->v[index], v);
     // Packed attention only runs with an empty cache: this batch's keys are all.
     if (!packed && !paged) {
-      k = cache->cache->k[index].narrow(1, 0, cache->slots_read).transpose(1, 2);
-      v = cache->cache->v[index].narrow(1, 0, cache->slots_read).transpose(1, 2);
+      const KVCache& kv = *cache->cache;
+      k = kv.by_head(kv.k[index]).narrow(2, 0, cache->slots_read);
+      v = kv.by_head(kv.v[index]).narrow(2, 0, cache->slots_read);
     }
   }
   torch::Tensor attn;
@@ -251,7 +258,8 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     in.page_size = KVCache::kPageSize;
     in.seq_lens = cache->seq_lens;
     in.max_seq_len = cache->max_seq_len;
-    attn = paged_decode_attention(q.select(2, 0), cache->cache->k[index], cache->cache->v[index], in, scale)
+    const KVCache& kv = *cache->cache;
+    attn = paged_decode_attention(q.select(2, 0), kv.by_token(kv.k[index]), kv.by_token(kv.v[index]), in, scale)
                .reshape({B, T, H * D});
   } else if (packed) {
     const auto o = packed_attention(pack_tokens(q.transpose(1, 2), *packed), pack_tokens(k.transpose(1, 2), *packed),
@@ -306,11 +314,31 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     const auto before = torch::tensor(cache->lengths, torch::kInt64).to(ids.device()).unsqueeze(1);
     const auto dest = before + valid.to(torch::kInt64).cumsum(1) - 1;  // (B, T)
     step.cache = cache;
-    step.valid_index = valid.reshape({-1}).nonzero().squeeze(1);
-    step.rows = torch::arange(B, i64).unsqueeze(1).expand({B, T}).reshape({-1}).index_select(0, step.valid_index);
-    step.slots = dest.reshape({-1}).index_select(0, step.valid_index);
-    cache->key_position.index_put_({step.rows, step.slots},
-                                   batch.positions.reshape({-1}).index_select(0, step.valid_index));
+    // Row and slot of every stored token; when every token is valid (decode
+    // steps, unpadded batches) none is skipped.
+    auto rows = torch::arange(B, i64).unsqueeze(1).expand({B, T}).reshape({-1});
+    auto slots = dest.reshape({-1});
+    auto positions = batch.positions.reshape({-1});
+    bool all_valid = true;
+    for (int64_t b = 0; b < B; ++b) all_valid = all_valid && counts.data_ptr<int64_t>()[b] == T;
+    if (!all_valid) {
+      step.valid_index = valid.reshape({-1}).nonzero().squeeze(1);
+      rows = rows.index_select(0, step.valid_index);
+      slots = slots.index_select(0, step.valid_index);
+      positions = positions.index_select(0, step.valid_index);
+    }
+    const auto flat = rows * cache->capacity + slots;
+    cache->key_position.view({-1}).index_copy_(0, flat, positions);
+    const int64_t Hkv = config_.num_key_value_heads, D = config_.head_dim;
+    if (cache->token_major) {
+      step.write_index = flat;
+      step.write_unit = Hkv * D;
+    } else {
+      // Row (b * Hkv + h) * capacity + slot of the (B * Hkv * capacity, D) view.
+      step.write_index = (((rows * Hkv).unsqueeze(1) + torch::arange(Hkv, i64)) * cache->capacity + slots.unsqueeze(1))
+                             .reshape({-1});
+      step.write_unit = D;
+    }
     const auto after = torch::tensor(lengths_after, torch::kInt64).to(ids.device());
     step.slots_read = *std::max_element(lengths_after.begin(), lengths_after.end());
     // A padding token before any of its row's tokens gets slot 0, so that it

@@ -20,27 +20,37 @@ namespace synthpert::engine {
 // Keys and values of past tokens. Row b's tokens sit compactly in slots
 // [0, lengths[b]): each forward appends only its valid tokens, in order,
 // after the row's last one, so rows of different lengths (and prompts padded
-// on either side) leave no holes and no padding slots. The per-layer layout
-// (B, capacity, Hkv, D) is also a paged cache (kernels/paged_decode.h):
-// capacity is a multiple of kPageSize and row b's page j is page
-// b * (capacity / kPageSize) + j, so decode steps can run the paged kernel
-// on it in place.
+// on either side) leave no holes and no padding slots. capacity is a
+// multiple of kPageSize. Per layer, one of two layouts of the same slots:
+//   token-major (B, capacity, Hkv, D) where the paged decode kernel runs
+//     (engine/paged_decode.h): it is a paged cache whose row b's page j is
+//     page b * (capacity / kPageSize) + j, read by the kernel in place;
+//   head-major (B, Hkv, capacity, D) elsewhere: the dense path reads the
+//     first slots of every head as a view, without a copy.
+enum class KVLayout { kAuto, kTokenMajor, kHeadMajor };
+
 struct KVCache {
   static constexpr int64_t kPageSize = 16;
 
-  std::vector<torch::Tensor> k, v;  // per layer: (B, capacity, Hkv, D)
+  std::vector<torch::Tensor> k, v;  // per layer, in the layout below
+  bool token_major = false;
   torch::Tensor key_position;       // (B, capacity) int64 (RoPE position, for sliding windows)
   std::vector<int64_t> lengths;     // per row: slots filled
   int64_t capacity = 0;             // slots per row (a multiple of kPageSize)
   torch::Tensor block_table;        // (B, capacity / kPageSize) int32 on the cache's device
 
-  // Room for at least `capacity` tokens per row (rounded up to whole pages).
+  // Room for at least `capacity` tokens per row (rounded up to whole pages);
+  // kAuto: token-major where the paged kernel runs this device, dtype and
+  // head dim, else head-major (tests force either).
   static KVCache create(const ModelConfig& c, int64_t batch, int64_t capacity,
-                        torch::ScalarType dtype, torch::Device device);
+                        torch::ScalarType dtype, torch::Device device, KVLayout layout = KVLayout::kAuto);
   // Keeps only the given rows, in that order (e.g. one copy per candidate).
   void select_rows(const torch::Tensor& rows);
   int64_t max_length() const;
   bool empty() const { return max_length() == 0; }
+  // A layer's tensor as (B, capacity, Hkv, D) or (B, Hkv, capacity, D) views.
+  torch::Tensor by_token(const torch::Tensor& t) const { return token_major ? t : t.transpose(1, 2); }
+  torch::Tensor by_head(const torch::Tensor& t) const { return token_major ? t.transpose(1, 2) : t; }
 };
 
 struct ForwardBatch {
@@ -136,13 +146,16 @@ class Transformer {
     torch::Tensor cos, sin, positions, inv_freq;
   };
   // Where one forward's valid tokens go in the cache, and what its attention
-  // reads there: tokens valid_index (of the B*T flattened) go to
-  // (rows, slots); afterwards the cache holds `slots_read` slots of interest.
+  // reads there: tokens valid_index of the B*T flattened (all of them when
+  // undefined), as rows of `write_unit` elements (Hkv * D token-major, D
+  // head-major), go to rows write_index of the layer's tensor; afterwards
+  // the cache holds `slots_read` slots of interest.
   // `paged`: one token per row decoded by the paged kernel (seq_lens as
   // int32 on the device, its max on the host).
   struct CacheStep {
     KVCache* cache = nullptr;
-    torch::Tensor valid_index, rows, slots;
+    torch::Tensor valid_index, write_index;
+    int64_t write_unit = 0;
     int64_t slots_read = 0;
     bool paged = false;
     torch::Tensor seq_lens;

@@ -120,36 +120,39 @@ TEST_CASE("the cache keeps only valid tokens, compactly per row", "[engine][kv]"
                 .view({2, 6});
   pre.valid = torch::tensor({0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0}).view({2, 6}).to(torch::kBool);
   pre.positions = torch::tensor({0, 0, 0, 1, 2, 3, 0, 1, 2, 3, 4, 0}).view({2, 6});
-  auto cache = KVCache::create(m.config(), 2, 9, torch::kFloat32, torch::kCPU);
-  CHECK(cache.capacity == 16);  // whole pages
-  const auto h = m.hidden_states(pre, &cache);
-  CHECK(cache.lengths == std::vector<int64_t>{4, 5});
-  CHECK(torch::equal(cache.key_position[0].narrow(0, 0, 4), torch::arange(4)));
-  CHECK(torch::isfinite(h).all().item<bool>());  // padding positions too
-  CHECK((h[0].narrow(0, 2, 4) - row_alone(m, r0)).abs().max().item<float>() < 1e-5f);
-  CHECK((h[1].narrow(0, 0, 5) - row_alone(m, r1)).abs().max().item<float>() < 1e-5f);
-  // A decode step: each row's token lands right after its own last one; a
-  // step whose token is invalid for row 0 leaves that row as it was.
-  auto seq0 = r0, seq1 = r1;
-  for (int step = 0; step < 2; ++step) {
-    const int64_t t0 = (7 * step + 3) % V, t1 = (11 * step + 5) % V;
-    ForwardBatch d;
-    d.ids = torch::tensor({t0, t1}).view({2, 1});
-    d.positions = torch::tensor({static_cast<int64_t>(seq0.size()), static_cast<int64_t>(seq1.size())}).view({2, 1});
-    d.valid = torch::tensor({step == 0, true}).view({2, 1});
-    const auto o = m.hidden_states(d, &cache);
-    if (step == 0) seq0.push_back(t0);
-    seq1.push_back(t1);
-    CHECK(cache.lengths == std::vector<int64_t>{static_cast<int64_t>(seq0.size()), static_cast<int64_t>(seq1.size())});
-    if (step == 0) CHECK((o[0][0] - row_alone(m, seq0)[-1]).abs().max().item<float>() < 1e-5f);
-    CHECK((o[1][0] - row_alone(m, seq1)[-1]).abs().max().item<float>() < 1e-5f);
+  for (KVLayout layout : {KVLayout::kHeadMajor, KVLayout::kTokenMajor}) {
+    INFO("token-major " << (layout == KVLayout::kTokenMajor));
+    auto cache = KVCache::create(m.config(), 2, 9, torch::kFloat32, torch::kCPU, layout);
+    CHECK(cache.capacity == 16);  // whole pages
+    const auto h = m.hidden_states(pre, &cache);
+    CHECK(cache.lengths == std::vector<int64_t>{4, 5});
+    CHECK(torch::equal(cache.key_position[0].narrow(0, 0, 4), torch::arange(4)));
+    CHECK(torch::isfinite(h).all().item<bool>());  // padding positions too
+    CHECK((h[0].narrow(0, 2, 4) - row_alone(m, r0)).abs().max().item<float>() < 1e-5f);
+    CHECK((h[1].narrow(0, 0, 5) - row_alone(m, r1)).abs().max().item<float>() < 1e-5f);
+    // A decode step: each row's token lands right after its own last one; a
+    // step whose token is invalid for row 0 leaves that row as it was.
+    auto seq0 = r0, seq1 = r1;
+    for (int step = 0; step < 2; ++step) {
+      const int64_t t0 = (7 * step + 3) % V, t1 = (11 * step + 5) % V;
+      ForwardBatch d;
+      d.ids = torch::tensor({t0, t1}).view({2, 1});
+      d.positions = torch::tensor({static_cast<int64_t>(seq0.size()), static_cast<int64_t>(seq1.size())}).view({2, 1});
+      d.valid = torch::tensor({step == 0, true}).view({2, 1});
+      const auto o = m.hidden_states(d, &cache);
+      if (step == 0) seq0.push_back(t0);
+      seq1.push_back(t1);
+      CHECK(cache.lengths == std::vector<int64_t>{static_cast<int64_t>(seq0.size()), static_cast<int64_t>(seq1.size())});
+      if (step == 0) CHECK((o[0][0] - row_alone(m, seq0)[-1]).abs().max().item<float>() < 1e-5f);
+      CHECK((o[1][0] - row_alone(m, seq1)[-1]).abs().max().item<float>() < 1e-5f);
+    }
+    // Past the capacity: refused, the cache unchanged.
+    ForwardBatch big;
+    big.ids = torch::zeros({2, 10}, torch::kInt64);
+    big.positions = torch::arange(10).repeat({2, 1});
+    CHECK_THROWS_WITH(m.hidden_states(big, &cache), Catch::Contains("KV cache full: row 1"));
+    CHECK(cache.lengths == std::vector<int64_t>{5, 7});
   }
-  // Past the capacity: refused, the cache unchanged.
-  ForwardBatch big;
-  big.ids = torch::zeros({2, 10}, torch::kInt64);
-  big.positions = torch::arange(10).repeat({2, 1});
-  CHECK_THROWS_WITH(m.hidden_states(big, &cache), Catch::Contains("KV cache full: row 1"));
-  CHECK(cache.lengths == std::vector<int64_t>{5, 7});
 }
 
 TEST_CASE("decode steps through the paged op equal the dense masked path", "[engine][kv][paged]") {
@@ -165,13 +168,22 @@ TEST_CASE("decode steps through the paged op equal the dense masked path", "[eng
       pre.valid = torch::tensor({0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1}).view({3, T}).to(
           torch::kBool);
       pre.positions = torch::tensor({0, 0, 0, 0, 1, 2, 3, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6}).view({3, T});
-      std::vector<torch::Tensor> outs[2];
-      std::vector<int64_t> lengths[2];
-      for (AttentionPath path : {AttentionPath::kDense, AttentionPath::kPacked}) {
-        m.attention_path = path;
-        const bool paged = path == AttentionPath::kPacked;
-        auto cache = KVCache::create(m.config(), 3, T + 20, torch::kFloat32, torch::kCPU);
-        outs[paged].push_back(m.hidden_states(pre, &cache).masked_select(pre.valid.unsqueeze(-1)));
+      // Dense on a head-major cache (the CPU default); paged on a token-major
+      // one (the GPU's) and on a head-major one.
+      struct Run {
+        AttentionPath path;
+        KVLayout layout;
+      };
+      const std::vector<Run> runs = {{AttentionPath::kDense, KVLayout::kHeadMajor},
+                                     {AttentionPath::kPacked, KVLayout::kTokenMajor},
+                                     {AttentionPath::kPacked, KVLayout::kHeadMajor}};
+      std::vector<std::vector<torch::Tensor>> outs(runs.size());
+      std::vector<std::vector<int64_t>> lengths(runs.size());
+      for (size_t r = 0; r < runs.size(); ++r) {
+        m.attention_path = runs[r].path;
+        auto cache = KVCache::create(m.config(), 3, T + 20, torch::kFloat32, torch::kCPU, runs[r].layout);
+        CHECK(cache.token_major == (runs[r].layout == KVLayout::kTokenMajor));
+        outs[r].push_back(m.hidden_states(pre, &cache).masked_select(pre.valid.unsqueeze(-1)));
         std::vector<int64_t> next = {4, 2, 7};
         for (int64_t step = 0; step < 20; ++step) {
           ForwardBatch d;
@@ -179,17 +191,20 @@ TEST_CASE("decode steps through the paged op equal the dense masked path", "[eng
           d.positions = torch::tensor(next).view({3, 1});
           d.valid = torch::tensor({true, step % 5 != 2, true}).view({3, 1});  // row 1 skips some steps
           const auto o = m.hidden_states(d, &cache);
-          outs[paged].push_back(o.masked_select(d.valid.unsqueeze(-1)));
+          outs[r].push_back(o.masked_select(d.valid.unsqueeze(-1)));
           for (int64_t b = 0; b < 3; ++b) next[b] += d.valid[b][0].item<bool>();
         }
-        lengths[paged] = cache.lengths;
+        lengths[r] = cache.lengths;
       }
-      CHECK(lengths[0] == lengths[1]);
+      for (size_t r = 1; r < runs.size(); ++r) {
+        INFO("run " << r);
+        CHECK(lengths[r] == lengths[0]);
+        for (size_t i = 0; i < outs[0].size(); ++i) {
+          INFO("call " << i);
+          CHECK((outs[r][i] - outs[0][i]).abs().max().item<float>() < 2e-5f);
+        }
+      }
       CHECK(lengths[0] == std::vector<int64_t>{24, 18, 27});
-      for (size_t i = 0; i < outs[0].size(); ++i) {
-        INFO("call " << i);
-        CHECK((outs[1][i] - outs[0][i]).abs().max().item<float>() < 2e-5f);
-      }
     }
   }
 }
