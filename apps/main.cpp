@@ -8,6 +8,7 @@
 
 #include "apps/command.h"
 #include "common/error.h"
+#include "common/host_allocator.h"
 
 namespace synthpert::cli {
 
@@ -44,6 +45,7 @@ std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& t
 
 int main(int argc, char** argv) {
   using namespace synthpert::cli;
+  synthpert::keep_large_allocations_on_heap();
   CLI::App app{"synthpert: fine-tune and serve LLMs that predict CRISPRi perturbation outcomes"};
   app.set_version_flag("--version", "synthpert 0.1.0");
   app.require_subcommand(1);

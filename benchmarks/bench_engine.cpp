@@ -1,19 +1,24 @@
 // Prefill and decode throughput of the engine on one model folder.
 //
 // Usage: bench_engine MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8] [--reps 5]
+//                               [--device cpu|cuda] [--dtype float32|bfloat16|float16]
 // Prints one JSON object: {"rows":[{"name","unit","value"}...]} with the median
 // over reps after one warm-up. Prefill: tokens/s of one forward over
-// batch x prompt tokens. Decode: generated tokens/s (greedy, batch x new tokens,
-// prefill excluded).
+// batch x prompt tokens, with the logits of the last token (what generation
+// needs). Decode: generated tokens/s (greedy, batch x new tokens,
+// prefill excluded). On CUDA every timed region ends with a device sync.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
+#include "common/host_allocator.h"
 #include "engine/generate.h"
 
 using namespace synthpert::engine;
@@ -37,44 +42,68 @@ std::vector<int64_t> parse_list(const char* s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_engine MODEL_DIR [--prompt N] [--new N] [--batches 1,8] [--reps N]\n");
+    std::fprintf(stderr,
+                 "usage: bench_engine MODEL_DIR [--prompt N] [--new N] [--batches 1,8] [--reps N] "
+                 "[--device cpu|cuda] [--dtype float32|bfloat16|float16]\n");
     return 2;
   }
   int64_t prompt = 128, fresh = 64, reps = 5;
   std::vector<int64_t> batches = {1, 8};
+  LoadOptions opts;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--prompt") prompt = std::atoll(argv[i + 1]);
     else if (k == "--new") fresh = std::atoll(argv[i + 1]);
     else if (k == "--reps") reps = std::atoll(argv[i + 1]);
     else if (k == "--batches") batches = parse_list(argv[i + 1]);
+    else if (k == "--device") opts.device = parse_device(argv[i + 1]);
+    else if (k == "--dtype") {
+      const std::string d = argv[i + 1];
+      if (d == "float32") opts.dtype = torch::kFloat32;
+      else if (d == "bfloat16") opts.dtype = torch::kBFloat16;
+      else if (d == "float16") opts.dtype = torch::kFloat16;
+      else {
+        std::fprintf(stderr, "bench_engine: --dtype must be float32, bfloat16 or float16\n");
+        return 2;
+      }
+    } else {
+      std::fprintf(stderr, "bench_engine: unknown option %s\n", k.c_str());
+      return 2;
+    }
   }
-  const auto model = Transformer::load(argv[1]);
+  const auto model = Transformer::load(argv[1], opts);
+  const auto sync = [&] {
+    if (opts.device.is_cuda()) torch::cuda::synchronize();
+  };
   const int64_t V = model.config().vocab_size;
   InferenceGuard guard;
   std::printf("{\"threads\":%d,\"rows\":[", at::get_num_threads());
   bool first = true;
   for (int64_t B : batches) {
-    auto ids = torch::randint(0, V, {B, prompt}, torch::kInt64);
+    const auto ids_host = torch::randint(0, V, {B, prompt}, torch::kInt64);
+    const auto ids = ids_host.to(opts.device);
     std::vector<double> pre;
     for (int64_t r = 0; r <= reps; ++r) {
       const auto t0 = Clock::now();
-      model.forward(ForwardBatch::from_ids(ids));
+      const auto h = model.hidden_states(ForwardBatch::from_ids(ids));
+      model.logits(h.select(1, prompt - 1));
+      sync();
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (r > 0) pre.push_back(B * prompt / s);
     }
     // Decode: time generation of `fresh` tokens minus one prefill forward.
     std::vector<std::vector<int64_t>> prompts(B, std::vector<int64_t>(prompt));
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < prompt; ++t) prompts[b][t] = ids[b][t].item<int64_t>();
+      for (int64_t t = 0; t < prompt; ++t) prompts[b][t] = ids_host[b][t].item<int64_t>();
     GenerateOptions g;
     g.max_new_tokens = fresh;
     std::vector<double> dec;
     for (int64_t r = 0; r <= reps; ++r) {
       const auto t0 = Clock::now();
       generate(model, prompts, g);
+      sync();
       const double total = std::chrono::duration<double>(Clock::now() - t0).count();
       const double prefill_s = B * prompt / median(pre);
       if (r > 0) dec.push_back(B * fresh / std::max(1e-9, total - prefill_s));
@@ -87,4 +116,14 @@ int main(int argc, char** argv) {
   }
   std::printf("]}\n");
   return 0;
+}
+
+int main(int argc, char** argv) {
+  synthpert::keep_large_allocations_on_heap();  // as the synthpert CLI
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_engine: %s\n", e.what());
+    return 1;
+  }
 }

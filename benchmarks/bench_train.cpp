@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/host_allocator.h"
 #include "engine/config.h"
 #include "trainer/lora.h"
 #include "trainer/metrics_log.h"
@@ -27,6 +28,7 @@ using namespace synthpert;
 using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
+  synthpert::keep_large_allocations_on_heap();  // as the synthpert CLI
   if (argc < 2) {
     std::fprintf(stderr, "usage: bench_train MODEL_DIR [--seq N] [--batch N] [--steps N] [--warmup N] "
                          "[--lora-r N] [--dtype bf16|f32] [--device cuda|cpu] [--qlora] [--full] "

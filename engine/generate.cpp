@@ -39,6 +39,7 @@ std::vector<GenerateResult> generate(const Transformer& model,
     next_pos[b] = len;
   }
   const torch::Device dev = model.device();
+  const bool greedy = opts.sampling.temperature == 0.0;
   KVCache cache = KVCache::create(model.config(), B, L + std::max<int64_t>(opts.max_new_tokens, 1),
                                   model.dtype(), dev);
   std::vector<Sampler> samplers;
@@ -54,14 +55,20 @@ std::vector<GenerateResult> generate(const Transformer& model,
   batch.valid = valid.to(dev);
   for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
     auto hidden = model.hidden_states(batch, &cache);
-    // Sampling runs on the host (Sampler): one (B, V) copy per step.
-    auto logits = model.logits(hidden.select(1, hidden.size(1) - 1)).to(torch::kCPU).contiguous();
-    const float* lp = logits.data_ptr<float>();
+    const auto last = model.logits(hidden.select(1, hidden.size(1) - 1));  // (B, V) float32
+    // Greedy picks on the device (argmax: the lowest id on ties, as the
+    // Sampler) and copies B ids; sampling runs on the host (Sampler), one
+    // (B, V) copy per step.
+    torch::Tensor picked, logits;
+    if (greedy) picked = last.argmax(-1).to(torch::kCPU);
+    else logits = last.to(torch::kCPU).contiguous();
+    const int64_t* pick = greedy ? picked.data_ptr<int64_t>() : nullptr;
+    const float* lp = greedy ? nullptr : logits.data_ptr<float>();
     auto next = torch::zeros({B, 1}, torch::kInt64);
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
-      const int64_t tok = samplers[b].sample(lp + b * V, V);
+      const int64_t tok = greedy ? pick[b] : samplers[b].sample(lp + b * V, V);
       next[b][0] = tok;
       if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end()) {
         done[b] = true;

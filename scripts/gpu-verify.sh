@@ -11,6 +11,7 @@
 #                          (not the [engine_dispatch] ones)
 #   cpu-tests              the CPU suites against this host's libtorch
 #   bench-attention, bench-kernels, bench-train   benchmarks vs PyTorch / PEFT
+#   bench-engine           prefill and greedy decode vs transformers (1B shape)
 #
 # Device time on a lent GPU is short, so a run can be bounded: with
 # --deadline S no step starts once S seconds have passed since the script
@@ -24,9 +25,9 @@
 # Usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]]
 #                              [--deadline SECONDS] [--skip-build]
 #   plans: correctness = gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu
-#          speed       = bench-attention bench-kernels bench-train (sequence 2048 only)
+#          speed       = bench-attention bench-kernels bench-train (sequence 2048 only) bench-engine
 #          all         = both, cpu-tests, and bench-train over sequences 512..8192 (default)
-#   group names for --only: gpu-tests (gpu-small,gpu-large), parity (the three), bench (attention, kernels)
+#   group names for --only: gpu-tests (gpu-small,gpu-large), parity (the three), bench (attention, kernels, engine)
 # Environment: BUILD_DIR (default build-gpu), JOBS, PYTHON (default python3),
 # OFFLINE_DEPS (default <repo>/offline-deps), CUDA_ARCHS (default: this GPU's,
 # else 80;90a), TRAIN_SEQS (bench-train sequence lengths).
@@ -59,7 +60,7 @@ while [ $# -gt 0 ]; do
 done
 
 correctness="gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu"
-speed="bench-attention bench-kernels bench-train"
+speed="bench-attention bench-kernels bench-train bench-engine"
 case $plan in
   correctness) steps=$correctness; train_seqs=${TRAIN_SEQS:-2048} ;;
   speed) steps=$speed; train_seqs=${TRAIN_SEQS:-2048} ;;
@@ -68,7 +69,7 @@ case $plan in
 esac
 if [ -n "$only" ]; then
   expanded=$(echo ",$only," | sed -e 's/,gpu-tests,/,gpu-small,gpu-large,/' \
-    -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,/')
+    -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,bench-engine,/')
   all_steps="$correctness cpu-tests $speed"
   for s in $(echo "$expanded" | tr ',' ' '); do
     [[ " $all_steps " == *" $s "* ]] || { echo "gpu-verify: unknown step '$s'" >&2; usage; }
@@ -82,7 +83,7 @@ wanted() { [[ " $steps " == *" $1 "* ]]; }
 # that a hang in one step cannot eat the time of the steps after it.
 declare -A cap=([configure]=240 [build]=480 [gpu-small]=150 [gpu-large]=240 [parity-peft]=240
                 [parity-cuda]=150 [parity-cpu]=150 [memcheck]=180 [racecheck]=240 [cpu-tests]=400
-                [bench-attention]=150 [bench-kernels]=300 [bench-train]=540)
+                [bench-attention]=150 [bench-kernels]=300 [bench-train]=540 [bench-engine]=300)
 reserve_s=10  # kept back at the deadline to write the summary and the tarball
 
 # The bundle travels compressed (scripts/bundle-offline-deps.sh writes both).
@@ -185,6 +186,7 @@ for s in $steps; do
     bench-attention) targets+=(bench_attention) ;;
     bench-kernels) targets+=(bench_kernels) ;;
     bench-train) targets+=(synthpert bench_train) ;;
+    bench-engine) targets+=(synthpert bench_engine) ;;
     cpu-tests) targets+=(all) ;;
   esac
 done
@@ -273,6 +275,7 @@ for s in $steps; do
     bench-attention) run_step bench-attention "$build/benchmarks/bench_attention" --python "$python" ;;
     bench-kernels) run_step bench-kernels "$build/benchmarks/bench_kernels" --python "$python" ;;
     bench-train) run_step bench-train env SEQS="$train_seqs" "$root/benchmarks/run_train_gpu.sh" "$build" ;;
+    bench-engine) run_step bench-engine "$root/benchmarks/run_engine_gpu.sh" "$build" ;;
   esac
 done
 

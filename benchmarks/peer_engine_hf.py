@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""GPU peer for bench_engine: Hugging Face transformers (AutoModelForCausalLM,
+SDPA attention, its own KV cache) on the same model folder, greedy decode
+with the argmax on the device. Same protocol and JSON as bench_engine:
+prefill = one forward over batch x prompt tokens keeping the last token's
+logits; decode = greedy tokens/s after the prefill; median over reps after
+one warm-up; every timed region ends with a device sync.
+
+Usage: peer_engine_hf.py MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8]
+                         [--reps 5] [--device cuda] [--dtype bfloat16]
+"""
+import argparse
+import inspect
+import json
+import time
+
+import torch
+from transformers import AutoModelForCausalLM
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--new", type=int, default=64)
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype),
+                                                 attn_implementation="sdpa").to(dev).eval()
+    # Only the last position's logits, where this transformers version can say so.
+    params = inspect.signature(model.forward).parameters
+    keep = {}
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            keep = {name: 1}
+            break
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    V = model.config.vocab_size
+    rows = []
+    with torch.inference_mode():
+        for B in [int(b) for b in a.batches.split(",")]:
+            ids = torch.randint(0, V, (B, a.prompt), device=dev)
+            pre, dec = [], []
+            for r in range(a.reps + 1):
+                sync()
+                t0 = time.perf_counter()
+                model(ids, use_cache=False, **keep)
+                sync()
+                if r:
+                    pre.append(B * a.prompt / (time.perf_counter() - t0))
+            for r in range(a.reps + 1):
+                out = model(ids, use_cache=True, **keep)
+                past = out.past_key_values
+                nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(a.new - 1):
+                    out = model(nxt, past_key_values=past, use_cache=True)
+                    past = out.past_key_values
+                    nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+                sync()
+                if r:
+                    dec.append(B * (a.new - 1) / (time.perf_counter() - t0))
+            pre.sort()
+            dec.sort()
+            rows.append({"name": f"prefill b{B} t{a.prompt}", "unit": "tokens/s", "value": pre[len(pre) // 2]})
+            rows.append({"name": f"decode b{B} +{a.new}", "unit": "tokens/s", "value": dec[len(dec) // 2]})
+    print(json.dumps({"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
