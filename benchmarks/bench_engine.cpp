@@ -5,8 +5,9 @@
 // Prints one JSON object: {"rows":[{"name","unit","value"}...]} with the median
 // over reps after one warm-up. Prefill: tokens/s of one forward over
 // batch x prompt tokens, with the logits of the last token (what generation
-// needs). Decode: generated tokens/s (greedy, batch x new tokens,
-// prefill excluded). On CUDA every timed region ends with a device sync.
+// needs). Decode: tokens/s of the decode forwards (greedy; batch x (new - 1)
+// tokens, the prefill's first token excluded, as in the peers). On CUDA every
+// timed region ends with a device sync.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -73,6 +74,10 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
+  if (fresh < 2 || prompt < 1 || reps < 1) {
+    std::fprintf(stderr, "bench_engine: --new must be >= 2, --prompt and --reps >= 1\n");
+    return 2;
+  }
   const auto model = Transformer::load(argv[1], opts);
   const auto sync = [&] {
     if (opts.device.is_cuda()) torch::cuda::synchronize();
@@ -106,7 +111,8 @@ int run(int argc, char** argv) {
       sync();
       const double total = std::chrono::duration<double>(Clock::now() - t0).count();
       const double prefill_s = B * prompt / median(pre);
-      if (r > 0) dec.push_back(B * fresh / std::max(1e-9, total - prefill_s));
+      // The prefill yields the first token; the decode forwards the other fresh - 1.
+      if (r > 0) dec.push_back(B * (fresh - 1) / std::max(1e-9, total - prefill_s));
     }
     std::printf("%s{\"name\":\"prefill b%lld t%lld\",\"unit\":\"tokens/s\",\"value\":%.1f},", first ? "" : ",",
                 (long long)B, (long long)prompt, median(pre));

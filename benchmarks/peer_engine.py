@@ -6,7 +6,6 @@ bench_engine: median over reps after one warm-up.
 
 Usage: peer_engine.py MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8] [--reps 5]
 """
-import argparse
 import json
 import math
 import os
@@ -17,6 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
 from llama_ref import inv_freq, load_weights  # noqa: E402
+from engine_peer_protocol import batches, parse_args, rows_for  # noqa: E402
 
 
 class Model:
@@ -73,18 +73,12 @@ class Model:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--prompt", type=int, default=128)
-    ap.add_argument("--new", type=int, default=64)
-    ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--reps", type=int, default=5)
-    a = ap.parse_args()
+    a = parse_args()
     m = Model(a.model)
     V = m.cfg["vocab_size"]
     rows = []
     with torch.inference_mode():
-        for B in [int(b) for b in a.batches.split(",")]:
+        for B in batches(a):
             ids = torch.randint(0, V, (B, a.prompt))
             pre, dec = [], []
             for r in range(a.reps + 1):
@@ -101,10 +95,7 @@ def main():
                     nxt = m.forward(nxt, cache, a.prompt + step)[:, -1].argmax(-1, keepdim=True)
                 if r:
                     dec.append(B * (a.new - 1) / (time.perf_counter() - t0))
-            pre.sort()
-            dec.sort()
-            rows.append({"name": f"prefill b{B} t{a.prompt}", "unit": "tokens/s", "value": pre[len(pre) // 2]})
-            rows.append({"name": f"decode b{B} +{a.new}", "unit": "tokens/s", "value": dec[len(dec) // 2]})
+            rows += rows_for(B, a, pre, dec)
     print(json.dumps({"threads": torch.get_num_threads(), "rows": rows}))
 
 

@@ -9,7 +9,6 @@ one warm-up; every timed region ends with a device sync.
 Usage: peer_engine_hf.py MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8]
                          [--reps 5] [--device cuda] [--dtype bfloat16]
 """
-import argparse
 import inspect
 import json
 import time
@@ -17,17 +16,11 @@ import time
 import torch
 from transformers import AutoModelForCausalLM
 
+from engine_peer_protocol import batches, parse_args, rows_for
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--prompt", type=int, default=128)
-    ap.add_argument("--new", type=int, default=64)
-    ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"])
-    a = ap.parse_args()
+    a = parse_args(with_device=True)
     dev = torch.device(a.device)
     model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype),
                                                  attn_implementation="sdpa").to(dev).eval()
@@ -46,7 +39,7 @@ def main():
     V = model.config.vocab_size
     rows = []
     with torch.inference_mode():
-        for B in [int(b) for b in a.batches.split(",")]:
+        for B in batches(a):
             ids = torch.randint(0, V, (B, a.prompt), device=dev)
             pre, dec = [], []
             for r in range(a.reps + 1):
@@ -69,10 +62,7 @@ def main():
                 sync()
                 if r:
                     dec.append(B * (a.new - 1) / (time.perf_counter() - t0))
-            pre.sort()
-            dec.sort()
-            rows.append({"name": f"prefill b{B} t{a.prompt}", "unit": "tokens/s", "value": pre[len(pre) // 2]})
-            rows.append({"name": f"decode b{B} +{a.new}", "unit": "tokens/s", "value": dec[len(dec) // 2]})
+            rows += rows_for(B, a, pre, dec)
     print(json.dumps({"rows": rows}))
 
 

@@ -20,4 +20,4 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 versions=$(python3 -c 'import json,torch,transformers; print(json.dumps({"torch":torch.__version__,"cuda":torch.version.cuda,"transformers":transformers.__version__}))')
 python3 "$here/write_results.py" --benchmark engine --device "$gpu" --command "benchmarks/run_engine_gpu.sh $build $model" \
   --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers (sdpa, bf16)" --versions "$versions" \
-  --notes "Model: init-model --preset llama3-1b (llama, bf16). Prefill: one forward over batch x 512 tokens with the last token's logits. Decode: greedy tokens/s over 128 new tokens after the prefill (argmax on the device on both sides). Median of 3 after one warm-up; device synced at the end of each timed region."
+  --notes "Model: init-model --preset llama3-1b (llama, bf16). Prefill: one forward over batch x 512 tokens with the last token's logits. Decode: greedy tokens/s of the 127 decode forwards after the prefill (argmax on the device on both sides). Median of 3 after one warm-up; device synced at the end of each timed region."
