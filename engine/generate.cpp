@@ -86,7 +86,7 @@ std::vector<GenerateResult> generate(const Transformer& model,
     if (all_done) break;
     batch.ids = next.to(dev);
     batch.positions = torch::tensor(next_pos, torch::kInt64).view({B, 1}).to(dev);
-    batch.valid = torch::ones({B, 1}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+    batch.valid = torch::Tensor();  // every row's token counts (no mask, no host sync)
     for (auto& p : next_pos) ++p;
   }
   return results;

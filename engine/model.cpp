@@ -304,23 +304,30 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
              "KV cache batch size does not match the input");
     // Token t of row b goes to slot lengths[b] + (its rank among the row's
     // valid tokens of this batch); padding is not stored.
-    const auto counts = valid.sum(1).to(torch::kCPU, torch::kInt64).contiguous();
+    // Without a validity mask every token counts, and the host need not wait
+    // for the device to learn how many (decode steps).
+    std::vector<int64_t> counts(static_cast<size_t>(B), T);
+    if (batch.valid.defined()) {
+      const auto c = valid.sum(1).to(torch::kCPU, torch::kInt64).contiguous();
+      counts.assign(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + B);
+    }
     for (int64_t b = 0; b < B; ++b) {
-      lengths_after.push_back(cache->lengths[b] + counts.data_ptr<int64_t>()[b]);
+      lengths_after.push_back(cache->lengths[b] + counts[b]);
       SP_CHECK_INPUT(lengths_after.back() <= cache->capacity, "KV cache full: row ", b, " holds ", cache->lengths[b],
-                     " + ", counts.data_ptr<int64_t>()[b], " tokens, more than its capacity ", cache->capacity);
+                     " + ", counts[b], " tokens, more than its capacity ", cache->capacity);
     }
     const auto i64 = ids.options().dtype(torch::kInt64);
     const auto before = torch::tensor(cache->lengths, torch::kInt64).to(ids.device()).unsqueeze(1);
-    const auto dest = before + valid.to(torch::kInt64).cumsum(1) - 1;  // (B, T)
+    bool all_valid = true;
+    for (int64_t b = 0; b < B; ++b) all_valid = all_valid && counts[b] == T;
+    const auto rank = all_valid ? torch::arange(T, i64).unsqueeze(0) : valid.to(torch::kInt64).cumsum(1) - 1;
+    const auto dest = before + rank;  // (B, T)
     step.cache = cache;
     // Row and slot of every stored token; when every token is valid (decode
     // steps, unpadded batches) none is skipped.
     auto rows = torch::arange(B, i64).unsqueeze(1).expand({B, T}).reshape({-1});
     auto slots = dest.reshape({-1});
     auto positions = batch.positions.reshape({-1});
-    bool all_valid = true;
-    for (int64_t b = 0; b < B; ++b) all_valid = all_valid && counts.data_ptr<int64_t>()[b] == T;
     if (!all_valid) {
       step.valid_index = valid.reshape({-1}).nonzero().squeeze(1);
       rows = rows.index_select(0, step.valid_index);
