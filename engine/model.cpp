@@ -257,7 +257,7 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     in.block_table = cache->cache->block_table;
     in.page_size = KVCache::kPageSize;
     in.seq_lens = cache->seq_lens;
-    in.max_seq_len = cache->max_seq_len;
+    in.max_seq_len = cache->slots_read;
     const KVCache& kv = *cache->cache;
     attn = paged_decode_attention(q.select(2, 0), kv.by_token(kv.k[index]), kv.by_token(kv.v[index]), in, scale)
                .reshape({B, T, H * D});
@@ -355,10 +355,7 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     m.position_q_BT = batch.positions;
     m.position_k_BS = cache->key_position.narrow(1, 0, step.slots_read);
     step.paged = pages_decode(cache, T);
-    if (step.paged) {
-      step.seq_lens = after.to(torch::kInt32);
-      step.max_seq_len = step.slots_read;
-    }
+    if (step.paged) step.seq_lens = after.to(torch::kInt32);
   } else {
     m.query_slot_BT = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
     m.key_valid_BS = valid;

@@ -151,7 +151,7 @@ class Transformer {
   // head-major), go to rows write_index of the layer's tensor; afterwards
   // the cache holds `slots_read` slots of interest.
   // `paged`: one token per row decoded by the paged kernel (seq_lens as
-  // int32 on the device, its max on the host).
+  // int32 on the device; their max is slots_read).
   struct CacheStep {
     KVCache* cache = nullptr;
     torch::Tensor valid_index, write_index;
@@ -159,7 +159,6 @@ class Transformer {
     int64_t slots_read = 0;
     bool paged = false;
     torch::Tensor seq_lens;
-    int64_t max_seq_len = 0;
   };
   // Attention uses `packed` when given, else the additive `bias`; with a
   // cache step, the keys and values come from (and go to) the cache.
