@@ -20,6 +20,8 @@ std::vector<GenerateResult> generate(const Transformer& model,
     L = std::max<int64_t>(L, prompts[i].size());
   }
   const int64_t V = model.config().vocab_size;
+  SP_CHECK_INPUT(opts.adapters.empty() || static_cast<int64_t>(opts.adapters.size()) == B, "generate: ",
+                 opts.adapters.size(), " adapter choices for ", B, " prompts");
 
   // Left padding: row b's prompt occupies slots [L - len_b, L).
   auto ids = torch::zeros({B, L}, torch::kInt64);
@@ -53,6 +55,7 @@ std::vector<GenerateResult> generate(const Transformer& model,
   batch.ids = ids.to(dev);
   batch.positions = positions.to(dev);
   batch.valid = valid.to(dev);
+  batch.adapter = opts.adapters;
   for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
     auto hidden = model.hidden_states(batch, &cache);
     const auto last = model.logits(hidden.select(1, hidden.size(1) - 1));  // (B, V) float32

@@ -16,6 +16,9 @@ struct GenerateOptions {
   int64_t max_new_tokens = 128;
   SamplingParams sampling;
   std::vector<int64_t> stop_ids;  // e.g. the model's EOS ids; not included in the output
+  // Per prompt: the index of the adapter (Transformer::adapter_names) it runs
+  // with, -1 for the base model; empty: every prompt runs without the bank.
+  std::vector<int64_t> adapters;
   // Called for every new token of every unfinished sequence, in order.
   std::function<void(size_t sequence, int64_t token)> on_token;
 };

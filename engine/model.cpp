@@ -212,15 +212,15 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
 torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
                                          const torch::Tensor& x, const RopeInputs& rope, const torch::Tensor& bias,
                                          const PackedSequences* packed, const CacheStep* cache,
-                                         bool training) const {
+                                         const AdapterRouting* adapters, bool training) const {
   const auto& c = config_;
   const int64_t B = x.size(0), T = x.size(1), H = c.num_attention_heads,
                 Hkv = c.num_key_value_heads, D = c.head_dim, rep = H / Hkv;
 
   auto h = norm(x, L.input_norm);
-  auto q = L.q_proj.forward(h, training).view({B, T, H, D});
-  auto k = L.k_proj.forward(h, training).view({B, T, Hkv, D});
-  auto v = L.v_proj.forward(h, training).view({B, T, Hkv, D});
+  auto q = L.q_proj.forward(h, training, adapters).view({B, T, H, D});
+  auto k = L.k_proj.forward(h, training, adapters).view({B, T, Hkv, D});
+  auto v = L.v_proj.forward(h, training, adapters).view({B, T, Hkv, D});
   if (c.qk_norm) {
     q = norm(q, L.q_norm);
     k = norm(k, L.k_norm);
@@ -275,10 +275,11 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     auto probs = torch::softmax(scores, -1).to(q.scalar_type()).view({B, Hkv, rep * T, S});
     attn = torch::matmul(probs, v).view({B, H, T, D}).transpose(1, 2).reshape({B, T, H * D});
   }
-  auto out = x + L.o_proj.forward(attn, training);
+  auto out = x + L.o_proj.forward(attn, training, adapters);
 
   h = norm(out, L.post_attention_norm);
-  auto mlp = L.down_proj.forward(swiglu(L.gate_proj.forward(h, training), L.up_proj.forward(h, training)), training);
+  const auto gate = L.gate_proj.forward(h, training, adapters), up = L.up_proj.forward(h, training, adapters);
+  auto mlp = L.down_proj.forward(swiglu(gate, up), training, adapters);
   return out + mlp;
 }
 
@@ -295,6 +296,13 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   }
   auto valid = batch.valid.defined() ? batch.valid
                                      : torch::ones({B, T}, ids.options().dtype(torch::kBool));
+  AdapterRouting adapters;
+  if (!batch.adapter.empty()) {
+    SP_CHECK_INPUT(!training, "per-row adapters serve inference only");
+    SP_CHECK_INPUT(static_cast<int64_t>(batch.adapter.size()) == B, "the batch names adapters for ",
+                   batch.adapter.size(), " rows, it has ", B);
+    adapters = AdapterRouting::for_rows(batch.adapter, T, static_cast<int64_t>(adapter_names.size()), ids.device());
+  }
   MaskSpec m;
   CacheStep step;
   std::vector<int64_t> lengths_after;
@@ -399,11 +407,12 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
       x = checkpointed_block(
           // By value: the lambda runs again in backward, after this frame is gone.
           [this, i, r = rope, b = bias, p = windowed ? nullptr : packed](const torch::Tensor& in) {
-            return layer_forward(layers[i], i, in, r, b, p.get(), nullptr, true);
+            return layer_forward(layers[i], i, in, r, b, p.get(), nullptr, nullptr, true);
           },
           x);
     } else {
-      x = layer_forward(layers[i], i, x, rope, bias, layer_packed, cache ? &step : nullptr, training);
+      x = layer_forward(layers[i], i, x, rope, bias, layer_packed, cache ? &step : nullptr,
+                        adapters.token_adapter.defined() ? &adapters : nullptr, training);
     }
   }
   if (cache) cache->lengths = std::move(lengths_after);

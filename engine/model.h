@@ -58,6 +58,9 @@ struct ForwardBatch {
   torch::Tensor positions;  // (B, T) int64, RoPE positions
   torch::Tensor valid;      // (B, T) bool: real token (false: padding); optional
   torch::Tensor segments;   // (B, T) int64: packed-sequence ids; optional, not with a cache
+  // Per row: the index into the model's adapter bank (Transformer::adapter_names)
+  // the row runs with, -1 for none; empty: no row uses the bank. Inference only.
+  std::vector<int64_t> adapter;
 
   // A batch of one row per sequence, no padding, positions 0..T-1.
   static ForwardBatch from_ids(const torch::Tensor& ids_BT);
@@ -138,6 +141,9 @@ class Transformer {
   bool checkpoint_layers = false;
   AttentionPath attention_path = AttentionPath::kAuto;
   RowwisePath rowwise_path = RowwisePath::kAuto;
+  // Serving: the adapters of the layers' banks (engine/lora_bank.h), in bank
+  // order; ForwardBatch::adapter indexes them (load_peft_adapter_bank).
+  std::vector<std::string> adapter_names;
 
  private:
   // One batch's RoPE inputs: cos/sin tables (B, T, D) for the torch path, or
@@ -161,10 +167,11 @@ class Transformer {
     torch::Tensor seq_lens;
   };
   // Attention uses `packed` when given, else the additive `bias`; with a
-  // cache step, the keys and values come from (and go to) the cache.
+  // cache step, the keys and values come from (and go to) the cache;
+  // `adapters` routes each token through its row's adapter of the banks.
   torch::Tensor layer_forward(const DecoderLayer& L, size_t index, const torch::Tensor& x_BTC, const RopeInputs& rope,
                               const torch::Tensor& bias, const PackedSequences* packed, const CacheStep* cache,
-                              bool training) const;
+                              const AdapterRouting* adapters, bool training) const;
   // Whether this batch's attention runs packed (see AttentionPath).
   bool packs_attention(const KVCache* cache) const;
   // Whether a decode step (one token per row on a filled cache) runs the

@@ -1,5 +1,6 @@
 #include "engine/peft_adapter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -111,8 +112,20 @@ LoraSpec read_peft_config(const std::string& dir) {
   return s;
 }
 
-LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
-  const LoraSpec spec = read_peft_config(dir);
+namespace {
+
+// An adapter folder's config and its (A, B) pair per targeted module, checked
+// against the model: every tensor names a module of the model with the right
+// shape, and every module the config targets has both matrices.
+struct AdapterTensors {
+  LoraSpec spec;
+  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> modules;  // module -> (A, B)
+};
+
+AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
+  AdapterTensors out;
+  out.spec = read_peft_config(dir);
+  const LoraSpec& spec = out.spec;
   const std::string wpath = path_join(dir, kWeightsFile);
   auto tensors = load_tensors(wpath);
   std::map<std::string, Linear*> modules;
@@ -129,8 +142,6 @@ LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
                    "', which this model does not have");
     used.insert(module);
   }
-  const auto dt = model.dtype();
-  const auto dev = model.device();
   for (auto& [name, lin] : modules) {
     if (!is_targeted(name, spec.target_modules)) {
       SP_CHECK_INPUT(!used.count(name), wpath, ": module '", name,
@@ -148,14 +159,71 @@ LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
     SP_CHECK_INPUT(B.dim() == 2 && B.size(0) == lin->out_features() && B.size(1) == spec.r, wpath,
                    ": '", kb, "' has shape ", B.sizes(), ", expected [", lin->out_features(), ", ",
                    spec.r, "]");
-    auto w = std::make_shared<LoraWeights>();
-    w->A = A.to(dev, dt);
-    w->B = B.to(dev, dt);
-    w->scale = spec.scale();
-    w->dropout = spec.dropout;
-    lin->lora = w;
+    out.modules[name] = {A, B};
   }
-  return spec;
+  return out;
+}
+
+}  // namespace
+
+LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
+  const auto adapter = read_peft_adapter(dir, model);
+  std::map<std::string, Linear*> modules;
+  for (auto& [name, lin] : model.named_linears()) modules[name] = lin;
+  for (const auto& [name, ab] : adapter.modules) {
+    auto w = std::make_shared<LoraWeights>();
+    w->A = ab.first.to(model.device(), model.dtype());
+    w->B = ab.second.to(model.device(), model.dtype());
+    w->scale = adapter.spec.scale();
+    w->dropout = adapter.spec.dropout;
+    modules.at(name)->lora = w;
+  }
+  return adapter.spec;
+}
+
+std::vector<LoraSpec> load_peft_adapter_bank(const std::vector<std::pair<std::string, std::string>>& named_dirs,
+                                             Transformer& model) {
+  SP_CHECK_INPUT(!named_dirs.empty(), "no adapters given");
+  SP_CHECK_INPUT(model.adapter_names.empty(), "the model already holds an adapter bank (",
+                 model.adapter_names.size(), " adapters)");
+  std::set<std::string> names;
+  std::vector<AdapterTensors> adapters;
+  int64_t rank = 0;
+  for (const auto& [name, dir] : named_dirs) {
+    SP_CHECK_INPUT(!name.empty(), dir, ": the adapter needs a name");
+    SP_CHECK_INPUT(names.insert(name).second, "two adapters are named '", name, "'");
+    adapters.push_back(read_peft_adapter(dir, model));
+    rank = std::max(rank, adapters.back().spec.r);
+  }
+  // A rank of a multiple of 8 lets the serving kernel load B's rows 16 bytes
+  // at a time; the padding is zeros and adds nothing.
+  rank = (rank + 7) / 8 * 8;
+  const int64_t M = static_cast<int64_t>(adapters.size());
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  for (auto& [module, lin] : model.named_linears()) {
+    bool targeted = false;
+    for (const auto& a : adapters) targeted = targeted || a.modules.count(module);
+    if (!targeted) continue;
+    auto bank = std::make_shared<LoraBank>();
+    auto A = torch::zeros({M, rank, lin->in_features()}, f32);
+    auto B = torch::zeros({M, lin->out_features(), rank}, f32);
+    for (int64_t i = 0; i < M; ++i) {
+      const auto& a = adapters[static_cast<size_t>(i)];
+      bank->scale_values.push_back(a.spec.scale());
+      const auto it = a.modules.find(module);
+      if (it == a.modules.end()) continue;
+      A[i].narrow(0, 0, a.spec.r).copy_(it->second.first);
+      B[i].narrow(1, 0, a.spec.r).copy_(it->second.second);
+    }
+    bank->A = A.to(model.device(), model.dtype());
+    bank->B = B.to(model.device(), model.dtype());
+    bank->scales = torch::tensor(bank->scale_values, f32).to(model.device());
+    lin->bank = bank;
+  }
+  std::vector<LoraSpec> specs;
+  for (const auto& [name, dir] : named_dirs) model.adapter_names.push_back(name);
+  for (const auto& a : adapters) specs.push_back(a.spec);
+  return specs;
 }
 
 }  // namespace synthpert::engine

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/model.h"
@@ -41,5 +42,12 @@ LoraSpec read_peft_config(const std::string& dir);
 // device). Every tensor must name a module of the model with the right shape,
 // and every module the config targets must have both matrices.
 LoraSpec load_peft_adapter(const std::string& dir, Transformer& model);
+
+// Serving: attaches several adapters at once as banks (engine/lora_bank.h)
+// under the given names, in order (model.adapter_names; a batch row picks
+// one by index). Each folder is checked as load_peft_adapter checks it; the
+// adapters may differ in rank, scale and target modules. Returns their specs.
+std::vector<LoraSpec> load_peft_adapter_bank(const std::vector<std::pair<std::string, std::string>>& named_dirs,
+                                             Transformer& model);
 
 }  // namespace synthpert::engine

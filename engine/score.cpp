@@ -38,7 +38,7 @@ std::vector<std::vector<double>> score_continuations(
     }
   }
   KVCache cache = KVCache::create(model.config(), B, L + M, model.dtype(), dev);
-  ForwardBatch batch{ids.to(dev), pos.to(dev), valid.to(dev), {}};
+  ForwardBatch batch{ids.to(dev), pos.to(dev), valid.to(dev), {}, {}};
   auto last = model.hidden_states(batch, &cache).select(1, L - 1);                // (B, C)
   auto first_logp = torch::log_softmax(model.logits(last), -1).to(torch::kCPU);  // (B, V)
 
@@ -63,7 +63,7 @@ std::vector<std::vector<double>> score_continuations(
         cpos[b * K + k][j] = static_cast<int64_t>(prompts[b].size()) + j;
         cvalid[b * K + k][j] = true;
       }
-  ForwardBatch cont{cids.to(dev), cpos.to(dev), cvalid.to(dev), {}};
+  ForwardBatch cont{cids.to(dev), cpos.to(dev), cvalid.to(dev), {}, {}};
   auto logp = torch::log_softmax(model.logits(model.hidden_states(cont, &cache)), -1)
                   .to(torch::kCPU);  // (B*K, M-1, V)
   auto lp = logp.accessor<float, 3>();

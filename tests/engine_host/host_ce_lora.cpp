@@ -1,6 +1,6 @@
-// kernels/fused_linear_ce.h and kernels/lora.h's training launchers, emulated
-// on host memory with the fp64 references of tests/reference/kernels (see
-// host_attention.cpp for why). The LoRA backward checks that it is given the
+// kernels/fused_linear_ce.h and kernels/lora.h's launchers (training and
+// serving), emulated on host memory with the fp64 references of
+// tests/reference/kernels (see host_attention.cpp for why). The LoRA backward checks that it is given the
 // forward's xa = x A^T, as the kernel relies on it.
 #include <cmath>
 #include <stdexcept>
@@ -72,6 +72,31 @@ void lora_backward(const LoraBackwardArgs& a, cudaStream_t) {
   if (a.dx) scatter_rows(g.dx_NK, a.dx, a.dx_row_stride, a.rows, a.in_features, a.dtype);
   for (size_t i = 0; i < g.da_RK.size(); ++i) a.grad_a[i] = static_cast<float>(g.da_RK[i]) + (a.accumulate ? a.grad_a[i] : 0.f);
   for (size_t i = 0; i < g.db_OR.size(); ++i) a.grad_b[i] = static_cast<float>(g.db_OR[i]) + (a.accumulate ? a.grad_b[i] : 0.f);
+}
+
+size_t lora_multi_workspace_bytes(int64_t rows, int64_t rank) { return static_cast<size_t>(rows * rank) * sizeof(float); }
+
+void lora_multi_apply(const LoraMultiArgs& a, cudaStream_t) {
+  if (a.workspace == nullptr || a.scales == nullptr || a.row_adapter == nullptr)
+    throw std::invalid_argument("host lora_multi: workspace, scales and row_adapter are required");
+  const auto d = dims_of(a);
+  const int64_t M = a.num_adapters, K = a.in_features, O = a.out_features, R = a.rank;
+  const auto x = gather_rows(a.x, a.x_row_stride, a.rows, K, a.dtype);
+  // Each adapter's matrices at its adapter stride, stacked contiguously.
+  std::vector<double> a_all, b_all;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t k = 0; k < K; ++k)
+        a_all.push_back(host_emulation::load(a.lora_a, i * a.lora_a_adapter_stride + r * a.lora_a_row_stride + k, a.dtype));
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t r = 0; r < R; ++r)
+        b_all.push_back(host_emulation::load(a.lora_b, i * a.lora_b_adapter_stride + o * a.lora_b_row_stride + r, a.dtype));
+  }
+  const std::vector<double> scales(a.scales, a.scales + M);
+  const std::vector<int32_t> idx(a.row_adapter, a.row_adapter + a.rows);
+  auto y = gather_rows(a.y, a.y_row_stride, a.rows, O, a.dtype);
+  y = reference::lora_multi_ref(d, M, x, a_all, b_all, scales, idx, std::move(y));
+  scatter_rows(y, a.y, a.y_row_stride, a.rows, O, a.dtype);
 }
 
 }  // namespace synthpert::kernels

@@ -15,6 +15,8 @@
 //     nf4_linear's output and input gradient on both matmul paths.
 //   * LoRA: lora_linear's output and the gradients of x, A and B, with a
 //     dense and an NF4 base weight.
+//   * Adapter banks (serving): each row's adapter update added into the
+//     base output, its peer the torch bf16 expression per adapter.
 //   * The trainer's fused AdamW step over flat buffers: masters against the
 //     fp64 reference, its peer the trainer's whole-buffer fp32 torch step;
 //     the bf16 parameters must be the rounded masters.
@@ -28,6 +30,7 @@
 #include "engine/init_model.h"
 #include "engine/kernel_launch.h"
 #include "engine/linear_cross_entropy.h"
+#include "engine/lora_bank.h"
 #include "engine/lora_linear.h"
 #include "engine/nf4_linear.h"
 #include "engine/model.h"
@@ -109,7 +112,7 @@ std::vector<torch::Tensor> decode_run(Transformer& m, AttentionPath path) {
   pre.positions = (pre.valid.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
   std::vector<int64_t> next = {T - 100, 21, T};
   auto cache = KVCache::create(m.config(), 3, T + 8, m.dtype(), dev);
-  m.hidden_states({pre.ids.to(dev), pre.positions.to(dev), pre.valid.to(dev), {}}, &cache);
+  m.hidden_states({pre.ids.to(dev), pre.positions.to(dev), pre.valid.to(dev), {}, {}}, &cache);
   std::vector<torch::Tensor> out;
   for (int64_t step = 0; step < 6; ++step) {
     ForwardBatch d;
@@ -309,6 +312,45 @@ TEST_CASE("LoRA on CUDA: lora_linear as close to fp64 as the torch bf16 expressi
     check_within_peer("dA", host(lora.A.grad()), host(ap.grad()), ar.grad());
     check_within_peer("dB", host(lora.B.grad()), host(bp.grad()), br.grad());
   }
+}
+
+TEST_CASE("Adapter bank on CUDA: per-row adapters as close to fp64 as the torch bf16 expression",
+          "[gpu][engine_dispatch][engine_lora_bank]") {
+  if (!torch::cuda::is_available()) FAIL("libtorch sees no CUDA device (a CPU-only libtorch?)");
+  REQUIRE(kernels_apply(torch::Device("cuda"), torch::kBFloat16));
+  torch::manual_seed(43);
+  const auto dev = torch::Device("cuda");
+  // 5 rows of 37 tokens; adapter 1 of rank 5 zero-padded to the bank's 16.
+  const int64_t M = 3, R = 16, K = 192, O = 136, T = 37;
+  const std::vector<int64_t> rows = {2, -1, 0, 1, 0};
+  const int64_t N = static_cast<int64_t>(rows.size()) * T;
+  LoraBank cpu;
+  cpu.A = (torch::randn({M, R, K}) * 0.1).to(torch::kBFloat16);
+  cpu.B = (torch::randn({M, O, R}) * 0.1).to(torch::kBFloat16);
+  cpu.A[1].narrow(0, 5, R - 5).zero_();
+  cpu.B[1].narrow(1, 5, R - 5).zero_();
+  cpu.scale_values = {2.0, 0.5, -1.0};
+  LoraBank bank = cpu;
+  bank.A = cpu.A.to(dev), bank.B = cpu.B.to(dev);
+  bank.scales = torch::tensor(cpu.scale_values, torch::kFloat32).to(dev);
+  const auto x_bf = torch::randn({N, K}).to(torch::kBFloat16), y0_bf = torch::randn({N, O}).to(torch::kBFloat16);
+  auto ref = y0_bf.to(torch::kFloat64);
+  auto peer = y0_bf.to(dev);
+  for (size_t b = 0; b < rows.size(); ++b) {
+    const int64_t i = rows[b];
+    if (i < 0) continue;
+    const auto span = [&](const torch::Tensor& t) { return t.narrow(0, static_cast<int64_t>(b) * T, T); };
+    const auto xd = span(x_bf).to(torch::kFloat64);
+    span(ref).add_(torch::mm(torch::mm(xd, cpu.A[i].to(torch::kFloat64).t()), cpu.B[i].to(torch::kFloat64).t()) *
+                   cpu.scale_values[i]);
+    const auto xp = span(x_bf).to(dev);
+    span(peer).add_(torch::mm(torch::mm(xp, bank.A[i].t()), bank.B[i].t()) * cpu.scale_values[i]);
+  }
+  auto y = y0_bf.to(dev);
+  apply_lora_bank(y, x_bf.to(dev), bank, AdapterRouting::for_rows(rows, T, M, dev));
+  const auto got = y.to(torch::kCPU);
+  check_within_peer("y", got.to(torch::kFloat64), peer.to(torch::kCPU, torch::kFloat64), ref);
+  CHECK(torch::equal(got.narrow(0, T, T), y0_bf.narrow(0, T, T)));  // row 1: no adapter
 }
 
 TEST_CASE("the trainer's fused AdamW step on CUDA is as close to fp64 as its torch fp32 step",

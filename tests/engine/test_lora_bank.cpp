@@ -1,0 +1,185 @@
+// Adapter banks (engine/lora_bank.h): rows of one batch served with different
+// LoRA adapters must equal each row run alone on a model holding only its
+// adapter (the single-adapter path, itself checked against python torch and
+// PEFT), and the op must equal a plain fp64 loop over rows.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "engine/generate.h"
+#include "engine/peft_adapter.h"
+#include "engine_test_util.h"
+
+using namespace synthpert;
+using namespace synthpert::engine;
+
+namespace {
+
+// Random non-zero A and B on the modules `spec` targets, saved in PEFT's
+// format to dir; the model is left without adapters.
+void write_random_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec, uint64_t seed) {
+  torch::manual_seed(seed);
+  for (auto& [name, lin] : model.named_linears()) {
+    const std::string short_name = name.substr(name.find_last_of('.') + 1);
+    if (std::find(spec.target_modules.begin(), spec.target_modules.end(), short_name) == spec.target_modules.end())
+      continue;
+    auto w = std::make_shared<LoraWeights>();
+    w->A = torch::randn({spec.r, lin->in_features()}) * 0.3;
+    w->B = torch::randn({lin->out_features(), spec.r}) * 0.3;
+    lin->lora = w;
+  }
+  save_peft_adapter(dir, model, spec, "test-base");
+  for (auto& [name, lin] : model.named_linears()) lin->lora.reset();
+}
+
+struct Fixture {
+  test::TempDir base_dir{"bank-base"}, a_dir{"bank-a"}, b_dir{"bank-b"};
+  Fixture() {
+    auto model = test::small_test_model(base_dir.path, test::small_test_config(Arch::kLlama), 5);
+    LoraSpec a;
+    a.r = 3, a.alpha = 6, a.target_modules = {"q_proj", "v_proj", "down_proj"};
+    write_random_adapter(a_dir.path, model, a, 1);
+    LoraSpec b;
+    b.r = 6, b.alpha = 4, b.rslora = true;
+    b.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    write_random_adapter(b_dir.path, model, b, 2);
+  }
+  Transformer base() const { return Transformer::load(base_dir.path); }
+  Transformer single(const std::string& dir) const {
+    auto m = base();
+    load_peft_adapter(dir, m);
+    return m;
+  }
+  Transformer banked() const {
+    auto m = base();
+    load_peft_adapter_bank({{"a", a_dir.path}, {"b", b_dir.path}}, m);
+    return m;
+  }
+};
+
+double max_diff(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+}  // namespace
+
+TEST_CASE("apply_lora_bank adds each row's adapter update as an fp64 loop does", "[engine][lora_bank]") {
+  // Odd sizes; adapter 1 has rank 3 of the bank's 5 (zero-padded), rows use
+  // every adapter and none.
+  const int64_t N = 37, K = 19, O = 23, R = 5, M = 3;
+  torch::manual_seed(3);
+  LoraBank bank;
+  bank.A = torch::randn({M, R, K});
+  bank.B = torch::randn({M, O, R});
+  bank.A[1].narrow(0, 3, 2).zero_();
+  bank.B[1].narrow(1, 3, 2).zero_();
+  bank.scale_values = {0.5, 2.0, -1.25};
+  bank.scales = torch::tensor(bank.scale_values, torch::kFloat32);
+  const auto x = torch::randn({N, K});
+  const auto y0 = torch::randn({N, O});
+  std::vector<int64_t> rows;
+  for (int64_t n = 0; n < N; ++n) rows.push_back((n * 7) % (M + 1) - 1);  // -1, 2, 1, 0, ...
+  const auto routing = AdapterRouting::for_rows(rows, 1, M, torch::kCPU);
+  auto y = y0.clone();
+  apply_lora_bank(y, x, bank, routing);
+
+  auto ref = y0.to(torch::kFloat64);
+  const auto xd = x.to(torch::kFloat64), Ad = bank.A.to(torch::kFloat64), Bd = bank.B.to(torch::kFloat64);
+  auto r = ref.accessor<double, 2>();
+  const auto xa = xd.accessor<double, 2>();
+  const auto aa = Ad.accessor<double, 3>();
+  const auto ba = Bd.accessor<double, 3>();
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t i = rows[n];
+    if (i < 0) continue;
+    for (int64_t o = 0; o < O; ++o) {
+      double acc = 0;
+      for (int64_t k = 0; k < R; ++k) {
+        double xk = 0;
+        for (int64_t c = 0; c < K; ++c) xk += xa[n][c] * aa[i][k][c];
+        acc += xk * ba[i][o][k];
+      }
+      r[n][o] += bank.scale_values[i] * acc;
+    }
+  }
+  CHECK(max_diff(y.to(torch::kFloat64), ref) < 1e-4);
+  // Rows without an adapter are untouched, bit for bit.
+  for (int64_t n = 0; n < N; ++n)
+    if (rows[n] < 0) CHECK(torch::equal(y[n], y0[n]));
+
+  SECTION("an index outside [-1, M) is refused, naming the row") {
+    CHECK_THROWS_WITH(AdapterRouting::for_rows({0, 3}, 2, M, torch::kCPU),
+                      Catch::Contains("row 1 asks for adapter 3, outside [-1, 3)"));
+    CHECK_THROWS_AS(AdapterRouting::for_rows({-2}, 1, M, torch::kCPU), InputError);
+  }
+}
+
+TEST_CASE("a batch with per-row adapters equals each row run alone with its adapter", "[engine][lora_bank]") {
+  Fixture f;
+  const auto bank = f.banked();
+  REQUIRE(bank.adapter_names == std::vector<std::string>{"a", "b"});
+  const Transformer alone[] = {f.single(f.a_dir.path), f.single(f.b_dir.path), f.base()};
+  auto model_of = [&](int64_t adapter) -> const Transformer& { return alone[adapter < 0 ? 2 : adapter]; };
+  InferenceGuard g;
+  const int64_t V = bank.config().vocab_size;
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(5, V, 1), test::random_ids(9, V, 2),
+                                                     test::random_ids(2, V, 3), test::random_ids(7, V, 4)};
+  const std::vector<int64_t> adapters = {1, -1, 0, 1};
+
+  SECTION("forward of a left-padded batch") {
+    const int64_t B = 4, L = 9;
+    auto ids = torch::zeros({B, L}, torch::kInt64), pos = torch::zeros({B, L}, torch::kInt64);
+    auto valid = torch::zeros({B, L}, torch::kBool);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = prompts[b].size();
+      ids[b].narrow(0, L - n, n).copy_(torch::tensor(prompts[b]));
+      pos[b].narrow(0, L - n, n).copy_(torch::arange(n));
+      valid[b].narrow(0, L - n, n).fill_(true);
+    }
+    const ForwardBatch batch{ids, pos, valid, {}, adapters};
+    const auto logits = bank.forward(batch);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = prompts[b].size();
+      const auto solo = model_of(adapters[b]).forward(ForwardBatch::from_ids(torch::tensor(prompts[b]).unsqueeze(0)))[0];
+      CHECK(max_diff(logits[b].narrow(0, L - n, n), solo) < 1e-5);
+      // The adapters change the logits, so the comparison can fail.
+      if (adapters[b] >= 0) {
+        const auto plain = f.base().forward(ForwardBatch::from_ids(torch::tensor(prompts[b]).unsqueeze(0)))[0];
+        CHECK(max_diff(solo, plain) > 1e-2);
+      }
+    }
+  }
+
+  SECTION("greedy generation with the KV cache") {
+    GenerateOptions opts;
+    opts.max_new_tokens = 6;
+    opts.adapters = adapters;
+    const auto batched = generate(bank, prompts, opts);
+    opts.adapters.clear();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const auto single = generate(model_of(adapters[i]), {prompts[i]}, opts);
+      CHECK(batched[i].tokens == single[0].tokens);
+    }
+  }
+}
+
+TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {
+  Fixture f;
+  auto model = f.base();
+  InferenceGuard g;
+  ForwardBatch batch = ForwardBatch::from_ids(torch::tensor(std::vector<int64_t>{1, 2, 3}).unsqueeze(0));
+  batch.adapter = {0};
+  CHECK_THROWS_WITH(model.forward(batch), Catch::Contains("outside [-1, 0)"));
+  load_peft_adapter_bank({{"a", f.a_dir.path}}, model);
+  batch.adapter = {0, 0};
+  CHECK_THROWS_WITH(model.forward(batch), Catch::Contains("names adapters for 2 rows, it has 1"));
+  CHECK_THROWS_WITH(load_peft_adapter_bank({{"b", f.b_dir.path}}, model), Catch::Contains("already holds an adapter bank"));
+  auto other = f.base();
+  CHECK_THROWS_WITH(load_peft_adapter_bank({{"a", f.a_dir.path}, {"a", f.b_dir.path}}, other),
+                    Catch::Contains("two adapters are named 'a'"));
+  CHECK_THROWS_WITH(load_peft_adapter_bank({{"a", f.a_dir.path}, {"c", f.base_dir.path}}, other),
+                    Catch::Contains("adapter_config.json"));
+  CHECK(other.adapter_names.empty());
+  GenerateOptions opts;
+  opts.adapters = {0, 0};
+  CHECK_THROWS_WITH(generate(model, {{1, 2}}, opts), Catch::Contains("2 adapter choices for 1 prompts"));
+}
