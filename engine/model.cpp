@@ -290,7 +290,9 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   const int64_t B = ids.size(0), T = ids.size(1);
   SP_CHECK_INPUT(T > 0, "input ids are empty");
   {
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    // Both bounds in one read: a single wait for the device on CUDA.
+    const auto bounds = torch::stack({ids.min(), ids.max()}).to(torch::kCPU);
+    const int64_t lo = bounds[0].item<int64_t>(), hi = bounds[1].item<int64_t>();
     SP_CHECK_INPUT(lo >= 0 && hi < config_.vocab_size, "token id ", lo < 0 ? lo : hi,
                    " is outside the vocabulary [0, ", config_.vocab_size, ")");
   }

@@ -110,6 +110,17 @@ TEST_CASE("parity check detects a perturbed weight", "[engine][parity]") {
   CHECK(test::max_abs_diff(logits, ref) > 1e-4f);
 }
 
+TEST_CASE("forward refuses token ids outside the vocabulary, naming the id", "[engine]") {
+  test::TempDir dir("vocab-range");
+  const auto model = test::small_test_model(dir.path, test::small_test_config(Arch::kLlama), 3);
+  InferenceGuard g;
+  const int64_t V = model.config().vocab_size;
+  auto run = [&](std::vector<int64_t> ids) { model.forward(ForwardBatch::from_ids(torch::tensor(ids).unsqueeze(0))); };
+  CHECK_NOTHROW(run({0, V - 1}));
+  CHECK_THROWS_WITH(run({3, V, 5}), Catch::Contains("token id " + std::to_string(V) + " is outside the vocabulary"));
+  CHECK_THROWS_WITH(run({-1, 4}), Catch::Contains("token id -1 is outside the vocabulary"));
+}
+
 TEST_CASE("sharded checkpoints load like single-file ones", "[engine][safetensors]") {
   test::TempDir one("single"), many("sharded");
   auto c = odd_config(Arch::kQwen2);
