@@ -8,11 +8,13 @@ namespace synthpert::engine {
 
 std::vector<std::vector<double>> score_continuations(
     const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
-    const std::vector<std::vector<int64_t>>& candidates) {
+    const std::vector<std::vector<int64_t>>& candidates, const std::vector<int64_t>& adapters) {
   InferenceGuard no_grad;
   SP_CHECK_INPUT(!prompts.empty(), "score: no prompts");
   SP_CHECK_INPUT(!candidates.empty(), "score: no candidates");
   const int64_t B = prompts.size(), K = candidates.size();
+  SP_CHECK_INPUT(adapters.empty() || static_cast<int64_t>(adapters.size()) == B, "score: ", adapters.size(),
+                 " adapter choices for ", B, " prompts");
   int64_t L = 0, M = 0;  // longest prompt, longest candidate
   for (const auto& p : prompts) {
     SP_CHECK_INPUT(!p.empty(), "score: empty prompt");
@@ -38,7 +40,7 @@ std::vector<std::vector<double>> score_continuations(
     }
   }
   KVCache cache = KVCache::create(model.config(), B, L + M, model.dtype(), dev);
-  ForwardBatch batch{ids.to(dev), pos.to(dev), valid.to(dev), {}, {}};
+  ForwardBatch batch{ids.to(dev), pos.to(dev), valid.to(dev), {}, adapters};
   auto last = model.hidden_states(batch, &cache).select(1, L - 1);                // (B, C)
   auto first_logp = torch::log_softmax(model.logits(last), -1).to(torch::kCPU);  // (B, V)
 
@@ -63,7 +65,10 @@ std::vector<std::vector<double>> score_continuations(
         cpos[b * K + k][j] = static_cast<int64_t>(prompts[b].size()) + j;
         cvalid[b * K + k][j] = true;
       }
-  ForwardBatch cont{cids.to(dev), cpos.to(dev), cvalid.to(dev), {}, {}};
+  // Row b * K + k continues row b, with its adapter.
+  std::vector<int64_t> cont_adapters;
+  for (const int64_t a : adapters) cont_adapters.insert(cont_adapters.end(), static_cast<size_t>(K), a);
+  ForwardBatch cont{cids.to(dev), cpos.to(dev), cvalid.to(dev), {}, cont_adapters};
   auto logp = torch::log_softmax(model.logits(model.hidden_states(cont, &cache)), -1)
                   .to(torch::kCPU);  // (B*K, M-1, V)
   auto lp = logp.accessor<float, 3>();

@@ -12,8 +12,10 @@ namespace synthpert::engine {
 // Returns (rows x candidates) summed log-probabilities log p(candidate | prompt)
 // in float64. Every row is scored against the same candidate list; candidates
 // must be non-empty token sequences. Rows run in one batch (left-padded).
+// `adapters`: per row, the adapter of the model's bank it runs with (-1:
+// none; ForwardBatch::adapter); empty: no row uses the bank.
 std::vector<std::vector<double>> score_continuations(
     const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
-    const std::vector<std::vector<int64_t>>& candidates);
+    const std::vector<std::vector<int64_t>>& candidates, const std::vector<int64_t>& adapters = {});
 
 }  // namespace synthpert::engine

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "engine/generate.h"
 #include "engine/peft_adapter.h"
+#include "engine/score.h"
 #include "engine_test_util.h"
 
 using namespace synthpert;
@@ -160,6 +161,24 @@ TEST_CASE("a batch with per-row adapters equals each row run alone with its adap
       CHECK(batched[i].tokens == single[0].tokens);
     }
   }
+}
+
+TEST_CASE("scoring continuations with per-row adapters equals scoring each row alone", "[engine][lora_bank]") {
+  Fixture f;
+  const auto bank = f.banked();
+  const Transformer alone[] = {f.single(f.a_dir.path), f.single(f.b_dir.path), f.base()};
+  const int64_t V = bank.config().vocab_size;
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(6, V, 11), test::random_ids(3, V, 12),
+                                                     test::random_ids(8, V, 13)};
+  // Candidates of one and of three tokens: the second runs the continuation batch.
+  const std::vector<std::vector<int64_t>> candidates = {{4}, {7, 1, 9}, {2, 2}};
+  const std::vector<int64_t> adapters = {0, 1, -1};
+  const auto got = score_continuations(bank, prompts, candidates, adapters);
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    const auto solo = score_continuations(alone[adapters[b] < 0 ? 2 : adapters[b]], {prompts[b]}, candidates);
+    for (size_t k = 0; k < candidates.size(); ++k) CHECK(std::abs(got[b][k] - solo[0][k]) < 1e-4);
+  }
+  CHECK_THROWS_WITH(score_continuations(bank, prompts, candidates, {0}), Catch::Contains("1 adapter choices for 3 prompts"));
 }
 
 TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {
