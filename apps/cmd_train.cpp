@@ -44,6 +44,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--init-adapter", t.init_adapter, "start from this PEFT adapter");
   cmd.add_flag("--full", t.full, "fine-tune every weight instead of a LoRA adapter");
   cmd.add_flag("--qlora", t.qlora, "NF4 base weights (QLoRA)");
+  cmd.add_flag("--double-quant", t.double_quant,
+               "with --qlora: quantise the NF4 scales to 8 bits too (QLoRA's double quantisation)");
   cmd.add_flag("--merge", t.merge, "also write DIR/model with the adapter merged in");
   cmd.add_option("--epochs", t.epochs, "passes over the data")->capture_default_str();
   cmd.add_option("--max-steps", t.max_steps, "stop after N optimizer steps (0: epochs decide)")->capture_default_str();

@@ -24,6 +24,11 @@ kernels::Nf4CodeTable bench_codes() {
   for (int i = 0; i < 16; ++i) t.value[i] = -1.f + 2.f * float(i) / 15.f;
   return t;
 }
+kernels::Nf4AbsmaxCodeTable bench_absmax_codes() {
+  kernels::Nf4AbsmaxCodeTable t;
+  for (int i = 0; i < 256; ++i) t.value[i] = -1.f + 2.f * float(i) / 255.f;
+  return t;
+}
 
 }  // namespace
 
@@ -49,6 +54,7 @@ SectionOutput bench_nf4_section(const SectionContext& ctx) {
   dq.absmax_code = code.get<uint8_t>();
   dq.absmax_scale = scale.get<float>();
   dq.absmax_offset = offset.get<float>();
+  dq.absmax_codes = bench_absmax_codes();
 
   SectionOutput result;
   std::string md = std::string("\n### NF4\n\n") + kSectionTableHeader;

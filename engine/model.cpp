@@ -147,14 +147,14 @@ torch::Tensor load_tensor(const Checkpoint& ck, const std::string& name,
   return view.to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
 }
 
-Linear load_linear(const Checkpoint& ck, const std::string& prefix, int64_t out, int64_t in,
-                   bool has_bias, torch::ScalarType dtype, bool nf4, torch::Device device) {
+Linear load_linear(const Checkpoint& ck, const std::string& prefix, int64_t out, int64_t in, bool has_bias,
+                   const LoadOptions& opts) {
   Linear l;
-  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, dtype, device);
-  if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, dtype, device);
-  if (nf4) {
+  l.weight = load_tensor(ck, prefix + ".weight", {out, in}, opts.dtype, opts.device);
+  if (has_bias) l.bias = load_tensor(ck, prefix + ".bias", {out}, opts.dtype, opts.device);
+  if (opts.nf4) {
     // Quantised where it will run (kernels/nf4 on CUDA); the dense copy goes.
-    l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize_device(l.weight));
+    l.nf4 = std::make_shared<Nf4Weight>(nf4_quantize_device(l.weight, opts.nf4_double_quant));
     l.weight = torch::Tensor();
   }
   return l;
@@ -173,6 +173,7 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
   Transformer m;
   m.config_ = c;
   m.dtype_ = opts.dtype;
+  SP_CHECK_INPUT(opts.nf4 || !opts.nf4_double_quant, "double quantisation of NF4 scales needs NF4 weights");
   const auto dt = opts.dtype;
   const auto dev = opts.device;
   const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
@@ -191,17 +192,17 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
     L.input_norm = load_tensor(ck, p + ".input_layernorm.weight", {C}, dt, dev);
     L.post_attention_norm = load_tensor(ck, p + ".post_attention_layernorm.weight", {C}, dt, dev);
     const std::string a = p + ".self_attn.", f = p + ".mlp.";
-    L.q_proj = load_linear(ck, a + "q_proj", c.q_dim(), C, c.attention_bias, dt, opts.nf4, dev);
-    L.k_proj = load_linear(ck, a + "k_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4, dev);
-    L.v_proj = load_linear(ck, a + "v_proj", c.kv_dim(), C, c.attention_bias, dt, opts.nf4, dev);
-    L.o_proj = load_linear(ck, a + "o_proj", C, c.q_dim(), c.o_proj_bias, dt, opts.nf4, dev);
+    L.q_proj = load_linear(ck, a + "q_proj", c.q_dim(), C, c.attention_bias, opts);
+    L.k_proj = load_linear(ck, a + "k_proj", c.kv_dim(), C, c.attention_bias, opts);
+    L.v_proj = load_linear(ck, a + "v_proj", c.kv_dim(), C, c.attention_bias, opts);
+    L.o_proj = load_linear(ck, a + "o_proj", C, c.q_dim(), c.o_proj_bias, opts);
     if (c.qk_norm) {
       L.q_norm = load_tensor(ck, a + "q_norm.weight", {c.head_dim}, dt, dev);
       L.k_norm = load_tensor(ck, a + "k_norm.weight", {c.head_dim}, dt, dev);
     }
-    L.gate_proj = load_linear(ck, f + "gate_proj", I, C, c.mlp_bias, dt, opts.nf4, dev);
-    L.up_proj = load_linear(ck, f + "up_proj", I, C, c.mlp_bias, dt, opts.nf4, dev);
-    L.down_proj = load_linear(ck, f + "down_proj", C, I, c.mlp_bias, dt, opts.nf4, dev);
+    L.gate_proj = load_linear(ck, f + "gate_proj", I, C, c.mlp_bias, opts);
+    L.up_proj = load_linear(ck, f + "up_proj", I, C, c.mlp_bias, opts);
+    L.down_proj = load_linear(ck, f + "down_proj", C, I, c.mlp_bias, opts);
     m.layers.push_back(std::move(L));
   }
   m.inv_freq_ = rope_inv_freq(c);

@@ -75,6 +75,7 @@ struct DecoderLayer {
 struct LoadOptions {
   torch::ScalarType dtype = torch::kFloat32;  // compute/storage dtype of the weights
   bool nf4 = false;  // quantise the seven projection weights of every layer (QLoRA)
+  bool nf4_double_quant = false;  // with nf4: also quantise the NF4 scales to 8 bits (engine/nf4.h)
   torch::Device device = torch::kCPU;
 };
 

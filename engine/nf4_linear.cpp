@@ -30,9 +30,16 @@ kn::Nf4CodeTable code_table() {
 
 bool half_dtype(torch::ScalarType t) { return t == torch::kBFloat16 || t == torch::kFloat16; }
 
-kn::Nf4Scales plain_scales(const Nf4Weight& w) {
+kn::Nf4Scales scales_of(const Nf4Weight& w) {
   kn::Nf4Scales s;
-  s.absmax = w.absmax.data_ptr<float>();
+  if (!w.double_quant()) {
+    s.absmax = w.absmax.data_ptr<float>();
+    return s;
+  }
+  s.absmax_code = w.absmax_code.data_ptr<uint8_t>();
+  s.absmax_scale = w.absmax_scale.data_ptr<float>();
+  s.absmax_offset = w.absmax_offset.data_ptr<float>();
+  std::copy(nf4_absmax_code_values().begin(), nf4_absmax_code_values().end(), s.absmax_codes.value);
   return s;
 }
 #endif
@@ -69,7 +76,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
       a.x = xr.data_ptr();
       a.x_row_stride = xr.stride(0);
       a.packed = w->packed.data_ptr<uint8_t>();
-      a.scales = plain_scales(*w);
+      a.scales = scales_of(*w);
       a.codes = code_table();
       a.y = y.data_ptr();
       a.y_row_stride = O;
@@ -104,7 +111,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
 
 }  // namespace
 
-Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
+Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
   if (on_kernel_device(weight)) {
     SP_CHECK(weight.dim() == 2, "nf4_quantize_device: weight must be 2-D");
@@ -117,8 +124,18 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
     q.out_features = O;
     q.in_features = I;
     q.dtype = weight.scalar_type();
-    q.packed = torch::empty({n / 2}, wr.options().dtype(torch::kUInt8));
-    q.absmax = torch::empty({n / kNf4BlockSize}, wr.options().dtype(torch::kFloat32));
+    const auto u8 = wr.options().dtype(torch::kUInt8), f32 = wr.options().dtype(torch::kFloat32);
+    const int64_t nb = n / kNf4BlockSize;
+    q.packed = torch::empty({n / 2}, u8);
+    torch::Tensor ws;
+    if (double_quant) {
+      q.absmax_code = torch::empty({nb}, u8);
+      q.absmax_scale = torch::empty({(nb + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize}, f32);
+      q.absmax_offset = torch::empty({1}, f32);
+      ws = torch::empty({static_cast<int64_t>(kn::nf4_quantize_workspace_bytes(O, I, true))}, u8);
+    } else {
+      q.absmax = torch::empty({nb}, f32);
+    }
     kn::Nf4QuantizeArgs a;
     a.dtype = kernel_dtype(wr);
     a.out_features = O;
@@ -127,17 +144,15 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight) {
     a.weight_row_stride = wr.stride(0);
     a.codes = code_table();
     a.packed = q.packed.data_ptr<uint8_t>();
-    a.scales = plain_scales(q);
+    a.scales = scales_of(q);
+    if (double_quant) a.workspace = ws.data_ptr();
     kn::nf4_quantize(a, kernel_stream(wr));
     return q;
   }
 #endif
-  if (weight.device().is_cpu()) return nf4_quantize(weight);
+  if (weight.device().is_cpu()) return nf4_quantize(weight, double_quant);
   // A device without the kernels: quantise a host copy, keep the codes there.
-  Nf4Weight q = nf4_quantize(weight.to(torch::kCPU));
-  q.packed = q.packed.to(weight.device());
-  q.absmax = q.absmax.to(weight.device());
-  return q;
+  return nf4_quantize(weight.to(torch::kCPU), double_quant).to(weight.device());
 }
 
 torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
@@ -145,10 +160,7 @@ torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
   if (on_kernel_device(w.packed)) {
     if (!half_dtype(w.dtype)) {
       // The kernel writes bf16/f16 only; float32 weights take the CPU route.
-      Nf4Weight host = w;
-      host.packed = w.packed.cpu();
-      host.absmax = w.absmax.cpu();
-      return nf4_dequantize(host).to(w.packed.device());
+      return nf4_dequantize(w.to(torch::kCPU)).to(w.packed.device());
     }
     const KernelDeviceScope scope(w.packed);
     auto out = torch::empty({w.out_features, w.in_features}, w.packed.options().dtype(w.dtype));
@@ -157,7 +169,7 @@ torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
     a.out_features = w.out_features;
     a.in_features = w.in_features;
     a.packed = w.packed.data_ptr<uint8_t>();
-    a.scales = plain_scales(w);
+    a.scales = scales_of(w);
     a.codes = code_table();
     a.out = out.data_ptr();
     a.out_row_stride = w.in_features;
@@ -166,10 +178,7 @@ torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
   }
 #endif
   if (w.packed.device().is_cpu()) return nf4_dequantize(w);
-  Nf4Weight host = w;
-  host.packed = w.packed.cpu();
-  host.absmax = w.absmax.cpu();
-  return nf4_dequantize(host).to(w.packed.device());
+  return nf4_dequantize(w.to(torch::kCPU)).to(w.packed.device());
 }
 
 torch::Tensor nf4_linear(const torch::Tensor& x, const std::shared_ptr<const Nf4Weight>& w) {

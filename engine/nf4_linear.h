@@ -16,8 +16,9 @@
 
 namespace synthpert::engine {
 
-// Quantises on the weight's device (CUDA kernel, or engine/nf4 on the CPU).
-Nf4Weight nf4_quantize_device(const torch::Tensor& weight_OI);
+// Quantises on the weight's device (CUDA kernel, or engine/nf4 on the CPU),
+// with double-quantised scales when asked (engine/nf4.h).
+Nf4Weight nf4_quantize_device(const torch::Tensor& weight_OI, bool double_quant = false);
 
 // Dense (O, I) weight in w.dtype, on the device of w.packed.
 torch::Tensor nf4_dequantize_device(const Nf4Weight& w);

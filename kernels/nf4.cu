@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <string>
-#include <vector>
 
 #include "kernels/rowwise.cuh"
 
@@ -246,10 +246,9 @@ unsigned grid_for(int64_t work_items, int per_block) {
 
 ScaleSource source_of(const Nf4Scales& s) { return {s.absmax, s.absmax_code, s.absmax_scale, s.absmax_offset}; }
 
-AbsmaxCode absmax_code_table() {
+AbsmaxCode absmax_code_table(const Nf4Scales& s) {
   AbsmaxCode t{};
-  const auto& v = nf4_absmax_code_values();
-  std::copy(v.begin(), v.end(), t.value);
+  std::copy(std::begin(s.absmax_codes.value), std::end(s.absmax_codes.value), t.value);
   return t;
 }
 
@@ -268,36 +267,16 @@ int64_t check_shape(int64_t out_features, int64_t in_features, const char* op) {
 }
 
 void check_scales(const Nf4Scales& s, const char* op) {
-  if (s.double_quant())
-    SPK_REQUIRE(s.absmax_code && s.absmax_scale && s.absmax_offset, op,
-                "scales need absmax, or absmax_code + absmax_scale + absmax_offset when double quantised");
+  if (!s.double_quant()) return;
+  SPK_REQUIRE(s.absmax_code && s.absmax_scale && s.absmax_offset, op,
+              "scales need absmax, or absmax_code + absmax_scale + absmax_offset when double quantised");
+  for (int i = 1; i < 256; ++i)
+    SPK_REQUIRE(s.absmax_codes.value[i - 1] < s.absmax_codes.value[i], op,
+                "scales.absmax_codes must hold the 256 values of the 8-bit code in ascending order "
+                "(engine::nf4_absmax_code_values())");
 }
 
 }  // namespace
-
-const std::array<float, 256>& nf4_absmax_code_values() {
-  // bitsandbytes' signed dynamic map: decade k (k = 0..6) holds 2^k values,
-  // the midpoints of 2^k equal steps over [0.1, 1] times 10^(k-6), with both
-  // signs (127 per sign), plus 0 and 1. Finer steps near 1 where large
-  // absmax deviations live, a wide dynamic range towards 0.
-  static const std::array<float, 256> table = [] {
-    std::vector<double> v{0.0, 1.0};
-    for (int k = 0; k < 7; ++k) {
-      const int items = 1 << k;
-      for (int j = 0; j < items; ++j) {
-        const double mid = 0.1 + 0.9 * (j + 0.5) / items;
-        const double value = mid * std::pow(10.0, k - 6);
-        v.push_back(value);
-        v.push_back(-value);
-      }
-    }
-    std::sort(v.begin(), v.end());
-    std::array<float, 256> out{};
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<float>(v[i]);
-    return out;
-  }();
-  return table;
-}
 
 size_t nf4_quantize_workspace_bytes(int64_t out_features, int64_t in_features, bool double_quant) {
   if (!double_quant) return 0;
@@ -339,7 +318,7 @@ void nf4_quantize(const Nf4QuantizeArgs& a, cudaStream_t stream) {
   absmax_mean_kernel<<<1, 1024, 0, stream>>>(absmax, blocks, a.scales.absmax_offset);
   SPK_CHECK_LAUNCH(op);
   absmax_quantize_kernel<<<ceil_div(blocks, kNf4AbsmaxBlock), kNf4AbsmaxBlock, 0, stream>>>(
-      absmax, blocks, a.scales.absmax_offset, absmax_code_table(), a.scales.absmax_code, a.scales.absmax_scale);
+      absmax, blocks, a.scales.absmax_offset, absmax_code_table(a.scales), a.scales.absmax_code, a.scales.absmax_scale);
   SPK_CHECK_LAUNCH(op);
 }
 
@@ -354,7 +333,7 @@ void nf4_dequantize(const Nf4DequantizeArgs& a, cudaStream_t stream) {
   rowwise::check_rows(a.out, a.out_features, a.in_features, a.out_row_stride, op, "out");
   const bool vec8 = rowwise::vec8_ok(a.out, a.out_row_stride, a.in_features) &&
                     reinterpret_cast<uintptr_t>(a.packed) % 4 == 0;
-  const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table() : AbsmaxCode{};
+  const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table(a.scales) : AbsmaxCode{};
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
     SPK_VEC_SWITCH(vec8, V, [&] {
       dequantize_kernel<T, V><<<grid_for(n / V, kThreads), kThreads, 0, stream>>>(
@@ -377,7 +356,7 @@ void nf4_matmul(const Nf4MatmulArgs& a, cudaStream_t stream) {
   SPK_REQUIRE(a.packed != nullptr, op, "packed must not be null");
   check_scales(a.scales, op);
   const ScaleSource src = source_of(a.scales);
-  const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table() : AbsmaxCode{};
+  const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table(a.scales) : AbsmaxCode{};
 
   if (a.rows <= kNf4FusedMaxRows) {
     const bool vec = a.in_features % 32 == 0 && rowwise::vec8_ok(a.x, a.x_row_stride, a.in_features) &&

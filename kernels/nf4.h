@@ -17,10 +17,11 @@
 // Optional double quantisation of the absmax scales (QLoRA section 3,
 // bitsandbytes' compress_statistics): offset = mean of all absmax; the
 // centred values absmax - offset are cut into blocks of 256, each with an fp32
-// scale (its largest |centred value|) and an 8-bit index into the signed
-// dynamic code of nf4_absmax_code_values() (bitsandbytes' dynamic map: 7
-// decades, 2^k evenly spaced midpoints in decade k, plus 0 and 1). The
-// dequantised absmax is code8[q] * scale + offset (fp32, two roundings).
+// scale (its largest |centred value|) and an 8-bit index into a signed
+// dynamic code of 256 values (bitsandbytes' dynamic map: 7 decades, 2^k evenly
+// spaced midpoints in decade k, plus 0 and 1), passed in Nf4Scales and filled
+// by the caller from engine::nf4_absmax_code_values() like the 16 NF4 codes.
+// The dequantised absmax is code8[q] * scale + offset (fp32, two roundings).
 // The 4-bit codes always come from the exact absmax, as in bitsandbytes.
 //
 // Legend: O out_features, I in_features, n = O*I, nb = n/64, nb2 = ceil(nb/256), N rows of x.
@@ -36,7 +37,6 @@
 
 #include <cublas_v2.h>
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -53,9 +53,11 @@ struct Nf4CodeTable {
   float value[16] = {};  // ascending; engine::nf4_code_values()
 };
 
-// The 256 values of the signed 8-bit dynamic code used for double
-// quantisation, ascending (derived, not tabulated, like the NF4 codes).
-const std::array<float, 256>& nf4_absmax_code_values();
+// The 256 values of the 8-bit code of double-quantised scales, ascending
+// (engine::nf4_absmax_code_values()).
+struct Nf4AbsmaxCodeTable {
+  float value[256] = {};
+};
 
 // Where the per-block scales live: plain fp32 absmax, or double-quantised.
 struct Nf4Scales {
@@ -63,6 +65,7 @@ struct Nf4Scales {
   uint8_t* absmax_code = nullptr;   // [nb]
   float* absmax_scale = nullptr;    // [nb2]
   float* absmax_offset = nullptr;   // [1]
+  Nf4AbsmaxCodeTable absmax_codes;  // read only when double quantised
   bool double_quant() const { return absmax == nullptr; }
 };
 

@@ -69,6 +69,7 @@ json run_fingerprint(const TrainOptions& o, int64_t world) {
   return {{"model", std::filesystem::absolute(o.model_dir).lexically_normal().string()},
           {"full", o.full},
           {"qlora", o.qlora},
+          {"double_quant", o.double_quant},
           {"lora_r", o.lora.r},
           {"lora_alpha", o.lora.alpha},
           {"lora_dropout", o.lora.dropout},
@@ -118,6 +119,8 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   engine::LoadOptions lo;
   lo.dtype = parse_dtype(o.dtype);
   lo.nf4 = o.qlora;
+  lo.nf4_double_quant = o.double_quant;
+  SP_CHECK_INPUT(o.qlora || !o.double_quant, "--double-quant needs --qlora (it quantises the NF4 scales)");
   lo.device = engine::parse_device(o.device);
   SP_CHECK_INPUT(!(o.full && o.qlora), "--full and --qlora exclude each other (NF4 weights are frozen)");
   auto model = engine::Transformer::load(o.model_dir, lo);

@@ -27,6 +27,7 @@ struct TrainOptions {
   // What is trained.
   bool full = false;              // every weight instead of a LoRA adapter
   bool qlora = false;             // NF4 base weights
+  bool double_quant = false;      // with qlora: the NF4 scales quantised to 8 bits too
   engine::LoraSpec lora;          // targets (HF module names), r, alpha, dropout, rsLoRA
   std::string init_adapter;       // start from this PEFT adapter instead of a fresh one
   // Optimisation.

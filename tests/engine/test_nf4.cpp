@@ -61,3 +61,27 @@ TEST_CASE("nf4_linear: forward and input gradient of x W^T with W dequantised, n
   }
   CHECK_THROWS(nf4_linear(torch::randn({2, 39}), w));
 }
+
+TEST_CASE("double-quantised NF4 scales stay within half an 8-bit code gap and feed nf4_linear", "[nf4]") {
+  torch::manual_seed(4);
+  // 300 x 64 = 300 blocks: one full group of 256 scales and a partial one.
+  const auto w = torch::randn({300, 64}) * torch::rand({300, 1});
+  const auto plain = nf4_quantize(w);
+  const auto dq = nf4_quantize(w, /*double_quant=*/true);
+  REQUIRE(dq.double_quant());
+  CHECK(torch::equal(dq.packed, plain.packed));  // the 4-bit codes come from the exact absmax
+  CHECK(dq.absmax_code.numel() == 300);
+  CHECK(dq.absmax_scale.numel() == 2);
+  const auto exact = plain.absmax, decoded = nf4_block_scales(dq);
+  const auto& t = nf4_absmax_code_values();
+  float widest_gap = 0;
+  for (size_t i = 1; i < t.size(); ++i) widest_gap = std::max(widest_gap, t[i] - t[i - 1]);
+  const auto group_scale = dq.absmax_scale.repeat_interleave(256).narrow(0, 0, 300);
+  CHECK(((decoded - exact).abs() <= group_scale * (widest_gap / 2) + 1e-6).all().item<bool>());
+  CHECK_FALSE(torch::equal(decoded, exact));
+  // nf4_linear over the double-quantised weight is x W^T with W decoded from it.
+  const auto wd = std::make_shared<Nf4Weight>(nf4_quantize_device(w, true));
+  const auto x = torch::randn({3, 64});
+  CHECK((nf4_linear(x, wd) - torch::mm(x, nf4_dequantize(dq).t())).abs().max().item<float>() < 1e-5f);
+  CHECK((nf4_dequantize(dq) - nf4_dequantize(plain)).abs().max().item<float>() > 0);
+}

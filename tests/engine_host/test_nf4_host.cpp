@@ -1,10 +1,10 @@
 // The kernel branches of engine/nf4_linear.cpp run on CPU against host
 // emulations of kernels/nf4 (host_nf4.cpp): quantisation of a strided bf16
 // weight whose blocks straddle rows must be byte-identical to engine/nf4's
-// CPU quantisation (an independent implementation), dequantisation must
-// equal engine/nf4's, and nf4_linear's output and input gradient on both
-// matmul paths (fused rows, workspace + GEMM) must match fp64 autograd
-// through the dequantised weight.
+// CPU quantisation (an independent implementation), with plain and with
+// double-quantised scales; dequantisation must equal engine/nf4's, and
+// nf4_linear's output and input gradient on both matmul paths (fused rows,
+// workspace + GEMM) must match fp64 autograd through the dequantised weight.
 // libtorch before Catch: c10 defines its own CHECK, and Catch's must be the
 // one these tests use.
 #include "engine/kernel_launch.h"
@@ -25,28 +25,38 @@ TEST_CASE("NF4 kernel branches marshal the kernels' arguments", "[engine_host]")
   const auto store = (torch::randn({6, 104}) * 0.4).to(torch::kBFloat16);
   const auto weight = store.narrow(1, 0, 96);
   REQUIRE(weight.stride(0) == 104);
-  auto w = std::make_shared<Nf4Weight>(nf4_quantize_device(weight));
-  const Nf4Weight cpu = nf4_quantize(weight.contiguous());
-  CHECK(torch::equal(w->packed, cpu.packed));
-  CHECK(torch::equal(w->absmax, cpu.absmax));
-  const auto deq = nf4_dequantize_device(*w);
-  CHECK(deq.scalar_type() == torch::kBFloat16);
-  CHECK(torch::equal(deq, nf4_dequantize(cpu).to(torch::kBFloat16)));
+  for (bool dq : {false, true}) {
+    INFO("double quantisation " << dq);
+    auto w = std::make_shared<Nf4Weight>(nf4_quantize_device(weight, dq));
+    const Nf4Weight cpu = nf4_quantize(weight.contiguous(), dq);
+    REQUIRE(w->double_quant() == dq);
+    CHECK(torch::equal(w->packed, cpu.packed));
+    if (dq) {
+      CHECK(torch::equal(w->absmax_code, cpu.absmax_code));
+      CHECK(torch::equal(w->absmax_scale, cpu.absmax_scale));
+      CHECK(torch::equal(w->absmax_offset, cpu.absmax_offset));
+    } else {
+      CHECK(torch::equal(w->absmax, cpu.absmax));
+    }
+    const auto deq = nf4_dequantize_device(*w);
+    CHECK(deq.scalar_type() == torch::kBFloat16);
+    CHECK(torch::equal(deq, nf4_dequantize(cpu).to(torch::kBFloat16)));
 
-  const auto w64 = nf4_dequantize(cpu).to(torch::kFloat64);
-  for (int64_t rows : {5, 37}) {  // the fused kernel; the dequantise + GEMM path
-    INFO("rows " << rows);
-    const auto x_store = torch::randn({rows, 100}).to(torch::kBFloat16);
-    const auto x_bf = x_store.narrow(1, 0, 96);
-    const auto dy = torch::randn({rows, 6}, torch::kFloat64);
-    auto xr = x_bf.to(torch::kFloat64).requires_grad_(true);
-    const auto yref = torch::mm(xr, w64.t());
-    (yref * dy).sum().backward();
-    auto x = x_bf.detach().requires_grad_(true);
-    const auto y = nf4_linear(x, w);
-    (y.to(torch::kFloat64) * dy).sum().backward();
-    CHECK(y.scalar_type() == torch::kBFloat16);
-    CHECK(rel_err(y, yref.detach()) < 1e-2);
-    CHECK(rel_err(x.grad(), xr.grad()) < 1e-2);
+    const auto w64 = nf4_dequantize(cpu).to(torch::kFloat64);
+    for (int64_t rows : {5, 37}) {  // the fused kernel; the dequantise + GEMM path
+      INFO("rows " << rows);
+      const auto x_store = torch::randn({rows, 100}).to(torch::kBFloat16);
+      const auto x_bf = x_store.narrow(1, 0, 96);
+      const auto dy = torch::randn({rows, 6}, torch::kFloat64);
+      auto xr = x_bf.to(torch::kFloat64).requires_grad_(true);
+      const auto yref = torch::mm(xr, w64.t());
+      (yref * dy).sum().backward();
+      auto x = x_bf.detach().requires_grad_(true);
+      const auto y = nf4_linear(x, w);
+      (y.to(torch::kFloat64) * dy).sum().backward();
+      CHECK(y.scalar_type() == torch::kBFloat16);
+      CHECK(rel_err(y, yref.detach()) < 1e-2);
+      CHECK(rel_err(x.grad(), xr.grad()) < 1e-2);
+    }
   }
 }

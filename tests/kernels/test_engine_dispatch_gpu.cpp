@@ -11,8 +11,9 @@
 //     on a row of 290 tokens), its peer the engine's dense bf16 decode.
 //   * The fused LM head + cross-entropy; its peer the bf16 logits +
 //     log_softmax the trainer uses elsewhere.
-//   * NF4: quantisation on the device byte-identical to the CPU's;
-//     nf4_linear's output and input gradient on both matmul paths.
+//   * NF4, with plain and double-quantised scales: quantisation on the
+//     device byte-identical to the CPU's; nf4_linear's output and input
+//     gradient on both matmul paths.
 //   * LoRA: lora_linear's output and the gradients of x, A and B, with a
 //     dense and an NF4 base weight.
 //   * Adapter banks (serving): each row's adapter update added into the
@@ -240,30 +241,44 @@ TEST_CASE("NF4 on CUDA: quantisation as on the CPU, nf4_linear as close to fp64 
   const auto dev = torch::Device("cuda");
   const int64_t O = 200, I = 136;  // 27,200 values: 425 blocks, blocks straddle rows
   const auto w_bf = (torch::randn({O, I}) * 0.05).to(torch::kBFloat16);
-  const auto gpu_q = std::make_shared<Nf4Weight>(nf4_quantize_device(w_bf.to(dev)));
-  const auto cpu_q = nf4_quantize(w_bf);
-  CHECK(torch::equal(gpu_q->packed.cpu(), cpu_q.packed));
-  CHECK(torch::equal(gpu_q->absmax.cpu(), cpu_q.absmax));
-  const auto w_deq = nf4_dequantize(cpu_q);  // bf16 on the CPU
-  CHECK(torch::equal(nf4_dequantize_device(*gpu_q).cpu(), w_deq));
+  for (bool dq : {false, true}) {
+    INFO("double quantisation " << dq);
+    const auto gpu_q = std::make_shared<Nf4Weight>(nf4_quantize_device(w_bf.to(dev), dq));
+    const auto cpu_q = nf4_quantize(w_bf, dq);
+    CHECK(torch::equal(gpu_q->packed.cpu(), cpu_q.packed));
+    if (!dq) CHECK(torch::equal(gpu_q->absmax.cpu(), cpu_q.absmax));
+    // Double quantised: the mean of the scales is summed in another order on
+    // the GPU; equal after rounding to fp32 except at a tie, when the 8-bit
+    // codes may legitimately differ.
+    const float offset = dq ? gpu_q->absmax_offset.cpu().item<float>() : 0.f;
+    if (dq) CHECK(std::abs(offset - cpu_q.absmax_offset.item<float>()) <= std::abs(offset) * 1.2e-7f);
+    const bool same_scales = !dq || offset == cpu_q.absmax_offset.item<float>();
+    if (dq && same_scales) {
+      CHECK(torch::equal(gpu_q->absmax_code.cpu(), cpu_q.absmax_code));
+      CHECK(torch::equal(gpu_q->absmax_scale.cpu(), cpu_q.absmax_scale));
+    }
+    const auto w_deq = nf4_dequantize(gpu_q->to(torch::kCPU));  // bf16 on the CPU, from the GPU's scales
+    if (same_scales) CHECK(torch::equal(w_deq, nf4_dequantize(cpu_q)));
+    CHECK(torch::equal(nf4_dequantize_device(*gpu_q).cpu(), w_deq));
 
-  for (int64_t rows : {5, 100}) {  // the fused kernel (<= 16 rows) and dequantise + cuBLAS
-    INFO("rows " << rows);
-    const auto x_bf = torch::randn({rows, I}).to(torch::kBFloat16);
-    const auto dy_bf = torch::randn({rows, O}).to(torch::kBFloat16);
-    auto xr = x_bf.to(torch::kFloat64).requires_grad_(true);
-    const auto ref = torch::matmul(xr, w_deq.to(torch::kFloat64).t());
-    (ref * dy_bf.to(torch::kFloat64)).sum().backward();
-    auto xp = x_bf.to(dev).requires_grad_(true);
-    const auto peer = torch::matmul(xp, w_deq.to(dev).t());
-    (peer * dy_bf.to(dev)).sum().backward();
-    auto x = x_bf.to(dev).requires_grad_(true);
-    const auto y = nf4_linear(x, gpu_q);
-    (y * dy_bf.to(dev)).sum().backward();
-    check_within_peer("y", y.detach().to(torch::kCPU, torch::kFloat64), peer.detach().to(torch::kCPU, torch::kFloat64),
-                      ref.detach());
-    check_within_peer("dx", x.grad().to(torch::kCPU, torch::kFloat64), xp.grad().to(torch::kCPU, torch::kFloat64),
-                      xr.grad());
+    for (int64_t rows : {5, 100}) {  // the fused kernel (<= 16 rows) and dequantise + cuBLAS
+      INFO("rows " << rows);
+      const auto x_bf = torch::randn({rows, I}).to(torch::kBFloat16);
+      const auto dy_bf = torch::randn({rows, O}).to(torch::kBFloat16);
+      auto xr = x_bf.to(torch::kFloat64).requires_grad_(true);
+      const auto ref = torch::matmul(xr, w_deq.to(torch::kFloat64).t());
+      (ref * dy_bf.to(torch::kFloat64)).sum().backward();
+      auto xp = x_bf.to(dev).requires_grad_(true);
+      const auto peer = torch::matmul(xp, w_deq.to(dev).t());
+      (peer * dy_bf.to(dev)).sum().backward();
+      auto x = x_bf.to(dev).requires_grad_(true);
+      const auto y = nf4_linear(x, gpu_q);
+      (y * dy_bf.to(dev)).sum().backward();
+      check_within_peer("y", y.detach().to(torch::kCPU, torch::kFloat64), peer.detach().to(torch::kCPU, torch::kFloat64),
+                        ref.detach());
+      check_within_peer("dx", x.grad().to(torch::kCPU, torch::kFloat64), xp.grad().to(torch::kCPU, torch::kFloat64),
+                        xr.grad());
+    }
   }
 }
 

@@ -70,6 +70,8 @@ struct DeviceNf4 {
       s.absmax_code = code.as<uint8_t>();
       s.absmax_scale = scale.as<float>();
       s.absmax_offset = offset.as<float>();
+      const auto& codes8 = synthpert::engine::nf4_absmax_code_values();
+      std::copy(codes8.begin(), codes8.end(), s.absmax_codes.value);
     } else {
       s.absmax = absmax.as<float>();
     }
@@ -124,7 +126,7 @@ void quantize_case(const Shape& s, at::ScalarType wdt, bool dq) {
   }
   const auto ref = synthpert::reference::nf4_quantize_ref(floats(stored), s.out, s.in, s.in + s.pad,
                                                           synthpert::engine::nf4_code_values(), true,
-                                                          k::nf4_absmax_code_values());
+                                                          synthpert::engine::nf4_absmax_code_values());
   const float offset = download<float>(q.offset, 1)[0];
   // The mean is an fp64 sum in another order: equal after rounding to fp32
   // except at a rounding tie; then codes may legitimately differ.
@@ -140,7 +142,7 @@ void dequantize_case(const Shape& s, DType dtype, bool dq) {
   INFO("O=" << s.out << " I=" << s.in << " pad=" << s.pad << " dtype=" << at::toString(dt) << " dq=" << dq);
   const at::Tensor w = make_weight(s, 9).narrow(1, 0, s.in);
   const auto st = synthpert::reference::nf4_quantize_ref(floats(w), s.out, s.in, s.in, synthpert::engine::nf4_code_values(),
-                                                         dq, k::nf4_absmax_code_values());
+                                                         dq, synthpert::engine::nf4_absmax_code_values());
   const int64_t n = s.out * s.in;
   DeviceNf4 q(n);
   q.upload(st);
@@ -161,12 +163,16 @@ void dequantize_case(const Shape& s, DType dtype, bool dq) {
   at::Tensor want;
   if (dq) {
     want = at::tensor(synthpert::reference::nf4_dequantize_ref(st, synthpert::engine::nf4_code_values(),
-                                                               k::nf4_absmax_code_values()))
+                                                               synthpert::engine::nf4_absmax_code_values()))
                .view({s.out, s.in});
   } else {
     // The engine's own dequantisation of the same bytes, in the dtype.
-    synthpert::engine::Nf4Weight ew{s.out, s.in, at::from_blob(const_cast<uint8_t*>(st.packed.data()), {n / 2}, at::kByte),
-                                    at::tensor(st.absmax), dt};
+    synthpert::engine::Nf4Weight ew;
+    ew.out_features = s.out;
+    ew.in_features = s.in;
+    ew.packed = at::from_blob(const_cast<uint8_t*>(st.packed.data()), {n / 2}, at::kByte);
+    ew.absmax = at::tensor(st.absmax);
+    ew.dtype = dt;
     want = synthpert::engine::nf4_dequantize(ew);
   }
   CHECK(at::equal(got, want.to(dt).to(at::kDouble)));
@@ -179,9 +185,9 @@ void matmul_case(int64_t N, const Shape& s, DType dtype, bool dq, cublasHandle_t
   INFO("N=" << N << " O=" << O << " I=" << I << " pad=" << pad << " dtype=" << at::toString(dt) << " dq=" << dq);
   const at::Tensor w = make_weight({O, I, 0}, 13);
   const auto st = synthpert::reference::nf4_quantize_ref(floats(w), O, I, I, synthpert::engine::nf4_code_values(), dq,
-                                                         k::nf4_absmax_code_values());
+                                                         synthpert::engine::nf4_absmax_code_values());
   const auto wd = synthpert::reference::nf4_dequantize_ref(st, synthpert::engine::nf4_code_values(),
-                                                           k::nf4_absmax_code_values());
+                                                           synthpert::engine::nf4_absmax_code_values());
   const at::Tensor x = random_rounded({N, I}, dt, 14);
   const at::Tensor ref = at::tensor(synthpert::reference::nf4_matmul_ref(to_vector(x), wd, N, O, I)).view({N, O});
   const at::Tensor w_dt = at::tensor(wd).view({O, I}).to(dt).to(at::kFloat);

@@ -46,6 +46,9 @@ TEST_CASE("nf4 launchers name the broken precondition", "[cpu][nf4]") {
   q.scales.absmax_code = fake;
   CHECK_THROWS_WITH(nf4_quantize(q, nullptr), Catch::Contains("absmax_code + absmax_scale + absmax_offset"));
   q.scales.absmax_scale = q.scales.absmax_offset = reinterpret_cast<float*>(fake);
+  CHECK_THROWS_WITH(nf4_quantize(q, nullptr), Catch::Contains("absmax_codes must hold the 256 values"));
+  const auto& codes8 = synthpert::engine::nf4_absmax_code_values();
+  std::copy(codes8.begin(), codes8.end(), q.scales.absmax_codes.value);
   CHECK_THROWS_WITH(nf4_quantize(q, nullptr), Catch::Contains("double quantisation needs a 256-byte aligned workspace"));
 
   Nf4MatmulArgs m;

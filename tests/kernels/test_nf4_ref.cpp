@@ -1,7 +1,7 @@
 // The NF4 reference against the CPU engine (engine/nf4.cpp: byte-identical
-// codes and absmax, identical dequantised values), libtorch (nearest code by
-// argmin, the mean of the scales, the matmul) and the definition of the
-// double-quantisation code ([cpu]).
+// codes and scales, plain and double-quantised, identical dequantised
+// values), libtorch (nearest code by argmin, the mean of the scales, the
+// matmul) and the definition of the double-quantisation code ([cpu]).
 #include <ATen/ATen.h>
 
 // engine/nf4.h (torch) before Catch: c10 defines a CHECK macro of its own.
@@ -13,9 +13,6 @@
 
 #include "tests/kernels/ref_test_util.h"
 #include "tests/reference/kernels/nf4_ref.h"
-#ifndef SYNTHPERT_NO_KERNELS
-#include "kernels/nf4.h"
-#endif
 
 using namespace synthpert::test;
 using synthpert::reference::Nf4State;
@@ -72,11 +69,40 @@ TEST_CASE("nf4 reference codes and absmax are byte-identical to engine::nf4_quan
       REQUIRE(size_t(engine.absmax.numel()) == ref.absmax.size());
       CHECK(std::memcmp(engine.absmax.data_ptr<float>(), ref.absmax.data(), ref.absmax.size() * 4) == 0);
       // Dequantised values: the engine's fp32 path, exactly.
-      const at::Tensor back = synthpert::engine::nf4_dequantize(
-          synthpert::engine::Nf4Weight{s.out, s.in, engine.packed, engine.absmax, at::kFloat});
+      auto as_f32 = engine;
+      as_f32.dtype = at::kFloat;
+      const at::Tensor back = synthpert::engine::nf4_dequantize(as_f32);
       const auto deq = synthpert::reference::nf4_dequantize_ref(ref, engine_codes(), no_absmax_codes());
       CHECK(std::memcmp(back.contiguous().data_ptr<float>(), deq.data(), deq.size() * 4) == 0);
     }
+}
+
+TEST_CASE("nf4 reference double quantisation is byte-identical to engine::nf4_quantize's", "[cpu][nf4]") {
+  const auto& table8 = synthpert::engine::nf4_absmax_code_values();
+  // 1023 x 192 = 3069 blocks (11 full 256-blocks and a partial one), strided.
+  for (const Shape& s : {Shape{1023, 192, 5}, Shape{5, 128, 0}, Shape{1, 64, 0}}) {
+    INFO("O=" << s.out << " I=" << s.in);
+    const at::Tensor stored = make_weight(s, 23, true);
+    const auto engine = synthpert::engine::nf4_quantize(stored.narrow(1, 0, s.in), /*double_quant=*/true);
+    const Nf4State ref = synthpert::reference::nf4_quantize_ref(floats(stored), s.out, s.in, s.in + s.pad,
+                                                                 engine_codes(), true, table8);
+    REQUIRE(engine.double_quant());
+    CHECK(std::memcmp(engine.packed.data_ptr<uint8_t>(), ref.packed.data(), ref.packed.size()) == 0);
+    REQUIRE(size_t(engine.absmax_code.numel()) == ref.absmax_code.size());
+    CHECK(std::memcmp(engine.absmax_code.data_ptr<uint8_t>(), ref.absmax_code.data(), ref.absmax_code.size()) == 0);
+    REQUIRE(size_t(engine.absmax_scale.numel()) == ref.absmax_scale.size());
+    CHECK(std::memcmp(engine.absmax_scale.data_ptr<float>(), ref.absmax_scale.data(), ref.absmax_scale.size() * 4) ==
+          0);
+    CHECK(engine.absmax_offset.item<float>() == ref.absmax_offset);
+    const at::Tensor scales = synthpert::engine::nf4_block_scales(engine);
+    const auto ref_scales = synthpert::reference::nf4_block_scales_ref(ref, table8);
+    CHECK(std::memcmp(scales.data_ptr<float>(), ref_scales.data(), ref_scales.size() * 4) == 0);
+    auto as_f32 = engine;
+    as_f32.dtype = at::kFloat;
+    const at::Tensor back = synthpert::engine::nf4_dequantize(as_f32);
+    const auto deq = synthpert::reference::nf4_dequantize_ref(ref, engine_codes(), table8);
+    CHECK(std::memcmp(back.contiguous().data_ptr<float>(), deq.data(), deq.size() * 4) == 0);
+  }
 }
 
 TEST_CASE("nf4 reference picks the nearest code, as libtorch argmin finds it", "[cpu][nf4]") {
@@ -109,9 +135,8 @@ TEST_CASE("nf4 reference matmul matches libtorch mm on the dequantised weight", 
   }
 }
 
-#ifndef SYNTHPERT_NO_KERNELS
 TEST_CASE("nf4 double-quantisation code follows the signed dynamic map", "[cpu][nf4]") {
-  const auto& t = synthpert::kernels::nf4_absmax_code_values();
+  const auto& t = synthpert::engine::nf4_absmax_code_values();
   for (size_t i = 1; i < t.size(); ++i) CHECK(t[i - 1] < t[i]);
   CHECK(t.back() == 1.f);
   CHECK(std::count(t.begin(), t.end(), 0.f) == 1);
@@ -131,7 +156,7 @@ TEST_CASE("nf4 double-quantisation code follows the signed dynamic map", "[cpu][
 }
 
 TEST_CASE("nf4 reference double quantisation: mean offset, nearest 8-bit codes, bounded scale error", "[cpu][nf4]") {
-  const auto& table8 = synthpert::kernels::nf4_absmax_code_values();
+  const auto& table8 = synthpert::engine::nf4_absmax_code_values();
   const at::Tensor t8 = at::tensor(std::vector<float>(table8.begin(), table8.end()));
   // 1023 x 192 = 3069 blocks: 11 full 256-blocks and a partial one.
   for (const Shape& s : {Shape{1023, 192, 5}, Shape{5, 128, 0}, Shape{1, 64, 0}}) {
@@ -160,4 +185,3 @@ TEST_CASE("nf4 reference double quantisation: mean offset, nearest 8-bit codes, 
     CHECK(((back - amax).abs() <= per_block * (widest_gap / 2) + 1e-6).all().item<bool>());
   }
 }
-#endif  // SYNTHPERT_NO_KERNELS

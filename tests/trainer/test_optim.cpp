@@ -208,7 +208,9 @@ TEST_CASE("QLoRA trains an adapter over frozen NF4 weights", "[optim]") {
   o.schedule = trainer::Schedule::kConstant;
   const auto r = train(o, data);
   CHECK(r.losses.back() < r.losses.front() - 0.1);  // memorising four examples
-  auto model = engine::Transformer::load(dir.path + "/model", {torch::kFloat32, true});
+  engine::LoadOptions lo;
+  lo.nf4 = true;
+  auto model = engine::Transformer::load(dir.path + "/model", lo);
   engine::load_peft_adapter(r.result.output_dir, model);
   CHECK(model.layers[0].q_proj.nf4);
   CHECK(model.layers[0].q_proj.lora);
@@ -216,4 +218,18 @@ TEST_CASE("QLoRA trains an adapter over frozen NF4 weights", "[optim]") {
   full.full = true;
   full.out_dir = dir.path + "/qf";
   CHECK_THROWS_WITH(train(full, data), Catch::Contains("--full and --qlora exclude each other"));
+
+  // Double-quantised NF4 scales: the same run within the scales' 8-bit error.
+  auto dq = o;
+  dq.double_quant = true;
+  dq.out_dir = dir.path + "/qd";
+  const auto rd = train(dq, data);
+  REQUIRE(rd.losses.size() == r.losses.size());
+  for (size_t i = 0; i < r.losses.size(); ++i) CHECK(rd.losses[i] == Approx(r.losses[i]).epsilon(2e-2));
+  CHECK(rd.losses != r.losses);  // the scales did change
+  auto plain_dq = o;
+  plain_dq.qlora = false;
+  plain_dq.double_quant = true;
+  plain_dq.out_dir = dir.path + "/pd";
+  CHECK_THROWS_WITH(train(plain_dq, data), Catch::Contains("--double-quant needs --qlora"));
 }
