@@ -1,7 +1,7 @@
 // Training throughput and peak memory of the trainer on one model folder.
 //
 // Usage: bench_train MODEL_DIR [--seq 2048] [--batch 1] [--steps 10] [--warmup 2]
-//                    [--lora-r 32] [--dtype bf16] [--device cuda] [--qlora]
+//                    [--lora-r 32] [--dtype bf16] [--device cuda] [--qlora [--double-quant]]
 //                    [--full] [--activation-checkpointing] [--name PREFIX]
 // Runs warmup + steps optimizer steps of LoRA (r, alpha = r, all seven
 // projections) on random token sequences of exactly --seq tokens, loss on
@@ -31,13 +31,13 @@ int main(int argc, char** argv) {
   synthpert::keep_large_allocations_on_heap();  // as the synthpert CLI
   if (argc < 2) {
     std::fprintf(stderr, "usage: bench_train MODEL_DIR [--seq N] [--batch N] [--steps N] [--warmup N] "
-                         "[--lora-r N] [--dtype bf16|f32] [--device cuda|cpu] [--qlora] [--full] "
+                         "[--lora-r N] [--dtype bf16|f32] [--device cuda|cpu] [--qlora [--double-quant]] [--full] "
                          "[--activation-checkpointing] [--name PREFIX]\n");
     return 2;
   }
   int64_t seq = 2048, batch = 1, steps = 10, warmup = 2, r = 32;
   std::string dtype = "bf16", device = "cuda", name = "lora";
-  bool qlora = false, full = false, ckpt = false;
+  bool qlora = false, double_quant = false, full = false, ckpt = false;
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
     auto next = [&] { return std::string(i + 1 < argc ? argv[++i] : ""); };
@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     else if (k == "--device") device = next();
     else if (k == "--name") name = next();
     else if (k == "--qlora") qlora = true;
+    else if (k == "--double-quant") double_quant = true;
     else if (k == "--full") full = true;
     else if (k == "--activation-checkpointing") ckpt = true;
   }
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
   o.out_dir = (std::filesystem::temp_directory_path() / ("bench_train-" + std::to_string(::getpid()))).string();
   o.full = full;
   o.qlora = qlora;
+  o.double_quant = double_quant;
   o.lora.r = r;
   o.lora.alpha = static_cast<double>(r);
   o.lora.target_modules = trainer::parse_lora_targets("all");
