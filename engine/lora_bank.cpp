@@ -41,9 +41,9 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
            y.sizes());
   SP_CHECK(routing.token_adapter.defined() && routing.token_adapter.numel() == x.size(0),
            "apply_lora_bank: the routing names ", routing.token_adapter.numel(), " tokens, x has ", x.size(0));
-  const int64_t N = x.size(0), K = x.size(1), O = y.size(1), R = bank.A.size(1), M = bank.size();
 #if defined(SYNTHPERT_HAVE_KERNELS)
   namespace kn = synthpert::kernels;
+  const int64_t N = x.size(0), K = x.size(1), O = y.size(1), R = bank.A.size(1), M = bank.size();
   if (kernels_apply(x.device(), x.scalar_type()) && R <= kn::kLoraMaxServingRank && y.stride(1) == 1) {
     if (N == 0) return;
     const auto xr = x.stride(1) == 1 ? x : x.contiguous();
@@ -68,7 +68,6 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     return;
   }
 #endif
-  (void)N, (void)K, (void)O, (void)R, (void)M;
   for (const auto& [i, tokens] : routing.groups) {
     const auto xs = x.index_select(0, tokens);
     const auto update = torch::mm(torch::mm(xs, bank.A[i].t()), bank.B[i].t()) * bank.scale_values.at(i);

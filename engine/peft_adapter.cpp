@@ -114,12 +114,18 @@ LoraSpec read_peft_config(const std::string& dir) {
 
 namespace {
 
-// An adapter folder's config and its (A, B) pair per targeted module, checked
+// One targeted module of the model and its adapter matrices as read.
+struct ModuleLora {
+  Linear* linear = nullptr;
+  torch::Tensor A, B;
+};
+
+// An adapter folder's config and its matrices per targeted module, checked
 // against the model: every tensor names a module of the model with the right
 // shape, and every module the config targets has both matrices.
 struct AdapterTensors {
   LoraSpec spec;
-  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> modules;  // module -> (A, B)
+  std::map<std::string, ModuleLora> modules;  // by module name
 };
 
 AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
@@ -159,7 +165,7 @@ AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
     SP_CHECK_INPUT(B.dim() == 2 && B.size(0) == lin->out_features() && B.size(1) == spec.r, wpath,
                    ": '", kb, "' has shape ", B.sizes(), ", expected [", lin->out_features(), ", ",
                    spec.r, "]");
-    out.modules[name] = {A, B};
+    out.modules[name] = {lin, A, B};
   }
   return out;
 }
@@ -168,15 +174,13 @@ AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
 
 LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
   const auto adapter = read_peft_adapter(dir, model);
-  std::map<std::string, Linear*> modules;
-  for (auto& [name, lin] : model.named_linears()) modules[name] = lin;
-  for (const auto& [name, ab] : adapter.modules) {
+  for (const auto& [name, m] : adapter.modules) {
     auto w = std::make_shared<LoraWeights>();
-    w->A = ab.first.to(model.device(), model.dtype());
-    w->B = ab.second.to(model.device(), model.dtype());
+    w->A = m.A.to(model.device(), model.dtype());
+    w->B = m.B.to(model.device(), model.dtype());
     w->scale = adapter.spec.scale();
     w->dropout = adapter.spec.dropout;
-    modules.at(name)->lora = w;
+    m.linear->lora = w;
   }
   return adapter.spec;
 }
@@ -212,8 +216,8 @@ std::vector<LoraSpec> load_peft_adapter_bank(const std::vector<std::pair<std::st
       bank->scale_values.push_back(a.spec.scale());
       const auto it = a.modules.find(module);
       if (it == a.modules.end()) continue;
-      A[i].narrow(0, 0, a.spec.r).copy_(it->second.first);
-      B[i].narrow(1, 0, a.spec.r).copy_(it->second.second);
+      A[i].narrow(0, 0, a.spec.r).copy_(it->second.A);
+      B[i].narrow(1, 0, a.spec.r).copy_(it->second.B);
     }
     bank->A = A.to(model.device(), model.dtype());
     bank->B = B.to(model.device(), model.dtype());
