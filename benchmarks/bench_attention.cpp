@@ -2,6 +2,8 @@
 // bf16, sequence lengths 512..16k with batch x heads filling the GPU (16k
 // tokens per step, 16 heads), against PyTorch scaled_dot_product_attention
 // (flash backend) measured by benchmarks/peer_attention.py in the same run.
+// On an sm_90 device the wgmma forward (AttentionPath::kWgmma) gets rows of
+// its own beside the default mma.sync forward.
 //
 // Each measurement: warm-up, then per iteration an L2 flush (a 256 MiB
 // memset) followed by the timed call; the median is reported. Results go to
@@ -121,6 +123,8 @@ int main(int argc, char** argv) {
   cuda_check(cudaMalloc(&ws, synthpert::kernels::attention_backward_workspace_bytes(N, H, D)), "cudaMalloc workspace");
   cuda_check(cudaMalloc(&cu, (size_t(N) + 1) * sizeof(int32_t)), "cudaMalloc cu_seqlens");  // batch <= N
 
+  // The wgmma forward gets its own rows where it can run (sm_90 with sm_90a code).
+  const bool wgmma = synthpert::kernels::attention_wgmma_available();
   nlohmann::json rows = nlohmann::json::array();
   std::ostringstream md;
   md << "| name | ours TFLOP/s | peer TFLOP/s | ratio |\n|---|---|---|---|\n";
@@ -163,15 +167,24 @@ int main(int argc, char** argv) {
 
     const double f_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fa, nullptr); });
     const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(ba, nullptr); });
-    cuda_check(cudaDeviceSynchronize(), "benchmark run");
     const double flops = fwd_flops(batch, H, seqlen, D);
-    const struct {
-      const char* dir;
+    struct Result {
+      std::string label;  // row name prefix
+      const char* dir;    // the peer's direction
       double tflops;
-    } results[] = {{"fwd", flops / (f_ms * 1e-3) / 1e12}, {"bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12}};
+    };
+    std::vector<Result> results = {{"fwd", "fwd", flops / (f_ms * 1e-3) / 1e12},
+                                   {"bwd", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12}};
+    if (wgmma) {  // the sm_90a forward, same problem, same peer
+      AttentionForwardArgs fw = fa;
+      fw.path = synthpert::kernels::AttentionPath::kWgmma;
+      const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
+      results.insert(results.begin() + 1, {"fwd wgmma", "fwd", flops / (w_ms * 1e-3) / 1e12});
+    }
+    cuda_check(cudaDeviceSynchronize(), "benchmark run");
     for (const auto& r : results) {
-      const std::string name = std::string(r.dir) + " causal hdim" + std::to_string(D) + " seq" +
-                               std::to_string(seqlen) + " b" + std::to_string(batch) + " h" + std::to_string(H);
+      const std::string name = r.label + " causal hdim" + std::to_string(D) + " seq" + std::to_string(seqlen) + " b" +
+                               std::to_string(batch) + " h" + std::to_string(H);
       nlohmann::json row = {{"name", name}, {"unit", "TFLOP/s"}, {"ours", r.tflops}};
       const std::string key = std::string(r.dir) + "_" + std::to_string(seqlen);
       if (peer.contains("tflops") && peer["tflops"].contains(key)) {

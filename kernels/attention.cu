@@ -43,7 +43,32 @@ void check_view(const View& v, const AttentionProblem& p, int heads, const char*
 
 bool nothing_to_do(const AttentionProblem& p) { return p.batch == 0 || p.total_tokens == 0 || p.max_seqlen == 0; }
 
+// Compiled like every kernel of the library: the architecture of the code the
+// runtime picks for it on this device is the architecture the attention
+// instances run as.
+__global__ void architecture_probe_kernel() {}
+
 }  // namespace
+
+bool attention_wgmma_available() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // no device: clear the sticky error, report unavailable
+    return false;
+  }
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (major != 9 || minor != 0) return false;
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, architecture_probe_kernel) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return attr.binaryVersion == 90;  // sm_90a SASS (an sm_80 build reports 80)
+}
 
 size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
   return attn::dq_acc_bytes(total_tokens, heads, head_dim) +
@@ -60,9 +85,17 @@ void attention_forward(const AttentionForwardArgs& a, cudaStream_t stream) {
   check_view(a.v, p, p.kv_heads, op, "v");
   check_view(a.out, p, p.heads, op, "out");
   SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be a device array of heads * total_tokens floats");
+  const bool wgmma = a.path == AttentionPath::kWgmma;
+  SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
+              "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      SPK_BOOL_SWITCH(p.causal, kCausal, [&] { attn::run_attention_fwd<T, kD, kCausal>(a, stream); });
+      SPK_BOOL_SWITCH(p.causal, kCausal, [&] {
+        if (wgmma)
+          attn::run_attention_fwd_sm90<T, kD, kCausal>(a, stream);
+        else
+          attn::run_attention_fwd<T, kD, kCausal>(a, stream);
+      });
     });
   });
 }

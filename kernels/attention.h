@@ -46,8 +46,16 @@ struct AttentionProblem {
   const int32_t* cu_seqlens = nullptr;  // device [B + 1]
 };
 
+// Which forward kernel runs. kMmaSync: mma.sync.m16n8k16 tiles (sm_80 and
+// later). kWgmma: warpgroup wgmma tiles reading operands from swizzled shared
+// memory (sm_90a builds on sm_90 devices only; attention_wgmma_available()).
+// kAuto is kMmaSync: the wgmma kernel has not yet run on a GPU, and becomes
+// the default on sm_90 once its [attention_wgmma] test has passed there.
+enum class AttentionPath { kAuto, kMmaSync, kWgmma };
+
 struct AttentionForwardArgs {
   AttentionProblem problem;
+  AttentionPath path = AttentionPath::kAuto;
   HeadsView q, k, v;
   MutableHeadsView out;
   float* lse_HN = nullptr;  // device [H, N], written for every valid token
@@ -63,6 +71,10 @@ struct AttentionBackwardArgs {
 
 // fp32 dQ accumulator [N, H, D] and the row dot products D_i = dO_i . O_i [H, N].
 size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim);
+
+// True when the current device is compute capability 9.0 and this build
+// carries sm_90a code, i.e. when AttentionPath::kWgmma can run here.
+bool attention_wgmma_available();
 
 // Computes out and lse_HN. Throws KernelError on a violated precondition or a
 // failed launch. Asynchronous on `stream`.

@@ -15,6 +15,9 @@ template <typename T, int D, bool kCausal>
 void run_attention_fwd(const AttentionForwardArgs& args, cudaStream_t stream);
 
 template <typename T, int D, bool kCausal>
+void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream);
+
+template <typename T, int D, bool kCausal>
 void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream);
 
 // Backward workspace layout: dQ_acc [N, H, D] fp32, then Delta [H, N] fp32,

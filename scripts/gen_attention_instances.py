@@ -17,6 +17,7 @@ DTYPES = {"bf16": "__nv_bfloat16", "fp16": "__half"}
 CAUSAL = {"causal": "true", "full": "false"}
 DIRECTIONS = {
     "fwd": ("kernels/attention_fwd_impl.cuh", "run_attention_fwd", "AttentionForwardArgs"),
+    "fwd_sm90": ("kernels/attention_fwd_sm90_impl.cuh", "run_attention_fwd_sm90", "AttentionForwardArgs"),
     "bwd": ("kernels/attention_bwd_impl.cuh", "run_attention_bwd", "AttentionBackwardArgs"),
 }
 

@@ -23,7 +23,8 @@ at::Tensor from_vector(const std::vector<double>& v, at::IntArrayRef shape) {
   return at::tensor(v, at::kDouble).reshape(shape);
 }
 
-void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
+void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
+              synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto) {
   const at::ScalarType dt = torch_dtype(dtype);
   const AttentionShape s = shape_of(c, causal);
   const int64_t N = s.tokens();
@@ -32,7 +33,8 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
   for (size_t b = 0; b + 1 < c.cu_seqlens.size(); ++b)
     max_seqlen = std::max(max_seqlen, c.cu_seqlens[b + 1] - c.cu_seqlens[b]);
   INFO("N=" << N << " H=" << H << " Hkv=" << Hkv << " D=" << D << " causal=" << causal << " strided=" << c.strided
-            << " dtype=" << synthpert::kernels::dtype_name(dtype));
+            << " dtype=" << synthpert::kernels::dtype_name(dtype)
+            << " forward=" << (path == synthpert::kernels::AttentionPath::kWgmma ? "wgmma" : "mma.sync"));
 
   const AttentionInputs in = attention_inputs(c, dt, seed);
   const at::Tensor &q = in.q_NHD, &k = in.k_NHD, &v = in.v_NHD, &dout = in.dout_NHD;
@@ -84,6 +86,7 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
 
   synthpert::kernels::AttentionForwardArgs fa;
   fa.problem = prob;
+  fa.path = path;
   fa.q = in_view(q_);
   fa.k = in_view(k_);
   fa.v = in_view(v_);
@@ -132,13 +135,25 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed) {
 
 // Shapes up to 256 tokens are "small"; the rest carry the [large] tag so the
 // sanitizer runs (orders of magnitude slower) can leave them out.
-void run_cases(DType dtype, bool large) {
+void run_cases(DType dtype, bool large,
+               synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto) {
   for (size_t i = 0; i < attention_cases().size(); ++i) {
     const AttentionCase& c = attention_cases()[i];
     if ((c.cu_seqlens.back() > 256) != large) continue;
     for (bool causal : {true, false})
-      run_case(c, dtype, causal, attention_seed(dtype == DType::kBF16, i, causal));
+      run_case(c, dtype, causal, attention_seed(dtype == DType::kBF16, i, causal), path);
   }
+}
+
+// The wgmma forward (sm_90 only) on the same shapes and rule; the backward
+// that follows reads its out and lse, so they are checked through the
+// gradients as well.
+void run_wgmma_cases(DType dtype, bool large) {
+  if (!synthpert::kernels::attention_wgmma_available()) {
+    WARN("skipped: the wgmma forward needs a compute capability 9.0 device and a build with sm_90a code");
+    return;
+  }
+  run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma);
 }
 
 }  // namespace
@@ -147,5 +162,14 @@ TEST_CASE("attention kernels match the reference (bf16, small)", "[gpu][attentio
 TEST_CASE("attention kernels match the reference (f16, small)", "[gpu][attention]") { run_cases(DType::kF16, false); }
 TEST_CASE("attention kernels match the reference (bf16, large)", "[gpu][attention][large]") { run_cases(DType::kBF16, true); }
 TEST_CASE("attention kernels match the reference (f16, large)", "[gpu][attention][large]") { run_cases(DType::kF16, true); }
+TEST_CASE("wgmma attention forward matches the reference (bf16, small)", "[gpu][attention][attention_wgmma]") {
+  run_wgmma_cases(DType::kBF16, false);
+}
+TEST_CASE("wgmma attention forward matches the reference (f16, small)", "[gpu][attention][attention_wgmma]") {
+  run_wgmma_cases(DType::kF16, false);
+}
+TEST_CASE("wgmma attention forward matches the reference (bf16, large)", "[gpu][attention][attention_wgmma][large]") {
+  run_wgmma_cases(DType::kBF16, true);
+}
 
 #endif  // SYNTHPERT_NO_KERNELS

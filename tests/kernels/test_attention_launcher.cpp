@@ -65,6 +65,13 @@ TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]")
   a = valid_forward();
   a.problem.max_seqlen = 11;
   CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("max_seqlen must not exceed total_tokens"));
+  // The wgmma forward is refused where it cannot run (here: no sm_90 device
+  // or no sm_90a code); a GPU host with both runs it in [attention_wgmma].
+  if (!attention_wgmma_available()) {
+    a = valid_forward();
+    a.path = AttentionPath::kWgmma;
+    CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("the wgmma path needs a compute capability 9.0 device"));
+  }
   // An empty batch is valid and launches nothing (no device needed).
   a = valid_forward();
   a.problem.batch = 0;

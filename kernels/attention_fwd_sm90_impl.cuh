@@ -1,0 +1,228 @@
+// Attention forward on Hopper tensor cores (wgmma), included by the generated
+// instance files kernels/generated/attention_fwd_sm90_*.cu only.
+//
+// The algorithm is that of kernels/attention_fwd_impl.cuh (online softmax over
+// 64-key tiles, P fed back from registers, the same masking and epilogue);
+// what changes is who multiplies:
+//   * a block is two warpgroups (256 threads) on 128 query rows, 64 each, so
+//     every K/V tile staged in shared memory serves twice the rows;
+//   * S = Q K^T is one wgmma m64n64k16 per 16 columns of D, both operands read
+//     by the tensor cores straight from 128B-swizzled shared memory (no
+//     fragment loads through registers);
+//   * O += P V is one wgmma m64n64k16 per 16 keys and 64 columns of D, P from
+//     registers, V from shared memory as an MN-major operand.
+// Loads stay cp.async (no TMA, no producer warp); the K/V pipeline is the
+// sm_80 kernel's. Layouts and fragment mappings: kernels/attention_wgmma.cuh.
+//
+// Status: compiled for sm_90a on every build, not yet run on a GPU. The
+// launcher runs it only when asked (AttentionPath::kWgmma) on an sm_90 device.
+#pragma once
+
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/attention_wgmma.cuh"
+
+namespace synthpert::kernels::attn {
+
+template <int D>
+struct FwdSm90Config {
+  static constexpr int kWarpGroups = 2;
+  static constexpr int kBlockM = 64 * kWarpGroups;  // query rows per block
+  static constexpr int kBlockN = 64;                // key tokens per iteration
+  static constexpr int kThreads = 128 * kWarpGroups;
+  static constexpr int kPanels = D / 64;  // 64-column panels of a swizzled tile
+  static constexpr int kQBytes = kBlockM * D * 2;
+  static constexpr int kKVBytes = kBlockN * D * 2;
+  // + one swizzle atom of slack to align the tiles to 1024 bytes.
+  static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * kKVBytes + kSwizzleAtomBytes;
+};
+
+template <typename T, int D, bool kCausal>
+__global__ void __launch_bounds__(FwdSm90Config<D>::kThreads)
+    attention_fwd_sm90_kernel(AttentionForwardArgs args) {
+#if SPK_HAVE_WGMMA
+  using Cfg = FwdSm90Config<D>;
+  constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN;
+  constexpr int kNTiles = kBlockN / 8;  // 8-wide score tiles (the 32 S registers)
+  constexpr int kDTiles = D / 8;        // 8-wide output tiles (32 O registers per panel)
+  constexpr int kDSteps = D / 16;       // k16 steps of Q K^T
+  constexpr int kKeySteps = kBlockN / 16;  // k16 steps of P V
+  constexpr uint32_t kSbo = kSwizzleAtomBytes;                              // next 8 rows (K-major) or keys (MN-major)
+  constexpr uint32_t kKMajorLbo = 16;                                       // unused by 128B swizzle; encodes as 1
+  constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;  // LBO of V: next 64 columns
+
+  const AttentionProblem& p = args.problem;
+  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
+  const int seq_begin = p.cu_seqlens[b];
+  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
+  const int m0 = m_block * kBlockM;
+  if (m0 >= seqlen) return;
+  const int hk = h / (p.heads / p.kv_heads);
+
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((kSwizzleAtomBytes - smem_addr(smem_raw) % kSwizzleAtomBytes) % kSwizzleAtomBytes);
+  unsigned char* sQ = smem;              // [kBlockM][D] swizzled
+  unsigned char* sK = sQ + Cfg::kQBytes;  // [kBlockN][D] swizzled
+  unsigned char* sV = sK + Cfg::kKVBytes;  // [kBlockN][D] swizzled
+
+  const T* q_base = static_cast<const T*>(args.q.data) + (seq_begin + int64_t(m0)) * args.q.token_stride +
+                    h * args.q.head_stride;
+  const T* k_base = static_cast<const T*>(args.k.data) + seq_begin * args.k.token_stride + hk * args.k.head_stride;
+  const T* v_base = static_cast<const T*>(args.v.data) + seq_begin * args.v.token_stride + hk * args.v.head_stride;
+
+  load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
+  cp_async_commit();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warpgroup = warp / 4;
+  const int g = lane / 4, t = lane % 4;
+  const int row_lo = m0 + warp * 16 + g;  // warpgroup w owns rows 64w..64w+63, its warp i rows 16i..
+  const int row_hi = row_lo + 8;
+  // This warpgroup's 64 rows of the Q tile: whole 8-row groups of every panel.
+  const unsigned char* sQ_rows = sQ + warpgroup * 64 * kSwizzleLineBytes;
+
+  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
+  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+
+  float o_acc[kDTiles][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.f, 0.f};
+  const float scale_log2 = p.softmax_scale * kLog2e;
+
+  auto load_k = [&](int nb) {
+    load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
+        sK, k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN);
+  };
+  auto load_v = [&](int nb) {
+    load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
+        sV, v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN);
+  };
+  load_k(0);
+  cp_async_commit();
+  load_v(0);
+  cp_async_commit();
+
+  for (int nb = 0; nb < n_blocks; ++nb) {
+    const int n0 = nb * kBlockN;
+    const bool more = nb + 1 < n_blocks;
+    cp_async_wait<1>();  // K(nb) (and Q) have landed; V(nb) may be in flight
+    fence_proxy_async_shared();
+    __syncthreads();
+
+    // S = Q K^T for this warpgroup's 64 rows x 64 keys.
+    float s[kNTiles][4] = {};
+    pin_registers(s);
+    wgmma_fence();
+    for (int ks = 0; ks < kDSteps; ++ks) {
+      const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
+      const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
+      Wgmma<T>::ss(&s[0][0], wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo),
+                   wgmma_desc_sw128(sK + k_off, kKMajorLbo, kSbo));
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    pin_registers(s);
+    __syncthreads();  // both warpgroups are done with sK
+    if (more) {
+      load_k(nb + 1);
+      cp_async_commit();
+    }
+
+    for (int nt = 0; nt < kNTiles; ++nt)
+      for (int i = 0; i < 4; ++i) {
+        const int key = n0 + nt * 8 + 2 * t + (i & 1);
+        const int row = i < 2 ? row_lo : row_hi;
+        if (key >= seqlen || (kCausal && key > row)) s[nt][i] = -INFINITY;
+      }
+
+    float rescale[2];
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+      for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+      mx = quad_max(mx);
+      const float base = mx == -INFINITY ? 0.f : mx * scale_log2;  // all-masked rows stay exactly 0
+      rescale[r] = exp2f(row_max[r] * scale_log2 - base);
+      row_max[r] = mx;
+      float sum = 0.f;
+      for (int nt = 0; nt < kNTiles; ++nt)
+        for (int c = 0; c < 2; ++c) {
+          float& x = s[nt][2 * r + c];
+          x = exp2f(x * scale_log2 - base);
+          sum += x;
+        }
+      row_sum[r] = row_sum[r] * rescale[r] + sum;
+    }
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      o_acc[dt][0] *= rescale[0];
+      o_acc[dt][1] *= rescale[0];
+      o_acc[dt][2] *= rescale[1];
+      o_acc[dt][3] *= rescale[1];
+    }
+    // P in the A layout: the C layout of score tiles 2kt and 2kt + 1.
+    uint32_t p_frag[kKeySteps][4];
+    for (int kt = 0; kt < kKeySteps; ++kt) {
+      p_frag[kt][0] = Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]);
+      p_frag[kt][1] = Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]);
+      p_frag[kt][2] = Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+      p_frag[kt][3] = Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+    }
+
+    if (more)
+      cp_async_wait<1>();  // V(nb) has landed; K(nb+1) may be in flight
+    else
+      cp_async_wait<0>();
+    fence_proxy_async_shared();
+    __syncthreads();
+
+    // O += P V: per 16 keys, one n64 instruction per 64-column panel of V.
+    pin_registers(o_acc);
+    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+    wgmma_fence();
+    for (int kt = 0; kt < kKeySteps; ++kt)
+      for (int panel = 0; panel < Cfg::kPanels; ++panel) {
+        const uint32_t v_off = panel * kVPanelBytes + kt * 16 * kSwizzleLineBytes;
+        Wgmma<T>::rs_mn_b(&o_acc[panel * 8][0], p_frag[kt], wgmma_desc_sw128(sV + v_off, kVPanelBytes, kSbo));
+      }
+    wgmma_commit();
+    wgmma_wait<0>();
+    pin_registers(o_acc);
+    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+    __syncthreads();  // both warpgroups are done with sV
+    if (more) {
+      load_v(nb + 1);
+      cp_async_commit();
+    }
+  }
+
+  T* o_base = static_cast<T*>(args.out.data) + int64_t(seq_begin) * args.out.token_stride + h * args.out.head_stride;
+  for (int r = 0; r < 2; ++r) {
+    const int row = r == 0 ? row_lo : row_hi;
+    const float total = quad_sum(row_sum[r]);
+    if (row >= seqlen) continue;
+    const float inv = total > 0.f ? 1.f / total : 0.f;
+    T* orow = o_base + int64_t(row) * args.out.token_stride + 2 * t;
+    for (int dt = 0; dt < kDTiles; ++dt)
+      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Mma<T>::pack(o_acc[dt][2 * r] * inv, o_acc[dt][2 * r + 1] * inv);
+    if (t == 0)
+      args.lse_HN[int64_t(h) * p.total_tokens + seq_begin + row] =
+          total > 0.f ? row_max[r] * p.softmax_scale + logf(total) : -INFINITY;
+  }
+#else
+  (void)args;
+  __trap();  // the launcher never picks this kernel without sm_90a code
+#endif
+}
+
+template <typename T, int D, bool kCausal>
+void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
+  using Cfg = FwdSm90Config<D>;
+  auto kernel = attention_fwd_sm90_kernel<T, D, kCausal>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
+             "attention_forward", "setting dynamic shared memory (wgmma path)");
+  const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args);
+  SPK_CHECK_LAUNCH("attention_forward");
+}
+
+}  // namespace synthpert::kernels::attn
