@@ -28,9 +28,30 @@ AdapterRouting AdapterRouting::for_rows(const std::vector<int64_t>& row_adapter,
   }
   AdapterRouting r;
   r.token_adapter = torch::tensor(per_token, torch::kInt32).to(device);
-  for (auto& [i, tokens] : tokens_of) r.groups.emplace_back(i, torch::tensor(tokens, torch::kInt64).to(device));
+  bool any_gathered = false;
+  for (auto& [i, tokens] : tokens_of) {
+    const bool dense = static_cast<int64_t>(tokens.size()) >= kLoraBankDenseTokens;
+    if (dense)
+      for (const int64_t n : tokens) per_token[static_cast<size_t>(n)] = -1;
+    else
+      any_gathered = true;
+    r.groups.push_back({i, torch::tensor(tokens, torch::kInt64).to(device), dense});
+  }
+  if (any_gathered) r.gather_adapter = torch::tensor(per_token, torch::kInt32).to(device);
   return r;
 }
+
+namespace {
+
+// y[tokens] += s_i (x[tokens] A_i^T) B_i^T as two dense GEMMs.
+void add_dense_update(torch::Tensor& y, const torch::Tensor& x, const LoraBank& bank, const AdapterGroup& g) {
+  const auto xs = x.index_select(0, g.tokens);
+  const auto update = torch::mm(torch::mm(xs, bank.A[g.adapter].t()), bank.B[g.adapter].t()) *
+                      bank.scale_values.at(static_cast<size_t>(g.adapter));
+  y.index_add_(0, g.tokens, update.to(y.scalar_type()));
+}
+
+}  // namespace
 
 void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& bank, const AdapterRouting& routing) {
   SP_CHECK(x.dim() == 2 && y.dim() == 2 && x.size(0) == y.size(0), "apply_lora_bank: x (N, K) and y (N, O) expected, got ",
@@ -45,7 +66,9 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
   namespace kn = synthpert::kernels;
   const int64_t N = x.size(0), K = x.size(1), O = y.size(1), R = bank.A.size(1), M = bank.size();
   if (kernels_apply(x.device(), x.scalar_type()) && R <= kn::kLoraMaxServingRank && y.stride(1) == 1) {
-    if (N == 0) return;
+    for (const auto& g : routing.groups)
+      if (g.dense) add_dense_update(y, x, bank, g);
+    if (N == 0 || !routing.gather_adapter.defined()) return;
     const auto xr = x.stride(1) == 1 ? x : x.contiguous();
     const auto A = bank.A.contiguous(), B = bank.B.contiguous();
     const KernelDeviceScope scope(x);
@@ -60,7 +83,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     a.lora_b = B.data_ptr();
     a.lora_b_adapter_stride = O * R, a.lora_b_row_stride = R;
     a.scales = bank.scales.data_ptr<float>();
-    a.row_adapter = routing.token_adapter.data_ptr<int32_t>();
+    a.row_adapter = routing.gather_adapter.data_ptr<int32_t>();
     a.y = y.data_ptr();
     a.y_row_stride = y.stride(0);
     a.workspace = ws.data_ptr();
@@ -68,11 +91,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     return;
   }
 #endif
-  for (const auto& [i, tokens] : routing.groups) {
-    const auto xs = x.index_select(0, tokens);
-    const auto update = torch::mm(torch::mm(xs, bank.A[i].t()), bank.B[i].t()) * bank.scale_values.at(i);
-    y.index_add_(0, tokens, update.to(y.scalar_type()));
-  }
+  for (const auto& g : routing.groups) add_dense_update(y, x, bank, g);
 }
 
 }  // namespace synthpert::engine

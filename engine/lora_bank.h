@@ -4,13 +4,18 @@
 //
 //   y[n] += s_i (x[n] A_i^T) B_i^T,   i = the adapter of token n's row
 //
-// On CUDA in bf16/f16 this is kernels/lora's gather launch (lora_multi_apply:
-// each row reads its own adapter); elsewhere torch math, one
-// index_select / two mm / index_add_ per adapter in use. Inference only: the
-// update is added into y in place and has no backward.
+// Two ways to compute it, chosen per adapter by how many tokens use it:
+//   * gather (kernels/lora's lora_multi_apply, CUDA in bf16/f16): each token
+//     reads its own adapter's A and B. Right for decode, where an adapter has
+//     a few rows, and the only launch however many adapters are in use.
+//   * dense: index_select of the adapter's tokens, two mm (cuBLAS on CUDA:
+//     tensor cores, the adapter read once per tile), index_add_. Right for
+//     prefill, where an adapter owns long segments (Punica's SGMV case).
+// On CUDA in bf16/f16, adapters with at least kLoraBankDenseTokens tokens go
+// dense and the rest through one gather launch; elsewhere all go dense.
+// Inference only: the update is added into y in place and has no backward.
 #pragma once
 
-#include <utility>
 #include <vector>
 
 #include "engine/torch_compat.h"
@@ -30,12 +35,25 @@ struct LoraBank {
   int64_t size() const { return A.size(0); }
 };
 
-// Which adapter each token of one forward runs with.
+// Tokens of one adapter from which the kernel path computes its update
+// dense (two GEMMs) rather than by the per-token gather.
+constexpr int64_t kLoraBankDenseTokens = 64;
+
+// The tokens of one adapter in use.
+struct AdapterGroup {
+  int64_t adapter = 0;
+  torch::Tensor tokens;  // their indices, int64 on the device
+  bool dense = false;    // at least kLoraBankDenseTokens of them
+};
+
+// Which adapter each token of one forward runs with. Built on the host so
+// that no layer waits for the device.
 struct AdapterRouting {
-  torch::Tensor token_adapter;  // (N) int32 on the device; -1: none
-  // The adapters in use, with the indices of their tokens (int64 on the
-  // device); built on the host so that no layer waits for the device.
-  std::vector<std::pair<int64_t, torch::Tensor>> groups;
+  torch::Tensor token_adapter;   // (N) int32 on the device; -1: none
+  // The same with the tokens of dense groups set to -1: the gather kernel's
+  // rows. Undefined when every group is dense (nothing to gather).
+  torch::Tensor gather_adapter;
+  std::vector<AdapterGroup> groups;  // in adapter order
 
   // Row b of a (B, T) batch runs all its T tokens with row_adapter[b], an
   // index into the bank's M adapters or -1. An index outside [-1, M) is an

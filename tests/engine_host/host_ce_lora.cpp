@@ -11,6 +11,13 @@
 #include "tests/reference/kernels/fused_linear_ce_ref.h"
 #include "tests/reference/kernels/lora_ref.h"
 
+namespace synthpert::host_emulation {
+LoraMultiCalls& lora_multi_calls() {
+  static LoraMultiCalls calls;
+  return calls;
+}
+}  // namespace synthpert::host_emulation
+
 namespace synthpert::kernels {
 namespace {
 using host_emulation::gather_rows;
@@ -94,6 +101,9 @@ void lora_multi_apply(const LoraMultiArgs& a, cudaStream_t) {
   }
   const std::vector<double> scales(a.scales, a.scales + M);
   const std::vector<int32_t> idx(a.row_adapter, a.row_adapter + a.rows);
+  auto& calls = host_emulation::lora_multi_calls();
+  ++calls.count;
+  calls.last_row_adapter = idx;
   auto y = gather_rows(a.y, a.y_row_stride, a.rows, O, a.dtype);
   y = reference::lora_multi_ref(d, M, x, a_all, b_all, scales, idx, std::move(y));
   scatter_rows(y, a.y, a.y_row_stride, a.rows, O, a.dtype);

@@ -24,6 +24,14 @@ inline void store(void* base, int64_t index, kernels::DType t, double v) {
   else static_cast<float*>(base)[index] = static_cast<float>(v);
 }
 
+// What the emulated lora_multi_apply was last called with, for tests that
+// check which rows a caller hands to the gather kernel (host_ce_lora.cpp).
+struct LoraMultiCalls {
+  int count = 0;
+  std::vector<int32_t> last_row_adapter;
+};
+LoraMultiCalls& lora_multi_calls();
+
 // Rows of `width` elements `row_stride` apart -> contiguous doubles, and back.
 inline std::vector<double> gather_rows(const void* data, int64_t row_stride, int64_t rows, int64_t width,
                                        kernels::DType t) {

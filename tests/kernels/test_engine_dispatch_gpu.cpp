@@ -336,6 +336,8 @@ TEST_CASE("Adapter bank on CUDA: per-row adapters as close to fp64 as the torch 
   torch::manual_seed(43);
   const auto dev = torch::Device("cuda");
   // 5 rows of 37 tokens; adapter 1 of rank 5 zero-padded to the bank's 16.
+  // Adapter 0's two rows (74 tokens) go dense, adapters 1 and 2 through the
+  // gather kernel.
   const int64_t M = 3, R = 16, K = 192, O = 136, T = 37;
   const std::vector<int64_t> rows = {2, -1, 0, 1, 0};
   const int64_t N = static_cast<int64_t>(rows.size()) * T;
