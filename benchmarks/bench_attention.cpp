@@ -175,11 +175,15 @@ int main(int argc, char** argv) {
     };
     std::vector<Result> results = {{"fwd", "fwd", flops / (f_ms * 1e-3) / 1e12},
                                    {"bwd", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12}};
-    if (wgmma) {  // the sm_90a forward, same problem, same peer
-      AttentionForwardArgs fw = fa;
-      fw.path = synthpert::kernels::AttentionPath::kWgmma;
-      const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
-      results.insert(results.begin() + 1, {"fwd wgmma", "fwd", flops / (w_ms * 1e-3) / 1e12});
+    if (wgmma) {  // the sm_90a forward, blocks of 2 and 1 warpgroups, same problem, same peer
+      for (int warpgroups : {1, 2}) {
+        AttentionForwardArgs fw = fa;
+        fw.path = synthpert::kernels::AttentionPath::kWgmma;
+        fw.wgmma_warpgroups = warpgroups;
+        const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
+        results.insert(results.begin() + 1,
+                       {"fwd wgmma x" + std::to_string(warpgroups), "fwd", flops / (w_ms * 1e-3) / 1e12});
+      }
     }
     cuda_check(cudaDeviceSynchronize(), "benchmark run");
     for (const auto& r : results) {

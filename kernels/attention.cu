@@ -88,6 +88,8 @@ void attention_forward(const AttentionForwardArgs& a, cudaStream_t stream) {
   const bool wgmma = a.path == AttentionPath::kWgmma;
   SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
               "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
+  SPK_REQUIRE(!wgmma || a.wgmma_warpgroups == 1 || a.wgmma_warpgroups == 2, op,
+              "wgmma_warpgroups must be 1 or 2, got " + std::to_string(a.wgmma_warpgroups));
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {

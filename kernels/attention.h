@@ -56,6 +56,7 @@ enum class AttentionPath { kAuto, kMmaSync, kWgmma };
 struct AttentionForwardArgs {
   AttentionProblem problem;
   AttentionPath path = AttentionPath::kAuto;
+  int wgmma_warpgroups = 2;  // kWgmma only: 64-row warpgroups per block, 1 or 2
   HeadsView q, k, v;
   MutableHeadsView out;
   float* lse_HN = nullptr;  // device [H, N], written for every valid token

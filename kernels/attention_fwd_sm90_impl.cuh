@@ -4,8 +4,11 @@
 // The algorithm is that of kernels/attention_fwd_impl.cuh (online softmax over
 // 64-key tiles, P fed back from registers, the same masking and epilogue);
 // what changes is who multiplies:
-//   * a block is two warpgroups (256 threads) on 128 query rows, 64 each, so
-//     every K/V tile staged in shared memory serves twice the rows;
+//   * a block is one or two warpgroups (128 or 256 threads) on 64 query rows
+//     each. Two share every K/V tile staged in shared memory (half the loads
+//     per row); one leaves room for two blocks per SM, whose softmax and
+//     wgmma phases then overlap. Which is faster is for the benchmark to say
+//     (AttentionForwardArgs::wgmma_warpgroups, default 2);
 //   * S = Q K^T is one wgmma m64n64k16 per 16 columns of D, both operands read
 //     by the tensor cores straight from 128B-swizzled shared memory (no
 //     fragment loads through registers);
@@ -25,9 +28,9 @@
 
 namespace synthpert::kernels::attn {
 
-template <int D>
+template <int D, int kWarpGroupsPerBlock>
 struct FwdSm90Config {
-  static constexpr int kWarpGroups = 2;
+  static constexpr int kWarpGroups = kWarpGroupsPerBlock;
   static constexpr int kBlockM = 64 * kWarpGroups;  // query rows per block
   static constexpr int kBlockN = 64;                // key tokens per iteration
   static constexpr int kThreads = 128 * kWarpGroups;
@@ -38,11 +41,11 @@ struct FwdSm90Config {
   static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * kKVBytes + kSwizzleAtomBytes;
 };
 
-template <typename T, int D, bool kCausal>
-__global__ void __launch_bounds__(FwdSm90Config<D>::kThreads)
+template <typename T, int D, bool kCausal, int kWarpGroups>
+__global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
     attention_fwd_sm90_kernel(AttentionForwardArgs args) {
 #if SPK_HAVE_WGMMA
-  using Cfg = FwdSm90Config<D>;
+  using Cfg = FwdSm90Config<D, kWarpGroups>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN;
   constexpr int kNTiles = kBlockN / 8;  // 8-wide score tiles (the 32 S registers)
   constexpr int kDTiles = D / 8;        // 8-wide output tiles (32 O registers per panel)
@@ -123,7 +126,7 @@ __global__ void __launch_bounds__(FwdSm90Config<D>::kThreads)
     wgmma_commit();
     wgmma_wait<0>();
     pin_registers(s);
-    __syncthreads();  // both warpgroups are done with sK
+    __syncthreads();  // every warpgroup is done with sK
     if (more) {
       load_k(nb + 1);
       cp_async_commit();
@@ -188,7 +191,7 @@ __global__ void __launch_bounds__(FwdSm90Config<D>::kThreads)
     wgmma_wait<0>();
     pin_registers(o_acc);
     for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
-    __syncthreads();  // both warpgroups are done with sV
+    __syncthreads();  // every warpgroup is done with sV
     if (more) {
       load_v(nb + 1);
       cp_async_commit();
@@ -214,15 +217,24 @@ __global__ void __launch_bounds__(FwdSm90Config<D>::kThreads)
 #endif
 }
 
-template <typename T, int D, bool kCausal>
-void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
-  using Cfg = FwdSm90Config<D>;
-  auto kernel = attention_fwd_sm90_kernel<T, D, kCausal>;
+template <typename T, int D, bool kCausal, int kWarpGroups>
+void launch_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
+  using Cfg = FwdSm90Config<D, kWarpGroups>;
+  auto kernel = attention_fwd_sm90_kernel<T, D, kCausal, kWarpGroups>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
              "attention_forward", "setting dynamic shared memory (wgmma path)");
   const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args);
   SPK_CHECK_LAUNCH("attention_forward");
+}
+
+// The launcher has checked wgmma_warpgroups is 1 or 2.
+template <typename T, int D, bool kCausal>
+void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
+  if (args.wgmma_warpgroups == 1)
+    launch_attention_fwd_sm90<T, D, kCausal, 1>(args, stream);
+  else
+    launch_attention_fwd_sm90<T, D, kCausal, 2>(args, stream);
 }
 
 }  // namespace synthpert::kernels::attn

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -24,7 +25,8 @@ at::Tensor from_vector(const std::vector<double>& v, at::IntArrayRef shape) {
 }
 
 void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
-              synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto) {
+              synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto,
+              int wgmma_warpgroups = 2) {
   const at::ScalarType dt = torch_dtype(dtype);
   const AttentionShape s = shape_of(c, causal);
   const int64_t N = s.tokens();
@@ -34,7 +36,10 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
     max_seqlen = std::max(max_seqlen, c.cu_seqlens[b + 1] - c.cu_seqlens[b]);
   INFO("N=" << N << " H=" << H << " Hkv=" << Hkv << " D=" << D << " causal=" << causal << " strided=" << c.strided
             << " dtype=" << synthpert::kernels::dtype_name(dtype)
-            << " forward=" << (path == synthpert::kernels::AttentionPath::kWgmma ? "wgmma" : "mma.sync"));
+            << " forward="
+            << (path == synthpert::kernels::AttentionPath::kWgmma
+                    ? "wgmma x" + std::to_string(wgmma_warpgroups) + " warpgroups"
+                    : std::string("mma.sync")));
 
   const AttentionInputs in = attention_inputs(c, dt, seed);
   const at::Tensor &q = in.q_NHD, &k = in.k_NHD, &v = in.v_NHD, &dout = in.dout_NHD;
@@ -87,6 +92,7 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
   synthpert::kernels::AttentionForwardArgs fa;
   fa.problem = prob;
   fa.path = path;
+  fa.wgmma_warpgroups = wgmma_warpgroups;
   fa.q = in_view(q_);
   fa.k = in_view(k_);
   fa.v = in_view(v_);
@@ -136,24 +142,25 @@ void run_case(const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
 // Shapes up to 256 tokens are "small"; the rest carry the [large] tag so the
 // sanitizer runs (orders of magnitude slower) can leave them out.
 void run_cases(DType dtype, bool large,
-               synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto) {
+               synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kAuto,
+               int wgmma_warpgroups = 2) {
   for (size_t i = 0; i < attention_cases().size(); ++i) {
     const AttentionCase& c = attention_cases()[i];
     if ((c.cu_seqlens.back() > 256) != large) continue;
     for (bool causal : {true, false})
-      run_case(c, dtype, causal, attention_seed(dtype == DType::kBF16, i, causal), path);
+      run_case(c, dtype, causal, attention_seed(dtype == DType::kBF16, i, causal), path, wgmma_warpgroups);
   }
 }
 
-// The wgmma forward (sm_90 only) on the same shapes and rule; the backward
-// that follows reads its out and lse, so they are checked through the
-// gradients as well.
+// The wgmma forward (sm_90 only), blocks of one and of two warpgroups, on the
+// same shapes and rule; the backward that follows reads its out and lse, so
+// they are checked through the gradients as well.
 void run_wgmma_cases(DType dtype, bool large) {
   if (!synthpert::kernels::attention_wgmma_available()) {
     WARN("skipped: the wgmma forward needs a compute capability 9.0 device and a build with sm_90a code");
     return;
   }
-  run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma);
+  for (int warpgroups : {1, 2}) run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma, warpgroups);
 }
 
 }  // namespace

@@ -72,6 +72,12 @@ TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]")
     a.path = AttentionPath::kWgmma;
     CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("the wgmma path needs a compute capability 9.0 device"));
   }
+  a = valid_forward();
+  a.path = AttentionPath::kWgmma;
+  a.wgmma_warpgroups = 3;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr),
+                    attention_wgmma_available() ? Catch::Contains("wgmma_warpgroups must be 1 or 2, got 3")
+                                                : Catch::Contains("the wgmma path needs"));
   // An empty batch is valid and launches nothing (no device needed).
   a = valid_forward();
   a.problem.batch = 0;

@@ -139,8 +139,8 @@ def quad(x, f):  # x [128] -> the reduction over each quad, broadcast back
     return np.repeat(f(x.reshape(32, 4), axis=1), 4)
 
 
-def fwd_cta(q, k, v, out, lse, seq_begin, seqlen, m_block, h, hk, causal, scale, D, smem_raw):
-    BM, BN, panels = 128, 64, D // 64
+def fwd_cta(q, k, v, out, lse, seq_begin, seqlen, m_block, h, hk, causal, scale, D, smem_raw, wgs):
+    BM, BN, panels = 64 * wgs, 64, D // 64
     m0 = m_block * BM
     if m0 >= seqlen:
         return
@@ -158,7 +158,7 @@ def fwd_cta(q, k, v, out, lse, seq_begin, seqlen, m_block, h, hk, causal, scale,
     n_blocks = (n_end + BN - 1) // BN
     sl2 = scale * np.log2(np.e)
     state = []
-    for wg in range(2):
+    for wg in range(wgs):
         row_lo = m0 + (4 * wg + WARP) * 16 + G
         state.append(dict(row_lo=row_lo, row_hi=row_lo + 8, o=np.zeros((128, D // 2)),
                           mx=[np.full(128, -np.inf), np.full(128, -np.inf)], sm=[np.zeros(128), np.zeros(128)]))
@@ -167,7 +167,7 @@ def fwd_cta(q, k, v, out, lse, seq_begin, seqlen, m_block, h, hk, causal, scale,
         smem[sK // 2:(sK + 2 * BN * D * 2) // 2] = NAN  # the previous tiles are gone
         load_tile_swizzled(smem, sK, kh, n0, BN, D, seqlen - n0)
         load_tile_swizzled(smem, sV, vh, n0, BN, D, seqlen - n0)
-        for wg in range(2):
+        for wg in range(wgs):
             st = state[wg]
             sQ_rows = sQ + wg * 64 * LINE
             s = np.zeros((128, 32))
@@ -210,7 +210,7 @@ def fwd_cta(q, k, v, out, lse, seq_begin, seqlen, m_block, h, hk, causal, scale,
                     acc = hw_wgmma_rs_mn_b(acc, p_frag[kt], smem, desc_sw128(sV + v_off, BN * LINE, ATOM))
                     o[:, panel * 8:(panel + 1) * 8, :] = acc.reshape(128, 8, 4)
             st["o"] = o.reshape(128, D // 2)
-    for wg in range(2):
+    for wg in range(wgs):
         st = state[wg]
         o = st["o"].reshape(128, D // 8, 4)
         for r in range(2):
@@ -247,7 +247,7 @@ def reference(q, k, v, cu, H, Hkv, causal, scale):
     return out, lse
 
 
-def run(cu, H, Hkv, D, causal, smem_raw, seed=0):
+def run(cu, H, Hkv, D, causal, smem_raw, wgs, seed=0):
     rng = np.random.default_rng(seed)
     N = cu[-1]
     q = rng.standard_normal((N, H, D))
@@ -259,18 +259,20 @@ def run(cu, H, Hkv, D, causal, smem_raw, seed=0):
     maxlen = max(cu[i + 1] - cu[i] for i in range(len(cu) - 1))
     for b in range(len(cu) - 1):
         for h in range(H):
-            for mb in range((maxlen + 127) // 128):
-                fwd_cta(q, k, v, out, lse, cu[b], cu[b + 1] - cu[b], mb, h, h // (H // Hkv), causal, scale, D, smem_raw)
+            for mb in range((maxlen + 64 * wgs - 1) // (64 * wgs)):
+                fwd_cta(q, k, v, out, lse, cu[b], cu[b + 1] - cu[b], mb, h, h // (H // Hkv), causal, scale, D, smem_raw,
+                        wgs)
     ref_out, ref_lse = reference(q, k, v, cu, H, Hkv, causal, scale)
     e_out = np.abs(out - ref_out).max() if N else 0.0
     e_lse = np.abs(lse - ref_lse).max() if N else 0.0
-    print(f"wgmma fwd cu={cu} H={H} Hkv={Hkv} D={D} causal={causal} smem@{smem_raw}: out {e_out:.2e} lse {e_lse:.2e}")
+    print(f"wgmma fwd cu={cu} H={H} Hkv={Hkv} D={D} causal={causal} warpgroups={wgs} smem@{smem_raw}: out {e_out:.2e} lse {e_lse:.2e}")
     assert np.isfinite(e_out) and np.isfinite(e_lse) and e_out < 1e-9 and e_lse < 1e-9, (e_out, e_lse)
 
 
 if __name__ == "__main__":
-    run([0, 1], 1, 1, 64, True, smem_raw=0)
-    run([0, 5, 75], 2, 1, 128, True, smem_raw=16)
-    run([0, 0, 70], 2, 2, 64, False, smem_raw=1008)
-    run([0, 130, 131], 3, 1, 128, False, smem_raw=512)
-    run([0, 200], 1, 1, 64, True, smem_raw=48)
+    for wgs in (1, 2):
+        run([0, 1], 1, 1, 64, True, smem_raw=0, wgs=wgs)
+        run([0, 5, 75], 2, 1, 128, True, smem_raw=16, wgs=wgs)
+        run([0, 0, 70], 2, 2, 64, False, smem_raw=1008, wgs=wgs)
+        run([0, 130, 131], 3, 1, 128, False, smem_raw=512, wgs=wgs)
+        run([0, 200], 1, 1, 64, True, smem_raw=48, wgs=wgs)
