@@ -21,9 +21,8 @@
 // launcher runs it only when asked (AttentionPath::kWgmma) on an sm_90 device.
 #pragma once
 
-#include <cmath>
-
 #include "kernels/attention.h"
+#include "kernels/attention_fwd_softmax.cuh"
 #include "kernels/attention_wgmma.cuh"
 
 namespace synthpert::kernels::attn {
@@ -132,44 +131,11 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
       cp_async_commit();
     }
 
-    for (int nt = 0; nt < kNTiles; ++nt)
-      for (int i = 0; i < 4; ++i) {
-        const int key = n0 + nt * 8 + 2 * t + (i & 1);
-        const int row = i < 2 ? row_lo : row_hi;
-        if (key >= seqlen || (kCausal && key > row)) s[nt][i] = -INFINITY;
-      }
-
-    float rescale[2];
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
-      for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-      mx = quad_max(mx);
-      const float base = mx == -INFINITY ? 0.f : mx * scale_log2;  // all-masked rows stay exactly 0
-      rescale[r] = exp2f(row_max[r] * scale_log2 - base);
-      row_max[r] = mx;
-      float sum = 0.f;
-      for (int nt = 0; nt < kNTiles; ++nt)
-        for (int c = 0; c < 2; ++c) {
-          float& x = s[nt][2 * r + c];
-          x = exp2f(x * scale_log2 - base);
-          sum += x;
-        }
-      row_sum[r] = row_sum[r] * rescale[r] + sum;
-    }
-    for (int dt = 0; dt < kDTiles; ++dt) {
-      o_acc[dt][0] *= rescale[0];
-      o_acc[dt][1] *= rescale[0];
-      o_acc[dt][2] *= rescale[1];
-      o_acc[dt][3] *= rescale[1];
-    }
+    mask_scores<kCausal>(s, n0, seqlen, row_lo, row_hi, t);
+    online_softmax_step(s, o_acc, row_max, row_sum, scale_log2);
     // P in the A layout: the C layout of score tiles 2kt and 2kt + 1.
     uint32_t p_frag[kKeySteps][4];
-    for (int kt = 0; kt < kKeySteps; ++kt) {
-      p_frag[kt][0] = Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]);
-      p_frag[kt][1] = Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]);
-      p_frag[kt][2] = Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]);
-      p_frag[kt][3] = Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3]);
-    }
+    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
 
     if (more)
       cp_async_wait<1>();  // V(nb) has landed; K(nb+1) may be in flight
@@ -198,19 +164,7 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
     }
   }
 
-  T* o_base = static_cast<T*>(args.out.data) + int64_t(seq_begin) * args.out.token_stride + h * args.out.head_stride;
-  for (int r = 0; r < 2; ++r) {
-    const int row = r == 0 ? row_lo : row_hi;
-    const float total = quad_sum(row_sum[r]);
-    if (row >= seqlen) continue;
-    const float inv = total > 0.f ? 1.f / total : 0.f;
-    T* orow = o_base + int64_t(row) * args.out.token_stride + 2 * t;
-    for (int dt = 0; dt < kDTiles; ++dt)
-      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Mma<T>::pack(o_acc[dt][2 * r] * inv, o_acc[dt][2 * r + 1] * inv);
-    if (t == 0)
-      args.lse_HN[int64_t(h) * p.total_tokens + seq_begin + row] =
-          total > 0.f ? row_max[r] * p.softmax_scale + logf(total) : -INFINITY;
-  }
+  write_forward_rows<T>(args, o_acc, row_max, row_sum, seq_begin, seqlen, h, row_lo, row_hi, t);
 #else
   (void)args;
   __trap();  // the launcher never picks this kernel without sm_90a code

@@ -1,0 +1,93 @@
+// The per-thread steps of the attention forward that do not depend on how the
+// scores were multiplied: masking, the online softmax update, P in the A
+// layout, and the epilogue. Shared by the mma.sync kernel
+// (attention_fwd_impl.cuh) and the wgmma kernel (attention_fwd_sm90_impl.cuh),
+// whose accumulators have the same layout: a thread holds two query rows,
+// row_lo = its warp's row g and row_hi = g + 8, and in score tile nt (8 keys)
+// the keys 8 nt + 2t and + 1 of each (mma.m16n8k16 C layout, attention_mma.cuh).
+#pragma once
+
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/attention_mma.cuh"
+
+namespace synthpert::kernels::attn {
+
+// Keys past the sequence end and, if causal, above the diagonal get -inf.
+template <bool kCausal, int kNTiles>
+__device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int seqlen, int row_lo, int row_hi, int t) {
+  for (int nt = 0; nt < kNTiles; ++nt)
+    for (int i = 0; i < 4; ++i) {
+      const int key = n0 + nt * 8 + 2 * t + (i & 1);
+      const int row = i < 2 ? row_lo : row_hi;
+      if (key >= seqlen || (kCausal && key > row)) s[nt][i] = -INFINITY;
+    }
+}
+
+// Online softmax over one key tile for the two rows this thread holds: the
+// running max (raw scores) and this thread's partial sums are updated, s
+// becomes exp2(s * scale_log2 - max) and O is rescaled to the new max.
+template <int kNTiles, int kDTiles>
+__device__ __forceinline__ void online_softmax_step(float (&s)[kNTiles][4], float (&o_acc)[kDTiles][4],
+                                                    float (&row_max)[2], float (&row_sum)[2], float scale_log2) {
+  float rescale[2];
+  for (int r = 0; r < 2; ++r) {
+    float mx = row_max[r];
+    for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
+    mx = quad_max(mx);
+    // A row with every key masked so far keeps max -inf; subtracting 0 then
+    // keeps exp2 at exactly 0 instead of producing NaN from inf - inf.
+    const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
+    rescale[r] = exp2f(row_max[r] * scale_log2 - base);
+    row_max[r] = mx;
+    float sum = 0.f;
+    for (int nt = 0; nt < kNTiles; ++nt)
+      for (int c = 0; c < 2; ++c) {
+        float& x = s[nt][2 * r + c];
+        x = exp2f(x * scale_log2 - base);
+        sum += x;
+      }
+    row_sum[r] = row_sum[r] * rescale[r] + sum;
+  }
+  for (int dt = 0; dt < kDTiles; ++dt) {
+    o_acc[dt][0] *= rescale[0];
+    o_acc[dt][1] *= rescale[0];
+    o_acc[dt][2] *= rescale[1];
+    o_acc[dt][3] *= rescale[1];
+  }
+}
+
+// P for keys 16kt..16kt+15 in the mma A layout: the C layout of score tiles
+// 2kt and 2kt + 1.
+template <typename T, int kNTiles>
+__device__ __forceinline__ void p_fragment(uint32_t (&p)[4], const float (&s)[kNTiles][4], int kt) {
+  p[0] = Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]);
+  p[1] = Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]);
+  p[2] = Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+  p[3] = Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+}
+
+// Normalises O, writes this thread's part of the two rows (those inside the
+// sequence) and, from the quad's first lane, their logsumexp.
+template <typename T, int kDTiles>
+__device__ __forceinline__ void write_forward_rows(const AttentionForwardArgs& args, const float (&o_acc)[kDTiles][4],
+                                                   const float (&row_max)[2], const float (&row_sum)[2],
+                                                   int seq_begin, int seqlen, int h, int row_lo, int row_hi, int t) {
+  const AttentionProblem& p = args.problem;
+  T* o_base = static_cast<T*>(args.out.data) + int64_t(seq_begin) * args.out.token_stride + h * args.out.head_stride;
+  for (int r = 0; r < 2; ++r) {
+    const int row = r == 0 ? row_lo : row_hi;
+    const float total = quad_sum(row_sum[r]);
+    if (row >= seqlen) continue;
+    const float inv = total > 0.f ? 1.f / total : 0.f;
+    T* orow = o_base + int64_t(row) * args.out.token_stride + 2 * t;
+    for (int dt = 0; dt < kDTiles; ++dt)
+      *reinterpret_cast<uint32_t*>(orow + dt * 8) = Mma<T>::pack(o_acc[dt][2 * r] * inv, o_acc[dt][2 * r + 1] * inv);
+    if (t == 0)
+      args.lse_HN[int64_t(h) * p.total_tokens + seq_begin + row] =
+          total > 0.f ? row_max[r] * p.softmax_scale + logf(total) : -INFINITY;
+  }
+}
+
+}  // namespace synthpert::kernels::attn
