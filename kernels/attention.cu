@@ -2,6 +2,8 @@
 // then dispatch to the generated template instance for (dtype, D, causal).
 #include "kernels/attention.h"
 
+#include <array>
+#include <atomic>
 #include <cmath>
 #include <string>
 
@@ -50,12 +52,10 @@ __global__ void architecture_probe_kernel() {}
 
 }  // namespace
 
-bool attention_wgmma_available() {
-  int device = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&device) != cudaSuccess) {
-    cudaGetLastError();  // no device: clear the sticky error, report unavailable
-    return false;
-  }
+namespace {
+
+bool query_wgmma_available(int device) {
+  int major = 0, minor = 0;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
     cudaGetLastError();
@@ -68,6 +68,24 @@ bool attention_wgmma_available() {
     return false;
   }
   return attr.binaryVersion == 90;  // sm_90a SASS (an sm_80 build reports 80)
+}
+
+}  // namespace
+
+bool attention_wgmma_available() {
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) {
+    cudaGetLastError();  // no device: clear the sticky error, report unavailable
+    return false;
+  }
+  // Asked on every kWgmma launch: remembered per device (0 unknown, 1 no, 2 yes).
+  static std::array<std::atomic<int>, 64> known{};
+  if (device < 0 || device >= static_cast<int>(known.size())) return query_wgmma_available(device);
+  const int seen = known[static_cast<size_t>(device)].load(std::memory_order_relaxed);
+  if (seen != 0) return seen == 2;
+  const bool yes = query_wgmma_available(device);
+  known[static_cast<size_t>(device)].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
 }
 
 size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
