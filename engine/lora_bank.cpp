@@ -30,12 +30,11 @@ AdapterRouting AdapterRouting::for_rows(const std::vector<int64_t>& row_adapter,
   r.token_adapter = torch::tensor(per_token, torch::kInt32).to(device);
   bool any_gathered = false;
   for (auto& [i, tokens] : tokens_of) {
-    const bool dense = static_cast<int64_t>(tokens.size()) >= kLoraBankDenseTokens;
-    if (dense)
+    r.groups.push_back({i, torch::tensor(tokens, torch::kInt64).to(device)});
+    if (r.groups.back().dense())
       for (const int64_t n : tokens) per_token[static_cast<size_t>(n)] = -1;
     else
       any_gathered = true;
-    r.groups.push_back({i, torch::tensor(tokens, torch::kInt64).to(device), dense});
   }
   if (any_gathered) r.gather_adapter = torch::tensor(per_token, torch::kInt32).to(device);
   return r;
@@ -67,7 +66,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
   const int64_t N = x.size(0), K = x.size(1), O = y.size(1), R = bank.A.size(1), M = bank.size();
   if (kernels_apply(x.device(), x.scalar_type()) && R <= kn::kLoraMaxServingRank && y.stride(1) == 1) {
     for (const auto& g : routing.groups)
-      if (g.dense) add_dense_update(y, x, bank, g);
+      if (g.dense()) add_dense_update(y, x, bank, g);
     if (N == 0 || !routing.gather_adapter.defined()) return;
     const auto xr = x.stride(1) == 1 ? x : x.contiguous();
     const auto A = bank.A.contiguous(), B = bank.B.contiguous();

@@ -43,7 +43,8 @@ constexpr int64_t kLoraBankDenseTokens = 64;
 struct AdapterGroup {
   int64_t adapter = 0;
   torch::Tensor tokens;  // their indices, int64 on the device
-  bool dense = false;    // at least kLoraBankDenseTokens of them
+
+  bool dense() const { return tokens.size(0) >= kLoraBankDenseTokens; }
 };
 
 // Which adapter each token of one forward runs with. Built on the host so

@@ -85,22 +85,31 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-// Stages rows [row0, row0 + kRows) of one head of a [N, heads, D] tensor
-// into shared memory `dst` ([kRows][kPitch]); rows at or past `row_end` are
-// zero-filled so that out-of-range tokens contribute exact zeros. `src` points
-// at the tile's first token. Uses all kThreads threads of the block.
-template <typename T, int kRows, int D, int kPitch, int kThreads>
-__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t token_stride, int rows_valid) {
+// Stages rows [0, kRows) of one head of a [N, heads, D] tensor, 16 bytes at
+// a time, to the shared-memory addresses `chunk_at(row, col)` gives (col a
+// multiple of 8); rows at or past `rows_valid` are zero-filled so that
+// out-of-range tokens contribute exact zeros. `src` points at the tile's first
+// token. Uses all kThreads threads of the block.
+template <typename T, int kRows, int D, int kThreads, typename ChunkAt>
+__device__ __forceinline__ void stage_rows_async(const T* src, int64_t token_stride, int rows_valid,
+                                                 ChunkAt chunk_at) {
   constexpr int kChunksPerRow = D / 8;  // 16-byte chunks
   for (int c = threadIdx.x; c < kRows * kChunksPerRow; c += kThreads) {
     const int row = c / kChunksPerRow;
     const int col = (c % kChunksPerRow) * 8;
-    T* d = dst + row * kPitch + col;
+    void* d = chunk_at(row, col);
     if (row < rows_valid)
       cp_async_16(d, src + row * token_stride + col);
     else
       *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
   }
+}
+
+// The same into a row-major tile `dst` ([kRows][kPitch] elements).
+template <typename T, int kRows, int D, int kPitch, int kThreads>
+__device__ __forceinline__ void load_tile_async(T* dst, const T* src, int64_t token_stride, int rows_valid) {
+  stage_rows_async<T, kRows, D, kThreads>(src, token_stride, rows_valid,
+                                          [dst](int row, int col) { return dst + row * kPitch + col; });
 }
 
 // Sum and max across the four lanes of a quad (the lanes sharing one row of

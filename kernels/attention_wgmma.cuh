@@ -58,22 +58,12 @@ __host__ __device__ constexpr uint32_t swizzled_offset(int row, int col) {
          uint32_t(((col % 64) / 8) ^ (row % 8)) * 16 + uint32_t(col % 8) * 2;
 }
 
-// Stages rows [0, kRows) of one head of a [N, heads, D] tensor into the
-// swizzled tile at `dst` (1024-byte aligned); rows at or past `rows_valid` are
-// zero-filled. Same contract as load_tile_async; uses all kThreads threads.
+// stage_rows_async into the swizzled tile at `dst` (1024-byte aligned).
 template <typename T, int kRows, int D, int kThreads>
 __device__ __forceinline__ void load_tile_swizzled_async(unsigned char* dst, const T* src, int64_t token_stride,
                                                          int rows_valid) {
-  constexpr int kChunksPerRow = D / 8;  // 16-byte chunks
-  for (int c = threadIdx.x; c < kRows * kChunksPerRow; c += kThreads) {
-    const int row = c / kChunksPerRow;
-    const int col = (c % kChunksPerRow) * 8;
-    unsigned char* d = dst + swizzled_offset<kRows>(row, col);
-    if (row < rows_valid)
-      cp_async_16(d, src + row * token_stride + col);
-    else
-      *reinterpret_cast<uint4*>(d) = make_uint4(0, 0, 0, 0);
-  }
+  stage_rows_async<T, kRows, D, kThreads>(src, token_stride, rows_valid,
+                                          [dst](int row, int col) { return dst + swizzled_offset<kRows>(row, col); });
 }
 
 // wgmma shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"):

@@ -98,9 +98,9 @@ TEST_CASE("adapters with many tokens go dense, the rest through one gather launc
   const std::vector<int64_t> rows = {0, 1, -1, 0, 2};
   const auto routing = AdapterRouting::for_rows(rows, T, M, torch::kCPU);
   REQUIRE(routing.groups.size() == 3);
-  CHECK(routing.groups[0].dense);
-  CHECK_FALSE(routing.groups[1].dense);
-  CHECK_FALSE(routing.groups[2].dense);
+  CHECK(routing.groups[0].dense());
+  CHECK_FALSE(routing.groups[1].dense());
+  CHECK_FALSE(routing.groups[2].dense());
   std::vector<int64_t> per_token;
   std::vector<int32_t> gathered;
   for (const int64_t i : rows)
