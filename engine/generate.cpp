@@ -10,18 +10,29 @@ std::vector<GenerateResult> generate(const Transformer& model,
                                      const std::vector<std::vector<int64_t>>& prompts,
                                      const GenerateOptions& opts) {
   InferenceGuard no_grad;
-  validate_sampling(opts.sampling);
   SP_CHECK_INPUT(!prompts.empty(), "generate: no prompts");
-  SP_CHECK_INPUT(opts.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
   const int64_t B = static_cast<int64_t>(prompts.size());
-  int64_t L = 0;
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    SP_CHECK_INPUT(!prompts[i].empty(), "generate: prompt ", i, " is empty");
-    L = std::max<int64_t>(L, prompts[i].size());
-  }
-  const int64_t V = model.config().vocab_size;
   SP_CHECK_INPUT(opts.adapters.empty() || static_cast<int64_t>(opts.adapters.size()) == B, "generate: ",
                  opts.adapters.size(), " adapter choices for ", B, " prompts");
+  SP_CHECK_INPUT(opts.row_max_new_tokens.empty() || static_cast<int64_t>(opts.row_max_new_tokens.size()) == B,
+                 "generate: ", opts.row_max_new_tokens.size(), " token budgets for ", B, " prompts");
+  SP_CHECK_INPUT(opts.row_sampling.empty() || static_cast<int64_t>(opts.row_sampling.size()) == B, "generate: ",
+                 opts.row_sampling.size(), " sampling settings for ", B, " prompts");
+  std::vector<int64_t> budget(B, opts.max_new_tokens);
+  std::vector<SamplingParams> sampling(B, opts.sampling);
+  if (!opts.row_max_new_tokens.empty()) budget = opts.row_max_new_tokens;
+  if (!opts.row_sampling.empty()) sampling = opts.row_sampling;
+  int64_t L = 0, max_budget = 0;
+  bool greedy = true;
+  for (int64_t b = 0; b < B; ++b) {
+    SP_CHECK_INPUT(!prompts[b].empty(), "generate: prompt ", b, " is empty");
+    SP_CHECK_INPUT(budget[b] >= 0, "--max-new-tokens must be >= 0");
+    validate_sampling(sampling[b]);
+    L = std::max<int64_t>(L, prompts[b].size());
+    max_budget = std::max(max_budget, budget[b]);
+    greedy = greedy && sampling[b].temperature == 0.0;
+  }
+  const int64_t V = model.config().vocab_size;
 
   // Left padding: row b's prompt occupies slots [L - len_b, L).
   auto ids = torch::zeros({B, L}, torch::kInt64);
@@ -41,27 +52,32 @@ std::vector<GenerateResult> generate(const Transformer& model,
     next_pos[b] = len;
   }
   const torch::Device dev = model.device();
-  const bool greedy = opts.sampling.temperature == 0.0;
-  KVCache cache = KVCache::create(model.config(), B, L + std::max<int64_t>(opts.max_new_tokens, 1),
-                                  model.dtype(), dev);
+  KVCache cache = KVCache::create(model.config(), B, L + std::max<int64_t>(max_budget, 1), model.dtype(), dev);
   std::vector<Sampler> samplers;
-  for (int64_t b = 0; b < B; ++b) samplers.emplace_back(opts.sampling, b);
+  // Shared settings: one seed, a stream per row. Per-row settings: each row's
+  // own seed decides its tokens wherever it sits in the batch, as if alone.
+  for (int64_t b = 0; b < B; ++b) samplers.emplace_back(sampling[b], opts.row_sampling.empty() ? b : 0);
   std::vector<GenerateResult> results(B);
-  std::vector<bool> done(B, opts.max_new_tokens == 0);
-  if (opts.max_new_tokens == 0)
-    for (auto& r : results) r.finish_reason = "length";
+  std::vector<bool> done(B, false);
+  auto finish = [&](int64_t b, const char* reason) {
+    done[b] = true;
+    results[b].finish_reason = reason;
+    if (opts.on_finish) opts.on_finish(b, results[b]);
+  };
+  for (int64_t b = 0; b < B; ++b)
+    if (budget[b] == 0) finish(b, "length");
 
   ForwardBatch batch;
   batch.ids = ids.to(dev);
   batch.positions = positions.to(dev);
   batch.valid = valid.to(dev);
   batch.adapter = opts.adapters;
-  for (int64_t step = 0; step < opts.max_new_tokens; ++step) {
+  for (int64_t step = 0; step < max_budget; ++step) {
     auto hidden = model.hidden_states(batch, &cache);
     const auto last = model.logits(hidden.select(1, hidden.size(1) - 1));  // (B, V) float32
-    // Greedy picks on the device (argmax: the lowest id on ties, as the
-    // Sampler) and copies B ids; sampling runs on the host (Sampler), one
-    // (B, V) copy per step.
+    // An all-greedy batch picks on the device (argmax: the lowest id on ties,
+    // as the Sampler) and copies B ids; otherwise every row goes through its
+    // Sampler on the host, one (B, V) copy per step.
     torch::Tensor picked, logits;
     if (greedy) picked = last.argmax(-1).to(torch::kCPU);
     else logits = last.to(torch::kCPU).contiguous();
@@ -74,16 +90,12 @@ std::vector<GenerateResult> generate(const Transformer& model,
       const int64_t tok = greedy ? pick[b] : samplers[b].sample(lp + b * V, V);
       next[b][0] = tok;
       if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), tok) != opts.stop_ids.end()) {
-        done[b] = true;
-        results[b].finish_reason = "stop";
+        finish(b, "stop");
         continue;
       }
       results[b].tokens.push_back(tok);
-      if (opts.on_token) opts.on_token(b, tok);
-      if (static_cast<int64_t>(results[b].tokens.size()) == opts.max_new_tokens) {
-        done[b] = true;
-        results[b].finish_reason = "length";
-      }
+      if (opts.on_token && !opts.on_token(b, tok)) finish(b, "stop");
+      else if (static_cast<int64_t>(results[b].tokens.size()) == budget[b]) finish(b, "length");
       all_done = all_done && done[b];
     }
     if (all_done) break;

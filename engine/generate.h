@@ -1,6 +1,6 @@
-// Batched generation on the CPU path: prompts are left-padded to a common
-// length, prefilled in one forward pass, then decoded one token per step with
-// a KV cache. Finished sequences stop being reported but keep their slot.
+// Batched generation: prompts are left-padded to a common length, prefilled in
+// one forward pass, then decoded one token per step with a KV cache. Finished
+// sequences stop being reported but keep their slot until the batch ends.
 #pragma once
 
 #include <functional>
@@ -12,20 +12,31 @@
 
 namespace synthpert::engine {
 
+struct GenerateResult {
+  std::vector<int64_t> tokens;
+  std::string finish_reason;  // "stop" or "length"
+};
+
 struct GenerateOptions {
   int64_t max_new_tokens = 128;
   SamplingParams sampling;
+  // Per prompt, overriding the two above (empty: every prompt uses them), so
+  // requests with different budgets and sampling share one batch (serving).
+  // With row_sampling a row's tokens depend on its own seed alone, not on its
+  // place in the batch (with the shared one, each row draws its own stream).
+  std::vector<int64_t> row_max_new_tokens;
+  std::vector<SamplingParams> row_sampling;
   std::vector<int64_t> stop_ids;  // e.g. the model's EOS ids; not included in the output
   // Per prompt: the index of the adapter (Transformer::adapter_names) it runs
   // with, -1 for the base model; empty: every prompt runs without the bank.
   std::vector<int64_t> adapters;
-  // Called for every new token of every unfinished sequence, in order.
-  std::function<void(size_t sequence, int64_t token)> on_token;
-};
-
-struct GenerateResult {
-  std::vector<int64_t> tokens;
-  std::string finish_reason;  // "stop" or "length"
+  // Called for every new token of every unfinished sequence, in order. Returning
+  // false ends that sequence with finish_reason "stop" (a stop string was
+  // written, the client went away); the token stays in its output.
+  std::function<bool(size_t sequence, int64_t token)> on_token;
+  // Called once per sequence as soon as it finishes, so a caller can answer it
+  // while the rest of the batch goes on.
+  std::function<void(size_t sequence, const GenerateResult& result)> on_finish;
 };
 
 std::vector<GenerateResult> generate(const Transformer& model,

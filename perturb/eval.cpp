@@ -149,7 +149,8 @@ std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const Clas
 }
 
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
-                                                 const std::vector<Row>& rows, size_t begin, size_t end) {
+                                                 const std::vector<Row>& rows, size_t begin, size_t end,
+                                                 int64_t adapter) {
   std::vector<std::array<double, 3>> out;
   size_t i = begin;
   while (i < end) {
@@ -164,7 +165,8 @@ std::vector<std::array<double, 3>> score_answers(const engine::Transformer& mode
       prompts.push_back(std::move(p));
     }
     const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
-    const auto logp = engine::score_continuations(model, prompts, candidates);
+    const std::vector<int64_t> adapters = adapter < 0 ? std::vector<int64_t>{} : std::vector<int64_t>(prompts.size(), adapter);
+    const auto logp = engine::score_continuations(model, prompts, candidates, adapters);
     for (const auto& lp : logp) out.push_back({lp[0], lp[1], lp[2]});
     i = j;
   }
@@ -172,9 +174,9 @@ std::vector<std::array<double, 3>> score_answers(const engine::Transformer& mode
 }
 
 ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
-                       size_t begin, size_t end, bool blind_view) {
+                       size_t begin, size_t end, bool blind_view, int64_t adapter) {
   ViewScores s;
-  s.named = score_answers(model, enc, rows, begin, end);
+  s.named = score_answers(model, enc, rows, begin, end, adapter);
   if (!blind_view) {
     s.combined = s.named;
     return s;
@@ -182,7 +184,7 @@ ViewScores score_views(const engine::Transformer& model, const PromptEncoder& en
   std::vector<Row> blind;
   blind.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) blind.push_back(perturb::blind_view(rows[i]));
-  s.blind = score_answers(model, enc, blind, 0, blind.size());
+  s.blind = score_answers(model, enc, blind, 0, blind.size(), adapter);
   s.combined.resize(s.named.size());
   for (size_t k = 0; k < s.named.size(); ++k)
     for (int c = 0; c < 3; ++c) s.combined[k][c] = 0.5 * (s.named[k][c] + s.blind[k][c]);

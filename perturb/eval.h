@@ -49,9 +49,11 @@ struct EvalConfig {
 };
 
 // Log-likelihoods of the three answers (label_index order) after each row's
-// prompt; rows whose answer tokens agree share one batched call.
+// prompt; rows whose answer tokens agree share one batched call. `adapter`:
+// the model's bank adapter every row runs with (-1: none; serving).
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
-                                                 const std::vector<Row>& rows, size_t begin, size_t end);
+                                                 const std::vector<Row>& rows, size_t begin, size_t end,
+                                                 int64_t adapter = -1);
 
 // score_answers of the rows as written and, with `blind_view`, of their
 // name-blind views; `combined` is the mean of the two (or the named scores).
@@ -59,7 +61,7 @@ struct ViewScores {
   std::vector<std::array<double, 3>> combined, named, blind;
 };
 ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
-                       size_t begin, size_t end, bool blind_view);
+                       size_t begin, size_t end, bool blind_view, int64_t adapter = -1);
 
 // Probabilities of the three answers from log-likelihoods plus offsets.
 std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets);

@@ -57,6 +57,55 @@ TEST_CASE("left-padded batched generation equals one-by-one generation", "[engin
   }
 }
 
+TEST_CASE("per-row budgets and sampling in one batch equal each row run alone", "[engine][kv][sampling]") {
+  test::TempDir dir("rows");
+  const auto model = make_model(dir, Arch::kLlama);
+  const int64_t V = model.config().vocab_size;
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(4, V, 21), test::random_ids(8, V, 22),
+                                                     test::random_ids(2, V, 23)};
+  GenerateOptions opts;
+  opts.row_max_new_tokens = {5, 0, 9};
+  opts.row_sampling = {{0.0, 0, 1.0, 0}, {1.1, 0, 0.9, 7}, {1.3, 5, 1.0, 8}};
+  // The second row has no budget and finishes before the prefill. on_finish
+  // sees each row once, with its final result.
+  std::vector<int> finished(prompts.size(), 0);
+  std::vector<std::vector<int64_t>> streamed(prompts.size());
+  opts.on_token = [&](size_t row, int64_t tok) {
+    streamed[row].push_back(tok);
+    return true;
+  };
+  std::vector<GenerateResult> seen(prompts.size());
+  opts.on_finish = [&](size_t row, const GenerateResult& r) {
+    ++finished[row];
+    seen[row] = r;
+  };
+  const auto batched = generate(model, prompts, opts);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    GenerateOptions alone;
+    alone.max_new_tokens = opts.row_max_new_tokens[i];
+    alone.sampling = opts.row_sampling[i];
+    const auto single = generate(model, {prompts[i]}, alone)[0];
+    CHECK(batched[i].tokens == single.tokens);
+    CHECK(batched[i].finish_reason == "length");
+    CHECK(finished[i] == 1);
+    CHECK(seen[i].tokens == batched[i].tokens);
+    CHECK(streamed[i] == batched[i].tokens);
+  }
+  CHECK(batched[0].tokens.size() == 5);
+  CHECK(batched[1].tokens.empty());
+  CHECK(batched[2].tokens.size() == 9);
+
+  // A callback returning false ends its row with "stop", keeping the token.
+  opts.on_token = [](size_t row, int64_t) { return row != 2; };
+  opts.on_finish = nullptr;
+  const auto cut = generate(model, prompts, opts);
+  CHECK(cut[2].finish_reason == "stop");
+  CHECK(cut[2].tokens == std::vector<int64_t>{batched[2].tokens[0]});
+  CHECK(cut[0].tokens == batched[0].tokens);
+  opts.row_sampling.pop_back();
+  CHECK_THROWS_WITH(generate(model, prompts, opts), Catch::Contains("2 sampling settings for 3 prompts"));
+}
+
 TEST_CASE("greedy generation continues with the argmax of full recompute", "[engine][kv]") {
   test::TempDir dir("greedy");
   const auto model = make_model(dir, Arch::kQwen2);
