@@ -24,6 +24,7 @@ pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 # Debian ships cpp-httplib as a compiled library found through pkg-config.
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+find_package(Threads REQUIRED)
 
 # libtorch's CMake config adds its flags to TORCH_CXX_FLAGS (the C++11 ABI
 # setting must match the library). Apply them to our C++ code only.

@@ -67,6 +67,13 @@ torch::Device parse_device(const std::string& name) {
   return d;
 }
 
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "f32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "f16") return torch::kFloat16;
+  throw InputError(str_cat("--dtype: expected f32, bf16 or f16, got '", name, "'"));
+}
+
 namespace {
 
 // Row b's page j is page b * pages + j: the cache tensor read as pages.

@@ -99,6 +99,8 @@ AttentionPath attention_path_from_env();
 enum class RowwisePath { kAuto, kTorch, kFused };
 
 // Parses "cpu" / "cuda" / "cuda:N"; refuses CUDA when libtorch has none.
+// "f32" | "bf16" | "f16" (the --dtype flags); throws InputError otherwise.
+torch::ScalarType parse_dtype(const std::string& name);
 torch::Device parse_device(const std::string& name);
 
 class Transformer {

@@ -65,13 +65,6 @@ std::vector<json> read_done(const std::string& path) {
   return done;
 }
 
-torch::ScalarType parse_dtype(const std::string& d) {
-  if (d == "f32") return torch::kFloat32;
-  if (d == "bf16") return torch::kBFloat16;
-  if (d == "f16") return torch::kFloat16;
-  throw InputError(str_cat("--dtype: expected f32, bf16 or f16, got '", d, "'"));
-}
-
 Prediction base_prediction(const Row& r) {
   Prediction p;
   p.cell_type = r.cell_type;
@@ -87,13 +80,6 @@ std::string percent(int64_t part, size_t whole) {
   return buf;
 }
 
-Label argmax3(const std::array<double, 3>& p) {
-  int best = 0;
-  for (int k = 1; k < 3; ++k)
-    if (p[k] > p[best]) best = k;
-  return static_cast<Label>(best);
-}
-
 std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
                               const std::vector<Row>& rows, size_t begin, size_t end) {
   const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view);
@@ -101,7 +87,7 @@ std::vector<json> score_batch(const engine::Transformer& model, const PromptEnco
   for (size_t k = 0; k < s.combined.size(); ++k) {
     Prediction p = base_prediction(rows[begin + k]);
     p.probs = answer_probs(s.combined[k], cfg.offsets);
-    p.prediction = argmax3(*p.probs);
+    p.prediction = argmax_label(*p.probs);
     json line = prediction_to_json(p);
     line["logprobs"] = s.combined[k];
     if (cfg.blind_view) line["logprobs_views"] = {s.named[k], s.blind[k]};
@@ -137,6 +123,13 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
 }
 
 }  // namespace
+
+Label argmax_label(const std::array<double, 3>& p) {
+  int best = 0;
+  for (int k = 1; k < 3; ++k)
+    if (p[k] > p[best]) best = k;
+  return static_cast<Label>(best);
+}
 
 std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets) {
   std::array<double, 3> z{};
@@ -241,7 +234,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
 
   if (done.size() < rows.size()) {
     engine::LoadOptions lo;
-    lo.dtype = parse_dtype(cfg.dtype);
+    lo.dtype = engine::parse_dtype(cfg.dtype);
     lo.device = engine::parse_device(cfg.device);
     auto model = engine::Transformer::load(cfg.model_dir, lo);
     if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);

@@ -65,6 +65,8 @@ ViewScores score_views(const engine::Transformer& model, const PromptEncoder& en
 
 // Probabilities of the three answers from log-likelihoods plus offsets.
 std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets);
+// The prediction from answer probabilities (label_index order; ties: the first).
+Label argmax_label(const std::array<double, 3>& probs);
 
 // Runs (or resumes) the evaluation into `out_dir`; returns the metrics JSON
 // ({"model": ..., "baselines": {...}, "rows", "config"}).

@@ -104,31 +104,29 @@ std::string OutcomeProfile::describe(const Row& row) const {
   return out;
 }
 
-void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) {
-  PairEvidence ev;
-  ev.add(data.train);
-  ev.add(data.other_train);
-  ev.attach(rows);
-  auto pert = OutcomeProfile::pert_effect(), gene = OutcomeProfile::gene_profile(), here = OutcomeProfile::gene_here();
-  auto all = OutcomeProfile::gene_all();
-  for (auto* p : {&pert, &gene, &here, &all}) {
-    p->add(data.train);
-    p->add(data.other_train);
-  }
-  SimilarPerts similar;  // left empty on holdout splits, so it describes every row as ""
-  if (!data.holdout) {
-    similar.add(data.train);
-    similar.add(data.other_train);
-  }
-  for (auto& r : rows) {
-    r.context.pert_effect = pert.describe(r);
-    r.context.gene_profile = gene.describe(r);
-    // A held-out line has no training rows: its test rows would always read
-    // "none", so training rows must too.
-    r.context.gene_here = data.holdout ? "" : here.describe(r);
-    r.context.gene_all = all.describe(r);
-    r.context.gene_similar = similar.describe(r);
+SplitEvidence::SplitEvidence(const SplitData& data)
+    : holdout_(data.holdout), pert_(OutcomeProfile::pert_effect()), gene_(OutcomeProfile::gene_profile()),
+      here_(OutcomeProfile::gene_here()), all_(OutcomeProfile::gene_all()) {
+  for (const auto* rows : {&data.train, &data.other_train}) {
+    pairs_.add(*rows);
+    for (auto* p : {&pert_, &gene_, &here_, &all_}) p->add(*rows);
+    if (!holdout_) similar_.add(*rows);
   }
 }
+
+void SplitEvidence::attach(std::vector<Row>& rows) {
+  pairs_.attach(rows);
+  for (auto& r : rows) {
+    r.context.pert_effect = pert_.describe(r);
+    r.context.gene_profile = gene_.describe(r);
+    // A held-out line has no training rows: its test rows would always read
+    // "none", so training rows must too.
+    r.context.gene_here = holdout_ ? "" : here_.describe(r);
+    r.context.gene_all = all_.describe(r);
+    r.context.gene_similar = similar_.describe(r);
+  }
+}
+
+void attach_split_evidence(const SplitData& data, std::vector<Row>& rows) { SplitEvidence(data).attach(rows); }
 
 }  // namespace synthpert::perturb

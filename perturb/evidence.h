@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "perturb/data.h"
+#include "perturb/similar_perts.h"
 
 namespace synthpert::perturb {
 
@@ -104,10 +105,24 @@ class OutcomeProfile {
 };
 
 struct SplitData;
-// Attaches the RowContext of `rows` from a split's training rows (and, for
-// default:CELL splits, the other cell lines' training rows); {gene_here} and
+// The RowContext of rows from a split's training rows (and, for default:CELL
+// splits, the other cell lines' training rows); {gene_here} and
 // {gene_similar} only on default splits, where test rows have training rows
-// of their own line.
+// of their own line. Counted once, attached to any number of rows (the
+// server attaches one row per request).
+class SplitEvidence {
+ public:
+  explicit SplitEvidence(const SplitData& data);
+  // Not const: SimilarPerts remembers the neighbours it has ranked.
+  void attach(std::vector<Row>& rows);
+
+ private:
+  bool holdout_;
+  PairEvidence pairs_;
+  OutcomeProfile pert_, gene_, here_, all_;
+  SimilarPerts similar_;  // left empty on holdout splits, so it describes every row as ""
+};
+
 void attach_split_evidence(const SplitData& data, std::vector<Row>& rows);
 
 }  // namespace synthpert::perturb

@@ -25,13 +25,6 @@ using nlohmann::json;
 
 namespace {
 
-torch::ScalarType parse_dtype(const std::string& name) {
-  if (name == "f32") return torch::kFloat32;
-  if (name == "bf16") return torch::kBFloat16;
-  if (name == "f16") return torch::kFloat16;
-  throw InputError(str_cat("--dtype: expected f32, bf16 or f16, got '", name, "'"));
-}
-
 TrainBatch make_batch(const TrainOptions& o, const std::vector<SftExample>& ex,
                       const std::vector<int64_t>& idx) {
   return o.packing ? collate_packed(ex, idx, o.max_seq_len) : collate_padded(ex, idx);
@@ -117,7 +110,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   }
 
   engine::LoadOptions lo;
-  lo.dtype = parse_dtype(o.dtype);
+  lo.dtype = engine::parse_dtype(o.dtype);
   lo.nf4 = o.qlora;
   lo.nf4_double_quant = o.double_quant;
   SP_CHECK_INPUT(o.qlora || !o.double_quant, "--double-quant needs --qlora (it quantises the NF4 scales)");

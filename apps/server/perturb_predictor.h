@@ -1,0 +1,54 @@
+// POST /v1/predict: one PerturbQA question answered the way `synthpert eval
+// --mode score` answers a row (the three answers' log-likelihoods after the
+// prompt, plus decision offsets, softmaxed; the label is their argmax), with
+// the model's own written reasoning beside it on request.
+//
+// The prompt template, chat mode, cell rendering, offsets and blind view are
+// the server's (serve flags), as eval's flags are eval's: serve a student with
+// the settings it was evaluated with. A template with evidence placeholders
+// reads its counts from a PerturbQA split's training rows, loaded once.
+#pragma once
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "apps/server/requests.h"
+#include "engine/model.h"
+#include "perturb/calibration.h"
+#include "perturb/evidence.h"
+#include "perturb/prompt_encoder.h"
+
+namespace synthpert::server {
+
+struct PredictConfig {
+  std::string prompt = "reasoning";  // template name or file
+  perturb::ChatMode chat = perturb::ChatMode::kAuto;
+  std::string chat_template_file;
+  std::string prompt_cell;
+  perturb::ClassOffsets offsets;
+  bool blind_view = false;
+  std::string data_dir, split;   // evidence source, for templates that need one
+  int64_t reasoning_max_tokens = 512;
+};
+
+// The predict settings an evaluation ran with, from its eval_config.json
+// (`synthpert eval` writes it), so a student is served as it was scored.
+PredictConfig predict_config_from_eval(const std::string& eval_config_path);
+
+class PerturbPredictor {
+ public:
+  PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg);
+
+  // Runs on the inference worker (it uses the model and its own memo).
+  nlohmann::json predict(const engine::Transformer& model, const PredictRequest& req, int64_t adapter);
+
+  nlohmann::json describe() const;  // the settings, for GET /health
+
+ private:
+  PredictConfig cfg_;
+  perturb::PromptEncoder enc_;
+  std::unique_ptr<perturb::SplitEvidence> evidence_;  // set when the template uses evidence
+};
+
+}  // namespace synthpert::server
