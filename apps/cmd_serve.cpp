@@ -52,7 +52,10 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--chat-template", c.chat_template_file, "Jinja template file used instead of the model's");
   cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
   cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
-  cmd.add_option("--max-batch", c.max_batch, "generation requests batched into one forward")->capture_default_str();
+  cmd.add_option("--max-batch", c.max_batch, "sequences generated at once (continuous batching)")->capture_default_str();
+  cmd.add_option("--max-context", c.max_context,
+                 "tokens per sequence, prompt + completion (at most the model's; the KV cache holds max-batch x this)")
+      ->capture_default_str();
   cmd.add_option("--max-tokens", c.max_tokens_cap, "completion budget of a request that names none")
       ->capture_default_str();
   cmd.add_option("--http-threads", c.http_threads, "HTTP worker threads (each streaming client holds one)")

@@ -115,6 +115,32 @@ void KVCache::select_rows(const torch::Tensor& rows) {
   block_table = identity_block_table(static_cast<int64_t>(lengths.size()), capacity / kPageSize, key_position.device());
 }
 
+KVCache KVCache::row_range(int64_t begin, int64_t count) const {
+  SP_CHECK(begin >= 0 && count > 0 && begin + count <= static_cast<int64_t>(lengths.size()), "KV cache rows [",
+           begin, ", ", begin + count, ") outside its ", lengths.size(), " rows");
+  KVCache view;
+  view.token_major = token_major;
+  view.capacity = capacity;
+  // Narrowing the leading dimension of a contiguous tensor keeps it
+  // contiguous with the same row stride, so the identity block table below
+  // addresses the view's pages from its own first row.
+  for (const auto& t : k) view.k.push_back(t.narrow(0, begin, count));
+  for (const auto& t : v) view.v.push_back(t.narrow(0, begin, count));
+  view.key_position = key_position.narrow(0, begin, count);
+  view.lengths.assign(lengths.begin() + begin, lengths.begin() + begin + count);
+  view.block_table = identity_block_table(count, capacity / kPageSize, key_position.device());
+  return view;
+}
+
+void KVCache::move_row(int64_t from, int64_t to) {
+  const int64_t n = lengths.at(static_cast<size_t>(from));
+  lengths.at(static_cast<size_t>(to)) = n;
+  if (n == 0) return;
+  for (auto* layers : {&k, &v})
+    for (auto& t : *layers) by_token(t).select(0, to).narrow(0, 0, n).copy_(by_token(t).select(0, from).narrow(0, 0, n));
+  key_position.select(0, to).narrow(0, 0, n).copy_(key_position.select(0, from).narrow(0, 0, n));
+}
+
 int64_t KVCache::max_length() const {
   return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
 }

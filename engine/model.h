@@ -46,6 +46,12 @@ struct KVCache {
                         torch::ScalarType dtype, torch::Device device, KVLayout layout = KVLayout::kAuto);
   // Keeps only the given rows, in that order (e.g. one copy per candidate).
   void select_rows(const torch::Tensor& rows);
+  // Rows [begin, begin + count) as a cache of their own that shares this
+  // one's storage (a forward on it writes here); its lengths are a copy, to
+  // be written back by the caller (BatchScheduler's row pool).
+  KVCache row_range(int64_t begin, int64_t count) const;
+  // Copies row `from` (its filled slots and length) over row `to`.
+  void move_row(int64_t from, int64_t to);
   int64_t max_length() const;
   bool empty() const { return max_length() == 0; }
   // A layer's tensor as (B, capacity, Hkv, D) or (B, Hkv, capacity, D) views.
@@ -99,9 +105,9 @@ AttentionPath attention_path_from_env();
 enum class RowwisePath { kAuto, kTorch, kFused };
 
 // Parses "cpu" / "cuda" / "cuda:N"; refuses CUDA when libtorch has none.
+torch::Device parse_device(const std::string& name);
 // "f32" | "bf16" | "f16" (the --dtype flags); throws InputError otherwise.
 torch::ScalarType parse_dtype(const std::string& name);
-torch::Device parse_device(const std::string& name);
 
 class Transformer {
  public:

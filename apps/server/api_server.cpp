@@ -83,7 +83,7 @@ struct ApiServer::Impl {
   void routes();
 
   int64_t resolve_model(const std::string& requested) const;
-  int64_t context_length() const { return model.config().max_position_embeddings; }
+  int64_t context_length() const { return worker->capacity(); }
   Prepared prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d);
   std::string new_id(const char* prefix);
   uint64_t random_seed();
@@ -120,6 +120,7 @@ engine::Transformer load_model(const ServeConfig& c) {
 ApiServer::Impl::Impl(const ServeConfig& c)
     : cfg(c), name(c.served_name.empty() ? folder_name(c.model_dir) : c.served_name), model(load_model(c)) {
   SP_CHECK_INPUT(cfg.max_batch >= 1, "--max-batch must be >= 1");
+  SP_CHECK_INPUT(cfg.max_context >= 2, "--max-context must be >= 2");
   SP_CHECK_INPUT(cfg.max_tokens_cap >= 1, "--max-tokens must be >= 1");
   SP_CHECK_INPUT(cfg.http_threads >= 2, "--http-threads must be >= 2");
   tok = tokenizer::Tokenizer::load(cfg.model_dir);
@@ -143,7 +144,8 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   for (int64_t id : model.config().eos_token_ids)
     if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
   predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
-  worker = std::make_unique<InferenceWorker>(model, stop_ids, cfg.max_batch);
+  worker = std::make_unique<InferenceWorker>(
+      model, stop_ids, cfg.max_batch, std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings));
   routes();
 }
 
@@ -196,11 +198,11 @@ Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int
 std::shared_ptr<Generation> ApiServer::Impl::start(const Prepared& p) {
   auto g = std::make_shared<Generation>(
       [this](const std::vector<int64_t>& ids) { return tok->decode(ids, /*skip_special=*/true); }, p.decode.stop);
-  GenerationJob job;
+  engine::SequenceRequest job;
   job.prompt = p.prompt;
   job.adapter = p.adapter;
-  job.max_tokens = p.max_tokens;
-  job.sampling = p.decode.sampling;
+  job.max_new_tokens = p.max_tokens;
+  job.sampling = p.decode.sampling;  // stream 0: the seed alone decides the draws
   job.on_token = [g](int64_t token) {
     if (g->channel.abandoned()) return false;
     std::string piece = g->text.push(token);
@@ -367,7 +369,7 @@ json ApiServer::Impl::health() const {
           {"dtype", cfg.dtype},
           {"chat_template", chat.has_value()},
           {"context_length", context_length()},
-          {"queue", {{"waiting", s.queued}, {"batches", s.batches}, {"rows", s.rows}, {"largest_batch", s.max_rows}}},
+          {"queue", {{"waiting", s.waiting}, {"running", s.running}, {"steps", s.steps}, {"largest_batch", s.largest_batch}}},
           {"predict", predictor->describe()}};
 }
 

@@ -7,6 +7,8 @@
 // A request's `model` picks the base model (its served name, or omitted) or
 // one of the adapters loaded with --adapter NAME=DIR; every adapter sits in
 // one bank, so requests for different adapters share a batch.
+// Generation runs as a continuous batch (engine/batch_scheduler.h): requests
+// join between forward passes and leave as they finish.
 //
 // Threads: httplib's pool parses requests, renders and tokenizes prompts and
 // writes responses; the model runs on the InferenceWorker's thread alone.
@@ -31,7 +33,8 @@ struct ServeConfig {
   std::string api_key;      // empty: no authentication
   std::string chat_template_file;
   std::string device = "cpu", dtype = "f32";
-  int64_t max_batch = 16;        // generation requests per forward batch
+  int64_t max_batch = 16;        // sequences generated at once (rows of the continuous batch)
+  int64_t max_context = 4096;    // tokens per sequence (prompt + completion); the KV cache holds max_batch x this
   int64_t max_tokens_cap = 2048; // completion budget when a request names none
   int http_threads = 32;         // each streaming client holds one
   PredictConfig predict;

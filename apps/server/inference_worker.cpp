@@ -5,9 +5,13 @@
 
 namespace synthpert::server {
 
-InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_batch)
-    : model_(model), stop_ids_(std::move(stop_ids)), max_batch_(std::max<int64_t>(max_batch, 1)),
-      thread_([this] { loop(); }) {}
+namespace {
+constexpr const char* kShuttingDown = "the server is shutting down";
+}
+
+InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_rows,
+                                 int64_t capacity)
+    : capacity_(capacity), scheduler_(model, max_rows, capacity, std::move(stop_ids)), thread_([this] { loop(); }) {}
 
 InferenceWorker::~InferenceWorker() {
   std::deque<Item> left;
@@ -18,23 +22,23 @@ InferenceWorker::~InferenceWorker() {
   }
   wake_.notify_all();
   for (auto& item : left) {
-    if (auto* job = std::get_if<GenerationJob>(&item)) job->on_error("the server is shutting down");
-    else std::get<Task>(item).on_error("the server is shutting down");
+    if (auto* r = std::get_if<engine::SequenceRequest>(&item)) r->on_error(kShuttingDown);
+    else std::get<Task>(item).on_error(kShuttingDown);
   }
   thread_.join();
 }
 
-void InferenceWorker::submit(GenerationJob job) {
+void InferenceWorker::submit(engine::SequenceRequest request) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!stopping_) {
-      queue_.emplace_back(std::move(job));
-      ++stats_.queued;
+      queue_.emplace_back(std::move(request));
+      stats_.waiting = static_cast<int64_t>(queue_.size());
       wake_.notify_one();
       return;
     }
   }
-  job.on_error("the server is shutting down");
+  request.on_error(kShuttingDown);
 }
 
 void InferenceWorker::submit_task(std::function<void()> task, std::function<void(const std::string&)> on_error) {
@@ -42,12 +46,12 @@ void InferenceWorker::submit_task(std::function<void()> task, std::function<void
     std::lock_guard<std::mutex> lock(mutex_);
     if (!stopping_) {
       queue_.emplace_back(Task{std::move(task), on_error});
-      ++stats_.queued;
+      stats_.waiting = static_cast<int64_t>(queue_.size());
       wake_.notify_one();
       return;
     }
   }
-  on_error("the server is shutting down");
+  on_error(kShuttingDown);
 }
 
 InferenceWorker::Stats InferenceWorker::stats() const {
@@ -57,25 +61,33 @@ InferenceWorker::Stats InferenceWorker::stats() const {
 
 void InferenceWorker::loop() {
   for (;;) {
-    std::vector<GenerationJob> batch;
+    std::vector<engine::SequenceRequest> joining;
     Task task;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      // Queue order is kept: a task waits for the generation jobs ahead of it
-      // and the jobs behind it wait for the task.
-      if (auto* t = std::get_if<Task>(&queue_.front())) {
-        task = std::move(*t);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !scheduler_.idle(); });
+      if (stopping_) break;
+      // Queue order is kept: requests at the front join while rows are free;
+      // a task at the front runs before the requests behind it.
+      int64_t free_rows = scheduler_.max_rows() - scheduler_.running() - scheduler_.waiting();
+      while (!queue_.empty() && free_rows > 0 && std::holds_alternative<engine::SequenceRequest>(queue_.front())) {
+        joining.push_back(std::move(std::get<engine::SequenceRequest>(queue_.front())));
         queue_.pop_front();
-      } else {
-        while (!queue_.empty() && static_cast<int64_t>(batch.size()) < max_batch_ &&
-               std::holds_alternative<GenerationJob>(queue_.front())) {
-          batch.push_back(std::move(std::get<GenerationJob>(queue_.front())));
-          queue_.pop_front();
-        }
+        --free_rows;
       }
-      stats_.queued = static_cast<int64_t>(queue_.size());
+      if (!queue_.empty() && std::holds_alternative<Task>(queue_.front())) {
+        task = std::move(std::get<Task>(queue_.front()));
+        queue_.pop_front();
+      }
+      stats_.waiting = static_cast<int64_t>(queue_.size());
+    }
+    for (auto& r : joining) {
+      auto on_error = r.on_error;
+      try {
+        scheduler_.add(std::move(r));
+      } catch (const std::exception& e) {
+        on_error(e.what());
+      }
     }
     if (task.run) {
       try {
@@ -83,43 +95,19 @@ void InferenceWorker::loop() {
       } catch (const std::exception& e) {
         task.on_error(e.what());
       }
-    } else {
-      run_batch(batch);
     }
-  }
-}
-
-void InferenceWorker::run_batch(std::vector<GenerationJob>& jobs) {
-  {
+    if (scheduler_.idle()) continue;
+    try {
+      scheduler_.step();
+    } catch (const std::exception& e) {
+      scheduler_.fail_all(e.what());
+    }
     std::lock_guard<std::mutex> lock(mutex_);
-    ++stats_.batches;
-    stats_.rows += static_cast<int64_t>(jobs.size());
-    stats_.max_rows = std::max<int64_t>(stats_.max_rows, static_cast<int64_t>(jobs.size()));
+    ++stats_.steps;
+    stats_.running = scheduler_.running();
+    stats_.largest_batch = std::max(stats_.largest_batch, scheduler_.last_step_rows());
   }
-  std::vector<std::vector<int64_t>> prompts;
-  engine::GenerateOptions opts;
-  opts.stop_ids = stop_ids_;
-  bool any_adapter = false;
-  for (const auto& j : jobs) {
-    prompts.push_back(j.prompt);
-    opts.row_max_new_tokens.push_back(j.max_tokens);
-    opts.row_sampling.push_back(j.sampling);
-    opts.adapters.push_back(j.adapter);
-    any_adapter = any_adapter || j.adapter >= 0;
-  }
-  if (!any_adapter) opts.adapters.clear();  // the plain forward, no bank routing
-  std::vector<bool> answered(jobs.size(), false);
-  opts.on_token = [&](size_t row, int64_t token) { return jobs[row].on_token(token); };
-  opts.on_finish = [&](size_t row, const engine::GenerateResult& r) {
-    answered[row] = true;
-    jobs[row].on_finish(r);
-  };
-  try {
-    engine::generate(model_, prompts, opts);
-  } catch (const std::exception& e) {
-    for (size_t i = 0; i < jobs.size(); ++i)
-      if (!answered[i]) jobs[i].on_error(e.what());
-  }
+  scheduler_.fail_all(kShuttingDown);
 }
 
 }  // namespace synthpert::server

@@ -7,7 +7,8 @@
 // Usage: node openai_sdk_test.cjs SYNTHPERT_BINARY WORK_DIR TOKENIZER_DIR
 // (NODE_PATH must reach the `openai` package). Exits non-zero on any failure.
 'use strict';
-const { spawn, execFileSync } = require('node:child_process');
+const { spawn, execFile } = require('node:child_process');
+const { promisify } = require('node:util');
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
@@ -30,15 +31,21 @@ async function check(name, fn) {
   }
 }
 
-function cli(args) {
-  return JSON.parse(execFileSync(bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+// Child processes run asynchronously: a blocked event loop would keep
+// undici's idle-connection timers from firing, and a later request would go
+// out on a keep-alive socket the server has since closed.
+const execFileAsync = promisify(execFile);
+
+async function cli(args) {
+  const { stdout } = await execFileAsync(bin, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return JSON.parse(stdout);
 }
 
 // A tiny random Llama with the real Llama-3.1 tokenizer and chat template.
-function makeModel() {
+async function makeModel() {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
-  cli(['init-model', '--arch', 'llama', '--preset', 'tiny', '--vocab-size', '128256', '--seed', '5', '--jitter',
+  await cli(['init-model', '--arch', 'llama', '--preset', 'tiny', '--vocab-size', '128256', '--seed', '5', '--jitter',
        '--out', model]);
   for (const f of ['tokenizer.json', 'tokenizer_config.json'])
     fs.copyFileSync(path.join(tokenizerDir, f), path.join(model, f));
@@ -107,7 +114,7 @@ function startServer(extra = []) {
 }
 
 // `synthpert generate` for the same prompt: the reference output.
-function reference({ messages, prompt, ids, maxTokens, temperature = 0, topP = 1, seed = 0, withAdapter = false }) {
+async function reference({ messages, prompt, ids, maxTokens, temperature = 0, topP = 1, seed = 0, withAdapter = false }) {
   const args = ['generate', '--model', model, '--max-new-tokens', String(maxTokens), '--temperature', String(temperature),
                 '--top-p', String(topP), '--seed', String(seed)];
   if (withAdapter) args.push('--adapter', adapter);
@@ -120,7 +127,7 @@ function reference({ messages, prompt, ids, maxTokens, temperature = 0, topP = 1
   } else {
     args.push('--ids', ids.join(','));
   }
-  return cli(args);
+  return await cli(args);
 }
 
 function safeStop(text) {
@@ -133,7 +140,7 @@ function safeStop(text) {
 }
 
 async function main() {
-  const cfg = makeModel();
+  const cfg = await makeModel();
   writeAdapter(cfg);
   const server = await startServer();
   const baseURL = `${server.info.listening}/v1`;
@@ -155,7 +162,7 @@ async function main() {
   });
 
   await check('greedy chat equals `synthpert generate --messages`, usage counts its tokens', async () => {
-    const ref = reference({ messages: chat, maxTokens: 12 });
+    const ref = await reference({ messages: chat, maxTokens: 12 });
     const res = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 12, temperature: 0 });
     assert.equal(res.object, 'chat.completion');
     assert.equal(res.choices[0].message.role, 'assistant');
@@ -166,8 +173,8 @@ async function main() {
   });
 
   await check('the adapter is chosen by model name and equals `generate --adapter`', async () => {
-    const ref = reference({ messages: chat, maxTokens: 12, withAdapter: true });
-    const base = reference({ messages: chat, maxTokens: 12 });
+    const ref = await reference({ messages: chat, maxTokens: 12, withAdapter: true });
+    const base = await reference({ messages: chat, maxTokens: 12 });
     assert.notEqual(ref.text, base.text, 'the test adapter should change the output');
     const res = await client.chat.completions.create({ model: 'a1', messages: chat, max_tokens: 12, temperature: 0 });
     assert.equal(res.choices[0].message.content, ref.text);
@@ -175,7 +182,7 @@ async function main() {
   });
 
   await check('streamed chat deltas join to the seeded sampled reference; usage chunk last', async () => {
-    const ref = reference({ messages: chat, maxTokens: 20, temperature: 0.9, topP: 0.95, seed: 11 });
+    const ref = await reference({ messages: chat, maxTokens: 20, temperature: 0.9, topP: 0.95, seed: 11 });
     const stream = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 20, temperature: 0.9,
                                                           top_p: 0.95, seed: 11, stream: true,
                                                           stream_options: { include_usage: true } });
@@ -196,13 +203,13 @@ async function main() {
   });
 
   await check('completions from text and from token ids equal `generate --prompt` / `--ids`', async () => {
-    const refText = reference({ prompt: 'The knockdown of GATA1', maxTokens: 10, temperature: 1, seed: 3 });
+    const refText = await reference({ prompt: 'The knockdown of GATA1', maxTokens: 10, temperature: 1, seed: 3 });
     const a = await client.completions.create({ model: name, prompt: 'The knockdown of GATA1', max_tokens: 10, seed: 3 });
     assert.equal(a.object, 'text_completion');
     assert.equal(a.choices[0].text, refText.text);
     // The same prompt as token ids (BOS included, as --prompt encodes it), to the adapter.
     const ids = refText.prompt_ids;
-    const refAdapter = reference({ prompt: 'The knockdown of GATA1', maxTokens: 6, withAdapter: true });
+    const refAdapter = await reference({ prompt: 'The knockdown of GATA1', maxTokens: 6, withAdapter: true });
     const b = await client.completions.create({ model: 'a1', prompt: ids, max_tokens: 6, temperature: 0 });
     assert.equal(b.choices[0].text, refAdapter.text);
     assert.deepEqual(b.usage, { prompt_tokens: ids.length, completion_tokens: refAdapter.ids.length,
@@ -210,7 +217,7 @@ async function main() {
   });
 
   await check('a stop string ends the text before it, finish_reason stop (also when streamed)', async () => {
-    const ref = reference({ prompt: 'Gene regulation', maxTokens: 24, temperature: 1, seed: 21 });
+    const ref = await reference({ prompt: 'Gene regulation', maxTokens: 24, temperature: 1, seed: 21 });
     const stop = safeStop(ref.text);
     assert.ok(stop, `no usable stop string in ${JSON.stringify(ref.text)}`);
     const want = ref.text.slice(0, ref.text.indexOf(stop));
@@ -238,9 +245,12 @@ async function main() {
       { model: name, messages: [{ role: 'user', content: 'x' }], max_tokens: 1, temperature: 0 },
       { model: 'a1', messages: chat, max_tokens: 30, temperature: 1, seed: 7 },
     ];
-    const refs = jobs.map((j) => reference({ messages: j.messages, maxTokens: j.max_tokens, temperature: j.temperature,
-                                             seed: j.seed || 0, withAdapter: j.model === 'a1' }));
+    const refs = [];
+    for (const j of jobs)
+      refs.push(await reference({ messages: j.messages, maxTokens: j.max_tokens, temperature: j.temperature,
+                                  seed: j.seed || 0, withAdapter: j.model === 'a1' }));
     const before = await (await fetch(`${server.info.listening}/health`)).json();
+    assert.equal(before.queue.largest_batch, 1, "the checks before this one send one request at a time");
     const results = await Promise.all(jobs.map((j) => client.chat.completions.create(j)));
     results.forEach((r, i) => {
       if (jobs[i].temperature === 0) assert.equal(r.choices[0].message.content, refs[i].text, `request ${i}`);
@@ -248,8 +258,7 @@ async function main() {
       assert.ok(r.usage.completion_tokens <= jobs[i].max_tokens);
     });
     const after = await (await fetch(`${server.info.listening}/health`)).json();
-    assert.ok(after.queue.largest_batch >= 2, JSON.stringify(after.queue));
-    assert.ok(after.queue.batches - before.queue.batches < jobs.length, JSON.stringify([before.queue, after.queue]));
+    assert.ok(after.queue.largest_batch >= 2, JSON.stringify([before.queue, after.queue]));
   });
 
   await check('refusals arrive as the SDK error classes with param and code', async () => {
@@ -274,7 +283,7 @@ async function main() {
     } catch (e) {
       if (!(e instanceof OpenAI.APIUserAbortError)) throw e;
     }
-    const ref = reference({ messages: chat, maxTokens: 3 });
+    const ref = await reference({ messages: chat, maxTokens: 3 });
     const res = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 3, temperature: 0 });
     assert.equal(res.choices[0].message.content, ref.text);
   });
@@ -296,9 +305,9 @@ async function main() {
                    [name, ['--prompt-template', 'compact', '--no-chat-template', '--blind-view'], 'own-settings']];
     for (const [modelName, extra, ownServer] of evals) {
       const out = path.join(work, `eval-${modelName}-${ownServer || 'default'}`);
-      execFileSync(bin, ['eval', '--model', model, ...extra, '--perturbqa', data, '--split', 'holdout:rpe1',
+      await execFileAsync(bin, ['eval', '--model', model, ...extra, '--perturbqa', data, '--split', 'holdout:rpe1',
                          '--fraction', '0.00005', '--mode', 'score', '--batch', '1', '--bootstrap', '0', '--out', out],
-                   { stdio: ['ignore', 'ignore', 'pipe'] });
+                          { maxBuffer: 64 << 20 });
       const rows = fs.readFileSync(path.join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map(JSON.parse);
       assert.ok(rows.length >= 2, `${rows.length} rows`);
       const target = ownServer ? await startServer(['--eval-config', path.join(out, 'eval_config.json')]) : server;

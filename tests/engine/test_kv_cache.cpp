@@ -1,6 +1,7 @@
 // KV-cache decode and left-padded batches must equal full recomputation.
 #include <catch2/catch.hpp>
 
+#include "engine/batch_scheduler.h"
 #include "engine/generate.h"
 #include "engine_test_util.h"
 
@@ -104,6 +105,71 @@ TEST_CASE("per-row budgets and sampling in one batch equal each row run alone", 
   CHECK(cut[0].tokens == batched[0].tokens);
   opts.row_sampling.pop_back();
   CHECK_THROWS_WITH(generate(model, prompts, opts), Catch::Contains("2 sampling settings for 3 prompts"));
+}
+
+TEST_CASE("continuous batching: sequences joining and leaving mid-run equal each run alone", "[engine][kv]") {
+  test::TempDir dir("sched");
+  for (auto arch : {Arch::kLlama, Arch::kMistral}) {  // Mistral: sliding-window layers read key positions
+    const auto model = make_model(dir, arch);
+    const int64_t V = model.config().vocab_size;
+    // Two rows for five sequences: rows are reused after a finished sequence
+    // is replaced by the last running one (KVCache::move_row), and the fifth
+    // joins after the run has started.
+    BatchScheduler s(model, 2, 24, {});
+    const std::vector<std::vector<int64_t>> prompts = {test::random_ids(5, V, 31), test::random_ids(2, V, 32),
+                                                       test::random_ids(9, V, 33), test::random_ids(1, V, 34),
+                                                       test::random_ids(4, V, 35)};
+    const std::vector<int64_t> budgets = {6, 2, 8, 4, 5};
+    const std::vector<double> temperature = {0.0, 0.0, 1.2, 0.0, 0.9};
+    std::vector<GenerateResult> got(prompts.size());
+    std::vector<int> finished(prompts.size(), 0);
+    auto request = [&](size_t i) {
+      SequenceRequest r;
+      r.prompt = prompts[i];
+      r.max_new_tokens = budgets[i];
+      r.sampling.temperature = temperature[i];
+      r.sampling.seed = 40 + i;
+      r.on_finish = [&, i](const GenerateResult& g) {
+        got[i] = g;
+        ++finished[i];
+      };
+      return r;
+    };
+    for (size_t i = 0; i < 4; ++i) s.add(request(i));
+    int64_t most = 0;
+    for (int step = 0; !s.idle(); ++step) {
+      if (step == 3) s.add(request(4));
+      s.step();
+      most = std::max(most, s.last_step_rows());
+      CHECK(s.running() <= 2);
+    }
+    CHECK(most == 2);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      GenerateOptions alone;
+      alone.max_new_tokens = budgets[i];
+      alone.row_sampling = {{temperature[i], 0, 1.0, 40 + i}};
+      CHECK(finished[i] == 1);
+      CHECK(got[i].tokens == generate(model, {prompts[i]}, alone)[0].tokens);
+      CHECK(got[i].finish_reason == "length");
+    }
+    // A sequence that cannot fit a row (24 slots, rounded up to 32) is refused.
+    SequenceRequest too_long = request(0);
+    too_long.prompt = test::random_ids(30, V, 36);
+    CHECK_THROWS_WITH(s.add(too_long), Catch::Contains("exceeds the cache's 32 slots per row"));
+    // Failing the scheduler reports every sequence it holds, running or waiting.
+    std::vector<std::string> errors;
+    for (size_t i = 0; i < 3; ++i) {
+      SequenceRequest r = request(i);
+      r.on_error = [&](const std::string& m) { errors.push_back(m); };
+      s.add(std::move(r));
+    }
+    s.step();
+    CHECK(s.running() == 2);
+    CHECK(s.waiting() == 1);
+    s.fail_all("gone");
+    CHECK(errors == std::vector<std::string>{"gone", "gone", "gone"});
+    CHECK(s.idle());
+  }
 }
 
 TEST_CASE("greedy generation continues with the argmax of full recompute", "[engine][kv]") {

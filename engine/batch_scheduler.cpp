@@ -1,0 +1,185 @@
+#include "engine/batch_scheduler.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace synthpert::engine {
+
+BatchScheduler::BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity,
+                               std::vector<int64_t> stop_ids)
+    : model_(model), max_rows_(max_rows), stop_ids_(std::move(stop_ids)),
+      pool_(KVCache::create(model.config(), std::max<int64_t>(max_rows, 1), std::max<int64_t>(capacity, 1),
+                            model.dtype(), model.device())) {
+  SP_CHECK_INPUT(max_rows >= 1, "a batch needs at least one row");
+}
+
+void BatchScheduler::add(SequenceRequest r) {
+  SP_CHECK_INPUT(!r.prompt.empty(), "a sequence needs a non-empty prompt");
+  SP_CHECK_INPUT(r.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  validate_sampling(r.sampling);
+  const int64_t need = static_cast<int64_t>(r.prompt.size()) + std::max<int64_t>(r.max_new_tokens, 1);
+  SP_CHECK_INPUT(need <= pool_.capacity, "a prompt of ", r.prompt.size(), " tokens plus ", r.max_new_tokens,
+                 " new ones exceeds the cache's ", pool_.capacity, " slots per row");
+  if (r.max_new_tokens == 0) {
+    if (r.on_finish) r.on_finish({{}, "length"});
+    return;
+  }
+  waiting_.push_back(std::move(r));
+}
+
+void BatchScheduler::step() {
+  InferenceGuard no_grad;
+  if (!waiting_.empty() && running() < max_rows_) prefill();
+  else if (!rows_.empty()) decode();
+  compact();
+}
+
+std::vector<int64_t> BatchScheduler::adapters(size_t begin, size_t end) const {
+  std::vector<int64_t> out;
+  bool any = false;
+  for (size_t i = begin; i < end; ++i) {
+    out.push_back(rows_[i].request.adapter);
+    any = any || out.back() >= 0;
+  }
+  if (!any) out.clear();  // the plain forward, no bank routing
+  return out;
+}
+
+void BatchScheduler::run_forward(size_t begin, size_t count, const ForwardBatch& batch, torch::Tensor* hidden_out) {
+  last_step_rows_ = static_cast<int64_t>(count);
+  KVCache view = pool_.row_range(static_cast<int64_t>(begin), static_cast<int64_t>(count));
+  *hidden_out = model_.hidden_states(batch, &view);
+  std::copy(view.lengths.begin(), view.lengths.end(), pool_.lengths.begin() + static_cast<int64_t>(begin));
+}
+
+void BatchScheduler::prefill() {
+  const size_t begin = rows_.size();
+  const size_t k = std::min<size_t>(waiting_.size(), static_cast<size_t>(max_rows_) - begin);
+  int64_t T = 0;
+  for (size_t i = 0; i < k; ++i) {
+    SequenceRequest r = std::move(waiting_.front());
+    waiting_.pop_front();
+    T = std::max<int64_t>(T, static_cast<int64_t>(r.prompt.size()));
+    Sampler sampler(r.sampling, r.sampler_stream);
+    rows_.push_back(Row{std::move(r), std::move(sampler), {}, 0, false});
+    pool_.lengths[begin + i] = 0;
+  }
+  // Prompts right-padded: row i's tokens at [0, len_i), the cache stores only
+  // valid tokens, and its first new token comes from position len_i - 1.
+  const int64_t K = static_cast<int64_t>(k);
+  auto ids = torch::zeros({K, T}, torch::kInt64);
+  auto positions = torch::zeros({K, T}, torch::kInt64);
+  auto valid = torch::zeros({K, T}, torch::kBool);
+  auto last = torch::zeros({K}, torch::kInt64);
+  bool padded = false;
+  {
+    auto id_acc = ids.accessor<int64_t, 2>();
+    auto pos_acc = positions.accessor<int64_t, 2>();
+    auto val_acc = valid.accessor<bool, 2>();
+    auto last_acc = last.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < K; ++i) {
+      const auto& p = rows_[begin + i].request.prompt;
+      const int64_t len = static_cast<int64_t>(p.size());
+      for (int64_t j = 0; j < len; ++j) {
+        id_acc[i][j] = p[j];
+        pos_acc[i][j] = j;
+        val_acc[i][j] = true;
+      }
+      last_acc[i] = len - 1;
+      padded = padded || len < T;
+    }
+  }
+  const torch::Device dev = model_.device();
+  ForwardBatch batch;
+  batch.ids = ids.to(dev);
+  batch.positions = positions.to(dev);
+  if (padded) batch.valid = valid.to(dev);
+  batch.adapter = adapters(begin, begin + k);
+  torch::Tensor hidden;  // (K, T, C)
+  run_forward(begin, k, batch, &hidden);
+  const auto at_last = hidden.index({torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)),
+                                     last.to(dev)});
+  advance(begin, model_.logits(at_last));
+}
+
+void BatchScheduler::decode() {
+  const int64_t R = running();
+  auto ids = torch::zeros({R, 1}, torch::kInt64);
+  auto positions = torch::zeros({R, 1}, torch::kInt64);
+  auto id_acc = ids.accessor<int64_t, 2>();
+  auto pos_acc = positions.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < R; ++i) {
+    id_acc[i][0] = rows_[i].next_token;
+    pos_acc[i][0] = pool_.lengths[i];  // compact rows: a row's length is its next position
+  }
+  const torch::Device dev = model_.device();
+  ForwardBatch batch;
+  batch.ids = ids.to(dev);
+  batch.positions = positions.to(dev);
+  batch.adapter = adapters(0, rows_.size());  // no validity mask: every row's token counts, no host sync
+  torch::Tensor hidden;  // (R, 1, C)
+  run_forward(0, rows_.size(), batch, &hidden);
+  advance(0, model_.logits(hidden.select(1, 0)));
+}
+
+void BatchScheduler::advance(size_t first, const torch::Tensor& logits_RV) {
+  const int64_t R = logits_RV.size(0), V = logits_RV.size(1);
+  bool greedy = true;
+  for (int64_t i = 0; i < R; ++i) greedy = greedy && rows_[first + i].request.sampling.temperature == 0.0;
+  // An all-greedy batch picks on the device (argmax: the lowest id on ties,
+  // as the Sampler) and copies R ids; otherwise every row goes through its
+  // Sampler on the host, one (R, V) copy.
+  torch::Tensor picked, logits;
+  if (greedy) picked = logits_RV.argmax(-1).to(torch::kCPU);
+  else logits = logits_RV.to(torch::kCPU, torch::kFloat32).contiguous();
+  for (int64_t i = 0; i < R; ++i) {
+    Row& row = rows_[first + i];
+    const int64_t tok = greedy ? picked.data_ptr<int64_t>()[i] : row.sampler.sample(logits.data_ptr<float>() + i * V, V);
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
+      finish(row, "stop");
+      continue;
+    }
+    row.result.tokens.push_back(tok);
+    row.next_token = tok;
+    if (row.request.on_token && !row.request.on_token(tok)) finish(row, "stop");
+    else if (static_cast<int64_t>(row.result.tokens.size()) == row.request.max_new_tokens) finish(row, "length");
+  }
+}
+
+void BatchScheduler::finish(Row& row, const char* reason) {
+  row.done = true;
+  row.result.finish_reason = reason;
+  if (row.request.on_finish) row.request.on_finish(row.result);
+}
+
+void BatchScheduler::compact() {
+  size_t i = 0;
+  while (i < rows_.size()) {
+    if (!rows_[i].done) {
+      ++i;
+      continue;
+    }
+    const size_t last = rows_.size() - 1;
+    if (i != last) {
+      pool_.move_row(static_cast<int64_t>(last), static_cast<int64_t>(i));
+      rows_[i] = std::move(rows_[last]);
+    }
+    pool_.lengths[last] = 0;
+    rows_.pop_back();
+  }
+}
+
+void BatchScheduler::fail_all(const std::string& message) {
+  auto fail = [&](SequenceRequest& r) {
+    if (r.on_error) r.on_error(message);
+  };
+  for (auto& r : waiting_) fail(r);
+  for (auto& row : rows_)
+    if (!row.done) fail(row.request);
+  waiting_.clear();
+  rows_.clear();
+  std::fill(pool_.lengths.begin(), pool_.lengths.end(), 0);
+}
+
+}  // namespace synthpert::engine
