@@ -30,7 +30,11 @@ void BatchScheduler::add(SequenceRequest r) {
 
 void BatchScheduler::step() {
   InferenceGuard no_grad;
-  if (!waiting_.empty() && running() < max_rows_) prefill();
+  // Prefill when sequences wait and rows are free, but not twice in a row
+  // while others run: a steady stream of arrivals must not stall decoding.
+  const bool join = !waiting_.empty() && running() < max_rows_ && (rows_.empty() || !prefilled_last_);
+  prefilled_last_ = join;
+  if (join) prefill();
   else if (!rows_.empty()) decode();
   compact();
 }

@@ -8,7 +8,8 @@
 // nothing is copied to form a batch. A step either prefills every waiting
 // sequence that fits (one forward over the next free rows, prompts
 // right-padded, each row's first token sampled from its last prompt
-// position) or, when none waits, decodes one token for every running row.
+// position) or decodes one token for every running row; two prefills never
+// follow each other while rows are running.
 // A finished row is replaced by the last running row (one row copied), so
 // the running range stays contiguous.
 #pragma once
@@ -83,6 +84,7 @@ class BatchScheduler {
   std::deque<SequenceRequest> waiting_;
   std::vector<Row> rows_;  // row i sits in pool row i
   int64_t last_step_rows_ = 0;
+  bool prefilled_last_ = false;
 };
 
 }  // namespace synthpert::engine

@@ -260,7 +260,7 @@ void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::R
   struct StreamState {
     std::string id;
     std::time_t created;
-    bool started = false, finished = false;
+    bool started = false;
   };
   auto st = std::make_shared<StreamState>(StreamState{new_id(chat_api ? "chatcmpl" : "cmpl"), std::time(nullptr)});
   const std::string model_name = p.model;
@@ -307,7 +307,6 @@ void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::R
           }
           if (!write("data: [DONE]\n\n")) return false;
         }
-        st->finished = true;
         sink.done();
         return true;
       },
