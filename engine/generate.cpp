@@ -18,11 +18,13 @@ std::vector<GenerateResult> generate(const Transformer& model,
                  "generate: ", opts.row_max_new_tokens.size(), " token budgets for ", B, " prompts");
   SP_CHECK_INPUT(opts.row_sampling.empty() || static_cast<int64_t>(opts.row_sampling.size()) == B, "generate: ",
                  opts.row_sampling.size(), " sampling settings for ", B, " prompts");
+  std::vector<int64_t> budget = opts.row_max_new_tokens;
+  if (budget.empty()) budget.assign(static_cast<size_t>(B), opts.max_new_tokens);
   int64_t L = 0, max_budget = 0;
   for (int64_t b = 0; b < B; ++b) {
     SP_CHECK_INPUT(!prompts[b].empty(), "generate: prompt ", b, " is empty");
     L = std::max<int64_t>(L, prompts[b].size());
-    max_budget = std::max(max_budget, opts.row_max_new_tokens.empty() ? opts.max_new_tokens : opts.row_max_new_tokens[b]);
+    max_budget = std::max(max_budget, budget[b]);
   }
 
   // Every prompt gets a row of its own from the start; rows leave the batch
@@ -32,7 +34,7 @@ std::vector<GenerateResult> generate(const Transformer& model,
   for (int64_t b = 0; b < B; ++b) {
     SequenceRequest r;
     r.prompt = prompts[b];
-    r.max_new_tokens = opts.row_max_new_tokens.empty() ? opts.max_new_tokens : opts.row_max_new_tokens[b];
+    r.max_new_tokens = budget[b];
     r.sampling = opts.row_sampling.empty() ? opts.sampling : opts.row_sampling[b];
     // Shared settings: one seed, a stream per row. Per-row settings: each row's
     // own seed decides its tokens wherever it sits in the batch, as if alone.

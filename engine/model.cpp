@@ -122,13 +122,16 @@ KVCache KVCache::row_range(int64_t begin, int64_t count) const {
   view.token_major = token_major;
   view.capacity = capacity;
   // Narrowing the leading dimension of a contiguous tensor keeps it
-  // contiguous with the same row stride, so the identity block table below
-  // addresses the view's pages from its own first row.
+  // contiguous with the same row stride, so the view's block table is the
+  // pool's identity table shifted to the view's first row (for the decode
+  // range, which starts at row 0, the pool's own rows: no work per step).
   for (const auto& t : k) view.k.push_back(t.narrow(0, begin, count));
   for (const auto& t : v) view.v.push_back(t.narrow(0, begin, count));
   view.key_position = key_position.narrow(0, begin, count);
   view.lengths.assign(lengths.begin() + begin, lengths.begin() + begin + count);
-  view.block_table = identity_block_table(count, capacity / kPageSize, key_position.device());
+  const int64_t pages = capacity / kPageSize;
+  view.block_table = block_table.narrow(0, begin, count);
+  if (begin > 0) view.block_table = view.block_table - static_cast<int32_t>(begin * pages);
   return view;
 }
 

@@ -234,7 +234,7 @@ void ApiServer::Impl::answer(const Prepared& p, bool chat_api, httplib::Response
   std::string text;
   ChannelEvent e;
   for (;;) {
-    if (!g->channel.pop(e, kPollInterval)) continue;
+    g->channel.pop(e);
     if (e.kind == ChannelEvent::Kind::kText) {
       text += e.text;
       continue;
@@ -352,8 +352,7 @@ void ApiServer::Impl::predict(const httplib::Request& req, httplib::Response& re
       },
       [channel](const std::string& message) { channel->push(ChannelEvent::failure(message)); });
   ChannelEvent e;
-  while (!channel->pop(e, kPollInterval)) {
-  }
+  channel->pop(e);
   if (e.kind == ChannelEvent::Kind::kError) throw ApiError(500, "server_error", "prediction failed: " + e.text);
   (*result)["model"] = r.model.empty() ? name : r.model;
   send_json(res, 200, *result);
@@ -454,6 +453,5 @@ void ApiServer::stop() { impl_->http.stop(); }
 
 json ApiServer::models() const { return impl_->model_names(); }
 
-const std::string& ApiServer::served_name() const { return impl_->name; }
 
 }  // namespace synthpert::server

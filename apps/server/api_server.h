@@ -52,7 +52,6 @@ class ApiServer {
   void stop();
 
   nlohmann::json models() const;
-  const std::string& served_name() const;
 
   struct Impl;
 

@@ -48,7 +48,16 @@ class RequestChannel {
     ready_.notify_one();
   }
 
-  // Waits up to `timeout` for the next event; false if none came.
+  // Waits for the next event.
+  void pop(ChannelEvent& out) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ready_.wait(lock, [this] { return !events_.empty(); });
+    out = std::move(events_.front());
+    events_.pop_front();
+  }
+
+  // Waits up to `timeout` for the next event; false if none came (a stream's
+  // writer returns to httplib in between).
   bool pop(ChannelEvent& out, std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (!ready_.wait_for(lock, timeout, [this] { return !events_.empty(); })) return false;
