@@ -5,35 +5,11 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "perturb/prompts_embedded.h"
+#include "perturb/template_text.h"
 
 namespace synthpert::perturb {
 
 namespace {
-
-// Replaces every {name} of `vars` in `text`; any other {word} is an error so a
-// misspelt placeholder does not silently reach the model.
-std::string substitute(const std::string& text, const std::map<std::string, std::string>& vars,
-                       const std::string& where) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t open = text.find('{', pos);
-    if (open == std::string::npos) break;
-    const size_t close = text.find('}', open);
-    out.append(text, pos, open - pos);
-    if (close == std::string::npos) {
-      pos = open;
-      break;
-    }
-    const std::string key = text.substr(open + 1, close - open - 1);
-    auto it = vars.find(key);
-    SP_CHECK_INPUT(it != vars.end(), where, ": unknown placeholder {", key, "}");
-    out += it->second;
-    pos = close + 1;
-  }
-  out.append(text, pos, std::string::npos);
-  return out;
-}
 
 std::map<std::string, std::string> row_vars(const std::string& cell, const std::string& pert,
                                             const std::string& gene, const RowContext& c) {
@@ -83,44 +59,12 @@ PromptTemplate PromptTemplate::load(const std::string& name_or_path) {
 }
 
 PromptTemplate PromptTemplate::parse(const std::string& text, const std::string& source) {
-  static const char* kHeaders[3] = {"[system]", "[user]", "[answer]"};
-  std::vector<std::string> lines[3];
-  bool seen[3] = {false, false, false};
-  int current = -1, line_no = 0;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(pos, nl - pos);
-    pos = nl + 1;
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    int header = -1;
-    for (int i = 0; i < 3; ++i)
-      if (line == kHeaders[i]) header = i;
-    if (header >= 0) {
-      SP_CHECK_INPUT(!seen[header], source, ":", line_no, ": section ", kHeaders[header], " appears twice");
-      seen[header] = true;
-      current = header;
-    } else if (current >= 0) {
-      lines[current].push_back(line);
-    } else {
-      SP_CHECK_INPUT(line.empty() || line[0] == '#', source, ":", line_no,
-                     ": text before the first section; expected [system], [user] or [answer]");
-    }
-  }
-  // Sections are joined with newlines; trailing blank lines only separate sections.
-  auto join = [](std::vector<std::string>& v) {
-    while (!v.empty() && v.back().empty()) v.pop_back();
-    std::string s;
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? "\n" : "") + v[i];
-    return s;
-  };
+  const auto sections = parse_sections(text, {"[system]", "[user]", "[answer]"}, source);
   PromptTemplate t;
   t.name = source;
-  t.system = join(lines[0]);
-  t.user = join(lines[1]);
-  t.answer = join(lines[2]);
+  t.system = sections[0];
+  t.user = sections[1];
+  t.answer = sections[2];
   SP_CHECK_INPUT(!t.user.empty(), source, ": missing or empty [user] section");
   SP_CHECK_INPUT(t.answer.find("{label}") != std::string::npos, source,
                  ": the [answer] section must contain {label}");

@@ -7,53 +7,23 @@
 // Usage: node openai_sdk_test.cjs SYNTHPERT_BINARY WORK_DIR TOKENIZER_DIR
 // (NODE_PATH must reach the `openai` package). Exits non-zero on any failure.
 'use strict';
-const { spawn, execFile } = require('node:child_process');
-const { promisify } = require('node:util');
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
 const { OpenAI } = require('openai');
+const harness = require('./cli_harness.cjs');
 
 const [bin, work, tokenizerDir] = process.argv.slice(2);
 const model = path.join(work, 'model');
 const adapter = path.join(work, 'adapter');
 const KEY = 'test-key';
-let failures = 0;
+const { check, failures } = harness.checker();
+const cli = (args) => harness.cli(bin, args);
 
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    const cause = e && e.cause ? `\ncause: ${e.cause.stack || e.cause}` : '';
-    console.log(`FAIL ${name}\n     ${(String(e && e.stack || e) + cause).split('\n').join('\n     ')}`);
-  }
-}
-
-// Child processes run asynchronously: a blocked event loop would keep
-// undici's idle-connection timers from firing, and a later request would go
-// out on a keep-alive socket the server has since closed.
-const execFileAsync = promisify(execFile);
-
-async function cli(args) {
-  const { stdout } = await execFileAsync(bin, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return JSON.parse(stdout);
-}
-
-// A tiny random Llama with the real Llama-3.1 tokenizer and chat template.
 async function makeModel() {
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
-  await cli(['init-model', '--arch', 'llama', '--preset', 'tiny', '--vocab-size', '128256', '--seed', '5', '--jitter',
-       '--out', model]);
-  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
-    fs.copyFileSync(path.join(tokenizerDir, f), path.join(model, f));
-  const cfgPath = path.join(model, 'config.json');
-  const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
-  Object.assign(cfg, { bos_token_id: 128000, eos_token_id: [128001, 128009] });
-  fs.writeFileSync(cfgPath, JSON.stringify(cfg, null, 2));
-  return cfg;
+  return await harness.makeTinyLlama(bin, model, tokenizerDir);
 }
 
 // A PEFT adapter with large random A and B on q_proj and v_proj, written by
@@ -97,20 +67,8 @@ function writeAdapter(cfg) {
 }
 
 function startServer(extra = []) {
-  const proc = spawn(bin, ['serve', '--model', model, '--adapter', `a1=${adapter}`, '--port', '0', '--api-key', KEY,
-                           '--max-batch', '8', '--predict-max-tokens', '6', ...extra],
-                     { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  proc.stderr.on('data', (d) => { log += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    proc.stdout.on('data', (d) => {
-      out += d;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve({ proc, info: JSON.parse(out.slice(0, nl)), log: () => log });
-    });
-    proc.on('exit', (code) => reject(new Error(`serve exited ${code} before listening:\n${log}`)));
-  });
+  return harness.startServe(bin, ['--model', model, '--adapter', `a1=${adapter}`, '--port', '0', '--api-key', KEY,
+                                  '--max-batch', '8', '--predict-max-tokens', '6', ...extra]);
 }
 
 // `synthpert generate` for the same prompt: the reference output.
@@ -305,9 +263,8 @@ async function main() {
                    [name, ['--prompt-template', 'compact', '--no-chat-template', '--blind-view'], 'own-settings']];
     for (const [modelName, extra, ownServer] of evals) {
       const out = path.join(work, `eval-${modelName}-${ownServer || 'default'}`);
-      await execFileAsync(bin, ['eval', '--model', model, ...extra, '--perturbqa', data, '--split', 'holdout:rpe1',
-                         '--fraction', '0.00005', '--mode', 'score', '--batch', '1', '--bootstrap', '0', '--out', out],
-                          { maxBuffer: 64 << 20 });
+      await cli(['eval', '--model', model, ...extra, '--perturbqa', data, '--split', 'holdout:rpe1',
+                 '--fraction', '0.00005', '--mode', 'score', '--batch', '1', '--bootstrap', '0', '--out', out]);
       const rows = fs.readFileSync(path.join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map(JSON.parse);
       assert.ok(rows.length >= 2, `${rows.length} rows`);
       const target = ownServer ? await startServer(['--eval-config', path.join(out, 'eval_config.json')]) : server;
@@ -339,9 +296,9 @@ async function main() {
   server.proc.kill('SIGTERM');
   const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 20000))]);
   await check('SIGTERM stops the server cleanly', async () => assert.equal(code, 0));
-  if (failures) console.log(`server log:\n${server.log()}`);
-  console.log(failures ? `${failures} check(s) failed` : 'all checks passed');
-  process.exit(failures ? 1 : 0);
+  if (failures()) console.log(`server log:\n${server.log()}`);
+  console.log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
+  process.exit(failures() ? 1 : 0);
 }
 
 main().catch((e) => {

@@ -1,0 +1,133 @@
+#include "perturb/openai_client.h"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/error.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+bool is_retryable_status(int status) {
+  return status == 0 || status == 408 || status == 409 || status == 429 || status >= 500;
+}
+
+std::pair<std::string, std::string> chat_completions_address(const std::string& url) {
+  const size_t scheme_end = url.find("://");
+  const std::string scheme = scheme_end == std::string::npos ? "" : url.substr(0, scheme_end);
+  SP_CHECK_INPUT(scheme == "http" || scheme == "https", "'", url,
+                 "': expected an http:// or https:// API address, e.g. http://localhost:8000/v1");
+  const size_t host_begin = scheme_end + 3;
+  const size_t path_begin = std::min(url.find('/', host_begin), url.size());
+  SP_CHECK_INPUT(path_begin > host_begin, "'", url, "': no host");
+  std::string path = url.substr(path_begin);
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  if (path.empty()) path = "/v1";
+  const std::string suffix = "/chat/completions";
+  if (path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0)
+    path += suffix;
+  return {url.substr(0, path_begin), path};
+}
+
+ChatClient::ChatClient(ChatEndpoint endpoint, RetryPolicy retry)
+    : endpoint_(std::move(endpoint)), retry_(retry) {
+  std::tie(host_, path_) = chat_completions_address(endpoint_.url);
+}
+
+namespace {
+
+// The message of an error response: OpenAI's {"error":{"message"}} or the body.
+std::string error_text(const std::string& body) {
+  try {
+    const json j = json::parse(body);
+    if (j.contains("error") && j["error"].is_object() && j["error"].value("message", json()).is_string())
+      return j["error"]["message"].get<std::string>();
+  } catch (const json::exception&) {
+  }
+  return body.size() > 300 ? body.substr(0, 300) + "..." : body;
+}
+
+// Exponential backoff with +-25% jitter so many workers hitting one rate limit
+// do not come back in lockstep; a server's Retry-After (seconds) wins, capped.
+double backoff_s(const RetryPolicy& p, int retry, const std::string& retry_after) {
+  if (!retry_after.empty()) {
+    try {
+      return std::clamp(std::stod(retry_after), 0.0, p.max_delay_s);
+    } catch (const std::exception&) {
+      // An HTTP date instead of seconds: fall back to our own schedule.
+    }
+  }
+  thread_local std::mt19937 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> jitter(0.75, 1.25);
+  return std::min(p.max_delay_s, p.first_delay_s * std::pow(2.0, retry)) * jitter(rng);
+}
+
+}  // namespace
+
+ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::string>>& messages,
+                               const ChatOptions& options) const {
+  json body = {{"model", endpoint_.model}, {"messages", json::array()}};
+  for (const auto& [role, content] : messages) body["messages"].push_back({{"role", role}, {"content", content}});
+  if (options.temperature) body["temperature"] = *options.temperature;
+  if (options.max_tokens) body["max_completion_tokens"] = *options.max_tokens;
+  const std::string payload = body.dump();
+  const std::string where = endpoint_.url + " (" + endpoint_.model + ")";
+
+  httplib::Headers headers;
+  if (!endpoint_.api_key.empty()) headers.emplace("Authorization", "Bearer " + endpoint_.api_key);
+  for (int attempt = 0;; ++attempt) {
+    httplib::Client http(host_);
+    const auto seconds = std::chrono::duration<double>(endpoint_.timeout_s);
+    http.set_connection_timeout(std::chrono::duration_cast<std::chrono::microseconds>(
+        std::min(seconds, std::chrono::duration<double>(30))));
+    http.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(seconds));
+    http.set_write_timeout(std::chrono::duration_cast<std::chrono::microseconds>(seconds));
+    const auto res = http.Post(path_, headers, payload, "application/json");
+
+    int status = 0;
+    std::string failure, retry_after;
+    if (!res) {
+      failure = "no response (" + httplib::to_string(res.error()) + ")";
+    } else if (res->status != 200) {
+      status = res->status;
+      failure = "HTTP " + std::to_string(status) + ": " + error_text(res->body);
+      retry_after = res->get_header_value("Retry-After");
+    } else {
+      try {
+        const json j = json::parse(res->body);
+        const json& choice = j.at("choices").at(0);
+        const json& content = choice.at("message").at("content");
+        SP_CHECK_INPUT(content.is_string(), "the reply has no text content (a refusal or a tool call)");
+        ChatReply reply;
+        reply.content = content.get<std::string>();
+        const json finish = choice.value("finish_reason", json());
+        if (finish.is_string()) reply.finish_reason = finish.get<std::string>();
+        // Usage is optional in the wild; missing or null counts read as 0.
+        const json usage = j.value("usage", json());
+        if (usage.is_object()) {
+          const json prompt = usage.value("prompt_tokens", json()), completion = usage.value("completion_tokens", json());
+          if (prompt.is_number_integer()) reply.prompt_tokens = prompt.get<int64_t>();
+          if (completion.is_number_integer()) reply.completion_tokens = completion.get<int64_t>();
+        }
+        reply.attempts = attempt + 1;
+        return reply;
+      } catch (const std::exception& e) {
+        // A 200 without a usable completion will not improve on retry.
+        throw ChatError(200, str_cat(where, ": unusable reply: ", e.what()));
+      }
+    }
+    if (!is_retryable_status(status) || attempt >= retry_.max_retries)
+      throw ChatError(status, str_cat(where, ": ", failure,
+                                      attempt > 0 ? str_cat(" (after ", attempt + 1, " attempts)") : ""));
+    std::this_thread::sleep_for(std::chrono::duration<double>(backoff_s(retry_, attempt, retry_after)));
+  }
+}
+
+}  // namespace synthpert::perturb

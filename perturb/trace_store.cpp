@@ -1,0 +1,102 @@
+#include "perturb/trace_store.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+std::string trace_record_key(const json& r) {
+  return r.at("cell_type").get<std::string>() + '\t' + r.at("pert").get<std::string>() + '\t' +
+         r.at("gene").get<std::string>();
+}
+
+namespace {
+
+std::FILE* open_append(const std::string& path) {
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) make_dirs(parent.string());
+  std::FILE* f = std::fopen(path.c_str(), "ab");
+  SP_CHECK_INPUT(f, path, ": cannot open for appending");
+  return f;
+}
+
+std::string string_field(const json& r, const char* name) {
+  const json v = r.value(name, json());
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+}  // namespace
+
+TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity)
+    : accepted_path_(std::move(accepted_path)),
+      rejected_path_(std::move(rejected_path)),
+      identity_(std::move(identity)) {
+  SP_CHECK_INPUT(accepted_path_ != rejected_path_, accepted_path_, ": the accepted and rejected files must differ");
+  for (const auto* path : {&accepted_path_, &rejected_path_})
+    SP_CHECK_INPUT(resume || !path_exists(*path), *path,
+                   ": exists; pass --resume to continue that run, or choose another --out");
+  if (resume) {
+    // Rejected first: a row that failed and was accepted later is finished either way.
+    load(rejected_path_, false);
+    load(accepted_path_, true);
+  }
+  accepted_ = open_append(accepted_path_);
+  rejected_ = open_append(rejected_path_);
+}
+
+TraceStore::~TraceStore() {
+  if (accepted_) std::fclose(accepted_);
+  if (rejected_) std::fclose(rejected_);
+}
+
+void TraceStore::load(const std::string& path, bool accepted) {
+  if (!path_exists(path)) return;
+  std::string text = read_file(path);
+  if (!text.empty() && text.back() != '\n') {
+    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
+    std::filesystem::resize_file(path, keep);
+    text.resize(keep);
+    ++repaired_;
+  }
+  size_t pos = 0;
+  for (int64_t lineno = 1; pos < text.size(); ++lineno) {
+    const size_t nl = text.find('\n', pos);
+    const std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = str_cat(path, ":", lineno);
+    json r;
+    try {
+      r = json::parse(line);
+      trace_record_key(r);
+    } catch (const json::exception& e) {
+      throw InputError(str_cat(where, ": not a trace record (", e.what(), "); cannot resume from this file"));
+    }
+    const std::string teacher = string_field(r, "teacher_model"), judge = string_field(r, "judge_model");
+    SP_CHECK_INPUT(teacher == identity_.teacher_model && judge == identity_.judge_model, where,
+                   ": written with teacher model '", teacher, "' and judge model '", judge,
+                   "'; this run asks for '", identity_.teacher_model, "' and '", identity_.judge_model,
+                   "'. Resume with the same models, or write to another --out");
+    if (accepted) {
+      ++accepted_at_start_;
+      finished_.insert(trace_record_key(r));
+    } else if (string_field(r, "reason") != "error") {
+      finished_.insert(trace_record_key(r));
+    }
+  }
+}
+
+void TraceStore::write(const json& record, bool accepted) {
+  const std::string line = record.dump() + '\n';
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::FILE* f = accepted ? accepted_ : rejected_;
+  const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() && std::fflush(f) == 0;
+  SP_CHECK_INPUT(ok, accepted ? accepted_path_ : rejected_path_, ": write failed (disk full?)");
+}
+
+}  // namespace synthpert::perturb

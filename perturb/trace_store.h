@@ -1,0 +1,63 @@
+// The two output files of `synthpert traces`, written a line at a time so an
+// interrupted run loses at most the rows in flight:
+//   OUT       accepted traces (training data for `synthpert train`)
+//   REJECTED  every other outcome: rejected traces with their reason and, for
+//             graded ones, the grade; failed requests as reason "error"
+// --resume reads both back: rows already accepted or rejected are finished,
+// rows whose last record is an "error" are tried again. A half-written last
+// line (the process was killed mid-write) is cut off first.
+#pragma once
+
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_set>
+
+namespace synthpert::perturb {
+
+// What every record names, so a resumed run cannot mix traces of different
+// teachers or judges into one file.
+struct TraceRunIdentity {
+  std::string teacher_model;
+  std::string judge_model;  // "" without a judge
+};
+
+class TraceStore {
+ public:
+  // Without `resume`, an existing OUT or REJECTED is an InputError (nothing is
+  // overwritten). With it, records naming another teacher or judge model are.
+  TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity);
+  ~TraceStore();
+  TraceStore(const TraceStore&) = delete;
+  TraceStore& operator=(const TraceStore&) = delete;
+
+  // Keys (TraceInput::key) with a final outcome in the files at start.
+  const std::unordered_set<std::string>& finished() const { return finished_; }
+  int64_t accepted_at_start() const { return accepted_at_start_; }
+  // Partial last lines cut off at start (0 or 1 per file).
+  int repaired_lines() const { return repaired_; }
+
+  // Appends one record (a JSON object, one line) and flushes. Thread-safe.
+  void write(const nlohmann::json& record, bool accepted);
+
+  const std::string& accepted_path() const { return accepted_path_; }
+  const std::string& rejected_path() const { return rejected_path_; }
+
+ private:
+  void load(const std::string& path, bool accepted);
+
+  std::string accepted_path_, rejected_path_;
+  TraceRunIdentity identity_;
+  std::unordered_set<std::string> finished_;
+  int64_t accepted_at_start_ = 0;
+  int repaired_ = 0;
+  std::mutex mutex_;
+  std::FILE* accepted_ = nullptr;
+  std::FILE* rejected_ = nullptr;
+};
+
+// The key of a record as TraceInput::key builds it.
+std::string trace_record_key(const nlohmann::json& record);
+
+}  // namespace synthpert::perturb

@@ -1,0 +1,230 @@
+#include "perturb/traces.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "perturb/trace_inputs.h"
+#include "perturb/trace_store.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+std::string default_rejected_path(const std::string& out_path) {
+  const std::string ext = ".jsonl";
+  if (out_path.size() > ext.size() && out_path.compare(out_path.size() - ext.size(), ext.size(), ext) == 0)
+    return out_path.substr(0, out_path.size() - ext.size()) + ".rejected.jsonl";
+  return out_path + ".rejected.jsonl";
+}
+
+namespace {
+
+struct Usage {
+  std::atomic<int64_t> requests{0}, retries{0}, prompt_tokens{0}, completion_tokens{0};
+
+  void add(const ChatReply& r) {
+    ++requests;
+    retries += r.attempts - 1;
+    prompt_tokens += r.prompt_tokens;
+    completion_tokens += r.completion_tokens;
+  }
+  json to_json() const {
+    return {{"requests", requests.load()}, {"retries", retries.load()}, {"prompt_tokens", prompt_tokens.load()},
+            {"completion_tokens", completion_tokens.load()}};
+  }
+};
+
+// Everything the workers share: read-only settings, the store, and tallies.
+class TraceRun {
+ public:
+  TraceRun(const TraceJob& job, TraceStore& store)
+      : job_(job),
+        store_(store),
+        teacher_(job.teacher, job.retry),
+        teacher_prompt_(TracePrompt::load(job.teacher_prompt, TracePrompt::Role::kTeacher)) {
+    if (job.judge) {
+      judge_ = std::make_unique<ChatClient>(*job.judge, job.retry);
+      judge_prompt_ = TracePrompt::load(job.judge_prompt, TracePrompt::Role::kJudge);
+    }
+  }
+
+  void run(const std::vector<const TraceInput*>& pending) {
+    std::unique_ptr<ProgressBar> bar;
+    if (job_.progress) bar = std::make_unique<ProgressBar>("traces", static_cast<int64_t>(pending.size()), "rows");
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; !stop_.load() && (i = next++) < pending.size();) {
+        try {
+          const auto [record, accepted] = explain(*pending[i]);
+          store_.write(record, accepted);
+          tally(record, accepted, bar.get());
+        } catch (const std::exception& e) {
+          // Fatal request errors and write failures end the run for every worker.
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (fatal_.empty()) fatal_ = e.what();
+          stop_ = true;
+        }
+      }
+    };
+    std::vector<std::thread> threads;
+    const size_t n = std::min<size_t>(static_cast<size_t>(job_.workers), std::max<size_t>(pending.size(), 1));
+    for (size_t t = 0; t < n; ++t) threads.emplace_back(work);
+    for (auto& t : threads) t.join();
+    if (bar) bar->finish();
+  }
+
+  const std::string& fatal() const { return fatal_; }
+
+  json summary() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    json rejected = json::object(), grades = json::object();
+    for (const auto& [reason, n] : rejected_) rejected[reason] = n;
+    for (const auto& [grade, n] : grades_) grades[grade] = n;
+    json usage = {{"teacher", teacher_usage_.to_json()}};
+    if (judge_) usage["judge"] = judge_usage_.to_json();
+    return {{"rows", done_}, {"accepted", accepted_}, {"rejected", rejected}, {"failed", failed_},
+            {"grades", grades}, {"usage", usage}};
+  }
+  int64_t accepted() const { return accepted_; }
+  int64_t done() const { return done_; }
+  int64_t failed() const { return failed_; }
+
+ private:
+  // One row through teacher, checks and judge: the record and whether it is accepted.
+  std::pair<json, bool> explain(const TraceInput& row) {
+    const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
+    json record = {{"cell_type", row.cell_type},
+                   {"pert", row.pert},
+                   {"gene", row.gene},
+                   {"label", label_name(row.label)},
+                   {"judge", nullptr},
+                   {"teacher_model", job_.teacher.model},
+                   {"judge_model", job_.judge ? json(job_.judge->model) : json(nullptr)}};
+    auto failed = [&](const char* stage, const ChatError& e) {
+      if (e.is_fatal()) throw;  // rethrows e: the settings are wrong, not this row
+      record["reason"] = "error";
+      record["stage"] = stage;
+      record["error"] = e.what();
+      return std::pair{record, false};
+    };
+
+    ChatReply teacher;
+    try {
+      teacher = teacher_.complete(teacher_prompt_.render(q), job_.teacher_options);
+    } catch (const ChatError& e) {
+      return failed("teacher", e);
+    }
+    teacher_usage_.add(teacher);
+    const TraceCheck check = check_trace(teacher.content, row.label, teacher.finish_reason);
+    if (!check.reason.empty()) {
+      record["reason"] = check.reason;
+      record["teacher_reply"] = teacher.content;
+      return {record, false};
+    }
+    json messages = json::array();
+    for (const auto& [role, content] : row.prompt) messages.push_back({{"role", role}, {"content", content}});
+    messages.push_back({{"role", "assistant"}, {"content", check.trace}});
+    record["messages"] = messages;
+    if (!judge_) return {record, true};
+
+    ChatReply verdict;
+    try {
+      verdict = judge_->complete(judge_prompt_.render(q, check.trace), job_.judge_options);
+    } catch (const ChatError& e) {
+      return failed("judge", e);  // the trace stays in the record: nothing paid for is lost
+    }
+    judge_usage_.add(verdict);
+    record["judge_reply"] = verdict.content;
+    const auto grade = parse_grade(verdict.content);
+    if (!grade) {
+      record["reason"] = "ungraded";
+      return {record, false};
+    }
+    record["judge"] = grade_name(*grade);
+    if (job_.accept.count(*grade)) return {record, true};
+    record["reason"] = "grade";
+    return {record, false};
+  }
+
+  void tally(const json& record, bool accepted, ProgressBar* bar) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++done_;
+    if (record["judge"].is_string()) ++grades_[record["judge"].get<std::string>()];
+    if (accepted) {
+      ++accepted_;
+    } else {
+      const std::string reason = record["reason"].get<std::string>();
+      if (reason == "error")
+        ++failed_;
+      else
+        ++rejected_[reason];
+    }
+    if (bar) {
+      int64_t rejected = 0;
+      for (const auto& [reason, n] : rejected_) rejected += n;
+      bar->advance(1, str_cat("accepted ", accepted_, "  rejected ", rejected, "  failed ", failed_));
+    }
+  }
+
+  const TraceJob& job_;
+  TraceStore& store_;
+  ChatClient teacher_;
+  TracePrompt teacher_prompt_;
+  std::unique_ptr<ChatClient> judge_;
+  TracePrompt judge_prompt_;
+  Usage teacher_usage_, judge_usage_;
+
+  mutable std::mutex mutex_;
+  std::atomic<bool> stop_{false};
+  std::string fatal_;
+  int64_t done_ = 0, accepted_ = 0, failed_ = 0;
+  std::map<std::string, int64_t> rejected_, grades_;
+};
+
+}  // namespace
+
+json run_traces(const TraceJob& job) {
+  SP_CHECK_INPUT(job.workers >= 1 && job.workers <= 1024, "--workers: expected 1..1024, got ", job.workers);
+  SP_CHECK_INPUT(!job.accept.empty(), "--accept: name at least one grade");
+  const auto start = std::chrono::steady_clock::now();
+  const auto rows = read_trace_inputs(job.data_path);
+  TraceStore store(job.out_path, job.rejected_path, job.resume,
+                   {job.teacher.model, job.judge ? job.judge->model : std::string()});
+  TraceRun run(job, store);  // loads the prompts: a bad prompt file fails before any request
+
+  std::vector<const TraceInput*> pending;
+  int64_t already_done = 0;
+  for (const auto& row : rows) {
+    if (store.finished().count(row.key())) {
+      ++already_done;
+    } else if (job.limit < 0 || static_cast<int64_t>(pending.size()) < job.limit) {
+      pending.push_back(&row);
+    }
+  }
+  run.run(pending);
+
+  const int64_t remaining = static_cast<int64_t>(rows.size()) - already_done - (run.done() - run.failed());
+  if (!run.fatal().empty())
+    throw InputError(str_cat(run.fatal(), "\nstopped: ", run.done(), " rows were written this run (",
+                             job.out_path, ", ", job.rejected_path, "); --resume continues with the ",
+                             remaining, " left"));
+  json summary = run.summary();
+  summary["out"] = job.out_path;
+  summary["rejected_out"] = job.rejected_path;
+  summary["input_rows"] = rows.size();
+  summary["already_done"] = already_done;
+  summary["repaired_partial_lines"] = store.repaired_lines();
+  summary["accepted_total"] = store.accepted_at_start() + run.accepted();
+  summary["remaining"] = remaining;
+  summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+}  // namespace synthpert::perturb

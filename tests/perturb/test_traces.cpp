@@ -1,0 +1,425 @@
+// `synthpert traces` and its HTTP client against an in-process mock of an
+// OpenAI-compatible server whose behaviour each test scripts: the expected
+// files and counts follow from that script, written out by hand.
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include "common/error.h"
+#include "perturb/openai_client.h"
+#include "perturb/traces.h"
+#include "tests/test_util.h"
+
+namespace synthpert::perturb {
+namespace {
+
+using nlohmann::json;
+
+// A chat-completions endpoint on 127.0.0.1 whose replies come from `handler`,
+// which sees every request body (in arrival order) and returns (status, body).
+class MockChatServer {
+ public:
+  using Handler = std::function<std::pair<int, json>(const json& body, const httplib::Request& req)>;
+
+  explicit MockChatServer(Handler handler) : handler_(std::move(handler)) {
+    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      const json body = json::parse(req.body);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        requests_.push_back(body);
+      }
+      auto [status, reply] = handler_(body, req);
+      res.status = status;
+      if (status == 429) res.set_header("Retry-After", "0");
+      res.set_content(reply.dump(), "application/json");
+    });
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~MockChatServer() {
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+  std::vector<json> requests() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return requests_;
+  }
+
+ private:
+  Handler handler_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mutex_;
+  std::vector<json> requests_;
+};
+
+json completion(const std::string& content, const std::string& finish = "stop", int prompt_tokens = 10,
+                int completion_tokens = 5) {
+  return {{"id", "x"},
+          {"object", "chat.completion"},
+          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}},
+                        {"finish_reason", finish}}}},
+          {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}}}};
+}
+
+json api_error(const std::string& message) { return {{"error", {{"message", message}, {"type", "x"}}}}; }
+
+const std::vector<std::pair<std::string, std::string>> kHello = {{"user", "hello"}};
+
+RetryPolicy quick_retry(int retries) { return {retries, 0.001, 0.01}; }
+
+TEST_CASE("chat client: request body, key, usage; what is retried and what is not", "[traces]") {
+  std::atomic<int> calls{0};
+  std::atomic<int> fail_first{0};
+  std::atomic<int> status_for_failures{500};
+  MockChatServer server([&](const json&, const httplib::Request& req) -> std::pair<int, json> {
+    ++calls;
+    if (req.get_header_value("Authorization") != "Bearer k") return {401, api_error("bad key")};
+    if (fail_first-- > 0) return {status_for_failures.load(), api_error("try later")};
+    return {200, completion("hi there", "stop", 7, 3)};
+  });
+  ChatClient client({server.url(), "m1", "k", 5}, quick_retry(2));
+
+  ChatOptions options;
+  options.temperature = 0.5;
+  options.max_tokens = 99;
+  auto reply = client.complete({{"system", "s"}, {"user", "hello"}}, options);
+  CHECK(reply.content == "hi there");
+  CHECK(reply.finish_reason == "stop");
+  CHECK(reply.prompt_tokens == 7);
+  CHECK(reply.completion_tokens == 3);
+  CHECK(reply.attempts == 1);
+  const json sent = server.requests().back();
+  CHECK(sent == json{{"model", "m1"},
+                     {"messages", {{{"role", "system"}, {"content", "s"}}, {{"role", "user"}, {"content", "hello"}}}},
+                     {"temperature", 0.5},
+                     {"max_completion_tokens", 99}});
+  CHECK_FALSE(ChatClient({server.url(), "m1", "k", 5}, quick_retry(0)).complete(kHello, {}).content.empty());
+  CHECK_FALSE(server.requests().back().contains("temperature"));
+
+  SECTION("429 and 5xx are retried") {
+    for (int status : {429, 503}) {
+      status_for_failures = status;
+      fail_first = 2;
+      calls = 0;
+      CHECK(client.complete(kHello, {}).attempts == 3);
+      CHECK(calls == 3);
+    }
+  }
+  SECTION("retries run out") {
+    fail_first = 3;
+    calls = 0;
+    try {
+      client.complete(kHello, {});
+      FAIL("no error");
+    } catch (const ChatError& e) {
+      CHECK(e.status() == 500);
+      CHECK_FALSE(e.is_fatal());
+      CHECK_THAT(e.what(), Catch::Contains("try later") && Catch::Contains("after 3 attempts"));
+    }
+    CHECK(calls == 3);
+  }
+  SECTION("a 400 is not retried") {
+    status_for_failures = 400;
+    fail_first = 1;
+    calls = 0;
+    CHECK_THROWS_AS(client.complete(kHello, {}), ChatError);
+    CHECK(calls == 1);
+  }
+  SECTION("a wrong key is fatal") {
+    calls = 0;
+    try {
+      ChatClient({server.url(), "m1", "wrong", 5}, quick_retry(3)).complete(kHello, {});
+      FAIL("no error");
+    } catch (const ChatError& e) {
+      CHECK(e.status() == 401);
+      CHECK(e.is_fatal());
+      CHECK_THAT(e.what(), Catch::Contains("bad key"));
+    }
+    CHECK(calls == 1);
+  }
+}
+
+TEST_CASE("chat client: no server, and replies without text", "[traces]") {
+  // A port the kernel gave out and that was closed again: nothing listens there.
+  const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  REQUIRE(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(sock);
+  const int port = ntohs(addr.sin_port);
+  try {
+    ChatClient({"http://127.0.0.1:" + std::to_string(port), "m", "", 2}, quick_retry(1)).complete(kHello, {});
+    FAIL("no error");
+  } catch (const ChatError& e) {
+    CHECK(e.status() == 0);
+    CHECK_THAT(e.what(), Catch::Contains("no response") && Catch::Contains("after 2 attempts"));
+  }
+  MockChatServer server([](const json&, const httplib::Request&) -> std::pair<int, json> {
+    json refusal = completion("");
+    refusal["choices"][0]["message"]["content"] = nullptr;
+    return {200, refusal};
+  });
+  CHECK_THROWS_WITH(ChatClient({server.url(), "m", "", 2}, quick_retry(3)).complete(kHello, {}),
+                    Catch::Contains("no text content"));
+  CHECK(server.requests().size() == 1);
+}
+
+// --- the whole run --------------------------------------------------------
+
+// Rows whose gene names tell the mock what to do:
+//   G_EXC  correct trace, judged excellent      -> accepted
+//   G_AVG  correct trace, judged average        -> rejected "grade"
+//   G_UNG  correct trace, judge gives no grade  -> rejected "ungraded"
+//   G_WRG  teacher answers another label        -> rejected "answer_mismatch" (no judge call)
+//   G_TAG  teacher forgets the tags             -> rejected "format" (no judge call)
+//   G_FLK  teacher 503 once, then good          -> accepted (one retry)
+//   G_ERR  teacher 500 while `broken` is set    -> failed ("error"), retried on --resume
+const std::vector<std::string> kGenes = {"G_EXC", "G_AVG", "G_UNG", "G_WRG", "G_TAG", "G_FLK", "G_ERR"};
+
+std::string write_rows(const std::string& dir) {
+  const std::string path = dir + "/rows.jsonl";
+  std::ofstream f(path);
+  for (const auto& gene : kGenes) {
+    const std::string label = gene == "G_WRG" ? "downregulated" : "upregulated";
+    f << json{{"cell_type", "k562"},
+              {"pert", "P1"},
+              {"gene", gene},
+              {"label", label},
+              {"messages",
+               {{{"role", "system"}, {"content", "student system"}},
+                {{"role", "user"}, {"content", "Does " + gene + " change when P1 is knocked down?"}}}}}
+                .dump()
+         << "\n";
+  }
+  return path;
+}
+
+std::string trace_for(const std::string& gene, const std::string& label) {
+  return "<think>\nReasoning about " + gene + ".\n</think>\n<answer>" + label + "</answer>";
+}
+
+class ScriptedTeacherAndJudge {
+ public:
+  std::atomic<bool> broken{true};
+  std::atomic<int> teacher_calls{0}, judge_calls{0};
+  std::map<std::string, int> teacher_calls_per_gene;
+  std::mutex mutex;
+
+  std::pair<int, json> operator()(const json& body) {
+    const std::string model = body["model"], user = body["messages"].back()["content"];
+    std::smatch m;
+    // (No Catch assertions here: this runs on the server's threads.)
+    if (!std::regex_search(user, m, std::regex("G_[A-Z]{3}"))) return {400, api_error("no gene in the prompt")};
+    const std::string gene = m.str();
+    if (model == "teacher-1") {
+      ++teacher_calls;
+      int nth;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        nth = ++teacher_calls_per_gene[gene];
+      }
+      // The teacher prompt tells it the label; a correct teacher repeats it.
+      if (!std::regex_search(user, m, std::regex("Measured outcome \\(for you only\\): ([a-z ]+)")))
+        return {400, api_error("no label in the prompt")};
+      const std::string label = m[1];
+      if (gene == "G_FLK" && nth == 1) return {503, api_error("overloaded")};
+      if (gene == "G_ERR" && broken) return {500, api_error("internal")};
+      if (gene == "G_WRG") return {200, completion(trace_for(gene, "upregulated"))};
+      if (gene == "G_TAG") return {200, completion("It goes " + label + ".")};
+      return {200, completion("Here you go.\n" + trace_for(gene, label))};
+    }
+    ++judge_calls;
+    // The judge must be shown the trace itself (without the teacher's chatter).
+    if (user.find("Candidate explanation:\n" + trace_for(gene, "upregulated")) == std::string::npos ||
+        user.find("Here you go.") != std::string::npos)
+      return {200, completion("<grade>terrible</grade>")};
+    if (gene == "G_AVG") return {200, completion("Vague.\n<grade>average</grade>")};
+    if (gene == "G_UNG") return {200, completion("I cannot grade this.")};
+    return {200, completion("Specific and correct.\n<grade>Excellent</grade>", "stop", 20, 8)};
+  }
+};
+
+std::vector<json> read_records(const std::string& path) {
+  std::vector<json> out;
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line);) out.push_back(json::parse(line));
+  return out;
+}
+
+TraceJob make_job(const std::string& dir, const std::string& url) {
+  TraceJob job;
+  job.data_path = dir + "/rows.jsonl";
+  job.out_path = dir + "/out/traces.jsonl";
+  job.rejected_path = default_rejected_path(job.out_path);
+  job.teacher = {url, "teacher-1", "", 5};
+  job.judge = ChatEndpoint{url, "judge-1", "", 5};
+  job.retry = quick_retry(2);
+  job.workers = 3;
+  job.progress = false;
+  return job;
+}
+
+TEST_CASE("traces: accepted, rejected and failed rows land where they belong, and --resume finishes", "[traces]") {
+  test::TempDir dir("traces-run");
+  write_rows(dir.path);
+  ScriptedTeacherAndJudge script;
+  MockChatServer server([&](const json& body, const httplib::Request&) { return script(body); });
+  TraceJob job = make_job(dir.path, server.url());
+  CHECK(job.rejected_path == dir.path + "/out/traces.rejected.jsonl");
+
+  const json summary = run_traces(job);
+  CHECK(summary["input_rows"] == 7);
+  CHECK(summary["rows"] == 7);
+  CHECK(summary["accepted"] == 2);
+  CHECK(summary["rejected"] == json{{"answer_mismatch", 1}, {"format", 1}, {"grade", 1}, {"ungraded", 1}});
+  CHECK(summary["failed"] == 1);
+  CHECK(summary["grades"] == json{{"average", 1}, {"excellent", 2}});
+  CHECK(summary["remaining"] == 1);
+  // Teacher: 7 rows + G_FLK's retry + G_ERR's 3 attempts; judge: the 4 correct traces.
+  CHECK(script.teacher_calls == 7 + 1 + 2);
+  CHECK(script.judge_calls == 4);
+  CHECK(summary["usage"]["teacher"] == json{{"requests", 6}, {"retries", 1}, {"prompt_tokens", 60},
+                                            {"completion_tokens", 30}});
+  CHECK(summary["usage"]["judge"]["requests"] == 4);
+  CHECK(summary["usage"]["judge"]["completion_tokens"] == 8 + 8 + 5 + 5);
+
+  auto accepted = read_records(job.out_path);
+  REQUIRE(accepted.size() == 2);
+  std::sort(accepted.begin(), accepted.end(), [](const json& a, const json& b) { return a["gene"] < b["gene"]; });
+  CHECK(accepted[0]["gene"] == "G_EXC");
+  CHECK(accepted[1]["gene"] == "G_FLK");
+  CHECK(accepted[0] == json{{"cell_type", "k562"},
+                            {"pert", "P1"},
+                            {"gene", "G_EXC"},
+                            {"label", "upregulated"},
+                            {"judge", "excellent"},
+                            {"teacher_model", "teacher-1"},
+                            {"judge_model", "judge-1"},
+                            {"judge_reply", "Specific and correct.\n<grade>Excellent</grade>"},
+                            {"messages",
+                             {{{"role", "system"}, {"content", "student system"}},
+                              {{"role", "user"}, {"content", "Does G_EXC change when P1 is knocked down?"}},
+                              {{"role", "assistant"}, {"content", trace_for("G_EXC", "upregulated")}}}}});
+
+  std::map<std::string, json> rejected;
+  for (const auto& r : read_records(job.rejected_path)) rejected[r["gene"]] = r;
+  REQUIRE(rejected.size() == 5);
+  CHECK(rejected["G_AVG"]["reason"] == "grade");
+  CHECK(rejected["G_AVG"]["judge"] == "average");
+  CHECK(rejected["G_AVG"]["messages"].size() == 3);  // kept whole: a looser --accept can still use it
+  CHECK(rejected["G_UNG"]["reason"] == "ungraded");
+  CHECK(rejected["G_UNG"]["judge"].is_null());
+  CHECK(rejected["G_WRG"]["reason"] == "answer_mismatch");
+  CHECK(rejected["G_WRG"]["teacher_reply"] == trace_for("G_WRG", "upregulated"));
+  CHECK_FALSE(rejected["G_WRG"].contains("messages"));
+  CHECK(rejected["G_TAG"]["reason"] == "format");
+  CHECK(rejected["G_ERR"]["reason"] == "error");
+  CHECK(rejected["G_ERR"]["stage"] == "teacher");
+  CHECK_THAT(rejected["G_ERR"]["error"].get<std::string>(), Catch::Contains("HTTP 500: internal"));
+
+  SECTION("the same --out without --resume is refused, nothing touched") {
+    const std::string before = test::read_text(job.out_path);
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("exists; pass --resume"));
+    CHECK(test::read_text(job.out_path) == before);
+  }
+  SECTION("--resume with another teacher is refused") {
+    job.resume = true;
+    job.teacher.model = "teacher-2";
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("written with teacher model 'teacher-1'"));
+  }
+  SECTION("--resume retries only the failed row, after cutting a half-written line") {
+    { std::ofstream(job.out_path, std::ios::app) << R"({"cell_type":"k562","pe)"; }
+    script.broken = false;
+    script.teacher_calls = 0;
+    script.judge_calls = 0;
+    job.resume = true;
+    const json again = run_traces(job);
+    CHECK(again["repaired_partial_lines"] == 1);
+    CHECK(again["already_done"] == 6);
+    CHECK(again["rows"] == 1);
+    CHECK(again["accepted"] == 1);
+    CHECK(again["accepted_total"] == 3);
+    CHECK(again["remaining"] == 0);
+    CHECK(script.teacher_calls == 1);
+    CHECK(script.judge_calls == 1);
+    const auto lines = read_records(job.out_path);  // every line parses again
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[2]["gene"] == "G_ERR");
+    // Nothing left: a third run sends nothing.
+    const json third = run_traces(job);
+    CHECK(third["rows"] == 0);
+    CHECK(script.teacher_calls == 1);
+  }
+}
+
+TEST_CASE("traces: without a judge, checked traces are accepted; --limit bounds a run", "[traces]") {
+  test::TempDir dir("traces-nojudge");
+  write_rows(dir.path);
+  ScriptedTeacherAndJudge script;
+  script.broken = false;
+  MockChatServer server([&](const json& body, const httplib::Request&) { return script(body); });
+  TraceJob job = make_job(dir.path, server.url());
+  job.judge.reset();
+  job.limit = 4;
+  json s = run_traces(job);
+  CHECK(s["rows"] == 4);
+  CHECK(s["remaining"] == 3);
+  CHECK_FALSE(s["usage"].contains("judge"));
+  job.resume = true;
+  job.limit = -1;
+  s = run_traces(job);
+  CHECK(s["rows"] == 3);
+  CHECK(script.judge_calls == 0);
+  // Over both runs: G_WRG and G_TAG fail their checks, the other five are accepted.
+  const auto accepted = read_records(job.out_path);
+  CHECK(accepted.size() == 5);
+  for (const auto& r : accepted) CHECK(r["judge"].is_null());
+  CHECK(read_records(job.rejected_path).size() == 2);
+}
+
+TEST_CASE("traces: a rejected key stops the run; what was written stays and --resume continues", "[traces]") {
+  test::TempDir dir("traces-fatal");
+  write_rows(dir.path);
+  std::atomic<int> calls{0};
+  std::atomic<bool> revoked{false};
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    // The first two requests succeed; then the key "expires".
+    if (++calls > 2) revoked = true;
+    if (revoked) return {401, api_error("Incorrect API key provided")};
+    const std::string user = body["messages"].back()["content"];
+    std::smatch m;
+    std::regex_search(user, m, std::regex("G_[A-Z]{3}"));
+    return {200, completion(trace_for(m.str(), "upregulated"))};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.judge.reset();
+  job.workers = 1;
+  CHECK_THROWS_WITH(run_traces(job), Catch::Contains("HTTP 401: Incorrect API key provided") &&
+                                         Catch::Contains("2 rows were written") && Catch::Contains("--resume"));
+  CHECK(calls == 3);  // stopped at once, no retries of a 401
+  CHECK(read_records(job.out_path).size() == 2);
+}
+
+}  // namespace
+}  // namespace synthpert::perturb
