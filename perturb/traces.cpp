@@ -62,14 +62,12 @@ class TraceRun {
     auto work = [&] {
       for (size_t i; !stop_.load() && (i = next++) < pending.size();) {
         try {
-          const auto [record, accepted] = explain(*pending[i]);
-          store_.write(record, accepted);
-          tally(record, accepted, bar.get());
+          const Outcome o = explain(*pending[i]);
+          store_.write(o.record, o.accepted);
+          tally(o.record, o.accepted, bar.get());
+          if (!o.fatal.empty()) stop_with(o.fatal);
         } catch (const std::exception& e) {
-          // Fatal request errors and write failures end the run for every worker.
-          std::lock_guard<std::mutex> lock(mutex_);
-          if (fatal_.empty()) fatal_ = e.what();
-          stop_ = true;
+          stop_with(e.what());  // a write failure: nothing more can be kept
         }
       }
     };
@@ -81,6 +79,13 @@ class TraceRun {
   }
 
   const std::string& fatal() const { return fatal_; }
+
+  // Ends the run for every worker after their rows in flight.
+  void stop_with(const std::string& why) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (fatal_.empty()) fatal_ = why;
+    stop_ = true;
+  }
 
   json summary() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -97,8 +102,14 @@ class TraceRun {
   int64_t failed() const { return failed_; }
 
  private:
-  // One row through teacher, checks and judge: the record and whether it is accepted.
-  std::pair<json, bool> explain(const TraceInput& row) {
+  struct Outcome {
+    json record;
+    bool accepted = false;
+    std::string fatal;  // set when the run must stop (ChatError::is_fatal)
+  };
+
+  // One row through teacher, checks and judge.
+  Outcome explain(const TraceInput& row) {
     const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
     json record = {{"cell_type", row.cell_type},
                    {"pert", row.pert},
@@ -107,12 +118,13 @@ class TraceRun {
                    {"judge", nullptr},
                    {"teacher_model", job_.teacher.model},
                    {"judge_model", job_.judge ? json(job_.judge->model) : json(nullptr)}};
+    // A failed request is recorded like any outcome (a judge failure keeps the
+    // paid-for trace in the record); a fatal one also stops the run.
     auto failed = [&](const char* stage, const ChatError& e) {
-      if (e.is_fatal()) throw;  // rethrows e: the settings are wrong, not this row
       record["reason"] = "error";
       record["stage"] = stage;
       record["error"] = e.what();
-      return std::pair{record, false};
+      return Outcome{record, false, e.is_fatal() ? e.what() : ""};
     };
 
     ChatReply teacher;
@@ -126,13 +138,13 @@ class TraceRun {
     if (!check.reason.empty()) {
       record["reason"] = check.reason;
       record["teacher_reply"] = teacher.content;
-      return {record, false};
+      return {record, false, ""};
     }
     json messages = json::array();
     for (const auto& [role, content] : row.prompt) messages.push_back({{"role", role}, {"content", content}});
     messages.push_back({{"role", "assistant"}, {"content", check.trace}});
     record["messages"] = messages;
-    if (!judge_) return {record, true};
+    if (!judge_) return {record, true, ""};
 
     ChatReply verdict;
     try {
@@ -145,12 +157,12 @@ class TraceRun {
     const auto grade = parse_grade(verdict.content);
     if (!grade) {
       record["reason"] = "ungraded";
-      return {record, false};
+      return {record, false, ""};
     }
     record["judge"] = grade_name(*grade);
-    if (job_.accept.count(*grade)) return {record, true};
+    if (job_.accept.count(*grade)) return {record, true, ""};
     record["reason"] = "grade";
-    return {record, false};
+    return {record, false, ""};
   }
 
   void tally(const json& record, bool accepted, ProgressBar* bar) {
@@ -212,7 +224,7 @@ json run_traces(const TraceJob& job) {
 
   const int64_t remaining = static_cast<int64_t>(rows.size()) - already_done - (run.done() - run.failed());
   if (!run.fatal().empty())
-    throw InputError(str_cat(run.fatal(), "\nstopped: ", run.done(), " rows were written this run (",
+    throw InputError(str_cat(run.fatal(), "; stopped: ", run.done(), " rows were written this run (",
                              job.out_path, ", ", job.rejected_path, "); --resume continues with the ",
                              remaining, " left"));
   json summary = run.summary();

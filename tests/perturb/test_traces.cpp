@@ -416,9 +416,31 @@ TEST_CASE("traces: a rejected key stops the run; what was written stays and --re
   job.judge.reset();
   job.workers = 1;
   CHECK_THROWS_WITH(run_traces(job), Catch::Contains("HTTP 401: Incorrect API key provided") &&
-                                         Catch::Contains("2 rows were written") && Catch::Contains("--resume"));
+                                         Catch::Contains("3 rows were written") && Catch::Contains("--resume"));
   CHECK(calls == 3);  // stopped at once, no retries of a 401
   CHECK(read_records(job.out_path).size() == 2);
+  const auto failed = read_records(job.rejected_path);
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0]["reason"] == "error");  // retried by --resume
+  CHECK_THAT(failed[0]["error"].get<std::string>(), Catch::Contains("HTTP 401"));
+}
+
+TEST_CASE("traces: an unknown judge model stops the run; the teacher's trace is kept", "[traces]") {
+  test::TempDir dir("traces-judge404");
+  write_rows(dir.path);
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    if (body["model"] != "teacher-1") return {404, api_error("The model 'judge-1' does not exist")};
+    return {200, completion(trace_for("G_EXC", "upregulated"))};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.workers = 1;
+  CHECK_THROWS_WITH(run_traces(job), Catch::Contains("HTTP 404: The model 'judge-1' does not exist"));
+  CHECK(read_records(job.out_path).empty());
+  const auto failed = read_records(job.rejected_path);
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0]["stage"] == "judge");
+  CHECK(failed[0]["messages"].back()["content"] == trace_for("G_EXC", "upregulated"));
+  CHECK(server.requests().size() == 2);
 }
 
 }  // namespace
