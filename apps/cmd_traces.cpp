@@ -1,6 +1,9 @@
 // `synthpert traces`: teacher/judge reasoning traces for PerturbQA rows through
 // any OpenAI-compatible endpoint (perturb/traces.h); the output is the
 // training data of `synthpert train`.
+#include <signal.h>
+
+#include <atomic>
 #include <cstdlib>
 
 #include "apps/command.h"
@@ -18,6 +21,18 @@ struct Opts {
   double timeout = 600;
   bool quiet = false;
 };
+
+// The first SIGINT/SIGTERM lets rows in flight finish and be written (their
+// tokens are paid for); a second one ends the process at once.
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
+
+void on_interrupt(int sig) {
+  if (g_interrupted.exchange(true)) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+}
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -77,8 +92,21 @@ RunFn setup(CLI::App& cmd) {
     job.accept = perturb::parse_grade_list(o->accept);
     job.rejected_path = o->rejected.empty() ? perturb::default_rejected_path(job.out_path) : o->rejected;
     job.progress = !o->quiet;
+    job.cancel = &g_interrupted;
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESTART;  // a request in flight carries on, not fails with EINTR
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
     const auto summary = perturb::run_traces(job);
     print_json(summary);
+    if (summary["interrupted"].get<bool>()) {
+      std::fprintf(stderr, "synthpert traces: interrupted; the rows in flight were written, %lld remain: "
+                           "run again with --resume to continue\n",
+                   static_cast<long long>(summary["remaining"].get<int64_t>()));
+      return 130;
+    }
     if (summary["failed"].get<int64_t>() > 0) {
       std::fprintf(stderr, "synthpert traces: %lld rows failed (see %s); run again with --resume to retry them\n",
                    static_cast<long long>(summary["failed"].get<int64_t>()), job.rejected_path.c_str());

@@ -60,7 +60,8 @@ class TraceRun {
     if (job_.progress) bar = std::make_unique<ProgressBar>("traces", static_cast<int64_t>(pending.size()), "rows");
     std::atomic<size_t> next{0};
     auto work = [&] {
-      for (size_t i; !stop_.load() && (i = next++) < pending.size();) {
+      auto cancelled = [&] { return job_.cancel && job_.cancel->load(); };
+      for (size_t i; !stop_.load() && !cancelled() && (i = next++) < pending.size();) {
         try {
           const Outcome o = explain(*pending[i]);
           store_.write(o.record, o.accepted);
@@ -235,6 +236,7 @@ json run_traces(const TraceJob& job) {
   summary["repaired_partial_lines"] = store.repaired_lines();
   summary["accepted_total"] = store.accepted_at_start() + run.accepted();
   summary["remaining"] = remaining;
+  summary["interrupted"] = job.cancel && job.cancel->load() && remaining > 0;
   summary["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }

@@ -8,6 +8,7 @@
 // (trace_store.h), so a run can be interrupted and resumed.
 #pragma once
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -33,6 +34,9 @@ struct TraceJob {
   bool resume = false;
   int64_t limit = -1;     // at most this many rows this run (-1: all)
   bool progress = true;   // progress bar on stderr
+  // When set and it turns true, no new row is started; rows in flight finish
+  // and are written, and the summary says "interrupted" (the CLI's SIGINT).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Default REJECTED path for OUT: "x.jsonl" -> "x.rejected.jsonl".

@@ -443,5 +443,36 @@ TEST_CASE("traces: an unknown judge model stops the run; the teacher's trace is 
   CHECK(server.requests().size() == 2);
 }
 
+TEST_CASE("traces: a cancelled run finishes the row in flight and says so", "[traces]") {
+  test::TempDir dir("traces-cancel");
+  write_rows(dir.path);
+  std::atomic<bool> cancel{false};
+  std::atomic<int> calls{0};
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    if (++calls == 1) cancel = true;  // as if SIGINT arrived while the first request was out
+    const std::string user = body["messages"].back()["content"];
+    std::smatch m;
+    std::regex_search(user, m, std::regex("G_[A-Z]{3}"));
+    return {200, completion(trace_for(m.str(), "upregulated"))};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.judge.reset();
+  job.workers = 1;
+  job.cancel = &cancel;
+  const json s = run_traces(job);
+  CHECK(s["rows"] == 1);
+  CHECK(s["interrupted"] == true);
+  CHECK(s["remaining"] == 6);
+  CHECK(read_records(job.out_path).size() == 1);
+  cancel = false;
+  job.resume = true;
+  const json rest = run_traces(job);
+  CHECK(rest["already_done"] == 1);
+  CHECK(rest["rows"] == 6);
+  CHECK(rest["interrupted"] == false);
+  CHECK(read_records(job.out_path).size() == 6);  // G_WRG, labelled down, is rejected
+  CHECK(read_records(job.rejected_path).size() == 1);
+}
+
 }  // namespace
 }  // namespace synthpert::perturb

@@ -8,7 +8,7 @@
 'use strict';
 const http = require('node:http');
 const https = require('node:https');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
@@ -30,15 +30,16 @@ const gradeOf = (gene) => (gene.length % 2 === 0 ? 'good' : 'bad');
 // Teacher "mock-teacher" and judge "mock-judge", each behind its own key;
 // over HTTPS when given a key and certificate.
 function startMock(tls = null) {
-  const seen = { teacher: 0, judge: 0 };
+  // delayMs holds replies back; onTeacher(n) runs as the n-th teacher request arrives.
+  const seen = { teacher: 0, judge: 0, delayMs: 0, onTeacher: null };
   const handler = (req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
     req.on('end', () => {
-      const reply = (status, obj) => {
+      const reply = (status, obj) => setTimeout(() => {
         res.writeHead(status, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify(obj));
-      };
+      }, seen.delayMs);
       const b = JSON.parse(body);
       const want = b.model === 'mock-teacher' ? 'sk-teacher' : 'sk-judge';
       if (req.url !== '/v1/chat/completions') return reply(404, { error: { message: `no route ${req.url}` } });
@@ -50,6 +51,7 @@ function startMock(tls = null) {
       let content;
       if (b.model === 'mock-teacher') {
         seen.teacher++;
+        if (seen.onTeacher) seen.onTeacher(seen.teacher);
         const label = /Measured outcome \(for you only\): (.+)$/.exec(user)[1];
         content = `Sure.\n${trace(gene[1], label)}`;
       } else {
@@ -139,6 +141,33 @@ async function main() {
     assert.equal(r.code, 2);
     assert.match(r.stderr, /HTTP 401: Incorrect API key provided/);
     assert.match(r.stderr, /--resume continues/);
+  });
+
+  await check('SIGINT: the requests in flight are written, exit 130, --resume does the rest', async () => {
+    const sOut = path.join(work, 'interrupted.jsonl');
+    const args = ['traces', '--data', rowsFile, '--teacher', mock.url, '--teacher-model', 'mock-teacher',
+                  '--workers', '2', '--out', sOut, '--quiet'];
+    mock.seen.delayMs = 300;
+    const proc = spawn(bin, args, { env: { ...process.env, ...keys }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    proc.stdout.on('data', (d) => { stdout += d; });
+    proc.stderr.on('data', (d) => { stderr += d; });
+    const start = mock.seen.teacher;
+    mock.seen.onTeacher = (n) => { if (n === start + 2) proc.kill('SIGINT'); };
+    const code = await new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+    mock.seen.onTeacher = null;
+    mock.seen.delayMs = 0;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /interrupted; the rows in flight were written/);
+    const summary = JSON.parse(stdout);
+    assert.equal(summary.interrupted, true);
+    assert.equal(summary.rows, 2);
+    assert.equal(mock.seen.teacher - start, 2, 'no row may start after the signal');
+    assert.equal(readJsonl(sOut).length, 2);
+    const rest = await cli(['traces', ...args.slice(1), '--resume'], keys);
+    assert.equal(rest.rows, rows.length - 2);
+    assert.equal(rest.interrupted, false);
+    assert.equal(readJsonl(sOut).length, rows.length);
   });
 
   await check('bad flags name the rule', async () => {
