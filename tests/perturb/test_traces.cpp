@@ -219,6 +219,16 @@ std::string trace_for(const std::string& gene, const std::string& label) {
   return "<think>\nReasoning about " + gene + ".\n</think>\n<answer>" + label + "</answer>";
 }
 
+// The G_XXX gene a request's last message names ("" if none).
+std::string gene_in(const json& body) {
+  const std::string user = body["messages"].back()["content"];
+  std::smatch m;
+  return std::regex_search(user, m, std::regex("G_[A-Z]{3}")) ? m.str() : "";
+}
+
+// A teacher reply that calls the row's gene upregulated, well formed.
+json upregulated_trace(const json& body) { return completion(trace_for(gene_in(body), "upregulated")); }
+
 class ScriptedTeacherAndJudge {
  public:
   std::atomic<bool> broken{true};
@@ -228,10 +238,10 @@ class ScriptedTeacherAndJudge {
 
   std::pair<int, json> operator()(const json& body) {
     const std::string model = body["model"], user = body["messages"].back()["content"];
-    std::smatch m;
+    const std::string gene = gene_in(body);
     // (No Catch assertions here: this runs on the server's threads.)
-    if (!std::regex_search(user, m, std::regex("G_[A-Z]{3}"))) return {400, api_error("no gene in the prompt")};
-    const std::string gene = m.str();
+    if (gene.empty()) return {400, api_error("no gene in the prompt")};
+    std::smatch m;
     if (model == "teacher-1") {
       ++teacher_calls;
       int nth;
@@ -407,10 +417,7 @@ TEST_CASE("traces: a rejected key stops the run; what was written stays and --re
     // The first two requests succeed; then the key "expires".
     if (++calls > 2) revoked = true;
     if (revoked) return {401, api_error("Incorrect API key provided")};
-    const std::string user = body["messages"].back()["content"];
-    std::smatch m;
-    std::regex_search(user, m, std::regex("G_[A-Z]{3}"));
-    return {200, completion(trace_for(m.str(), "upregulated"))};
+    return {200, upregulated_trace(body)};
   });
   TraceJob job = make_job(dir.path, server.url());
   job.judge.reset();
@@ -450,10 +457,7 @@ TEST_CASE("traces: a cancelled run finishes the row in flight and says so", "[tr
   std::atomic<int> calls{0};
   MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
     if (++calls == 1) cancel = true;  // as if SIGINT arrived while the first request was out
-    const std::string user = body["messages"].back()["content"];
-    std::smatch m;
-    std::regex_search(user, m, std::regex("G_[A-Z]{3}"));
-    return {200, completion(trace_for(m.str(), "upregulated"))};
+    return {200, upregulated_trace(body)};
   });
   TraceJob job = make_job(dir.path, server.url());
   job.judge.reset();
