@@ -1,5 +1,8 @@
 // `synthpert eval`: a model on a PerturbQA split, beside the baselines (perturb/eval.h).
+#include <cstdlib>
+
 #include "apps/command.h"
+#include "perturb/openai_client.h"
 #include "perturb/prompt.h"
 #include "perturb/eval.h"
 
@@ -15,7 +18,14 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   auto& c = o->cfg;
-  cmd.add_option("--model", c.model_dir, "model folder (Hugging Face layout, with its tokenizer)")->required();
+  cmd.add_option("--model", c.model_dir, "model folder (Hugging Face layout, with its tokenizer)");
+  cmd.add_option("--endpoint", c.endpoint.url,
+                 "instead of --model: an OpenAI-compatible API base URL (generate mode; key from $SYNTHPERT_EVAL_API_KEY, "
+                 "else $OPENAI_API_KEY)");
+  cmd.add_option("--endpoint-model", c.endpoint.model, "the model name at --endpoint");
+  cmd.add_option("--retries", c.endpoint_retry.max_retries, "--endpoint: retries after 429, 5xx or no response")
+      ->capture_default_str();
+  cmd.add_option("--timeout", c.endpoint.timeout_s, "--endpoint: seconds to wait for one reply")->capture_default_str();
   cmd.add_option("--adapter", c.adapter_dir, "LoRA adapter folder (PEFT format)");
   cmd.add_option("--perturbqa", c.data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", c.split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
@@ -30,10 +40,13 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--chat-template", c.chat_template_file, "chat template file overriding the model's");
   cmd.add_option("--fraction", c.fraction, "evaluate this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", c.seed, "subsampling, sampling and bootstrap seed")->capture_default_str();
-  cmd.add_option("--batch", c.batch, "rows per forward batch")->capture_default_str();
+  cmd.add_option("--batch", c.batch, "rows per forward batch (--endpoint: requests in flight)")->capture_default_str();
   cmd.add_option("--max-new-tokens", c.max_new_tokens, "generate mode: token budget per answer")->capture_default_str();
-  cmd.add_option("--temperature", c.sampling.temperature, "generate mode: 0 = greedy")->capture_default_str();
-  cmd.add_option("--top-p", c.sampling.top_p, "generate mode: nucleus sampling")->capture_default_str();
+  auto* temperature = cmd.add_option("--temperature", c.sampling.temperature,
+                                     "generate mode: 0 = greedy (--endpoint: sent only when given)")
+                          ->capture_default_str();
+  auto* top_p = cmd.add_option("--top-p", c.sampling.top_p, "generate mode: nucleus sampling (--endpoint: sent only when given)")
+                    ->capture_default_str();
   cmd.add_option("--top-k", c.sampling.top_k, "generate mode: 0 = off")->capture_default_str();
   cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
   cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
@@ -43,7 +56,15 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
   cmd.add_flag("--overwrite", c.overwrite, "start over instead of resuming an earlier run in --out");
   cmd.add_option("--out", o->out, "output folder")->required();
-  return [o] {
+  return [o, temperature, top_p] {
+    auto& c = o->cfg;
+    if (!c.endpoint.url.empty()) {
+      perturb::chat_completions_address(c.endpoint.url);  // a typo fails before any work
+      if (temperature->count()) c.endpoint_options.temperature = c.sampling.temperature;
+      if (top_p->count()) c.endpoint_options.top_p = c.sampling.top_p;
+      for (const char* name : {"SYNTHPERT_EVAL_API_KEY", "OPENAI_API_KEY"})
+        if (const char* k = std::getenv(name); k && *k && c.endpoint.api_key.empty()) c.endpoint.api_key = k;
+    }
     if (!o->offsets.empty()) o->cfg.offsets = perturb::load_offsets(o->offsets);
     o->cfg.chat = o->chat ? perturb::ChatMode::kOn : o->no_chat ? perturb::ChatMode::kOff : perturb::ChatMode::kAuto;
     const auto result = perturb::run_eval(o->cfg, o->out);

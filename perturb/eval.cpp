@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <set>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -16,6 +18,7 @@
 #include "engine/score.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
+#include "perturb/data_jsonl.h"
 #include "perturb/evidence.h"
 #include "perturb/report.h"
 #include "perturb/split.h"
@@ -27,15 +30,22 @@ using nlohmann::json;
 namespace {
 
 // The settings that decide the predictions; a resumed run must match them.
+bool remote(const EvalConfig& c) { return !c.endpoint.url.empty(); }
+
 json result_config(const EvalConfig& c) {
-  json j = {{"model", c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
+  json j = {{"model", remote(c) ? c.endpoint.model : c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
             {"mode", c.mode}, {"prompt_template", c.prompt}, {"chat", static_cast<int>(c.chat)},
             {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction}, {"seed", c.seed},
             {"dtype", c.dtype}};
+  if (remote(c)) j["endpoint"] = c.endpoint.url;
   if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
   if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
   if (c.blind_view) j["blind_view"] = true;
-  if (c.mode == "generate")
+  auto optional = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  if (remote(c))
+    j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", optional(c.endpoint_options.temperature)},
+                       {"top_p", optional(c.endpoint_options.top_p)}};
+  else if (c.mode == "generate")
     j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", c.sampling.temperature},
                        {"top_p", c.sampling.top_p}, {"top_k", c.sampling.top_k}};
   return j;
@@ -122,6 +132,68 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   return out;
 }
 
+// Appends the predictions of rows [done.size(), rows.size()) batch by batch
+// (`predict(b, e)` gives rows [b, e)'s lines), flushing each batch.
+void append_predictions(const EvalConfig& cfg, const std::vector<Row>& rows, const std::string& pred_path,
+                        std::vector<json>& done, const std::function<std::vector<json>(size_t, size_t)>& predict) {
+  std::ofstream out(pred_path, std::ios::app);
+  SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
+  std::optional<ProgressBar> bar;
+  if (cfg.progress) bar.emplace("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
+  if (bar) bar->advance(static_cast<int64_t>(done.size()));
+  int64_t correct = 0;
+  for (const auto& d : done) correct += d["prediction"] == d["label"];
+  for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
+    const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
+    std::string chunk;
+    for (auto& l : predict(b, e)) {
+      correct += l["prediction"] == l["label"];
+      chunk += l.dump() + '\n';
+      done.push_back(std::move(l));
+    }
+    out << chunk;
+    out.flush();
+    SP_CHECK_INPUT(out.good(), pred_path, ": write failed");
+    if (bar) bar->advance(static_cast<int64_t>(e - b), str_cat("acc ", percent(correct, done.size())));
+  }
+}
+
+// Generate mode through a chat endpoint: the rows' prompt messages, all sent
+// at once. Any request that still fails after retries fails the batch (nothing
+// of it is written): a network error must not be scored as a wrong answer.
+std::vector<json> remote_generate_batch(const ChatClient& client, const PromptTemplate& tmpl, const EvalConfig& cfg,
+                                        const std::vector<Row>& rows, size_t begin, size_t end) {
+  std::vector<std::optional<ChatReply>> replies(end - begin);
+  std::vector<std::string> errors(end - begin);
+  std::vector<std::thread> threads;
+  for (size_t i = begin; i < end; ++i)
+    threads.emplace_back([&, i] {
+      ChatOptions o = cfg.endpoint_options;
+      o.max_tokens = cfg.max_new_tokens;
+      o.seed = static_cast<int64_t>((cfg.seed * 1000003ull + i) & 0x7fffffffffffffffull);
+      try {
+        replies[i - begin] = client.complete(prompt_messages(rows[i], tmpl), o);
+      } catch (const std::exception& e) {
+        errors[i - begin] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (size_t k = 0; k < errors.size(); ++k)
+    SP_CHECK_INPUT(errors[k].empty(), "row ", begin + k + 1, " (", rows[begin + k].pert, ", ", rows[begin + k].gene,
+                   "): ", errors[k], "; the rows before this batch are saved and a rerun resumes there");
+  std::vector<json> out;
+  for (size_t k = 0; k < replies.size(); ++k) {
+    Prediction p = base_prediction(rows[begin + k]);
+    p.prediction = parse_answer(replies[k]->content);
+    json line = prediction_to_json(p);
+    line["response"] = replies[k]->content;
+    line["finish_reason"] = replies[k]->finish_reason;
+    line["usage"] = {{"prompt_tokens", replies[k]->prompt_tokens}, {"completion_tokens", replies[k]->completion_tokens}};
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
 }  // namespace
 
 Label argmax_label(const std::array<double, 3>& p) {
@@ -191,6 +263,18 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
   SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
   SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
+  if (remote(cfg)) {
+    SP_CHECK_INPUT(!cfg.endpoint.model.empty(), "--endpoint ", cfg.endpoint.url, ": also name the model (--endpoint-model)");
+    SP_CHECK_INPUT(cfg.model_dir.empty(), "--endpoint and --model exclude each other: the model is either remote or local");
+    SP_CHECK_INPUT(cfg.mode == "generate", "--endpoint: only --mode generate (a chat endpoint gives no answer log-likelihoods)");
+    SP_CHECK_INPUT(cfg.adapter_dir.empty() && cfg.chat_template_file.empty() && cfg.chat != ChatMode::kOff &&
+                       cfg.prompt_cell.empty() && cfg.sampling.top_k == 0,
+                   "--endpoint: --adapter, --chat-template, --no-chat-template, --prompt-cell and --top-k apply to "
+                   "local models only (the endpoint applies its own chat template)");
+    SP_CHECK_INPUT(cfg.batch <= 256, "--batch: at most 256 requests in flight with --endpoint, got ", cfg.batch);
+  } else {
+    SP_CHECK_INPUT(!cfg.model_dir.empty(), "--model: required (or --endpoint with --endpoint-model)");
+  }
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
@@ -232,7 +316,12 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                        done[i].value("cell_type", "") == rows[i].cell_type,
                    pred_path, ":", i + 1, ": does not match row ", i + 1, " of the split; use --overwrite");
 
-  if (done.size() < rows.size()) {
+  if (done.size() < rows.size() && remote(cfg)) {
+    const ChatClient client(cfg.endpoint, cfg.endpoint_retry);
+    append_predictions(cfg, rows, pred_path, done, [&](size_t b, size_t e) {
+      return remote_generate_batch(client, tmpl, cfg, rows, b, e);
+    });
+  } else if (done.size() < rows.size()) {
     engine::LoadOptions lo;
     lo.dtype = engine::parse_dtype(cfg.dtype);
     lo.device = engine::parse_device(cfg.device);
@@ -240,28 +329,9 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
     PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
     enc.set_prompt_cell(cfg.prompt_cell);
-    std::ofstream out(pred_path, std::ios::app);
-    SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
-    std::optional<ProgressBar> bar;
-    if (cfg.progress) bar.emplace("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
-    if (bar) bar->advance(static_cast<int64_t>(done.size()));
-    int64_t correct = 0;
-    for (const auto& d : done) correct += d["prediction"] == d["label"];
-    for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
-      const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
-      auto lines = cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e)
-                                       : generate_batch(model, enc, cfg, rows, b, e);
-      std::string chunk;
-      for (auto& l : lines) {
-        correct += l["prediction"] == l["label"];
-        chunk += l.dump() + '\n';
-        done.push_back(std::move(l));
-      }
-      out << chunk;
-      out.flush();
-      SP_CHECK_INPUT(out.good(), pred_path, ": write failed");
-      if (bar) bar->advance(static_cast<int64_t>(e - b), str_cat("acc ", percent(correct, done.size())));
-    }
+    append_predictions(cfg, rows, pred_path, done, [&](size_t b, size_t e) {
+      return cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e) : generate_batch(model, enc, cfg, rows, b, e);
+    });
   }
 
   std::vector<Prediction> preds = read_predictions(pred_path);
@@ -274,7 +344,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   report.model = compute_metrics(preds, mo);
   for (const auto& name : baseline_names())
     report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
-  report.details = {{"model", cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
+  report.details = {{"model", remote(cfg) ? cfg.endpoint.model + " at " + cfg.endpoint.url : cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
                     {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
   if (cfg.offsets.any()) report.details["decision offsets (up, down, nde)"] = cfg.offsets.add;
   if (!cfg.prompt_cell.empty()) report.details["cell line in prompts"] = cfg.prompt_cell;

@@ -3,7 +3,10 @@
 //   score     the three answers' log-likelihoods after the prompt, softmaxed into
 //             probabilities (so AUROC is computed from real scores); prediction = argmax
 //   generate  the model writes (reasoning and) an answer, which the answer parser reads;
-//             no probabilities
+//             no probabilities. The model may also be remote: any OpenAI-compatible
+//             chat endpoint (a teacher, a hosted model), given the same prompt
+//             messages as chat turns, so a student and its teacher are scored
+//             by one parser and one set of metrics.
 //
 // Output folder: predictions.jsonl (one line per row, in row order, appended batch
 // by batch), eval_config.json, metrics.json (model and baselines on the same rows),
@@ -17,6 +20,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "perturb/calibration.h"
+#include "perturb/openai_client.h"
 #include "perturb/prompt_encoder.h"
 
 namespace synthpert::perturb {
@@ -43,6 +47,15 @@ struct EvalConfig {
   // use the mean of the two views' log-likelihoods; predictions keep both
   // views' under "logprobs_views" (named, blind).
   bool blind_view = false;
+  // Generate mode through a chat endpoint instead of model_dir (url and model
+  // set): each batch's rows are sent at once, so `batch` is the number of
+  // requests in flight. `endpoint_options` holds the temperature and top_p to
+  // send (unset: the server's defaults; reasoning models refuse some values);
+  // max_new_tokens is always sent, and a row's seed is derived from `seed` and
+  // its index (honoured where the server can).
+  ChatEndpoint endpoint;
+  ChatOptions endpoint_options;
+  RetryPolicy endpoint_retry;
   int bootstrap = 1000;
   bool overwrite = false;
   bool progress = true;

@@ -76,6 +76,8 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
   json body = {{"model", endpoint_.model}, {"messages", json::array()}};
   for (const auto& [role, content] : messages) body["messages"].push_back({{"role", role}, {"content", content}});
   if (options.temperature) body["temperature"] = *options.temperature;
+  if (options.top_p) body["top_p"] = *options.top_p;
+  if (options.seed) body["seed"] = *options.seed;
   if (options.max_tokens) body["max_completion_tokens"] = *options.max_tokens;
   const std::string payload = body.dump();
   const std::string where = endpoint_.url + " (" + endpoint_.model + ")";

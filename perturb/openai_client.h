@@ -24,6 +24,8 @@ struct ChatEndpoint {
 
 struct ChatOptions {
   std::optional<double> temperature;  // unset: the server's default
+  std::optional<double> top_p;
+  std::optional<int64_t> seed;        // best effort on OpenAI; exact on `synthpert serve`
   // Sent as max_completion_tokens (OpenAI's current name; vLLM and
   // `synthpert serve` accept it too). Unset: the server's default.
   std::optional<int64_t> max_tokens;

@@ -99,6 +99,8 @@ TEST_CASE("chat client: request body, key, usage; what is retried and what is no
 
   ChatOptions options;
   options.temperature = 0.5;
+  options.top_p = 0.9;
+  options.seed = 7;
   options.max_tokens = 99;
   auto reply = client.complete({{"system", "s"}, {"user", "hello"}}, options);
   CHECK(reply.content == "hi there");
@@ -110,6 +112,8 @@ TEST_CASE("chat client: request body, key, usage; what is retried and what is no
   CHECK(sent == json{{"model", "m1"},
                      {"messages", {{{"role", "system"}, {"content", "s"}}, {{"role", "user"}, {"content", "hello"}}}},
                      {"temperature", 0.5},
+                     {"top_p", 0.9},
+                     {"seed", 7},
                      {"max_completion_tokens", 99}});
   CHECK_FALSE(ChatClient({server.url(), "m1", "k", 5}, quick_retry(0)).complete(kHello, {}).content.empty());
   CHECK_FALSE(server.requests().back().contains("temperature"));

@@ -232,6 +232,45 @@ async function main() {
     }
   });
 
+  await check('eval --endpoint (serve) equals eval --model in generate mode: responses, predictions, metrics', async () => {
+    const serve = await harness.startServe(bin, ['--model', model, '--port', '0']);
+    try {
+      const common = ['--perturbqa', data, '--split', 'holdout:rpe1', '--fraction', '0.00005', '--seed', '2',
+                      '--mode', 'generate', '--max-new-tokens', '8', '--temperature', '0', '--bootstrap', '0'];
+      const remoteOut = path.join(work, 'eval-remote'), localOut = path.join(work, 'eval-local');
+      await cli(['eval', '--endpoint', serve.info.listening, '--endpoint-model', serve.info.models[0], '--batch', '3',
+                 ...common, '--out', remoteOut]);
+      await cli(['eval', '--model', model, ...common, '--out', localOut]);
+      const remote = readJsonl(path.join(remoteOut, 'predictions.jsonl'));
+      const local = readJsonl(path.join(localOut, 'predictions.jsonl'));
+      assert.ok(remote.length >= 4, `${remote.length} rows`);
+      assert.equal(remote.length, local.length);
+      for (let i = 0; i < local.length; i++) {
+        assert.equal(remote[i].response, local[i].response, `row ${i}`);
+        assert.equal(remote[i].prediction, local[i].prediction, `row ${i}`);
+        assert.equal(remote[i].usage.completion_tokens, 8);
+      }
+      const metrics = (dir) => JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8')).model;
+      assert.deepEqual(metrics(remoteOut), metrics(localOut));
+      const config = JSON.parse(fs.readFileSync(path.join(remoteOut, 'eval_config.json'), 'utf8'));
+      assert.equal(config.endpoint, serve.info.listening);
+      assert.equal(config.generation.temperature, 0);
+      const mixed = await run(['eval', '--endpoint', serve.info.listening, '--endpoint-model', 'x', '--model', model,
+                               ...common, '--out', path.join(work, 'eval-mixed')]);
+      assert.equal(mixed.code, 2);
+      assert.match(mixed.stderr, /exclude each other/);
+      // A request that fails for good fails the batch; nothing of it is scored.
+      const downOut = path.join(work, 'eval-down');
+      const down = await run(['eval', '--endpoint', 'http://127.0.0.1:1/v1', '--endpoint-model', 'm', '--retries', '0',
+                              ...common, '--out', downOut]);
+      assert.equal(down.code, 2, down.stderr);
+      assert.match(down.stderr, /no response.*rerun resumes there/);
+      assert.equal(fs.readFileSync(path.join(downOut, 'predictions.jsonl'), 'utf8'), '');
+    } finally {
+      serve.proc.kill('SIGTERM');
+    }
+  });
+
   console.log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
   process.exit(failures() ? 1 : 0);
 }
