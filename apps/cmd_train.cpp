@@ -11,6 +11,7 @@
 #include "common/fs.h"
 #include "engine/config.h"
 #include "engine/tensor_io.h"
+#include "perturb/trace_review.h"
 #include "trainer/lora.h"
 #include "trainer/sft_data.h"
 #include "trainer/system_prompt.h"
@@ -22,7 +23,7 @@ namespace {
 struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
-  std::string system_prompt_file, prompt_template, tokenizer, grad_dump;
+  std::string system_prompt_file, prompt_template, tokenizer, grad_dump, accept;
   double val_fraction = 0.1, bucket_mb = 25;
   int64_t timeout_s = 1800;
   bool no_progress = false;
@@ -72,6 +73,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 | f16 (masters stay f32)")->capture_default_str();
   cmd.add_option("--device", t.device, "cpu | cuda (cuda:LOCAL_RANK when data parallel)")->capture_default_str();
   cmd.add_flag("--activation-checkpointing", t.checkpoint_layers, "recompute each decoder layer in backward");
+  cmd.add_option("--accept", o->accept,
+                 "train only on traces with these judge grades, e.g. excellent,good (a trace's \"judge\", "
+                 "a SynthPert CSV's critic_evaluation)");
   cmd.add_option("--system-prompt", o->system_prompt_file,
                  "file with the system message for CSV rows and traces without one (empty file: none)");
   cmd.add_option("--prompt-template", o->prompt_template,
@@ -102,9 +106,23 @@ RunFn setup(CLI::App& cmd) {
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
     const auto system = trainer::choose_system_prompt(o->system_prompt_file, o->prompt_template);
     src.system_prompt = system.fn;
+    if (!o->accept.empty()) {
+      const auto grades = perturb::parse_grade_list(o->accept);
+      src.keep = [grades](const trainer::Conversation& c) {
+        const auto it = c.fields.find("judge");
+        SP_CHECK_INPUT(it != c.fields.end(), c.origin,
+                       ": --accept needs a judge grade (a trace's \"judge\", a CSV's critic_evaluation); "
+                       "this example has none");
+        const auto grade = perturb::parse_grade(it->second);
+        SP_CHECK_INPUT(grade, c.origin, ": no grade in '", it->second.substr(0, 80),
+                       "' (expected excellent, good, average, bad or terrible)");
+        return grades.count(*grade) > 0;
+      };
+    }
+    int64_t left_out = 0;
     const auto policy = trainer::parse_overlong(o->overlong);
     const auto config = engine::load_config(t.model_dir);
-    auto all = trainer::finalize_examples(trainer::load_sft_examples(src), t.max_seq_len,
+    auto all = trainer::finalize_examples(trainer::load_sft_examples(src, &left_out), t.max_seq_len,
                                           config.vocab_size, policy);
     trainer::SftDataset train;
     std::vector<trainer::SftExample> val;
@@ -116,6 +134,7 @@ RunFn setup(CLI::App& cmd) {
                        {"val_fraction", o->val_fraction},
                        {"overlong", o->overlong},
                        {"system_prompt", system.identity}};
+    if (!o->accept.empty()) t.data_identity["accept"] = o->accept;
 
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));
@@ -141,6 +160,7 @@ RunFn setup(CLI::App& cmd) {
                             {"val_examples", val.size()},
                             {"truncated", train.truncated},
                             {"dropped", train.dropped}};
+      if (!o->accept.empty()) out["not_accepted"] = left_out;
       if (!result.steps.empty()) out["final_loss"] = result.steps.back().loss;
       if (!result.val_losses.empty()) out["val_loss"] = result.val_losses.back().second;
       print_json(out);

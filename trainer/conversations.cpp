@@ -71,6 +71,7 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path) {
     }
     for (const char* name : kFieldNames)
       if (j.contains(name) && j[name].is_string()) c.fields[name] = j[name].get<std::string>();
+    if (j.contains("judge") && j["judge"].is_string()) c.fields["judge"] = j["judge"].get<std::string>();
     validate_conversation(c);
     out.push_back(std::move(c));
   }
@@ -155,6 +156,7 @@ std::vector<Conversation> read_synthpert_csv(const std::string& path) {
     c.messages.push_back({"assistant", rows[r][assistant]});
     for (const char* name : kFieldNames)
       if (const int64_t k = column(name); k >= 0) c.fields[name] = rows[r][k];
+    if (const int64_t k = column("critic_evaluation"); k >= 0) c.fields["judge"] = rows[r][k];
     validate_conversation(c);
     out.push_back(std::move(c));
   }

@@ -24,7 +24,9 @@ struct Conversation {
   std::vector<Message> messages;
   std::string origin;  // "FILE:LINE" or "FILE:row N"
   // The example's cell_type, pert and gene where the input has them (trace
-  // keys, CSV columns); a prompt template's system text may use them.
+  // keys, CSV columns); a prompt template's system text may use them. Also
+  // "judge": the trace's grade (the "judge" key of a trace, the
+  // critic_evaluation column of a SynthPert CSV), for `train --accept`.
   std::map<std::string, std::string> fields;
 };
 

@@ -37,16 +37,29 @@ bool is_pretokenized_jsonl(const std::string& path) {
 
 }  // namespace
 
-std::vector<SftExample> load_sft_examples(const DataSource& src) {
+std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_out) {
   std::vector<Conversation> conversations;
   if (ends_with(src.path, ".csv")) {
     conversations = read_synthpert_csv(src.path);
   } else {
     SP_CHECK_INPUT(ends_with(src.path, ".jsonl") || ends_with(src.path, ".json"), src.path,
                    ": --data must be a .jsonl or .csv file");
-    if (is_pretokenized_jsonl(src.path)) return read_pretokenized_jsonl(src.path);
+    if (is_pretokenized_jsonl(src.path)) {
+      SP_CHECK_INPUT(!src.keep, src.path, ": pre-tokenized examples carry no judge grades to select by");
+      if (left_out) *left_out = 0;
+      return read_pretokenized_jsonl(src.path);
+    }
     conversations = read_traces_jsonl(src.path);
   }
+  const size_t read = conversations.size();
+  if (src.keep) {
+    std::vector<Conversation> kept;
+    for (auto& c : conversations)
+      if (src.keep(c)) kept.push_back(std::move(c));
+    conversations = std::move(kept);
+    SP_CHECK_INPUT(!conversations.empty(), src.path, ": none of its ", read, " conversations is selected");
+  }
+  if (left_out) *left_out = static_cast<int64_t>(read - conversations.size());
   add_system_messages(conversations, src.system_prompt);
   return tokenize_conversations(conversations, src.tokenizer_dir);
 }

@@ -4,6 +4,8 @@
 //   *.csv                          SynthPert CSV, through the chat template
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,10 +21,14 @@ struct DataSource {
   // The system message of text conversations that have none (CSV rows
   // always); empty function: no system message (trainer/system_prompt.h).
   SystemPromptFn system_prompt;
+  // Which text conversations to train on (empty: all), e.g. by judge grade
+  // (`train --accept`); may throw InputError naming the conversation.
+  std::function<bool(const Conversation&)> keep;
 };
 
-// Raw examples, before the length policy (finalize_examples).
-std::vector<SftExample> load_sft_examples(const DataSource& src);
+// Raw examples, before the length policy (finalize_examples). `left_out`, when
+// given, receives the number of conversations `keep` refused.
+std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_out = nullptr);
 
 // A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
 std::string file_fingerprint(const std::string& path);

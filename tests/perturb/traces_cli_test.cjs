@@ -122,6 +122,37 @@ async function main() {
     assert.ok(fs.existsSync(path.join(trainOut, 'adapter', 'adapter_model.safetensors')));
   });
 
+  await check('train --accept selects by judge grade: traces and SynthPert CSV', async () => {
+    const good = rows.filter((r) => gradeOf(r.gene) === 'good').length;
+    // Accepted and grade-rejected traces together: --accept picks the good ones again.
+    const all = path.join(work, 'all-traces.jsonl');
+    fs.writeFileSync(all, fs.readFileSync(out, 'utf8') + fs.readFileSync(path.join(work, 'traces.rejected.jsonl'), 'utf8'));
+    const train = (data, accept, name) => run(['train', '--model', model, '--data', data, '--out', path.join(work, name),
+                                               '--max-steps', '1', '--lora-r', '2', '--max-seq-len', '512',
+                                               '--val-fraction', '0', '--accept', accept]);
+    const picked = await train(all, 'good', 'train-accept');
+    assert.equal(picked.code, 0, picked.stderr);
+    const summary = JSON.parse(picked.stdout);
+    assert.equal(summary.train_examples, good);
+    assert.equal(summary.not_accepted, rows.length - good);
+    const none = await train(all, 'excellent', 'train-none');
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, new RegExp(`none of its ${rows.length} conversations is selected`));
+
+    const csv = path.join(work, 'synthpert.csv');
+    const t = '"<think>x</think><answer>upregulated</answer>"';
+    fs.writeFileSync(csv, ['user_prompt,assistant_response,critic_evaluation',
+                           `Q1,${t},Excellent`, `Q2,${t},"Weak.
+<grade>bad</grade>"`, `Q3,${t},good`].join('\n') + '\n');
+    const fromCsv = await train(csv, 'excellent,good', 'train-csv');
+    assert.equal(fromCsv.code, 0, fromCsv.stderr);
+    assert.equal(JSON.parse(fromCsv.stdout).train_examples, 2);
+    fs.writeFileSync(csv, `user_prompt,assistant_response,critic_evaluation\nQ1,${t},meh\n`);
+    const unreadable = await train(csv, 'good', 'train-csv-bad');
+    assert.equal(unreadable.code, 2);
+    assert.match(unreadable.stderr, /row 1: no grade in 'meh'/);
+  });
+
   await check('an existing --out is refused without --resume; --resume has nothing left to do', async () => {
     const again = await run(['traces', '--data', rowsFile, '--teacher', mock.url, '--teacher-model', 'mock-teacher',
                              '--judge-model', 'mock-judge', '--out', out, '--quiet'], keys);
