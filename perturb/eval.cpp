@@ -29,9 +29,10 @@ using nlohmann::json;
 
 namespace {
 
-// The settings that decide the predictions; a resumed run must match them.
+// Whether the model under evaluation sits behind a chat endpoint.
 bool remote(const EvalConfig& c) { return !c.endpoint.url.empty(); }
 
+// The settings that decide the predictions; a resumed run must match them.
 json result_config(const EvalConfig& c) {
   json j = {{"model", remote(c) ? c.endpoint.model : c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
             {"mode", c.mode}, {"prompt_template", c.prompt}, {"chat", static_cast<int>(c.chat)},
