@@ -41,12 +41,11 @@ struct Usage {
   }
 };
 
-// Everything the workers share: read-only settings, the store, and tallies.
+// Everything the workers share: read-only settings, clients, prompts and tallies.
 class TraceRun {
  public:
-  TraceRun(const TraceJob& job, TraceStore& store)
+  explicit TraceRun(const TraceJob& job)
       : job_(job),
-        store_(store),
         teacher_(job.teacher, job.retry),
         teacher_prompt_(TracePrompt::load(job.teacher_prompt, TracePrompt::Role::kTeacher)) {
     if (job.judge) {
@@ -55,7 +54,7 @@ class TraceRun {
     }
   }
 
-  void run(const std::vector<const TraceInput*>& pending) {
+  void run(const std::vector<const TraceInput*>& pending, TraceStore& store) {
     std::unique_ptr<ProgressBar> bar;
     if (job_.progress) bar = std::make_unique<ProgressBar>("traces", static_cast<int64_t>(pending.size()), "rows");
     std::atomic<size_t> next{0};
@@ -64,7 +63,7 @@ class TraceRun {
       for (size_t i; !stop_.load() && !cancelled() && (i = next++) < pending.size();) {
         try {
           const Outcome o = explain(*pending[i]);
-          store_.write(o.record, o.accepted);
+          store.write(o.record, o.accepted);
           tally(o.record, o.accepted, bar.get());
           if (!o.fatal.empty()) stop_with(o.fatal);
         } catch (const std::exception& e) {
@@ -187,7 +186,6 @@ class TraceRun {
   }
 
   const TraceJob& job_;
-  TraceStore& store_;
   ChatClient teacher_;
   TracePrompt teacher_prompt_;
   std::unique_ptr<ChatClient> judge_;
@@ -208,9 +206,11 @@ json run_traces(const TraceJob& job) {
   SP_CHECK_INPUT(!job.accept.empty(), "--accept: name at least one grade");
   const auto start = std::chrono::steady_clock::now();
   const auto rows = read_trace_inputs(job.data_path);
+  // Prompts and addresses are checked before the output files are created, so
+  // a typo does not leave files that a corrected rerun would refuse.
+  TraceRun run(job);
   TraceStore store(job.out_path, job.rejected_path, job.resume,
                    {job.teacher.model, job.judge ? job.judge->model : std::string()});
-  TraceRun run(job, store);  // loads the prompts: a bad prompt file fails before any request
 
   std::vector<const TraceInput*> pending;
   int64_t already_done = 0;
@@ -221,7 +221,7 @@ json run_traces(const TraceJob& job) {
       pending.push_back(&row);
     }
   }
-  run.run(pending);
+  run.run(pending, store);
 
   const int64_t remaining = static_cast<int64_t>(rows.size()) - already_done - (run.done() - run.failed());
   if (!run.fatal().empty())

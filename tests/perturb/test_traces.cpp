@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -352,6 +353,17 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
   CHECK(rejected["G_ERR"]["stage"] == "teacher");
   CHECK_THAT(rejected["G_ERR"]["error"].get<std::string>(), Catch::Contains("HTTP 500: internal"));
 
+  SECTION("a bad prompt file fails before any file or request") {
+    std::ofstream(dir.path + "/judge.txt") << "[user]\n{question} without the trace\n";
+    job.judge_prompt = dir.path + "/judge.txt";
+    job.out_path = dir.path + "/other.jsonl";
+    job.rejected_path = default_rejected_path(job.out_path);
+    const size_t before = server.requests().size();
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("{trace}"));
+    CHECK_FALSE(std::filesystem::exists(job.out_path));
+    CHECK_FALSE(std::filesystem::exists(job.rejected_path));
+    CHECK(server.requests().size() == before);
+  }
   SECTION("the same --out without --resume is refused, nothing touched") {
     const std::string before = test::read_text(job.out_path);
     CHECK_THROWS_WITH(run_traces(job), Catch::Contains("exists; pass --resume"));
