@@ -2,7 +2,6 @@
 #include <cstdlib>
 
 #include "apps/command.h"
-#include "perturb/openai_client.h"
 #include "perturb/prompt.h"
 #include "perturb/eval.h"
 
@@ -59,7 +58,6 @@ RunFn setup(CLI::App& cmd) {
   return [o, temperature, top_p] {
     auto& c = o->cfg;
     if (!c.endpoint.url.empty()) {
-      perturb::chat_completions_address(c.endpoint.url);  // a typo fails before any work
       if (temperature->count()) c.endpoint_options.temperature = c.sampling.temperature;
       if (top_p->count()) c.endpoint_options.top_p = c.sampling.top_p;
       for (const char* name : {"SYNTHPERT_EVAL_API_KEY", "OPENAI_API_KEY"})

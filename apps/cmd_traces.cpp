@@ -81,10 +81,7 @@ RunFn setup(CLI::App& cmd) {
     if (!o->judge_model.empty()) {
       job.judge = perturb::ChatEndpoint{o->judge_url.empty() ? job.teacher.url : o->judge_url, o->judge_model,
                                         env_or("SYNTHPERT_JUDGE_API_KEY", job.teacher.api_key), o->timeout};
-      // Parse the address now so a typo fails before the first request.
-      perturb::chat_completions_address(job.judge->url);
     }
-    perturb::chat_completions_address(job.teacher.url);
     if (o->temperature >= 0) job.teacher_options.temperature = o->temperature;
     if (o->max_tokens > 0) job.teacher_options.max_tokens = o->max_tokens;
     if (o->judge_temperature >= 0) job.judge_options.temperature = o->judge_temperature;

@@ -21,6 +21,20 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string read_complete_lines(const std::string& path, bool* cut) {
+  std::string text = read_file(path);
+  const size_t end = text.rfind('\n');
+  const size_t keep = end == std::string::npos ? 0 : end + 1;
+  if (cut) *cut = keep != text.size();
+  if (keep != text.size()) {
+    std::error_code ec;
+    std::filesystem::resize_file(path, keep, ec);
+    SP_CHECK_INPUT(!ec, path, ": cannot cut its torn last line (", ec.message(), ")");
+    text.resize(keep);
+  }
+  return text;
+}
+
 void make_dirs(const std::string& path) {
   if (path.empty()) return;
   std::error_code ec;

@@ -14,6 +14,12 @@ std::string read_file(const std::string& path);
 // fsync'ed and renamed over `path`. Parent folders are created.
 void write_file_atomic(const std::string& path, std::string_view data);
 
+// Reads a file written a line at a time (JSONL appended as work finishes).
+// A torn last line, one without its '\n' because the writer was killed
+// mid-write, is cut off the file itself, so appending can continue cleanly;
+// `cut` (if given) says whether that happened. Returns the complete lines.
+std::string read_complete_lines(const std::string& path, bool* cut = nullptr);
+
 // Creates a folder and its parents; no error if it exists.
 void make_dirs(const std::string& path);
 

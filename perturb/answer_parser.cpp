@@ -4,19 +4,15 @@
 #include <string>
 #include <vector>
 
+#include "perturb/ascii_text.h"
+
 namespace synthpert::perturb {
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // The part of the text that holds the answer (see the header).
 std::string answer_region(std::string_view text) {
-  const std::string t = lower(text);
+  const std::string t = ascii_lower(text);
   const size_t open = t.rfind("<answer>");
   if (open != std::string::npos) {
     const size_t start = open + 8;

@@ -57,14 +57,7 @@ json result_config(const EvalConfig& c) {
 std::vector<json> read_done(const std::string& path) {
   std::vector<json> done;
   if (!path_exists(path)) return done;
-  std::string text = read_file(path);
-  const size_t end = text.rfind('\n');
-  const size_t keep = end == std::string::npos ? 0 : end + 1;
-  if (keep != text.size()) {
-    text.resize(keep);
-    write_file_atomic(path, text);
-  }
-  std::istringstream in(text);
+  std::istringstream in(read_complete_lines(path));
   std::string line;
   int64_t n = 0;
   while (std::getline(in, line)) {
@@ -273,6 +266,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                    "--endpoint: --adapter, --chat-template, --no-chat-template, --prompt-cell and --top-k apply to "
                    "local models only (the endpoint applies its own chat template)");
     SP_CHECK_INPUT(cfg.batch <= 256, "--batch: at most 256 requests in flight with --endpoint, got ", cfg.batch);
+    chat_completions_address(cfg.endpoint.url);  // a typo fails before the output folder is made
   } else {
     SP_CHECK_INPUT(!cfg.model_dir.empty(), "--model: required (or --endpoint with --endpoint-model)");
   }

@@ -6,24 +6,13 @@
 
 #include "common/error.h"
 #include "perturb/answer_parser.h"
+#include "perturb/ascii_text.h"
 
 namespace synthpert::perturb {
 
 namespace {
 
 const std::array<std::string, 5> kGradeNames = {"excellent", "good", "average", "bad", "terrible"};
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return {};
-  return s.substr(first, s.find_last_not_of(" \t\r\n") - first + 1);
-}
 
 // Phrases by which a reasoning reveals it was handed the outcome. Lower case.
 // The teacher prompt forbids this; the judge should catch it too, but a run
@@ -48,7 +37,7 @@ std::set<Grade> parse_grade_list(const std::string& list) {
   while (pos <= list.size()) {
     size_t comma = list.find(',', pos);
     if (comma == std::string::npos) comma = list.size();
-    const std::string item = lower(trim(std::string_view(list).substr(pos, comma - pos)));
+    const std::string item = ascii_lower(trim_space(std::string_view(list).substr(pos, comma - pos)));
     const auto g = grade_from_name(item);
     SP_CHECK_INPUT(g, "--accept: '", item, "' is not a grade (excellent, good, average, bad, terrible)");
     grades.insert(*g);
@@ -58,32 +47,32 @@ std::set<Grade> parse_grade_list(const std::string& list) {
 }
 
 std::optional<Grade> parse_grade(std::string_view reply) {
-  const std::string text = lower(reply);
+  const std::string text = ascii_lower(reply);
   const size_t open = text.rfind("<grade>");
   if (open != std::string::npos) {
     const size_t start = open + 7;
     const size_t close = text.find("</grade>", start);
     if (close == std::string::npos) return std::nullopt;
-    return grade_from_name(trim(std::string_view(text).substr(start, close - start)));
+    return grade_from_name(trim_space(std::string_view(text).substr(start, close - start)));
   }
-  std::string_view rest = trim(text);
+  std::string_view rest = trim_space(text);
   const size_t nl = rest.find_last_of('\n');
-  std::string_view last = trim(nl == std::string_view::npos ? rest : rest.substr(nl + 1));
+  std::string_view last = trim_space(nl == std::string_view::npos ? rest : rest.substr(nl + 1));
   while (!last.empty() && std::ispunct(static_cast<unsigned char>(last.back()))) last.remove_suffix(1);
   return grade_from_name(last);
 }
 
 TraceCheck check_trace(std::string_view reply, Label label, std::string_view finish_reason) {
   if (finish_reason == "length") return {"truncated", ""};
-  const std::string text = lower(reply);
+  const std::string text = ascii_lower(reply);
   const size_t think = text.find("<think>");
   const size_t think_end = think == std::string::npos ? think : text.find("</think>", think);
   const size_t answer = think_end == std::string::npos ? think_end : text.find("<answer>", think_end);
   const size_t answer_end = answer == std::string::npos ? answer : text.find("</answer>", answer);
   if (answer_end == std::string::npos) return {"format", ""};
-  const std::string_view reasoning = trim(std::string_view(text).substr(think + 7, think_end - think - 7));
+  const std::string_view reasoning = trim_space(std::string_view(text).substr(think + 7, think_end - think - 7));
   if (reasoning.empty()) return {"empty_reasoning", ""};
-  const std::string trace(trim(reply.substr(think, answer_end + 9 - think)));
+  const std::string trace(trim_space(reply.substr(think, answer_end + 9 - think)));
   const auto parsed = parse_answer(trace);
   if (!parsed || *parsed != label) return {"answer_mismatch", trace};
   for (const char* phrase : kLeakPhrases)

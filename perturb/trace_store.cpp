@@ -56,13 +56,9 @@ TraceStore::~TraceStore() {
 
 void TraceStore::load(const std::string& path, bool accepted) {
   if (!path_exists(path)) return;
-  std::string text = read_file(path);
-  if (!text.empty() && text.back() != '\n') {
-    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;
-    std::filesystem::resize_file(path, keep);
-    text.resize(keep);
-    ++repaired_;
-  }
+  bool cut = false;
+  const std::string text = read_complete_lines(path, &cut);
+  repaired_ += cut;
   size_t pos = 0;
   for (int64_t lineno = 1; pos < text.size(); ++lineno) {
     const size_t nl = text.find('\n', pos);
