@@ -54,6 +54,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--rejected", o->rejected, "everything else, with its reason (default: OUT with .rejected.jsonl)");
   cmd.add_flag("--resume", job.resume, "continue OUT: skip rows it or REJECTED already hold, retry failed ones");
   cmd.add_option("--workers", job.workers, "requests in flight at once")->capture_default_str();
+  cmd.add_option("--attempts", job.attempts,
+                 "teacher replies asked per row until one is accepted (rejected ones are kept under \"earlier\")")
+      ->capture_default_str();
   cmd.add_option("--limit", job.limit, "explain at most N more rows this run (a trial, or a budget)");
   cmd.add_option("--teacher-prompt", job.teacher_prompt, "teacher prompt: teacher (built in) | FILE")
       ->capture_default_str();

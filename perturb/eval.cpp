@@ -2,23 +2,20 @@
 
 #include <cmath>
 #include <cstdio>
-#include <functional>
 #include <optional>
 #include <set>
-#include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "common/progress.h"
 #include "engine/generate.h"
 #include "engine/model.h"
 #include "engine/peft_adapter.h"
 #include "engine/score.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
-#include "perturb/data_jsonl.h"
+#include "perturb/eval_remote.h"
+#include "perturb/eval_writer.h"
 #include "perturb/evidence.h"
 #include "perturb/report.h"
 #include "perturb/split.h"
@@ -69,27 +66,12 @@ std::vector<json> read_done(const std::string& path) {
   return done;
 }
 
-Prediction base_prediction(const Row& r) {
-  Prediction p;
-  p.cell_type = r.cell_type;
-  p.pert = r.pert;
-  p.gene = r.gene;
-  p.label = r.label;
-  return p;
-}
-
-std::string percent(int64_t part, size_t whole) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
-  return buf;
-}
-
 std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
                               const std::vector<Row>& rows, size_t begin, size_t end) {
   const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view);
   std::vector<json> out;
   for (size_t k = 0; k < s.combined.size(); ++k) {
-    Prediction p = base_prediction(rows[begin + k]);
+    Prediction p = unanswered_prediction(rows[begin + k]);
     p.probs = answer_probs(s.combined[k], cfg.offsets);
     p.prediction = argmax_label(*p.probs);
     json line = prediction_to_json(p);
@@ -115,74 +97,12 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   const auto results = engine::generate(model, prompts, go);
   std::vector<json> out;
   for (size_t k = 0; k < results.size(); ++k) {
-    Prediction p = base_prediction(rows[begin + k]);
+    Prediction p = unanswered_prediction(rows[begin + k]);
     const std::string text = enc.tokenizer().decode(results[k].tokens, /*skip_special=*/true);
     p.prediction = parse_answer(text);
     json line = prediction_to_json(p);
     line["response"] = text;
     line["finish_reason"] = results[k].finish_reason;
-    out.push_back(std::move(line));
-  }
-  return out;
-}
-
-// Appends the predictions of rows [done.size(), rows.size()) batch by batch
-// (`predict(b, e)` gives rows [b, e)'s lines), flushing each batch.
-void append_predictions(const EvalConfig& cfg, const std::vector<Row>& rows, const std::string& pred_path,
-                        std::vector<json>& done, const std::function<std::vector<json>(size_t, size_t)>& predict) {
-  std::ofstream out(pred_path, std::ios::app);
-  SP_CHECK_INPUT(out.good(), pred_path, ": cannot open for appending");
-  std::optional<ProgressBar> bar;
-  if (cfg.progress) bar.emplace("eval " + cfg.mode, static_cast<int64_t>(rows.size()), "rows");
-  if (bar) bar->advance(static_cast<int64_t>(done.size()));
-  int64_t correct = 0;
-  for (const auto& d : done) correct += d["prediction"] == d["label"];
-  for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
-    const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
-    std::string chunk;
-    for (auto& l : predict(b, e)) {
-      correct += l["prediction"] == l["label"];
-      chunk += l.dump() + '\n';
-      done.push_back(std::move(l));
-    }
-    out << chunk;
-    out.flush();
-    SP_CHECK_INPUT(out.good(), pred_path, ": write failed");
-    if (bar) bar->advance(static_cast<int64_t>(e - b), str_cat("acc ", percent(correct, done.size())));
-  }
-}
-
-// Generate mode through a chat endpoint: the rows' prompt messages, all sent
-// at once. Any request that still fails after retries fails the batch (nothing
-// of it is written): a network error must not be scored as a wrong answer.
-std::vector<json> remote_generate_batch(const ChatClient& client, const PromptTemplate& tmpl, const EvalConfig& cfg,
-                                        const std::vector<Row>& rows, size_t begin, size_t end) {
-  std::vector<std::optional<ChatReply>> replies(end - begin);
-  std::vector<std::string> errors(end - begin);
-  std::vector<std::thread> threads;
-  for (size_t i = begin; i < end; ++i)
-    threads.emplace_back([&, i] {
-      ChatOptions o = cfg.endpoint_options;
-      o.max_tokens = cfg.max_new_tokens;
-      o.seed = static_cast<int64_t>((cfg.seed * 1000003ull + i) & 0x7fffffffffffffffull);
-      try {
-        replies[i - begin] = client.complete(prompt_messages(rows[i], tmpl), o);
-      } catch (const std::exception& e) {
-        errors[i - begin] = e.what();
-      }
-    });
-  for (auto& t : threads) t.join();
-  for (size_t k = 0; k < errors.size(); ++k)
-    SP_CHECK_INPUT(errors[k].empty(), "row ", begin + k + 1, " (", rows[begin + k].pert, ", ", rows[begin + k].gene,
-                   "): ", errors[k], "; the rows before this batch are saved and a rerun resumes there");
-  std::vector<json> out;
-  for (size_t k = 0; k < replies.size(); ++k) {
-    Prediction p = base_prediction(rows[begin + k]);
-    p.prediction = parse_answer(replies[k]->content);
-    json line = prediction_to_json(p);
-    line["response"] = replies[k]->content;
-    line["finish_reason"] = replies[k]->finish_reason;
-    line["usage"] = {{"prompt_tokens", replies[k]->prompt_tokens}, {"completion_tokens", replies[k]->completion_tokens}};
     out.push_back(std::move(line));
   }
   return out;
@@ -311,22 +231,26 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                        done[i].value("cell_type", "") == rows[i].cell_type,
                    pred_path, ":", i + 1, ": does not match row ", i + 1, " of the split; use --overwrite");
 
-  if (done.size() < rows.size() && remote(cfg)) {
-    const ChatClient client(cfg.endpoint, cfg.endpoint_retry);
-    append_predictions(cfg, rows, pred_path, done, [&](size_t b, size_t e) {
-      return remote_generate_batch(client, tmpl, cfg, rows, b, e);
-    });
-  } else if (done.size() < rows.size()) {
-    engine::LoadOptions lo;
-    lo.dtype = engine::parse_dtype(cfg.dtype);
-    lo.device = engine::parse_device(cfg.device);
-    auto model = engine::Transformer::load(cfg.model_dir, lo);
-    if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
-    PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
-    enc.set_prompt_cell(cfg.prompt_cell);
-    append_predictions(cfg, rows, pred_path, done, [&](size_t b, size_t e) {
-      return cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e) : generate_batch(model, enc, cfg, rows, b, e);
-    });
+  if (done.size() < rows.size()) {
+    PredictionWriter writer(pred_path, done, rows.size(), cfg.mode, cfg.progress);
+    if (remote(cfg)) {
+      const ChatClient client(cfg.endpoint, cfg.endpoint_retry);
+      append_remote_predictions(client, tmpl, cfg, rows, writer);
+    } else {
+      engine::LoadOptions lo;
+      lo.dtype = engine::parse_dtype(cfg.dtype);
+      lo.device = engine::parse_device(cfg.device);
+      auto model = engine::Transformer::load(cfg.model_dir, lo);
+      if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
+      PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
+      enc.set_prompt_cell(cfg.prompt_cell);
+      // Batch by batch, each flushed before the next starts.
+      for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
+        const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
+        writer.write(cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e)
+                                         : generate_batch(model, enc, cfg, rows, b, e));
+      }
+    }
   }
 
   std::vector<Prediction> preds = read_predictions(pred_path);

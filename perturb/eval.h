@@ -8,8 +8,8 @@
 //             messages as chat turns, so a student and its teacher are scored
 //             by one parser and one set of metrics.
 //
-// Output folder: predictions.jsonl (one line per row, in row order, appended batch
-// by batch), eval_config.json, metrics.json (model and baselines on the same rows),
+// Output folder: predictions.jsonl (one line per row, in row order, appended as
+// rows finish), eval_config.json, metrics.json (model and baselines on the same rows),
 // report.md, confusion.svg, scores.svg. An interrupted run resumes where it
 // stopped when started again with the same configuration.
 #pragma once
@@ -48,8 +48,7 @@ struct EvalConfig {
   // views' under "logprobs_views" (named, blind).
   bool blind_view = false;
   // Generate mode through a chat endpoint instead of model_dir (url and model
-  // set): each batch's rows are sent at once, so `batch` is the number of
-  // requests in flight. `endpoint_options` holds the temperature and top_p to
+  // set), with `batch` requests always in flight (eval_remote.h). `endpoint_options` holds the temperature and top_p to
   // send (unset: the server's defaults; reasoning models refuse some values);
   // max_new_tokens is always sent, and a row's seed is derived from `seed` and
   // its index (honoured where the server can).

@@ -94,8 +94,10 @@ class TraceRun {
     for (const auto& [grade, n] : grades_) grades[grade] = n;
     json usage = {{"teacher", teacher_usage_.to_json()}};
     if (judge_) usage["judge"] = judge_usage_.to_json();
-    return {{"rows", done_}, {"accepted", accepted_}, {"rejected", rejected}, {"failed", failed_},
-            {"grades", grades}, {"usage", usage}};
+    return {{"rows", done_},       {"accepted", accepted_},
+            {"rejected", rejected}, {"failed", failed_},
+            {"grades", grades},     {"usage", usage},
+            {"reasked", reasked_},  {"accepted_after_reask", accepted_after_reask_}};
   }
   int64_t accepted() const { return accepted_; }
   int64_t done() const { return done_; }
@@ -108,16 +110,36 @@ class TraceRun {
     std::string fatal;  // set when the run must stop (ChatError::is_fatal)
   };
 
-  // One row through teacher, checks and judge.
+  // One row: teacher replies through the checks and the judge until one is
+  // accepted, the attempts are spent, a request fails or the run is stopping.
   Outcome explain(const TraceInput& row) {
     const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
-    json record = {{"cell_type", row.cell_type},
-                   {"pert", row.pert},
-                   {"gene", row.gene},
-                   {"label", label_name(row.label)},
-                   {"judge", nullptr},
-                   {"teacher_model", job_.teacher.model},
-                   {"judge_model", job_.judge ? json(job_.judge->model) : json(nullptr)}};
+    json earlier = json::array();
+    for (int k = 1;; ++k) {
+      Outcome o = attempt(row, q);
+      const bool stopping = stop_.load() || (job_.cancel && job_.cancel->load());
+      if (!o.accepted && o.record["reason"] != "error" && k < job_.attempts && !stopping) {
+        earlier.push_back(std::move(o.record));
+        continue;
+      }
+      json record = {{"cell_type", row.cell_type},
+                     {"pert", row.pert},
+                     {"gene", row.gene},
+                     {"label", label_name(row.label)},
+                     {"teacher_model", job_.teacher.model},
+                     {"judge_model", job_.judge ? json(job_.judge->model) : json(nullptr)},
+                     {"attempts", k}};
+      record.update(o.record);
+      if (!earlier.empty()) record["earlier"] = std::move(earlier);
+      o.record = std::move(record);
+      return o;
+    }
+  }
+
+  // One teacher reply through the checks and the judge; the record holds what
+  // this attempt produced (reason, reply or conversation, grade).
+  Outcome attempt(const TraceInput& row, const TraceQuestion& q) {
+    json record = {{"judge", nullptr}};
     // A failed request is recorded like any outcome (a judge failure keeps the
     // paid-for trace in the record); a fatal one also stops the run.
     auto failed = [&](const char* stage, const ChatError& e) {
@@ -169,8 +191,11 @@ class TraceRun {
     std::lock_guard<std::mutex> lock(mutex_);
     ++done_;
     if (record["judge"].is_string()) ++grades_[record["judge"].get<std::string>()];
+    const bool reasked = record["attempts"].get<int>() > 1;
+    reasked_ += reasked;
     if (accepted) {
       ++accepted_;
+      accepted_after_reask_ += reasked;
     } else {
       const std::string reason = record["reason"].get<std::string>();
       if (reason == "error")
@@ -196,6 +221,7 @@ class TraceRun {
   std::atomic<bool> stop_{false};
   std::string fatal_;
   int64_t done_ = 0, accepted_ = 0, failed_ = 0;
+  int64_t reasked_ = 0, accepted_after_reask_ = 0;  // rows whose teacher was asked more than once
   std::map<std::string, int64_t> rejected_, grades_;
 };
 
@@ -204,6 +230,9 @@ class TraceRun {
 json run_traces(const TraceJob& job) {
   SP_CHECK_INPUT(job.workers >= 1 && job.workers <= 1024, "--workers: expected 1..1024, got ", job.workers);
   SP_CHECK_INPUT(!job.accept.empty(), "--accept: name at least one grade");
+  SP_CHECK_INPUT(job.attempts >= 1 && job.attempts <= 100, "--attempts: expected 1..100, got ", job.attempts);
+  SP_CHECK_INPUT(job.attempts == 1 || job.teacher_options.temperature.value_or(1.0) > 0,
+                 "--attempts ", job.attempts, " with --temperature 0: a greedy teacher would give the same reply again");
   const auto start = std::chrono::steady_clock::now();
   const auto rows = read_trace_inputs(job.data_path);
   // Prompts and addresses are checked before the output files are created, so

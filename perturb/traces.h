@@ -3,7 +3,8 @@
 // it; the reply is checked (trace_review.h); a judge model grades it; traces
 // whose grade is accepted become training conversations
 //   {"messages":[student prompt..., {"role":"assistant","content":TRACE}],
-//    "cell_type","pert","gene","label","judge","teacher_model","judge_model",...}
+//    "cell_type","pert","gene","label","judge","teacher_model","judge_model",
+//    "attempts", ...}
 // Rows run concurrently on worker threads; results are appended as they come
 // (trace_store.h), so a run can be interrupted and resumed.
 #pragma once
@@ -30,6 +31,11 @@ struct TraceJob {
   std::string teacher_prompt = "teacher", judge_prompt = "judge";  // built-in names or files
   std::set<Grade> accept = {Grade::kExcellent, Grade::kGood};
   RetryPolicy retry;
+  // Teacher replies asked per row until one is accepted: a rejected reply
+  // (failed check, ungraded, grade not accepted) is asked again, up to this
+  // many replies in all; the rejected ones stay in the row's record under
+  // "earlier". Needs a sampling teacher (a greedy one repeats itself).
+  int attempts = 1;
   int workers = 8;
   bool resume = false;
   int64_t limit = -1;     // at most this many rows this run (-1: all)

@@ -13,10 +13,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
 #include "perturb/split.h"
+#include "tests/perturb/mock_chat_server.h"
 
 using namespace synthpert;
 using namespace synthpert::perturb;
@@ -230,6 +232,79 @@ TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval
     unparsed += l["prediction"].is_null();
   }
   CHECK(result["model"]["unparsed"] == unparsed);
+}
+
+// The mock endpoint's reply to row i (its seed, with --seed 0): an answer that
+// cycles through the three labels, so predictions are checkable per row.
+std::string endpoint_reply(int64_t i) {
+  return "<think>row " + std::to_string(i) + "</think><answer>" + label_name(static_cast<Label>(i % 3)) + "</answer>";
+}
+
+TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in order", "[eval][endpoint]") {
+  test::TempDir tmp("eval-endpoint");
+  std::atomic<int> arrived{0}, arrived_before_row0_replied{-1}, fail_row{5};
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    ++arrived;
+    const int64_t i = body.at("seed").get<int64_t>();
+    if (i == fail_row) return {400, api_error("context length exceeded")};
+    if (i == 0) {  // one slow reply: the others must not wait for it
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      arrived_before_row0_replied = arrived.load();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds((i * 7) % 11));  // replies return out of order
+    }
+    return {200, completion(endpoint_reply(i))};
+  });
+  EvalConfig c;
+  c.endpoint = {server.url(), "teacher", "", 30};
+  c.endpoint_retry = {0, 0.001, 0.01};
+  c.data_dir = test::perturbqa_dir();
+  c.split = "holdout:rpe1";
+  c.prompt = "compact";
+  c.mode = "generate";
+  c.fraction = 0.0001;
+  c.seed = 0;
+  c.batch = 4;
+  c.bootstrap = 0;
+  c.progress = false;
+  const auto rows = subsample(load_split(c.data_dir, parse_split(c.split)).test, c.fraction, c.seed);
+  REQUIRE(rows.size() >= 12);
+  const std::string pred = tmp.path + "/out/predictions.jsonl";
+
+  // Row 6 fails (400 is not retried): the rows before it are written, none after.
+  CHECK_THROWS_WITH(run_eval(c, tmp.path + "/out"),
+                    Catch::Contains("row 6 (" + rows[5].pert + ", " + rows[5].gene + ")") &&
+                        Catch::Contains("context length exceeded") && Catch::Contains("the 5 rows before it are saved"));
+  CHECK(read_jsonl(pred).size() == 5);
+  // Rows are sent in order and none is started once the failure is known:
+  // past row 6, only the 3 that may have been in flight beside it.
+  CHECK(arrived <= 6 + c.batch - 1);
+
+  // The rerun sends only the rest; row 0 is not asked again.
+  fail_row = -1;
+  arrived = 0;
+  const std::vector<json> first_part = read_jsonl(pred);
+  run_eval(c, tmp.path + "/out");
+  CHECK(arrived == static_cast<int>(rows.size()) - 5);
+
+  // Once more from scratch: while row 0's reply is out, every other row is asked.
+  arrived = 0;
+  run_eval(c, tmp.path + "/fresh");
+  CHECK(arrived_before_row0_replied == static_cast<int>(rows.size()));
+
+  for (const auto& dir : {"/out", "/fresh"}) {
+    const auto lines = read_jsonl(tmp.path + dir + "/predictions.jsonl");
+    REQUIRE(lines.size() == rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      INFO(dir << " line " << i + 1);
+      CHECK(lines[i]["pert"] == rows[i].pert);
+      CHECK(lines[i]["gene"] == rows[i].gene);
+      CHECK(lines[i]["response"] == endpoint_reply(static_cast<int64_t>(i)));
+      CHECK(lines[i]["prediction"] == label_name(static_cast<Label>(i % 3)));
+      CHECK(lines[i]["usage"]["completion_tokens"] == 5);
+    }
+  }
+  CHECK(read_jsonl(pred)[0] == first_part[0]);
 }
 
 TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[eval]") {

@@ -22,65 +22,13 @@
 #include "common/error.h"
 #include "perturb/openai_client.h"
 #include "perturb/traces.h"
+#include "tests/perturb/mock_chat_server.h"
 #include "tests/test_util.h"
 
 namespace synthpert::perturb {
 namespace {
 
 using nlohmann::json;
-
-// A chat-completions endpoint on 127.0.0.1 whose replies come from `handler`,
-// which sees every request body (in arrival order) and returns (status, body).
-class MockChatServer {
- public:
-  using Handler = std::function<std::pair<int, json>(const json& body, const httplib::Request& req)>;
-
-  explicit MockChatServer(Handler handler) : handler_(std::move(handler)) {
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-      const json body = json::parse(req.body);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        requests_.push_back(body);
-      }
-      auto [status, reply] = handler_(body, req);
-      res.status = status;
-      if (status == 429) res.set_header("Retry-After", "0");
-      res.set_content(reply.dump(), "application/json");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~MockChatServer() {
-    server_.stop();
-    thread_.join();
-  }
-
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
-  std::vector<json> requests() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return requests_;
-  }
-
- private:
-  Handler handler_;
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<json> requests_;
-};
-
-json completion(const std::string& content, const std::string& finish = "stop", int prompt_tokens = 10,
-                int completion_tokens = 5) {
-  return {{"id", "x"},
-          {"object", "chat.completion"},
-          {"choices", {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", content}}},
-                        {"finish_reason", finish}}}},
-          {"usage", {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}}}};
-}
-
-json api_error(const std::string& message) { return {{"error", {{"message", message}, {"type", "x"}}}}; }
 
 const std::vector<std::pair<std::string, std::string>> kHello = {{"user", "hello"}};
 
@@ -331,6 +279,7 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
                             {"judge", "excellent"},
                             {"teacher_model", "teacher-1"},
                             {"judge_model", "judge-1"},
+                            {"attempts", 1},
                             {"judge_reply", "Specific and correct.\n<grade>Excellent</grade>"},
                             {"messages",
                              {{{"role", "system"}, {"content", "student system"}},
@@ -397,6 +346,96 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
     CHECK(third["rows"] == 0);
     CHECK(script.teacher_calls == 1);
   }
+}
+
+TEST_CASE("traces: --attempts asks the teacher again after a rejection and keeps the earlier replies", "[traces]") {
+  test::TempDir dir("traces-attempts");
+  write_rows(dir.path);
+  // Replies name their attempt, so the judge and the test can tell them apart:
+  //   G_EXC  a wrong answer first, then right        -> accepted on attempt 2
+  //   G_AVG  judged average first, then excellent    -> accepted on attempt 2
+  //   G_WRG  always the wrong answer                 -> answer_mismatch after 3 attempts
+  //   G_ERR  judged average first, then a teacher 500 -> error on attempt 2
+  //   others right and excellent at once              -> accepted on attempt 1
+  std::mutex mutex;
+  std::map<std::string, int> asked;
+  std::atomic<int> judge_calls{0};
+  auto reply = [](const std::string& gene, int nth, const std::string& label) {
+    return "<think>\nAttempt " + std::to_string(nth) + " on " + gene + ".\n</think>\n<answer>" + label + "</answer>";
+  };
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    const std::string gene = gene_in(body), user = body["messages"].back()["content"];
+    if (body["model"] == "teacher-1") {
+      int nth;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        nth = ++asked[gene];
+      }
+      if (gene == "G_ERR" && nth == 2) return {500, api_error("internal")};
+      // G_WRG's row is labelled downregulated, the others upregulated.
+      const bool wrong = gene == "G_WRG" || (gene == "G_EXC" && nth == 1);
+      return {200, completion(reply(gene, nth, (gene == "G_WRG") != wrong ? "downregulated" : "upregulated"))};
+    }
+    ++judge_calls;
+    const bool first = user.find("Attempt 1 on") != std::string::npos;
+    if (first && (gene == "G_AVG" || gene == "G_ERR")) return {200, completion("<grade>average</grade>")};
+    return {200, completion("<grade>excellent</grade>")};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.retry = quick_retry(0);
+  job.attempts = 3;
+  const json s = run_traces(job);
+  CHECK(s["accepted"] == 5);
+  CHECK(s["rejected"] == json{{"answer_mismatch", 1}});
+  CHECK(s["failed"] == 1);
+  CHECK(s["reasked"] == 4);
+  CHECK(s["accepted_after_reask"] == 2);
+  CHECK(asked == std::map<std::string, int>{{"G_EXC", 2}, {"G_AVG", 2}, {"G_UNG", 1}, {"G_WRG", 3},
+                                            {"G_TAG", 1}, {"G_FLK", 1}, {"G_ERR", 2}});
+  CHECK(judge_calls == 1 + 2 + 1 + 1 + 1 + 1);
+  CHECK(s["usage"]["teacher"]["requests"] == 11);  // the failed request is not a reply
+
+  std::map<std::string, json> out;
+  for (const auto& r : read_records(job.out_path)) out[r["gene"]] = r;
+  for (const auto& r : read_records(job.rejected_path)) out[r["gene"]] = r;
+  REQUIRE(out.size() == 7);
+  CHECK(out["G_UNG"]["attempts"] == 1);
+  CHECK_FALSE(out["G_UNG"].contains("earlier"));
+
+  const json& exc = out["G_EXC"];
+  CHECK(exc["attempts"] == 2);
+  CHECK(exc["judge"] == "excellent");
+  CHECK(exc["messages"].back()["content"] == reply("G_EXC", 2, "upregulated"));
+  REQUIRE(exc["earlier"].size() == 1);
+  CHECK(exc["earlier"][0] ==
+        json{{"reason", "answer_mismatch"}, {"judge", nullptr}, {"teacher_reply", reply("G_EXC", 1, "downregulated")}});
+
+  const json& avg = out["G_AVG"];
+  CHECK(avg["attempts"] == 2);
+  REQUIRE(avg["earlier"].size() == 1);
+  CHECK(avg["earlier"][0]["reason"] == "grade");
+  CHECK(avg["earlier"][0]["judge"] == "average");  // the whole graded conversation is kept
+  CHECK(avg["earlier"][0]["messages"].back()["content"] == reply("G_AVG", 1, "upregulated"));
+
+  const json& wrg = out["G_WRG"];
+  CHECK(wrg["reason"] == "answer_mismatch");
+  CHECK(wrg["attempts"] == 3);
+  CHECK(wrg["teacher_reply"] == reply("G_WRG", 3, "upregulated"));
+  REQUIRE(wrg["earlier"].size() == 2);
+  CHECK(wrg["earlier"][1]["teacher_reply"] == reply("G_WRG", 2, "upregulated"));
+
+  const json& err = out["G_ERR"];
+  CHECK(err["reason"] == "error");
+  CHECK(err["stage"] == "teacher");
+  CHECK(err["attempts"] == 2);
+  REQUIRE(err["earlier"].size() == 1);
+  CHECK(err["earlier"][0]["judge"] == "average");
+
+  job.attempts = 0;
+  CHECK_THROWS_WITH(run_traces(job), Catch::Contains("--attempts: expected 1..100, got 0"));
+  job.attempts = 2;
+  job.teacher_options.temperature = 0;
+  CHECK_THROWS_WITH(run_traces(job), Catch::Contains("a greedy teacher would give the same reply again"));
 }
 
 TEST_CASE("traces: without a judge, checked traces are accepted; --limit bounds a run", "[traces]") {

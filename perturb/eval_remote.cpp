@@ -1,0 +1,113 @@
+#include "perturb/eval_remote.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+#include "perturb/answer_parser.h"
+#include "perturb/data_jsonl.h"
+
+namespace synthpert::perturb {
+
+using nlohmann::json;
+
+namespace {
+
+json prediction_line(const Row& row, const ChatReply& reply) {
+  Prediction p = unanswered_prediction(row);
+  p.prediction = parse_answer(reply.content);
+  json line = prediction_to_json(p);
+  line["response"] = reply.content;
+  line["finish_reason"] = reply.finish_reason;
+  line["usage"] = {{"prompt_tokens", reply.prompt_tokens}, {"completion_tokens", reply.completion_tokens}};
+  return line;
+}
+
+}  // namespace
+
+void append_remote_predictions(const ChatClient& client, const PromptTemplate& tmpl, const EvalConfig& cfg,
+                               const std::vector<Row>& rows, PredictionWriter& writer) {
+  const size_t first = writer.rows_written();
+  std::mutex mutex;
+  std::condition_variable changed;
+  size_t next = first;           // the next row to send
+  std::map<size_t, json> ready;  // answered rows not yet written (some row before them is still out)
+  size_t failed_row = rows.size();
+  std::string failure;
+  size_t running = 0;
+
+  auto work = [&] {
+    for (;;) {
+      size_t i;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!failure.empty() || next >= rows.size()) break;
+        i = next++;
+      }
+      ChatOptions o = cfg.endpoint_options;
+      o.max_tokens = cfg.max_new_tokens;
+      // A row's seed depends on its index alone, so a resumed run sends what
+      // the uninterrupted one would have.
+      o.seed = static_cast<int64_t>((cfg.seed * 1000003ull + i) & 0x7fffffffffffffffull);
+      std::optional<json> line;
+      std::string error;
+      try {
+        line = prediction_line(rows[i], client.complete(prompt_messages(rows[i], tmpl), o));
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      if (line) {
+        ready.emplace(i, std::move(*line));
+      } else if (i < failed_row) {  // the earliest failure is the one reported
+        failed_row = i;
+        failure = error;
+      }
+      changed.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    --running;
+    changed.notify_all();
+  };
+
+  const size_t n = std::min<size_t>(static_cast<size_t>(cfg.batch), rows.size() - first);
+  running = n;
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < n; ++t) threads.emplace_back(work);
+
+  // This thread writes: whatever run of rows is complete from the first
+  // unwritten one on, in row order; rows past a failed one are never written.
+  std::exception_ptr write_error;
+  for (size_t at = first;;) {
+    std::vector<json> lines;
+    bool finished;
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      changed.wait(lock, [&] { return ready.count(at) || running == 0; });
+      for (auto it = ready.find(at); it != ready.end() && it->first == at && at < failed_row; ++at) {
+        lines.push_back(std::move(it->second));
+        it = ready.erase(it);
+      }
+      finished = running == 0 && !ready.count(at);
+    }
+    try {
+      writer.write(std::move(lines));
+    } catch (...) {
+      // A disk error: let the workers stop after their rows in flight.
+      std::lock_guard<std::mutex> lock(mutex);
+      if (failure.empty()) failure = "write failed";
+      write_error = std::current_exception();
+    }
+    if (finished || write_error) break;
+  }
+  for (auto& t : threads) t.join();
+  if (write_error) std::rethrow_exception(write_error);
+  SP_CHECK_INPUT(failure.empty(), "row ", failed_row + 1, " (", rows[failed_row].pert, ", ", rows[failed_row].gene,
+                 "): ", failure, "; the ", writer.rows_written(),
+                 " rows before it are saved and a rerun resumes there");
+}
+
+}  // namespace synthpert::perturb
