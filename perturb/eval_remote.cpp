@@ -21,6 +21,7 @@ json prediction_line(const Row& row, const ChatReply& reply) {
   p.prediction = parse_answer(reply.content);
   json line = prediction_to_json(p);
   line["response"] = reply.content;
+  if (!reply.reasoning.empty()) line["reasoning"] = reply.reasoning;
   line["finish_reason"] = reply.finish_reason;
   line["usage"] = {{"prompt_tokens", reply.prompt_tokens}, {"completion_tokens", reply.completion_tokens}};
   return line;

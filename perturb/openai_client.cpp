@@ -109,6 +109,10 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
         SP_CHECK_INPUT(content.is_string(), "the reply has no text content (a refusal or a tool call)");
         ChatReply reply;
         reply.content = content.get<std::string>();
+        for (const char* key : {"reasoning_content", "reasoning"}) {
+          const json r = choice.at("message").value(key, json());
+          if (r.is_string() && reply.reasoning.empty()) reply.reasoning = r.get<std::string>();
+        }
         const json finish = choice.value("finish_reason", json());
         if (finish.is_string()) reply.finish_reason = finish.get<std::string>();
         // Usage is optional in the wild; missing or null counts read as 0.

@@ -39,6 +39,9 @@ struct RetryPolicy {
 
 struct ChatReply {
   std::string content;
+  // Reasoning returned apart from the text ("reasoning_content", as DeepSeek's
+  // API and vLLM's reasoning parsers send it, or "reasoning"); usually empty.
+  std::string reasoning;
   std::string finish_reason;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   int attempts = 0;

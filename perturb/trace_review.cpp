@@ -80,4 +80,10 @@ TraceCheck check_trace(std::string_view reply, Label label, std::string_view fin
   return {"", trace};
 }
 
+std::string teacher_text(std::string_view content, std::string_view reasoning) {
+  const std::string_view thought = trim_space(reasoning);
+  if (thought.empty() || ascii_lower(content).find("<think>") != std::string::npos) return std::string(content);
+  return "<think>\n" + std::string(thought) + "\n</think>\n" + std::string(trim_space(content));
+}
+
 }  // namespace synthpert::perturb

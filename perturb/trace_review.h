@@ -42,4 +42,11 @@ struct TraceCheck {
 
 TraceCheck check_trace(std::string_view reply, Label label, std::string_view finish_reason);
 
+// A teacher's reply as one text. Reasoning models behind DeepSeek's API or
+// vLLM's reasoning parsers return their reasoning apart from the visible text
+// (`reasoning_content`); when there is such reasoning and the text has no
+// <think> of its own, it becomes the text's <think> block. Otherwise the
+// text alone.
+std::string teacher_text(std::string_view content, std::string_view reasoning);
+
 }  // namespace synthpert::perturb

@@ -156,10 +156,12 @@ class TraceRun {
       return failed("teacher", e);
     }
     teacher_usage_.add(teacher);
-    const TraceCheck check = check_trace(teacher.content, row.label, teacher.finish_reason);
+    const TraceCheck check =
+        check_trace(teacher_text(teacher.content, teacher.reasoning), row.label, teacher.finish_reason);
     if (!check.reason.empty()) {
       record["reason"] = check.reason;
       record["teacher_reply"] = teacher.content;
+      if (!teacher.reasoning.empty()) record["teacher_reasoning"] = teacher.reasoning;
       return {record, false, ""};
     }
     json messages = json::array();

@@ -253,7 +253,9 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds((i * 7) % 11));  // replies return out of order
     }
-    return {200, completion(endpoint_reply(i))};
+    json reply = completion(endpoint_reply(i));
+    if (i % 2) reply["choices"][0]["message"]["reasoning_content"] = "thought " + std::to_string(i);
+    return {200, reply};
   });
   EvalConfig c;
   c.endpoint = {server.url(), "teacher", "", 30};
@@ -302,6 +304,11 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
       CHECK(lines[i]["response"] == endpoint_reply(static_cast<int64_t>(i)));
       CHECK(lines[i]["prediction"] == label_name(static_cast<Label>(i % 3)));
       CHECK(lines[i]["usage"]["completion_tokens"] == 5);
+      // Reasoning sent apart from the text is kept beside the response.
+      if (i % 2)
+        CHECK(lines[i]["reasoning"] == "thought " + std::to_string(i));
+      else
+        CHECK_FALSE(lines[i].contains("reasoning"));
     }
   }
   CHECK(read_jsonl(pred)[0] == first_part[0]);

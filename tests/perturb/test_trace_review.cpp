@@ -58,6 +58,18 @@ TEST_CASE("teacher replies: what becomes a trace and why others do not", "[trace
             .reason == "leak");
 }
 
+TEST_CASE("teacher replies with the reasoning apart: it becomes the <think> block", "[traces]") {
+  CHECK(teacher_text("<answer>upregulated</answer>", "") == "<answer>upregulated</answer>");
+  CHECK(teacher_text(" <answer>upregulated</answer>\n", "\n Loss of X frees Y. \n") ==
+        "<think>\nLoss of X frees Y.\n</think>\n<answer>upregulated</answer>");
+  // A text with its own reasoning keeps it; the separate reasoning is not added.
+  CHECK(teacher_text("<THINK>own</THINK><answer>up</answer>", "hidden") == "<THINK>own</THINK><answer>up</answer>");
+  CHECK(teacher_text("<answer>up</answer>", " \n ") == "<answer>up</answer>");
+  const auto c = check_trace(teacher_text("<answer>upregulated</answer>", "Loss of X frees Y."), Label::kUp, "stop");
+  CHECK(c.reason == "");
+  CHECK(c.trace == "<think>\nLoss of X frees Y.\n</think>\n<answer>upregulated</answer>");
+}
+
 TEST_CASE("trace prompts: built-ins render; files are checked before any request", "[traces]") {
   const TraceQuestion q{"Does {x} change?", "upregulated", "rpe1", "TP53", "CDKN1A"};
   const auto teacher = TracePrompt::load("teacher", TracePrompt::Role::kTeacher).render(q);

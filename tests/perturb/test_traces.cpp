@@ -138,6 +138,21 @@ TEST_CASE("chat client: no server, and replies without text", "[traces]") {
   CHECK(server.requests().size() == 1);
 }
 
+TEST_CASE("chat client: reasoning sent apart from the text is kept", "[traces]") {
+  MockChatServer server([](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    json reply = completion("<answer>upregulated</answer>");
+    // DeepSeek's API and vLLM's reasoning parsers say reasoning_content; others reasoning.
+    reply["choices"][0]["message"][body["model"].get<std::string>()] = "Loss of X frees Y.";
+    return {200, reply};
+  });
+  for (const std::string key : {"reasoning_content", "reasoning"}) {
+    const auto r = ChatClient({server.url(), key, "", 2}, quick_retry(0)).complete(kHello, {});
+    CHECK(r.content == "<answer>upregulated</answer>");
+    CHECK(r.reasoning == "Loss of X frees Y.");
+  }
+  CHECK(ChatClient({server.url(), "other", "", 2}, quick_retry(0)).complete(kHello, {}).reasoning.empty());
+}
+
 // --- the whole run --------------------------------------------------------
 
 // Rows whose gene names tell the mock what to do:
@@ -436,6 +451,34 @@ TEST_CASE("traces: --attempts asks the teacher again after a rejection and keeps
   job.attempts = 2;
   job.teacher_options.temperature = 0;
   CHECK_THROWS_WITH(run_traces(job), Catch::Contains("a greedy teacher would give the same reply again"));
+}
+
+TEST_CASE("traces: a teacher's separate reasoning becomes the trace the judge sees and the student learns",
+          "[traces]") {
+  test::TempDir dir("traces-reasoning");
+  write_rows(dir.path);
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    const std::string gene = gene_in(body), user = body["messages"].back()["content"];
+    if (body["model"] == "teacher-1") {
+      json reply = completion(gene == "G_TAG" ? "It goes up." : "<answer>upregulated</answer>");
+      reply["choices"][0]["message"]["reasoning_content"] = "Because of " + gene + ".";
+      return {200, reply};
+    }
+    const bool shown = user.find("<think>\nBecause of " + gene + ".\n</think>\n<answer>upregulated</answer>") !=
+                       std::string::npos;
+    return {200, completion(shown ? "<grade>good</grade>" : "<grade>terrible</grade>")};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  const json s = run_traces(job);
+  CHECK(s["accepted"] == 5);  // all but G_WRG (labelled down) and G_TAG (no answer tags)
+  std::map<std::string, json> out;
+  for (const auto& r : read_records(job.out_path)) out[r["gene"]] = r;
+  for (const auto& r : read_records(job.rejected_path)) out[r["gene"]] = r;
+  CHECK(out["G_EXC"]["messages"].back()["content"] ==
+        "<think>\nBecause of G_EXC.\n</think>\n<answer>upregulated</answer>");
+  CHECK(out["G_TAG"]["reason"] == "format");
+  CHECK(out["G_TAG"]["teacher_reply"] == "It goes up.");
+  CHECK(out["G_TAG"]["teacher_reasoning"] == "Because of G_TAG.");
 }
 
 TEST_CASE("traces: without a judge, checked traces are accepted; --limit bounds a run", "[traces]") {
