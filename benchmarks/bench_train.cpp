@@ -8,8 +8,9 @@
 // every token, and prints {"rows":[{"name","unit","value"}]}: tokens/s over the
 // timed steps (median step time) and the peak memory (CUDA allocator peak on a
 // GPU, resident memory on the CPU). benchmarks/peer_train.py measures Hugging
-// Face transformers + PEFT on the same shapes; benchmarks/run_train_gpu.sh
-// runs both and writes benchmarks/results/.
+// Face transformers + PEFT on the same shapes (benchmarks/run_train_gpu.sh),
+// benchmarks/peer_train_eager.py plain PyTorch eager on the CPU
+// (benchmarks/run_train_cpu.sh); both scripts write benchmarks/results/.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,8 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <ATen/Parallel.h>
 
 #include "common/host_allocator.h"
 #include "engine/config.h"
@@ -103,9 +106,10 @@ int main(int argc, char** argv) {
   std::sort(times.begin(), times.end());
   const double median = times.empty() ? 0.0 : times[times.size() / 2];
   const double tps = median > 0 ? static_cast<double>(batch * seq) / median : 0.0;
-  std::printf("{\"rows\":[{\"name\":\"%s seq %lld tokens/s\",\"unit\":\"tokens/s\",\"value\":%.1f},"
+  std::printf("{\"threads\":%d,\"rows\":[{\"name\":\"%s seq %lld tokens/s\",\"unit\":\"tokens/s\",\"value\":%.1f},"
               "{\"name\":\"%s seq %lld peak memory\",\"unit\":\"bytes\",\"value\":%lld}]}\n",
-              name.c_str(), static_cast<long long>(seq), tps, name.c_str(), static_cast<long long>(seq),
+              at::get_num_threads(), name.c_str(), static_cast<long long>(seq), tps, name.c_str(),
+              static_cast<long long>(seq),
               static_cast<long long>(trainer::peak_memory_bytes(device)));
   return 0;
 }
