@@ -1,7 +1,9 @@
 // `synthpert eval`: a model on a PerturbQA split, beside the baselines (perturb/eval.h).
+#include <cstdio>
 #include <cstdlib>
 
 #include "apps/command.h"
+#include "apps/interrupt.h"
 #include "perturb/prompt.h"
 #include "perturb/eval.h"
 
@@ -65,7 +67,17 @@ RunFn setup(CLI::App& cmd) {
     }
     if (!o->offsets.empty()) o->cfg.offsets = perturb::load_offsets(o->offsets);
     o->cfg.chat = o->chat ? perturb::ChatMode::kOn : o->no_chat ? perturb::ChatMode::kOff : perturb::ChatMode::kAuto;
+    o->cfg.cancel = &install_graceful_interrupt(
+        "\nsynthpert eval: finishing the rows in flight and writing them; Ctrl-C again to stop at once\n");
     const auto result = perturb::run_eval(o->cfg, o->out);
+    if (result.value("interrupted", false)) {
+      print_json(result);
+      std::fprintf(stderr, "synthpert eval: interrupted after %lld of %lld rows; run the same command again to "
+                           "continue\n",
+                   static_cast<long long>(result["rows_done"].get<int64_t>()),
+                   static_cast<long long>(result["rows"].get<int64_t>()));
+      return 130;
+    }
     nlohmann::json summary = {{"out", o->out}, {"rows", result["rows"]}};
     for (const char* k : {"accuracy", "macro_f1"}) summary["model"][k] = result["model"][k];
     summary["model"]["auroc"] = result["model"]["auroc"];

@@ -1,12 +1,10 @@
 // `synthpert traces`: teacher/judge reasoning traces for PerturbQA rows through
 // any OpenAI-compatible endpoint (perturb/traces.h); the output is the
 // training data of `synthpert train`.
-#include <signal.h>
-
-#include <atomic>
 #include <cstdlib>
 
 #include "apps/command.h"
+#include "apps/interrupt.h"
 #include "common/error.h"
 #include "perturb/traces.h"
 
@@ -21,18 +19,6 @@ struct Opts {
   double timeout = 600;
   bool quiet = false;
 };
-
-// The first SIGINT/SIGTERM lets rows in flight finish and be written (their
-// tokens are paid for); a second one ends the process at once.
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "set from a signal handler");
-
-void on_interrupt(int sig) {
-  if (g_interrupted.exchange(true)) {
-    signal(sig, SIG_DFL);
-    raise(sig);
-  }
-}
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
@@ -92,13 +78,9 @@ RunFn setup(CLI::App& cmd) {
     job.accept = perturb::parse_grade_list(o->accept);
     job.rejected_path = o->rejected.empty() ? perturb::default_rejected_path(job.out_path) : o->rejected;
     job.progress = !o->quiet;
-    job.cancel = &g_interrupted;
-    struct sigaction sa {};
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESTART;  // a request in flight carries on, not fails with EINTR
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
+    job.cancel = &install_graceful_interrupt(
+        "\nsynthpert traces: finishing the requests in flight (their tokens are paid for); Ctrl-C again to stop "
+        "at once\n");
     const auto summary = perturb::run_traces(job);
     print_json(summary);
     if (summary["interrupted"].get<bool>()) {

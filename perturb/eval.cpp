@@ -245,12 +245,17 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
       PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
       enc.set_prompt_cell(cfg.prompt_cell);
       // Batch by batch, each flushed before the next starts.
-      for (size_t b = done.size(); b < rows.size(); b += cfg.batch) {
+      for (size_t b = done.size(); b < rows.size() && !cfg.interrupted(); b += cfg.batch) {
         const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
         writer.write(cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e)
                                          : generate_batch(model, enc, cfg, rows, b, e));
       }
     }
+  }
+
+  if (done.size() < rows.size()) {
+    SP_CHECK(cfg.interrupted(), "eval: stopped before the last row without a reason");
+    return {{"interrupted", true}, {"rows_done", done.size()}, {"rows", rows.size()}, {"out", out_dir}};
   }
 
   std::vector<Prediction> preds = read_predictions(pred_path);

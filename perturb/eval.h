@@ -14,6 +14,7 @@
 // stopped when started again with the same configuration.
 #pragma once
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -58,6 +59,11 @@ struct EvalConfig {
   int bootstrap = 1000;
   bool overwrite = false;
   bool progress = true;
+  // When set and it turns true, no new batch (or request) starts; what is in
+  // flight finishes and is written, and run_eval returns {"interrupted": true,
+  // "rows_done", "rows"} without metrics (the CLI's Ctrl-C). A rerun resumes.
+  const std::atomic<bool>* cancel = nullptr;
+  bool interrupted() const { return cancel && cancel->load(); }
 };
 
 // Log-likelihoods of the three answers (label_index order) after each row's
@@ -81,7 +87,8 @@ std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const Clas
 Label argmax_label(const std::array<double, 3>& probs);
 
 // Runs (or resumes) the evaluation into `out_dir`; returns the metrics JSON
-// ({"model": ..., "baselines": {...}, "rows", "config"}).
+// ({"model": ..., "baselines": {...}, "rows", "config"}), or the interrupted
+// summary above.
 nlohmann::json run_eval(const EvalConfig& cfg, const std::string& out_dir);
 
 }  // namespace synthpert::perturb

@@ -45,7 +45,7 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
       size_t i;
       {
         std::lock_guard<std::mutex> lock(mutex);
-        if (!failure.empty() || next >= rows.size()) break;
+        if (!failure.empty() || next >= rows.size() || cfg.interrupted()) break;
         i = next++;
       }
       ChatOptions o = cfg.endpoint_options;

@@ -17,7 +17,8 @@ namespace synthpert::perturb {
 // fails after the client's retries stops the run: no new request starts, the
 // ones in flight finish, the rows before the failed one are written, and an
 // InputError names the row (a network error must not be scored as a wrong
-// answer; a rerun resumes after the last row written).
+// answer; a rerun resumes after the last row written). A cancelled run
+// (EvalConfig::cancel) also starts nothing new and writes what was in flight.
 void append_remote_predictions(const ChatClient& client, const PromptTemplate& tmpl, const EvalConfig& cfg,
                                const std::vector<Row>& rows, PredictionWriter& writer);
 

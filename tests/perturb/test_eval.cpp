@@ -242,10 +242,12 @@ std::string endpoint_reply(int64_t i) {
 
 TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in order", "[eval][endpoint]") {
   test::TempDir tmp("eval-endpoint");
-  std::atomic<int> arrived{0}, arrived_before_row0_replied{-1}, fail_row{5};
+  std::atomic<int> arrived{0}, arrived_before_row0_replied{-1}, fail_row{5}, cancel_at{-1};
+  std::atomic<bool> cancel{false};
   MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
     ++arrived;
     const int64_t i = body.at("seed").get<int64_t>();
+    if (i == cancel_at) cancel = true;  // as if Ctrl-C came while this row was out
     if (i == fail_row) return {400, api_error("context length exceeded")};
     if (i == 0) {  // one slow reply: the others must not wait for it
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
@@ -294,7 +296,22 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
   run_eval(c, tmp.path + "/fresh");
   CHECK(arrived_before_row0_replied == static_cast<int>(rows.size()));
 
-  for (const auto& dir : {"/out", "/fresh"}) {
+  // Cancelled while row 10 is out: what is in flight is written, nothing new
+  // starts, no metrics; the rerun finishes.
+  cancel_at = 9;
+  c.cancel = &cancel;
+  const json cut = run_eval(c, tmp.path + "/cut");
+  CHECK(cut["interrupted"] == true);
+  const auto written = cut["rows_done"].get<size_t>();
+  CHECK(written >= 10);  // rows 1-10 were sent before the flag was up
+  CHECK(written < rows.size());
+  CHECK(read_jsonl(tmp.path + "/cut/predictions.jsonl").size() == written);
+  CHECK_FALSE(std::filesystem::exists(tmp.path + "/cut/metrics.json"));
+  cancel = false;
+  cancel_at = -1;
+  CHECK(run_eval(c, tmp.path + "/cut")["rows"] == rows.size());
+
+  for (const auto& dir : {"/out", "/fresh", "/cut"}) {
     const auto lines = read_jsonl(tmp.path + dir + "/predictions.jsonl");
     REQUIRE(lines.size() == rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {

@@ -30,8 +30,9 @@ const gradeOf = (gene) => (gene.length % 2 === 0 ? 'good' : 'bad');
 // Teacher "mock-teacher" and judge "mock-judge", each behind its own key;
 // over HTTPS when given a key and certificate.
 function startMock(tls = null) {
-  // delayMs holds replies back; onTeacher(n) runs as the n-th teacher request arrives.
-  const seen = { teacher: 0, judge: 0, delayMs: 0, onTeacher: null };
+  // delayMs holds replies back; onTeacher(n) / onJudge(n) run as the n-th
+  // teacher / judge request arrives.
+  const seen = { teacher: 0, judge: 0, delayMs: 0, onTeacher: null, onJudge: null };
   const handler = (req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
@@ -56,6 +57,7 @@ function startMock(tls = null) {
         content = `Sure.\n${trace(gene[1], label)}`;
       } else {
         seen.judge++;
+        if (seen.onJudge) seen.onJudge(seen.judge);
         content = `Fine.\n<grade>${gradeOf(gene[1])}</grade>`;
       }
       reply(200, { choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
@@ -201,6 +203,42 @@ async function main() {
     assert.equal(readJsonl(sOut).length, rows.length);
   });
 
+  await check('eval --endpoint, SIGINT: the requests in flight are written, exit 130, a rerun does the rest', async () => {
+    // The mock judge stands in for a remote model (its replies parse as no answer).
+    const evalOut = path.join(work, 'eval-interrupted');
+    const args = ['eval', '--endpoint', mock.url, '--endpoint-model', 'mock-judge', '--perturbqa', data,
+                  '--split', 'holdout:rpe1', '--fraction', '0.00005', '--seed', '4', '--mode', 'generate',
+                  '--batch', '2', '--bootstrap', '0', '--out', evalOut];
+    const env = { ...process.env, SYNTHPERT_EVAL_API_KEY: 'sk-judge' };
+    mock.seen.delayMs = 300;
+    const proc = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    proc.stdout.on('data', (d) => { stdout += d; });
+    proc.stderr.on('data', (d) => { stderr += d; });
+    const start = mock.seen.judge;
+    mock.seen.onJudge = (n) => { if (n === start + 2) proc.kill('SIGINT'); };
+    const code = await new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+    mock.seen.onJudge = null;
+    mock.seen.delayMs = 0;
+    assert.equal(code, 130, stderr);
+    assert.match(stderr, /finishing the rows in flight/);
+    assert.match(stderr, /interrupted after 2 of \d+ rows; run the same command again/);
+    const summary = JSON.parse(stdout);
+    assert.equal(summary.interrupted, true);
+    assert.equal(summary.rows_done, 2);
+    assert.equal(mock.seen.judge - start, 2, 'no request may start after the signal');
+    const lines = readJsonl(path.join(evalOut, 'predictions.jsonl'));
+    assert.equal(lines.length, 2);
+    assert.ok(!fs.existsSync(path.join(evalOut, 'metrics.json')), 'no metrics for a partial run');
+    const rest = await cli(args, { SYNTHPERT_EVAL_API_KEY: 'sk-judge' });
+    assert.equal(rest.rows, summary.rows);
+    assert.equal(mock.seen.judge - start, summary.rows, 'the rerun asks only for the rows left');
+    const all = readJsonl(path.join(evalOut, 'predictions.jsonl'));
+    assert.equal(all.length, summary.rows);
+    assert.deepEqual(all.slice(0, 2), lines);
+    for (const l of all) assert.equal(l.response, `Fine.\n<grade>${gradeOf(l.gene)}</grade>`);
+  });
+
   await check('bad flags name the rule', async () => {
     const noModel = await run(['traces', '--data', rowsFile, '--teacher', mock.url, '--out', path.join(work, 'x.jsonl')]);
     assert.notEqual(noModel.code, 0);
@@ -290,7 +328,7 @@ async function main() {
                                ...common, '--out', path.join(work, 'eval-mixed')]);
       assert.equal(mixed.code, 2);
       assert.match(mixed.stderr, /exclude each other/);
-      // A request that fails for good fails the batch; nothing of it is scored.
+      // A request that fails for good stops the run; nothing after the rows before it is scored.
       const downOut = path.join(work, 'eval-down');
       const down = await run(['eval', '--endpoint', 'http://127.0.0.1:1/v1', '--endpoint-model', 'm', '--retries', '0',
                               ...common, '--out', downOut]);
