@@ -345,15 +345,38 @@ void ApiServer::Impl::predict(const httplib::Request& req, httplib::Response& re
   const int64_t adapter = resolve_model(r.model);
   auto channel = std::make_shared<RequestChannel>();
   auto result = std::make_shared<json>();
+  auto fail = [channel](const std::string& message) { channel->push(ChannelEvent::failure(message)); };
+  // Scoring is one forward, run as a task between two steps of the batch; the
+  // written answer joins the continuous batch like any completion, so a
+  // prediction does not stall the requests running beside it.
   worker->submit_task(
-      [this, r, adapter, channel, result] {
-        *result = predictor->predict(model, r, adapter);
-        channel->push(ChannelEvent::done());
+      [this, r, adapter, channel, result, fail] {
+        std::vector<int64_t> prompt;
+        *result = predictor->score(model, r, adapter, &prompt);
+        if (!r.reasoning) return channel->push(ChannelEvent::done());
+        const int64_t room = worker->capacity() - static_cast<int64_t>(prompt.size());
+        if (room < 1)
+          return channel->push(ChannelEvent::failure(
+              str_cat("the prompt's ", prompt.size(), " tokens fill the server's context of ", worker->capacity(),
+                      "; ask with \"reasoning\": false"),
+              400));
+        engine::SequenceRequest s;
+        s.prompt = std::move(prompt);
+        s.max_new_tokens = std::min(predictor->reasoning_budget(r), room);  // greedy: default sampling
+        s.adapter = adapter;
+        s.on_finish = [this, channel, result](const engine::GenerateResult& written) {
+          predictor->add_reasoning(*result, written);
+          channel->push(ChannelEvent::done());
+        };
+        s.on_error = fail;
+        worker->submit(std::move(s));
       },
-      [channel](const std::string& message) { channel->push(ChannelEvent::failure(message)); });
+      fail);
   ChannelEvent e;
   channel->pop(e);
-  if (e.kind == ChannelEvent::Kind::kError) throw ApiError(500, "server_error", "prediction failed: " + e.text);
+  if (e.kind == ChannelEvent::Kind::kError)
+    throw ApiError(e.status, e.status == 400 ? "invalid_request_error" : "server_error",
+                   "prediction failed: " + e.text);
   (*result)["model"] = r.model.empty() ? name : r.model;
   send_json(res, 200, *result);
 }

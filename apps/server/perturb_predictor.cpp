@@ -4,7 +4,6 @@
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "engine/generate.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
 #include "perturb/split.h"
@@ -45,7 +44,8 @@ PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictCo
   SP_CHECK_INPUT(cfg.reasoning_max_tokens >= 1, "--predict-max-tokens must be >= 1");
 }
 
-json PerturbPredictor::predict(const engine::Transformer& model, const PredictRequest& req, int64_t adapter) {
+json PerturbPredictor::score(const engine::Transformer& model, const PredictRequest& req, int64_t adapter,
+                             std::vector<int64_t>* prompt_ids) {
   perturb::Row row;
   row.cell_type = req.cell_type;
   for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -65,19 +65,20 @@ json PerturbPredictor::predict(const engine::Transformer& model, const PredictRe
               {"logprobs", views.combined[0]},
               {"reasoning", nullptr}};
   for (auto l : perturb::kAllLabels) out["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
-  if (req.reasoning) {
-    engine::GenerateOptions go;
-    go.max_new_tokens = req.max_tokens.value_or(cfg_.reasoning_max_tokens);
-    go.stop_ids = enc_.tokenizer().eos_ids();
-    if (adapter >= 0) go.adapters = {adapter};
-    const auto r = engine::generate(model, {enc_.prompt_ids(rows[0])}, go)[0];
-    const std::string text = enc_.tokenizer().decode(r.tokens, /*skip_special=*/true);
-    const auto written = perturb::parse_answer(text);
-    out["reasoning"] = text;
-    out["reasoning_label"] = written ? json(perturb::label_name(*written)) : json();
-    out["reasoning_finish_reason"] = r.finish_reason;
-  }
+  *prompt_ids = enc_.prompt_ids(rows[0]);
   return out;
+}
+
+int64_t PerturbPredictor::reasoning_budget(const PredictRequest& req) const {
+  return req.max_tokens.value_or(cfg_.reasoning_max_tokens);
+}
+
+void PerturbPredictor::add_reasoning(json& prediction, const engine::GenerateResult& written) const {
+  const std::string text = enc_.tokenizer().decode(written.tokens, /*skip_special=*/true);
+  const auto label = perturb::parse_answer(text);
+  prediction["reasoning"] = text;
+  prediction["reasoning_label"] = label ? json(perturb::label_name(*label)) : json();
+  prediction["reasoning_finish_reason"] = written.finish_reason;
 }
 
 json PerturbPredictor::describe() const {

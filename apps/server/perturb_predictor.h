@@ -12,8 +12,10 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "apps/server/requests.h"
+#include "engine/generate.h"
 #include "engine/model.h"
 #include "perturb/calibration.h"
 #include "perturb/evidence.h"
@@ -40,8 +42,17 @@ class PerturbPredictor {
  public:
   PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg);
 
-  // Runs on the inference worker (it uses the model and its own memo).
-  nlohmann::json predict(const engine::Transformer& model, const PredictRequest& req, int64_t adapter);
+  // The scoring half, on the inference worker (it uses the model and the
+  // encoder's memo): the prediction with "reasoning": null, and in
+  // `prompt_ids` the prompt a written answer continues.
+  nlohmann::json score(const engine::Transformer& model, const PredictRequest& req, int64_t adapter,
+                       std::vector<int64_t>* prompt_ids);
+  // The written answer's token budget for a request.
+  int64_t reasoning_budget(const PredictRequest& req) const;
+  // Fills "reasoning", "reasoning_label" and "reasoning_finish_reason" of a
+  // prediction from the tokens the model wrote after `prompt_ids` (greedy, in
+  // the server's continuous batch, so predictions do not hold up other work).
+  void add_reasoning(nlohmann::json& prediction, const engine::GenerateResult& written) const;
 
   nlohmann::json describe() const;  // the settings, for GET /health
 

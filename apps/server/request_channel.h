@@ -18,15 +18,17 @@ struct ChannelEvent {
   std::string text;           // kText: the piece; kError: the message
   std::string finish_reason;  // kDone
   int64_t completion_tokens = 0;
+  int status = 500;           // kError: the HTTP status it becomes
 
   static ChannelEvent piece(std::string text) {
     ChannelEvent e;
     e.text = std::move(text);
     return e;
   }
-  static ChannelEvent failure(std::string message) {
+  static ChannelEvent failure(std::string message, int status = 500) {
     ChannelEvent e = piece(std::move(message));
     e.kind = Kind::kError;
+    e.status = status;
     return e;
   }
   static ChannelEvent done(std::string finish_reason = "", int64_t completion_tokens = 0) {

@@ -246,7 +246,7 @@ async function main() {
     assert.equal(res.choices[0].message.content, ref.text);
   });
 
-  await check('/v1/predict equals `synthpert eval --mode score` row by row (base and adapter)', async () => {
+  await check('/v1/predict equals `synthpert eval` row by row: scores as --mode score, reasoning as --mode generate', async () => {
     // eval scores one row per batch here, as predict does, so on the base model
     // the two are the same computation (in larger batches fp32 sums differ in
     // the last bits). With the adapter, eval attaches it alone while the server
@@ -267,6 +267,14 @@ async function main() {
                  '--fraction', '0.00005', '--mode', 'score', '--batch', '1', '--bootstrap', '0', '--out', out]);
       const rows = fs.readFileSync(path.join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map(JSON.parse);
       assert.ok(rows.length >= 2, `${rows.length} rows`);
+      // The written answers' reference: eval in generate mode on the same
+      // prompts, with the server's --predict-max-tokens.
+      const genOut = `${out}-generate`;
+      await cli(['eval', '--model', model, ...extra.filter((a) => a !== '--blind-view'), '--perturbqa', data,
+                 '--split', 'holdout:rpe1', '--fraction', '0.00005', '--mode', 'generate', '--max-new-tokens', '6',
+                 '--batch', '1', '--bootstrap', '0', '--out', genOut]);
+      const written = fs.readFileSync(path.join(genOut, 'predictions.jsonl'), 'utf8').trim().split('\n')
+        .map(JSON.parse).map((l) => l.response);
       const target = ownServer ? await startServer(['--eval-config', path.join(out, 'eval_config.json')]) : server;
       try {
         for (const row of rows) {
@@ -283,12 +291,46 @@ async function main() {
           for (const [label, prob] of Object.entries(row.probs))
             assert.ok(Math.abs(p.probs[label] - prob) < tol,
                       `${modelName} ${ownServer} ${row.pert}/${row.gene} ${label}: ${p.probs[label]} vs ${prob}`);
-          if (row === rows[0]) assert.equal(typeof p.reasoning, 'string');
+          if (row === rows[0]) assert.equal(p.reasoning, written[0], `${modelName} ${ownServer} reasoning`);
           else assert.equal(p.reasoning, null);
+        }
+        if (ownServer) {
+          // Every row at once, twice over: the written answers join one
+          // continuous batch and each still equals its one-prompt reference.
+          const before = await (await fetch(`${target.info.listening}/health`)).json();
+          const asked = [...rows, ...rows];
+          const answers = await Promise.all(asked.map((row) => fetch(`${target.info.listening}/v1/predict`, {
+            method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ model: modelName, cell_type: row.cell_type, pert: row.pert, gene: row.gene }),
+          }).then((res) => res.json())));
+          answers.forEach((p, i) => assert.equal(p.reasoning, written[i % rows.length], `concurrent ${i}`));
+          const after = await (await fetch(`${target.info.listening}/health`)).json();
+          assert.equal(before.queue.largest_batch, 1, 'one request at a time so far');
+          assert.ok(after.queue.largest_batch >= 2, JSON.stringify([before.queue, after.queue]));
         }
       } finally {
         if (ownServer) target.proc.kill('SIGTERM');
       }
+    }
+  });
+
+  await check('/v1/predict: a prompt that fills the context leaves no room for reasoning: 400, scores still given', async () => {
+    const small = await startServer(['--max-context', '32']);
+    try {
+      const ask = (reasoning) => fetch(`${small.info.listening}/v1/predict`, {
+        method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ cell_type: 'rpe1', pert: 'MYC', gene: 'TP53', reasoning }),
+      });
+      const refused = await ask(true);
+      assert.equal(refused.status, 400);
+      const body = await refused.json();
+      assert.equal(body.error.type, 'invalid_request_error');
+      assert.match(body.error.message, /fill the server's context of 32; ask with "reasoning": false/);
+      const scored = await ask(false);
+      assert.equal(scored.status, 200);
+      assert.equal((await scored.json()).reasoning, null);
+    } finally {
+      small.proc.kill('SIGTERM');
     }
   });
 
