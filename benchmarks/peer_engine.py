@@ -8,37 +8,15 @@ Usage: peer_engine.py MODEL_DIR [--prompt 128] [--new 64] [--batches 1,8] [--rep
 """
 import json
 import math
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
-from llama_ref import inv_freq, load_weights  # noqa: E402
-from engine_peer_protocol import batches, parse_args, rows_for  # noqa: E402
+from engine_peer_protocol import batches, parse_args, rows_for
+from plain_llama import PlainLlama
 
 
-class Model:
-    def __init__(self, model_dir):
-        self.cfg = json.load(open(os.path.join(model_dir, "config.json")))
-        self.W = {k: v.float() for k, v in load_weights(model_dir).items()}
-        c = self.cfg
-        self.H = c["num_attention_heads"]
-        self.Hkv = c.get("num_key_value_heads") or self.H
-        self.D = c.get("head_dim") or c["hidden_size"] // self.H
-        self.freq = inv_freq(c, self.D).float()
-        self.head = self.W["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else self.W["lm_head.weight"]
-
-    def norm(self, x, w):
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg["rms_norm_eps"]))
-
-    def rope(self, x, pos):
-        ang = pos[:, None].float() * self.freq[None]
-        cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
-        h = x.shape[-1] // 2
-        return x * cos + torch.cat([-x[..., h:], x[..., :h]], -1) * sin
-
+class Model(PlainLlama):
     def forward(self, ids, cache, start, last_only=False):
         B, T = ids.shape
         W, H, Hkv, D = self.W, self.H, self.Hkv, self.D

@@ -18,31 +18,22 @@ Prints {"threads": N, "rows": [{"name","unit","value"}]}.
 import argparse
 import json
 import math
-import os
 import resource
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reference"))
-from llama_ref import inv_freq, load_weights  # noqa: E402
+from plain_llama import PlainLlama
 
 PROJECTIONS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
 
-class LoraLlama:
+class LoraLlama(PlainLlama):
     def __init__(self, model_dir, r):
-        self.cfg = json.load(open(os.path.join(model_dir, "config.json")))
-        self.W = {k: v.float() for k, v in load_weights(model_dir).items()}  # frozen
+        super().__init__(model_dir)  # frozen weights
         c = self.cfg
-        self.H = c["num_attention_heads"]
-        self.Hkv = c.get("num_key_value_heads") or self.H
-        self.D = c.get("head_dim") or c["hidden_size"] // self.H
-        self.freq = inv_freq(c, self.D).float()
-        self.head = self.W["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else self.W["lm_head.weight"]
         self.lora = {}
         for l in range(c["num_hidden_layers"]):
             for proj in PROJECTIONS:
@@ -58,15 +49,6 @@ class LoraLlama:
     def linear(self, x, name):
         a, b = self.lora[name]
         return x @ self.W[name + ".weight"].T + (x @ a.T) @ b.T
-
-    def norm(self, x, w):
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.cfg["rms_norm_eps"]))
-
-    def rope(self, x, pos):
-        ang = pos[:, None].float() * self.freq[None]
-        cos, sin = torch.cat([ang.cos()] * 2, -1), torch.cat([ang.sin()] * 2, -1)
-        h = x.shape[-1] // 2
-        return x * cos + torch.cat([-x[..., h:], x[..., :h]], -1) * sin
 
     def loss(self, ids):
         B, T = ids.shape

@@ -37,6 +37,17 @@ function run(bin, args, env = {}) {
   });
 }
 
+// Starts the binary and returns {proc, done}: `done` resolves like run()'s
+// promise once it exits, for tests that signal the process while it works.
+function start(bin, args, env = {}) {
+  const proc = spawn(bin, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '', stderr = '';
+  proc.stdout.on('data', (d) => { stdout += d; });
+  proc.stderr.on('data', (d) => { stderr += d; });
+  const done = new Promise((resolve) => proc.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return { proc, done };
+}
+
 // Runs the binary and parses its JSON stdout; rejects on a non-zero exit.
 async function cli(bin, args, env = {}) {
   const r = await run(bin, args, env);
@@ -74,4 +85,4 @@ function startServe(bin, args) {
   });
 }
 
-module.exports = { checker, run, cli, makeTinyLlama, startServe };
+module.exports = { checker, run, start, cli, makeTinyLlama, startServe };

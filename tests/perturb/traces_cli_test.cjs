@@ -8,7 +8,7 @@
 'use strict';
 const http = require('node:http');
 const https = require('node:https');
-const { execFileSync, spawn } = require('node:child_process');
+const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const assert = require('node:assert/strict');
@@ -181,13 +181,10 @@ async function main() {
     const args = ['traces', '--data', rowsFile, '--teacher', mock.url, '--teacher-model', 'mock-teacher',
                   '--workers', '2', '--out', sOut, '--quiet'];
     mock.seen.delayMs = 300;
-    const proc = spawn(bin, args, { env: { ...process.env, ...keys }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    proc.stdout.on('data', (d) => { stdout += d; });
-    proc.stderr.on('data', (d) => { stderr += d; });
+    const { proc, done } = harness.start(bin, args, keys);
     const start = mock.seen.teacher;
     mock.seen.onTeacher = (n) => { if (n === start + 2) proc.kill('SIGINT'); };
-    const code = await new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+    const { code, stdout, stderr } = await done;
     mock.seen.onTeacher = null;
     mock.seen.delayMs = 0;
     assert.equal(code, 130, stderr);
@@ -209,15 +206,11 @@ async function main() {
     const args = ['eval', '--endpoint', mock.url, '--endpoint-model', 'mock-judge', '--perturbqa', data,
                   '--split', 'holdout:rpe1', '--fraction', '0.00005', '--seed', '4', '--mode', 'generate',
                   '--batch', '2', '--bootstrap', '0', '--out', evalOut];
-    const env = { ...process.env, SYNTHPERT_EVAL_API_KEY: 'sk-judge' };
     mock.seen.delayMs = 300;
-    const proc = spawn(bin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    proc.stdout.on('data', (d) => { stdout += d; });
-    proc.stderr.on('data', (d) => { stderr += d; });
+    const { proc, done } = harness.start(bin, args, { SYNTHPERT_EVAL_API_KEY: 'sk-judge' });
     const start = mock.seen.judge;
     mock.seen.onJudge = (n) => { if (n === start + 2) proc.kill('SIGINT'); };
-    const code = await new Promise((resolve) => proc.on('exit', (c) => resolve(c)));
+    const { code, stdout, stderr } = await done;
     mock.seen.onJudge = null;
     mock.seen.delayMs = 0;
     assert.equal(code, 130, stderr);
