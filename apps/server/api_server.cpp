@@ -12,6 +12,7 @@
 
 #include "apps/server/api_error.h"
 #include "apps/server/inference_worker.h"
+#include "apps/server/predict_queue.h"
 #include "apps/server/request_channel.h"
 #include "apps/server/requests.h"
 #include "apps/server/text_stream.h"
@@ -71,6 +72,9 @@ struct ApiServer::Impl {
   std::vector<std::string> adapter_names;
   std::vector<int64_t> stop_ids;
   std::unique_ptr<PerturbPredictor> predictor;
+  // Declared before the worker, so the worker (whose thread runs the queue's
+  // tasks) is joined before the queue goes.
+  std::unique_ptr<PredictQueue> predictions;
   std::unique_ptr<InferenceWorker> worker;
   httplib::Server http;
   std::time_t created = std::time(nullptr);
@@ -146,6 +150,7 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
   worker = std::make_unique<InferenceWorker>(
       model, stop_ids, cfg.max_batch, std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings));
+  predictions = std::make_unique<PredictQueue>(*predictor, model, *worker, cfg.max_batch);
   routes();
 }
 
@@ -342,47 +347,18 @@ void ApiServer::Impl::completions(const httplib::Request& req, httplib::Response
 
 void ApiServer::Impl::predict(const httplib::Request& req, httplib::Response& res) {
   const PredictRequest r = parse_predict_request(parse_body(req.body));
-  const int64_t adapter = resolve_model(r.model);
-  auto channel = std::make_shared<RequestChannel>();
-  auto result = std::make_shared<json>();
-  auto fail = [channel](const std::string& message) { channel->push(ChannelEvent::failure(message)); };
-  // Scoring is one forward, run as a task between two steps of the batch; the
-  // written answer joins the continuous batch like any completion, so a
-  // prediction does not stall the requests running beside it.
-  worker->submit_task(
-      [this, r, adapter, channel, result, fail] {
-        std::vector<int64_t> prompt;
-        *result = predictor->score(model, r, adapter, &prompt);
-        if (!r.reasoning) return channel->push(ChannelEvent::done());
-        const int64_t room = worker->capacity() - static_cast<int64_t>(prompt.size());
-        if (room < 1)
-          return channel->push(ChannelEvent::failure(
-              str_cat("the prompt's ", prompt.size(), " tokens fill the server's context of ", worker->capacity(),
-                      "; ask with \"reasoning\": false"),
-              400));
-        engine::SequenceRequest s;
-        s.prompt = std::move(prompt);
-        s.max_new_tokens = std::min(predictor->reasoning_budget(r), room);  // greedy: default sampling
-        s.adapter = adapter;
-        s.on_finish = [this, channel, result](const engine::GenerateResult& written) {
-          predictor->add_reasoning(*result, written);
-          channel->push(ChannelEvent::done());
-        };
-        s.on_error = fail;
-        worker->submit(std::move(s));
-      },
-      fail);
-  ChannelEvent e;
-  channel->pop(e);
-  if (e.kind == ChannelEvent::Kind::kError)
-    throw ApiError(e.status, e.status == 400 ? "invalid_request_error" : "server_error",
-                   "prediction failed: " + e.text);
-  (*result)["model"] = r.model.empty() ? name : r.model;
-  send_json(res, 200, *result);
+  json result = predictions->predict(r, resolve_model(r.model));
+  result["model"] = r.model.empty() ? name : r.model;
+  send_json(res, 200, result);
 }
 
 json ApiServer::Impl::health() const {
   const auto s = worker->stats();
+  const auto p = predictions->stats();
+  json predict = predictor->describe();
+  predict["predictions"] = p.predictions;
+  predict["scoring_batches"] = p.batches;
+  predict["largest_scoring_batch"] = p.largest_batch;
   return {{"status", "ok"},
           {"model", name},
           {"adapters", adapter_names},
@@ -391,7 +367,7 @@ json ApiServer::Impl::health() const {
           {"chat_template", chat.has_value()},
           {"context_length", context_length()},
           {"queue", {{"waiting", s.waiting}, {"running", s.running}, {"steps", s.steps}, {"largest_batch", s.largest_batch}}},
-          {"predict", predictor->describe()}};
+          {"predict", predict}};
 }
 
 void ApiServer::Impl::routes() {

@@ -44,28 +44,36 @@ PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictCo
   SP_CHECK_INPUT(cfg.reasoning_max_tokens >= 1, "--predict-max-tokens must be >= 1");
 }
 
-json PerturbPredictor::score(const engine::Transformer& model, const PredictRequest& req, int64_t adapter,
-                             std::vector<int64_t>* prompt_ids) {
-  perturb::Row row;
-  row.cell_type = req.cell_type;
-  for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  row.pert = req.pert;
-  row.gene = req.gene;
-  std::vector<perturb::Row> rows{row};
+std::vector<json> PerturbPredictor::score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
+                                          int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids) {
+  std::vector<perturb::Row> rows;
+  for (const auto& req : reqs) {
+    perturb::Row row;
+    row.cell_type = req.cell_type;
+    for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    row.pert = req.pert;
+    row.gene = req.gene;
+    rows.push_back(std::move(row));
+  }
   if (evidence_) evidence_->attach(rows);
 
-  const auto views = perturb::score_views(model, enc_, rows, 0, 1, cfg_.blind_view, adapter);
-  const auto probs = perturb::answer_probs(views.combined[0], cfg_.offsets);
-  json out = {{"object", "prediction"},
-              {"cell_type", row.cell_type},
-              {"pert", row.pert},
-              {"gene", row.gene},
+  const auto views = perturb::score_views(model, enc_, rows, 0, rows.size(), cfg_.blind_view, adapter);
+  std::vector<json> out;
+  prompt_ids->clear();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto probs = perturb::answer_probs(views.combined[i], cfg_.offsets);
+    json p = {{"object", "prediction"},
+              {"cell_type", rows[i].cell_type},
+              {"pert", rows[i].pert},
+              {"gene", rows[i].gene},
               {"label", perturb::label_name(perturb::argmax_label(probs))},
               {"probs", json::object()},
-              {"logprobs", views.combined[0]},
+              {"logprobs", views.combined[i]},
               {"reasoning", nullptr}};
-  for (auto l : perturb::kAllLabels) out["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
-  *prompt_ids = enc_.prompt_ids(rows[0]);
+    for (auto l : perturb::kAllLabels) p["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
+    out.push_back(std::move(p));
+    prompt_ids->push_back(enc_.prompt_ids(rows[i]));
+  }
   return out;
 }
 

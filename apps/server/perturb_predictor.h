@@ -43,10 +43,11 @@ class PerturbPredictor {
   PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg);
 
   // The scoring half, on the inference worker (it uses the model and the
-  // encoder's memo): the prediction with "reasoning": null, and in
-  // `prompt_ids` the prompt a written answer continues.
-  nlohmann::json score(const engine::Transformer& model, const PredictRequest& req, int64_t adapter,
-                       std::vector<int64_t>* prompt_ids);
+  // encoder's memo): each request's prediction with "reasoning": null, scored
+  // in one batched pass, and in `prompt_ids` the prompts a written answer
+  // continues. Every request runs with `adapter`.
+  std::vector<nlohmann::json> score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
+                                    int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids);
   // The written answer's token budget for a request.
   int64_t reasoning_budget(const PredictRequest& req) const;
   // Fills "reasoning", "reasoning_label" and "reasoning_finish_reason" of a

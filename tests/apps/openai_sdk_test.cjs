@@ -295,18 +295,28 @@ async function main() {
           else assert.equal(p.reasoning, null);
         }
         if (ownServer) {
-          // Every row at once, twice over: the written answers join one
-          // continuous batch and each still equals its one-prompt reference.
+          // Every row at once, twice over: the predictions are scored in
+          // batches and their written answers join one continuous batch; each
+          // equals its one-row reference (the scores to fp32 rounding of a
+          // padded batch, the greedy text exactly).
           const before = await (await fetch(`${target.info.listening}/health`)).json();
           const asked = [...rows, ...rows];
           const answers = await Promise.all(asked.map((row) => fetch(`${target.info.listening}/v1/predict`, {
             method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
             body: JSON.stringify({ model: modelName, cell_type: row.cell_type, pert: row.pert, gene: row.gene }),
           }).then((res) => res.json())));
-          answers.forEach((p, i) => assert.equal(p.reasoning, written[i % rows.length], `concurrent ${i}`));
+          answers.forEach((p, i) => {
+            const row = rows[i % rows.length];
+            assert.equal(p.reasoning, written[i % rows.length], `concurrent ${i}`);
+            for (const [label, prob] of Object.entries(row.probs))
+              assert.ok(Math.abs(p.probs[label] - prob) < 1e-5, `concurrent ${i} ${label}: ${p.probs[label]} vs ${prob}`);
+          });
           const after = await (await fetch(`${target.info.listening}/health`)).json();
           assert.equal(before.queue.largest_batch, 1, 'one request at a time so far');
+          assert.equal(before.predict.largest_scoring_batch, 1, 'one prediction at a time so far');
           assert.ok(after.queue.largest_batch >= 2, JSON.stringify([before.queue, after.queue]));
+          assert.ok(after.predict.largest_scoring_batch >= 2, JSON.stringify([before.predict, after.predict]));
+          assert.equal(after.predict.predictions - before.predict.predictions, asked.length);
         }
       } finally {
         if (ownServer) target.proc.kill('SIGTERM');

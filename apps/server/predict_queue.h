@@ -1,0 +1,58 @@
+// /v1/predict under load: predictions that arrive while the model is busy
+// wait here and are scored together. One task on the inference worker takes
+// every waiting prediction (up to `max_batch`), scores those of each adapter
+// in one batched pass, answers the ones without reasoning, and queues each
+// written answer into the continuous batch like any completion.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "apps/server/inference_worker.h"
+#include "apps/server/perturb_predictor.h"
+#include "apps/server/request_channel.h"
+#include "apps/server/requests.h"
+
+namespace synthpert::server {
+
+class PredictQueue {
+ public:
+  PredictQueue(PerturbPredictor& predictor, const engine::Transformer& model, InferenceWorker& worker,
+               int64_t max_batch);
+
+  // Blocks until the prediction (with its written reasoning when asked) is
+  // ready; throws ApiError (400 when the prompt leaves no room for the
+  // reasoning, else 500) when it fails.
+  nlohmann::json predict(const PredictRequest& request, int64_t adapter);
+
+  struct Stats {
+    int64_t predictions = 0, batches = 0, largest_batch = 0;  // scoring passes and their largest size
+  };
+  Stats stats() const;
+
+ private:
+  struct Job {
+    PredictRequest request;
+    int64_t adapter = -1;
+    std::shared_ptr<RequestChannel> channel;
+    std::shared_ptr<nlohmann::json> result;
+  };
+
+  void drain();                    // the worker's task
+  void score(std::vector<Job> jobs);  // jobs of one adapter
+  void fail_waiting(const std::string& message);
+
+  PerturbPredictor& predictor_;
+  const engine::Transformer& model_;
+  InferenceWorker& worker_;
+  int64_t max_batch_;
+  mutable std::mutex mutex_;
+  std::vector<Job> waiting_;
+  bool drain_queued_ = false;  // a drain task is in the worker's queue
+  Stats stats_;
+};
+
+}  // namespace synthpert::server
