@@ -55,6 +55,8 @@ RunFn setup(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--timeout", o->timeout, "seconds to wait for one reply")->capture_default_str();
   cmd.add_flag("--quiet", o->quiet, "no progress bar on stderr");
+  cmd.add_flag("--dry-run", job.dry_run,
+               "check the inputs and prompts and print the first row's teacher and judge messages; send nothing");
   cmd.footer(
       "API keys come from the environment, not the command line: $SYNTHPERT_TEACHER_API_KEY (else $OPENAI_API_KEY) "
       "for the teacher, $SYNTHPERT_JUDGE_API_KEY (else the teacher's key) for the judge.");
@@ -83,6 +85,7 @@ RunFn setup(CLI::App& cmd) {
         "at once\n");
     const auto summary = perturb::run_traces(job);
     print_json(summary);
+    if (job.dry_run) return 0;
     if (summary["interrupted"].get<bool>()) {
       std::fprintf(stderr, "synthpert traces: interrupted; the rows in flight were written, %lld remain: "
                            "run again with --resume to continue\n",

@@ -80,6 +80,22 @@ class TraceRun {
 
   const std::string& fatal() const { return fatal_; }
 
+  // What a row's requests would send (the judge is shown a stand-in trace).
+  json preview(const TraceInput& row) const {
+    const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
+    auto messages = [](const std::vector<std::pair<std::string, std::string>>& m) {
+      json out = json::array();
+      for (const auto& [role, content] : m) out.push_back({{"role", role}, {"content", content}});
+      return out;
+    };
+    json p = {{"teacher", {{"url", job_.teacher.url}, {"model", job_.teacher.model},
+                           {"messages", messages(teacher_prompt_.render(q))}}}};
+    if (judge_)
+      p["judge"] = {{"url", job_.judge->url}, {"model", job_.judge->model},
+                    {"messages", messages(judge_prompt_.render(q, "<the teacher's trace>"))}};
+    return p;
+  }
+
   // Ends the run for every worker after their rows in flight.
   void stop_with(const std::string& why) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -240,6 +256,11 @@ json run_traces(const TraceJob& job) {
   // Prompts and addresses are checked before the output files are created, so
   // a typo does not leave files that a corrected rerun would refuse.
   TraceRun run(job);
+  if (job.dry_run) {
+    SP_CHECK_INPUT(!rows.empty(), job.data_path, ": no rows");
+    json preview = run.preview(rows.front());
+    return {{"dry_run", true}, {"input_rows", rows.size()}, {"first_row", preview}};
+  }
   TraceStore store(job.out_path, job.rejected_path, job.resume,
                    {job.teacher.model, job.judge ? job.judge->model : std::string()});
 

@@ -40,6 +40,9 @@ struct TraceJob {
   bool resume = false;
   int64_t limit = -1;     // at most this many rows this run (-1: all)
   bool progress = true;   // progress bar on stderr
+  // Check the inputs and prompts, and return the first row's teacher and
+  // judge messages instead of sending anything; no file is touched.
+  bool dry_run = false;
   // When set and it turns true, no new row is started; rows in flight finish
   // and are written, and the summary says "interrupted" (the CLI's SIGINT).
   const std::atomic<bool>* cancel = nullptr;

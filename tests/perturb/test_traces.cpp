@@ -481,6 +481,32 @@ TEST_CASE("traces: a teacher's separate reasoning becomes the trace the judge se
   CHECK(out["G_TAG"]["teacher_reasoning"] == "Because of G_TAG.");
 }
 
+TEST_CASE("traces: --dry-run shows the first row's requests and sends and writes nothing", "[traces]") {
+  test::TempDir dir("traces-dry");
+  write_rows(dir.path);
+  MockChatServer server([](const json&, const httplib::Request&) -> std::pair<int, json> {
+    return {500, api_error("must not be called")};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.dry_run = true;
+  const json s = run_traces(job);
+  CHECK(s["dry_run"] == true);
+  CHECK(s["input_rows"] == 7);
+  const json& teacher = s["first_row"]["teacher"];
+  CHECK(teacher["model"] == "teacher-1");
+  const std::string user = teacher["messages"].back()["content"];
+  CHECK_THAT(user, Catch::Contains("Does G_EXC change when P1 is knocked down?") &&
+                       Catch::Contains("Measured outcome (for you only): upregulated"));
+  const std::string judged = s["first_row"]["judge"]["messages"].back()["content"];
+  CHECK_THAT(judged, Catch::Contains("<the teacher's trace>"));
+  CHECK(server.requests().empty());
+  CHECK_FALSE(std::filesystem::exists(job.out_path));
+  CHECK_FALSE(std::filesystem::exists(job.rejected_path));
+  // Without a judge there is no judge request to show.
+  job.judge.reset();
+  CHECK_FALSE(run_traces(job)["first_row"].contains("judge"));
+}
+
 TEST_CASE("traces: without a judge, checked traces are accepted; --limit bounds a run", "[traces]") {
   test::TempDir dir("traces-nojudge");
   write_rows(dir.path);
