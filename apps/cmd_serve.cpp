@@ -56,6 +56,10 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--max-context", c.max_context,
                  "tokens per sequence, prompt + completion (at most the model's; the KV cache holds max-batch x this)")
       ->capture_default_str();
+  cmd.add_option("--prefill-chunk", c.prefill_chunk,
+                 "prompt tokens per sequence per prefill step, so a long prompt does not stall the others' decoding "
+                 "(0: whole prompts)")
+      ->capture_default_str();
   cmd.add_option("--max-tokens", c.max_tokens_cap, "completion budget of a request that names none")
       ->capture_default_str();
   cmd.add_option("--http-threads", c.http_threads, "HTTP worker threads (each streaming client holds one)")

@@ -7,11 +7,13 @@
 namespace synthpert::engine {
 
 BatchScheduler::BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity,
-                               std::vector<int64_t> stop_ids)
+                               std::vector<int64_t> stop_ids, int64_t prefill_chunk)
     : model_(model), max_rows_(max_rows), stop_ids_(std::move(stop_ids)),
       pool_(KVCache::create(model.config(), std::max<int64_t>(max_rows, 1), std::max<int64_t>(capacity, 1),
-                            model.dtype(), model.device())) {
+                            model.dtype(), model.device())),
+      prefill_chunk_(prefill_chunk) {
   SP_CHECK_INPUT(max_rows >= 1, "a batch needs at least one row");
+  SP_CHECK_INPUT(prefill_chunk >= 0, "the prefill chunk must be >= 0 tokens (0: whole prompts), got ", prefill_chunk);
 }
 
 void BatchScheduler::add(SequenceRequest r) {
@@ -30,12 +32,19 @@ void BatchScheduler::add(SequenceRequest r) {
 
 void BatchScheduler::step() {
   InferenceGuard no_grad;
-  // Prefill when sequences wait and rows are free, but not twice in a row
-  // while others run: a steady stream of arrivals must not stall decoding.
-  const bool join = !waiting_.empty() && running() < max_rows_ && (rows_.empty() || !prefilled_last_);
-  prefilled_last_ = join;
-  if (join) prefill();
-  else if (!rows_.empty()) decode();
+  const bool group = rows_.size() > decoding_;
+  const bool can_start = !group && !waiting_.empty() && running() < max_rows_;
+  // Prefill when a group is under way or sequences wait and rows are free,
+  // but not twice in a row while others decode: a steady stream of arrivals
+  // or a long prompt must not stall decoding.
+  const bool prefill_now = (group || can_start) && (decoding_ == 0 || !prefilled_last_);
+  prefilled_last_ = prefill_now;
+  if (prefill_now) {
+    if (!group) start_group();
+    prefill();
+  } else if (decoding_ > 0) {
+    decode();
+  }
   compact();
 }
 
@@ -57,41 +66,58 @@ void BatchScheduler::run_forward(size_t begin, size_t count, const ForwardBatch&
   std::copy(view.lengths.begin(), view.lengths.end(), pool_.lengths.begin() + static_cast<int64_t>(begin));
 }
 
-void BatchScheduler::prefill() {
+void BatchScheduler::start_group() {
   const size_t begin = rows_.size();
   const size_t k = std::min<size_t>(waiting_.size(), static_cast<size_t>(max_rows_) - begin);
-  int64_t T = 0;
   for (size_t i = 0; i < k; ++i) {
     SequenceRequest r = std::move(waiting_.front());
     waiting_.pop_front();
-    T = std::max<int64_t>(T, static_cast<int64_t>(r.prompt.size()));
     Sampler sampler(r.sampling, r.sampler_stream);
-    rows_.push_back(Row{std::move(r), std::move(sampler), {}, 0, false});
+    rows_.push_back(Row{std::move(r), std::move(sampler), {}, 0, 0, false});
     pool_.lengths[begin + i] = 0;
   }
-  // Prompts right-padded: row i's tokens at [0, len_i), the cache stores only
-  // valid tokens, and its first new token comes from position len_i - 1.
+}
+
+void BatchScheduler::prefill() {
+  const size_t begin = decoding_, k = rows_.size() - decoding_;
+  // Each row's next piece of its prompt, right-padded: row i's tokens at
+  // [0, take_i) of this step, positions continuing from what its cache holds;
+  // the cache stores only valid tokens. A row whose prompt is already in
+  // takes none (all padding) and waits for the rest of the group.
+  std::vector<int64_t> take(k);
+  int64_t T = 0;
+  for (size_t i = 0; i < k; ++i) {
+    const Row& row = rows_[begin + i];
+    const int64_t left = static_cast<int64_t>(row.request.prompt.size()) - row.prefilled;
+    take[i] = prefill_chunk_ > 0 ? std::min(left, prefill_chunk_) : left;
+    T = std::max(T, take[i]);
+  }
   const int64_t K = static_cast<int64_t>(k);
   auto ids = torch::zeros({K, T}, torch::kInt64);
   auto positions = torch::zeros({K, T}, torch::kInt64);
   auto valid = torch::zeros({K, T}, torch::kBool);
-  auto last = torch::zeros({K}, torch::kInt64);
+  std::vector<size_t> completed;        // rows whose prompt ends in this step
+  std::vector<int64_t> completed_at;    // (their group index, last token's column), flattened
   bool padded = false;
   {
     auto id_acc = ids.accessor<int64_t, 2>();
     auto pos_acc = positions.accessor<int64_t, 2>();
     auto val_acc = valid.accessor<bool, 2>();
-    auto last_acc = last.accessor<int64_t, 1>();
     for (int64_t i = 0; i < K; ++i) {
-      const auto& p = rows_[begin + i].request.prompt;
-      const int64_t len = static_cast<int64_t>(p.size());
-      for (int64_t j = 0; j < len; ++j) {
-        id_acc[i][j] = p[j];
-        pos_acc[i][j] = j;
+      Row& row = rows_[begin + i];
+      const auto& p = row.request.prompt;
+      for (int64_t j = 0; j < take[i]; ++j) {
+        id_acc[i][j] = p[row.prefilled + j];
+        pos_acc[i][j] = row.prefilled + j;
         val_acc[i][j] = true;
       }
-      last_acc[i] = len - 1;
-      padded = padded || len < T;
+      padded = padded || take[i] < T;
+      row.prefilled += take[i];
+      if (take[i] > 0 && row.prefilled == static_cast<int64_t>(p.size())) {
+        completed.push_back(begin + i);
+        completed_at.push_back(i);
+        completed_at.push_back(take[i] - 1);
+      }
     }
   }
   const torch::Device dev = model_.device();
@@ -102,13 +128,18 @@ void BatchScheduler::prefill() {
   batch.adapter = adapters(begin, begin + k);
   torch::Tensor hidden;  // (K, T, C)
   run_forward(begin, k, batch, &hidden);
-  const auto at_last = hidden.index({torch::arange(K, torch::TensorOptions().dtype(torch::kInt64).device(dev)),
-                                     last.to(dev)});
-  advance(begin, model_.logits(at_last));
+  if (!completed.empty()) {
+    const auto at = torch::tensor(completed_at, torch::kInt64).view({-1, 2}).to(dev);
+    advance(completed, model_.logits(hidden.index({at.select(1, 0), at.select(1, 1)})));
+  }
+  bool all_in = true;
+  for (size_t i = begin; i < rows_.size(); ++i)
+    all_in = all_in && rows_[i].prefilled == static_cast<int64_t>(rows_[i].request.prompt.size());
+  if (all_in) decoding_ = rows_.size();  // the group decodes from the next step on
 }
 
 void BatchScheduler::decode() {
-  const int64_t R = running();
+  const int64_t R = decoding();
   auto ids = torch::zeros({R, 1}, torch::kInt64);
   auto positions = torch::zeros({R, 1}, torch::kInt64);
   auto id_acc = ids.accessor<int64_t, 2>();
@@ -121,16 +152,18 @@ void BatchScheduler::decode() {
   ForwardBatch batch;
   batch.ids = ids.to(dev);
   batch.positions = positions.to(dev);
-  batch.adapter = adapters(0, rows_.size());  // no validity mask: every row's token counts, no host sync
+  batch.adapter = adapters(0, decoding_);  // no validity mask: every row's token counts, no host sync
   torch::Tensor hidden;  // (R, 1, C)
-  run_forward(0, rows_.size(), batch, &hidden);
-  advance(0, model_.logits(hidden.select(1, 0)));
+  run_forward(0, decoding_, batch, &hidden);
+  std::vector<size_t> all(decoding_);
+  for (size_t i = 0; i < decoding_; ++i) all[i] = i;
+  advance(all, model_.logits(hidden.select(1, 0)));
 }
 
-void BatchScheduler::advance(size_t first, const torch::Tensor& logits_RV) {
+void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tensor& logits_RV) {
   const int64_t R = logits_RV.size(0), V = logits_RV.size(1);
   bool greedy = true;
-  for (int64_t i = 0; i < R; ++i) greedy = greedy && rows_[first + i].request.sampling.temperature == 0.0;
+  for (int64_t i = 0; i < R; ++i) greedy = greedy && rows_[rows[i]].request.sampling.temperature == 0.0;
   // An all-greedy batch picks on the device (argmax: the lowest id on ties,
   // as the Sampler) and copies R ids; otherwise every row goes through its
   // Sampler on the host, one (R, V) copy.
@@ -138,7 +171,7 @@ void BatchScheduler::advance(size_t first, const torch::Tensor& logits_RV) {
   if (greedy) picked = logits_RV.argmax(-1).to(torch::kCPU);
   else logits = logits_RV.to(torch::kCPU, torch::kFloat32).contiguous();
   for (int64_t i = 0; i < R; ++i) {
-    Row& row = rows_[first + i];
+    Row& row = rows_[rows[i]];
     const int64_t tok = greedy ? picked.data_ptr<int64_t>()[i] : row.sampler.sample(logits.data_ptr<float>() + i * V, V);
     if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
       finish(row, "stop");
@@ -157,19 +190,37 @@ void BatchScheduler::finish(Row& row, const char* reason) {
   if (row.request.on_finish) row.request.on_finish(row.result);
 }
 
+void BatchScheduler::move(size_t from, size_t to) {
+  pool_.move_row(static_cast<int64_t>(from), static_cast<int64_t>(to));
+  rows_[to] = std::move(rows_[from]);
+}
+
 void BatchScheduler::compact() {
+  // A finished decoding row takes the last decoding row; the hole that leaves
+  // at the end of the decoding range takes the group's last row.
   size_t i = 0;
+  while (i < decoding_) {
+    if (!rows_[i].done) {
+      ++i;
+      continue;
+    }
+    const size_t last = decoding_ - 1, end = rows_.size() - 1;
+    if (i != last) move(last, i);
+    if (end != last) move(end, last);
+    --decoding_;
+    pool_.lengths[end] = 0;
+    rows_.pop_back();
+  }
+  // A group row that finished on its first token takes the group's last row.
+  i = decoding_;
   while (i < rows_.size()) {
     if (!rows_[i].done) {
       ++i;
       continue;
     }
-    const size_t last = rows_.size() - 1;
-    if (i != last) {
-      pool_.move_row(static_cast<int64_t>(last), static_cast<int64_t>(i));
-      rows_[i] = std::move(rows_[last]);
-    }
-    pool_.lengths[last] = 0;
+    const size_t end = rows_.size() - 1;
+    if (i != end) move(end, i);
+    pool_.lengths[end] = 0;
     rows_.pop_back();
   }
 }
@@ -183,6 +234,7 @@ void BatchScheduler::fail_all(const std::string& message) {
     if (!row.done) fail(row.request);
   waiting_.clear();
   rows_.clear();
+  decoding_ = 0;
   std::fill(pool_.lengths.begin(), pool_.lengths.end(), 0);
 }
 

@@ -2,16 +2,23 @@
 // forward passes, so a short request is not held by a long one and a new one
 // does not wait for the batch to end.
 //
-// The KV cache is a pool of `max_rows` rows of `capacity` slots. Running
-// sequences occupy rows [0, running) (the cache keeps each row compact,
-// engine/model.h); a forward runs on that range as a view of the pool, so
-// nothing is copied to form a batch. A step either prefills every waiting
-// sequence that fits (one forward over the next free rows, prompts
-// right-padded, each row's first token sampled from its last prompt
-// position) or decodes one token for every running row; two prefills never
-// follow each other while rows are running.
-// A finished row is replaced by the last running row (one row copied), so
-// the running range stays contiguous.
+// The KV cache is a pool of `max_rows` rows of `capacity` slots. Decoding
+// sequences occupy rows [0, decoding); the group being prefilled sits right
+// after them (the cache keeps each row compact, engine/model.h). A forward
+// runs on either range as a view of the pool, so nothing is copied to form a
+// batch. A step either prefills (one forward over the group: the waiting
+// sequences that fit, prompts right-padded, each row's first token sampled
+// from its last prompt position) or decodes one token for every decoding row;
+// two prefill steps never follow each other while rows decode.
+//
+// Chunked prefill (`prefill_chunk` > 0): a prefill step feeds each row of the
+// group at most that many prompt tokens, so a long prompt is prefilled over
+// several steps with decode steps between them, and the rows already
+// decoding keep producing tokens meanwhile. The group joins the decoding rows
+// when its last prompt is in.
+// A finished row is replaced by the last decoding row, and the hole that
+// leaves by the group's last row (one row copied each), so both ranges stay
+// contiguous.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +49,9 @@ struct SequenceRequest {
 
 class BatchScheduler {
  public:
-  BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity, std::vector<int64_t> stop_ids);
+  // `prefill_chunk`: prompt tokens per row per prefill step (0: whole prompts).
+  BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity, std::vector<int64_t> stop_ids,
+                 int64_t prefill_chunk = 0);
 
   // Queues a sequence; it joins at the next step with a free row. Its prompt
   // plus budget must fit a row's capacity (InputError otherwise).
@@ -53,7 +62,9 @@ class BatchScheduler {
   void fail_all(const std::string& message);
 
   bool idle() const { return waiting_.empty() && rows_.empty(); }
+  // Rows in use: decoding, plus the group being prefilled.
   int64_t running() const { return static_cast<int64_t>(rows_.size()); }
+  int64_t decoding() const { return static_cast<int64_t>(decoding_); }
   int64_t waiting() const { return static_cast<int64_t>(waiting_.size()); }
   int64_t max_rows() const { return max_rows_; }
   int64_t capacity() const { return pool_.capacity; }
@@ -64,15 +75,20 @@ class BatchScheduler {
     SequenceRequest request;
     Sampler sampler;
     GenerateResult result;
+    int64_t prefilled = 0;   // prompt tokens in the cache
     int64_t next_token = 0;  // sampled, not yet in the cache
     bool done = false;
   };
 
+  void start_group();
   void prefill();
   void decode();
-  // Samples each row's next token from its (rows, V) logits and applies it.
-  void advance(size_t first_row, const torch::Tensor& logits_RV);
+  // Samples the next token of each listed row from its row of `logits_RV`
+  // (one per listed row, in order) and applies it.
+  void advance(const std::vector<size_t>& rows, const torch::Tensor& logits_RV);
   void finish(Row& row, const char* reason);
+  // Moves row `from` (state and cache) to the free row `to`.
+  void move(size_t from, size_t to);
   void compact();
   std::vector<int64_t> adapters(size_t begin, size_t end) const;
   void run_forward(size_t begin, size_t count, const ForwardBatch& batch, torch::Tensor* hidden_out);
@@ -81,8 +97,10 @@ class BatchScheduler {
   int64_t max_rows_;
   std::vector<int64_t> stop_ids_;
   KVCache pool_;
+  int64_t prefill_chunk_;
   std::deque<SequenceRequest> waiting_;
-  std::vector<Row> rows_;  // row i sits in pool row i
+  std::vector<Row> rows_;  // row i sits in pool row i: [0, decoding_) decode, the rest prefill
+  size_t decoding_ = 0;
   int64_t last_step_rows_ = 0;
   bool prefilled_last_ = false;
 };

@@ -125,6 +125,7 @@ ApiServer::Impl::Impl(const ServeConfig& c)
     : cfg(c), name(c.served_name.empty() ? folder_name(c.model_dir) : c.served_name), model(load_model(c)) {
   SP_CHECK_INPUT(cfg.max_batch >= 1, "--max-batch must be >= 1");
   SP_CHECK_INPUT(cfg.max_context >= 2, "--max-context must be >= 2");
+  SP_CHECK_INPUT(cfg.prefill_chunk >= 0, "--prefill-chunk must be >= 0 (0: whole prompts)");
   SP_CHECK_INPUT(cfg.max_tokens_cap >= 1, "--max-tokens must be >= 1");
   SP_CHECK_INPUT(cfg.http_threads >= 2, "--http-threads must be >= 2");
   tok = tokenizer::Tokenizer::load(cfg.model_dir);
@@ -148,8 +149,9 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   for (int64_t id : model.config().eos_token_ids)
     if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
   predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
-  worker = std::make_unique<InferenceWorker>(
-      model, stop_ids, cfg.max_batch, std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings));
+  worker = std::make_unique<InferenceWorker>(model, stop_ids, cfg.max_batch,
+                                             std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings),
+                                             cfg.prefill_chunk);
   predictions = std::make_unique<PredictQueue>(*predictor, model, *worker, cfg.max_batch);
   routes();
 }

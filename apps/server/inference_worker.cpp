@@ -10,8 +10,10 @@ constexpr const char* kShuttingDown = "the server is shutting down";
 }
 
 InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_rows,
-                                 int64_t capacity)
-    : capacity_(capacity), scheduler_(model, max_rows, capacity, std::move(stop_ids)), thread_([this] { loop(); }) {}
+                                 int64_t capacity, int64_t prefill_chunk)
+    : capacity_(capacity),
+      scheduler_(model, max_rows, capacity, std::move(stop_ids), prefill_chunk),
+      thread_([this] { loop(); }) {}
 
 InferenceWorker::~InferenceWorker() {
   std::deque<Item> left;

@@ -24,8 +24,9 @@ class InferenceWorker {
  public:
   // `max_rows` sequences run at once, each within `capacity` tokens
   // (prompt + completion): the KV cache holds max_rows x capacity slots.
+  // Prompts go in `prefill_chunk` tokens per step (engine/batch_scheduler.h).
   InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_rows,
-                  int64_t capacity);
+                  int64_t capacity, int64_t prefill_chunk = 0);
   ~InferenceWorker();  // fails what is queued or running, then joins the thread
   InferenceWorker(const InferenceWorker&) = delete;
   InferenceWorker& operator=(const InferenceWorker&) = delete;

@@ -275,7 +275,11 @@ async function main() {
                  '--batch', '1', '--bootstrap', '0', '--out', genOut]);
       const written = fs.readFileSync(path.join(genOut, 'predictions.jsonl'), 'utf8').trim().split('\n')
         .map(JSON.parse).map((l) => l.response);
-      const target = ownServer ? await startServer(['--eval-config', path.join(out, 'eval_config.json')]) : server;
+      // The second server also prefills in chunks of 5 tokens, a fraction of
+      // each prompt, so its written answers go through chunked prefill.
+      const target = ownServer
+        ? await startServer(['--eval-config', path.join(out, 'eval_config.json'), '--prefill-chunk', '5'])
+        : server;
       try {
         for (const row of rows) {
           const res = await fetch(`${target.info.listening}/v1/predict`, {

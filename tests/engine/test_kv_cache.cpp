@@ -172,6 +172,68 @@ TEST_CASE("continuous batching: sequences joining and leaving mid-run equal each
   }
 }
 
+TEST_CASE("chunked prefill: a long prompt goes in over several steps while other rows decode", "[engine][kv]") {
+  test::TempDir dir("sched-chunk");
+  for (auto arch : {Arch::kLlama, Arch::kMistral}) {  // Mistral: chunks cross the sliding window
+    const auto model = make_model(dir, arch);
+    const int64_t V = model.config().vocab_size;
+    // Three prompt tokens per row per prefill step. Sequence 0 decodes while
+    // the group of 1-3 is prefilled: 1 takes four chunks (11 tokens), 2 is in
+    // after one and waits, 3 finishes on its first token inside the group.
+    BatchScheduler s(model, 4, 40, {}, /*prefill_chunk=*/3);
+    const std::vector<std::vector<int64_t>> prompts = {test::random_ids(2, V, 51), test::random_ids(11, V, 52),
+                                                       test::random_ids(1, V, 53), test::random_ids(7, V, 54)};
+    const std::vector<int64_t> budgets = {14, 4, 3, 1};
+    const std::vector<double> temperature = {0.0, 0.0, 0.8, 0.0};
+    std::vector<GenerateResult> got(prompts.size());
+    std::vector<std::vector<int>> token_steps(prompts.size());  // the step at which each token came
+    int step = 0;
+    auto request = [&](size_t i) {
+      SequenceRequest r;
+      r.prompt = prompts[i];
+      r.max_new_tokens = budgets[i];
+      r.sampling.temperature = temperature[i];
+      r.sampling.seed = 60 + i;
+      r.on_token = [&, i](int64_t) {
+        token_steps[i].push_back(step);
+        return true;
+      };
+      r.on_finish = [&, i](const GenerateResult& g) { got[i] = g; };
+      return r;
+    };
+    s.add(request(0));
+    s.step();  // 0 is prefilled (two tokens: one chunk) and has its first token
+    CHECK(s.decoding() == 1);
+    for (size_t i = 1; i < prompts.size(); ++i) s.add(request(i));
+    bool saw_group = false;
+    for (step = 1; !s.idle(); ++step) {
+      s.step();
+      saw_group = saw_group || s.running() > s.decoding();
+      CHECK(s.running() <= 4);
+    }
+    CHECK(saw_group);
+    // Steps alternate while the group is prefilled: decode at 1 (right after
+    // 0's prefill), chunks at 2, 4, 6, 8 (11 tokens in chunks of 3), 0's
+    // decode steps in between; from 9 on all decode together.
+    REQUIRE(token_steps[1].size() == 4);
+    CHECK(token_steps[1].front() == 8);
+    CHECK(token_steps[2].front() == 2);  // its one-token prompt is in after the first chunk
+    CHECK(token_steps[3] == std::vector<int>{6});
+    CHECK(token_steps[0] == std::vector<int>{0, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17});
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      INFO("sequence " << i);
+      GenerateOptions alone;
+      alone.max_new_tokens = budgets[i];
+      alone.row_sampling = {{temperature[i], 0, 1.0, 60 + i}};
+      CHECK(got[i].tokens == generate(model, {prompts[i]}, alone)[0].tokens);
+      CHECK(got[i].finish_reason == "length");
+    }
+  }
+  test::TempDir other("sched-chunk-bad");
+  const auto model = make_model(other, Arch::kLlama);
+  CHECK_THROWS_WITH(BatchScheduler(model, 2, 8, {}, -1), Catch::Contains("prefill chunk must be >= 0"));
+}
+
 TEST_CASE("greedy generation continues with the argmax of full recompute", "[engine][kv]") {
   test::TempDir dir("greedy");
   const auto model = make_model(dir, Arch::kQwen2);
