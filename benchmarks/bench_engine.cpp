@@ -19,18 +19,14 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
-#include "common/host_allocator.h"
+#include "benchmarks/bench_main.h"
 #include "engine/generate.h"
 
 using namespace synthpert::engine;
 using Clock = std::chrono::steady_clock;
+using synthpert::bench::median;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<int64_t> parse_list(const char* s) {
   std::vector<int64_t> out;
@@ -124,12 +120,4 @@ int run(int argc, char** argv) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  synthpert::keep_large_allocations_on_heap();  // as the synthpert CLI
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_engine: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return synthpert::bench::bench_main("bench_engine", run, argc, argv); }

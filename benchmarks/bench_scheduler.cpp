@@ -23,18 +23,14 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
-#include "common/host_allocator.h"
+#include "benchmarks/bench_main.h"
 #include "engine/batch_scheduler.h"
 
 using namespace synthpert::engine;
 using Clock = std::chrono::steady_clock;
+using synthpert::bench::median;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<int64_t> random_prompt(int64_t n, int64_t vocab, std::mt19937_64& rng) {
   std::vector<int64_t> out(static_cast<size_t>(n));
@@ -134,12 +130,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  synthpert::keep_large_allocations_on_heap();  // as the synthpert CLI
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_scheduler: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return synthpert::bench::bench_main("bench_scheduler", run, argc, argv); }
