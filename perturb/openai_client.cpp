@@ -15,6 +15,12 @@ namespace synthpert::perturb {
 
 using nlohmann::json;
 
+json messages_json(const std::vector<std::pair<std::string, std::string>>& messages) {
+  json out = json::array();
+  for (const auto& [role, content] : messages) out.push_back({{"role", role}, {"content", content}});
+  return out;
+}
+
 bool is_retryable_status(int status) {
   return status == 0 || status == 408 || status == 409 || status == 429 || status >= 500;
 }
@@ -73,8 +79,7 @@ double backoff_s(const RetryPolicy& p, int retry, const std::string& retry_after
 
 ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::string>>& messages,
                                const ChatOptions& options) const {
-  json body = {{"model", endpoint_.model}, {"messages", json::array()}};
-  for (const auto& [role, content] : messages) body["messages"].push_back({{"role", role}, {"content", content}});
+  json body = {{"model", endpoint_.model}, {"messages", messages_json(messages)}};
   if (options.temperature) body["temperature"] = *options.temperature;
   if (options.top_p) body["top_p"] = *options.top_p;
   if (options.seed) body["seed"] = *options.seed;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -60,6 +61,10 @@ class ChatError : public std::runtime_error {
  private:
   int status_;
 };
+
+// (role, content) pairs as the API's "messages" array, the shape training
+// conversations are stored in too.
+nlohmann::json messages_json(const std::vector<std::pair<std::string, std::string>>& messages);
 
 // Worth retrying: no response, 408, 409, 429 and every 5xx.
 bool is_retryable_status(int status);

@@ -41,6 +41,11 @@ struct Usage {
   }
 };
 
+// What the teacher and judge prompts are filled with for a row.
+TraceQuestion question_of(const TraceInput& row) {
+  return {row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
+}
+
 // Everything the workers share: read-only settings, clients, prompts and tallies.
 class TraceRun {
  public:
@@ -82,17 +87,12 @@ class TraceRun {
 
   // What a row's requests would send (the judge is shown a stand-in trace).
   json preview(const TraceInput& row) const {
-    const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
-    auto messages = [](const std::vector<std::pair<std::string, std::string>>& m) {
-      json out = json::array();
-      for (const auto& [role, content] : m) out.push_back({{"role", role}, {"content", content}});
-      return out;
-    };
+    const TraceQuestion q = question_of(row);
     json p = {{"teacher", {{"url", job_.teacher.url}, {"model", job_.teacher.model},
-                           {"messages", messages(teacher_prompt_.render(q))}}}};
+                           {"messages", messages_json(teacher_prompt_.render(q))}}}};
     if (judge_)
       p["judge"] = {{"url", job_.judge->url}, {"model", job_.judge->model},
-                    {"messages", messages(judge_prompt_.render(q, "<the teacher's trace>"))}};
+                    {"messages", messages_json(judge_prompt_.render(q, "<the teacher's trace>"))}};
     return p;
   }
 
@@ -129,7 +129,7 @@ class TraceRun {
   // One row: teacher replies through the checks and the judge until one is
   // accepted, the attempts are spent, a request fails or the run is stopping.
   Outcome explain(const TraceInput& row) {
-    const TraceQuestion q{row.question(), label_name(row.label), row.cell_type, row.pert, row.gene};
+    const TraceQuestion q = question_of(row);
     json earlier = json::array();
     for (int k = 1;; ++k) {
       Outcome o = attempt(row, q);
@@ -180,8 +180,7 @@ class TraceRun {
       if (!teacher.reasoning.empty()) record["teacher_reasoning"] = teacher.reasoning;
       return {record, false, ""};
     }
-    json messages = json::array();
-    for (const auto& [role, content] : row.prompt) messages.push_back({{"role", role}, {"content", content}});
+    json messages = messages_json(row.prompt);
     messages.push_back({{"role", "assistant"}, {"content", check.trace}});
     record["messages"] = messages;
     if (!judge_) return {record, true, ""};

@@ -72,7 +72,7 @@ std::vector<json> PerturbPredictor::score(const engine::Transformer& model, cons
               {"reasoning", nullptr}};
     for (auto l : perturb::kAllLabels) p["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
     out.push_back(std::move(p));
-    prompt_ids->push_back(enc_.prompt_ids(rows[i]));
+    prompt_ids->push_back(reqs[i].reasoning ? enc_.prompt_ids(rows[i]) : std::vector<int64_t>{});
   }
   return out;
 }

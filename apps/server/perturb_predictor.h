@@ -44,8 +44,9 @@ class PerturbPredictor {
 
   // The scoring half, on the inference worker (it uses the model and the
   // encoder's memo): each request's prediction with "reasoning": null, scored
-  // in one batched pass, and in `prompt_ids` the prompts a written answer
-  // continues. Every request runs with `adapter`.
+  // in one batched pass, and in `prompt_ids` the prompt a written answer
+  // continues for each request that asks for one (empty for the others).
+  // Every request runs with `adapter`.
   std::vector<nlohmann::json> score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
                                     int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids);
   // The written answer's token budget for a request.
