@@ -93,8 +93,15 @@ struct StridedDeviceTensor {
   // Output buffers: upload the NaN-poisoned storage so any element the kernel
   // fails to write reads back as NaN.
   void upload_poison() { device.upload(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2); }
+  // Also checks that every element outside the view is still the NaN poison:
+  // a kernel that writes past a row (into the padding) fails here.
   at::Tensor download() {
     device.download(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2);
+    at::Tensor outside = at::ones({extent()}, at::kBool);
+    outside.as_strided({rows, heads, dim}, {token_stride, head_stride, 1}).fill_(false);
+    const int64_t overwritten = host_storage.masked_select(outside).isnan().logical_not().sum().item<int64_t>();
+    INFO("elements outside the [" << rows << ", " << heads << ", " << dim << "] view that the kernel overwrote");
+    CHECK(overwritten == 0);
     return view().to(at::kDouble);
   }
 };

@@ -1,0 +1,365 @@
+// The block loop, fibers and barriers of the host CUDA emulation (see
+// simt_runtime.h). Each CUDA thread of a block is a fiber (fiber_switch.h) on
+// the launching thread, run round-robin: a fiber runs until it reaches a barrier
+// or returns, so a barrier costs one context switch per thread, not an OS
+// wake-up. A pass over the block in which no fiber can move is a deadlock.
+#include "tests/simt/simt_runtime.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "tests/simt/fiber_switch.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define SIMT_ASAN 1
+#else
+#define SIMT_ASAN 0
+#endif
+
+#if defined(__x86_64__)
+// synthpert_simt_switch(save_sp, load_sp): pushes the callee-saved registers
+// and the MXCSR/x87 control words, saves sp, loads the other stack and pops
+// the same (layout in fiber_prepare).
+asm(R"(
+  .text
+  .globl synthpert_simt_switch
+  .type synthpert_simt_switch, @function
+synthpert_simt_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size synthpert_simt_switch, .-synthpert_simt_switch
+)");
+#endif
+
+namespace synthpert::simt {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr size_t kStackBytes = size_t(256) << 10;
+
+// Unwinds a fiber out of its kernel once the launch has failed.
+struct Aborted {};
+
+struct Fiber {
+  FiberContext ctx;
+  void* stack = nullptr;
+  ThreadPlace place;
+  int linear = 0;
+  bool done = false;
+  // Blocked at a barrier until its generation passes: -1 none, -2 the block
+  // barrier, w >= 0 warp w.
+  int blocked_on = -1;
+  uint64_t blocked_gen = 0;
+  void* fake_stack = nullptr;  // AddressSanitizer's, while switched out
+};
+
+struct WarpState {
+  unsigned existing = 0;  // lanes the block has
+  unsigned live = 0;      // lanes still in the kernel
+  unsigned expected = 0;  // mask of the exchange in progress
+  int arrived = 0;
+  uint64_t gen = 0;
+  unsigned char slots[2][kWarp][16] = {};  // double-buffered by gen parity
+};
+
+struct LaunchState {
+  Dim3 grid, block;
+  KernelBody body = nullptr;
+  void* closure = nullptr;
+  std::unique_ptr<unsigned char[]> smem;
+  std::vector<Fiber> fibers;
+  std::vector<WarpState> warps;
+  int live = 0;
+  int bar_arrived = 0;
+  uint64_t bar_gen = 0;
+  bool failed = false;
+  std::string fault;
+  Dim3 current_block;
+
+  FiberContext scheduler_ctx;
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_size = 0;
+  void* scheduler_fake_stack = nullptr;
+
+  std::string where() const {
+    return "block (" + std::to_string(current_block.x) + "," + std::to_string(current_block.y) + "," +
+           std::to_string(current_block.z) + ")";
+  }
+  void fail(const std::string& why) {
+    if (!failed) {
+      failed = true;
+      fault = why;
+    }
+  }
+};
+
+thread_local LaunchState* tl_launch = nullptr;
+thread_local Fiber* tl_fiber = nullptr;
+
+// Stacks outlive launches (mapped once, reused), so a launch costs no mmap.
+std::vector<void*>& stack_pool() {
+  static std::vector<void*> pool;
+  return pool;
+}
+
+std::mutex g_launch_mutex;  // __shared__ statics allow one block at a time
+std::mutex g_error_mutex;
+std::string g_launch_error;
+
+// Switches from the running fiber back to the scheduler; `dying` when the
+// fiber will not be resumed.
+void switch_to_scheduler(LaunchState& l, Fiber& f, bool dying) {
+#if SIMT_ASAN
+  __sanitizer_start_switch_fiber(dying ? nullptr : &f.fake_stack, l.scheduler_stack, l.scheduler_stack_size);
+#else
+  (void)dying;
+#endif
+  fiber_switch(f.ctx, l.scheduler_ctx);
+#if SIMT_ASAN
+  __sanitizer_finish_switch_fiber(f.fake_stack, &l.scheduler_stack, &l.scheduler_stack_size);
+#endif
+}
+
+void resume(LaunchState& l, Fiber& f) {
+  tl_fiber = &f;
+#if SIMT_ASAN
+  __sanitizer_start_switch_fiber(&l.scheduler_fake_stack, f.stack, kStackBytes);
+#endif
+  fiber_switch(l.scheduler_ctx, f.ctx);
+#if SIMT_ASAN
+  __sanitizer_finish_switch_fiber(l.scheduler_fake_stack, nullptr, nullptr);
+#endif
+  tl_fiber = nullptr;
+}
+
+// Parks the running fiber at a barrier until its generation moves on.
+void block_on(LaunchState& l, Fiber& f, int barrier, uint64_t gen) {
+  f.blocked_on = barrier;
+  f.blocked_gen = gen;
+  switch_to_scheduler(l, f, false);
+  f.blocked_on = -1;
+  if (l.failed) throw Aborted{};
+}
+
+bool released(const LaunchState& l, const Fiber& f) {
+  if (f.blocked_on == -1) return true;
+  const uint64_t gen = f.blocked_on == -2 ? l.bar_gen : l.warps[size_t(f.blocked_on)].gen;
+  return gen != f.blocked_gen;
+}
+
+void fiber_exits(LaunchState& l, Fiber& f) {
+  f.done = true;
+  --l.live;
+  WarpState& w = l.warps[size_t(f.linear / kWarp)];
+  const unsigned bit = 1u << (f.linear % kWarp);
+  w.live &= ~bit;
+  if (w.arrived > 0 && (w.expected & bit))
+    l.fail("lane " + std::to_string(f.linear % kWarp) + " of warp " + std::to_string(f.linear / kWarp) + " in " +
+           l.where() + " returned while its warp waits at a shuffle whose mask names it");
+  // Threads that have returned no longer count at __syncthreads.
+  if (l.bar_arrived > 0 && l.bar_arrived == l.live) {
+    l.bar_arrived = 0;
+    ++l.bar_gen;
+  }
+}
+
+void fiber_entry() {
+  LaunchState& l = *tl_launch;
+  Fiber& f = *tl_fiber;
+#if SIMT_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &l.scheduler_stack, &l.scheduler_stack_size);
+#endif
+  try {
+    l.body(l.closure);
+  } catch (const Aborted&) {
+  } catch (const std::exception& e) {
+    l.fail(std::string(e.what()) + " (thread " + std::to_string(f.linear) + " of " + l.where() + ")");
+  }
+  fiber_exits(l, f);
+  switch_to_scheduler(l, f, true);
+}
+
+void run_block(LaunchState& l) {
+  const int n = int(l.fibers.size());
+  l.live = n;
+  l.bar_arrived = 0;
+  for (WarpState& w : l.warps) {
+    w.live = w.existing;
+    w.arrived = 0;
+  }
+  for (Fiber& f : l.fibers) {
+    f.place.block = l.current_block;
+    f.done = false;
+    f.blocked_on = -1;
+    f.fake_stack = nullptr;
+#if SIMT_ASAN
+    // A fiber abandoned by a failed launch may have left poisoned frames.
+    __asan_unpoison_memory_region(f.stack, kStackBytes);
+#endif
+    fiber_prepare(f.ctx, f.stack, kStackBytes, fiber_entry);
+  }
+  int remaining = n;
+  while (remaining > 0 && !l.failed) {
+    bool moved = false;
+    for (Fiber& f : l.fibers) {
+      if (f.done || !released(l, f)) continue;
+      resume(l, f);
+      moved = true;
+      if (f.done) --remaining;
+      if (l.failed) break;
+    }
+    if (!moved && !l.failed)
+      l.fail("deadlock in " + l.where() + ": all " + std::to_string(l.live) +
+             " live threads wait at barriers that cannot complete (a __syncthreads or warp shuffle not reached by "
+             "every thread it names)");
+  }
+}
+
+LaunchState& current_launch() {
+  if (!tl_launch || !tl_fiber) throw std::logic_error("simt: a device builtin was used outside a kernel launch");
+  return *tl_launch;
+}
+
+}  // namespace
+
+const ThreadPlace& place() {
+  static const ThreadPlace outside;
+  return tl_fiber ? tl_fiber->place : outside;
+}
+
+void* dynamic_shared() { return current_launch().smem.get(); }
+
+void sync_threads() {
+  LaunchState& l = current_launch();
+  Fiber& f = *tl_fiber;
+  if (l.failed) throw Aborted{};
+  if (++l.bar_arrived == l.live) {
+    l.bar_arrived = 0;
+    ++l.bar_gen;
+    return;
+  }
+  block_on(l, f, -2, l.bar_gen);
+}
+
+void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane) {
+  LaunchState& l = current_launch();
+  Fiber& f = *tl_fiber;
+  if (bytes > 16) throw std::logic_error("simt: shuffles move at most 16 bytes");
+  if (l.failed) throw Aborted{};
+  const int lane = f.linear % kWarp, warp = f.linear / kWarp;
+  WarpState& w = l.warps[size_t(warp)];
+  auto fault = [&](const std::string& why) {
+    l.fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " in " + l.where() + ": " + why);
+    throw Aborted{};
+  };
+  if (!(mask & (1u << lane))) fault("shuffle mask does not name the calling lane");
+  if (mask & ~w.existing) fault("shuffle mask names lanes the block does not have");
+  if (mask & ~w.live) fault("shuffle mask names a lane that has returned");
+  if (src_lane < 0 || src_lane >= kWarp || !(mask & (1u << src_lane)))
+    fault("shuffle reads lane " + std::to_string(src_lane) + ", which the mask does not name");
+  if (w.arrived == 0) {
+    w.expected = mask;
+  } else if (w.expected != mask) {
+    fault("lanes of one warp shuffle with different masks");
+  }
+  const int buf = int(w.gen & 1);
+  std::memcpy(w.slots[buf][lane], in, bytes);
+  if (++w.arrived == __builtin_popcount(mask)) {
+    w.arrived = 0;
+    ++w.gen;
+  } else {
+    block_on(l, f, warp, w.gen);
+  }
+  // The other buffer takes the next exchange, which cannot complete before
+  // this lane arrives there, so the value read here is still intact.
+  std::memcpy(out, w.slots[buf][src_lane], bytes);
+}
+
+std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024 || block.z > 64 ||
+      grid.y > 65535 || grid.z > 65535)
+    return "invalid configuration argument: grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
+           std::to_string(grid.z) + "), block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," +
+           std::to_string(block.z) + ")";
+  if (dynamic_smem > 227 * 1024) return "dynamic shared memory of " + std::to_string(dynamic_smem) + " bytes";
+  std::lock_guard<std::mutex> serial(g_launch_mutex);
+  if (tl_launch) return "simt: a kernel launched another kernel";
+  LaunchState l;
+  l.grid = grid;
+  l.block = block;
+  l.body = body;
+  l.closure = closure;
+  if (dynamic_smem > 0) l.smem.reset(new unsigned char[dynamic_smem]);
+  const int n = int(threads);
+  std::vector<void*>& pool = stack_pool();
+  while (int(pool.size()) < n) {
+    void* s = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s == MAP_FAILED) return "simt: could not map fiber stacks";
+    pool.push_back(s);
+  }
+  l.fibers.resize(size_t(n));
+  for (int i = 0; i < n; ++i) {
+    Fiber& f = l.fibers[size_t(i)];
+    f.stack = pool[size_t(i)];
+    f.linear = i;
+    f.place.thread = Dim3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
+    f.place.block_dim = block;
+    f.place.grid_dim = grid;
+  }
+  l.warps.resize(size_t((n + kWarp - 1) / kWarp));
+  for (size_t w = 0; w < l.warps.size(); ++w) {
+    const int lanes = std::min(kWarp, n - int(w) * kWarp);
+    l.warps[w].existing = lanes == kWarp ? 0xffffffffu : (1u << lanes) - 1;
+  }
+  tl_launch = &l;
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  for (uint64_t i = 0; i < blocks && !l.failed; ++i) {
+    l.current_block = Dim3{unsigned(i % grid.x), unsigned(i / grid.x % grid.y), unsigned(i / (uint64_t(grid.x) * grid.y))};
+    run_block(l);
+  }
+  tl_launch = nullptr;
+  return l.fault;
+}
+
+void record_launch_error(const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_error_mutex);
+  if (g_launch_error.empty()) g_launch_error = message;
+}
+
+std::string take_launch_error() {
+  std::lock_guard<std::mutex> lock(g_error_mutex);
+  return std::exchange(g_launch_error, std::string());
+}
+
+bool has_launch_error() {
+  std::lock_guard<std::mutex> lock(g_error_mutex);
+  return !g_launch_error.empty();
+}
+
+}  // namespace synthpert::simt

@@ -1,0 +1,112 @@
+// A host emulation of the CUDA execution model, so that the device code of
+// kernels/ runs on a machine without a GPU: every CUDA thread of a block is a
+// fiber on the launching thread, the blocks of a grid run one after another,
+// __shared__ variables are function statics (one block at a time owns them),
+// and __syncthreads and the warp shuffles are barriers among the threads they
+// name. Launches are synchronous.
+//
+// What it checks that a reference comparison alone would not: the kernels'
+// index arithmetic, reductions and barrier structure on the compiled code
+// itself. A barrier that not every live thread reaches, or a shuffle whose
+// mask names a lane that has exited, fails the launch with a message instead
+// of hanging. Built with AddressSanitizer (tests/simt/CMakeLists.txt), an
+// access outside a buffer from cudaMalloc or outside a __shared__ array is
+// reported with the kernel's source line.
+//
+// What it cannot check: timing, occupancy, inline PTX (mma, wgmma, cp.async:
+// the attention kernels stay GPU-only), the device's fast-math rounding, and
+// races: a fiber runs alone until its next barrier, so a missing barrier
+// between a shared-memory write and another thread's read goes unseen
+// (compute-sanitizer's racecheck on a GPU covers that).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace synthpert::simt {
+
+struct Dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+// The calling thread's place in the launch (what threadIdx and friends read).
+struct ThreadPlace {
+  Dim3 thread, block, block_dim, grid_dim;
+};
+const ThreadPlace& place();
+
+// Thrown inside a kernel by __trap() and by a failed barrier check.
+struct KernelFault : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Block-wide barrier (__syncthreads).
+void sync_threads();
+
+// Exchanges `bytes` bytes among the lanes of the caller's warp named in
+// `mask`: the caller's value goes in, the value of lane `src_lane` comes out.
+// Every lane in mask must reach the same call.
+void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane);
+
+// The launch's dynamic shared memory (the launch's third argument, in bytes).
+void* dynamic_shared();
+
+// Runs `body` once per thread of every block; returns an empty string or the
+// first fault of the launch.
+using KernelBody = void (*)(void* closure);
+std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure);
+
+// The CUDA runtime's sticky launch error, read by cudaGetLastError.
+void record_launch_error(const std::string& message);
+std::string take_launch_error();
+bool has_launch_error();
+
+template <typename D>
+Dim3 to_dim3(const D& d) {
+  if constexpr (std::is_integral_v<D>) {
+    return Dim3{unsigned(d), 1, 1};
+  } else {  // dim3
+    return Dim3{d.x, d.y, d.z};
+  }
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) is rewritten to
+// launch(kernel, grid, block, smem, stream)(args...) by translate_launches.py.
+template <typename... Params>
+struct Launch {
+  void (*kernel)(Params...);
+  Dim3 grid, block;
+  size_t smem;
+
+  template <typename... Args>
+  void operator()(Args&&... args) const {
+    struct Closure {
+      void (*kernel)(Params...);
+      std::tuple<std::decay_t<Params>...> values;
+    };
+    // Arguments are copied once, as the launch copies them to the device.
+    Closure c{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
+    const std::string fault = run_grid(
+        grid, block, smem,
+        [](void* p) {
+          auto* cl = static_cast<Closure*>(p);
+          std::apply([&](const auto&... v) { cl->kernel(v...); }, cl->values);
+        },
+        &c);
+    if (!fault.empty()) record_launch_error(fault);
+  }
+};
+
+template <typename... Params, typename G, typename B>
+Launch<Params...> launch(void (*kernel)(Params...), const G& grid, const B& block, size_t smem = 0,
+                         const void* /*stream*/ = nullptr) {
+  return Launch<Params...>{kernel, to_dim3(grid), to_dim3(block), smem};
+}
+
+}  // namespace synthpert::simt

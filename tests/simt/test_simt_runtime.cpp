@@ -1,0 +1,74 @@
+// The emulation's own semantics, against values worked out here from the CUDA
+// programming guide's definitions (coordinates, shuffles with widths, shared
+// memory), and the faults it must turn into failed launches.
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "tests/simt/selftest_kernels.h"
+
+using synthpert::simt_test::Fault;
+
+TEST_CASE("simt: thread and block coordinates of a 2-D launch", "[simt]") {
+  const int gx = 3, gy = 2, bx = 5, by = 7;
+  std::vector<int> out(gx * gy * bx * by, -1);
+  REQUIRE(synthpert::simt_test::launch_coordinates(gx, gy, bx, by, out.data()) == cudaSuccess);
+  for (int block = 0; block < gx * gy; ++block)
+    for (int t = 0; t < bx * by; ++t) REQUIRE(out[block * bx * by + t] == block * 1000 + t);
+}
+
+TEST_CASE("simt: warp shuffles and a shared-memory reduction sum each block", "[simt]") {
+  const int blocks = 3, threads = 96;
+  std::vector<float> in(blocks * threads), sums(blocks, -1.f);
+  std::iota(in.begin(), in.end(), 1.f);
+  REQUIRE(synthpert::simt_test::launch_block_sum(blocks, threads, in.data(), sums.data()) == cudaSuccess);
+  for (int b = 0; b < blocks; ++b) {
+    float expect = 0.f;
+    for (int t = 0; t < threads; ++t) expect += in[b * threads + t];
+    REQUIRE(sums[b] == expect);  // integers below 2^24: exact in any order
+  }
+}
+
+TEST_CASE("simt: shuffle lane arithmetic with segment widths", "[simt]") {
+  for (int width : {32, 16, 8}) {
+    for (int delta : {1, 3}) {
+      const int src = 5;
+      std::vector<int> out(4 * 32, -1);
+      REQUIRE(synthpert::simt_test::launch_shuffles(delta, src, width, out.data()) == cudaSuccess);
+      for (int lane = 0; lane < 32; ++lane) {
+        INFO("width " << width << " delta " << delta << " lane " << lane);
+        const int in_segment = lane % width, segment_start = lane - in_segment;
+        CHECK(out[4 * lane + 0] == 100 + (lane ^ 1));
+        CHECK(out[4 * lane + 1] == 100 + (in_segment + delta < width ? lane + delta : lane));
+        CHECK(out[4 * lane + 2] == 100 + (in_segment - delta >= 0 ? lane - delta : lane));
+        CHECK(out[4 * lane + 3] == 100 + segment_start + src % width);
+      }
+    }
+  }
+}
+
+TEST_CASE("simt: dynamic shared memory is shared by the block", "[simt]") {
+  const int threads = 77;
+  std::vector<int> out(threads, -1);
+  REQUIRE(synthpert::simt_test::launch_reverse_through_dynamic_shared(threads, out.data()) == cudaSuccess);
+  for (int t = 0; t < threads; ++t) REQUIRE(out[t] == (threads - 1 - t) * 7);
+}
+
+TEST_CASE("simt: faults become failed launches with a reason, and the next launch runs", "[simt]") {
+  struct Case {
+    Fault fault;
+    const char* reason;
+  };
+  for (const Case& c : {Case{Fault::kDeadlock, "deadlock"}, Case{Fault::kShuffleWithReturnedLane, "returned"},
+                        Case{Fault::kTrap, "__trap()"}, Case{Fault::kTooManyThreads, "invalid configuration"}}) {
+    INFO(c.reason);
+    const cudaError_t err = synthpert::simt_test::launch_fault(c.fault);
+    REQUIRE(err == cudaErrorLaunchFailure);
+    CHECK(std::strstr(cudaGetErrorString(err), c.reason) != nullptr);
+    CHECK(cudaGetLastError() == cudaSuccess);  // taken by the first call
+    std::vector<int> out(4, -1);
+    REQUIRE(synthpert::simt_test::launch_reverse_through_dynamic_shared(4, out.data()) == cudaSuccess);
+    CHECK(out[0] == 21);
+  }
+}
