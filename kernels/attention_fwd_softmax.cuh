@@ -4,7 +4,7 @@
 // (attention_fwd_impl.cuh) and the wgmma kernel (attention_fwd_sm90_impl.cuh),
 // whose accumulators have the same layout: a thread holds two query rows,
 // row_lo = its warp's row g and row_hi = g + 8, and in score tile nt (8 keys)
-// the keys 8 nt + 2t and + 1 of each (mma.m16n8k16 C layout, attention_mma.cuh).
+// the keys 8 nt + 2t and + 1 of each (mma.m16n8k16 C layout, attention_ptx.cuh).
 #pragma once
 
 #include <cmath>

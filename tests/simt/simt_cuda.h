@@ -32,6 +32,16 @@
 #define blockDim (::synthpert::simt::place().block_dim)
 #define gridDim (::synthpert::simt::place().grid_dim)
 
+// The runtime's function-pointer overloads (nvcc declares them as templates).
+template <typename... P>
+cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), attr, value);
+}
+template <typename... P>
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, void (*kernel)(P...)) {
+  return cudaFuncGetAttributes(attr, reinterpret_cast<const void*>(kernel));
+}
+
 inline void __syncthreads() { ::synthpert::simt::sync_threads(); }
 
 [[noreturn]] inline void __trap() { throw ::synthpert::simt::KernelFault("__trap()"); }
@@ -93,6 +103,14 @@ inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.f / a; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
+
+// Atomics: every fiber of a launch runs on one host thread, one at a time.
+template <typename T>
+T atomicAdd(T* address, T value) {
+  const T old = *address;
+  *address = old + value;
+  return old;
+}
 
 // CUDA's integer min/max overloads (device code calls them unqualified).
 #define SIMT_MINMAX(T)                              \

@@ -151,7 +151,8 @@ cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return c
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void*) {
   std::memset(attr, 0, sizeof(*attr));
   attr->maxThreadsPerBlock = 1024;
-  attr->ptxVersion = attr->binaryVersion = 90;
+  // The code the emulation runs is the sm_80 path (no wgmma, no TMA).
+  attr->ptxVersion = attr->binaryVersion = 80;
   return cudaSuccess;
 }
 

@@ -60,10 +60,22 @@ namespace synthpert::simt {
 namespace {
 
 constexpr int kWarp = 32;
+constexpr size_t kSlotBytes = 64;  // the most one lane puts into a warp exchange
 constexpr size_t kStackBytes = size_t(256) << 10;
 
 // Unwinds a fiber out of its kernel once the launch has failed.
 struct Aborted {};
+
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+};
+
+void complete(std::vector<AsyncCopy>& group) {
+  for (const AsyncCopy& c : group) std::memcpy(c.dst, c.src, c.bytes);
+  group.clear();
+}
 
 struct Fiber {
   FiberContext ctx;
@@ -76,6 +88,9 @@ struct Fiber {
   int blocked_on = -1;
   uint64_t blocked_gen = 0;
   void* fake_stack = nullptr;  // AddressSanitizer's, while switched out
+  // cp.async copies: the open group, then committed groups, oldest first.
+  std::vector<AsyncCopy> open_copies;
+  std::vector<std::vector<AsyncCopy>> committed_copies;
 };
 
 struct WarpState {
@@ -84,7 +99,7 @@ struct WarpState {
   unsigned expected = 0;  // mask of the exchange in progress
   int arrived = 0;
   uint64_t gen = 0;
-  unsigned char slots[2][kWarp][16] = {};  // double-buffered by gen parity
+  unsigned char slots[2][kWarp][kSlotBytes] = {};  // double-buffered by gen parity
 };
 
 struct LaunchState {
@@ -173,6 +188,10 @@ bool released(const LaunchState& l, const Fiber& f) {
 }
 
 void fiber_exits(LaunchState& l, Fiber& f) {
+  // The hardware finishes copies a thread never waited for.
+  for (auto& group : f.committed_copies) complete(group);
+  f.committed_copies.clear();
+  complete(f.open_copies);
   f.done = true;
   --l.live;
   WarpState& w = l.warps[size_t(f.linear / kWarp)];
@@ -217,6 +236,8 @@ void run_block(LaunchState& l) {
     f.done = false;
     f.blocked_on = -1;
     f.fake_stack = nullptr;
+    f.open_copies.clear();
+    f.committed_copies.clear();
 #if SIMT_ASAN
     // A fiber abandoned by a failed launch may have left poisoned frames.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
@@ -266,10 +287,16 @@ void sync_threads() {
   block_on(l, f, -2, l.bar_gen);
 }
 
-void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane) {
+namespace {
+
+// Puts the caller's bytes in its slot and returns the exchange's slots once
+// every lane in mask has put its own. The other buffer takes the next
+// exchange, which cannot complete before this lane arrives there, so the
+// slots stay intact while the caller reads them.
+const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes))[kSlotBytes] {
   LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
-  if (bytes > 16) throw std::logic_error("simt: shuffles move at most 16 bytes");
+  if (bytes > kSlotBytes) throw std::logic_error("simt: a warp exchange moves at most 64 bytes per lane");
   if (l.failed) throw Aborted{};
   const int lane = f.linear % kWarp, warp = f.linear / kWarp;
   WarpState& w = l.warps[size_t(warp)];
@@ -280,8 +307,6 @@ void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int s
   if (!(mask & (1u << lane))) fault("shuffle mask does not name the calling lane");
   if (mask & ~w.existing) fault("shuffle mask names lanes the block does not have");
   if (mask & ~w.live) fault("shuffle mask names a lane that has returned");
-  if (src_lane < 0 || src_lane >= kWarp || !(mask & (1u << src_lane)))
-    fault("shuffle reads lane " + std::to_string(src_lane) + ", which the mask does not name");
   if (w.arrived == 0) {
     w.expected = mask;
   } else if (w.expected != mask) {
@@ -295,9 +320,45 @@ void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int s
   } else {
     block_on(l, f, warp, w.gen);
   }
-  // The other buffer takes the next exchange, which cannot complete before
-  // this lane arrives there, so the value read here is still intact.
-  std::memcpy(out, w.slots[buf][src_lane], bytes);
+  return w.slots[buf];
+}
+
+}  // namespace
+
+void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane) {
+  if (src_lane < 0 || src_lane >= kWarp || !(mask & (1u << src_lane))) {
+    LaunchState& l = current_launch();
+    l.fail("lane " + std::to_string(tl_fiber->linear % kWarp) + " of warp " + std::to_string(tl_fiber->linear / kWarp) +
+           " in " + l.where() + ": shuffle reads lane " + std::to_string(src_lane) + ", which the mask does not name");
+    throw Aborted{};
+  }
+  std::memcpy(out, exchange_slots(mask, in, bytes)[src_lane], bytes);
+}
+
+void warp_gather(const void* in, size_t bytes, void* out) {
+  const auto slots = exchange_slots(0xffffffffu, in, bytes);
+  for (int lane = 0; lane < kWarp; ++lane) std::memcpy(static_cast<unsigned char*>(out) + lane * bytes, slots[lane], bytes);
+}
+
+void async_copy(void* dst, const void* src, size_t bytes) {
+  current_launch();
+  tl_fiber->open_copies.push_back(AsyncCopy{dst, src, bytes});
+}
+
+void async_commit() {
+  current_launch();
+  Fiber& f = *tl_fiber;
+  f.committed_copies.push_back(std::move(f.open_copies));
+  f.open_copies.clear();
+}
+
+void async_wait(int pending) {
+  current_launch();
+  Fiber& f = *tl_fiber;
+  while (int(f.committed_copies.size()) > pending) {
+    complete(f.committed_copies.front());
+    f.committed_copies.erase(f.committed_copies.begin());
+  }
 }
 
 std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure) {

@@ -54,6 +54,17 @@ void sync_threads();
 // Every lane in mask must reach the same call.
 void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane);
 
+// Every lane of the caller's (full) warp puts `bytes` bytes in; `out` gets
+// all 32 lanes' bytes, lane after lane. For warp-wide instructions (mma,
+// ldmatrix) whose result depends on the registers of other lanes.
+void warp_gather(const void* in, size_t bytes, void* out);
+
+// cp.async: the copy happens when a later async_wait retires its group (or
+// when the thread returns), so a read before the wait sees the old bytes.
+void async_copy(void* dst, const void* src, size_t bytes);
+void async_commit();
+void async_wait(int pending_groups);
+
 // The launch's dynamic shared memory (the launch's third argument, in bytes).
 void* dynamic_shared();
 

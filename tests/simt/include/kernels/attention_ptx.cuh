@@ -1,0 +1,109 @@
+// The host emulation's stand-in for kernels/attention_ptx.cuh: the same
+// names, implemented from the PTX ISA's definitions of the instructions
+// rather than from the kernels' comments. The emulation build puts this
+// folder first on the quoted-include path, so "kernels/attention_ptx.cuh"
+// resolves here and every other attention header is the real one.
+//
+//   mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: with g = lane / 4 and
+//     t = lane % 4, register r of A holds row g + 8 (r & 1), columns
+//     2t + 8 (r >> 1) and + 1; register r of B holds rows (k) 2t + 8 r and
+//     + 1 of column g; C/D element i holds row g + 8 (i >> 1), column
+//     2t + (i & 1). The lower index is in the low 16 bits.
+//   ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lanes 8i..8i+7 address
+//     the rows of matrix i; with .trans, register i of a lane holds elements
+//     [2t][g] and [2t+1][g] of matrix i.
+//   cp.async.cg ... 16 / commit_group / wait_group N: deferred copies (see
+//     simt::async_copy).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "tests/simt/simt_runtime.h"
+
+namespace synthpert::kernels::attn {
+
+namespace emulated {
+
+template <typename T>
+float half_to_float(uint16_t bits) {
+  T v;
+  std::memcpy(&v, &bits, 2);
+  if constexpr (sizeof(T) == 2 && std::is_same_v<T, __half>) {
+    return __half2float(v);
+  } else {
+    return __bfloat162float(v);
+  }
+}
+
+// 16-bit element `half` (0 low, 1 high) of register `reg` of lane `lane`.
+inline uint16_t element(const uint32_t* regs_of_lanes, int regs_per_lane, int lane, int reg, int half) {
+  return uint16_t(regs_of_lanes[lane * regs_per_lane + reg] >> (16 * half));
+}
+
+template <typename T>
+void mma_m16n8k16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+  uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  uint32_t all[32 * 6];
+  simt::warp_gather(mine, sizeof(mine), all);
+  const int lane = simt::lane_id(), g = lane / 4, t = lane % 4;
+  // A[row][k]: the lane with g = row % 8 and t = (k % 8) / 2, register
+  // (row / 8) + 2 (k / 8), half k % 2.
+  auto A = [&](int row, int k) {
+    return half_to_float<T>(element(all, 6, 4 * (row % 8) + (k % 8) / 2, (row / 8) + 2 * (k / 8), k % 2));
+  };
+  // B[k][n]: the lane with g = n and t = (k % 8) / 2, register 4 + k / 8, half k % 2.
+  auto B = [&](int k, int n) { return half_to_float<T>(element(all, 6, 4 * n + (k % 8) / 2, 4 + k / 8, k % 2)); };
+  for (int i = 0; i < 4; ++i) {
+    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
+    float acc = c[i];
+    for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+    c[i] = acc;
+  }
+}
+
+inline uint32_t pack_halves(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }
+
+}  // namespace emulated
+
+template <typename T>
+struct Mma {
+  static void run(float c[4], const uint32_t a[4], const uint32_t b[2]) { emulated::mma_m16n8k16<T>(c, a, b); }
+  static uint32_t pack(float lo, float hi) {
+    T l, h;
+    if constexpr (std::is_same_v<T, __half>) {
+      l = __float2half_rn(lo);
+      h = __float2half_rn(hi);
+    } else {
+      l = __float2bfloat16_rn(lo);
+      h = __float2bfloat16_rn(hi);
+    }
+    uint16_t lb, hb;
+    std::memcpy(&lb, &l, 2);
+    std::memcpy(&hb, &h, 2);
+    return emulated::pack_halves(lb, hb);
+  }
+};
+
+// Host addresses stand in for shared-window addresses (used for alignment).
+inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p)); }
+
+inline void ldmatrix_x4_trans(uint32_t r[4], const void* row_addr) {
+  const uint16_t* mine = static_cast<const uint16_t*>(row_addr);
+  const uint16_t* rows[32];
+  simt::warp_gather(&mine, sizeof(mine), rows);
+  const int lane = simt::lane_id(), g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 4; ++i) r[i] = emulated::pack_halves(rows[8 * i + 2 * t][g], rows[8 * i + 2 * t + 1][g]);
+}
+
+inline void cp_async_16(void* smem_dst, const void* gmem_src) { simt::async_copy(smem_dst, gmem_src, 16); }
+inline void cp_async_commit() { simt::async_commit(); }
+template <int kPending>
+void cp_async_wait() {
+  simt::async_wait(kPending);
+}
+
+}  // namespace synthpert::kernels::attn
