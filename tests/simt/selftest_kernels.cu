@@ -39,6 +39,13 @@ __global__ void reverse_kernel(int* out) {
   out[threadIdx.x] = values[blockDim.x - 1 - threadIdx.x];
 }
 
+__global__ void neighbour_read_kernel(int base, bool with_barrier, int* out) {
+  __shared__ int slot[1024];
+  slot[threadIdx.x] = base + int(threadIdx.x);
+  if (with_barrier) __syncthreads();
+  out[threadIdx.x] = slot[(threadIdx.x + 1) % blockDim.x];
+}
+
 __global__ void deadlock_kernel(float* out) {
   // Lane 0 waits for the block while lanes 1..31 wait for lane 0.
   float v = float(threadIdx.x);
@@ -76,6 +83,11 @@ cudaError_t launch_shuffles(int delta, int src, int width, int* out) {
 
 cudaError_t launch_reverse_through_dynamic_shared(int threads, int* out) {
   reverse_kernel<<<1, threads, threads * sizeof(int)>>>(out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int* out) {
+  neighbour_read_kernel<<<1, threads>>>(base, with_barrier, out);
   return cudaGetLastError();
 }
 

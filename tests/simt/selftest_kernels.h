@@ -23,6 +23,11 @@ cudaError_t launch_shuffles(int delta, int src, int width, int* out);
 // out[t] = the value thread (threads - 1 - t) wrote to dynamic shared memory.
 cudaError_t launch_reverse_through_dynamic_shared(int threads, int* out);
 
+// Thread t writes base + t to shared slot t, then (after a __syncthreads only
+// if with_barrier) reads slot (t + 1) % threads into out[t]: without the
+// barrier a data race, whose outcome depends on the schedule.
+cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int* out);
+
 // Faults the emulation must report as failed launches.
 enum class Fault { kDeadlock, kShuffleWithReturnedLane, kTrap, kTooManyThreads };
 cudaError_t launch_fault(Fault fault);

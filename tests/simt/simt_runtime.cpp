@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -142,6 +143,13 @@ std::vector<void*>& stack_pool() {
   return pool;
 }
 
+// Initialised from SIMT_SCHEDULE=reverse; see set_schedule.
+Schedule initial_schedule() {
+  const char* v = std::getenv("SIMT_SCHEDULE");
+  return v && std::string(v) == "reverse" ? Schedule::kReverse : Schedule::kForward;
+}
+Schedule g_schedule = initial_schedule();
+
 std::mutex g_launch_mutex;  // __shared__ statics allow one block at a time
 std::mutex g_error_mutex;
 std::string g_launch_error;
@@ -247,7 +255,8 @@ void run_block(LaunchState& l) {
   int remaining = n;
   while (remaining > 0 && !l.failed) {
     bool moved = false;
-    for (Fiber& f : l.fibers) {
+    for (int k = 0; k < n; ++k) {
+      Fiber& f = l.fibers[size_t(g_schedule == Schedule::kReverse ? n - 1 - k : k)];
       if (f.done || !released(l, f)) continue;
       resume(l, f);
       moved = true;
@@ -267,6 +276,8 @@ LaunchState& current_launch() {
 }
 
 }  // namespace
+
+void set_schedule(Schedule s) { g_schedule = s; }
 
 const ThreadPlace& place() {
   static const ThreadPlace outside;

@@ -15,9 +15,10 @@
 //
 // What it cannot check: timing, occupancy, inline PTX (mma, wgmma, cp.async:
 // the attention kernels stay GPU-only), the device's fast-math rounding, and
-// races: a fiber runs alone until its next barrier, so a missing barrier
-// between a shared-memory write and another thread's read goes unseen
-// (compute-sanitizer's racecheck on a GPU covers that).
+// most races: a fiber runs alone until its next barrier, so a missing
+// barrier between a shared-memory write and another thread's read shows only
+// when the schedule (set_schedule) runs the reader first (compute-sanitizer's
+// racecheck on a GPU is the real check).
 #pragma once
 
 #include <cstddef>
@@ -72,6 +73,14 @@ void* dynamic_shared();
 // first fault of the launch.
 using KernelBody = void (*)(void* closure);
 std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure);
+
+// The order in which a block's fibers are run in each round: thread 0 first,
+// or the last thread first. A kernel missing a barrier can read a value
+// before or after another warp writes it depending on the order; running the
+// tests under both (SIMT_SCHEDULE=reverse in the environment, or this call)
+// exposes more such races than one order does.
+enum class Schedule { kForward, kReverse };
+void set_schedule(Schedule s);
 
 // The CUDA runtime's sticky launch error, read by cudaGetLastError.
 void record_launch_error(const std::string& message);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tests/simt/selftest_kernels.h"
+#include "tests/simt/simt_runtime.h"
 
 using synthpert::simt_test::Fault;
 
@@ -71,4 +72,27 @@ TEST_CASE("simt: faults become failed launches with a reason, and the next launc
     REQUIRE(synthpert::simt_test::launch_reverse_through_dynamic_shared(4, out.data()) == cudaSuccess);
     CHECK(out[0] == 21);
   }
+}
+
+TEST_CASE("simt: the two schedules expose a missing barrier differently", "[simt]") {
+  const int threads = 64;
+  int base = 1000;
+  auto fresh_reads = [&](synthpert::simt::Schedule schedule, bool with_barrier) {
+    synthpert::simt::set_schedule(schedule);
+    base += 1000;  // values no earlier launch left in the shared slots
+    std::vector<int> out(threads, -1);
+    REQUIRE(synthpert::simt_test::launch_neighbour_read(threads, base, with_barrier, out.data()) == cudaSuccess);
+    int fresh = 0;
+    for (int t = 0; t < threads; ++t) fresh += out[t] == base + (t + 1) % threads;
+    return fresh;
+  };
+  using synthpert::simt::Schedule;
+  // Without the barrier, forward order runs each reader before its
+  // neighbour's write (only the last thread reads thread 0's new value);
+  // reverse order runs the writer first for all but the last thread.
+  CHECK(fresh_reads(Schedule::kForward, false) == 1);
+  CHECK(fresh_reads(Schedule::kReverse, false) == threads - 1);
+  CHECK(fresh_reads(Schedule::kForward, true) == threads);
+  CHECK(fresh_reads(Schedule::kReverse, true) == threads);
+  synthpert::simt::set_schedule(Schedule::kForward);
 }
