@@ -9,6 +9,8 @@
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
 #include <cublas_v2.h>
+#include <cstddef>
+#include <cstdint>
 #include <cuda_runtime.h>
 
 #include "kernels/common.cuh"
@@ -34,6 +36,21 @@ int kernel_sm_count(const torch::Tensor& t);
 
 // kBF16, kF16 or kF32 for t's dtype.
 kernels::DType kernel_dtype(const torch::Tensor& t);
+
+// Scratch memory for a launch on `like`'s device: `bytes` bytes from `ptr`,
+// which starts on a 256-byte boundary (the kernels' workspace rule) whatever
+// the allocator's alignment is; `storage` owns it and must outlive the launch.
+struct KernelWorkspace {
+  torch::Tensor storage;
+  void* ptr = nullptr;
+};
+inline KernelWorkspace kernel_workspace(const torch::Tensor& like, size_t bytes) {
+  KernelWorkspace w;
+  w.storage = torch::empty({static_cast<int64_t>(bytes) + 255}, like.options().dtype(torch::kUInt8));
+  const auto addr = reinterpret_cast<uintptr_t>(w.storage.data_ptr());
+  w.ptr = reinterpret_cast<void*>((addr + 255) / 256 * 256);
+  return w;
+}
 
 // Makes t's device the current one for its lifetime, then restores the last.
 class KernelDeviceScope {

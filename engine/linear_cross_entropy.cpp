@@ -73,8 +73,7 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   CeResult r;
   if (want_dhidden) r.dhidden = torch::empty({N, C}, hidden.options());
   if (want_dweight) r.dweight = torch::zeros({V, C}, hidden.options().dtype(torch::kFloat32));
-  auto ws = torch::empty({static_cast<int64_t>(kn::fused_linear_ce_workspace_bytes(M, V))},
-                         hidden.options().dtype(torch::kUInt8));
+  const auto ws = kernel_workspace(hidden, kn::fused_linear_ce_workspace_bytes(M, V));
   kn::FusedLinearCrossEntropyArgs a;
   a.dtype = kernel_dtype(hidden);
   a.tokens = N;
@@ -94,7 +93,7 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
   }
   if (want_dweight) a.dweight = r.dweight.data_ptr<float>();
   a.chunk_tokens = M;
-  a.workspace = ws.data_ptr();
+  a.workspace = ws.ptr;
   a.cublas = kernel_cublas(hidden);
   kn::fused_linear_cross_entropy(a, kernel_stream(hidden));
   r.loss_sum = loss.sum();

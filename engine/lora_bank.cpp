@@ -71,7 +71,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     const auto xr = x.stride(1) == 1 ? x : x.contiguous();
     const auto A = bank.A.contiguous(), B = bank.B.contiguous();
     const KernelDeviceScope scope(x);
-    auto ws = torch::empty({static_cast<int64_t>(kn::lora_multi_workspace_bytes(N, R))}, x.options().dtype(torch::kUInt8));
+    const auto ws = kernel_workspace(x, kn::lora_multi_workspace_bytes(N, R));
     kn::LoraMultiArgs a;
     a.dtype = kernel_dtype(x);
     a.rows = N, a.in_features = K, a.out_features = O, a.rank = R, a.num_adapters = M;
@@ -85,7 +85,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     a.row_adapter = routing.gather_adapter.data_ptr<int32_t>();
     a.y = y.data_ptr();
     a.y_row_stride = y.stride(0);
-    a.workspace = ws.data_ptr();
+    a.workspace = ws.ptr;
     kn::lora_multi_apply(a, kernel_stream(x));
     return;
   }

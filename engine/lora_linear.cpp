@@ -98,8 +98,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
       dx = torch::empty({N, K}, x.options());
       dA = torch::empty({R, K}, x.options().dtype(torch::kFloat32));
       dB = torch::empty({O, R}, x.options().dtype(torch::kFloat32));
-      auto ws = torch::empty({static_cast<int64_t>(kn::lora_backward_workspace_bytes(N, R))},
-                             x.options().dtype(torch::kUInt8));
+      const auto ws = kernel_workspace(x, kn::lora_backward_workspace_bytes(N, R));
       kn::LoraBackwardArgs a;
       fill_layer(a, x, W, A, B, scale);
       a.xa = xa.data_ptr();
@@ -109,7 +108,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
       a.dx_row_stride = K;
       a.grad_a = dA.data_ptr<float>();
       a.grad_b = dB.data_ptr<float>();
-      a.workspace = ws.data_ptr();
+      a.workspace = ws.ptr;
       kn::lora_backward(a, kernel_stream(x));
       return {dx, dA.to(A.scalar_type()), dB.to(B.scalar_type()), torch::Tensor(), torch::Tensor()};
     }

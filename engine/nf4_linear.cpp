@@ -67,7 +67,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
       const KernelDeviceScope scope(xr);
       const int64_t N = xr.size(0), O = w->out_features, I = w->in_features;
       y = torch::empty({N, O}, xr.options());
-      torch::Tensor ws;
+      KernelWorkspace ws;
       kn::Nf4MatmulArgs a;
       a.dtype = kernel_dtype(xr);
       a.rows = N;
@@ -81,9 +81,8 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
       a.y = y.data_ptr();
       a.y_row_stride = O;
       if (N > kn::kNf4FusedMaxRows) {
-        ws = torch::empty({static_cast<int64_t>(kn::nf4_matmul_workspace_bytes(N, O, I))},
-                          xr.options().dtype(torch::kUInt8));
-        a.workspace = ws.data_ptr();
+        ws = kernel_workspace(xr, kn::nf4_matmul_workspace_bytes(N, O, I));
+        a.workspace = ws.ptr;
         a.cublas = kernel_cublas(xr);
       }
       kn::nf4_matmul(a, kernel_stream(xr));
@@ -127,12 +126,12 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
     const auto u8 = wr.options().dtype(torch::kUInt8), f32 = wr.options().dtype(torch::kFloat32);
     const int64_t nb = n / kNf4BlockSize;
     q.packed = torch::empty({n / 2}, u8);
-    torch::Tensor ws;
+    KernelWorkspace ws;
     if (double_quant) {
       q.absmax_code = torch::empty({nb}, u8);
       q.absmax_scale = torch::empty({(nb + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize}, f32);
       q.absmax_offset = torch::empty({1}, f32);
-      ws = torch::empty({static_cast<int64_t>(kn::nf4_quantize_workspace_bytes(O, I, true))}, u8);
+      ws = kernel_workspace(wr, kn::nf4_quantize_workspace_bytes(O, I, true));
     } else {
       q.absmax = torch::empty({nb}, f32);
     }
@@ -145,7 +144,7 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
     a.codes = code_table();
     a.packed = q.packed.data_ptr<uint8_t>();
     a.scales = scales_of(q);
-    if (double_quant) a.workspace = ws.data_ptr();
+    if (double_quant) a.workspace = ws.ptr;
     kn::nf4_quantize(a, kernel_stream(wr));
     return q;
   }

@@ -216,10 +216,8 @@ AttentionGrads backward_kernel(const torch::Tensor& q, const torch::Tensor& k, c
   auto dq = torch::empty(q.sizes(), q.options());
   auto dk = torch::empty(k.sizes(), k.options());
   auto dv = torch::empty(v.sizes(), v.options());
-  // The caching allocator's blocks are 512-byte aligned; the kernels ask 256.
-  auto ws = torch::empty({static_cast<int64_t>(kn::attention_backward_workspace_bytes(N, static_cast<int>(H),
-                                                                                     static_cast<int>(D)))},
-                         q.options().dtype(torch::kUInt8));
+  const auto ws =
+      kernel_workspace(q, kn::attention_backward_workspace_bytes(N, static_cast<int>(H), static_cast<int>(D)));
   kn::AttentionBackwardArgs a;
   a.problem = kernel_problem(q, k, cu_seqlens, max_seqlen, causal, scale);
   a.q = heads_view(q);
@@ -231,7 +229,7 @@ AttentionGrads backward_kernel(const torch::Tensor& q, const torch::Tensor& k, c
   a.dq = mutable_view(dq);
   a.dk = mutable_view(dk);
   a.dv = mutable_view(dv);
-  a.workspace = ws.data_ptr();
+  a.workspace = ws.ptr;
   kn::attention_backward(a, kernel_stream(q));
   return {dq, dk, dv};
 }

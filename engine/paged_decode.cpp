@@ -73,14 +73,10 @@ torch::Tensor paged_decode_attention(const torch::Tensor& q, const torch::Tensor
     a.seq_lens = in.seq_lens.data_ptr<int32_t>();
     a.max_seq_len = static_cast<int>(in.max_seq_len);
     a.num_splits = kn::paged_decode_choose_splits(a.batch, a.heads, a.max_seq_len, kernel_sm_count(q));
-    torch::Tensor ws;
+    KernelWorkspace ws;
     if (a.num_splits > 1) {
-      // The workspace must start on a 256-byte boundary.
-      const auto bytes = static_cast<int64_t>(kn::paged_decode_workspace_bytes(a.batch, a.heads, a.cache.head_dim,
-                                                                               a.num_splits));
-      ws = torch::empty({bytes + 256}, q.options().dtype(torch::kUInt8));
-      const auto addr = reinterpret_cast<uintptr_t>(ws.data_ptr());
-      a.workspace = reinterpret_cast<void*>((addr + 255) / 256 * 256);
+      ws = kernel_workspace(q, kn::paged_decode_workspace_bytes(a.batch, a.heads, a.cache.head_dim, a.num_splits));
+      a.workspace = ws.ptr;
     }
     kn::paged_decode(a, kernel_stream(q));
     return out;

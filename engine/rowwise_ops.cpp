@@ -103,13 +103,12 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
       a.dy_row_stride = C;
       a.dx = dx.data_ptr();
       a.dx_row_stride = C;
-      torch::Tensor ws;
+      KernelWorkspace ws;
       if (want_dw) {
         dw = torch::empty({C}, x.options().dtype(torch::kFloat32));
-        ws = torch::empty({static_cast<int64_t>(kn::rmsnorm_backward_workspace_bytes(R, C))},
-                          x.options().dtype(torch::kUInt8));
+        ws = kernel_workspace(x, kn::rmsnorm_backward_workspace_bytes(R, C));
         a.dweight = dw.data_ptr<float>();
-        a.workspace = ws.data_ptr();
+        a.workspace = ws.ptr;
       }
       kn::rmsnorm_backward(a, kernel_stream(x));
       if (want_dw) dw = dw.to(weight.scalar_type());

@@ -1,6 +1,7 @@
-// engine/kernel_launch.h for the host emulation build: CPU tensors in bf16 or
-// f16 take the engine's kernel branches, whose launches then reach the host
-// kernels of host_attention.cpp. No stream, no cuBLAS, no device.
+// engine/kernel_launch.h for the host emulation builds: CPU tensors in bf16
+// or f16 take the engine's kernel branches, whose launches then reach the
+// reference launchers of this folder (test_engine_host) or the emulated
+// kernels of tests/simt (test_engine_simt). No stream, no device.
 #include "engine/kernel_launch.h"
 
 namespace synthpert::engine {
@@ -10,7 +11,12 @@ bool kernels_apply(torch::Device device, torch::ScalarType dtype) {
 }
 
 cudaStream_t kernel_stream(const torch::Tensor&) { return nullptr; }
-cublasHandle_t kernel_cublas(const torch::Tensor&) { return nullptr; }
+// A handle nobody dereferences: the reference launchers ignore it and the
+// emulated cuBLAS only requires one.
+cublasHandle_t kernel_cublas(const torch::Tensor&) {
+  static int placeholder;
+  return reinterpret_cast<cublasHandle_t>(&placeholder);
+}
 // A small GPU, so a long row takes the split-K branch.
 int kernel_sm_count(const torch::Tensor&) { return 2; }
 
