@@ -61,6 +61,7 @@ namespace synthpert::simt {
 namespace {
 
 constexpr int kWarp = 32;
+constexpr int kEveryLane = -1000;  // exchange_slots: the caller reads all lanes
 constexpr size_t kSlotBytes = 64;  // the most one lane puts into a warp exchange
 constexpr size_t kStackBytes = size_t(256) << 10;
 
@@ -301,10 +302,11 @@ void sync_threads() {
 namespace {
 
 // Puts the caller's bytes in its slot and returns the exchange's slots once
-// every lane in mask has put its own. The other buffer takes the next
+// every lane in mask has put its own; src_lane, the lane the caller will
+// read (kEveryLane: all of them), must be in mask. The other buffer takes the next
 // exchange, which cannot complete before this lane arrives there, so the
 // slots stay intact while the caller reads them.
-const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes))[kSlotBytes] {
+const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes, int src_lane))[kSlotBytes] {
   LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
   if (bytes > kSlotBytes) throw std::logic_error("simt: a warp exchange moves at most 64 bytes per lane");
@@ -318,6 +320,8 @@ const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes
   if (!(mask & (1u << lane))) fault("shuffle mask does not name the calling lane");
   if (mask & ~w.existing) fault("shuffle mask names lanes the block does not have");
   if (mask & ~w.live) fault("shuffle mask names a lane that has returned");
+  if (src_lane != kEveryLane && (src_lane < 0 || src_lane >= kWarp || !(mask & (1u << src_lane))))
+    fault("shuffle reads lane " + std::to_string(src_lane) + ", which the mask does not name");
   if (w.arrived == 0) {
     w.expected = mask;
   } else if (w.expected != mask) {
@@ -337,17 +341,11 @@ const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes
 }  // namespace
 
 void warp_exchange(unsigned mask, const void* in, void* out, size_t bytes, int src_lane) {
-  if (src_lane < 0 || src_lane >= kWarp || !(mask & (1u << src_lane))) {
-    LaunchState& l = current_launch();
-    l.fail("lane " + std::to_string(tl_fiber->linear % kWarp) + " of warp " + std::to_string(tl_fiber->linear / kWarp) +
-           " in " + l.where() + ": shuffle reads lane " + std::to_string(src_lane) + ", which the mask does not name");
-    throw Aborted{};
-  }
-  std::memcpy(out, exchange_slots(mask, in, bytes)[src_lane], bytes);
+  std::memcpy(out, exchange_slots(mask, in, bytes, src_lane)[src_lane], bytes);
 }
 
 void warp_gather(const void* in, size_t bytes, void* out) {
-  const auto slots = exchange_slots(0xffffffffu, in, bytes);
+  const auto slots = exchange_slots(0xffffffffu, in, bytes, kEveryLane);
   for (int lane = 0; lane < kWarp; ++lane) std::memcpy(static_cast<unsigned char*>(out) + lane * bytes, slots[lane], bytes);
 }
 
