@@ -1,7 +1,8 @@
-# synthpert_test_suite(NAME SOURCES ... LIBS ... [SLOW] [GPU] [MAIN file])
+# synthpert_test_suite(NAME SOURCES ... LIBS ... [SLOW] [GPU] [MAIN file] [FILTER spec])
 #
 # One Catch2 executable per folder. It is registered with CTest as:
-#   NAME       every test case without the [slow] or [gpu] tag (label "fast")
+#   NAME       every test case without the [slow] or [gpu] tag (label "fast"),
+#              or those FILTER selects
 #   NAME_slow  the [slow] cases (label "slow"), only if SLOW is given
 #   NAME_gpu   the [gpu] cases (label "gpu"), only if GPU is given; the suite's
 #              main exits 77 after printing "skipped: no CUDA device" when there
@@ -12,7 +13,10 @@ add_library(synthpert_catch_main OBJECT ${PROJECT_SOURCE_DIR}/tests/catch_main.c
 target_link_libraries(synthpert_catch_main PUBLIC Catch2::Catch2)
 
 function(synthpert_test_suite name)
-  cmake_parse_arguments(ARG "SLOW;GPU" "MAIN" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "SLOW;GPU" "MAIN;FILTER" "SOURCES;LIBS" ${ARGN})
+  if(NOT ARG_FILTER)
+    set(ARG_FILTER "~[slow]~[gpu]")
+  endif()
   if(ARG_MAIN)
     add_executable(${name} ${ARG_SOURCES} ${ARG_MAIN})
     target_link_libraries(${name} PRIVATE Catch2::Catch2 ${ARG_LIBS})
@@ -24,7 +28,7 @@ function(synthpert_test_suite name)
   target_compile_definitions(${name} PRIVATE
     SYNTHPERT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     SYNTHPERT_BINARY_DIR="${PROJECT_BINARY_DIR}")
-  add_test(NAME ${name} COMMAND ${name} "~[slow]~[gpu]")
+  add_test(NAME ${name} COMMAND ${name} "${ARG_FILTER}")
   set_tests_properties(${name} PROPERTIES LABELS fast)
   if(ARG_SLOW)
     add_test(NAME ${name}_slow COMMAND ${name} "[slow]~[gpu]")

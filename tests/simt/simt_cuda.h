@@ -104,11 +104,15 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.f / a; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : (x > 1.f ? 1.f : x); }
 
-// Atomics: every fiber of a launch runs on one host thread, one at a time.
+// Atomics: relaxed, as CUDA's are. The fibers run one at a time, so a plain
+// read-modify-write would give the same numbers, but the ThreadSanitizer
+// build must see an atomic access, which races with no other atomic one.
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const T old = *address;
-  *address = old + value;
+  T old;
+  __atomic_load(address, &old, __ATOMIC_RELAXED);
+  T sum = old + value;
+  while (!__atomic_compare_exchange(address, &old, &sum, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) sum = old + value;
   return old;
 }
 

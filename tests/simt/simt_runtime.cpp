@@ -23,6 +23,17 @@
 #define SIMT_ASAN 0
 #endif
 
+// The ThreadSanitizer build (SIMT_TSAN, tests/simt/CMakeLists.txt) compiles
+// the kernels instrumented and this file not: its own bookkeeping is shared
+// by every fiber with no happens-before between them, on purpose. Each
+// CUDA thread is a TSan fiber, switched to without synchronisation, so the
+// only happens-before edges between the threads of a block are the ones the
+// kernel asks for: __syncthreads, a warp shuffle or __syncwarp among the lanes it names.
+// Blocks are ordered one after another, as racecheck only looks inside a block.
+#if defined(SIMT_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #if defined(__x86_64__)
 // synthpert_simt_switch(save_sp, load_sp): pushes the callee-saved registers
 // and the MXCSR/x87 control words, saves sp, loads the other stack and pops
@@ -65,6 +76,24 @@ constexpr int kEveryLane = -1000;  // exchange_slots: the caller reads all lanes
 constexpr size_t kSlotBytes = 64;  // the most one lane puts into a warp exchange
 constexpr size_t kStackBytes = size_t(256) << 10;
 
+// Happens-before edges for ThreadSanitizer; nothing in the other builds.
+// A barrier generation g uses sync object g % 2: a thread can release into
+// generation g + 2 only after every thread has acquired generation g.
+inline void hb_release(void* sync) {
+#if defined(SIMT_TSAN)
+  __tsan_release(sync);
+#else
+  (void)sync;
+#endif
+}
+inline void hb_acquire(void* sync) {
+#if defined(SIMT_TSAN)
+  __tsan_acquire(sync);
+#else
+  (void)sync;
+#endif
+}
+
 // Unwinds a fiber out of its kernel once the launch has failed.
 struct Aborted {};
 
@@ -84,12 +113,14 @@ struct Fiber {
   void* stack = nullptr;
   ThreadPlace place;
   int linear = 0;
+  bool started = false;
   bool done = false;
   // Blocked at a barrier until its generation passes: -1 none, -2 the block
   // barrier, w >= 0 warp w.
   int blocked_on = -1;
   uint64_t blocked_gen = 0;
   void* fake_stack = nullptr;  // AddressSanitizer's, while switched out
+  void* tsan_fiber = nullptr;  // ThreadSanitizer's context for this thread
   // cp.async copies: the open group, then committed groups, oldest first.
   std::vector<AsyncCopy> open_copies;
   std::vector<std::vector<AsyncCopy>> committed_copies;
@@ -101,6 +132,7 @@ struct WarpState {
   unsigned expected = 0;  // mask of the exchange in progress
   int arrived = 0;
   uint64_t gen = 0;
+  char hb_sync[2] = {};  // see hb_release
   unsigned char slots[2][kWarp][kSlotBytes] = {};  // double-buffered by gen parity
 };
 
@@ -114,6 +146,8 @@ struct LaunchState {
   int live = 0;
   int bar_arrived = 0;
   uint64_t bar_gen = 0;
+  char hb_bar[2] = {};                    // see hb_release
+  char hb_block_begin = 0, hb_block_end = 0;  // the scheduler's writes before a block; the block's after
   bool failed = false;
   std::string fault;
   Dim3 current_block;
@@ -122,6 +156,7 @@ struct LaunchState {
   const void* scheduler_stack = nullptr;
   size_t scheduler_stack_size = 0;
   void* scheduler_fake_stack = nullptr;
+  void* scheduler_tsan_fiber = nullptr;
 
   std::string where() const {
     return "block (" + std::to_string(current_block.x) + "," + std::to_string(current_block.y) + "," +
@@ -144,6 +179,14 @@ std::vector<void*>& stack_pool() {
   return pool;
 }
 
+#if defined(SIMT_TSAN)
+// One TSan fiber per stack, created with it and reused with it.
+std::vector<void*>& tsan_fiber_pool() {
+  static std::vector<void*> pool;
+  return pool;
+}
+#endif
+
 // Initialised from SIMT_SCHEDULE=reverse; see set_schedule.
 Schedule initial_schedule() {
   const char* v = std::getenv("SIMT_SCHEDULE");
@@ -163,6 +206,9 @@ void switch_to_scheduler(LaunchState& l, Fiber& f, bool dying) {
 #else
   (void)dying;
 #endif
+#if defined(SIMT_TSAN)
+  __tsan_switch_to_fiber(l.scheduler_tsan_fiber, __tsan_switch_to_fiber_no_sync);
+#endif
   fiber_switch(f.ctx, l.scheduler_ctx);
 #if SIMT_ASAN
   __sanitizer_finish_switch_fiber(f.fake_stack, &l.scheduler_stack, &l.scheduler_stack_size);
@@ -173,6 +219,9 @@ void resume(LaunchState& l, Fiber& f) {
   tl_fiber = &f;
 #if SIMT_ASAN
   __sanitizer_start_switch_fiber(&l.scheduler_fake_stack, f.stack, kStackBytes);
+#endif
+#if defined(SIMT_TSAN)
+  __tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync);
 #endif
   fiber_switch(l.scheduler_ctx, f.ctx);
 #if SIMT_ASAN
@@ -209,11 +258,14 @@ void fiber_exits(LaunchState& l, Fiber& f) {
   if (w.arrived > 0 && (w.expected & bit))
     l.fail("lane " + std::to_string(f.linear % kWarp) + " of warp " + std::to_string(f.linear / kWarp) + " in " +
            l.where() + " returned while its warp waits at a shuffle whose mask names it");
-  // Threads that have returned no longer count at __syncthreads.
+  // Threads that have returned no longer count at __syncthreads, and their
+  // writes are ordered before the barrier in progress.
+  hb_release(&l.hb_bar[l.bar_gen & 1]);
   if (l.bar_arrived > 0 && l.bar_arrived == l.live) {
     l.bar_arrived = 0;
     ++l.bar_gen;
   }
+  hb_release(&l.hb_block_end);
 }
 
 void fiber_entry() {
@@ -222,6 +274,7 @@ void fiber_entry() {
 #if SIMT_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &l.scheduler_stack, &l.scheduler_stack_size);
 #endif
+  hb_acquire(&l.hb_block_begin);
   try {
     l.body(l.closure);
   } catch (const Aborted&) {
@@ -242,23 +295,26 @@ void run_block(LaunchState& l) {
   }
   for (Fiber& f : l.fibers) {
     f.place.block = l.current_block;
+    f.started = false;
     f.done = false;
     f.blocked_on = -1;
     f.fake_stack = nullptr;
     f.open_copies.clear();
     f.committed_copies.clear();
 #if SIMT_ASAN
-    // A fiber abandoned by a failed launch may have left poisoned frames.
+    // The last thread on this stack never returned from fiber_entry, whose frame may still be poisoned.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
 #endif
     fiber_prepare(f.ctx, f.stack, kStackBytes, fiber_entry);
   }
+  hb_release(&l.hb_block_begin);
   int remaining = n;
   while (remaining > 0 && !l.failed) {
     bool moved = false;
     for (int k = 0; k < n; ++k) {
       Fiber& f = l.fibers[size_t(g_schedule == Schedule::kReverse ? n - 1 - k : k)];
       if (f.done || !released(l, f)) continue;
+      f.started = true;
       resume(l, f);
       moved = true;
       if (f.done) --remaining;
@@ -269,6 +325,13 @@ void run_block(LaunchState& l) {
              " live threads wait at barriers that cannot complete (a __syncthreads or warp shuffle not reached by "
              "every thread it names)");
   }
+  // A failed launch leaves threads parked at barriers: resumed, they unwind
+  // (block_on throws), so their frames are destroyed and they exit as the
+  // others did.
+  if (l.failed)
+    for (Fiber& f : l.fibers)
+      if (f.started && !f.done) resume(l, f);
+  hb_acquire(&l.hb_block_end);
 }
 
 LaunchState& current_launch() {
@@ -291,12 +354,15 @@ void sync_threads() {
   LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
   if (l.failed) throw Aborted{};
+  const uint64_t gen = l.bar_gen;
+  hb_release(&l.hb_bar[gen & 1]);
   if (++l.bar_arrived == l.live) {
     l.bar_arrived = 0;
     ++l.bar_gen;
-    return;
+  } else {
+    block_on(l, f, -2, gen);
   }
-  block_on(l, f, -2, l.bar_gen);
+  hb_acquire(&l.hb_bar[gen & 1]);
 }
 
 namespace {
@@ -329,12 +395,14 @@ const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes
   }
   const int buf = int(w.gen & 1);
   std::memcpy(w.slots[buf][lane], in, bytes);
+  hb_release(&w.hb_sync[buf]);
   if (++w.arrived == __builtin_popcount(mask)) {
     w.arrived = 0;
     ++w.gen;
   } else {
     block_on(l, f, warp, w.gen);
   }
+  hb_acquire(&w.hb_sync[buf]);
   return w.slots[buf];
 }
 
@@ -392,11 +460,17 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
     void* s = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (s == MAP_FAILED) return "simt: could not map fiber stacks";
     pool.push_back(s);
+#if defined(SIMT_TSAN)
+    tsan_fiber_pool().push_back(__tsan_create_fiber(0));
+#endif
   }
   l.fibers.resize(size_t(n));
   for (int i = 0; i < n; ++i) {
     Fiber& f = l.fibers[size_t(i)];
     f.stack = pool[size_t(i)];
+#if defined(SIMT_TSAN)
+    f.tsan_fiber = tsan_fiber_pool()[size_t(i)];
+#endif
     f.linear = i;
     f.place.thread = Dim3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
     f.place.block_dim = block;
@@ -407,6 +481,9 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
     const int lanes = std::min(kWarp, n - int(w) * kWarp);
     l.warps[w].existing = lanes == kWarp ? 0xffffffffu : (1u << lanes) - 1;
   }
+#if defined(SIMT_TSAN)
+  l.scheduler_tsan_fiber = __tsan_get_current_fiber();
+#endif
   tl_launch = &l;
   const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
   for (uint64_t i = 0; i < blocks && !l.failed; ++i) {

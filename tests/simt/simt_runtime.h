@@ -13,12 +13,16 @@
 // access outside a buffer from cudaMalloc or outside a __shared__ array is
 // reported with the kernel's source line.
 //
-// What it cannot check: timing, occupancy, inline PTX (mma, wgmma, cp.async:
-// the attention kernels stay GPU-only), the device's fast-math rounding, and
-// most races: a fiber runs alone until its next barrier, so a missing
-// barrier between a shared-memory write and another thread's read shows only
-// when the schedule (set_schedule) runs the reader first (compute-sanitizer's
-// racecheck on a GPU is the real check).
+// Races: a fiber runs alone until its next barrier, so one run is one
+// schedule (set_schedule picks between two). Built with ThreadSanitizer
+// (SIMT_TSAN), each thread is a TSan fiber and the only happens-before edges
+// inside a block are the kernel's barriers and shuffles, so a conflicting
+// access pair no barrier orders is reported whichever schedule ran.
+//
+// What it cannot check: timing, occupancy, the wgmma/TMA PTX of the sm_90a
+// attention forward, the device's fast-math rounding, and races between
+// blocks (blocks run one after another and are ordered, as racecheck only
+// looks inside a block).
 #pragma once
 
 #include <cstddef>

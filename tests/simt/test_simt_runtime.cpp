@@ -74,7 +74,7 @@ TEST_CASE("simt: faults become failed launches with a reason, and the next launc
   }
 }
 
-TEST_CASE("simt: the two schedules expose a missing barrier differently", "[simt]") {
+TEST_CASE("simt: the two schedules expose a missing barrier differently", "[simt][simt-race]") {
   const int threads = 64;
   int base = 1000;
   auto fresh_reads = [&](synthpert::simt::Schedule schedule, bool with_barrier) {
