@@ -32,6 +32,9 @@
 // Blocks are ordered one after another, as racecheck only looks inside a block.
 #if defined(SIMT_TSAN)
 #include <sanitizer/tsan_interface.h>
+// libtsan exports these; GCC 12's header does not declare them.
+extern "C" void __tsan_read_range_pc(void* addr, unsigned long size, void* pc);
+extern "C" void __tsan_write_range_pc(void* addr, unsigned long size, void* pc);
 #endif
 
 #if defined(__x86_64__)
@@ -419,6 +422,15 @@ void warp_gather(const void* in, size_t bytes, void* out) {
 
 void async_copy(void* dst, const void* src, size_t bytes) {
   current_launch();
+#if defined(SIMT_TSAN)
+  // The copy may land at any moment until a wait retires it. Its accesses
+  // are recorded now (without moving the bytes) and again by the copy at the
+  // wait, so an access that no barrier orders against either end is a race.
+  // Attributed to the kernel's line that issued it.
+  void* const issuer = __builtin_return_address(0);
+  __tsan_read_range_pc(const_cast<void*>(src), bytes, issuer);
+  __tsan_write_range_pc(dst, bytes, issuer);
+#endif
   tl_fiber->open_copies.push_back(AsyncCopy{dst, src, bytes});
 }
 
