@@ -32,16 +32,17 @@ void BatchScheduler::add(SequenceRequest r) {
 
 void BatchScheduler::step() {
   InferenceGuard no_grad;
-  const bool group = rows_.size() > decoding_;
-  const bool can_start = !group && !waiting_.empty() && running() < max_rows_;
-  // Prefill when a group is under way or sequences wait and rows are free,
+  const bool prefilling = rows_.size() > decoding_;
+  const bool can_admit = !waiting_.empty() && running() < max_rows_;
+  // Prefill when prompts are under way or sequences wait and rows are free,
   // but not twice in a row while others decode: a steady stream of arrivals
   // or a long prompt must not stall decoding.
-  const bool prefill_now = (group || can_start) && (decoding_ == 0 || !prefilled_last_);
+  const bool prefill_now = (prefilling || can_admit) && (decoding_ == 0 || !prefilled_last_);
   prefilled_last_ = prefill_now;
   if (prefill_now) {
-    if (!group) start_group();
+    if (can_admit) admit_waiting();
     prefill();
+    promote_prefilled();
   } else if (decoding_ > 0) {
     decode();
   }
@@ -66,7 +67,7 @@ void BatchScheduler::run_forward(size_t begin, size_t count, const ForwardBatch&
   std::copy(view.lengths.begin(), view.lengths.end(), pool_.lengths.begin() + static_cast<int64_t>(begin));
 }
 
-void BatchScheduler::start_group() {
+void BatchScheduler::admit_waiting() {
   const size_t begin = rows_.size();
   const size_t k = std::min<size_t>(waiting_.size(), static_cast<size_t>(max_rows_) - begin);
   for (size_t i = 0; i < k; ++i) {
@@ -82,8 +83,8 @@ void BatchScheduler::prefill() {
   const size_t begin = decoding_, k = rows_.size() - decoding_;
   // Each row's next piece of its prompt, right-padded: row i's tokens at
   // [0, take_i) of this step, positions continuing from what its cache holds;
-  // the cache stores only valid tokens. A row whose prompt is already in
-  // takes none (all padding) and waits for the rest of the group.
+  // the cache stores only valid tokens. Rows admitted at this step start at
+  // position 0 beside rows halfway through their prompts.
   std::vector<int64_t> take(k);
   int64_t T = 0;
   for (size_t i = 0; i < k; ++i) {
@@ -97,7 +98,7 @@ void BatchScheduler::prefill() {
   auto positions = torch::zeros({K, T}, torch::kInt64);
   auto valid = torch::zeros({K, T}, torch::kBool);
   std::vector<size_t> completed;        // rows whose prompt ends in this step
-  std::vector<int64_t> completed_at;    // (their group index, last token's column), flattened
+  std::vector<int64_t> completed_at;    // (their index among the prefilling rows, last token's column), flattened
   bool padded = false;
   {
     auto id_acc = ids.accessor<int64_t, 2>();
@@ -132,10 +133,20 @@ void BatchScheduler::prefill() {
     const auto at = torch::tensor(completed_at, torch::kInt64).view({-1, 2}).to(dev);
     advance(completed, model_.logits(hidden.index({at.select(1, 0), at.select(1, 1)})));
   }
-  bool all_in = true;
-  for (size_t i = begin; i < rows_.size(); ++i)
-    all_in = all_in && rows_[i].prefilled == static_cast<int64_t>(rows_[i].request.prompt.size());
-  if (all_in) decoding_ = rows_.size();  // the group decodes from the next step on
+}
+
+void BatchScheduler::promote_prefilled() {
+  // The row at decoding_ has been looked at already (it stays prefilling, or
+  // is done and left to compact), so swapping it back to i is safe.
+  for (size_t i = decoding_; i < rows_.size(); ++i) {
+    const Row& row = rows_[i];
+    if (row.done || row.prefilled < static_cast<int64_t>(row.request.prompt.size())) continue;
+    if (i != decoding_) {
+      pool_.swap_rows(static_cast<int64_t>(i), static_cast<int64_t>(decoding_));
+      std::swap(rows_[i], rows_[decoding_]);
+    }
+    ++decoding_;  // it decodes from the next step on
+  }
 }
 
 void BatchScheduler::decode() {
@@ -197,7 +208,7 @@ void BatchScheduler::move(size_t from, size_t to) {
 
 void BatchScheduler::compact() {
   // A finished decoding row takes the last decoding row; the hole that leaves
-  // at the end of the decoding range takes the group's last row.
+  // at the end of the decoding range takes the last prefilling row.
   size_t i = 0;
   while (i < decoding_) {
     if (!rows_[i].done) {
@@ -211,7 +222,7 @@ void BatchScheduler::compact() {
     pool_.lengths[end] = 0;
     rows_.pop_back();
   }
-  // A group row that finished on its first token takes the group's last row.
+  // A prefilling row that finished on its first token takes the last prefilling row.
   i = decoding_;
   while (i < rows_.size()) {
     if (!rows_[i].done) {

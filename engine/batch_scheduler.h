@@ -3,22 +3,25 @@
 // does not wait for the batch to end.
 //
 // The KV cache is a pool of `max_rows` rows of `capacity` slots. Decoding
-// sequences occupy rows [0, decoding); the group being prefilled sits right
-// after them (the cache keeps each row compact, engine/model.h). A forward
-// runs on either range as a view of the pool, so nothing is copied to form a
-// batch. A step either prefills (one forward over the group: the waiting
-// sequences that fit, prompts right-padded, each row's first token sampled
-// from its last prompt position) or decodes one token for every decoding row;
-// two prefill steps never follow each other while rows decode.
+// sequences occupy rows [0, decoding); the sequences being prefilled sit
+// right after them (the cache keeps each row compact, engine/model.h). A
+// forward runs on either range as a view of the pool, so nothing is copied to
+// form a batch. A step either prefills (one forward over the prefilling
+// rows, prompts right-padded, positions continuing from what each row's cache
+// holds; a row whose prompt is then in samples its first token from its last
+// prompt position) or decodes one token for every decoding row; two prefill
+// steps never follow each other while rows decode.
 //
-// Chunked prefill (`prefill_chunk` > 0): a prefill step feeds each row of the
-// group at most that many prompt tokens, so a long prompt is prefilled over
-// several steps with decode steps between them, and the rows already
-// decoding keep producing tokens meanwhile. The group joins the decoding rows
-// when its last prompt is in.
+// Chunked prefill (`prefill_chunk` > 0): a prefill step feeds each row at
+// most that many prompt tokens, so a long prompt is prefilled over several
+// steps with decode steps between them, and the rows already decoding keep
+// producing tokens meanwhile. Waiting sequences join the prefilling rows at
+// any prefill step with a free row, and a row joins the decoding rows as soon
+// as its own prompt is in: neither a short prompt nor a new arrival waits for
+// a long prompt ahead of it.
 // A finished row is replaced by the last decoding row, and the hole that
-// leaves by the group's last row (one row copied each), so both ranges stay
-// contiguous.
+// leaves by the last prefilling row (one row copied each), so both ranges
+// stay contiguous.
 #pragma once
 
 #include <cstdint>
@@ -62,7 +65,7 @@ class BatchScheduler {
   void fail_all(const std::string& message);
 
   bool idle() const { return waiting_.empty() && rows_.empty(); }
-  // Rows in use: decoding, plus the group being prefilled.
+  // Rows in use: decoding, plus those being prefilled.
   int64_t running() const { return static_cast<int64_t>(rows_.size()); }
   int64_t decoding() const { return static_cast<int64_t>(decoding_); }
   int64_t waiting() const { return static_cast<int64_t>(waiting_.size()); }
@@ -80,8 +83,11 @@ class BatchScheduler {
     bool done = false;
   };
 
-  void start_group();
+  // Moves waiting sequences into free rows after the prefilling ones.
+  void admit_waiting();
   void prefill();
+  // Moves the prefilling rows whose prompt is in to the end of the decoding range.
+  void promote_prefilled();
   void decode();
   // Samples the next token of each listed row from its row of `logits_RV`
   // (one per listed row, in order) and applies it.

@@ -144,6 +144,20 @@ void KVCache::move_row(int64_t from, int64_t to) {
   key_position.select(0, to).narrow(0, 0, n).copy_(key_position.select(0, from).narrow(0, 0, n));
 }
 
+void KVCache::swap_rows(int64_t a, int64_t b) {
+  const int64_t n = std::max(lengths.at(static_cast<size_t>(a)), lengths.at(static_cast<size_t>(b)));
+  std::swap(lengths[static_cast<size_t>(a)], lengths[static_cast<size_t>(b)]);
+  if (n == 0 || a == b) return;
+  auto swap_slots = [&](const torch::Tensor& ra, const torch::Tensor& rb) {
+    const torch::Tensor held = ra.narrow(0, 0, n).clone();
+    ra.narrow(0, 0, n).copy_(rb.narrow(0, 0, n));
+    rb.narrow(0, 0, n).copy_(held);
+  };
+  for (auto* layers : {&k, &v})
+    for (auto& t : *layers) swap_slots(by_token(t).select(0, a), by_token(t).select(0, b));
+  swap_slots(key_position.select(0, a), key_position.select(0, b));
+}
+
 int64_t KVCache::max_length() const {
   return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
 }

@@ -52,6 +52,8 @@ struct KVCache {
   KVCache row_range(int64_t begin, int64_t count) const;
   // Copies row `from` (its filled slots and length) over row `to`.
   void move_row(int64_t from, int64_t to);
+  // Exchanges rows a and b (filled slots and lengths).
+  void swap_rows(int64_t a, int64_t b);
   int64_t max_length() const;
   bool empty() const { return max_length() == 0; }
   // A layer's tensor as (B, capacity, Hkv, D) or (B, Hkv, capacity, D) views.

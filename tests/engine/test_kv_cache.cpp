@@ -178,13 +178,16 @@ TEST_CASE("chunked prefill: a long prompt goes in over several steps while other
     const auto model = make_model(dir, arch);
     const int64_t V = model.config().vocab_size;
     // Three prompt tokens per row per prefill step. Sequence 0 decodes while
-    // the group of 1-3 is prefilled: 1 takes four chunks (11 tokens), 2 is in
-    // after one and waits, 3 finishes on its first token inside the group.
+    // 1-3 are prefilled: 1 takes four chunks (11 tokens), 2 is in after one
+    // and decodes from then on, 3 finishes on its first token. Sequence 4
+    // arrives halfway, takes the row 2 left, and is prefilled beside 1 and 3
+    // (its cache empty, theirs six tokens long) instead of waiting for 1.
     BatchScheduler s(model, 4, 40, {}, /*prefill_chunk=*/3);
     const std::vector<std::vector<int64_t>> prompts = {test::random_ids(2, V, 51), test::random_ids(11, V, 52),
-                                                       test::random_ids(1, V, 53), test::random_ids(7, V, 54)};
-    const std::vector<int64_t> budgets = {14, 4, 3, 1};
-    const std::vector<double> temperature = {0.0, 0.0, 0.8, 0.0};
+                                                       test::random_ids(1, V, 53), test::random_ids(7, V, 54),
+                                                       test::random_ids(2, V, 55)};
+    const std::vector<int64_t> budgets = {14, 4, 3, 1, 3};
+    const std::vector<double> temperature = {0.0, 0.0, 0.8, 0.0, 0.7};
     std::vector<GenerateResult> got(prompts.size());
     std::vector<std::vector<int>> token_steps(prompts.size());  // the step at which each token came
     int step = 0;
@@ -204,21 +207,23 @@ TEST_CASE("chunked prefill: a long prompt goes in over several steps while other
     s.add(request(0));
     s.step();  // 0 is prefilled (two tokens: one chunk) and has its first token
     CHECK(s.decoding() == 1);
-    for (size_t i = 1; i < prompts.size(); ++i) s.add(request(i));
-    bool saw_group = false;
+    for (size_t i = 1; i < 4; ++i) s.add(request(i));
+    bool saw_prefill_beside_decode = false;
     for (step = 1; !s.idle(); ++step) {
+      if (step == 6) s.add(request(4));
       s.step();
-      saw_group = saw_group || s.running() > s.decoding();
+      saw_prefill_beside_decode = saw_prefill_beside_decode || (s.running() > s.decoding() && s.decoding() > 0);
       CHECK(s.running() <= 4);
     }
-    CHECK(saw_group);
-    // Steps alternate while the group is prefilled: decode at 1 (right after
-    // 0's prefill), chunks at 2, 4, 6, 8 (11 tokens in chunks of 3), 0's
-    // decode steps in between; from 9 on all decode together.
+    CHECK(saw_prefill_beside_decode);
+    // Steps alternate while prompts are prefilled: decode at 1 (right after
+    // 0's prefill), chunks at 2, 4, 6, 8 (11 tokens in chunks of 3), decode
+    // steps in between; from 9 on all decode together.
     REQUIRE(token_steps[1].size() == 4);
     CHECK(token_steps[1].front() == 8);
-    CHECK(token_steps[2].front() == 2);  // its one-token prompt is in after the first chunk
+    CHECK(token_steps[2] == std::vector<int>{2, 3, 5});  // in after the first chunk, then decodes at once
     CHECK(token_steps[3] == std::vector<int>{6});
+    CHECK(token_steps[4] == std::vector<int>{6, 7, 9});  // prefilled on arrival, beside 1 and 3
     CHECK(token_steps[0] == std::vector<int>{0, 1, 3, 5, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17});
     for (size_t i = 0; i < prompts.size(); ++i) {
       INFO("sequence " << i);

@@ -79,10 +79,22 @@ struct StridedDeviceTensor {
   StridedDeviceTensor(int64_t rows_, int64_t heads_, int64_t dim_, int64_t token_stride_, int64_t head_stride_,
                       at::ScalarType dtype_)
       : rows(rows_), heads(heads_), dim(dim_), token_stride(token_stride_), head_stride(head_stride_), dtype(dtype_),
-        host_storage(at::zeros({extent()}, dtype_)), device(static_cast<size_t>(extent()) * 2) {
+        host_storage(at::zeros({extent()}, dtype_)), device(static_cast<size_t>(extent()) * 2),
+        poison(next_poison(dtype_)) {
     // Poison the padding so a kernel that reads or writes outside the view
     // produces visibly wrong results.
-    host_storage.fill_(std::nan(""));
+    host_storage.view(at::kShort).fill_(poison);
+  }
+  // A signalling NaN with a payload of its own per tensor: arithmetic only
+  // makes quiet NaNs, and a kernel that copies one tensor's padding into
+  // another's changes the payload, so download() can tell the poison from
+  // any NaN a kernel writes.
+  int16_t poison;
+  static int16_t next_poison(at::ScalarType dtype) {
+    static int serial = 0;
+    ++serial;
+    // bf16: exponent 0x7F80, f16: 0x7C00; the mantissa's top (quiet) bit clear, the rest not all zero.
+    return dtype == at::kBFloat16 ? int16_t(0x7F80 | (1 + serial % 63)) : int16_t(0x7C00 | (1 + serial % 511));
   }
   int64_t extent() const { return rows == 0 ? 8 : (rows - 1) * token_stride + (heads - 1) * head_stride + dim + 8; }
   at::Tensor view() { return host_storage.as_strided({rows, heads, dim}, {token_stride, head_stride, 1}); }
@@ -92,14 +104,18 @@ struct StridedDeviceTensor {
   }
   // Output buffers: upload the NaN-poisoned storage so any element the kernel
   // fails to write reads back as NaN.
-  void upload_poison() { device.upload(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2); }
-  // Also checks that every element outside the view is still the NaN poison:
-  // a kernel that writes past a row (into the padding) fails here.
+  void upload_poison() {
+    host_storage.view(at::kShort).fill_(poison);
+    device.upload(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2);
+  }
+  // Also checks that every element outside the view still holds this
+  // tensor's poison, bit for bit: a kernel that writes past a row (into the
+  // padding) fails here, whatever it writes.
   at::Tensor download() {
     device.download(host_storage.data_ptr(), static_cast<size_t>(extent()) * 2);
     at::Tensor outside = at::ones({extent()}, at::kBool);
     outside.as_strided({rows, heads, dim}, {token_stride, head_stride, 1}).fill_(false);
-    const int64_t overwritten = host_storage.masked_select(outside).isnan().logical_not().sum().item<int64_t>();
+    const int64_t overwritten = host_storage.view(at::kShort).masked_select(outside).ne(poison).sum().item<int64_t>();
     INFO("elements outside the [" << rows << ", " << heads << ", " << dim << "] view that the kernel overwrote");
     CHECK(overwritten == 0);
     return view().to(at::kDouble);
