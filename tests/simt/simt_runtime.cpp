@@ -23,13 +23,9 @@
 #define SIMT_ASAN 0
 #endif
 
-// The ThreadSanitizer build (SIMT_TSAN, tests/simt/CMakeLists.txt) compiles
-// the kernels instrumented and this file not: its own bookkeeping is shared
-// by every fiber with no happens-before between them, on purpose. Each
-// CUDA thread is a TSan fiber, switched to without synchronisation, so the
-// only happens-before edges between the threads of a block are the ones the
-// kernel asks for: __syncthreads, a warp shuffle or __syncwarp among the lanes it names.
-// Blocks are ordered one after another, as racecheck only looks inside a block.
+// The ThreadSanitizer build (SIMT_TSAN; simt_runtime.h says what it orders)
+// instruments the kernels but not this file, whose bookkeeping every fiber
+// shares with no happens-before between them, on purpose.
 #if defined(SIMT_TSAN)
 #include <sanitizer/tsan_interface.h>
 // libtsan exports these; GCC 12's header does not declare them.
@@ -116,7 +112,6 @@ struct Fiber {
   void* stack = nullptr;
   ThreadPlace place;
   int linear = 0;
-  bool started = false;
   bool done = false;
   // Blocked at a barrier until its generation passes: -1 none, -2 the block
   // barrier, w >= 0 warp w.
@@ -176,19 +171,16 @@ struct LaunchState {
 thread_local LaunchState* tl_launch = nullptr;
 thread_local Fiber* tl_fiber = nullptr;
 
-// Stacks outlive launches (mapped once, reused), so a launch costs no mmap.
-std::vector<void*>& stack_pool() {
-  static std::vector<void*> pool;
+// What a thread slot keeps across launches (made once, reused), so a launch
+// costs no mmap: its stack and, under TSan, its fiber context.
+struct ThreadSlot {
+  void* stack = nullptr;
+  void* tsan_fiber = nullptr;
+};
+std::vector<ThreadSlot>& slot_pool() {
+  static std::vector<ThreadSlot> pool;
   return pool;
 }
-
-#if defined(SIMT_TSAN)
-// One TSan fiber per stack, created with it and reused with it.
-std::vector<void*>& tsan_fiber_pool() {
-  static std::vector<void*> pool;
-  return pool;
-}
-#endif
 
 // Initialised from SIMT_SCHEDULE=reverse; see set_schedule.
 Schedule initial_schedule() {
@@ -298,7 +290,6 @@ void run_block(LaunchState& l) {
   }
   for (Fiber& f : l.fibers) {
     f.place.block = l.current_block;
-    f.started = false;
     f.done = false;
     f.blocked_on = -1;
     f.fake_stack = nullptr;
@@ -317,7 +308,6 @@ void run_block(LaunchState& l) {
     for (int k = 0; k < n; ++k) {
       Fiber& f = l.fibers[size_t(g_schedule == Schedule::kReverse ? n - 1 - k : k)];
       if (f.done || !released(l, f)) continue;
-      f.started = true;
       resume(l, f);
       moved = true;
       if (f.done) --remaining;
@@ -328,12 +318,12 @@ void run_block(LaunchState& l) {
              " live threads wait at barriers that cannot complete (a __syncthreads or warp shuffle not reached by "
              "every thread it names)");
   }
-  // A failed launch leaves threads parked at barriers: resumed, they unwind
-  // (block_on throws), so their frames are destroyed and they exit as the
-  // others did.
+  // A failed launch leaves threads parked at barriers (a thread that has not
+  // started is not parked): resumed, they unwind (block_on throws), so their
+  // frames are destroyed and they exit as the others did.
   if (l.failed)
     for (Fiber& f : l.fibers)
-      if (f.started && !f.done) resume(l, f);
+      if (f.blocked_on != -1) resume(l, f);
   hb_acquire(&l.hb_block_end);
 }
 
@@ -467,22 +457,21 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
   l.closure = closure;
   if (dynamic_smem > 0) l.smem.reset(new unsigned char[dynamic_smem]);
   const int n = int(threads);
-  std::vector<void*>& pool = stack_pool();
+  std::vector<ThreadSlot>& pool = slot_pool();
   while (int(pool.size()) < n) {
-    void* s = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (s == MAP_FAILED) return "simt: could not map fiber stacks";
-    pool.push_back(s);
+    ThreadSlot slot;
+    slot.stack = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (slot.stack == MAP_FAILED) return "simt: could not map fiber stacks";
 #if defined(SIMT_TSAN)
-    tsan_fiber_pool().push_back(__tsan_create_fiber(0));
+    slot.tsan_fiber = __tsan_create_fiber(0);
 #endif
+    pool.push_back(slot);
   }
   l.fibers.resize(size_t(n));
   for (int i = 0; i < n; ++i) {
     Fiber& f = l.fibers[size_t(i)];
-    f.stack = pool[size_t(i)];
-#if defined(SIMT_TSAN)
-    f.tsan_fiber = tsan_fiber_pool()[size_t(i)];
-#endif
+    f.stack = pool[size_t(i)].stack;
+    f.tsan_fiber = pool[size_t(i)].tsan_fiber;
     f.linear = i;
     f.place.thread = Dim3{unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
     f.place.block_dim = block;
