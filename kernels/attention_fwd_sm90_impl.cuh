@@ -17,7 +17,8 @@
 // Loads stay cp.async (no TMA, no producer warp); the K/V pipeline is the
 // sm_80 kernel's. Layouts and fragment mappings: kernels/attention_wgmma.cuh.
 //
-// Status: compiled for sm_90a on every build, not yet run on a GPU. The
+// Status: compiled for sm_90a on every build, run on CI by the host emulation
+// (tests/simt, its PTX emulated from the ISA), not yet run on a GPU. The
 // launcher runs it only when asked (AttentionPath::kWgmma) on an sm_90 device.
 #pragma once
 

@@ -2,6 +2,11 @@
 // compiled only through translate_launches.py for the emulation.
 #include "tests/simt/selftest_kernels.h"
 
+#include <cstdint>
+
+#include "kernels/attention_ptx.cuh"
+#include "kernels/attention_wgmma_ptx.cuh"
+
 namespace synthpert::simt_test {
 namespace {
 
@@ -64,7 +69,119 @@ __global__ void trap_kernel(float* out) {
   out[threadIdx.x] = 1.f;
 }
 
+// --- wgmma -----------------------------------------------------------------
+// Written from the PTX ISA's figures, not from the kernels' helpers: a
+// 128-byte-swizzled operand is made of 8-row groups of 128-byte lines; in
+// line r of a group, the 16-byte chunk c (8 consecutive elements along the
+// line) is stored at chunk position c ^ r.
+
+constexpr int kWgmmaThreads = 128;
+constexpr unsigned kTileBytes = 16384;  // 64 lines (8 groups) at a group stride up to 2048
+constexpr unsigned kWgmmaSmem = 2 * kTileBytes + 1024;  // A, B, alignment slack
+
+__device__ unsigned swizzled_byte(unsigned group_stride, int line, int element) {
+  return unsigned(line / 8) * group_stride + unsigned(line % 8) * 128 + unsigned((element / 8) ^ (line % 8)) * 16 +
+         unsigned(element % 8) * 2;
+}
+
+// Descriptor fields written out one by one (PTX ISA, "Matrix Descriptor").
+__device__ uint64_t descriptor(const void* p, unsigned lbo, unsigned sbo, unsigned swizzle) {
+  const uint32_t address = synthpert::kernels::attn::smem_addr(p);
+  return uint64_t((address >> 4) & 0x3FFF) | uint64_t((lbo >> 4) & 0x3FFF) << 16 |
+         uint64_t((sbo >> 4) & 0x3FFF) << 32 | uint64_t(swizzle) << 62;
+}
+
+__device__ unsigned char* aligned_1024(unsigned char* p) {
+  const uint32_t a = synthpert::kernels::attn::smem_addr(p);
+  return p + (1024 - a % 1024) % 1024;
+}
+
+__global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16_t* a, const uint16_t* b,
+                             float* out) {
+  using namespace synthpert::kernels::attn;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sA = aligned_1024(smem_raw);
+  unsigned char* sB = sA + kTileBytes;
+  const bool registers = form == WgmmaForm::kRegistersMnMajor;
+  if (threadIdx.x == 0) {
+    for (int m = 0; m < 64; ++m)  // A: line m holds row m (K-major)
+      for (int k = 0; k < 16; ++k) *reinterpret_cast<uint16_t*>(sA + swizzled_byte(group_stride, m, k)) = a[m * 16 + k];
+    for (int k = 0; k < 16; ++k)
+      for (int n = 0; n < 64; ++n) {
+        // B K-major: line n holds column n; MN-major: line k holds row k.
+        const unsigned at = registers ? swizzled_byte(group_stride, k, n) : swizzled_byte(group_stride, n, k);
+        *reinterpret_cast<uint16_t*>(sB + at) = b[k * 64 + n];
+      }
+  }
+  fence_proxy_async_shared();
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  float d[32] = {};
+  wgmma_fence();
+  if (registers) {
+    // A fragment register r: row 16 warp + g + 8 (r % 2), columns 2t + 8 (r / 2) and + 1.
+    uint32_t frag[4];
+    for (int r = 0; r < 4; ++r) {
+      const int row = 16 * warp + g + 8 * (r % 2), col = 2 * t + 8 * (r / 2);
+      frag[r] = uint32_t(a[row * 16 + col]) | uint32_t(a[row * 16 + col + 1]) << 16;
+    }
+    Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, descriptor(sB, 64 * 128, group_stride, 1));
+    wgmma_commit();
+    wgmma_wait<0>();
+  } else {
+    Wgmma<__nv_bfloat16>::ss(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 16, group_stride, 1));
+    wgmma_commit();
+    wgmma_wait<0>();
+  }
+  // D register 4i + r: row 16 warp + g + 8 (r / 2), column 8i + 2t + r % 2.
+  for (int i = 0; i < 8; ++i)
+    for (int r = 0; r < 4; ++r) out[(16 * warp + g + 8 * (r / 2)) * 64 + 8 * i + 2 * t + r % 2] = d[4 * i + r];
+}
+
+__global__ void wgmma_fault_kernel(WgmmaFault fault, const uint16_t* global_tile) {
+  using namespace synthpert::kernels::attn;
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* sA = aligned_1024(smem_raw);
+  unsigned char* sB = sA + kTileBytes;
+  if (fault == WgmmaFault::kUnfencedCopy) {
+    for (int i = threadIdx.x; i < int(kTileBytes / 16); i += blockDim.x) cp_async_16(sA + 16 * i, global_tile + 8 * i);
+    cp_async_commit();
+    cp_async_wait<0>();
+  } else {
+    for (int i = threadIdx.x; i < int(2 * kTileBytes); i += blockDim.x) sA[i] = 0;
+    fence_proxy_async_shared();
+  }
+  __syncthreads();
+  float d[32] = {};
+  uint32_t frag[4] = {};
+  if (fault != WgmmaFault::kNoWgmmaFence) wgmma_fence();
+  uint64_t desc_a = descriptor(sA, 16, 1024, 1), desc_b = descriptor(sB, 16, 1024, 1);
+  if (fault == WgmmaFault::kSwizzleMode) desc_b = descriptor(sB, 16, 1024, 0);
+  if (fault == WgmmaFault::kOutsideShared) desc_b = descriptor(sB + kTileBytes, 16, 1024, 1);
+  if (fault == WgmmaFault::kLaneDescriptors && threadIdx.x % 32 == 7) desc_a = descriptor(sB, 16, 1024, 1);
+  if (fault == WgmmaFault::kRegistersChanged) {
+    Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, desc_b);
+    frag[2] = 1;
+  } else {
+    Wgmma<__nv_bfloat16>::ss(d, desc_a, desc_b);
+  }
+  wgmma_commit();
+  if (fault != WgmmaFault::kNoWait) wgmma_wait<0>();
+}
+
 }  // namespace
+
+cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
+                         float* out) {
+  wgmma_kernel<<<1, kWgmmaThreads, kWgmmaSmem>>>(form, group_stride, a, b, out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_wgmma_fault(WgmmaFault fault) {
+  static uint16_t tile[kTileBytes / 2];
+  wgmma_fault_kernel<<<1, kWgmmaThreads, kWgmmaSmem>>>(fault, tile);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_coordinates(int grid_x, int grid_y, int block_x, int block_y, int* out) {
   coordinates_kernel<<<dim3(grid_x, grid_y), dim3(block_x, block_y)>>>(out);

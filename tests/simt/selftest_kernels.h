@@ -28,6 +28,29 @@ cudaError_t launch_reverse_through_dynamic_shared(int threads, int* out);
 // barrier a data race, whose outcome depends on the schedule.
 cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int* out);
 
+// One warpgroup computes out (64x64 fp32, row-major) = A (64x16) * B (16x64)
+// with one m64n64k16 wgmma; a and b are row-major 16-bit bf16 bit patterns.
+// The kernel stores them in shared memory itself, as the PTX ISA's 128-byte
+// swizzle figures draw them, with consecutive 8-row groups `group_stride`
+// bytes apart (the descriptors' SBO; 1024 is dense, more leaves gaps).
+//   kSharedShared:    A and B K-major in shared memory.
+//   kRegistersMnMajor: A in registers (the m64nNk16 A fragment), B MN-major.
+enum class WgmmaForm { kSharedShared, kRegistersMnMajor };
+cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
+                         float* out);
+
+// Misuses of wgmma the emulation must fail the launch for.
+enum class WgmmaFault {
+  kNoWgmmaFence,       // issued without wgmma.fence
+  kNoWait,             // the thread returns with the wgmma in flight
+  kUnfencedCopy,       // operands written by cp.async, no fence.proxy.async
+  kSwizzleMode,        // a descriptor without the 128-byte swizzle
+  kOutsideShared,      // an operand past the end of dynamic shared memory
+  kLaneDescriptors,    // lanes of a warp issue different descriptors
+  kRegistersChanged,   // A registers overwritten before the wait
+};
+cudaError_t launch_wgmma_fault(WgmmaFault fault);
+
 // Faults the emulation must report as failed launches.
 enum class Fault { kDeadlock, kShuffleWithReturnedLane, kTrap, kTooManyThreads };
 cudaError_t launch_fault(Fault fault);

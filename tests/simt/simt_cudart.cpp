@@ -151,8 +151,9 @@ cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return c
 cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void*) {
   std::memset(attr, 0, sizeof(*attr));
   attr->maxThreadsPerBlock = 1024;
-  // The code the emulation runs is the sm_80 path (no wgmma, no TMA).
-  attr->ptxVersion = attr->binaryVersion = 80;
+  // The emulated device is compute capability 9.0 and runs the sm_90a code
+  // too (the wgmma attention forward, include/kernels/attention_wgmma_ptx.cuh).
+  attr->ptxVersion = attr->binaryVersion = 90;
   return cudaSuccess;
 }
 

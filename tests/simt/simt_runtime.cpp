@@ -102,10 +102,9 @@ struct AsyncCopy {
   size_t bytes;
 };
 
-void complete(std::vector<AsyncCopy>& group) {
-  for (const AsyncCopy& c : group) std::memcpy(c.dst, c.src, c.bytes);
-  group.clear();
-}
+// Bytes a thread's cp.async copies wrote (landed) since its last
+// fence.proxy.async: not yet visible to wgmma operand reads.
+using ByteRange = std::pair<const unsigned char*, size_t>;
 
 struct Fiber {
   FiberContext ctx;
@@ -122,6 +121,12 @@ struct Fiber {
   // cp.async copies: the open group, then committed groups, oldest first.
   std::vector<AsyncCopy> open_copies;
   std::vector<std::vector<AsyncCopy>> committed_copies;
+  std::vector<ByteRange> unfenced_copies;
+  // wgmma operations: those issued since the last commit, then committed
+  // groups, oldest first; whether a wgmma.fence came after the last wait.
+  std::vector<std::function<void()>> open_wgmma;
+  std::vector<std::vector<std::function<void()>>> committed_wgmma;
+  bool wgmma_fenced = false;
 };
 
 struct WarpState {
@@ -134,11 +139,42 @@ struct WarpState {
   unsigned char slots[2][kWarp][kSlotBytes] = {};  // double-buffered by gen parity
 };
 
+// The launch's shared address space: kSharedWindowBytes, aligned to its size
+// so that address bits below 18 are the shared address. The dynamic shared
+// memory starts kDynamicOffset bytes in (CUDA promises 16-byte alignment);
+// under AddressSanitizer the rest of the window is poisoned.
+constexpr size_t kDynamicOffset = 16;
+struct SharedWindow {
+  unsigned char* base = nullptr;
+  size_t dynamic_bytes = 0;
+  SharedWindow() = default;
+  SharedWindow(const SharedWindow&) = delete;
+  SharedWindow& operator=(const SharedWindow&) = delete;
+  ~SharedWindow() {
+    if (!base) return;
+#if SIMT_ASAN
+    __asan_unpoison_memory_region(base, kSharedWindowBytes);
+#endif
+    std::free(base);
+  }
+  bool allocate(size_t bytes) {
+    base = static_cast<unsigned char*>(std::aligned_alloc(kSharedWindowBytes, kSharedWindowBytes));
+    if (!base) return false;
+    dynamic_bytes = bytes;
+#if SIMT_ASAN
+    __asan_poison_memory_region(base, kDynamicOffset);
+    __asan_poison_memory_region(base + kDynamicOffset + bytes, kSharedWindowBytes - kDynamicOffset - bytes);
+#endif
+    return true;
+  }
+  unsigned char* dynamic() const { return base ? base + kDynamicOffset : nullptr; }
+};
+
 struct LaunchState {
   Dim3 grid, block;
   KernelBody body = nullptr;
   void* closure = nullptr;
-  std::unique_ptr<unsigned char[]> smem;
+  SharedWindow smem;
   std::vector<Fiber> fibers;
   std::vector<WarpState> warps;
   int live = 0;
@@ -149,6 +185,7 @@ struct LaunchState {
   bool failed = false;
   std::string fault;
   Dim3 current_block;
+  int threads_with_unfenced_copies = 0;
 
   FiberContext scheduler_ctx;
   const void* scheduler_stack = nullptr;
@@ -240,11 +277,27 @@ bool released(const LaunchState& l, const Fiber& f) {
   return gen != f.blocked_gen;
 }
 
+// Lands a group of cp.async copies of fiber f.
+void complete(LaunchState& l, Fiber& f, std::vector<AsyncCopy>& group) {
+  if (!group.empty() && f.unfenced_copies.empty()) ++l.threads_with_unfenced_copies;
+  for (const AsyncCopy& c : group) {
+    std::memcpy(c.dst, c.src, c.bytes);
+    f.unfenced_copies.emplace_back(static_cast<const unsigned char*>(c.dst), c.bytes);
+  }
+  group.clear();
+}
+
 void fiber_exits(LaunchState& l, Fiber& f) {
   // The hardware finishes copies a thread never waited for.
-  for (auto& group : f.committed_copies) complete(group);
+  for (auto& group : f.committed_copies) complete(l, f, group);
   f.committed_copies.clear();
-  complete(f.open_copies);
+  complete(l, f, f.open_copies);
+  // Accumulators of a wgmma never waited for are lost: a missing wait.
+  if (!f.open_wgmma.empty() || !f.committed_wgmma.empty())
+    l.fail("thread " + std::to_string(f.linear) + " of " + l.where() +
+           " returned with wgmma operations in flight (no wgmma.wait_group retired them)");
+  f.open_wgmma.clear();
+  f.committed_wgmma.clear();
   f.done = true;
   --l.live;
   WarpState& w = l.warps[size_t(f.linear / kWarp)];
@@ -284,6 +337,7 @@ void run_block(LaunchState& l) {
   const int n = int(l.fibers.size());
   l.live = n;
   l.bar_arrived = 0;
+  l.threads_with_unfenced_copies = 0;
   for (WarpState& w : l.warps) {
     w.live = w.existing;
     w.arrived = 0;
@@ -295,6 +349,10 @@ void run_block(LaunchState& l) {
     f.fake_stack = nullptr;
     f.open_copies.clear();
     f.committed_copies.clear();
+    f.unfenced_copies.clear();
+    f.open_wgmma.clear();
+    f.committed_wgmma.clear();
+    f.wgmma_fenced = false;
 #if SIMT_ASAN
     // The last thread on this stack never returned from fiber_entry, whose frame may still be poisoned.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
@@ -341,7 +399,19 @@ const ThreadPlace& place() {
   return tl_fiber ? tl_fiber->place : outside;
 }
 
-void* dynamic_shared() { return current_launch().smem.get(); }
+void* dynamic_shared() { return current_launch().smem.dynamic(); }
+
+unsigned char* shared_window() { return current_launch().smem.base; }
+
+void require_dynamic_shared(const void* p, size_t bytes, const char* what) {
+  const SharedWindow& w = current_launch().smem;
+  const auto* b = static_cast<const unsigned char*>(p);
+  if (!w.base || b < w.dynamic() || b + bytes > w.dynamic() + w.dynamic_bytes)
+    throw KernelFault(std::string(what) + ": shared address " +
+                      std::to_string(reinterpret_cast<uintptr_t>(b) - reinterpret_cast<uintptr_t>(w.base)) +
+                      " (+" + std::to_string(bytes) + " bytes) is outside the launch's dynamic shared memory [" +
+                      std::to_string(kDynamicOffset) + ", " + std::to_string(kDynamicOffset + w.dynamic_bytes) + ")");
+}
 
 void sync_threads() {
   LaunchState& l = current_launch();
@@ -432,12 +502,62 @@ void async_commit() {
 }
 
 void async_wait(int pending) {
-  current_launch();
+  LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
   while (int(f.committed_copies.size()) > pending) {
-    complete(f.committed_copies.front());
+    complete(l, f, f.committed_copies.front());
     f.committed_copies.erase(f.committed_copies.begin());
   }
+}
+
+void fence_proxy_async() {
+  LaunchState& l = current_launch();
+  Fiber& f = *tl_fiber;
+  if (!f.unfenced_copies.empty()) --l.threads_with_unfenced_copies;
+  f.unfenced_copies.clear();
+}
+
+void require_async_visible(const void* p, size_t bytes) {
+  LaunchState& l = current_launch();
+  if (l.threads_with_unfenced_copies == 0) return;
+  const auto* lo = static_cast<const unsigned char*>(p);
+  for (const Fiber& f : l.fibers)
+    for (const ByteRange& r : f.unfenced_copies)
+      if (r.first < lo + bytes && lo < r.first + r.second)
+        throw KernelFault("wgmma reads shared memory that thread " + std::to_string(f.linear) +
+                          " wrote by cp.async and has not made visible to the async proxy since "
+                          "(fence.proxy.async missing)");
+}
+
+void wgmma_fence() {
+  current_launch();
+  tl_fiber->wgmma_fenced = true;
+}
+
+void wgmma_issue(std::function<void()> run) {
+  current_launch();
+  Fiber& f = *tl_fiber;
+  if (!f.wgmma_fenced)
+    throw KernelFault("wgmma.mma_async issued without a wgmma.fence since the thread's last wgmma.wait_group");
+  f.open_wgmma.push_back(std::move(run));
+}
+
+void wgmma_commit() {
+  current_launch();
+  Fiber& f = *tl_fiber;
+  f.committed_wgmma.push_back(std::move(f.open_wgmma));
+  f.open_wgmma.clear();
+}
+
+void wgmma_wait(int pending) {
+  current_launch();
+  Fiber& f = *tl_fiber;
+  while (int(f.committed_wgmma.size()) > pending) {
+    std::vector<std::function<void()>> group = std::move(f.committed_wgmma.front());
+    f.committed_wgmma.erase(f.committed_wgmma.begin());
+    for (auto& op : group) op();
+  }
+  f.wgmma_fenced = false;
 }
 
 std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure) {
@@ -455,7 +575,7 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
   l.block = block;
   l.body = body;
   l.closure = closure;
-  if (dynamic_smem > 0) l.smem.reset(new unsigned char[dynamic_smem]);
+  if (dynamic_smem > 0 && !l.smem.allocate(dynamic_smem)) return "simt: could not allocate shared memory";
   const int n = int(threads);
   std::vector<ThreadSlot>& pool = slot_pool();
   while (int(pool.size()) < n) {

@@ -19,15 +19,17 @@
 // inside a block are the kernel's barriers and shuffles, so a conflicting
 // access pair no barrier orders is reported whichever schedule ran.
 //
-// What it cannot check: timing, occupancy, the wgmma/TMA PTX of the sm_90a
-// attention forward, the device's fast-math rounding, and races between
-// blocks (blocks run one after another and are ordered, as racecheck only
-// looks inside a block).
+// What it cannot check: timing, occupancy, the device's fast-math rounding,
+// and races between blocks (blocks run one after another and are ordered, as
+// racecheck only looks inside a block). The sm_90a wgmma instructions run as
+// the PTX ISA defines them (tests/simt/include/kernels/attention_wgmma_ptx.cuh);
+// that the hardware agrees is for a GPU run to show.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -71,7 +73,35 @@ void async_commit();
 void async_wait(int pending_groups);
 
 // The launch's dynamic shared memory (the launch's third argument, in bytes).
+// It starts 16 bytes into a 256 KiB-aligned window (shared_window), so a
+// kernel that needs more alignment than CUDA promises has to make it.
 void* dynamic_shared();
+
+// The emulated shared address space: a shared address (what smem_addr gives,
+// and the 18-bit start address of a wgmma descriptor) is an offset in it.
+unsigned char* shared_window();
+constexpr size_t kSharedWindowBytes = size_t(1) << 18;
+
+// Faults unless [p, p + bytes) lies inside the launch's dynamic shared memory.
+void require_dynamic_shared(const void* p, size_t bytes, const char* what);
+
+// wgmma.mma_async (sm_90a) is asynchronous: the emulation queues each issued
+// operation and runs it when wgmma_wait retires its group, so its operands
+// are read, and its accumulators written, as late as the hardware may.
+// wgmma_issue faults unless the thread executed wgmma_fence since its last
+// wait (PTX ISA: registers touched between wgmma groups need the fence), and
+// a thread that returns with operations in flight fails the launch.
+void wgmma_fence();
+void wgmma_issue(std::function<void()> run);
+void wgmma_commit();
+void wgmma_wait(int pending_groups);
+
+// fence.proxy.async: the caller's cp.async copies that have landed become
+// visible to the async proxy (wgmma operand reads). require_async_visible
+// faults if bytes in [p, p + bytes) were written by a cp.async of some thread
+// of the block that has not fenced since.
+void fence_proxy_async();
+void require_async_visible(const void* p, size_t bytes);
 
 // Runs `body` once per thread of every block; returns an empty string or the
 // first fault of the launch.

@@ -2,6 +2,7 @@
 // programming guide's definitions (coordinates, shuffles with widths, shared
 // memory), and the faults it must turn into failed launches.
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "tests/simt/simt_runtime.h"
 
 using synthpert::simt_test::Fault;
+using synthpert::simt_test::WgmmaFault;
+using synthpert::simt_test::WgmmaForm;
 
 TEST_CASE("simt: thread and block coordinates of a 2-D launch", "[simt]") {
   const int gx = 3, gy = 2, bx = 5, by = 7;
@@ -95,4 +98,65 @@ TEST_CASE("simt: the two schedules expose a missing barrier differently", "[simt
   CHECK(fresh_reads(Schedule::kForward, true) == threads);
   CHECK(fresh_reads(Schedule::kReverse, true) == threads);
   synthpert::simt::set_schedule(Schedule::kForward);
+}
+
+namespace {
+// bf16 bit pattern of a small integer (exact: its float's upper 16 bits).
+unsigned short bf16_bits(int v) {
+  const float f = float(v);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<unsigned short>(u >> 16);
+}
+}  // namespace
+
+TEST_CASE("simt: wgmma m64n64k16 multiplies as the PTX ISA lays out its operands", "[simt]") {
+  // Integers in [-8, 8]: every product and sum is exact in fp32, so the
+  // result must equal the plain product bit for bit.
+  std::vector<int> a(64 * 16), b(16 * 64);
+  uint32_t state = 12345;
+  auto next = [&] {
+    state = state * 1664525u + 1013904223u;
+    return int(state >> 28) - 8;
+  };
+  for (int& v : a) v = next();
+  for (int& v : b) v = next();
+  std::vector<unsigned short> a_bits(a.size()), b_bits(b.size());
+  for (size_t i = 0; i < a.size(); ++i) a_bits[i] = bf16_bits(a[i]);
+  for (size_t i = 0; i < b.size(); ++i) b_bits[i] = bf16_bits(b[i]);
+  for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor})
+    for (unsigned group_stride : {1024u, 2048u}) {
+      INFO((form == WgmmaForm::kSharedShared ? "shared A, K-major B" : "register A, MN-major B")
+           << ", 8-row groups " << group_stride << " bytes apart");
+      std::vector<float> out(64 * 64, -1.f);
+      REQUIRE(synthpert::simt_test::launch_wgmma(form, group_stride, a_bits.data(), b_bits.data(), out.data()) ==
+              cudaSuccess);
+      int wrong = 0;
+      for (int m = 0; m < 64; ++m)
+        for (int n = 0; n < 64; ++n) {
+          int expect = 0;
+          for (int k = 0; k < 16; ++k) expect += a[m * 16 + k] * b[k * 64 + n];
+          wrong += out[m * 64 + n] != float(expect);
+        }
+      CHECK(wrong == 0);
+    }
+}
+
+TEST_CASE("simt: wgmma misuse fails the launch with a reason", "[simt]") {
+  struct Case {
+    WgmmaFault fault;
+    const char* reason;
+  };
+  for (const Case& c : {Case{WgmmaFault::kNoWgmmaFence, "without a wgmma.fence"},
+                        Case{WgmmaFault::kNoWait, "in flight"},
+                        Case{WgmmaFault::kUnfencedCopy, "fence.proxy.async missing"},
+                        Case{WgmmaFault::kSwizzleMode, "swizzle mode 0"},
+                        Case{WgmmaFault::kOutsideShared, "outside the launch's dynamic shared memory"},
+                        Case{WgmmaFault::kLaneDescriptors, "different descriptors"},
+                        Case{WgmmaFault::kRegistersChanged, "A registers changed"}}) {
+    INFO(c.reason);
+    const cudaError_t err = synthpert::simt_test::launch_wgmma_fault(c.fault);
+    REQUIRE(err == cudaErrorLaunchFailure);
+    CHECK(std::strstr(cudaGetErrorString(err), c.reason) != nullptr);
+  }
 }

@@ -31,7 +31,7 @@ namespace emulated {
 template <typename T>
 float half_to_float(uint16_t bits) {
   T v;
-  std::memcpy(&v, &bits, 2);
+  std::memcpy(static_cast<void*>(&v), &bits, 2);
   if constexpr (sizeof(T) == 2 && std::is_same_v<T, __half>) {
     return __half2float(v);
   } else {
