@@ -390,3 +390,31 @@ TEST_CASE("decode steps through the paged op equal the dense masked path", "[eng
     }
   }
 }
+
+TEST_CASE("a row range of the cache pool addresses the pool's own pages", "[engine][kv][paged]") {
+  // The paged kernel reads page block_table[r][p] of the view, counted from
+  // the view's first element in whole pages; the CPU paged path ignores the
+  // table, so its arithmetic is checked here directly.
+  test::TempDir dir("range");
+  const auto m = make_model(dir, Arch::kLlama);
+  auto pool = KVCache::create(m.config(), 5, 40, torch::kFloat32, torch::kCPU, KVLayout::kTokenMajor);
+  REQUIRE(pool.capacity == 48);
+  const int64_t page = KVCache::kPageSize, pages = pool.capacity / page;
+  for (auto& t : pool.k) t.copy_(torch::randn(t.sizes()));
+  for (int64_t begin : {0, 2, 4}) {
+    const int64_t count = 5 - begin;
+    INFO("rows [" << begin << ", 5)");
+    const KVCache view = pool.row_range(begin, count);
+    REQUIRE(view.block_table.sizes() == torch::IntArrayRef({count, pages}));
+    const auto& k = view.k[1];
+    CHECK(k.data_ptr() == pool.k[1][begin].data_ptr());  // a view, no copy
+    const auto view_pages = k.reshape({-1, page, k.size(2), k.size(3)});
+    for (int64_t r = 0; r < count; ++r)
+      for (int64_t p = 0; p < pages; ++p) {
+        const int64_t at = view.block_table[r][p].item<int32_t>();
+        REQUIRE(at >= 0);
+        REQUIRE(at < view_pages.size(0));
+        CHECK(torch::equal(view_pages[at], pool.k[1][begin + r].narrow(0, p * page, page)));
+      }
+  }
+}

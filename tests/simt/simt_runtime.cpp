@@ -494,11 +494,19 @@ void async_copy(void* dst, const void* src, size_t bytes) {
   tl_fiber->open_copies.push_back(AsyncCopy{dst, src, bytes});
 }
 
+namespace {
+// commit_group, of cp.async copies or of wgmma operations: the open group
+// joins the committed ones.
+template <typename Op>
+void commit_group(std::vector<Op>& open, std::vector<std::vector<Op>>& committed) {
+  committed.push_back(std::move(open));
+  open.clear();
+}
+}  // namespace
+
 void async_commit() {
   current_launch();
-  Fiber& f = *tl_fiber;
-  f.committed_copies.push_back(std::move(f.open_copies));
-  f.open_copies.clear();
+  commit_group(tl_fiber->open_copies, tl_fiber->committed_copies);
 }
 
 void async_wait(int pending) {
@@ -544,9 +552,7 @@ void wgmma_issue(std::function<void()> run) {
 
 void wgmma_commit() {
   current_launch();
-  Fiber& f = *tl_fiber;
-  f.committed_wgmma.push_back(std::move(f.open_wgmma));
-  f.open_wgmma.clear();
+  commit_group(tl_fiber->open_wgmma, tl_fiber->committed_wgmma);
 }
 
 void wgmma_wait(int pending) {
