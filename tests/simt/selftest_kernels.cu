@@ -126,13 +126,11 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
       frag[r] = uint32_t(a[row * 16 + col]) | uint32_t(a[row * 16 + col + 1]) << 16;
     }
     Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, descriptor(sB, 64 * 128, group_stride, 1));
-    wgmma_commit();
-    wgmma_wait<0>();
   } else {
     Wgmma<__nv_bfloat16>::ss(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 16, group_stride, 1));
-    wgmma_commit();
-    wgmma_wait<0>();
   }
+  wgmma_commit();
+  wgmma_wait<0>();
   // D register 4i + r: row 16 warp + g + 8 (r / 2), column 8i + 2t + r % 2.
   for (int i = 0; i < 8; ++i)
     for (int r = 0; r < 4; ++r) out[(16 * warp + g + 8 * (r / 2)) * 64 + 8 * i + 2 * t + r % 2] = d[4 * i + r];

@@ -47,10 +47,11 @@ inline void __syncthreads() { ::synthpert::simt::sync_threads(); }
 [[noreturn]] inline void __trap() { throw ::synthpert::simt::KernelFault("__trap()"); }
 
 namespace synthpert::simt {
-inline int lane_id() {
+inline int linear_thread_id() {
   const ThreadPlace& p = place();
-  return int((p.thread.z * p.block_dim.y + p.thread.y) * p.block_dim.x + p.thread.x) % 32;
+  return int((p.thread.z * p.block_dim.y + p.thread.y) * p.block_dim.x + p.thread.x);
 }
+inline int lane_id() { return linear_thread_id() % 32; }
 template <typename T>
 T shuffle_from(unsigned mask, T v, int src) {
   static_assert(sizeof(T) <= 16, "shuffled values are at most 16 bytes");

@@ -185,7 +185,6 @@ struct LaunchState {
   bool failed = false;
   std::string fault;
   Dim3 current_block;
-  int threads_with_unfenced_copies = 0;
 
   FiberContext scheduler_ctx;
   const void* scheduler_stack = nullptr;
@@ -278,8 +277,7 @@ bool released(const LaunchState& l, const Fiber& f) {
 }
 
 // Lands a group of cp.async copies of fiber f.
-void complete(LaunchState& l, Fiber& f, std::vector<AsyncCopy>& group) {
-  if (!group.empty() && f.unfenced_copies.empty()) ++l.threads_with_unfenced_copies;
+void complete(Fiber& f, std::vector<AsyncCopy>& group) {
   for (const AsyncCopy& c : group) {
     std::memcpy(c.dst, c.src, c.bytes);
     f.unfenced_copies.emplace_back(static_cast<const unsigned char*>(c.dst), c.bytes);
@@ -289,9 +287,9 @@ void complete(LaunchState& l, Fiber& f, std::vector<AsyncCopy>& group) {
 
 void fiber_exits(LaunchState& l, Fiber& f) {
   // The hardware finishes copies a thread never waited for.
-  for (auto& group : f.committed_copies) complete(l, f, group);
+  for (auto& group : f.committed_copies) complete(f, group);
   f.committed_copies.clear();
-  complete(l, f, f.open_copies);
+  complete(f, f.open_copies);
   // Accumulators of a wgmma never waited for are lost: a missing wait.
   if (!f.open_wgmma.empty() || !f.committed_wgmma.empty())
     l.fail("thread " + std::to_string(f.linear) + " of " + l.where() +
@@ -337,7 +335,6 @@ void run_block(LaunchState& l) {
   const int n = int(l.fibers.size());
   l.live = n;
   l.bar_arrived = 0;
-  l.threads_with_unfenced_copies = 0;
   for (WarpState& w : l.warps) {
     w.live = w.existing;
     w.arrived = 0;
@@ -510,24 +507,21 @@ void async_commit() {
 }
 
 void async_wait(int pending) {
-  LaunchState& l = current_launch();
+  current_launch();
   Fiber& f = *tl_fiber;
   while (int(f.committed_copies.size()) > pending) {
-    complete(l, f, f.committed_copies.front());
+    complete(f, f.committed_copies.front());
     f.committed_copies.erase(f.committed_copies.begin());
   }
 }
 
 void fence_proxy_async() {
-  LaunchState& l = current_launch();
-  Fiber& f = *tl_fiber;
-  if (!f.unfenced_copies.empty()) --l.threads_with_unfenced_copies;
-  f.unfenced_copies.clear();
+  current_launch();
+  tl_fiber->unfenced_copies.clear();
 }
 
 void require_async_visible(const void* p, size_t bytes) {
-  LaunchState& l = current_launch();
-  if (l.threads_with_unfenced_copies == 0) return;
+  const LaunchState& l = current_launch();
   const auto* lo = static_cast<const unsigned char*>(p);
   for (const Fiber& f : l.fibers)
     for (const ByteRange& r : f.unfenced_copies)

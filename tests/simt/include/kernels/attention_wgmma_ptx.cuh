@@ -91,8 +91,9 @@ float load(const unsigned char* window, const Operand& o, int mn, int k) {
 }
 
 // What the issue checks of an operand (`extent` rows or columns along mn),
-// in every lane, before any lane can queue it; `read` (the first lane of
-// each warp) also reads every element.
+// in every lane, before any lane can queue it: its byte span lies in the
+// dynamic shared memory and is visible to the async proxy. `read` (the first
+// lane of each warp) also reads every element.
 template <typename T>
 void check_operand(const Operand& o, int extent, bool read) {
   unsigned char* window = simt::shared_window();
@@ -105,21 +106,16 @@ void check_operand(const Operand& o, int extent, bool read) {
       hi = at > hi ? at : hi;
     }
   simt::require_dynamic_shared(window + lo, hi + 2 - lo, "wgmma operand");
+  simt::require_async_visible(window + lo, hi + 2 - lo);
+  if (!read) return;
   float sum = 0.f;
   for (int mn = 0; mn < extent; ++mn)
-    for (int k = 0; k < kK; ++k) {
-      simt::require_async_visible(window + address_of(o, mn, k), 2);
-      if (read) sum += load<T>(window, o, mn, k);
-    }
+    for (int k = 0; k < kK; ++k) sum += load<T>(window, o, mn, k);
   volatile float keep = sum;  // the reads must happen
   (void)keep;
 }
 
-inline int warp_in_group() {
-  const simt::ThreadPlace& p = simt::place();
-  const unsigned linear = (p.thread.z * p.block_dim.y + p.thread.y) * p.block_dim.x + p.thread.x;
-  return int(linear / 32) % 4;
-}
+inline int warp_in_group() { return simt::linear_thread_id() / 32 % 4; }
 
 // What one lane contributes to the warp's issue: descriptors (compared
 // across lanes) and, for the register form, its A registers.
@@ -195,17 +191,16 @@ struct Wgmma {
     const ew::Operand b = ew::decode(desc_b, true);
     const int lane = simt::lane_id(), w = ew::warp_in_group();
     ew::check_operand<T>(b, ew::kN, lane == 0);
-    // The warp's A registers as issued (rows 16w..16w+15); the lane's own
-    // must still hold them at the wait, as the hardware reads them until then.
-    uint32_t regs[32][4];
-    for (int l = 0; l < 32; ++l) std::memcpy(regs[l], all[l].a, sizeof(regs[l]));
-    simt::wgmma_issue([d, a_regs, regs, b, w, lane] {
-      if (std::memcmp(a_regs, regs[lane], sizeof(regs[lane])) != 0)
+    // `all` holds the warp's A registers as issued (rows 16w..16w+15); the
+    // lane's own must still hold them at the wait, as the hardware reads
+    // them until then.
+    simt::wgmma_issue([d, a_regs, all, b, w, lane] {
+      if (std::memcmp(a_regs, all[lane].a, sizeof(all[lane].a)) != 0)
         throw simt::KernelFault("wgmma: A registers changed while the wgmma reading them was in flight");
       auto a = [&](int row, int k) {
         const int r = row - 16 * w;  // row within the warp's 16
         const int src_lane = 4 * (r % 8) + (k % 8) / 2, reg = r / 8 + 2 * (k / 8);
-        return emulated::half_to_float<T>(uint16_t(regs[src_lane][reg] >> (16 * (k % 2))));
+        return emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
       };
       ew::accumulate<T>(d, a, b, w, lane);
     });
