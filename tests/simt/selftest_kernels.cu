@@ -157,12 +157,15 @@ __global__ void wgmma_fault_kernel(WgmmaFault fault, const uint16_t* global_tile
   if (fault == WgmmaFault::kSwizzleMode) desc_b = descriptor(sB, 16, 1024, 0);
   if (fault == WgmmaFault::kOutsideShared) desc_b = descriptor(sB + kTileBytes, 16, 1024, 1);
   if (fault == WgmmaFault::kLaneDescriptors && threadIdx.x % 32 == 7) desc_a = descriptor(sB, 16, 1024, 1);
+  const int warp = threadIdx.x / 32;
+  if (fault == WgmmaFault::kWarpDescriptors && warp == 1) desc_b = descriptor(sA, 16, 1024, 1);
   if (fault == WgmmaFault::kRegistersChanged) {
     Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, desc_b);
     frag[2] = 1;
-  } else {
+  } else if (!(fault == WgmmaFault::kWarpSkips && warp == 3)) {
     Wgmma<__nv_bfloat16>::ss(d, desc_a, desc_b);
   }
+  if (fault == WgmmaFault::kAccumulatorsChanged) d[5] = 1.f;
   wgmma_commit();
   if (fault != WgmmaFault::kNoWait) wgmma_wait<0>();
 }
@@ -177,7 +180,8 @@ cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned s
 
 cudaError_t launch_wgmma_fault(WgmmaFault fault) {
   static uint16_t tile[kTileBytes / 2];
-  wgmma_fault_kernel<<<1, kWgmmaThreads, kWgmmaSmem>>>(fault, tile);
+  const int threads = fault == WgmmaFault::kPartialWarpgroup ? kWgmmaThreads - 32 : kWgmmaThreads;
+  wgmma_fault_kernel<<<1, threads, kWgmmaSmem>>>(fault, tile);
   return cudaGetLastError();
 }
 

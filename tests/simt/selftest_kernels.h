@@ -48,6 +48,10 @@ enum class WgmmaFault {
   kOutsideShared,      // an operand past the end of dynamic shared memory
   kLaneDescriptors,    // lanes of a warp issue different descriptors
   kRegistersChanged,   // A registers overwritten before the wait
+  kAccumulatorsChanged,  // an accumulator written before the wait
+  kWarpSkips,          // one warp of the warpgroup does not issue the wgmma
+  kWarpDescriptors,    // one warp of the warpgroup issues another B descriptor
+  kPartialWarpgroup,   // a block of 96 threads: no whole warpgroup
 };
 cudaError_t launch_wgmma_fault(WgmmaFault fault);
 

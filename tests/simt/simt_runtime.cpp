@@ -71,6 +71,7 @@ namespace synthpert::simt {
 namespace {
 
 constexpr int kWarp = 32;
+constexpr int kWarpgroup = 4 * kWarp;
 constexpr int kEveryLane = -1000;  // exchange_slots: the caller reads all lanes
 constexpr size_t kSlotBytes = 64;  // the most one lane puts into a warp exchange
 constexpr size_t kStackBytes = size_t(256) << 10;
@@ -106,6 +107,30 @@ struct AsyncCopy {
 // fence.proxy.async: not yet visible to wgmma operand reads.
 using ByteRange = std::pair<const unsigned char*, size_t>;
 
+// An accumulator array with wgmma operations in flight: the contents it must
+// still hold when the oldest of them runs, and how many are in flight.
+struct InFlightAccumulators {
+  float* at;
+  std::vector<float> expected;
+  int operations;
+};
+
+// One .aligned wgmma instruction as a warpgroup's threads must all execute it.
+struct WgmmaStep {
+  enum Kind : uint8_t { kFence, kMma, kCommit, kWait } kind;
+  uint64_t a = 0, b = 0;  // kMma: descriptors; kWait: the pending count in a
+  bool operator==(const WgmmaStep& o) const { return kind == o.kind && a == o.a && b == o.b; }
+};
+const char* step_name(WgmmaStep::Kind k) {
+  switch (k) {
+    case WgmmaStep::kFence: return "wgmma.fence";
+    case WgmmaStep::kMma: return "wgmma.mma_async";
+    case WgmmaStep::kCommit: return "wgmma.commit_group";
+    case WgmmaStep::kWait: return "wgmma.wait_group";
+  }
+  return "?";
+}
+
 struct Fiber {
   FiberContext ctx;
   void* stack = nullptr;
@@ -124,9 +149,11 @@ struct Fiber {
   std::vector<ByteRange> unfenced_copies;
   // wgmma operations: those issued since the last commit, then committed
   // groups, oldest first; whether a wgmma.fence came after the last wait.
-  std::vector<std::function<void()>> open_wgmma;
-  std::vector<std::vector<std::function<void()>>> committed_wgmma;
+  std::vector<WgmmaIssue> open_wgmma;
+  std::vector<std::vector<WgmmaIssue>> committed_wgmma;
   bool wgmma_fenced = false;
+  std::vector<InFlightAccumulators> wgmma_accumulators;
+  size_t wgmma_steps = 0;  // .aligned wgmma instructions executed in this block
 };
 
 struct WarpState {
@@ -185,6 +212,9 @@ struct LaunchState {
   bool failed = false;
   std::string fault;
   Dim3 current_block;
+  // Per warpgroup of the block: the .aligned wgmma instructions in the order
+  // its threads execute them (the first thread to reach each one records it).
+  std::vector<std::vector<WgmmaStep>> warpgroup_steps;
 
   FiberContext scheduler_ctx;
   const void* scheduler_stack = nullptr;
@@ -296,6 +326,7 @@ void fiber_exits(LaunchState& l, Fiber& f) {
            " returned with wgmma operations in flight (no wgmma.wait_group retired them)");
   f.open_wgmma.clear();
   f.committed_wgmma.clear();
+  f.wgmma_accumulators.clear();
   f.done = true;
   --l.live;
   WarpState& w = l.warps[size_t(f.linear / kWarp)];
@@ -331,6 +362,21 @@ void fiber_entry() {
   switch_to_scheduler(l, f, true);
 }
 
+// .aligned: a thread that stopped short of its warpgroup's wgmma sequence
+// (returned early, or skipped an instruction the others executed at the end).
+void check_warpgroups_aligned(LaunchState& l) {
+  if (l.failed) return;
+  for (const Fiber& f : l.fibers) {
+    const auto& steps = l.warpgroup_steps[size_t(f.linear / kWarpgroup)];
+    if (f.wgmma_steps != steps.size()) {
+      l.fail("thread " + std::to_string(f.linear) + " of " + l.where() + " executed " +
+             std::to_string(f.wgmma_steps) + " of the " + std::to_string(steps.size()) +
+             " wgmma instructions of its warpgroup (.aligned: every thread of a warpgroup executes each)");
+      return;
+    }
+  }
+}
+
 void run_block(LaunchState& l) {
   const int n = int(l.fibers.size());
   l.live = n;
@@ -350,12 +396,15 @@ void run_block(LaunchState& l) {
     f.open_wgmma.clear();
     f.committed_wgmma.clear();
     f.wgmma_fenced = false;
+    f.wgmma_accumulators.clear();
+    f.wgmma_steps = 0;
 #if SIMT_ASAN
     // The last thread on this stack never returned from fiber_entry, whose frame may still be poisoned.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
 #endif
     fiber_prepare(f.ctx, f.stack, kStackBytes, fiber_entry);
   }
+  for (auto& steps : l.warpgroup_steps) steps.clear();
   hb_release(&l.hb_block_begin);
   int remaining = n;
   while (remaining > 0 && !l.failed) {
@@ -379,6 +428,7 @@ void run_block(LaunchState& l) {
   if (l.failed)
     for (Fiber& f : l.fibers)
       if (f.blocked_on != -1) resume(l, f);
+  check_warpgroups_aligned(l);
   hb_acquire(&l.hb_block_end);
 }
 
@@ -531,31 +581,88 @@ void require_async_visible(const void* p, size_t bytes) {
                           "(fence.proxy.async missing)");
 }
 
+namespace {
+
+// Checks the calling thread's next .aligned wgmma instruction against the
+// one its warpgroup's threads executed at the same point.
+void wgmma_step(LaunchState& l, Fiber& f, const WgmmaStep& step) {
+  const size_t group = size_t(f.linear / kWarpgroup);
+  if (int(group + 1) * kWarpgroup > int(l.fibers.size()))
+    throw KernelFault(std::string(step_name(step.kind)) + " in a warpgroup of fewer than " +
+                      std::to_string(kWarpgroup) + " threads (the block has " + std::to_string(l.fibers.size()) +
+                      ")");
+  std::vector<WgmmaStep>& steps = l.warpgroup_steps[group];
+  const size_t k = f.wgmma_steps++;
+  if (k == steps.size()) {
+    steps.push_back(step);
+  } else if (!(steps[k] == step)) {
+    throw KernelFault("wgmma instruction " + std::to_string(k) + " of warpgroup " + std::to_string(group) + " is a " +
+                      step_name(steps[k].kind) + " in another thread but a " + step_name(step.kind) +
+                      (step.kind == steps[k].kind ? " with other operands" : "") +
+                      " in this one (.aligned: every thread of a warpgroup executes the same instructions)");
+  }
+}
+
+InFlightAccumulators* in_flight(Fiber& f, const float* at) {
+  for (InFlightAccumulators& a : f.wgmma_accumulators)
+    if (a.at == at) return &a;
+  return nullptr;
+}
+
+// Runs one queued operation: its accumulators must hold what they held when
+// it (or the operation before it on the same accumulators) was issued.
+void run_wgmma(Fiber& f, WgmmaIssue& op) {
+  InFlightAccumulators* acc = in_flight(f, op.accumulators);
+  if (std::memcmp(acc->expected.data(), op.accumulators, op.count * sizeof(float)) != 0)
+    throw KernelFault("wgmma: accumulators changed while a wgmma writing them was in flight");
+  op.run();
+  if (--acc->operations > 0) {
+    std::memcpy(acc->expected.data(), op.accumulators, op.count * sizeof(float));
+  } else {
+    if (acc != &f.wgmma_accumulators.back()) *acc = std::move(f.wgmma_accumulators.back());
+    f.wgmma_accumulators.pop_back();
+  }
+}
+
+}  // namespace
+
 void wgmma_fence() {
-  current_launch();
+  LaunchState& l = current_launch();
+  wgmma_step(l, *tl_fiber, WgmmaStep{WgmmaStep::kFence});
   tl_fiber->wgmma_fenced = true;
 }
 
-void wgmma_issue(std::function<void()> run) {
-  current_launch();
+void wgmma_issue(WgmmaIssue issue) {
+  LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
+  wgmma_step(l, f, WgmmaStep{WgmmaStep::kMma, issue.desc_a, issue.desc_b});
   if (!f.wgmma_fenced)
     throw KernelFault("wgmma.mma_async issued without a wgmma.fence since the thread's last wgmma.wait_group");
-  f.open_wgmma.push_back(std::move(run));
+  if (InFlightAccumulators* acc = in_flight(f, issue.accumulators)) {
+    if (acc->expected.size() != issue.count)
+      throw KernelFault("wgmma: two operations in flight on the same accumulators differ in their shape");
+    ++acc->operations;
+  } else {
+    f.wgmma_accumulators.push_back(InFlightAccumulators{
+        issue.accumulators, std::vector<float>(issue.accumulators, issue.accumulators + issue.count), 1});
+  }
+  f.open_wgmma.push_back(std::move(issue));
 }
 
 void wgmma_commit() {
-  current_launch();
+  LaunchState& l = current_launch();
+  wgmma_step(l, *tl_fiber, WgmmaStep{WgmmaStep::kCommit});
   commit_group(tl_fiber->open_wgmma, tl_fiber->committed_wgmma);
 }
 
 void wgmma_wait(int pending) {
-  current_launch();
+  LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
+  wgmma_step(l, f, WgmmaStep{WgmmaStep::kWait, uint64_t(pending)});
   while (int(f.committed_wgmma.size()) > pending) {
-    std::vector<std::function<void()>> group = std::move(f.committed_wgmma.front());
+    std::vector<WgmmaIssue> group = std::move(f.committed_wgmma.front());
     f.committed_wgmma.erase(f.committed_wgmma.begin());
-    for (auto& op : group) op();
+    for (WgmmaIssue& op : group) run_wgmma(f, op);
   }
   f.wgmma_fenced = false;
 }
@@ -598,6 +705,7 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
     f.place.grid_dim = grid;
   }
   l.warps.resize(size_t((n + kWarp - 1) / kWarp));
+  l.warpgroup_steps.resize(size_t((n + kWarpgroup - 1) / kWarpgroup));
   for (size_t w = 0; w < l.warps.size(); ++w) {
     const int lanes = std::min(kWarp, n - int(w) * kWarp);
     l.warps[w].existing = lanes == kWarp ? 0xffffffffu : (1u << lanes) - 1;

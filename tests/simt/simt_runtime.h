@@ -90,9 +90,21 @@ void require_dynamic_shared(const void* p, size_t bytes, const char* what);
 // are read, and its accumulators written, as late as the hardware may.
 // wgmma_issue faults unless the thread executed wgmma_fence since its last
 // wait (PTX ISA: registers touched between wgmma groups need the fence), and
-// a thread that returns with operations in flight fails the launch.
+// a thread that returns with operations in flight fails the launch. The
+// thread's accumulators must not change between the issue and the wait (the
+// wait faults if they did). The four instructions are .aligned: every thread
+// of a warpgroup (128 threads, four whole warps) must execute the same
+// sequence of them, with the same descriptors; a thread that departs from
+// its warpgroup's sequence, or ends the block with fewer of them, fails the
+// launch.
+struct WgmmaIssue {
+  uint64_t desc_a = 0, desc_b = 0;  // shared-memory descriptors (desc_a 0: A in registers)
+  float* accumulators = nullptr;    // the thread's D registers
+  size_t count = 0;
+  std::function<void()> run;  // the operation, run at the wait that retires it
+};
 void wgmma_fence();
-void wgmma_issue(std::function<void()> run);
+void wgmma_issue(WgmmaIssue issue);
 void wgmma_commit();
 void wgmma_wait(int pending_groups);
 

@@ -153,7 +153,11 @@ TEST_CASE("simt: wgmma misuse fails the launch with a reason", "[simt]") {
                         Case{WgmmaFault::kSwizzleMode, "swizzle mode 0"},
                         Case{WgmmaFault::kOutsideShared, "outside the launch's dynamic shared memory"},
                         Case{WgmmaFault::kLaneDescriptors, "different descriptors"},
-                        Case{WgmmaFault::kRegistersChanged, "A registers changed"}}) {
+                        Case{WgmmaFault::kRegistersChanged, "A registers changed"},
+                        Case{WgmmaFault::kAccumulatorsChanged, "accumulators changed"},
+                        Case{WgmmaFault::kWarpSkips, "every thread of a warpgroup executes the same instructions"},
+                        Case{WgmmaFault::kWarpDescriptors, "with other operands"},
+                        Case{WgmmaFault::kPartialWarpgroup, "warpgroup of fewer than 128 threads"}}) {
     INFO(c.reason);
     const cudaError_t err = synthpert::simt_test::launch_wgmma_fault(c.fault);
     REQUIRE(err == cudaErrorLaunchFailure);

@@ -23,7 +23,9 @@
 //     8i + 2t + r % 2; A register r (two 16-bit values, lower k low) is row
 //     16w + g + 8 (r % 2), columns 2t + 8 (r / 2) and + 1.
 //   wgmma.fence / commit_group / wait_group and fence.proxy.async: see
-//     simt::wgmma_issue and simt::require_async_visible.
+//     simt::wgmma_issue and simt::require_async_visible (which also check
+//     the .aligned rule across the warpgroup and that no thread touches its
+//     accumulators while an operation on them is in flight).
 //
 // The two forms the kernel issues (the wrappers' names and fixed modifiers):
 //   ss:      D(64x64) += A(64x16, K-major, shared) * B(16x64, K-major, shared)
@@ -54,6 +56,7 @@ namespace synthpert::kernels::attn {
 namespace emulated_wgmma {
 
 constexpr int kM = 64, kN = 64, kK = 16;
+constexpr size_t kAccumulators = kM * kN / 128;  // D registers per thread of the warpgroup
 
 struct Operand {
   uint32_t start;  // shared address
@@ -177,10 +180,11 @@ struct Wgmma {
     const int lane = simt::lane_id(), w = ew::warp_in_group();
     ew::check_operand<T>(a, ew::kM, lane == 0);
     ew::check_operand<T>(b, ew::kN, lane == 0);
-    simt::wgmma_issue([d, a, b, w, lane] {
-      const unsigned char* window = simt::shared_window();
-      ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b, w, lane);
-    });
+    simt::wgmma_issue({desc_a, desc_b, d, ew::kAccumulators, [d, a, b, w, lane] {
+                         const unsigned char* window = simt::shared_window();
+                         ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b,
+                                           w, lane);
+                       }});
   }
 
   static void rs_mn_b(float* d, const uint32_t a_regs[4], uint64_t desc_b) {
@@ -194,7 +198,7 @@ struct Wgmma {
     // `all` holds the warp's A registers as issued (rows 16w..16w+15); the
     // lane's own must still hold them at the wait, as the hardware reads
     // them until then.
-    simt::wgmma_issue([d, a_regs, all, b, w, lane] {
+    simt::wgmma_issue({0, desc_b, d, ew::kAccumulators, [d, a_regs, all, b, w, lane] {
       if (std::memcmp(a_regs, all[lane].a, sizeof(all[lane].a)) != 0)
         throw simt::KernelFault("wgmma: A registers changed while the wgmma reading them was in flight");
       auto a = [&](int row, int k) {
@@ -203,7 +207,7 @@ struct Wgmma {
         return emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
       };
       ew::accumulate<T>(d, a, b, w, lane);
-    });
+    }});
   }
 };
 
