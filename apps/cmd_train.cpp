@@ -135,6 +135,11 @@ RunFn setup(CLI::App& cmd) {
                        {"overlong", o->overlong},
                        {"system_prompt", system.identity}};
     if (!o->accept.empty()) t.data_identity["accept"] = o->accept;
+    // The token ids come from the tokenizer: another one is another run. (The
+    // model's own is covered by the model entry of the fingerprint.)
+    const auto tokenizer_path = std::filesystem::absolute(src.tokenizer_dir).lexically_normal();
+    if (tokenizer_path != std::filesystem::absolute(t.model_dir).lexically_normal())
+      t.data_identity["tokenizer"] = tokenizer_path.string();
 
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));

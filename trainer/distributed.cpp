@@ -37,7 +37,6 @@ class SingleProcess : public Communicator {
  public:
   void all_reduce_sum(torch::Tensor&, int64_t) override {}
   std::function<void()> start_all_reduce_sum(torch::Tensor) override { return [] {}; }
-  void broadcast(torch::Tensor&, int64_t) override {}
   void barrier() override {}
 };
 
@@ -47,8 +46,8 @@ template <typename PG>
 class ProcessGroupComm : public Communicator {
  public:
   ProcessGroupComm(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg,
-                   const DistEnv& env, std::string backend)
-      : store_(std::move(store)), pg_(std::move(pg)) {
+                   const DistEnv& env, std::string backend, torch::Device device)
+      : store_(std::move(store)), pg_(std::move(pg)), device_(device) {
     rank_ = env.rank;
     world_ = env.world;
     backend_ = std::move(backend);
@@ -56,6 +55,16 @@ class ProcessGroupComm : public Communicator {
 
   void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) override {
     SP_CHECK(flat.dim() == 1 && flat.is_contiguous(), "all_reduce_sum: expects a flat buffer");
+    if (!on_group_device(flat)) {
+      // NCCL reduces device memory only, and a scalar such as the step's loss
+      // lives on the CPU: it goes through a device copy. The copy back waits
+      // for the reduction (it is ordered after it on the current stream), so
+      // the caller reads the sum.
+      auto staged = flat.to(device_);
+      all_reduce_sum(staged, bucket_bytes);
+      flat.copy_(staged);
+      return;
+    }
     const int64_t per = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(flat.element_size()));
     std::vector<std::vector<torch::Tensor>> buckets;
     for (int64_t off = 0; off < flat.numel(); off += per)
@@ -67,6 +76,8 @@ class ProcessGroupComm : public Communicator {
 
   std::function<void()> start_all_reduce_sum(torch::Tensor t) override {
     SP_CHECK(t.dim() == 1 && t.is_contiguous(), "start_all_reduce_sum: expects a flat buffer");
+    SP_CHECK(on_group_device(t), "start_all_reduce_sum: the buffer is on ", t.device(),
+             ", the process group reduces on ", device_);
     // The work keeps the tensor list it was given; holding it here too keeps
     // the buffers alive on every backend until the wait.
     auto tensors = std::make_shared<std::vector<torch::Tensor>>(1, std::move(t));
@@ -74,24 +85,25 @@ class ProcessGroupComm : public Communicator {
     return [work, tensors] { work->wait(); };
   }
 
-  void broadcast(torch::Tensor& flat, int64_t root) override {
-    std::vector<torch::Tensor> t{flat};
-    c10d::BroadcastOptions o;
-    o.rootRank = root;
-    pg_->broadcast(t, o)->wait();
-  }
-
   void barrier() override {
-    // An all-reduce of one element: a barrier on every backend and version.
-    auto one = torch::ones({1}, flat_options_);
+    // An all-reduce of one element on the host: a barrier on every backend
+    // and version. Under NCCL, Work::wait only orders the current stream
+    // after the reduction; the copy back to the host is what blocks this
+    // process until every rank has joined.
+    auto one = torch::ones({1}, torch::kFloat32);
     all_reduce_sum(one, 4);
   }
 
-  torch::TensorOptions flat_options_ = torch::TensorOptions().dtype(torch::kFloat32);
-
  private:
+  // "cuda" without an index is the current device, where tensors made on
+  // "cuda" live.
+  bool on_group_device(const torch::Tensor& t) const {
+    return t.device().type() == device_.type() && (!device_.has_index() || t.device().index() == device_.index());
+  }
+
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<PG> pg_;
+  torch::Device device_;
 };
 
 }  // namespace
@@ -151,9 +163,7 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world, opts);
-    auto comm = std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl");
-    comm->flat_options_ = comm->flat_options_.device(device);
-    return comm;
+    return std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl", device);
 #else
     throw InputError("this build has no NCCL process group (libtorch without CUDA)");
 #endif
@@ -167,7 +177,7 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
                               ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
                               : c10d::ProcessGroupGloo::createDefaultDevice());
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
-  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo");
+  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo", device);
 #else
   throw InputError("this build has no gloo process group (libtorch without gloo headers); "
                    "run data parallel on CUDA devices (NCCL)");

@@ -43,14 +43,16 @@ class Communicator {
   const std::string& backend() const { return backend_; }
 
   // Sums `flat` (1-D, contiguous) over all processes in place, in buckets of
-  // at most `bucket_bytes`; all buckets are in flight at once.
+  // at most `bucket_bytes`; all buckets are in flight at once. A buffer on
+  // another device than the process group's (the host, under NCCL) goes
+  // through a copy; the sum is there when the call returns.
   virtual void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) = 0;
   // Starts summing `t` (1-D, contiguous) over all processes in place and
   // returns a function that waits for the result. Every process must start
-  // the same reductions in the same order.
+  // the same reductions in the same order. `t` lives on the process group's
+  // device (the gradients do).
   virtual std::function<void()> start_all_reduce_sum(torch::Tensor t) = 0;
-  // Every process's `flat` becomes root's.
-  virtual void broadcast(torch::Tensor& flat, int64_t root) = 0;
+  // Returns once every process has called it.
   virtual void barrier() = 0;
 
  protected:

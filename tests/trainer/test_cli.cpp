@@ -273,6 +273,9 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --weight-decay 0.5"),
                "weight_decay: checkpoint 0.0, now 0.5");
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2"), "pass --resume to continue it");
+  fs::copy(f.model, d + "/tokenizer-copy");
+  expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --tokenizer " + d + "/tokenizer-copy"),
+               "\"tokenizer\":\"" + d + "/tokenizer-copy\"");
   CHECK(test::read_text(run + "/metrics.jsonl") == metrics);
   CHECK(test::read_text(run + "/adapter/adapter_model.safetensors") == adapter);
 }
