@@ -26,7 +26,7 @@ RunFn setup(CLI::App& cmd) {
     const auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
     const auto& rows = o->part == "test" ? data.test : data.train;
     nlohmann::json out = {{"split", o->split}, {"part", o->part}, {"n", rows.size()},
-                          {"inconsistent_rows", data.inconsistent}};
+                          {"inconsistent_rows", data.inconsistent}, {"dir_rows_ignored", data.dir_without_de}};
     perturb::MetricsOptions mo;
     mo.bootstrap = o->bootstrap;
     mo.seed = o->seed;

@@ -44,7 +44,7 @@ RunFn setup(CLI::App& cmd) {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto& r : rows) counts[perturb::label_name(r.label)] = counts.value(perturb::label_name(r.label), 0) + 1;
     print_json({{"out", o->out}, {"rows", rows.size()}, {"classes", counts},
-                {"inconsistent_rows", data.inconsistent}});
+                {"inconsistent_rows", data.inconsistent}, {"dir_rows_ignored", data.dir_without_de}});
     return 0;
   };
 }

@@ -99,7 +99,7 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   for (size_t k = 0; k < results.size(); ++k) {
     Prediction p = unanswered_prediction(rows[begin + k]);
     const std::string text = enc.tokenizer().decode(results[k].tokens, /*skip_special=*/true);
-    p.prediction = parse_answer(text);
+    p.prediction = parse_answer(text, results[k].finish_reason == "length");
     json line = prediction_to_json(p);
     line["response"] = text;
     line["finish_reason"] = results[k].finish_reason;

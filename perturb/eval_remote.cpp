@@ -18,7 +18,7 @@ namespace {
 
 json prediction_line(const Row& row, const ChatReply& reply) {
   Prediction p = unanswered_prediction(row);
-  p.prediction = parse_answer(reply.content);
+  p.prediction = parse_answer(reply.content, reply.finish_reason == "length");
   json line = prediction_to_json(p);
   line["response"] = reply.content;
   if (!reply.reasoning.empty()) line["reasoning"] = reply.reasoning;

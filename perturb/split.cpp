@@ -18,6 +18,8 @@ SplitSpec parse_split(const std::string& text) {
       const std::string c = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       SP_CHECK_INPUT(std::find(cells.begin(), cells.end(), c) != cells.end(), "--split ", text,
                      ": unknown cell line '", c, "' (k562, rpe1, hepg2, jurkat)");
+      SP_CHECK_INPUT(std::find(s.cells.begin(), s.cells.end(), c) == s.cells.end(), "--split ", text,
+                     ": cell line '", c, "' is named twice (its rows would be counted twice)");
       s.cells.push_back(c);
       if (comma == std::string::npos) break;
       pos = comma + 1;
@@ -41,6 +43,7 @@ SplitData load_split(const std::string& dir, const SplitSpec& spec) {
   for (const auto& cell : cells) {
     CellData d = load_cell_line(dir, cell);
     out.inconsistent += d.inconsistent;
+    out.dir_without_de += d.dir_without_de;
     for (auto& r : d.rows) {
       const bool to_test = spec.holdout ? cell == spec.held_out : r.test;
       (to_test ? out.test : out.train).push_back(std::move(r));

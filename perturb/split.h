@@ -24,7 +24,8 @@ struct SplitData {
   // default:CELL: the training rows of the cell lines not selected. Not part of
   // the split; pair_transfer looks up a pair's outcome in other cell lines there.
   std::vector<Row> other_train;
-  int64_t inconsistent = 0;  // summed over the loaded cell lines
+  int64_t inconsistent = 0;    // summed over the split's cell lines
+  int64_t dir_without_de = 0;  // likewise: dir rows ignored (see CellData)
   bool holdout = false;      // a holdout:CELL split (no training rows of the test line)
 };
 

@@ -83,7 +83,7 @@ int64_t PerturbPredictor::reasoning_budget(const PredictRequest& req) const {
 
 void PerturbPredictor::add_reasoning(json& prediction, const engine::GenerateResult& written) const {
   const std::string text = enc_.tokenizer().decode(written.tokens, /*skip_special=*/true);
-  const auto label = perturb::parse_answer(text);
+  const auto label = perturb::parse_answer(text, written.finish_reason == "length");
   prediction["reasoning"] = text;
   prediction["reasoning_label"] = label ? json(perturb::label_name(*label)) : json();
   prediction["reasoning_finish_reason"] = written.finish_reason;

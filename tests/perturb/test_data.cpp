@@ -87,7 +87,7 @@ TEST_CASE("subsample is deterministic, seed-dependent and close to the fraction"
 TEST_CASE("split names are checked", "[data]") {
   CHECK(parse_split("holdout:rpe1").holdout);
   CHECK(parse_split("default:k562,jurkat").cells.size() == 2);
-  for (const char* bad : {"holdout:hela", "default:", "random", "holdout:"}) {
+  for (const char* bad : {"holdout:hela", "default:", "random", "holdout:", "default:rpe1,k562,rpe1"}) {
     INFO(bad);
     CHECK_THROWS_AS(parse_split(bad), InputError);
   }
@@ -136,4 +136,12 @@ TEST_CASE("a DE row without a direction row is NDE and counted as inconsistent",
   CHECK(d.rows[2].label == Label::kNde);
   CHECK(d.inconsistent == 1);
   CHECK(d.dir_without_de == 1);
+  // The split reports both counts (the other cell lines, loaded for their
+  // training rows, have none).
+  for (const char* other : {"k562", "hepg2", "jurkat"})
+    for (const char* kind : {"-de.csv", "-dir.csv"})
+      std::ofstream(tmp.path + "/" + other + kind) << "pert,gene,label,split\n";
+  const SplitData s = load_split(tmp.path, parse_split("default:rpe1"));
+  CHECK(s.inconsistent == 1);
+  CHECK(s.dir_without_de == 1);
 }
