@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -111,15 +113,22 @@ RunFn setup(CLI::App& cmd) {
 
     server::ApiServer srv(c);
     const int port = srv.bind();
-    std::thread stopper([&srv] {
+    std::atomic<bool> run_returned{false};
+    std::thread stopper([&srv, &run_returned] {
       char sig = 0;
       while (read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
       }
       if (sig != 0) std::fprintf(stderr, "serve: signal %d, stopping\n", sig);
-      srv.stop();
+      // stop() does nothing until the server listens, so a signal that came
+      // while the model loaded is repeated until run() has begun and returned.
+      while (!run_returned) {
+        srv.stop();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
     });
     print_json({{"listening", "http://" + c.host + ":" + std::to_string(port)}, {"models", srv.models()}});
     srv.run();
+    run_returned = true;
     on_stop_signal(0);  // wakes the stopper if no signal did
     stopper.join();
     return 0;

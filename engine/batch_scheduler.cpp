@@ -190,7 +190,14 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
     }
     row.result.tokens.push_back(tok);
     row.next_token = tok;
-    if (row.request.on_token && !row.request.on_token(tok)) finish(row, "stop");
+    bool go_on = true;
+    try {
+      go_on = !row.request.on_token || row.request.on_token(tok);
+    } catch (const std::exception& e) {
+      fail(row, e.what());
+      continue;
+    }
+    if (!go_on) finish(row, "stop");
     else if (static_cast<int64_t>(row.result.tokens.size()) == row.request.max_new_tokens) finish(row, "length");
   }
 }
@@ -198,7 +205,16 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
 void BatchScheduler::finish(Row& row, const char* reason) {
   row.done = true;
   row.result.finish_reason = reason;
-  if (row.request.on_finish) row.request.on_finish(row.result);
+  try {
+    if (row.request.on_finish) row.request.on_finish(row.result);
+  } catch (const std::exception& e) {
+    fail(row, e.what());
+  }
+}
+
+void BatchScheduler::fail(Row& row, const std::string& message) {
+  row.done = true;
+  if (row.request.on_error) row.request.on_error(message);
 }
 
 void BatchScheduler::move(size_t from, size_t to) {

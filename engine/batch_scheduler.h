@@ -46,7 +46,9 @@ struct SequenceRequest {
   std::function<bool(int64_t token)> on_token;
   // Once, when the sequence finishes.
   std::function<void(const GenerateResult&)> on_finish;
-  // Instead of on_finish when the scheduler is failed (fail_all).
+  // Instead of on_finish when the scheduler is failed (fail_all), or when
+  // this sequence's own on_token or on_finish throws: that ends the sequence
+  // alone (a reply that cannot be decoded), the others go on.
   std::function<void(const std::string& message)> on_error;
 };
 
@@ -93,6 +95,7 @@ class BatchScheduler {
   // (one per listed row, in order) and applies it.
   void advance(const std::vector<size_t>& rows, const torch::Tensor& logits_RV);
   void finish(Row& row, const char* reason);
+  void fail(Row& row, const std::string& message);
   // Moves row `from` (state and cache) to the free row `to`.
   void move(size_t from, size_t to);
   void compact();

@@ -39,10 +39,14 @@ std::string folder_name(std::string dir) {
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Replacement characters for bytes that are not UTF-8 (a percent-decoded
+  // path echoed in an error): dump() would throw outside any handler.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-std::string sse(const json& chunk) { return "data: " + chunk.dump() + "\n\n"; }
+std::string sse(const json& chunk) {
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
 
 // What one generation request needs on both threads: the worker writes its
 // text into the channel, the HTTP thread reads it out.
@@ -88,7 +92,9 @@ struct ApiServer::Impl {
 
   int64_t resolve_model(const std::string& requested) const;
   int64_t context_length() const { return worker->capacity(); }
-  Prepared prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d);
+  // `prompt_param`: the request field the prompt came from, named in refusals.
+  Prepared prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d,
+                   const char* prompt_param);
   std::string new_id(const char* prefix);
   uint64_t random_seed();
 
@@ -177,7 +183,8 @@ uint64_t ApiServer::Impl::random_seed() {
   return seed_rng();
 }
 
-Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d) {
+Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int64_t> prompt, const DecodeRequest& d,
+                                  const char* prompt_param) {
   Prepared p;
   p.adapter = resolve_model(model_name);
   p.model = model_name.empty() ? name : model_name;
@@ -190,7 +197,7 @@ Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int
   if (n == 0) throw bad_request("prompt", "the prompt has no tokens");
   const int64_t room = context_length() - n;
   if (room < 1 || (d.max_tokens && *d.max_tokens > room))
-    throw bad_request("messages",
+    throw bad_request(prompt_param,
                       "This model's maximum context length is " + std::to_string(context_length()) +
                           " tokens; the prompt has " + std::to_string(n) + " and " +
                           (d.max_tokens ? std::to_string(*d.max_tokens) : std::string("at least 1")) +
@@ -334,7 +341,7 @@ void ApiServer::Impl::chat_completions(const httplib::Request& req, httplib::Res
   } catch (const std::exception& e) {
     throw bad_request("messages", std::string("the chat template could not render these messages: ") + e.what());
   }
-  const Prepared p = prepare(r.model, tok->encode(text, /*add_special=*/false), r.decode);
+  const Prepared p = prepare(r.model, tok->encode(text, /*add_special=*/false), r.decode, "messages");
   if (r.decode.stream) answer_stream(p, true, res);
   else answer(p, true, res);
 }
@@ -342,7 +349,7 @@ void ApiServer::Impl::chat_completions(const httplib::Request& req, httplib::Res
 void ApiServer::Impl::completions(const httplib::Request& req, httplib::Response& res) {
   const CompletionRequest r = parse_completion_request(parse_body(req.body));
   std::vector<int64_t> ids = r.prompt_text ? tok->encode(*r.prompt_text, /*add_special=*/true) : r.prompt_ids;
-  const Prepared p = prepare(r.model, std::move(ids), r.decode);
+  const Prepared p = prepare(r.model, std::move(ids), r.decode, "prompt");
   if (r.decode.stream) answer_stream(p, false, res);
   else answer(p, false, res);
 }

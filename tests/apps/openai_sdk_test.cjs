@@ -230,6 +230,19 @@ async function main() {
                          (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded');
     await assert.rejects(client.completions.create({ model: name, prompt: [cfg.vocab_size + 1] }),
                          (e) => e instanceof OpenAI.BadRequestError && e.param === 'prompt');
+    await assert.rejects(client.completions.create({ model: name, prompt: 'MYC', max_tokens: 5000 }),
+                         (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' &&
+                                e.param === 'prompt');
+  });
+
+  await check('a path that is not UTF-8 once percent-decoded is a 404, and the server goes on', async () => {
+    const auth = { headers: { Authorization: `Bearer ${KEY}` } };
+    for (const path of ['/%FF', '/v1/models/%FF%FE']) {
+      const res = await fetch(`${server.info.listening}${path}`, auth);
+      assert.equal(res.status, 404, path);
+      assert.match((await res.json()).error.message, /\uFFFD/u, path);
+    }
+    assert.equal((await client.models.list()).data.length, 2);
   });
 
   await check('a client that leaves mid-stream does not hold up the server', async () => {

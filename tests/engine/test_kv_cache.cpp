@@ -1,6 +1,7 @@
 // KV-cache decode and left-padded batches must equal full recomputation.
 #include <catch2/catch.hpp>
 
+#include "common/error.h"
 #include "engine/batch_scheduler.h"
 #include "engine/generate.h"
 #include "engine_test_util.h"
@@ -170,6 +171,50 @@ TEST_CASE("continuous batching: sequences joining and leaving mid-run equal each
     CHECK(errors == std::vector<std::string>{"gone", "gone", "gone"});
     CHECK(s.idle());
   }
+}
+
+TEST_CASE("a sequence whose callback throws ends alone, reported through on_error", "[engine][kv]") {
+  test::TempDir dir("sched-throw");
+  const auto model = make_model(dir, Arch::kLlama);
+  const int64_t V = model.config().vocab_size;
+  // Three rows: one whose on_token throws at its third token, one whose
+  // on_finish throws (as a reply that cannot be decoded does), and one that
+  // runs to the end beside them and must equal its run alone.
+  BatchScheduler s(model, 3, 24, {});
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(4, V, 51), test::random_ids(6, V, 52),
+                                                     test::random_ids(3, V, 53)};
+  std::vector<std::string> errors(3);
+  std::vector<int> finished(3, 0);
+  GenerateResult survivor;
+  for (size_t i = 0; i < 3; ++i) {
+    SequenceRequest r;
+    r.prompt = prompts[i];
+    r.max_new_tokens = 7;
+    int seen = 0;
+    if (i == 0)
+      r.on_token = [seen](int64_t) mutable {
+        if (++seen == 3) throw InputError("token id 9999 is outside the vocabulary");
+        return true;
+      };
+    r.on_finish = [&, i](const GenerateResult& g) {
+      ++finished[i];
+      if (i == 1) throw std::runtime_error("cannot decode");
+      survivor = g;
+    };
+    r.on_error = [&, i](const std::string& m) { errors[i] = m; };
+    s.add(std::move(r));
+  }
+  for (int step = 0; !s.idle() && step < 50; ++step) s.step();
+  CHECK(s.idle());
+  CHECK(errors[0] == "token id 9999 is outside the vocabulary");
+  CHECK(finished[0] == 0);
+  CHECK(errors[1] == "cannot decode");
+  CHECK(finished[1] == 1);
+  CHECK(errors[2].empty());
+  CHECK(finished[2] == 1);
+  GenerateOptions alone;
+  alone.max_new_tokens = 7;
+  CHECK(survivor.tokens == generate(model, {prompts[2]}, alone)[0].tokens);
 }
 
 TEST_CASE("chunked prefill: a long prompt goes in over several steps while other rows decode", "[engine][kv]") {
