@@ -153,7 +153,11 @@ struct Fiber {
   std::vector<std::vector<WgmmaIssue>> committed_wgmma;
   bool wgmma_fenced = false;
   std::vector<InFlightAccumulators> wgmma_accumulators;
-  size_t wgmma_steps = 0;  // .aligned wgmma instructions executed in this block
+  // The .aligned wgmma instructions the thread executed in this block, in
+  // order (compared across its warpgroup when the block ends). Kept per
+  // thread: a log shared by fibers would be allocated by one and freed by
+  // another, a race to ThreadSanitizer with no barrier to order it.
+  std::vector<WgmmaStep> wgmma_steps;
 };
 
 struct WarpState {
@@ -212,9 +216,6 @@ struct LaunchState {
   bool failed = false;
   std::string fault;
   Dim3 current_block;
-  // Per warpgroup of the block: the .aligned wgmma instructions in the order
-  // its threads execute them (the first thread to reach each one records it).
-  std::vector<std::vector<WgmmaStep>> warpgroup_steps;
 
   FiberContext scheduler_ctx;
   const void* scheduler_stack = nullptr;
@@ -362,18 +363,27 @@ void fiber_entry() {
   switch_to_scheduler(l, f, true);
 }
 
-// .aligned: a thread that stopped short of its warpgroup's wgmma sequence
-// (returned early, or skipped an instruction the others executed at the end).
+// .aligned: every thread of a warpgroup executed the wgmma instructions its
+// first thread did, in the same order with the same operands.
 void check_warpgroups_aligned(LaunchState& l) {
   if (l.failed) return;
   for (const Fiber& f : l.fibers) {
-    const auto& steps = l.warpgroup_steps[size_t(f.linear / kWarpgroup)];
-    if (f.wgmma_steps != steps.size()) {
-      l.fail("thread " + std::to_string(f.linear) + " of " + l.where() + " executed " +
-             std::to_string(f.wgmma_steps) + " of the " + std::to_string(steps.size()) +
-             " wgmma instructions of its warpgroup (.aligned: every thread of a warpgroup executes each)");
-      return;
+    const Fiber& first = l.fibers[size_t(f.linear / kWarpgroup * kWarpgroup)];
+    const std::vector<WgmmaStep>&mine = f.wgmma_steps, &theirs = first.wgmma_steps;
+    if (mine == theirs) continue;
+    const std::string who = "thread " + std::to_string(f.linear), ref = "thread " + std::to_string(first.linear);
+    const size_t k = size_t(std::mismatch(mine.begin(), mine.end(), theirs.begin(), theirs.end()).first - mine.begin());
+    std::string what;
+    if (k == mine.size() || k == theirs.size()) {
+      what = who + " executed " + std::to_string(mine.size()) + " wgmma instructions, " + ref + " " +
+             std::to_string(theirs.size());
+    } else {
+      what = "wgmma instruction " + std::to_string(k) + " of " + who + " is a " + step_name(mine[k].kind) +
+             (mine[k].kind == theirs[k].kind ? " with other operands than" : ", of") + " " + ref +
+             (mine[k].kind == theirs[k].kind ? "'s" : " a " + std::string(step_name(theirs[k].kind)));
     }
+    l.fail(what + " in " + l.where() + " (.aligned: every thread of a warpgroup executes the same instructions)");
+    return;
   }
 }
 
@@ -397,14 +407,13 @@ void run_block(LaunchState& l) {
     f.committed_wgmma.clear();
     f.wgmma_fenced = false;
     f.wgmma_accumulators.clear();
-    f.wgmma_steps = 0;
+    f.wgmma_steps.clear();
 #if SIMT_ASAN
     // The last thread on this stack never returned from fiber_entry, whose frame may still be poisoned.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
 #endif
     fiber_prepare(f.ctx, f.stack, kStackBytes, fiber_entry);
   }
-  for (auto& steps : l.warpgroup_steps) steps.clear();
   hb_release(&l.hb_block_begin);
   int remaining = n;
   while (remaining > 0 && !l.failed) {
@@ -583,24 +592,14 @@ void require_async_visible(const void* p, size_t bytes) {
 
 namespace {
 
-// Checks the calling thread's next .aligned wgmma instruction against the
-// one its warpgroup's threads executed at the same point.
+// Logs the calling thread's next .aligned wgmma instruction (checked against
+// its warpgroup's at the end of the block).
 void wgmma_step(LaunchState& l, Fiber& f, const WgmmaStep& step) {
-  const size_t group = size_t(f.linear / kWarpgroup);
-  if (int(group + 1) * kWarpgroup > int(l.fibers.size()))
+  if ((f.linear / kWarpgroup + 1) * kWarpgroup > int(l.fibers.size()))
     throw KernelFault(std::string(step_name(step.kind)) + " in a warpgroup of fewer than " +
                       std::to_string(kWarpgroup) + " threads (the block has " + std::to_string(l.fibers.size()) +
                       ")");
-  std::vector<WgmmaStep>& steps = l.warpgroup_steps[group];
-  const size_t k = f.wgmma_steps++;
-  if (k == steps.size()) {
-    steps.push_back(step);
-  } else if (!(steps[k] == step)) {
-    throw KernelFault("wgmma instruction " + std::to_string(k) + " of warpgroup " + std::to_string(group) + " is a " +
-                      step_name(steps[k].kind) + " in another thread but a " + step_name(step.kind) +
-                      (step.kind == steps[k].kind ? " with other operands" : "") +
-                      " in this one (.aligned: every thread of a warpgroup executes the same instructions)");
-  }
+  f.wgmma_steps.push_back(step);
 }
 
 InFlightAccumulators* in_flight(Fiber& f, const float* at) {
@@ -705,7 +704,6 @@ std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body
     f.place.grid_dim = grid;
   }
   l.warps.resize(size_t((n + kWarp - 1) / kWarp));
-  l.warpgroup_steps.resize(size_t((n + kWarpgroup - 1) / kWarpgroup));
   for (size_t w = 0; w < l.warps.size(); ++w) {
     const int lanes = std::min(kWarp, n - int(w) * kWarp);
     l.warps[w].existing = lanes == kWarp ? 0xffffffffu : (1u << lanes) - 1;

@@ -94,9 +94,9 @@ void require_dynamic_shared(const void* p, size_t bytes, const char* what);
 // thread's accumulators must not change between the issue and the wait (the
 // wait faults if they did). The four instructions are .aligned: every thread
 // of a warpgroup (128 threads, four whole warps) must execute the same
-// sequence of them, with the same descriptors; a thread that departs from
-// its warpgroup's sequence, or ends the block with fewer of them, fails the
-// launch.
+// sequence of them, with the same descriptors: at the end of the block, a
+// thread whose sequence differs from its warpgroup's first thread's fails
+// the launch.
 struct WgmmaIssue {
   uint64_t desc_a = 0, desc_b = 0;  // shared-memory descriptors (desc_a 0: A in registers)
   float* accumulators = nullptr;    // the thread's D registers

@@ -155,8 +155,8 @@ TEST_CASE("simt: wgmma misuse fails the launch with a reason", "[simt]") {
                         Case{WgmmaFault::kLaneDescriptors, "different descriptors"},
                         Case{WgmmaFault::kRegistersChanged, "A registers changed"},
                         Case{WgmmaFault::kAccumulatorsChanged, "accumulators changed"},
-                        Case{WgmmaFault::kWarpSkips, "every thread of a warpgroup executes the same instructions"},
-                        Case{WgmmaFault::kWarpDescriptors, "with other operands"},
+                        Case{WgmmaFault::kWarpSkips, "wgmma instruction 1 of thread 96 is a wgmma.commit_group, of thread 0 a wgmma.mma_async"},
+                        Case{WgmmaFault::kWarpDescriptors, "is a wgmma.mma_async with other operands than thread 0's"},
                         Case{WgmmaFault::kPartialWarpgroup, "warpgroup of fewer than 128 threads"}}) {
     INFO(c.reason);
     const cudaError_t err = synthpert::simt_test::launch_wgmma_fault(c.fault);
