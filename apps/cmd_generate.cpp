@@ -61,7 +61,7 @@ RunFn setup(CLI::App& cmd) {
     nlohmann::json out = {{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}};
     if (tok) {
       out["prompt_ids"] = prompt_ids;
-      out["text"] = tok->decode(results[0].tokens, true);
+      out["text"] = tok->decode_generated(results[0].tokens);
     }
     print_json(out);
     return 0;

@@ -98,7 +98,7 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   std::vector<json> out;
   for (size_t k = 0; k < results.size(); ++k) {
     Prediction p = unanswered_prediction(rows[begin + k]);
-    const std::string text = enc.tokenizer().decode(results[k].tokens, /*skip_special=*/true);
+    const std::string text = enc.tokenizer().decode_generated(results[k].tokens);
     p.prediction = parse_answer(text, results[k].finish_reason == "length");
     json line = prediction_to_json(p);
     line["response"] = text;

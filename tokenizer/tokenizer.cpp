@@ -17,6 +17,14 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
   throw InputError(dir + ": holds neither tokenizer.json nor tokenizer.model");
 }
 
+std::string Tokenizer::decode_generated(const std::vector<int64_t>& ids) const {
+  std::vector<int64_t> known;
+  known.reserve(ids.size());
+  for (int64_t id : ids)
+    if (id_to_token(id)) known.push_back(id);
+  return decode(known, /*skip_special=*/true);
+}
+
 std::string clean_up_tokenization(std::string text) {
   static const std::pair<const char*, const char*> kRules[] = {
       {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},

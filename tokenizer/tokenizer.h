@@ -27,7 +27,13 @@ class Tokenizer {
   // add_special: BOS etc. as the model's config/post-processor says. Special
   // tokens written in the text are recognised.
   virtual std::vector<int64_t> encode(std::string_view text, bool add_special = true) const = 0;
+  // Throws InputError for an id the tokenizer has no token for.
   virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const = 0;
+  // The text of ids a model generated, special tokens skipped. Ids with no
+  // token are dropped, as Hugging Face's tokenizers do when decoding: a model
+  // whose embedding is padded past its tokenizer (Qwen2's, for one) can
+  // sample them, and they have no text.
+  std::string decode_generated(const std::vector<int64_t>& ids) const;
   virtual int64_t vocab_size() const = 0;
   virtual std::optional<int64_t> token_to_id(std::string_view token) const = 0;
   // The token string of an id (before decoding), if the id exists.

@@ -211,7 +211,7 @@ Prepared ApiServer::Impl::prepare(const std::string& model_name, std::vector<int
 
 std::shared_ptr<Generation> ApiServer::Impl::start(const Prepared& p) {
   auto g = std::make_shared<Generation>(
-      [this](const std::vector<int64_t>& ids) { return tok->decode(ids, /*skip_special=*/true); }, p.decode.stop);
+      [this](const std::vector<int64_t>& ids) { return tok->decode_generated(ids); }, p.decode.stop);
   engine::SequenceRequest job;
   job.prompt = p.prompt;
   job.adapter = p.adapter;

@@ -82,7 +82,7 @@ int64_t PerturbPredictor::reasoning_budget(const PredictRequest& req) const {
 }
 
 void PerturbPredictor::add_reasoning(json& prediction, const engine::GenerateResult& written) const {
-  const std::string text = enc_.tokenizer().decode(written.tokens, /*skip_special=*/true);
+  const std::string text = enc_.tokenizer().decode_generated(written.tokens);
   const auto label = perturb::parse_answer(text, written.finish_reason == "length");
   prediction["reasoning"] = text;
   prediction["reasoning_label"] = label ? json(perturb::label_name(*label)) : json();

@@ -137,6 +137,10 @@ TEST_CASE("added tokens: single_word flag, special tokens skipped in decode", "[
   CHECK(tok->encode("abc", false) == I{3, 2});  // touches a word character: not the added token
   CHECK(tok->encode("c<x>ab", false) == I{2, 10, 9});
   CHECK(tok->decode({2, 10, 9}, true) == "c ab");  // no decoder: tokens joined by spaces, as Hugging Face does
+  // Ids past the vocabulary (a padded embedding's rows): decode refuses them,
+  // generated text drops them.
+  CHECK_THROWS_WITH(tok->decode({2, 11, 9}), Catch::Contains("token id 11 is outside the vocabulary"));
+  CHECK(tok->decode_generated({2, 11, 10, 4000, 9}) == "c ab");
   CHECK(tok->is_special(10));
   CHECK_FALSE(tok->is_special(9));
   CHECK(tok->vocab_size() == 11);
