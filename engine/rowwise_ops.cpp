@@ -192,7 +192,13 @@ torch::Tensor rope_rotate(const torch::Tensor& x_NHD, const torch::Tensor& pos_N
                           bool inverse) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
   if (use_kernel(x_NHD)) {
-    const auto x = x_NHD.stride(2) == 1 ? x_NHD : x_NHD.contiguous();
+    // The kernel takes a token and a head stride, with a token's heads inside
+    // its token stride. A gradient can arrive as a view that is not (batch 1,
+    // through a transpose: token stride D, head stride T*D): copied then.
+    const int64_t N = x_NHD.size(0), H = x_NHD.size(1), D = x_NHD.size(2);
+    const bool strides_fit = x_NHD.stride(2) == 1 && (H == 1 || x_NHD.stride(1) >= D) &&
+                             (N == 1 || x_NHD.stride(0) >= (H - 1) * x_NHD.stride(1) + D);
+    const auto x = strides_fit ? x_NHD : x_NHD.contiguous();
     const KernelDeviceScope scope(x);
     auto y = torch::empty(x.sizes(), x.options());
     kn::RopeArgs a;

@@ -157,7 +157,13 @@ void rmsnorm_backward(const RmsNormBackwardArgs& a, cudaStream_t stream) {
   float* partial = static_cast<float*>(a.workspace);
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
     SPK_VEC_SWITCH(vec8, V, [&] {
-      rmsnorm_bwd_kernel<T, V><<<unsigned(blocks), kThreads, smem, stream>>>(a, partial);
+      auto kernel = rmsnorm_bwd_kernel<T, V>;
+      // The dweight row (up to 48 KiB at the widest C) plus the static
+      // scratch passes the 48 KiB a launch gets without opting in.
+      if (smem > 0)
+        check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), op,
+                   "setting dynamic shared memory");
+      kernel<<<unsigned(blocks), kThreads, smem, stream>>>(a, partial);
     });
   });
   SPK_CHECK_LAUNCH(op);

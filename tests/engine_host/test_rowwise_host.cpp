@@ -69,4 +69,21 @@ TEST_CASE("RMSNorm, SwiGLU and RoPE kernel branches marshal the kernels' argumen
   (rq.to(torch::kFloat64) * dr).sum().backward();
   CHECK(rel_err(rq, rref.detach()) < tol);
   CHECK(rel_err(q.grad(), qr.grad()) < tol);
+
+  // Batch 1, output transposed to (B, H, T, D) and copied, as the dense
+  // attention path does: the gradient comes back with strides
+  // (H*T*D, D, T*D, 1), and its (tokens, heads, head_dim) reshape is a view
+  // whose token stride does not span a token's heads.
+  const auto k_bf = bf(torch::randn({1, 6, 3, 16}));
+  const auto pos1 = positions.narrow(0, 0, 1);
+  auto [cos1, sin1] = rope_cos_sin(inv_freq, pos1);
+  auto kr = k_bf.to(torch::kFloat64).requires_grad_(true);
+  const auto k1 = kr.narrow(-1, 0, half), k2 = kr.narrow(-1, half, half);
+  const auto kref = kr * cos1.unsqueeze(2).to(torch::kFloat64) +
+                    torch::cat({-k2, k1}, -1) * sin1.unsqueeze(2).to(torch::kFloat64);
+  const auto dk = torch::randn({1, 3, 6, 16}, torch::kFloat64);
+  (kref.transpose(1, 2).contiguous() * dk).sum().backward();
+  auto k = k_bf.detach().requires_grad_(true);
+  (rope_op(k, pos1, inv_freq).transpose(1, 2).contiguous().to(torch::kFloat64) * dk).sum().backward();
+  CHECK(rel_err(k.grad(), kr.grad()) < tol);
 }
