@@ -345,5 +345,9 @@ int main(int argc, char** argv) {
                               << command.str() << "`\n\n"
                               << md.str();
   std::fprintf(stderr, "bench_kernels: wrote %s.{json,md}\n", stem.c_str());
+  if (o.peer && peer.empty()) {
+    std::fprintf(stderr, "bench_kernels: the peer failed, so the rows have no ratio\n");
+    return 1;
+  }
   return 0;
 }

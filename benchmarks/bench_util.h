@@ -118,7 +118,8 @@ inline std::string slug(const std::string& s) {
   return out;
 }
 
-// Runs `command` (which writes JSON to json_path); an empty object on failure.
+// Runs `command` (which writes JSON to json_path); an empty object on failure
+// (the benchmark still writes its own rows, then exits non-zero).
 inline nlohmann::json run_peer(const std::string& command, const std::string& json_path) {
   std::fprintf(stderr, "benchmark: peer: %s\n", command.c_str());
   if (std::system(command.c_str()) != 0) {

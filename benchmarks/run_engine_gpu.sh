@@ -5,19 +5,20 @@
 # greedy decode of 128 tokens at batches 1, 16 and 64 (ours through the
 # packed prefill and the paged decode kernel).
 # Writes benchmarks/results/engine-<gpu>-<date>.{json,md}.
-# Usage: benchmarks/run_engine_gpu.sh [BUILD_DIR] [MODEL_DIR]
+# Usage: benchmarks/run_engine_gpu.sh [BUILD_DIR] [MODEL_DIR]   (PYTHON: default python3)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 model=${2:-/tmp/synthpert-llama3-1b}
 [ -f "$model/config.json" ] || "$build/synthpert" init-model --arch llama --preset llama3-1b --dtype bf16 --out "$model"
+python=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 args=(--prompt 512 --new 128 --batches 1,16,64 --reps 3 --device cuda --dtype bfloat16)
 "$build/benchmarks/bench_engine" "$model" "${args[@]}" > "$work/ours.json"
-python3 "$here/peer_engine_hf.py" "$model" "${args[@]}" > "$work/peer.json"
+"$python" "$here/peer_engine_hf.py" "$model" "${args[@]}" > "$work/peer.json"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-versions=$(python3 -c 'import json,torch,transformers; print(json.dumps({"torch":torch.__version__,"cuda":torch.version.cuda,"transformers":transformers.__version__}))')
-python3 "$here/write_results.py" --benchmark engine --device "$gpu" --command "benchmarks/run_engine_gpu.sh $build $model" \
+versions=$("$python" -c 'import json,torch,transformers; print(json.dumps({"torch":torch.__version__,"cuda":torch.version.cuda,"transformers":transformers.__version__}))')
+"$python" "$here/write_results.py" --benchmark engine --device "$gpu" --command "benchmarks/run_engine_gpu.sh $build $model" \
   --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers (sdpa, bf16)" --versions "$versions" \
   --notes "Model: init-model --preset llama3-1b (llama, bf16). Prefill: one forward over batch x 512 tokens with the last token's logits. Decode: greedy tokens/s of the 127 decode forwards after the prefill (argmax on the device on both sides). Median of 3 after one warm-up; device synced at the end of each timed region."

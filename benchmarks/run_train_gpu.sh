@@ -4,27 +4,39 @@
 # linear layers, bf16, sequence lengths 512..8192; QLoRA beside our LoRA.
 # Writes benchmarks/results/train-<gpu>-<date>.{json,md}.
 # Usage: benchmarks/run_train_gpu.sh [BUILD_DIR] [MODEL_DIR]
-# Environment: SEQS (sequence lengths, default "512 1024 2048 4096 8192").
+# Environment: SEQS (sequence lengths, default "512 1024 2048 4096 8192"),
+# PYTHON (default python3). Exits non-zero, after writing the results, when a
+# run of either side failed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-build}
 model=${2:-/tmp/synthpert-llama3-8b}
 [ -f "$model/config.json" ] || "$build/synthpert" init-model --arch llama --preset llama3-8b --dtype bf16 --out "$model"
+python=${PYTHON:-python3}
 work=$(mktemp -d)
+failures=0
 echo '{"rows":[]}' > "$work/ours.json"
 echo '{"rows":[]}' > "$work/peer.json"
 merge() {  # appends the rows of $2 to the file $1
-  python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); a["rows"]+=json.load(open(sys.argv[2]))["rows"]; json.dump(a,open(sys.argv[1],"w"))' "$1" "$2"
+  "$python" -c 'import json,sys; a=json.load(open(sys.argv[1])); a["rows"]+=json.load(open(sys.argv[2]))["rows"]; json.dump(a,open(sys.argv[1],"w"))' "$1" "$2"
 }
 for seq in ${SEQS:-512 1024 2048 4096 8192}; do
-  "$build/benchmarks/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" && merge "$work/ours.json" "$work/o.json" || echo "ours: seq $seq failed" >&2
-  python3 "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" && merge "$work/peer.json" "$work/p.json" || echo "peer: seq $seq failed" >&2
+  "$build/benchmarks/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" \
+    && merge "$work/ours.json" "$work/o.json" || { echo "ours: seq $seq failed" >&2; failures=$((failures + 1)); }
+  "$python" "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" \
+    && merge "$work/peer.json" "$work/p.json" || { echo "peer: seq $seq failed" >&2; failures=$((failures + 1)); }
 done
-# QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16).
+# QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16): the
+# peer's "lora seq 2048" row is copied under the QLoRA row's name.
 "$build/benchmarks/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
   && sed 's/"lora seq/"qlora seq/g' "$work/q.json" > "$work/q2.json" && merge "$work/ours.json" "$work/q2.json" \
-  || echo "ours: QLoRA failed" >&2
+  || { echo "ours: QLoRA failed" >&2; failures=$((failures + 1)); }
+"$python" -c 'import json,sys
+p=json.load(open(sys.argv[1]))
+p["rows"]+=[dict(r,name="q"+r["name"]) for r in p["rows"] if r["name"].startswith("lora seq 2048")]
+json.dump(p,open(sys.argv[1],"w"))' "$work/peer.json"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
-versions=$(python3 -c 'import json,torch,transformers,peft; print(json.dumps({"torch":torch.__version__,"transformers":transformers.__version__,"peft":peft.__version__}))')
-python3 "$here/write_results.py" --benchmark train --device "$gpu" --command "benchmarks/run_train_gpu.sh $build $model" \
+versions=$("$python" -c 'import json,torch,transformers,peft; print(json.dumps({"torch":torch.__version__,"transformers":transformers.__version__,"peft":peft.__version__}))')
+"$python" "$here/write_results.py" --benchmark train --device "$gpu" --command "benchmarks/run_train_gpu.sh $build $model" \
   --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers+peft (sdpa)" --versions "$versions"
+[ "$failures" = 0 ] || { echo "run_train_gpu: $failures run(s) failed; their rows are missing" >&2; exit 1; }

@@ -37,7 +37,9 @@ def main():
     out = {"benchmark": a.benchmark, "device": a.device, "date": date,
            "versions": json.loads(a.versions), "command": a.command, "notes": a.notes, "rows": rows}
     os.makedirs(a.outdir, exist_ok=True)
-    stem = os.path.join(a.outdir, f"{a.benchmark}-{a.device.split()[0].lower()}-{date}")
+    # The device's name as bench_util.h's slug() writes it ("NVIDIA H200" -> nvidia-h200).
+    device = "-".join(w for w in "".join(c.lower() if c.isalnum() else " " for c in a.device).split())
+    stem = os.path.join(a.outdir, f"{a.benchmark}-{device}-{date}")
     json.dump(out, open(stem + ".json", "w"), indent=2)
     with open(stem + ".md", "w") as f:
         f.write(f"# {a.benchmark} on {a.device}, {date}\n\n")
