@@ -59,7 +59,8 @@ RunFn setup(CLI::App& cmd) {
                "check the inputs and prompts and print the first row's teacher and judge messages; send nothing");
   cmd.footer(
       "API keys come from the environment, not the command line: $SYNTHPERT_TEACHER_API_KEY (else $OPENAI_API_KEY) "
-      "for the teacher, $SYNTHPERT_JUDGE_API_KEY (else the teacher's key) for the judge.");
+      "for the teacher, $SYNTHPERT_JUDGE_API_KEY for the judge (else the teacher's key, when the judge is the "
+      "teacher's endpoint).");
   return [o] {
     auto job = o->job;
     SP_CHECK_INPUT(o->judge_url.empty() || !o->judge_model.empty(), "--judge ", o->judge_url,
@@ -70,8 +71,12 @@ RunFn setup(CLI::App& cmd) {
     job.teacher.api_key = env_or("SYNTHPERT_TEACHER_API_KEY", env_or("OPENAI_API_KEY", ""));
     job.teacher.timeout_s = o->timeout;
     if (!o->judge_model.empty()) {
-      job.judge = perturb::ChatEndpoint{o->judge_url.empty() ? job.teacher.url : o->judge_url, o->judge_model,
-                                        env_or("SYNTHPERT_JUDGE_API_KEY", job.teacher.api_key), o->timeout};
+      // The teacher's key goes only to the teacher's endpoint, never to
+      // another host (an OpenAI key sent to a local judge over plain HTTP).
+      const bool same_endpoint = o->judge_url.empty() || o->judge_url == job.teacher.url;
+      job.judge = perturb::ChatEndpoint{same_endpoint ? job.teacher.url : o->judge_url, o->judge_model,
+                                        env_or("SYNTHPERT_JUDGE_API_KEY", same_endpoint ? job.teacher.api_key : ""),
+                                        o->timeout};
     }
     if (o->temperature >= 0) job.teacher_options.temperature = o->temperature;
     if (o->max_tokens > 0) job.teacher_options.max_tokens = o->max_tokens;

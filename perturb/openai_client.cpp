@@ -57,7 +57,11 @@ std::string error_text(const std::string& body) {
       return j["error"]["message"].get<std::string>();
   } catch (const json::exception&) {
   }
-  return body.size() > 300 ? body.substr(0, 300) + "..." : body;
+  if (body.size() <= 300) return body;
+  // Cut before a UTF-8 continuation byte, so a multi-byte character is not split.
+  size_t cut = 300;
+  while (cut > 0 && (static_cast<unsigned char>(body[cut]) & 0xC0) == 0x80) --cut;
+  return body.substr(0, cut) + "...";
 }
 
 // Exponential backoff with +-25% jitter so many workers hitting one rate limit
@@ -110,12 +114,16 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
       try {
         const json j = json::parse(res->body);
         const json& choice = j.at("choices").at(0);
-        const json& content = choice.at("message").at("content");
-        SP_CHECK_INPUT(content.is_string(), "the reply has no text content (a refusal or a tool call)");
+        const json& message = choice.at("message");
+        // No text is an answer too, not a failed request: content is null
+        // when a reasoning model spent its budget thinking (vLLM), on a
+        // refusal (whose text comes in "refusal") and on a tool call.
+        const json content = message.value("content", json()), refusal = message.value("refusal", json());
         ChatReply reply;
-        reply.content = content.get<std::string>();
+        if (content.is_string()) reply.content = content.get<std::string>();
+        else if (refusal.is_string()) reply.content = refusal.get<std::string>();
         for (const char* key : {"reasoning_content", "reasoning"}) {
-          const json r = choice.at("message").value(key, json());
+          const json r = message.value(key, json());
           if (r.is_string() && reply.reasoning.empty()) reply.reasoning = r.get<std::string>();
         }
         const json finish = choice.value("finish_reason", json());

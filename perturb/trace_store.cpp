@@ -88,7 +88,9 @@ void TraceStore::load(const std::string& path, bool accepted) {
 }
 
 void TraceStore::write(const json& record, bool accepted) {
-  const std::string line = record.dump() + '\n';
+  // Replacement characters for bytes that are not UTF-8 (a proxy's error
+  // page quoted in "error"): the row is written, not the run stopped.
+  const std::string line = record.dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
   std::lock_guard<std::mutex> lock(mutex_);
   std::FILE* f = accepted ? accepted_ : rejected_;
   const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() && std::fflush(f) == 0;

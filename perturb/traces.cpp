@@ -193,6 +193,12 @@ class TraceRun {
     }
     judge_usage_.add(verdict);
     record["judge_reply"] = verdict.content;
+    if (verdict.finish_reason == "length") {
+      // Cut off mid-thought, a "<grade>" in it may be one the judge was
+      // about to take back.
+      record["reason"] = "judge_truncated";
+      return {record, false, ""};
+    }
     const auto grade = parse_grade(verdict.content);
     if (!grade) {
       record["reason"] = "ungraded";

@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "perturb/openai_client.h"
+#include "perturb/trace_store.h"
 #include "perturb/traces.h"
 #include "tests/perturb/mock_chat_server.h"
 #include "tests/test_util.h"
@@ -128,15 +129,28 @@ TEST_CASE("chat client: no server, and replies without text", "[traces]") {
     CHECK(e.status() == 0);
     CHECK_THAT(e.what(), Catch::Contains("no response") && Catch::Contains("after 2 attempts"));
   }
-  MockChatServer server([](const json&, const httplib::Request&) -> std::pair<int, json> {
-    json refusal = completion("");
-    refusal["choices"][0]["message"]["content"] = nullptr;
-    return {200, refusal};
-  });
-  CHECK_THROWS_WITH(ChatClient({server.url(), "m", "", 2}, quick_retry(3)).complete(kHello, {}),
-                    Catch::Contains("no text content"));
-  CHECK(server.requests().size() == 1);
 }
+
+TEST_CASE("chat client: a reply without text is an answer, not a failure", "[traces]") {
+  // content null: a refusal (its text in "refusal"), or a reasoning model
+  // that spent its budget thinking (vLLM's reasoning parsers).
+  MockChatServer server([](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    json reply = completion("", body["model"] == "refuses" ? "stop" : "length");
+    reply["choices"][0]["message"]["content"] = nullptr;
+    if (body["model"] == "refuses") reply["choices"][0]["message"]["refusal"] = "I can't help with that.";
+    else reply["choices"][0]["message"]["reasoning_content"] = "Thinking about X and";
+    return {200, reply};
+  });
+  const auto refused = ChatClient({server.url(), "refuses", "", 2}, quick_retry(3)).complete(kHello, {});
+  CHECK(refused.content == "I can't help with that.");
+  CHECK(refused.finish_reason == "stop");
+  const auto cut = ChatClient({server.url(), "thinks", "", 2}, quick_retry(3)).complete(kHello, {});
+  CHECK(cut.content.empty());
+  CHECK(cut.reasoning == "Thinking about X and");
+  CHECK(cut.finish_reason == "length");
+  CHECK(server.requests().size() == 2);  // neither retried
+}
+
 
 TEST_CASE("chat client: reasoning sent apart from the text is kept", "[traces]") {
   MockChatServer server([](const json& body, const httplib::Request&) -> std::pair<int, json> {
@@ -600,6 +614,51 @@ TEST_CASE("traces: a cancelled run finishes the row in flight and says so", "[tr
   CHECK(rest["interrupted"] == false);
   CHECK(read_records(job.out_path).size() == 6);  // G_WRG, labelled down, is rejected
   CHECK(read_records(job.rejected_path).size() == 1);
+}
+
+TEST_CASE("traces: a judge cut off at its token limit is not graded; a teacher without text is truncated",
+          "[traces]") {
+  test::TempDir dir("traces-cut");
+  {
+    std::ofstream f(dir.path + "/rows.jsonl");
+    for (const std::string gene : {"G_EXC", "G_NUL"})
+      f << json{{"cell_type", "k562"}, {"pert", "P1"}, {"gene", gene}, {"label", "upregulated"},
+                {"messages", {{{"role", "user"}, {"content", "Does " + gene + " change?"}}}}}
+                   .dump()
+        << "\n";
+  }
+  MockChatServer server([](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    const std::string gene = gene_in(body);
+    if (body["model"] == "teacher-1") {
+      if (gene == "G_EXC") return {200, completion(trace_for(gene, "upregulated"))};
+      json reply = completion("", "length");
+      reply["choices"][0]["message"]["content"] = nullptr;
+      return {200, reply};
+    }
+    // A judge thinking inline, cut off before taking its first grade back.
+    return {200, completion("<think>First impression: <grade>excellent</grade>? But the mechanism is", "length")};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  const json summary = run_traces(job);
+  CHECK(summary["accepted"] == 0);
+  CHECK(summary["failed"] == 0);
+  CHECK(summary["rejected"] == json{{"judge_truncated", 1}, {"truncated", 1}});
+  std::map<std::string, json> rejected;
+  for (const auto& r : read_records(job.rejected_path)) rejected[r["gene"]] = r;
+  CHECK(rejected["G_EXC"]["reason"] == "judge_truncated");
+  CHECK(rejected["G_EXC"]["judge"].is_null());
+  CHECK(rejected["G_NUL"]["reason"] == "truncated");
+}
+
+TEST_CASE("traces: a record quoting bytes that are not UTF-8 is still written", "[traces]") {
+  test::TempDir dir("traces-utf8");
+  {
+    TraceStore store(dir.path + "/a.jsonl", dir.path + "/r.jsonl", false, {"t", ""});
+    store.write(json{{"gene", "G1"}, {"reason", "error"}, {"error", "HTTP 502: caf\xc3"}}, false);
+  }
+  const auto records = read_records(dir.path + "/r.jsonl");
+  REQUIRE(records.size() == 1);
+  CHECK(records[0]["error"] == "HTTP 502: caf\xef\xbf\xbd");  // U+FFFD
 }
 
 }  // namespace
