@@ -28,9 +28,8 @@ for seq in ${SEQS:-512 1024 2048 4096 8192}; do
 done
 # QLoRA at 2048, compared with the same peer row (PEFT LoRA in bf16): the
 # peer's "lora seq 2048" row is copied under the QLoRA row's name.
-"$build/benchmarks/bench_train" "$model" --seq 2048 --qlora --name lora > "$work/q.json" \
-  && sed 's/"lora seq/"qlora seq/g' "$work/q.json" > "$work/q2.json" && merge "$work/ours.json" "$work/q2.json" \
-  || { echo "ours: QLoRA failed" >&2; failures=$((failures + 1)); }
+"$build/benchmarks/bench_train" "$model" --seq 2048 --qlora --name qlora > "$work/q.json" \
+  && merge "$work/ours.json" "$work/q.json" || { echo "ours: QLoRA failed" >&2; failures=$((failures + 1)); }
 "$python" -c 'import json,sys
 p=json.load(open(sys.argv[1]))
 p["rows"]+=[dict(r,name="q"+r["name"]) for r in p["rows"] if r["name"].startswith("lora seq 2048")]

@@ -37,16 +37,16 @@ std::string folder_name(std::string dir) {
   return slash == std::string::npos ? dir : dir.substr(slash + 1);
 }
 
+// Replacement characters for bytes that are not UTF-8 (a percent-decoded
+// path echoed in an error): dump() would throw outside any handler.
+std::string dump_lossy(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  // Replacement characters for bytes that are not UTF-8 (a percent-decoded
-  // path echoed in an error): dump() would throw outside any handler.
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(dump_lossy(body), "application/json");
 }
 
-std::string sse(const json& chunk) {
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-}
+std::string sse(const json& chunk) { return "data: " + dump_lossy(chunk) + "\n\n"; }
 
 // What one generation request needs on both threads: the worker writes its
 // text into the channel, the HTTP thread reads it out.
