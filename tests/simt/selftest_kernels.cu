@@ -44,6 +44,13 @@ __global__ void reverse_kernel(int* out) {
   out[threadIdx.x] = values[blockDim.x - 1 - threadIdx.x];
 }
 
+__global__ void last_int_kernel(int n, int* out) {
+  extern __shared__ int words[];
+  if (threadIdx.x == 0) words[n - 1] = 42;
+  __syncthreads();
+  out[threadIdx.x] = words[n - 1];
+}
+
 __global__ void neighbour_read_kernel(int base, bool with_barrier, int* out) {
   __shared__ int slot[1024];
   slot[threadIdx.x] = base + int(threadIdx.x);
@@ -202,6 +209,15 @@ cudaError_t launch_shuffles(int delta, int src, int width, int* out) {
 
 cudaError_t launch_reverse_through_dynamic_shared(int threads, int* out) {
   reverse_kernel<<<1, threads, threads * sizeof(int)>>>(out);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_large_dynamic_shared(size_t bytes, bool raise_limit, int* out) {
+  if (raise_limit) {
+    const cudaError_t e = cudaFuncSetAttribute(last_int_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+    if (e != cudaSuccess) return e;
+  }
+  last_int_kernel<<<1, 32, bytes>>>(int(bytes / sizeof(int)), out);
   return cudaGetLastError();
 }
 

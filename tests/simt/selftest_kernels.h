@@ -23,6 +23,12 @@ cudaError_t launch_shuffles(int delta, int src, int width, int* out);
 // out[t] = the value thread (threads - 1 - t) wrote to dynamic shared memory.
 cudaError_t launch_reverse_through_dynamic_shared(int threads, int* out);
 
+// 32 threads over `bytes` of dynamic shared memory: thread 0 writes 42 to the
+// last int, every thread reads it into out[t]. With raise_limit, the kernel's
+// cudaFuncAttributeMaxDynamicSharedMemorySize is set to `bytes` first (its
+// error, if any, is returned without launching).
+cudaError_t launch_large_dynamic_shared(size_t bytes, bool raise_limit, int* out);
+
 // Thread t writes base + t to shared slot t, then (after a __syncthreads only
 // if with_barrier) reads slot (t + 1) % threads into out[t]: without the
 // barrier a data race, whose outcome depends on the schedule.

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -257,6 +258,8 @@ Schedule initial_schedule() {
 Schedule g_schedule = initial_schedule();
 
 std::mutex g_launch_mutex;  // __shared__ statics allow one block at a time
+std::mutex g_limits_mutex;
+std::map<const void*, size_t> g_dynamic_shared_limits;  // set by cudaFuncSetAttribute
 std::mutex g_error_mutex;
 std::string g_launch_error;
 
@@ -666,14 +669,32 @@ void wgmma_wait(int pending) {
   f.wgmma_fenced = false;
 }
 
-std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure) {
+void set_dynamic_shared_limit(const void* kernel, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_limits_mutex);
+  g_dynamic_shared_limits[kernel] = bytes;
+}
+
+size_t dynamic_shared_limit(const void* kernel) {
+  std::lock_guard<std::mutex> lock(g_limits_mutex);
+  const auto it = g_dynamic_shared_limits.find(kernel);
+  return it == g_dynamic_shared_limits.end() ? kDefaultDynamicSharedLimit : it->second;
+}
+
+std::string run_grid(const void* kernel, Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body,
+                     void* closure) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0 || threads > 1024 || block.z > 64 ||
       grid.y > 65535 || grid.z > 65535)
     return "invalid configuration argument: grid (" + std::to_string(grid.x) + "," + std::to_string(grid.y) + "," +
            std::to_string(grid.z) + "), block (" + std::to_string(block.x) + "," + std::to_string(block.y) + "," +
            std::to_string(block.z) + ")";
-  if (dynamic_smem > 227 * 1024) return "dynamic shared memory of " + std::to_string(dynamic_smem) + " bytes";
+  const size_t limit = dynamic_shared_limit(kernel);
+  if (dynamic_smem > limit)
+    return "too much dynamic shared memory: " + std::to_string(dynamic_smem) + " bytes, over the kernel's limit of " +
+           std::to_string(limit) +
+           (limit == kDefaultDynamicSharedLimit
+                ? " (the default; cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) raises it)"
+                : "");
   std::lock_guard<std::mutex> serial(g_launch_mutex);
   if (tl_launch) return "simt: a kernel launched another kernel";
   LaunchState l;

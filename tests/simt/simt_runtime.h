@@ -116,9 +116,22 @@ void fence_proxy_async();
 void require_async_visible(const void* p, size_t bytes);
 
 // Runs `body` once per thread of every block; returns an empty string or the
-// first fault of the launch.
+// first fault of the launch. `kernel` (the __global__ function) is only an
+// identity, for its dynamic shared memory limit.
 using KernelBody = void (*)(void* closure);
-std::string run_grid(Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body, void* closure);
+std::string run_grid(const void* kernel, Dim3 grid, Dim3 block, size_t dynamic_smem, KernelBody body,
+                     void* closure);
+
+// A kernel may launch with at most 48 KiB of dynamic shared memory until
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n)
+// raises its limit to n (at most the device's opt-in 227 KiB), as on the
+// device; a launch over the limit fails. (The device also counts the
+// kernel's static shared memory against the limit; the emulation cannot see
+// static sizes, so that part is not checked.)
+constexpr size_t kDefaultDynamicSharedLimit = 48 * 1024;
+constexpr size_t kOptInSharedLimit = 227 * 1024;
+void set_dynamic_shared_limit(const void* kernel, size_t bytes);
+size_t dynamic_shared_limit(const void* kernel);
 
 // The order in which a block's fibers are run in each round: thread 0 first,
 // or the last thread first. A kernel missing a barrier can read a value
@@ -159,7 +172,7 @@ struct Launch {
     // Arguments are copied once, as the launch copies them to the device.
     Closure c{kernel, std::tuple<std::decay_t<Params>...>(std::forward<Args>(args)...)};
     const std::string fault = run_grid(
-        grid, block, smem,
+        reinterpret_cast<const void*>(kernel), grid, block, smem,
         [](void* p) {
           auto* cl = static_cast<Closure*>(p);
           std::apply([&](const auto&... v) { cl->kernel(v...); }, cl->values);

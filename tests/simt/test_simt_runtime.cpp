@@ -59,6 +59,23 @@ TEST_CASE("simt: dynamic shared memory is shared by the block", "[simt]") {
   for (int t = 0; t < threads; ++t) REQUIRE(out[t] == (threads - 1 - t) * 7);
 }
 
+TEST_CASE("simt: over 48 KiB of dynamic shared memory needs the kernel's limit raised first", "[simt]") {
+  using synthpert::simt_test::launch_large_dynamic_shared;
+  std::vector<int> out(32, -1);
+  // 48 KiB is allowed as it is; one int more is not, until the limit is raised.
+  REQUIRE(launch_large_dynamic_shared(48 * 1024, false, out.data()) == cudaSuccess);
+  CHECK(out[31] == 42);
+  const cudaError_t err = launch_large_dynamic_shared(48 * 1024 + 4, false, out.data());
+  REQUIRE(err == cudaErrorLaunchFailure);
+  CHECK(std::strstr(cudaGetErrorString(err), "over the kernel's limit of 49152") != nullptr);
+  out.assign(32, -1);
+  REQUIRE(launch_large_dynamic_shared(100 * 1024, true, out.data()) == cudaSuccess);
+  CHECK(out[0] == 42);
+  // The raised limit is the new bound; the device's opt-in maximum cannot be passed.
+  CHECK(launch_large_dynamic_shared(100 * 1024 + 4, false, out.data()) == cudaErrorLaunchFailure);
+  CHECK(launch_large_dynamic_shared(227 * 1024 + 4, true, out.data()) == cudaErrorInvalidValue);
+}
+
 TEST_CASE("simt: faults become failed launches with a reason, and the next launch runs", "[simt]") {
   struct Case {
     Fault fault;
