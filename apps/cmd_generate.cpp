@@ -2,12 +2,15 @@
 // as text (tokenized with the model folder's tokenizer) or as chat messages
 // (rendered with its chat template). JSON on stdout; with a text or chat
 // prompt the continuation is decoded to text as well.
+#include <algorithm>
+
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/generate.h"
 #include "engine/peft_adapter.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tokenizer_config.h"
 
 namespace synthpert::cli {
 namespace {
@@ -33,7 +36,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--top-k", o->top_k, "0 = off")->capture_default_str();
   cmd.add_option("--top-p", o->top_p, "1 = off")->capture_default_str();
   cmd.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
-  cmd.add_flag("--ignore-eos", o->no_stop, "do not stop at the model's EOS tokens");
+  cmd.add_flag("--ignore-eos", o->no_stop,
+               "do not stop at the model's EOS tokens (config.json, generation_config.json and the tokenizer's)");
   return [o, ids, prompt, messages] {
     SP_CHECK_INPUT(ids->count() + prompt->count() + messages->count() == 1,
                    "exactly one of --ids, --prompt or --messages is required");
@@ -56,7 +60,15 @@ RunFn setup(CLI::App& cmd) {
     engine::GenerateOptions g;
     g.max_new_tokens = o->max_new_tokens;
     g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
-    if (!o->no_stop) g.stop_ids = model.config().eos_token_ids;
+    if (!o->no_stop) {
+      // The stops the server and eval use; without a tokenizer (--ids), the
+      // config's and generation_config.json's, as transformers' generate.
+      g.stop_ids = model.config().eos_token_ids;
+      const std::vector<int64_t> more =
+          tok ? tok->eos_ids() : tokenizer::TokenizerConfig::load(o->model).generation_eos_ids;
+      for (int64_t id : more)
+        if (std::find(g.stop_ids.begin(), g.stop_ids.end(), id) == g.stop_ids.end()) g.stop_ids.push_back(id);
+    }
     const auto results = engine::generate(model, {prompt_ids}, g);
     nlohmann::json out = {{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}};
     if (tok) {

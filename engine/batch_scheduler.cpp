@@ -1,6 +1,8 @@
 #include "engine/batch_scheduler.h"
 
 #include <algorithm>
+#include <limits>
+#include <stdexcept>
 
 #include "common/error.h"
 
@@ -179,11 +181,26 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
   // as the Sampler) and copies R ids; otherwise every row goes through its
   // Sampler on the host, one (R, V) copy.
   torch::Tensor picked, logits;
-  if (greedy) picked = logits_RV.argmax(-1).to(torch::kCPU);
-  else logits = logits_RV.to(torch::kCPU, torch::kFloat32).contiguous();
+  if (greedy) {
+    // NaN (an overflowed fp16 activation) is never picked, as on the host;
+    // torch's argmax would take it as the maximum. A row of NaN only gives -1.
+    constexpr double kInf = std::numeric_limits<double>::infinity();
+    const torch::Tensor argmax = logits_RV.nan_to_num(-kInf, kInf, -kInf).argmax(-1);
+    picked = torch::where(logits_RV.isnan().all(-1), torch::full_like(argmax, -1), argmax).to(torch::kCPU);
+  } else {
+    logits = logits_RV.to(torch::kCPU, torch::kFloat32).contiguous();
+  }
   for (int64_t i = 0; i < R; ++i) {
     Row& row = rows_[rows[i]];
-    const int64_t tok = greedy ? picked.data_ptr<int64_t>()[i] : row.sampler.sample(logits.data_ptr<float>() + i * V, V);
+    int64_t tok = -1;
+    try {
+      if (!greedy) tok = row.sampler.sample(logits.data_ptr<float>() + i * V, V);
+      else if ((tok = picked.data_ptr<int64_t>()[i]) < 0)
+        throw std::runtime_error("every logit is NaN: the model's activations overflowed (try bf16 or f32)");
+    } catch (const std::exception& e) {
+      fail(row, e.what());  // this row alone: the others' logits are fine
+      continue;
+    }
     if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
       finish(row, "stop");
       continue;

@@ -46,9 +46,11 @@ struct SequenceRequest {
   std::function<bool(int64_t token)> on_token;
   // Once, when the sequence finishes.
   std::function<void(const GenerateResult&)> on_finish;
-  // Instead of on_finish when the scheduler is failed (fail_all), or when
-  // this sequence's own on_token or on_finish throws: that ends the sequence
-  // alone (a reply that cannot be decoded), the others go on.
+  // Instead of on_finish when the scheduler is failed (fail_all), when this
+  // sequence's logits have nothing to sample (all NaN), or when its own
+  // on_token throws: that ends the sequence alone (a reply that cannot be
+  // decoded), the others go on. Also after an on_finish that threw, which
+  // therefore must not have delivered the result.
   std::function<void(const std::string& message)> on_error;
 };
 

@@ -28,6 +28,12 @@ Arch parse_arch(const std::string& name) {
 
 namespace {
 
+// Defaults of transformers' MistralConfig and Qwen2Config/Qwen3Config, for
+// keys a config.json leaves out.
+constexpr int64_t kMistralDefaultSlidingWindow = 4096;
+constexpr int64_t kQwenDefaultSlidingWindow = 4096;
+constexpr int64_t kQwenDefaultMaxWindowLayers = 28;
+
 Arch detect_arch(const json& j, const std::string& src) {
   if (j.contains("model_type") && j["model_type"].is_string()) {
     const std::string mt = j["model_type"];
@@ -75,16 +81,17 @@ bool get_bool_or(const json& j, const char* key, bool fallback, const std::strin
   return j[key].get<bool>();
 }
 
-RopeScaling parse_rope_scaling(const json& j, const std::string& src) {
+// The scaling described by `s` (`key` names it in messages): transformers
+// 4.x's "rope_scaling" object, or 5.x's "rope_parameters", which also holds
+// the theta.
+RopeScaling parse_rope_scaling(const json& s, const char* key, const std::string& src) {
   RopeScaling r;
-  if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return r;
-  const json& s = j["rope_scaling"];
-  SP_CHECK_INPUT(s.is_object(), src, ": 'rope_scaling' must be an object or null");
+  SP_CHECK_INPUT(s.is_object(), src, ": '", key, "' must be an object or null");
   std::string type;
   if (s.contains("rope_type")) type = s["rope_type"].get<std::string>();
   else if (s.contains("type")) type = s["type"].get<std::string>();
-  else throw InputError(str_cat(src, ": rope_scaling needs 'rope_type' (or 'type')"));
-  const std::string ctx = src + ": rope_scaling";
+  else throw InputError(str_cat(src, ": ", key, " needs 'rope_type' (or 'type')"));
+  const std::string ctx = src + ": " + key;
   if (type == "default") return r;
   if (type == "linear") {
     r.type = type;
@@ -104,6 +111,36 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& src) {
   }
   throw InputError(str_cat(ctx, ": rope type '", type,
                            "' is not supported (default, linear, llama3)"));
+}
+
+// An absent "sliding_window" is the config class's default; null is no
+// window (as Mistral v0.2 on writes it).
+int64_t window_or_default(const json& j, int64_t fallback, const std::string& src) {
+  return j.contains("sliding_window") ? get_int_or(j, "sliding_window", 0, src) : fallback;
+}
+
+// rope_theta and rope_scaling from either config layout. transformers 5
+// writes {"rope_parameters": {"rope_type", "rope_theta", "factor", ...}} and
+// may leave out the top-level keys 4.x wrote; a config holding both layouts
+// must not disagree.
+void parse_rope(const json& j, const std::string& src, ModelConfig& c) {
+  c.rope_theta = get_num_or(j, "rope_theta", 10000.0, src);
+  const bool has_scaling = j.contains("rope_scaling") && !j["rope_scaling"].is_null();
+  if (has_scaling) c.rope_scaling = parse_rope_scaling(j["rope_scaling"], "rope_scaling", src);
+  if (!j.contains("rope_parameters") || j["rope_parameters"].is_null()) return;
+  const json& p = j["rope_parameters"];
+  const RopeScaling scaling = parse_rope_scaling(p, "rope_parameters", src);
+  const double theta = get_num_or(p, "rope_theta", c.rope_theta, src + ": rope_parameters");
+  SP_CHECK_INPUT(!j.contains("rope_theta") || j["rope_theta"].is_null() || theta == c.rope_theta, src,
+                 ": rope_theta (", c.rope_theta, ") and rope_parameters.rope_theta (", theta, ") disagree");
+  const RopeScaling& s = c.rope_scaling;
+  SP_CHECK_INPUT(!has_scaling || (s.type == scaling.type && s.factor == scaling.factor &&
+                                  s.low_freq_factor == scaling.low_freq_factor &&
+                                  s.high_freq_factor == scaling.high_freq_factor &&
+                                  s.original_max_position_embeddings == scaling.original_max_position_embeddings),
+                 src, ": rope_scaling and rope_parameters describe different RoPE scalings");
+  c.rope_theta = theta;
+  c.rope_scaling = scaling;
 }
 
 std::vector<int64_t> parse_eos(const json& j) {
@@ -156,8 +193,15 @@ ModelConfig parse_config(const json& j, const std::string& src) {
                  ": head_dim must be positive and even for RoPE, got ", c.head_dim);
   c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 2048, src);
   c.rms_norm_eps = get_num_or(j, "rms_norm_eps", 1e-6, src);
-  c.rope_theta = get_num_or(j, "rope_theta", 10000.0, src);
-  c.rope_scaling = parse_rope_scaling(j, src);
+  parse_rope(j, src, c);
+  SP_CHECK_INPUT(c.rope_theta > 0, src, ": rope_theta must be positive, got ", c.rope_theta);
+  // The MLP is SwiGLU with SiLU ("swish" is transformers' other name for it);
+  // another activation would load and compute the wrong function.
+  if (j.contains("hidden_act") && !j["hidden_act"].is_null()) {
+    const json& act = j["hidden_act"];
+    SP_CHECK_INPUT(act.is_string() && (act == "silu" || act == "swish"), src, ": hidden_act ", act.dump(),
+                   " is not supported (silu)");
+  }
   c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, src);
   c.initializer_range = get_num_or(j, "initializer_range", 0.02, src);
   c.bos_token_id = get_int_or(j, "bos_token_id", -1, src);
@@ -174,8 +218,8 @@ ModelConfig parse_config(const json& j, const std::string& src) {
       // Qwen2 always has q/k/v biases and none on o_proj.
       c.attention_bias = true;
       if (get_bool_or(j, "use_sliding_window", false, src)) {
-        c.sliding_window = get_int_or(j, "sliding_window", 0, src);
-        c.max_window_layers = get_int_or(j, "max_window_layers", c.num_hidden_layers, src);
+        c.sliding_window = window_or_default(j, kQwenDefaultSlidingWindow, src);
+        c.max_window_layers = get_int_or(j, "max_window_layers", kQwenDefaultMaxWindowLayers, src);
       }
       break;
     case Arch::kQwen3:
@@ -183,12 +227,12 @@ ModelConfig parse_config(const json& j, const std::string& src) {
       c.o_proj_bias = c.attention_bias;
       c.qk_norm = true;
       if (get_bool_or(j, "use_sliding_window", false, src)) {
-        c.sliding_window = get_int_or(j, "sliding_window", 0, src);
-        c.max_window_layers = get_int_or(j, "max_window_layers", c.num_hidden_layers, src);
+        c.sliding_window = window_or_default(j, kQwenDefaultSlidingWindow, src);
+        c.max_window_layers = get_int_or(j, "max_window_layers", kQwenDefaultMaxWindowLayers, src);
       }
       break;
     case Arch::kMistral:
-      c.sliding_window = get_int_or(j, "sliding_window", 0, src);
+      c.sliding_window = window_or_default(j, kMistralDefaultSlidingWindow, src);
       break;
   }
   SP_CHECK_INPUT(c.sliding_window >= 0, src, ": sliding_window must be >= 0 or null");

@@ -76,6 +76,9 @@ void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpe
   write_file_atomic(path_join(dir, kConfigFile), cfg.dump(2) + "\n");
 }
 
+// PEFT's LoraConfig default, for a config that leaves lora_alpha out.
+constexpr double kPeftDefaultAlpha = 8.0;
+
 LoraSpec read_peft_config(const std::string& dir) {
   const std::string path = path_join(dir, kConfigFile);
   json j;
@@ -90,7 +93,7 @@ LoraSpec read_peft_config(const std::string& dir) {
                  ": 'r' must be a positive integer");
   LoraSpec s;
   s.r = j["r"].get<int64_t>();
-  s.alpha = j.value("lora_alpha", static_cast<double>(s.r));
+  s.alpha = j.value("lora_alpha", kPeftDefaultAlpha);
   s.dropout = j.value("lora_dropout", 0.0);
   s.rslora = j.value("use_rslora", false);
   SP_CHECK_INPUT(!j.value("use_dora", false), path, ": DoRA adapters (use_dora) are not supported");

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <stdexcept>
 
 #include "common/error.h"
 
@@ -17,15 +19,33 @@ void validate_sampling(const SamplingParams& p) {
 Sampler::Sampler(const SamplingParams& params, uint64_t stream)
     : params_(params), rng_(params.seed * 0x9E3779B97F4A7C15ull + stream * 0xD1B54A32D192ED03ull + 1) {}
 
+namespace {
+
+// Lowest id of the highest logit; a NaN (an overflowed fp16 activation) is
+// never the answer. -1 when every logit is NaN.
+int64_t argmax_skipping_nan(const float* logits, int64_t V) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < V; ++i)
+    if (!std::isnan(logits[i]) && (best < 0 || logits[i] > logits[best])) best = i;
+  return best;
+}
+
+}  // namespace
+
 int64_t Sampler::sample(const float* logits, int64_t V) {
-  if (params_.temperature == 0.0) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < V; ++i)
-      if (logits[i] > logits[best]) best = i;
+  // A temperature so small that 1/T overflows is greedy, its limit (the
+  // softmax below would compute 0 * inf for the top token).
+  const double inv_t = params_.temperature > 0 ? 1.0 / params_.temperature : 0.0;
+  if (params_.temperature == 0.0 || !std::isfinite(inv_t)) {
+    const int64_t best = argmax_skipping_nan(logits, V);
+    if (best < 0) throw std::runtime_error("every logit is NaN: the model's activations overflowed (try bf16 or f32)");
     return best;
   }
   scratch_.resize(V);
-  for (int64_t i = 0; i < V; ++i) scratch_[i] = {logits[i], i};
+  // NaN sorts as -inf (never drawn), so the order below stays a strict weak
+  // ordering.
+  for (int64_t i = 0; i < V; ++i)
+    scratch_[i] = {std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i], i};
   // Highest logit first; ties by lower id so the order is fully determined.
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
@@ -39,8 +59,10 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
   }
   // Softmax over the kept candidates in double.
   std::vector<double> probs(keep);
-  const double inv_t = 1.0 / params_.temperature;
   const double top = scratch_[0].first;
+  if (!std::isfinite(top))
+    throw std::runtime_error(str_cat("no finite logit to sample from (the top one is ", top,
+                                     "): the model's activations overflowed (try bf16 or f32)"));
   double sum = 0;
   for (int64_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((scratch_[i].first - top) * inv_t);
   for (auto& p : probs) p /= sum;

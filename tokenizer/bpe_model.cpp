@@ -65,6 +65,10 @@ BpeModel::BpeModel(const json& c) {
     vocab_.emplace(it.key(), static_cast<int32_t>(id));
     max_id = std::max(max_id, id);
   }
+  // Ids are dense in every tokenizer.json seen; a few holes are fine, a
+  // sparse table (an id of 2e9 in a 100-token vocab) is a broken file.
+  SP_CHECK_INPUT(max_id < 2 * static_cast<int64_t>(vocab.size()) + 1024, "tokenizer.json: vocab id ", max_id,
+                 " is far past the vocabulary's ", vocab.size(), " tokens");
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   for (const auto& [tok, id] : vocab_) {
     id_to_token_[id] = tok;

@@ -21,14 +21,16 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
   const TokenizerConfig cfg = TokenizerConfig::load(dir);
   std::string source;
   const json& ct = cfg.chat_template;
-  if (ct.is_string()) {
+  // transformers lets chat_template.jinja win over the config's template
+  // (newer saves write the template there and may leave an old one behind).
+  if (path_exists(path_join(dir, "chat_template.jinja"))) {
+    source = read_file(path_join(dir, "chat_template.jinja"));
+  } else if (ct.is_string()) {
     source = ct.get<std::string>();
   } else if (ct.is_array()) {
     for (const auto& entry : ct)
       if (entry.is_object() && entry.value("name", "") == "default") source = entry.value("template", "");
     SP_CHECK_INPUT(!source.empty(), cfg_path, ": chat_template list has no entry named \"default\"");
-  } else if (path_exists(path_join(dir, "chat_template.jinja"))) {
-    source = read_file(path_join(dir, "chat_template.jinja"));
   } else if (path_exists(path_join(dir, "chat_template.json"))) {
     const json j = read_json_file(path_join(dir, "chat_template.json"));
     SP_CHECK_INPUT(j.contains("chat_template") && j["chat_template"].is_string(), path_join(dir, "chat_template.json"),

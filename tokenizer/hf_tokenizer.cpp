@@ -51,17 +51,25 @@ HfTokenizer::HfTokenizer(const json& j, const TokenizerConfig& config, const std
   // transformers also registers tokenizer_config.json's added_tokens_decoder.
   if (config.added_tokens_decoder.is_object())
     for (auto it = config.added_tokens_decoder.begin(); it != config.added_tokens_decoder.end(); ++it) {
-      const int64_t id = std::stoll(it.key());
+      const int64_t id = parse_token_id(it.key(), "tokenizer_config.json added_tokens_decoder");
       bool known = false;
       for (const auto& a : added_) known = known || a.id == id;
       if (!known) added_.push_back(parse_added_token(it.value(), id, "tokenizer_config.json added_tokens_decoder"));
     }
   std::vector<const AddedToken*> raw, normalized;
   for (size_t i = 0; i < added_.size(); ++i) {
+    SP_CHECK_INPUT(added_[i].id >= 0, where, ": added token '", added_[i].content, "' has a negative id ", added_[i].id);
     added_by_content_.emplace(added_[i].content, i);
     added_by_id_.emplace(added_[i].id, i);
-    (added_[i].normalized && normalizer_ ? normalized : raw).push_back(&added_[i]);
+    if (added_[i].normalized && normalizer_) {
+      normalized_forms_.push_back(added_[i]);
+      normalized_forms_.back().content = normalizer_->normalize(added_[i].content);
+    } else {
+      raw.push_back(&added_[i]);
+    }
   }
+  for (const AddedToken& t : normalized_forms_)  // complete: no reallocation moves them now
+    if (!t.content.empty()) normalized.push_back(&t);
   raw_matcher_ = AddedTokenMatcher(raw);
   normalized_matcher_ = AddedTokenMatcher(normalized);
 
@@ -148,7 +156,7 @@ std::vector<int64_t> HfTokenizer::encode(std::string_view input, bool add_specia
   return out;
 }
 
-std::string HfTokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+std::string HfTokenizer::decode_text(const std::vector<int64_t>& ids, bool skip_special) const {
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int64_t id : ids) {
@@ -168,7 +176,7 @@ std::string HfTokenizer::decode(const std::vector<int64_t>& ids, bool skip_speci
   } else {
     for (size_t i = 0; i < tokens.size(); ++i) text += (i ? " " : "") + tokens[i];
   }
-  return finish_decode(std::move(text));
+  return text;
 }
 
 int64_t HfTokenizer::vocab_size() const {

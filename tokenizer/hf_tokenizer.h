@@ -23,12 +23,14 @@ class HfTokenizer : public Tokenizer {
   HfTokenizer(const nlohmann::json& tokenizer_json, const TokenizerConfig& config, const std::string& where);
 
   std::vector<int64_t> encode(std::string_view text, bool add_special = true) const override;
-  std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const override;
   int64_t vocab_size() const override;
   std::optional<int64_t> token_to_id(std::string_view token) const override;
   std::optional<std::string> id_to_token(int64_t id) const override;
   bool is_special(int64_t id) const override;
   std::string kind() const override { return "bpe"; }
+
+ protected:
+  std::string decode_text(const std::vector<int64_t>& ids, bool skip_special) const override;
 
  private:
   void encode_text(const std::string& text, bool at_start, std::vector<int64_t>& out) const;
@@ -39,6 +41,9 @@ class HfTokenizer : public Tokenizer {
   std::unique_ptr<PreTokenizer> pre_tokenizer_;
   std::unique_ptr<Decoder> decoder_;
   std::vector<AddedToken> added_;
+  // The normalized added tokens with their content normalized too, as the
+  // normalized text is what they are matched in (tokenizers does the same).
+  std::vector<AddedToken> normalized_forms_;
   std::unordered_map<std::string, size_t> added_by_content_;
   std::unordered_map<int64_t, size_t> added_by_id_;
   AddedTokenMatcher raw_matcher_, normalized_matcher_;

@@ -37,6 +37,8 @@ void split_by(const Regex& re, const std::string& text, Behavior behavior, bool 
 
   std::string pending;  // MergedWithNext: delimiter waiting for the next piece
   bool has_pending = false;
+  // Pieces before `first` came from earlier texts: nothing merges into them.
+  const size_t first = out.size();
   bool last_was_delim = false;
   for (const Span& sp : spans) {
     std::string piece = text.substr(sp.b, sp.e - sp.b);
@@ -48,11 +50,11 @@ void split_by(const Regex& re, const std::string& text, Behavior behavior, bool 
         out.push_back(std::move(piece));
         break;
       case Behavior::Contiguous:
-        if (sp.delim && last_was_delim && !out.empty()) out.back() += piece;
+        if (sp.delim && last_was_delim && out.size() > first) out.back() += piece;
         else out.push_back(std::move(piece));
         break;
       case Behavior::MergedWithPrevious:
-        if (sp.delim && !out.empty() && !last_was_delim) out.back() += piece;
+        if (sp.delim && out.size() > first && !last_was_delim) out.back() += piece;
         else out.push_back(std::move(piece));
         break;
       case Behavior::MergedWithNext:

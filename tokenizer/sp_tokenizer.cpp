@@ -20,7 +20,7 @@ SpTokenizer::SpTokenizer(const std::string& model_path, const TokenizerConfig& c
   }
   if (config.added_tokens_decoder.is_object())
     for (auto it = config.added_tokens_decoder.begin(); it != config.added_tokens_decoder.end(); ++it) {
-      const int64_t id = std::stoll(it.key());
+      const int64_t id = parse_token_id(it.key(), "tokenizer_config.json added_tokens_decoder");
       bool known = false;
       for (const auto& s : specials_) known = known || s.id == id;
       if (known || !it.value().contains("content")) continue;
@@ -70,7 +70,7 @@ std::vector<int64_t> SpTokenizer::encode(std::string_view input, bool add_specia
   return out;
 }
 
-std::string SpTokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
+std::string SpTokenizer::decode_text(const std::vector<int64_t>& ids, bool skip_special) const {
   // Runs of ordinary pieces go through sentencepiece (which restores spaces);
   // special tokens are written as their text unless skipped.
   std::string out;
@@ -91,7 +91,7 @@ std::string SpTokenizer::decode(const std::vector<int64_t>& ids, bool skip_speci
     if (!(skip_special && specials_[s->second].special)) out += specials_[s->second].content;
   }
   flush();
-  return finish_decode(std::move(out));
+  return out;
 }
 
 int64_t SpTokenizer::vocab_size() const {

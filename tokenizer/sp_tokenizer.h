@@ -21,12 +21,14 @@ class SpTokenizer : public Tokenizer {
   ~SpTokenizer() override;
 
   std::vector<int64_t> encode(std::string_view text, bool add_special = true) const override;
-  std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const override;
   int64_t vocab_size() const override;
   std::optional<int64_t> token_to_id(std::string_view token) const override;
   std::optional<std::string> id_to_token(int64_t id) const override;
   bool is_special(int64_t id) const override;
   std::string kind() const override { return "sentencepiece"; }
+
+ protected:
+  std::string decode_text(const std::vector<int64_t>& ids, bool skip_special) const override;
 
  private:
   std::unique_ptr<SpModel> sp_;

@@ -1,5 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -11,10 +13,25 @@ namespace synthpert::tokenizer {
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
   const TokenizerConfig config = TokenizerConfig::load(dir);
   const std::string json_path = path_join(dir, "tokenizer.json");
-  if (path_exists(json_path)) return std::make_unique<HfTokenizer>(read_json_file(json_path), config, json_path);
+  if (path_exists(json_path)) {
+    const nlohmann::json j = read_json_file(json_path);
+    try {
+      return std::make_unique<HfTokenizer>(j, config, json_path);
+    } catch (const nlohmann::json::exception& e) {
+      // A key missing or of the wrong type somewhere in the file.
+      throw InputError(str_cat(json_path, ": not a tokenizer.json this reader understands (", e.what(), ")"));
+    }
+  }
   const std::string model_path = path_join(dir, "tokenizer.model");
   if (path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
   throw InputError(dir + ": holds neither tokenizer.json nor tokenizer.model");
+}
+
+std::vector<int64_t> Tokenizer::stop_ids(const std::vector<int64_t>& model_eos_ids) const {
+  std::vector<int64_t> out = eos_ids_;
+  for (int64_t id : model_eos_ids)
+    if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
+  return out;
 }
 
 std::string Tokenizer::decode_generated(const std::vector<int64_t>& ids) const {
@@ -22,7 +39,7 @@ std::string Tokenizer::decode_generated(const std::vector<int64_t>& ids) const {
   known.reserve(ids.size());
   for (int64_t id : ids)
     if (id_to_token(id)) known.push_back(id);
-  return decode(known, /*skip_special=*/true);
+  return decode_text(known, /*skip_special=*/true);
 }
 
 std::string clean_up_tokenization(std::string text) {

@@ -27,12 +27,19 @@ class Tokenizer {
   // add_special: BOS etc. as the model's config/post-processor says. Special
   // tokens written in the text are recognised.
   virtual std::vector<int64_t> encode(std::string_view text, bool add_special = true) const = 0;
-  // Throws InputError for an id the tokenizer has no token for.
-  virtual std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const = 0;
+  // Throws InputError for an id the tokenizer has no token for. Applies
+  // transformers' clean_up_tokenization when the config asks, as its decode.
+  std::string decode(const std::vector<int64_t>& ids, bool skip_special = false) const {
+    return finish_decode(decode_text(ids, skip_special));
+  }
   // The text of ids a model generated, special tokens skipped. Ids with no
   // token are dropped, as Hugging Face's tokenizers do when decoding: a model
   // whose embedding is padded past its tokenizer (Qwen2's, for one) can
-  // sample them, and they have no text.
+  // sample them, and they have no text. Never cleaned up (as vLLM's
+  // detokenizer): the cleanup rewrites text across token boundaries
+  // (" n" + "'t" -> "n't"), so text already streamed would have to change,
+  // and every path that shows generated text (generate, eval, serve) must
+  // show the same.
   std::string decode_generated(const std::vector<int64_t>& ids) const;
   virtual int64_t vocab_size() const = 0;
   virtual std::optional<int64_t> token_to_id(std::string_view token) const = 0;
@@ -44,6 +51,10 @@ class Tokenizer {
 
   std::optional<int64_t> bos_id() const { return bos_id_; }   // from tokenizer_config.json / model
   std::vector<int64_t> eos_ids() const { return eos_ids_; }   // eos_token (+ generation_config.json eos_token_id list)
+  // Where generation stops: eos_ids() and the model config's eos_token_id(s),
+  // each once. (Llama 3 Instruct names <|end_of_text|> in config.json but
+  // ends its turns with <|eot_id|>, which only the tokenizer side names.)
+  std::vector<int64_t> stop_ids(const std::vector<int64_t>& model_eos_ids) const;
 
   // Whether decode() applies transformers' clean_up_tokenization (" ." -> "."
   // etc.); set from tokenizer_config.json, as transformers' decode does.
@@ -51,6 +62,9 @@ class Tokenizer {
   void set_clean_up_tokenization_spaces(bool on) { clean_up_ = on; }
 
  protected:
+  // The decoder's text of ids, before clean_up_tokenization; InputError for
+  // an id without a token.
+  virtual std::string decode_text(const std::vector<int64_t>& ids, bool skip_special) const = 0;
   // Applies clean_up_tokenization when enabled.
   std::string finish_decode(std::string text) const;
 

@@ -25,6 +25,14 @@ std::optional<bool> opt_bool(const json& j, const char* key, const std::string& 
 
 }  // namespace
 
+int64_t parse_token_id(const std::string& key, const std::string& where) {
+  bool digits = !key.empty() && key.size() <= 10;
+  for (char c : key) digits = digits && c >= '0' && c <= '9';
+  const int64_t id = digits ? std::stoll(key) : -1;
+  SP_CHECK_INPUT(id >= 0 && id < (int64_t{1} << 31), where, ": '", key, "' is not a token id");
+  return id;
+}
+
 json read_json_file(const std::string& path) {
   const std::string text = read_file(path);
   try {

@@ -31,6 +31,10 @@ struct TokenizerConfig {
   std::vector<std::pair<std::string, std::string>> template_tokens() const;
 };
 
+// A token id written as a JSON object key ("128000"): decimal digits, below
+// 2^31; InputError naming `where` otherwise.
+int64_t parse_token_id(const std::string& key, const std::string& where);
+
 // Reads and parses a JSON file; InputError names the path on failure.
 nlohmann::json read_json_file(const std::string& path);
 

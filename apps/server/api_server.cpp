@@ -151,9 +151,7 @@ ApiServer::Impl::Impl(const ServeConfig& c)
     adapter_names.push_back(adapter_name);
   }
   if (!cfg.adapters.empty()) engine::load_peft_adapter_bank(cfg.adapters, model);
-  stop_ids = tok->eos_ids();
-  for (int64_t id : model.config().eos_token_ids)
-    if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
+  stop_ids = tok->stop_ids(model.config().eos_token_ids);
   predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
   worker = std::make_unique<InferenceWorker>(model, stop_ids, cfg.max_batch,
                                              std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings),

@@ -31,8 +31,8 @@ class InferenceWorker {
   InferenceWorker(const InferenceWorker&) = delete;
   InferenceWorker& operator=(const InferenceWorker&) = delete;
 
-  // Its callbacks run on the worker thread; exactly one of on_finish and
-  // on_error runs.
+  // Its callbacks run on the worker thread; one of on_finish and on_error
+  // runs, or on_error after an on_finish that threw before delivering.
   void submit(engine::SequenceRequest request);
   // Runs `task` alone on the worker thread; `on_error` gets what it throws.
   void submit_task(std::function<void()> task, std::function<void(const std::string&)> on_error);

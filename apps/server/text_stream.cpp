@@ -32,12 +32,35 @@ size_t TextStream::safe_end(const std::string& full) const {
   return end - hold;
 }
 
+std::string TextStream::decode_range(size_t begin, size_t end) const {
+  if (begin == end) return "";
+  return decode_(std::vector<int64_t>(tokens_.begin() + static_cast<std::ptrdiff_t>(begin),
+                                      tokens_.begin() + static_cast<std::ptrdiff_t>(end)));
+}
+
+void TextStream::commit(bool final) {
+  if (read_offset_ == tokens_.size()) return;
+  const std::string before = decode_range(prefix_offset_, read_offset_);
+  const std::string window = decode_range(prefix_offset_, tokens_.size());
+  decoded_.resize(committed_);  // drop the last uncommitted tail
+  // A decoder that rewrote the committed part of its window (it should not)
+  // adds nothing until it agrees again.
+  if (window.size() <= before.size() || window.compare(0, before.size(), before) != 0) return;
+  decoded_.append(window, before.size(), std::string::npos);
+  // Text ending in an unfinished character stays an uncommitted tail: the
+  // token that completes it decodes with the same window. What comes before
+  // that character can already be shown (safe_end).
+  if (!final && ends_with(window, window.size(), kReplacement)) return;
+  committed_ = decoded_.size();
+  prefix_offset_ = read_offset_;
+  read_offset_ = tokens_.size();
+}
+
 std::string TextStream::push(int64_t token) {
   if (stopped_) return "";
   tokens_.push_back(token);
-  const std::string full = decode_(tokens_);
-  // Text already released cannot be taken back; a decoder that rewrites its
-  // past (it should not) releases nothing more until it agrees again.
+  commit(false);
+  const std::string& full = decoded_;
   if (full.compare(0, released_.size(), released_) != 0) return "";
   size_t stop_at = std::string::npos;
   for (const auto& stop : stops_) {
@@ -57,10 +80,10 @@ std::string TextStream::push(int64_t token) {
 
 std::string TextStream::finish() {
   if (stopped_ || tokens_.empty()) return "";
-  const std::string full = decode_(tokens_);
-  if (full.compare(0, released_.size(), released_) != 0 || full.size() <= released_.size()) return "";
-  std::string rest = full.substr(released_.size());
-  released_ = full;
+  commit(true);
+  if (decoded_.size() <= released_.size() || decoded_.compare(0, released_.size(), released_) != 0) return "";
+  std::string rest = decoded_.substr(released_.size());
+  released_ = decoded_;
   return rest;
 }
 

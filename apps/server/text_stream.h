@@ -5,8 +5,12 @@
 //     back until the next token completes it;
 //   - a stop string can span tokens, so text that could still become the start
 //     of a stop string is held back until it cannot.
-// The whole token list is decoded each time (decoders such as sentencepiece's
-// treat the first piece differently), and only the new suffix is released.
+// Decoding is incremental: each token decodes a short window of the latest
+// tokens (from the one before the last committed text on), and the window's
+// text beyond that of its already-committed tokens is the new text. A window,
+// rather than the token alone, keeps decoders that treat the first piece
+// differently (sentencepiece's leading space) right; the whole list is never
+// decoded again, so a reply of n tokens costs O(n), not O(n^2).
 #pragma once
 
 #include <cstdint>
@@ -32,11 +36,19 @@ class TextStream {
 
  private:
   size_t safe_end(const std::string& full) const;
+  // Sets decoded_ to the text of all tokens: the text of the tokens past
+  // read_offset_ is committed unless it ends in an unfinished character
+  // (always when `final`), else kept as a tail that the next call replaces.
+  void commit(bool final);
+  std::string decode_range(size_t begin, size_t end) const;
 
   Decode decode_;
   std::vector<std::string> stops_;
   std::vector<int64_t> tokens_;
-  std::string released_;
+  // tokens_[prefix_offset_, read_offset_) are the window's committed tokens;
+  // decoded_[0, committed_) is the text of tokens_[0, read_offset_).
+  size_t prefix_offset_ = 0, read_offset_ = 0, committed_ = 0;
+  std::string decoded_, released_;
   bool stopped_ = false;
 };
 

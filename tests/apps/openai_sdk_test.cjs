@@ -361,6 +361,33 @@ async function main() {
     }
   });
 
+  await check('generate stops where serve does: at generation_config.json\'s EOS too, with or without a tokenizer', async () => {
+    // A copy of the model whose generation_config.json names, as its only
+    // EOS, the token the model greedily emits first; config.json does not.
+    const first = (await cli(['generate', '--model', model, '--prompt', 'hello', '--max-new-tokens', '3',
+                              '--ignore-eos'])).ids[0];
+    const eot = path.join(work, 'model-eot');
+    fs.cpSync(model, eot, { recursive: true });
+    fs.writeFileSync(path.join(eot, 'generation_config.json'), JSON.stringify({ eos_token_id: [first] }));
+    // The stop token itself is not part of the output (as the server's text).
+    const text = await cli(['generate', '--model', eot, '--prompt', 'hello', '--max-new-tokens', '3']);
+    assert.deepEqual(text.ids, []);
+    assert.equal(text.finish_reason, 'stop');
+    const ids = await cli(['generate', '--model', eot, '--ids', text.prompt_ids.join(','), '--max-new-tokens', '3']);
+    assert.deepEqual(ids.ids, []);
+    assert.equal(ids.finish_reason, 'stop');
+    const eotServer = await harness.startServe(bin, ['--model', eot, '--port', '0', '--api-key', KEY]);
+    try {
+      const c = new OpenAI({ baseURL: `${eotServer.info.listening}/v1`, apiKey: KEY, maxRetries: 0 });
+      const r = await c.completions.create({ model: eotServer.info.models[0], prompt: 'hello', max_tokens: 3,
+                                              temperature: 0 });
+      assert.equal(r.choices[0].finish_reason, 'stop');
+      assert.equal(r.choices[0].text, '');
+    } finally {
+      eotServer.proc.kill('SIGTERM');
+    }
+  });
+
   const exited = new Promise((resolve) => server.proc.on('exit', (code) => resolve(code)));
   server.proc.kill('SIGTERM');
   const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 20000))]);

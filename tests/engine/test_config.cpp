@@ -42,6 +42,51 @@ TEST_CASE("architecture-specific defaults", "[config]") {
   CHECK(lc.num_key_value_heads == 2);
 }
 
+TEST_CASE("transformers 5's rope_parameters carry theta and scaling", "[config]") {
+  // What transformers 5 writes for Llama 3.1 (no top-level rope_theta).
+  auto l = base("llama");
+  l["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 8.0},
+                          {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                          {"original_max_position_embeddings", 8192}};
+  auto c = parse_config(l, "c.json");
+  CHECK(c.rope_theta == 500000.0);
+  CHECK(c.rope_scaling.type == "llama3");
+  CHECK(c.rope_scaling.factor == 8.0);
+  CHECK(c.rope_scaling.original_max_position_embeddings == 8192);
+  // And for Qwen2: default RoPE with its own theta.
+  auto q = base("qwen2");
+  q["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1000000.0}};
+  c = parse_config(q, "c.json");
+  CHECK(c.rope_theta == 1000000.0);
+  CHECK(c.rope_scaling.type == "default");
+  // Both layouts at once must agree.
+  l["rope_theta"] = 500000.0;
+  l["rope_scaling"] = l["rope_parameters"];
+  l["rope_scaling"].erase("rope_theta");
+  CHECK(parse_config(l, "c.json").rope_theta == 500000.0);
+  l["rope_theta"] = 10000.0;
+  CHECK_THROWS_WITH(parse_config(l, "c.json"), Catch::Contains("disagree"));
+  l["rope_theta"] = 500000.0;
+  l["rope_scaling"]["factor"] = 4.0;
+  CHECK_THROWS_WITH(parse_config(l, "c.json"), Catch::Contains("different RoPE scalings"));
+  q["rope_parameters"] = {{"rope_type", "yarn"}, {"rope_theta", 1e6}, {"factor", 4.0}};
+  CHECK_THROWS_WITH(parse_config(q, "c.json"), Catch::Contains("rope_parameters") && Catch::Contains("'yarn'"));
+}
+
+TEST_CASE("absent keys take transformers' config-class defaults", "[config]") {
+  CHECK(parse_config(base("mistral"), "c.json").sliding_window == 4096);  // MistralConfig
+  auto q = base("qwen2");
+  q["use_sliding_window"] = true;
+  auto c = parse_config(q, "c.json");
+  CHECK(c.sliding_window == 4096);  // Qwen2Config
+  CHECK(c.max_window_layers == 28);
+  auto act = base("llama");
+  act["hidden_act"] = "swish";
+  CHECK_NOTHROW(parse_config(act, "c.json"));
+  act["hidden_act"] = "gelu";
+  CHECK_THROWS_WITH(parse_config(act, "c.json"), Catch::Contains("hidden_act \"gelu\""));
+}
+
 TEST_CASE("config errors name the file and the key", "[config]") {
   auto j = base("llama");
   j.erase("hidden_size");

@@ -16,6 +16,24 @@ TEST_CASE("greedy picks the argmax, lowest id on ties", "[sampling]") {
   CHECK(s.sample(logits.data(), 5) == 1);
 }
 
+TEST_CASE("NaN logits are never picked; a temperature too small to invert is greedy", "[sampling]") {
+  const float nan = std::nanf("");
+  std::vector<float> logits = {nan, 0.5f, nan, 2.0f, 1.0f};
+  CHECK(Sampler({}, 0).sample(logits.data(), 5) == 3);  // NaN first must not stick as the "best"
+  Sampler warm({1.0, 0, 1.0, 3}, 0);
+  for (int i = 0; i < 200; ++i) {
+    const int64_t t = warm.sample(logits.data(), 5);
+    CHECK((t == 1 || t == 3 || t == 4));
+  }
+  // 1 / 1e-310 overflows to inf: the limit of T -> 0 is the argmax, not the
+  // lowest-probability token that 0 * inf = NaN would give.
+  Sampler tiny({1e-310, 0, 1.0, 3}, 0);
+  for (int i = 0; i < 20; ++i) CHECK(tiny.sample(logits.data(), 5) == 3);
+  std::vector<float> all_nan(4, nan);
+  CHECK_THROWS_WITH(Sampler({}, 0).sample(all_nan.data(), 4), Catch::Contains("every logit is NaN"));
+  CHECK_THROWS_WITH(Sampler({0.7, 0, 1.0, 3}, 0).sample(all_nan.data(), 4), Catch::Contains("no finite logit"));
+}
+
 TEST_CASE("top-k 1 and a tiny top-p both reduce to greedy", "[sampling]") {
   std::vector<float> logits = {0.3f, -0.2f, 1.7f, 1.6f, 0.0f};
   SamplingParams k1{1.0, 1, 1.0, 7};

@@ -86,6 +86,9 @@ TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms",
   CHECK_THROWS_WITH(ChatTemplate::load(dir), Catch::Contains("no chat template"));
   synthpert::write_file_atomic(dir + "/chat_template.jinja", "{{ bos_token }}[{{ messages | length }}]");
   CHECK(ChatTemplate::load(dir).render({{"user", "x"}, {"assistant", "y"}}, false) == "<B>[2]");
+  // With both, chat_template.jinja wins, as in transformers.
+  synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"bos_token": "<B>", "chat_template": "CONFIG"})");
+  CHECK(ChatTemplate::load(dir).render({{"user", "x"}}, false) == "<B>[1]");
   synthpert::write_file_atomic(dir + "/override.jinja", "{{ bos_token }}override");
   CHECK(ChatTemplate::load_or_override(dir, dir + "/override.jinja").render({}, false) == "<B>override");
 }

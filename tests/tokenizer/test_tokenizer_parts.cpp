@@ -4,6 +4,9 @@
 // BPE merge order by rank, decoders, configs and error messages.
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <functional>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "tests/tokenizer/oracle_util.h"
@@ -57,6 +60,12 @@ TEST_CASE("Split behaviours on the tokenizers documentation's example", "[tokeni
   CHECK(pre_split(split_cfg("MergedWithNext"), s) == V{"the", "-final", "-", "-countdown"});
   CHECK(pre_split(split_cfg("Contiguous"), s) == V{"the", "-", "final", "--", "countdown"});
   CHECK(pre_split(split_cfg("Removed", true), s) == V{"-", "-", "-"});
+  // Each piece of an earlier split is split alone: a delimiter that starts a
+  // piece has no previous to merge into (tokenizers folds per piece).
+  const json seq = {{"type", "Sequence"},
+                    {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Isolated"}},
+                                       split_cfg("MergedWithPrevious"), split_cfg("Contiguous")}}};
+  CHECK(pre_split(seq, "a -b") == V{"a", " ", "-", "b"});
 }
 
 TEST_CASE("Metaspace pre-tokenizer and decoder", "[tokenizer]") {
@@ -144,6 +153,55 @@ TEST_CASE("added tokens: single_word flag, special tokens skipped in decode", "[
   CHECK(tok->is_special(10));
   CHECK_FALSE(tok->is_special(9));
   CHECK(tok->vocab_size() == 11);
+}
+
+TEST_CASE("normalized added tokens are matched by their normalized content", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  // A Llama-2-style normalizer (prepend "b", as Llama 2 prepends its "▁"):
+  // tokenizers normalizes a normalized added token's content too, so "ca"
+  // is looked for as "bca" in the normalized text "bcac".
+  const json added = json::array({{{"id", 9}, {"content", "ca"}, {"special", false}, {"normalized", true}}});
+  const std::string dir = tiny_bpe({"a b"}, json::object(), added);
+  json tj = json::parse(synthpert::read_file(dir + "/tokenizer.json"));
+  tj["normalizer"] = {{"type", "Prepend"}, {"prepend", "b"}};
+  synthpert::write_file_atomic(dir + "/tokenizer.json", tj.dump());
+  const auto tok = Tokenizer::load(dir);
+  CHECK(tok->encode("cac", false) == I{9, 2});  // "bca" matched whole, then "c"
+}
+
+TEST_CASE("malformed tokenizer files are input errors naming the file", "[tokenizer]") {
+  const std::string dir = tiny_bpe({"a b"});
+  const std::string path = dir + "/tokenizer.json";
+  const json good = json::parse(synthpert::read_file(path));
+  auto broken = [&](const std::function<void(json&)>& change, const std::string& phrase) {
+    json tj = good;
+    change(tj);
+    synthpert::write_file_atomic(path, tj.dump());
+    CHECK_THROWS_AS(Tokenizer::load(dir), synthpert::InputError);
+    CHECK_THROWS_WITH(Tokenizer::load(dir), Catch::Contains(phrase));
+  };
+  broken([](json& j) { j["model"].erase("vocab"); }, "tokenizer.json");
+  broken([](json& j) { j["model"]["vocab"]["a"] = "zero"; }, "tokenizer.json");
+  broken([](json& j) { j["model"]["vocab"]["zz"] = 2000000000; }, "far past the vocabulary");
+  broken([](json& j) { j["added_tokens"] = {{{"id", -5}, {"content", "zz"}}}; }, "negative id -5");
+  synthpert::write_file_atomic(path, good.dump());
+  synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"added_tokens_decoder": {"abc": {"content": "x"}}})");
+  CHECK_THROWS_WITH(Tokenizer::load(dir), Catch::Contains("added_tokens_decoder: 'abc' is not a token id"));
+  std::remove((dir + "/tokenizer_config.json").c_str());  // the folder is shared by the tiny_bpe cases
+}
+
+TEST_CASE("generated text is never cleaned up; decode is when the config asks", "[tokenizer]") {
+  const json added = json::array({{{"id", 9}, {"content", "."}, {"special", false}, {"normalized", false}}});
+  auto tok = Tokenizer::load(tiny_bpe({"a b"}, json::object(), added));
+  tok->set_clean_up_tokenization_spaces(true);
+  // No decoder: tokens joined by spaces, "c ."; the cleanup makes it "c.".
+  CHECK(tok->decode({2, 9}) == "c.");
+  // A stream that sent "c" then " ." cannot take the space back: generated
+  // text keeps it, so every prefix of the tokens decodes to a prefix of the whole.
+  CHECK(tok->decode_generated({2, 9}) == "c .");
+  CHECK(tok->decode_generated({2}) == "c");
+  tok->set_clean_up_tokenization_spaces(false);
+  CHECK(tok->decode({2, 9}) == "c .");
 }
 
 TEST_CASE("tokenizer_config.json / generation_config.json and auto-detection", "[tokenizer]") {

@@ -106,6 +106,12 @@ TEST_CASE("PEFT adapter files round trip and carry PEFT's names", "[lora]") {
   torch::NoGradGuard g;
   CHECK(torch::equal(loaded.forward(engine::ForwardBatch::from_ids(ids)),
                      model.forward(engine::ForwardBatch::from_ids(ids))));
+
+  // A config without lora_alpha means PEFT's default of 8, not r.
+  auto no_alpha = cfg;
+  no_alpha.erase("lora_alpha");
+  std::ofstream(ad + "/adapter_config.json") << no_alpha.dump();
+  CHECK(engine::read_peft_config(ad).alpha == 8.0);
 }
 
 TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
