@@ -38,7 +38,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--accept", o->accept, "judge grades kept as training data")->capture_default_str();
   cmd.add_option("--out", job.out_path, "accepted traces (JSONL, the input of `synthpert train`)")->required();
   cmd.add_option("--rejected", o->rejected, "everything else, with its reason (default: OUT with .rejected.jsonl)");
-  cmd.add_flag("--resume", job.resume, "continue OUT: skip rows it or REJECTED already hold, retry failed ones");
+  cmd.add_flag("--resume", job.resume,
+               "continue OUT with the same settings (OUT.settings.json): skip rows it or REJECTED already hold, "
+               "retry failed ones");
   cmd.add_option("--workers", job.workers, "requests in flight at once")->capture_default_str();
   cmd.add_option("--attempts", job.attempts,
                  "teacher replies asked per row until one is accepted (rejected ones are kept under \"earlier\")")

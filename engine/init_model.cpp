@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "engine/model.h"
 
 namespace synthpert::engine {
@@ -19,11 +20,7 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-uint64_t hash_name(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
+uint64_t hash_name(const std::string& s) { return fnv1a64(s); }
 
 // Standard normal for element `i` of the stream `key` (Box-Muller on two
 // independent uniforms in (0, 1]).

@@ -3,11 +3,11 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
-#include <set>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "engine/generate.h"
 #include "engine/model.h"
 #include "engine/peft_adapter.h"
@@ -93,7 +93,7 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   // Each batch draws from its own stream so a resumed run samples what the
   // uninterrupted one would have.
   go.sampling.seed = cfg.seed * 1000003ull + begin;
-  go.stop_ids = enc.tokenizer().eos_ids();
+  go.stop_ids = enc.tokenizer().stop_ids(model.config().eos_token_ids);
   const auto results = engine::generate(model, prompts, go);
   std::vector<json> out;
   for (size_t k = 0; k < results.size(); ++k) {
@@ -205,18 +205,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
     std::remove(pred_path.c_str());
   } else if (path_exists(pred_path) && path_exists(cfg_path)) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
-    // Every key of either side: a setting only written when used (offsets,
-    // prompt_cell) must also match when it is absent now.
-    std::set<std::string> keys;
-    for (const auto& [k, v] : want.items()) keys.insert(k);
-    if (have.is_object())
-      for (const auto& [k, v] : have.items()) keys.insert(k);
-    std::string diffs;
-    for (const auto& k : keys) {
-      const json there = have.is_object() && have.contains(k) ? have[k] : json();
-      const json now = want.contains(k) ? want[k] : json();
-      if (there != now) diffs += str_cat(diffs.empty() ? "" : "; ", k, ": ", there.dump(), " there, ", now.dump(), " now");
-    }
+    const std::string diffs = join_differences(settings_differences(have, want, "saved"), "; ");
     SP_CHECK_INPUT(diffs.empty(), out_dir, " holds an evaluation with other settings (", diffs,
                    "); use another --out or --overwrite");
   } else if (path_exists(pred_path)) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/hash.h"
 #include "perturb/similar_perts.h"
 #include "perturb/split.h"
 
@@ -59,9 +60,7 @@ OutcomeProfile OutcomeProfile::gene_all() {
 }
 
 int OutcomeProfile::pert_fold(const std::string& pert) {
-  uint64_t h = 14695981039346656037ull;  // FNV-1a: the same folds on every platform and run
-  for (unsigned char ch : pert) h = (h ^ ch) * 1099511628211ull;
-  return static_cast<int>(h % kFolds);
+  return static_cast<int>(fnv1a64(pert) % kFolds);  // the same folds on every platform and run
 }
 
 void OutcomeProfile::add(const std::vector<Row>& rows) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/hash.h"
 
 namespace synthpert::perturb {
 
@@ -66,10 +67,7 @@ uint64_t mix(uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
 }
-uint64_t hash_str(uint64_t h, const std::string& s) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return mix(h ^ 0xff);
-}
+uint64_t hash_str(uint64_t h, const std::string& s) { return mix(fnv1a64(s, h) ^ 0xff); }
 }  // namespace
 
 std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64_t seed) {

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "perturb/prompt.h"
 #include "perturb/prompts_embedded.h"
 #include "perturb/template_text.h"
@@ -43,6 +44,8 @@ TracePrompt TracePrompt::parse(const std::string& text, const std::string& sourc
   p.render({"q", "upregulated", "k562", "A", "B"}, "t");
   return p;
 }
+
+std::string TracePrompt::digest() const { return content_digest(system_ + '\0' + user_); }
 
 std::vector<std::pair<std::string, std::string>> TracePrompt::render(const TraceQuestion& q,
                                                                      const std::string& trace) const {

@@ -33,6 +33,8 @@ class TracePrompt {
                                                           const std::string& trace = "") const;
 
   const std::string& name() const { return name_; }
+  // Changes when the prompt's text does, wherever the file lies.
+  std::string digest() const;
 
  private:
   std::string name_, system_, user_;

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 
 namespace synthpert::perturb {
 
@@ -13,6 +14,14 @@ using nlohmann::json;
 std::string trace_record_key(const json& r) {
   return r.at("cell_type").get<std::string>() + '\t' + r.at("pert").get<std::string>() + '\t' +
          r.at("gene").get<std::string>();
+}
+
+std::string trace_settings_path(const std::string& accepted_path) {
+  const std::string ext = ".jsonl";
+  if (accepted_path.size() > ext.size() &&
+      accepted_path.compare(accepted_path.size() - ext.size(), ext.size(), ext) == 0)
+    return accepted_path.substr(0, accepted_path.size() - ext.size()) + ".settings.json";
+  return accepted_path + ".settings.json";
 }
 
 namespace {
@@ -32,21 +41,48 @@ std::string string_field(const json& r, const char* name) {
 
 }  // namespace
 
-TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity)
+TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity,
+                       json settings)
     : accepted_path_(std::move(accepted_path)),
       rejected_path_(std::move(rejected_path)),
+      settings_path_(trace_settings_path(accepted_path_)),
       identity_(std::move(identity)) {
   SP_CHECK_INPUT(accepted_path_ != rejected_path_, accepted_path_, ": the accepted and rejected files must differ");
-  for (const auto* path : {&accepted_path_, &rejected_path_})
+  SP_CHECK_INPUT(rejected_path_ != settings_path_, rejected_path_, ": is where the run's settings go (",
+                 settings_path_, "); choose another --rejected");
+  for (const auto* path : {&accepted_path_, &rejected_path_, &settings_path_})
     SP_CHECK_INPUT(resume || !path_exists(*path), *path,
                    ": exists; pass --resume to continue that run, or choose another --out");
   if (resume) {
+    check_settings(settings);
     // Rejected first: a row that failed and was accepted later is finished either way.
     load(rejected_path_, false);
     load(accepted_path_, true);
   }
+  const auto parent = std::filesystem::path(settings_path_).parent_path();
+  if (!parent.empty()) make_dirs(parent.string());
+  if (!path_exists(settings_path_)) write_file_atomic(settings_path_, settings.dump(2) + "\n");
   accepted_ = open_append(accepted_path_);
   rejected_ = open_append(rejected_path_);
+}
+
+void TraceStore::check_settings(const json& settings) const {
+  if (!path_exists(settings_path_)) {
+    // Records without their settings cannot be told apart from another run's.
+    for (const auto* path : {&accepted_path_, &rejected_path_})
+      SP_CHECK_INPUT(!path_exists(*path), *path, ": exists without ", settings_path_,
+                     " (the settings of the run that wrote it), so it cannot be resumed safely; write to another --out");
+    return;
+  }
+  json saved;
+  try {
+    saved = json::parse(read_file(settings_path_));
+  } catch (const json::exception& e) {
+    throw InputError(str_cat(settings_path_, ": not a settings file (", e.what(), "); cannot resume"));
+  }
+  const std::vector<std::string> diffs = settings_differences(saved, settings, "saved");
+  SP_CHECK_INPUT(diffs.empty(), settings_path_, ": --resume needs the settings of the run it continues; these differ: ",
+                 join_differences(diffs, "; "), ". Resume with those settings, or write to another --out");
 }
 
 TraceStore::~TraceStore() {

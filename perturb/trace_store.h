@@ -6,6 +6,10 @@
 // --resume reads both back: rows already accepted or rejected are finished,
 // rows whose last record is an "error" are tried again. A half-written last
 // line (the process was killed mid-write) is cut off first.
+//
+// A third file beside OUT, SETTINGS (trace_settings_path), holds the settings
+// that decide what a record is (models, prompts, sampling, accepted grades,
+// attempts), so that --resume cannot quietly mix records of two runs.
 #pragma once
 
 #include <cstdio>
@@ -23,11 +27,18 @@ struct TraceRunIdentity {
   std::string judge_model;  // "" without a judge
 };
 
+// "x.jsonl" -> "x.settings.json" (any other name: NAME.settings.json).
+std::string trace_settings_path(const std::string& accepted_path);
+
 class TraceStore {
  public:
-  // Without `resume`, an existing OUT or REJECTED is an InputError (nothing is
-  // overwritten). With it, records naming another teacher or judge model are.
-  TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity);
+  // Without `resume`, an existing OUT, REJECTED or SETTINGS is an InputError
+  // (nothing is overwritten) and `settings` (a JSON object) is written to
+  // SETTINGS. With it, SETTINGS must hold the same settings (an InputError
+  // names each difference), and records naming another teacher or judge model
+  // are refused too. Checks come before any file is created or changed.
+  TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity,
+             nlohmann::json settings);
   ~TraceStore();
   TraceStore(const TraceStore&) = delete;
   TraceStore& operator=(const TraceStore&) = delete;
@@ -43,11 +54,13 @@ class TraceStore {
 
   const std::string& accepted_path() const { return accepted_path_; }
   const std::string& rejected_path() const { return rejected_path_; }
+  const std::string& settings_path() const { return settings_path_; }
 
  private:
   void load(const std::string& path, bool accepted);
+  void check_settings(const nlohmann::json& settings) const;
 
-  std::string accepted_path_, rejected_path_;
+  std::string accepted_path_, rejected_path_, settings_path_;
   TraceRunIdentity identity_;
   std::unordered_set<std::string> finished_;
   int64_t accepted_at_start_ = 0;

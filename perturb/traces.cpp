@@ -26,8 +26,11 @@ std::string default_rejected_path(const std::string& out_path) {
 
 namespace {
 
+// Tokens and requests per endpoint. `requests` counts replies; a request that
+// failed for good (retries spent, or an error not worth retrying) counts in
+// `failed_requests`, and its tokens, if any were billed, are not known.
 struct Usage {
-  std::atomic<int64_t> requests{0}, retries{0}, prompt_tokens{0}, completion_tokens{0};
+  std::atomic<int64_t> requests{0}, failed_requests{0}, retries{0}, prompt_tokens{0}, completion_tokens{0};
 
   void add(const ChatReply& r) {
     ++requests;
@@ -36,7 +39,10 @@ struct Usage {
     completion_tokens += r.completion_tokens;
   }
   json to_json() const {
-    return {{"requests", requests.load()}, {"retries", retries.load()}, {"prompt_tokens", prompt_tokens.load()},
+    return {{"requests", requests.load()},
+            {"failed_requests", failed_requests.load()},
+            {"retries", retries.load()},
+            {"prompt_tokens", prompt_tokens.load()},
             {"completion_tokens", completion_tokens.load()}};
   }
 };
@@ -84,6 +90,34 @@ class TraceRun {
   }
 
   const std::string& fatal() const { return fatal_; }
+
+  // What decides a record, kept beside OUT so --resume continues only the
+  // same run. Not the addresses, keys, retries, workers or limit: moving to
+  // another server of the same model, or a rerun with more workers, is
+  // still the same run.
+  json settings() const {
+    auto sampling = [](const ChatOptions& o) {
+      json j = json::object();
+      if (o.temperature) j["temperature"] = *o.temperature;
+      if (o.top_p) j["top_p"] = *o.top_p;
+      if (o.seed) j["seed"] = *o.seed;
+      if (o.max_tokens) j["max_tokens"] = *o.max_tokens;
+      return j;
+    };
+    json accept = json::array();
+    for (Grade g : job_.accept) accept.push_back(grade_name(g));
+    json s = {{"teacher_model", job_.teacher.model},
+              {"teacher_prompt", teacher_prompt_.digest()},
+              {"teacher_sampling", sampling(job_.teacher_options)},
+              {"attempts", job_.attempts}};
+    if (judge_) {
+      s["judge_model"] = job_.judge->model;
+      s["judge_prompt"] = judge_prompt_.digest();
+      s["judge_sampling"] = sampling(job_.judge_options);
+      s["accept"] = accept;
+    }
+    return s;
+  }
 
   // What a row's requests would send (the judge is shown a stand-in trace).
   json preview(const TraceInput& row) const {
@@ -158,19 +192,31 @@ class TraceRun {
     json record = {{"judge", nullptr}};
     // A failed request is recorded like any outcome (a judge failure keeps the
     // paid-for trace in the record); a fatal one also stops the run.
-    auto failed = [&](const char* stage, const ChatError& e) {
+    auto failed = [&](const char* stage, const ChatError& e, std::atomic<bool>& answered) {
       record["reason"] = "error";
       record["stage"] = stage;
       record["error"] = e.what();
-      return Outcome{record, false, e.is_fatal() ? e.what() : ""};
+      // Every retry of a request without a response, from an endpoint that
+      // has not answered once this run: its address (or certificate, or
+      // network) is wrong, and each further row would wait as long to learn so.
+      if (e.status() != 0) answered = true;
+      const bool unreachable = e.status() == 0 && !answered.load();
+      std::string fatal;
+      if (e.is_fatal()) fatal = e.what();
+      else if (unreachable)
+        fatal = str_cat(e.what(), "; the ", stage, " has not answered any request of this run, so its address is "
+                        "likely wrong");
+      return Outcome{record, false, fatal};
     };
 
     ChatReply teacher;
     try {
       teacher = teacher_.complete(teacher_prompt_.render(q), job_.teacher_options);
     } catch (const ChatError& e) {
-      return failed("teacher", e);
+      ++teacher_usage_.failed_requests;
+      return failed("teacher", e, teacher_answered_);
     }
+    teacher_answered_ = true;
     teacher_usage_.add(teacher);
     const TraceCheck check =
         check_trace(teacher_text(teacher.content, teacher.reasoning), row.label, teacher.finish_reason);
@@ -189,8 +235,10 @@ class TraceRun {
     try {
       verdict = judge_->complete(judge_prompt_.render(q, check.trace), job_.judge_options);
     } catch (const ChatError& e) {
-      return failed("judge", e);  // the trace stays in the record: nothing paid for is lost
+      ++judge_usage_.failed_requests;
+      return failed("judge", e, judge_answered_);  // the trace stays in the record: nothing paid for is lost
     }
+    judge_answered_ = true;
     judge_usage_.add(verdict);
     record["judge_reply"] = verdict.content;
     if (verdict.finish_reason == "length") {
@@ -239,6 +287,7 @@ class TraceRun {
   std::unique_ptr<ChatClient> judge_;
   TracePrompt judge_prompt_;
   Usage teacher_usage_, judge_usage_;
+  std::atomic<bool> teacher_answered_{false}, judge_answered_{false};  // any HTTP response this run
 
   mutable std::mutex mutex_;
   std::atomic<bool> stop_{false};
@@ -267,7 +316,7 @@ json run_traces(const TraceJob& job) {
     return {{"dry_run", true}, {"input_rows", rows.size()}, {"first_row", preview}};
   }
   TraceStore store(job.out_path, job.rejected_path, job.resume,
-                   {job.teacher.model, job.judge ? job.judge->model : std::string()});
+                   {job.teacher.model, job.judge ? job.judge->model : std::string()}, run.settings());
 
   std::vector<const TraceInput*> pending;
   int64_t already_done = 0;

@@ -52,9 +52,11 @@ struct TraceJob {
 std::string default_rejected_path(const std::string& out_path);
 
 // Runs the job and returns its summary (counts per outcome, grades, token
-// usage). A request error that no other row could escape (401, 403, 404)
+// usage). A request error that no other row could escape (401, 403, 404, or
+// no response at all from an endpoint that has not answered once this run)
 // stops the run: rows in flight finish, then an InputError says what happened
-// and that --resume continues.
+// and that --resume continues. With `resume`, the settings that decide a
+// record (trace_store.h) must be those of the run being continued.
 nlohmann::json run_traces(const TraceJob& job);
 
 }  // namespace synthpert::perturb

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "engine/tensor_io.h"
 
 namespace synthpert::trainer {
@@ -79,17 +80,11 @@ json checkpoint_run(const std::string& dir) {
 }
 
 void check_same_run(const json& saved, const json& now, const std::string& source) {
-  std::string diffs;
-  for (const auto& [key, value] : now.items()) {
-    const json old = saved.contains(key) ? saved[key] : json();
-    if (old != value) diffs += str_cat("\n  ", key, ": checkpoint ", old.dump(), ", now ", value.dump());
-  }
-  for (const auto& [key, value] : saved.items())
-    if (!now.contains(key)) diffs += str_cat("\n  ", key, ": checkpoint ", value.dump(), ", now unset");
+  const std::vector<std::string> diffs = settings_differences(saved, now, "checkpoint");
   SP_CHECK_INPUT(diffs.empty(), source,
                  ": --resume needs the same run configuration; these settings differ (nothing was "
-                 "changed; use another --out for a new run):",
-                 diffs);
+                 "changed; use another --out for a new run):\n  ",
+                 join_differences(diffs, "\n  "));
 }
 
 int64_t load_checkpoint(const std::string& dir, ParamSet& params, AdamW& optimizer) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "common/hash.h"
 #include "trainer/batch_plan.h"
 
 namespace synthpert::trainer {
@@ -17,11 +18,7 @@ const std::vector<std::pair<std::string, std::string>>& target_table() {
   return t;
 }
 
-uint64_t hash_name(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
+uint64_t hash_name(const std::string& s) { return fnv1a64(s); }
 
 }  // namespace
 

@@ -1,11 +1,11 @@
 #include "trainer/sft_data.h"
 
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "trainer/batch_plan.h"
 #include "trainer/chat_tokenizer.h"
 #include "trainer/conversations.h"
@@ -64,14 +64,7 @@ std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_o
   return tokenize_conversations(conversations, src.tokenizer_dir);
 }
 
-std::string file_fingerprint(const std::string& path) {
-  const std::string data = read_file(path);
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : data) h = (h ^ c) * 1099511628211ull;
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string file_fingerprint(const std::string& path) { return content_digest(read_file(path)); }
 
 std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
     std::vector<SftExample> examples, double fraction, uint64_t seed) {

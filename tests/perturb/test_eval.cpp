@@ -210,7 +210,7 @@ TEST_CASE("an interrupted evaluation resumes to the same predictions", "[eval]")
 
   // Another configuration in the same folder is refused, naming the setting.
   cfg.mode = "generate";
-  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/cut"), Catch::Contains("mode: \"score\" there, \"generate\" now"));
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/cut"), Catch::Contains("mode: saved \"score\", now \"generate\""));
 }
 
 TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval]") {

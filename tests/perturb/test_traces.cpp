@@ -111,8 +111,8 @@ TEST_CASE("chat client: request body, key, usage; what is retried and what is no
   }
 }
 
-TEST_CASE("chat client: no server, and replies without text", "[traces]") {
-  // A port the kernel gave out and that was closed again: nothing listens there.
+// A port the kernel gave out and that was closed again: nothing listens there.
+int closed_port() {
   const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -121,7 +121,11 @@ TEST_CASE("chat client: no server, and replies without text", "[traces]") {
   REQUIRE(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
   REQUIRE(::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(sock);
-  const int port = ntohs(addr.sin_port);
+  return ntohs(addr.sin_port);
+}
+
+TEST_CASE("chat client: no server, and replies without text", "[traces]") {
+  const int port = closed_port();
   try {
     ChatClient({"http://127.0.0.1:" + std::to_string(port), "m", "", 2}, quick_retry(1)).complete(kHello, {});
     FAIL("no error");
@@ -291,8 +295,9 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
   // Teacher: 7 rows + G_FLK's retry + G_ERR's 3 attempts; judge: the 4 correct traces.
   CHECK(script.teacher_calls == 7 + 1 + 2);
   CHECK(script.judge_calls == 4);
-  CHECK(summary["usage"]["teacher"] == json{{"requests", 6}, {"retries", 1}, {"prompt_tokens", 60},
-                                            {"completion_tokens", 30}});
+  CHECK(summary["usage"]["teacher"] == json{{"requests", 6}, {"failed_requests", 1}, {"retries", 1},
+                                            {"prompt_tokens", 60}, {"completion_tokens", 30}});
+  CHECK(summary["usage"]["judge"]["failed_requests"] == 0);
   CHECK(summary["usage"]["judge"]["requests"] == 4);
   CHECK(summary["usage"]["judge"]["completion_tokens"] == 8 + 8 + 5 + 5);
 
@@ -347,10 +352,59 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
     CHECK_THROWS_WITH(run_traces(job), Catch::Contains("exists; pass --resume"));
     CHECK(test::read_text(job.out_path) == before);
   }
-  SECTION("--resume with another teacher is refused") {
+  SECTION("--resume with other settings is refused, naming each difference; nothing is touched") {
+    const std::string settings_path = dir.path + "/out/traces.settings.json";
+    const std::string before = test::read_text(job.out_path), rejected_before = test::read_text(job.rejected_path);
+    const std::string settings_before = test::read_text(settings_path);
+    CHECK(json::parse(settings_before)["accept"] == json{"excellent", "good"});
     job.resume = true;
-    job.teacher.model = "teacher-2";
-    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("written with teacher model 'teacher-1'"));
+    const size_t requests = server.requests().size();
+    auto refused = [&](const TraceJob& changed, const std::string& difference) {
+      CHECK_THROWS_WITH(run_traces(changed), Catch::Contains("--resume needs the settings") &&
+                                                 Catch::Contains(difference));
+    };
+    TraceJob other = job;
+    other.teacher.model = "teacher-2";
+    refused(other, R"(teacher_model: saved "teacher-1", now "teacher-2")");
+    other = job;
+    other.accept = {Grade::kExcellent, Grade::kGood, Grade::kAverage};
+    refused(other, R"(accept: saved ["excellent","good"], now ["excellent","good","average"])");
+    other = job;
+    other.teacher_options.temperature = 0.7;
+    refused(other, R"(teacher_sampling: saved {}, now {"temperature":0.7})");
+    other = job;
+    other.attempts = 2;
+    other.teacher_options.temperature = 1.0;
+    refused(other, "attempts: saved 1, now 2");
+    other = job;
+    other.judge.reset();
+    refused(other, "judge_model: saved \"judge-1\", now unset");
+    other = job;
+    std::ofstream(dir.path + "/judge.txt") << "[user]\nGrade this: {trace}\n<grade>?</grade>\n";
+    other.judge_prompt = dir.path + "/judge.txt";
+    refused(other, "judge_prompt: ");
+    CHECK(server.requests().size() == requests);
+    CHECK(test::read_text(job.out_path) == before);
+    CHECK(test::read_text(job.rejected_path) == rejected_before);
+    CHECK(test::read_text(settings_path) == settings_before);
+
+    // Another address or more workers is the same run.
+    other = job;
+    other.workers = 1;
+    other.teacher.url = server.url() + "/";
+    script.broken = false;
+    CHECK(run_traces(other)["rows"] == 1);
+
+    // Records whose settings are lost cannot be resumed.
+    std::filesystem::remove(settings_path);
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("exists without " + settings_path));
+  }
+  SECTION("records of another teacher in the files are refused") {
+    job.resume = true;
+    { std::ofstream(job.out_path, std::ios::app) << json{{"cell_type", "k562"}, {"pert", "P9"}, {"gene", "G_EXC"},
+                                                           {"teacher_model", "teacher-2"}, {"judge_model", "judge-1"}}
+                                                   << "\n"; }
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("written with teacher model 'teacher-2'"));
   }
   SECTION("--resume retries only the failed row, after cutting a half-written line") {
     { std::ofstream(job.out_path, std::ios::app) << R"({"cell_type":"k562","pe)"; }
@@ -570,6 +624,45 @@ TEST_CASE("traces: a rejected key stops the run; what was written stays and --re
   CHECK_THAT(failed[0]["error"].get<std::string>(), Catch::Contains("HTTP 401"));
 }
 
+TEST_CASE("traces: an endpoint that never answers stops the run after one row's retries", "[traces]") {
+  test::TempDir dir("traces-unreachable");
+  write_rows(dir.path);
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    return {200, upregulated_trace(body)};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.workers = 1;
+  job.judge->url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/v1";
+  CHECK_THROWS_WITH(run_traces(job), Catch::Contains("no response") &&
+                                         Catch::Contains("the judge has not answered any request of this run") &&
+                                         Catch::Contains("1 rows were written"));
+  const auto failed = read_records(job.rejected_path);
+  REQUIRE(failed.size() == 1);
+  CHECK(failed[0]["stage"] == "judge");
+  CHECK(server.requests().size() == 1);  // one teacher request: the other six rows were not started
+
+  // An endpoint that has answered once this run is only failing for now
+  // (here: too slow): its rows fail, the run goes on and --resume retries them.
+  test::TempDir dir2("traces-slow-later");
+  write_rows(dir2.path);
+  std::atomic<int> calls{0};
+  MockChatServer slow([&](const json& body, const httplib::Request&) {
+    if (++calls > 1) std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    return std::pair<int, json>{200, upregulated_trace(body)};
+  });
+  job = make_job(dir2.path, slow.url());
+  job.judge.reset();
+  job.workers = 1;
+  job.limit = 3;
+  job.teacher.timeout_s = 0.1;
+  job.retry = quick_retry(1);
+  const json s = run_traces(job);
+  CHECK(s["accepted"] == 1);
+  CHECK(s["failed"] == 2);
+  CHECK(s["usage"]["teacher"]["failed_requests"] == 2);
+  CHECK(calls == 1 + 2 * 2);
+}
+
 TEST_CASE("traces: an unknown judge model stops the run; the teacher's trace is kept", "[traces]") {
   test::TempDir dir("traces-judge404");
   write_rows(dir.path);
@@ -653,7 +746,7 @@ TEST_CASE("traces: a judge cut off at its token limit is not graded; a teacher w
 TEST_CASE("traces: a record quoting bytes that are not UTF-8 is still written", "[traces]") {
   test::TempDir dir("traces-utf8");
   {
-    TraceStore store(dir.path + "/a.jsonl", dir.path + "/r.jsonl", false, {"t", ""});
+    TraceStore store(dir.path + "/a.jsonl", dir.path + "/r.jsonl", false, {"t", ""}, json::object());
     store.write(json{{"gene", "G1"}, {"reason", "error"}, {"error", "HTTP 502: caf\xc3"}}, false);
   }
   const auto records = read_records(dir.path + "/r.jsonl");

@@ -99,8 +99,8 @@ async function main() {
     assert.equal(summary.rows, rows.length);
     assert.equal(summary.accepted, good.length);
     assert.deepEqual(summary.rejected, rows.length > good.length ? { grade: rows.length - good.length } : {});
-    assert.deepEqual(summary.usage.teacher, { requests: rows.length, retries: 0, prompt_tokens: 3 * rows.length,
-                                              completion_tokens: 2 * rows.length });
+    assert.deepEqual(summary.usage.teacher, { requests: rows.length, failed_requests: 0, retries: 0,
+                                              prompt_tokens: 3 * rows.length, completion_tokens: 2 * rows.length });
     assert.equal(mock.seen.judge, rows.length);
     const byGene = new Map(readJsonl(out).map((r) => [`${r.pert}/${r.gene}`, r]));
     assert.equal(byGene.size, good.length);
@@ -251,15 +251,20 @@ async function main() {
     const tls = makeCertificate();
     const secure = await startMock(tls);
     try {
-      const args = (name) => ['traces', '--data', rowsFile, '--teacher', secure.url, '--teacher-model', 'mock-teacher',
-                              '--limit', '1', '--retries', '0', '--out', path.join(work, name), '--quiet'];
+      const args = (name, limit = '1') => ['traces', '--data', rowsFile, '--teacher', secure.url,
+                                           '--teacher-model', 'mock-teacher', '--limit', limit, '--workers', '1',
+                                           '--retries', '0', '--out', path.join(work, name), '--quiet'];
       const trusted = await cli(args('tls-ok.jsonl'), { ...keys, SSL_CERT_FILE: tls.certFile });
       assert.equal(trusted.accepted, 1);
       // Without the certificate in the store the connection is refused: the
-      // row fails (no response), exit status 1.
-      const untrusted = await run(args('tls-bad.jsonl'), { ...keys, SSL_CERT_FILE: '/nonexistent.pem' });
-      assert.equal(untrusted.code, 1, untrusted.stderr);
-      assert.match(readJsonl(path.join(work, 'tls-bad.rejected.jsonl'))[0].error, /no response/);
+      // row fails (no response), and since the teacher never answered, the
+      // run stops there (exit status 2) instead of trying every row.
+      const untrusted = await run(args('tls-bad.jsonl', '2'), { ...keys, SSL_CERT_FILE: '/nonexistent.pem' });
+      assert.equal(untrusted.code, 2, untrusted.stderr);
+      assert.match(untrusted.stderr, /teacher has not answered any request/);
+      const failed = readJsonl(path.join(work, 'tls-bad.rejected.jsonl'));
+      assert.equal(failed.length, 1);
+      assert.match(failed[0].error, /no response/);
     } finally {
       secure.server.close();
     }
