@@ -56,12 +56,22 @@ void TextStream::commit(bool final) {
   read_offset_ = tokens_.size();
 }
 
+bool TextStream::commit_keeps_released(bool final) {
+  // Text before committed_ is only ever appended to, so only what was
+  // released past it (part of the last tail) needs comparing: O(window),
+  // where comparing all released text would make each token O(reply).
+  const size_t stable = committed_;
+  commit(final);
+  if (released_.size() <= stable) return true;
+  const size_t n = released_.size() - stable;
+  return decoded_.size() >= released_.size() && decoded_.compare(stable, n, released_, stable, n) == 0;
+}
+
 std::string TextStream::push(int64_t token) {
   if (stopped_) return "";
   tokens_.push_back(token);
-  commit(false);
+  if (!commit_keeps_released(false)) return "";
   const std::string& full = decoded_;
-  if (full.compare(0, released_.size(), released_) != 0) return "";
   size_t stop_at = std::string::npos;
   for (const auto& stop : stops_) {
     // Only where a match could end in the new text: everything released was
@@ -80,8 +90,7 @@ std::string TextStream::push(int64_t token) {
 
 std::string TextStream::finish() {
   if (stopped_ || tokens_.empty()) return "";
-  commit(true);
-  if (decoded_.size() <= released_.size() || decoded_.compare(0, released_.size(), released_) != 0) return "";
+  if (!commit_keeps_released(true) || decoded_.size() <= released_.size()) return "";
   std::string rest = decoded_.substr(released_.size());
   released_ = decoded_;
   return rest;

@@ -40,6 +40,9 @@ class TextStream {
   // read_offset_ is committed unless it ends in an unfinished character
   // (always when `final`), else kept as a tail that the next call replaces.
   void commit(bool final);
+  // commit, then whether the text released so far is still a prefix of it
+  // (a decoder that rewrote its past releases nothing until it agrees again).
+  bool commit_keeps_released(bool final);
   std::string decode_range(size_t begin, size_t end) const;
 
   Decode decode_;
