@@ -61,13 +61,12 @@ RunFn setup(CLI::App& cmd) {
     g.max_new_tokens = o->max_new_tokens;
     g.sampling = {o->temperature, o->top_k, o->top_p, o->seed};
     if (!o->no_stop) {
-      // The stops the server and eval use; without a tokenizer (--ids), the
-      // config's and generation_config.json's, as transformers' generate.
-      g.stop_ids = model.config().eos_token_ids;
-      const std::vector<int64_t> more =
-          tok ? tok->eos_ids() : tokenizer::TokenizerConfig::load(o->model).generation_eos_ids;
-      for (int64_t id : more)
-        if (std::find(g.stop_ids.begin(), g.stop_ids.end(), id) == g.stop_ids.end()) g.stop_ids.push_back(id);
+      // The stops the server and eval use; without a tokenizer (--ids),
+      // generation_config.json's and the config's, as transformers' generate.
+      const auto& model_eos = model.config().eos_token_ids;
+      g.stop_ids = tok ? tok->stop_ids(model_eos)
+                       : tokenizer::merge_stop_ids(tokenizer::TokenizerConfig::load(o->model).generation_eos_ids,
+                                                   model_eos);
     }
     const auto results = engine::generate(model, {prompt_ids}, g);
     nlohmann::json out = {{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}};

@@ -183,10 +183,20 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
   torch::Tensor picked, logits;
   if (greedy) {
     // NaN (an overflowed fp16 activation) is never picked, as on the host;
-    // torch's argmax would take it as the maximum. A row of NaN only gives -1.
+    // torch's argmax would take it as the maximum. Only the picked logit is
+    // checked afterwards: it is NaN only when no entry beats -inf, a row the
+    // host resolves below (-1 when every entry is NaN).
     constexpr double kInf = std::numeric_limits<double>::infinity();
-    const torch::Tensor argmax = logits_RV.nan_to_num(-kInf, kInf, -kInf).argmax(-1);
-    picked = torch::where(logits_RV.isnan().all(-1), torch::full_like(argmax, -1), argmax).to(torch::kCPU);
+    const torch::Tensor argmax = logits_RV.nan_to_num(-kInf, kInf, -kInf).argmax(-1, /*keepdim=*/true);
+    const torch::Tensor at_pick = logits_RV.gather(-1, argmax);
+    picked = torch::where(at_pick.isnan(), torch::full_like(argmax, -1), argmax).squeeze(-1).to(torch::kCPU);
+    for (int64_t i = 0; i < R; ++i) {
+      int64_t& id = picked.data_ptr<int64_t>()[i];
+      if (id >= 0) continue;
+      // The host rule: the lowest id that is not NaN (here every such is -inf).
+      const torch::Tensor not_nan = logits_RV[i].isnan().logical_not().nonzero();
+      if (not_nan.size(0) > 0) id = not_nan[0][0].item<int64_t>();
+    }
   } else {
     logits = logits_RV.to(torch::kCPU, torch::kFloat32).contiguous();
   }
@@ -196,7 +206,7 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
     try {
       if (!greedy) tok = row.sampler.sample(logits.data_ptr<float>() + i * V, V);
       else if ((tok = picked.data_ptr<int64_t>()[i]) < 0)
-        throw std::runtime_error("every logit is NaN: the model's activations overflowed (try bf16 or f32)");
+        throw std::runtime_error(kAllLogitsNan);
     } catch (const std::exception& e) {
       fail(row, e.what());  // this row alone: the others' logits are fine
       continue;

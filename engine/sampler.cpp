@@ -38,7 +38,7 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
   const double inv_t = params_.temperature > 0 ? 1.0 / params_.temperature : 0.0;
   if (params_.temperature == 0.0 || !std::isfinite(inv_t)) {
     const int64_t best = argmax_skipping_nan(logits, V);
-    if (best < 0) throw std::runtime_error("every logit is NaN: the model's activations overflowed (try bf16 or f32)");
+    if (best < 0) throw std::runtime_error(kAllLogitsNan);
     return best;
   }
   scratch_.resize(V);
@@ -54,6 +54,14 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
   if (params_.top_k > 0 && params_.top_k < V) {
     keep = params_.top_k;
     std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
+    // Every token equal to the k-th stays a candidate, as transformers'
+    // top-k filter (it removes only logits below the k-th): which of a tie
+    // survives must not depend on the token ids.
+    const float kth = scratch_[keep - 1].first;
+    const auto ties_end = std::partition(scratch_.begin() + keep, scratch_.end(),
+                                         [kth](const auto& c) { return c.first == kth; });
+    std::sort(scratch_.begin() + keep, ties_end, by_logit);
+    keep = ties_end - scratch_.begin();
   } else {
     std::sort(scratch_.begin(), scratch_.end(), by_logit);
   }

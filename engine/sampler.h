@@ -12,7 +12,7 @@ namespace synthpert::engine {
 
 struct SamplingParams {
   double temperature = 0.0;  // 0: greedy (argmax, lowest id on ties)
-  int64_t top_k = 0;         // 0: off
+  int64_t top_k = 0;         // 0: off; ties with the k-th logit are kept
   double top_p = 1.0;        // 1: off
   uint64_t seed = 0;
 };
@@ -28,6 +28,10 @@ class Sampler {
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int64_t>> scratch_;
 };
+
+// Why a row of logits cannot be sampled: every entry is NaN.
+inline constexpr const char* kAllLogitsNan =
+    "every logit is NaN: the model's activations overflowed (try bf16 or f32)";
 
 // Validates sampling parameters; throws InputError naming the flag.
 void validate_sampling(const SamplingParams& p);

@@ -27,11 +27,14 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
   throw InputError(dir + ": holds neither tokenizer.json nor tokenizer.model");
 }
 
+std::vector<int64_t> merge_stop_ids(std::vector<int64_t> ids, const std::vector<int64_t>& more) {
+  for (int64_t id : more)
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  return ids;
+}
+
 std::vector<int64_t> Tokenizer::stop_ids(const std::vector<int64_t>& model_eos_ids) const {
-  std::vector<int64_t> out = eos_ids_;
-  for (int64_t id : model_eos_ids)
-    if (std::find(out.begin(), out.end(), id) == out.end()) out.push_back(id);
-  return out;
+  return merge_stop_ids(eos_ids_, model_eos_ids);
 }
 
 std::string Tokenizer::decode_generated(const std::vector<int64_t>& ids) const {

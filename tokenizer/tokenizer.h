@@ -77,4 +77,8 @@ class Tokenizer {
 // before English contractions.
 std::string clean_up_tokenization(std::string text);
 
+// `ids` followed by those of `more` it lacks (the union of stop-id lists, in
+// order).
+std::vector<int64_t> merge_stop_ids(std::vector<int64_t> ids, const std::vector<int64_t>& more);
+
 }  // namespace synthpert::tokenizer

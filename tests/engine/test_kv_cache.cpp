@@ -463,3 +463,44 @@ TEST_CASE("a row range of the cache pool addresses the pool's own pages", "[engi
       }
   }
 }
+
+TEST_CASE("greedy decoding never picks a NaN logit; a row of NaN logits fails alone", "[engine][kv][sampling]") {
+  test::TempDir dir("sched-nan");
+  auto model = make_model(dir, Arch::kLlama);
+  const int64_t V = model.config().vocab_size;
+  const auto prompt = test::random_ids(5, V, 61);
+  InferenceGuard g;
+  const torch::Tensor clean = model.forward(ForwardBatch::from_ids(torch::tensor(prompt).unsqueeze(0)))[0][-1];
+  const int64_t best = clean.argmax().item<int64_t>();
+  const int64_t runner_up = clean.clone().index_fill_(0, torch::tensor({best}), -INFINITY).argmax().item<int64_t>();
+  // The best token's logit becomes NaN for every row (its lm_head row), and a
+  // token absent from `prompt` turns a whole row's activations into NaN (its
+  // embedding). Clones first: the two may share storage.
+  model.lm_head = model.lm_head.clone();
+  model.embed_tokens = model.embed_tokens.clone();
+  model.lm_head[best].fill_(NAN);
+  int64_t poison = 0;
+  while (std::find(prompt.begin(), prompt.end(), poison) != prompt.end() || poison == best) ++poison;
+  model.embed_tokens[poison].fill_(NAN);
+
+  BatchScheduler s(model, 2, 16, {});
+  std::vector<std::string> errors(2);
+  std::vector<GenerateResult> results(2);
+  const std::vector<std::vector<int64_t>> prompts = {prompt, {prompt[0], poison, prompt[1]}};
+  for (size_t i = 0; i < 2; ++i) {
+    SequenceRequest r;
+    r.prompt = prompts[i];
+    r.max_new_tokens = 4;
+    r.on_finish = [&, i](const GenerateResult& res) { results[i] = res; };
+    r.on_error = [&, i](const std::string& m) { errors[i] = m; };
+    s.add(std::move(r));
+  }
+  for (int step = 0; !s.idle() && step < 20; ++step) s.step();
+  CHECK(s.idle());
+  CHECK(errors[0].empty());
+  REQUIRE(results[0].tokens.size() == 4);
+  CHECK(results[0].tokens[0] == runner_up);
+  CHECK(std::find(results[0].tokens.begin(), results[0].tokens.end(), best) == results[0].tokens.end());
+  CHECK(errors[1] == kAllLogitsNan);
+  CHECK(results[1].tokens.empty());
+}

@@ -82,6 +82,18 @@ TEST_CASE("top-p keeps the smallest prefix reaching the mass, top-k the k best",
   CHECK(seen.count(3) == 0);
 }
 
+TEST_CASE("top-k keeps every token tied with the k-th, as transformers' filter", "[sampling]") {
+  // transformers removes only logits below the k-th largest, so k = 2 here
+  // keeps the three tokens tied at 1.0: which survive must not depend on ids.
+  std::vector<float> logits = {1.0f, 2.0f, 1.0f, -1.0f, 1.0f};
+  Sampler s({1.0, 2, 1.0, 9}, 0);
+  std::map<int64_t, int> seen;
+  for (int i = 0; i < 4000; ++i) seen[s.sample(logits.data(), 5)]++;
+  CHECK(seen.size() == 4);
+  CHECK(seen.count(3) == 0);
+  for (int64_t tied : {0, 2, 4}) CHECK(seen[tied] > 500);  // each expects 4000 e / (e^2 + 3e) = 700
+}
+
 TEST_CASE("same seed and stream give the same tokens; streams differ", "[sampling]") {
   std::vector<float> logits(50);
   for (int i = 0; i < 50; ++i) logits[i] = std::sin(i * 1.7f);
