@@ -54,12 +54,12 @@ ChatTemplate ChatTemplate::load_or_override(const std::string& dir, const std::s
 void ChatTemplate::set_variable(const std::string& name, const std::string& value) { variables_[name] = value; }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
-  json list = json::array();
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const auto& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
   return render_json(list, add_generation_prompt);
 }
 
-std::string ChatTemplate::render_json(const json& messages, bool add_generation_prompt) const {
+std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages, bool add_generation_prompt) const {
   SP_CHECK_INPUT(messages.is_array(), "chat messages must be a JSON list");
   std::map<std::string, jinja::Value> globals;
   for (const auto& [k, v] : variables_) globals[k] = jinja::Value(v);
@@ -68,9 +68,14 @@ std::string ChatTemplate::render_json(const json& messages, bool add_generation_
   return template_->render(globals);
 }
 
-json read_messages_file(const std::string& path) {
-  const json j = read_json_file(path);
-  const json& list = j.is_object() && j.contains("messages") ? j["messages"] : j;
+nlohmann::ordered_json read_messages_file(const std::string& path) {
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(read_file(path));
+  } catch (const nlohmann::ordered_json::parse_error& e) {
+    throw InputError(path + ": not valid JSON (" + e.what() + ")");
+  }
+  const nlohmann::ordered_json& list = j.is_object() && j.contains("messages") ? j["messages"] : j;
   SP_CHECK_INPUT(list.is_array(), path, ": expected a list of messages or {\"messages\": [...]}");
   for (size_t i = 0; i < list.size(); ++i) {
     SP_CHECK_INPUT(list[i].is_object() && list[i].contains("role") && list[i]["role"].is_string(), path, ": message ", i,

@@ -35,8 +35,9 @@ class ChatTemplate {
   static ChatTemplate load_or_override(const std::string& model_dir, const std::string& template_file);
 
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
-  // Messages as JSON objects, so extra fields (tool_calls, reasoning_content, ...) reach the template.
-  std::string render_json(const nlohmann::json& messages, bool add_generation_prompt) const;
+  // Messages as JSON objects, so extra fields (tool_calls, reasoning_content, ...) reach the template;
+  // nested objects keep their key order (tojson of tool-call arguments).
+  std::string render_json(const nlohmann::ordered_json& messages, bool add_generation_prompt) const;
 
   // Sets a variable every render sees (bos_token, date_string, ...).
   void set_variable(const std::string& name, const std::string& value);
@@ -49,7 +50,7 @@ class ChatTemplate {
 };
 
 // Reads messages from a JSON file: a list of {role, content, ...} or an
-// object with a "messages" list.
-nlohmann::json read_messages_file(const std::string& path);
+// object with a "messages" list. Objects keep the file's key order.
+nlohmann::ordered_json read_messages_file(const std::string& path);
 
 }  // namespace synthpert::tokenizer

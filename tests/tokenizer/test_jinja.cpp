@@ -47,6 +47,25 @@ TEST_CASE("tojson follows transformers (no key sorting, no HTML escaping, ensure
   CHECK(render("{{ {'a': [1, 2]} | tojson(indent=2) }}") == "{\n  \"a\": [\n    1,\n    2\n  ]\n}");
 }
 
+TEST_CASE("comparisons chain as in Python: a < b < c is a < b and b < c", "[jinja]") {
+  // Pairwise, `3 > 2 > 1` would be `True > 1`, false; `1 < 3 < 2` would be
+  // `True < 2`, true.
+  CHECK(render("{{ 3 > 2 > 1 }} {{ 1 < 3 < 2 }} {{ 1 == 1 == 1 }} {{ 0 < 1 <= 1 != 2 }}") == "True False True True");
+  CHECK(render("{{ 'a' in 'abc' in ['abc'] }} {{ 'a' in 'abc' not in ['abc'] }}") == "True False");
+  // A false link ends the chain: the undefined name's arithmetic never runs.
+  CHECK(render("{{ 2 < 1 < nothing + 1 }}") == "False");
+  CHECK(render("{{ not 1 < 2 }} {{ 1 < 2 and 2 < 1 }}") == "False False");
+}
+
+TEST_CASE("round is Python's round: ties to even, ints stay ints, floor/ceil give floats", "[jinja]") {
+  // Expected values are CPython's: round(2.5, 0), round(3.5, 0), round(3, 0),
+  // round(2.675, 2), round(1250, -2), round(1251.0, -2), math.floor(1.5) / 1.
+  CHECK(render("{{ 2.5 | round }} {{ 3.5 | round }} {{ 3 | round }} {{ 2.675 | round(2) }}") == "2.0 4.0 3 2.67");
+  CHECK(render("{{ 1250 | round(-2) }} {{ 1251.0 | round(-2) }} {{ 1.5 | round(0, 'floor') }} {{ 3 | round(method='ceil') }}") ==
+        "1200 1300.0 1.0 3.0");
+  CHECK_THROWS_WITH(render("{{ 1.5 | round(0, 'up') }}"), Catch::Contains("round's method"));
+}
+
 TEST_CASE("loop controls, macros, set blocks and namespaces", "[jinja]") {
   CHECK(render("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}") == "02");
   CHECK(render("{% macro greet(name, punct='!') %}hi {{ name }}{{ punct }}{% endmacro %}{{ greet('a') }} {{ greet('b', punct='?') }}") ==
@@ -91,4 +110,20 @@ TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms",
   CHECK(ChatTemplate::load(dir).render({{"user", "x"}}, false) == "<B>[1]");
   synthpert::write_file_atomic(dir + "/override.jinja", "{{ bos_token }}override");
   CHECK(ChatTemplate::load_or_override(dir, dir + "/override.jinja").render({}, false) == "<B>override");
+}
+
+TEST_CASE("messages files keep their key order; integers past int64 are refused", "[jinja]") {
+  // Python's json.load keeps insertion order, so a tool call's arguments
+  // render in the order written (tojson does not sort, as transformers).
+  const std::string dir = synthpert::test::scratch_dir("chat-order");
+  synthpert::write_file_atomic(dir + "/m.json", R"({"messages": [{"role": "assistant", "content": "",
+      "tool_calls": [{"name": "f", "arguments": {"zeta": 1, "alpha": {"y": 2, "b": 3}}}]}]})");
+  const auto messages = synthpert::tokenizer::read_messages_file(dir + "/m.json");
+  const ChatTemplate t = ChatTemplate::from_string(
+      "{% for k, v in messages[0].tool_calls[0].arguments.items() %}{{ k }};{% endfor %}"
+      "{{ messages[0].tool_calls[0].arguments | tojson }}");
+  CHECK(t.render_json(messages, false) == R"(zeta;alpha;{"zeta": 1, "alpha": {"y": 2, "b": 3}})");
+  synthpert::write_file_atomic(dir + "/big.json", R"([{"role": "user", "content": 18446744073709551615}])");
+  CHECK_THROWS_WITH(t.render_json(synthpert::tokenizer::read_messages_file(dir + "/big.json"), false),
+                    Catch::Contains("past the range"));
 }

@@ -24,7 +24,8 @@ struct Expr {
     Filter,     // a | name(args, kwargs)
     Test,       // a is [not] name(args)
     Unary,      // op a   (not, -, +)
-    Binary,     // a op b (or, and, ==, in, not in, +, ~, ...)
+    Binary,     // a op b (or, and, +, ~, ...)
+    Compare,    // args[0] ops[0] args[1] ops[1] ... (==, <, in, not in, ...; chained as in Python)
     Cond,       // a if b else c
     ListLit,    // [args]
     TupleLit,   // (args)
@@ -38,6 +39,7 @@ struct Expr {
   ExprPtr a, b, c;
   std::vector<ExprPtr> args;
   std::vector<ExprPtr> keys;                                   // DictLit
+  std::vector<std::string> ops;                                // Compare
   std::vector<std::pair<std::string, ExprPtr>> kwargs;         // Call, Filter
 };
 

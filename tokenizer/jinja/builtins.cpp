@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 
@@ -288,14 +289,33 @@ Value f_abs(const Value& v, Args&, int line) {
   if (v.is_number()) return Value(static_cast<int64_t>(std::llabs(v.as_int())));
   fail(line, "abs needs a number");
 }
+// Jinja2's round: "common" is Python's round() (half to even on the exact
+// binary value; an int stays an int), "floor"/"ceil" give a float.
 Value f_round(const Value& v, Args& a, int line) {
   if (!v.is_number()) fail(line, "round needs a number");
   const int64_t prec = a.get(0, "precision", Value(int64_t{0})).as_int();
   const std::string method = a.get(1, "method", Value("common")).to_string();
-  const double scale = std::pow(10.0, static_cast<double>(prec));
-  double x = v.as_double() * scale;
-  x = method == "floor" ? std::floor(x) : method == "ceil" ? std::ceil(x) : std::round(x);
-  return Value(x / scale);
+  if (method != "common" && method != "floor" && method != "ceil")
+    fail(line, "round's method must be 'common', 'ceil' or 'floor', got '" + method + "'");
+  if (method != "common") {
+    const double scale = std::pow(10.0, static_cast<double>(prec));
+    const double x = v.as_double() * scale;
+    return Value((method == "floor" ? std::floor(x) : std::ceil(x)) / scale);
+  }
+  if (prec < 0) {
+    // To a multiple of 10^-prec, ties to even.
+    const double unit = std::pow(10.0, static_cast<double>(-prec));
+    const double r = std::nearbyint(v.as_double() / unit) * unit;
+    return v.kind() == Value::Kind::Float ? Value(r) : Value(static_cast<int64_t>(r));
+  }
+  if (v.kind() != Value::Kind::Float) return Value(v.as_int());
+  // printf rounds the exact binary value to nearest, ties to even: Python's
+  // rule (round(2.675, 2) is 2.67, round(2.5) is 2.0).
+  const int digits = static_cast<int>(std::min<int64_t>(prec, 340));
+  const int n = std::snprintf(nullptr, 0, "%.*f", digits, v.as_double());
+  std::string text(static_cast<size_t>(n) + 1, '\0');
+  std::snprintf(text.data(), text.size(), "%.*f", digits, v.as_double());
+  return Value(std::strtod(text.c_str(), nullptr));
 }
 Value f_indent(const Value& v, Args& a, int) {
   const Value width = a.get(0, "width", Value(int64_t{4}));

@@ -250,6 +250,7 @@ class Renderer {
         return v.kind() == Value::Kind::Float ? Value(-v.as_double()) : Value(-v.as_int());
       }
       case Expr::Kind::Binary: return binary(e);
+      case Expr::Kind::Compare: return compare_chain(e);
       case Expr::Kind::Cond:
         if (eval(*e.b).truthy()) return eval(*e.a);
         return e.c ? eval(*e.c) : Value();
@@ -360,6 +361,40 @@ class Renderer {
     return Value(s);
   }
 
+  // Python's chain: stops at the first false link, each operand evaluated
+  // at most once.
+  Value compare_chain(const Expr& e) {
+    Value l = eval(*e.args[0]);
+    for (size_t i = 0; i < e.ops.size(); ++i) {
+      Value r = eval(*e.args[i + 1]);
+      if (!compare(e.ops[i], l, r, e.line)) return Value(false);
+      l = std::move(r);
+    }
+    return Value(true);
+  }
+
+  bool compare(const std::string& op, const Value& l, const Value& r, int line) {
+    if (op == "==") return values_equal(l, r);
+    if (op == "!=") return !values_equal(l, r);
+    if (op == "<") return value_less(l, r);
+    if (op == ">") return value_less(r, l);
+    if (op == "<=") return !value_less(r, l);
+    if (op == ">=") return !value_less(l, r);
+    // in, not in
+    bool found = false;
+    if (r.is_string()) {
+      if (!l.is_string()) fail(line, "'in <string>' needs a string on the left, got " + l.type_name());
+      found = r.str().find(l.str()) != std::string::npos;
+    } else if (r.is_list()) {
+      for (const auto& x : r.list()) found = found || values_equal(x, l);
+    } else if (r.is_dict()) {
+      found = l.is_string() && r.dict().find(l.str()) != nullptr;
+    } else if (!r.is_undefined()) {
+      fail(line, "'in' needs a string, list or dict on the right, got " + r.type_name());
+    }
+    return op == "in" ? found : !found;
+  }
+
   Value binary(const Expr& e) {
     const std::string& op = e.name;
     if (op == "and") {
@@ -371,26 +406,6 @@ class Renderer {
       return l.truthy() ? l : eval(*e.b);
     }
     const Value l = eval(*e.a), r = eval(*e.b);
-    if (op == "==") return Value(values_equal(l, r));
-    if (op == "!=") return Value(!values_equal(l, r));
-    if (op == "<") return Value(value_less(l, r));
-    if (op == ">") return Value(value_less(r, l));
-    if (op == "<=") return Value(!value_less(r, l));
-    if (op == ">=") return Value(!value_less(l, r));
-    if (op == "in" || op == "not in") {
-      bool found = false;
-      if (r.is_string()) {
-        if (!l.is_string()) fail(e.line, "'in <string>' needs a string on the left, got " + l.type_name());
-        found = r.str().find(l.str()) != std::string::npos;
-      } else if (r.is_list()) {
-        for (const auto& x : r.list()) found = found || values_equal(x, l);
-      } else if (r.is_dict()) {
-        found = l.is_string() && r.dict().find(l.str()) != nullptr;
-      } else if (!r.is_undefined()) {
-        fail(e.line, "'in' needs a string, list or dict on the right, got " + r.type_name());
-      }
-      return Value(op == "in" ? found : !found);
-    }
     if (op == "~") return Value(l.to_string() + r.to_string());
     if (l.is_undefined() || r.is_undefined())
       fail(e.line, "operator '" + op + "' used with an undefined value ('" + describe(l.is_undefined() ? *e.a : *e.b) + "')");

@@ -291,8 +291,12 @@ class Parser {
     }
     return parse_compare();
   }
+  // `a < b < c` means `a < b and b < c` with b evaluated once, as in
+  // Python's Jinja2 (not `(a < b) < c`).
   ExprPtr parse_compare() {
-    ExprPtr e = parse_math1();
+    ExprPtr first = parse_math1();
+    auto e = make(Expr::Kind::Compare, first->line);
+    e->args.push_back(std::move(first));
     while (true) {
       std::string op;
       if (peek().type == T::Op && (peek().text == "==" || peek().text == "!=" || peek().text == "<" ||
@@ -305,10 +309,13 @@ class Parser {
         pos_ += 2;
         op = "not in";
       } else {
-        return e;
+        break;
       }
-      e = binary(op, std::move(e), parse_math1());
+      e->ops.push_back(std::move(op));
+      e->args.push_back(parse_math1());
     }
+    if (e->ops.empty()) return std::move(e->args[0]);
+    return e;
   }
   ExprPtr parse_math1() {
     ExprPtr e = parse_concat();

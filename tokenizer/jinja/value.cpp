@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 #include "common/error.h"
 
@@ -145,27 +146,40 @@ Value Value::function(std::string name, Function f) {
 const std::string& Value::function_name() const { return f_->first; }
 Value Value::call(Args& args) const { return f_->second(args); }
 
-Value Value::from_json(const nlohmann::json& j) {
+namespace {
+
+template <typename Json>
+Value value_from_json(const Json& j) {
   switch (j.type()) {
-    case nlohmann::json::value_t::null: return none();
-    case nlohmann::json::value_t::boolean: return Value(j.get<bool>());
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned: return Value(j.get<int64_t>());
-    case nlohmann::json::value_t::number_float: return Value(j.get<double>());
-    case nlohmann::json::value_t::string: return Value(j.get<std::string>());
+    case nlohmann::json::value_t::null: return Value::none();
+    case nlohmann::json::value_t::boolean: return Value(j.template get<bool>());
+    case nlohmann::json::value_t::number_integer: return Value(j.template get<int64_t>());
+    case nlohmann::json::value_t::number_unsigned: {
+      const uint64_t u = j.template get<uint64_t>();
+      SP_CHECK_INPUT(u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), "the integer ", u,
+                     " in the template's data is past the range templates hold (int64)");
+      return Value(static_cast<int64_t>(u));
+    }
+    case nlohmann::json::value_t::number_float: return Value(j.template get<double>());
+    case nlohmann::json::value_t::string: return Value(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       List l;
-      for (const auto& e : j) l.push_back(from_json(e));
+      for (const auto& e : j) l.push_back(value_from_json(e));
       return Value(std::move(l));
     }
     case nlohmann::json::value_t::object: {
       auto d = make_dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d->set(it.key(), from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) d->set(it.key(), value_from_json(it.value()));
       return Value(d);
     }
     default: return Value();
   }
 }
+
+}  // namespace
+
+Value Value::from_json(const nlohmann::json& j) { return value_from_json(j); }
+Value Value::from_json(const nlohmann::ordered_json& j) { return value_from_json(j); }
 
 nlohmann::json Value::to_json() const {
   return nlohmann::json::parse(to_json_text(*this, -1));

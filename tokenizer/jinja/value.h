@@ -34,7 +34,10 @@ class Value {
   Value(List l) : kind_(Kind::List), l_(std::make_shared<List>(std::move(l))) {}
   Value(std::shared_ptr<Dict> d) : kind_(Kind::Dict), d_map_(std::move(d)) {}
   static Value function(std::string name, Function f);
+  // Objects keep their keys' order with ordered_json (as Python's dicts);
+  // an integer past int64 is an InputError.
   static Value from_json(const nlohmann::json& j);
+  static Value from_json(const nlohmann::ordered_json& j);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::Undefined; }
