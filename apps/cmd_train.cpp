@@ -37,12 +37,17 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--model", t.model_dir, "Hugging Face model folder (the base)")->required();
   cmd.add_option("--data", o->data, "traces .jsonl, SynthPert .csv, or pre-tokenized .jsonl")->required();
   cmd.add_option("--out", t.out_dir, "output folder")->required();
-  cmd.add_option("--lora-r", t.lora.r, "LoRA rank")->capture_default_str();
-  cmd.add_option("--lora-alpha", t.lora.alpha, "LoRA alpha")->capture_default_str();
-  cmd.add_option("--lora-dropout", t.lora.dropout, "dropout on the adapter input")->capture_default_str();
-  cmd.add_flag("--rslora", t.lora.rslora, "scale alpha/sqrt(r) instead of alpha/r");
-  cmd.add_option("--targets", o->targets, "LoRA target modules")->capture_default_str();
-  cmd.add_option("--init-adapter", t.init_adapter, "start from this PEFT adapter");
+  // The adapter's shape and scaling: with --init-adapter they come from its
+  // adapter_config.json, so giving them too is refused rather than ignored.
+  const std::vector<CLI::Option*> adapter_shape = {
+      cmd.add_option("--lora-r", t.lora.r, "LoRA rank")->capture_default_str(),
+      cmd.add_option("--lora-alpha", t.lora.alpha, "LoRA alpha")->capture_default_str(),
+      cmd.add_option("--lora-dropout", t.lora.dropout, "dropout on the adapter input")->capture_default_str(),
+      cmd.add_flag("--rslora", t.lora.rslora, "scale alpha/sqrt(r) instead of alpha/r"),
+      cmd.add_option("--targets", o->targets, "LoRA target modules")->capture_default_str()};
+  cmd.add_option("--init-adapter", t.init_adapter,
+                 "start from this PEFT adapter (its adapter_config.json sets rank, alpha, dropout, rsLoRA "
+                 "and targets)");
   cmd.add_flag("--full", t.full, "fine-tune every weight instead of a LoRA adapter");
   cmd.add_flag("--qlora", t.qlora, "NF4 base weights (QLoRA)");
   cmd.add_flag("--double-quant", t.double_quant,
@@ -70,7 +75,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--save-every", t.save_every, "checkpoint every N steps (0: at the end)")->capture_default_str();
   cmd.add_option("--keep-checkpoints", t.keep_checkpoints, "newest checkpoints kept (0: all)")->capture_default_str();
   cmd.add_flag("--resume", t.resume, "continue the run in --out from its newest checkpoint");
-  cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 | f16 (masters stay f32)")->capture_default_str();
+  cmd.add_option("--dtype", t.dtype, "compute dtype f32 | bf16 (masters stay f32; f16 is refused: no loss scaling)")->capture_default_str();
   cmd.add_option("--device", t.device, "cpu | cuda (cuda:LOCAL_RANK when data parallel)")->capture_default_str();
   cmd.add_flag("--activation-checkpointing", t.checkpoint_layers, "recompute each decoder layer in backward");
   cmd.add_option("--accept", o->accept,
@@ -90,8 +95,11 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--grad-dump", o->grad_dump,
                  "write step 1's gradient (all-reduced, before clipping) to this safetensors file "
                  "(parity checks against other trainers)");
-  return [o] {
+  return [o, adapter_shape] {
     auto& t = o->t;
+    for (const CLI::Option* opt : adapter_shape)
+      SP_CHECK_INPUT(t.init_adapter.empty() || opt->count() == 0, opt->get_name(),
+                     " cannot be combined with --init-adapter: the adapter's adapter_config.json sets it");
     t.schedule = trainer::parse_schedule(o->schedule);
     t.progress = !o->no_progress;
     SP_CHECK_INPUT(o->bucket_mb > 0, "--bucket-mb must be positive, got ", o->bucket_mb);
@@ -128,8 +136,9 @@ RunFn setup(CLI::App& cmd) {
     std::vector<trainer::SftExample> val;
     std::tie(train.examples, val) =
         trainer::split_validation(std::move(all.examples), o->val_fraction, t.seed);
-    train.truncated = all.truncated;
+    train.truncated = trainer::count_truncated(train.examples);
     train.dropped = all.dropped;
+    const int64_t val_truncated = trainer::count_truncated(val);
     t.data_identity = {{"file", trainer::file_fingerprint(o->data)},
                        {"val_fraction", o->val_fraction},
                        {"overlong", o->overlong},
@@ -144,10 +153,11 @@ RunFn setup(CLI::App& cmd) {
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));
     const bool rank0 = comm->rank() == 0;
-    if (rank0 && (train.truncated > 0 || train.dropped > 0))
-      std::fprintf(stderr, "train: %lld example(s) truncated, %lld dropped at --max-seq-len %lld\n",
-                   static_cast<long long>(train.truncated), static_cast<long long>(train.dropped),
-                   static_cast<long long>(t.max_seq_len));
+    if (rank0 && (all.truncated > 0 || train.dropped > 0))
+      std::fprintf(stderr,
+                   "train: %lld example(s) truncated (%lld of them validation), %lld dropped at --max-seq-len %lld\n",
+                   static_cast<long long>(all.truncated), static_cast<long long>(val_truncated),
+                   static_cast<long long>(train.dropped), static_cast<long long>(t.max_seq_len));
     trainer::TrainHooks hooks;
     if (!o->grad_dump.empty() && rank0)
       hooks.on_gradients = [o](const trainer::StepRecord& r, const trainer::ParamSet& p) {
@@ -164,10 +174,14 @@ RunFn setup(CLI::App& cmd) {
                             {"train_examples", train.examples.size()},
                             {"val_examples", val.size()},
                             {"truncated", train.truncated},
+                            {"val_truncated", val_truncated},
                             {"dropped", train.dropped}};
       if (!o->accept.empty()) out["not_accepted"] = left_out;
       if (!result.steps.empty()) out["final_loss"] = result.steps.back().loss;
-      if (!result.val_losses.empty()) out["val_loss"] = result.val_losses.back().second;
+      if (!result.val_losses.empty()) {
+        out["val_loss"] = result.val_losses.back().second;
+        out["val_loss_step"] = result.val_losses.back().first;
+      }
       print_json(out);
     }
     return 0;

@@ -44,6 +44,9 @@ std::string peft_key(const std::string& module, bool is_a) {
   return kPrefix + module + (is_a ? ".lora_A.weight" : ".lora_B.weight");
 }
 
+std::string peft_weights_path(const std::string& dir) { return path_join(dir, kWeightsFile); }
+std::string peft_config_path(const std::string& dir) { return path_join(dir, kConfigFile); }
+
 void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec,
                        const std::string& base_model, StDType dtype) {
   NamedTensors tensors;

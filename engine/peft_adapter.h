@@ -28,6 +28,9 @@ struct LoraSpec {
 
 // The PEFT tensor name of a module's A or B matrix.
 std::string peft_key(const std::string& module, bool is_a);
+// DIR/adapter_model.safetensors and DIR/adapter_config.json.
+std::string peft_weights_path(const std::string& dir);
+std::string peft_config_path(const std::string& dir);
 
 // Writes adapter_config.json and adapter_model.safetensors for every Linear of
 // `model` that holds a LoRA adapter. `base_model` goes into the config's

@@ -1,6 +1,8 @@
 #include "trainer/sft_data.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <fstream>
 
 #include "common/error.h"
@@ -71,14 +73,33 @@ std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
   SP_CHECK_INPUT(fraction >= 0 && fraction < 1, "--val-fraction must be in [0, 1), got ", fraction);
   const auto n = static_cast<int64_t>(examples.size());
   const auto n_val = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(n)));
-  SP_CHECK_INPUT(n_val < n, "--val-fraction ", fraction, " leaves no training examples out of ", n);
+  // Groups in order of first appearance: with distinct prompts, group i is
+  // example i.
+  std::map<std::vector<int64_t>, int64_t> group_of_prompt;
+  std::vector<std::vector<int64_t>> groups;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& e = examples[i];
+    const auto first_target = std::find(e.loss_mask.begin(), e.loss_mask.end(), 1) - e.loss_mask.begin();
+    std::vector<int64_t> prompt(e.ids.begin(), e.ids.begin() + first_target);
+    const auto [it, fresh] = group_of_prompt.emplace(std::move(prompt), static_cast<int64_t>(groups.size()));
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
   // A stream of its own, so the split does not depend on the training order.
-  const auto perm = seeded_permutation(n, seed, 0x76616cull);
+  const auto perm = seeded_permutation(static_cast<int64_t>(groups.size()), seed, 0x76616cull);
   std::vector<uint8_t> is_val(n, 0);
-  for (int64_t i = 0; i < n_val; ++i) is_val[perm[i]] = 1;
+  int64_t taken = 0;
+  for (size_t g = 0; g < perm.size() && taken < n_val; ++g)
+    for (int64_t i : groups[perm[g]]) is_val[i] = 1, ++taken;
+  SP_CHECK_INPUT(taken < n || n_val == 0, "--val-fraction ", fraction, " leaves no training examples out of ", n,
+                 groups.size() < static_cast<size_t>(n) ? str_cat(" (they share ", groups.size(), " prompt(s), and a prompt's examples stay on one side)") : "");
   std::vector<SftExample> train, val;
   for (int64_t i = 0; i < n; ++i) (is_val[i] ? val : train).push_back(std::move(examples[i]));
   return {std::move(train), std::move(val)};
+}
+
+int64_t count_truncated(const std::vector<SftExample>& examples) {
+  return std::count_if(examples.begin(), examples.end(), [](const SftExample& e) { return e.truncated; });
 }
 
 }  // namespace synthpert::trainer

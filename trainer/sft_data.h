@@ -33,9 +33,15 @@ std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_o
 // A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
 std::string file_fingerprint(const std::string& path);
 
-// Splits off ceil(fraction x N) examples for validation, chosen by a seeded
-// permutation; returns (train, validation). fraction 0: no validation set.
+// Splits off at least ceil(fraction x N) examples for validation; returns
+// (train, validation). fraction 0: no validation set. Examples with the same
+// prompt (the tokens before the first target: several traces of one
+// question) stay on one side, so near-duplicates never score val_loss; whole
+// prompt groups are taken in a seeded permutation until the count is reached.
 std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
     std::vector<SftExample> examples, double fraction, uint64_t seed);
+
+// Examples of `examples` cut to --max-seq-len.
+int64_t count_truncated(const std::vector<SftExample>& examples);
 
 }  // namespace synthpert::trainer

@@ -84,6 +84,7 @@ SftDataset finalize_examples(std::vector<SftExample> examples, int64_t max_seq_l
       e.loss_mask.resize(max_seq_len);
       SP_CHECK_INPUT(count_targets(e) > 0, e.origin, ": truncated to --max-seq-len ", max_seq_len,
                      " no assistant token is left to learn (raise --max-seq-len or pass --overlong drop)");
+      e.truncated = true;
       ++ds.truncated;
     }
     ds.examples.push_back(std::move(e));

@@ -12,6 +12,7 @@ struct SftExample {
   std::vector<int64_t> ids;
   std::vector<uint8_t> loss_mask;  // 1: the token is a training target
   std::string origin;              // "FILE:LINE", for error messages
+  bool truncated = false;          // cut to --max-seq-len by finalize_examples
 };
 
 // What to do with an example longer than --max-seq-len.

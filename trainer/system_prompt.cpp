@@ -23,9 +23,12 @@ SystemPromptChoice choose_system_prompt(const std::string& file, const std::stri
   if (tmpl->system.empty()) return out;
   // A system text that reads the example's fields renders differently for
   // different fields; a fixed one does not need them.
-  const bool uses_fields = tmpl->render_system("", "", "") != tmpl->render_system("k562", "A", "B");
-  out.fn = [tmpl, uses_fields](const Conversation& c) {
-    if (!uses_fields) return tmpl->system;
+  // A fixed one is still rendered: its other placeholders ({evidence}, ...)
+  // read as eval renders them, never as the raw "{...}".
+  const std::string fixed = tmpl->render_system("", "", "");
+  const bool uses_fields = fixed != tmpl->render_system("k562", "A", "B");
+  out.fn = [tmpl, uses_fields, fixed](const Conversation& c) {
+    if (!uses_fields) return fixed;
     std::string v[3];
     const char* names[3] = {"cell_type", "pert", "gene"};
     for (int i = 0; i < 3; ++i) {

@@ -9,7 +9,10 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
+#include "common/settings_diff.h"
 #include "engine/model.h"
+#include "engine/peft_adapter.h"
+#include "engine/tensor_io.h"
 #include "trainer/batch_plan.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collate.h"
@@ -50,6 +53,15 @@ double validation_loss(const TrainOptions& o, const engine::Transformer& model,
   return t[0].item<double>() / std::max(1.0, t[1].item<double>());
 }
 
+// The starting adapter by content: a folder rewritten between runs is
+// another run.
+json init_adapter_identity(const std::string& dir) {
+  if (dir.empty()) return "";
+  return {{"path", std::filesystem::absolute(dir).lexically_normal().string()},
+          {"config", content_digest(read_file(engine::peft_config_path(dir)))},
+          {"weights", content_digest(read_file(engine::peft_weights_path(dir)))}};
+}
+
 std::string fmt(const char* f, double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, f, v);
@@ -68,7 +80,7 @@ json run_fingerprint(const TrainOptions& o, int64_t world) {
           {"lora_dropout", o.lora.dropout},
           {"rslora", o.lora.rslora},
           {"targets", o.lora.target_modules},
-          {"init_adapter", o.init_adapter},
+          {"init_adapter", init_adapter_identity(o.init_adapter)},
           {"lr", o.lr},
           {"schedule", static_cast<int>(o.schedule)},
           {"warmup_steps", o.warmup_steps},
@@ -111,6 +123,11 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
 
   engine::LoadOptions lo;
   lo.dtype = engine::parse_dtype(o.dtype);
+  // The backward starts from loss / targets (~1e-6 per logit at thousands of
+  // targets), below f16's smallest normal 6e-5: without loss scaling, which
+  // this trainer does not do, f16 gradients underflow silently.
+  SP_CHECK_INPUT(lo.dtype != torch::kFloat16, "--dtype f16 cannot train: its gradients underflow without loss "
+                                              "scaling, which the trainer does not do; use bf16 (or f32)");
   lo.nf4 = o.qlora;
   lo.nf4_double_quant = o.double_quant;
   SP_CHECK_INPUT(o.qlora || !o.double_quant, "--double-quant needs --qlora (it quantises the NF4 scales)");
@@ -127,6 +144,13 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     }
   }
   ParamSet params = o.full ? ParamSet::full(model) : ParamSet::lora(model);
+  if (!o.full && !o.init_adapter.empty()) {
+    // The masters start from the file's float32 values, not from the copies
+    // rounded to the compute dtype that were attached above.
+    const std::string weights = engine::peft_weights_path(o.init_adapter);
+    params.load_views(params.master(), engine::load_tensors(weights), weights);
+    params.write_back();
+  }
 
   std::vector<int64_t> lengths;
   for (const auto& e : data.examples) lengths.push_back(static_cast<int64_t>(e.ids.size()));
@@ -233,8 +257,9 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     }
     const bool last = rec.step == plan.total_steps();
     const bool save = o.save_every > 0 && rec.step % o.save_every == 0;
-    if ((o.eval_every > 0 && rec.step % o.eval_every == 0) || ((save || last) && o.eval_every == 0))
-      run_validation(rec.step);
+    // Always at the last step, so the run's final val_loss is of the final
+    // weights.
+    if (last || (o.eval_every > 0 ? rec.step % o.eval_every == 0 : save)) run_validation(rec.step);
     if (save || last) {
       if (rank0) {
         save_checkpoint(ckpt_root, rec.step, params, opt, fingerprint, o.keep_checkpoints);

@@ -273,9 +273,46 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --weight-decay 0.5"),
                "weight_decay: checkpoint 0.0, now 0.5");
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2"), "pass --resume to continue it");
+  // The starting adapter's config decides its shape: conflicting flags are
+  // refused, not ignored. f16 has no loss scaling: refused.
+  expect_error(train_cmd(f.model, f.data, d + "/o9", "--init-adapter " + run + "/adapter"),
+               "cannot be combined with --init-adapter");
+  expect_error(train_cmd(f.model, f.data, d + "/o10", "--dtype f16"), "--dtype f16 cannot train");
   fs::copy(f.model, d + "/tokenizer-copy");
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --tokenizer " + d + "/tokenizer-copy"),
                "\"tokenizer\":\"" + d + "/tokenizer-copy\"");
   CHECK(test::read_text(run + "/metrics.jsonl") == metrics);
   CHECK(test::read_text(run + "/adapter/adapter_model.safetensors") == adapter);
+}
+
+TEST_CASE("--init-adapter starts the float32 masters from the file; val_loss is measured at the last step", "[cli]") {
+  Fixture f;
+  const std::string d = f.dir.path;
+  REQUIRE(test::run_command(train_cmd(f.model, f.data, d + "/first", "--max-steps 2 --val-fraction 0"), d).exit_code == 0);
+  const std::string start = d + "/first/adapter";
+  // lr 0 in bf16: the saved adapter (written from the masters) must be the
+  // starting file's float32 values, not their bf16 roundings.
+  const std::string cmd = test::synthpert_bin() + " train --model " + f.model + " --data " + f.data + " --out " + d +
+                          "/second --init-adapter " + start +
+                          " --lr 0 --dtype bf16 --max-steps 5 --eval-every 4 --val-fraction 0.25 --no-progress";
+  const auto r = test::run_command(cmd, d);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto before = engine::load_tensors(start + "/adapter_model.safetensors");
+  const auto after = engine::load_tensors(d + "/second/adapter/adapter_model.safetensors");
+  REQUIRE(before.size() == after.size());
+  bool some_not_bf16 = false;
+  for (const auto& [name, t] : before) {
+    REQUIRE(after.count(name));
+    CHECK(torch::equal(t, after.at(name)));
+    some_not_bf16 = some_not_bf16 || !torch::equal(t, t.to(torch::kBFloat16).to(torch::kFloat32));
+  }
+  CHECK(some_not_bf16);  // else the check above could not tell
+  // --eval-every 4 over 5 steps: at 4, and at the last step.
+  std::vector<int64_t> val_steps;
+  for (const auto& j : test::metrics_lines(d + "/second/metrics.jsonl", "val_loss")) val_steps.push_back(j["step"]);
+  CHECK(val_steps == std::vector<int64_t>{4, 5});
+  const auto summary = json::parse(r.out);
+  CHECK(summary["val_loss_step"] == 5);
+  CHECK(summary["val_truncated"] == 0);
 }

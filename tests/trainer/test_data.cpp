@@ -1,6 +1,7 @@
 // SFT data: CSV and traces readers, the assistant-token mask, length
 // policies, the batch plan (data order) and collation (padding, packing).
 #include <catch2/catch.hpp>
+#include <algorithm>
 
 #include <set>
 
@@ -88,6 +89,11 @@ TEST_CASE("system prompt choice: the reasoning template by default, a template's
   c.fields.erase("pert");
   CHECK_THROWS_WITH(own.fn(c), Catch::Contains("t.csv: row 4: the system text of prompt template") &&
                                    Catch::Contains("has no pert"));
+  // A system text without the row's fields is still rendered, never left
+  // with its raw placeholders.
+  const std::string fixed = dir.path + "/fixed.txt";
+  std::ofstream(fixed) << "[system]\nContext: {evidence}.\n[user]\n{gene}?\n[answer]\n{label}\n";
+  CHECK(trainer::choose_system_prompt("", fixed).fn(c) == "Context: none.");
   // A file wins over the template; an empty file means no system message.
   const std::string file = dir.path + "/system.txt";
   std::ofstream(file) << "Be brief.";
@@ -231,6 +237,39 @@ TEST_CASE("batch plan: order depends only on seed and global batch", "[data]") {
   c.seed = 10;
   CHECK(trainer::BatchPlan(lengths, c).step_examples(0) != pa.step_examples(0));
   CHECK(pa.step_examples(3).size() == 5);
+}
+
+TEST_CASE("validation split keeps every prompt's examples on one side", "[data]") {
+  // 30 examples over 10 prompts, three answers each (as several traces of one
+  // question): whole groups go to validation, at least ceil(0.1 * 30) = 3.
+  const auto base = test::random_examples(30, 101, 5);
+  std::vector<trainer::SftExample> ex(30);
+  for (size_t i = 0; i < ex.size(); ++i) {
+    // Prompt of base[i % 10], then all of base[i] as the answer.
+    const auto& proto = base[i % 10];
+    const auto first_target = std::find(proto.loss_mask.begin(), proto.loss_mask.end(), 1) - proto.loss_mask.begin();
+    ex[i].ids.assign(proto.ids.begin(), proto.ids.begin() + first_target);
+    ex[i].ids.insert(ex[i].ids.end(), base[i].ids.begin(), base[i].ids.end());
+    ex[i].loss_mask.assign(first_target, 0);
+    ex[i].loss_mask.resize(ex[i].ids.size(), 1);
+    ex[i].origin = "prompt " + std::to_string(i % 10) + " answer " + std::to_string(i / 10);
+  }
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    auto [train, val] = trainer::split_validation(ex, 0.1, seed);
+    CHECK(val.size() == 3);  // one group
+    CHECK(train.size() == 27);
+    std::set<std::string> val_prompts, train_prompts;
+    for (const auto& e : val) val_prompts.insert(e.origin.substr(0, e.origin.find(" answer")));
+    for (const auto& e : train) train_prompts.insert(e.origin.substr(0, e.origin.find(" answer")));
+    CHECK(val_prompts.size() == 1);
+    for (const auto& p : val_prompts) CHECK(train_prompts.count(p) == 0);
+  }
+  // 0.15 of 30 is 5 examples: two groups (6), never a group split in two.
+  CHECK(trainer::split_validation(ex, 0.15, 1).second.size() == 6);
+  // One prompt for everything cannot be split.
+  std::vector<trainer::SftExample> same(ex.begin(), ex.begin() + 1);
+  same.push_back(ex[10]);
+  CHECK_THROWS_WITH(trainer::split_validation(same, 0.1, 1), Catch::Contains("they share 1 prompt(s)"));
 }
 
 TEST_CASE("validation split is seeded, disjoint and ceil-sized", "[data]") {
