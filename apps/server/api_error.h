@@ -27,4 +27,11 @@ inline ApiError bad_request(const std::string& param, const std::string& message
   return ApiError(400, "invalid_request_error", message, param, code);
 }
 
+// A request that failed after it was accepted, by the status its failure
+// carries (ChannelEvent::status): 400, a bad input found while it ran, as
+// invalid_request_error; 503 (the server is stopping) and 500 as server_error.
+inline ApiError request_failed(int status, const std::string& message) {
+  return ApiError(status, status == 400 ? "invalid_request_error" : "server_error", message);
+}
+
 }  // namespace synthpert::server

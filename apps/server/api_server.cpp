@@ -9,6 +9,7 @@
 #include <ctime>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "apps/server/api_error.h"
 #include "apps/server/inference_worker.h"
@@ -29,6 +30,9 @@ using json = nlohmann::json;
 namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(200);
+// How long stop() lets open streams end before it stops httplib anyway (a
+// client that reads nothing keeps its stream's last write waiting).
+constexpr auto kStreamDrain = std::chrono::seconds(5);
 constexpr size_t kMaxBody = 16u << 20;
 
 std::string folder_name(std::string dir) {
@@ -83,6 +87,9 @@ struct ApiServer::Impl {
   httplib::Server http;
   std::time_t created = std::time(nullptr);
   std::atomic<uint64_t> next_id{0};
+  // Streamed responses not yet finished (their releaser not yet called),
+  // which stop() lets end with their error event before httplib stops.
+  std::atomic<int> open_streams{0};
   uint64_t id_salt = std::random_device{}();
   std::mutex seed_mutex;
   std::mt19937_64 seed_rng{std::random_device{}()};
@@ -228,7 +235,9 @@ std::shared_ptr<Generation> ApiServer::Impl::start(const Prepared& p) {
     // as "stop" too; "length" only when the budget ran out without one.
     g->channel.push(ChannelEvent::done(r.finish_reason, static_cast<int64_t>(r.tokens.size())));
   };
-  job.on_error = [g](const std::string& message) { g->channel.push(ChannelEvent::failure(message)); };
+  job.on_error = [this, g](const std::string& message) {
+    g->channel.push(ChannelEvent::failure(message, worker->stopping() ? 503 : 500));
+  };
   worker->submit(std::move(job));
   return g;
 }
@@ -251,7 +260,7 @@ void ApiServer::Impl::answer(const Prepared& p, bool chat_api, httplib::Response
       text += e.text;
       continue;
     }
-    if (e.kind == ChannelEvent::Kind::kError) throw ApiError(500, "server_error", "generation failed: " + e.text);
+    if (e.kind == ChannelEvent::Kind::kError) throw request_failed(e.status, "generation failed: " + e.text);
     break;
   }
   const int64_t n_prompt = static_cast<int64_t>(p.prompt.size());
@@ -308,7 +317,7 @@ void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::R
         if (e.kind == ChannelEvent::Kind::kError) {
           // Headers are gone already; the SSE error event is what OpenAI's own
           // streams send, and SDK clients raise it.
-          write(sse(ApiError(500, "server_error", "generation failed: " + e.text).body()));
+          write(sse(request_failed(e.status, "generation failed: " + e.text).body()));
         } else {
           if (!write(sse(chunk(chat_api ? json::object() : json(""), e.finish_reason)))) return false;
           if (include_usage) {
@@ -322,9 +331,11 @@ void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::R
         sink.done();
         return true;
       },
-      [g](bool success) {
+      [this, g](bool success) {
         if (!success) g->channel.abandon();
+        --open_streams;
       });
+  ++open_streams;
 }
 
 void ApiServer::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
@@ -455,7 +466,20 @@ int ApiServer::bind() {
 }
 
 void ApiServer::run() { impl_->http.listen_after_bind(); }
-void ApiServer::stop() { impl_->http.stop(); }
+void ApiServer::stop() {
+  // httplib's stop() only closes the listening socket: its pool then waits
+  // for every handler, and a handler waits for its generation. Stopping the
+  // worker first fails those (503) after its current step instead, so
+  // shutdown takes one forward pass, not the longest reply. httplib ends a
+  // stream it is still writing when it stops, without its last chunk (the
+  // client sees a broken connection), so the streams get a moment to send
+  // their error event and end first.
+  impl_->worker->stop();
+  const auto deadline = std::chrono::steady_clock::now() + kStreamDrain;
+  while (impl_->open_streams > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  impl_->http.stop();
+}
 
 json ApiServer::models() const { return impl_->model_names(); }
 

@@ -50,6 +50,9 @@ class ApiServer {
   int bind();
   // Serves until stop() (from another thread or a signal handler's thread).
   void run();
+  // Stops listening and fails every request in flight or queued with a 503
+  // (streams end with an error event) once the current forward pass is
+  // done; run() returns when their handlers have answered.
   void stop();
 
   nlohmann::json models() const;

@@ -16,18 +16,25 @@ InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<i
       thread_([this] { loop(); }) {}
 
 InferenceWorker::~InferenceWorker() {
+  stop();
+  thread_.join();
+}
+
+void InferenceWorker::stop() {
   std::deque<Item> left;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
     left.swap(queue_);
+    stats_.waiting = 0;
   }
   wake_.notify_all();
+  // The running rows are failed by the worker's thread itself (the scheduler
+  // is its alone), when its loop sees stopping_ after the current step.
   for (auto& item : left) {
     if (auto* r = std::get_if<engine::SequenceRequest>(&item)) r->on_error(kShuttingDown);
     else std::get<Task>(item).on_error(kShuttingDown);
   }
-  thread_.join();
 }
 
 void InferenceWorker::submit(engine::SequenceRequest request) {

@@ -6,6 +6,7 @@
 // (PerturbQA scoring) runs as a task between two forward passes.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -27,7 +28,7 @@ class InferenceWorker {
   // Prompts go in `prefill_chunk` tokens per step (engine/batch_scheduler.h).
   InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_rows,
                   int64_t capacity, int64_t prefill_chunk = 0);
-  ~InferenceWorker();  // fails what is queued or running, then joins the thread
+  ~InferenceWorker();  // stop(), then joins the thread
   InferenceWorker(const InferenceWorker&) = delete;
   InferenceWorker& operator=(const InferenceWorker&) = delete;
 
@@ -38,6 +39,15 @@ class InferenceWorker {
   void submit_task(std::function<void()> task, std::function<void(const std::string&)> on_error);
 
   int64_t capacity() const { return capacity_; }
+
+  // Fails what is queued now and, after the step in progress, what is
+  // running; what is submitted later fails at once. For a server that is
+  // shutting down, so that no request waits for a generation to finish.
+  // Idempotent; callable from any thread.
+  void stop();
+  // True once stop() was called: the failures since are the shutdown's
+  // (503), not the requests' own.
+  bool stopping() const { return stopping_; }
 
   struct Stats {
     int64_t waiting = 0, running = 0, steps = 0, largest_batch = 0;
@@ -58,7 +68,7 @@ class InferenceWorker {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Item> queue_;
-  bool stopping_ = false;
+  std::atomic<bool> stopping_{false};  // set under mutex_, so wake_'s waiter sees it
   Stats stats_;
   std::thread thread_;  // last: starts after everything it reads exists
 };

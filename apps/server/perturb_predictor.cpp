@@ -1,11 +1,13 @@
 #include "apps/server/perturb_predictor.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
+#include "perturb/prompt.h"
 #include "perturb/split.h"
 
 namespace synthpert::server {
@@ -44,8 +46,7 @@ PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictCo
   SP_CHECK_INPUT(cfg.reasoning_max_tokens >= 1, "--predict-max-tokens must be >= 1");
 }
 
-std::vector<json> PerturbPredictor::score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
-                                          int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids) {
+std::vector<perturb::Row> PerturbPredictor::rows_of(const std::vector<PredictRequest>& reqs) {
   std::vector<perturb::Row> rows;
   for (const auto& req : reqs) {
     perturb::Row row;
@@ -55,8 +56,28 @@ std::vector<json> PerturbPredictor::score(const engine::Transformer& model, cons
     row.gene = req.gene;
     rows.push_back(std::move(row));
   }
-  if (evidence_) evidence_->attach(rows);
+  if (evidence_) {
+    std::lock_guard<std::mutex> lock(evidence_mutex_);
+    evidence_->attach(rows);
+  }
+  return rows;
+}
 
+int64_t PerturbPredictor::tokens_needed(const PredictRequest& req) {
+  const perturb::Row row = rows_of({req}).front();
+  std::vector<perturb::Row> views = {row};
+  if (cfg_.blind_view) views.push_back(perturb::blind_view(row));
+  size_t most = 0;
+  for (const auto& view : views) {
+    const auto prompt = enc_.prompt_ids(view);
+    for (const auto& answer : enc_.answer_ids(view, prompt)) most = std::max(most, prompt.size() + answer.size());
+  }
+  return static_cast<int64_t>(most);
+}
+
+std::vector<json> PerturbPredictor::score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
+                                          int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids) {
+  const std::vector<perturb::Row> rows = rows_of(reqs);
   const auto views = perturb::score_views(model, enc_, rows, 0, rows.size(), cfg_.blind_view, adapter);
   std::vector<json> out;
   prompt_ids->clear();

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -42,11 +43,18 @@ class PerturbPredictor {
  public:
   PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg);
 
-  // The scoring half, on the inference worker (it uses the model and the
-  // encoder's memo): each request's prediction with "reasoning": null, scored
-  // in one batched pass, and in `prompt_ids` the prompt a written answer
-  // continues for each request that asks for one (empty for the others).
-  // Every request runs with `adapter`.
+  // The tokens scoring a request takes at most: its prompt plus its longest
+  // answer (of either view with blind_view). For the HTTP thread, before the
+  // request is queued, so one that cannot fit the context never reaches the
+  // model; throws InputError when the template cannot tokenize an answer
+  // apart from this prompt.
+  int64_t tokens_needed(const PredictRequest& req);
+
+  // The scoring half, on the inference worker (it uses the model): each
+  // request's prediction with "reasoning": null, scored in one batched pass,
+  // and in `prompt_ids` the prompt a written answer continues for each
+  // request that asks for one (empty for the others). Every request runs
+  // with `adapter`.
   std::vector<nlohmann::json> score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
                                     int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids);
   // The written answer's token budget for a request.
@@ -59,9 +67,13 @@ class PerturbPredictor {
   nlohmann::json describe() const;  // the settings, for GET /health
 
  private:
+  // The rows the requests ask about: cell line lowercased, evidence attached.
+  std::vector<perturb::Row> rows_of(const std::vector<PredictRequest>& reqs);
+
   PredictConfig cfg_;
-  perturb::PromptEncoder enc_;
+  perturb::PromptEncoder enc_;  // const use only: shared by the HTTP threads and the worker
   std::unique_ptr<perturb::SplitEvidence> evidence_;  // set when the template uses evidence
+  std::mutex evidence_mutex_;  // attach() remembers what it ranked
 };
 
 }  // namespace synthpert::server

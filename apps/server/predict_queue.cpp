@@ -15,6 +15,15 @@ PredictQueue::PredictQueue(PerturbPredictor& predictor, const engine::Transforme
     : predictor_(predictor), model_(model), worker_(worker), max_batch_(std::max<int64_t>(max_batch, 1)) {}
 
 json PredictQueue::predict(const PredictRequest& request, int64_t adapter) {
+  // Measured here, on the request's own HTTP thread: a question that cannot
+  // fit the context is refused before it is queued, and its tokenizing holds
+  // up no one. Scoring pads a batch to its longest row, so one oversized row
+  // would otherwise cost the whole batch (and the model thread) its length.
+  const int64_t needed = predictor_.tokens_needed(request);
+  if (needed > worker_.capacity())
+    throw bad_request("", str_cat("This model's maximum context length is ", worker_.capacity(),
+                                  " tokens; this question's prompt and its longest answer take ", needed),
+                      "context_length_exceeded");
   Job job{request, adapter, std::make_shared<RequestChannel>(), std::make_shared<json>()};
   const auto channel = job.channel;
   const auto result = job.result;
@@ -29,9 +38,7 @@ json PredictQueue::predict(const PredictRequest& request, int64_t adapter) {
   if (submit) worker_.submit_task([this] { drain(); }, [this](const std::string& m) { fail_waiting(m); });
   ChannelEvent e;
   channel->pop(e);
-  if (e.kind == ChannelEvent::Kind::kError)
-    throw ApiError(e.status, e.status == 400 ? "invalid_request_error" : "server_error",
-                   "prediction failed: " + e.text);
+  if (e.kind == ChannelEvent::Kind::kError) throw request_failed(e.status, "prediction failed: " + e.text);
   return *result;
 }
 
@@ -47,7 +54,14 @@ void PredictQueue::fail_waiting(const std::string& message) {
     jobs.swap(waiting_);
     drain_queued_ = false;
   }
-  for (auto& j : jobs) j.channel->push(ChannelEvent::failure(message));
+  const int status = worker_.stopping() ? 503 : 500;
+  for (auto& j : jobs) j.channel->push(ChannelEvent::failure(message, status));
+}
+
+void PredictQueue::fail(const Job& job, const std::exception& e) {
+  // A bad input found while scoring (InputError) is the request's own 400.
+  const int status = dynamic_cast<const InputError*>(&e) ? 400 : worker_.stopping() ? 503 : 500;
+  job.channel->push(ChannelEvent::failure(e.what(), status));
 }
 
 void PredictQueue::drain() {
@@ -68,17 +82,27 @@ void PredictQueue::drain() {
   std::map<int64_t, std::vector<Job>> by_adapter;
   for (auto& j : jobs) by_adapter[j.adapter].push_back(std::move(j));
   for (auto& [adapter, group] : by_adapter) {
-    std::vector<std::shared_ptr<RequestChannel>> channels;
-    for (const auto& j : group) channels.push_back(j.channel);
     try {
-      score(std::move(group));
+      score(group);
     } catch (const std::exception& e) {
-      for (auto& c : channels) c->push(ChannelEvent::failure(e.what()));
+      if (group.size() == 1) {
+        fail(group.front(), e);
+        continue;
+      }
+      // score() answers nobody before the batch is scored, so each request
+      // can be scored again alone: only the one that fails again fails.
+      for (const auto& j : group) {
+        try {
+          score({j});
+        } catch (const std::exception& alone) {
+          fail(j, alone);
+        }
+      }
     }
   }
 }
 
-void PredictQueue::score(std::vector<Job> jobs) {
+void PredictQueue::score(const std::vector<Job>& jobs) {
   std::vector<PredictRequest> requests;
   for (const auto& j : jobs) requests.push_back(j.request);
   std::vector<std::vector<int64_t>> prompts;
@@ -89,20 +113,15 @@ void PredictQueue::score(std::vector<Job> jobs) {
     stats_.largest_batch = std::max(stats_.largest_batch, static_cast<int64_t>(jobs.size()));
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
-    Job& j = jobs[i];
+    const Job& j = jobs[i];
     *j.result = predictions[i];
     if (!j.request.reasoning) {
       j.channel->push(ChannelEvent::done());
       continue;
     }
+    // At least 1: predict() let in only a prompt that leaves room for an
+    // answer of one token or more.
     const int64_t room = worker_.capacity() - static_cast<int64_t>(prompts[i].size());
-    if (room < 1) {
-      j.channel->push(ChannelEvent::failure(str_cat("the prompt's ", prompts[i].size(),
-                                                    " tokens fill the server's context of ", worker_.capacity(),
-                                                    "; ask with \"reasoning\": false"),
-                                            400));
-      continue;
-    }
     engine::SequenceRequest s;
     s.prompt = std::move(prompts[i]);
     s.max_new_tokens = std::min(predictor_.reasoning_budget(j.request), room);  // greedy: default sampling
@@ -111,7 +130,9 @@ void PredictQueue::score(std::vector<Job> jobs) {
       predictor_.add_reasoning(*result, written);
       channel->push(ChannelEvent::done());
     };
-    s.on_error = [channel = j.channel](const std::string& m) { channel->push(ChannelEvent::failure(m)); };
+    s.on_error = [this, channel = j.channel](const std::string& m) {
+      channel->push(ChannelEvent::failure(m, worker_.stopping() ? 503 : 500));
+    };
     worker_.submit(std::move(s));
   }
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -24,8 +25,12 @@ class PredictQueue {
                int64_t max_batch);
 
   // Blocks until the prediction (with its written reasoning when asked) is
-  // ready; throws ApiError (400 when the prompt leaves no room for the
-  // reasoning, else 500) when it fails.
+  // ready. Throws ApiError: 400 context_length_exceeded, before anything is
+  // queued, when the prompt and an answer do not fit the worker's context;
+  // 400 for a bad input found while scoring, 503 when the server stops, else
+  // 500. InputError when the template cannot tell the answers from this
+  // prompt. A request that fails fails alone: its batch is scored again
+  // without it.
   nlohmann::json predict(const PredictRequest& request, int64_t adapter);
 
   struct Stats {
@@ -42,7 +47,8 @@ class PredictQueue {
   };
 
   void drain();                    // the worker's task
-  void score(std::vector<Job> jobs);  // jobs of one adapter
+  void score(const std::vector<Job>& jobs);  // jobs of one adapter; answers none of them if it throws
+  void fail(const Job& job, const std::exception& e);
   void fail_waiting(const std::string& message);
 
   PerturbPredictor& predictor_;

@@ -95,6 +95,13 @@ DecodeRequest parse_decode(const json& body) {
   refuse_unless_default(body, "best_of", 1);
   refuse_unless_default(body, "echo", false);
   refuse_unless_default(body, "suffix", "");
+  // Structured output and function calling would change what the text must
+  // be; asking for their defaults (plain text, no calls) is fine.
+  // parallel_tool_calls is accepted: without tools it has nothing to act on.
+  refuse_unless_default(body, "response_format", json{{"type", "text"}});
+  refuse_unless_default(body, "tool_choice", "none");
+  refuse_unless_default(body, "functions", json::array());
+  refuse_unless_default(body, "function_call", "none");
   return d;
 }
 
@@ -106,7 +113,10 @@ std::string message_text(const json& content, size_t index) {
   if (!content.is_array()) throw bad_request(where, where + " must be a string or an array of text parts");
   std::string text;
   for (const auto& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+    // part["type"] is compared, not read with value(): a non-string type
+    // must be this 400, not nlohmann's type_error.
+    if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+        !part["text"].is_string())
       throw bad_request(where, where + ": only text parts ({\"type\":\"text\",\"text\":...}) are supported");
     text += part["text"].get<std::string>();
   }
@@ -178,6 +188,11 @@ PredictRequest parse_predict_request(const json& body) {
   for (auto [key, field] : {std::pair{"cell_type", &r.cell_type}, {"pert", &r.pert}, {"gene", &r.gene}}) {
     *field = optional_string(body, key);
     if (field->empty()) throw bad_request(key, std::string(key) + " is required (a non-empty string)");
+    // Names, not text: the cap keeps a huge field from being rendered and
+    // tokenized at all (the context check comes after tokenizing).
+    if (field->size() > kMaxPredictField)
+      throw bad_request(key, std::string(key) + " is " + std::to_string(field->size()) + " bytes; at most " +
+                                 std::to_string(kMaxPredictField) + " are accepted");
   }
   r.reasoning = optional_bool(body, "reasoning", true);
   r.max_tokens = optional_int(body, "max_tokens", 1);

@@ -6,7 +6,8 @@
 // (max_completion_tokens), temperature, top_p, seed, stop, stream,
 // stream_options.include_usage, n = 1; top_k as an extension. Fields that would
 // change the output in ways we do not implement (n > 1, logprobs, penalties,
-// logit_bias, tools, non-text content) are refused instead of ignored.
+// logit_bias, tools and tool_choice, functions, response_format other than
+// text, non-text content) are refused instead of ignored.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,10 @@ struct CompletionRequest {
   std::vector<int64_t> prompt_ids;  // when the prompt was given as token ids
   DecodeRequest decode;
 };
+
+// The longest cell_type, pert or gene /v1/predict accepts, in bytes: gene
+// symbols and cell-line names are a few dozen at most.
+inline constexpr size_t kMaxPredictField = 256;
 
 // POST /v1/predict: one PerturbQA question.
 struct PredictRequest {

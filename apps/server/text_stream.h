@@ -10,7 +10,10 @@
 // text beyond that of its already-committed tokens is the new text. A window,
 // rather than the token alone, keeps decoders that treat the first piece
 // differently (sentencepiece's leading space) right; the whole list is never
-// decoded again, so a reply of n tokens costs O(n), not O(n^2).
+// decoded again, so a reply of n tokens costs O(n), not O(n^2). Tokens
+// without text are dropped from the window, and a run of tokens whose text
+// stays unfinished (bytes that are not UTF-8) is committed in steps, so
+// neither widens the window. (Tokens without text before any text still do.)
 #pragma once
 
 #include <cstdint>
@@ -43,6 +46,9 @@ class TextStream {
   // commit, then whether the text released so far is still a prefix of it
   // (a decoder that rewrote its past releases nothing until it agrees again).
   bool commit_keeps_released(bool final);
+  // commit's bound on a window whose text keeps ending in U+FFFD: commits
+  // all but the newest token once their text is settled.
+  void settle_held(const std::string& window, size_t before_size);
   std::string decode_range(size_t begin, size_t end) const;
 
   Decode decode_;

@@ -233,6 +233,14 @@ async function main() {
     await assert.rejects(client.completions.create({ model: name, prompt: 'MYC', max_tokens: 5000 }),
                          (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' &&
                                 e.param === 'prompt');
+    // Structured output is refused, not ignored; a part with a type that is
+    // not a string is a 400 naming the content, not a 500.
+    await assert.rejects(client.chat.completions.create({ model: name, messages: chat, max_tokens: 2,
+                                                          response_format: { type: 'json_object' } }),
+                         (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format');
+    await assert.rejects(client.chat.completions.create({ model: name, max_tokens: 2,
+                                                          messages: [{ role: 'user', content: [{ type: null, text: 'hi' }] }] }),
+                         (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages[0].content');
   });
 
   await check('a path that is not UTF-8 once percent-decoded is a 404, and the server goes on', async () => {
@@ -341,23 +349,106 @@ async function main() {
     }
   });
 
-  await check('/v1/predict: a prompt that fills the context leaves no room for reasoning: 400, scores still given', async () => {
+  await check('/v1/predict: a question that does not fit the context is refused before it is queued', async () => {
     const small = await startServer(['--max-context', '32']);
     try {
-      const ask = (reasoning) => fetch(`${small.info.listening}/v1/predict`, {
+      const ask = (body) => fetch(`${small.info.listening}/v1/predict`, {
         method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ cell_type: 'rpe1', pert: 'MYC', gene: 'TP53', reasoning }),
+        body: JSON.stringify(body),
       });
-      const refused = await ask(true);
-      assert.equal(refused.status, 400);
-      const body = await refused.json();
-      assert.equal(body.error.type, 'invalid_request_error');
-      assert.match(body.error.message, /fill the server's context of 32; ask with "reasoning": false/);
-      const scored = await ask(false);
-      assert.equal(scored.status, 200);
-      assert.equal((await scored.json()).reasoning, null);
+      // The reasoning template's prompt alone is longer than 32 tokens:
+      // refused as /v1/completions refuses a prompt, with or without reasoning
+      // (scoring needs the prompt and each answer in the context too).
+      for (const reasoning of [true, false]) {
+        const refused = await ask({ cell_type: 'rpe1', pert: 'MYC', gene: 'TP53', reasoning });
+        assert.equal(refused.status, 400, `reasoning ${reasoning}`);
+        const body = await refused.json();
+        assert.equal(body.error.type, 'invalid_request_error');
+        assert.equal(body.error.code, 'context_length_exceeded');
+        assert.match(body.error.message, /maximum context length is 32 tokens/);
+      }
+      // A field far longer than a gene name is refused before it is tokenized.
+      const huge = await ask({ cell_type: 'rpe1', pert: 'A'.repeat(4 << 20), gene: 'TP53', reasoning: false });
+      assert.equal(huge.status, 400);
+      assert.equal((await huge.json()).error.param, 'pert');
+      const health = await (await fetch(`${small.info.listening}/health`)).json();
+      assert.equal(health.predict.predictions, 0, 'nothing reached the scoring queue');
     } finally {
       small.proc.kill('SIGTERM');
+    }
+  });
+
+  await check('/v1/predict: a request that cannot be scored fails alone, as a 400; the others are answered', async () => {
+    // A template whose answer follows the gene without a separator: after
+    // "CDKN1A" the answer "downregulated" merges with the prompt's last
+    // token (Llama-3's pre-tokenizer joins "A" and "down"), after "TP53" none
+    // does. The question about CDKN1A is a bad input; asked at once with
+    // good ones (one scoring batch, before the fix), it alone is refused.
+    const tmpl = path.join(work, 'no-separator.txt');
+    fs.writeFileSync(tmpl, '[user]\n{cell_id} {pert} {gene}\n[answer]\n{label}\n');
+    const bare = await startServer(['--prompt-template', tmpl, '--no-chat-template']);
+    try {
+      const genes = ['TP53', 'CDKN1A', 'TP53', 'TP53'];
+      const answers = await Promise.all(genes.map((gene) => fetch(`${bare.info.listening}/v1/predict`, {
+        method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ cell_type: 'rpe1', pert: 'MYC', gene, reasoning: false }),
+      }).then(async (res) => ({ status: res.status, body: await res.json() }))));
+      answers.forEach((a, i) => {
+        if (genes[i] === 'CDKN1A') {
+          assert.equal(a.status, 400, JSON.stringify(a.body));
+          assert.equal(a.body.error.type, 'invalid_request_error');
+          assert.match(a.body.error.message, /merges with the end of the prompt/);
+        } else {
+          assert.equal(a.status, 200, `${i}: ${JSON.stringify(a.body)}`);
+          assert.equal(Object.keys(a.body.probs).length, 3);
+        }
+      });
+    } finally {
+      bare.proc.kill('SIGTERM');
+    }
+  });
+
+  await check('SIGTERM fails the requests in flight with 503 at once instead of finishing them', async () => {
+    // Each request alone would write ~2,000 tokens; the server must not wait
+    // for them (a non-streamed one used to get its whole answer, 200, first).
+    const srv = await harness.startServe(bin, ['--model', model, '--port', '0', '--api-key', KEY,
+                                              '--predict-max-tokens', '2000']);
+    const base = srv.info.listening;
+    try {
+      const c = new OpenAI({ baseURL: `${base}/v1`, apiKey: KEY, maxRetries: 0 });
+      const settle = (p) => p.then((value) => ({ value }), (error) => ({ error }));
+      const completion = settle(c.completions.create({ model: name, prompt: 'MYC', max_tokens: 2000, seed: 1 }));
+      const prediction = settle(fetch(`${base}/v1/predict`, {
+        method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ cell_type: 'rpe1', pert: 'MYC', gene: 'TP53' }),
+      }).then(async (res) => ({ status: res.status, body: await res.json() })));
+      const stream = await c.chat.completions.create({ model: name, messages: chat, max_tokens: 1500, seed: 2,
+                                                       stream: true });
+      const iter = stream[Symbol.asyncIterator]();
+      await iter.next();
+      for (let t = Date.now(); ;) {  // all three rows generating
+        const h = await (await fetch(`${base}/health`)).json();
+        if (h.queue.running >= 3) break;
+        assert.ok(Date.now() - t < 20000, `rows never all ran: ${JSON.stringify(h.queue)}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const exited = new Promise((resolve) => srv.proc.on('exit', (code) => resolve(code)));
+      const t0 = Date.now();
+      srv.proc.kill('SIGTERM');
+      // The stream ends with OpenAI's SSE error event, which the SDK raises,
+      // not with a broken connection.
+      await assert.rejects(async () => { while (!(await iter.next()).done); },
+                           (e) => e instanceof OpenAI.APIError && /shutting down/.test(e.message));
+      const done = await completion;
+      assert.ok(done.error, `the completion was answered: ${JSON.stringify(done.value && done.value.usage)}`);
+      assert.equal(done.error.status, 503);
+      const p = (await prediction).value;
+      assert.equal(p.status, 503, JSON.stringify(p.body));
+      assert.equal(p.body.error.type, 'server_error');
+      assert.equal(await exited, 0);
+      console.log(`     stopped ${Date.now() - t0} ms after SIGTERM`);
+    } finally {
+      srv.proc.kill('SIGKILL');  // only if a check above failed first
     }
   });
 

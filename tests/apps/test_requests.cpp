@@ -74,8 +74,42 @@ TEST_CASE("chat requests: each broken rule names its field", "[server]") {
   CHECK(refused_param(with("presence_penalty", 0.5)) == "presence_penalty");
   CHECK(refused_param(with("stream_options", {{"include_usage", true}})) == "stream_options");  // without stream
   CHECK(refused_param(with("model", 3)) == "model");
+  // A part whose type is not a string is the same 400, not a JSON type error.
+  CHECK(refused_param(with("messages", {{{"role", "user"}, {"content", {{{"type", nullptr}, {"text", "hi"}}}}}})) ==
+        "messages[0].content");
+  CHECK(refused_param(with("messages", {{{"role", "user"}, {"content", {{{"type", 1}, {"text", "hi"}}}}}})) ==
+        "messages[0].content");
+  CHECK(refused_param(with("messages", {{{"role", "user"}, {"content", {{{"text", "hi"}}}}}})) ==
+        "messages[0].content");
   CHECK(refused_param([] { parse_chat_request(json::array()); }) == "");
   CHECK(refused_param([] { parse_body("{\"model\":"); }) == "");
+}
+
+TEST_CASE("structured output and function calling are refused unless they ask for the default", "[server]") {
+  auto with = [](const char* key, json value) {
+    auto b = chat_body();
+    b[key] = std::move(value);
+    return b;
+  };
+  CHECK(refused_param([&] { parse_chat_request(with("response_format", {{"type", "json_object"}})); }) ==
+        "response_format");
+  CHECK(refused_param([&] {
+          parse_chat_request(with("response_format", {{"type", "json_schema"}, {"json_schema", json::object()}}));
+        }) == "response_format");
+  CHECK(refused_param([&] { parse_chat_request(with("tool_choice", "auto")); }) == "tool_choice");
+  CHECK(refused_param([&] { parse_chat_request(with("tool_choice", {{"type", "function"}})); }) == "tool_choice");
+  CHECK(refused_param([&] { parse_chat_request(with("functions", {{{"name", "f"}}})); }) == "functions");
+  CHECK(refused_param([&] { parse_chat_request(with("function_call", "auto")); }) == "function_call");
+  CHECK(refused_param([&] { parse_chat_request(with("tools", {{{"type", "function"}}})); }) == "tools");
+  CHECK(refused_param([&] { parse_completion_request({{"prompt", "a"}, {"response_format", {{"type", "json_object"}}}}); }) ==
+        "response_format");
+  // The defaults, and parallel_tool_calls (nothing to act on without tools).
+  CHECK_NOTHROW(parse_chat_request(with("response_format", {{"type", "text"}})));
+  CHECK_NOTHROW(parse_chat_request(with("tool_choice", "none")));
+  CHECK_NOTHROW(parse_chat_request(with("functions", json::array())));
+  CHECK_NOTHROW(parse_chat_request(with("function_call", "none")));
+  CHECK_NOTHROW(parse_chat_request(with("parallel_tool_calls", false)));
+  CHECK_NOTHROW(parse_chat_request(with("tools", json::array())));
 }
 
 TEST_CASE("completion requests: text, one-string array or token ids", "[server]") {
@@ -102,6 +136,14 @@ TEST_CASE("predict requests need a cell line, a pert and a gene", "[server]") {
   CHECK(refused_param([] {
           parse_predict_request({{"cell_type", "a"}, {"pert", "b"}, {"gene", "c"}, {"max_tokens", 0}});
         }) == "max_tokens");
+  // Names are short; a huge field is refused before it is rendered or tokenized.
+  const std::string longest(kMaxPredictField, 'A');
+  CHECK(parse_predict_request({{"cell_type", "a"}, {"pert", longest}, {"gene", "c"}}).pert == longest);
+  CHECK(refused_param([&] { parse_predict_request({{"cell_type", "a"}, {"pert", longest + "A"}, {"gene", "c"}}); }) ==
+        "pert");
+  CHECK(refused_param([&] {
+          parse_predict_request({{"cell_type", std::string(4 << 20, 'x')}, {"pert", "b"}, {"gene", "c"}});
+        }) == "cell_type");
 }
 
 }  // namespace

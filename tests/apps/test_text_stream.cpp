@@ -119,5 +119,77 @@ TEST_CASE("text stream of any token sequence adds up to the whole decode, decodi
   CHECK(s.text().size() == size_t(n / 2 * 5));
 }
 
+// Pieces for the windows' bound: token 1 has no text (a special token, or an
+// id past the vocabulary), 2 and 4 are bytes that never become a character.
+const std::vector<std::string> kOddPieces = {"Hel", "", "\xE2\x82", "\xAC", "\xFF", "lo"};
+
+std::string decode_odd(const std::vector<int64_t>& ids) {
+  std::string bytes;
+  for (auto id : ids) bytes += kOddPieces[id];
+  return lossy_utf8(bytes);
+}
+
+TEST_CASE("text stream: tokens without text or with unfinished bytes do not widen the window", "[server]") {
+  size_t decoded_ids = 0, widest = 0;
+  auto counting = [&](const std::vector<int64_t>& ids) {
+    decoded_ids += ids.size();
+    widest = std::max(widest, ids.size());
+    return decode_odd(ids);
+  };
+  const int n = 5000;
+  auto check_stream = [&](const std::vector<int64_t>& ids) {
+    decoded_ids = widest = 0;
+    TextStream s(counting, {});
+    std::string joined;
+    for (const auto& piece : run(s, ids)) joined += piece;
+    CHECK(joined == decode_odd(ids));
+    // At most 8 held tokens after at most 8 settled ones (and one more to
+    // see whether the newest added anything). Without the bound the windows
+    // grow with the run: 5,000 tokens wide, some 12.5 million decoded in all.
+    CHECK(widest <= 18);
+    CHECK(decoded_ids <= size_t(32 * ids.size()));
+  };
+  SECTION("a long run of tokens without text") {
+    std::vector<int64_t> ids = {0};
+    ids.insert(ids.end(), n, 1);
+    ids.push_back(5);
+    check_stream(ids);  // "Hello"
+  }
+  SECTION("a long run of bytes that stay unfinished, then the one that finishes the last") {
+    // E2 82 E2 82 ...: each pair is broken by the next lead byte, so the text
+    // is U+FFFD after U+FFFD, ending in an unfinished character until AC.
+    std::vector<int64_t> ids = {0};
+    ids.insert(ids.end(), n, 2);
+    ids.push_back(3);
+    check_stream(ids);
+    const std::string text = decode_odd(ids);
+    CHECK(text.substr(text.size() - 3) == "\xE2\x82\xAC");
+  }
+  SECTION("stray bytes, and tokens without text after an unfinished character") {
+    std::vector<int64_t> ids = {0};
+    for (int i = 0; i < n; ++i) ids.push_back(i % 3 == 0 ? 4 : i % 3 == 1 ? 2 : 1);
+    ids.push_back(5);
+    check_stream(ids);
+  }
+  SECTION("pseudo-random sequences add up to the whole decode") {
+    uint64_t state = 7;
+    for (int trial = 0; trial < 300; ++trial) {
+      std::vector<int64_t> ids;
+      const int len = 1 + trial % 60;
+      for (int i = 0; i < len; ++i) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        // Tokens without text half the time, so runs of them are common.
+        const uint64_t r = (state >> 33) % 10;
+        ids.push_back(r < 5 ? 1 : static_cast<int64_t>(r - 5) % 6);
+      }
+      INFO("trial " << trial);
+      TextStream s(decode_odd, {});
+      std::string joined;
+      for (const auto& piece : run(s, ids)) joined += piece;
+      CHECK(joined == decode_odd(ids));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace synthpert::server
