@@ -1,7 +1,10 @@
 #include "perturb/answer_parser.h"
 
 #include <cctype>
+#include <initializer_list>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "perturb/ascii_text.h"
@@ -10,16 +13,60 @@ namespace synthpert::perturb {
 
 namespace {
 
-// Letters and digits kept, everything else one space, so "Up-regulated." and
-// "up regulated" read the same; padded with spaces for whole-word matching.
-std::string words(const std::string& s) {
-  std::string out = " ";
-  for (char c : s) {
-    const bool keep = std::isalnum(static_cast<unsigned char>(c));
-    if (keep) out.push_back(c);
-    else if (out.back() != ' ') out.push_back(' ');
+// One clause of the answer: its words, lower case, single-spaced and padded
+// with spaces for whole-word matching; `question` when its sentence ended in '?'.
+struct Clause {
+  std::string words = " ";
+  bool question = false;
+};
+
+bool alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)); }
+
+// UTF-8 dashes and the ellipsis end a clause like their ASCII stand-ins.
+bool utf8_break(const std::string& s, size_t i) {
+  return s.compare(i, 3, "\xe2\x80\xa6") == 0 || s.compare(i, 3, "\xe2\x80\x94") == 0 ||
+         s.compare(i, 3, "\xe2\x80\x93") == 0;
+}
+
+// Splits at sentence and clause punctuation, at dashes (a hyphen not between
+// two letters or digits) and line ends. Within a clause letters and digits
+// are kept and everything else is one space, so "Up-regulated" and "up
+// regulated" read the same, and "isn't" (any apostrophe) reads "isn t". Every
+// clause of a sentence that ends in '?' is a question.
+std::vector<Clause> clauses(const std::string& s) {
+  std::vector<Clause> out(1);
+  size_t sentence = 0;  // the first clause of the current sentence
+  auto space = [&] {
+    if (out.back().words.back() != ' ') out.back().words.push_back(' ');
+  };
+  auto end_clause = [&] {
+    space();
+    if (out.back().words != " ") out.emplace_back();
+  };
+  auto end_sentence = [&](bool question) {
+    end_clause();
+    for (size_t k = sentence; k + 1 < out.size(); ++k) out[k].question = question;
+    sentence = out.size() - 1;
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (alnum(c)) {
+      out.back().words.push_back(c);
+    } else if (c == '-' && i > 0 && i + 1 < s.size() && alnum(s[i - 1]) && alnum(s[i + 1])) {
+      space();
+    } else if (c == '.' || c == '!' || c == '?' || c == '\n') {
+      end_sentence(c == '?');
+    } else if (std::string_view(",;:()[]{}-\r").find(c) != std::string_view::npos) {
+      end_clause();
+    } else if (utf8_break(s, i)) {
+      end_clause();
+      i += 2;
+    } else {
+      space();
+    }
   }
-  if (out.back() != ' ') out.push_back(' ');
+  end_sentence(false);
+  out.pop_back();  // the empty clause after the last
   return out;
 }
 
@@ -34,7 +81,17 @@ bool take(std::string& s, const std::string& phrase) {
   return found;
 }
 
-bool blank(const std::string& s) { return words(s) == " "; }
+bool take_any(std::string& s, std::initializer_list<const char*> phrases) {
+  bool found = false;
+  for (const char* p : phrases) found |= take(s, p);
+  return found;
+}
+
+bool blank(const std::string& s) {
+  for (char c : s)
+    if (alnum(c)) return false;
+  return true;
+}
 
 // The part of the text that holds the answer (see the header), or nullopt
 // when the reply has none to read.
@@ -44,15 +101,18 @@ std::optional<std::string> answer_region(std::string_view text, bool cut_off) {
   if (think_open != std::string::npos && (think_close == std::string::npos || think_close < think_open))
     return std::nullopt;  // the reasoning never ended
   if (think_close != std::string::npos) t.erase(0, think_close + 8);
+  // A cut-off reply whose last <answer> is still open was writing a new
+  // answer, replacing any earlier block: what it would have said is unknown.
+  const size_t last_open = t.rfind("<answer>");
+  if (cut_off && last_open != std::string::npos && t.find("</answer>", last_open) == std::string::npos)
+    return std::nullopt;
   // The last <answer> block with something in it: a reply may name the
   // empty tags it was asked to use ("inside <answer></answer> tags").
-  for (size_t open = t.rfind("<answer>"); open != std::string::npos;
+  for (size_t open = last_open; open != std::string::npos;
        open = open == 0 ? std::string::npos : t.rfind("<answer>", open - 1)) {
     const size_t start = open + 8, close = t.find("</answer>", start);
     std::string inside = t.substr(start, close == std::string::npos ? std::string::npos : close - start);
-    if (blank(inside)) continue;
-    if (close == std::string::npos && cut_off) return std::nullopt;  // the answer may stop mid-word
-    return inside;
+    if (!blank(inside)) return inside;
   }
   if (cut_off) return std::nullopt;  // untagged text cut off mid-sentence
   for (const char* tag : {"<answer>", "</answer>"})
@@ -65,28 +125,45 @@ std::optional<std::string> answer_region(std::string_view text, bool cut_off) {
 std::optional<Label> parse_answer(std::string_view text, bool cut_off) {
   const auto region = answer_region(text, cut_off);
   if (!region) return std::nullopt;
-  std::string s = words(*region);
-  // Negated phrasings first, so "not differentially expressed" is not read as DE.
-  bool nde = false;
-  for (const char* p : {"not differentially expressed", "non differentially expressed",
-                        "not significantly differentially expressed", "not de", "non de", "nde",
-                        "no change", "unchanged", "not changed", "no significant change",
-                        "not affected", "unaffected"})
-    nde |= take(s, p);
-  bool up = false, down = false;
-  for (const char* p : {"upregulated", "up regulated", "upregulation", "up", "increased", "increase"})
-    up |= take(s, p);
-  for (const char* p : {"downregulated", "down regulated", "downregulation", "down", "decreased", "decrease"})
-    down |= take(s, p);
-  if (nde + up + down != 1) return std::nullopt;
-  // A direction beside a negation ("not upregulated", "isn't increased", "no
-  // upregulation") could mean unchanged or the other direction: unparsed
-  // rather than read as the direction it rules out.
-  if (up || down)
-    for (const char* p : {"not", "no", "never", "nor", "neither", "without", "cannot", "can t", "won t", "isn",
-                          "aren", "wasn", "weren", "doesn", "don", "didn", "hasn", "haven", "wouldn", "shouldn"})
-      if (take(s, p)) return std::nullopt;
-  return nde ? Label::kNde : up ? Label::kUp : Label::kDown;
+  std::set<Label> stated, denied;
+  for (Clause& c : clauses(*region)) {
+    if (c.question) continue;  // "Upregulated? No." states nothing
+    std::string& s = c.words;
+    // The task's own wording ("when MYC is knocked down") is not a direction.
+    take_any(s, {"knocked down", "knock down", "knocks down", "knocking down"});
+    // Negated phrasings first, so "not differentially expressed" is not read
+    // as DE and its "not" does not count as a negation below.
+    const bool nde = take_any(s, {"not differentially expressed", "non differentially expressed",
+                                  "not significantly differentially expressed", "not de", "non de", "nde",
+                                  "no differential expression", "no change", "unchanged", "not changed",
+                                  "not change", "not significantly changed", "no significant change",
+                                  "not affected", "unaffected"});
+    const bool up = take_any(s, {"upregulated", "up regulated", "upregulation", "up", "increased", "increase"});
+    const bool down =
+        take_any(s, {"downregulated", "down regulated", "downregulation", "down", "decreased", "decrease"});
+    // Whole clauses rather than a few words before the label: a hedge may
+    // stand far before it ("not at all likely to be upregulated") or after it
+    // ("upregulation is unlikely"), and a denied label is only ever lost,
+    // never read as another. A negation does not deny NDE: its phrasings hold
+    // one already, and a second is most often about something else ("not DE
+    // as MYC does not bind it").
+    const bool hedged = take_any(s, {"unlikely", "hardly", "barely", "scarcely", "doubt", "doubtful", "improbable",
+                                     "unclear", "uncertain", "unsure"});
+    const bool negated =
+        hedged || take_any(s, {"not", "no", "never", "nor", "neither", "non", "without", "rather than", "instead of",
+                               "cannot", "can t", "won t", "isn t", "aren t", "wasn t", "weren t", "doesn t", "don t",
+                               "didn t", "hasn t", "haven t", "hadn t", "wouldn t", "shouldn t", "couldn t",
+                               "cant", "wont", "isnt", "arent", "wasnt", "werent", "doesnt", "dont", "didnt",
+                               "hasnt", "havent", "hadnt", "wouldnt", "shouldnt", "couldnt"});
+    if (nde) (hedged ? denied : stated).insert(Label::kNde);
+    if (up) (negated ? denied : stated).insert(Label::kUp);
+    if (down) (negated ? denied : stated).insert(Label::kDown);
+  }
+  // One label stated and never doubted: "Not upregulated, but downregulated"
+  // is downregulated; "upregulated or downregulated", "not upregulated" and
+  // "upregulated. Or not upregulated" are unparsed.
+  if (stated.size() != 1 || denied.count(*stated.begin())) return std::nullopt;
+  return *stated.begin();
 }
 
 }  // namespace synthpert::perturb

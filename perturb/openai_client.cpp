@@ -64,22 +64,22 @@ std::string error_text(const std::string& body) {
   return body.substr(0, cut) + "...";
 }
 
-// Exponential backoff with +-25% jitter so many workers hitting one rate limit
-// do not come back in lockstep; a server's Retry-After (seconds) wins, capped.
-double backoff_s(const RetryPolicy& p, int retry, const std::string& retry_after) {
-  if (!retry_after.empty()) {
-    try {
-      return std::clamp(std::stod(retry_after), 0.0, p.max_delay_s);
-    } catch (const std::exception&) {
-      // An HTTP date instead of seconds: fall back to our own schedule.
-    }
-  }
-  thread_local std::mt19937 rng{std::random_device{}()};
-  std::uniform_real_distribution<double> jitter(0.75, 1.25);
-  return std::min(p.max_delay_s, p.first_delay_s * std::pow(2.0, retry)) * jitter(rng);
-}
-
 }  // namespace
+
+double retry_delay_s(const RetryPolicy& p, int retry, const std::string& retry_after, std::mt19937& rng) {
+  // A Retry-After in seconds is the earliest the server will take us back;
+  // an HTTP date, a negative or a non-finite value is read as absent.
+  double seconds = -1;
+  try {
+    size_t used = 0;
+    seconds = std::stod(retry_after, &used);
+    if (used != retry_after.size() || !std::isfinite(seconds)) seconds = -1;
+  } catch (const std::exception&) {
+  }
+  if (seconds >= 0) return std::min(seconds, p.max_delay_s) * std::uniform_real_distribution<double>(1.0, 1.25)(rng);
+  return std::min(p.max_delay_s, p.first_delay_s * std::pow(2.0, retry)) *
+         std::uniform_real_distribution<double>(0.75, 1.25)(rng);
+}
 
 ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::string>>& messages,
                                const ChatOptions& options) const {
@@ -145,7 +145,8 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
     if (!is_retryable_status(status) || attempt >= retry_.max_retries)
       throw ChatError(status, str_cat(where, ": ", failure,
                                       attempt > 0 ? str_cat(" (after ", attempt + 1, " attempts)") : ""));
-    std::this_thread::sleep_for(std::chrono::duration<double>(backoff_s(retry_, attempt, retry_after)));
+    thread_local std::mt19937 rng{std::random_device{}()};
+    std::this_thread::sleep_for(std::chrono::duration<double>(retry_delay_s(retry_, attempt, retry_after, rng)));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -37,6 +38,12 @@ struct RetryPolicy {
   double first_delay_s = 2;
   double max_delay_s = 60;
 };
+
+// The wait before retry number `retry` (0 first): exponential from
+// first_delay_s, +-25% jitter so many workers hitting one rate limit do not
+// come back in lockstep. A server's Retry-After in seconds wins: never sooner,
+// up to 25% later (the same reason), capped at max_delay_s before the jitter.
+double retry_delay_s(const RetryPolicy& p, int retry, const std::string& retry_after, std::mt19937& rng);
 
 struct ChatReply {
   std::string content;

@@ -39,6 +39,21 @@ std::string string_field(const json& r, const char* name) {
   return v.is_string() ? v.get<std::string>() : "";
 }
 
+// A rejected record's replies, as a resumed row's "earlier" entries: those it
+// carried, then its own reply unless it is a failed request (whose reply, if
+// any, was never judged). Its own is the record less what names the row.
+json rejected_replies(const json& r) {
+  json replies = r.value("earlier", json::array());
+  if (string_field(r, "reason") == "error") return replies;
+  json own = r;
+  // The row's fields, as explain() in traces.cpp writes them.
+  for (const char* row_field :
+       {"cell_type", "pert", "gene", "label", "teacher_model", "judge_model", "attempts", "earlier"})
+    own.erase(row_field);
+  replies.push_back(std::move(own));
+  return replies;
+}
+
 }  // namespace
 
 TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity,
@@ -109,16 +124,25 @@ void TraceStore::load(const std::string& path, bool accepted) {
     } catch (const json::exception& e) {
       throw InputError(str_cat(where, ": not a trace record (", e.what(), "); cannot resume from this file"));
     }
+    SP_CHECK_INPUT(!r.contains("earlier") || r["earlier"].is_array(), where,
+                   ": not a trace record (\"earlier\" is not a list); cannot resume from this file");
+    const json replies = accepted ? json::array() : rejected_replies(r);
     const std::string teacher = string_field(r, "teacher_model"), judge = string_field(r, "judge_model");
     SP_CHECK_INPUT(teacher == identity_.teacher_model && judge == identity_.judge_model, where,
                    ": written with teacher model '", teacher, "' and judge model '", judge,
                    "'; this run asks for '", identity_.teacher_model, "' and '", identity_.judge_model,
                    "'. Resume with the same models, or write to another --out");
-    if (accepted) {
-      ++accepted_at_start_;
-      finished_.insert(trace_record_key(r));
-    } else if (string_field(r, "reason") != "error") {
-      finished_.insert(trace_record_key(r));
+    const std::string key = trace_record_key(r);
+    // Records of a row come in the order written, so its last one wins (and
+    // an accepted one, read after all rejections, wins over them).
+    if (accepted) ++accepted_at_start_;
+    if (accepted || (string_field(r, "reason") != "error" &&
+                     static_cast<int64_t>(replies.size()) >= identity_.attempts)) {
+      finished_.insert(key);
+      unfinished_.erase(key);
+    } else {
+      finished_.erase(key);
+      unfinished_[key] = replies;
     }
   }
 }

@@ -3,9 +3,17 @@
 //   OUT       accepted traces (training data for `synthpert train`)
 //   REJECTED  every other outcome: rejected traces with their reason and, for
 //             graded ones, the grade; failed requests as reason "error"
-// --resume reads both back: rows already accepted or rejected are finished,
-// rows whose last record is an "error" are tried again. A half-written last
-// line (the process was killed mid-write) is cut off first.
+// --resume reads both back. A row is finished when it was accepted, or
+// rejected after all its attempts (--attempts replies). Any other row is
+// continued with the attempts it has left: one whose last record is an
+// "error" (a failed request ends a row at once), and one whose last record is
+// a rejection with fewer attempts than --attempts (a stopping run, Ctrl-C or a
+// fatal error elsewhere, ends a row after the reply in flight). Its rejected
+// replies so far carry on into its next record's "earlier", so that an
+// interrupted and resumed run asks the teacher as often per row as one that
+// was not. A row's last record in REJECTED is its state; earlier ones were
+// cut short. A half-written last line (the process was killed mid-write) is
+// cut off first.
 //
 // A third file beside OUT, SETTINGS (trace_settings_path), holds the settings
 // that decide what a record is (models, prompts, sampling, accepted grades,
@@ -16,6 +24,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace synthpert::perturb {
@@ -25,6 +34,9 @@ namespace synthpert::perturb {
 struct TraceRunIdentity {
   std::string teacher_model;
   std::string judge_model;  // "" without a judge
+  // Teacher replies a row may take (--attempts, one of the settings, so the
+  // same for every run resumed): a rejection after fewer was cut short.
+  int attempts = 1;
 };
 
 // "x.jsonl" -> "x.settings.json" (any other name: NAME.settings.json).
@@ -45,6 +57,10 @@ class TraceStore {
 
   // Keys (TraceInput::key) with a final outcome in the files at start.
   const std::unordered_set<std::string>& finished() const { return finished_; }
+  // Keys of rows started but not finished, each with the replies rejected so
+  // far (a JSON array of "earlier" entries, in order; possibly empty): the
+  // row continues at attempt size()+1.
+  const std::unordered_map<std::string, nlohmann::json>& unfinished() const { return unfinished_; }
   int64_t accepted_at_start() const { return accepted_at_start_; }
   // Partial last lines cut off at start (0 or 1 per file).
   int repaired_lines() const { return repaired_; }
@@ -63,6 +79,7 @@ class TraceStore {
   std::string accepted_path_, rejected_path_, settings_path_;
   TraceRunIdentity identity_;
   std::unordered_set<std::string> finished_;
+  std::unordered_map<std::string, nlohmann::json> unfinished_;
   int64_t accepted_at_start_ = 0;
   int repaired_ = 0;
   std::mutex mutex_;

@@ -65,6 +65,8 @@ class TraceRun {
     }
   }
 
+  // Explains the pending rows; a row --resume found unfinished continues
+  // with the replies it had (TraceStore::unfinished).
   void run(const std::vector<const TraceInput*>& pending, TraceStore& store) {
     std::unique_ptr<ProgressBar> bar;
     if (job_.progress) bar = std::make_unique<ProgressBar>("traces", static_cast<int64_t>(pending.size()), "rows");
@@ -73,9 +75,11 @@ class TraceRun {
       auto cancelled = [&] { return job_.cancel && job_.cancel->load(); };
       for (size_t i; !stop_.load() && !cancelled() && (i = next++) < pending.size();) {
         try {
-          const Outcome o = explain(*pending[i]);
+          const auto carried = store.unfinished().find(pending[i]->key());
+          const Outcome o =
+              explain(*pending[i], carried == store.unfinished().end() ? json::array() : carried->second);
           store.write(o.record, o.accepted);
-          tally(o.record, o.accepted, bar.get());
+          tally(o, bar.get());
           if (!o.fatal.empty()) stop_with(o.fatal);
         } catch (const std::exception& e) {
           stop_with(e.what());  // a write failure: nothing more can be kept
@@ -144,34 +148,44 @@ class TraceRun {
     for (const auto& [grade, n] : grades_) grades[grade] = n;
     json usage = {{"teacher", teacher_usage_.to_json()}};
     if (judge_) usage["judge"] = judge_usage_.to_json();
-    return {{"rows", done_},       {"accepted", accepted_},
-            {"rejected", rejected}, {"failed", failed_},
-            {"grades", grades},     {"usage", usage},
-            {"reasked", reasked_},  {"accepted_after_reask", accepted_after_reask_}};
+    return {{"rows", done_},           {"accepted", accepted_},
+            {"rejected", rejected},     {"failed", failed_},
+            {"unfinished", unfinished_}, {"grades", grades},
+            {"usage", usage},           {"reasked", reasked_},
+            {"accepted_after_reask", accepted_after_reask_}};
   }
   int64_t accepted() const { return accepted_; }
   int64_t done() const { return done_; }
-  int64_t failed() const { return failed_; }
+  // Rows written this run that --resume takes up again.
+  int64_t unsettled() const { return failed_ + unfinished_; }
 
  private:
   struct Outcome {
     json record;
     bool accepted = false;
-    std::string fatal;  // set when the run must stop (ChatError::is_fatal)
+    std::string fatal;        // set when the run must stop (ChatError::is_fatal)
+    bool unfinished = false;  // rejected with attempts left, as the run was stopping
   };
 
   // One row: teacher replies through the checks and the judge until one is
   // accepted, the attempts are spent, a request fails or the run is stopping.
-  Outcome explain(const TraceInput& row) {
+  // `earlier` holds the replies rejected before this run (--resume): they
+  // count against the attempts, so an interrupted row is asked no more often
+  // in all than one that was not.
+  Outcome explain(const TraceInput& row, json earlier) {
     const TraceQuestion q = question_of(row);
-    json earlier = json::array();
-    for (int k = 1;; ++k) {
+    for (int k = static_cast<int>(earlier.size()) + 1;; ++k) {
       Outcome o = attempt(row, q);
       const bool stopping = stop_.load() || (job_.cancel && job_.cancel->load());
-      if (!o.accepted && o.record["reason"] != "error" && k < job_.attempts && !stopping) {
+      const bool rejected = !o.accepted && o.record["reason"] != "error";
+      if (rejected && k < job_.attempts && !stopping) {
         earlier.push_back(std::move(o.record));
         continue;
       }
+      // Written as the rejection it is; --resume sees fewer attempts than
+      // --attempts in it and continues the row (trace_store.h).
+      o.unfinished = rejected && k < job_.attempts;
+      // The row's fields; trace_store.cpp strips these to recover an attempt.
       json record = {{"cell_type", row.cell_type},
                      {"pert", row.pert},
                      {"gene", row.gene},
@@ -258,19 +272,22 @@ class TraceRun {
     return {record, false, ""};
   }
 
-  void tally(const json& record, bool accepted, ProgressBar* bar) {
+  void tally(const Outcome& o, ProgressBar* bar) {
+    const json& record = o.record;
     std::lock_guard<std::mutex> lock(mutex_);
     ++done_;
     if (record["judge"].is_string()) ++grades_[record["judge"].get<std::string>()];
     const bool reasked = record["attempts"].get<int>() > 1;
     reasked_ += reasked;
-    if (accepted) {
+    if (o.accepted) {
       ++accepted_;
       accepted_after_reask_ += reasked;
     } else {
       const std::string reason = record["reason"].get<std::string>();
       if (reason == "error")
         ++failed_;
+      else if (o.unfinished)
+        ++unfinished_;
       else
         ++rejected_[reason];
     }
@@ -292,7 +309,7 @@ class TraceRun {
   mutable std::mutex mutex_;
   std::atomic<bool> stop_{false};
   std::string fatal_;
-  int64_t done_ = 0, accepted_ = 0, failed_ = 0;
+  int64_t done_ = 0, accepted_ = 0, failed_ = 0, unfinished_ = 0;
   int64_t reasked_ = 0, accepted_after_reask_ = 0;  // rows whose teacher was asked more than once
   std::map<std::string, int64_t> rejected_, grades_;
 };
@@ -316,7 +333,7 @@ json run_traces(const TraceJob& job) {
     return {{"dry_run", true}, {"input_rows", rows.size()}, {"first_row", preview}};
   }
   TraceStore store(job.out_path, job.rejected_path, job.resume,
-                   {job.teacher.model, job.judge ? job.judge->model : std::string()}, run.settings());
+                   {job.teacher.model, job.judge ? job.judge->model : std::string(), job.attempts}, run.settings());
 
   std::vector<const TraceInput*> pending;
   int64_t already_done = 0;
@@ -329,7 +346,7 @@ json run_traces(const TraceJob& job) {
   }
   run.run(pending, store);
 
-  const int64_t remaining = static_cast<int64_t>(rows.size()) - already_done - (run.done() - run.failed());
+  const int64_t remaining = static_cast<int64_t>(rows.size()) - already_done - (run.done() - run.unsettled());
   if (!run.fatal().empty())
     throw InputError(str_cat(run.fatal(), "; stopped: ", run.done(), " rows were written this run (",
                              job.out_path, ", ", job.rejected_path, "); --resume continues with the ",

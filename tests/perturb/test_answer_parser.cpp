@@ -49,10 +49,77 @@ TEST_CASE("empty, ambiguous or unrelated answers are unparsed", "[parser]") {
 TEST_CASE("a reply cut off at its token limit is read only from a closed answer block", "[parser]") {
   CHECK(parse_answer("<think>a repressor is lost</think><answer>Downregulated</answer>", true) == Label::kDown);
   CHECK(parse_answer("<answer>up</answer> and then the model rambled on", true) == Label::kUp);
+  // "<answer>down</answer><answer>up": the reply was writing a new answer
+  // when it was cut off, replacing the closed one; unfinished, it is no answer.
   for (const char* text : {"<answer>UPREGULATED", "<think>a repressor</think> so the gene is down",
-                           "downregulated, because", "<answer>down</answer><answer>up"}) {
+                           "downregulated, because", "<answer>down</answer><answer>up",
+                           "<answer>down</answer><answer>upregulated", "<answer>up</answer>\n<answer>"}) {
     INFO(text);
     CHECK(parse_answer(text).has_value());  // read when the reply ended on its own
     CHECK_FALSE(parse_answer(text, true).has_value());
   }
+  // Cut off while writing a second answer: not the first one either.
+  CHECK_FALSE(parse_answer("<answer>downregulated</answer><answer>upregul", true).has_value());
+  // A closed last block is read, whatever came before it.
+  CHECK(parse_answer("<answer>up</answer> no, wait: <answer>Downregulated</answer> because", true) == Label::kDown);
+}
+
+TEST_CASE("hedges and negations are never read as the label they rule out", "[parser]") {
+  for (const char* text : {"<answer>It is unlikely to be upregulated</answer>", "<answer>hardly upregulated</answer>",
+                           "The gene is hardly upregulated.", "It is unlikely to be downregulated",
+                           "<answer>Upregulation is unlikely</answer>", "<answer>upregulated is doubtful</answer>",
+                           "<answer>I doubt it is upregulated</answer>", "<answer>It is not at all likely to be "
+                           "upregulated</answer>",
+                           "<answer>upregulated or not</answer>",
+                           "<answer>The gene isn\xe2\x80\x99t upregulated</answer>",
+                           "<answer>The gene isnt upregulated</answer>", "<answer>Upregulated without a doubt</answer>",
+                           // a hedge doubts NDE too
+                           "<answer>unlikely to be unchanged</answer>",
+                           // one clause naming both: neither is read
+                           "<answer>downregulated rather than upregulated</answer>",
+                           "<answer>downregulated instead of upregulated</answer>",
+                           "<answer>not upregulated but downregulated</answer>",
+                           // stated and denied
+                           "<answer>Upregulated. Or rather, not upregulated.</answer>",
+                           // a question states nothing
+                           "<answer>Upregulated? No.</answer>", "Is it downregulated? I cannot say."}) {
+    INFO(text);
+    CHECK_FALSE(parse_answer(text).has_value());
+  }
+}
+
+TEST_CASE("a negation denies only the labels of its own clause", "[parser]") {
+  const std::vector<std::pair<std::string, Label>> ok = {
+      {"<answer>No, it is upregulated</answer>", Label::kUp},
+      {"Upregulated \xe2\x80\xa6 no doubt", Label::kUp},
+      {"Upregulated... no doubt", Label::kUp},
+      {"<answer>Upregulated, no doubt</answer>", Label::kUp},
+      {"<answer>Upregulated \xe2\x80\x94 not downregulated</answer>", Label::kUp},
+      {"<answer>Not upregulated, but downregulated</answer>", Label::kDown},
+      {"<answer>Downregulated, rather than upregulated</answer>", Label::kDown},
+      {"<answer>Neither upregulated nor downregulated, so not differentially expressed</answer>", Label::kNde},
+      // NDE's own phrasing holds a negation; another beside it is about something else
+      {"The gene is not differentially expressed as MYC does not bind it.", Label::kNde},
+      {"<answer>not DE and not upregulated</answer>", Label::kNde},
+      {"Is it upregulated? No. It is downregulated.", Label::kDown},
+      {"<answer>It is probably upregulated</answer>", Label::kUp},
+      {"The gene is upregulated; the repressor is not expressed.", Label::kUp},
+  };
+  for (const auto& [text, label] : ok) {
+    INFO(text);
+    const auto got = parse_answer(text);
+    REQUIRE(got.has_value());
+    CHECK(*got == label);
+  }
+}
+
+TEST_CASE("the task's own 'knocked down' is not a direction", "[parser]") {
+  CHECK(parse_answer("When MYC is knocked down, the gene is upregulated.") == Label::kUp);
+  CHECK(parse_answer("<answer>Knocking down MYC leaves it downregulated</answer>") == Label::kDown);
+  CHECK(parse_answer("After the knock-down of MYC the gene goes up") == Label::kUp);
+  CHECK(parse_answer("To knock down MYC does not change it; unchanged") == Label::kNde);
+  CHECK(parse_answer("The knockdown lowers nothing: not differentially expressed") == Label::kNde);
+  // Other "down"s still count.
+  CHECK(parse_answer("<answer>The gene goes down</answer>") == Label::kDown);
+  CHECK_FALSE(parse_answer("When MYC is knocked down, the gene goes down and up").has_value());
 }

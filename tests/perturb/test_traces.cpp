@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <regex>
 #include <thread>
@@ -122,6 +123,31 @@ int closed_port() {
   REQUIRE(::getsockname(sock, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   ::close(sock);
   return ntohs(addr.sin_port);
+}
+
+TEST_CASE("chat client: retry delays, with and without Retry-After", "[traces]") {
+  const RetryPolicy p{5, 2.0, 60.0};
+  std::mt19937 rng(1);
+  for (int i = 0; i < 200; ++i) {
+    // Our schedule: 2 * 2^retry within +-25%, capped at 60 before the jitter.
+    const double own = retry_delay_s(p, 2, "", rng);
+    CHECK((own >= 6.0 && own <= 10.0));
+    const double capped = retry_delay_s(p, 10, "", rng);
+    CHECK((capped >= 45.0 && capped <= 75.0));
+    // The server's seconds: never sooner, at most 25% later.
+    const double told = retry_delay_s(p, 0, "7", rng);
+    CHECK((told >= 7.0 && told <= 8.75));
+    CHECK(retry_delay_s(p, 0, "0", rng) == 0.0);
+    const double long_wait = retry_delay_s(p, 0, "3600", rng);
+    CHECK((long_wait >= 60.0 && long_wait <= 75.0));
+    // Not seconds (an HTTP date, junk, NaN, negative): our schedule.
+    for (const char* bad : {"Wed, 21 Oct 2015 07:28:00 GMT", "nan", "inf", "-5", "3s"}) {
+      const double d = retry_delay_s(p, 0, bad, rng);
+      CHECK((d >= 1.5 && d <= 2.5));
+    }
+  }
+  // The jitter spreads workers out.
+  CHECK(retry_delay_s(p, 3, "", rng) != retry_delay_s(p, 3, "", rng));
 }
 
 TEST_CASE("chat client: no server, and replies without text", "[traces]") {
@@ -519,6 +545,158 @@ TEST_CASE("traces: --attempts asks the teacher again after a rejection and keeps
   job.attempts = 2;
   job.teacher_options.temperature = 0;
   CHECK_THROWS_WITH(run_traces(job), Catch::Contains("a greedy teacher would give the same reply again"));
+}
+
+TEST_CASE("traces: --resume continues a row cut short with only the attempts it has left", "[traces]") {
+  test::TempDir dir("traces-attempts-resume");
+  write_rows(dir.path);
+  // Replies name their attempt (counted over all runs), so the judge can tell them apart:
+  //   G_AVG  average on attempts 1 and 2, excellent on 3; the first grade comes
+  //          as Ctrl-C arrives                              -> cut short, then accepted on attempt 3
+  //   G_ERR  average on attempt 1, a teacher 500 on 2, then average until 5
+  //          (excellent from 5: a full new budget would reach it) -> error, then "grade" after 3
+  //   others right and excellent at once                     -> accepted on attempt 1
+  std::mutex mutex;
+  std::map<std::string, int> asked;
+  std::atomic<bool> cancel{false};
+  auto reply = [](const std::string& gene, int nth) {
+    const std::string label = gene == "G_WRG" ? "downregulated" : "upregulated";
+    return "<think>\nAttempt " + std::to_string(nth) + " on " + gene + ".\n</think>\n<answer>" + label + "</answer>";
+  };
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    const std::string gene = gene_in(body), user = body["messages"].back()["content"];
+    if (body["model"] == "teacher-1") {
+      int nth;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        nth = ++asked[gene];
+      }
+      if (gene == "G_ERR" && nth == 2) return {500, api_error("internal")};
+      return {200, completion(reply(gene, nth))};
+    }
+    std::smatch m;
+    if (!std::regex_search(user, m, std::regex("Attempt ([0-9]+) on"))) return {400, api_error("no attempt")};
+    const int nth = std::stoi(m[1]);
+    if (gene == "G_AVG" && nth == 1) cancel = true;  // as if SIGINT arrived while the judge was grading
+    if ((gene == "G_AVG" && nth < 3) || (gene == "G_ERR" && nth < 5))
+      return {200, completion("<grade>average</grade>")};
+    return {200, completion("<grade>excellent</grade>")};
+  });
+  TraceJob job = make_job(dir.path, server.url());
+  job.retry = quick_retry(0);
+  job.attempts = 3;
+  job.workers = 1;
+  job.cancel = &cancel;
+  auto last_record = [&](const std::string& gene) {
+    json last;
+    for (const auto& path : {job.rejected_path, job.out_path})
+      for (const auto& r : read_records(path))
+        if (r["gene"] == gene) last = r;
+    return last;
+  };
+
+  // Run 1: G_EXC accepted; G_AVG's first reply is graded average as the run stops.
+  const json first = run_traces(job);
+  CHECK(first["rows"] == 2);
+  CHECK(first["accepted"] == 1);
+  CHECK(first["unfinished"] == 1);
+  CHECK(first["rejected"] == json::object());  // not finished: not counted as rejected
+  CHECK(first["interrupted"] == true);
+  CHECK(first["remaining"] == 6);
+  const json cut = last_record("G_AVG");
+  CHECK(cut["reason"] == "grade");
+  CHECK(cut["attempts"] == 1);
+
+  // Run 2: G_AVG goes on at attempt 2 and is accepted on its third reply in all.
+  cancel = false;
+  job.resume = true;
+  const json second = run_traces(job);
+  CHECK(second["already_done"] == 1);
+  CHECK(second["rows"] == 6);
+  CHECK(second["accepted"] == 5);
+  CHECK(second["failed"] == 1);
+  CHECK(second["unfinished"] == 0);
+  CHECK(second["remaining"] == 1);
+  CHECK(asked["G_AVG"] == 3);
+  const json avg = last_record("G_AVG");
+  CHECK(avg["judge"] == "excellent");
+  CHECK(avg["attempts"] == 3);
+  REQUIRE(avg["earlier"].size() == 2);
+  CHECK(avg["earlier"][0]["reason"] == "grade");  // run 1's reply, carried over
+  CHECK(avg["earlier"][0]["messages"].back()["content"] == reply("G_AVG", 1));
+  CHECK_FALSE(avg["earlier"][0].contains("gene"));  // shaped as any "earlier" entry
+  CHECK(avg["earlier"][1]["messages"].back()["content"] == reply("G_AVG", 2));
+  const json err = last_record("G_ERR");
+  CHECK(err["reason"] == "error");
+  CHECK(err["attempts"] == 2);
+
+  // Run 3: G_ERR had one reply rejected, so two attempts are left, not three.
+  const json third = run_traces(job);
+  CHECK(third["rows"] == 1);
+  CHECK(third["rejected"] == json{{"grade", 1}});
+  CHECK(third["remaining"] == 0);
+  CHECK(asked["G_ERR"] == 4);  // three replies and the failed request, as without the failure
+  const json done = last_record("G_ERR");
+  CHECK(done["reason"] == "grade");
+  CHECK(done["attempts"] == 3);
+  REQUIRE(done["earlier"].size() == 2);
+  CHECK(done["earlier"][0]["messages"].back()["content"] == reply("G_ERR", 1));
+  CHECK(done["earlier"][1]["messages"].back()["content"] == reply("G_ERR", 3));
+  CHECK(done["messages"].back()["content"] == reply("G_ERR", 4));
+
+  // Nothing left.
+  const size_t requests = server.requests().size();
+  CHECK(run_traces(job)["rows"] == 0);
+  CHECK(server.requests().size() == requests);
+}
+
+TEST_CASE("trace store: which rows --resume finishes, continues, and with which earlier replies", "[traces]") {
+  test::TempDir dir("traces-store-resume");
+  auto row = [](const std::string& gene, const json& fields, const json& more = json::object()) {
+    json r = {{"cell_type", "k562"}, {"pert", "P1"}, {"gene", gene}, {"label", "upregulated"},
+              {"teacher_model", "t"}, {"judge_model", "j"}};
+    r.update(fields);
+    r.update(more);
+    return r;
+  };
+  const json bad1 = {{"reason", "grade"}, {"judge", "bad"}, {"judge_reply", "1"}};
+  const json bad2 = {{"reason", "format"}, {"judge", nullptr}, {"teacher_reply", "2"}};
+  // The same records, written by a run of `attempts` attempts, read back by --resume.
+  auto reopen = [&](int attempts) {
+    const std::string out = dir.path + "/a" + std::to_string(attempts) + ".jsonl";
+    const std::string rejected = dir.path + "/r" + std::to_string(attempts) + ".jsonl";
+    const json settings = {{"attempts", attempts}};
+    {
+      TraceStore store(out, rejected, false, {"t", "j", attempts}, settings);
+      store.write(row("G_FIN", {{"attempts", 3}, {"earlier", json::array({bad1, bad1})}, {"reason", "format"}}), false);
+      store.write(row("G_CUT", bad1, {{"attempts", 1}}), false);  // cut short after one reply
+      store.write(row("G_OLD", bad2), false);                             // no "attempts": one reply
+      // Failed on its third attempt: two replies spent.
+      store.write(row("G_ERR", {{"reason", "error"}, {"attempts", 3}, {"earlier", json::array({bad1, bad2})}}), false);
+      // Cut short, then failed on its second attempt: the last record wins.
+      store.write(row("G_TWO", bad1, {{"attempts", 1}}), false);
+      store.write(row("G_TWO", {{"reason", "error"}, {"attempts", 2}, {"earlier", json::array({bad1})}}), false);
+      // Cut short, then accepted.
+      store.write(row("G_ACC", bad1, {{"attempts", 1}}), false);
+      store.write(row("G_ACC", {{"judge", "good"}, {"attempts", 2}, {"earlier", json::array({bad1})}}), true);
+    }
+    return std::make_unique<TraceStore>(out, rejected, true, TraceRunIdentity{"t", "j", attempts}, settings);
+  };
+  const auto three = reopen(3);
+  CHECK(three->finished() == std::unordered_set<std::string>{"k562\tP1\tG_FIN", "k562\tP1\tG_ACC"});
+  const auto& u = three->unfinished();
+  CHECK(u.size() == 4);
+  CHECK(u.at("k562\tP1\tG_CUT") == json::array({bad1}));
+  CHECK(u.at("k562\tP1\tG_OLD") == json::array({bad2}));
+  CHECK(u.at("k562\tP1\tG_ERR") == json::array({bad1, bad2}));
+  CHECK(u.at("k562\tP1\tG_TWO") == json::array({bad1}));
+
+  // With one attempt per row, every rejection is final; failed rows are retried.
+  const auto one = reopen(1);
+  CHECK(one->finished().size() == 4);
+  CHECK(one->unfinished().size() == 2);
+  CHECK(one->unfinished().count("k562\tP1\tG_ERR"));
+  CHECK(one->unfinished().count("k562\tP1\tG_TWO"));
 }
 
 TEST_CASE("traces: a teacher's separate reasoning becomes the trace the judge sees and the student learns",
