@@ -9,6 +9,8 @@ namespace {
 
 struct Opts {
   std::string data_dir, split = "holdout:rpe1", part = "test";
+  double val_fraction = 0.0;
+  uint64_t val_seed = 0;
   int bootstrap = 200;
   uint64_t seed = 0;
 };
@@ -17,22 +19,29 @@ RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
-  cmd.add_option("--part", o->part, "test | train")->capture_default_str();
+  cmd.add_option("--part", o->part, "test | val | train (val: the validation groups of the training rows; train: the rest)")
+      ->capture_default_str();
+  cmd.add_option("--val-fraction", o->val_fraction,
+                 "training (cell line, pert) groups held out as --part val and left out of --part train "
+                 "(the demo holds out 0.05)")
+      ->capture_default_str();
+  cmd.add_option("--val-seed", o->val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
   cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "bootstrap seed")->capture_default_str();
   return [o] {
-    SP_CHECK_INPUT(o->part == "test" || o->part == "train", "--part: expected test or train, got '", o->part, "'");
+    perturb::check_part(o->part, o->val_fraction);
     const auto spec = perturb::parse_split(o->split);
     const auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
-    const auto& rows = o->part == "test" ? data.test : data.train;
-    nlohmann::json out = {{"split", o->split}, {"part", o->part}, {"n", rows.size()},
-                          {"inconsistent_rows", data.inconsistent}, {"dir_rows_ignored", data.dir_without_de}};
+    const auto part = perturb::select_part(data, o->part, o->val_fraction, o->val_seed);
+    nlohmann::json out = {{"split", o->split}, {"part", o->part}, {"n", part.rows.size()},
+                          {"inconsistent_rows", data.inconsistent}, {"dir_rows_ignored", data.dir_without_de},
+                          {"baselines_fit", perturb::part_baseline_fit(part)}};
     perturb::MetricsOptions mo;
     mo.bootstrap = o->bootstrap;
     mo.seed = o->seed;
     for (const auto& name : perturb::baseline_names())
       out["baselines"][name] =
-          perturb::compute_metrics(perturb::run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
+          perturb::compute_metrics(perturb::run_part_baseline(name, data, part, part.rows), mo);
     print_json(out);
     return 0;
   };

@@ -1,5 +1,6 @@
 // `synthpert calibrate`: decision offsets maximising macro-F1 on score-mode
-// predictions of validation rows (perturb/calibration.h), for `eval --offsets`.
+// predictions of validation rows (`eval --part val`, perturb/calibration.h), for
+// `eval --offsets`.
 #include "apps/command.h"
 #include "common/fs.h"
 #include "perturb/calibration.h"
@@ -14,7 +15,7 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--predictions", o->predictions,
-                 "predictions JSONL of eval --mode score on validation rows (never the test rows)")
+                 "predictions JSONL of eval --mode score --part val (validation rows, never the test rows)")
       ->required();
   cmd.add_option("--out", o->out, "offsets JSON to write (also printed)");
   return [o] {

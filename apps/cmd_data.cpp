@@ -15,8 +15,8 @@ namespace {
 
 struct Opts {
   std::string data_dir, split, part = "train", out, prompt = "reasoning";
-  double fraction = 1.0;
-  uint64_t seed = 0;
+  double fraction = 1.0, val_fraction = 0.0;
+  uint64_t seed = 0, val_seed = 0;
   bool with_answer = false;
 };
 
@@ -24,7 +24,13 @@ RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->required();
-  cmd.add_option("--part", o->part, "train | test")->capture_default_str();
+  cmd.add_option("--part", o->part, "train | val | test (val: the validation groups of the training rows; train: the rest)")
+      ->capture_default_str();
+  cmd.add_option("--val-fraction", o->val_fraction,
+                 "training (cell line, pert) groups held out as --part val and left out of --part train "
+                 "(the demo holds out 0.05)")
+      ->capture_default_str();
+  cmd.add_option("--val-seed", o->val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
   cmd.add_option("--fraction", o->fraction, "keep this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "subsampling seed")->capture_default_str();
   cmd.add_option("--prompt-template", o->prompt, perturb::prompt_template_choices())->capture_default_str();
@@ -32,11 +38,12 @@ RunFn setup(CLI::App& cmd) {
                "append the true answer as an assistant turn (direct-answer training data)");
   cmd.add_option("--out", o->out, "output JSONL")->required();
   return [o] {
-    SP_CHECK_INPUT(o->part == "test" || o->part == "train", "--part: expected test or train, got '", o->part, "'");
+    perturb::check_part(o->part, o->val_fraction);
     const auto spec = perturb::parse_split(o->split);
     const auto tmpl = perturb::PromptTemplate::load(o->prompt);
     auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
-    auto rows = perturb::subsample(o->part == "test" ? data.test : data.train, o->fraction, o->seed);
+    auto rows = perturb::subsample(perturb::select_part(data, o->part, o->val_fraction, o->val_seed).rows, o->fraction,
+                                   o->seed);
     if (tmpl.uses_evidence()) perturb::attach_split_evidence(data, rows);
     std::string text;
     for (const auto& r : rows) text += perturb::row_to_json(r, tmpl, o->with_answer).dump() + '\n';

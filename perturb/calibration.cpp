@@ -108,7 +108,7 @@ void read_scored_predictions(const std::string& path, std::vector<std::array<dou
   int64_t n = 0;
   while (std::getline(in, line)) {
     ++n;
-    if (line.empty()) continue;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank, also a lone CRLF's \r
     const json j = json::parse(line, nullptr, false);
     SP_CHECK_INPUT(!j.is_discarded() && j.is_object(), path, ":", n, ": not a JSON object");
     SP_CHECK_INPUT(j.contains("logprobs") && j["logprobs"].is_array() && j["logprobs"].size() == 3, path, ":", n,

@@ -37,7 +37,7 @@ ClassOffsets offsets_from_json(const nlohmann::json& j, const std::string& sourc
 ClassOffsets load_offsets(const std::string& path);
 
 // Reads the "logprobs" and "label" of every line of a score-mode predictions
-// JSONL (errors name the file and line).
+// JSONL (errors name the file and line; blank lines are skipped).
 void read_scored_predictions(const std::string& path, std::vector<std::array<double, 3>>& logp,
                              std::vector<Label>& labels);
 

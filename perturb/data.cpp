@@ -70,6 +70,11 @@ void for_each_record(const std::string& path, Fn&& fn) {
     std::string_view f[4];
     SP_CHECK_INPUT(split4(line, f), path, ":", line_no, ": expected 4 comma-separated fields, got '", line, "'");
     SP_CHECK_INPUT(!f[0].empty() && !f[1].empty(), path, ":", line_no, ": empty pert or gene");
+    // These files never quote; a quoted field would keep its quotes in the
+    // name and silently miss every other file's spelling of that gene.
+    for (const auto& field : f)
+      SP_CHECK_INPUT(field.find('"') == std::string_view::npos, path, ":", line_no,
+                     ": quoted field ", field, " (PerturbQA CSVs have plain fields; remove the quotes)");
     SP_CHECK_INPUT(f[2] == "0" || f[2] == "1", path, ":", line_no, ": label must be 0 or 1, got '", f[2], "'");
     SP_CHECK_INPUT(f[3] == "train" || f[3] == "test", path, ":", line_no,
                    ": split must be train or test, got '", f[3], "'");

@@ -30,11 +30,17 @@ namespace {
 bool remote(const EvalConfig& c) { return !c.endpoint.url.empty(); }
 
 // The settings that decide the predictions; a resumed run must match them.
-json result_config(const EvalConfig& c) {
+// The template is recorded by its text too: a file edited between runs keeps
+// its path and would otherwise mix two prompts in one predictions file.
+json result_config(const EvalConfig& c, const PromptTemplate& tmpl) {
   json j = {{"model", remote(c) ? c.endpoint.model : c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
-            {"mode", c.mode}, {"prompt_template", c.prompt}, {"chat", static_cast<int>(c.chat)},
-            {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction}, {"seed", c.seed},
-            {"dtype", c.dtype}};
+            {"mode", c.mode}, {"prompt_template", c.prompt}, {"prompt_digest", tmpl.digest()},
+            {"chat", static_cast<int>(c.chat)}, {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction},
+            {"seed", c.seed}, {"dtype", c.dtype}};
+  if (c.part != "test") j["validation"] = {{"fraction", c.val_fraction}, {"seed", c.val_seed}};
+  // Local sampling draws each batch from seed * 1000003 + its first row, so
+  // another --batch samples other answers for the same rows.
+  if (!remote(c) && c.mode == "generate" && c.sampling.temperature > 0) j["batch"] = c.batch;
   if (remote(c)) j["endpoint"] = c.endpoint.url;
   if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
   if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
@@ -66,15 +72,28 @@ std::vector<json> read_done(const std::string& path) {
   return done;
 }
 
+// {"upregulated": p, ...} as predictions write "probs".
+json named_probs(const std::array<double, 3>& q) {
+  json j = json::object();
+  for (Label l : kAllLabels) j[label_name(l)] = q[label_index(l)];
+  return j;
+}
+
 std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
                               const std::vector<Row>& rows, size_t begin, size_t end) {
   const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view);
   std::vector<json> out;
   for (size_t k = 0; k < s.combined.size(); ++k) {
+    // "probs" stay the model's own (AUROC ranks them); offsets move only the
+    // decision. Shifting up and down by different amounts would reorder
+    // p(up)+p(down) across rows, so a DE AUROC from shifted probs would score
+    // the offsets, not the model.
     Prediction p = unanswered_prediction(rows[begin + k]);
-    p.probs = answer_probs(s.combined[k], cfg.offsets);
-    p.prediction = argmax_label(*p.probs);
+    p.probs = answer_probs(s.combined[k], ClassOffsets{});
+    const auto decided = answer_probs(s.combined[k], cfg.offsets);
+    p.prediction = argmax_label(decided);
     json line = prediction_to_json(p);
+    if (cfg.offsets.any()) line["calibrated_probs"] = named_probs(decided);  // what "prediction" is the argmax of
     line["logprobs"] = s.combined[k];
     if (cfg.blind_view) line["logprobs_views"] = {s.named[k], s.blind[k]};
     out.push_back(std::move(line));
@@ -173,7 +192,7 @@ ViewScores score_views(const engine::Transformer& model, const PromptEncoder& en
 json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   SP_CHECK_INPUT(cfg.mode == "score" || cfg.mode == "generate", "--mode: expected score or generate, got '",
                  cfg.mode, "'");
-  SP_CHECK_INPUT(cfg.part == "test" || cfg.part == "train", "--part: expected test or train, got '", cfg.part, "'");
+  check_part(cfg.part, cfg.val_fraction);
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
   SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
   SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
@@ -193,14 +212,15 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);
-  std::vector<Row> rows = subsample(cfg.part == "test" ? data.test : data.train, cfg.fraction, cfg.seed);
+  const SplitPart part = select_part(data, cfg.part, cfg.val_fraction, cfg.val_seed);
+  std::vector<Row> rows = subsample(part.rows, cfg.fraction, cfg.seed);
   if (tmpl.uses_evidence()) attach_split_evidence(data, rows);
   SP_CHECK_INPUT(!rows.empty(), "--split ", cfg.split, " --part ", cfg.part, ": no rows to evaluate");
 
   make_dirs(out_dir);
   const std::string pred_path = path_join(out_dir, "predictions.jsonl");
   const std::string cfg_path = path_join(out_dir, "eval_config.json");
-  const json want = result_config(cfg);
+  const json want = result_config(cfg, tmpl);
   if (cfg.overwrite) {
     std::remove(pred_path.c_str());
   } else if (path_exists(pred_path) && path_exists(cfg_path)) {
@@ -256,13 +276,23 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   report.model_name = "model";
   report.model = compute_metrics(preds, mo);
   for (const auto& name : baseline_names())
-    report.baselines[name] = compute_metrics(run_baseline(name, data.train, rows, spec.holdout, data.other_train), mo);
+    report.baselines[name] = compute_metrics(run_part_baseline(name, data, part, rows), mo);
   report.details = {{"model", remote(cfg) ? cfg.endpoint.model + " at " + cfg.endpoint.url : cfg.model_dir}, {"mode", cfg.mode}, {"prompt template", cfg.prompt},
-                    {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed}};
-  if (cfg.offsets.any()) report.details["decision offsets (up, down, nde)"] = cfg.offsets.add;
+                    {"rows", rows.size()}, {"fraction", cfg.fraction}, {"seed", cfg.seed},
+                    {"baselines", part_baseline_fit(part)}};
+  if (cfg.part != "test")
+    report.details["validation groups"] = str_cat("fraction ", cfg.val_fraction, ", seed ", cfg.val_seed);
+  const std::string scores_note = "AUROC from the raw probabilities (probs); accuracy and F1 from predictions with "
+                                  "the decision offsets (calibrated_probs)";
+  if (cfg.offsets.any()) {
+    report.details["decision offsets (up, down, nde)"] = cfg.offsets.add;
+    report.details["scores"] = scores_note;
+  }
   if (!cfg.prompt_cell.empty()) report.details["cell line in prompts"] = cfg.prompt_cell;
   if (cfg.blind_view) report.details["views"] = "mean of named and name-blind log-likelihoods";
-  json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()}};
+  json result = {{"rows", rows.size()}, {"config", want}, {"model", report.model}, {"baselines", json::object()},
+                 {"baselines_fit", part_baseline_fit(part)}};
+  if (cfg.offsets.any()) result["model_scores"] = scores_note;
   for (const auto& [name, m] : report.baselines) result["baselines"][name] = m;
   write_file_atomic(path_join(out_dir, "metrics.json"), result.dump(2) + "\n");
   write_report(out_dir, report);

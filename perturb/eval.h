@@ -1,7 +1,8 @@
 // Batch evaluation of a model on a PerturbQA split (`synthpert eval`).
 //
 //   score     the three answers' log-likelihoods after the prompt, softmaxed into
-//             probabilities (so AUROC is computed from real scores); prediction = argmax
+//             probabilities (so AUROC is computed from real scores); prediction = argmax,
+//             after decision offsets when given (which never touch "probs")
 //   generate  the model writes (reasoning and) an answer, which the answer parser reads;
 //             no probabilities. The model may also be remote: any OpenAI-compatible
 //             chat endpoint (a teacher, a hosted model), given the same prompt
@@ -28,7 +29,11 @@ namespace synthpert::perturb {
 
 struct EvalConfig {
   std::string model_dir, adapter_dir, data_dir;
-  std::string split = "holdout:rpe1", part = "test";
+  std::string split = "holdout:rpe1", part = "test";  // part: test | val | train (split.h: SplitPart)
+  // The validation groups `val` holds out of the training rows and `train`
+  // leaves out (split_validation; the demo's are its --val-fraction and --seed).
+  double val_fraction = 0.0;
+  uint64_t val_seed = 0;
   std::string mode = "score";  // score | generate
   std::string prompt = "reasoning";
   ChatMode chat = ChatMode::kAuto;

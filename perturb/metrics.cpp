@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 #include <sstream>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -296,6 +297,9 @@ json prediction_to_json(const Prediction& p) {
 std::vector<Prediction> read_predictions(const std::string& path) {
   std::istringstream in(read_file(path));
   std::vector<Prediction> out;
+  // A row scored twice would count twice in every metric (a file appended to by
+  // two runs, or two files concatenated): refuse it. Key -> first line.
+  std::unordered_map<std::string, int64_t> seen;
   std::string line;
   int64_t line_no = 0;
   while (std::getline(in, line)) {
@@ -340,6 +344,9 @@ std::vector<Prediction> read_predictions(const std::string& path) {
       }
       p.probs = q;
     }
+    const auto [first, fresh] = seen.emplace(p.cell_type + '\t' + p.pert + '\t' + p.gene, line_no);
+    SP_CHECK_INPUT(fresh, where, ": duplicate row (", p.cell_type, ", ", p.pert, ", ", p.gene, "), first on line ",
+                   first->second);
     out.push_back(std::move(p));
   }
   return out;

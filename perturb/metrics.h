@@ -41,6 +41,7 @@ struct MetricsOptions {
 nlohmann::json compute_metrics(const std::vector<Prediction>& preds, const MetricsOptions& opts = {});
 
 // Reads predictions JSONL (DESIGN.md section 4); errors name the file and line.
+// Each (cell line, pert, gene) row may appear once; blank lines are skipped.
 std::vector<Prediction> read_predictions(const std::string& path);
 nlohmann::json prediction_to_json(const Prediction& p);
 

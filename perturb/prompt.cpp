@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "perturb/prompts_embedded.h"
 #include "perturb/template_text.h"
 
@@ -102,5 +103,7 @@ Row blind_view(const Row& row) {
 std::string PromptTemplate::render_answer(Label label) const {
   return substitute(answer, {{"label", label_name(label)}}, name + " [answer]");
 }
+
+std::string PromptTemplate::digest() const { return content_digest(system + '\0' + user + '\0' + answer); }
 
 }  // namespace synthpert::perturb

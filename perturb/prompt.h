@@ -44,6 +44,9 @@ struct PromptTemplate {
   // {pert_effect}, {gene_profile}, {gene_here}, {gene_all}, {gene_similar}), so rows need it attached.
   bool uses_evidence() const;
   std::string render_answer(Label label) const;
+  // A digest of the three sections' text (common/settings_diff.h), so a
+  // resumed run notices a template file edited under the same name.
+  std::string digest() const;
 };
 
 // The name-blind view of a row: a copy whose pert and gene are written

@@ -90,12 +90,18 @@ std::string confusion_svg(const json& m, const std::string& title) {
   os << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   os << "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">" << escape_xml(title) << "</text>\n";
   os << "<text x=\"" << left + 3 * cell / 2 << "\" y=\"" << top - 28
-     << "\" text-anchor=\"middle\">prediction (cells: count, row share)</text>\n";
+     << "\" text-anchor=\"middle\">prediction (cells: count, share of the true class)</text>\n";
   const char* short_names[3] = {"up", "down", "NDE"};
   const json& mat = m["confusion"]["matrix"];
   for (int t = 0; t < 3; ++t) {
+    // A share of all rows of the true class, unparsed ones included (the
+    // class's support): a model that leaves half of them unparsed must not
+    // read as perfect. Without per_class, the matrix row is all there is.
     double row_total = 0;
     for (int p = 0; p < 3; ++p) row_total += mat[t][p].get<double>();
+    const std::string& name = label_name(kAllLabels[t]);
+    if (m.contains("per_class") && m["per_class"].contains(name) && m["per_class"][name].contains("support"))
+      row_total = std::max(row_total, m["per_class"][name]["support"].get<double>());
     os << "<text x=\"" << left - 10 << "\" y=\"" << top + t * cell + cell / 2 + 5 << "\" text-anchor=\"end\">truth "
        << short_names[t] << "</text>\n";
     for (int p = 0; p < 3; ++p) {
@@ -115,7 +121,8 @@ std::string confusion_svg(const json& m, const std::string& title) {
   for (int p = 0; p < 3; ++p)
     os << "<text x=\"" << left + p * cell + cell / 2 << "\" y=\"" << top - 8 << "\" text-anchor=\"middle\">"
        << short_names[p] << "</text>\n";
-  os << "<text x=\"10\" y=\"" << top + 3 * cell + 30 << "\">unparsed: " << m.value("unparsed", 0) << "</text>\n";
+  os << "<text x=\"10\" y=\"" << top + 3 * cell + 30 << "\">unparsed: " << m.value("unparsed", 0)
+     << " (in each true class's total: its row's shares sum below 1)</text>\n";
   os << "</svg>\n";
   return os.str();
 }
@@ -176,7 +183,8 @@ void write_report(const std::string& dir, const ReportInput& in) {
   md << "# " << in.title << "\n\n";
   for (const auto& [k, v] : in.details.items()) md << "- " << k << ": " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
   md << "\nAll systems are scored on the same rows. Per-gene AUROC follows PerturbQA (mean over target genes "
-        "whose rows hold both classes); brackets are bootstrap 95% intervals over rows.\n\n";
+        "whose rows hold both classes). Brackets are bootstrap 95% intervals: accuracy, macro-F1 and pooled AUROC "
+        "resample rows; per-gene AUROC resamples (cell line, gene) groups.\n\n";
   md << "## All rows\n\n" << metrics_table(in) << "\n";
   md << "![confusion matrix](confusion.svg) ![scores](scores.svg)\n\n";
   if (in.model.contains("per_cell_type") && in.model["per_cell_type"].size() > 1) {

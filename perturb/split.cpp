@@ -95,4 +95,32 @@ void split_validation(const std::vector<Row>& rows, double fraction, uint64_t se
   }
 }
 
+void check_part(const std::string& part, double val_fraction) {
+  SP_CHECK_INPUT(part == "test" || part == "val" || part == "train", "--part: expected test, val or train, got '",
+                 part, "'");
+  SP_CHECK_INPUT(val_fraction >= 0 && val_fraction < 1, "--val-fraction must be in [0, 1), got ", val_fraction);
+  SP_CHECK_INPUT(part != "val" || val_fraction > 0,
+                 "--part val: no validation rows at --val-fraction 0 (the demo holds out 0.05 of the training "
+                 "(cell line, pert) groups, chosen by its --seed: pass --val-fraction 0.05 --val-seed SEED)");
+}
+
+SplitPart select_part(const SplitData& data, const std::string& part, double val_fraction, uint64_t val_seed) {
+  check_part(part, val_fraction);
+  SplitPart p;
+  if (part == "test") {
+    p.rows = data.test;
+    return p;
+  }
+  std::vector<Row> val;
+  split_validation(data.train, val_fraction, val_seed, p.fit_rows, val);
+  if (part == "val") {
+    p.rows = std::move(val);
+    p.fit = SplitPart::Fit::kOthers;
+  } else {
+    p.rows = p.fit_rows;
+    p.fit = SplitPart::Fit::kOutOfFold;
+  }
+  return p;
+}
+
 }  // namespace synthpert::perturb

@@ -44,4 +44,24 @@ std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64
 void split_validation(const std::vector<Row>& rows, double fraction, uint64_t seed, std::vector<Row>& train,
                       std::vector<Row>& val);
 
+// One part of a split (`--part` of eval, baselines and data), with the rows its
+// baselines are fitted on. The validation groups are split_validation(train,
+// val_fraction, val_seed): the demo's with its --val-fraction and --seed.
+//   test   the split's test rows; baselines fit every training row
+//   val    the training rows of the validation groups (val_fraction > 0);
+//          baselines fit the training rows outside them
+//   train  the training rows outside the validation groups (all of them at
+//          val_fraction 0); baselines fit these same rows, out of fold
+//          (baselines.h), so no row reads its own label
+struct SplitPart {
+  enum class Fit { kAllTrain, kOthers, kOutOfFold };
+  std::vector<Row> rows;       // in split order
+  Fit fit = Fit::kAllTrain;
+  std::vector<Row> fit_rows;   // kOthers and kOutOfFold: the training rows outside the validation groups
+};
+
+SplitPart select_part(const SplitData& data, const std::string& part, double val_fraction, uint64_t val_seed);
+// The argument checks of select_part, for commands that check before loading data.
+void check_part(const std::string& part, double val_fraction);
+
 }  // namespace synthpert::perturb

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "perturb/baselines.h"
+#include "perturb/evidence.h"
 #include "perturb/split.h"
 #include "tests/test_util.h"
 
@@ -69,4 +70,75 @@ TEST_CASE("baselines follow their definitions", "[baselines]") {
   CHECK(*run_baseline("pair_transfer", own, own_test, false)[0].prediction == Label::kNde);
   CHECK(*run_baseline("pair_transfer", own, own_test, false, others)[0].prediction == Label::kUp);
   CHECK(*run_baseline("gene_majority", own, own_test, false, others)[0].prediction == Label::kNde);
+}
+
+TEST_CASE("training rows are scored out of fold: a row never reads its own pert's rows in its line", "[baselines]") {
+  auto row = [](const char* cell, const char* pert, const char* gene, Label l) {
+    return Row{cell, pert, gene, l, false, {}};
+  };
+  // Fitted on itself, gene_majority would answer this lone row with its own label.
+  const std::vector<Row> lone = {row("k562", "A", "G9", Label::kUp), row("k562", "B", "G1", Label::kNde)};
+  REQUIRE(OutcomeProfile::pert_fold("A") != OutcomeProfile::pert_fold("B"));
+  CHECK(*run_baseline("gene_majority", lone, lone, false)[0].prediction == Label::kUp);
+  const auto oof = run_baseline("gene_majority", lone, lone, false, {}, true);
+  CHECK(*oof[0].prediction == Label::kNde);  // G9 has no rows outside A's fold: unseen
+  CHECK((*oof[0].probs)[label_index(Label::kNde)] == 1.0);  // B's row is all the overall counts hold
+
+  // On real data, against a brute-force recount over the rows outside the
+  // row's (cell line, pert fold).
+  for (const std::string split : {"default:k562", "holdout:rpe1"}) {
+    INFO(split);
+    const SplitData d = load_split(test::perturbqa_dir(), parse_split(split));
+    const SplitPart part = select_part(d, "train", 0.0, 0);
+    REQUIRE(part.fit == SplitPart::Fit::kOutOfFold);
+    REQUIRE(part.rows.size() == d.train.size());
+    const auto rows = subsample(part.rows, split == "holdout:rpe1" ? 0.0002 : 0.001, 7);
+    REQUIRE(rows.size() > 50);
+    const auto maj = run_part_baseline("majority", d, part, rows);
+    const auto gm = run_part_baseline("gene_majority", d, part, rows);
+    const auto pt = run_part_baseline("pair_transfer", d, part, rows);
+    const auto pt_all = run_baseline("pair_transfer", d.train, rows, d.holdout, d.other_train);
+    int64_t own_label_gone = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& t = rows[i];
+      std::array<double, 3> all{}, gene{}, gene_in_sample{};
+      bool pair_elsewhere = false;
+      for (const auto* source : {&d.train, &d.other_train})
+        for (const auto& r : *source) pair_elsewhere |= r.pert == t.pert && r.gene == t.gene && r.cell_type != t.cell_type;
+      for (const auto& r : part.fit_rows) {
+        const bool same_gene = r.gene == t.gene && (d.holdout || r.cell_type == t.cell_type);
+        if (same_gene) gene_in_sample[label_index(r.label)] += 1;
+        if (r.cell_type == t.cell_type && OutcomeProfile::pert_fold(r.pert) == OutcomeProfile::pert_fold(t.pert)) continue;
+        all[label_index(r.label)] += 1;
+        if (same_gene) gene[label_index(r.label)] += 1;
+      }
+      auto share = [](const std::array<double, 3>& c, Label l) { return c[label_index(l)] / (c[0] + c[1] + c[2]); };
+      const double n_gene = gene[0] + gene[1] + gene[2];
+      for (Label l : kAllLabels) {
+        CHECK((*maj[i].probs)[label_index(l)] == Approx(share(all, l)).epsilon(1e-12));
+        CHECK((*gm[i].probs)[label_index(l)] == Approx(n_gene > 0 ? share(gene, l) : share(all, l)).epsilon(1e-12));
+      }
+      // The row's own label left the counts it is scored by.
+      own_label_gone += gene_in_sample[label_index(t.label)] > gene[label_index(t.label)];
+      // pair_transfer reads other lines in full, as for a test row; only its gene fallback is out of fold.
+      CHECK(pt[i].probs == (pair_elsewhere ? pt_all[i].probs : gm[i].probs));
+    }
+    CHECK(own_label_gone == static_cast<int64_t>(rows.size()));
+  }
+}
+
+TEST_CASE("validation rows are scored by baselines fitted without the validation groups", "[baselines]") {
+  const SplitData d = load_split(test::perturbqa_dir(), parse_split("default:k562"));
+  const SplitPart val = select_part(d, "val", 0.1, 4);
+  REQUIRE(val.fit == SplitPart::Fit::kOthers);
+  std::vector<Row> pool, held;
+  split_validation(d.train, 0.1, 4, pool, held);
+  REQUIRE(val.rows.size() == held.size());
+  REQUIRE(val.fit_rows.size() == pool.size());
+  const auto got = run_part_baseline("gene_majority", d, val, val.rows);
+  const auto want = run_baseline("gene_majority", pool, held, false, d.other_train);
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); i += 97) CHECK(got[i].probs == want[i].probs);
+  CHECK_THAT(part_baseline_fit(val), Catch::Contains("outside the validation groups"));
+  CHECK_THAT(part_baseline_fit(select_part(d, "train", 0.1, 4)), Catch::Contains("out of fold"));
 }

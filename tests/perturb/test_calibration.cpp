@@ -107,6 +107,13 @@ TEST_CASE("offsets JSON: round trip and errors naming the file", "[calibration]"
   std::vector<std::array<double, 3>> lp;
   std::vector<Label> labels;
   CHECK_THROWS_WITH(read_scored_predictions(preds, lp, labels), Catch::Contains(preds + ":2") && Catch::Contains("logprobs"));
+  // A file with CRLF endings and a blank line: the blank line is "\r", skipped like any blank line.
+  std::ofstream(preds) << R"({"label":"upregulated","logprobs":[-1,-2,-3]})" "\r\n\r\n"
+                       << R"({"label":"downregulated","logprobs":[-2,-1,-3]})" "\r\n";
+  lp.clear();
+  labels.clear();
+  read_scored_predictions(preds, lp, labels);
+  CHECK(labels == std::vector<Label>{Label::kUp, Label::kDown});
 }
 
 TEST_CASE("validation split keeps (cell line, pert) groups whole", "[calibration][split]") {

@@ -107,6 +107,9 @@ TEST_CASE("malformed CSVs are rejected naming the file and line", "[data]") {
       {header + "A,B,0,valid\n", header, "rpe1-de.csv:2: split must be train or test"},
       {header + "A,B,0,train\nA,B,1,train\n", header, "rpe1-de.csv:3: duplicate pair A,B"},
       {header + ",B,0,train\n", header, "rpe1-de.csv:2: empty pert or gene"},
+      // Quotes would stay in the name and silently miss the other files' spelling.
+      {header + "A,B,0,train\n\"AARS\",A2M,0,train\n", header, "rpe1-de.csv:3: quoted field \"AARS\""},
+      {header, header + "A,\"B\",1,train\n", "rpe1-dir.csv:2: quoted field \"B\""},
       {header, header + "A,B,x,train\n", "rpe1-dir.csv:2: label must be 0 or 1"},
       {"", header, "rpe1-de.csv: empty file"},
   };

@@ -12,10 +12,12 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "perturb/answer_parser.h"
+#include "perturb/baselines.h"
 #include "perturb/eval.h"
 #include "perturb/split.h"
 #include "tests/perturb/mock_chat_server.h"
@@ -371,11 +373,11 @@ TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[ev
   CHECK(moved > 1e-2);
 }
 
-TEST_CASE("decision offsets shift the probabilities and predictions, not the logprobs", "[eval][calibration]") {
+TEST_CASE("decision offsets move the predictions, not the probabilities AUROC ranks", "[eval][calibration]") {
   test::TempDir tmp("eval-offsets");
   const std::string model = make_model(tmp.path);
   auto cfg = small_eval(model);
-  run_eval(cfg, tmp.path + "/plain");
+  const json plain_metrics = run_eval(cfg, tmp.path + "/plain");
   cfg.offsets.add = {2.5, -1.0, 0.0};
   const json result = run_eval(cfg, tmp.path + "/shifted");
   const auto plain = read_jsonl(tmp.path + "/plain/predictions.jsonl");
@@ -388,14 +390,26 @@ TEST_CASE("decision offsets shift the probabilities and predictions, not the log
     for (int k = 0; k < 3; ++k) z += p[k] = std::exp(shifted[i]["logprobs"][k].get<double>() + cfg.offsets.add[k]);
     int best = 0;
     for (int k = 0; k < 3; ++k) {
+      const std::string& name = label_name(static_cast<Label>(k));
       CHECK(shifted[i]["logprobs"][k].get<double>() == Approx(plain[i]["logprobs"][k].get<double>()).margin(1e-9));
-      CHECK(shifted[i]["probs"][label_name(static_cast<Label>(k))].get<double>() == Approx(p[k] / z).margin(1e-12));
+      CHECK(shifted[i]["calibrated_probs"][name].get<double>() == Approx(p[k] / z).margin(1e-12));
+      // "probs" stay the model's own: the same as without offsets.
+      CHECK(shifted[i]["probs"][name].get<double>() == Approx(plain[i]["probs"][name].get<double>()).margin(1e-12));
       if (p[k] > p[best]) best = k;
     }
     CHECK(shifted[i]["prediction"] == label_name(static_cast<Label>(best)));
+    CHECK_FALSE(plain[i].contains("calibrated_probs"));
     changed += shifted[i]["prediction"] != plain[i]["prediction"];
   }
   CHECK(changed > 0);
+  // Up and down moved by different amounts: AUROC still ranks the raw scores
+  // (shifted ones would reorder p(up) + p(down)), while accuracy follows the
+  // shifted decisions.
+  for (const char* k : {"de_per_gene", "de_pooled", "dir_per_gene", "dir_pooled"})
+    CHECK(result["model"]["auroc"][k] == plain_metrics["model"]["auroc"][k]);
+  CHECK(result["model"]["accuracy"] != plain_metrics["model"]["accuracy"]);
+  CHECK_THAT(result["model_scores"].get<std::string>(), Catch::Contains("AUROC from the raw probabilities"));
+  CHECK_FALSE(plain_metrics.contains("model_scores"));
   CHECK(result["config"]["offsets"]["upregulated"] == 2.5);
   // Resuming the shifted folder without the offsets is refused, naming them.
   cfg.offsets = ClassOffsets{};
@@ -403,6 +417,81 @@ TEST_CASE("decision offsets shift the probabilities and predictions, not the log
   cfg.mode = "generate";
   cfg.offsets.add = {1, 0, 0};
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/gen"), Catch::Contains("--offsets applies to --mode score only"));
+}
+
+TEST_CASE("a resume is refused when the template's text or a sampled run's --batch changed", "[eval]") {
+  test::TempDir tmp("eval-resume-config");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  cfg.fraction = 0.0001;
+  const std::string tmpl = tmp.path + "/mine.txt";
+  std::ofstream(tmpl) << "[user]\n{cell_id} {pert} {gene} ->\n[answer]\n {label}\n";
+  cfg.prompt = tmpl;
+  run_eval(cfg, tmp.path + "/out");
+  run_eval(cfg, tmp.path + "/out");  // the same file: resumes
+  std::ofstream(tmpl) << "[user]\n{cell_id} {gene} {pert} ->\n[answer]\n {label}\n";  // same path, other prompt
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/out"), Catch::Contains("prompt_digest:"));
+
+  // Local sampling seeds each batch by its first row: another --batch samples
+  // other answers, so it is part of the configuration; greedy answers are not.
+  cfg.prompt = "compact";
+  cfg.mode = "generate";
+  cfg.max_new_tokens = 2;
+  run_eval(cfg, tmp.path + "/greedy");
+  cfg.batch = 3;
+  run_eval(cfg, tmp.path + "/greedy");
+  cfg.sampling.temperature = 0.8;
+  run_eval(cfg, tmp.path + "/sampled");
+  CHECK(json::parse(test::read_text(tmp.path + "/sampled/eval_config.json"))["batch"] == 3);
+  cfg.batch = 5;
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/sampled"), Catch::Contains("batch: saved 3, now 5"));
+}
+
+TEST_CASE("--part val scores the held-out validation groups; --part train the rest, baselines out of fold",
+          "[eval][split]") {
+  test::TempDir tmp("eval-parts");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  cfg.part = "val";
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/none"), Catch::Contains("--part val: no validation rows"));
+  cfg.val_fraction = 0.05;
+  cfg.val_seed = 2;
+  cfg.fraction = 0.002;
+  const json val = run_eval(cfg, tmp.path + "/val");
+  const SplitData d = load_split(test::perturbqa_dir(), parse_split(cfg.split));
+  std::vector<Row> pool, held;
+  split_validation(d.train, 0.05, 2, pool, held);
+  const auto want = subsample(held, cfg.fraction, cfg.seed);
+  const auto lines = read_jsonl(tmp.path + "/val/predictions.jsonl");
+  REQUIRE(lines.size() == want.size());
+  REQUIRE(!lines.empty());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    CHECK(lines[i]["pert"] == want[i].pert);
+    CHECK(lines[i]["gene"] == want[i].gene);
+  }
+  CHECK(val["config"]["validation"] == json{{"fraction", 0.05}, {"seed", 2}});
+  CHECK_THAT(val["baselines_fit"].get<std::string>(), Catch::Contains("outside the validation groups"));
+  // Another validation seed is another set of rows: refused in the same folder.
+  cfg.val_seed = 3;
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/val"), Catch::Contains("validation:"));
+
+  cfg.part = "train";
+  cfg.val_seed = 2;
+  cfg.fraction = 0.0002;
+  const json train = run_eval(cfg, tmp.path + "/train");
+  std::set<std::string> held_groups;
+  for (const auto& r : held) held_groups.insert(r.cell_type + " " + r.pert);
+  const auto train_lines = read_jsonl(tmp.path + "/train/predictions.jsonl");
+  REQUIRE(train_lines.size() == subsample(pool, cfg.fraction, cfg.seed).size());
+  for (const auto& l : train_lines)
+    CHECK(held_groups.count(l["cell_type"].get<std::string>() + " " + l["pert"].get<std::string>()) == 0);
+  CHECK_THAT(train["baselines_fit"].get<std::string>(), Catch::Contains("out of fold"));
+  CHECK_THAT(test::read_text(tmp.path + "/train/report.md"), Catch::Contains("out of fold"));
+  MetricsOptions mo;
+  mo.bootstrap = 0;
+  const SplitPart part = select_part(d, "train", 0.05, 2);
+  const json gm = compute_metrics(run_part_baseline("gene_majority", d, part, subsample(pool, cfg.fraction, cfg.seed)), mo);
+  CHECK(train["baselines"]["gene_majority"]["accuracy"] == gm["accuracy"]);
 }
 
 TEST_CASE("--prompt-cell renders every row's cell line as one word", "[eval]") {
@@ -459,6 +548,26 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   const auto lines = read_jsonl(tmp.path + "/out dir/eval/predictions.jsonl");
   REQUIRE(!lines.empty());
   CHECK(lines[0]["logprobs_views"].size() == 2);
+
+  // Calibration by hand (docs/perturbqa.md, "Decision offsets"): eval --part val
+  // holds out the demo's validation rows, and calibrate fits the demo's offsets.
+  auto cli = [&](const std::string& args) {
+    const auto run = test::run_command("cd " + tmp.path + " && PERTURBQA_DIR=" + test::perturbqa_dir() + " " +
+                                       test::synthpert_bin() + " " + args);
+    INFO(args << "\n" << run.err);
+    REQUIRE(run.exit_code == 0);
+    return json::parse(run.out);
+  };
+  const std::string eval_args = "eval --model \"out dir/train/model\" --split holdout:rpe1 --mode score "
+                                "--prompt-template compact-all --prompt-cell any --blind-view --batch 512 --bootstrap 0 ";
+  CHECK(cli(eval_args + "--part val --val-fraction 0.003 --val-seed 0 --out val")["rows"] == cal["validation_rows"]);
+  const json fitted = cli("calibrate --predictions val/predictions.jsonl --out offsets.json");
+  CHECK(fitted["offsets"] == cal["offsets"]);
+  CHECK(fitted["macro_f1_after"] == cal["macro_f1_after"]);
+  cli(eval_args + "--part test --fraction 0.002 --offsets offsets.json --out test");
+  const auto by_hand = read_jsonl(tmp.path + "/test/predictions.jsonl");
+  REQUIRE(by_hand.size() == lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) CHECK(by_hand[i]["prediction"] == lines[i]["prediction"]);
 }
 
 TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "perturb/metrics.h"
+#include "perturb/report.h"
 #include "tests/test_util.h"
 
 using namespace synthpert;
@@ -30,7 +31,7 @@ std::vector<Prediction> random_predictions(const Case& c, uint64_t seed) {
   for (int i = 0; i < c.rows; ++i) {
     Prediction p;
     p.cell_type = cells[rng() % c.cells];
-    p.pert = "P" + std::to_string(rng() % 17);
+    p.pert = "P" + std::to_string(rng() % 17) + "." + std::to_string(i);  // rows are unique, as read_predictions requires
     p.gene = "G" + std::to_string(rng() % c.genes);
     const double r = u(rng);
     p.label = r < c.p_up ? Label::kUp : r < c.p_up + c.p_down ? Label::kDown : Label::kNde;
@@ -195,4 +196,47 @@ TEST_CASE("predictions files with bad lines are rejected with file and line", "[
       CHECK_THAT(e.what(), Catch::Contains(path + ":2:") && Catch::Contains(expect));
     }
   }
+}
+
+TEST_CASE("a predictions file that scores one row twice is rejected", "[metrics]") {
+  test::TempDir tmp("metrics-duplicate");
+  const std::string path = tmp.path + "/p.jsonl";
+  const std::string a = R"({"cell_type":"rpe1","pert":"A","gene":"B","label":"upregulated","prediction":null})";
+  const std::string other_line = R"({"cell_type":"k562","pert":"A","gene":"B","label":"upregulated","prediction":null})";
+  // The same pair in another cell line is another row; blank lines are skipped.
+  std::ofstream(path) << a << "\n\r\n" << other_line << "\n";
+  CHECK(read_predictions(path).size() == 2);
+  std::ofstream(path) << a << "\n" << other_line << "\n" << a << "\n";
+  CHECK_THROWS_WITH(read_predictions(path), Catch::Contains(path + ":3: duplicate row (rpe1, A, B), first on line 1"));
+}
+
+TEST_CASE("report: confusion shares count the unparsed rows; the text says what each interval resamples", "[metrics][report]") {
+  // 10 truly up rows: 5 predicted up, 5 unparsed. Half of them were found.
+  std::vector<Prediction> preds;
+  for (int i = 0; i < 10; ++i) {
+    Prediction p;
+    p.cell_type = "k562";
+    p.pert = "P" + std::to_string(i);
+    p.gene = "G";
+    p.label = Label::kUp;
+    if (i < 5) p.prediction = Label::kUp;
+    preds.push_back(p);
+  }
+  MetricsOptions opts;
+  opts.bootstrap = 0;
+  const json m = compute_metrics(preds, opts);
+  const std::string svg = confusion_svg(m, "t");
+  CHECK_THAT(svg, Catch::Contains(">0.50</text>"));
+  CHECK_THAT(svg, !Catch::Contains(">1.00</text>"));
+  CHECK_THAT(svg, Catch::Contains("unparsed: 5"));
+
+  test::TempDir tmp("report");
+  ReportInput in;
+  in.title = "t";
+  in.model = m;
+  write_report(tmp.path, in);
+  const std::string md = test::read_text(tmp.path + "/report.md");
+  CHECK_THAT(md, Catch::Contains("accuracy, macro-F1 and pooled AUROC resample rows") &&
+                     Catch::Contains("per-gene AUROC resamples (cell line, gene) groups"));
+  CHECK_THAT(md, !Catch::Contains("intervals over rows"));
 }
