@@ -19,13 +19,7 @@ RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
-  cmd.add_option("--part", o->part, "test | val | train (val: the validation groups of the training rows; train: the rest)")
-      ->capture_default_str();
-  cmd.add_option("--val-fraction", o->val_fraction,
-                 "training (cell line, pert) groups held out as --part val and left out of --part train "
-                 "(the demo holds out 0.05)")
-      ->capture_default_str();
-  cmd.add_option("--val-seed", o->val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
+  add_split_part_options(cmd, o->part, o->val_fraction, o->val_seed);
   cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
   cmd.add_option("--seed", o->seed, "bootstrap seed")->capture_default_str();
   return [o] {

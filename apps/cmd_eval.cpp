@@ -30,13 +30,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--adapter", c.adapter_dir, "LoRA adapter folder (PEFT format)");
   cmd.add_option("--perturbqa", c.data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", c.split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
-  cmd.add_option("--part", c.part, "test | val | train (val: the validation groups of the training rows; train: the rest)")
-      ->capture_default_str();
-  cmd.add_option("--val-fraction", c.val_fraction,
-                 "training (cell line, pert) groups held out as --part val and left out of --part train "
-                 "(the demo holds out 0.05)")
-      ->capture_default_str();
-  cmd.add_option("--val-seed", c.val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
+  add_split_part_options(cmd, c.part, c.val_fraction, c.val_seed);
   cmd.add_option("--mode", c.mode, "score (answer log-likelihoods) | generate (parse the written answer)")
       ->capture_default_str();
   cmd.add_option("--prompt-template", c.prompt, perturb::prompt_template_choices())->capture_default_str();

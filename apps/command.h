@@ -37,4 +37,8 @@ void print_json(const nlohmann::json& j);
 // Parses "1,2,3" into integers; throws InputError naming the flag on bad input.
 std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text);
 
+// --part, --val-fraction and --val-seed: which part of a PerturbQA split eval,
+// baselines and data read (perturb/split.h select_part).
+void add_split_part_options(CLI::App& cmd, std::string& part, double& val_fraction, uint64_t& val_seed);
+
 }  // namespace synthpert::cli

@@ -41,6 +41,16 @@ std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& t
   return ids;
 }
 
+void add_split_part_options(CLI::App& cmd, std::string& part, double& val_fraction, uint64_t& val_seed) {
+  cmd.add_option("--part", part, "test | val | train (val: the validation groups of the training rows; train: the rest)")
+      ->capture_default_str();
+  cmd.add_option("--val-fraction", val_fraction,
+                 "training (cell line, pert) groups held out as --part val and left out of --part train "
+                 "(the demo holds out 0.05)")
+      ->capture_default_str();
+  cmd.add_option("--val-seed", val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
+}
+
 }  // namespace synthpert::cli
 
 int main(int argc, char** argv) {
