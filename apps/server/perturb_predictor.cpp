@@ -82,16 +82,24 @@ std::vector<json> PerturbPredictor::score(const engine::Transformer& model, cons
   std::vector<json> out;
   prompt_ids->clear();
   for (size_t i = 0; i < rows.size(); ++i) {
-    const auto probs = perturb::answer_probs(views.combined[i], cfg_.offsets);
+    // As eval's prediction files: `probs` are the model's own, the label is
+    // the argmax after the decision offsets (`calibrated_probs`, when set).
+    const auto raw = perturb::answer_probs(views.combined[i], perturb::ClassOffsets{});
+    const auto decided = perturb::answer_probs(views.combined[i], cfg_.offsets);
+    const auto named = [](const std::array<double, 3>& probs) {
+      json out = json::object();
+      for (auto l : perturb::kAllLabels) out[perturb::label_name(l)] = probs[perturb::label_index(l)];
+      return out;
+    };
     json p = {{"object", "prediction"},
               {"cell_type", rows[i].cell_type},
               {"pert", rows[i].pert},
               {"gene", rows[i].gene},
-              {"label", perturb::label_name(perturb::argmax_label(probs))},
-              {"probs", json::object()},
+              {"label", perturb::label_name(perturb::argmax_label(decided))},
+              {"probs", named(raw)},
               {"logprobs", views.combined[i]},
               {"reasoning", nullptr}};
-    for (auto l : perturb::kAllLabels) p["probs"][perturb::label_name(l)] = probs[perturb::label_index(l)];
+    if (cfg_.offsets.any()) p["calibrated_probs"] = named(decided);
     out.push_back(std::move(p));
     prompt_ids->push_back(reqs[i].reasoning ? enc_.prompt_ids(rows[i]) : std::vector<int64_t>{});
   }

@@ -278,10 +278,13 @@ async function main() {
       console.log(`     skipped: no PerturbQA data in ${data}`);
       return;
     }
-    // The third evaluation uses other prompt settings; a second server takes
-    // them from its eval_config.json (--eval-config).
+    // The third evaluation uses other prompt settings and decision offsets;
+    // a second server takes them from its eval_config.json (--eval-config).
+    const offsets = path.join(work, 'offsets.json');
+    fs.writeFileSync(offsets, JSON.stringify({ offsets: { upregulated: 0.7, downregulated: -0.4 } }));
     const evals = [[name, [], null], ['a1', ['--adapter', adapter], null],
-                   [name, ['--prompt-template', 'compact', '--no-chat-template', '--blind-view'], 'own-settings']];
+                   [name, ['--prompt-template', 'compact', '--no-chat-template', '--blind-view', '--offsets', offsets],
+                    'own-settings']];
     for (const [modelName, extra, ownServer] of evals) {
       const out = path.join(work, `eval-${modelName}-${ownServer || 'default'}`);
       await cli(['eval', '--model', model, ...extra, '--perturbqa', data, '--split', 'holdout:rpe1',
@@ -291,7 +294,8 @@ async function main() {
       // The written answers' reference: eval in generate mode on the same
       // prompts, with the server's --predict-max-tokens.
       const genOut = `${out}-generate`;
-      await cli(['eval', '--model', model, ...extra.filter((a) => a !== '--blind-view'), '--perturbqa', data,
+      const scoreOnly = new Set(['--blind-view', '--offsets', offsets]);
+      await cli(['eval', '--model', model, ...extra.filter((a) => !scoreOnly.has(a)), '--perturbqa', data,
                  '--split', 'holdout:rpe1', '--fraction', '0.00005', '--mode', 'generate', '--max-new-tokens', '6',
                  '--batch', '1', '--bootstrap', '0', '--out', genOut]);
       const written = fs.readFileSync(path.join(genOut, 'predictions.jsonl'), 'utf8').trim().split('\n')
@@ -311,11 +315,18 @@ async function main() {
           assert.equal(res.status, 200);
           const p = await res.json();
           const tol = modelName === name ? 1e-12 : 1e-5;
-          const sorted = Object.values(row.probs).sort((x, y) => y - x);
+          // probs: the model's own scores; the label: the argmax after the
+          // offsets, whose probabilities are calibrated_probs (both as eval).
+          const decided = row.calibrated_probs || row.probs;
+          const sorted = Object.values(decided).sort((x, y) => y - x);
           if (sorted[0] - sorted[1] > 2 * tol) assert.equal(p.label, row.prediction, `${row.pert}/${row.gene}`);
           for (const [label, prob] of Object.entries(row.probs))
             assert.ok(Math.abs(p.probs[label] - prob) < tol,
                       `${modelName} ${ownServer} ${row.pert}/${row.gene} ${label}: ${p.probs[label]} vs ${prob}`);
+          assert.equal(Boolean(row.calibrated_probs), Boolean(ownServer), 'offsets only in the third evaluation');
+          assert.equal(Boolean(p.calibrated_probs), Boolean(row.calibrated_probs), 'calibrated_probs as eval');
+          for (const [label, prob] of Object.entries(row.calibrated_probs || {}))
+            assert.ok(Math.abs(p.calibrated_probs[label] - prob) < tol, `calibrated ${label}: ${p.calibrated_probs[label]} vs ${prob}`);
           if (row === rows[0]) assert.equal(p.reasoning, written[0], `${modelName} ${ownServer} reasoning`);
           else assert.equal(p.reasoning, null);
         }
