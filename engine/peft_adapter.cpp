@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "engine/tensor_io.h"
 
 namespace synthpert::engine {
@@ -134,7 +135,8 @@ struct AdapterTensors {
   std::map<std::string, ModuleLora> modules;  // by module name
 };
 
-AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
+AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model,
+                                 std::map<std::string, torch::Tensor>* file_tensors = nullptr) {
   AdapterTensors out;
   out.spec = read_peft_config(dir);
   const LoraSpec& spec = out.spec;
@@ -173,13 +175,15 @@ AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model) {
                    spec.r, "]");
     out.modules[name] = {lin, A, B};
   }
+  if (file_tensors) *file_tensors = std::move(tensors);
   return out;
 }
 
 }  // namespace
 
-LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
-  const auto adapter = read_peft_adapter(dir, model);
+LoraSpec load_peft_adapter(const std::string& dir, Transformer& model,
+                           std::map<std::string, torch::Tensor>* file_tensors) {
+  const auto adapter = read_peft_adapter(dir, model, file_tensors);
   for (const auto& [name, m] : adapter.modules) {
     auto w = std::make_shared<LoraWeights>();
     w->A = m.A.to(model.device(), model.dtype());
@@ -189,6 +193,11 @@ LoraSpec load_peft_adapter(const std::string& dir, Transformer& model) {
     m.linear->lora = w;
   }
   return adapter.spec;
+}
+
+nlohmann::json peft_adapter_digests(const std::string& dir) {
+  return {{"config", content_digest(read_file(peft_config_path(dir)))},
+          {"weights", content_digest(read_file(peft_weights_path(dir)))}};
 }
 
 std::vector<LoraSpec> load_peft_adapter_bank(const std::vector<std::pair<std::string, std::string>>& named_dirs,

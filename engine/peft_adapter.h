@@ -7,6 +7,8 @@
 // where <module> is the Hugging Face module name, e.g. model.layers.0.self_attn.q_proj.
 #pragma once
 
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,8 +45,18 @@ LoraSpec read_peft_config(const std::string& dir);
 
 // Attaches the adapter in DIR to `model` (weights in the model's dtype and
 // device). Every tensor must name a module of the model with the right shape,
-// and every module the config targets must have both matrices.
-LoraSpec load_peft_adapter(const std::string& dir, Transformer& model);
+// and every module the config targets must have both matrices. With
+// `file_tensors`, also hands back the tensors as the file holds them (its
+// dtype, on the CPU): the trainer starts its float32 masters from them
+// instead of reading the file a second time.
+LoraSpec load_peft_adapter(const std::string& dir, Transformer& model,
+                           std::map<std::string, torch::Tensor>* file_tensors = nullptr);
+
+// The adapter in DIR by content, {"config": digest, "weights": digest} of
+// its two files, for the records that must tell a folder rewritten between
+// two runs from the same one: a resumed evaluation, a resumed training run
+// started from it.
+nlohmann::json peft_adapter_digests(const std::string& dir);
 
 // Serving: attaches several adapters at once as banks (engine/lora_bank.h)
 // under the given names, in order (model.adapter_names; a batch row picks

@@ -30,8 +30,11 @@ namespace {
 bool remote(const EvalConfig& c) { return !c.endpoint.url.empty(); }
 
 // The settings that decide the predictions; a resumed run must match them.
-// The template is recorded by its text too: a file edited between runs keeps
-// its path and would otherwise mix two prompts in one predictions file.
+// The prompt template, a chat template file and the adapter are recorded by
+// their content too: a file rewritten between runs keeps its path and would
+// otherwise mix two models' or prompts' answers in one predictions file.
+// (The base model goes by its path alone: digesting gigabytes per run costs
+// more than it guards against.)
 json result_config(const EvalConfig& c, const PromptTemplate& tmpl) {
   json j = {{"model", remote(c) ? c.endpoint.model : c.model_dir}, {"adapter", c.adapter_dir}, {"split", c.split}, {"part", c.part},
             {"mode", c.mode}, {"prompt_template", c.prompt}, {"prompt_digest", tmpl.digest()},
@@ -45,6 +48,8 @@ json result_config(const EvalConfig& c, const PromptTemplate& tmpl) {
   if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
   if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
   if (c.blind_view) j["blind_view"] = true;
+  if (!c.adapter_dir.empty()) j["adapter_digests"] = engine::peft_adapter_digests(c.adapter_dir);
+  if (!c.chat_template_file.empty()) j["chat_template_digest"] = content_digest(read_file(c.chat_template_file));
   auto optional = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
   if (remote(c))
     j["generation"] = {{"max_new_tokens", c.max_new_tokens}, {"temperature", optional(c.endpoint_options.temperature)},
@@ -70,13 +75,6 @@ std::vector<json> read_done(const std::string& path) {
     done.push_back(std::move(j));
   }
   return done;
-}
-
-// {"upregulated": p, ...} as predictions write "probs".
-json named_probs(const std::array<double, 3>& q) {
-  json j = json::object();
-  for (Label l : kAllLabels) j[label_name(l)] = q[label_index(l)];
-  return j;
 }
 
 std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,

@@ -286,11 +286,13 @@ json prediction_to_json(const Prediction& p) {
   json j = {{"cell_type", p.cell_type}, {"pert", p.pert}, {"gene", p.gene},
             {"label", label_name(p.label)},
             {"prediction", p.prediction ? json(label_name(*p.prediction)) : json(nullptr)}};
-  if (p.probs) {
-    json q = json::object();
-    for (Label l : kAllLabels) q[label_name(l)] = (*p.probs)[label_index(l)];
-    j["probs"] = q;
-  }
+  if (p.probs) j["probs"] = named_probs(*p.probs);
+  return j;
+}
+
+json named_probs(const std::array<double, 3>& probs) {
+  json j = json::object();
+  for (Label l : kAllLabels) j[label_name(l)] = probs[label_index(l)];
   return j;
 }
 

@@ -44,6 +44,9 @@ nlohmann::json compute_metrics(const std::vector<Prediction>& preds, const Metri
 // Each (cell line, pert, gene) row may appear once; blank lines are skipped.
 std::vector<Prediction> read_predictions(const std::string& path);
 nlohmann::json prediction_to_json(const Prediction& p);
+// Three class probabilities (by label_index) as prediction files write
+// them: an object keyed by label_name.
+nlohmann::json named_probs(const std::array<double, 3>& probs);
 
 // ROC AUC of scores against binary labels (ties count 1/2); nullopt when only
 // one class is present.

@@ -3,13 +3,13 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/progress.h"
-#include "common/settings_diff.h"
 #include "engine/model.h"
 #include "engine/peft_adapter.h"
 #include "engine/tensor_io.h"
@@ -57,9 +57,9 @@ double validation_loss(const TrainOptions& o, const engine::Transformer& model,
 // another run.
 json init_adapter_identity(const std::string& dir) {
   if (dir.empty()) return "";
-  return {{"path", std::filesystem::absolute(dir).lexically_normal().string()},
-          {"config", content_digest(read_file(engine::peft_config_path(dir)))},
-          {"weights", content_digest(read_file(engine::peft_weights_path(dir)))}};
+  json id = engine::peft_adapter_digests(dir);
+  id["path"] = std::filesystem::absolute(dir).lexically_normal().string();
+  return id;
 }
 
 std::string fmt(const char* f, double v) {
@@ -136,19 +136,20 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   auto model = engine::Transformer::load(o.model_dir, lo);
   model.checkpoint_layers = o.checkpoint_layers;
   engine::LoraSpec lora = o.lora;
+  std::map<std::string, torch::Tensor> init_tensors;  // --init-adapter's, as its file holds them
   if (!o.full) {
     if (o.init_adapter.empty()) {
       attach_lora(model, lora, o.seed);
     } else {
-      lora = engine::load_peft_adapter(o.init_adapter, model);
+      lora = engine::load_peft_adapter(o.init_adapter, model, &init_tensors);
     }
   }
   ParamSet params = o.full ? ParamSet::full(model) : ParamSet::lora(model);
-  if (!o.full && !o.init_adapter.empty()) {
+  if (!init_tensors.empty()) {
     // The masters start from the file's float32 values, not from the copies
     // rounded to the compute dtype that were attached above.
-    const std::string weights = engine::peft_weights_path(o.init_adapter);
-    params.load_views(params.master(), engine::load_tensors(weights), weights);
+    params.load_views(params.master(), init_tensors, engine::peft_weights_path(o.init_adapter));
+    init_tensors.clear();
     params.write_back();
   }
 

@@ -447,6 +447,44 @@ TEST_CASE("a resume is refused when the template's text or a sampled run's --bat
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/sampled"), Catch::Contains("batch: saved 3, now 5"));
 }
 
+TEST_CASE("a resume is refused when the adapter or the chat template file was rewritten in place", "[eval]") {
+  test::TempDir tmp("eval-resume-files");
+  const std::string base = make_model(tmp.path);
+  // An adapter on q_proj with random matrices, saved again with others below.
+  auto save_adapter = [&](uint64_t seed) {
+    auto model = engine::Transformer::load(base);
+    torch::manual_seed(seed);
+    const engine::LoraSpec spec{2, 4.0, 0.0, false, {"q_proj"}};
+    for (auto& [name, lin] : model.named_linears()) {
+      if (name.find("q_proj") == std::string::npos) continue;
+      auto w = std::make_shared<engine::LoraWeights>();
+      w->A = torch::randn({2, lin->in_features()}) * 0.3;
+      w->B = torch::randn({lin->out_features(), 2}) * 0.3;
+      w->scale = spec.scale();
+      lin->lora = w;
+    }
+    engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
+  };
+  save_adapter(1);
+  auto cfg = small_eval(base);
+  cfg.fraction = 0.0001;
+  cfg.adapter_dir = tmp.path + "/adapter";
+  run_eval(cfg, tmp.path + "/with-adapter");
+  run_eval(cfg, tmp.path + "/with-adapter");  // unchanged: resumes
+  save_adapter(2);                            // retrained into the same folder
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/with-adapter"), Catch::Contains("adapter_digests"));
+
+  cfg.adapter_dir.clear();
+  const std::string chat = tmp.path + "/chat.jinja";
+  std::ofstream(chat) << "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}[assistant]{% endif %}";
+  cfg.chat_template_file = chat;
+  run_eval(cfg, tmp.path + "/with-chat");
+  run_eval(cfg, tmp.path + "/with-chat");
+  std::ofstream(chat) << "{% for m in messages %}{{ m.content }}\n{% endfor %}";
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/with-chat"), Catch::Contains("chat_template_digest"));
+}
+
 TEST_CASE("--part val scores the held-out validation groups; --part train the rest, baselines out of fold",
           "[eval][split]") {
   test::TempDir tmp("eval-parts");
