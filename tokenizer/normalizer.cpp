@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/unicode_case.h"
 #include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer {
@@ -108,15 +109,11 @@ class UnicodeNormalizer : public Normalizer {
   const icu::Normalizer2* norm_ = nullptr;
 };
 
-// Lowercases by code point with the Unicode simple lowercase mapping.
+// Lowercases each code point by its full mapping, as the tokenizers library
+// does (İ becomes two code points; no final-sigma context).
 class LowercaseNormalizer : public Normalizer {
  public:
-  std::string normalize(std::string text) const override {
-    std::string out;
-    out.reserve(text.size());
-    for (char32_t c : utf8_to_u32(text)) append_utf8(out, static_cast<char32_t>(u_tolower(static_cast<UChar32>(c))));
-    return out;
-  }
+  std::string normalize(std::string text) const override { return lowercase_each_code_point(text); }
 };
 
 class StripNormalizer : public Normalizer {

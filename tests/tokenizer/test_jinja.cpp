@@ -35,6 +35,30 @@ TEST_CASE("string methods follow Python", "[jinja]") {
         "Hello World Hello 1 a, b");
 }
 
+TEST_CASE("case filters and tests follow Python's str over all of Unicode", "[jinja]") {
+  // (Literals are split after each \x escape, which would otherwise swallow
+  // the hex digits that follow.)
+  // str.upper/lower take the full mappings: ß -> SS, İ -> i + U+0307, and a
+  // word-final capital sigma lowers to ς.
+  CHECK(render("{{ 'stra\xC3\x9F\xC3\xA9' | upper }}|{{ '\xC4\xB0' | lower }}|{{ '\xCE\x9F\xCE\x94\xCE\x9F\xCE\xA3' | lower }}") ==
+        "STRASS\xC3\x89|i\xCC\x87|\xCE\xBF\xCE\xB4\xCE\xBF\xCF\x82");
+  CHECK(render("{{ '\xC3\xA9" "cole'.upper() }} {{ '\xC3\x89" "COLE'.lower() }}") == "\xC3\x89" "COLE \xC3\xA9" "cole");
+  // str.title(): every cased character after an uncased one takes its
+  // titlecase (ǆ -> ǅ, not Ǆ), so "they're" becomes "They'Re". Jinja2's
+  // `title` filter is its own: words split at whitespace, '-' and opening
+  // brackets, first character uppercased. capitalize titlecases only the
+  // first character (ß -> Ss).
+  CHECK(render("{{ \"\xC7\x86" "emal they're \xC3\xA9T\xC3\xA9\".title() }}") == "\xC7\x85" "emal They'Re \xC3\x89t\xC3\xA9");
+  CHECK(render("{{ \"\xC7\x86" "emal they're \xC3\xA9T\xC3\xA9 x-ray (hi) [x]\" | title }}") ==
+        "\xC7\x84" "emal They're \xC3\x89t\xC3\xA9 X-Ray (Hi) [X]");
+  CHECK(render("{{ '\xC3\x9F\xC3\x9F" "A' | capitalize }}|{{ '\xC3\xA9" "COLE'.capitalize() }}") == "Ss\xC3\x9F" "a|\xC3\x89" "cole");
+  // islower/isupper need a cased character and no character of the other
+  // case or of titlecase.
+  CHECK(render("{{ 'abc1' is lower }} {{ '123' is lower }} {{ '\xC3\xA9' is lower }} {{ '\xC7\x85' is lower }}") ==
+        "True False True False");
+  CHECK(render("{{ '\xC3\x80" "B-2' is upper }} {{ '-' is upper }} {{ 'A\xC3\xA9' is upper }}") == "True False False");
+}
+
 TEST_CASE("whitespace control: '+' keeps indentation, '-' strips, trailing newline dropped", "[jinja]") {
   CHECK(render("a\n  {%+ if true %}x{% endif %}\n") == "a\n  x");
   CHECK(render("a\n  {% if true %}x{% endif %}\nb\n") == "a\nxb");

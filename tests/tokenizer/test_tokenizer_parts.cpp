@@ -105,6 +105,16 @@ TEST_CASE("normalizers: NFC, Prepend/Replace, unsupported types named", "[tokeni
   CHECK_THROWS_WITH(make_decoder({{"type", "CTC"}}), Catch::Contains("decoder type 'CTC'"));
 }
 
+TEST_CASE("Lowercase maps each character alone by its full mapping, as Rust's char::to_lowercase", "[tokenizer]") {
+  const auto lower = make_normalizer({{"type", "Lowercase"}});
+  // U+0130 (İ) lowers to i + U+0307 (SpecialCasing), not to the simple
+  // mapping's lone i; a capital sigma is σ wherever it stands (the tokenizers
+  // library maps characters without looking at their neighbours).
+  CHECK(lower->normalize("\xC4\xB0STANBUL") == "i\xCC\x87stanbul");
+  CHECK(lower->normalize("\xCE\x9F\xCE\x94\xCE\x9F\xCE\xA3") == "\xCE\xBF\xCE\xB4\xCE\xBF\xCF\x83");
+  CHECK(lower->normalize("ABC \xC3\x89t\xC3\xA9 \xF0\x90\x90\x80") == "abc \xC3\xA9t\xC3\xA9 \xF0\x90\x90\xA8");  // Deseret, outside the BMP
+}
+
 namespace {
 // A folder with a tiny character-level BPE tokenizer.json.
 std::string tiny_bpe(const json& merges, const json& extra_model = json::object(), const json& added = json::array()) {

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "tokenizer/unicode_case.h"
 #include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer::jinja {
@@ -46,34 +47,28 @@ List as_list(const Value& v, int line) {
   fail(line, v.type_name() + " is not iterable");
 }
 
-size_t char_count(const std::string& s) {
-  size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-std::string case_map(const std::string& s, int mode) {  // 0 lower, 1 upper
-  std::string out = s;
-  for (auto& c : out) c = static_cast<char>(mode ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Python str.title(): first letter of each alphabetic run upper, the rest lower (ASCII letters).
-std::string title_case(const std::string& s) {
-  std::string out = s;
-  bool prev_alpha = false;
-  for (auto& c : out) {
-    const bool alpha = std::isalpha(static_cast<unsigned char>(c));
-    if (alpha) c = static_cast<char>(prev_alpha ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c)));
-    prev_alpha = alpha;
+// Jinja2's `title` filter, which is not str.title(): a word begins after
+// whitespace, '-' or an opening bracket, and takes its first character
+// uppercased and the rest lowercased ("they're" stays one word).
+std::string title_filter(const std::string& s) {
+  const std::u32string u = utf8_to_u32(sanitize_utf8(s));
+  auto separates = [](char32_t c) {
+    return c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || is_unicode_whitespace(c);
+  };
+  std::string out;
+  for (size_t i = 0, j; i < u.size(); i = j) {
+    const bool sep = separates(u[i]);
+    for (j = i + 1; j < u.size() && separates(u[j]) == sep;) ++j;
+    const std::u32string_view word = std::u32string_view(u).substr(i, j - i);
+    out += sep ? u32_to_utf8(word) : unicode_upper(u32_to_utf8(word.substr(0, 1))) + unicode_lower(u32_to_utf8(word.substr(1)));
   }
   return out;
 }
 
-std::string capitalize(const std::string& s) {
-  std::string out = case_map(s, 0);
-  if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
-  return out;
+size_t char_count(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
 }
 
 Value attribute_of(const Value& v, const std::string& path) {
@@ -177,10 +172,10 @@ Value f_tojson(const Value& v, Args& a, int) {
   const Value indent = a.get(0, "indent");
   return Value(to_json_text(v, indent.is_number() ? static_cast<int>(indent.as_int()) : -1));
 }
-Value f_upper(const Value& v, Args&, int) { return Value(case_map(v.to_string(), 1)); }
-Value f_lower(const Value& v, Args&, int) { return Value(case_map(v.to_string(), 0)); }
-Value f_title(const Value& v, Args&, int) { return Value(title_case(v.to_string())); }
-Value f_capitalize(const Value& v, Args&, int) { return Value(capitalize(v.to_string())); }
+Value f_upper(const Value& v, Args&, int) { return Value(unicode_upper(v.to_string())); }
+Value f_lower(const Value& v, Args&, int) { return Value(unicode_lower(v.to_string())); }
+Value f_title(const Value& v, Args&, int) { return Value(title_filter(v.to_string())); }
+Value f_capitalize(const Value& v, Args&, int) { return Value(unicode_capitalize(v.to_string())); }
 Value f_first(const Value& v, Args&, int line) {
   const List l = as_list(v, line);
   return l.empty() ? Value() : l.front();
@@ -407,8 +402,8 @@ const std::map<std::string, TestFn>& tests() {
       {"eq", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "eq needs an argument"); return values_equal(v, a[0]); }},
       {"ne", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "ne needs an argument"); return !values_equal(v, a[0]); }},
       {"sameas", [](const Value& v, const std::vector<Value>& a, int l) { if (a.empty()) fail(l, "sameas needs an argument"); return values_equal(v, a[0]) && v.kind() == a[0].kind(); }},
-      {"lower", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && case_map(v.str(), 0) == v.str(); }},
-      {"upper", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && case_map(v.str(), 1) == v.str(); }},
+      {"lower", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && unicode_is_lower(v.str()); }},
+      {"upper", [](const Value& v, const std::vector<Value>&, int) { return v.is_string() && unicode_is_upper(v.str()); }},
       {"in", [](const Value& v, const std::vector<Value>& a, int l) {
          if (a.empty()) fail(l, "in needs an argument");
          if (a[0].is_string()) return v.is_string() && a[0].str().find(v.str()) != std::string::npos;
@@ -476,10 +471,10 @@ Value call_method(const Value& obj, const std::string& name, Args& a, int line) 
       return Value(py_replace(s, need_string(a.get(0, "old"), "replace()", line), need_string(a.get(1, "new"), "replace()", line),
                               count.is_number() ? count.as_int() : -1));
     }
-    if (name == "upper") return Value(case_map(s, 1));
-    if (name == "lower") return Value(case_map(s, 0));
-    if (name == "title") return Value(title_case(s));
-    if (name == "capitalize") return Value(capitalize(s));
+    if (name == "upper") return Value(unicode_upper(s));
+    if (name == "lower") return Value(unicode_lower(s));
+    if (name == "title") return Value(unicode_title(s));
+    if (name == "capitalize") return Value(unicode_capitalize(s));
     if (name == "find") {
       const size_t p = s.find(need_string(a.get(0, "sub"), "find()", line));
       return Value(p == std::string::npos ? int64_t{-1} : static_cast<int64_t>(char_count(s.substr(0, p))));

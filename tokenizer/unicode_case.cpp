@@ -1,0 +1,133 @@
+#include "tokenizer/unicode_case.h"
+
+#include <unicode/uchar.h>
+#include <unicode/ustring.h>
+
+#include <vector>
+
+#include "common/error.h"
+#include "tokenizer/utf8.h"
+
+namespace synthpert::tokenizer {
+namespace {
+
+// UTF-8 -> UTF-16 for ICU; invalid bytes become U+FFFD as everywhere else.
+std::u16string to_utf16(std::string_view s) {
+  const std::string valid = sanitize_utf8(s);
+  std::u16string out(valid.size(), u'\0');  // never more UTF-16 units than UTF-8 bytes
+  int32_t n = 0;
+  UErrorCode err = U_ZERO_ERROR;
+  u_strFromUTF8(reinterpret_cast<UChar*>(out.data()), static_cast<int32_t>(out.size()), &n, valid.data(),
+                static_cast<int32_t>(valid.size()), &err);
+  SP_CHECK(U_SUCCESS(err), "UTF-8 to UTF-16 failed: ", u_errorName(err));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string to_utf8(const std::u16string& s) {
+  std::string out(s.size() * 3, '\0');  // a UTF-16 unit is at most 3 UTF-8 bytes
+  int32_t n = 0;
+  UErrorCode err = U_ZERO_ERROR;
+  u_strToUTF8(out.data(), static_cast<int32_t>(out.size()), &n, reinterpret_cast<const UChar*>(s.data()),
+              static_cast<int32_t>(s.size()), &err);
+  SP_CHECK(U_SUCCESS(err), "UTF-16 to UTF-8 failed: ", u_errorName(err));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+enum class Mapping { kLower, kUpper, kTitle };
+
+// ICU's full mapping of a whole UTF-16 string in the root locale (no Turkish
+// or Lithuanian rules, as Python and Rust). Title maps one character here:
+// callers pass a single code point, so no word breaking is involved.
+std::u16string map_case(const std::u16string& s, Mapping m) {
+  if (s.empty()) return s;
+  std::u16string out(s.size() * 3 + 4, u'\0');  // full mappings grow a character to at most 3
+  for (int round = 0; round < 2; ++round) {
+    UErrorCode err = U_ZERO_ERROR;
+    const auto* src = reinterpret_cast<const UChar*>(s.data());
+    auto* dst = reinterpret_cast<UChar*>(out.data());
+    const auto cap = static_cast<int32_t>(out.size()), len = static_cast<int32_t>(s.size());
+    int32_t n = m == Mapping::kLower   ? u_strToLower(dst, cap, src, len, "", &err)
+                : m == Mapping::kUpper ? u_strToUpper(dst, cap, src, len, "", &err)
+                                       : u_strToTitle(dst, cap, src, len, nullptr, "", &err);
+    if (err == U_BUFFER_OVERFLOW_ERROR) {
+      out.assign(static_cast<size_t>(n), u'\0');
+      continue;
+    }
+    SP_CHECK(U_SUCCESS(err), "case mapping failed: ", u_errorName(err));
+    out.resize(static_cast<size_t>(n));
+    return out;
+  }
+  SP_CHECK(false, "case mapping: the output did not fit twice");
+}
+
+std::u16string one_code_point(char32_t c) {
+  std::u16string u;
+  if (c >= 0x10000) {
+    u.push_back(static_cast<char16_t>(0xD800 + ((c - 0x10000) >> 10)));
+    u.push_back(static_cast<char16_t>(0xDC00 + ((c - 0x10000) & 0x3FF)));
+  } else {
+    u.push_back(static_cast<char16_t>(c));
+  }
+  return u;
+}
+
+std::string map_code_point(char32_t c, Mapping m) { return to_utf8(map_case(one_code_point(c), m)); }
+
+bool is_cased(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASED); }
+bool is_titlecase(char32_t c) { return u_charType(static_cast<UChar32>(c)) == U_TITLECASE_LETTER; }
+
+// Python's rule: characters after the first of a word are lowered, where a
+// word starts at any cased character that does not follow a cased one.
+std::string title_like(std::string_view s, bool every_word) {
+  std::string out;
+  bool previous_cased = false, first = true;
+  for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
+    const bool title = every_word ? !previous_cased : first;
+    out += map_code_point(c, title ? Mapping::kTitle : Mapping::kLower);
+    previous_cased = is_cased(c);
+    first = false;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string unicode_upper(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kUpper)); }
+std::string unicode_lower(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kLower)); }
+std::string unicode_title(std::string_view s) { return title_like(s, true); }
+std::string unicode_capitalize(std::string_view s) { return title_like(s, false); }
+
+bool unicode_is_lower(std::string_view s) {
+  bool cased = false;
+  for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
+    if (u_isUUppercase(static_cast<UChar32>(c)) || is_titlecase(c)) return false;
+    cased = cased || u_isULowercase(static_cast<UChar32>(c));
+  }
+  return cased;
+}
+
+bool unicode_is_upper(std::string_view s) {
+  bool cased = false;
+  for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
+    if (u_isULowercase(static_cast<UChar32>(c)) || is_titlecase(c)) return false;
+    cased = cased || u_isUUppercase(static_cast<UChar32>(c));
+  }
+  return cased;
+}
+
+std::string lowercase_each_code_point(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char32_t c : utf8_to_u32(s)) {
+    if (c < 0x80) {
+      out.push_back(static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c));
+      continue;
+    }
+    out += map_code_point(c, Mapping::kLower);
+  }
+  return out;
+}
+
+}  // namespace synthpert::tokenizer
