@@ -54,6 +54,19 @@ json rejected_replies(const json& r) {
   return replies;
 }
 
+// The trace a failed judge request left ungraded: the assistant message that
+// ends the record's conversation (traces.cpp writes it before asking the
+// judge). None for any other record; such a row asks the teacher again.
+std::optional<std::string> unjudged_trace(const json& r) {
+  if (string_field(r, "reason") != "error" || string_field(r, "stage") != "judge") return std::nullopt;
+  const json messages = r.value("messages", json());
+  if (!messages.is_array() || messages.empty() || !messages.back().is_object()) return std::nullopt;
+  const json& last = messages.back();
+  const json content = last.value("content", json());
+  if (string_field(last, "role") != "assistant" || !content.is_string()) return std::nullopt;
+  return content.get<std::string>();
+}
+
 }  // namespace
 
 TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, bool resume, TraceRunIdentity identity,
@@ -142,7 +155,7 @@ void TraceStore::load(const std::string& path, bool accepted) {
       unfinished_.erase(key);
     } else {
       finished_.erase(key);
-      unfinished_[key] = replies;
+      unfinished_[key] = {replies, unjudged_trace(r)};
     }
   }
 }

@@ -11,9 +11,12 @@
 // fatal error elsewhere, ends a row after the reply in flight). Its rejected
 // replies so far carry on into its next record's "earlier", so that an
 // interrupted and resumed run asks the teacher as often per row as one that
-// was not. A row's last record in REJECTED is its state; earlier ones were
-// cut short. A half-written last line (the process was killed mid-write) is
-// cut off first.
+// was not. A row whose last record is a failed judge request holds the
+// teacher's trace that passed the checks (its "messages"): that trace is
+// judged again, as the same attempt, before the teacher is asked for another,
+// so the reply paid for is not thrown away. A row's last record in REJECTED is
+// its state; earlier ones were cut short. A half-written last line (the
+// process was killed mid-write) is cut off first.
 //
 // A third file beside OUT, SETTINGS (trace_settings_path), holds the settings
 // that decide what a record is (models, prompts, sampling, accepted grades,
@@ -23,6 +26,7 @@
 #include <cstdio>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -37,6 +41,18 @@ struct TraceRunIdentity {
   // Teacher replies a row may take (--attempts, one of the settings, so the
   // same for every run resumed): a rejection after fewer was cut short.
   int attempts = 1;
+};
+
+// Where --resume picks up a row that was started but not finished.
+struct UnfinishedRow {
+  // The replies rejected so far, as "earlier" entries in order (possibly
+  // empty): the row continues at attempt earlier.size()+1.
+  nlohmann::json earlier = nlohmann::json::array();
+  // The trace of that attempt when the teacher's reply passed the checks and
+  // only the judge's request failed: it is judged again instead of asking
+  // the teacher (and paying) for another reply. (Only a run with that judge
+  // gets here: the settings and the records' judge_model are checked first.)
+  std::optional<std::string> unjudged_trace;
 };
 
 // "x.jsonl" -> "x.settings.json" (any other name: NAME.settings.json).
@@ -57,10 +73,8 @@ class TraceStore {
 
   // Keys (TraceInput::key) with a final outcome in the files at start.
   const std::unordered_set<std::string>& finished() const { return finished_; }
-  // Keys of rows started but not finished, each with the replies rejected so
-  // far (a JSON array of "earlier" entries, in order; possibly empty): the
-  // row continues at attempt size()+1.
-  const std::unordered_map<std::string, nlohmann::json>& unfinished() const { return unfinished_; }
+  // Keys of rows started but not finished, with where each picks up.
+  const std::unordered_map<std::string, UnfinishedRow>& unfinished() const { return unfinished_; }
   int64_t accepted_at_start() const { return accepted_at_start_; }
   // Partial last lines cut off at start (0 or 1 per file).
   int repaired_lines() const { return repaired_; }
@@ -79,7 +93,7 @@ class TraceStore {
   std::string accepted_path_, rejected_path_, settings_path_;
   TraceRunIdentity identity_;
   std::unordered_set<std::string> finished_;
-  std::unordered_map<std::string, nlohmann::json> unfinished_;
+  std::unordered_map<std::string, UnfinishedRow> unfinished_;
   int64_t accepted_at_start_ = 0;
   int repaired_ = 0;
   std::mutex mutex_;

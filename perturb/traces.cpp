@@ -77,7 +77,7 @@ class TraceRun {
         try {
           const auto carried = store.unfinished().find(pending[i]->key());
           const Outcome o =
-              explain(*pending[i], carried == store.unfinished().end() ? json::array() : carried->second);
+              explain(*pending[i], carried == store.unfinished().end() ? UnfinishedRow{} : carried->second);
           store.write(o.record, o.accepted);
           tally(o, bar.get());
           if (!o.fatal.empty()) stop_with(o.fatal);
@@ -169,13 +169,16 @@ class TraceRun {
 
   // One row: teacher replies through the checks and the judge until one is
   // accepted, the attempts are spent, a request fails or the run is stopping.
-  // `earlier` holds the replies rejected before this run (--resume): they
-  // count against the attempts, so an interrupted row is asked no more often
-  // in all than one that was not.
-  Outcome explain(const TraceInput& row, json earlier) {
+  // `carried` is where --resume picks the row up: the replies rejected before
+  // this run count against the attempts, so an interrupted row is asked no
+  // more often in all than one that was not; a trace whose judge request
+  // failed is judged again as the attempt it was, without asking the teacher.
+  Outcome explain(const TraceInput& row, UnfinishedRow carried) {
     const TraceQuestion q = question_of(row);
+    json earlier = std::move(carried.earlier);
     for (int k = static_cast<int>(earlier.size()) + 1;; ++k) {
-      Outcome o = attempt(row, q);
+      Outcome o = carried.unjudged_trace ? judge(row, q, *carried.unjudged_trace) : attempt(row, q);
+      carried.unjudged_trace.reset();  // the next attempt is a new teacher reply
       const bool stopping = stop_.load() || (job_.cancel && job_.cancel->load());
       const bool rejected = !o.accepted && o.record["reason"] != "error";
       if (rejected && k < job_.attempts && !stopping) {
@@ -200,35 +203,36 @@ class TraceRun {
     }
   }
 
+  // A failed request is recorded like any outcome, with what `record` holds
+  // so far (a judge failure keeps the paid-for trace); a fatal one also stops
+  // the run.
+  static Outcome failed(json record, const char* stage, const ChatError& e, std::atomic<bool>& answered) {
+    record["reason"] = "error";
+    record["stage"] = stage;
+    record["error"] = e.what();
+    // Every retry of a request without a response, from an endpoint that
+    // has not answered once this run: its address (or certificate, or
+    // network) is wrong, and each further row would wait as long to learn so.
+    if (e.status() != 0) answered = true;
+    const bool unreachable = e.status() == 0 && !answered.load();
+    std::string fatal;
+    if (e.is_fatal()) fatal = e.what();
+    else if (unreachable)
+      fatal = str_cat(e.what(), "; the ", stage, " has not answered any request of this run, so its address is "
+                      "likely wrong");
+    return Outcome{std::move(record), false, fatal};
+  }
+
   // One teacher reply through the checks and the judge; the record holds what
   // this attempt produced (reason, reply or conversation, grade).
   Outcome attempt(const TraceInput& row, const TraceQuestion& q) {
     json record = {{"judge", nullptr}};
-    // A failed request is recorded like any outcome (a judge failure keeps the
-    // paid-for trace in the record); a fatal one also stops the run.
-    auto failed = [&](const char* stage, const ChatError& e, std::atomic<bool>& answered) {
-      record["reason"] = "error";
-      record["stage"] = stage;
-      record["error"] = e.what();
-      // Every retry of a request without a response, from an endpoint that
-      // has not answered once this run: its address (or certificate, or
-      // network) is wrong, and each further row would wait as long to learn so.
-      if (e.status() != 0) answered = true;
-      const bool unreachable = e.status() == 0 && !answered.load();
-      std::string fatal;
-      if (e.is_fatal()) fatal = e.what();
-      else if (unreachable)
-        fatal = str_cat(e.what(), "; the ", stage, " has not answered any request of this run, so its address is "
-                        "likely wrong");
-      return Outcome{record, false, fatal};
-    };
-
     ChatReply teacher;
     try {
       teacher = teacher_.complete(teacher_prompt_.render(q), job_.teacher_options);
     } catch (const ChatError& e) {
       ++teacher_usage_.failed_requests;
-      return failed("teacher", e, teacher_answered_);
+      return failed(std::move(record), "teacher", e, teacher_answered_);
     }
     teacher_answered_ = true;
     teacher_usage_.add(teacher);
@@ -240,17 +244,25 @@ class TraceRun {
       if (!teacher.reasoning.empty()) record["teacher_reasoning"] = teacher.reasoning;
       return {record, false, ""};
     }
+    return judge(row, q, check.trace);
+  }
+
+  // A trace that passed the checks, through the judge (accepted at once
+  // without one). Also where a trace whose judge request failed before
+  // --resume picks up, so its record is the one an uninterrupted run writes.
+  Outcome judge(const TraceInput& row, const TraceQuestion& q, const std::string& trace) {
     json messages = messages_json(row.prompt);
-    messages.push_back({{"role", "assistant"}, {"content", check.trace}});
-    record["messages"] = messages;
+    messages.push_back({{"role", "assistant"}, {"content", trace}});
+    json record = {{"judge", nullptr}, {"messages", std::move(messages)}};
     if (!judge_) return {record, true, ""};
 
     ChatReply verdict;
     try {
-      verdict = judge_->complete(judge_prompt_.render(q, check.trace), job_.judge_options);
+      verdict = judge_->complete(judge_prompt_.render(q, trace), job_.judge_options);
     } catch (const ChatError& e) {
       ++judge_usage_.failed_requests;
-      return failed("judge", e, judge_answered_);  // the trace stays in the record: nothing paid for is lost
+      // The trace stays in the record: --resume judges it again (trace_store.h).
+      return failed(std::move(record), "judge", e, judge_answered_);
     }
     judge_answered_ = true;
     judge_usage_.add(verdict);

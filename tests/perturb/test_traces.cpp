@@ -18,7 +18,9 @@
 #include <memory>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include "common/error.h"
 #include "perturb/openai_client.h"
@@ -661,6 +663,9 @@ TEST_CASE("trace store: which rows --resume finishes, continues, and with which 
   };
   const json bad1 = {{"reason", "grade"}, {"judge", "bad"}, {"judge_reply", "1"}};
   const json bad2 = {{"reason", "format"}, {"judge", nullptr}, {"teacher_reply", "2"}};
+  auto conversation = [](const std::string& trace) {
+    return json::array({{{"role", "user"}, {"content", "q"}}, {{"role", "assistant"}, {"content", trace}}});
+  };
   // The same records, written by a run of `attempts` attempts, read back by --resume.
   auto reopen = [&](int attempts) {
     const std::string out = dir.path + "/a" + std::to_string(attempts) + ".jsonl";
@@ -679,24 +684,53 @@ TEST_CASE("trace store: which rows --resume finishes, continues, and with which 
       // Cut short, then accepted.
       store.write(row("G_ACC", bad1, {{"attempts", 1}}), false);
       store.write(row("G_ACC", {{"judge", "good"}, {"attempts", 2}, {"earlier", json::array({bad1})}}), true);
+      // The judge failed on its second attempt: the trace is kept to be judged again.
+      store.write(row("G_JDG", {{"reason", "error"}, {"stage", "judge"}, {"attempts", 2},
+                                {"earlier", json::array({bad1})}, {"messages", conversation("T")}}), false);
+      // The judge failed, then (resumed) the trace was graded bad as a run
+      // stopped: the last record wins, and the trace is spent.
+      store.write(row("G_JCT", {{"reason", "error"}, {"stage", "judge"}, {"attempts", 1},
+                                {"messages", conversation("U")}}), false);
+      store.write(row("G_JCT", bad1, {{"attempts", 1}, {"messages", conversation("U")}}), false);
+      // The teacher failed: nothing to judge (messages without a reply, as a
+      // hand-edited record might hold, carry nothing either).
+      store.write(row("G_TCH", {{"reason", "error"}, {"stage", "teacher"}, {"attempts", 1},
+                                {"messages", conversation("V")}}), false);
+      store.write(row("G_NOA", {{"reason", "error"}, {"stage", "judge"}, {"attempts", 1},
+                                {"messages", json::array({{{"role", "user"}, {"content", "q"}}})}}), false);
     }
     return std::make_unique<TraceStore>(out, rejected, true, TraceRunIdentity{"t", "j", attempts}, settings);
   };
   const auto three = reopen(3);
   CHECK(three->finished() == std::unordered_set<std::string>{"k562\tP1\tG_FIN", "k562\tP1\tG_ACC"});
-  const auto& u = three->unfinished();
-  CHECK(u.size() == 4);
-  CHECK(u.at("k562\tP1\tG_CUT") == json::array({bad1}));
-  CHECK(u.at("k562\tP1\tG_OLD") == json::array({bad2}));
-  CHECK(u.at("k562\tP1\tG_ERR") == json::array({bad1, bad2}));
-  CHECK(u.at("k562\tP1\tG_TWO") == json::array({bad1}));
+  // Each unfinished row: its earlier replies, and the trace left to judge ("" for none).
+  auto state = [](const std::unordered_map<std::string, UnfinishedRow>& u) {
+    std::map<std::string, std::pair<json, std::string>> out;
+    for (const auto& [key, row] : u) out[key] = {row.earlier, row.unjudged_trace.value_or("")};
+    return out;
+  };
+  json jct_reply = bad1;
+  jct_reply["messages"] = conversation("U");
+  CHECK(state(three->unfinished()) == std::map<std::string, std::pair<json, std::string>>{
+                                          {"k562\tP1\tG_CUT", {json::array({bad1}), ""}},
+                                          {"k562\tP1\tG_OLD", {json::array({bad2}), ""}},
+                                          {"k562\tP1\tG_ERR", {json::array({bad1, bad2}), ""}},
+                                          {"k562\tP1\tG_TWO", {json::array({bad1}), ""}},
+                                          {"k562\tP1\tG_JDG", {json::array({bad1}), "T"}},
+                                          {"k562\tP1\tG_JCT", {json::array({jct_reply}), ""}},
+                                          {"k562\tP1\tG_TCH", {json::array(), ""}},
+                                          {"k562\tP1\tG_NOA", {json::array(), ""}}});
 
-  // With one attempt per row, every rejection is final; failed rows are retried.
+  // With one attempt per row, every rejection is final; failed rows are
+  // retried, a trace whose judge failed still judged first.
   const auto one = reopen(1);
-  CHECK(one->finished().size() == 4);
-  CHECK(one->unfinished().size() == 2);
-  CHECK(one->unfinished().count("k562\tP1\tG_ERR"));
-  CHECK(one->unfinished().count("k562\tP1\tG_TWO"));
+  CHECK(one->finished().size() == 5);
+  CHECK(state(one->unfinished()) == std::map<std::string, std::pair<json, std::string>>{
+                                        {"k562\tP1\tG_ERR", {json::array({bad1, bad2}), ""}},
+                                        {"k562\tP1\tG_TWO", {json::array({bad1}), ""}},
+                                        {"k562\tP1\tG_JDG", {json::array({bad1}), "T"}},
+                                        {"k562\tP1\tG_TCH", {json::array(), ""}},
+                                        {"k562\tP1\tG_NOA", {json::array(), ""}}});
 }
 
 TEST_CASE("traces: a teacher's separate reasoning becomes the trace the judge sees and the student learns",
@@ -857,6 +891,134 @@ TEST_CASE("traces: an unknown judge model stops the run; the teacher's trace is 
   CHECK(failed[0]["stage"] == "judge");
   CHECK(failed[0]["messages"].back()["content"] == trace_for("G_EXC", "upregulated"));
   CHECK(server.requests().size() == 2);
+}
+
+// Teacher replies name their number (per gene, over all runs); the judge
+// grades G_AVG's first reply average and every other excellent. Requests for
+// the genes in `teacher_fails` / `judge_fails` get an HTTP 500.
+class FailingTeacherOrJudge {
+ public:
+  std::mutex mutex;
+  std::set<std::string> teacher_fails, judge_fails;
+  std::map<std::string, int> teacher_asked, teacher_replies;  // per gene, with and without failed requests
+  std::map<std::string, std::vector<int>> judge_shown;  // per gene, the reply number each judge request saw
+
+  static std::string reply(const std::string& gene, int nth, const std::string& label) {
+    return "<think>\nAttempt " + std::to_string(nth) + " on " + gene + ".\n</think>\n<answer>" + label + "</answer>";
+  }
+
+  std::pair<int, json> operator()(const json& body) {
+    const std::string gene = gene_in(body), user = body["messages"].back()["content"];
+    std::lock_guard<std::mutex> lock(mutex);
+    std::smatch m;
+    if (body["model"] == "teacher-1") {
+      ++teacher_asked[gene];
+      if (teacher_fails.count(gene)) return {500, api_error("internal")};
+      if (!std::regex_search(user, m, std::regex("Measured outcome \\(for you only\\): ([a-z ]+)")))
+        return {400, api_error("no label in the prompt")};
+      return {200, completion(reply(gene, ++teacher_replies[gene], m[1]))};
+    }
+    // The judge must be shown a whole trace as the teacher wrote it.
+    if (!std::regex_search(user, m, std::regex("Candidate explanation:\n<think>\nAttempt ([0-9]+) on " + gene +
+                                               "\\.\n</think>\n<answer>[a-z]+</answer>")))
+      return {400, api_error("no trace in the prompt")};
+    const int nth = std::stoi(m[1]);
+    judge_shown[gene].push_back(nth);
+    if (judge_fails.count(gene)) return {500, api_error("internal")};
+    return {200, completion(gene == "G_AVG" && nth == 1 ? "<grade>average</grade>" : "<grade>excellent</grade>")};
+  }
+};
+
+TEST_CASE("traces: a trace whose judge request failed is judged again on --resume; the teacher is not asked again",
+          "[traces]") {
+  test::TempDir dir("traces-rejudge"), plain_dir("traces-rejudge-plain");
+  write_rows(dir.path);
+  write_rows(plain_dir.path);
+  FailingTeacherOrJudge script, plain;
+  MockChatServer server([&](const json& body, const httplib::Request&) { return script(body); });
+  MockChatServer plain_server([&](const json& body, const httplib::Request&) { return plain(body); });
+  auto job_for = [](const std::string& d, const std::string& url) {
+    TraceJob job = make_job(d, url);
+    job.retry = quick_retry(1);  // a failing request is sent twice
+    job.attempts = 2;
+    return job;
+  };
+  TraceJob job = job_for(dir.path, server.url());
+
+  // Run 1: the judge fails for G_EXC's and G_AVG's first traces, the teacher for G_ERR.
+  script.judge_fails = {"G_EXC", "G_AVG"};
+  script.teacher_fails = {"G_ERR"};
+  const json first = run_traces(job);
+  CHECK(first["accepted"] == 4);
+  CHECK(first["failed"] == 3);
+  CHECK(first["usage"]["judge"]["failed_requests"] == 2);
+  std::map<std::string, json> failed;
+  for (const auto& r : read_records(job.rejected_path)) failed[r["gene"]] = r;
+  REQUIRE(failed.size() == 3);
+  CHECK(failed["G_EXC"]["stage"] == "judge");
+  CHECK(failed["G_EXC"]["attempts"] == 1);
+  CHECK(failed["G_EXC"]["messages"].back()["content"] == FailingTeacherOrJudge::reply("G_EXC", 1, "upregulated"));
+  CHECK(failed["G_ERR"]["stage"] == "teacher");
+
+  // Run 2: G_EXC's judge fails again; G_AVG's kept trace is judged average, so
+  // its second (and last) attempt asks the teacher; G_ERR asks the teacher again.
+  script.judge_fails = {"G_EXC"};
+  script.teacher_fails.clear();
+  job.resume = true;
+  const json second = run_traces(job);
+  CHECK(second["rows"] == 3);
+  CHECK(second["accepted"] == 2);
+  CHECK(second["failed"] == 1);
+  CHECK(second["reasked"] == 1);  // G_AVG: its trace from run 1 was attempt 1
+  CHECK(second["usage"]["teacher"]["requests"] == 2);
+  CHECK(second["usage"]["judge"]["requests"] == 3);
+  CHECK(second["usage"]["judge"]["failed_requests"] == 1);
+  json again;
+  for (const auto& r : read_records(job.rejected_path))
+    if (r["gene"] == "G_EXC") again = r;
+  // Failed again, the trace is still kept, as the same attempt.
+  CHECK(again["stage"] == "judge");
+  CHECK(again["attempts"] == 1);
+  CHECK_FALSE(again.contains("earlier"));
+  CHECK(again["messages"] == failed["G_EXC"]["messages"]);
+
+  // Run 3: the judge answers; nothing is left.
+  script.judge_fails.clear();
+  const json third = run_traces(job);
+  CHECK(third["rows"] == 1);
+  CHECK(third["accepted"] == 1);
+  CHECK(third["remaining"] == 0);
+  CHECK(third["usage"]["teacher"]["requests"] == 0);
+  CHECK(third["usage"]["judge"]["requests"] == 1);
+
+  // The teacher was asked once per reply the row used (G_ERR: its failed
+  // request twice, then once), and each kept trace was what the judge saw.
+  CHECK(script.teacher_asked == std::map<std::string, int>{{"G_EXC", 1}, {"G_AVG", 2}, {"G_UNG", 1}, {"G_WRG", 1},
+                                                           {"G_TAG", 1}, {"G_FLK", 1}, {"G_ERR", 3}});
+  CHECK(script.judge_shown["G_EXC"] == std::vector<int>{1, 1, 1, 1, 1});
+  CHECK(script.judge_shown["G_AVG"] == std::vector<int>{1, 1, 1, 2});
+
+  // The accepted records are those of a run that never failed, and the
+  // replies paid for over the three runs are as many.
+  const TraceJob plain_job = job_for(plain_dir.path, plain_server.url());
+  const json plain_summary = run_traces(plain_job);
+  CHECK(plain_summary["accepted"] == 7);
+  auto by_gene = [](const std::string& path) {
+    std::map<std::string, json> out;
+    for (const auto& r : read_records(path)) out[r["gene"]] = r;
+    return out;
+  };
+  const auto resumed = by_gene(job.out_path), uninterrupted = by_gene(plain_job.out_path);
+  CHECK(resumed.size() == 7);
+  CHECK(resumed == uninterrupted);
+  CHECK(resumed.at("G_EXC")["attempts"] == 1);
+  CHECK(resumed.at("G_AVG")["attempts"] == 2);
+  CHECK(resumed.at("G_AVG")["earlier"][0]["judge"] == "average");
+  for (const char* model : {"teacher", "judge"}) {
+    int64_t replies = 0;
+    for (const json* s : {&first, &second, &third}) replies += (*s)["usage"][model]["requests"].get<int64_t>();
+    CHECK(replies == plain_summary["usage"][model]["requests"]);
+  }
 }
 
 TEST_CASE("traces: a cancelled run finishes the row in flight and says so", "[traces]") {
