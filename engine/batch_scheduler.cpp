@@ -212,6 +212,7 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
       continue;
     }
     if (std::find(stop_ids_.begin(), stop_ids_.end(), tok) != stop_ids_.end()) {
+      row.result.stop_token = tok;
       finish(row, "stop");
       continue;
     }

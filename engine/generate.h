@@ -13,8 +13,11 @@
 namespace synthpert::engine {
 
 struct GenerateResult {
-  std::vector<int64_t> tokens;
-  std::string finish_reason;  // "stop" or "length"
+  std::vector<int64_t> tokens;  // without the stop id that ended them
+  std::string finish_reason;    // "stop" or "length"
+  // The stop id sampled last, when one ended the sequence (-1 otherwise:
+  // the budget ran out, or on_token said stop).
+  int64_t stop_token = -1;
 };
 
 struct GenerateOptions {

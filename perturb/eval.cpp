@@ -144,29 +144,40 @@ std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const Clas
   return z;
 }
 
+std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
+                                                    const std::vector<const AnswerIds*>& questions,
+                                                    int64_t adapter) {
+  std::vector<std::array<double, 3>> out;
+  for (size_t i = 0, j; i < questions.size(); i = j) {
+    const auto& answers = questions[i]->answers;
+    std::vector<std::vector<int64_t>> prompts;
+    for (j = i; j < questions.size() && questions[j]->answers == answers; ++j) prompts.push_back(questions[j]->prompt);
+    const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
+    const std::vector<int64_t> adapters = adapter < 0 ? std::vector<int64_t>{} : std::vector<int64_t>(prompts.size(), adapter);
+    for (const auto& lp : engine::score_continuations(model, prompts, candidates, adapters))
+      out.push_back({lp[0], lp[1], lp[2]});
+  }
+  return out;
+}
+
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
                                                  const std::vector<Row>& rows, size_t begin, size_t end,
                                                  int64_t adapter) {
-  std::vector<std::array<double, 3>> out;
-  size_t i = begin;
-  while (i < end) {
-    std::vector<std::vector<int64_t>> prompts;
-    const auto first_prompt = enc.prompt_ids(rows[i]);
-    const auto answers = enc.answer_ids(rows[i], first_prompt);
-    prompts.push_back(first_prompt);
-    size_t j = i + 1;
-    for (; j < end; ++j) {
-      auto p = enc.prompt_ids(rows[j]);
-      if (enc.answer_ids(rows[j], p) != answers) break;
-      prompts.push_back(std::move(p));
-    }
-    const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
-    const std::vector<int64_t> adapters = adapter < 0 ? std::vector<int64_t>{} : std::vector<int64_t>(prompts.size(), adapter);
-    const auto logp = engine::score_continuations(model, prompts, candidates, adapters);
-    for (const auto& lp : logp) out.push_back({lp[0], lp[1], lp[2]});
-    i = j;
-  }
-  return out;
+  std::vector<AnswerIds> ids;
+  ids.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) ids.push_back(enc.question_ids(rows[i]));
+  std::vector<const AnswerIds*> questions;
+  for (const auto& q : ids) questions.push_back(&q);
+  return score_answer_ids(model, questions, adapter);
+}
+
+std::vector<std::array<double, 3>> mean_of_views(const std::vector<std::array<double, 3>>& named,
+                                                 const std::vector<std::array<double, 3>>& blind) {
+  SP_CHECK(named.size() == blind.size(), "mean_of_views: ", named.size(), " named scores, ", blind.size(), " blind");
+  std::vector<std::array<double, 3>> mean(named.size());
+  for (size_t k = 0; k < named.size(); ++k)
+    for (int c = 0; c < 3; ++c) mean[k][c] = 0.5 * (named[k][c] + blind[k][c]);
+  return mean;
 }
 
 ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
@@ -181,9 +192,7 @@ ViewScores score_views(const engine::Transformer& model, const PromptEncoder& en
   blind.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) blind.push_back(perturb::blind_view(rows[i]));
   s.blind = score_answers(model, enc, blind, 0, blind.size(), adapter);
-  s.combined.resize(s.named.size());
-  for (size_t k = 0; k < s.named.size(); ++k)
-    for (int c = 0; c < 3; ++c) s.combined[k][c] = 0.5 * (s.named[k][c] + s.blind[k][c]);
+  s.combined = mean_of_views(s.named, s.blind);
   return s;
 }
 

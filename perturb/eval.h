@@ -71,15 +71,26 @@ struct EvalConfig {
   bool interrupted() const { return cancel && cancel->load(); }
 };
 
-// Log-likelihoods of the three answers (label_index order) after each row's
-// prompt; rows whose answer tokens agree share one batched call. `adapter`:
-// the model's bank adapter every row runs with (-1: none; serving).
+// Log-likelihoods of the three answers after each question's prompt;
+// consecutive questions whose answer tokens agree share one batched call.
+// `adapter`: the model's bank adapter every question runs with (-1: none;
+// serving, which tokenizes on its HTTP threads and scores here).
+std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
+                                                    const std::vector<const AnswerIds*>& questions,
+                                                    int64_t adapter = -1);
+
+// score_answer_ids of rows[begin, end), tokenized here.
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
                                                  const std::vector<Row>& rows, size_t begin, size_t end,
                                                  int64_t adapter = -1);
 
+// The score of a question over its two views: the mean of the log-likelihoods
+// as written and name-blind.
+std::vector<std::array<double, 3>> mean_of_views(const std::vector<std::array<double, 3>>& named,
+                                                 const std::vector<std::array<double, 3>>& blind);
+
 // score_answers of the rows as written and, with `blind_view`, of their
-// name-blind views; `combined` is the mean of the two (or the named scores).
+// name-blind views; `combined` is mean_of_views (or the named scores).
 struct ViewScores {
   std::vector<std::array<double, 3>> combined, named, blind;
 };

@@ -59,6 +59,13 @@ std::vector<int64_t> PromptEncoder::prompt_ids(const Row& row) const {
   return tok_->encode(prompt_text(row), /*add_special=*/!chat_);
 }
 
+AnswerIds PromptEncoder::question_ids(const Row& row) const {
+  AnswerIds q;
+  q.prompt = prompt_ids(row);
+  q.answers = answer_ids(row, q.prompt);
+  return q;
+}
+
 std::array<std::vector<int64_t>, 3> PromptEncoder::answer_ids(const Row& row,
                                                               const std::vector<int64_t>& prompt) const {
   const std::string text = prompt_text(row);

@@ -23,6 +23,13 @@ namespace synthpert::perturb {
 
 enum class ChatMode { kAuto, kOn, kOff };  // auto: use the model's chat template if it has one
 
+// A question as scoring takes it: its prompt's token ids and the three
+// answers' (label_index order) as continuations of that prompt.
+struct AnswerIds {
+  std::vector<int64_t> prompt;
+  std::array<std::vector<int64_t>, 3> answers;
+};
+
 class PromptEncoder {
  public:
   PromptEncoder(const std::string& tokenizer_dir, PromptTemplate tmpl, ChatMode mode = ChatMode::kAuto,
@@ -32,6 +39,8 @@ class PromptEncoder {
   std::vector<int64_t> prompt_ids(const Row& row) const;
   // Token ids of each label's answer after the prompt, indexed by label_index.
   std::array<std::vector<int64_t>, 3> answer_ids(const Row& row, const std::vector<int64_t>& prompt_ids) const;
+  // Both at once.
+  AnswerIds question_ids(const Row& row) const;
 
   // Renders every row's {cell_id} and {cell_type} as `name` (empty: each row's
   // own). For students trained without cell identity, so that a cell line

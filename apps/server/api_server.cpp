@@ -233,7 +233,10 @@ std::shared_ptr<Generation> ApiServer::Impl::start(const Prepared& p) {
     if (!rest.empty()) g->channel.push(ChannelEvent::piece(std::move(rest)));
     // A stop string ends generation through on_token, which the engine reports
     // as "stop" too; "length" only when the budget ran out without one.
-    g->channel.push(ChannelEvent::done(r.finish_reason, static_cast<int64_t>(r.tokens.size())));
+    // A stop token (EOS) is left out of r.tokens and the text, but usage
+    // counts it, as vLLM counts every id generated (docs/server.md).
+    const int64_t generated = static_cast<int64_t>(r.tokens.size()) + (r.stop_token >= 0 ? 1 : 0);
+    g->channel.push(ChannelEvent::done(r.finish_reason, generated));
   };
   job.on_error = [this, g](const std::string& message) {
     g->channel.push(ChannelEvent::failure(message, worker->stopping() ? 503 : 500));

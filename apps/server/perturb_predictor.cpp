@@ -7,6 +7,7 @@
 #include "common/fs.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
+#include "perturb/metrics.h"
 #include "perturb/prompt.h"
 #include "perturb/split.h"
 
@@ -46,62 +47,65 @@ PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictCo
   SP_CHECK_INPUT(cfg.reasoning_max_tokens >= 1, "--predict-max-tokens must be >= 1");
 }
 
-std::vector<perturb::Row> PerturbPredictor::rows_of(const std::vector<PredictRequest>& reqs) {
-  std::vector<perturb::Row> rows;
-  for (const auto& req : reqs) {
-    perturb::Row row;
-    row.cell_type = req.cell_type;
-    for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    row.pert = req.pert;
-    row.gene = req.gene;
-    rows.push_back(std::move(row));
-  }
+perturb::Row PerturbPredictor::row_of(const PredictRequest& req) {
+  std::vector<perturb::Row> rows(1);
+  perturb::Row& row = rows.front();
+  row.cell_type = req.cell_type;
+  for (auto& c : row.cell_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  row.pert = req.pert;
+  row.gene = req.gene;
   if (evidence_) {
     std::lock_guard<std::mutex> lock(evidence_mutex_);
     evidence_->attach(rows);
   }
-  return rows;
+  return std::move(rows.front());
 }
 
-int64_t PerturbPredictor::tokens_needed(const PredictRequest& req) {
-  const perturb::Row row = rows_of({req}).front();
-  std::vector<perturb::Row> views = {row};
-  if (cfg_.blind_view) views.push_back(perturb::blind_view(row));
+int64_t PreparedQuestion::tokens_needed() const {
   size_t most = 0;
-  for (const auto& view : views) {
-    const auto prompt = enc_.prompt_ids(view);
-    for (const auto& answer : enc_.answer_ids(view, prompt)) most = std::max(most, prompt.size() + answer.size());
-  }
+  for (const auto& view : views)
+    for (const auto& answer : view.answers) most = std::max(most, view.prompt.size() + answer.size());
   return static_cast<int64_t>(most);
 }
 
-std::vector<json> PerturbPredictor::score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
-                                          int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids) {
-  const std::vector<perturb::Row> rows = rows_of(reqs);
-  const auto views = perturb::score_views(model, enc_, rows, 0, rows.size(), cfg_.blind_view, adapter);
+PreparedQuestion PerturbPredictor::prepare(const PredictRequest& req) {
+  PreparedQuestion q;
+  q.request = req;
+  q.row = row_of(req);
+  std::vector<perturb::Row> views = {q.row};
+  if (cfg_.blind_view) views.push_back(perturb::blind_view(q.row));
+  for (const auto& view : views) q.views.push_back(enc_.question_ids(view));
+  return q;
+}
+
+std::vector<json> PerturbPredictor::score(const engine::Transformer& model,
+                                          const std::vector<const PreparedQuestion*>& questions,
+                                          int64_t adapter) const {
+  // As eval scores (perturb::score_views), on the ids prepare() made.
+  auto view = [&](size_t v) {
+    std::vector<const perturb::AnswerIds*> ids;
+    for (const auto* q : questions) ids.push_back(&q->views[v]);
+    return perturb::score_answer_ids(model, ids, adapter);
+  };
+  std::vector<std::array<double, 3>> combined = view(0);
+  if (cfg_.blind_view) combined = perturb::mean_of_views(combined, view(1));
   std::vector<json> out;
-  prompt_ids->clear();
-  for (size_t i = 0; i < rows.size(); ++i) {
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const perturb::Row& row = questions[i]->row;
     // As eval's prediction files: `probs` are the model's own, the label is
     // the argmax after the decision offsets (`calibrated_probs`, when set).
-    const auto raw = perturb::answer_probs(views.combined[i], perturb::ClassOffsets{});
-    const auto decided = perturb::answer_probs(views.combined[i], cfg_.offsets);
-    const auto named = [](const std::array<double, 3>& probs) {
-      json out = json::object();
-      for (auto l : perturb::kAllLabels) out[perturb::label_name(l)] = probs[perturb::label_index(l)];
-      return out;
-    };
+    const auto raw = perturb::answer_probs(combined[i], perturb::ClassOffsets{});
+    const auto decided = perturb::answer_probs(combined[i], cfg_.offsets);
     json p = {{"object", "prediction"},
-              {"cell_type", rows[i].cell_type},
-              {"pert", rows[i].pert},
-              {"gene", rows[i].gene},
+              {"cell_type", row.cell_type},
+              {"pert", row.pert},
+              {"gene", row.gene},
               {"label", perturb::label_name(perturb::argmax_label(decided))},
-              {"probs", named(raw)},
-              {"logprobs", views.combined[i]},
+              {"probs", perturb::named_probs(raw)},
+              {"logprobs", combined[i]},
               {"reasoning", nullptr}};
-    if (cfg_.offsets.any()) p["calibrated_probs"] = named(decided);
+    if (cfg_.offsets.any()) p["calibrated_probs"] = perturb::named_probs(decided);
     out.push_back(std::move(p));
-    prompt_ids->push_back(reqs[i].reasoning ? enc_.prompt_ids(rows[i]) : std::vector<int64_t>{});
   }
   return out;
 }

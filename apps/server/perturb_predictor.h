@@ -9,6 +9,8 @@
 // reads its counts from a PerturbQA split's training rows, loaded once.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -39,36 +41,48 @@ struct PredictConfig {
 // (`synthpert eval` writes it), so a student is served as it was scored.
 PredictConfig predict_config_from_eval(const std::string& eval_config_path);
 
+// A question as the HTTP thread tokenized it, so that the model thread scores
+// it without tokenizing again: its row (cell line lowercased, evidence
+// attached) and the token ids of each view scored.
+struct PreparedQuestion {
+  PredictRequest request;
+  perturb::Row row;
+  // The row as written, then (blind_view) its name-blind view. The first
+  // view's prompt is also the one a written answer continues.
+  std::vector<perturb::AnswerIds> views;
+
+  // The tokens scoring it takes at most: a prompt plus its longest answer.
+  int64_t tokens_needed() const;
+};
+
 class PerturbPredictor {
  public:
   PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg);
 
-  // The tokens scoring a request takes at most: its prompt plus its longest
-  // answer (of either view with blind_view). For the HTTP thread, before the
-  // request is queued, so one that cannot fit the context never reaches the
-  // model; throws InputError when the template cannot tokenize an answer
-  // apart from this prompt.
-  int64_t tokens_needed(const PredictRequest& req);
+  // For the HTTP thread, before the request is queued: the tokenizing is
+  // done there, so a question that cannot fit the context never reaches the
+  // model and the model thread only runs the model. Throws InputError when
+  // the template cannot tokenize an answer apart from this prompt.
+  PreparedQuestion prepare(const PredictRequest& req);
 
   // The scoring half, on the inference worker (it uses the model): each
-  // request's prediction with "reasoning": null, scored in one batched pass,
-  // and in `prompt_ids` the prompt a written answer continues for each
-  // request that asks for one (empty for the others). Every request runs
+  // question's prediction with "reasoning": null, scored in one batched pass
   // with `adapter`.
-  std::vector<nlohmann::json> score(const engine::Transformer& model, const std::vector<PredictRequest>& reqs,
-                                    int64_t adapter, std::vector<std::vector<int64_t>>* prompt_ids);
+  std::vector<nlohmann::json> score(const engine::Transformer& model,
+                                    const std::vector<const PreparedQuestion*>& questions, int64_t adapter) const;
   // The written answer's token budget for a request.
   int64_t reasoning_budget(const PredictRequest& req) const;
   // Fills "reasoning", "reasoning_label" and "reasoning_finish_reason" of a
-  // prediction from the tokens the model wrote after `prompt_ids` (greedy, in
-  // the server's continuous batch, so predictions do not hold up other work).
+  // prediction from the tokens the model wrote after the question's first
+  // view's prompt (greedy, in the server's continuous batch, so predictions
+  // do not hold up other work).
   void add_reasoning(nlohmann::json& prediction, const engine::GenerateResult& written) const;
 
   nlohmann::json describe() const;  // the settings, for GET /health
 
  private:
-  // The rows the requests ask about: cell line lowercased, evidence attached.
-  std::vector<perturb::Row> rows_of(const std::vector<PredictRequest>& reqs);
+  // The row a request asks about: cell line lowercased, evidence attached.
+  perturb::Row row_of(const PredictRequest& req);
 
   PredictConfig cfg_;
   perturb::PromptEncoder enc_;  // const use only: shared by the HTTP threads and the worker

@@ -15,16 +15,19 @@ PredictQueue::PredictQueue(PerturbPredictor& predictor, const engine::Transforme
     : predictor_(predictor), model_(model), worker_(worker), max_batch_(std::max<int64_t>(max_batch, 1)) {}
 
 json PredictQueue::predict(const PredictRequest& request, int64_t adapter) {
-  // Measured here, on the request's own HTTP thread: a question that cannot
-  // fit the context is refused before it is queued, and its tokenizing holds
-  // up no one. Scoring pads a batch to its longest row, so one oversized row
-  // would otherwise cost the whole batch (and the model thread) its length.
-  const int64_t needed = predictor_.tokens_needed(request);
+  // Tokenized and measured here, on the request's own HTTP thread: a
+  // question that cannot fit the context is refused before it is queued,
+  // and its tokenizing holds up no one (the ids travel with the job, so the
+  // model thread only runs the model). Scoring pads a batch to its longest
+  // row, so one oversized row would otherwise cost the whole batch (and the
+  // model thread) its length.
+  PreparedQuestion question = predictor_.prepare(request);
+  const int64_t needed = question.tokens_needed();
   if (needed > worker_.capacity())
     throw bad_request("", str_cat("This model's maximum context length is ", worker_.capacity(),
                                   " tokens; this question's prompt and its longest answer take ", needed),
                       "context_length_exceeded");
-  Job job{request, adapter, std::make_shared<RequestChannel>(), std::make_shared<json>()};
+  Job job{std::move(question), adapter, std::make_shared<RequestChannel>(), std::make_shared<json>()};
   const auto channel = job.channel;
   const auto result = job.result;
   bool submit = false;
@@ -103,10 +106,9 @@ void PredictQueue::drain() {
 }
 
 void PredictQueue::score(const std::vector<Job>& jobs) {
-  std::vector<PredictRequest> requests;
-  for (const auto& j : jobs) requests.push_back(j.request);
-  std::vector<std::vector<int64_t>> prompts;
-  const auto predictions = predictor_.score(model_, requests, jobs.front().adapter, &prompts);
+  std::vector<const PreparedQuestion*> questions;
+  for (const auto& j : jobs) questions.push_back(&j.question);
+  const auto predictions = predictor_.score(model_, questions, jobs.front().adapter);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.batches;
@@ -114,17 +116,20 @@ void PredictQueue::score(const std::vector<Job>& jobs) {
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
     const Job& j = jobs[i];
+    const PredictRequest& request = j.question.request;
     *j.result = predictions[i];
-    if (!j.request.reasoning) {
+    if (!request.reasoning) {
       j.channel->push(ChannelEvent::done());
       continue;
     }
-    // At least 1: predict() let in only a prompt that leaves room for an
-    // answer of one token or more.
-    const int64_t room = worker_.capacity() - static_cast<int64_t>(prompts[i].size());
+    // The written answer continues the question's prompt as written (its
+    // first view). At least 1 token of room: predict() let in only a prompt
+    // that leaves room for an answer of one token or more.
+    const std::vector<int64_t>& prompt = j.question.views.front().prompt;
+    const int64_t room = worker_.capacity() - static_cast<int64_t>(prompt.size());
     engine::SequenceRequest s;
-    s.prompt = std::move(prompts[i]);
-    s.max_new_tokens = std::min(predictor_.reasoning_budget(j.request), room);  // greedy: default sampling
+    s.prompt = prompt;
+    s.max_new_tokens = std::min(predictor_.reasoning_budget(request), room);  // greedy: default sampling
     s.adapter = j.adapter;
     s.on_finish = [this, channel = j.channel, result = j.result](const engine::GenerateResult& written) {
       predictor_.add_reasoning(*result, written);

@@ -40,7 +40,7 @@ class PredictQueue {
 
  private:
   struct Job {
-    PredictRequest request;
+    PreparedQuestion question;  // tokenized on the request's HTTP thread
     int64_t adapter = -1;
     std::shared_ptr<RequestChannel> channel;
     std::shared_ptr<nlohmann::json> result;

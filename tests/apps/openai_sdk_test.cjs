@@ -88,6 +88,12 @@ async function reference({ messages, prompt, ids, maxTokens, temperature = 0, to
   return await cli(args);
 }
 
+// usage.completion_tokens of a reply equal to `ref`: its ids plus the stop
+// token (EOS) that ended it, which the server counts as vLLM does while the
+// text (and `generate`'s ids) leave it out. `generate` has no stop strings,
+// so its "stop" is always a stop token.
+const completionTokens = (ref) => ref.ids.length + (ref.finish_reason === 'stop' ? 1 : 0);
+
 function safeStop(text) {
   // A 2-character stop string from the second half, away from surrogate pairs.
   for (let m = Math.floor(text.length / 2); m + 2 <= text.length; m++) {
@@ -126,8 +132,8 @@ async function main() {
     assert.equal(res.choices[0].message.role, 'assistant');
     assert.equal(res.choices[0].message.content, ref.text);
     assert.equal(res.choices[0].finish_reason, ref.finish_reason);
-    assert.deepEqual(res.usage, { prompt_tokens: ref.prompt_ids.length, completion_tokens: ref.ids.length,
-                                  total_tokens: ref.prompt_ids.length + ref.ids.length });
+    assert.deepEqual(res.usage, { prompt_tokens: ref.prompt_ids.length, completion_tokens: completionTokens(ref),
+                                  total_tokens: ref.prompt_ids.length + completionTokens(ref) });
   });
 
   await check('the adapter is chosen by model name and equals `generate --adapter`', async () => {
@@ -157,7 +163,7 @@ async function main() {
     assert.ok(chunks >= 3, `${chunks} chunks`);
     assert.equal(text, ref.text);
     assert.equal(finish, ref.finish_reason);
-    assert.equal(usage.completion_tokens, ref.ids.length);
+    assert.equal(usage.completion_tokens, completionTokens(ref));
   });
 
   await check('completions from text and from token ids equal `generate --prompt` / `--ids`', async () => {
@@ -170,8 +176,8 @@ async function main() {
     const refAdapter = await reference({ prompt: 'The knockdown of GATA1', maxTokens: 6, withAdapter: true });
     const b = await client.completions.create({ model: 'a1', prompt: ids, max_tokens: 6, temperature: 0 });
     assert.equal(b.choices[0].text, refAdapter.text);
-    assert.deepEqual(b.usage, { prompt_tokens: ids.length, completion_tokens: refAdapter.ids.length,
-                                total_tokens: ids.length + refAdapter.ids.length });
+    assert.deepEqual(b.usage, { prompt_tokens: ids.length, completion_tokens: completionTokens(refAdapter),
+                                total_tokens: ids.length + completionTokens(refAdapter) });
   });
 
   await check('a stop string ends the text before it, finish_reason stop (also when streamed)', async () => {
@@ -463,7 +469,7 @@ async function main() {
     }
   });
 
-  await check('generate stops where serve does: at generation_config.json\'s EOS too, with or without a tokenizer', async () => {
+  await check('generate stops where serve does: at generation_config.json\'s EOS too, with or without a tokenizer; usage counts the EOS', async () => {
     // A copy of the model whose generation_config.json names, as its only
     // EOS, the token the model greedily emits first; config.json does not.
     const first = (await cli(['generate', '--model', model, '--prompt', 'hello', '--max-new-tokens', '3',
@@ -485,6 +491,15 @@ async function main() {
                                               temperature: 0 });
       assert.equal(r.choices[0].finish_reason, 'stop');
       assert.equal(r.choices[0].text, '');
+      // The EOS that ended it is a generated token: usage counts it (as
+      // vLLM), streamed or not, though the text leaves it out.
+      assert.equal(r.usage.completion_tokens, 1);
+      const stream = await c.completions.create({ model: eotServer.info.models[0], prompt: 'hello', max_tokens: 3,
+                                                  temperature: 0, stream: true,
+                                                  stream_options: { include_usage: true } });
+      let usage = null;
+      for await (const chunk of stream) if (chunk.usage) usage = chunk.usage;
+      assert.equal(usage.completion_tokens, 1);
     } finally {
       eotServer.proc.kill('SIGTERM');
     }

@@ -102,6 +102,7 @@ TEST_CASE("per-row budgets and sampling in one batch equal each row run alone", 
   opts.on_finish = nullptr;
   const auto cut = generate(model, prompts, opts);
   CHECK(cut[2].finish_reason == "stop");
+  CHECK(cut[2].stop_token == -1);  // the callback ended it, not a stop id
   CHECK(cut[2].tokens == std::vector<int64_t>{batched[2].tokens[0]});
   CHECK(cut[0].tokens == batched[0].tokens);
   opts.row_sampling.pop_back();
@@ -322,6 +323,8 @@ TEST_CASE("generation stops at stop tokens and respects the seed", "[engine][sam
   const auto first_stop = std::find(a.tokens.begin(), a.tokens.end(), a.tokens[2]) - a.tokens.begin();
   CHECK(stopped.finish_reason == "stop");
   CHECK(stopped.tokens == std::vector<int64_t>(a.tokens.begin(), a.tokens.begin() + first_stop));
+  CHECK(stopped.stop_token == a.tokens[2]);
+  CHECK(a.stop_token == -1);  // the budget ended it
 }
 
 namespace {
