@@ -21,6 +21,10 @@ BatchScheduler::BatchScheduler(const Transformer& model, int64_t max_rows, int64
 void BatchScheduler::add(SequenceRequest r) {
   SP_CHECK_INPUT(!r.prompt.empty(), "a sequence needs a non-empty prompt");
   SP_CHECK_INPUT(r.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  // Checked here, alone: inside a batched forward a bad index would fail
+  // every row in the batch.
+  SP_CHECK_INPUT(r.adapter >= -1 && r.adapter < static_cast<int64_t>(model_.adapter_names.size()),
+                 "adapter index ", r.adapter, " but the model holds ", model_.adapter_names.size(), " adapters");
   validate_sampling(r.sampling);
   const int64_t need = static_cast<int64_t>(r.prompt.size()) + std::max<int64_t>(r.max_new_tokens, 1);
   SP_CHECK_INPUT(need <= pool_.capacity, "a prompt of ", r.prompt.size(), " tokens plus ", r.max_new_tokens,

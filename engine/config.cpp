@@ -183,9 +183,12 @@ ModelConfig parse_config(const json& j, const std::string& src) {
   SP_CHECK_INPUT(c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads == 0,
                  src, ": num_attention_heads (", c.num_attention_heads,
                  ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
-  const int64_t default_head_dim = c.hidden_size / c.num_attention_heads;
+  // Qwen3Config's own default is 128, not hidden / heads (Qwen3 models have
+  // more query width than hidden size); the others derive it.
+  const bool fixed_default = c.arch == Arch::kQwen3;
+  const int64_t default_head_dim = fixed_default ? 128 : c.hidden_size / c.num_attention_heads;
   c.head_dim = get_int_or(j, "head_dim", default_head_dim, src);
-  if (!j.contains("head_dim") || j["head_dim"].is_null())
+  if (!fixed_default && (!j.contains("head_dim") || j["head_dim"].is_null()))
     SP_CHECK_INPUT(c.hidden_size % c.num_attention_heads == 0, src,
                    ": hidden_size (", c.hidden_size, ") must be divisible by num_attention_heads (",
                    c.num_attention_heads, ") when head_dim is not given");

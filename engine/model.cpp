@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include "engine/activation_checkpoint.h"
 #include "engine/attention_mask.h"
@@ -75,6 +76,22 @@ torch::ScalarType parse_dtype(const std::string& name) {
 }
 
 namespace {
+
+// Whether this libtorch multiplies float16 matrices on the CPU (1.13, which
+// Debian ships, does not: every forward would fail deep inside with a raw
+// library error). Asked once, by trying.
+bool cpu_has_f16_matmul() {
+  static const bool ok = [] {
+    try {
+      const auto a = torch::ones({2, 2}, torch::kFloat16);
+      (void)torch::mm(a, a);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  return ok;
+}
 
 // Row b's page j is page b * pages + j: the cache tensor read as pages.
 torch::Tensor identity_block_table(int64_t batch, int64_t pages, torch::Device device) {
@@ -224,6 +241,9 @@ Transformer Transformer::from_checkpoint(const ModelConfig& c, const Checkpoint&
   m.config_ = c;
   m.dtype_ = opts.dtype;
   SP_CHECK_INPUT(opts.nf4 || !opts.nf4_double_quant, "double quantisation of NF4 scales needs NF4 weights");
+  SP_CHECK_INPUT(opts.dtype != torch::kFloat16 || !opts.device.is_cpu() || cpu_has_f16_matmul(),
+                 "--dtype f16 on the CPU: this libtorch (", TORCH_VERSION,
+                 ") has no float16 matrix multiply there; use bf16 or f32, or --device cuda");
   const auto dt = opts.dtype;
   const auto dev = opts.device;
   const int64_t C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;

@@ -20,9 +20,15 @@ std::vector<std::vector<double>> score_continuations(
     SP_CHECK_INPUT(!p.empty(), "score: empty prompt");
     L = std::max<int64_t>(L, p.size());
   }
-  for (const auto& c : candidates) {
-    SP_CHECK_INPUT(!c.empty(), "score: empty candidate");
-    M = std::max<int64_t>(M, c.size());
+  // Every candidate id indexes the log-softmax rows below, and a candidate's
+  // last id never passes through the model's own vocabulary check.
+  const int64_t V = model.config().vocab_size;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    SP_CHECK_INPUT(!candidates[k].empty(), "score: empty candidate");
+    for (const int64_t id : candidates[k])
+      SP_CHECK_INPUT(id >= 0 && id < V, "score: candidate ", k, " has token id ", id, ", outside the vocabulary of ",
+                     V);
+    M = std::max<int64_t>(M, candidates[k].size());
   }
   const torch::Device dev = model.device();
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);

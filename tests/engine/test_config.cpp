@@ -23,10 +23,13 @@ TEST_CASE("architecture-specific defaults", "[config]") {
   CHECK_FALSE(q2.o_proj_bias);
   auto q3 = parse_config(base("qwen3"), "c.json");
   CHECK(q3.qk_norm);
-  CHECK(q3.head_dim == 16);
+  // Qwen3Config defaults head_dim to 128 whatever hidden_size / heads is
+  // (16 here); Qwen2 and Llama derive it.
+  CHECK(q3.head_dim == 128);
+  CHECK(q2.head_dim == 16);
   auto j = base("qwen3");
-  j["head_dim"] = 128;
-  CHECK(parse_config(j, "c.json").head_dim == 128);
+  j["head_dim"] = 32;
+  CHECK(parse_config(j, "c.json").head_dim == 32);
   auto m = base("mistral");
   m["sliding_window"] = 4096;
   CHECK(parse_config(m, "c.json").sliding_window == 4096);

@@ -283,6 +283,16 @@ TEST_CASE("chunked prefill: a long prompt goes in over several steps while other
   test::TempDir other("sched-chunk-bad");
   const auto model = make_model(other, Arch::kLlama);
   CHECK_THROWS_WITH(BatchScheduler(model, 2, 8, {}, -1), Catch::Contains("prefill chunk must be >= 0"));
+  // An adapter index the model does not hold is refused as the sequence is
+  // added, before it can fail a batch.
+  BatchScheduler s(model, 2, 8, {});
+  SequenceRequest r;
+  r.prompt = {1, 2};
+  r.max_new_tokens = 2;
+  r.adapter = 0;
+  CHECK_THROWS_WITH(s.add(r), Catch::Contains("adapter index 0 but the model holds 0 adapters"));
+  r.adapter = -2;
+  CHECK_THROWS_WITH(s.add(r), Catch::Contains("adapter index -2"));
 }
 
 TEST_CASE("greedy generation continues with the argmax of full recompute", "[engine][kv]") {

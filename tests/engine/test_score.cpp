@@ -35,3 +35,20 @@ TEST_CASE("scored continuations equal log-likelihoods from full recompute", "[en
     }
   }
 }
+
+TEST_CASE("candidate ids outside the vocabulary are refused, the last one too", "[engine][score]") {
+  test::TempDir dir("score-oov");
+  auto c = preset_config(Arch::kLlama, "tiny");
+  c.vocab_size = 97;
+  init_model(c, dir.path, InitOptions{});
+  const auto model = Transformer::load(dir.path);
+  const std::vector<std::vector<int64_t>> prompts = {{1, 2, 3}};
+  // The last id of a candidate is read from the log-softmax without ever
+  // being fed to the model, so only this check stands between it and a read
+  // past the row.
+  CHECK_THROWS_WITH(score_continuations(model, prompts, {{5, 96}, {5, 97}}),
+                    Catch::Contains("candidate 1 has token id 97, outside the vocabulary of 97"));
+  CHECK_THROWS_WITH(score_continuations(model, prompts, {{150}}), Catch::Contains("token id 150"));
+  CHECK_THROWS_WITH(score_continuations(model, prompts, {{-1}}), Catch::Contains("token id -1"));
+  CHECK(score_continuations(model, prompts, {{96}}).size() == 1);
+}
