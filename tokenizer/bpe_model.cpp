@@ -94,7 +94,11 @@ BpeModel::BpeModel(const json& c) {
       for (size_t p = tok.find(meta, 1); p != std::string::npos && !crosses; p = tok.find(meta, p + 1))
         crosses = p < meta.size() || tok.compare(p - meta.size(), meta.size(), meta) != 0;
     }
-    split_at_metaspace_ = starts && !crosses;
+    // Cutting a word changes which characters are first or last, so it is
+    // exact only without a continuing-subword prefix or end-of-word suffix;
+    // and "▁" itself must be a token, so that an unk held back before a cut
+    // is released there in the whole word too (see symbols_of).
+    split_at_metaspace_ = starts && !crosses && prefix_.empty() && suffix_.empty() && vocab_.count(meta) > 0;
   }
   fuse_unk_ = c.value("fuse_unk", false);
   byte_fallback_ = c.value("byte_fallback", false);
@@ -149,14 +153,25 @@ std::string_view BpeModel::id_to_token(int64_t id) const {
 // Initial symbols: one per character (prefix on all but the first, suffix on
 // the last); unknown characters become byte tokens or unk, or are dropped
 // when the model has neither (as Hugging Face does).
+//
+// Two details follow Hugging Face's BPE::merge_word exactly:
+// - byte fallback spells the looked-up string, so a non-first character
+//   "é" under prefix "##" becomes <0x23><0x23><0xC3><0xA9> (and the suffix's
+//   bytes follow a last character); if any of those byte tokens is missing
+//   the character is unk;
+// - an unk is held back until the next character found in the vocabulary,
+//   the next unk (fused into it with fuse_unk) or the end of the word; byte
+//   tokens in between do not release it, so they come first ("qz" with q
+//   unknown and z byte-fallen gives <0x7A> <unk>).
 void BpeModel::symbols_of(std::string_view word, std::vector<int32_t>& ids) const {
   std::string key;
-  bool last_was_unk = false;
+  bool unk_pending = false;
   for (size_t i = 0; i < word.size();) {
     const size_t len = std::min(utf8_char_len(static_cast<unsigned char>(word[i])), word.size() - i);
     const bool first = i == 0, last = i + len >= word.size();
+    const bool plain = (first || prefix_.empty()) && (!last || suffix_.empty());
     int32_t id = -1;
-    if ((first || prefix_.empty()) && (!last || suffix_.empty())) {
+    if (plain) {
       if (const auto* e = char_ids_.find(char_key(word.data() + i, len))) id = e->a;
     } else {
       key.clear();
@@ -166,27 +181,28 @@ void BpeModel::symbols_of(std::string_view word, std::vector<int32_t>& ids) cons
       const auto it = vocab_.find(key);
       if (it != vocab_.end()) id = it->second;
     }
+    i += len;
     if (id >= 0) {
+      if (unk_pending) ids.push_back(*unk_);
+      unk_pending = false;
       ids.push_back(id);
-      last_was_unk = false;
-    } else {
-      bool done = false;
-      if (byte_fallback_) {
-        bool all = true;
-        for (size_t k = 0; k < len && i + k < word.size(); ++k) all = all && byte_ids_[static_cast<unsigned char>(word[i + k])] >= 0;
-        if (all) {
-          for (size_t k = 0; k < len && i + k < word.size(); ++k) ids.push_back(byte_ids_[static_cast<unsigned char>(word[i + k])]);
-          done = true;
-          last_was_unk = false;
-        }
-      }
-      if (!done && unk_) {
-        if (!(fuse_unk_ && last_was_unk)) ids.push_back(*unk_);
-        last_was_unk = true;
+      continue;
+    }
+    if (byte_fallback_) {
+      const std::string_view spelled = plain ? word.substr(i - len, len) : std::string_view(key);
+      bool all = true;
+      for (const char b : spelled) all = all && byte_ids_[static_cast<unsigned char>(b)] >= 0;
+      if (all) {
+        for (const char b : spelled) ids.push_back(byte_ids_[static_cast<unsigned char>(b)]);
+        continue;
       }
     }
-    i += len;
+    if (unk_) {
+      if (unk_pending && !fuse_unk_) ids.push_back(*unk_);
+      unk_pending = true;
+    }
   }
+  if (unk_pending) ids.push_back(*unk_);
 }
 
 namespace {

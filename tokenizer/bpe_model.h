@@ -71,9 +71,10 @@ class BpeModel {
   std::string prefix_, suffix_;
   int32_t byte_ids_[256];
   // Set when no vocabulary token holds "▁" right after another character than
-  // "▁": then no merge can cross into a run of "▁", and words (a whole Llama-2
-  // section, which has no pre-tokenizer) are cut before each run, exactly, into
-  // short cacheable chunks.
+  // "▁" (and "▁" is a token, with no continuing-subword prefix or end-of-word
+  // suffix): then no merge can cross into a run of "▁", and words (a whole
+  // Llama-2 section, which has no pre-tokenizer) are cut before each run,
+  // exactly, into short cacheable chunks.
   bool split_at_metaspace_ = false;
 
   // Word cache; words are short and repeat, so most lookups hit.

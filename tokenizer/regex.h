@@ -1,10 +1,11 @@
 // A compiled PCRE2 regex (UTF + Unicode properties, JIT when available) for
 // the pre-tokenizer and normalizer patterns of tokenizer.json.
 //
-// Hugging Face tokenizers compile these patterns with Oniguruma. The syntax
-// they use (\p{L}, (?i:...), lookahead) means the same in PCRE2 except \s and
-// \S: PCRE2's Unicode \s also matches U+180E, so both are rewritten to the
-// explicit White_Space set Oniguruma uses.
+// Hugging Face tokenizers compile these patterns with Oniguruma's default
+// syntax. The syntax they use (\p{L}, (?i:...), lookahead, ?+ *+ ++) means
+// the same in PCRE2 except for what oniguruma_to_pcre2 rewrites and the
+// anchors "^"/"$", which are line anchors in Oniguruma (compiled here in
+// PCRE2's multiline mode).
 #pragma once
 
 #include <cstddef>
@@ -35,8 +36,13 @@ class Regex {
   std::string pattern_;
 };
 
-// Rewrites \s and \S (outside and inside character classes) to the White_Space set.
-std::string rewrite_whitespace_classes(const std::string& pattern);
+// Rewrites an Oniguruma pattern to a PCRE2 one that matches the same:
+// - \s and \S (outside and inside character classes) become Oniguruma's
+//   White_Space set (PCRE2's Unicode \s also matches U+180E);
+// - "X{n,m}+" becomes "(?:X{n,m})+" and "X{n}?" becomes "(?:X{n})?"
+//   (Oniguruma has no possessive interval or lazy fixed interval; PCRE2 has);
+// - "{,m}" becomes "{0,m}".
+std::string oniguruma_to_pcre2(const std::string& pattern);
 
 // Escapes a literal string for use inside a pattern.
 std::string regex_escape(std::string_view literal);

@@ -120,3 +120,24 @@ TEST_CASE("sentencepiece: BOS/EOS from tokenizer_config.json and control tokens 
   CHECK(tok->encode("Knockdown of TP53", true) == with_eos);
   CHECK(tok->eos_ids() == std::vector<int64_t>{2, 0});
 }
+
+// transformers' fast tokenizer built from a tokenizer.model (SpmConverter)
+// adds every CONTROL piece as a special added token, so a custom control
+// symbol written in the text is its id. (sentencepiece alone, and the slow
+// LlamaTokenizer when tokenizer_config.json does not name the symbol, encode
+// it as plain text.)
+TEST_CASE("sentencepiece: a custom control symbol in text is split out, as transformers' fast tokenizer does", "[sentencepiece]") {
+  const std::string dir = train("unigram", "--control_symbols='<ctrl>'");
+  const auto tok = Tokenizer::load(dir);
+  const auto ctrl = tok->token_to_id("<ctrl>");
+  REQUIRE(ctrl);
+  CHECK(tok->is_special(*ctrl));
+  const auto a = tok->encode("Knockdown", false);
+  const auto b = tok->encode("of TP53", false);
+  std::vector<int64_t> joined = a;
+  joined.push_back(*ctrl);
+  joined.insert(joined.end(), b.begin(), b.end());
+  CHECK(tok->encode("Knockdown<ctrl>of TP53", false) == joined);
+  CHECK(tok->decode(joined) == "Knockdown<ctrl>of TP53");
+  CHECK(tok->decode(joined, true) == "Knockdownof TP53");
+}

@@ -14,6 +14,7 @@
 #include "tokenizer/decoder.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/regex.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokenizer_config.h"
 #include "tokenizer/utf8.h"
@@ -144,6 +145,98 @@ TEST_CASE("BPE unknown characters: byte fallback, unk with fuse_unk, or dropped"
   CHECK(Tokenizer::load(tiny_bpe(json::array(), {{"unk_token", "<unk>"}, {"fuse_unk", true}}))->encode("zzqa", false) == I{7, 0});
   CHECK(Tokenizer::load(tiny_bpe(json::array(), {{"unk_token", "<unk>"}}))->encode("zz", false) == I{7, 7});
   CHECK(Tokenizer::load(tiny_bpe(json::array()))->encode("zaz", false) == I{0});
+}
+
+namespace {
+// A folder whose tokenizer.json holds just this BPE model (no merges unless given).
+std::string bpe_folder(json model) {
+  model["type"] = "BPE";
+  if (!model.contains("merges")) model["merges"] = json::array();
+  const std::string dir = synthpert::test::scratch_dir("bpe-model");
+  synthpert::write_file_atomic(dir + "/tokenizer.json", json{{"model", model}, {"added_tokens", json::array()}}.dump());
+  return dir;
+}
+}  // namespace
+
+// Hugging Face's BPE::merge_word byte-falls the string it looked up, prefix
+// and suffix included, and holds an unk back until the next character found
+// in the vocabulary (byte tokens do not release it).
+TEST_CASE("BPE byte fallback spells the continuing-subword prefix and end-of-word suffix", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  json model = {{"vocab", {{"a", 0}, {"##a", 1}, {"<unk>", 2}, {"<0x23>", 3}, {"<0x7A>", 4}, {"<0xC3>", 5}, {"<0xA9>", 6}}},
+                {"continuing_subword_prefix", "##"}, {"byte_fallback", true}, {"unk_token", "<unk>"}};
+  auto tok = Tokenizer::load(bpe_folder(model));
+  CHECK(tok->encode("az", false) == I{0, 3, 3, 4});                 // "##z" -> <0x23><0x23><0x7A>
+  CHECK(tok->encode("a\xC3\xA9", false) == I{0, 3, 3, 5, 6});       // "##é"
+  CHECK(tok->encode("za", false) == I{4, 1});                       // the first character has no prefix
+  model["vocab"].erase("<0x23>");
+  CHECK(Tokenizer::load(bpe_folder(model))->encode("az", false) == I{0, 2});  // "#" has no byte token: unk
+
+  const json suffixed = {{"vocab", {{"a", 0}, {"<unk>", 1}, {"<0x7A>", 2}}}, {"end_of_word_suffix", "</w>"},
+                         {"byte_fallback", true}, {"unk_token", "<unk>"}};
+  CHECK(Tokenizer::load(bpe_folder(suffixed))->encode("az", false) == I{0, 1});  // "z</w>" lacks <0x3C>...: unk
+  CHECK(Tokenizer::load(bpe_folder(suffixed))->encode("za", false) == I{2, 1});  // "a</w>" is not a token
+}
+
+TEST_CASE("BPE unk waits for the next known character; byte tokens go before it", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  const json fallback = {{"byte_fallback", true}, {"unk_token", "<unk>"}};  // q unknown, z -> <0x7A> (8)
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), fallback))->encode("qza", false) == I{8, 7, 0});
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), fallback))->encode("qzq", false) == I{8, 7, 7});
+  json fused = fallback;
+  fused["fuse_unk"] = true;
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), fused))->encode("qzq", false) == I{8, 7});
+  CHECK(Tokenizer::load(tiny_bpe(json::array(), fused))->encode("qzqaq", false) == I{8, 7, 0, 7});
+}
+
+// Words are cut before runs of "▁" only where that cannot change the result
+// (see BpeModel::split_at_metaspace_).
+TEST_CASE("BPE words with \u2581 are not cut under a prefix, or when \u2581 itself is no token", "[tokenizer]") {
+  using I = std::vector<int64_t>;
+  const std::string meta = "\xE2\x96\x81";
+  // Whole word: a, "##▁" (unknown: unk), "##a".
+  CHECK(Tokenizer::load(bpe_folder({{"vocab", {{meta, 0}, {"a", 1}, {"##a", 2}, {"<unk>", 3}}},
+                                    {"continuing_subword_prefix", "##"}, {"unk_token", "<unk>"}}))
+            ->encode("a" + meta + "a", false) == I{1, 3, 2});
+  // Whole word: q (unk, held back), "▁" as bytes, then a releases the unk.
+  CHECK(Tokenizer::load(bpe_folder({{"vocab", {{meta + "a", 0}, {"a", 1}, {"<unk>", 2}, {"<0xE2>", 3}, {"<0x96>", 4}, {"<0x81>", 5}}},
+                                    {"byte_fallback", true}, {"unk_token", "<unk>"}}))
+            ->encode("q" + meta + "a", false) == I{3, 4, 5, 2, 1});
+}
+
+namespace {
+json split_regex(const std::string& pattern, const std::string& behavior) {
+  return {{"type", "Split"}, {"pattern", {{"Regex", pattern}}}, {"behavior", behavior}, {"invert", false}};
+}
+}  // namespace
+
+// Hugging Face compiles with Oniguruma's default syntax (OnigSyntaxOniguruma:
+// no ONIG_SYN_OP2_PLUS_POSSESSIVE_INTERVAL, ONIG_SYN_FIXED_INTERVAL_IS_GREEDY_ONLY,
+// ONIG_SYN_ALLOW_INTERVAL_LOW_ABBREV, ONIG_OPTION_NONE so "^"/"$" are line anchors).
+TEST_CASE("regex: Oniguruma's intervals and line anchors in PCRE2", "[tokenizer]") {
+  CHECK(oniguruma_to_pcre2("\\p{N}{1,3}+") == "(?:\\p{N}{1,3})+");
+  CHECK(oniguruma_to_pcre2("(ab){2,}+|[a-z]{2}?") == "(?:(ab){2,})+|(?:[a-z]{2})?");
+  CHECK(oniguruma_to_pcre2("\xC3\xA9{1,2}+ x{,3} y{1,3}? z{2} \\x{41}{2} {} a{b}") ==
+        "(?:\xC3\xA9{1,2})+ x{0,3} y{1,3}? z{2} \\x{41}{2} {} a{b}");
+  CHECK(oniguruma_to_pcre2("[{1,2}+]") == "[{1,2}+]");
+
+  using V = std::vector<std::string>;
+  // tiktoken's cl100k pattern written into a tokenizer.json: in Oniguruma
+  // "\p{N}{1,3}+" repeats groups of up to three digits, so a number stays whole.
+  const std::string cl100k =
+      "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
+  CHECK(pre_split(split_regex(cl100k, "Isolated"), "in 1234567 cells") == V{"in", " ", "1234567", " cells"});
+  CHECK(pre_split(split_regex("b{2}?c", "Removed"), "xc") == V{"x"});     // "(?:b{2})?c"
+  CHECK(pre_split(split_regex("a{,2}", "Removed"), "aaab") == V{"b"});   // "{0,2}"
+  CHECK(pre_split(split_regex(" +$", "Isolated"), "a  \nb ") == V{"a", "  ", "\nb", " "});
+  CHECK(pre_split(split_regex("^b", "Isolated"), "a\nb") == V{"a\n", "b"});
+  // (?i) folds "s" with U+017F LONG S in both engines; no contraction has a
+  // "k", so the Kelvin sign never reaches the (?i) group.
+  const std::string llama3 =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  CHECK(pre_split(split_regex(llama3, "Isolated"), "x'\xC5\xBFt 'St") == V{"x", "'\xC5\xBF", "t", " '", "St"});
+  CHECK(pre_split(split_regex(llama3, "Isolated"), "x'\xE2\x84\xAAt") == V{"x", "'\xE2\x84\xAAt"});
+  CHECK(pre_split(split_regex(llama3, "Isolated"), "12345") == V{"123", "45"});
 }
 
 TEST_CASE("added tokens: single_word flag, special tokens skipped in decode", "[tokenizer]") {
