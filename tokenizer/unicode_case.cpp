@@ -99,23 +99,25 @@ std::string unicode_lower(std::string_view s) { return to_utf8(map_case(to_utf16
 std::string unicode_title(std::string_view s) { return title_like(s, true); }
 std::string unicode_capitalize(std::string_view s) { return title_like(s, false); }
 
-bool unicode_is_lower(std::string_view s) {
-  bool cased = false;
+namespace {
+
+// Python's islower (want_lower) / isupper: a character of the wanted case,
+// and none of the other case or of titlecase.
+bool all_cased_are(std::string_view s, bool want_lower) {
+  bool seen = false;
   for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
-    if (u_isUUppercase(static_cast<UChar32>(c)) || is_titlecase(c)) return false;
-    cased = cased || u_isULowercase(static_cast<UChar32>(c));
+    const auto u = static_cast<UChar32>(c);
+    const bool lower = u_isULowercase(u), upper = u_isUUppercase(u);
+    if ((want_lower ? upper : lower) || is_titlecase(c)) return false;
+    seen = seen || (want_lower ? lower : upper);
   }
-  return cased;
+  return seen;
 }
 
-bool unicode_is_upper(std::string_view s) {
-  bool cased = false;
-  for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
-    if (u_isULowercase(static_cast<UChar32>(c)) || is_titlecase(c)) return false;
-    cased = cased || u_isUUppercase(static_cast<UChar32>(c));
-  }
-  return cased;
-}
+}  // namespace
+
+bool unicode_is_lower(std::string_view s) { return all_cased_are(s, true); }
+bool unicode_is_upper(std::string_view s) { return all_cased_are(s, false); }
 
 std::string lowercase_each_code_point(std::string_view s) {
   std::string out;

@@ -67,6 +67,21 @@ std::string make_model(const std::string& dir) {
   return model;
 }
 
+// LoRA matrices drawn at random (seeded) on every module `spec` targets.
+void attach_random_lora(engine::Transformer& model, const engine::LoraSpec& spec, uint64_t seed) {
+  torch::manual_seed(seed);
+  for (auto& [name, lin] : model.named_linears()) {
+    bool targeted = false;
+    for (const auto& t : spec.target_modules) targeted = targeted || name.find(t) != std::string::npos;
+    if (!targeted) continue;
+    auto w = std::make_shared<engine::LoraWeights>();
+    w->A = torch::randn({spec.r, lin->in_features()}) * 0.3;
+    w->B = torch::randn({lin->out_features(), spec.r}) * 0.3;
+    w->scale = spec.scale();
+    lin->lora = w;
+  }
+}
+
 EvalConfig small_eval(const std::string& model) {
   EvalConfig c;
   c.model_dir = model;
@@ -337,16 +352,8 @@ TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[ev
   test::TempDir tmp("eval-adapter");
   const std::string base = make_model(tmp.path);
   auto model = engine::Transformer::load(base);
-  torch::manual_seed(3);
   const engine::LoraSpec spec{4, 8.0, 0.0, false, {"q_proj", "v_proj"}};
-  for (auto& [name, lin] : model.named_linears()) {
-    if (name.find("q_proj") == std::string::npos && name.find("v_proj") == std::string::npos) continue;
-    auto w = std::make_shared<engine::LoraWeights>();
-    w->A = torch::randn({4, lin->in_features()}) * 0.3;
-    w->B = torch::randn({lin->out_features(), 4}) * 0.3;
-    w->scale = spec.scale();
-    lin->lora = w;
-  }
+  attach_random_lora(model, spec, 3);
   engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
   model.save(tmp.path + "/merged", engine::StDType::F32, /*merge_lora=*/true);
   std::filesystem::copy_file(base + "/tokenizer.model", tmp.path + "/merged/tokenizer.model");
@@ -453,16 +460,8 @@ TEST_CASE("a resume is refused when the adapter or the chat template file was re
   // An adapter on q_proj with random matrices, saved again with others below.
   auto save_adapter = [&](uint64_t seed) {
     auto model = engine::Transformer::load(base);
-    torch::manual_seed(seed);
     const engine::LoraSpec spec{2, 4.0, 0.0, false, {"q_proj"}};
-    for (auto& [name, lin] : model.named_linears()) {
-      if (name.find("q_proj") == std::string::npos) continue;
-      auto w = std::make_shared<engine::LoraWeights>();
-      w->A = torch::randn({2, lin->in_features()}) * 0.3;
-      w->B = torch::randn({lin->out_features(), 2}) * 0.3;
-      w->scale = spec.scale();
-      lin->lora = w;
-    }
+    attach_random_lora(model, spec, seed);
     engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
   };
   save_adapter(1);
