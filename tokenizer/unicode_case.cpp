@@ -2,8 +2,7 @@
 
 #include <unicode/uchar.h>
 #include <unicode/ustring.h>
-
-#include <vector>
+#include <unicode/utf16.h>
 
 #include "common/error.h"
 #include "tokenizer/utf8.h"
@@ -62,18 +61,12 @@ std::u16string map_case(const std::u16string& s, Mapping m) {
   SP_CHECK(false, "case mapping: the output did not fit twice");
 }
 
-std::u16string one_code_point(char32_t c) {
-  std::u16string u;
-  if (c >= 0x10000) {
-    u.push_back(static_cast<char16_t>(0xD800 + ((c - 0x10000) >> 10)));
-    u.push_back(static_cast<char16_t>(0xDC00 + ((c - 0x10000) & 0x3FF)));
-  } else {
-    u.push_back(static_cast<char16_t>(c));
-  }
-  return u;
+std::string map_code_point(char32_t c, Mapping m) {
+  UChar unit[2];
+  int32_t n = 0;
+  U16_APPEND_UNSAFE(unit, n, static_cast<UChar32>(c));
+  return to_utf8(map_case(std::u16string(reinterpret_cast<const char16_t*>(unit), static_cast<size_t>(n)), m));
 }
-
-std::string map_code_point(char32_t c, Mapping m) { return to_utf8(map_case(one_code_point(c), m)); }
 
 bool is_cased(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASED); }
 bool is_titlecase(char32_t c) { return u_charType(static_cast<UChar32>(c)) == U_TITLECASE_LETTER; }
@@ -92,15 +85,6 @@ std::string title_like(std::string_view s, bool every_word) {
   return out;
 }
 
-}  // namespace
-
-std::string unicode_upper(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kUpper)); }
-std::string unicode_lower(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kLower)); }
-std::string unicode_title(std::string_view s) { return title_like(s, true); }
-std::string unicode_capitalize(std::string_view s) { return title_like(s, false); }
-
-namespace {
-
 // Python's islower (want_lower) / isupper: a character of the wanted case,
 // and none of the other case or of titlecase.
 bool all_cased_are(std::string_view s, bool want_lower) {
@@ -115,6 +99,11 @@ bool all_cased_are(std::string_view s, bool want_lower) {
 }
 
 }  // namespace
+
+std::string unicode_upper(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kUpper)); }
+std::string unicode_lower(std::string_view s) { return to_utf8(map_case(to_utf16(s), Mapping::kLower)); }
+std::string unicode_title(std::string_view s) { return title_like(s, true); }
+std::string unicode_capitalize(std::string_view s) { return title_like(s, false); }
 
 bool unicode_is_lower(std::string_view s) { return all_cased_are(s, true); }
 bool unicode_is_upper(std::string_view s) { return all_cased_are(s, false); }
