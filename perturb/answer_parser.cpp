@@ -14,10 +14,12 @@ namespace synthpert::perturb {
 namespace {
 
 // One clause of the answer: its words, lower case, single-spaced and padded
-// with spaces for whole-word matching; `question` when its sentence ended in '?'.
+// with spaces for whole-word matching; `question` when its sentence ended in
+// '?'; `sentence` numbers its sentence.
 struct Clause {
   std::string words = " ";
   bool question = false;
+  size_t sentence = 0;
 };
 
 bool alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)); }
@@ -28,32 +30,36 @@ bool utf8_break(const std::string& s, size_t i) {
          s.compare(i, 3, "\xe2\x80\x93") == 0;
 }
 
-// Splits at sentence and clause punctuation, at dashes (a hyphen not between
-// two letters or digits) and line ends. Within a clause letters and digits
-// are kept and everything else is one space, so "Up-regulated" and "up
-// regulated" read the same, and "isn't" (any apostrophe) reads "isn t". Every
-// clause of a sentence that ends in '?' is a question.
+// Splits at sentence and clause punctuation, at dashes (a hyphen not after a
+// letter or digit) and line ends. Within a clause letters and digits are
+// kept and everything else is one space, so "Up-regulated" and "up
+// regulated" read the same, "up- or downregulated" is one clause, and
+// "isn't" (any apostrophe) reads "isn t". Every clause of a sentence that
+// ends in '?' is a question.
 std::vector<Clause> clauses(const std::string& s) {
   std::vector<Clause> out(1);
-  size_t sentence = 0;  // the first clause of the current sentence
+  size_t first_of_sentence = 0;
   auto space = [&] {
     if (out.back().words.back() != ' ') out.back().words.push_back(' ');
   };
   auto end_clause = [&] {
     space();
-    if (out.back().words != " ") out.emplace_back();
+    if (out.back().words == " ") return;
+    const size_t current = out.back().sentence;
+    out.emplace_back().sentence = current;
   };
   auto end_sentence = [&](bool question) {
     end_clause();
-    for (size_t k = sentence; k + 1 < out.size(); ++k) out[k].question = question;
-    sentence = out.size() - 1;
+    for (size_t k = first_of_sentence; k + 1 < out.size(); ++k) out[k].question = question;
+    first_of_sentence = out.size() - 1;
+    out.back().sentence = out.size() > 1 ? out[out.size() - 2].sentence + 1 : 0;
   };
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (alnum(c)) {
       out.back().words.push_back(c);
-    } else if (c == '-' && i > 0 && i + 1 < s.size() && alnum(s[i - 1]) && alnum(s[i + 1])) {
-      space();
+    } else if (c == '-' && i > 0 && alnum(s[i - 1])) {
+      space();  // a word's hyphen, or a suspended one ("up- or down-regulated")
     } else if (c == '.' || c == '!' || c == '?' || c == '\n') {
       end_sentence(c == '?');
     } else if (std::string_view(",;:()[]{}-\r").find(c) != std::string_view::npos) {
@@ -120,44 +126,74 @@ std::optional<std::string> answer_region(std::string_view text, bool cut_off) {
   return t;
 }
 
+// What one clause says of each label.
+struct ClauseReading {
+  bool up = false, down = false, nde = false;
+  bool hedged = false, negated = false;
+  bool continues_list = false;  // opens with "or" / "nor": "not up, down, or unchanged"
+};
+
+ClauseReading read_clause(std::string s) {
+  ClauseReading r;
+  r.continues_list = (s.rfind(" or ", 0) == 0 && s.rfind(" or rather ", 0) != 0) || s.rfind(" nor ", 0) == 0;
+  // The task's own wording ("when MYC is knocked down") is not a direction.
+  take_any(s, {"knocked down", "knock down", "knocks down", "knocking down"});
+  // Negated phrasings first, so "not differentially expressed" is not read
+  // as DE and its "not" does not count as a negation below.
+  r.nde = take_any(s, {"not differentially expressed", "non differentially expressed",
+                       "not significantly differentially expressed", "not de", "non de", "nde",
+                       "no differential expression", "no change", "unchanged", "not changed", "not change",
+                       "doesn t change", "doesnt change", "not significantly changed", "no significant change",
+                       "not affected", "unaffected"});
+  r.up = take_any(s, {"upregulated", "up regulated", "upregulation", "up", "increased", "increases", "increase"});
+  r.down = take_any(s, {"downregulated", "down regulated", "downregulation", "down", "decreased", "decreases",
+                        "decrease"});
+  // Whole clauses rather than a few words before the label: a hedge may
+  // stand far before it ("not at all likely to be upregulated") or after it
+  // ("upregulation is unlikely"), and a denied label is only ever lost,
+  // never read as another. A negation does not deny NDE: its phrasings hold
+  // one already, and a second is most often about something else ("not DE
+  // as MYC does not bind it").
+  r.hedged = take_any(s, {"unlikely", "hardly", "barely", "scarcely", "doubt", "doubtful", "improbable", "unclear",
+                          "uncertain", "unsure"});
+  r.negated = r.hedged ||
+              take_any(s, {"not", "no", "never", "nor", "neither", "non", "without", "rather than", "instead of",
+                           "cannot", "can t", "won t", "isn t", "aren t", "wasn t", "weren t", "doesn t", "don t",
+                           "didn t", "hasn t", "haven t", "hadn t", "wouldn t", "shouldn t", "couldn t", "cant",
+                           "wont", "isnt", "arent", "wasnt", "werent", "doesnt", "dont", "didnt", "hasnt", "havent",
+                           "hadnt", "wouldnt", "shouldnt", "couldnt"});
+  return r;
+}
+
 }  // namespace
 
 std::optional<Label> parse_answer(std::string_view text, bool cut_off) {
   const auto region = answer_region(text, cut_off);
   if (!region) return std::nullopt;
+  const std::vector<Clause> cs = clauses(*region);
+  std::vector<ClauseReading> rs;
+  for (const Clause& c : cs) rs.push_back(read_clause(c.words));
+  // A list closed by "or"/"nor" shares the negation that opened it: in "not
+  // upregulated (or downregulated)" and "not upregulated, downregulated, or
+  // unchanged" no label is stated. Only denies, so it can only lose answers.
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (!rs[i].continues_list) continue;
+    for (size_t j = i; j-- > 0 && cs[j].sentence == cs[i].sentence;) {
+      if (!rs[j].negated) continue;
+      for (size_t k = j + 1; k <= i; ++k) {
+        rs[k].negated = true;
+        rs[k].hedged = rs[k].hedged || rs[j].hedged;
+      }
+      break;
+    }
+  }
   std::set<Label> stated, denied;
-  for (Clause& c : clauses(*region)) {
-    if (c.question) continue;  // "Upregulated? No." states nothing
-    std::string& s = c.words;
-    // The task's own wording ("when MYC is knocked down") is not a direction.
-    take_any(s, {"knocked down", "knock down", "knocks down", "knocking down"});
-    // Negated phrasings first, so "not differentially expressed" is not read
-    // as DE and its "not" does not count as a negation below.
-    const bool nde = take_any(s, {"not differentially expressed", "non differentially expressed",
-                                  "not significantly differentially expressed", "not de", "non de", "nde",
-                                  "no differential expression", "no change", "unchanged", "not changed",
-                                  "not change", "not significantly changed", "no significant change",
-                                  "not affected", "unaffected"});
-    const bool up = take_any(s, {"upregulated", "up regulated", "upregulation", "up", "increased", "increase"});
-    const bool down =
-        take_any(s, {"downregulated", "down regulated", "downregulation", "down", "decreased", "decrease"});
-    // Whole clauses rather than a few words before the label: a hedge may
-    // stand far before it ("not at all likely to be upregulated") or after it
-    // ("upregulation is unlikely"), and a denied label is only ever lost,
-    // never read as another. A negation does not deny NDE: its phrasings hold
-    // one already, and a second is most often about something else ("not DE
-    // as MYC does not bind it").
-    const bool hedged = take_any(s, {"unlikely", "hardly", "barely", "scarcely", "doubt", "doubtful", "improbable",
-                                     "unclear", "uncertain", "unsure"});
-    const bool negated =
-        hedged || take_any(s, {"not", "no", "never", "nor", "neither", "non", "without", "rather than", "instead of",
-                               "cannot", "can t", "won t", "isn t", "aren t", "wasn t", "weren t", "doesn t", "don t",
-                               "didn t", "hasn t", "haven t", "hadn t", "wouldn t", "shouldn t", "couldn t",
-                               "cant", "wont", "isnt", "arent", "wasnt", "werent", "doesnt", "dont", "didnt",
-                               "hasnt", "havent", "hadnt", "wouldnt", "shouldnt", "couldnt"});
-    if (nde) (hedged ? denied : stated).insert(Label::kNde);
-    if (up) (negated ? denied : stated).insert(Label::kUp);
-    if (down) (negated ? denied : stated).insert(Label::kDown);
+  for (size_t i = 0; i < cs.size(); ++i) {
+    if (cs[i].question) continue;  // "Upregulated? No." states nothing
+    const ClauseReading& r = rs[i];
+    if (r.nde) (r.hedged ? denied : stated).insert(Label::kNde);
+    if (r.up) (r.negated ? denied : stated).insert(Label::kUp);
+    if (r.down) (r.negated ? denied : stated).insert(Label::kDown);
   }
   // One label stated and never doubted: "Not upregulated, but downregulated"
   // is downregulated; "upregulated or downregulated", "not upregulated" and

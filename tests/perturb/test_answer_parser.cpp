@@ -79,6 +79,14 @@ TEST_CASE("hedges and negations are never read as the label they rule out", "[pa
                            "<answer>downregulated rather than upregulated</answer>",
                            "<answer>downregulated instead of upregulated</answer>",
                            "<answer>not upregulated but downregulated</answer>",
+                           // a suspended hyphen keeps the clause (and its negation or hedge) whole
+                           "TP53 is not up- or downregulated.",
+                           "**Answer:** No significant up- or downregulation expected.",
+                           "It is unlikely to be up- or downregulated",
+                           // a list closed by "or"/"nor" shares its opening negation
+                           "Not upregulated (or downregulated)",
+                           "It is not upregulated, downregulated, or otherwise affected",
+                           "<answer>Not increased, nor decreased</answer>",
                            // stated and denied
                            "<answer>Upregulated. Or rather, not upregulated.</answer>",
                            // a question states nothing
@@ -104,6 +112,14 @@ TEST_CASE("a negation denies only the labels of its own clause", "[parser]") {
       {"Is it upregulated? No. It is downregulated.", Label::kDown},
       {"<answer>It is probably upregulated</answer>", Label::kUp},
       {"The gene is upregulated; the repressor is not expressed.", Label::kUp},
+      {"Not differentially expressed (no significant up- or down-regulation)", Label::kNde},
+      {"<answer>Upregulated (or at least not downregulated)</answer>", Label::kUp},
+      {"<answer>Not upregulated, or rather downregulated</answer>", Label::kDown},
+      {"<answer>Not upregulated. Or downregulated.</answer>", Label::kDown},  // another sentence
+      {"Upregulated - not downregulated", Label::kUp},  // a spaced hyphen is a dash
+      {"MYC knockdown increases TP53 expression", Label::kUp},
+      {"<answer>The knockdown decreases it</answer>", Label::kDown},
+      {"<answer>The knockdown doesn't change it</answer>", Label::kNde},
   };
   for (const auto& [text, label] : ok) {
     INFO(text);
