@@ -21,6 +21,12 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string read_text_file(const std::string& path) {
+  std::string text = read_file(path);
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+  return text;
+}
+
 std::string read_complete_lines(const std::string& path, bool* cut) {
   std::string text = read_file(path);
   const size_t end = text.rfind('\n');

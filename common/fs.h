@@ -10,6 +10,10 @@ namespace synthpert {
 // Reads a whole file; throws InputError naming the path if it cannot.
 std::string read_file(const std::string& path);
 
+// Reads a text file without its UTF-8 byte-order mark, if any (spreadsheet
+// programs write one before a CSV's header).
+std::string read_text_file(const std::string& path);
+
 // Writes `data` to `path` atomically: `path.tmp.<pid>` is written, flushed,
 // fsync'ed and renamed over `path`. Parent folders are created.
 void write_file_atomic(const std::string& path, std::string_view data);

@@ -105,9 +105,13 @@ bool use_kernel(const torch::Tensor& hidden) { return kernels_apply(hidden.devic
 
 struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropyFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& hidden,
-                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t ignore_index) {
-    // Autograd is off inside forward; the input flags still say what is trained.
-    const bool want_dhidden = hidden.requires_grad(), want_dweight = weight.requires_grad();
+                               const torch::Tensor& weight, const torch::Tensor& targets, int64_t ignore_index,
+                               bool grad_mode) {
+    // Autograd is off inside forward; the input flags still say what is
+    // trained, and the caller's grad mode whether anything is (validation
+    // under NoGradGuard needs no (V x C) float32 weight gradient).
+    const bool want_dhidden = grad_mode && hidden.requires_grad();
+    const bool want_dweight = grad_mode && weight.requires_grad();
     CeResult r;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(hidden)) {
@@ -132,7 +136,7 @@ struct LinearCrossEntropyFunction : torch::autograd::Function<LinearCrossEntropy
       const auto wdt = static_cast<torch::ScalarType>(ctx->saved_data["weight_dtype"].toInt());
       dweight = (saved[1] * g).to(wdt);
     }
-    return {dhidden, dweight, torch::Tensor(), torch::Tensor()};
+    return {dhidden, dweight, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -148,7 +152,7 @@ torch::Tensor linear_cross_entropy_sum(const torch::Tensor& hidden, const torch:
   SP_CHECK(hidden.scalar_type() == weight.scalar_type() && hidden.device() == weight.device(),
            "linear_cross_entropy_sum: hidden and weight must share dtype and device");
   if (hidden.size(0) == 0) return torch::zeros({}, hidden.options().dtype(torch::kFloat32));
-  return LinearCrossEntropyFunction::apply(hidden, weight, targets, ignore_index);
+  return LinearCrossEntropyFunction::apply(hidden, weight, targets, ignore_index, torch::GradMode::is_enabled());
 }
 
 }  // namespace synthpert::engine

@@ -50,7 +50,7 @@ bool split4(std::string_view line, std::string_view (&f)[4]) {
 // Calls fn(line_number, fields) for each data line after checking the header.
 template <typename Fn>
 void for_each_record(const std::string& path, Fn&& fn) {
-  const std::string text = read_file(path);
+  const std::string text = read_text_file(path);
   std::string_view rest(text);
   int64_t line_no = 0;
   bool header = true;

@@ -1,8 +1,10 @@
 #include "trainer/checkpoint.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <vector>
@@ -41,13 +43,30 @@ std::vector<fs::path> complete_checkpoints(const std::string& root) {
   return out;
 }
 
+// Removes the temporary folders of saves that never finished: a process
+// killed while saving leaves ".tmp-step-N.PID" (masters and both moments, 12
+// bytes per trained parameter). A folder whose process still runs on this
+// host is another save under way and stays.
+void remove_abandoned_saves(const fs::path& root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(".tmp-step-", 0) != 0) continue;
+    const size_t dot = name.rfind('.');
+    const std::string pid = name.substr(dot + 1);
+    if (dot == 0 || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long p = std::stol(pid);
+    if (p == ::getpid() || (::kill(static_cast<pid_t>(p), 0) == -1 && errno == ESRCH)) fs::remove_all(entry.path(), ec);
+  }
+}
+
 }  // namespace
 
 void save_checkpoint(const std::string& root, int64_t step, const ParamSet& params,
                      AdamW& optimizer, const json& run, int64_t keep_last) {
   const fs::path final_dir = fs::path(root) / step_name(step);
   const fs::path tmp = fs::path(root) / (".tmp-" + step_name(step) + "." + std::to_string(::getpid()));
-  fs::remove_all(tmp);
+  remove_abandoned_saves(root);
   make_dirs(tmp.string());
   engine::save_tensors((tmp / "trainable.safetensors").string(), params.views(params.master()));
   engine::NamedTensors opt;

@@ -132,7 +132,7 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text, const s
 }
 
 std::vector<Conversation> read_synthpert_csv(const std::string& path) {
-  const auto rows = parse_csv(read_file(path), path);
+  const auto rows = parse_csv(read_text_file(path), path);
   SP_CHECK_INPUT(!rows.empty(), path, ": empty CSV");
   const auto& header = rows[0];
   auto column = [&](const std::string& name) -> int64_t {

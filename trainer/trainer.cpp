@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -62,6 +63,78 @@ json init_adapter_identity(const std::string& dir) {
   return id;
 }
 
+// Settings that would train nothing or diverge at once, refused before
+// anything is loaded: beta 1 makes AdamW's bias correction 0 (an infinite
+// step), and a negative period would quietly read as 0.
+void check_options(const TrainOptions& o) {
+  auto finite = [](double v) { return std::isfinite(v); };
+  SP_CHECK_INPUT(finite(o.lr) && o.lr >= 0, "--lr must be a finite number >= 0, got ", o.lr);
+  SP_CHECK_INPUT(o.adamw.beta1 >= 0 && o.adamw.beta1 < 1, "--adam-beta1 must be in [0, 1), got ", o.adamw.beta1);
+  SP_CHECK_INPUT(o.adamw.beta2 >= 0 && o.adamw.beta2 < 1, "--adam-beta2 must be in [0, 1), got ", o.adamw.beta2);
+  SP_CHECK_INPUT(finite(o.adamw.eps) && o.adamw.eps > 0, "--adam-eps must be positive, got ", o.adamw.eps);
+  SP_CHECK_INPUT(finite(o.adamw.weight_decay) && o.adamw.weight_decay >= 0, "--weight-decay must be >= 0, got ",
+                 o.adamw.weight_decay);
+  SP_CHECK_INPUT(finite(o.max_grad_norm) && o.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0: off), got ",
+                 o.max_grad_norm);
+  SP_CHECK_INPUT(o.eval_every >= 0, "--eval-every must be >= 0, got ", o.eval_every);
+  SP_CHECK_INPUT(o.save_every >= 0, "--save-every must be >= 0, got ", o.save_every);
+  SP_CHECK_INPUT(o.keep_checkpoints >= 0, "--keep-checkpoints must be >= 0 (0: all), got ", o.keep_checkpoints);
+  SP_CHECK_INPUT(!(o.full && !o.init_adapter.empty()),
+                 "--init-adapter starts a LoRA run; --full trains the weights themselves (merge the adapter "
+                 "into a model first to fine-tune it fully)");
+  SP_CHECK_INPUT(o.full || !o.init_adapter.empty() || (finite(o.lora.alpha) && o.lora.alpha > 0),
+                 "--lora-alpha must be positive, got ", o.lora.alpha);
+}
+
+// FNV-1a over bytes, to compare what each process is about to train on.
+struct Fnv64 {
+  uint64_t h = 1469598103934665603ull;
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
+  template <typename T>
+  void add(const std::vector<T>& v) {
+    const uint64_t n = v.size();
+    add(&n, sizeof n);
+    add(v.data(), v.size() * sizeof(T));
+  }
+};
+
+// Every process reads, tokenizes and plans on its own; a node with another
+// data file, tokenizer or option would train on other examples, or run
+// another number of steps and hang in a collective. So the processes compare
+// a digest of their settings and tokenized examples before anything starts.
+// Paths are left out: nodes may mount the same files in different places.
+void check_processes_agree(json fingerprint, const SftDataset& data, const std::vector<SftExample>& val,
+                           Communicator& comm) {
+  if (comm.world() <= 1) return;
+  fingerprint.erase("model");
+  if (fingerprint["init_adapter"].is_object()) fingerprint["init_adapter"].erase("path");
+  Fnv64 f;
+  const std::string settings = fingerprint.dump();
+  f.add(settings.data(), settings.size());
+  for (const auto* set : {&data.examples, &val}) {
+    const uint64_t n = set->size();
+    f.add(&n, sizeof n);
+    for (const auto& e : *set) {
+      f.add(e.ids);
+      f.add(e.loss_mask);
+    }
+  }
+  // Sums of 16-bit pieces are exact in float64: every piece's sum equals
+  // world x this process's piece exactly when all processes agree.
+  std::vector<double> pieces;
+  for (int k = 0; k < 4; ++k) pieces.push_back(static_cast<double>((f.h >> (16 * k)) & 0xFFFF));
+  auto t = torch::tensor(pieces, torch::kFloat64);
+  comm.all_reduce_sum(t, 32);
+  for (int k = 0; k < 4; ++k)
+    SP_CHECK_INPUT(t[k].item<double>() == pieces[k] * static_cast<double>(comm.world()), "process ", comm.rank(),
+                   " of ", comm.world(), " differs from another in its settings or its tokenized data (",
+                   data.examples.size(), " training and ", val.size(),
+                   " validation examples here): every process needs the same options, data file and tokenizer");
+}
+
 std::string fmt(const char* f, double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, f, v);
@@ -107,7 +180,9 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
                          const TrainHooks& hooks) {
   const bool rank0 = comm.rank() == 0;
   const std::string ckpt_root = path_join(o.out_dir, "checkpoints");
+  check_options(o);
   const json fingerprint = run_fingerprint(o, comm.world());
+  check_processes_agree(fingerprint, data, val, comm);
 
   // Decide fresh vs resumed before anything in the output folder changes.
   std::optional<std::string> resume_from;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <iomanip>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "engine/peft_adapter.h"
@@ -121,6 +122,28 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
   }
 }
 
+TEST_CASE("processes that would train on different data refuse to start", "[cli]") {
+  Fixture f;
+  // Same length and count, other tokens: the same plan, so without the check
+  // each process would silently train on its own data.
+  const std::string other = f.dir.path + "/other.jsonl";
+  test::write_pretokenized(other, test::random_examples(16, 101, 10, 5, 24));
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string args = "--max-steps 2 --batch 2 --dist-timeout 60";
+  const std::string script =
+      env + "RANK=0 " + train_cmd(f.model, f.data, f.dir.path + "/out", args) + " 2>" + f.dir.path + "/r0.err & p=$!; " +
+      env + "RANK=1 " + train_cmd(f.model, other, f.dir.path + "/out", args) + " 2>" + f.dir.path +
+      "/r1.err; r1=$?; wait $p; r0=$?; test $r0 -ne 0 -a $r1 -ne 0";
+  const int status = std::system(("bash -c '" + script + "'").c_str());
+  const std::string e0 = test::read_text(f.dir.path + "/r0.err"), e1 = test::read_text(f.dir.path + "/r1.err");
+  INFO("rank 0 stderr: " << e0);
+  INFO("rank 1 stderr: " << e1);
+  CHECK(status == 0);
+  CHECK_THAT(e0, Catch::Contains("differs from another in its settings or its tokenized data"));
+  CHECK_THAT(e1, Catch::Contains("differs from another in its settings or its tokenized data"));
+  CHECK_FALSE(fs::exists(f.dir.path + "/out/checkpoints"));
+}
+
 TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit for bit", "[cli]") {
   // Longer examples so a step takes long enough to be killed in the middle.
   Fixture f(48, 60, 120);
@@ -149,6 +172,14 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
   REQUIRE(WIFSIGNALED(status));  // killed, not finished
   CHECK_FALSE(fs::exists(killed + "/adapter"));
 
+  // A save killed midway leaves its temporary folder (here made by hand, for
+  // a process id above pid_max, so none); the resumed run removes it. One of
+  // a process that still runs (this test) is another save under way: kept.
+  const std::string abandoned = killed + "/checkpoints/.tmp-step-00000010.4194305";
+  const std::string live = killed + "/checkpoints/.tmp-step-00000010." + std::to_string(::getpid());
+  fs::create_directories(abandoned);
+  fs::create_directories(live);
+  std::ofstream(abandoned + "/trainable.safetensors") << "partial";
   const auto resumed = test::run_command(train_cmd(f.model, f.data, killed, args + " --resume"), f.dir.path);
   INFO(resumed.err);
   REQUIRE(resumed.exit_code == 0);
@@ -173,7 +204,7 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
   std::vector<std::string> kept;
   for (const auto& e : fs::directory_iterator(killed + "/checkpoints")) kept.push_back(e.path().filename());
   std::sort(kept.begin(), kept.end());
-  CHECK(kept == std::vector<std::string>{"step-00000012", "step-00000014"});
+  CHECK(kept == std::vector<std::string>{fs::path(live).filename(), "step-00000012", "step-00000014"});
 }
 
 TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model", "[cli]") {
@@ -278,6 +309,17 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(train_cmd(f.model, f.data, d + "/o9", "--init-adapter " + run + "/adapter"),
                "cannot be combined with --init-adapter");
   expect_error(train_cmd(f.model, f.data, d + "/o10", "--dtype f16"), "--dtype f16 cannot train");
+  auto bare_cmd = [&](const std::string& out, const std::string& extra) {
+    return test::synthpert_bin() + " train --model " + f.model + " --data " + f.data + " --out " + d + out +
+           " --no-progress " + extra;
+  };
+  expect_error(bare_cmd("/o11", "--full --init-adapter " + run + "/adapter"), "--init-adapter starts a LoRA run");
+  // Settings that would diverge at once, or quietly read as another.
+  expect_error(train_cmd(f.model, f.data, d + "/o12", "--adam-beta1 1"), "--adam-beta1 must be in [0, 1)");
+  expect_error(bare_cmd("/o13", "--lr -1e-4"), "--lr must be a finite number >= 0");
+  expect_error(train_cmd(f.model, f.data, d + "/o14", "--save-every -1"), "--save-every must be >= 0");
+  expect_error(bare_cmd("/o15", "--lora-alpha 0"), "--lora-alpha must be positive");
+  for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15"}) CHECK_FALSE(fs::exists(d + o));
   fs::copy(f.model, d + "/tokenizer-copy");
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --tokenizer " + d + "/tokenizer-copy"),
                "\"tokenizer\":\"" + d + "/tokenizer-copy\"");

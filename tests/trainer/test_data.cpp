@@ -42,6 +42,9 @@ TEST_CASE("SynthPert CSV becomes user/assistant conversations with its cell_type
   CHECK(cs[0].messages[0].content == "Does A affect B?");
   CHECK(cs[0].messages[1].content == "<think>x</think><answer>upregulated</answer>");
   CHECK(cs[0].fields == std::map<std::string, std::string>{{"cell_type", "k562"}, {"pert", "A"}});
+  // A spreadsheet's "CSV UTF-8" starts with a byte-order mark.
+  std::ofstream(p) << "\xEF\xBB\xBF" "user_prompt,assistant_response\nq,a\n";
+  REQUIRE(trainer::read_synthpert_csv(p).size() == 1);
   std::ofstream(p) << "user_prompt,assistant_response\n\"q\",\"a\",extra\n";
   CHECK_THROWS_WITH(trainer::read_synthpert_csv(p), Catch::Contains("row 1: has 3 fields but the header has 2"));
 }
