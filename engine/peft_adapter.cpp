@@ -21,17 +21,15 @@ const char* kConfigFile = "adapter_config.json";
 const char* kWeightsFile = "adapter_model.safetensors";
 const std::string kPrefix = "base_model.model.";
 
-std::string short_name(const std::string& module) {
-  return module.substr(module.find_last_of('.') + 1);
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// PEFT's rule for a list of targets: a module is targeted when its full
+// name is one of them or ends with "." + one ("q_proj", "self_attn.q_proj").
 bool is_targeted(const std::string& module, const std::vector<std::string>& targets) {
   for (const auto& t : targets)
-    if (t == short_name(module)) return true;
+    if (t == module || ends_with(module, "." + t)) return true;
   return false;
 }
 
@@ -102,6 +100,9 @@ LoraSpec read_peft_config(const std::string& dir) {
   s.rslora = j.value("use_rslora", false);
   SP_CHECK_INPUT(!j.value("use_dora", false), path, ": DoRA adapters (use_dora) are not supported");
   SP_CHECK_INPUT(!j.value("fan_in_fan_out", false), path, ": fan_in_fan_out adapters are not supported");
+  for (const char* key : {"layers_to_transform", "layers_pattern"})
+    SP_CHECK_INPUT(!j.contains(key) || j[key].is_null() || (j[key].is_array() && j[key].empty()), path, ": '",
+                   key, "' (an adapter on some layers only) is not supported");
   for (const char* key : {"rank_pattern", "alpha_pattern"})
     SP_CHECK_INPUT(!j.contains(key) || j[key].is_null() || j[key].empty(), path, ": '", key,
                    "' (per-module ranks) is not supported");

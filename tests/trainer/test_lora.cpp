@@ -107,6 +107,19 @@ TEST_CASE("PEFT adapter files round trip and carry PEFT's names", "[lora]") {
   CHECK(torch::equal(loaded.forward(engine::ForwardBatch::from_ids(ids)),
                      model.forward(engine::ForwardBatch::from_ids(ids))));
 
+  // PEFT targets a module whose name is a target or ends with "." + one.
+  auto dotted = cfg;
+  dotted["target_modules"] = {"self_attn.k_proj", "model.layers.0.self_attn.o_proj", "layers.1.self_attn.o_proj"};
+  std::ofstream(ad + "/adapter_config.json") << dotted.dump();
+  auto reloaded = engine::Transformer::load(dir.path + "/model");
+  engine::load_peft_adapter(ad, reloaded);
+  CHECK(torch::equal(reloaded.forward(engine::ForwardBatch::from_ids(ids)),
+                     model.forward(engine::ForwardBatch::from_ids(ids))));
+  dotted["target_modules"] = {"_proj"};  // no whole name part: o_proj's weights are not targeted
+  std::ofstream(ad + "/adapter_config.json") << dotted.dump();
+  auto partial = engine::Transformer::load(dir.path + "/model");
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, partial), Catch::Contains("is not in target_modules"));
+
   // A config without lora_alpha means PEFT's default of 8, not r.
   auto no_alpha = cfg;
   no_alpha.erase("lora_alpha");
@@ -151,6 +164,10 @@ TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
   std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"LORA","r":2,"target_modules":["q_proj"],"use_dora":true})";
   auto m4 = fresh();
   CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m4), Catch::Contains("DoRA"));
+  std::ofstream(ad + "/adapter_config.json")
+      << R"({"peft_type":"LORA","r":2,"target_modules":["q_proj"],"layers_to_transform":[0]})";
+  auto m6 = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m6), Catch::Contains("some layers only"));
   std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"PREFIX_TUNING"})";
   auto m5 = fresh();
   CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m5), Catch::Contains("peft_type must be \"LORA\""));
