@@ -51,8 +51,10 @@ void refuse_unless_default(const json& body, const char* key, const json& defaul
 
 DecodeRequest parse_decode(const json& body) {
   DecodeRequest d;
+  // Both are checked; the newer name wins when both are given.
+  const auto legacy_max = optional_int(body, "max_tokens", 1);
   d.max_tokens = optional_int(body, "max_completion_tokens", 1);
-  if (!d.max_tokens) d.max_tokens = optional_int(body, "max_tokens", 1);
+  if (!d.max_tokens) d.max_tokens = legacy_max;
   d.sampling.temperature = optional_number(body, "temperature", 0.0, 2.0).value_or(1.0);
   d.sampling.top_p = optional_number(body, "top_p", 0.0, 1.0).value_or(1.0);
   if (d.sampling.top_p == 0.0) throw bad_request("top_p", "top_p must be > 0");

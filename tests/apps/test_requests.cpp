@@ -67,6 +67,15 @@ TEST_CASE("chat requests: each broken rule names its field", "[server]") {
   CHECK(refused_param(with("top_p", 0)) == "top_p");
   CHECK(refused_param(with("max_tokens", 0)) == "max_tokens");
   CHECK(refused_param(with("max_tokens", 1.5)) == "max_tokens");
+  {
+    // The newer max_completion_tokens wins, but a broken max_tokens beside it is still refused.
+    auto b = chat_body();
+    b["max_completion_tokens"] = 5;
+    b["max_tokens"] = "x";
+    CHECK(refused_param([b] { parse_chat_request(b); }) == "max_tokens");
+    b["max_tokens"] = 9;
+    CHECK(parse_chat_request(b).decode.max_tokens == 5);
+  }
   CHECK(refused_param(with("stop", json::array({"a", "b", "c", "d", "e"}))) == "stop");
   CHECK(refused_param(with("stop", "")) == "stop");
   CHECK(refused_param(with("n", 2)) == "n");
