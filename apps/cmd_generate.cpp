@@ -3,6 +3,7 @@
 // (rendered with its chat template). JSON on stdout; with a text or chat
 // prompt the continuation is decoded to text as well.
 #include <algorithm>
+#include <cstdio>
 
 #include "apps/command.h"
 #include "common/error.h"
@@ -31,7 +32,7 @@ RunFn setup(CLI::App& cmd) {
   auto* prompt = cmd.add_option("--prompt", o->prompt, "prompt text (BOS etc. added as the tokenizer says)");
   auto* messages = cmd.add_option("--messages", o->messages, "chat messages JSON file, rendered with the chat template");
   cmd.add_option("--chat-template", o->chat_template, "Jinja template file used instead of the model's chat_template");
-  cmd.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most")->capture_default_str();
+  cmd.add_option("--max-new-tokens", o->max_new_tokens, "tokens to generate at most (never past the model's context)")->capture_default_str();
   cmd.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   cmd.add_option("--top-k", o->top_k, "0 = off")->capture_default_str();
   cmd.add_option("--top-p", o->top_p, "1 = off")->capture_default_str();
@@ -68,6 +69,12 @@ RunFn setup(CLI::App& cmd) {
                        : tokenizer::merge_stop_ids(tokenizer::TokenizerConfig::load(o->model).generation_eos_ids,
                                                    model_eos);
     }
+    const int64_t context = model.config().max_position_embeddings;
+    if (static_cast<int64_t>(prompt_ids.size()) < context &&
+        static_cast<int64_t>(prompt_ids.size()) + g.max_new_tokens > context)
+      std::fprintf(stderr, "generate: at most %lld new tokens: the prompt's %zu fill the rest of the model's %lld\n",
+                   static_cast<long long>(context - static_cast<int64_t>(prompt_ids.size())), prompt_ids.size(),
+                   static_cast<long long>(context));
     const auto results = engine::generate(model, {prompt_ids}, g);
     nlohmann::json out = {{"ids", results[0].tokens}, {"finish_reason", results[0].finish_reason}};
     if (tok) {

@@ -20,10 +20,18 @@ std::vector<GenerateResult> generate(const Transformer& model,
                  opts.row_sampling.size(), " sampling settings for ", B, " prompts");
   std::vector<int64_t> budget = opts.row_max_new_tokens;
   if (budget.empty()) budget.assign(static_cast<size_t>(B), opts.max_new_tokens);
+  // Each row stops at the model's context (finish reason "length"), so the
+  // cache never holds more than max_position_embeddings slots per row,
+  // whatever budget was asked for.
+  const int64_t context = model.config().max_position_embeddings;
   int64_t L = 0, max_budget = 0;
   for (int64_t b = 0; b < B; ++b) {
-    SP_CHECK_INPUT(!prompts[b].empty(), "generate: prompt ", b, " is empty");
-    L = std::max<int64_t>(L, prompts[b].size());
+    const int64_t n = static_cast<int64_t>(prompts[b].size());
+    SP_CHECK_INPUT(n > 0, "generate: prompt ", b, " is empty");
+    SP_CHECK_INPUT(n < context, "generate: prompt ", b, " has ", n, " tokens, which fills the model's context of ",
+                   context, " (max_position_embeddings) and leaves no room for a new token");
+    budget[b] = std::min(budget[b], context - n);
+    L = std::max(L, n);
     max_budget = std::max(max_budget, budget[b]);
   }
 

@@ -21,6 +21,9 @@ struct GenerateResult {
 };
 
 struct GenerateOptions {
+  // At most this many new tokens per prompt, and never past the model's
+  // context (max_position_embeddings): a row that reaches it ends with
+  // finish_reason "length". A prompt that fills the context is an InputError.
   int64_t max_new_tokens = 128;
   SamplingParams sampling;
   // Per prompt, overriding the two above (empty: every prompt uses them), so

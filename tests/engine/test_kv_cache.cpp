@@ -311,6 +311,31 @@ TEST_CASE("greedy generation continues with the argmax of full recompute", "[eng
   }
 }
 
+TEST_CASE("generation stops at the model's context, whatever the budget", "[engine][kv]") {
+  test::TempDir dir("context"), wide_dir("context-wide");
+  auto c = test::small_test_config(Arch::kLlama);
+  c.max_position_embeddings = 12;
+  const auto model = test::small_test_model(dir.path, c, 21);
+  c.max_position_embeddings = 64;
+  const auto wide = test::small_test_model(wide_dir.path, c, 21);  // the same weights, a longer context
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(5, c.vocab_size, 1),
+                                                     test::random_ids(9, c.vocab_size, 2)};
+  GenerateOptions opts;
+  opts.max_new_tokens = 1000;  // a cache of prompt + 1000 slots per row is never made
+  const auto got = generate(model, prompts, opts);
+  opts.max_new_tokens = 10;
+  const auto longer = generate(wide, prompts, opts);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    INFO("prompt " << i);
+    const size_t room = 12 - prompts[i].size();
+    REQUIRE(got[i].tokens.size() == room);
+    CHECK(got[i].finish_reason == "length");
+    CHECK(got[i].tokens == std::vector<int64_t>(longer[i].tokens.begin(), longer[i].tokens.begin() + room));
+  }
+  CHECK_THROWS_WITH(generate(model, {test::random_ids(12, c.vocab_size, 3)}, opts),
+                    Catch::Contains("prompt 0 has 12 tokens, which fills the model's context of 12"));
+}
+
 TEST_CASE("generation stops at stop tokens and respects the seed", "[engine][sampling]") {
   test::TempDir dir("stop");
   const auto model = make_model(dir, Arch::kLlama);
