@@ -314,6 +314,18 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);
     if (hooks.on_gradients) hooks.on_gradients(rec, params);
     rec.grad_norm = clip_grad_norm(params.grad(), o.max_grad_norm);
+    // A non-finite loss or gradient would turn every weight into NaN at this
+    // step and in every checkpoint after. Both are the same on every process
+    // (reduced), so all stop here together, before the optimizer step.
+    if (!std::isfinite(rec.loss) || !std::isfinite(rec.grad_norm)) {
+      const auto newest = latest_checkpoint(ckpt_root);
+      throw std::runtime_error(str_cat(
+          "step ", rec.step, ": the loss is ", rec.loss, " and the gradient norm ", rec.grad_norm,
+          "; stopped before the optimizer step. ",
+          newest ? "The newest checkpoint (" + *newest + ") is intact: --resume from it with a lower --lr"
+                 : std::string("No checkpoint was written; lower --lr"),
+          ", or look for a broken example in this step"));
+    }
     if (!opt.fused_step(params.master(), params.grad(), params.entries(), lr)) {
       opt.step(params.master(), params.grad(), params.decay_mask(), lr);
       params.write_back();

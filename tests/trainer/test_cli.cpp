@@ -320,6 +320,20 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(train_cmd(f.model, f.data, d + "/o14", "--save-every -1"), "--save-every must be >= 0");
   expect_error(bare_cmd("/o15", "--lora-alpha 0"), "--lora-alpha must be positive");
   for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15"}) CHECK_FALSE(fs::exists(d + o));
+  {
+    // A learning rate that overflows the weights: the run stops at the first
+    // non-finite loss, before the optimizer writes NaN anywhere; the step-1
+    // checkpoint stays finite.
+    const auto r = test::run_command(bare_cmd("/nan", "--lora-r 4 --lr 1e30 --max-steps 4 --save-every 1 --val-fraction 0"), d);
+    INFO(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.err, Catch::Contains("stopped before the optimizer step") && Catch::Contains("--resume from it"));
+    CHECK_FALSE(fs::exists(d + "/nan/adapter"));
+    for (const auto& e : fs::directory_iterator(d + "/nan/checkpoints")) {
+      const auto masters = engine::load_tensors((e.path() / "trainable.safetensors").string());
+      for (const auto& [name, t] : masters) CHECK(torch::isfinite(t).all().item<bool>());
+    }
+  }
   fs::copy(f.model, d + "/tokenizer-copy");
   expect_error(train_cmd(f.model, f.data, run, "--max-steps 2 --resume --tokenizer " + d + "/tokenizer-copy"),
                "\"tokenizer\":\"" + d + "/tokenizer-copy\"");
