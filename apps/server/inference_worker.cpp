@@ -76,17 +76,21 @@ void InferenceWorker::loop() {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty() || !scheduler_.idle(); });
       if (stopping_) break;
-      // Queue order is kept: requests at the front join while rows are free;
-      // a task at the front runs before the requests behind it.
+      // Requests join in queue order while rows are free; a task at the
+      // front runs before the requests behind it. The first task also runs
+      // when requests before it still wait for a row: it needs none, and
+      // would otherwise wait for a whole generation to end.
       int64_t free_rows = scheduler_.max_rows() - scheduler_.running() - scheduler_.waiting();
       while (!queue_.empty() && free_rows > 0 && std::holds_alternative<engine::SequenceRequest>(queue_.front())) {
         joining.push_back(std::move(std::get<engine::SequenceRequest>(queue_.front())));
         queue_.pop_front();
         --free_rows;
       }
-      if (!queue_.empty() && std::holds_alternative<Task>(queue_.front())) {
-        task = std::move(std::get<Task>(queue_.front()));
-        queue_.pop_front();
+      const auto first_task = std::find_if(queue_.begin(), queue_.end(),
+                                           [](const Item& item) { return std::holds_alternative<Task>(item); });
+      if (first_task != queue_.end()) {
+        task = std::move(std::get<Task>(*first_task));
+        queue_.erase(first_task);
       }
       stats_.waiting = static_cast<int64_t>(queue_.size());
     }
