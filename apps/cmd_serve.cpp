@@ -64,7 +64,7 @@ RunFn setup(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--max-tokens", c.max_tokens_cap, "completion budget of a request that names none")
       ->capture_default_str();
-  cmd.add_option("--http-threads", c.http_threads, "HTTP worker threads (each streaming client holds one)")
+  cmd.add_option("--http-threads", c.http_threads, "HTTP worker threads: each request in progress holds one (a stream until it ends), two are kept for /health and /v1/models; beyond, a 429")
       ->capture_default_str();
   auto* from_eval = cmd.add_option("--eval-config", o->eval_config,
                                     "/v1/predict: the settings of an evaluation (its eval_config.json) instead of "

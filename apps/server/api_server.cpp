@@ -90,6 +90,11 @@ struct ApiServer::Impl {
   // Streamed responses not yet finished (their releaser not yet called),
   // which stop() lets end with their error event before httplib stops.
   std::atomic<int> open_streams{0};
+  // Handlers of generation and prediction requests now running. Each holds
+  // an HTTP thread until it answers (a stream, until it ends); with two
+  // threads kept back, /health and /v1/models always find one free.
+  std::atomic<int> busy_handlers{0};
+  static constexpr int kReservedThreads = 2;
   uint64_t id_salt = std::random_device{}();
   std::mutex seed_mutex;
   std::mt19937_64 seed_rng{std::random_device{}()};
@@ -140,7 +145,7 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   SP_CHECK_INPUT(cfg.max_context >= 2, "--max-context must be >= 2");
   SP_CHECK_INPUT(cfg.prefill_chunk >= 0, "--prefill-chunk must be >= 0 (0: whole prompts)");
   SP_CHECK_INPUT(cfg.max_tokens_cap >= 1, "--max-tokens must be >= 1");
-  SP_CHECK_INPUT(cfg.http_threads >= 2, "--http-threads must be >= 2");
+  SP_CHECK_INPUT(cfg.http_threads >= 3, "--http-threads must be >= 3 (two are kept for /health and /v1/models)");
   tok = tokenizer::Tokenizer::load(cfg.model_dir);
   if (!cfg.chat_template_file.empty() || path_exists(path_join(cfg.model_dir, "tokenizer_config.json"))) {
     // A model without a chat template still serves /v1/completions.
@@ -396,6 +401,24 @@ void ApiServer::Impl::routes() {
   // bad input found deeper down (InputError) as 400, anything else as 500.
   auto guarded = [this](void (Impl::*handler)(const httplib::Request&, httplib::Response&)) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      struct Busy {
+        std::atomic<int>& n;
+        ~Busy() { --n; }
+      };
+      const int busy = ++busy_handlers + open_streams.load();
+      Busy hold{busy_handlers};
+      if (busy > cfg.http_threads - kReservedThreads) {
+        // As OpenAI's rate limit: the SDKs retry a 429 after Retry-After.
+        res.set_header("Retry-After", "1");
+        send_json(res, 429,
+                  ApiError(429, "requests",
+                           "the server is at its limit of " + std::to_string(cfg.http_threads - kReservedThreads) +
+                               " requests at once (--http-threads " + std::to_string(cfg.http_threads) +
+                               ", two kept for /health and /v1/models); retry shortly",
+                           "", "rate_limit_exceeded")
+                      .body());
+        return;
+      }
       try {
         (this->*handler)(req, res);
       } catch (const ApiError& e) {

@@ -37,7 +37,7 @@ struct ServeConfig {
   int64_t max_context = 4096;    // tokens per sequence (prompt + completion); the KV cache holds max_batch x this
   int64_t prefill_chunk = 512;   // prompt tokens per row per prefill step, so long prompts do not stall decoding (0: whole)
   int64_t max_tokens_cap = 2048; // completion budget when a request names none
-  int http_threads = 32;         // each streaming client holds one
+  int http_threads = 32;         // each request in progress holds one; 2 kept for /health, /v1/models; beyond: 429
   PredictConfig predict;
 };
 

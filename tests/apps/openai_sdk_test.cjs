@@ -505,6 +505,28 @@ async function main() {
     }
   });
 
+  await check('a server at its request limit answers 429 (as OpenAI\'s rate limit); /health stays reachable', async () => {
+    // Three HTTP threads: one request at a time, two kept for /health and /v1/models.
+    const busy = await startServer(['--http-threads', '3']);
+    const c = new OpenAI({ baseURL: `${busy.info.listening}/v1`, apiKey: KEY, maxRetries: 0 });
+    try {
+      const stream = await c.completions.create({ model: busy.info.models[0], prompt: 'hello', max_tokens: 1000,
+                                                  temperature: 0, stream: true });
+      const it = stream[Symbol.asyncIterator]();
+      await it.next();  // the stream holds the one request thread now
+      await assert.rejects(c.completions.create({ model: busy.info.models[0], prompt: 'hi', max_tokens: 2 }),
+                           (e) => e.status === 429 && e.code === 'rate_limit_exceeded' &&
+                                  /limit of 1 requests at once/.test(e.message));
+      const health = await fetch(`${busy.info.listening}/health`);
+      assert.equal(health.status, 200);
+      const models = await c.models.list();
+      assert.equal(models.data.length, 2);
+      stream.controller.abort();
+    } finally {
+      busy.proc.kill('SIGTERM');
+    }
+  });
+
   const exited = new Promise((resolve) => server.proc.on('exit', (code) => resolve(code)));
   server.proc.kill('SIGTERM');
   const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 20000))]);
