@@ -76,11 +76,19 @@ std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
   // Groups in order of first appearance: with distinct prompts, group i is
   // example i.
   std::map<std::vector<int64_t>, int64_t> group_of_prompt;
+  // Text trained on every token has at most a BOS before its first target:
+  // no questions to keep together, so each example is its own key
+  // (identical examples still stay on one side).
+  auto first_target_of = [](const SftExample& e) {
+    return std::find(e.loss_mask.begin(), e.loss_mask.end(), 1) - e.loss_mask.begin();
+  };
+  const bool no_prompts =
+      std::all_of(examples.begin(), examples.end(), [&](const SftExample& e) { return first_target_of(e) <= 1; });
   std::vector<std::vector<int64_t>> groups;
   for (int64_t i = 0; i < n; ++i) {
     const auto& e = examples[i];
-    const auto first_target = std::find(e.loss_mask.begin(), e.loss_mask.end(), 1) - e.loss_mask.begin();
-    std::vector<int64_t> prompt(e.ids.begin(), e.ids.begin() + first_target);
+    const auto first_target = first_target_of(e);
+    std::vector<int64_t> prompt(e.ids.begin(), e.ids.begin() + (no_prompts ? e.ids.size() : first_target));
     const auto [it, fresh] = group_of_prompt.emplace(std::move(prompt), static_cast<int64_t>(groups.size()));
     if (fresh) groups.emplace_back();
     groups[it->second].push_back(i);

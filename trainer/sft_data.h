@@ -38,6 +38,8 @@ std::string file_fingerprint(const std::string& path);
 // prompt (the tokens before the first target: several traces of one
 // question) stay on one side, so near-duplicates never score val_loss; whole
 // prompt groups are taken in a seeded permutation until the count is reached.
+// When no example has more than one token before its first target (text
+// trained on every token), each example is its own group.
 std::pair<std::vector<SftExample>, std::vector<SftExample>> split_validation(
     std::vector<SftExample> examples, double fraction, uint64_t seed);
 

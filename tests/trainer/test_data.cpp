@@ -273,6 +273,17 @@ TEST_CASE("validation split keeps every prompt's examples on one side", "[data]"
   std::vector<trainer::SftExample> same(ex.begin(), ex.begin() + 1);
   same.push_back(ex[10]);
   CHECK_THROWS_WITH(trainer::split_validation(same, 0.1, 1), Catch::Contains("they share 1 prompt(s)"));
+  // Text trained on every token after a shared BOS has no prompt: each
+  // example is its own group.
+  std::vector<trainer::SftExample> plain = test::random_examples(10, 101, 6);
+  for (auto& e : plain) {
+    e.ids[0] = 1;
+    std::fill(e.loss_mask.begin(), e.loss_mask.end(), 1);
+    e.loss_mask[0] = 0;
+  }
+  const auto [plain_train, plain_val] = trainer::split_validation(plain, 0.1, 1);
+  CHECK(plain_val.size() == 1);
+  CHECK(plain_train.size() == 9);
 }
 
 TEST_CASE("validation split is seeded, disjoint and ceil-sized", "[data]") {
