@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/hash.h"
 #include "common/progress.h"
 #include "engine/model.h"
 #include "engine/peft_adapter.h"
@@ -86,21 +87,6 @@ void check_options(const TrainOptions& o) {
                  "--lora-alpha must be positive, got ", o.lora.alpha);
 }
 
-// FNV-1a over bytes, to compare what each process is about to train on.
-struct Fnv64 {
-  uint64_t h = 1469598103934665603ull;
-  void add(const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  }
-  template <typename T>
-  void add(const std::vector<T>& v) {
-    const uint64_t n = v.size();
-    add(&n, sizeof n);
-    add(v.data(), v.size() * sizeof(T));
-  }
-};
-
 // Every process reads, tokenizes and plans on its own; a node with another
 // data file, tokenizer or option would train on other examples, or run
 // another number of steps and hang in a collective. So the processes compare
@@ -111,21 +97,18 @@ void check_processes_agree(json fingerprint, const SftDataset& data, const std::
   if (comm.world() <= 1) return;
   fingerprint.erase("model");
   if (fingerprint["init_adapter"].is_object()) fingerprint["init_adapter"].erase("path");
-  Fnv64 f;
-  const std::string settings = fingerprint.dump();
-  f.add(settings.data(), settings.size());
+  auto bytes = [](const auto& v) {
+    return std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
+  };
+  uint64_t h = fnv1a64(fingerprint.dump());
   for (const auto* set : {&data.examples, &val}) {
-    const uint64_t n = set->size();
-    f.add(&n, sizeof n);
-    for (const auto& e : *set) {
-      f.add(e.ids);
-      f.add(e.loss_mask);
-    }
+    h = fnv1a64(std::to_string(set->size()) + ";", h);
+    for (const auto& e : *set) h = fnv1a64(bytes(e.loss_mask), fnv1a64(bytes(e.ids), h));
   }
   // Sums of 16-bit pieces are exact in float64: every piece's sum equals
   // world x this process's piece exactly when all processes agree.
   std::vector<double> pieces;
-  for (int k = 0; k < 4; ++k) pieces.push_back(static_cast<double>((f.h >> (16 * k)) & 0xFFFF));
+  for (int k = 0; k < 4; ++k) pieces.push_back(static_cast<double>((h >> (16 * k)) & 0xFFFF));
   auto t = torch::tensor(pieces, torch::kFloat64);
   comm.all_reduce_sum(t, 32);
   for (int k = 0; k < 4; ++k)
