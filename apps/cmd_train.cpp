@@ -12,6 +12,7 @@
 #include "engine/config.h"
 #include "engine/tensor_io.h"
 #include "perturb/trace_review.h"
+#include "trainer/failure_gate.h"
 #include "trainer/lora.h"
 #include "trainer/sft_data.h"
 #include "trainer/system_prompt.h"
@@ -109,6 +110,11 @@ RunFn setup(CLI::App& cmd) {
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
       t.device = "cuda:" + std::to_string(env.local_rank);
 
+    // The process group forms first, so a process that cannot read its data
+    // tells the others at the gate instead of leaving them waiting for it.
+    auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
+                                              std::chrono::seconds(o->timeout_s));
+    trainer::FailureGate data_read(*comm, "reading its data");
     trainer::DataSource src;
     src.path = o->data;
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
@@ -150,8 +156,7 @@ RunFn setup(CLI::App& cmd) {
     if (tokenizer_path != std::filesystem::absolute(t.model_dir).lexically_normal())
       t.data_identity["tokenizer"] = tokenizer_path.string();
 
-    auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
-                                              std::chrono::seconds(o->timeout_s));
+    data_read.pass();
     const bool rank0 = comm->rank() == 0;
     if (rank0 && (all.truncated > 0 || train.dropped > 0))
       std::fprintf(stderr,

@@ -18,6 +18,7 @@
 #include "trainer/batch_plan.h"
 #include "trainer/checkpoint.h"
 #include "trainer/collate.h"
+#include "trainer/failure_gate.h"
 #include "trainer/grad_reducer.h"
 #include "trainer/lora.h"
 #include "trainer/loss_plot.h"
@@ -90,11 +91,11 @@ void check_options(const TrainOptions& o) {
 // Every process reads, tokenizes and plans on its own; a node with another
 // data file, tokenizer or option would train on other examples, or run
 // another number of steps and hang in a collective. So the processes compare
-// a digest of their settings and tokenized examples before anything starts.
-// Paths are left out: nodes may mount the same files in different places.
+// a digest of their settings and tokenized examples at the gate that ends
+// their preparation, before the model is loaded. Paths are left out: nodes
+// may mount the same files in different places.
 void check_processes_agree(json fingerprint, const SftDataset& data, const std::vector<SftExample>& val,
-                           Communicator& comm) {
-  if (comm.world() <= 1) return;
+                           Communicator& comm, FailureGate& gate) {
   fingerprint.erase("model");
   if (fingerprint["init_adapter"].is_object()) fingerprint["init_adapter"].erase("path");
   auto bytes = [](const auto& v) {
@@ -105,17 +106,10 @@ void check_processes_agree(json fingerprint, const SftDataset& data, const std::
     h = fnv1a64(std::to_string(set->size()) + ";", h);
     for (const auto& e : *set) h = fnv1a64(bytes(e.loss_mask), fnv1a64(bytes(e.ids), h));
   }
-  // Sums of 16-bit pieces are exact in float64: every piece's sum equals
-  // world x this process's piece exactly when all processes agree.
-  std::vector<double> pieces;
-  for (int k = 0; k < 4; ++k) pieces.push_back(static_cast<double>((h >> (16 * k)) & 0xFFFF));
-  auto t = torch::tensor(pieces, torch::kFloat64);
-  comm.all_reduce_sum(t, 32);
-  for (int k = 0; k < 4; ++k)
-    SP_CHECK_INPUT(t[k].item<double>() == pieces[k] * static_cast<double>(comm.world()), "process ", comm.rank(),
-                   " of ", comm.world(), " differs from another in its settings or its tokenized data (",
-                   data.examples.size(), " training and ", val.size(),
-                   " validation examples here): every process needs the same options, data file and tokenizer");
+  SP_CHECK_INPUT(gate.pass(h), "process ", comm.rank(), " of ", comm.world(),
+                 " differs from another in its settings or its tokenized data (", data.examples.size(),
+                 " training and ", val.size(),
+                 " validation examples here): every process needs the same options, data file and tokenizer");
 }
 
 std::string fmt(const char* f, double v) {
@@ -163,10 +157,9 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
                          const TrainHooks& hooks) {
   const bool rank0 = comm.rank() == 0;
   const std::string ckpt_root = path_join(o.out_dir, "checkpoints");
+  FailureGate prepared(comm, "checking its options and output folder");
   check_options(o);
   const json fingerprint = run_fingerprint(o, comm.world());
-  check_processes_agree(fingerprint, data, val, comm);
-
   // Decide fresh vs resumed before anything in the output folder changes.
   std::optional<std::string> resume_from;
   if (o.resume) {
@@ -178,6 +171,9 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
                    ": holds checkpoints of an earlier run; pass --resume to continue it or choose "
                    "another --out (nothing was changed)");
   }
+  check_processes_agree(fingerprint, data, val, comm, prepared);
+
+  FailureGate loaded(comm, "loading the model, adapter or checkpoint");
 
   engine::LoadOptions lo;
   lo.dtype = engine::parse_dtype(o.dtype);
@@ -258,6 +254,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   std::unique_ptr<ProgressBar> bar;
   if (rank0 && o.progress)
     bar = std::make_unique<ProgressBar>("train", plan.total_steps() - result.start_step, "step");
+  loaded.pass();
   for (int64_t step = result.start_step; step < plan.total_steps(); ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = sched.lr(step);

@@ -144,6 +144,45 @@ TEST_CASE("processes that would train on different data refuse to start", "[cli]
   CHECK_FALSE(fs::exists(f.dir.path + "/out/checkpoints"));
 }
 
+// Two processes where rank 1 is given `rank1_model` and `rank1_data`; returns
+// both processes' stderr once both have exited (each with an error).
+std::pair<std::string, std::string> run_pair_expecting_failure(const Fixture& f, const std::string& rank1_model,
+                                                                const std::string& rank1_data) {
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  // Long enough for a slow machine to form the group; the old behaviour,
+  // waiting for the failed process, ran into it with a timeout error.
+  const std::string args = "--max-steps 2 --batch 2 --dist-timeout 45";
+  const std::string script =
+      env + "RANK=0 " + train_cmd(f.model, f.data, f.dir.path + "/out", args) + " 2>" + f.dir.path +
+      "/r0.err & p=$!; " + env + "RANK=1 " + train_cmd(rank1_model, rank1_data, f.dir.path + "/out", args) +
+      " 2>" + f.dir.path + "/r1.err; r1=$?; wait $p; r0=$?; test $r0 -ne 0 -a $r1 -ne 0";
+  const int status = std::system(("bash -c '" + script + "'").c_str());
+  const std::string e0 = test::read_text(f.dir.path + "/r0.err"), e1 = test::read_text(f.dir.path + "/r1.err");
+  INFO("rank 0 stderr: " << e0);
+  INFO("rank 1 stderr: " << e1);
+  CHECK(status == 0);
+  return {e0, e1};
+}
+
+TEST_CASE("a process that cannot read its data stops the others at once, naming it", "[cli]") {
+  Fixture f;
+  const auto [e0, e1] = run_pair_expecting_failure(f, f.model, f.dir.path + "/missing.jsonl");
+  CHECK_THAT(e1, Catch::Contains("missing.jsonl"));
+  CHECK_THAT(e0, Catch::Contains("process 1 of 2 failed while reading its data"));
+  CHECK_FALSE(fs::exists(f.dir.path + "/out/checkpoints"));
+}
+
+TEST_CASE("a process whose model file is broken stops the others before the first step", "[cli]") {
+  Fixture f;
+  const std::string broken = f.dir.path + "/broken-model";
+  fs::copy(f.model, broken);
+  fs::resize_file(broken + "/model.safetensors", 100);
+  const auto [e0, e1] = run_pair_expecting_failure(f, broken, f.data);
+  CHECK_THAT(e1, Catch::Contains("model.safetensors"));
+  CHECK_THAT(e0, Catch::Contains("process 1 of 2 failed while loading the model"));
+  CHECK_FALSE(fs::exists(f.dir.path + "/out/checkpoints"));
+}
+
 TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit for bit", "[cli]") {
   // Longer examples so a step takes long enough to be killed in the middle.
   Fixture f(48, 60, 120);
