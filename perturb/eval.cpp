@@ -1,5 +1,6 @@
 #include "perturb/eval.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -154,8 +155,19 @@ std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& m
     for (j = i; j < questions.size() && questions[j]->answers == answers; ++j) prompts.push_back(questions[j]->prompt);
     const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
     const std::vector<int64_t> adapters = adapter < 0 ? std::vector<int64_t>{} : std::vector<int64_t>(prompts.size(), adapter);
-    for (const auto& lp : engine::score_continuations(model, prompts, candidates, adapters))
+    for (const auto& lp : engine::score_continuations(model, prompts, candidates, adapters)) {
+      // NaN would be written as null and argmax to an arbitrary class; a
+      // model that overflows is broken for every row it touches, not wrong
+      // about one.
+      const bool broken = std::isnan(lp[0] + lp[1] + lp[2]) || lp[0] == INFINITY || lp[1] == INFINITY ||
+                          lp[2] == INFINITY || std::max({lp[0], lp[1], lp[2]}) == -INFINITY;
+      if (broken)
+        throw std::runtime_error(str_cat("the model's log-probabilities of the three answers are (", lp[0], ", ",
+                                         lp[1], ", ", lp[2],
+                                         "), not finite: its activations overflow (f16 weights, or a diverged "
+                                         "fine-tune); try --dtype bf16 or f32, or another checkpoint"));
       out.push_back({lp[0], lp[1], lp[2]});
+    }
   }
   return out;
 }

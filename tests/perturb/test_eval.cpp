@@ -6,6 +6,7 @@
 // catch.hpp so that Catch's CHECK is the one in force.
 #include "engine/init_model.h"
 #include "engine/peft_adapter.h"
+#include "engine/tensor_io.h"
 #include "tests/engine/engine_test_util.h"
 
 #include <catch2/catch.hpp>
@@ -197,6 +198,19 @@ TEST_CASE("blind view: the mean of the named and name-blind prompts' log-likelih
   cfg.blind_view = true;
   cfg.mode = "generate";
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/gen"), Catch::Contains("--blind-view applies to --mode score only"));
+}
+
+TEST_CASE("a model whose scores are not finite stops the evaluation instead of writing null probabilities",
+          "[eval]") {
+  test::TempDir tmp("eval-nan");
+  const std::string model = make_model(tmp.path);
+  auto weights = engine::load_tensors(model + "/model.safetensors");
+  weights.at("model.norm.weight")[3].fill_(std::nan(""));
+  engine::save_tensors(model + "/model.safetensors", engine::NamedTensors(weights.begin(), weights.end()));
+  CHECK_THROWS_WITH(run_eval(small_eval(model), tmp.path + "/out"), Catch::Contains("not finite"));
+  // Nothing was written that a later metrics run could count.
+  const std::string preds = tmp.path + "/out/predictions.jsonl";
+  CHECK((!std::filesystem::exists(preds) || test::read_text(preds).empty()));
 }
 
 TEST_CASE("an interrupted evaluation resumes to the same predictions", "[eval]") {
