@@ -1,6 +1,7 @@
 #include "perturb/eval_remote.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -35,7 +36,12 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
   std::mutex mutex;
   std::condition_variable changed;
   size_t next = first;           // the next row to send
+  size_t written_to = first;     // rows before this one are written (or being written)
   std::map<size_t, json> ready;  // answered rows not yet written (some row before them is still out)
+  // Rows may be answered at most this far past the first unwritten one: one
+  // slow row must not gather an unbounded backlog of paid answers that a
+  // kill, or that row failing, would throw away.
+  const size_t window = 8 * static_cast<size_t>(std::max<int64_t>(cfg.batch, 1));
   size_t failed_row = rows.size();
   std::string failure;
   size_t running = 0;
@@ -44,8 +50,15 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
     for (;;) {
       size_t i;
       {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!failure.empty() || next >= rows.size() || cfg.interrupted()) break;
+        std::unique_lock<std::mutex> lock(mutex);
+        bool stop = false;
+        for (;;) {
+          stop = !failure.empty() || next >= rows.size() || cfg.interrupted();
+          if (stop || next < written_to + window) break;
+          // Polled, so an interrupt is seen while waiting here too.
+          changed.wait_for(lock, std::chrono::milliseconds(200));
+        }
+        if (stop) break;
         i = next++;
       }
       ChatOptions o = cfg.endpoint_options;
@@ -93,7 +106,9 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
         it = ready.erase(it);
       }
       finished = running == 0 && !ready.count(at);
+      written_to = at;
     }
+    changed.notify_all();
     try {
       writer.write(std::move(lines));
     } catch (...) {

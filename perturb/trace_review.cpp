@@ -75,14 +75,23 @@ TraceCheck check_trace(std::string_view reply, Label label, std::string_view fin
   const std::string trace(trim_space(reply.substr(think, answer_end + 9 - think)));
   const auto parsed = parse_answer(trace);
   if (!parsed || *parsed != label) return {"answer_mismatch", trace};
+  // The whole kept trace, the words between </think> and the answer included:
+  // all of it becomes training text.
+  const std::string kept = ascii_lower(trace);
   for (const char* phrase : kLeakPhrases)
-    if (reasoning.find(phrase) != std::string_view::npos) return {"leak", trace};
+    if (kept.find(phrase) != std::string::npos) return {"leak", trace};
   return {"", trace};
 }
 
 std::string teacher_text(std::string_view content, std::string_view reasoning) {
+  const std::string lower = ascii_lower(content);
+  // R1-style chat templates end the generation prompt with "<think>\n", so a
+  // server without a reasoning parser returns the reasoning without its
+  // opening tag: "...</think>\n<answer>up</answer>".
+  if (lower.find("<think>") == std::string::npos && lower.find("</think>") != std::string::npos)
+    return "<think>\n" + std::string(trim_space(content));
   const std::string_view thought = trim_space(reasoning);
-  if (thought.empty() || ascii_lower(content).find("<think>") != std::string::npos) return std::string(content);
+  if (thought.empty() || lower.find("<think>") != std::string::npos) return std::string(content);
   return "<think>\n" + std::string(thought) + "\n</think>\n" + std::string(trim_space(content));
 }
 

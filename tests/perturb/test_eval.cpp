@@ -362,6 +362,39 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
   CHECK(read_jsonl(pred)[0] == first_part[0]);
 }
 
+TEST_CASE("eval --endpoint answers at most 8 x --batch rows past one that is still out", "[eval][endpoint]") {
+  test::TempDir tmp("eval-endpoint-window");
+  std::atomic<int> arrived{0}, arrived_before_row0_replied{-1};
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    ++arrived;
+    const int64_t i = body.at("seed").get<int64_t>();
+    if (i == 0) {
+      // Long enough for the other worker to reach the window's end (16 rows
+      // with --batch 2), then a while longer to see that it stops there.
+      for (int t = 0; t < 400 && arrived < 16; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      arrived_before_row0_replied = arrived.load();
+    }
+    return {200, completion(endpoint_reply(i))};
+  });
+  EvalConfig c;
+  c.endpoint = {server.url(), "teacher", "", 30};
+  c.endpoint_retry = {0, 0.001, 0.01};
+  c.data_dir = test::perturbqa_dir();
+  c.split = "holdout:rpe1";
+  c.prompt = "compact";
+  c.mode = "generate";
+  c.fraction = 0.0003;
+  c.seed = 0;
+  c.batch = 2;
+  c.bootstrap = 0;
+  c.progress = false;
+  const json result = run_eval(c, tmp.path + "/out");
+  REQUIRE(result["rows"].get<int>() > 20);
+  CHECK(arrived_before_row0_replied == 16);
+  CHECK(read_jsonl(tmp.path + "/out/predictions.jsonl").size() == result["rows"].get<size_t>());
+}
+
 TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[eval]") {
   test::TempDir tmp("eval-adapter");
   const std::string base = make_model(tmp.path);

@@ -56,6 +56,12 @@ TEST_CASE("teacher replies: what becomes a trace and why others do not", "[trace
   CHECK(check_trace("<think>Given the measured outcome, it must fall.</think><answer>downregulated</answer>",
                     Label::kDown, "stop")
             .reason == "leak");
+  // Between the reasoning and the answer is training text too.
+  CHECK(check_trace("<think>X falls.</think>\nAs the Measured Outcome says, <answer>downregulated</answer>",
+                    Label::kDown, "stop")
+            .reason == "leak");
+  // Around the trace is dropped, so it may say anything.
+  CHECK(check_trace(good + "\n(The measured outcome agreed.)", Label::kDown, "stop").reason == "");
 }
 
 TEST_CASE("teacher replies with the reasoning apart: it becomes the <think> block", "[traces]") {
@@ -65,6 +71,11 @@ TEST_CASE("teacher replies with the reasoning apart: it becomes the <think> bloc
   // A text with its own reasoning keeps it; the separate reasoning is not added.
   CHECK(teacher_text("<THINK>own</THINK><answer>up</answer>", "hidden") == "<THINK>own</THINK><answer>up</answer>");
   CHECK(teacher_text("<answer>up</answer>", " \n ") == "<answer>up</answer>");
+  // The template opened the block in the prompt: the reply starts inside it.
+  CHECK(teacher_text("Loss of X frees Y.\n</think>\n<answer>up</answer>\n", "") ==
+        "<think>\nLoss of X frees Y.\n</think>\n<answer>up</answer>");
+  CHECK(check_trace(teacher_text("Loss of X frees Y.</think><answer>upregulated</answer>", ""), Label::kUp, "stop")
+            .reason == "");
   const auto c = check_trace(teacher_text("<answer>upregulated</answer>", "Loss of X frees Y."), Label::kUp, "stop");
   CHECK(c.reason == "");
   CHECK(c.trace == "<think>\nLoss of X frees Y.\n</think>\n<answer>upregulated</answer>");
