@@ -39,6 +39,9 @@ std::vector<GenerateResult> generate(const Transformer& model,
   // as they finish.
   BatchScheduler scheduler(model, B, L + std::max<int64_t>(max_budget, 1), opts.stop_ids);
   std::vector<GenerateResult> results(B);
+  // A row that fails (every logit NaN, a callback that throws) leaves the
+  // batch alone; generate() has no partial answer to give, so it reports it.
+  std::string failure;
   for (int64_t b = 0; b < B; ++b) {
     SequenceRequest r;
     r.prompt = prompts[b];
@@ -54,9 +57,13 @@ std::vector<GenerateResult> generate(const Transformer& model,
       results[row] = g;
       if (opts.on_finish) opts.on_finish(row, g);
     };
+    r.on_error = [&failure, row](const std::string& message) {
+      if (failure.empty()) failure = str_cat("generate: sequence ", row, ": ", message);
+    };
     scheduler.add(std::move(r));
   }
   while (!scheduler.idle()) scheduler.step();
+  if (!failure.empty()) throw std::runtime_error(failure);
   return results;
 }
 

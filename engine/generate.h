@@ -45,6 +45,9 @@ struct GenerateOptions {
   std::function<void(size_t sequence, const GenerateResult& result)> on_finish;
 };
 
+// A sequence that fails (every logit NaN: the activations overflowed; on_token
+// or on_finish threw) lets the others finish, then generate() throws, naming
+// the first that failed.
 std::vector<GenerateResult> generate(const Transformer& model,
                                      const std::vector<std::vector<int64_t>>& prompts,
                                      const GenerateOptions& opts);

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -61,6 +64,9 @@ StDType parse_st_dtype(const std::string& name, const std::string& context) {
 }
 
 int64_t TensorInfo::numel() const {
+  // An empty tensor's other dimensions may multiply past int64 (the header
+  // check bounds the product only when no dimension is 0).
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;
@@ -120,6 +126,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t availa
       SP_CHECK_INPUT(d.is_number_unsigned() || (d.is_number_integer() && d.get<int64_t>() >= 0),
                      ctx, ": shape entries must be non-negative integers");
       const uint64_t dim = d.get<uint64_t>();
+      // Each dimension fits int64 (as torch holds it) even beside a 0, which
+      // would let any product through the overflow check.
+      SP_CHECK_INPUT(dim <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), ctx,
+                     ": shape entry ", dim, " is too large");
       SP_CHECK_INPUT(dim == 0 || expect <= std::numeric_limits<uint64_t>::max() / dim, ctx,
                      ": shape too large");
       expect *= dim;
@@ -191,7 +201,8 @@ Checkpoint::Checkpoint(const std::string& dir_or_file) : source_(dir_or_file) {
   if (S_ISDIR(st.st_mode)) {
     const std::string single = path_join(dir_or_file, "model.safetensors");
     const std::string index = path_join(dir_or_file, "model.safetensors.index.json");
-    if (path_exists(index)) {
+    // The single file first, as transformers' from_pretrained looks.
+    if (!path_exists(single) && path_exists(index)) {
       json j;
       try {
         j = json::parse(read_file(index));
@@ -298,12 +309,34 @@ void write_safetensors(const std::string& path, const std::vector<TensorSpec>& s
     if (!buf.empty() && std::fwrite(buf.data(), 1, buf.size(), f) != buf.size())
       fail(str_cat("write failed (", std::strerror(errno), ")"));
   }
-  if (std::fflush(f) != 0) fail("flush failed");
-  ::fsync(::fileno(f));
-  std::fclose(f);
-  SP_CHECK_INPUT(::rename(tmp.c_str(), path.c_str()) == 0, path, ": rename failed (",
-                 std::strerror(errno), ")");
+  // A full disk or a network filesystem may report the error only here.
+  if (std::fflush(f) != 0) fail(str_cat("flush failed (", std::strerror(errno), ")"));
+  if (::fsync(::fileno(f)) != 0) fail(str_cat("fsync failed (", std::strerror(errno), ")"));
+  const int closed = std::fclose(f);
+  f = nullptr;
+  if (closed != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw InputError(str_cat(path, closed != 0 ? ": close failed (" : ": rename failed (", why, ")"));
+  }
 }
+
+namespace {
+
+// Removes model-NNNNN-of-NNNNN.safetensors files of `dir` not in `keep`.
+void remove_stale_shards(const std::string& dir, const std::set<std::string>& keep) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool shard = name.size() == 32 && name.compare(0, 6, "model-") == 0 &&
+                       name.compare(11, 4, "-of-") == 0 && name.compare(20, 12, ".safetensors") == 0 &&
+                       std::all_of(name.begin() + 6, name.begin() + 11, ::isdigit) &&
+                       std::all_of(name.begin() + 15, name.begin() + 20, ::isdigit);
+    if (shard && !keep.count(name)) std::remove(entry.path().c_str());
+  }
+}
+
+}  // namespace
 
 void write_checkpoint(const std::string& dir, const std::vector<TensorSpec>& specs,
                       const TensorFiller& fill, uint64_t max_shard_bytes) {
@@ -319,20 +352,32 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorSpec>& spe
     in_shard += s.nbytes();
     total += s.nbytes();
   }
+  // A folder saved into before keeps the other layout's files: a stale single
+  // file is what loaders read first, stale shards sit beside the new ones.
+  // They go, in an order where a crash leaves either the new weights or an
+  // error, never the old weights read as new.
+  const std::string single = path_join(dir, "model.safetensors");
+  const std::string index_path = path_join(dir, "model.safetensors.index.json");
   if (shards.size() == 1) {
-    write_safetensors(path_join(dir, "model.safetensors"), specs, fill);
+    write_safetensors(single, specs, fill);
+    std::remove(index_path.c_str());
+    remove_stale_shards(dir, {});
     return;
   }
   json weight_map = json::object();
+  std::set<std::string> written;
   const size_t count = shards.size();
   for (size_t i = 0; i < count; ++i) {
     char name[64];
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", i + 1, count);
     write_safetensors(path_join(dir, name), shards[i], fill);
+    written.insert(name);
     for (const auto& s : shards[i]) weight_map[s.name] = name;
   }
+  std::remove(single.c_str());
   json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-  write_file_atomic(path_join(dir, "model.safetensors.index.json"), index.dump(2) + "\n");
+  write_file_atomic(index_path, index.dump(2) + "\n");
+  remove_stale_shards(dir, written);
 }
 
 }  // namespace synthpert::engine

@@ -218,6 +218,23 @@ TEST_CASE("a sequence whose callback throws ends alone, reported through on_erro
   CHECK(survivor.tokens == generate(model, {prompts[2]}, alone)[0].tokens);
 }
 
+TEST_CASE("generate() reports a sequence that failed instead of returning it empty", "[engine][kv]") {
+  test::TempDir dir("generate-throw");
+  const auto model = make_model(dir, Arch::kLlama);
+  const int64_t V = model.config().vocab_size;
+  const std::vector<std::vector<int64_t>> prompts = {test::random_ids(4, V, 61), test::random_ids(5, V, 62)};
+  GenerateOptions opts;
+  opts.max_new_tokens = 6;
+  std::vector<size_t> finished;
+  opts.on_token = [](size_t row, int64_t) {
+    if (row == 1) throw std::runtime_error("every logit is NaN");
+    return true;
+  };
+  opts.on_finish = [&](size_t row, const GenerateResult&) { finished.push_back(row); };
+  CHECK_THROWS_WITH(generate(model, prompts, opts), "generate: sequence 1: every logit is NaN");
+  CHECK(finished == std::vector<size_t>{0});  // the other row ran to its end
+}
+
 TEST_CASE("chunked prefill: a long prompt goes in over several steps while other rows decode", "[engine][kv]") {
   test::TempDir dir("sched-chunk");
   for (auto arch : {Arch::kLlama, Arch::kMistral}) {  // Mistral: chunks cross the sliding window

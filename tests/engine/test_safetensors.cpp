@@ -3,6 +3,7 @@
 // over the header parser, the same entry point as fuzz_safetensors_header.cpp).
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <random>
 
 #include "common/error.h"
@@ -98,6 +99,42 @@ TEST_CASE("malformed headers are rejected with a message naming the rule", "[saf
              Catch::Contains("overlap"));
   CHECK_THAT(error_of(make_file(R"({"t":{"dtype":"F32","shape":[1]}})", 4)),
              Catch::Contains("data_offsets"));
+  // Beside a 0 the product is 0 whatever the others; each must still fit int64.
+  CHECK_THAT(error_of(make_file(R"({"t":{"dtype":"U8","shape":[0,9223372036854775808],"data_offsets":[0,0]}})", 0)),
+             Catch::Contains("shape entry 9223372036854775808 is too large"));
+  const std::string empty = make_file(R"({"t":{"dtype":"U8","shape":[0,1099511627776,1099511627776],"data_offsets":[0,0]}})", 0);
+  const auto h = parse_safetensors_header(reinterpret_cast<const uint8_t*>(empty.data()), empty.size(), empty.size(),
+                                          "f.safetensors");
+  CHECK(h.tensors.at(0).numel() == 0);
+}
+
+TEST_CASE("saving a checkpoint into a folder with the other layout leaves only the new weights", "[safetensors]") {
+  test::TempDir dir("relayout");
+  auto c = preset_config(Arch::kLlama, "tiny");
+  InitOptions sharded;
+  sharded.seed = 1;
+  sharded.max_shard_bytes = 20000;
+  init_model(c, dir.path, sharded);
+  REQUIRE(path_exists(dir.path + "/model.safetensors.index.json"));
+  InitOptions single;
+  single.seed = 2;
+  init_model(c, dir.path, single);
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path))
+    CHECK(entry.path().filename().string().find("-of-") == std::string::npos);
+  CHECK_FALSE(path_exists(dir.path + "/model.safetensors.index.json"));
+  test::TempDir ref("relayout-ref");
+  init_model(c, ref.path, single);
+  InferenceGuard g;
+  const auto ids = torch::tensor(test::random_ids(7, c.vocab_size, 1)).unsqueeze(0);
+  CHECK(torch::equal(Transformer::load(dir.path).forward(ForwardBatch::from_ids(ids)),
+                     Transformer::load(ref.path).forward(ForwardBatch::from_ids(ids))));
+  // And back to shards: the single file goes.
+  sharded.seed = 3;
+  init_model(c, dir.path, sharded);
+  CHECK_FALSE(path_exists(dir.path + "/model.safetensors"));
+  init_model(c, ref.path, sharded);
+  CHECK(torch::equal(Transformer::load(dir.path).forward(ForwardBatch::from_ids(ids)),
+                     Transformer::load(ref.path).forward(ForwardBatch::from_ids(ids))));
 }
 
 TEST_CASE("a checkpoint whose tensor shape disagrees with config.json is refused", "[safetensors]") {
