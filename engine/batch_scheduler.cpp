@@ -25,9 +25,14 @@ void BatchScheduler::add(SequenceRequest r) {
   // every row in the batch.
   SP_CHECK_INPUT(r.adapter >= -1 && r.adapter < static_cast<int64_t>(model_.adapter_names.size()),
                  "adapter index ", r.adapter, " but the model holds ", model_.adapter_names.size(), " adapters");
+  const int64_t vocab = model_.config().vocab_size;
+  for (const int64_t id : r.prompt)
+    SP_CHECK_INPUT(id >= 0 && id < vocab, "token id ", id, " is outside the vocabulary (", vocab, " tokens)");
   validate_sampling(r.sampling);
-  const int64_t need = static_cast<int64_t>(r.prompt.size()) + std::max<int64_t>(r.max_new_tokens, 1);
-  SP_CHECK_INPUT(need <= pool_.capacity, "a prompt of ", r.prompt.size(), " tokens plus ", r.max_new_tokens,
+  // Compared without adding, so a budget near INT64_MAX cannot wrap around.
+  const int64_t prompt = static_cast<int64_t>(r.prompt.size());
+  SP_CHECK_INPUT(prompt < pool_.capacity && std::max<int64_t>(r.max_new_tokens, 1) <= pool_.capacity - prompt,
+                 "a prompt of ", r.prompt.size(), " tokens plus ", r.max_new_tokens,
                  " new ones exceeds the cache's ", pool_.capacity, " slots per row");
   if (r.max_new_tokens == 0) {
     if (r.on_finish) r.on_finish({{}, "length"});

@@ -179,7 +179,14 @@ ModelConfig parse_config(const json& j, const std::string& src) {
   c.intermediate_size = get_int(j, "intermediate_size", src);
   c.num_hidden_layers = get_int(j, "num_hidden_layers", src);
   c.num_attention_heads = get_int(j, "num_attention_heads", src);
-  c.num_key_value_heads = get_int_or(j, "num_key_value_heads", c.num_attention_heads, src);
+  // An absent key takes the config class's default; null means "as many as
+  // the query heads" in all four (transformers' __init__ rule).
+  const bool kv_absent = !j.contains("num_key_value_heads");
+  const int64_t kv_class_default = c.arch == Arch::kMistral ? 8
+                                   : c.arch == Arch::kLlama ? c.num_attention_heads
+                                                            : 32;  // Qwen2Config, Qwen3Config
+  c.num_key_value_heads =
+      get_int_or(j, "num_key_value_heads", kv_absent ? kv_class_default : c.num_attention_heads, src);
   SP_CHECK_INPUT(c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads == 0,
                  src, ": num_attention_heads (", c.num_attention_heads,
                  ") must be a multiple of num_key_value_heads (", c.num_key_value_heads, ")");
@@ -194,7 +201,10 @@ ModelConfig parse_config(const json& j, const std::string& src) {
                    c.num_attention_heads, ") when head_dim is not given");
   SP_CHECK_INPUT(c.head_dim > 0 && c.head_dim % 2 == 0, src,
                  ": head_dim must be positive and even for RoPE, got ", c.head_dim);
-  c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 2048, src);
+  const int64_t context_class_default = c.arch == Arch::kMistral ? 131072
+                                        : c.arch == Arch::kLlama   ? 2048
+                                                                   : 32768;  // Qwen2Config, Qwen3Config
+  c.max_position_embeddings = get_int_or(j, "max_position_embeddings", context_class_default, src);
   c.rms_norm_eps = get_num_or(j, "rms_norm_eps", 1e-6, src);
   parse_rope(j, src, c);
   SP_CHECK_INPUT(c.rope_theta > 0, src, ": rope_theta must be positive, got ", c.rope_theta);

@@ -81,14 +81,9 @@ void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpe
 // PEFT's LoraConfig default, for a config that leaves lora_alpha out.
 constexpr double kPeftDefaultAlpha = 8.0;
 
-LoraSpec read_peft_config(const std::string& dir) {
-  const std::string path = path_join(dir, kConfigFile);
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
-    throw InputError(str_cat(path, ": not valid JSON (", e.what(), ")"));
-  }
+namespace {
+
+LoraSpec peft_config_from_json(const json& j, const std::string& path) {
   SP_CHECK_INPUT(j.is_object() && j.value("peft_type", "") == "LORA", path,
                  ": peft_type must be \"LORA\"");
   SP_CHECK_INPUT(j.contains("r") && j["r"].is_number_integer() && j["r"].get<int64_t>() > 0, path,
@@ -118,6 +113,24 @@ LoraSpec read_peft_config(const std::string& dir) {
     }
   }
   return s;
+}
+
+}  // namespace
+
+LoraSpec read_peft_config(const std::string& dir) {
+  const std::string path = path_join(dir, kConfigFile);
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    throw InputError(str_cat(path, ": not valid JSON (", e.what(), ")"));
+  }
+  try {
+    return peft_config_from_json(j, path);
+  } catch (const json::exception& e) {
+    // A key of the wrong type ("lora_alpha": null, "r": "8"): name the file.
+    throw InputError(str_cat(path, ": ", e.what()));
+  }
 }
 
 namespace {

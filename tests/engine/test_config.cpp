@@ -1,5 +1,7 @@
 // config.json parsing for each architecture and its error messages.
 #include <catch2/catch.hpp>
+#include <tuple>
+#include <vector>
 
 #include "common/error.h"
 #include "engine/config.h"
@@ -83,6 +85,22 @@ TEST_CASE("absent keys take transformers' config-class defaults", "[config]") {
   auto c = parse_config(q, "c.json");
   CHECK(c.sliding_window == 4096);  // Qwen2Config
   CHECK(c.max_window_layers == 28);
+  // Context length and KV heads: each class has its own default, and a null
+  // KV head count means one per query head.
+  const std::vector<std::tuple<const char*, int64_t, int64_t>> classes = {
+      {"llama", 2048, 32}, {"mistral", 131072, 8}, {"qwen2", 32768, 32}, {"qwen3", 32768, 32}};
+  for (const auto& [type, context, kv] : classes) {
+    INFO(type);
+    auto k = base(type);
+    k["num_attention_heads"] = 32;
+    k["hidden_size"] = 32 * 16;
+    k.erase("num_key_value_heads");
+    const auto absent = parse_config(k, "c.json");
+    CHECK(absent.max_position_embeddings == context);
+    CHECK(absent.num_key_value_heads == kv);
+    k["num_key_value_heads"] = nullptr;
+    CHECK(parse_config(k, "c.json").num_key_value_heads == 32);
+  }
   auto act = base("llama");
   act["hidden_act"] = "swish";
   CHECK_NOTHROW(parse_config(act, "c.json"));

@@ -1,5 +1,6 @@
 // KV-cache decode and left-padded batches must equal full recomputation.
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include "common/error.h"
 #include "engine/batch_scheduler.h"
@@ -158,6 +159,13 @@ TEST_CASE("continuous batching: sequences joining and leaving mid-run equal each
     SequenceRequest too_long = request(0);
     too_long.prompt = test::random_ids(30, V, 36);
     CHECK_THROWS_WITH(s.add(too_long), Catch::Contains("exceeds the cache's 32 slots per row"));
+    SequenceRequest endless = request(0);
+    endless.max_new_tokens = std::numeric_limits<int64_t>::max();  // would wrap if added to the prompt
+    CHECK_THROWS_WITH(s.add(endless), Catch::Contains("exceeds the cache's 32 slots per row"));
+    // A bad id is refused before it joins a batch, where it would fail every row.
+    SequenceRequest bad_id = request(0);
+    bad_id.prompt[1] = V;
+    CHECK_THROWS_WITH(s.add(bad_id), Catch::Contains("token id " + std::to_string(V) + " is outside the vocabulary"));
     // Failing the scheduler reports every sequence it holds, running or waiting.
     std::vector<std::string> errors;
     for (size_t i = 0; i < 3; ++i) {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common/error.h"
 #include "engine/peft_adapter.h"
 #include "engine/tensor_io.h"
 #include "tests/trainer/trainer_test_util.h"
@@ -171,4 +172,9 @@ TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
   std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"PREFIX_TUNING"})";
   auto m5 = fresh();
   CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m5), Catch::Contains("peft_type must be \"LORA\""));
+  // A key of the wrong type is an input error naming the file.
+  std::ofstream(ad + "/adapter_config.json") << R"({"peft_type":"LORA","r":2,"target_modules":["q_proj"],"lora_alpha":null})";
+  auto m7 = fresh();
+  CHECK_THROWS_AS(engine::load_peft_adapter(ad, m7), synthpert::InputError);
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m7), Catch::Contains("adapter_config.json: "));
 }
