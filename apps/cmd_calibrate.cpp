@@ -19,12 +19,14 @@ RunFn setup(CLI::App& cmd) {
       ->required();
   cmd.add_option("--out", o->out, "offsets JSON to write (also printed)");
   return [o] {
+    const nlohmann::json source = perturb::calibration_source(o->predictions);
     std::vector<std::array<double, 3>> logp;
     std::vector<perturb::Label> labels;
     perturb::read_scored_predictions(o->predictions, logp, labels);
     const auto offsets = perturb::fit_macro_f1_offsets(logp, labels);
     nlohmann::json j = perturb::offsets_to_json(offsets);
     j["rows"] = logp.size();
+    if (!source.is_null()) j["fit_on"] = source;
     j["macro_f1_before"] = perturb::macro_f1_with_offsets(logp, labels, {});
     j["macro_f1_after"] = perturb::macro_f1_with_offsets(logp, labels, offsets);
     if (!o->out.empty()) write_file_atomic(o->out, j.dump(2) + "\n");

@@ -1,6 +1,7 @@
 #include "perturb/calibration.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "common/error.h"
@@ -125,6 +126,17 @@ void read_scored_predictions(const std::string& path, std::vector<std::array<dou
     labels.push_back(*l);
   }
   SP_CHECK_INPUT(!logp.empty(), path, ": no predictions");
+}
+
+json calibration_source(const std::string& predictions_path) {
+  const auto config_path = std::filesystem::path(predictions_path).parent_path() / "eval_config.json";
+  if (!path_exists(config_path.string())) return nullptr;
+  const json c = json::parse(read_file(config_path.string()), nullptr, false);
+  if (!c.is_object() || !c.contains("part") || !c["part"].is_string()) return nullptr;
+  SP_CHECK_INPUT(c["part"] != "test", predictions_path, " holds predictions of test rows (", config_path.string(),
+                 ": part \"test\"); offsets fitted on them would be scored on the rows they were fitted to. "
+                 "Calibrate on eval --part val");
+  return {{"split", c.value("split", "")}, {"part", c["part"]}};
 }
 
 }  // namespace synthpert::perturb

@@ -41,4 +41,10 @@ ClassOffsets load_offsets(const std::string& path);
 void read_scored_predictions(const std::string& path, std::vector<std::array<double, 3>>& logp,
                              std::vector<Label>& labels);
 
+// The split and part of the evaluation that wrote `predictions_path`, from the
+// eval_config.json beside it ({"split", "part"}; null when there is none).
+// Predictions of test rows are refused: offsets fitted on the rows they are
+// then scored on inflate macro-F1.
+nlohmann::json calibration_source(const std::string& predictions_path);
+
 }  // namespace synthpert::perturb

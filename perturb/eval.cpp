@@ -241,7 +241,10 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   const std::string cfg_path = path_join(out_dir, "eval_config.json");
   const json want = result_config(cfg, tmpl);
   if (cfg.overwrite) {
-    std::remove(pred_path.c_str());
+    // The old run's results too: an interrupted new run must not leave them
+    // beside its own settings, where they would read as its results.
+    for (const char* name : {"predictions.jsonl", "metrics.json", "report.md", "confusion.svg", "scores.svg"})
+      std::remove(path_join(out_dir, name).c_str());
   } else if (path_exists(pred_path) && path_exists(cfg_path)) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
     const std::string diffs = join_differences(settings_differences(have, want, "saved"), "; ");
@@ -254,10 +257,13 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
 
   std::vector<json> done = read_done(pred_path);
   SP_CHECK_INPUT(done.size() <= rows.size(), pred_path, " has more lines than the split has rows");
-  for (size_t i = 0; i < done.size(); ++i)
+  for (size_t i = 0; i < done.size(); ++i) {
     SP_CHECK_INPUT(done[i].value("pert", "") == rows[i].pert && done[i].value("gene", "") == rows[i].gene &&
                        done[i].value("cell_type", "") == rows[i].cell_type,
                    pred_path, ":", i + 1, ": does not match row ", i + 1, " of the split; use --overwrite");
+    SP_CHECK_INPUT(done[i].contains("label") && done[i].contains("prediction"), pred_path, ":", i + 1,
+                   ": has no \"label\" or \"prediction\"; use --overwrite");
+  }
 
   if (done.size() < rows.size()) {
     PredictionWriter writer(pred_path, done, rows.size(), cfg.mode, cfg.progress);

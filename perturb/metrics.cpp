@@ -351,6 +351,8 @@ std::vector<Prediction> read_predictions(const std::string& path) {
                    first->second);
     out.push_back(std::move(p));
   }
+  // Metrics of nothing would print as a result (accuracy 0, n 0).
+  SP_CHECK_INPUT(!out.empty(), path, ": holds no predictions");
   return out;
 }
 

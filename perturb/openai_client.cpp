@@ -64,6 +64,43 @@ std::string error_text(const std::string& body) {
   return body.substr(0, cut) + "...";
 }
 
+// OpenAI answers an account without credit with a 429 like a rate limit, but
+// waiting does not help: its error code says which.
+bool out_of_quota(int status, const std::string& body) {
+  if (status != 429) return false;
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.contains("error") || !j["error"].is_object()) return false;
+  for (const char* key : {"code", "type"}) {
+    const json v = j["error"].value(key, json());
+    if (v.is_string() && v.get<std::string>() == "insufficient_quota") return true;
+  }
+  return false;
+}
+
+// The text of a message's content: a string, or (some OpenAI-compatible
+// servers) a list of parts whose "text" parts are joined; "thinking" parts
+// (Mistral's reasoning models) go to `reasoning`.
+std::string content_text(const json& content, std::string& reasoning) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) return "";
+  std::string text;
+  auto texts_of = [](const json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    std::string joined;
+    if (v.is_array())
+      for (const auto& part : v)
+        if (part.is_object() && part.value("text", json()).is_string()) joined += part["text"].get<std::string>();
+    return joined;
+  };
+  for (const auto& part : content) {
+    if (!part.is_object()) continue;
+    const json type = part.value("type", json());
+    if (type == "text" && part.value("text", json()).is_string()) text += part["text"].get<std::string>();
+    else if (type == "thinking") reasoning += texts_of(part.value("thinking", json()));
+  }
+  return text;
+}
+
 }  // namespace
 
 double retry_delay_s(const RetryPolicy& p, int retry, const std::string& retry_after, std::mt19937& rng) {
@@ -120,8 +157,10 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
         // refusal (whose text comes in "refusal") and on a tool call.
         const json content = message.value("content", json()), refusal = message.value("refusal", json());
         ChatReply reply;
-        if (content.is_string()) reply.content = content.get<std::string>();
-        else if (refusal.is_string()) reply.content = refusal.get<std::string>();
+        std::string thinking;
+        reply.content = content_text(content, thinking);
+        if (content.is_null() && refusal.is_string()) reply.content = refusal.get<std::string>();
+        if (!thinking.empty()) reply.reasoning = thinking;
         for (const char* key : {"reasoning_content", "reasoning"}) {
           const json r = message.value(key, json());
           if (r.is_string() && reply.reasoning.empty()) reply.reasoning = r.get<std::string>();
@@ -142,9 +181,11 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
         throw ChatError(200, str_cat(where, ": unusable reply: ", e.what()));
       }
     }
-    if (!is_retryable_status(status) || attempt >= retry_.max_retries)
-      throw ChatError(status, str_cat(where, ": ", failure,
-                                      attempt > 0 ? str_cat(" (after ", attempt + 1, " attempts)") : ""));
+    const bool no_credit = res && out_of_quota(status, res->body);
+    if (!is_retryable_status(status) || no_credit || attempt >= retry_.max_retries)
+      throw ChatError(status,
+                      str_cat(where, ": ", failure, attempt > 0 ? str_cat(" (after ", attempt + 1, " attempts)") : ""),
+                      no_credit);
     thread_local std::mt19937 rng{std::random_device{}()};
     std::this_thread::sleep_for(std::chrono::duration<double>(retry_delay_s(retry_, attempt, retry_after, rng)));
   }

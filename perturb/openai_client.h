@@ -59,14 +59,17 @@ struct ChatReply {
 // response came (connection refused, timeout, unreadable body).
 class ChatError : public std::runtime_error {
  public:
-  ChatError(int status, const std::string& what) : std::runtime_error(what), status_(status) {}
+  ChatError(int status, const std::string& what, bool out_of_quota = false)
+      : std::runtime_error(what), status_(status), out_of_quota_(out_of_quota) {}
   int status() const { return status_; }
   // Statuses that say the run's settings are wrong (key, permission, model,
-  // path), so every further request would fail the same way.
-  bool is_fatal() const { return status_ == 401 || status_ == 403 || status_ == 404; }
+  // path), or an account out of credit (a 429 "insufficient_quota"), so
+  // every further request would fail the same way.
+  bool is_fatal() const { return status_ == 401 || status_ == 403 || status_ == 404 || out_of_quota_; }
 
  private:
   int status_;
+  bool out_of_quota_;
 };
 
 // (role, content) pairs as the API's "messages" array, the shape training

@@ -10,6 +10,7 @@
 #include "tests/engine/engine_test_util.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -242,6 +243,33 @@ TEST_CASE("an interrupted evaluation resumes to the same predictions", "[eval]")
   // Another configuration in the same folder is refused, naming the setting.
   cfg.mode = "generate";
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/cut"), Catch::Contains("mode: saved \"score\", now \"generate\""));
+}
+
+TEST_CASE("--overwrite removes the old run's results; a resumed line without its fields is refused", "[eval]") {
+  test::TempDir tmp("eval-overwrite");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  run_eval(cfg, tmp.path + "/out");
+  REQUIRE(std::filesystem::exists(tmp.path + "/out/metrics.json"));
+  // A new run over it, interrupted before its first row.
+  std::atomic<bool> cancel{true};
+  cfg.overwrite = true;
+  cfg.cancel = &cancel;
+  CHECK(run_eval(cfg, tmp.path + "/out")["interrupted"] == true);
+  for (const char* name : {"metrics.json", "report.md", "confusion.svg", "scores.svg"}) {
+    INFO(name);
+    CHECK_FALSE(std::filesystem::exists(tmp.path + "/out/" + name));
+  }
+  // A line of the right row whose fields were lost is refused, not read.
+  cancel = false;
+  cfg.overwrite = false;
+  cfg.cancel = nullptr;
+  const auto rows = subsample(load_split(cfg.data_dir, parse_split(cfg.split)).test, cfg.fraction, cfg.seed);
+  {
+    std::ofstream f(tmp.path + "/out/predictions.jsonl");
+    f << json{{"cell_type", rows[0].cell_type}, {"pert", rows[0].pert}, {"gene", rows[0].gene}}.dump() << "\n";
+  }
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/out"), Catch::Contains("predictions.jsonl:1: has no \"label\""));
 }
 
 TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval]") {
@@ -652,6 +680,12 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   const auto by_hand = read_jsonl(tmp.path + "/test/predictions.jsonl");
   REQUIRE(by_hand.size() == lines.size());
   for (size_t i = 0; i < lines.size(); ++i) CHECK(by_hand[i]["prediction"] == lines[i]["prediction"]);
+  CHECK(fitted["fit_on"] == json{{"split", "holdout:rpe1"}, {"part", "val"}});
+  // Offsets are never fitted on test rows.
+  const auto on_test = test::run_command("cd " + tmp.path + " && " + test::synthpert_bin() +
+                                         " calibrate --predictions test/predictions.jsonl");
+  CHECK(on_test.exit_code != 0);
+  CHECK_THAT(on_test.err, Catch::Contains("holds predictions of test rows"));
 }
 
 TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {

@@ -208,6 +208,9 @@ TEST_CASE("a predictions file that scores one row twice is rejected", "[metrics]
   CHECK(read_predictions(path).size() == 2);
   std::ofstream(path) << a << "\n" << other_line << "\n" << a << "\n";
   CHECK_THROWS_WITH(read_predictions(path), Catch::Contains(path + ":3: duplicate row (rpe1, A, B), first on line 1"));
+  // Nothing to score is an error, not a result of n = 0.
+  std::ofstream(path) << "\n \n";
+  CHECK_THROWS_WITH(read_predictions(path), Catch::Contains(path + ": holds no predictions"));
 }
 
 TEST_CASE("report: confusion shares count the unparsed rows; the text says what each interval resamples", "[metrics][report]") {

@@ -199,6 +199,48 @@ TEST_CASE("chat client: reasoning sent apart from the text is kept", "[traces]")
   CHECK(ChatClient({server.url(), "other", "", 2}, quick_retry(0)).complete(kHello, {}).reasoning.empty());
 }
 
+TEST_CASE("chat client: content as a list of parts, thinking parts as reasoning", "[traces]") {
+  MockChatServer server([](const json&, const httplib::Request&) -> std::pair<int, json> {
+    json reply = completion("");
+    reply["choices"][0]["message"]["content"] = json::array(
+        {{{"type", "thinking"}, {"thinking", json::array({{{"type", "text"}, {"text", "Loss of X "}},
+                                                          {{"type", "text"}, {"text", "frees Y."}}})}},
+         {{"type", "text"}, {"text", "<answer>"}},
+         {{"type", "image_url"}, {"image_url", "ignored"}},
+         {{"type", "text"}, {"text", "upregulated</answer>"}}});
+    return {200, reply};
+  });
+  const auto r = ChatClient({server.url(), "m", "", 2}, quick_retry(0)).complete(kHello, {});
+  CHECK(r.content == "<answer>upregulated</answer>");
+  CHECK(r.reasoning == "Loss of X frees Y.");
+}
+
+TEST_CASE("chat client: a 429 for an account without credit is not retried and stops a run", "[traces]") {
+  MockChatServer server([](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    json err = {{"error", {{"message", "You exceeded your current quota"}, {"type", "insufficient_quota"},
+                           {"code", body["model"] == "broke" ? json("insufficient_quota") : json(nullptr)}}}};
+    if (body["model"] == "busy") err = {{"error", {{"message", "Rate limit reached"}, {"code", "rate_limit_exceeded"}}}};
+    return {429, err};
+  });
+  try {
+    ChatClient({server.url(), "broke", "", 2}, quick_retry(3)).complete(kHello, {});
+    FAIL("no error");
+  } catch (const ChatError& e) {
+    CHECK(e.status() == 429);
+    CHECK(e.is_fatal());
+    CHECK_THAT(e.what(), Catch::Contains("exceeded your current quota"));
+  }
+  CHECK(server.requests().size() == 1);
+  // A rate limit is waited out as before.
+  try {
+    ChatClient({server.url(), "busy", "", 2}, quick_retry(2)).complete(kHello, {});
+    FAIL("no error");
+  } catch (const ChatError& e) {
+    CHECK_FALSE(e.is_fatal());
+  }
+  CHECK(server.requests().size() == 1 + 3);
+}
+
 // --- the whole run --------------------------------------------------------
 
 // Rows whose gene names tell the mock what to do:
@@ -1081,6 +1123,16 @@ TEST_CASE("traces: a judge cut off at its token limit is not graded; a teacher w
   CHECK(rejected["G_EXC"]["reason"] == "judge_truncated");
   CHECK(rejected["G_EXC"]["judge"].is_null());
   CHECK(rejected["G_NUL"]["reason"] == "truncated");
+}
+
+TEST_CASE("traces: the accepted and rejected files are compared as files, not as spellings", "[traces]") {
+  test::TempDir dir("traces-alias");
+  CHECK_THROWS_WITH(TraceStore(dir.path + "/a.jsonl", dir.path + "/./a.jsonl", false, {"t", ""}, json::object()),
+                    Catch::Contains("the accepted and rejected files must differ"));
+  std::filesystem::create_directories(dir.path + "/sub");
+  CHECK_THROWS_WITH(TraceStore(dir.path + "/a.jsonl", dir.path + "/sub/../a.jsonl", false, {"t", ""}, json::object()),
+                    Catch::Contains("must differ"));
+  CHECK_NOTHROW(TraceStore(dir.path + "/a.jsonl", dir.path + "/sub/a.jsonl", false, {"t", ""}, json::object()));
 }
 
 TEST_CASE("traces: a record quoting bytes that are not UTF-8 is still written", "[traces]") {
