@@ -65,6 +65,10 @@ std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages, bo
   for (const auto& [k, v] : variables_) globals[k] = jinja::Value(v);
   globals["messages"] = jinja::Value::from_json(messages);
   globals["add_generation_prompt"] = jinja::Value(add_generation_prompt);
+  // transformers passes tools=None and documents=None when there are none, so
+  // `tools is none` holds and `tools is defined` too.
+  for (const char* name : {"tools", "documents"})
+    if (!globals.count(name)) globals[name] = jinja::Value::none();
   return template_->render(globals);
 }
 

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer {
@@ -180,7 +181,7 @@ std::unique_ptr<Decoder> make_decoder(const json& c) {
     bool strip_first = true;
     if (c.contains("prepend_scheme")) strip_first = c["prepend_scheme"].get<std::string>() != "never";
     else if (c.contains("add_prefix_space")) strip_first = c["add_prefix_space"].get<bool>();
-    return std::make_unique<MetaspaceDecoder>(c.value("replacement", std::string("\xE2\x96\x81")), strip_first);
+    return std::make_unique<MetaspaceDecoder>(metaspace_replacement(c), strip_first);
   }
   if (type == "Replace") {
     const auto& pat = c.at("pattern");

@@ -3,6 +3,7 @@
 #include "common/error.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/regex.h"
+#include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer {
 namespace {
@@ -179,6 +180,13 @@ class DigitsPre : public PreTokenizer {
 
 }  // namespace
 
+std::string metaspace_replacement(const nlohmann::json& c) {
+  const std::string rep = c.value("replacement", std::string("\xE2\x96\x81"));
+  SP_CHECK_INPUT(is_valid_utf8(rep) && utf8_to_u32(rep).size() == 1,
+                 "tokenizer.json: Metaspace replacement must be one character, got '", rep, "'");
+  return rep;
+}
+
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& c) {
   if (c.is_null()) return nullptr;
   SP_CHECK_INPUT(c.is_object() && c.contains("type"), "tokenizer.json: pre_tokenizer must be an object with a \"type\"");
@@ -208,7 +216,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const json& c) {
     } else if (c.contains("add_prefix_space")) {
       scheme = c.at("add_prefix_space").get<bool>() ? PrependScheme::Always : PrependScheme::Never;
     }
-    return std::make_unique<MetaspacePre>(c.value("replacement", std::string("\xE2\x96\x81")), scheme, c.value("split", true));
+    return std::make_unique<MetaspacePre>(metaspace_replacement(c), scheme, c.value("split", true));
   }
   if (type == "Digits") return std::make_unique<DigitsPre>(c.value("individual_digits", false));
   throw InputError("tokenizer.json: pre_tokenizer type '" + type +

@@ -23,4 +23,8 @@ class PreTokenizer {
 
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& config);
 
+// A Metaspace pre-tokenizer's or decoder's "replacement": one character, as
+// tokenizers requires (default U+2581); an empty one would loop forever.
+std::string metaspace_replacement(const nlohmann::json& config);
+
 }  // namespace synthpert::tokenizer

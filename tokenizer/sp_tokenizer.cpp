@@ -72,7 +72,10 @@ std::vector<int64_t> SpTokenizer::encode(std::string_view input, bool add_specia
 
 std::string SpTokenizer::decode_text(const std::vector<int64_t>& ids, bool skip_special) const {
   // Runs of ordinary pieces go through sentencepiece (which restores spaces);
-  // special tokens are written as their text unless skipped.
+  // special tokens are written as their text unless skipped. A skipped one
+  // does not end the run: sentencepiece drops the leading space of a run's
+  // first piece, and "hello</s> world" skipped reads "hello world" in
+  // transformers (fast and slow tokenizers alike), not "helloworld".
   std::string out;
   std::vector<int> run;
   auto flush = [&] {
@@ -87,8 +90,9 @@ std::string SpTokenizer::decode_text(const std::vector<int64_t>& ids, bool skip_
       run.push_back(static_cast<int>(id));
       continue;
     }
+    if (skip_special && specials_[s->second].special) continue;
     flush();
-    if (!(skip_special && specials_[s->second].special)) out += specials_[s->second].content;
+    out += specials_[s->second].content;
   }
   flush();
   return out;

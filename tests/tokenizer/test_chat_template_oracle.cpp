@@ -48,7 +48,8 @@ void compare(const std::string& label, const ChatTemplate& ours, const std::map<
   std::vector<std::string> texts;
   for (const auto& conv : conversations())
     for (bool agp : {false, true}) {
-      json v = {{"messages", conv}, {"add_generation_prompt", agp}};
+      // As transformers calls the template: tools and documents are None.
+      json v = {{"messages", conv}, {"add_generation_prompt", agp}, {"tools", nullptr}, {"documents", nullptr}};
       for (const auto& [k, x] : vars) v[k] = x;
       cases.push_back({{"template", ours.source()}, {"vars", v}});
     }

@@ -2,6 +2,7 @@
 // uses) is the reference but @huggingface/jinja differs or has no say:
 // expected strings follow the Python/Jinja2 documentation.
 #include <catch2/catch.hpp>
+#include <vector>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -96,6 +97,31 @@ TEST_CASE("loop controls, macros, set blocks and namespaces", "[jinja]") {
         "hi a! hi b?");
   CHECK(render("{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{% set inner = 1 %}{% endfor %}{{ ns.n }}{{ inner }}") == "1");
   CHECK(render("{{ loop_var if false }}|{{ 'y' if true }}") == "|y");
+}
+
+TEST_CASE("scopes: each loop iteration has its own, a macro sees where it was defined", "[jinja]") {
+  const std::vector<ChatMessage> three = {{"user", "a"}, {"assistant", "b"}, {"user", "c"}};
+  auto render3 = [&](const std::string& src) { return ChatTemplate::from_string(src).render(three, false); };
+  CHECK(render3("{% set n = 0 %}{% for m in messages %}{% set n = n + 1 %}{{ n }}{% endfor %}{{ n }}") == "1110");
+  CHECK(render3("{% for m in messages %}{% if m.role == 'assistant' %}{% set seen = 1 %}{% endif %}"
+                "{{ seen is defined }}{% endfor %}") == "FalseTrueFalse");
+  CHECK(render3("{% for m in messages %}{% for k in [1] %}{% set n = 5 %}{% endfor %}{{ n is defined }}{% endfor %}") ==
+        "FalseFalseFalse");
+  CHECK(render3("{% macro f() %}{{ m }}{% endmacro %}{% for m in messages %}[{{ f() }}]{% endfor %}") == "[][][]");
+  CHECK(render3("{% set x = 1 %}{% macro f() %}{{ x }}{% endmacro %}{% set x = 2 %}{{ f() }}") == "2");
+  CHECK(render3("{% for m in messages %}{% macro g() %}{{ m.role }}{% endmacro %}{{ g() }} {% endfor %}") ==
+        "user assistant user ");
+  CHECK(render3("{% macro f(a) %}{% set q = a %}{{ q }}{% endmacro %}{{ f(1) }}{{ q is defined }}") == "1False");
+  CHECK(render3("{% if true %}{% set z = 3 %}{% endif %}{{ z }}") == "3");
+}
+
+TEST_CASE("escape filters, string escapes, CRLF templates, tools and documents as none", "[jinja]") {
+  CHECK(render("{{ '<a href=\"x\">Tom & Jerry\\'s</a>'|e }}|{{ '<b>'|escape }}|{{ '<b>'|safe }}") ==
+        "&lt;a href=&#34;x&#34;&gt;Tom &amp; Jerry&#39;s&lt;/a&gt;|&lt;b&gt;|<b>");
+  CHECK(render("{{ '\\u00e9\\x41\\101\\U0001F600|' }}{{ 'a\\\\' }}|{{ 'c:\\\\x'.replace('\\\\', '/') }}") ==
+        "\u00e9AA\U0001F600|a\\|c:/x");
+  CHECK(render("a\r\n{% if true %}\r\nx\r\n{% endif %}\r\nb\r\n") == "a\nx\nb");
+  CHECK(render("{{ tools is none }} {{ tools is defined }} {{ documents is none }}") == "True True True");
 }
 
 TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {

@@ -110,7 +110,9 @@ TEST_CASE("sentencepiece: BOS/EOS from tokenizer_config.json and control tokens 
   joined.insert(joined.end(), b.begin(), b.end());
   CHECK(tok->encode("Knockdown of TP53</s>in K562", false) == joined);
   CHECK(tok->decode(joined) == "Knockdown of TP53</s>in K562");
-  CHECK(tok->decode(joined, true) == "Knockdown of TP53in K562");
+  // Skipped, the special token leaves the pieces around it one run, so the
+  // space that "▁in" stands for stays (as transformers decodes).
+  CHECK(tok->decode(joined, true) == "Knockdown of TP53 in K562");
 
   synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"add_bos_token": false, "add_eos_token": true, "eos_token": "</s>"})");
   synthpert::write_file_atomic(dir + "/generation_config.json", R"({"eos_token_id": [2, 0]})");
@@ -139,5 +141,5 @@ TEST_CASE("sentencepiece: a custom control symbol in text is split out, as trans
   joined.insert(joined.end(), b.begin(), b.end());
   CHECK(tok->encode("Knockdown<ctrl>of TP53", false) == joined);
   CHECK(tok->decode(joined) == "Knockdown<ctrl>of TP53");
-  CHECK(tok->decode(joined, true) == "Knockdownof TP53");
+  CHECK(tok->decode(joined, true) == "Knockdown of TP53");
 }

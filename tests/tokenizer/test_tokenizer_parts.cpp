@@ -104,6 +104,13 @@ TEST_CASE("normalizers: NFC, Prepend/Replace, unsupported types named", "[tokeni
   CHECK_THROWS_WITH(make_normalizer({{"type", "BertNormalizer"}}), Catch::Contains("normalizer type 'BertNormalizer' is not supported"));
   CHECK_THROWS_WITH(make_pre_tokenizer({{"type", "Whitespace"}}), Catch::Contains("pre_tokenizer type 'Whitespace'"));
   CHECK_THROWS_WITH(make_decoder({{"type", "CTC"}}), Catch::Contains("decoder type 'CTC'"));
+  // An empty Metaspace replacement would make the decoder loop forever.
+  for (const char* bad : {"", "ab"}) {
+    CHECK_THROWS_WITH(make_decoder({{"type", "Metaspace"}, {"replacement", bad}}),
+                      Catch::Contains("Metaspace replacement must be one character"));
+    CHECK_THROWS_WITH(make_pre_tokenizer({{"type", "Metaspace"}, {"replacement", bad}}),
+                      Catch::Contains("Metaspace replacement must be one character"));
+  }
 }
 
 TEST_CASE("Lowercase maps each character alone by its full mapping, as Rust's char::to_lowercase", "[tokenizer]") {

@@ -163,9 +163,12 @@ Value f_trim(const Value& v, Args& a, int) {
   const Value chars = a.get(0, "chars");
   return Value(py_strip(v.to_string(), chars.is_string() ? chars.str() : "", true, true));
 }
+// Lists are read in place: `messages|length` and `messages|last` run once per
+// message in common templates, and a copy each time made rendering quadratic.
 Value f_length(const Value& v, Args&, int line) {
   if (v.is_string()) return Value(static_cast<int64_t>(char_count(v.str())));
   if (v.is_dict()) return Value(static_cast<int64_t>(v.dict().items.size()));
+  if (v.is_list()) return Value(static_cast<int64_t>(v.list().size()));
   return Value(static_cast<int64_t>(as_list(v, line).size()));
 }
 Value f_tojson(const Value& v, Args& a, int) {
@@ -177,10 +180,12 @@ Value f_lower(const Value& v, Args&, int) { return Value(unicode_lower(v.to_stri
 Value f_title(const Value& v, Args&, int) { return Value(title_filter(v.to_string())); }
 Value f_capitalize(const Value& v, Args&, int) { return Value(unicode_capitalize(v.to_string())); }
 Value f_first(const Value& v, Args&, int line) {
+  if (v.is_list()) return v.list().empty() ? Value() : v.list().front();
   const List l = as_list(v, line);
   return l.empty() ? Value() : l.front();
 }
 Value f_last(const Value& v, Args&, int line) {
+  if (v.is_list()) return v.list().empty() ? Value() : v.list().back();
   const List l = as_list(v, line);
   return l.empty() ? Value() : l.back();
 }
@@ -279,6 +284,22 @@ Value f_map(const Value& v, Args& a, int line) {
   return Value(out);
 }
 Value f_safe(const Value& v, Args&, int) { return v; }
+// markupsafe's escape, which Jinja2's e/escape are (autoescape stays off, as
+// transformers renders: only an explicit filter escapes).
+Value f_escape(const Value& v, Args&, int) {
+  std::string out;
+  for (const char c : v.to_string()) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&#34;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return Value(out);
+}
 Value f_abs(const Value& v, Args&, int line) {
   if (v.kind() == Value::Kind::Float) return Value(std::fabs(v.as_double()));
   if (v.is_number()) return Value(static_cast<int64_t>(std::llabs(v.as_int())));
@@ -369,8 +390,8 @@ const std::map<std::string, FilterFn>& filters() {
       {"lower", f_lower}, {"title", f_title}, {"capitalize", f_capitalize}, {"first", f_first}, {"last", f_last},
       {"join", f_join}, {"default", f_default}, {"d", f_default}, {"string", f_string}, {"int", f_int},
       {"float", f_float}, {"list", f_list}, {"items", f_items}, {"reverse", f_reverse}, {"replace", f_replace},
-      {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"map", f_map}, {"safe", f_safe}, {"e", f_safe},
-      {"escape", f_safe}, {"abs", f_abs}, {"round", f_round}, {"indent", f_indent}, {"unique", f_unique},
+      {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"map", f_map}, {"safe", f_safe}, {"e", f_escape},
+      {"escape", f_escape}, {"abs", f_abs}, {"round", f_round}, {"indent", f_indent}, {"unique", f_unique},
       {"sort", f_sort}, {"dictsort", f_dictsort}, {"wordcount", f_wordcount}};
   return m;
 }
@@ -407,6 +428,10 @@ const std::map<std::string, TestFn>& tests() {
       {"in", [](const Value& v, const std::vector<Value>& a, int l) {
          if (a.empty()) fail(l, "in needs an argument");
          if (a[0].is_string()) return v.is_string() && a[0].str().find(v.str()) != std::string::npos;
+         if (a[0].is_list()) {
+           for (const auto& x : a[0].list()) if (values_equal(x, v)) return true;
+           return false;
+         }
          for (const auto& x : as_list(a[0], l)) if (values_equal(x, v)) return true;
          return false; }},
   };

@@ -1,7 +1,9 @@
 #include "tokenizer/jinja/interpreter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <iterator>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -129,9 +131,12 @@ class Renderer {
     return Flow::Normal;
   }
 
+  // A macro sees the scopes it was defined in (the template's top level, and
+  // the loop iteration it was defined in), not its caller's: Jinja2's rule.
   void define_macro(const Node& n) {
     const Node* def = &n;
-    scopes_.back()[n.text] = Value::function(n.text, [this, def](Args& a) -> Value {
+    const size_t depth = scopes_.size();
+    scopes_.back()[n.text] = Value::function(n.text, [this, def, depth](Args& a) -> Value {
       Scope local;
       for (size_t i = 0; i < def->params.size(); ++i) {
         const auto& [pname, pdefault] = def->params[i];
@@ -139,15 +144,24 @@ class Renderer {
         if (v.is_undefined() && pdefault) v = eval(*pdefault);
         local[pname] = v;
       }
+      // The caller's inner scopes step aside while the body runs.
+      const size_t keep = std::min(depth, scopes_.size());
+      std::vector<Scope> callers(std::make_move_iterator(scopes_.begin() + static_cast<std::ptrdiff_t>(keep)),
+                                 std::make_move_iterator(scopes_.end()));
+      scopes_.resize(keep);
       scopes_.push_back(std::move(local));
+      auto restore = [&] {
+        scopes_.resize(keep);
+        for (auto& scope : callers) scopes_.push_back(std::move(scope));
+      };
       std::string captured;
       try {
         run(def->body, captured);
       } catch (...) {
-        scopes_.pop_back();
+        restore();
         throw;
       }
-      scopes_.pop_back();
+      restore();
       return Value(captured);
     });
   }
@@ -170,6 +184,8 @@ class Renderer {
       fail(n.line, "cannot loop over none");
     }
 
+    // Each iteration runs in a scope of its own, as in Jinja2: what a body
+    // sets is gone at the next iteration and after the loop.
     scopes_.emplace_back();
     const auto bind = [&](const Value& item) {
       if (n.targets.size() == 1) {
@@ -191,6 +207,7 @@ class Renderer {
     const int64_t len = static_cast<int64_t>(items.size());
     Flow result = Flow::Normal;
     for (int64_t i = 0; i < len; ++i) {
+      scopes_.back().clear();
       bind(items[i]);
       auto loop = make_dict();
       loop->set("index", Value(i + 1));
@@ -310,14 +327,33 @@ class Renderer {
       const Value* f = obj.dict().find(key.str());
       return f ? *f : Value();
     }
-    if (obj.is_list() || obj.is_string()) {
+    if (obj.is_list()) {
+      // In place: templates index messages[i] once per message.
       if (!key.is_int()) fail(e.line, "index must be an integer, got " + key.type_name());
-      const List items = obj.is_list() ? obj.list() : chars_of(obj.str());
+      const List& items = obj.list();
       int64_t i = key.as_int();
       const int64_t n = static_cast<int64_t>(items.size());
       if (i < 0) i += n;
       if (i < 0 || i >= n) return Value();
       return items[static_cast<size_t>(i)];
+    }
+    if (obj.is_string()) {
+      if (!key.is_int()) fail(e.line, "index must be an integer, got " + key.type_name());
+      // Code points, as Python's str: one walk, no list of characters.
+      const std::string& s = obj.str();
+      int64_t i = key.as_int();
+      if (i < 0) {
+        int64_t n = 0;
+        for (size_t at = 0; at < s.size(); ++n) at += std::max<size_t>(1, utf8_sequence(s, at));
+        i += n;
+      }
+      if (i < 0) return Value();
+      for (size_t at = 0; at < s.size(); --i) {
+        const size_t len = std::max<size_t>(1, utf8_sequence(s, at));
+        if (i == 0) return Value(s.substr(at, len));
+        at += len;
+      }
+      return Value();
     }
     if (obj.is_undefined()) fail(e.line, "'" + describe(*e.a) + "' is undefined (indexing it)");
     return Value();

@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "common/error.h"
+#include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer::jinja {
 namespace {
@@ -27,11 +28,11 @@ size_t find_tag_end(const std::string& s, size_t pos, const char* close, int lin
   for (size_t i = pos; i + 1 < s.size(); ++i) {
     const char c = s[i];
     if (c == '\'' || c == '"') {
-      const size_t end = s.find(c, i + 1);
-      // Skip escaped quotes inside the literal.
-      size_t e = end;
-      while (e != std::string::npos && s[e - 1] == '\\') e = s.find(c, e + 1);
-      SP_CHECK_INPUT(e != std::string::npos, "chat template line ", line, ": unterminated string literal");
+      // A backslash escapes the character after it, itself included: 'a\\'
+      // ends at its second quote.
+      size_t e = i + 1;
+      while (e < s.size() && s[e] != c) e += s[e] == '\\' ? 2 : 1;
+      SP_CHECK_INPUT(e < s.size(), "chat template line ", line, ": unterminated string literal");
       i = e;
       continue;
     }
@@ -181,15 +182,42 @@ void lex_tag(const Segment& seg, std::vector<Token>& out) {
           continue;
         }
         const char e = s[++j];
+        // Python's string escapes, as Jinja2 decodes literals.
+        auto hex_escape = [&](size_t digits) {
+          char32_t cp = 0;
+          size_t k = 0;
+          for (; k < digits && j + 1 + k < s.size() && std::isxdigit(static_cast<unsigned char>(s[j + 1 + k])); ++k)
+            cp = cp * 16 + static_cast<char32_t>(std::stoi(std::string(1, s[j + 1 + k]), nullptr, 16));
+          SP_CHECK_INPUT(k == digits && cp <= 0x10FFFF, "chat template line ", line, ": bad \\", e,
+                         " escape in a string literal");
+          append_utf8(lit, cp);
+          j += digits;
+        };
         switch (e) {
           case 'n': lit += '\n'; break;
           case 't': lit += '\t'; break;
           case 'r': lit += '\r'; break;
+          case 'a': lit += '\a'; break;
+          case 'b': lit += '\b'; break;
+          case 'f': lit += '\f'; break;
+          case 'v': lit += '\v'; break;
+          case '\n': ++line; break;  // a backslash before a newline joins the lines
           case '\\': lit += '\\'; break;
           case '\'': lit += '\''; break;
           case '"': lit += '"'; break;
-          case '0': lit += '\0'; break;
-          default: lit += '\\'; lit += e;  // Python keeps unknown escapes as written
+          case 'x': hex_escape(2); break;
+          case 'u': hex_escape(4); break;
+          case 'U': hex_escape(8); break;
+          default:
+            if (e >= '0' && e <= '7') {  // up to three octal digits
+              char32_t cp = static_cast<char32_t>(e - '0');
+              for (int k = 0; k < 2 && j + 1 < s.size() && s[j + 1] >= '0' && s[j + 1] <= '7'; ++k)
+                cp = cp * 8 + static_cast<char32_t>(s[++j] - '0');
+              append_utf8(lit, cp);
+            } else {
+              lit += '\\';  // Python keeps unknown escapes as written
+              lit += e;
+            }
         }
       }
       SP_CHECK_INPUT(j < s.size(), "chat template line ", line, ": unterminated string literal");
@@ -216,7 +244,14 @@ void lex_tag(const Segment& seg, std::vector<Token>& out) {
 }  // namespace
 
 std::vector<Token> lex(const std::string& source) {
-  std::string src = source;
+  // Jinja2 reads \r\n and \r as \n before anything else (a template saved on
+  // Windows), so trim_blocks and the final-newline rule see them.
+  std::string src;
+  src.reserve(source.size());
+  for (size_t i = 0; i < source.size(); ++i) {
+    if (source[i] != '\r') src += source[i];
+    else if (i + 1 >= source.size() || source[i + 1] != '\n') src += '\n';
+  }
   // Jinja's keep_trailing_newline=False: one final newline is dropped.
   if (!src.empty() && src.back() == '\n') src.pop_back();
   std::vector<Segment> segs = split_segments(src);
