@@ -61,9 +61,12 @@ HfTokenizer::HfTokenizer(const json& j, const TokenizerConfig& config, const std
     SP_CHECK_INPUT(added_[i].id >= 0, where, ": added token '", added_[i].content, "' has a negative id ", added_[i].id);
     added_by_content_.emplace(added_[i].content, i);
     added_by_id_.emplace(added_[i].id, i);
-    if (added_[i].normalized && normalizer_) {
+    // Two passes whether or not there is a normalizer, as tokenizers does:
+    // the raw tokens split the text first, the normalized ones the pieces
+    // left, so a raw token wins an overlap with a normalized one.
+    if (added_[i].normalized) {
       normalized_forms_.push_back(added_[i]);
-      normalized_forms_.back().content = normalizer_->normalize(added_[i].content);
+      if (normalizer_) normalized_forms_.back().content = normalizer_->normalize(added_[i].content);
     } else {
       raw.push_back(&added_[i]);
     }

@@ -124,6 +124,21 @@ TEST_CASE("escape filters, string escapes, CRLF templates, tools and documents a
   CHECK(render("{{ tools is none }} {{ tools is defined }} {{ documents is none }}") == "True True True");
 }
 
+TEST_CASE("signs bind before filters; sort, unique and dictsort ignore case; int and float read decimals",
+          "[jinja]") {
+  CHECK(render("{{ -1|abs }}|{{ 'a' is in ['a','b'] }}|{{ -2 ** 2 }}|{{ -(2)|string ~ 'x' }}") == "1|True|4|-2x");
+  CHECK(render("{{ ['b','a','B']|sort }}|{{ ['b','a','B']|sort(case_sensitive=true) }}|{{ ['a','A','b']|unique|list }}") ==
+        "['a', 'b', 'B']|['B', 'a', 'b']|['a', 'b']");
+  CHECK(render("{% for k, v in {'b':1,'A':2,'c':0}|dictsort %}{{k}}{% endfor %}|"
+               "{% for k, v in {'b':1,'A':2,'c':0}|dictsort(by='value') %}{{k}}{% endfor %}") == "Abc|cbA");
+  CHECK(render("{{ '0x1A'|int }}|{{ 'nan'|int }}|{{ ' 12 '|int }}|{{ '3.9'|int }}|{{ '0x1A'|float }}|{{ 'x'|int(7) }}") ==
+        "0|0|12|3|0.0|7");
+  CHECK(render("{{ true is number }}|{{ true is integer }}") == "True|False");
+  CHECK_THROWS_WITH(render("a{% break %}b"), Catch::Contains("'break' outside a loop"));
+  CHECK_THROWS_WITH(render("{{ {'b': 1}|tojson(sort_keys=true) }}"), Catch::Contains("tojson(sort_keys=True)"));
+  CHECK(render("{{ {'b': 1}|tojson(ensure_ascii=false) }}") == "{\"b\": 1}");
+}
+
 TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {
   const auto message_of = [](const std::string& src) {
     try {

@@ -121,6 +121,11 @@ TEST_CASE("sentencepiece: BOS/EOS from tokenizer_config.json and control tokens 
   with_eos.push_back(2);
   CHECK(tok->encode("Knockdown of TP53", true) == with_eos);
   CHECK(tok->eos_ids() == std::vector<int64_t>{2, 0});
+
+  // A Unigram tokenizer.json beside the model (as converted checkpoints ship
+  // both): the model is read, the file this reader cannot take is passed over.
+  synthpert::write_file_atomic(dir + "/tokenizer.json", R"({"model": {"type": "Unigram", "vocab": []}})");
+  CHECK(Tokenizer::load(dir)->encode("Knockdown of TP53", true) == with_eos);
 }
 
 // transformers' fast tokenizer built from a tokenizer.model (SpmConverter)

@@ -277,6 +277,11 @@ TEST_CASE("normalized added tokens are matched by their normalized content", "[t
   synthpert::write_file_atomic(dir + "/tokenizer.json", tj.dump());
   const auto tok = Tokenizer::load(dir);
   CHECK(tok->encode("cac", false) == I{9, 2});  // "bca" matched whole, then "c"
+  // Without a normalizer too, the tokens that are not normalized split the
+  // text first: "bc" wins over the normalized "ab" that starts before it.
+  const json overlap = json::array({{{"id", 9}, {"content", "ab"}, {"special", false}, {"normalized", true}},
+                                    {{"id", 10}, {"content", "bc"}, {"special", true}, {"normalized", false}}});
+  CHECK(Tokenizer::load(tiny_bpe({"a b"}, json::object(), overlap))->encode("abc", false) == I{0, 10});
 }
 
 TEST_CASE("malformed tokenizer files are input errors naming the file", "[tokenizer]") {

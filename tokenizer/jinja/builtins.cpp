@@ -1,10 +1,12 @@
 #include "tokenizer/jinja/builtins.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "common/error.h"
 #include "tokenizer/unicode_case.h"
@@ -171,7 +173,16 @@ Value f_length(const Value& v, Args&, int line) {
   if (v.is_list()) return Value(static_cast<int64_t>(v.list().size()));
   return Value(static_cast<int64_t>(as_list(v, line).size()));
 }
-Value f_tojson(const Value& v, Args& a, int) {
+Value f_tojson(const Value& v, Args& a, int line) {
+  // transformers' tojson also takes ensure_ascii, separators and sort_keys;
+  // their defaults are what to_json_text does, anything else is refused
+  // rather than ignored.
+  for (const auto& [name, value] : a.keyword) {
+    const bool is_default = (name == "ensure_ascii" || name == "sort_keys") ? !value.truthy()
+                            : name == "separators"                          ? value.is_none()
+                                                                            : name == "indent";
+    if (!is_default) fail(line, "tojson(" + name + "=" + value.repr() + ") is not supported");
+  }
   const Value indent = a.get(0, "indent");
   return Value(to_json_text(v, indent.is_number() ? static_cast<int>(indent.as_int()) : -1));
 }
@@ -208,25 +219,35 @@ Value f_default(const Value& v, Args& a, int) {
   return v;
 }
 Value f_string(const Value& v, Args&, int) { return Value(v.to_string()); }
+// Python's float(str): decimal only, where strtod also reads hex ("0x1A").
+std::optional<double> py_float(const std::string& text) {
+  const std::string s = py_strip(text, "", true, true);
+  if (s.empty() || s.find_first_of("xX") != std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  const double d = std::strtod(s.c_str(), &end);
+  if (!end || *end != '\0') return std::nullopt;
+  return d;
+}
+// Jinja2's int filter: int(s), else int(float(s)), else the default.
 Value f_int(const Value& v, Args& a, int) {
   if (v.is_number()) return Value(v.as_int());
   if (v.is_string()) {
-    char* end = nullptr;
     const std::string s = py_strip(v.str(), "", true, true);
+    char* end = nullptr;
+    errno = 0;
     const long long x = std::strtoll(s.c_str(), &end, 10);
-    if (end && *end == '\0' && !s.empty()) return Value(static_cast<int64_t>(x));
-    const double d = std::strtod(s.c_str(), &end);
-    if (end && *end == '\0' && !s.empty()) return Value(static_cast<int64_t>(d));
+    if (!s.empty() && end && *end == '\0' && errno == 0) return Value(static_cast<int64_t>(x));
+    const auto d = py_float(s);
+    // Within int64 only: NaN and the infinities have no int, and past int64
+    // this interpreter has none either.
+    if (d && *d > -9.2e18 && *d < 9.2e18) return Value(static_cast<int64_t>(*d));
   }
   return a.get(0, "default", Value(int64_t{0}));
 }
 Value f_float(const Value& v, Args& a, int) {
   if (v.is_number()) return Value(v.as_double());
-  if (v.is_string()) {
-    char* end = nullptr;
-    const double d = std::strtod(v.str().c_str(), &end);
-    if (end && *end == '\0' && !v.str().empty()) return Value(d);
-  }
+  if (v.is_string())
+    if (const auto d = py_float(v.str())) return Value(*d);
   return a.get(0, "default", Value(0.0));
 }
 Value f_list(const Value& v, Args&, int line) { return Value(as_list(v, line)); }
@@ -354,30 +375,50 @@ Value f_indent(const Value& v, Args& a, int) {
   }
   return Value(out);
 }
-Value f_unique(const Value& v, Args&, int line) {
-  List out;
+// Jinja2 compares strings case-insensitively in sort, unique and dictsort
+// unless case_sensitive=true: the key is the lowered string.
+Value sort_key(const Value& v, bool case_sensitive) {
+  return !case_sensitive && v.is_string() ? Value(unicode_lower(v.str())) : v;
+}
+Value f_unique(const Value& v, Args& a, int line) {
+  const bool case_sensitive = a.get(0, "case_sensitive", Value(false)).truthy();
+  const Value attr = a.get(1, "attribute");
+  List out, keys;
   for (const auto& item : as_list(v, line)) {
+    const Value key = sort_key(attr.is_string() ? attribute_of(item, attr.str()) : item, case_sensitive);
     bool seen = false;
-    for (const auto& o : out) seen = seen || values_equal(o, item);
-    if (!seen) out.push_back(item);
+    for (const auto& k : keys) seen = seen || values_equal(k, key);
+    if (seen) continue;
+    keys.push_back(key);
+    out.push_back(item);
   }
   return Value(out);
 }
 Value f_sort(const Value& v, Args& a, int line) {
   List l = as_list(v, line);
   const bool reverse = a.get(0, "reverse", Value(false)).truthy();
+  const bool case_sensitive = a.get(1, "case_sensitive", Value(false)).truthy();
   const Value attr = a.get(2, "attribute");
   std::stable_sort(l.begin(), l.end(), [&](const Value& x, const Value& y) {
-    const Value kx = attr.is_string() ? attribute_of(x, attr.str()) : x;
-    const Value ky = attr.is_string() ? attribute_of(y, attr.str()) : y;
+    const Value kx = sort_key(attr.is_string() ? attribute_of(x, attr.str()) : x, case_sensitive);
+    const Value ky = sort_key(attr.is_string() ? attribute_of(y, attr.str()) : y, case_sensitive);
     return reverse ? value_less(ky, kx) : value_less(kx, ky);
   });
   return Value(l);
 }
-Value f_dictsort(const Value& v, Args&, int line) {
+Value f_dictsort(const Value& v, Args& a, int line) {
+  const bool case_sensitive = a.get(0, "case_sensitive", Value(false)).truthy();
+  const Value by = a.get(1, "by", Value("key"));
+  const bool reverse = a.get(2, "reverse", Value(false)).truthy();
+  if (!by.is_string() || (by.str() != "key" && by.str() != "value"))
+    fail(line, "dictsort: by must be 'key' or 'value'");
+  const size_t part = by.str() == "key" ? 0 : 1;
   Value items = f_items(v, *std::make_unique<Args>(), line);
   List l = items.list();
-  std::stable_sort(l.begin(), l.end(), [](const Value& x, const Value& y) { return value_less(x.list()[0], y.list()[0]); });
+  std::stable_sort(l.begin(), l.end(), [&](const Value& x, const Value& y) {
+    const Value kx = sort_key(x.list()[part], case_sensitive), ky = sort_key(y.list()[part], case_sensitive);
+    return reverse ? value_less(ky, kx) : value_less(kx, ky);
+  });
   return Value(l);
 }
 Value f_wordcount(const Value& v, Args&, int) {
@@ -404,7 +445,8 @@ const std::map<std::string, TestFn>& tests() {
       {"undefined", [](const Value& v, const std::vector<Value>&, int) { return v.is_undefined(); }},
       {"none", [](const Value& v, const std::vector<Value>&, int) { return v.is_none(); }},
       {"string", [](const Value& v, const std::vector<Value>&, int) { return v.is_string(); }},
-      {"number", [](const Value& v, const std::vector<Value>&, int) { return v.is_number() && !v.is_bool(); }},
+      // Python: a bool is a Number.
+      {"number", [](const Value& v, const std::vector<Value>&, int) { return v.is_number(); }},
       {"integer", [](const Value& v, const std::vector<Value>&, int) { return v.kind() == Value::Kind::Int; }},
       {"float", [](const Value& v, const std::vector<Value>&, int) { return v.kind() == Value::Kind::Float; }},
       {"boolean", [](const Value& v, const std::vector<Value>&, int) { return v.is_bool(); }},

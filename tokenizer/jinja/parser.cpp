@@ -105,6 +105,8 @@ class Parser {
     if (kw == "set") return parse_set(std::move(n));
     if (kw == "macro") return parse_macro(std::move(n));
     if (kw == "break" || kw == "continue") {
+      // Jinja2 refuses these outside a loop; run, they would cut the output short.
+      if (loops_open_ == 0) fail("'" + kw + "' outside a loop");
       n->kind = kw == "break" ? Node::Kind::Break : Node::Kind::Continue;
       expect_close();
       return n;
@@ -165,7 +167,9 @@ class Parser {
     if (is_name("recursive")) fail("unsupported loop modifier 'recursive'");
     expect_close();
     std::vector<std::string> hit;
+    ++loops_open_;
     n->body = parse_body({"else", "endfor"}, &hit);
+    --loops_open_;
     ++pos_;
     expect_close();
     if (hit[0] == "else") {
@@ -218,7 +222,11 @@ class Parser {
     ++pos_;
     expect_close();
     std::vector<std::string> hit;
+    // A macro body is not inside the loop it may be defined in.
+    const int outer_loops = loops_open_;
+    loops_open_ = 0;
     n->body = parse_body({"endmacro"}, &hit);
+    loops_open_ = outer_loops;
     ++pos_;
     expect_close();
     return n;
@@ -340,15 +348,19 @@ class Parser {
     while (is_op("**")) { ++pos_; e = binary("**", std::move(e), parse_unary()); }
     return e;
   }
-  ExprPtr parse_unary() {
+  // As Jinja2: a sign applies before the filters and tests, so `-1|abs` is
+  // abs(-1).
+  ExprPtr parse_unary(bool with_filters = true) {
+    ExprPtr e;
     if (is_op("-") || is_op("+")) {
-      auto e = make(Expr::Kind::Unary, peek().line);
+      e = make(Expr::Kind::Unary, peek().line);
       e->name = next().text;
-      e->a = parse_unary();
-      return e;
+      e->a = parse_unary(false);
+    } else {
+      e = parse_primary();
     }
-    ExprPtr e = parse_postfix(parse_primary());
-    return parse_filters_and_tests(std::move(e));
+    e = parse_postfix(std::move(e));
+    return with_filters ? parse_filters_and_tests(std::move(e)) : std::move(e);
   }
 
   void parse_call_args(std::vector<ExprPtr>& args, std::vector<std::pair<std::string, ExprPtr>>& kwargs) {
@@ -450,10 +462,12 @@ class Parser {
         if (is_op("(")) {
           std::vector<std::pair<std::string, ExprPtr>> kw;
           parse_call_args(t->args, kw);
-        } else if (peek().type == T::String || peek().type == T::Int || peek().type == T::Float ||
+        } else if (peek().type == T::String || peek().type == T::Int || peek().type == T::Float || is_op("[") ||
+                   is_op("{") ||
                    (peek().type == T::Name && !is_name("and") && !is_name("or") && !is_name("else") && !is_name("if") && !is_name("is") && !is_name("in") && !is_name("not"))) {
-          // "x is divisibleby 3" / "x is sameas y": one argument without parentheses.
-          t->args.push_back(parse_primary());
+          // "x is divisibleby 3" / "x is sameas y" / "x is in ['a', 'b']": one
+          // argument without parentheses.
+          t->args.push_back(parse_postfix(parse_primary()));
         }
         e = std::move(t);
       } else {
@@ -537,6 +551,7 @@ class Parser {
 
   std::vector<Token> t_;
   size_t pos_ = 0;
+  int loops_open_ = 0;  // for bodies being parsed around the current token
 };
 
 }  // namespace
