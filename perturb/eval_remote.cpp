@@ -5,11 +5,13 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/error.h"
 #include "perturb/answer_parser.h"
 #include "perturb/data_jsonl.h"
+#include "perturb/openai_client.h"
 
 namespace synthpert::perturb {
 
@@ -25,6 +27,21 @@ json prediction_line(const Row& row, const ChatReply& reply) {
   if (!reply.reasoning.empty()) line["reasoning"] = reply.reasoning;
   line["finish_reason"] = reply.finish_reason;
   line["usage"] = {{"prompt_tokens", reply.prompt_tokens}, {"completion_tokens", reply.completion_tokens}};
+  return line;
+}
+
+// The endpoint refused this request alone (its prompt is past the model's
+// context, a content filter): the same request fails on every rerun, so once
+// the endpoint has answered other rows, the row is recorded as unanswered
+// instead of stopping the run for good. Before any answer, a 4xx more likely
+// means the run's settings are wrong, and stops it.
+bool refused_alone(int status) { return status == 400 || status == 413 || status == 422; }
+
+json refused_line(const Row& row, const ChatError& e) {
+  json line = prediction_to_json(unanswered_prediction(row));
+  line["response"] = "";
+  line["finish_reason"] = "error";
+  line["error"] = e.what();
   return line;
 }
 
@@ -45,6 +62,9 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
   size_t failed_row = rows.size();
   std::string failure;
   size_t running = 0;
+  // Whether the endpoint has answered a row with these settings (rows written
+  // by an earlier run of the same configuration count).
+  bool answered = first > 0;
 
   auto work = [&] {
     for (;;) {
@@ -68,12 +88,18 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
       o.seed = static_cast<int64_t>((cfg.seed * 1000003ull + i) & 0x7fffffffffffffffull);
       std::optional<json> line;
       std::string error;
+      std::optional<ChatError> refused;
       try {
         line = prediction_line(rows[i], client.complete(prompt_messages(rows[i], tmpl), o));
+      } catch (const ChatError& e) {
+        if (refused_alone(e.status())) refused = e;
+        error = e.what();
       } catch (const std::exception& e) {
         error = e.what();
       }
       std::lock_guard<std::mutex> lock(mutex);
+      if (line) answered = true;
+      else if (refused && answered) line = refused_line(rows[i], *refused);
       if (line) {
         ready.emplace(i, std::move(*line));
       } else if (i < failed_row) {  // the earliest failure is the one reported

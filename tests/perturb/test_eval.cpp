@@ -307,7 +307,7 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
     ++arrived;
     const int64_t i = body.at("seed").get<int64_t>();
     if (i == cancel_at) cancel = true;  // as if Ctrl-C came while this row was out
-    if (i == fail_row) return {400, api_error("context length exceeded")};
+    if (i == fail_row) return {503, api_error("upstream overloaded")};
     if (i == 0) {  // one slow reply: the others must not wait for it
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
       arrived_before_row0_replied = arrived.load();
@@ -334,10 +334,10 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
   REQUIRE(rows.size() >= 12);
   const std::string pred = tmp.path + "/out/predictions.jsonl";
 
-  // Row 6 fails (400 is not retried): the rows before it are written, none after.
+  // Row 6 fails (its retries spent): the rows before it are written, none after.
   CHECK_THROWS_WITH(run_eval(c, tmp.path + "/out"),
                     Catch::Contains("row 6 (" + rows[5].pert + ", " + rows[5].gene + ")") &&
-                        Catch::Contains("context length exceeded") && Catch::Contains("the 5 rows before it are saved"));
+                        Catch::Contains("upstream overloaded") && Catch::Contains("the 5 rows before it are saved"));
   CHECK(read_jsonl(pred).size() == 5);
   // Rows are sent in order and none is started once the failure is known:
   // past row 6, only the 3 that may have been in flight beside it.
@@ -388,6 +388,42 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
     }
   }
   CHECK(read_jsonl(pred)[0] == first_part[0]);
+}
+
+TEST_CASE("eval --endpoint records a row the endpoint refuses alone as unanswered, once it has answered others",
+          "[eval][endpoint]") {
+  test::TempDir tmp("eval-endpoint-refused");
+  std::atomic<int> refuse_row{3};
+  MockChatServer server([&](const json& body, const httplib::Request&) -> std::pair<int, json> {
+    const int64_t i = body.at("seed").get<int64_t>();
+    if (i == refuse_row) return {400, api_error("This model's maximum context length is 8 tokens")};
+    return {200, completion(endpoint_reply(i))};
+  });
+  EvalConfig c;
+  c.endpoint = {server.url(), "teacher", "", 30};
+  c.endpoint_retry = {0, 0.001, 0.01};
+  c.data_dir = test::perturbqa_dir();
+  c.split = "holdout:rpe1";
+  c.prompt = "compact";
+  c.mode = "generate";
+  c.fraction = 0.0001;
+  c.seed = 0;
+  c.batch = 1;
+  c.bootstrap = 0;
+  c.progress = false;
+  const json result = run_eval(c, tmp.path + "/out");
+  const auto lines = read_jsonl(tmp.path + "/out/predictions.jsonl");
+  REQUIRE(lines.size() == result["rows"].get<size_t>());
+  CHECK(lines[3]["prediction"].is_null());
+  CHECK(lines[3]["finish_reason"] == "error");
+  CHECK_THAT(lines[3]["error"].get<std::string>(), Catch::Contains("maximum context length"));
+  CHECK(lines[4]["prediction"] == label_name(static_cast<Label>(4 % 3)));
+  CHECK(result["model"]["unparsed"] == 1);
+  // Refused before the endpoint answered anything: likely the settings, so
+  // the run stops.
+  refuse_row = 0;
+  CHECK_THROWS_WITH(run_eval(c, tmp.path + "/first"), Catch::Contains("row 1 (") && Catch::Contains("HTTP 400"));
+  CHECK(read_jsonl(tmp.path + "/first/predictions.jsonl").empty());
 }
 
 TEST_CASE("eval --endpoint answers at most 8 x --batch rows past one that is still out", "[eval][endpoint]") {
