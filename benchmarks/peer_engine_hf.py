@@ -14,7 +14,11 @@ import json
 import time
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
+
+# transformers 5 names from_pretrained's dtype argument "dtype" (torch_dtype is deprecated there).
+DTYPE_KEY = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 from engine_peer_protocol import batches, parse_args, rows_for
 
@@ -22,7 +26,7 @@ from engine_peer_protocol import batches, parse_args, rows_for
 def main():
     a = parse_args(with_device=True)
     dev = torch.device(a.device)
-    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=getattr(torch, a.dtype),
+    model = AutoModelForCausalLM.from_pretrained(a.model, **{DTYPE_KEY: getattr(torch, a.dtype)},
                                                  attn_implementation="sdpa").to(dev).eval()
     # Only the last position's logits, where this transformers version can say so.
     params = inspect.signature(model.forward).parameters

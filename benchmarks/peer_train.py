@@ -16,7 +16,11 @@ import time
 
 import torch
 from peft import LoraConfig, get_peft_model
+import transformers
 from transformers import AutoModelForCausalLM
+
+# transformers 5 names from_pretrained's dtype argument "dtype" (torch_dtype is deprecated there).
+DTYPE_KEY = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 
 def main():
@@ -32,7 +36,7 @@ def main():
     ap.add_argument("--name", default="lora")
     a = ap.parse_args()
     dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[a.dtype]
-    model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=dtype, attn_implementation="sdpa").cuda()
+    model = AutoModelForCausalLM.from_pretrained(a.model, **{DTYPE_KEY: dtype}, attn_implementation="sdpa").cuda()
     if a.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()

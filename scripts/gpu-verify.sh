@@ -23,11 +23,13 @@
 # killed from outside still leaves its evidence.
 #
 # Usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]]
-#                              [--deadline SECONDS] [--skip-build]
-#   plans: correctness = gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu
+#                              [--deadline SECONDS] [--skip-build] [--also-build STEP[,STEP...]]
+#   plans: correctness = gpu-small parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu
 #          speed       = bench-attention bench-kernels bench-train (sequence 2048 only) bench-engine
 #          all         = both, cpu-tests, and bench-train over sequences 512..8192 (default)
 #   group names for --only: gpu-tests (gpu-small,gpu-large), parity (the three), bench (attention, kernels, engine)
+#   --also-build: after the steps, with the time left, build these steps'
+#   binaries too, so a second call can run them with --skip-build at once.
 # Environment: BUILD_DIR (default build-gpu), JOBS, PYTHON (default python3),
 # OFFLINE_DEPS (default <repo>/offline-deps), CUDA_ARCHS (default: this GPU's,
 # else 80;90a), TRAIN_SEQS (bench-train sequence lengths).
@@ -44,15 +46,17 @@ logs=$build/verify
 skip_build=0
 plan=all
 only=""
+also_build=""
 deadline=0
 usage() {
-  echo "usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]] [--deadline SECONDS] [--skip-build]" >&2
+  echo "usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]] [--deadline SECONDS] [--skip-build] [--also-build STEP[,STEP...]]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
   case $1 in
     --skip-build) skip_build=1 ;;
     --only) [ $# -ge 2 ] || usage; only=$2; shift ;;
+    --also-build) [ $# -ge 2 ] || usage; also_build=$2; shift ;;
     --plan) [ $# -ge 2 ] || usage; plan=$2; shift ;;
     --deadline) [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || usage; deadline=$2; shift ;;
     *) usage ;;
@@ -60,7 +64,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-correctness="gpu-small gpu-large parity-peft parity-cuda memcheck racecheck parity-cpu"
+# The quick GPU proofs first: the small kernel tests, then training and logits
+# against transformers/PEFT, then the large shapes and the sanitizers; the
+# CPU-only parity last.
+correctness="gpu-small parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu"
 speed="bench-attention bench-kernels bench-train bench-engine"
 case $plan in
   correctness) steps=$correctness; train_seqs=${TRAIN_SEQS:-2048} ;;
@@ -68,15 +75,27 @@ case $plan in
   all) steps="$correctness cpu-tests $speed"; train_seqs=${TRAIN_SEQS:-512 1024 2048 4096 8192} ;;
   *) usage ;;
 esac
-if [ -n "$only" ]; then
-  expanded=$(echo ",$only," | sed -e 's/,gpu-tests,/,gpu-small,gpu-large,/' \
-    -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,bench-engine,/')
-  all_steps="$correctness cpu-tests $speed"
+all_steps="$correctness cpu-tests $speed"
+# A --only/--also-build list with its groups expanded: ",a,b,".
+expand_steps() {
+  echo ",$1," | sed -e 's/,gpu-tests,/,gpu-small,gpu-large,/' \
+    -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,bench-engine,/'
+}
+# Its steps in priority order (the list checked first, in this shell, so an
+# unknown name stops the script).
+pick_steps() {
+  local expanded s
+  expanded=$(expand_steps "$1")
   for s in $(echo "$expanded" | tr ',' ' '); do
     [[ " $all_steps " == *" $s "* ]] || { echo "gpu-verify: unknown step '$s'" >&2; usage; }
   done
-  # Keep the priority order of the full list, whatever order --only names.
-  steps=$(for s in $all_steps; do [[ $expanded == *",$s,"* ]] && echo -n "$s "; done)
+  picked=$(for s in $all_steps; do [[ $expanded == *",$s,"* ]] && echo -n "$s "; done)
+}
+later_steps=""
+if [ -n "$also_build" ]; then pick_steps "$also_build"; later_steps=$picked; fi
+if [ -n "$only" ]; then
+  pick_steps "$only"
+  steps=$picked
   # A step picked by name runs as in a short plan: the full trainer sweep
   # (8B at 8192 tokens on both sides) only with --plan all and no --only.
   train_seqs=${TRAIN_SEQS:-2048}
@@ -85,14 +104,20 @@ wanted() { [[ " $steps " == *" $1 "* ]]; }
 
 # Per-step caps under --deadline (seconds): generous for a correct build, so
 # that a hang in one step cannot eat the time of the steps after it.
-declare -A cap=([configure]=240 [build]=480 [gpu-small]=150 [gpu-large]=240 [parity-peft]=240
+declare -A cap=([configure]=240 [build]=480 [build-later]=480 [gpu-small]=150 [gpu-large]=240 [parity-peft]=240
                 [parity-cuda]=150 [parity-cpu]=150 [memcheck]=180 [racecheck]=240 [cpu-tests]=400
                 [bench-attention]=150 [bench-kernels]=300 [bench-train]=540 [bench-engine]=300)
 reserve_s=10  # kept back at the deadline to write the summary and the tarball
 
+export PYTHONUNBUFFERED=1  # the parity scripts' lines reach their logs as they print
 # The bundle travels compressed (scripts/bundle-offline-deps.sh writes both).
+# tar needs the xz program, which a minimal host may lack: Python's lzma then.
 if [[ ! -d $deps && -f $deps.tar.xz ]]; then
-  tar -C "$(dirname "$deps")" -xJf "$deps.tar.xz"
+  if ! tar -C "$(dirname "$deps")" -xJf "$deps.tar.xz" 2>/dev/null; then
+    rm -rf "$deps"
+    "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+      "$deps.tar.xz" "$(dirname "$deps")" || { echo "gpu-verify: cannot unpack $deps.tar.xz" >&2; exit 1; }
+  fi
 fi
 if [ -n "${CUDA_ARCHS:-}" ]; then
   archs=$CUDA_ARCHS
@@ -192,20 +217,23 @@ run_step() {  # run_step NAME COMMAND... ; output to $logs/NAME.log
 } | tee "$logs/host.txt" >&2
 
 # ---- configure and build ----------------------------------------------------
-targets=()
-for s in $steps; do
-  case $s in
-    gpu-small|gpu-large|memcheck|racecheck) targets+=(test_kernels) ;;
-    parity-*) targets+=(synthpert) ;;
-    bench-attention) targets+=(bench_attention) ;;
-    bench-kernels) targets+=(bench_kernels) ;;
-    bench-train) targets+=(synthpert bench_train) ;;
-    bench-engine) targets+=(synthpert bench_engine) ;;
-    cpu-tests) targets+=(all) ;;
-  esac
-done
-mapfile -t targets < <(printf '%s\n' "${targets[@]}" | sort -u)
-if [[ " ${targets[*]} " == *" all "* ]]; then targets=(all); fi
+targets_for() {  # the build targets of steps $1, one per line
+  local out=() s
+  for s in $1; do
+    case $s in
+      gpu-small|gpu-large|memcheck|racecheck) out+=(test_kernels) ;;
+      parity-*) out+=(synthpert) ;;
+      bench-attention) out+=(bench_attention) ;;
+      bench-kernels) out+=(bench_kernels) ;;
+      bench-train) out+=(synthpert bench_train) ;;
+      bench-engine) out+=(synthpert bench_engine) ;;
+      cpu-tests) out+=(all) ;;
+    esac
+  done
+  if [[ " ${out[*]} " == *" all "* ]]; then echo all; else printf '%s\n' "${out[@]}" | sort -u; fi
+}
+mapfile -t targets < <(targets_for "$steps")
+mapfile -t later_targets < <(targets_for "$later_steps")
 
 if [ $skip_build = 0 ]; then
   torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)') || {
@@ -247,8 +275,11 @@ if [ $skip_build = 0 ]; then
     exit 1
   fi
   if ! grep -q "CUDA engine ON" "$logs/configure.log"; then
+    # Every step would then run a CPU engine and fail slowly: stop here.
     echo "gpu-verify: the configure did not enable the CUDA engine (libtorch without CUDA?)" >&2
     record cuda-engine FAIL "configure did not report 'CUDA engine ON'"
+    write_summary
+    exit 1
   fi
   # -k 0: build every target that can be built, so one compile error leaves
   # the other steps their binaries.
@@ -294,6 +325,12 @@ for s in $steps; do
     bench-engine) run_step bench-engine "$root/benchmarks/run_engine_gpu.sh" "$build" ;;
   esac
 done
+
+# The binaries a later call will need, built with the time left (its
+# --skip-build then starts its steps at once).
+if [ $skip_build = 0 ] && [ ${#later_targets[@]} -gt 0 ] && [ -n "${later_targets[0]}" ]; then
+  run_step build-later cmake --build "$build" -j "$jobs" --target "${later_targets[@]}" -- -k 0
+fi
 
 write_summary
 echo >&2

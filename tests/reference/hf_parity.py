@@ -17,7 +17,11 @@ import sys
 import tempfile
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
+
+# transformers 5 names from_pretrained's dtype argument "dtype" (torch_dtype is deprecated there).
+DTYPE_KEY = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 ODD = {"vocab_size": 101, "hidden_size": 72, "intermediate_size": 100, "num_hidden_layers": 2,
        "num_attention_heads": 3, "num_key_value_heads": 1, "head_dim": 24, "rms_norm_eps": 1e-5,
@@ -58,7 +62,7 @@ def compare(a, cfg, ids):
         ours = json.loads(run([a.synthpert, "logits", "--model", model_dir, "--ids",
                                ",".join(map(str, ids)), "--device", a.device]))
         # sdpa/eager differ only in kernels; eager is the plainest oracle.
-        hf = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32,
+        hf = AutoModelForCausalLM.from_pretrained(model_dir, **{DTYPE_KEY: torch.float32},
                                                   attn_implementation="eager").to(a.device)
         with torch.no_grad():
             ref = hf(torch.tensor([ids], device=a.device)).logits[0].float().cpu()

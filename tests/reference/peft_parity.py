@@ -11,7 +11,9 @@ Checks, on a random-init odd-shaped Llama written by `synthpert init-model`:
   2. an adapter we trained loads in PEFT and gives our logits (1e-4);
   3. the NCCL backend runs (world size 1 on one GPU) and gives the losses of
      the run without a process group.
-Prints one JSON summary; exits 1 if any check fails.
+Prints one JSON line per check as it ends (so a run cut short keeps what
+finished) and a JSON summary; exits 1 if any check fails. A check that fails
+or hangs (each command has a time limit) does not stop the others.
 Needs: python3 with torch (CUDA), transformers, peft, safetensors.
 """
 import argparse
@@ -26,7 +28,11 @@ import tempfile
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
+import transformers
 from transformers import AutoModelForCausalLM
+
+# transformers 5 names from_pretrained's dtype argument "dtype" (torch_dtype is deprecated there).
+DTYPE_KEY = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Head dim 64 (with 2 query heads over 1 kv head, q width 128 != hidden 96):
@@ -40,11 +46,18 @@ CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_s
           "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2}
 
 
-def run(cmd, env=None):
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def run(cmd, env=None, timeout=120):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"no answer in {timeout} s: {' '.join(cmd)}")
     if r.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
+        raise RuntimeError(f"failed: {' '.join(cmd)}\n{r.stderr}")
     return r.stdout
+
+
+def load_hf(model_dir, dtype):
+    return AutoModelForCausalLM.from_pretrained(model_dir, **{DTYPE_KEY: dtype})
 
 
 def make_data(path, n, seed):
@@ -62,7 +75,7 @@ def make_data(path, n, seed):
 
 
 def hf_loss_and_grads(model_dir, adapter, rows, dtype, device):
-    base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).to(device)
+    base = load_hf(model_dir, dtype).to(device)
     model = PeftModel.from_pretrained(base, adapter, is_trainable=True)
     T = max(len(r["ids"]) for r in rows)
     ids = torch.zeros(len(rows), T, dtype=torch.long)
@@ -112,7 +125,7 @@ def main():
 
     # A PEFT adapter with random B (B = 0 would zero A's gradients).
     torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    base = load_hf(model_dir, torch.float32)
     peft = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=TARGETS))
     for n, p in peft.named_parameters():
         if "lora_B" in n:
@@ -121,6 +134,19 @@ def main():
     peft.save_pretrained(init)
 
     results, ok = {}, True
+
+    def check(name, fn):
+        # One check's failure (or a hang, cut by run's time limit) is its own
+        # result; the checks after it still run.
+        nonlocal ok
+        try:
+            passed = bool(fn())
+        except Exception as e:  # noqa: BLE001 - any failure is this check's result
+            results.setdefault(name, {})["error"] = str(e)[-2000:]
+            passed = False
+        results.setdefault(name, {})["ok"] = passed
+        ok &= passed
+        print(json.dumps({"check": name, **results[name]}), flush=True)
 
     def ours(dtype, tag, extra=(), env=None):
         out = os.path.join(w, tag)
@@ -133,45 +159,64 @@ def main():
         return summary, load_file(dump)
 
     # 1. Loss and gradients.
-    s32, g32 = ours("f32", "ours-f32")
-    l_ref, g_ref = hf_loss_and_grads(model_dir, init, rows, torch.float32, a.device)
-    l_bf, g_bf = hf_loss_and_grads(model_dir, init, rows, torch.bfloat16, a.device)
-    s16, g16 = ours("bf16", "ours-bf16")
-    results["f32"] = {"loss_ours": s32["final_loss"], "loss_peft": l_ref, "grad_rel_err": rel_err(g32, g_ref)}
-    ok &= abs(s32["final_loss"] - l_ref) <= 1e-5 * abs(l_ref) and results["f32"]["grad_rel_err"] <= 1e-5
-    peer_err = rel_err(g_bf, g_ref)
-    our_err = rel_err(g16, g_ref)
-    results["bf16"] = {"loss_ours": s16["final_loss"], "loss_peft_bf16": l_bf, "loss_peft_f32": l_ref,
-                       "grad_rel_err_ours": our_err, "grad_rel_err_peft_bf16": peer_err}
-    ok &= abs(s16["final_loss"] - l_ref) <= 2 * abs(l_bf - l_ref) + 1e-3
-    ok &= our_err <= 2 * peer_err + 1e-3
+    ref = {}
+
+    def f32_check():
+        s32, g32 = ours("f32", "ours-f32")
+        ref["s32"] = s32
+        ref["l"], ref["g"] = hf_loss_and_grads(model_dir, init, rows, torch.float32, a.device)
+        missing = sorted(set(ref["g"]) - set(g32))
+        if missing:
+            raise RuntimeError(f"no gradient of ours for PEFT's {missing[:6]}")
+        results["f32"] = {"loss_ours": s32["final_loss"], "loss_peft": ref["l"], "grad_rel_err": rel_err(g32, ref["g"])}
+        return abs(s32["final_loss"] - ref["l"]) <= 1e-5 * abs(ref["l"]) and results["f32"]["grad_rel_err"] <= 1e-5
+
+    def bf16_check():
+        if "g" not in ref:
+            raise RuntimeError("needs the float32 reference of check f32")
+        l_bf, g_bf = hf_loss_and_grads(model_dir, init, rows, torch.bfloat16, a.device)
+        s16, g16 = ours("bf16", "ours-bf16")
+        peer_err = rel_err(g_bf, ref["g"])
+        our_err = rel_err(g16, ref["g"])
+        results["bf16"] = {"loss_ours": s16["final_loss"], "loss_peft_bf16": l_bf, "loss_peft_f32": ref["l"],
+                           "grad_rel_err_ours": our_err, "grad_rel_err_peft_bf16": peer_err}
+        return abs(s16["final_loss"] - ref["l"]) <= 2 * abs(l_bf - ref["l"]) + 1e-3 and our_err <= 2 * peer_err + 1e-3
 
     # 2. An adapter we trained loads in PEFT with our logits.
-    trained = os.path.join(w, "trained")
-    run([exe, "train", "--model", model_dir, "--data", data, "--out", trained, "--init-adapter", init,
-         "--batch", "3", "--max-steps", "3", "--lr", "1e-2", "--val-fraction", "0", "--no-progress",
-         "--device", a.device])
-    probe = rows[0]["ids"]
-    ours_logits = torch.tensor(json.loads(run([exe, "logits", "--model", model_dir, "--adapter",
-                                               os.path.join(trained, "adapter"), "--device", a.device,
-                                               "--ids", ",".join(map(str, probe))]))["logits"])
-    base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32).to(a.device)
-    loaded = PeftModel.from_pretrained(base, os.path.join(trained, "adapter"))
-    with torch.no_grad():
-        peft_logits = loaded(input_ids=torch.tensor([probe], device=a.device)).logits[0].float().cpu()
-    results["adapter_logits_max_diff"] = (ours_logits - peft_logits).abs().max().item()
-    ok &= results["adapter_logits_max_diff"] <= 1e-4
+    def adapter_check():
+        trained = os.path.join(w, "trained")
+        run([exe, "train", "--model", model_dir, "--data", data, "--out", trained, "--init-adapter", init,
+             "--batch", "3", "--max-steps", "3", "--lr", "1e-2", "--val-fraction", "0", "--no-progress",
+             "--device", a.device])
+        probe = rows[0]["ids"]
+        ours_logits = torch.tensor(json.loads(run([exe, "logits", "--model", model_dir, "--adapter",
+                                                   os.path.join(trained, "adapter"), "--device", a.device,
+                                                   "--ids", ",".join(map(str, probe))]))["logits"])
+        base = load_hf(model_dir, torch.float32).to(a.device)
+        loaded = PeftModel.from_pretrained(base, os.path.join(trained, "adapter"))
+        with torch.no_grad():
+            peft_logits = loaded(input_ids=torch.tensor([probe], device=a.device)).logits[0].float().cpu()
+        diff = (ours_logits - peft_logits).abs().max().item()
+        results["adapter_in_peft"] = {"logits_max_diff": diff}
+        return diff <= 1e-4
 
     # 3. NCCL with a world of one gives the plain run's loss.
-    if a.device.startswith("cuda"):
+    def nccl_check():
+        if "s32" not in ref:
+            raise RuntimeError("needs the float32 run of check f32")
         env = dict(os.environ, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=str(free_port()))
         sn, _ = ours("f32", "ours-nccl", env=env)
         results["nccl"] = {"backend": sn["backend"], "loss": sn["final_loss"]}
-        ok &= sn["backend"] == "nccl" and abs(sn["final_loss"] - s32["final_loss"]) <= 1e-6
+        return sn["backend"] == "nccl" and abs(sn["final_loss"] - ref["s32"]["final_loss"]) <= 1e-6
 
+    check("f32", f32_check)
+    check("bf16", bf16_check)
+    check("adapter_in_peft", adapter_check)
+    if a.device.startswith("cuda"):
+        check("nccl", nccl_check)
     results["ok"] = bool(ok)
-    print(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2), flush=True)
     sys.exit(0 if ok else 1)
 
 
