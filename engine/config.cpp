@@ -170,6 +170,27 @@ int64_t ModelConfig::num_parameters() const {
   return num_hidden_layers * layer + embed + C;
 }
 
+// transformers (4.53+) takes an explicit layer_types over the rule derived
+// from max_window_layers. This engine holds the rule only, so a list that
+// disagrees with it would window the wrong layers: refused, naming a layer.
+void check_layer_types(const json& j, const ModelConfig& c, const std::string& src) {
+  if (!j.contains("layer_types") || j["layer_types"].is_null()) return;
+  const json& types = j["layer_types"];
+  SP_CHECK_INPUT(types.is_array() && static_cast<int64_t>(types.size()) == c.num_hidden_layers, src,
+                 ": layer_types must list one type per layer (", c.num_hidden_layers, ")");
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const json& t = types[static_cast<size_t>(i)];
+    SP_CHECK_INPUT(t == "full_attention" || t == "sliding_attention", src, ": layer_types[", i, "] is ", t.dump(),
+                   " (supported: full_attention, sliding_attention)");
+    // A sliding layer without a window (use_sliding_window false) is full.
+    const bool sliding = t == "sliding_attention" && c.sliding_window > 0;
+    SP_CHECK_INPUT(sliding == (c.layer_window(i) > 0), src, ": layer_types[", i, "] is ", t.dump(),
+                   " but max_window_layers (", c.max_window_layers, ") and sliding_window (", c.sliding_window,
+                   ") give it ", c.layer_window(i) > 0 ? "sliding" : "full",
+                   " attention; a per-layer pattern other than that rule is not supported");
+  }
+}
+
 ModelConfig parse_config(const json& j, const std::string& src) {
   SP_CHECK_INPUT(j.is_object(), src, ": expected a JSON object");
   ModelConfig c;
@@ -249,6 +270,7 @@ ModelConfig parse_config(const json& j, const std::string& src) {
       break;
   }
   SP_CHECK_INPUT(c.sliding_window >= 0, src, ": sliding_window must be >= 0 or null");
+  check_layer_types(j, c, src);
   return c;
 }
 

@@ -85,6 +85,19 @@ TEST_CASE("absent keys take transformers' config-class defaults", "[config]") {
   auto c = parse_config(q, "c.json");
   CHECK(c.sliding_window == 4096);  // Qwen2Config
   CHECK(c.max_window_layers == 28);
+  // layer_types, when given, must agree with the max_window_layers rule.
+  auto lt = base("qwen2");
+  lt["use_sliding_window"] = true;
+  lt["sliding_window"] = 8;
+  lt["max_window_layers"] = 1;
+  lt["layer_types"] = {"full_attention", "sliding_attention"};
+  CHECK(parse_config(lt, "c.json").layer_window(1) == 8);
+  lt["layer_types"] = {"sliding_attention", "full_attention"};
+  CHECK_THROWS_WITH(parse_config(lt, "c.json"), Catch::Contains("layer_types[0] is \"sliding_attention\""));
+  lt["use_sliding_window"] = false;  // no window: every layer is full, whatever its type says
+  CHECK_NOTHROW(parse_config(lt, "c.json"));
+  lt["layer_types"] = {"full_attention"};
+  CHECK_THROWS_WITH(parse_config(lt, "c.json"), Catch::Contains("one type per layer (2)"));
   // Context length and KV heads: each class has its own default, and a null
   // KV head count means one per query head.
   const std::vector<std::tuple<const char*, int64_t, int64_t>> classes = {
