@@ -137,6 +137,8 @@ TEST_CASE("signs bind before filters; sort, unique and dictsort ignore case; int
   CHECK_THROWS_WITH(render("a{% break %}b"), Catch::Contains("'break' outside a loop"));
   CHECK_THROWS_WITH(render("{{ {'b': 1}|tojson(sort_keys=true) }}"), Catch::Contains("tojson(sort_keys=True)"));
   CHECK(render("{{ {'b': 1}|tojson(ensure_ascii=false) }}") == "{\"b\": 1}");
+  CHECK(render("{{ 9223372036854775807 }}") == "9223372036854775807");
+  CHECK_THROWS_WITH(render("{{ 9223372036854775808 }}"), Catch::Contains("integer literal 9223372036854775808 is past int64"));
 }
 
 TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {

@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/parser.h"
 
+#include <cerrno>
 #include <cstdlib>
 
 #include "common/error.h"
@@ -30,6 +31,16 @@ class Parser {
   const Token& next() { return t_[pos_++]; }
   bool is_op(const char* op, size_t k = 0) const { return peek(k).type == T::Op && peek(k).text == op; }
   bool is_name(const char* n, size_t k = 0) const { return peek(k).type == T::Name && peek(k).text == n; }
+
+  // Python's ints have no bound; past int64 this interpreter would print
+  // another number, so such a literal is refused.
+  int64_t int_literal(const std::string& text) const {
+    errno = 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(text.c_str(), &end, 10);
+    if (errno == ERANGE) fail("integer literal " + text + " is past int64");
+    return static_cast<int64_t>(v);
+  }
 
   [[noreturn]] void fail(const std::string& msg) const {
     throw InputError(str_cat("chat template line ", peek().line, ": ", msg));
@@ -389,7 +400,7 @@ class Parser {
           // x.0 is item 0 in Jinja.
           a->kind = Expr::Kind::Index;
           auto lit = make(Expr::Kind::Literal, line);
-          lit->value = Value(static_cast<int64_t>(std::atoll(next().text.c_str())));
+          lit->value = Value(int_literal(next().text));
           a->b = std::move(lit);
         } else {
           a->name = expect_name();
@@ -489,7 +500,7 @@ class Parser {
       }
       case T::Int: {
         auto e = make(Expr::Kind::Literal, line);
-        e->value = Value(static_cast<int64_t>(std::strtoll(next().text.c_str(), nullptr, 10)));
+        e->value = Value(int_literal(next().text));
         return e;
       }
       case T::Float: {
