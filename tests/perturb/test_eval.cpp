@@ -295,6 +295,24 @@ TEST_CASE("generate mode parses written answers and counts the unparsed", "[eval
 
 // The mock endpoint's reply to row i (its seed, with --seed 0): an answer that
 // cycles through the three labels, so predictions are checkable per row.
+// Generate mode through a mock endpoint on the holdout:rpe1 test rows, no
+// retries, so a failure shows at once.
+EvalConfig endpoint_eval(const std::string& url, double fraction, int64_t batch) {
+  EvalConfig c;
+  c.endpoint = {url, "teacher", "", 30};
+  c.endpoint_retry = {0, 0.001, 0.01};
+  c.data_dir = test::perturbqa_dir();
+  c.split = "holdout:rpe1";
+  c.prompt = "compact";
+  c.mode = "generate";
+  c.fraction = fraction;
+  c.seed = 0;
+  c.batch = batch;
+  c.bootstrap = 0;
+  c.progress = false;
+  return c;
+}
+
 std::string endpoint_reply(int64_t i) {
   return "<think>row " + std::to_string(i) + "</think><answer>" + label_name(static_cast<Label>(i % 3)) + "</answer>";
 }
@@ -318,18 +336,7 @@ TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in o
     if (i % 2) reply["choices"][0]["message"]["reasoning_content"] = "thought " + std::to_string(i);
     return {200, reply};
   });
-  EvalConfig c;
-  c.endpoint = {server.url(), "teacher", "", 30};
-  c.endpoint_retry = {0, 0.001, 0.01};
-  c.data_dir = test::perturbqa_dir();
-  c.split = "holdout:rpe1";
-  c.prompt = "compact";
-  c.mode = "generate";
-  c.fraction = 0.0001;
-  c.seed = 0;
-  c.batch = 4;
-  c.bootstrap = 0;
-  c.progress = false;
+  EvalConfig c = endpoint_eval(server.url(), 0.0001, 4);
   const auto rows = subsample(load_split(c.data_dir, parse_split(c.split)).test, c.fraction, c.seed);
   REQUIRE(rows.size() >= 12);
   const std::string pred = tmp.path + "/out/predictions.jsonl";
@@ -399,18 +406,7 @@ TEST_CASE("eval --endpoint records a row the endpoint refuses alone as unanswere
     if (i == refuse_row) return {400, api_error("This model's maximum context length is 8 tokens")};
     return {200, completion(endpoint_reply(i))};
   });
-  EvalConfig c;
-  c.endpoint = {server.url(), "teacher", "", 30};
-  c.endpoint_retry = {0, 0.001, 0.01};
-  c.data_dir = test::perturbqa_dir();
-  c.split = "holdout:rpe1";
-  c.prompt = "compact";
-  c.mode = "generate";
-  c.fraction = 0.0001;
-  c.seed = 0;
-  c.batch = 1;
-  c.bootstrap = 0;
-  c.progress = false;
+  EvalConfig c = endpoint_eval(server.url(), 0.0001, 1);
   const json result = run_eval(c, tmp.path + "/out");
   const auto lines = read_jsonl(tmp.path + "/out/predictions.jsonl");
   REQUIRE(lines.size() == result["rows"].get<size_t>());
@@ -441,18 +437,7 @@ TEST_CASE("eval --endpoint answers at most 8 x --batch rows past one that is sti
     }
     return {200, completion(endpoint_reply(i))};
   });
-  EvalConfig c;
-  c.endpoint = {server.url(), "teacher", "", 30};
-  c.endpoint_retry = {0, 0.001, 0.01};
-  c.data_dir = test::perturbqa_dir();
-  c.split = "holdout:rpe1";
-  c.prompt = "compact";
-  c.mode = "generate";
-  c.fraction = 0.0003;
-  c.seed = 0;
-  c.batch = 2;
-  c.bootstrap = 0;
-  c.progress = false;
+  EvalConfig c = endpoint_eval(server.url(), 0.0003, 2);
   const json result = run_eval(c, tmp.path + "/out");
   REQUIRE(result["rows"].get<int>() > 20);
   CHECK(arrived_before_row0_replied == 16);
