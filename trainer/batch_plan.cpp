@@ -42,11 +42,19 @@ BatchPlan::BatchPlan(std::vector<int64_t> lengths, const PlanOptions& opts)
   total_steps_ = opts.max_steps > 0 ? opts.max_steps : by_epochs;
 }
 
+const std::vector<int64_t>& BatchPlan::epoch_permutation(int64_t epoch) const {
+  if (epoch != perm_epoch_) {
+    perm_ = seeded_permutation(static_cast<int64_t>(lengths_.size()), opts_.seed, static_cast<uint64_t>(epoch));
+    perm_epoch_ = epoch;
+  }
+  return perm_;
+}
+
 std::vector<int64_t> BatchPlan::step_examples(int64_t step) const {
   SP_CHECK(step >= 0, "negative step");
   const int64_t epoch = step / steps_per_epoch_, within = step % steps_per_epoch_;
   const auto n = static_cast<int64_t>(lengths_.size());
-  const auto perm = seeded_permutation(n, opts_.seed, static_cast<uint64_t>(epoch));
+  const auto& perm = epoch_permutation(epoch);
   const int64_t lo = within * global_, hi = std::min(n, lo + global_);
   std::vector<int64_t> ex(perm.begin() + lo, perm.begin() + hi);
   // Longest first; ties keep permutation order so the result is a pure

@@ -39,9 +39,15 @@ class BatchPlan {
   std::vector<int64_t> micro_batch(int64_t step, int64_t rank, int64_t micro) const;
 
  private:
+  // The permutation of one epoch, kept: steps ask for it in order, and
+  // drawing it again for every step and micro-batch cost O(examples) each.
+  const std::vector<int64_t>& epoch_permutation(int64_t epoch) const;
+
   std::vector<int64_t> lengths_;
   PlanOptions opts_;
   int64_t global_ = 1, steps_per_epoch_ = 0, total_steps_ = 0;
+  mutable std::vector<int64_t> perm_;
+  mutable int64_t perm_epoch_ = -1;
 };
 
 // A seeded permutation of [0, n) (Fisher-Yates on a counter-based generator,
