@@ -71,14 +71,33 @@ std::string map_code_point(char32_t c, Mapping m) {
 bool is_cased(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASED); }
 bool is_titlecase(char32_t c) { return u_charType(static_cast<UChar32>(c)) == U_TITLECASE_LETTER; }
 
+bool is_case_ignorable(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_CASE_IGNORABLE); }
+
+// Python's final-sigma rule for a capital sigma at u[i] being lowered: a
+// cased character before it and none after it (case-ignorable ones skipped)
+// make it the final form.
+bool is_final_sigma(const std::u32string& u, size_t i) {
+  size_t j = i;
+  while (j > 0 && is_case_ignorable(u[j - 1])) --j;
+  if (j == 0 || !is_cased(u[j - 1])) return false;
+  size_t k = i + 1;
+  while (k < u.size() && is_case_ignorable(u[k])) ++k;
+  return k == u.size() || !is_cased(u[k]);
+}
+
 // Python's rule: characters after the first of a word are lowered, where a
-// word starts at any cased character that does not follow a cased one.
+// word starts at any cased character that does not follow a cased one. A
+// lowered character is mapped alone, except a capital sigma, which looks at
+// its neighbours in the whole string as Python's lower does.
 std::string title_like(std::string_view s, bool every_word) {
   std::string out;
   bool previous_cased = false, first = true;
-  for (char32_t c : utf8_to_u32(sanitize_utf8(s))) {
+  const std::u32string u = utf8_to_u32(sanitize_utf8(s));
+  for (size_t i = 0; i < u.size(); ++i) {
+    const char32_t c = u[i];
     const bool title = every_word ? !previous_cased : first;
-    out += map_code_point(c, title ? Mapping::kTitle : Mapping::kLower);
+    if (!title && c == 0x3A3) out += is_final_sigma(u, i) ? "\u03C2" : "\u03C3";
+    else out += map_code_point(c, title ? Mapping::kTitle : Mapping::kLower);
     previous_cased = is_cased(c);
     first = false;
   }
