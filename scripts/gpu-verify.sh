@@ -315,8 +315,10 @@ for s in $steps; do
       if [ -x "$sanitizer" ]; then
         # The kernels' own small cases; the engine-dispatch cases would mostly
         # instrument libtorch's CUDA start-up.
-        run_step "$s" "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" "[gpu]~[large]~[engine_dispatch]" \
-          -w NoTests
+        # Lazy module loading, so the sanitizer instruments the kernels a test
+        # launches, not every kernel image of libtorch at the first CUDA call.
+        run_step "$s" env CUDA_MODULE_LOADING=LAZY "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" \
+          "[gpu]~[large]~[engine_dispatch]" -w NoTests
       else record "$s" FAIL "compute-sanitizer not found (PATH or $sanitizer)"; fi ;;
     cpu-tests) run_step cpu-tests ctest --test-dir "$build" -LE gpu --output-on-failure -j "$jobs" ;;
     bench-attention) run_step bench-attention "$build/benchmarks/bench_attention" --python "$python" ;;
