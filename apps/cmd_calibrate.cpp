@@ -1,7 +1,10 @@
 // `synthpert calibrate`: decision offsets maximising macro-F1 on score-mode
 // predictions of validation rows (`eval --part val`, perturb/calibration.h), for
 // `eval --offsets`.
+#include <filesystem>
+
 #include "apps/command.h"
+#include "common/error.h"
 #include "common/fs.h"
 #include "perturb/calibration.h"
 
@@ -19,6 +22,10 @@ RunFn setup(CLI::App& cmd) {
       ->required();
   cmd.add_option("--out", o->out, "offsets JSON to write (also printed)");
   return [o] {
+    // The offsets replace whatever --out names: never the predictions read.
+    std::error_code ec;
+    SP_CHECK_INPUT(o->out.empty() || !std::filesystem::equivalent(o->out, o->predictions, ec), "--out ", o->out,
+                   " is the predictions file being read; choose another file for the offsets");
     const nlohmann::json source = perturb::calibration_source(o->predictions);
     std::vector<std::array<double, 3>> logp;
     std::vector<perturb::Label> labels;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "apps/command.h"
+#include "common/error.h"
 #include "apps/interrupt.h"
 #include "perturb/prompt.h"
 #include "perturb/eval.h"
@@ -36,8 +37,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--prompt-template", c.prompt, perturb::prompt_template_choices())->capture_default_str();
   cmd.add_option("--prompt-cell", c.prompt_cell,
                  "render every row's cell line as this word (for students trained without cell identity)");
-  cmd.add_flag("--chat", o->chat, "require the model's chat template");
-  cmd.add_flag("--no-chat-template", o->no_chat, "plain prompts even if the model has a chat template");
+  auto* chat = cmd.add_flag("--chat", o->chat, "require the model's chat template");
+  cmd.add_flag("--no-chat-template", o->no_chat, "plain prompts even if the model has a chat template")->excludes(chat);
   cmd.add_option("--chat-template", c.chat_template_file, "chat template file overriding the model's");
   cmd.add_option("--fraction", c.fraction, "evaluate this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", c.seed, "subsampling, sampling and bootstrap seed")->capture_default_str();
@@ -59,6 +60,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--out", o->out, "output folder")->required();
   return [o, temperature, top_p] {
     auto& c = o->cfg;
+    SP_CHECK_INPUT(c.endpoint_retry.max_retries >= 0, "--retries: expected >= 0, got ", c.endpoint_retry.max_retries);
+    SP_CHECK_INPUT(c.endpoint.timeout_s > 0, "--timeout: expected > 0 seconds, got ", c.endpoint.timeout_s);
     if (!c.endpoint.url.empty()) {
       if (temperature->count()) c.endpoint_options.temperature = c.sampling.temperature;
       if (top_p->count()) c.endpoint_options.top_p = c.sampling.top_p;

@@ -17,20 +17,24 @@ struct Opts {
 
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
-  cmd.add_option("--arch", o->arch, "llama | qwen2 | qwen3 | mistral")->capture_default_str();
+  auto* arch = cmd.add_option("--arch", o->arch, "llama | qwen2 | qwen3 | mistral (with --preset)")->capture_default_str();
   auto* preset = cmd.add_option("--preset", o->preset, "tiny | small | llama3-1b | llama3-8b");
-  auto* config = cmd.add_option("--config", o->config, "config.json to use instead of a preset");
+  auto* config = cmd.add_option("--config", o->config, "config.json to use instead of a preset (its model_type is the arch)");
   preset->excludes(config);
+  arch->excludes(config);
   cmd.add_option("--out", o->out, "output folder")->required();
   cmd.add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd.add_option("--dtype", o->dtype, "f32 | bf16 | f16")->capture_default_str();
-  cmd.add_option("--vocab-size", o->vocab_size, "override the preset's vocabulary size");
+  auto* vocab = cmd.add_option("--vocab-size", o->vocab_size, "override the preset's vocabulary size");
   cmd.add_flag("--jitter", o->jitter, "randomise norm weights and biases too (for tests)");
-  return [o] {
+  return [o, vocab] {
     SP_CHECK_INPUT(!o->preset.empty() || !o->config.empty(), "one of --preset or --config is required");
+    SP_CHECK_INPUT(vocab->count() == 0 || o->vocab_size > 0, "--vocab-size must be positive, got ", o->vocab_size);
     engine::ModelConfig c;
     if (!o->config.empty()) {
-      c = engine::parse_config(nlohmann::json::parse(read_file(o->config)), o->config);
+      const auto j = nlohmann::json::parse(read_file(o->config), nullptr, false);
+      SP_CHECK_INPUT(!j.is_discarded(), o->config, ": not valid JSON");
+      c = engine::parse_config(j, o->config);
     } else {
       c = engine::preset_config(engine::parse_arch(o->arch), o->preset);
     }

@@ -49,10 +49,24 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--teacher-prompt", job.teacher_prompt, "teacher prompt: teacher (built in) | FILE")
       ->capture_default_str();
   cmd.add_option("--judge-prompt", job.judge_prompt, "judge prompt: judge (built in) | FILE")->capture_default_str();
-  cmd.add_option("--temperature", o->temperature, "teacher sampling temperature (default: the server's)");
-  cmd.add_option("--max-tokens", o->max_tokens, "teacher reply limit, sent as max_completion_tokens (default: the server's)");
-  cmd.add_option("--judge-temperature", o->judge_temperature, "judge sampling temperature (default: the server's)");
-  cmd.add_option("--judge-max-tokens", o->judge_max_tokens, "judge reply limit (default: the server's)");
+  // Sent only when given; a given value out of range is refused, never dropped.
+  const auto at_least = [](double low, bool inclusive) {
+    return CLI::Validator(
+        [low, inclusive](std::string& v) -> std::string {
+          const double x = std::strtod(v.c_str(), nullptr);
+          return (inclusive ? x >= low : x > low) ? "" : std::string("must be ") + (inclusive ? ">= " : "> ") +
+                                                              std::to_string(static_cast<int>(low)) + ", got " + v;
+        },
+        "");
+  };
+  cmd.add_option("--temperature", o->temperature, "teacher sampling temperature (default: the server's)")
+      ->check(at_least(0, true));
+  cmd.add_option("--max-tokens", o->max_tokens, "teacher reply limit, sent as max_completion_tokens (default: the server's)")
+      ->check(at_least(0, false));
+  cmd.add_option("--judge-temperature", o->judge_temperature, "judge sampling temperature (default: the server's)")
+      ->check(at_least(0, true));
+  cmd.add_option("--judge-max-tokens", o->judge_max_tokens, "judge reply limit (default: the server's)")
+      ->check(at_least(0, false));
   cmd.add_option("--retries", job.retry.max_retries, "retries of a request after 429, 5xx or no response")
       ->capture_default_str();
   cmd.add_option("--timeout", o->timeout, "seconds to wait for one reply")->capture_default_str();
@@ -67,6 +81,9 @@ RunFn setup(CLI::App& cmd) {
     auto job = o->job;
     SP_CHECK_INPUT(o->judge_url.empty() || !o->judge_model.empty(), "--judge ", o->judge_url,
                    ": also name the judge model (--judge-model)");
+    SP_CHECK_INPUT(!o->job.teacher.model.empty(), "--teacher-model: empty model name");
+    SP_CHECK_INPUT(!o->judge_model.empty() || (o->judge_temperature < 0 && o->judge_max_tokens == 0),
+                   "--judge-temperature and --judge-max-tokens need a judge (--judge-model)");
     SP_CHECK_INPUT(job.retry.max_retries >= 0, "--retries: expected >= 0, got ", job.retry.max_retries);
     SP_CHECK_INPUT(o->timeout > 0, "--timeout: expected > 0 seconds, got ", o->timeout);
     SP_CHECK_INPUT(job.limit >= -1, "--limit: expected >= 0, got ", job.limit);

@@ -1,10 +1,12 @@
-// synthpert: one binary, one subcommand per task (DESIGN.md section 2).
+// synthpert: one binary, one subcommand per task (docs/cli.md).
 // Errors print one line "synthpert <cmd>: error: ..." and exit non-zero:
-// 2 for bad input, 1 for anything else.
+// 2 for bad input (a bad command line included), 1 for anything else, also
+// when the result cannot be written to stdout.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <stdexcept>
 
 #include "apps/command.h"
 #include "common/error.h"
@@ -20,6 +22,8 @@ std::vector<Command>& command_registry() {
 void print_json(const nlohmann::json& j) {
   std::cout << j.dump() << '\n';
   std::cout.flush();
+  // A full disk or a closed pipe: the result is lost, so the run failed.
+  if (!std::cout) throw std::runtime_error("cannot write the result to standard output");
 }
 
 std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text) {
@@ -72,7 +76,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::string name;
+    for (auto& [sub, run] : commands)
+      if (sub->parsed()) name = " " + sub->get_name();
+    std::fprintf(stderr, "synthpert%s: error: %s (see synthpert%s --help)\n", name.c_str(), e.what(), name.c_str());
+    return 2;
   }
   for (auto& [sub, run] : commands) {
     if (!sub->parsed()) continue;

@@ -14,6 +14,10 @@
 namespace synthpert {
 
 std::string read_file(const std::string& path) {
+  // A folder opens as a stream that reads nothing, which would pass for an
+  // empty file.
+  std::error_code ec;
+  SP_CHECK_INPUT(!std::filesystem::is_directory(path, ec), path, ": is a folder, not a file");
   std::ifstream in(path, std::ios::binary);
   SP_CHECK_INPUT(in.good(), path, ": cannot open for reading (", std::strerror(errno), ")");
   std::ostringstream ss;
@@ -74,10 +78,16 @@ void write_file_atomic(const std::string& path, std::string_view data) {
     }
     done += static_cast<size_t>(n);
   }
-  ::fsync(fd);
-  ::close(fd);
-  SP_CHECK_INPUT(::rename(tmp.c_str(), path.c_str()) == 0, path, ": rename from ", tmp,
-                 " failed (", std::strerror(errno), ")");
+  // Errors a full disk or a network filesystem reports only now; the
+  // temporary file never stays behind.
+  const bool synced = ::fsync(fd) == 0;
+  const bool closed = ::close(fd) == 0;
+  if (!synced || !closed || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw InputError(str_cat(path, !synced ? ": fsync of " : !closed ? ": close of " : ": rename from ", tmp,
+                             " failed (", why, ")"));
+  }
 }
 
 }  // namespace synthpert

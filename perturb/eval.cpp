@@ -236,21 +236,35 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   if (tmpl.uses_evidence()) attach_split_evidence(data, rows);
   SP_CHECK_INPUT(!rows.empty(), "--split ", cfg.split, " --part ", cfg.part, ": no rows to evaluate");
 
+  // What can be refused without the weights is refused before --out is
+  // touched, so a corrected rerun is not met by a half-made record.
+  std::optional<PromptEncoder> encoder;
+  engine::LoadOptions lo;
+  if (!remote(cfg)) {
+    lo.dtype = engine::parse_dtype(cfg.dtype);
+    lo.device = engine::parse_device(cfg.device);
+    encoder.emplace(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
+    encoder->set_prompt_cell(cfg.prompt_cell);
+  }
+
   make_dirs(out_dir);
   const std::string pred_path = path_join(out_dir, "predictions.jsonl");
   const std::string cfg_path = path_join(out_dir, "eval_config.json");
   const json want = result_config(cfg, tmpl);
+  // A run that wrote no row (it failed while loading the model) leaves
+  // nothing to resume: its record is replaced, whatever its settings were.
+  const bool has_rows = path_exists(pred_path) && read_file(pred_path).find('\n') != std::string::npos;
   if (cfg.overwrite) {
     // The old run's results too: an interrupted new run must not leave them
     // beside its own settings, where they would read as its results.
     for (const char* name : {"predictions.jsonl", "metrics.json", "report.md", "confusion.svg", "scores.svg"})
       std::remove(path_join(out_dir, name).c_str());
-  } else if (path_exists(pred_path) && path_exists(cfg_path)) {
+  } else if (has_rows && path_exists(cfg_path)) {
     const json have = json::parse(read_file(cfg_path), nullptr, false);
     const std::string diffs = join_differences(settings_differences(have, want, "saved"), "; ");
     SP_CHECK_INPUT(diffs.empty(), out_dir, " holds an evaluation with other settings (", diffs,
                    "); use another --out or --overwrite");
-  } else if (path_exists(pred_path)) {
+  } else if (has_rows) {
     throw InputError(str_cat(pred_path, " exists without eval_config.json; use another --out or --overwrite"));
   }
   write_file_atomic(cfg_path, want.dump(2) + "\n");
@@ -271,13 +285,9 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
       const ChatClient client(cfg.endpoint, cfg.endpoint_retry);
       append_remote_predictions(client, tmpl, cfg, rows, writer);
     } else {
-      engine::LoadOptions lo;
-      lo.dtype = engine::parse_dtype(cfg.dtype);
-      lo.device = engine::parse_device(cfg.device);
       auto model = engine::Transformer::load(cfg.model_dir, lo);
       if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
-      PromptEncoder enc(cfg.model_dir, tmpl, cfg.chat, cfg.chat_template_file);
-      enc.set_prompt_cell(cfg.prompt_cell);
+      const PromptEncoder& enc = *encoder;
       // Batch by batch, each flushed before the next starts.
       for (size_t b = done.size(); b < rows.size() && !cfg.interrupted(); b += cfg.batch) {
         const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));

@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "tokenizer/jinja/interpreter.h"
 #include "tokenizer/tokenizer_config.h"
+#include "tokenizer/utf8.h"
 
 namespace synthpert::tokenizer {
 
@@ -25,6 +26,7 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
   // (newer saves write the template there and may leave an old one behind).
   if (path_exists(path_join(dir, "chat_template.jinja"))) {
     source = read_file(path_join(dir, "chat_template.jinja"));
+    SP_CHECK_INPUT(is_valid_utf8(source), path_join(dir, "chat_template.jinja"), ": not UTF-8 text");
   } else if (ct.is_string()) {
     source = ct.get<std::string>();
   } else if (ct.is_array()) {
@@ -46,7 +48,10 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
 
 ChatTemplate ChatTemplate::load_or_override(const std::string& dir, const std::string& template_file) {
   if (template_file.empty()) return load(dir);
-  ChatTemplate t = from_string(read_file(template_file));
+  const std::string source = read_file(template_file);
+  // Rendered text must be UTF-8 (it is tokenized and sent as JSON).
+  SP_CHECK_INPUT(is_valid_utf8(source), template_file, ": not UTF-8 text");
+  ChatTemplate t = from_string(source);
   for (const auto& [k, v] : TokenizerConfig::load(dir).template_tokens()) t.set_variable(k, v);
   return t;
 }

@@ -654,6 +654,24 @@ TEST_CASE("eval rejects bad arguments before loading anything", "[eval]") {
   CHECK_THROWS_WITH(run_eval(c, "/tmp/unused"), Catch::Contains("unknown cell line 'mars'"));
 }
 
+TEST_CASE("a run refused before its first row leaves --out free for the corrected command", "[eval]") {
+  test::TempDir tmp("eval-refused-start");
+  const std::string model = make_model(tmp.path);
+  auto cfg = small_eval(model);
+  cfg.dtype = "f8";
+  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/out"), Catch::Contains("--dtype"));
+  cfg.dtype = "f32";
+  cfg.chat = ChatMode::kOn;  // this model has no chat template
+  CHECK_THROWS(run_eval(cfg, tmp.path + "/out"));
+  CHECK_FALSE(std::filesystem::exists(tmp.path + "/out/eval_config.json"));
+  // Failing later, at the model, still leaves no row: the rerun starts afresh.
+  cfg.chat = ChatMode::kAuto;
+  std::filesystem::create_directories(tmp.path + "/out");
+  std::ofstream(tmp.path + "/out/eval_config.json") << json{{"dtype", "bf16"}}.dump();
+  std::ofstream(tmp.path + "/out/predictions.jsonl");
+  CHECK(run_eval(cfg, tmp.path + "/out")["rows"].get<size_t>() > 20);
+}
+
 TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
   test::TempDir tmp("demo");
   const auto r = run_demo(tmp.path,
@@ -707,6 +725,12 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
                                          " calibrate --predictions test/predictions.jsonl");
   CHECK(on_test.exit_code != 0);
   CHECK_THAT(on_test.err, Catch::Contains("holds predictions of test rows"));
+  // Nor written over the predictions they are fitted on.
+  const std::string val_preds = test::read_text(tmp.path + "/val/predictions.jsonl");
+  const auto onto_input = test::run_command("cd " + tmp.path + " && " + test::synthpert_bin() +
+                                            " calibrate --predictions val/predictions.jsonl --out ./val/predictions.jsonl");
+  CHECK(onto_input.exit_code == 2);
+  CHECK(test::read_text(tmp.path + "/val/predictions.jsonl") == val_preds);
 }
 
 TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {

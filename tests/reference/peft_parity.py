@@ -119,7 +119,7 @@ def main():
     cfg_path = os.path.join(w, "config.json")
     json.dump(CONFIG, open(cfg_path, "w"))
     model_dir = os.path.join(w, "model")
-    run([exe, "init-model", "--arch", "llama", "--config", cfg_path, "--out", model_dir, "--seed", "1", "--jitter"])
+    run([exe, "init-model", "--config", cfg_path, "--out", model_dir, "--seed", "1", "--jitter"])
     data = os.path.join(w, "data.jsonl")
     rows = make_data(data, 6, 0)
 
