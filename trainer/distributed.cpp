@@ -37,7 +37,6 @@ class SingleProcess : public Communicator {
  public:
   void all_reduce_sum(torch::Tensor&, int64_t) override {}
   std::function<void()> start_all_reduce_sum(torch::Tensor) override { return [] {}; }
-  void barrier() override {}
 };
 
 // The c10d process group types differ in base class between libtorch 1.13
@@ -83,15 +82,6 @@ class ProcessGroupComm : public Communicator {
     auto tensors = std::make_shared<std::vector<torch::Tensor>>(1, std::move(t));
     auto work = pg_->allreduce(*tensors, c10d::AllreduceOptions());
     return [work, tensors] { work->wait(); };
-  }
-
-  void barrier() override {
-    // An all-reduce of one element on the host: a barrier on every backend
-    // and version. Under NCCL, Work::wait only orders the current stream
-    // after the reduction; the copy back to the host is what blocks this
-    // process until every rank has joined.
-    auto one = torch::ones({1}, torch::kFloat32);
-    all_reduce_sum(one, 4);
   }
 
  private:

@@ -52,8 +52,6 @@ class Communicator {
   // the same reductions in the same order. `t` lives on the process group's
   // device (the gradients do).
   virtual std::function<void()> start_all_reduce_sum(torch::Tensor t) = 0;
-  // Returns once every process has called it.
-  virtual void barrier() = 0;
 
  protected:
   int64_t rank_ = 0, world_ = 1;

@@ -6,8 +6,11 @@
 // destructor, marked as failed, so every process stops there: the failed one
 // with its own error, the others with an error naming it.
 //
-// Between two gates a process must start no other collective: the one that
-// failed would be at the gate's all-reduce while the others are at that one.
+// Between a gate's construction and its pass a process must start no
+// collective that a failing process would skip: the one that failed would be
+// at the gate's all-reduce while the others are at that one. (The trainer's
+// step gate encloses the gradient all-reduces; a process failing inside the
+// step starts them all before it reaches the gate.)
 #pragma once
 
 #include <cstdint>

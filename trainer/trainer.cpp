@@ -239,12 +239,6 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
       write_file_atomic(path_join(o.out_dir, "loss.svg"),
                         loss_curve_svg(read_metrics(log->path()), "synthpert train: " + o.out_dir));
   };
-  auto run_validation = [&](int64_t step) {
-    if (val.empty()) return;
-    const double v = validation_loss(o, model, val, comm);
-    result.val_losses.emplace_back(step, v);
-    if (rank0) log->write({{"step", step}, {"val_loss", v}});
-  };
 
   // With a process group, gradients are summed bucket by bucket while the
   // step's last backward runs; a single process has nothing to sum.
@@ -272,23 +266,39 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
       if (!micro_idx.back().empty()) last_micro = micro;
     }
     double local_loss = 0;
-    for (int64_t micro = 0; micro <= last_micro; ++micro) {
-      const auto& idx = micro_idx[static_cast<size_t>(micro)];
-      if (idx.empty()) continue;  // short last step of an epoch
-      // Dropout draws depend only on (seed, step, micro-batch slot).
-      torch::manual_seed(mix_seed(mix_seed(o.seed, static_cast<uint64_t>(step)),
-                                  static_cast<uint64_t>(micro * comm.world() + comm.rank())));
-      const auto batch = make_batch(o, data.examples, idx);
-      const auto loss_sum = sft_loss_sum(model, batch, true);
-      if (reducer && micro == last_micro) reducer->arm();
-      (loss_sum / static_cast<double>(rec.targets)).backward();
-      if (reducer)
-        reducer->after_backward();
-      else
-        params.accumulate_grads();
-      local_loss += loss_sum.item<double>();
+    // A process that fails inside the step (out of memory on one GPU) still
+    // starts every gradient bucket, as the others do, and then stops them all
+    // at this gate, instead of leaving them in the next all-reduce until
+    // --dist-timeout.
+    FailureGate stepped(comm, "running step " + std::to_string(rec.step));
+    try {
+      for (int64_t micro = 0; micro <= last_micro; ++micro) {
+        const auto& idx = micro_idx[static_cast<size_t>(micro)];
+        if (idx.empty()) continue;  // short last step of an epoch
+        if (hooks.on_micro_batch) hooks.on_micro_batch(rec.step, micro);
+        // Dropout draws depend only on (seed, step, micro-batch slot).
+        torch::manual_seed(mix_seed(mix_seed(o.seed, static_cast<uint64_t>(step)),
+                                    static_cast<uint64_t>(micro * comm.world() + comm.rank())));
+        const auto batch = make_batch(o, data.examples, idx);
+        const auto loss_sum = sft_loss_sum(model, batch, true);
+        if (reducer && micro == last_micro) reducer->arm();
+        (loss_sum / static_cast<double>(rec.targets)).backward();
+        if (reducer)
+          reducer->after_backward();
+        else
+          params.accumulate_grads();
+        local_loss += loss_sum.item<double>();
+      }
+    } catch (...) {
+      try {
+        if (reducer) reducer->finish();
+      } catch (...) {
+        // This process's own error is the one to show.
+      }
+      throw;
     }
     if (reducer) reducer->finish();
+    stepped.pass();
     auto loss_t = torch::tensor({local_loss}, torch::kFloat64);
     comm.all_reduce_sum(loss_t, 8);
     rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);
@@ -316,28 +326,36 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
 
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = dt > 0 ? static_cast<double>(rec.tokens) / dt : 0.0;
-    if (rank0) {
-      log->write({{"step", rec.step}, {"loss", rec.loss}, {"lr", rec.lr}, {"grad_norm", rec.grad_norm},
-                  {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes(o.device)}});
-      if (bar)
-        bar->advance(1, "loss " + fmt("%.4f", rec.loss) + "  lr " + fmt("%.3g", lr) + "  " +
-                            fmt("%.0f", tps) + " tok/s");
-    }
     const bool last = rec.step == plan.total_steps();
     const bool save = o.save_every > 0 && rec.step % o.save_every == 0;
     // Always at the last step, so the run's final val_loss is of the final
-    // weights.
-    if (last || (o.eval_every > 0 ? rec.step % o.eval_every == 0 : save)) run_validation(rec.step);
-    if (save || last) {
-      if (rank0) {
+    // weights. A collective, so it runs before the gate below.
+    std::optional<double> val_loss;
+    if (!val.empty() && (last || (o.eval_every > 0 ? rec.step % o.eval_every == 0 : save))) {
+      val_loss = validation_loss(o, model, val, comm);
+      result.val_losses.emplace_back(rec.step, *val_loss);
+    }
+    // Only process 0 writes; a full disk or a lost folder there must stop
+    // the others at this step, not leave them waiting in the next step's
+    // all-reduce until --dist-timeout.
+    FailureGate recorded(comm, "writing the metrics log or a checkpoint");
+    if (rank0) {
+      log->write({{"step", rec.step}, {"loss", rec.loss}, {"lr", rec.lr}, {"grad_norm", rec.grad_norm},
+                  {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes(o.device)}});
+      if (val_loss) log->write({{"step", rec.step}, {"val_loss", *val_loss}});
+      if (bar)
+        bar->advance(1, "loss " + fmt("%.4f", rec.loss) + "  lr " + fmt("%.3g", lr) + "  " +
+                            fmt("%.0f", tps) + " tok/s");
+      if (save || last) {
         save_checkpoint(ckpt_root, rec.step, params, opt, fingerprint, o.keep_checkpoints);
         write_plot();
       }
-      comm.barrier();
     }
+    recorded.pass();
   }
   if (bar) bar->finish();
 
+  FailureGate written(comm, "writing the trained adapter or model");
   if (rank0) {
     const auto st = engine::to_st_dtype(model.dtype());
     if (o.full) {
@@ -357,7 +375,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     }
     write_plot();
   }
-  comm.barrier();
+  written.pass();
   return result;
 }
 

@@ -68,6 +68,9 @@ struct TrainHooks {
   std::function<void(const StepRecord&, const ParamSet&)> on_gradients;
   // After the update of each step.
   std::function<void(const StepRecord&)> on_step;
+  // Before the forward of each of this process's micro-batches (`step`
+  // counts from 1); tests make one process fail here.
+  std::function<void(int64_t step, int64_t micro)> on_micro_batch;
 };
 
 struct TrainResult {

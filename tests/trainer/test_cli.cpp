@@ -3,10 +3,7 @@
 // the errors of bad input.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,20 +22,6 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A TCP port that was free a moment ago (the kernel picks it).
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 std::vector<double> losses_of(const std::string& metrics) {
   std::vector<double> out;
@@ -70,7 +53,7 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
       train_cmd(f.model, f.data, f.dir.path + "/one", common + " --batch 2 --grad-accum 2"), f.dir.path);
   REQUIRE(one.exit_code == 0);
 
-  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(test::free_port()) +
                           " WORLD_SIZE=2 ";
   // Small buckets, so many all-reduces start during backward, and activation
   // checkpointing, so gradients arrive from the recomputing backward.
@@ -105,7 +88,7 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
     CHECK(std::abs(va[i]["val_loss"].get<double>() - vb[i]["val_loss"].get<double>()) <= 1e-5);
   // A launcher's world of one runs the gloo process group; its all-reduce is
   // the identity, so the losses are exactly those of a plain run.
-  auto solo = test::run_command("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+  auto solo = test::run_command("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(test::free_port()) + " " +
                                     train_cmd(f.model, f.data, f.dir.path + "/solo",
                                               common + " --batch 2 --grad-accum 2"),
                                 f.dir.path);
@@ -128,7 +111,7 @@ TEST_CASE("processes that would train on different data refuse to start", "[cli]
   // each process would silently train on its own data.
   const std::string other = f.dir.path + "/other.jsonl";
   test::write_pretokenized(other, test::random_examples(16, 101, 10, 5, 24));
-  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(test::free_port()) + " WORLD_SIZE=2 ";
   const std::string args = "--max-steps 2 --batch 2 --dist-timeout 60";
   const std::string script =
       env + "RANK=0 " + train_cmd(f.model, f.data, f.dir.path + "/out", args) + " 2>" + f.dir.path + "/r0.err & p=$!; " +
@@ -148,7 +131,7 @@ TEST_CASE("processes that would train on different data refuse to start", "[cli]
 // both processes' stderr once both have exited (each with an error).
 std::pair<std::string, std::string> run_pair_expecting_failure(const Fixture& f, const std::string& rank1_model,
                                                                 const std::string& rank1_data) {
-  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(test::free_port()) + " WORLD_SIZE=2 ";
   // Long enough for a slow machine to form the group; the old behaviour,
   // waiting for the failed process, ran into it with a timeout error.
   const std::string args = "--max-steps 2 --batch 2 --dist-timeout 45";
@@ -181,6 +164,31 @@ TEST_CASE("a process whose model file is broken stops the others before the firs
   CHECK_THAT(e1, Catch::Contains("model.safetensors"));
   CHECK_THAT(e0, Catch::Contains("process 1 of 2 failed while loading the model"));
   CHECK_FALSE(fs::exists(f.dir.path + "/out/checkpoints"));
+}
+
+TEST_CASE("process 0 failing to write mid-run stops the others at that step, naming it", "[cli]") {
+  Fixture f;
+  // Only process 0 writes: a folder where its loss plot goes makes it fail
+  // after the first checkpoint, while the other process has nothing to do
+  // but wait for the next step's all-reduce.
+  fs::create_directories(f.dir.path + "/out/loss.svg");
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(test::free_port()) + " WORLD_SIZE=2 ";
+  const std::string args = "--max-steps 3 --batch 2 --save-every 1 --dist-timeout 45";
+  const std::string script =
+      env + "RANK=0 " + train_cmd(f.model, f.data, f.dir.path + "/out", args) + " 2>" + f.dir.path +
+      "/r0.err & p=$!; " + env + "RANK=1 " + train_cmd(f.model, f.data, f.dir.path + "/out", args) + " 2>" +
+      f.dir.path + "/r1.err; r1=$?; wait $p; r0=$?; test $r0 -ne 0 -a $r1 -ne 0";
+  const int status = std::system(("bash -c '" + script + "'").c_str());
+  const std::string e0 = test::read_text(f.dir.path + "/r0.err"), e1 = test::read_text(f.dir.path + "/r1.err");
+  INFO("rank 0 stderr: " << e0);
+  INFO("rank 1 stderr: " << e1);
+  CHECK(status == 0);
+  CHECK_THAT(e0, Catch::Contains("loss.svg"));
+  // Waiting for process 0 instead would have ended in the 45 s timeout,
+  // with the collective's timeout error.
+  CHECK_THAT(e1, Catch::Contains("process 0 of 2 failed while writing the metrics log or a checkpoint"));
+  // The checkpoint written before the failure stays whole and resumable.
+  CHECK(fs::exists(f.dir.path + "/out/checkpoints/step-00000001"));
 }
 
 TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit for bit", "[cli]") {

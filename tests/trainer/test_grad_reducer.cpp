@@ -35,7 +35,6 @@ class RecordingComm : public trainer::Communicator {
     starts.push_back({begin, t.numel(), present});
     return [t]() mutable { t.mul_(2); };
   }
-  void barrier() override {}
 
  private:
   const trainer::ParamSet& params_;
