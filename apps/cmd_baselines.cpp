@@ -20,8 +20,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--perturbqa", o->data_dir, "PerturbQA CSV folder (else $PERTURBQA_DIR, ../shared/perturbqa)");
   cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->capture_default_str();
   add_split_part_options(cmd, o->part, o->val_fraction, o->val_seed);
-  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
-  cmd.add_option("--seed", o->seed, "bootstrap seed")->capture_default_str();
+  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->transform(whole_number())->capture_default_str();
+  cmd.add_option("--seed", o->seed, "bootstrap seed")->transform(whole_number())->capture_default_str();
   return [o] {
     perturb::check_part(o->part, o->val_fraction);
     const auto spec = perturb::parse_split(o->split);

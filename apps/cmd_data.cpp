@@ -26,7 +26,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--split", o->split, "default | default:CELL[,CELL] | holdout:CELL")->required();
   add_split_part_options(cmd, o->part, o->val_fraction, o->val_seed);
   cmd.add_option("--fraction", o->fraction, "keep this fraction of the rows (seeded, per row)")->capture_default_str();
-  cmd.add_option("--seed", o->seed, "subsampling seed")->capture_default_str();
+  cmd.add_option("--seed", o->seed, "subsampling seed")->transform(whole_number())->capture_default_str();
   cmd.add_option("--prompt-template", o->prompt, perturb::prompt_template_choices())->capture_default_str();
   cmd.add_flag("--with-answer", o->with_answer,
                "append the true answer as an assistant turn (direct-answer training data)");

@@ -36,8 +36,8 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--epochs", o->epochs, "passes over the training rows")->capture_default_str();
   cmd.add_option("--batch", o->batch, "examples per optimizer step")->capture_default_str();
   cmd.add_option("--lr", o->lr, "peak learning rate (cosine schedule)")->capture_default_str();
-  cmd.add_option("--seed", o->seed, "seed of subsampling, init and data order")->capture_default_str();
-  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95")->capture_default_str();
+  cmd.add_option("--seed", o->seed, "seed of subsampling, init and data order")->transform(whole_number())->capture_default_str();
+  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95")->transform(whole_number())->capture_default_str();
   return [o, no_calibrate] {
     o->calibrate = !*no_calibrate;
     print_json(perturb::run_demo(*o));

@@ -41,7 +41,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_flag("--no-chat-template", o->no_chat, "plain prompts even if the model has a chat template")->excludes(chat);
   cmd.add_option("--chat-template", c.chat_template_file, "chat template file overriding the model's");
   cmd.add_option("--fraction", c.fraction, "evaluate this fraction of the rows (seeded, per row)")->capture_default_str();
-  cmd.add_option("--seed", c.seed, "subsampling, sampling and bootstrap seed")->capture_default_str();
+  cmd.add_option("--seed", c.seed, "subsampling, sampling and bootstrap seed")->transform(whole_number())->capture_default_str();
   cmd.add_option("--batch", c.batch, "rows per forward batch (--endpoint: requests in flight)")->capture_default_str();
   cmd.add_option("--max-new-tokens", c.max_new_tokens, "generate mode: token budget per answer")->capture_default_str();
   auto* temperature = cmd.add_option("--temperature", c.sampling.temperature,
@@ -55,7 +55,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--offsets", o->offsets, "score mode: decision offsets JSON (from `synthpert calibrate`)");
   cmd.add_flag("--blind-view", c.blind_view,
                "score mode: mean of each row's log-likelihoods with and without its pert and gene names");
-  cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
+  cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->transform(whole_number())->capture_default_str();
   cmd.add_flag("--overwrite", c.overwrite, "start over instead of resuming an earlier run in --out");
   cmd.add_option("--out", o->out, "output folder")->required();
   return [o, temperature, top_p] {

@@ -36,7 +36,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
   cmd.add_option("--top-k", o->top_k, "0 = off")->capture_default_str();
   cmd.add_option("--top-p", o->top_p, "1 = off")->capture_default_str();
-  cmd.add_option("--seed", o->seed, "sampling seed")->capture_default_str();
+  cmd.add_option("--seed", o->seed, "sampling seed")->transform(whole_number())->capture_default_str();
   cmd.add_flag("--ignore-eos", o->no_stop,
                "do not stop at the model's EOS tokens (config.json, generation_config.json and the tokenizer's)");
   return [o, ids, prompt, messages] {

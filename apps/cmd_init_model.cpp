@@ -1,4 +1,7 @@
 // `synthpert init-model`: a random-initialised checkpoint in Hugging Face layout.
+#include <filesystem>
+#include <system_error>
+
 #include "apps/command.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -12,8 +15,18 @@ struct Opts {
   std::string arch = "llama", preset, config, out, dtype = "f32";
   uint64_t seed = 0;
   int64_t vocab_size = 0;
-  bool jitter = false;
+  bool jitter = false, overwrite = false;
 };
+
+bool holds_checkpoint(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return false;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name == "config.json" || entry.path().extension() == ".safetensors") return true;
+  }
+  return false;
+}
 
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
@@ -23,13 +36,18 @@ RunFn setup(CLI::App& cmd) {
   preset->excludes(config);
   arch->excludes(config);
   cmd.add_option("--out", o->out, "output folder")->required();
-  cmd.add_option("--seed", o->seed, "random seed")->capture_default_str();
+  cmd.add_option("--seed", o->seed, "random seed")->transform(whole_number())->capture_default_str();
   cmd.add_option("--dtype", o->dtype, "f32 | bf16 | f16")->capture_default_str();
   auto* vocab = cmd.add_option("--vocab-size", o->vocab_size, "override the preset's vocabulary size");
   cmd.add_flag("--jitter", o->jitter, "randomise norm weights and biases too (for tests)");
+  cmd.add_flag("--overwrite", o->overwrite, "replace a checkpoint already in --out");
   return [o, vocab] {
     SP_CHECK_INPUT(!o->preset.empty() || !o->config.empty(), "one of --preset or --config is required");
     SP_CHECK_INPUT(vocab->count() == 0 || o->vocab_size > 0, "--vocab-size must be positive, got ", o->vocab_size);
+    // A mistyped --out naming a real checkpoint would lose its weights to
+    // random ones.
+    SP_CHECK_INPUT(o->overwrite || !holds_checkpoint(o->out), o->out,
+                   " already holds a checkpoint (config.json or *.safetensors); pass --overwrite to replace it");
     engine::ModelConfig c;
     if (!o->config.empty()) {
       const auto j = nlohmann::json::parse(read_file(o->config), nullptr, false);

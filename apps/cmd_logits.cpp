@@ -1,4 +1,7 @@
 // `synthpert logits`: full logits of one sequence as JSON (parity checks).
+#include <stdexcept>
+#include <string>
+
 #include "apps/command.h"
 #include "common/error.h"
 #include "engine/model.h"
@@ -27,6 +30,15 @@ RunFn setup(CLI::App& cmd) {
     auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0).to(lo.device);
     auto logits = model.forward(engine::ForwardBatch::from_ids(ids_t))[0].to(torch::kCPU).contiguous();
     const int64_t T = logits.size(0), V = logits.size(1);
+    // JSON has no NaN or infinity (they would print as null), and a parity
+    // check reading null would fail far from the cause.
+    const auto finite_rows = torch::isfinite(logits).all(1);
+    if (!finite_rows.all().item<bool>()) {
+      const int64_t t = torch::logical_not(finite_rows).nonzero()[0][0].item<int64_t>();
+      throw std::runtime_error("the logits at position " + std::to_string(t) +
+                               " are not finite (NaN or infinity): the weights hold non-finite values or the "
+                               "forward overflowed");
+    }
     const float* p = logits.data_ptr<float>();
     nlohmann::json rows = nlohmann::json::array();
     for (int64_t t = 0; t < T; ++t) rows.push_back(std::vector<float>(p + t * V, p + (t + 1) * V));

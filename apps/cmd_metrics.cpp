@@ -14,8 +14,8 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--predictions", o->predictions, "predictions JSONL")->required();
-  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->capture_default_str();
-  cmd.add_option("--seed", o->seed, "bootstrap seed")->capture_default_str();
+  cmd.add_option("--bootstrap", o->bootstrap, "bootstrap resamples for ci95 (0: none)")->transform(whole_number())->capture_default_str();
+  cmd.add_option("--seed", o->seed, "bootstrap seed")->transform(whole_number())->capture_default_str();
   return [o] {
     perturb::MetricsOptions mo;
     mo.bootstrap = o->bootstrap;

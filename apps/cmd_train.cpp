@@ -70,7 +70,7 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--max-seq-len", t.max_seq_len, "longest example (and packed row) in tokens")->capture_default_str();
   cmd.add_option("--overlong", o->overlong, "examples over --max-seq-len: truncate | drop | error")->capture_default_str();
   cmd.add_flag("--packing", t.packing, "pack each micro-batch's examples into rows (no cross-example attention)");
-  cmd.add_option("--seed", t.seed, "seed of data order, split, LoRA init and dropout")->capture_default_str();
+  cmd.add_option("--seed", t.seed, "seed of data order, split, LoRA init and dropout")->transform(whole_number())->capture_default_str();
   cmd.add_option("--val-fraction", o->val_fraction, "held-out fraction for val_loss (0: none)")->capture_default_str();
   cmd.add_option("--eval-every", t.eval_every, "val_loss every N steps (0: at checkpoints and the end)")->capture_default_str();
   cmd.add_option("--save-every", t.save_every, "checkpoint every N steps (0: at the end)")->capture_default_str();

@@ -34,6 +34,12 @@ struct CommandRegistrar {
 // Machine-readable output: one JSON document on stdout, newline-terminated.
 void print_json(const nlohmann::json& j);
 
+// For seeds and counts. CLI11 reads "-1" into an unsigned option as
+// 2^64 - 1 and "010" as octal 8; this accepts decimal digits only (leading
+// zeros dropped; attach with Option::transform so that reaches the option)
+// and names the option otherwise.
+const CLI::Validator& whole_number();
+
 // Parses "1,2,3" into integers; throws InputError naming the flag on bad input.
 std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text);
 

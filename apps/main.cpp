@@ -26,6 +26,20 @@ void print_json(const nlohmann::json& j) {
   if (!std::cout) throw std::runtime_error("cannot write the result to standard output");
 }
 
+const CLI::Validator& whole_number() {
+  static const CLI::Validator v(
+      [](std::string& text) -> std::string {
+        const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+          return c >= '0' && c <= '9';
+        });
+        if (!digits) return "expected a whole number >= 0, got '" + text + "'";
+        text.erase(0, std::min(text.find_first_not_of('0'), text.size() - 1));
+        return "";
+      },
+      "");  // the option's own type name (UINT, INT) stays the one --help shows
+  return v;
+}
+
 std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text) {
   std::vector<int64_t> ids;
   size_t pos = 0;
@@ -52,7 +66,7 @@ void add_split_part_options(CLI::App& cmd, std::string& part, double& val_fracti
                  "training (cell line, pert) groups held out as --part val and left out of --part train "
                  "(the demo holds out 0.05)")
       ->capture_default_str();
-  cmd.add_option("--val-seed", val_seed, "seed choosing those groups (the demo's is its --seed)")->capture_default_str();
+  cmd.add_option("--val-seed", val_seed, "seed choosing those groups (the demo's is its --seed)")->transform(whole_number())->capture_default_str();
 }
 
 }  // namespace synthpert::cli

@@ -1,5 +1,6 @@
 #include "perturb/demo.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -133,9 +134,30 @@ ClassOffsets calibrate(const std::string& model_dir, const PromptTemplate& tmpl,
   return offsets;
 }
 
+// Refused before the data is read and a tokenizer trained, which take a
+// while, rather than at the step that first uses the value.
+void check_demo_options(const DemoOptions& o) {
+  auto in = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
+  SP_CHECK_INPUT(in(o.train_fraction, 0, 1) && o.train_fraction > 0, "--train-fraction must be in (0, 1], got ",
+                 o.train_fraction);
+  SP_CHECK_INPUT(in(o.test_fraction, 0, 1) && o.test_fraction > 0, "--test-fraction must be in (0, 1], got ",
+                 o.test_fraction);
+  SP_CHECK_INPUT(in(o.val_fraction, 0, 1) && o.val_fraction < 1, "--val-fraction must be in [0, 1), got ",
+                 o.val_fraction);
+  SP_CHECK_INPUT(in(o.blind_fraction, 0, 1), "--blind-fraction must be in [0, 1], got ", o.blind_fraction);
+  SP_CHECK_INPUT(o.hidden > 0 && o.hidden % (2 * o.heads) == 0, "--hidden must be a positive multiple of ",
+                 2 * o.heads, " (", o.heads, " heads, an even head size for RoPE), got ", o.hidden);
+  SP_CHECK_INPUT(o.layers > 0, "--layers must be positive, got ", o.layers);
+  SP_CHECK_INPUT(o.epochs > 0, "--epochs must be positive, got ", o.epochs);
+  SP_CHECK_INPUT(o.batch > 0, "--batch must be positive, got ", o.batch);
+  SP_CHECK_INPUT(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number, got ", o.lr);
+  engine::parse_device(o.device);
+}
+
 }  // namespace
 
 json run_demo(const DemoOptions& o) {
+  check_demo_options(o);
   const double train_fraction = o.full ? 1.0 : o.train_fraction, test_fraction = o.full ? 1.0 : o.test_fraction;
   const std::string data_dir = resolve_data_dir(o.data_dir);
   const SplitSpec spec = parse_split(o.split);
@@ -187,8 +209,6 @@ json run_demo(const DemoOptions& o) {
   const int64_t params = engine::init_model(cfg, model_dir, io);
   say(str_cat("3/6 student: llama, hidden ", o.hidden, ", ", o.layers, " layers, ", params, " parameters"));
 
-  SP_CHECK_INPUT(o.blind_fraction >= 0 && o.blind_fraction <= 1, "--blind-fraction must be in [0, 1], got ",
-                 o.blind_fraction);
   auto examples = make_examples(train_rows, enc, o.blind_fraction, o.seed);
   auto all = trainer::finalize_examples(std::move(examples), cfg.max_position_embeddings, cfg.vocab_size,
                                         trainer::Overlong::kError);

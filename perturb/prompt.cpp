@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/settings_diff.h"
+#include "common/utf8.h"
 #include "perturb/prompts_embedded.h"
 #include "perturb/template_text.h"
 
@@ -60,6 +61,8 @@ PromptTemplate PromptTemplate::load(const std::string& name_or_path) {
 }
 
 PromptTemplate PromptTemplate::parse(const std::string& text, const std::string& source) {
+  // Its text goes into JSON rows and requests, which must be UTF-8.
+  SP_CHECK_INPUT(is_valid_utf8(text), source, ": not UTF-8 text");
   const auto sections = parse_sections(text, {"[system]", "[user]", "[answer]"}, source);
   PromptTemplate t;
   t.name = source;

@@ -11,18 +11,14 @@
 #include <string>
 #include <string_view>
 
-namespace synthpert::tokenizer {
+#include "common/utf8.h"  // utf8_sequence, is_valid_utf8
 
-// Length of the valid UTF-8 sequence starting at s[i] (1..4), or 0 if the
-// bytes there are not a valid sequence. Writes the code point when valid.
-size_t utf8_sequence(std::string_view s, size_t i, char32_t* cp = nullptr);
+namespace synthpert::tokenizer {
 
 // Byte length of the character that starts with lead byte `c` (1 for stray bytes).
 inline size_t utf8_char_len(unsigned char c) {
   return c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 1;
 }
-
-bool is_valid_utf8(std::string_view s);
 
 // Returns `s` with every maximal invalid subpart replaced by U+FFFD.
 std::string sanitize_utf8(std::string_view s);

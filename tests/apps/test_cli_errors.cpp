@@ -3,6 +3,13 @@
 // that cannot be written to stdout is a failure (1), not a success.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor_io.h"
 #include "tests/test_util.h"
 
 using synthpert::test::run_command;
@@ -25,4 +32,73 @@ TEST_CASE("a result that cannot be written to stdout fails the command", "[cli]"
   const auto full = run_command("sh -c '" + synthpert_bin() + " info >/dev/full'");
   CHECK(full.exit_code == 1);
   CHECK_THAT(full.err, Catch::Contains("cannot write the result to standard output"));
+}
+
+TEST_CASE("seeds and counts refuse negative numbers instead of wrapping", "[cli]") {
+  // "-1" would read as 2^64 - 1 into an unsigned seed, and a negative
+  // --bootstrap as no bootstrap at all.
+  const auto seed = run_command(synthpert_bin() + " data --split default --out x.jsonl --seed -1");
+  CHECK(seed.exit_code == 2);
+  CHECK_THAT(seed.err, Catch::Contains("--seed") && Catch::Contains("whole number >= 0"));
+  const auto boot = run_command(synthpert_bin() + " metrics --predictions p.jsonl --bootstrap -5");
+  CHECK(boot.exit_code == 2);
+  CHECK_THAT(boot.err, Catch::Contains("--bootstrap") && Catch::Contains("whole number >= 0"));
+  // "010" is ten, not octal eight: the seed is echoed in init-model's config.
+  synthpert::test::TempDir dir("cli-seed");
+  const auto ok = run_command(synthpert_bin() + " init-model --preset tiny --seed 010 --out " + dir.path + "/m");
+  REQUIRE(ok.exit_code == 0);
+  const auto same = run_command(synthpert_bin() + " init-model --preset tiny --seed 10 --out " + dir.path + "/n");
+  REQUIRE(same.exit_code == 0);
+  CHECK(synthpert::test::read_text(dir.path + "/m/model.safetensors") ==
+        synthpert::test::read_text(dir.path + "/n/model.safetensors"));
+}
+
+TEST_CASE("logits refuses to print non-finite values as JSON null", "[cli]") {
+  synthpert::test::TempDir dir("cli-logits-nan");
+  const std::string model = dir.path + "/m";
+  REQUIRE(run_command(synthpert_bin() + " init-model --preset tiny --out " + model).exit_code == 0);
+  const auto fine = run_command(synthpert_bin() + " logits --model " + model + " --ids 1,2,3");
+  REQUIRE(fine.exit_code == 0);
+  auto weights = synthpert::engine::load_tensors(model + "/model.safetensors");
+  weights.at("model.norm.weight")[0] = std::nan("");
+  synthpert::engine::save_tensors(model + "/model.safetensors",
+                                  synthpert::engine::NamedTensors(weights.begin(), weights.end()));
+  const auto nan = run_command(synthpert_bin() + " logits --model " + model + " --ids 1,2,3");
+  CHECK(nan.exit_code == 1);
+  CHECK_THAT(nan.err, Catch::Contains("logits at position 0 are not finite"));
+  CHECK(nan.out.empty());
+}
+
+TEST_CASE("init-model keeps an existing checkpoint unless told to replace it", "[cli]") {
+  synthpert::test::TempDir dir("cli-init-model");
+  const std::string model = dir.path + "/m";
+  REQUIRE(run_command(synthpert_bin() + " init-model --preset tiny --seed 1 --out " + model).exit_code == 0);
+  const std::string before = synthpert::test::read_text(model + "/model.safetensors");
+  const auto again = run_command(synthpert_bin() + " init-model --preset tiny --seed 2 --out " + model);
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.err, Catch::Contains("already holds a checkpoint") && Catch::Contains("--overwrite"));
+  CHECK(synthpert::test::read_text(model + "/model.safetensors") == before);
+  const auto replaced = run_command(synthpert_bin() + " init-model --preset tiny --seed 2 --overwrite --out " + model);
+  CHECK(replaced.exit_code == 0);
+  CHECK(synthpert::test::read_text(model + "/model.safetensors") != before);
+}
+
+TEST_CASE("demo refuses bad options before reading data or writing its folder", "[cli]") {
+  synthpert::test::TempDir dir("cli-demo");
+  const std::string out = dir.path + "/demo-out";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--batch 0", "--batch must be positive"},
+      {"--train-fraction 0", "--train-fraction must be in (0, 1]"},
+      {"--val-fraction 1", "--val-fraction must be in [0, 1)"},
+      {"--hidden 30", "--hidden must be a positive multiple of 8"},
+      {"--lr nan", "--lr must be a positive number"},
+  };
+  for (const auto& [args, expect] : bad) {
+    INFO(args);
+    // A folder without PerturbQA files: reading data first would fail on it.
+    const auto r = run_command(synthpert_bin() + " demo --perturbqa " + dir.path + " --out " + out + " " + args);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(expect));
+    CHECK_FALSE(std::filesystem::exists(out));
+  }
 }

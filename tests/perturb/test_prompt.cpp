@@ -38,6 +38,8 @@ TEST_CASE("user templates: format and errors", "[prompt]") {
       {"[answer]\n{label}\n", "missing or empty [user]"},
       {"hello\n[user]\nx\n[answer]\n{label}\n", ":1: text before the first section"},
       {"[user]\nx\n[user]\ny\n[answer]\n{label}\n", ":3: section [user] appears twice"},
+      // Latin-1 bytes (a file saved in the wrong encoding).
+      {"[user]\ncaf\xe9 {gene}\n[answer]\n{label}\n", "t.txt: not UTF-8 text"},
   };
   for (const auto& [text, expect] : bad) {
     std::ofstream(path) << text;
