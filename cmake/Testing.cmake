@@ -9,6 +9,11 @@
 #              is none, which CTest reports as skipped.
 find_package(Catch2 REQUIRED)
 
+# The interpreter of the python oracles (tests/reference/, needs torch, numpy,
+# sklearn): Debian's, where scripts/install-deps.sh puts python3-torch; a GPU
+# host passes its own (scripts/gpu-verify.sh).
+set(SYNTHPERT_REFERENCE_PYTHON /usr/bin/python3 CACHE FILEPATH "python3 that runs the tests' reference scripts")
+
 add_library(synthpert_catch_main OBJECT ${PROJECT_SOURCE_DIR}/tests/catch_main.cpp)
 target_link_libraries(synthpert_catch_main PUBLIC Catch2::Catch2)
 
@@ -27,7 +32,8 @@ function(synthpert_test_suite name)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_definitions(${name} PRIVATE
     SYNTHPERT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-    SYNTHPERT_BINARY_DIR="${PROJECT_BINARY_DIR}")
+    SYNTHPERT_BINARY_DIR="${PROJECT_BINARY_DIR}"
+    SYNTHPERT_REFERENCE_PYTHON="${SYNTHPERT_REFERENCE_PYTHON}")
   add_test(NAME ${name} COMMAND ${name} "${ARG_FILTER}")
   set_tests_properties(${name} PROPERTIES LABELS fast)
   if(ARG_SLOW)

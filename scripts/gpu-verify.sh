@@ -240,7 +240,9 @@ if [ $skip_build = 0 ]; then
     echo "gpu-verify: $python cannot import torch" >&2; exit 1; }
   prefix_path="$torch_prefix"
   cmake_args=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DSYNTHPERT_KERNELS=ON -DSYNTHPERT_BUILD_BENCHMARKS=ON
-              "-DSYNTHPERT_CUDA_ARCHS=$archs" "-DCMAKE_CUDA_COMPILER=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")
+              "-DSYNTHPERT_CUDA_ARCHS=$archs" "-DCMAKE_CUDA_COMPILER=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+              # The CPU suites' python oracles run on this host's python (with torch), not Debian's.
+              "-DSYNTHPERT_REFERENCE_PYTHON=$(command -v "$python" || echo "$python")")
   # libtorch's CMake config stops when it cannot find the cuDNN it was built
   # with; the wheel's own (nvidia.cudnn) is that one.
   cudnn_dir=$("$python" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null)

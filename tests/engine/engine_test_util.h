@@ -24,7 +24,7 @@ inline std::string join_ids(const std::vector<int64_t>& ids) {
 inline std::vector<float> reference_logits(const std::string& model_dir,
                                            const std::vector<int64_t>& ids) {
   const std::string out = model_dir + "/ref-logits.bin";
-  const std::string cmd = std::string("/usr/bin/python3 ") + SYNTHPERT_SOURCE_DIR +
+  const std::string cmd = std::string(SYNTHPERT_REFERENCE_PYTHON " ") + SYNTHPERT_SOURCE_DIR +
                           "/tests/reference/llama_ref.py --model " + model_dir + " --ids " +
                           join_ids(ids) + " --out " + out;
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("reference failed: " + cmd);

@@ -7,6 +7,6 @@
 
 TEST_CASE("generated attention instances are up to date", "[cpu][attention]") {
   const std::string cmd =
-      std::string("/usr/bin/python3 ") + SYNTHPERT_SOURCE_DIR + "/scripts/gen_attention_instances.py --check";
+      std::string(SYNTHPERT_REFERENCE_PYTHON " ") + SYNTHPERT_SOURCE_DIR + "/scripts/gen_attention_instances.py --check";
   CHECK(std::system(cmd.c_str()) == 0);
 }

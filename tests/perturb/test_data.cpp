@@ -27,7 +27,7 @@ json class_counts(const std::vector<Row>& rows) {
 
 TEST_CASE("every split matches an independent count from the CSVs", "[data]") {
   const std::string dir = test::perturbqa_dir();
-  const auto ref_run = test::run_command("/usr/bin/python3 " + std::string(SYNTHPERT_SOURCE_DIR) +
+  const auto ref_run = test::run_command(SYNTHPERT_REFERENCE_PYTHON " " + std::string(SYNTHPERT_SOURCE_DIR) +
                                          "/tests/reference/perturb/split_counts.py " + dir);
   REQUIRE(ref_run.exit_code == 0);
   const json ref = json::parse(ref_run.out);

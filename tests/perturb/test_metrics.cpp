@@ -107,7 +107,7 @@ TEST_CASE("metrics agree with sklearn on random prediction files", "[metrics]") 
     }
     // Through the file, as `synthpert metrics` reads it.
     const json ours = compute_metrics(read_predictions(path), opts);
-    const auto ref_run = test::run_command("/usr/bin/python3 " + std::string(SYNTHPERT_SOURCE_DIR) +
+    const auto ref_run = test::run_command(SYNTHPERT_REFERENCE_PYTHON " " + std::string(SYNTHPERT_SOURCE_DIR) +
                                            "/tests/reference/perturb/metrics_oracle.py " + path);
     REQUIRE(ref_run.exit_code == 0);
     const json ref = json::parse(ref_run.out);

@@ -35,7 +35,7 @@ trainer::TrainHooks capture(Captured& c, std::vector<int64_t> grad_steps) {
 
 json run_reference(const std::string& args, const std::string& dir) {
   const std::string out = dir + "/ref.json";
-  const std::string cmd = std::string("/usr/bin/python3 ") + SYNTHPERT_SOURCE_DIR +
+  const std::string cmd = std::string(SYNTHPERT_REFERENCE_PYTHON " ") + SYNTHPERT_SOURCE_DIR +
                           "/tests/reference/train_ref.py " + args + " --out " + out;
   REQUIRE(std::system(cmd.c_str()) == 0);
   return json::parse(test::read_text(out));
