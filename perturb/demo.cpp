@@ -137,14 +137,14 @@ ClassOffsets calibrate(const std::string& model_dir, const PromptTemplate& tmpl,
 // Refused before the data is read and a tokenizer trained, which take a
 // while, rather than at the step that first uses the value.
 void check_demo_options(const DemoOptions& o) {
-  auto in = [](double v, double lo, double hi) { return std::isfinite(v) && v >= lo && v <= hi; };
-  SP_CHECK_INPUT(in(o.train_fraction, 0, 1) && o.train_fraction > 0, "--train-fraction must be in (0, 1], got ",
+  // Comparisons with NaN are false, so these bounds refuse it too.
+  SP_CHECK_INPUT(o.train_fraction > 0 && o.train_fraction <= 1, "--train-fraction must be in (0, 1], got ",
                  o.train_fraction);
-  SP_CHECK_INPUT(in(o.test_fraction, 0, 1) && o.test_fraction > 0, "--test-fraction must be in (0, 1], got ",
+  SP_CHECK_INPUT(o.test_fraction > 0 && o.test_fraction <= 1, "--test-fraction must be in (0, 1], got ",
                  o.test_fraction);
-  SP_CHECK_INPUT(in(o.val_fraction, 0, 1) && o.val_fraction < 1, "--val-fraction must be in [0, 1), got ",
-                 o.val_fraction);
-  SP_CHECK_INPUT(in(o.blind_fraction, 0, 1), "--blind-fraction must be in [0, 1], got ", o.blind_fraction);
+  check_part("train", o.val_fraction);  // the demo trains on the training part less its validation groups
+  SP_CHECK_INPUT(o.blind_fraction >= 0 && o.blind_fraction <= 1, "--blind-fraction must be in [0, 1], got ",
+                 o.blind_fraction);
   SP_CHECK_INPUT(o.hidden > 0 && o.hidden % (2 * o.heads) == 0, "--hidden must be a positive multiple of ",
                  2 * o.heads, " (", o.heads, " heads, an even head size for RoPE), got ", o.hidden);
   SP_CHECK_INPUT(o.layers > 0, "--layers must be positive, got ", o.layers);
