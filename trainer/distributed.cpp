@@ -33,6 +33,32 @@ int64_t env_int(const GetEnv& getenv, const char* name, int64_t fallback, bool r
   return x;
 }
 
+// The backend's own message without libtorch's C++ stack trace, on one line.
+std::string backend_detail(const std::exception& e) {
+  const auto* c10e = dynamic_cast<const c10::Error*>(&e);
+  std::string s = c10e ? c10e->what_without_backtrace() : e.what();
+  s = s.substr(0, s.find('\n'));
+  return s.size() > 300 ? s.substr(0, 300) + "..." : s;
+}
+
+// Runs `f`, turning the backend's failure into a CommunicationError that says
+// what most likely happened. A peer that died shows up as a connection error
+// (gloo) or a timeout (NCCL), neither of which names the cause.
+template <typename F>
+auto guarded(const std::string& backend, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const CommunicationError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CommunicationError(str_cat(
+        "a ", backend, " all-reduce with the other processes failed (", backend_detail(e),
+        "): another process most likely exited or was killed before it could report an error (its own "
+        "output or the launcher's log says why), the network between them failed, or the wait ran past "
+        "--dist-timeout"));
+  }
+}
+
 class SingleProcess : public Communicator {
  public:
   void all_reduce_sum(torch::Tensor&, int64_t) override {}
@@ -68,9 +94,11 @@ class ProcessGroupComm : public Communicator {
     std::vector<std::vector<torch::Tensor>> buckets;
     for (int64_t off = 0; off < flat.numel(); off += per)
       buckets.push_back({flat.narrow(0, off, std::min(per, flat.numel() - off))});
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    for (auto& b : buckets) works.push_back(pg_->allreduce(b, c10d::AllreduceOptions()));
-    for (auto& w : works) w->wait();
+    guarded(backend_, [&] {
+      std::vector<c10::intrusive_ptr<c10d::Work>> works;
+      for (auto& b : buckets) works.push_back(pg_->allreduce(b, c10d::AllreduceOptions()));
+      for (auto& w : works) w->wait();
+    });
   }
 
   std::function<void()> start_all_reduce_sum(torch::Tensor t) override {
@@ -80,8 +108,8 @@ class ProcessGroupComm : public Communicator {
     // The work keeps the tensor list it was given; holding it here too keeps
     // the buffers alive on every backend until the wait.
     auto tensors = std::make_shared<std::vector<torch::Tensor>>(1, std::move(t));
-    auto work = pg_->allreduce(*tensors, c10d::AllreduceOptions());
-    return [work, tensors] { work->wait(); };
+    auto work = guarded(backend_, [&] { return pg_->allreduce(*tensors, c10d::AllreduceOptions()); });
+    return [work, tensors, backend = backend_] { guarded(backend, [&] { work->wait(); }); };
   }
 
  private:
@@ -95,6 +123,42 @@ class ProcessGroupComm : public Communicator {
   c10::intrusive_ptr<PG> pg_;
   torch::Device device_;
 };
+
+// The rendezvous and the backend's process group.
+std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device device,
+                                           std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = env.rank == 0;
+  so.numWorkers = static_cast<size_t>(env.world);
+  so.waitWorkers = true;
+  so.timeout = timeout;
+  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  if (device.is_cuda()) {
+#ifdef SYNTHPERT_WITH_NCCL
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world, opts);
+    return std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl", device);
+#else
+    throw InputError("this build has no NCCL process group (libtorch without CUDA)");
+#endif
+  }
+#ifdef SYNTHPERT_WITH_GLOO
+  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+  // GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch; else the
+  // address the hostname resolves to (loopback when it does not resolve).
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  opts->devices.push_back(ifname && *ifname
+                              ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                              : c10d::ProcessGroupGloo::createDefaultDevice());
+  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
+  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo", device);
+#else
+  throw InputError("this build has no gloo process group (libtorch without gloo headers); "
+                   "run data parallel on CUDA devices (NCCL)");
+#endif
+}
 
 }  // namespace
 
@@ -141,37 +205,17 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
   // A launcher's world of one still gets a process group, so the backend
   // (NCCL on one GPU, gloo on one CPU) runs exactly as in a larger world.
   if (env.launcher == "single") return std::make_unique<SingleProcess>();
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0;
-  so.numWorkers = static_cast<size_t>(env.world);
-  so.waitWorkers = true;
-  so.timeout = timeout;
-  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
-  if (device.is_cuda()) {
-#ifdef SYNTHPERT_WITH_NCCL
-    auto opts = c10d::ProcessGroupNCCL::Options::create();
-    opts->timeout = timeout;
-    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world, opts);
-    return std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl", device);
-#else
-    throw InputError("this build has no NCCL process group (libtorch without CUDA)");
-#endif
+  try {
+    return create_group(env, device, timeout);
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CommunicationError(str_cat(
+        "process ", env.rank, " of ", env.world, " could not form the process group at ", env.master_addr, ":",
+        env.master_port, " (", backend_detail(e), "): every process must start within --dist-timeout (",
+        timeout.count() / 1000, " s) with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and process 0's "
+        "host must accept connections on that port"));
   }
-#ifdef SYNTHPERT_WITH_GLOO
-  auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-  // GLOO_SOCKET_IFNAME picks the network interface, as in PyTorch; else the
-  // address the hostname resolves to (loopback when it does not resolve).
-  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-  opts->devices.push_back(ifname && *ifname
-                              ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                              : c10d::ProcessGroupGloo::createDefaultDevice());
-  auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
-  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo", device);
-#else
-  throw InputError("this build has no gloo process group (libtorch without gloo headers); "
-                   "run data parallel on CUDA devices (NCCL)");
-#endif
 }
 
 }  // namespace synthpert::trainer

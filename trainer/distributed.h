@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "engine/torch_compat.h"
@@ -24,6 +25,14 @@ struct DistEnv {
   std::string launcher = "single";  // "single" | "torchrun" | "slurm"
 };
 
+// The rendezvous or a collective failed: another process exited or was killed
+// without reaching a failure gate, the network between them failed, or a
+// process waited past --dist-timeout. The message says which operation.
+class CommunicationError : public std::runtime_error {
+ public:
+  explicit CommunicationError(const std::string& what) : std::runtime_error(what) {}
+};
+
 using GetEnv = std::function<const char*(const char*)>;
 // Reads the launch variables (torchrun's take precedence over Slurm's); bad
 // or inconsistent values are an InputError naming the variable.
@@ -34,7 +43,9 @@ class Communicator {
  public:
   virtual ~Communicator() = default;
   // No launcher variables: a no-op communicator. Otherwise (a world of one
-  // included) gloo for CPU devices, NCCL for CUDA devices.
+  // included) gloo for CPU devices, NCCL for CUDA devices. A rendezvous that
+  // fails or runs past `timeout` is a CommunicationError, as is any failed
+  // collective later.
   static std::unique_ptr<Communicator> create(const DistEnv& env, torch::Device device,
                                               std::chrono::milliseconds timeout);
 

@@ -152,11 +152,14 @@ json run_fingerprint(const TrainOptions& o, int64_t world) {
           {"data", o.data_identity}};
 }
 
-TrainResult run_training(const TrainOptions& o, const SftDataset& data,
-                         const std::vector<SftExample>& val, Communicator& comm,
-                         const TrainHooks& hooks) {
+namespace {
+
+// The run; `phase` says what it is doing, for the error of a lost peer.
+TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vector<SftExample>& val,
+                  Communicator& comm, const TrainHooks& hooks, std::string& phase) {
   const bool rank0 = comm.rank() == 0;
   const std::string ckpt_root = path_join(o.out_dir, "checkpoints");
+  phase = "checking its options and data against the others'";
   FailureGate prepared(comm, "checking its options and output folder");
   check_options(o);
   const json fingerprint = run_fingerprint(o, comm.world());
@@ -173,6 +176,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   }
   check_processes_agree(fingerprint, data, val, comm, prepared);
 
+  phase = "loading the model";
   FailureGate loaded(comm, "loading the model, adapter or checkpoint");
 
   engine::LoadOptions lo;
@@ -255,6 +259,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
     StepRecord rec;
     rec.step = step + 1;
     rec.lr = lr;
+    phase = "running step " + std::to_string(rec.step);
     for (int64_t i : plan.step_examples(step)) {
       rec.targets += count_targets(data.examples[i]);
       rec.tokens += static_cast<int64_t>(data.examples[i].ids.size());
@@ -355,6 +360,7 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   }
   if (bar) bar->finish();
 
+  phase = "writing the trained adapter or model";
   FailureGate written(comm, "writing the trained adapter or model");
   if (rank0) {
     const auto st = engine::to_st_dtype(model.dtype());
@@ -377,6 +383,31 @@ TrainResult run_training(const TrainOptions& o, const SftDataset& data,
   }
   written.pass();
   return result;
+}
+
+}  // namespace
+
+TrainResult run_training(const TrainOptions& o, const SftDataset& data,
+                         const std::vector<SftExample>& val, Communicator& comm,
+                         const TrainHooks& hooks) {
+  std::string phase = "starting";
+  try {
+    return train(o, data, val, comm, hooks, phase);
+  } catch (const CommunicationError& e) {
+    // Say where this process was, and what can be saved: process 0 writes a
+    // checkpoint only after every process finished the step it belongs to.
+    std::optional<std::string> newest;
+    try {
+      newest = latest_checkpoint(path_join(o.out_dir, "checkpoints"));
+    } catch (const std::exception&) {
+      // An unreadable folder: the lost peer stays the error to report.
+    }
+    throw CommunicationError(str_cat("process ", comm.rank(), " of ", comm.world(), " stopped while ", phase, ": ",
+                                     e.what(),
+                                     newest ? "; the newest checkpoint (" + *newest +
+                                                  ") is complete: start all processes again with --resume"
+                                            : std::string()));
+  }
 }
 
 }  // namespace synthpert::trainer

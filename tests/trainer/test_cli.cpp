@@ -234,6 +234,91 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
   CHECK(kept == std::vector<std::string>{fs::path(live).filename(), "step-00000012", "step-00000014"});
 }
 
+// Starts `cmd` (a shell command line) in the background; its stderr goes to
+// `err_path`.
+pid_t start_process(const std::string& cmd, const std::string& err_path) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const std::string line = "exec " + cmd + " >/dev/null 2>" + err_path;
+    ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+TEST_CASE("a process killed mid-run stops the other at once, naming the step, and both resume", "[cli]") {
+  Fixture f(48, 60, 120);
+  const std::string args =
+      "--max-steps 20 --save-every 4 --batch 2 --max-seq-len 128 --val-fraction 0.1 --dist-timeout 120";
+  const std::string port = std::to_string(test::free_port());
+  auto launch = [&](int rank, const std::string& out, const std::string& extra) {
+    return start_process("env MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " WORLD_SIZE=2 RANK=" +
+                             std::to_string(rank) + " " + train_cmd(f.model, f.data, out, args + extra),
+                         f.dir.path + "/r" + std::to_string(rank) + ".err");
+  };
+  auto exit_code = [](pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  };
+  auto run_pair = [&](const std::string& out, const std::string& extra) {
+    const pid_t p0 = launch(0, out, extra), p1 = launch(1, out, extra);
+    const int r1 = exit_code(p1), r0 = exit_code(p0);
+    INFO("rank 0 stderr: " << test::read_text(f.dir.path + "/r0.err"));
+    INFO("rank 1 stderr: " << test::read_text(f.dir.path + "/r1.err"));
+    REQUIRE(r0 == 0);
+    REQUIRE(r1 == 0);
+  };
+  run_pair(f.dir.path + "/straight", "");
+
+  const std::string killed = f.dir.path + "/killed";
+  const pid_t p0 = launch(0, killed, ""), p1 = launch(1, killed, "");
+  // Kill process 1 once step 9 is logged: past the step-8 checkpoint.
+  bool seen = false;
+  for (int i = 0; i < 120000 && !seen; ++i) {
+    for (const auto& j : test::metrics_lines(killed + "/metrics.jsonl", "loss"))
+      seen = seen || j["step"].get<int64_t>() >= 9;
+    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  ::kill(p1, SIGKILL);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int r0 = exit_code(p0);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  exit_code(p1);
+  const std::string e0 = test::read_text(f.dir.path + "/r0.err");
+  INFO("rank 0 stderr: " << e0);
+  REQUIRE(seen);
+  CHECK(r0 == 1);
+  // Before: gloo's bare "Connection reset by peer".
+  CHECK_THAT(e0, Catch::Contains("process 0 of 2 stopped while running step"));
+  CHECK_THAT(e0, Catch::Contains("another process most likely exited or was killed"));
+  CHECK_THAT(e0, Catch::Contains(") is complete: start all processes again with --resume"));
+  // A lost connection, not the 120 s timeout.
+  CHECK(waited < 60);
+  CHECK_FALSE(fs::exists(killed + "/adapter"));
+
+  run_pair(killed, " --resume");
+  const auto a = losses_of(f.dir.path + "/straight/metrics.jsonl");
+  const auto b = losses_of(killed + "/metrics.jsonl");
+  REQUIRE(a.size() == 20);
+  CHECK(a == b);  // exact: two-process sums are deterministic
+  CHECK(test::read_text(f.dir.path + "/straight/adapter/adapter_model.safetensors") ==
+        test::read_text(killed + "/adapter/adapter_model.safetensors"));
+}
+
+TEST_CASE("a process whose peers never come stops after --dist-timeout, saying what to check", "[cli]") {
+  Fixture f;
+  // Process 1 of 2 with no process 0: nothing listens on the port.
+  const auto r = test::run_command("env MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(test::free_port()) +
+                                       " WORLD_SIZE=2 RANK=1 " +
+                                       train_cmd(f.model, f.data, f.dir.path + "/out", "--dist-timeout 2"),
+                                   f.dir.path);
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Contains("process 1 of 2 could not form the process group at 127.0.0.1:"));
+  CHECK_THAT(r.err, Catch::Contains("every process must start within --dist-timeout (2 s)"));
+  CHECK_FALSE(fs::exists(f.dir.path + "/out"));
+}
+
 TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model", "[cli]") {
   Fixture f;
   const std::string out = f.dir.path + "/run";
