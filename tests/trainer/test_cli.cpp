@@ -35,6 +35,21 @@ std::string train_cmd(const std::string& model, const std::string& data, const s
          " --lora-r 4 --lora-alpha 8 --lr 1e-2 --seed 5 --no-progress " + extra;
 }
 
+// Polls a run's metrics log until it has logged `step` (false after 60 s). A
+// line still being written is skipped until it is whole.
+bool wait_for_logged_step(const std::string& metrics, int64_t step) {
+  for (int i = 0; i < 120000; ++i) {
+    std::ifstream in(metrics);
+    std::string line;
+    while (std::getline(in, line)) {
+      const auto j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("loss") && j["step"].get<int64_t>() >= step) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+  }
+  return false;
+}
+
 struct Fixture {
   test::TempDir dir{"train-cli"};
   std::string model = dir.path + "/model", data = dir.path + "/data.jsonl";
@@ -186,12 +201,7 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
     ::_exit(127);
   }
   // Kill once step 9 is logged: past the step-8 checkpoint, before step 12's.
-  bool seen = false;
-  for (int i = 0; i < 60000 && !seen; ++i) {
-    for (const auto& j : test::metrics_lines(killed + "/metrics.jsonl", "loss"))
-      seen = seen || j["step"].get<int64_t>() >= 9;
-    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
-  }
+  const bool seen = wait_for_logged_step(killed + "/metrics.jsonl", 9);
   ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -274,12 +284,7 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
   const std::string killed = f.dir.path + "/killed";
   const pid_t p0 = launch(0, killed, ""), p1 = launch(1, killed, "");
   // Kill process 1 once step 9 is logged: past the step-8 checkpoint.
-  bool seen = false;
-  for (int i = 0; i < 120000 && !seen; ++i) {
-    for (const auto& j : test::metrics_lines(killed + "/metrics.jsonl", "loss"))
-      seen = seen || j["step"].get<int64_t>() >= 9;
-    if (!seen) std::this_thread::sleep_for(std::chrono::microseconds(500));
-  }
+  const bool seen = wait_for_logged_step(killed + "/metrics.jsonl", 9);
   ::kill(p1, SIGKILL);
   const auto t0 = std::chrono::steady_clock::now();
   const int r0 = exit_code(p0);
