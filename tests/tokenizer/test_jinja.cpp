@@ -165,6 +165,45 @@ TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {
   CHECK_THAT(message_of("{{ messages.x.y }}"), Catch::Contains("'messages.x' is undefined"));
 }
 
+TEST_CASE("endless macro recursion and templates nested past the bounds are errors, not stack overflows", "[jinja]") {
+  const auto message_of = [](const std::string& src) {
+    try {
+      ChatTemplate::from_string(src).render({}, false);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  CHECK_THAT(message_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+             Catch::Contains("line 1: macro 'f'") && Catch::Contains("does its recursion end?"));
+  // Mutual recursion through two macros is caught the same way.
+  CHECK_THAT(message_of("{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}"),
+             Catch::Contains("does its recursion end?"));
+  // Each call deep inside a long chain: the render depth bound trips first.
+  CHECK_THAT(message_of("{% macro f(n) %}{{ f(n + 1)" + repeat(" + 0", 190) + " }}{% endmacro %}{{ f(0) }}"),
+             Catch::Contains("nests too deeply to render"));
+  CHECK_THAT(message_of("{{ " + repeat("(", 100000) + "1" + repeat(")", 100000) + " }}"), Catch::Contains("nests more than"));
+  CHECK_THAT(message_of("{{ " + repeat("[", 100000) + " }}"), Catch::Contains("nests more than"));
+  CHECK_THAT(message_of("{{ " + repeat("not ", 100000) + "x }}"), Catch::Contains("nests more than"));
+  CHECK_THAT(message_of("{{ " + repeat("-", 100000) + "1 }}"), Catch::Contains("nests more than"));
+  CHECK_THAT(message_of(repeat("{% if true %}", 100000)), Catch::Contains("nests more than"));
+  CHECK_THAT(message_of("{{ 1" + repeat(" + 1", 100000) + " }}"), Catch::Contains("chains more than"));
+  CHECK_THAT(message_of("{{ x" + repeat(".a", 100000) + " }}"), Catch::Contains("chains more than"));
+  CHECK_THAT(message_of("{{ x" + repeat("|trim", 100000) + " }}"), Catch::Contains("chains more than"));
+  CHECK_THAT(message_of("{{ x" + repeat("()", 100000) + " }}"), Catch::Contains("chains more than"));
+  // Depths real templates use still render, recursion that ends included.
+  CHECK(render("{% macro count(n) %}{% if n > 0 %}{{ count(n - 1) }}{% endif %}{{ n }}{% endmacro %}{{ count(60)|length }}") ==
+        "112");  // "0123...60": ten one-digit numbers and 51 two-digit ones
+  CHECK(render("{{ 1" + repeat(" + 1", 150) + " }}") == "151");
+  CHECK(render("{{ " + repeat("(", 30) + "2" + repeat(")", 30) + " }}") == "2");
+  CHECK(render(repeat("{% if true %}", 30) + "deep" + repeat("{% endif %}", 30)) == "deep");
+}
+
 TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms", "[jinja]") {
   const std::string dir = synthpert::test::scratch_dir("chat-load");
   synthpert::write_file_atomic(dir + "/tokenizer_config.json",

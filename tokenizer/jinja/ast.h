@@ -33,6 +33,7 @@ struct Expr {
   };
   Kind kind;
   int line = 0;
+  int depth = 1;         // levels in this subtree; the parser bounds it
   Value value;           // Literal
   std::string name;      // Name, Attr, Filter, Test, Unary/Binary operator
   bool negated = false;  // Test

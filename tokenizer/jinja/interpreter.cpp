@@ -21,6 +21,13 @@ namespace {
 // Control flow out of a loop body.
 enum class Flow { Normal, Break, Continue };
 
+// Rendering recurses through statements, expressions and macro calls; a
+// template past these bounds (most often a macro whose recursion never ends)
+// is refused instead of exhausting the stack. The parser already bounds one
+// expression's depth, so these count macro calls and everything they nest.
+constexpr int kMaxMacroCalls = 100;   // macro calls open at once
+constexpr int kMaxRenderDepth = 2000; // statements and expressions being evaluated at once (about 1.3 MB of stack)
+
 class Renderer {
  public:
   explicit Renderer(const std::map<std::string, Value>& globals) {
@@ -92,7 +99,23 @@ class Renderer {
     return Value();
   }
 
+  // Counts one level of rendering recursion for as long as it lives.
+  class Deeper {
+   public:
+    Deeper(int& counter, int limit, int line, const std::string& what) : counter_(counter) {
+      if (counter_ >= limit) fail(line, str_cat(what, " (limit ", limit, ")"));
+      ++counter_;
+    }
+    ~Deeper() { --counter_; }
+    Deeper(const Deeper&) = delete;
+    Deeper& operator=(const Deeper&) = delete;
+
+   private:
+    int& counter_;
+  };
+
   Flow exec(const Node& n, std::string& out) {
+    const Deeper level(depth_, kMaxRenderDepth, n.line, "the template nests too deeply to render");
     switch (n.kind) {
       case Node::Kind::Text: out += n.text; return Flow::Normal;
       case Node::Kind::Output: {
@@ -137,6 +160,8 @@ class Renderer {
     const Node* def = &n;
     const size_t depth = scopes_.size();
     scopes_.back()[n.text] = Value::function(n.text, [this, def, depth](Args& a) -> Value {
+      const Deeper call(macro_calls_, kMaxMacroCalls, def->line,
+                        "macro '" + def->text + "' is called inside too many unfinished macro calls: does its recursion end?");
       Scope local;
       for (size_t i = 0; i < def->params.size(); ++i) {
         const auto& [pname, pdefault] = def->params[i];
@@ -233,6 +258,7 @@ class Renderer {
   }
 
   Value eval(const Expr& e) {
+    const Deeper level(depth_, kMaxRenderDepth, e.line, "the template nests too deeply to render");
     switch (e.kind) {
       case Expr::Kind::Literal: return e.value;
       case Expr::Kind::Name: return lookup(e.name);
@@ -485,6 +511,8 @@ class Renderer {
   }
 
   std::vector<Scope> scopes_;
+  int depth_ = 0;        // exec and eval calls open; see Deeper
+  int macro_calls_ = 0;  // macro calls open
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "tokenizer/jinja/parser.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
@@ -16,6 +17,12 @@ using T = Token::Type;
 const char* const kUnsupportedStatements[] = {"call", "filter", "include", "import", "from", "extends", "block",
                                               "raw", "with", "autoescape", "do", "trans"};
 
+// Parsing, rendering and freeing a tree all recurse along its depth, so a
+// template nested or chained past these bounds is refused before it can
+// exhaust the stack. Real chat templates stay below a tenth of them.
+constexpr int kMaxNesting = 100;     // brackets, signs, `not`s and blocks open at once
+constexpr int kMaxExprDepth = 200;   // one expression's tree, chains like a.b.c or 1+2+3 included
+
 class Parser {
  public:
   explicit Parser(std::vector<Token> toks) : t_(std::move(toks)) {}
@@ -27,6 +34,38 @@ class Parser {
   }
 
  private:
+  // Counts one level of recursive descent for as long as it lives.
+  class Nested {
+   public:
+    explicit Nested(Parser& p) : p_(p) {
+      if (++p_.nesting_ > kMaxNesting) p_.fail(str_cat("the template nests more than ", kMaxNesting, " levels deep"));
+    }
+    ~Nested() { --p_.nesting_; }
+    Nested(const Nested&) = delete;
+    Nested& operator=(const Nested&) = delete;
+
+   private:
+    Parser& p_;
+  };
+
+  // Records a finished node's depth from its children's and refuses a tree
+  // deeper than kMaxExprDepth.
+  ExprPtr sealed(ExprPtr e) const {
+    int below = 0;
+    auto see = [&](const ExprPtr& c) {
+      if (c) below = std::max(below, c->depth);
+    };
+    see(e->a);
+    see(e->b);
+    see(e->c);
+    for (const auto& c : e->args) see(c);
+    for (const auto& c : e->keys) see(c);
+    for (const auto& kv : e->kwargs) see(kv.second);
+    e->depth = below + 1;
+    if (e->depth > kMaxExprDepth) fail(str_cat("an expression nests or chains more than ", kMaxExprDepth, " operations deep"));
+    return e;
+  }
+
   const Token& peek(size_t k = 0) const { return t_[std::min(pos_ + k, t_.size() - 1)]; }
   const Token& next() { return t_[pos_++]; }
   bool is_op(const char* op, size_t k = 0) const { return peek(k).type == T::Op && peek(k).text == op; }
@@ -107,6 +146,7 @@ class Parser {
   }
 
   NodePtr parse_statement() {
+    const Nested guard(*this);
     const int line = peek().line;
     const std::string kw = expect_name();
     auto n = std::make_unique<Node>();
@@ -262,10 +302,11 @@ class Parser {
       if (peek().type == T::Close || is_op(")")) break;
       tup->args.push_back(parse_or_ternary(true));
     }
-    return tup;
+    return sealed(std::move(tup));
   }
 
   ExprPtr parse_or_ternary(bool allow_cond) {
+    const Nested guard(*this);
     ExprPtr e = parse_or();
     if (allow_cond && is_name("if")) {
       const int line = peek().line;
@@ -277,7 +318,7 @@ class Parser {
         ++pos_;
         c->c = parse_or_ternary(true);
       }
-      return c;
+      return sealed(std::move(c));
     }
     return e;
   }
@@ -287,7 +328,7 @@ class Parser {
     e->name = std::move(op);
     e->a = std::move(l);
     e->b = std::move(r);
-    return e;
+    return sealed(std::move(e));
   }
 
   ExprPtr parse_or() {
@@ -302,11 +343,12 @@ class Parser {
   }
   ExprPtr parse_not() {
     if (is_name("not")) {
+      const Nested guard(*this);
       auto e = make(Expr::Kind::Unary, peek().line);
       ++pos_;
       e->name = "not";
       e->a = parse_not();
-      return e;
+      return sealed(std::move(e));
     }
     return parse_compare();
   }
@@ -334,7 +376,7 @@ class Parser {
       e->args.push_back(parse_math1());
     }
     if (e->ops.empty()) return std::move(e->args[0]);
-    return e;
+    return sealed(std::move(e));
   }
   ExprPtr parse_math1() {
     ExprPtr e = parse_concat();
@@ -362,11 +404,13 @@ class Parser {
   // As Jinja2: a sign applies before the filters and tests, so `-1|abs` is
   // abs(-1).
   ExprPtr parse_unary(bool with_filters = true) {
+    const Nested guard(*this);
     ExprPtr e;
     if (is_op("-") || is_op("+")) {
       e = make(Expr::Kind::Unary, peek().line);
       e->name = next().text;
       e->a = parse_unary(false);
+      e = sealed(std::move(e));
     } else {
       e = parse_primary();
     }
@@ -406,7 +450,7 @@ class Parser {
           a->name = expect_name();
         }
         a->a = std::move(e);
-        e = std::move(a);
+        e = sealed(std::move(a));
       } else if (is_op("[")) {
         ++pos_;
         ExprPtr parts[3];
@@ -428,19 +472,19 @@ class Parser {
           auto s = make(Expr::Kind::Slice, line);
           s->a = std::move(e);
           for (auto& p : parts) s->args.push_back(std::move(p));
-          e = std::move(s);
+          e = sealed(std::move(s));
         } else {
           if (!parts[0]) fail("empty subscript");
           auto ix = make(Expr::Kind::Index, line);
           ix->a = std::move(e);
           ix->b = std::move(parts[0]);
-          e = std::move(ix);
+          e = sealed(std::move(ix));
         }
       } else if (is_op("(")) {
         auto c = make(Expr::Kind::Call, line);
         c->a = std::move(e);
         parse_call_args(c->args, c->kwargs);
-        e = std::move(c);
+        e = sealed(std::move(c));
       } else {
         return e;
       }
@@ -458,7 +502,7 @@ class Parser {
           throw InputError(str_cat("chat template line ", line, ": unsupported filter '", f->name, "' (supported: ", filter_names(), ")"));
         f->a = std::move(e);
         if (is_op("(")) parse_call_args(f->args, f->kwargs);
-        e = std::move(f);
+        e = sealed(std::move(f));
       } else if (is_name("is")) {
         ++pos_;
         auto t = make(Expr::Kind::Test, line);
@@ -480,7 +524,7 @@ class Parser {
           // argument without parentheses.
           t->args.push_back(parse_postfix(parse_primary()));
         }
-        e = std::move(t);
+        e = sealed(std::move(t));
       } else {
         return e;
       }
@@ -539,7 +583,7 @@ class Parser {
             if (!is_op("]")) expect_op(",");
           }
           ++pos_;
-          return e;
+          return sealed(std::move(e));
         }
         if (tok.text == "{") {
           ++pos_;
@@ -551,7 +595,7 @@ class Parser {
             if (!is_op("}")) expect_op(",");
           }
           ++pos_;
-          return e;
+          return sealed(std::move(e));
         }
         break;
       }
@@ -562,7 +606,8 @@ class Parser {
 
   std::vector<Token> t_;
   size_t pos_ = 0;
-  int loops_open_ = 0;  // for bodies being parsed around the current token
+  int loops_open_ = 0;
+  int nesting_ = 0;     // recursive descent levels open; see Nested  // for bodies being parsed around the current token
 };
 
 }  // namespace
