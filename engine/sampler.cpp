@@ -41,16 +41,44 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
     if (best < 0) throw std::runtime_error(kAllLogitsNan);
     return best;
   }
+  // NaN counts as -inf: never drawn.
+  const auto logit = [logits](int64_t i) {
+    return std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i];
+  };
+  float top = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; ++i) top = std::max(top, logit(i));
+  if (!std::isfinite(top))
+    throw std::runtime_error(str_cat("no finite logit to sample from (the top one is ", top,
+                                     "): the model's activations overflowed (try bf16 or f32)"));
+  const auto weight = [&](float l) { return std::exp((static_cast<double>(l) - top) * inv_t); };
+  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+
+  if (params_.top_k <= 0 && params_.top_p >= 1.0) {
+    // Plain softmax: every token is a candidate, so no order is needed and
+    // the vocabulary is not sorted (most of a sampled step's time otherwise).
+    weights_.resize(V);
+    double sum = 0;
+    for (int64_t i = 0; i < V; ++i) sum += weights_[i] = weight(logit(i));
+    const double target = u * sum;
+    double cum = 0;
+    int64_t last = 0;
+    for (int64_t i = 0; i < V; ++i) {
+      if (weights_[i] == 0) continue;
+      cum += weights_[i];
+      last = i;
+      if (target < cum) return i;
+    }
+    return last;  // rounding left u * sum at the very end
+  }
+
   scratch_.resize(V);
-  // NaN sorts as -inf (never drawn), so the order below stays a strict weak
-  // ordering.
-  for (int64_t i = 0; i < V; ++i)
-    scratch_[i] = {std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i], i};
+  for (int64_t i = 0; i < V; ++i) scratch_[i] = {logit(i), i};
   // Highest logit first; ties by lower id so the order is fully determined.
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
   int64_t keep = V;
+  int64_t sorted = 0;  // scratch_[0, sorted) is in by_logit order
   if (params_.top_k > 0 && params_.top_k < V) {
     keep = params_.top_k;
     std::partial_sort(scratch_.begin(), scratch_.begin() + keep, scratch_.end(), by_logit);
@@ -62,36 +90,35 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
                                          [kth](const auto& c) { return c.first == kth; });
     std::sort(scratch_.begin() + keep, ties_end, by_logit);
     keep = ties_end - scratch_.begin();
-  } else {
-    std::sort(scratch_.begin(), scratch_.end(), by_logit);
+    sorted = keep;
   }
-  // Softmax over the kept candidates in double.
-  std::vector<double> probs(keep);
-  const double top = scratch_[0].first;
-  if (!std::isfinite(top))
-    throw std::runtime_error(str_cat("no finite logit to sample from (the top one is ", top,
-                                     "): the model's activations overflowed (try bf16 or f32)"));
   double sum = 0;
-  for (int64_t i = 0; i < keep; ++i) sum += probs[i] = std::exp((scratch_[i].first - top) * inv_t);
-  for (auto& p : probs) p /= sum;
+  for (int64_t i = 0; i < keep; ++i) sum += weight(scratch_[i].first);
   if (params_.top_p < 1.0) {
-    // Smallest prefix whose mass reaches top_p (always at least one token).
-    double cum = 0;
+    // The nucleus: the smallest prefix of the candidates, best first, whose
+    // mass reaches top_p (at least one token). It is usually a small part of
+    // the vocabulary, so only a growing prefix is sorted until it holds it.
     int64_t n = 0;
-    while (n < keep) {
-      cum += probs[n++];
-      if (cum >= params_.top_p) break;
+    double cum = 0;
+    for (int64_t want = std::min<int64_t>(keep, 256);; want = std::min(keep, want * 8)) {
+      if (sorted < want) {
+        std::partial_sort(scratch_.begin(), scratch_.begin() + want, scratch_.begin() + keep, by_logit);
+        sorted = want;
+        n = 0;
+        cum = 0;
+      }
+      while (n < sorted && cum < params_.top_p * sum) cum += weight(scratch_[n++].first);
+      if (cum >= params_.top_p * sum || sorted == keep) break;
     }
-    keep = n;
+    keep = std::max<int64_t>(n, 1);
     sum = 0;
-    for (int64_t i = 0; i < keep; ++i) sum += probs[i];
-    for (int64_t i = 0; i < keep; ++i) probs[i] /= sum;
+    for (int64_t i = 0; i < keep; ++i) sum += weight(scratch_[i].first);
   }
-  const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  const double target = u * sum;
   double cum = 0;
   for (int64_t i = 0; i < keep; ++i) {
-    cum += probs[i];
-    if (u < cum) return scratch_[i].second;
+    cum += weight(scratch_[i].first);
+    if (target < cum) return scratch_[i].second;
   }
   return scratch_[keep - 1].second;
 }

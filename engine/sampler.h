@@ -26,7 +26,8 @@ class Sampler {
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int64_t>> scratch_;
+  std::vector<std::pair<float, int64_t>> scratch_;  // (logit, id) candidates, sorted as far as needed
+  std::vector<double> weights_;                     // exp((logit - max) / T) per id, plain softmax
 };
 
 // Why a row of logits cannot be sampled: every entry is NaN.

@@ -1,6 +1,7 @@
 // Sampling: greedy and filters by definition, and the sampled distribution
 // against the softmax it should follow (chi-square, seeded so never flaky).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -80,6 +81,34 @@ TEST_CASE("top-p keeps the smallest prefix reaching the mass, top-k the k best",
   for (int i = 0; i < 4000; ++i) seen[t.sample(logits.data(), 4)]++;
   CHECK(seen.size() == 3);
   CHECK(seen.count(3) == 0);
+}
+
+TEST_CASE("top-p over a large vocabulary draws from exactly the nucleus a full sort gives", "[sampling]") {
+  // A flat distribution over 5000 ids in scrambled order puts the nucleus
+  // past the first prefixes the sampler sorts, so its growth is exercised.
+  const int64_t V = 5000;
+  std::vector<float> logits(V);
+  for (int64_t i = 0; i < V; ++i) logits[i] = 0.5f * std::sin(static_cast<float>(i) * 0.37f);
+  const double top_p = 0.9;
+  std::vector<int64_t> order(V);
+  for (int64_t i = 0; i < V; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  double z = 0;
+  for (float l : logits) z += std::exp(static_cast<double>(l));
+  int64_t nucleus = 0;
+  for (double cum = 0; cum < top_p * z;) cum += std::exp(static_cast<double>(logits[order[nucleus++]]));
+  REQUIRE(nucleus > 2048);
+  std::vector<int64_t> rank(V);
+  for (int64_t r = 0; r < V; ++r) rank[order[r]] = r;
+  // top_k 0 (off) and a top_k past the vocabulary (a no-op filter) alike.
+  for (int64_t top_k : {int64_t{0}, V + 5}) {
+    Sampler s({1.0, top_k, top_p, 11}, 0);
+    int64_t deepest = 0;
+    for (int i = 0; i < 40000; ++i) deepest = std::max(deepest, rank[s.sample(logits.data(), V)]);
+    CHECK(deepest < nucleus);        // nothing outside the nucleus
+    CHECK(deepest >= nucleus - 20);  // and its least likely members are reached
+  }
 }
 
 TEST_CASE("top-k keeps every token tied with the k-th, as transformers' filter", "[sampling]") {
