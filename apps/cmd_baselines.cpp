@@ -27,6 +27,7 @@ RunFn setup(CLI::App& cmd) {
     const auto spec = perturb::parse_split(o->split);
     const auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
     const auto part = perturb::select_part(data, o->part, o->val_fraction, o->val_seed);
+    SP_CHECK_INPUT(!part.rows.empty(), "--split ", o->split, " --part ", o->part, ": no rows to score");
     nlohmann::json out = {{"split", o->split}, {"part", o->part}, {"n", part.rows.size()},
                           {"inconsistent_rows", data.inconsistent}, {"dir_rows_ignored", data.dir_without_de},
                           {"baselines_fit", perturb::part_baseline_fit(part)}};

@@ -26,6 +26,9 @@ RunFn setup(CLI::App& cmd) {
     std::error_code ec;
     SP_CHECK_INPUT(o->out.empty() || !std::filesystem::equivalent(o->out, o->predictions, ec), "--out ", o->out,
                    " is the predictions file being read; choose another file for the offsets");
+    const auto record = std::filesystem::path(o->predictions).parent_path() / "eval_config.json";
+    SP_CHECK_INPUT(o->out.empty() || !std::filesystem::equivalent(o->out, record, ec), "--out ", o->out,
+                   " is the evaluation's record of its settings; choose another file for the offsets");
     const nlohmann::json source = perturb::calibration_source(o->predictions);
     std::vector<std::array<double, 3>> logp;
     std::vector<perturb::Label> labels;

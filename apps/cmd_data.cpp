@@ -35,9 +35,14 @@ RunFn setup(CLI::App& cmd) {
     perturb::check_part(o->part, o->val_fraction);
     const auto spec = perturb::parse_split(o->split);
     const auto tmpl = perturb::PromptTemplate::load(o->prompt);
-    auto data = perturb::load_split(perturb::resolve_data_dir(o->data_dir), spec);
-    auto rows = perturb::subsample(perturb::select_part(data, o->part, o->val_fraction, o->val_seed).rows, o->fraction,
-                                   o->seed);
+    const std::string dir = perturb::resolve_data_dir(o->data_dir);
+    perturb::check_not_data_file(o->out, dir, "--out");
+    auto data = perturb::load_split(dir, spec);
+    const auto part = perturb::select_part(data, o->part, o->val_fraction, o->val_seed);
+    SP_CHECK_INPUT(!part.rows.empty(), "--split ", o->split, " --part ", o->part, ": no rows");
+    auto rows = perturb::subsample(part.rows, o->fraction, o->seed);
+    SP_CHECK_INPUT(!rows.empty(), "--fraction ", o->fraction, " kept none of the ", part.rows.size(),
+                   " rows; raise it or change --seed");
     if (tmpl.uses_evidence()) perturb::attach_split_evidence(data, rows);
     std::string text;
     for (const auto& r : rows) text += perturb::row_to_json(r, tmpl, o->with_answer).dump() + '\n';

@@ -131,8 +131,12 @@ void read_scored_predictions(const std::string& path, std::vector<std::array<dou
 json calibration_source(const std::string& predictions_path) {
   const auto config_path = std::filesystem::path(predictions_path).parent_path() / "eval_config.json";
   if (!path_exists(config_path.string())) return nullptr;
+  // The record is what tells validation predictions from test ones, so one
+  // that cannot be read stops the fit instead of being passed over.
   const json c = json::parse(read_file(config_path.string()), nullptr, false);
-  if (!c.is_object() || !c.contains("part") || !c["part"].is_string()) return nullptr;
+  SP_CHECK_INPUT(c.is_object() && c.contains("part") && c["part"].is_string(), config_path.string(),
+                 ": not the record eval writes (a JSON object with a \"part\"), so which rows ", predictions_path,
+                 " holds is unknown; rerun eval --part val into a fresh --out");
   SP_CHECK_INPUT(c["part"] != "test", predictions_path, " holds predictions of test rows (", config_path.string(),
                  ": part \"test\"); offsets fitted on them would be scored on the rows they were fitted to. "
                  "Calibrate on eval --part val");

@@ -1,11 +1,13 @@
 #include "perturb/data.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <string_view>
 #include <unordered_map>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/utf8.h"
 
 namespace synthpert::perturb {
 
@@ -30,6 +32,16 @@ std::string resolve_data_dir(const std::string& flag) {
                  "PerturbQA data not found: pass --perturbqa DIR, set $PERTURBQA_DIR, or place it at ",
                  fallback);
   return fallback;
+}
+
+void check_not_data_file(const std::string& out, const std::string& dir, const std::string& flag) {
+  for (const auto& cell : cell_lines())
+    for (const char* kind : {"-de.csv", "-dir.csv"}) {
+      const std::string csv = path_join(dir, cell + kind);
+      std::error_code ec;
+      SP_CHECK_INPUT(!std::filesystem::equivalent(out, csv, ec), flag, " ", out, " is the PerturbQA file ", csv,
+                     ", which it would overwrite; choose another path");
+    }
 }
 
 namespace {
@@ -70,6 +82,14 @@ void for_each_record(const std::string& path, Fn&& fn) {
     std::string_view f[4];
     SP_CHECK_INPUT(split4(line, f), path, ":", line_no, ": expected 4 comma-separated fields, got '", line, "'");
     SP_CHECK_INPUT(!f[0].empty() && !f[1].empty(), path, ":", line_no, ": empty pert or gene");
+    // A name is compared byte for byte with other files' and printed in
+    // prompts and JSON, so it must be UTF-8 with no padding around it.
+    for (int i = 0; i < 2; ++i) {
+      SP_CHECK_INPUT(is_valid_utf8(f[i]), path, ":", line_no, ": ", i == 0 ? "pert" : "gene", " is not UTF-8 text");
+      const auto padded = [](char c) { return c == ' ' || c == '\t'; };
+      SP_CHECK_INPUT(!padded(f[i].front()) && !padded(f[i].back()), path, ":", line_no, ": ", i == 0 ? "pert" : "gene",
+                     " '", f[i], "' has spaces around it (PerturbQA CSVs have none)");
+    }
     // These files never quote; a quoted field would keep its quotes in the
     // name and silently miss every other file's spelling of that gene.
     for (const auto& field : f)

@@ -48,6 +48,10 @@ struct CellData {
 // naming what was tried when none has the CSVs.
 std::string resolve_data_dir(const std::string& flag);
 
+// Refuses (InputError) an output path that is one of the data folder's CSVs,
+// which writing it would destroy.
+void check_not_data_file(const std::string& out, const std::string& dir, const std::string& flag);
+
 // Loads one cell line; malformed files are InputErrors naming file and line.
 CellData load_cell_line(const std::string& dir, const std::string& cell_type);
 

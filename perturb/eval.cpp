@@ -12,6 +12,7 @@
 #include "engine/generate.h"
 #include "engine/model.h"
 #include "engine/peft_adapter.h"
+#include "engine/sampler.h"
 #include "engine/score.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
@@ -213,6 +214,7 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
                  cfg.mode, "'");
   check_part(cfg.part, cfg.val_fraction);
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
+  engine::validate_sampling(cfg.sampling);
   SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
   SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
   if (remote(cfg)) {

@@ -102,3 +102,47 @@ TEST_CASE("demo refuses bad options before reading data or writing its folder", 
     CHECK_FALSE(std::filesystem::exists(out));
   }
 }
+
+TEST_CASE("data and baselines refuse an empty selection, and data never overwrites a CSV it reads", "[cli]") {
+  synthpert::test::TempDir dir("cli-data-rows");
+  const std::string de = dir.path + "/k562-de.csv";
+  const std::string csv = "pert,gene,label,split\nA,B,1,train\nA,C,0,train\n";
+  for (const char* cell : {"k562", "rpe1", "hepg2", "jurkat"}) {
+    synthpert::test::write_text(dir.path + "/" + cell + "-de.csv", csv);
+    synthpert::test::write_text(dir.path + "/" + cell + "-dir.csv", "pert,gene,label,split\nA,B,1,train\n");
+  }
+  const std::string common = " --perturbqa " + dir.path + " --split default:k562";
+  // The folder has no test rows: metrics of nothing would read as 0, not as a mistake.
+  const auto baselines = run_command(synthpert_bin() + " baselines" + common + " --part test");
+  CHECK(baselines.exit_code == 2);
+  CHECK_THAT(baselines.err, Catch::Contains("--part test: no rows to score"));
+  const auto data = run_command(synthpert_bin() + " data" + common + " --part test --out " + dir.path + "/rows.jsonl");
+  CHECK(data.exit_code == 2);
+  CHECK_THAT(data.err, Catch::Contains("--part test: no rows"));
+  CHECK_FALSE(std::filesystem::exists(dir.path + "/rows.jsonl"));
+  const auto onto_csv = run_command(synthpert_bin() + " data" + common + " --out " + dir.path + "/./k562-de.csv");
+  CHECK(onto_csv.exit_code == 2);
+  CHECK_THAT(onto_csv.err, Catch::Contains("is the PerturbQA file"));
+  CHECK(synthpert::test::read_text(de) == csv);
+  const auto fine = run_command(synthpert_bin() + " data" + common + " --out " + dir.path + "/rows.jsonl");
+  CHECK(fine.exit_code == 0);
+  CHECK_THAT(fine.out, Catch::Contains("\"rows\":2"));
+}
+
+TEST_CASE("eval refuses bad sampling options before making its output folder", "[cli]") {
+  synthpert::test::TempDir dir("cli-eval-sampling");
+  const std::string out = dir.path + "/eval-out";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"--temperature -1", "--temperature must be >= 0"},
+      {"--top-p 0", "--top-p must be in (0, 1]"},
+      {"--top-p 1.5", "--top-p must be in (0, 1]"},
+  };
+  for (const auto& [args, expect] : bad) {
+    INFO(args);
+    const auto r = run_command(synthpert_bin() + " eval --model " + dir.path + "/no-model --split default --mode generate --out " +
+                               out + " " + args);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(expect));
+    CHECK_FALSE(std::filesystem::exists(out));
+  }
+}

@@ -116,6 +116,23 @@ TEST_CASE("offsets JSON: round trip and errors naming the file", "[calibration]"
   CHECK(labels == std::vector<Label>{Label::kUp, Label::kDown});
 }
 
+TEST_CASE("the evaluation's record beside the predictions names their rows; a broken record stops the fit",
+          "[calibration]") {
+  synthpert::test::TempDir tmp("calibration-source");
+  const std::string preds = tmp.path + "/predictions.jsonl", record = tmp.path + "/eval_config.json";
+  CHECK(calibration_source(preds).is_null());  // predictions made without eval: nothing to check against
+  synthpert::test::write_text(record, R"({"split": "holdout:rpe1", "part": "val"})");
+  CHECK(calibration_source(preds) == nlohmann::json{{"split", "holdout:rpe1"}, {"part", "val"}});
+  synthpert::test::write_text(record, R"({"split": "holdout:rpe1", "part": "test"})");
+  CHECK_THROWS_WITH(calibration_source(preds), Catch::Contains("holds predictions of test rows"));
+  // Unreadable, it might be the record that says "test".
+  for (const char* broken : {"[]", R"({"split": "holdout:rpe1", "pa)", R"({"part": 3})"}) {
+    INFO(broken);
+    synthpert::test::write_text(record, broken);
+    CHECK_THROWS_WITH(calibration_source(preds), Catch::Contains(record + ": not the record eval writes"));
+  }
+}
+
 TEST_CASE("validation split keeps (cell line, pert) groups whole", "[calibration][split]") {
   const SplitData d = load_split(synthpert::test::perturbqa_dir(), parse_split("default:k562"));
   std::vector<Row> train, val;

@@ -112,6 +112,10 @@ TEST_CASE("malformed CSVs are rejected naming the file and line", "[data]") {
       {header, header + "A,\"B\",1,train\n", "rpe1-dir.csv:2: quoted field \"B\""},
       {header, header + "A,B,x,train\n", "rpe1-dir.csv:2: label must be 0 or 1"},
       {"", header, "rpe1-de.csv: empty file"},
+      {header + "A,B,0,train\nA\xff,B,0,train\n", header, "rpe1-de.csv:3: pert is not UTF-8 text"},
+      {header, header + "A,B\xc3,1,train\n", "rpe1-dir.csv:2: gene is not UTF-8 text"},
+      {header + "A ,B,0,train\n", header, "rpe1-de.csv:2: pert 'A ' has spaces around it"},
+      {header + "A,\tB,0,train\n", header, "rpe1-de.csv:2: gene '\tB' has spaces around it"},
   };
   for (const auto& c : cases) {
     write("rpe1-de.csv", c.de);
@@ -126,6 +130,16 @@ TEST_CASE("malformed CSVs are rejected naming the file and line", "[data]") {
   }
   std::filesystem::remove(tmp.path + "/rpe1-dir.csv");
   CHECK_THROWS_WITH(load_cell_line(tmp.path, "rpe1"), Catch::Contains("rpe1-dir.csv: not found"));
+}
+
+TEST_CASE("an output path that is one of the data folder's CSVs is refused", "[data]") {
+  test::TempDir tmp("perturb-out-csv");
+  std::ofstream(tmp.path + "/k562-de.csv") << "pert,gene,label,split\n";
+  // Spelled another way, the same file is still refused.
+  CHECK_THROWS_WITH(check_not_data_file(tmp.path + "/./k562-de.csv", tmp.path, "--out"),
+                    Catch::Contains("--out " + tmp.path + "/./k562-de.csv is the PerturbQA file"));
+  CHECK_NOTHROW(check_not_data_file(tmp.path + "/rows.jsonl", tmp.path, "--out"));
+  CHECK_NOTHROW(check_not_data_file(tmp.path + "/k562-dir.csv", tmp.path, "--out"));  // not there: nothing to lose
 }
 
 TEST_CASE("a DE row without a direction row is NDE and counted as inconsistent", "[data]") {

@@ -731,6 +731,13 @@ TEST_CASE("the demo runs end to end on a few rows", "[eval][demo]") {
                                             " calibrate --predictions val/predictions.jsonl --out ./val/predictions.jsonl");
   CHECK(onto_input.exit_code == 2);
   CHECK(test::read_text(tmp.path + "/val/predictions.jsonl") == val_preds);
+  // Nor over the evaluation's record, which tells validation rows from test rows.
+  const std::string val_record = test::read_text(tmp.path + "/val/eval_config.json");
+  const auto onto_record = test::run_command("cd " + tmp.path + " && " + test::synthpert_bin() +
+                                             " calibrate --predictions val/predictions.jsonl --out val/eval_config.json");
+  CHECK(onto_record.exit_code == 2);
+  CHECK_THAT(onto_record.err, Catch::Contains("record of its settings"));
+  CHECK(test::read_text(tmp.path + "/val/eval_config.json") == val_record);
 }
 
 TEST_CASE("the demo on a default split, with the pert effect and own-line gene shares in the prompt", "[eval][demo]") {
