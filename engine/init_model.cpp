@@ -42,6 +42,9 @@ uint16_t float_to_bf16(float f) {
 
 enum class Init { kNormal, kOnes, kZeros };
 
+// Far past any checkpoint this writes (a 405B model has 2^38.6).
+constexpr int64_t kMaxParameters = int64_t{1} << 40;
+
 }  // namespace
 
 std::vector<std::string> preset_names() { return {"tiny", "small", "llama3-1b", "llama3-8b"}; }
@@ -155,9 +158,13 @@ int64_t init_model(const ModelConfig& c, const std::string& out_dir, const InitO
   int64_t params = 0;
   for (const auto& e : entries) {
     specs.push_back(e.spec);
+    // A mistyped size must not wrap around into a small, plausible count.
     int64_t n = 1;
-    for (auto d : e.spec.shape) n *= d;
-    params += n;
+    bool overflow = false;
+    for (auto d : e.spec.shape) overflow |= __builtin_mul_overflow(n, d, &n);
+    overflow |= __builtin_add_overflow(params, n, &params);
+    SP_CHECK_INPUT(!overflow && params <= kMaxParameters, "vocab_size ", V, ", hidden_size ", C,
+                   ", intermediate_size ", I, " and ", c.num_hidden_layers, " layers make more than 2^40 parameters");
   }
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   auto fill = [&](const TensorSpec& spec, uint8_t* out) {

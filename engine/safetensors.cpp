@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -340,7 +341,6 @@ void remove_stale_shards(const std::string& dir, const std::set<std::string>& ke
 
 void write_checkpoint(const std::string& dir, const std::vector<TensorSpec>& specs,
                       const TensorFiller& fill, uint64_t max_shard_bytes) {
-  make_dirs(dir);
   std::vector<std::vector<TensorSpec>> shards(1);
   uint64_t in_shard = 0, total = 0;
   for (const auto& s : specs) {
@@ -352,6 +352,17 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorSpec>& spe
     in_shard += s.nbytes();
     total += s.nbytes();
   }
+  // Weights too large for the disk would fail only after minutes of writing
+  // (or, for a mistyped size, after trying to allocate terabytes).
+  // The folder may not exist yet: its nearest existing ancestor holds it.
+  std::error_code ec;
+  auto existing = std::filesystem::absolute(dir, ec);
+  while (!ec && !std::filesystem::exists(existing, ec) && existing.has_relative_path())
+    existing = existing.parent_path();
+  const auto space = std::filesystem::space(existing, ec);
+  SP_CHECK_INPUT(ec || total <= space.available, "writing ", std::ceil(total / 1e8) / 10, " GB of weights into ",
+                 dir, ", which has ", std::floor(space.available / 1e8) / 10, " GB free");
+  make_dirs(dir);
   // A folder saved into before keeps the other layout's files: a stale single
   // file is what loaders read first, stale shards sit beside the new ones.
   // They go, in an order where a crash leaves either the new weights or an

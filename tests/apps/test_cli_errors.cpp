@@ -83,6 +83,17 @@ TEST_CASE("init-model keeps an existing checkpoint unless told to replace it", "
   CHECK(synthpert::test::read_text(model + "/model.safetensors") != before);
 }
 
+TEST_CASE("init-model refuses sizes whose parameter count is absurd or overflows", "[cli]") {
+  synthpert::test::TempDir dir("cli-init-huge");
+  for (const char* vocab : {"100000000000", "9000000000000000000"}) {
+    const auto r = run_command(synthpert_bin() + " init-model --preset tiny --vocab-size " + vocab + " --out " +
+                               dir.path + "/m");
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(std::string("vocab_size ") + vocab) && Catch::Contains("2^40 parameters"));
+    CHECK_FALSE(std::filesystem::exists(dir.path + "/m"));
+  }
+}
+
 TEST_CASE("demo refuses bad options before reading data or writing its folder", "[cli]") {
   synthpert::test::TempDir dir("cli-demo");
   const std::string out = dir.path + "/demo-out";

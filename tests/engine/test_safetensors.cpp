@@ -137,6 +137,18 @@ TEST_CASE("saving a checkpoint into a folder with the other layout leaves only t
                      Transformer::load(ref.path).forward(ForwardBatch::from_ids(ids))));
 }
 
+TEST_CASE("weights larger than the disk's free space are refused before anything is written", "[safetensors]") {
+  test::TempDir dir("too-large");
+  const std::string out = dir.path + "/not/yet/made";
+  // 2^62 bytes: no disk has that free, and the check must come before any fill.
+  bool filled = false;
+  const std::vector<TensorSpec> specs = {{"w", StDType::F32, {int64_t{1} << 60}}};
+  CHECK_THROWS_WITH(write_checkpoint(out, specs, [&](const TensorSpec&, uint8_t*) { filled = true; }, uint64_t{1} << 63),
+                    Catch::Contains("GB of weights into " + out) && Catch::Contains("GB free"));
+  CHECK_FALSE(filled);
+  CHECK_FALSE(std::filesystem::exists(dir.path + "/not"));
+}
+
 TEST_CASE("a checkpoint whose tensor shape disagrees with config.json is refused", "[safetensors]") {
   test::TempDir dir("shape");
   auto c = preset_config(Arch::kLlama, "tiny");
