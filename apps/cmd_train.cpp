@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "apps/command.h"
+#include "apps/interrupt.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "engine/config.h"
@@ -168,7 +169,25 @@ RunFn setup(CLI::App& cmd) {
       hooks.on_gradients = [o](const trainer::StepRecord& r, const trainer::ParamSet& p) {
         if (r.step == 1) engine::save_tensors(o->grad_dump, p.views(p.grad()));
       };
+    t.stop_requested = &install_graceful_interrupt(
+        "\nsynthpert train: finishing this step and saving a checkpoint; Ctrl-C again to stop at once\n");
     const auto result = trainer::run_training(t, train, val, *comm, hooks);
+    if (result.interrupted) {
+      const int64_t done = result.steps.empty() ? result.start_step : result.steps.back().step;
+      if (rank0) {
+        print_json({{"out", t.out_dir},
+                    {"interrupted", true},
+                    {"steps_done", done},
+                    {"steps", result.total_steps},
+                    {"checkpoint", result.checkpoint}});
+        std::fprintf(stderr,
+                     "synthpert train: interrupted after step %lld of %lld; %s holds it: run the same command "
+                     "with --resume to continue\n",
+                     static_cast<long long>(done), static_cast<long long>(result.total_steps),
+                     result.checkpoint.c_str());
+      }
+      return 130;
+    }
     if (rank0) {
       nlohmann::json out = {{"out", t.out_dir},
                             {"output", result.output_dir},

@@ -304,9 +304,13 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     }
     if (reducer) reducer->finish();
     stepped.pass();
-    auto loss_t = torch::tensor({local_loss}, torch::kFloat64);
-    comm.all_reduce_sum(loss_t, 8);
-    rec.loss = loss_t.item<double>() / static_cast<double>(rec.targets);
+    const bool stop_here = o.stop_requested && o.stop_requested->load();
+    auto loss_t = torch::tensor({local_loss, stop_here ? 1.0 : 0.0}, torch::kFloat64);
+    comm.all_reduce_sum(loss_t, 16);
+    rec.loss = loss_t[0].item<double>() / static_cast<double>(rec.targets);
+    // A stop asked of any process (Ctrl-C may reach one node only) ends the
+    // run after this step on all of them.
+    const bool stop = loss_t[1].item<double>() > 0;
     if (hooks.on_gradients) hooks.on_gradients(rec, params);
     rec.grad_norm = clip_grad_norm(params.grad(), o.max_grad_norm);
     // A non-finite loss or gradient would turn every weight into NaN at this
@@ -332,11 +336,13 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double tps = dt > 0 ? static_cast<double>(rec.tokens) / dt : 0.0;
     const bool last = rec.step == plan.total_steps();
-    const bool save = o.save_every > 0 && rec.step % o.save_every == 0;
+    const bool periodic = o.save_every > 0 && rec.step % o.save_every == 0;
+    const bool interrupted = stop && !last;
     // Always at the last step, so the run's final val_loss is of the final
-    // weights. A collective, so it runs before the gate below.
+    // weights; not at an interruption, so a resumed run logs what an
+    // uninterrupted one does. A collective, so it runs before the gate below.
     std::optional<double> val_loss;
-    if (!val.empty() && (last || (o.eval_every > 0 ? rec.step % o.eval_every == 0 : save))) {
+    if (!val.empty() && (last || (o.eval_every > 0 ? rec.step % o.eval_every == 0 : periodic))) {
       val_loss = validation_loss(o, model, val, comm);
       result.val_losses.emplace_back(rec.step, *val_loss);
     }
@@ -351,14 +357,22 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
       if (bar)
         bar->advance(1, "loss " + fmt("%.4f", rec.loss) + "  lr " + fmt("%.3g", lr) + "  " +
                             fmt("%.0f", tps) + " tok/s");
-      if (save || last) {
+      if (periodic || last || interrupted) {
         save_checkpoint(ckpt_root, rec.step, params, opt, fingerprint, o.keep_checkpoints);
         write_plot();
       }
+      if (interrupted) result.checkpoint = latest_checkpoint(ckpt_root).value_or("");
     }
     recorded.pass();
+    if (interrupted) {
+      result.interrupted = true;
+      break;
+    }
   }
   if (bar) bar->finish();
+  // An interrupted run leaves its checkpoint only: DIR/adapter is the
+  // finished run's.
+  if (result.interrupted) return result;
 
   phase = "writing the trained adapter or model";
   FailureGate written(comm, "writing the trained adapter or model");

@@ -7,6 +7,7 @@
 // AdamW on the fp32 masters; write back. Rank 0 logs, plots and checkpoints.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -52,6 +53,10 @@ struct TrainOptions {
   bool merge = false;             // also write DIR/model with the adapter merged
   int64_t bucket_bytes = 25 << 20;
   bool progress = true;
+  // Set from outside (Ctrl-C): every process finishes the step under way,
+  // the run checkpoints it and returns interrupted. One process's request
+  // stops them all (it rides on the step's loss all-reduce).
+  const std::atomic<bool>* stop_requested = nullptr;
   // Settings that must match on --resume beyond the options above (the data
   // file's fingerprint, the split, ...).
   nlohmann::json data_identity;
@@ -78,6 +83,8 @@ struct TrainResult {
   std::vector<std::pair<int64_t, double>> val_losses;
   int64_t start_step = 0, total_steps = 0;
   std::string output_dir;             // DIR/adapter or DIR/model
+  bool interrupted = false;           // stopped on stop_requested before the last step
+  std::string checkpoint;             // process 0, interrupted: the checkpoint to --resume from
 };
 
 TrainResult run_training(const TrainOptions& opts, const SftDataset& train,

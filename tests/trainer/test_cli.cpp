@@ -311,6 +311,61 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
         test::read_text(killed + "/adapter/adapter_model.safetensors"));
 }
 
+TEST_CASE("Ctrl-C on one process ends the step on both, checkpoints it, and --resume goes on bit for bit", "[cli]") {
+  Fixture f(48, 60, 120);
+  // No periodic checkpoint: the interrupted step's is the only one.
+  const std::string args =
+      "--max-steps 10 --save-every 100 --batch 2 --max-seq-len 128 --val-fraction 0.1 --dist-timeout 120";
+  const std::string port = std::to_string(test::free_port());
+  auto launch = [&](int rank, const std::string& out, const std::string& extra) {
+    return start_process("env MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " WORLD_SIZE=2 RANK=" +
+                             std::to_string(rank) + " " + train_cmd(f.model, f.data, out, args + extra),
+                         f.dir.path + "/r" + std::to_string(rank) + ".err");
+  };
+  auto exit_code = [](pid_t pid) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  };
+  auto run_pair = [&](const std::string& out, const std::string& extra) {
+    const pid_t p0 = launch(0, out, extra), p1 = launch(1, out, extra);
+    const int r1 = exit_code(p1), r0 = exit_code(p0);
+    INFO("rank 0 stderr: " << test::read_text(f.dir.path + "/r0.err"));
+    INFO("rank 1 stderr: " << test::read_text(f.dir.path + "/r1.err"));
+    REQUIRE(r0 == 0);
+    REQUIRE(r1 == 0);
+  };
+  run_pair(f.dir.path + "/straight", "");
+
+  const std::string stopped = f.dir.path + "/stopped";
+  const pid_t p0 = launch(0, stopped, ""), p1 = launch(1, stopped, "");
+  const bool seen = wait_for_logged_step(stopped + "/metrics.jsonl", 3);
+  ::kill(p1, SIGINT);  // process 1 only, as when one node's launcher is stopped
+  const int r1 = exit_code(p1), r0 = exit_code(p0);
+  const std::string e0 = test::read_text(f.dir.path + "/r0.err"), e1 = test::read_text(f.dir.path + "/r1.err");
+  INFO("rank 0 stderr: " << e0);
+  INFO("rank 1 stderr: " << e1);
+  REQUIRE(seen);
+  CHECK(r0 == 130);
+  CHECK(r1 == 130);
+  CHECK_THAT(e1, Catch::Contains("finishing this step and saving a checkpoint"));
+  CHECK_THAT(e0, Catch::Contains("synthpert train: interrupted after step") &&
+                     Catch::Contains("with --resume to continue"));
+  CHECK_FALSE(fs::exists(stopped + "/adapter"));
+  std::vector<std::string> kept;
+  for (const auto& e : fs::directory_iterator(stopped + "/checkpoints")) kept.push_back(e.path().filename());
+  REQUIRE(kept.size() == 1);
+  const int64_t at = std::stoll(kept[0].substr(kept[0].find('-') + 1));
+  CHECK(at >= 3);
+  CHECK(at < 10);
+  CHECK(static_cast<int64_t>(losses_of(stopped + "/metrics.jsonl").size()) == at);
+
+  run_pair(stopped, " --resume");
+  CHECK(losses_of(f.dir.path + "/straight/metrics.jsonl") == losses_of(stopped + "/metrics.jsonl"));
+  CHECK(test::read_text(f.dir.path + "/straight/adapter/adapter_model.safetensors") ==
+        test::read_text(stopped + "/adapter/adapter_model.safetensors"));
+}
+
 TEST_CASE("a process whose peers never come stops after --dist-timeout, saying what to check", "[cli]") {
   Fixture f;
   // Process 1 of 2 with no process 0: nothing listens on the port.
