@@ -34,6 +34,7 @@ constexpr auto kPollInterval = std::chrono::milliseconds(200);
 // client that reads nothing keeps its stream's last write waiting).
 constexpr auto kStreamDrain = std::chrono::seconds(5);
 constexpr size_t kMaxBody = 16u << 20;
+constexpr const char* kFormType = "application/x-www-form-urlencoded";
 
 std::string folder_name(std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
@@ -460,7 +461,18 @@ void ApiServer::Impl::routes() {
   });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error body
-    const std::string what = res.status == 404 ? "no route " + req.method + " " + req.path : "HTTP error";
+    std::string what;
+    if (res.status == 404) {
+      what = "no route " + req.method + " " + req.path;
+    } else if (res.status == 413 && req.get_header_value("Content-Type").rfind(kFormType, 0) == 0) {
+      // curl -d sends this type; the HTTP layer caps such bodies far below kMaxBody.
+      what = str_cat("a body sent as ", kFormType, " is limited to ", CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH,
+                     " bytes; send it with Content-Type: application/json");
+    } else if (res.status == 413) {
+      what = str_cat("the request body is larger than ", kMaxBody, " bytes");
+    } else {
+      what = str_cat("HTTP ", res.status, ": the request could not be read");
+    }
     send_json(res, res.status, ApiError(res.status, "invalid_request_error", what).body());
   });
   http.set_logger([](const httplib::Request& req, const httplib::Response& res) {

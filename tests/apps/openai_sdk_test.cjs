@@ -259,6 +259,19 @@ async function main() {
     assert.equal((await client.models.list()).data.length, 2);
   });
 
+  await check('a large body sent form-encoded (curl -d) is a 413 that says to send JSON', async () => {
+    // Trailing whitespace is valid JSON: past 8192 bytes with a short prompt.
+    const body = JSON.stringify({ model: name, prompt: 'The knockdown of GATA1', max_tokens: 1 }) + ' '.repeat(9000);
+    const headers = { Authorization: `Bearer ${KEY}` };
+    const form = await fetch(`${server.info.listening}/v1/completions`, {
+      method: 'POST', body, headers: { ...headers, 'Content-Type': 'application/x-www-form-urlencoded' } });
+    assert.equal(form.status, 413);
+    assert.match((await form.json()).error.message, /limited to 8192 bytes; send it with Content-Type: application\/json/);
+    const asJson = await fetch(`${server.info.listening}/v1/completions`, {
+      method: 'POST', body, headers: { ...headers, 'Content-Type': 'application/json' } });
+    assert.equal(asJson.status, 200, JSON.stringify(await asJson.clone().json()));
+  });
+
   await check('a client that leaves mid-stream does not hold up the server', async () => {
     const ac = new AbortController();
     const stream = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 1500, temperature: 1,
