@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <tuple>
 
 #include "apps/command.h"
@@ -108,6 +109,14 @@ RunFn setup(CLI::App& cmd) {
     t.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o->bucket_mb * 1024 * 1024));
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
+    if (env.rank == 0 && !o->grad_dump.empty()) {
+      // Found now, not after the first step's minutes of work.
+      const auto dump = std::filesystem::absolute(o->grad_dump);
+      SP_CHECK_INPUT(!std::filesystem::is_directory(dump), "--grad-dump ", o->grad_dump,
+                     " is a folder; name the .safetensors file to write");
+      SP_CHECK_INPUT(std::filesystem::is_directory(dump.parent_path()), "--grad-dump ", o->grad_dump, ": folder ",
+                     dump.parent_path().string(), " does not exist");
+    }
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
       t.device = "cuda:" + std::to_string(env.local_rank);
 

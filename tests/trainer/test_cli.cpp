@@ -491,7 +491,11 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(bare_cmd("/o13", "--lr -1e-4"), "--lr must be a finite number >= 0");
   expect_error(train_cmd(f.model, f.data, d + "/o14", "--save-every -1"), "--save-every must be >= 0");
   expect_error(bare_cmd("/o15", "--lora-alpha 0"), "--lora-alpha must be positive");
-  for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15"}) CHECK_FALSE(fs::exists(d + o));
+  // Where step 1's gradient goes is checked before any step runs.
+  expect_error(train_cmd(f.model, f.data, d + "/o16", "--grad-dump " + d + "/no-such/g.safetensors"),
+               "/no-such does not exist");
+  expect_error(train_cmd(f.model, f.data, d + "/o17", "--grad-dump " + d), "is a folder");
+  for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15", "/o16", "/o17"}) CHECK_FALSE(fs::exists(d + o));
   {
     // A learning rate that overflows the weights: the run stops at the first
     // non-finite loss, before the optimizer writes NaN anywhere; the step-1
