@@ -145,15 +145,18 @@ TEST_CASE("signs bind before filters; sort, unique and dictsort ignore case; int
   CHECK_THROWS_WITH(render("{{ 9223372036854775808 }}"), Catch::Contains("integer literal 9223372036854775808 is past int64"));
 }
 
+// The InputError a template raises when parsed and rendered with no
+// messages, or "no error".
+static std::string message_of(const std::string& src) {
+  try {
+    ChatTemplate::from_string(src).render({}, false);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {
-  const auto message_of = [](const std::string& src) {
-    try {
-      ChatTemplate::from_string(src).render({}, false);
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   CHECK_THAT(message_of("{% include 'x.jinja' %}"), Catch::Contains("unsupported statement 'include'"));
   CHECK_THAT(message_of("line1\n{{ x | xmlattr }}"), Catch::Contains("line 2: unsupported filter 'xmlattr'"));
   CHECK_THAT(message_of("{% if x is prime %}{% endif %}"), Catch::Contains("unsupported test 'prime'"));
@@ -166,14 +169,6 @@ TEST_CASE("unsupported constructs are errors that name them", "[jinja]") {
 }
 
 TEST_CASE("endless macro recursion and templates nested past the bounds are errors, not stack overflows", "[jinja]") {
-  const auto message_of = [](const std::string& src) {
-    try {
-      ChatTemplate::from_string(src).render({}, false);
-    } catch (const InputError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   const auto repeat = [](const std::string& s, int n) {
     std::string out;
     for (int i = 0; i < n; ++i) out += s;

@@ -256,33 +256,45 @@ pid_t start_process(const std::string& cmd, const std::string& err_path) {
   return pid;
 }
 
-TEST_CASE("a process killed mid-run stops the other at once, naming the step, and both resume", "[cli]") {
-  Fixture f(48, 60, 120);
-  const std::string args =
-      "--max-steps 20 --save-every 4 --batch 2 --max-seq-len 128 --val-fraction 0.1 --dist-timeout 120";
-  const std::string port = std::to_string(test::free_port());
-  auto launch = [&](int rank, const std::string& out, const std::string& extra) {
+// The exit status of a started process, 128 + signal if a signal ended it.
+int exit_code(pid_t pid) {
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Two gloo processes of one `train_cmd` run on a free port; process r's
+// stderr goes to DIR/rR.err.
+struct GlooPair {
+  const Fixture& f;
+  std::string args;
+  std::string port = std::to_string(test::free_port());
+
+  pid_t launch(int rank, const std::string& out, const std::string& extra) const {
     return start_process("env MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " WORLD_SIZE=2 RANK=" +
                              std::to_string(rank) + " " + train_cmd(f.model, f.data, out, args + extra),
-                         f.dir.path + "/r" + std::to_string(rank) + ".err");
-  };
-  auto exit_code = [](pid_t pid) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  };
-  auto run_pair = [&](const std::string& out, const std::string& extra) {
+                         err_path(rank));
+  }
+  std::string err_path(int rank) const { return f.dir.path + "/r" + std::to_string(rank) + ".err"; }
+  // Both processes to the end, which must be a success.
+  void run(const std::string& out, const std::string& extra) const {
     const pid_t p0 = launch(0, out, extra), p1 = launch(1, out, extra);
     const int r1 = exit_code(p1), r0 = exit_code(p0);
-    INFO("rank 0 stderr: " << test::read_text(f.dir.path + "/r0.err"));
-    INFO("rank 1 stderr: " << test::read_text(f.dir.path + "/r1.err"));
+    INFO("rank 0 stderr: " << test::read_text(err_path(0)));
+    INFO("rank 1 stderr: " << test::read_text(err_path(1)));
     REQUIRE(r0 == 0);
     REQUIRE(r1 == 0);
-  };
-  run_pair(f.dir.path + "/straight", "");
+  }
+};
+
+TEST_CASE("a process killed mid-run stops the other at once, naming the step, and both resume", "[cli]") {
+  Fixture f(48, 60, 120);
+  const GlooPair pair{f, "--max-steps 20 --save-every 4 --batch 2 --max-seq-len 128 --val-fraction 0.1 "
+                        "--dist-timeout 120"};
+  pair.run(f.dir.path + "/straight", "");
 
   const std::string killed = f.dir.path + "/killed";
-  const pid_t p0 = launch(0, killed, ""), p1 = launch(1, killed, "");
+  const pid_t p0 = pair.launch(0, killed, ""), p1 = pair.launch(1, killed, "");
   // Kill process 1 once step 9 is logged: past the step-8 checkpoint.
   const bool seen = wait_for_logged_step(killed + "/metrics.jsonl", 9);
   ::kill(p1, SIGKILL);
@@ -290,7 +302,7 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
   const int r0 = exit_code(p0);
   const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   exit_code(p1);
-  const std::string e0 = test::read_text(f.dir.path + "/r0.err");
+  const std::string e0 = test::read_text(pair.err_path(0));
   INFO("rank 0 stderr: " << e0);
   REQUIRE(seen);
   CHECK(r0 == 1);
@@ -302,7 +314,7 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
   CHECK(waited < 60);
   CHECK_FALSE(fs::exists(killed + "/adapter"));
 
-  run_pair(killed, " --resume");
+  pair.run(killed, " --resume");
   const auto a = losses_of(f.dir.path + "/straight/metrics.jsonl");
   const auto b = losses_of(killed + "/metrics.jsonl");
   REQUIRE(a.size() == 20);
@@ -314,35 +326,16 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
 TEST_CASE("Ctrl-C on one process ends the step on both, checkpoints it, and --resume goes on bit for bit", "[cli]") {
   Fixture f(48, 60, 120);
   // No periodic checkpoint: the interrupted step's is the only one.
-  const std::string args =
-      "--max-steps 10 --save-every 100 --batch 2 --max-seq-len 128 --val-fraction 0.1 --dist-timeout 120";
-  const std::string port = std::to_string(test::free_port());
-  auto launch = [&](int rank, const std::string& out, const std::string& extra) {
-    return start_process("env MASTER_ADDR=127.0.0.1 MASTER_PORT=" + port + " WORLD_SIZE=2 RANK=" +
-                             std::to_string(rank) + " " + train_cmd(f.model, f.data, out, args + extra),
-                         f.dir.path + "/r" + std::to_string(rank) + ".err");
-  };
-  auto exit_code = [](pid_t pid) {
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  };
-  auto run_pair = [&](const std::string& out, const std::string& extra) {
-    const pid_t p0 = launch(0, out, extra), p1 = launch(1, out, extra);
-    const int r1 = exit_code(p1), r0 = exit_code(p0);
-    INFO("rank 0 stderr: " << test::read_text(f.dir.path + "/r0.err"));
-    INFO("rank 1 stderr: " << test::read_text(f.dir.path + "/r1.err"));
-    REQUIRE(r0 == 0);
-    REQUIRE(r1 == 0);
-  };
-  run_pair(f.dir.path + "/straight", "");
+  const GlooPair pair{f, "--max-steps 16 --save-every 100 --batch 2 --max-seq-len 128 --val-fraction 0.1 "
+                        "--dist-timeout 120"};
+  pair.run(f.dir.path + "/straight", "");
 
   const std::string stopped = f.dir.path + "/stopped";
-  const pid_t p0 = launch(0, stopped, ""), p1 = launch(1, stopped, "");
+  const pid_t p0 = pair.launch(0, stopped, ""), p1 = pair.launch(1, stopped, "");
   const bool seen = wait_for_logged_step(stopped + "/metrics.jsonl", 3);
   ::kill(p1, SIGINT);  // process 1 only, as when one node's launcher is stopped
   const int r1 = exit_code(p1), r0 = exit_code(p0);
-  const std::string e0 = test::read_text(f.dir.path + "/r0.err"), e1 = test::read_text(f.dir.path + "/r1.err");
+  const std::string e0 = test::read_text(pair.err_path(0)), e1 = test::read_text(pair.err_path(1));
   INFO("rank 0 stderr: " << e0);
   INFO("rank 1 stderr: " << e1);
   REQUIRE(seen);
@@ -357,10 +350,10 @@ TEST_CASE("Ctrl-C on one process ends the step on both, checkpoints it, and --re
   REQUIRE(kept.size() == 1);
   const int64_t at = std::stoll(kept[0].substr(kept[0].find('-') + 1));
   CHECK(at >= 3);
-  CHECK(at < 10);
+  CHECK(at < 16);
   CHECK(static_cast<int64_t>(losses_of(stopped + "/metrics.jsonl").size()) == at);
 
-  run_pair(stopped, " --resume");
+  pair.run(stopped, " --resume");
   CHECK(losses_of(f.dir.path + "/straight/metrics.jsonl") == losses_of(stopped + "/metrics.jsonl"));
   CHECK(test::read_text(f.dir.path + "/straight/adapter/adapter_model.safetensors") ==
         test::read_text(stopped + "/adapter/adapter_model.safetensors"));
