@@ -98,14 +98,18 @@ int64_t Sampler::sample(const float* logits, int64_t V) {
     // The nucleus: the smallest prefix of the candidates, best first, whose
     // mass reaches top_p (at least one token). It is usually a small part of
     // the vocabulary, so only a growing prefix is sorted until it holds it.
+    // Each growth sorts only what follows the prefix already in place (every
+    // later candidate ranks below it).
     int64_t n = 0;
     double cum = 0;
     for (int64_t want = std::min<int64_t>(keep, 256);; want = std::min(keep, want * 8)) {
       if (sorted < want) {
-        std::partial_sort(scratch_.begin(), scratch_.begin() + want, scratch_.begin() + keep, by_logit);
+        const auto from = scratch_.begin() + sorted, to = scratch_.begin() + keep;
+        if (want == keep)
+          std::sort(from, to, by_logit);
+        else
+          std::partial_sort(from, scratch_.begin() + want, to, by_logit);
         sorted = want;
-        n = 0;
-        cum = 0;
       }
       while (n < sorted && cum < params_.top_p * sum) cum += weight(scratch_[n++].first);
       if (cum >= params_.top_p * sum || sorted == keep) break;
