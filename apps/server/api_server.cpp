@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -35,6 +36,25 @@ constexpr auto kPollInterval = std::chrono::milliseconds(200);
 constexpr auto kStreamDrain = std::chrono::seconds(5);
 constexpr size_t kMaxBody = 16u << 20;
 constexpr const char* kFormType = "application/x-www-form-urlencoded";
+
+// The token of an Authorization header's Bearer credentials; the scheme's
+// case does not matter (RFC 9110 11.1). Empty when there is none.
+std::string bearer_token(const std::string& header) {
+  constexpr size_t kScheme = 6;  // "Bearer"
+  if (header.size() <= kScheme || header[kScheme] != ' ') return "";
+  for (size_t i = 0; i < kScheme; ++i)
+    if (std::tolower(static_cast<unsigned char>(header[i])) != "bearer"[i]) return "";
+  const size_t start = header.find_first_not_of(' ', kScheme);
+  return start == std::string::npos ? "" : header.substr(start);
+}
+
+// The one method a route takes, for a request that used another; null for
+// paths that are no route at all.
+const char* allowed_method(const std::string& path) {
+  if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/predict") return "POST";
+  if (path == "/v1/models" || path == "/health" || path.rfind("/v1/models/", 0) == 0) return "GET";
+  return nullptr;
+}
 
 std::string folder_name(std::string dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
@@ -452,7 +472,7 @@ void ApiServer::Impl::routes() {
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (cfg.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + cfg.api_key)
+    if (bearer_token(req.get_header_value("Authorization")) == cfg.api_key)
       return httplib::Server::HandlerResponse::Unhandled;
     send_json(res, 401, ApiError(401, "invalid_request_error", "Incorrect or missing API key (Authorization: Bearer KEY)",
                                  "", "invalid_api_key")
@@ -462,7 +482,12 @@ void ApiServer::Impl::routes() {
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error body
     std::string what;
-    if (res.status == 404) {
+    const char* allowed = res.status == 404 ? allowed_method(req.path) : nullptr;
+    if (allowed) {
+      res.status = 405;
+      res.set_header("Allow", allowed);
+      what = str_cat(req.path, " takes ", allowed, ", not ", req.method);
+    } else if (res.status == 404) {
       what = "no route " + req.method + " " + req.path;
     } else if (res.status == 413 && req.get_header_value("Content-Type").rfind(kFormType, 0) == 0) {
       // curl -d sends this type; the HTTP layer caps such bodies far below kMaxBody.

@@ -125,6 +125,18 @@ async function main() {
     assert.equal(health.status, 'ok');
   });
 
+  await check('the auth scheme is case-insensitive; a route asked with the wrong method is a 405 naming the right one', async () => {
+    const models = await fetch(`${server.info.listening}/v1/models`, { headers: { Authorization: `bearer  ${KEY}` } });
+    assert.equal(models.status, 200);
+    const headers = { Authorization: `Bearer ${KEY}` };
+    const wrong = await fetch(`${server.info.listening}/v1/chat/completions`, { headers });
+    assert.equal(wrong.status, 405);
+    assert.equal(wrong.headers.get('allow'), 'POST');
+    assert.match((await wrong.json()).error.message, /\/v1\/chat\/completions takes POST, not GET/);
+    const none = await fetch(`${server.info.listening}/v1/nothing`, { headers });
+    assert.equal(none.status, 404);
+  });
+
   await check('greedy chat equals `synthpert generate --messages`, usage counts its tokens', async () => {
     const ref = await reference({ messages: chat, maxTokens: 12 });
     const res = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 12, temperature: 0 });
