@@ -185,6 +185,13 @@ CompletionRequest parse_completion_request(const json& body) {
 
 PredictRequest parse_predict_request(const json& body) {
   require_object(body);
+  // Our own schema, so a misspelt field ("reasonig") is an error rather
+  // than a default quietly taken in its place.
+  for (const auto& [key, value] : body.items())
+    if (key != "model" && key != "cell_type" && key != "pert" && key != "gene" && key != "reasoning" &&
+        key != "max_tokens")
+      throw bad_request(key, "unknown field '" + key +
+                                 "' (fields: model, cell_type, pert, gene, reasoning, max_tokens)");
   PredictRequest r;
   r.model = optional_string(body, "model");
   for (auto [key, field] : {std::pair{"cell_type", &r.cell_type}, {"pert", &r.pert}, {"gene", &r.gene}}) {

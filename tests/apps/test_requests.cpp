@@ -153,6 +153,13 @@ TEST_CASE("predict requests need a cell line, a pert and a gene", "[server]") {
   CHECK(refused_param([&] {
           parse_predict_request({{"cell_type", std::string(4 << 20, 'x')}, {"pert", "b"}, {"gene", "c"}});
         }) == "cell_type");
+  // A misspelt field is refused, not passed over for its default.
+  CHECK(refused_param([] {
+          parse_predict_request({{"cell_type", "a"}, {"pert", "b"}, {"gene", "c"}, {"reasonig", false}});
+        }) == "reasonig");
+  CHECK(parse_predict_request({{"model", "m"}, {"cell_type", "a"}, {"pert", "b"}, {"gene", "c"}, {"reasoning", true},
+                               {"max_tokens", 5}})
+            .max_tokens == 5);
 }
 
 }  // namespace
