@@ -54,6 +54,13 @@ void make_dirs(const std::string& path) {
 
 bool path_exists(const std::string& path) { return std::filesystem::exists(path); }
 
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a), ec);
+  const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b), ec);
+  return ec ? a == b : ca == cb;
+}
+
 std::string path_join(const std::string& a, const std::string& b) {
   if (a.empty()) return b;
   if (a.back() == '/') return a + b;

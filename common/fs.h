@@ -29,6 +29,10 @@ void make_dirs(const std::string& path);
 
 bool path_exists(const std::string& path);
 
+// Whether two paths name one file, existing or not: "a.jsonl", "./a.jsonl"
+// and a link to it are the same.
+bool same_file(const std::string& a, const std::string& b);
+
 // Joins two path parts with exactly one '/'.
 std::string path_join(const std::string& a, const std::string& b);
 

@@ -75,17 +75,11 @@ TraceStore::TraceStore(std::string accepted_path, std::string rejected_path, boo
       rejected_path_(std::move(rejected_path)),
       settings_path_(trace_settings_path(accepted_path_)),
       identity_(std::move(identity)) {
-  // Compared as the files they name: "a.jsonl" and "./a.jsonl" (or a link)
-  // are one file, and rejected records in it would become training data.
-  auto same = [](const std::string& a, const std::string& b) {
-    std::error_code ec;
-    const auto ca = std::filesystem::weakly_canonical(std::filesystem::absolute(a), ec);
-    const auto cb = std::filesystem::weakly_canonical(std::filesystem::absolute(b), ec);
-    return ec ? a == b : ca == cb;
-  };
-  SP_CHECK_INPUT(!same(accepted_path_, rejected_path_), accepted_path_, " and ", rejected_path_,
+  // Compared as the files they name: rejected records in the accepted file
+  // would become training data.
+  SP_CHECK_INPUT(!same_file(accepted_path_, rejected_path_), accepted_path_, " and ", rejected_path_,
                  ": the accepted and rejected files must differ");
-  SP_CHECK_INPUT(!same(rejected_path_, settings_path_), rejected_path_, ": is where the run's settings go (",
+  SP_CHECK_INPUT(!same_file(rejected_path_, settings_path_), rejected_path_, ": is where the run's settings go (",
                  settings_path_, "); choose another --rejected");
   for (const auto* path : {&accepted_path_, &rejected_path_, &settings_path_})
     SP_CHECK_INPUT(resume || !path_exists(*path), *path,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/fs.h"
 #include "common/progress.h"
 #include "perturb/trace_inputs.h"
 #include "perturb/trace_store.h"
@@ -335,6 +336,10 @@ json run_traces(const TraceJob& job) {
   SP_CHECK_INPUT(job.attempts == 1 || job.teacher_options.temperature.value_or(1.0) > 0,
                  "--attempts ", job.attempts, " with --temperature 0: a greedy teacher would give the same reply again");
   const auto start = std::chrono::steady_clock::now();
+  // With --resume, traces would be appended to the rows being read.
+  for (const auto& [flag, path] : {std::pair{"--out", job.out_path}, {"--rejected", job.rejected_path},
+                                   {"--out's settings", trace_settings_path(job.out_path)}})
+    SP_CHECK_INPUT(!same_file(path, job.data_path), flag, " ", path, " is the --data file being read; choose another");
   const auto rows = read_trace_inputs(job.data_path);
   // Prompts and addresses are checked before the output files are created, so
   // a typo does not leave files that a corrected rerun would refuse.

@@ -1135,6 +1135,25 @@ TEST_CASE("traces: the accepted and rejected files are compared as files, not as
   CHECK_NOTHROW(TraceStore(dir.path + "/a.jsonl", dir.path + "/sub/a.jsonl", false, {"t", ""}, json::object()));
 }
 
+TEST_CASE("traces: --out or --rejected naming the --data file is refused, --resume or not", "[traces]") {
+  test::TempDir dir("traces-onto-data");
+  write_rows(dir.path);
+  const std::string before = test::read_text(dir.path + "/rows.jsonl");
+  for (bool resume : {false, true}) {
+    TraceJob job = make_job(dir.path, "http://127.0.0.1:9");
+    job.resume = resume;
+    job.out_path = dir.path + "/./rows.jsonl";
+    job.rejected_path = default_rejected_path(job.out_path);
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("--out " + job.out_path + " is the --data file being read"));
+    job = make_job(dir.path, "http://127.0.0.1:9");
+    job.resume = resume;
+    job.rejected_path = dir.path + "/rows.jsonl";
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains("--rejected " + job.rejected_path + " is the --data file"));
+  }
+  CHECK(test::read_text(dir.path + "/rows.jsonl") == before);
+  CHECK_FALSE(std::filesystem::exists(dir.path + "/out"));
+}
+
 TEST_CASE("traces: a record quoting bytes that are not UTF-8 is still written", "[traces]") {
   test::TempDir dir("traces-utf8");
   {
