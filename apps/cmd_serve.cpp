@@ -73,11 +73,13 @@ RunFn setup(CLI::App& cmd) {
       cmd.add_option("--prompt-template", p.prompt, "/v1/predict: " + perturb::prompt_template_choices())
           ->capture_default_str(),
       cmd.add_option("--prompt-cell", p.prompt_cell, "/v1/predict: render every cell line as this word"),
-      cmd.add_flag("--chat", o->chat, "/v1/predict: require the model's chat template"),
-      cmd.add_flag("--no-chat-template", o->no_chat, "/v1/predict: plain prompts even if the model has a chat template"),
+      cmd.add_flag("--chat", o->chat, "/v1/predict: require a chat template (--chat-template's, else the model's)"),
+      cmd.add_flag("--no-chat-template", o->no_chat,
+                   "/v1/predict: plain prompts even if the model has a chat template or --chat-template is given"),
       cmd.add_option("--offsets", o->offsets, "/v1/predict: decision offsets JSON (from `synthpert calibrate`)"),
       cmd.add_flag("--blind-view", p.blind_view, "/v1/predict: mean of the named and name-blind views' scores")};
   for (auto* f : predict_flags) from_eval->excludes(f);
+  predict_flags[2]->excludes(predict_flags[3]);
   cmd.add_option("--perturbqa", p.data_dir, "/v1/predict: PerturbQA folder for templates with evidence");
   cmd.add_option("--split", p.split, "/v1/predict: the split whose training rows give the evidence");
   cmd.add_option("--predict-max-tokens", p.reasoning_max_tokens, "/v1/predict: reasoning budget by default")
@@ -98,6 +100,8 @@ RunFn setup(CLI::App& cmd) {
       c.predict.chat = o->chat ? perturb::ChatMode::kOn
                        : o->no_chat ? perturb::ChatMode::kOff
                                     : perturb::ChatMode::kAuto;
+      // /v1/predict renders its questions as `eval --chat-template` does.
+      if (!o->no_chat) c.predict.chat_template_file = c.chat_template_file;
     }
 
     // SIGINT / SIGTERM write a byte into a pipe (all a handler may safely
@@ -113,6 +117,10 @@ RunFn setup(CLI::App& cmd) {
 
     server::ApiServer srv(c);
     const int port = srv.bind();
+    // Printed before the stopper thread starts: a failed write (a full or
+    // closed stdout) is then an error exit, not a joinable thread destroyed.
+    // A signal meanwhile waits in the pipe.
+    print_json({{"listening", "http://" + c.host + ":" + std::to_string(port)}, {"models", srv.models()}});
     std::atomic<bool> run_returned{false};
     std::thread stopper([&srv, &run_returned] {
       char sig = 0;
@@ -126,11 +134,18 @@ RunFn setup(CLI::App& cmd) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
     });
-    print_json({{"listening", "http://" + c.host + ":" + std::to_string(port)}, {"models", srv.models()}});
-    srv.run();
-    run_returned = true;
-    on_stop_signal(0);  // wakes the stopper if no signal did
-    stopper.join();
+    auto finish = [&] {
+      run_returned = true;
+      on_stop_signal(0);  // wakes the stopper if no signal did
+      stopper.join();
+    };
+    try {
+      srv.run();
+    } catch (...) {
+      finish();
+      throw;
+    }
+    finish();
     return 0;
   };
 }

@@ -1,26 +1,9 @@
 #include "perturb/prompt_encoder.h"
 
-#include <nlohmann/json.hpp>
-
 #include "common/error.h"
-#include "common/fs.h"
 #include "perturb/data_jsonl.h"
 
 namespace synthpert::perturb {
-
-namespace {
-
-// The places ChatTemplate::load looks in.
-bool folder_has_chat_template(const std::string& dir) {
-  if (path_exists(path_join(dir, "chat_template.jinja")) || path_exists(path_join(dir, "chat_template.json")))
-    return true;
-  const std::string cfg = path_join(dir, "tokenizer_config.json");
-  if (!path_exists(cfg)) return false;
-  const auto j = nlohmann::json::parse(read_file(cfg), nullptr, false);
-  return j.is_object() && j.contains("chat_template") && !j["chat_template"].is_null();
-}
-
-}  // namespace
 
 PromptEncoder::PromptEncoder(const std::string& dir, PromptTemplate tmpl, ChatMode mode,
                              const std::string& chat_template_file)
@@ -28,7 +11,7 @@ PromptEncoder::PromptEncoder(const std::string& dir, PromptTemplate tmpl, ChatMo
   if (!chat_template_file.empty()) {
     SP_CHECK_INPUT(mode != ChatMode::kOff, "--chat-template and --no-chat-template contradict each other");
     chat_ = tokenizer::ChatTemplate::load_or_override(dir, chat_template_file);
-  } else if (mode == ChatMode::kOn || (mode == ChatMode::kAuto && folder_has_chat_template(dir))) {
+  } else if (mode == ChatMode::kOn || (mode == ChatMode::kAuto && tokenizer::ChatTemplate::present(dir))) {
     chat_ = tokenizer::ChatTemplate::load(dir);
   }
 }

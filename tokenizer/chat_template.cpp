@@ -46,6 +46,15 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
   return t;
 }
 
+bool ChatTemplate::present(const std::string& dir) {
+  if (path_exists(path_join(dir, "chat_template.jinja")) || path_exists(path_join(dir, "chat_template.json")))
+    return true;
+  const std::string cfg = path_join(dir, "tokenizer_config.json");
+  if (!path_exists(cfg)) return false;
+  const json j = json::parse(read_file(cfg), nullptr, /*allow_exceptions=*/false);
+  return j.is_object() && j.contains("chat_template") && !j["chat_template"].is_null();
+}
+
 ChatTemplate ChatTemplate::load_or_override(const std::string& dir, const std::string& template_file) {
   if (template_file.empty()) return load(dir);
   const std::string source = read_file(template_file);

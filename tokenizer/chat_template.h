@@ -30,6 +30,10 @@ class ChatTemplate {
   // else chat_template.jinja, else chat_template.json. bos_token/eos_token
   // (and unk/pad) variables come from tokenizer_config.json.
   static ChatTemplate load(const std::string& model_dir);
+  // Whether the folder holds a template source where load() looks (which may
+  // still fail to parse): a model without one is not an error for callers
+  // that fall back to plain prompts.
+  static bool present(const std::string& model_dir);
   // The --chat-template override: `template_file` when non-empty (with the
   // folder's special-token variables), else load(model_dir).
   static ChatTemplate load_or_override(const std::string& model_dir, const std::string& template_file);

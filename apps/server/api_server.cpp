@@ -19,7 +19,6 @@
 #include "apps/server/requests.h"
 #include "apps/server/text_stream.h"
 #include "common/error.h"
-#include "common/fs.h"
 #include "engine/peft_adapter.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -49,10 +48,11 @@ std::string bearer_token(const std::string& header) {
 }
 
 // The one method a route takes, for a request that used another; null for
-// paths that are no route at all.
+// paths that are no route at all ("/v1/models/" names no model).
 const char* allowed_method(const std::string& path) {
   if (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/predict") return "POST";
-  if (path == "/v1/models" || path == "/health" || path.rfind("/v1/models/", 0) == 0) return "GET";
+  const bool model_path = path.size() > 11 && path.rfind("/v1/models/", 0) == 0;
+  if (path == "/v1/models" || path == "/health" || model_path) return "GET";
   return nullptr;
 }
 
@@ -98,6 +98,7 @@ struct ApiServer::Impl {
   engine::Transformer model;
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::optional<tokenizer::ChatTemplate> chat;
+  std::string chat_error;  // why the model's own template could not be loaded
   std::vector<std::string> adapter_names;
   std::vector<int64_t> stop_ids;
   std::unique_ptr<PerturbPredictor> predictor;
@@ -168,12 +169,16 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   SP_CHECK_INPUT(cfg.max_tokens_cap >= 1, "--max-tokens must be >= 1");
   SP_CHECK_INPUT(cfg.http_threads >= 3, "--http-threads must be >= 3 (two are kept for /health and /v1/models)");
   tok = tokenizer::Tokenizer::load(cfg.model_dir);
-  if (!cfg.chat_template_file.empty() || path_exists(path_join(cfg.model_dir, "tokenizer_config.json"))) {
-    // A model without a chat template still serves /v1/completions.
+  if (!cfg.chat_template_file.empty()) {
+    chat = tokenizer::ChatTemplate::load_or_override(cfg.model_dir, cfg.chat_template_file);
+  } else if (tokenizer::ChatTemplate::present(cfg.model_dir)) {
+    // A model whose template our Jinja subset cannot load still serves
+    // /v1/completions; chat requests are told why they cannot be served.
     try {
-      chat = tokenizer::ChatTemplate::load_or_override(cfg.model_dir, cfg.chat_template_file);
-    } catch (const InputError&) {
-      if (!cfg.chat_template_file.empty()) throw;
+      chat = tokenizer::ChatTemplate::load(cfg.model_dir);
+    } catch (const InputError& e) {
+      chat_error = e.what();
+      std::fprintf(stderr, "serve: warning: the model's chat template is not served: %s\n", chat_error.c_str());
     }
   }
   for (const auto& [adapter_name, dir] : cfg.adapters) {
@@ -370,9 +375,11 @@ void ApiServer::Impl::answer_stream(const Prepared& p, bool chat_api, httplib::R
 void ApiServer::Impl::chat_completions(const httplib::Request& req, httplib::Response& res) {
   const ChatRequest r = parse_chat_request(parse_body(req.body));
   if (!chat)
-    throw bad_request("messages", "the model '" + name +
-                                      "' has no chat template (tokenizer_config.json); use /v1/completions, or "
-                                      "start the server with --chat-template FILE");
+    throw bad_request("messages", "the model '" + name + "' " +
+                                      (chat_error.empty() ? "has no chat template"
+                                                          : "has a chat template that could not be loaded (" +
+                                                                chat_error + ")") +
+                                      "; use /v1/completions, or start the server with --chat-template FILE");
   std::string text;
   try {
     text = chat->render_json(r.messages, /*add_generation_prompt=*/true);
@@ -483,7 +490,7 @@ void ApiServer::Impl::routes() {
     if (!res.body.empty()) return;  // a handler's own error body
     std::string what;
     const char* allowed = res.status == 404 ? allowed_method(req.path) : nullptr;
-    if (allowed) {
+    if (allowed && req.method != allowed) {
       res.status = 405;
       res.set_header("Allow", allowed);
       what = str_cat(req.path, " takes ", allowed, ", not ", req.method);

@@ -135,6 +135,39 @@ async function main() {
     assert.match((await wrong.json()).error.message, /\/v1\/chat\/completions takes POST, not GET/);
     const none = await fetch(`${server.info.listening}/v1/nothing`, { headers });
     assert.equal(none.status, 404);
+    // "/v1/models/" names no model: no route, whatever the method.
+    const noModel = await fetch(`${server.info.listening}/v1/models/`, { headers });
+    assert.equal(noModel.status, 404);
+    assert.match((await noModel.json()).error.message, /no route GET \/v1\/models\//);
+  });
+
+  await check('serve fails with exit 1 when its listening line cannot be written, and refuses --chat with --no-chat-template', async () => {
+    const full = await harness.run('sh', ['-c', `'${bin}' serve --model '${model}' --port 0 >/dev/full`]);
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /cannot write the result to standard output/);
+    const both = await harness.run(bin, ['serve', '--model', model, '--chat', '--no-chat-template']);
+    assert.equal(both.code, 2, both.stderr);
+    assert.match(both.stderr, /excludes/);
+  });
+
+  await check('a model template the interpreter cannot load: completions still served, chat told why', async () => {
+    const broken = path.join(work, 'broken-template');
+    fs.cpSync(model, broken, { recursive: true });
+    const tc = JSON.parse(fs.readFileSync(path.join(broken, 'tokenizer_config.json'), 'utf8'));
+    tc.chat_template = '{% for m in messages %}{{ m.content }';
+    fs.writeFileSync(path.join(broken, 'tokenizer_config.json'), JSON.stringify(tc));
+    const srv = await harness.startServe(bin, ['--model', broken, '--port', '0', '--no-chat-template']);
+    try {
+      const c = new OpenAI({ baseURL: `${srv.info.listening}/v1`, apiKey: 'none', maxRetries: 0 });
+      const done = await c.completions.create({ model: srv.info.models[0], prompt: 'hello', max_tokens: 2 });
+      assert.equal(done.object, 'text_completion');
+      await assert.rejects(c.chat.completions.create({ model: srv.info.models[0], messages: chat, max_tokens: 2 }),
+                           (e) => e.status === 400 && /chat template that could not be loaded/.test(e.message) &&
+                                  /line 1/.test(e.message));
+      assert.match(srv.log(), /the model's chat template is not served/);
+    } finally {
+      srv.proc.kill('SIGTERM');
+    }
   });
 
   await check('greedy chat equals `synthpert generate --messages`, usage counts its tokens', async () => {
@@ -388,6 +421,39 @@ async function main() {
       } finally {
         if (ownServer) target.proc.kill('SIGTERM');
       }
+    }
+  });
+
+  await check('serve --chat-template renders /v1/predict\'s questions too, as `eval --chat-template`', async () => {
+    const data = process.env.PERTURBQA_DIR || path.resolve(__dirname, '../../../shared/perturbqa');
+    if (!fs.existsSync(path.join(data, 'rpe1-de.csv'))) {
+      console.log(`     skipped: no PerturbQA data in ${data}`);
+      return;
+    }
+    const tmpl = path.join(work, 'plain-chat.jinja');
+    fs.writeFileSync(tmpl, '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}' +
+                           '{% if add_generation_prompt %}[assistant]\n\n{% endif %}');
+    const out = path.join(work, 'eval-own-template');
+    await cli(['eval', '--model', model, '--chat-template', tmpl, '--perturbqa', data, '--split', 'holdout:rpe1',
+               '--fraction', '0.00005', '--mode', 'score', '--batch', '1', '--bootstrap', '0', '--out', out]);
+    const rows = fs.readFileSync(path.join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map(JSON.parse);
+    const own = await startServer(['--chat-template', tmpl]);
+    try {
+      const ask = (target, row) => fetch(`${target.info.listening}/v1/predict`, {
+        method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ cell_type: row.cell_type, pert: row.pert, gene: row.gene, reasoning: false }),
+      }).then((res) => res.json());
+      let differs = false;
+      for (const row of rows) {
+        const p = await ask(own, row);
+        for (const [label, prob] of Object.entries(row.probs))
+          assert.ok(Math.abs(p.probs[label] - prob) < 1e-12, `${row.pert}/${row.gene} ${label}: ${p.probs[label]} vs ${prob}`);
+        const base = await ask(server, row);  // the model's own template: other prompts, other scores
+        differs = differs || Object.keys(row.probs).some((l) => Math.abs(base.probs[l] - p.probs[l]) > 1e-6);
+      }
+      assert.ok(differs, 'the template changed no score: the check would pass without it');
+    } finally {
+      own.proc.kill('SIGTERM');
     }
   });
 
