@@ -109,14 +109,6 @@ RunFn setup(CLI::App& cmd) {
     t.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o->bucket_mb * 1024 * 1024));
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
-    if (env.rank == 0 && !o->grad_dump.empty()) {
-      // Found now, not after the first step's minutes of work.
-      const auto dump = std::filesystem::absolute(o->grad_dump);
-      SP_CHECK_INPUT(!std::filesystem::is_directory(dump), "--grad-dump ", o->grad_dump,
-                     " is a folder; name the .safetensors file to write");
-      SP_CHECK_INPUT(std::filesystem::is_directory(dump.parent_path()), "--grad-dump ", o->grad_dump, ": folder ",
-                     dump.parent_path().string(), " does not exist");
-    }
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
       t.device = "cuda:" + std::to_string(env.local_rank);
 
@@ -125,6 +117,15 @@ RunFn setup(CLI::App& cmd) {
     auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
                                               std::chrono::seconds(o->timeout_s));
     trainer::FailureGate data_read(*comm, "reading its data");
+    if (comm->rank() == 0 && !o->grad_dump.empty()) {
+      // Found now, not after the first step's minutes of work; inside the
+      // gate, so the other processes hear of it at once.
+      const auto dump = std::filesystem::absolute(o->grad_dump);
+      SP_CHECK_INPUT(!std::filesystem::is_directory(dump), "--grad-dump ", o->grad_dump,
+                     " is a folder; name the .safetensors file to write");
+      SP_CHECK_INPUT(std::filesystem::is_directory(dump.parent_path()), "--grad-dump ", o->grad_dump, ": folder ",
+                     dump.parent_path().string(), " does not exist");
+    }
     trainer::DataSource src;
     src.path = o->data;
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;

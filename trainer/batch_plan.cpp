@@ -27,13 +27,17 @@ std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed, uint64_t strea
   return p;
 }
 
-BatchPlan::BatchPlan(std::vector<int64_t> lengths, const PlanOptions& opts)
-    : lengths_(std::move(lengths)), opts_(opts) {
+void BatchPlan::check(const PlanOptions& opts) {
   SP_CHECK_INPUT(opts.batch >= 1, "--batch must be at least 1, got ", opts.batch);
   SP_CHECK_INPUT(opts.grad_accum >= 1, "--grad-accum must be at least 1, got ", opts.grad_accum);
   SP_CHECK_INPUT(opts.epochs >= 1 || opts.max_steps > 0, "--epochs must be at least 1, got ",
                  opts.epochs);
   SP_CHECK_INPUT(opts.max_steps >= 0, "--max-steps must not be negative");
+}
+
+BatchPlan::BatchPlan(std::vector<int64_t> lengths, const PlanOptions& opts)
+    : lengths_(std::move(lengths)), opts_(opts) {
+  check(opts);
   SP_CHECK_INPUT(!lengths_.empty(), "no training examples");
   global_ = opts.batch * opts.grad_accum * opts.world;
   const auto n = static_cast<int64_t>(lengths_.size());

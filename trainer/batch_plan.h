@@ -27,6 +27,9 @@ struct PlanOptions {
 class BatchPlan {
  public:
   BatchPlan(std::vector<int64_t> lengths, const PlanOptions& opts);
+  // The option checks the constructor makes, for callers that want them
+  // before any expensive work (loading the model).
+  static void check(const PlanOptions& opts);
 
   int64_t global_batch() const { return global_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }

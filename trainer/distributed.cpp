@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #ifdef SYNTHPERT_WITH_GLOO
@@ -129,11 +130,21 @@ std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device dev
                                            std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0;
-  so.numWorkers = static_cast<size_t>(env.world);
-  so.waitWorkers = true;
   so.timeout = timeout;
-  auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  c10::intrusive_ptr<c10d::Store> store;
+  if (env.agent_store) {
+    // The agent's server counts its own clients; the workers only join it.
+    so.isServer = false;
+    so.waitWorkers = false;
+    store = c10::make_intrusive<c10d::PrefixStore>(
+        "/worker/attempt_" + std::to_string(env.restart_count),
+        c10::make_intrusive<c10d::TCPStore>(env.master_addr, so));
+  } else {
+    so.isServer = env.rank == 0;
+    so.numWorkers = static_cast<size_t>(env.world);
+    so.waitWorkers = true;
+    store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  }
   if (device.is_cuda()) {
 #ifdef SYNTHPERT_WITH_NCCL
     auto opts = c10d::ProcessGroupNCCL::Options::create();
@@ -172,6 +183,9 @@ DistEnv read_dist_env(const GetEnv& getenv) {
     e.world = env_int(getenv, "WORLD_SIZE", 1, true);
     e.rank = env_int(getenv, "RANK", 0, e.world > 1);
     e.local_rank = env_int(getenv, "LOCAL_RANK", e.rank, false);
+    const char* agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
+    e.agent_store = agent && std::string(agent) == "True";
+    e.restart_count = env_int(getenv, "TORCHELASTIC_RESTART_COUNT", 0, false);
   } else if (slurm) {
     // Slurm sets SLURM_NTASKS for every job step; it is a launch only when
     // the batch script also exported MASTER_ADDR.

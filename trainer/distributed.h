@@ -2,7 +2,7 @@
 // (CPU) or NCCL (CUDA, when libtorch has it) process group.
 //
 // Launch: torchrun-style RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
-// MASTER_PORT; or Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID with
+// MASTER_PORT (under torchrun itself, its agent's store); or Slurm's SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID with
 // MASTER_ADDR (and MASTER_PORT, default 29500) exported by the batch script.
 // No variables: one process, no communication at all.
 #pragma once
@@ -23,6 +23,11 @@ struct DistEnv {
   std::string master_addr = "127.0.0.1";
   int64_t master_port = 29500;
   std::string launcher = "single";  // "single" | "torchrun" | "slurm"
+  // torchrun's agent already serves the rendezvous store on MASTER_PORT
+  // (TORCHELASTIC_USE_AGENT_STORE=True): every process joins it as a client,
+  // under a key prefix of its restart attempt, as PyTorch's workers do.
+  bool agent_store = false;
+  int64_t restart_count = 0;  // TORCHELASTIC_RESTART_COUNT
 };
 
 // The rendezvous or a collective failed: another process exited or was killed

@@ -46,11 +46,15 @@ std::vector<std::string> parse_lora_targets(const std::string& list) {
   return out;
 }
 
-void attach_lora(engine::Transformer& model, const engine::LoraSpec& spec, uint64_t seed) {
+void check_lora_spec(const engine::LoraSpec& spec) {
   SP_CHECK_INPUT(spec.r >= 1, "--lora-r must be at least 1, got ", spec.r);
   SP_CHECK_INPUT(spec.dropout >= 0 && spec.dropout < 1, "--lora-dropout must be in [0, 1), got ",
                  spec.dropout);
   SP_CHECK_INPUT(!spec.target_modules.empty(), "--targets: no LoRA target modules");
+}
+
+void attach_lora(engine::Transformer& model, const engine::LoraSpec& spec, uint64_t seed) {
+  check_lora_spec(spec);
   for (auto& [name, lin] : model.named_linears()) {
     const std::string leaf = name.substr(name.find_last_of('.') + 1);
     if (std::find(spec.target_modules.begin(), spec.target_modules.end(), leaf) ==

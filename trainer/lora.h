@@ -20,5 +20,7 @@ std::vector<std::string> parse_lora_targets(const std::string& list);
 // come from a counter-based generator keyed by (seed, module name): the same
 // on every machine. Weights are in the model's dtype and device.
 void attach_lora(engine::Transformer& model, const engine::LoraSpec& spec, uint64_t seed);
+// The checks attach_lora makes of the spec, before a model is loaded.
+void check_lora_spec(const engine::LoraSpec& spec);
 
 }  // namespace synthpert::trainer

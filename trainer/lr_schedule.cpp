@@ -24,9 +24,13 @@ double LrSchedule::lr(int64_t k) const {
   return base_lr * std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * progress)));
 }
 
-int64_t warmup_from(int64_t steps, double ratio, int64_t total) {
+void check_warmup(int64_t steps, double ratio) {
   SP_CHECK_INPUT(steps >= 0, "--warmup-steps must not be negative");
   SP_CHECK_INPUT(ratio >= 0 && ratio <= 1, "--warmup-ratio must be in [0, 1], got ", ratio);
+}
+
+int64_t warmup_from(int64_t steps, double ratio, int64_t total) {
+  check_warmup(steps, ratio);
   if (steps > 0) return steps;
   return static_cast<int64_t>(std::ceil(ratio * static_cast<double>(total)));
 }

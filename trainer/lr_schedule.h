@@ -26,5 +26,7 @@ struct LrSchedule {
 
 // Warmup steps from --warmup-steps, or ceil(ratio x total) when steps is 0.
 int64_t warmup_from(int64_t steps, double ratio, int64_t total);
+// The checks warmup_from makes, before the total is known.
+void check_warmup(int64_t steps, double ratio);
 
 }  // namespace synthpert::trainer

@@ -2,6 +2,8 @@
 
 #include <sys/resource.h>
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 
 #include "common/error.h"
@@ -49,8 +51,11 @@ MetricsLog::~MetricsLog() {
 
 void MetricsLog::write(const json& line) {
   const std::string s = line.dump() + "\n";
-  std::fwrite(s.data(), 1, s.size(), file_);
-  std::fflush(file_);
+  // A line lost to a full disk is a failed run, not a gap in the log (the
+  // caller's gate stops every process at this step).
+  const bool written = std::fwrite(s.data(), 1, s.size(), file_) == s.size();
+  SP_CHECK_INPUT(written && std::fflush(file_) == 0, path_, ": cannot append the metrics of this step (",
+                 std::strerror(errno), ")");
 }
 
 int64_t peak_memory_bytes(const std::string& device) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -44,12 +45,18 @@ double validation_loss(const TrainOptions& o, const engine::Transformer& model,
   for (int64_t i = comm.rank(); i < static_cast<int64_t>(val.size()); i += comm.world())
     mine.push_back(i);
   double sums[2] = {0, 0};  // loss sum, target count
-  for (size_t lo = 0; lo < mine.size(); lo += o.batch) {
-    std::vector<int64_t> idx(mine.begin() + lo,
-                             mine.begin() + std::min(mine.size(), lo + static_cast<size_t>(o.batch)));
-    const auto b = make_batch(o, val, idx);
-    sums[0] += sft_loss_sum(model, b, false).item<double>();
-    sums[1] += static_cast<double>(b.targets_count);
+  {
+    // A process that fails here (out of memory on its share) stops the others
+    // at this gate, not in the all-reduce below until --dist-timeout.
+    FailureGate evaluated(comm, "computing the validation loss");
+    for (size_t lo = 0; lo < mine.size(); lo += o.batch) {
+      std::vector<int64_t> idx(mine.begin() + lo,
+                               mine.begin() + std::min(mine.size(), lo + static_cast<size_t>(o.batch)));
+      const auto b = make_batch(o, val, idx);
+      sums[0] += sft_loss_sum(model, b, false).item<double>();
+      sums[1] += static_cast<double>(b.targets_count);
+    }
+    evaluated.pass();
   }
   auto t = torch::tensor({sums[0], sums[1]}, torch::kFloat64);
   comm.all_reduce_sum(t, 16);
@@ -86,6 +93,16 @@ void check_options(const TrainOptions& o) {
                  "into a model first to fine-tune it fully)");
   SP_CHECK_INPUT(o.full || !o.init_adapter.empty() || (finite(o.lora.alpha) && o.lora.alpha > 0),
                  "--lora-alpha must be positive, got ", o.lora.alpha);
+  // The checks the batch plan, the schedule and the adapter make again once
+  // the model is loaded, here before it is: minutes for a large one.
+  PlanOptions po;
+  po.batch = o.batch;
+  po.grad_accum = o.grad_accum;
+  po.epochs = o.epochs;
+  po.max_steps = o.max_steps;
+  BatchPlan::check(po);
+  check_warmup(o.warmup_steps, o.warmup_ratio);
+  if (!o.full && o.init_adapter.empty()) check_lora_spec(o.lora);
 }
 
 // Every process reads, tokenizes and plans on its own; a node with another
@@ -98,6 +115,8 @@ void check_processes_agree(json fingerprint, const SftDataset& data, const std::
                            Communicator& comm, FailureGate& gate) {
   fingerprint.erase("model");
   if (fingerprint["init_adapter"].is_object()) fingerprint["init_adapter"].erase("path");
+  // A --tokenizer folder is named by its path; its token ids are in the digest.
+  if (fingerprint["data"].is_object()) fingerprint["data"].erase("tokenizer");
   auto bytes = [](const auto& v) {
     return std::string_view(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(v[0]));
   };
@@ -311,7 +330,17 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     // A stop asked of any process (Ctrl-C may reach one node only) ends the
     // run after this step on all of them.
     const bool stop = loss_t[1].item<double>() > 0;
-    if (hooks.on_gradients) hooks.on_gradients(rec, params);
+    // A hook may be set on some processes only (process 0's --grad-dump): its
+    // failure is raised at this step's record gate, which every process
+    // reaches, so the others stop there too.
+    std::exception_ptr hook_failure;
+    if (hooks.on_gradients) {
+      try {
+        hooks.on_gradients(rec, params);
+      } catch (...) {
+        hook_failure = std::current_exception();
+      }
+    }
     rec.grad_norm = clip_grad_norm(params.grad(), o.max_grad_norm);
     // A non-finite loss or gradient would turn every weight into NaN at this
     // step and in every checkpoint after. Both are the same on every process
@@ -349,7 +378,8 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     // Only process 0 writes; a full disk or a lost folder there must stop
     // the others at this step, not leave them waiting in the next step's
     // all-reduce until --dist-timeout.
-    FailureGate recorded(comm, "writing the metrics log or a checkpoint");
+    FailureGate recorded(comm, "writing the metrics log, a checkpoint or a gradient dump");
+    if (hook_failure) std::rethrow_exception(hook_failure);
     if (rank0) {
       log->write({{"step", rec.step}, {"loss", rec.loss}, {"lr", rec.lr}, {"grad_norm", rec.grad_norm},
                   {"tokens", rec.tokens}, {"tokens_per_s", tps}, {"peak_mem_bytes", peak_memory_bytes(o.device)}});

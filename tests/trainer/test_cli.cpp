@@ -101,6 +101,21 @@ TEST_CASE("two gloo processes give the losses of one process with the same globa
   REQUIRE(vb.size() == 2);
   for (size_t i = 0; i < va.size(); ++i)
     CHECK(std::abs(va[i]["val_loss"].get<double>() - vb[i]["val_loss"].get<double>()) <= 1e-5);
+  // The same run under PyTorch's torchrun: its agent already serves the
+  // rendezvous store on MASTER_PORT, and the processes join it as clients
+  // (rank 0 serving its own there failed with "address already in use").
+  const std::string torchrun = std::string(SYNTHPERT_REFERENCE_PYTHON " ") + SYNTHPERT_SOURCE_DIR +
+                               "/tests/trainer/torchrun.py --nnodes 1 --nproc_per_node 2 --master_port " +
+                               std::to_string(test::free_port()) + " --no_python " +
+                               train_cmd(f.model, f.data, f.dir.path + "/torchrun",
+                                         common + " --batch 2 --bucket-mb 0.001 --activation-checkpointing");
+  auto launched = test::run_command(torchrun, f.dir.path);
+  INFO("torchrun stderr: " << launched.err);
+  REQUIRE(launched.exit_code == 0);
+  const auto c = losses_of(f.dir.path + "/torchrun/metrics.jsonl");
+  REQUIRE(c.size() == b.size());
+  for (size_t i = 0; i < b.size(); ++i) CHECK(std::abs(c[i] - b[i]) <= 1e-5);  // torchrun sets OMP_NUM_THREADS=1
+
   // A launcher's world of one runs the gloo process group; its all-reduce is
   // the identity, so the losses are exactly those of a plain run.
   auto solo = test::run_command("RANK=0 WORLD_SIZE=1 MASTER_PORT=" + std::to_string(test::free_port()) + " " +
@@ -181,7 +196,7 @@ TEST_CASE("process 0 failing to write mid-run stops the others at that step, nam
       run_pair_expecting_failure(f, f.model, f.data, "--max-steps 3 --batch 2 --save-every 1 --dist-timeout 45");
   CHECK_THAT(e0, Catch::Contains("loss.svg"));
   // Without the gate: gloo's "Connection closed by peer" in the next step.
-  CHECK_THAT(e1, Catch::Contains("process 0 of 2 failed while writing the metrics log or a checkpoint"));
+  CHECK_THAT(e1, Catch::Contains("process 0 of 2 failed while writing the metrics log, a checkpoint or a gradient dump"));
   // The checkpoint written before the failure stays whole and resumable.
   CHECK(fs::exists(f.dir.path + "/out/checkpoints/step-00000001"));
 }
@@ -488,7 +503,23 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
   expect_error(train_cmd(f.model, f.data, d + "/o16", "--grad-dump " + d + "/no-such/g.safetensors"),
                "/no-such does not exist");
   expect_error(train_cmd(f.model, f.data, d + "/o17", "--grad-dump " + d), "is a folder");
-  for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15", "/o16", "/o17"}) CHECK_FALSE(fs::exists(d + o));
+  {
+    // Options the batch plan, the schedule and the adapter refuse are
+    // refused before the model loads (minutes for a large one): with weights
+    // that cannot be read, the option's error still comes first.
+    fs::copy(f.model, d + "/unreadable");
+    for (const auto& e : fs::directory_iterator(d + "/unreadable"))
+      if (e.path().extension() == ".safetensors") std::ofstream(e.path()) << "not safetensors";
+    const std::string unreadable = d + "/unreadable";
+    expect_error(train_cmd(unreadable, f.data, d + "/o18", "--batch 0"), "--batch must be at least 1");
+    expect_error(train_cmd(unreadable, f.data, d + "/o19", "--warmup-ratio 2"), "--warmup-ratio must be in [0, 1]");
+    expect_error(test::synthpert_bin() + " train --model " + unreadable + " --data " + f.data + " --out " + d +
+                     "/o20 --no-progress --lora-r 0",
+                 "--lora-r must be at least 1");
+    expect_error(train_cmd(unreadable, f.data, d + "/o21", "--max-steps 2"), "safetensors");  // the model's own error
+  }
+  for (const char* o : {"/o11", "/o12", "/o13", "/o14", "/o15", "/o16", "/o17", "/o18", "/o19", "/o20"})
+    CHECK_FALSE(fs::exists(d + o));
   {
     // A learning rate that overflows the weights: the run stops at the first
     // non-finite loss, before the optimizer writes NaN anywhere; the step-1
