@@ -46,7 +46,13 @@ void FlatPairMap::insert(uint64_t key, int32_t a, int32_t b) {
   }
   for (size_t i = (key * 0x9E3779B97F4A7C15ull) >> shift_;; i = (i + 1) & (slots_.size() - 1)) {
     Entry& e = slots_[i];
-    if (e.key == key) return;  // first insertion wins (the lower merge rank)
+    if (e.key == key) {
+      // The last insertion wins: a merge listed twice takes its later rank,
+      // as the tokenizers library's map (and transformers.js's) keeps it.
+      e.a = a;
+      e.b = b;
+      return;
+    }
     if (e.key == kEmpty) {
       e = {key, a, b};
       ++size_;

@@ -117,6 +117,32 @@ TEST_CASE("larger oracle sweep over all three tokenizers", "[oracle][slow]") {
   compare_with_oracle("llama2", test_strings(package_models_dir("llama2"), 20000, 13));
 }
 
+TEST_CASE("a merge listed twice takes its later rank, as the JS tokenizer's map keeps it", "[oracle]") {
+  // "b c" first and last: by its first rank "abc" is a + bc, by its last
+  // ab + c. The tokenizers library builds the same map (a later key wins).
+  const json tj = {
+      {"version", "1.0"}, {"added_tokens", json::array()}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr},
+      {"post_processor", nullptr}, {"decoder", nullptr},
+      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+                 {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
+                 {"byte_fallback", false},
+                 {"vocab", {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}}},
+                 {"merges", {"b c", "a b", "b c", "ab c"}}}}};
+  const std::string dir = scratch_dir("bpe-duplicate-merge");
+  synthpert::write_file_atomic(dir + "/tokenizer.json", tj.dump());
+  const auto tok = Tokenizer::load(dir);
+  const std::vector<std::string> strings = {"abc", "bcabc", "cab", "abcbc", "bbc"};
+  json in = {{"tokenizer_json", tj}, {"strings_hex", json::array()}};
+  for (const auto& s : strings) in["strings_hex"].push_back(to_hex(s));
+  const json out = run_node("encode.js", in);
+  REQUIRE(out["ids_plain"].size() == strings.size());
+  for (size_t i = 0; i < strings.size(); ++i) {
+    INFO(strings[i]);
+    CHECK(tok->encode(strings[i], false) == ids_of(out["ids_plain"][i]));
+  }
+  CHECK(tok->encode("abc", false) == std::vector<int64_t>{5});  // ab + c, then abc
+}
+
 TEST_CASE("decode(encode(x)) == x where the tokenizer is lossless", "[oracle]") {
   for (const std::string name : {"llama3_1", "qwen3", "llama2"}) {
     const auto tok = Tokenizer::load(package_models_dir(name));

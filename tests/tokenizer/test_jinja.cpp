@@ -71,6 +71,40 @@ TEST_CASE("whitespace control: '+' keeps indentation, '-' strips, trailing newli
   CHECK(render("{# c #}\nx") == "x");
 }
 
+TEST_CASE("'+' before a block's end keeps the newline trim_blocks would cut", "[jinja]") {
+  CHECK(render("{% if true %}\n{{ 'a' }}\n{% endif +%}\nz") == "a\n\nz");
+  CHECK(render("{% set x = 1 +%}\ny{# c +#}\nw") == "\ny\nw");
+}
+
+TEST_CASE("a tag ends at its marker outside brackets: nested dict literals close with '}}'", "[jinja]") {
+  CHECK(render("{{ {\"a\": {\"b\": 1}} }}|{{ {'a': 1}}}|{{ [[1, [2]]] }}") == "{'a': {'b': 1}}|{'a': 1}|[[1, [2]]]");
+  CHECK(render("{{ {'a': {'b': 1}}|tojson }}") == "{\"a\": {\"b\": 1}}");
+  CHECK(render("{% set d = {'k': {'v': '}}'}} %}{{ d.k.v }}") == "}}");
+}
+
+TEST_CASE("integer arithmetic is exact in int64 and refuses what Python's ints would exceed it with", "[jinja]") {
+  // Expected strings: Python's Jinja2 3.1.6.
+  CHECK(render("{{ 3 ** 39 }} {{ 9007199254740993 // 1 }} {{ 2 ** 62 }} {{ (-2) ** 63 }} {{ -9 // 4 }} {{ 9 % -4 }} "
+               "{{ 2 ** 0 }}") == "4052555153018976267 9007199254740993 4611686018427387904 -9223372036854775808 -3 "
+                                  "-3 1");
+  for (const char* past : {"{{ 9223372036854775807 + 1 }}", "{{ 10 ** 20 }}", "{{ -9223372036854775807 - 2 }}",
+                           "{{ 3037000500 * 3037000500 }}", "{{ (-9223372036854775807 - 1) // -1 }}"}) {
+    INFO(past);
+    CHECK_THROWS_WITH(render(past), Catch::Contains("past the 64-bit integer range"));
+  }
+  CHECK_THROWS_WITH(render("{{ 1 // 0 }}"), Catch::Contains("division by zero"));
+}
+
+TEST_CASE("wordcount, split() and indent(first) follow Jinja2 and Python's str", "[jinja]") {
+  // Expected strings: Python's Jinja2 3.1.6. wordcount counts \w+ runs;
+  // split() keeps the rest after its last split whole and splits on Unicode
+  // whitespace (U+00A0, U+3000).
+  CHECK(render("{{ 'a-b c, d.e'|wordcount }} {{ '\u00e9t\u00e9 x_1 \u0663'|wordcount }}") == "5 3");
+  CHECK(render("{{ 'a b  c  '.split(none, 1) }} {{ 'a\u00a0b\u3000c'.split() }} {{ '  a '.split(none, 0) }}") ==
+        "['a', 'b  c  '] ['a', 'b', 'c'] ['a ']");
+  CHECK(render("[{{ ''|indent(first=true) }}] [{{ 'a\n\nb'|indent(2, first=true) }}]") == "[    ] [  a\n\n  b]");
+}
+
 TEST_CASE("tojson follows transformers (no key sorting, no HTML escaping, ensure_ascii off)", "[jinja]") {
   CHECK(render("{{ {'b': 1, 'a': [1.5, none, '<é>']} | tojson }}") == "{\"b\": 1, \"a\": [1.5, null, \"<é>\"]}");
   CHECK(render("{{ {'a': [1, 2]} | tojson(indent=2) }}") == "{\n  \"a\": [\n    1,\n    2\n  ]\n}");

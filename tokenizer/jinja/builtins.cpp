@@ -8,6 +8,8 @@
 #include <map>
 #include <optional>
 
+#include <unicode/uchar.h>
+
 #include "common/error.h"
 #include "tokenizer/unicode_case.h"
 #include "tokenizer/utf8.h"
@@ -88,21 +90,43 @@ Value attribute_of(const Value& v, const std::string& path) {
   return cur;
 }
 
+// The code point at byte `i` and its length; a stray byte reads as itself.
+char32_t code_point_at(const std::string& s, size_t i, size_t* len) {
+  char32_t cp = 0;
+  *len = utf8_sequence(s, i, &cp);
+  if (*len == 0) {
+    *len = 1;
+    cp = static_cast<unsigned char>(s[i]);
+  }
+  return cp;
+}
+
+// Python's str.isspace: Unicode White_Space plus the separators U+001C..U+001F.
+bool py_space(char32_t c) { return is_unicode_whitespace(c) || (c >= 0x1C && c <= 0x1F); }
+
+// Python's \w in a str pattern: letters, numbers and the underscore.
+bool py_word_char(char32_t c) {
+  if (c == '_') return true;
+  const auto cat = U_GET_GC_MASK(static_cast<UChar32>(c));
+  return (cat & (U_GC_L_MASK | U_GC_N_MASK)) != 0;
+}
+
+// Python's str.split(sep, maxsplit). Without a separator it splits on runs
+// of whitespace and drops it at both ends, except after the last split, where
+// the rest is kept as it is (trailing whitespace included).
 std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_t maxsplit) {
   std::vector<std::string> out;
   if (sep.is_none() || sep.is_undefined()) {
-    size_t i = 0;
+    size_t i = 0, len = 0;
     while (true) {
-      while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+      while (i < s.size() && py_space(code_point_at(s, i, &len))) i += len;
       if (i >= s.size()) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t e = s.size();
-        while (e > i && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-        out.push_back(s.substr(i, e - i));
+        out.push_back(s.substr(i));
         break;
       }
       size_t j = i;
-      while (j < s.size() && !std::isspace(static_cast<unsigned char>(s[j]))) ++j;
+      while (j < s.size() && !py_space(code_point_at(s, j, &len))) j += len;
       out.push_back(s.substr(i, j - i));
       i = j;
     }
@@ -366,7 +390,8 @@ Value f_indent(const Value& v, Args& a, int) {
   while (pos <= s.size()) {
     const size_t nl = s.find('\n', pos);
     const std::string line = s.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    if ((first_line ? first : true) && (blank || !line.empty())) out += pad;
+    // Jinja2 indents the first line whenever `first` is set, even empty.
+    if (first_line ? first : (blank || !line.empty())) out += pad;
     out += line;
     if (nl == std::string::npos) break;
     out += '\n';
@@ -421,8 +446,17 @@ Value f_dictsort(const Value& v, Args& a, int line) {
   });
   return Value(l);
 }
+// Jinja2 counts the matches of \w+.
 Value f_wordcount(const Value& v, Args&, int) {
-  return Value(static_cast<int64_t>(py_split(v.to_string(), Value::none(), -1).size()));
+  const std::string s = v.to_string();
+  int64_t words = 0;
+  bool in_word = false;
+  for (size_t i = 0, len = 0; i < s.size(); i += len) {
+    const bool w = py_word_char(code_point_at(s, i, &len));
+    words += w && !in_word;
+    in_word = w;
+  }
+  return Value(words);
 }
 
 const std::map<std::string, FilterFn>& filters() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <iterator>
 #include <unordered_map>
@@ -16,6 +17,41 @@ namespace {
 
 [[noreturn]] void fail(int line, const std::string& msg) {
   throw InputError(str_cat("chat template line ", line, ": ", msg));
+}
+
+// Python's integer arithmetic, exact within int64: a result past it is
+// refused (Python's ints are unbounded), never wrapped or rounded through a
+// double. `//` and `%` round toward negative infinity; a negative power is a
+// float, as in Python.
+Value int_arith(int line, const std::string& op, int64_t a, int64_t b) {
+  int64_t out = 0;
+  auto check = [&](bool overflowed) {
+    if (overflowed) fail(line, str_cat(a, " ", op, " ", b, " is past the 64-bit integer range"));
+  };
+  if (op == "+") check(__builtin_add_overflow(a, b, &out));
+  else if (op == "-") check(__builtin_sub_overflow(a, b, &out));
+  else if (op == "*") check(__builtin_mul_overflow(a, b, &out));
+  else if (op == "**") {
+    if (b < 0) return Value(std::pow(static_cast<double>(a), static_cast<double>(b)));
+    int64_t base = a;
+    out = 1;
+    for (int64_t e = b; e > 0; e >>= 1) {
+      if (e & 1) check(__builtin_mul_overflow(out, base, &out));
+      if (e > 1) check(__builtin_mul_overflow(base, base, &base));
+    }
+  } else if (op == "//" || op == "%") {
+    if (b == 0) fail(line, "division by zero");
+    check(a == INT64_MIN && b == -1);
+    int64_t q = a / b, m = a % b;
+    if (m != 0 && ((m < 0) != (b < 0))) {
+      --q;
+      m += b;
+    }
+    out = op == "//" ? q : m;
+  } else {
+    fail(line, "unknown operator '" + op + "'");
+  }
+  return Value(out);
 }
 
 // Control flow out of a loop body.
@@ -491,21 +527,16 @@ class Renderer {
       if (r.as_double() == 0) fail(e.line, "division by zero");
       return Value(l.as_double() / r.as_double());
     }
-    if (op == "+") return flt ? Value(l.as_double() + r.as_double()) : Value(l.as_int() + r.as_int());
-    if (op == "-") return flt ? Value(l.as_double() - r.as_double()) : Value(l.as_int() - r.as_int());
-    if (op == "*") return flt ? Value(l.as_double() * r.as_double()) : Value(l.as_int() * r.as_int());
-    if (op == "**") return flt || r.as_int() < 0 ? Value(std::pow(l.as_double(), r.as_double()))
-                                                  : Value(static_cast<int64_t>(std::llround(std::pow(l.as_double(), r.as_double()))));
+    if (!flt) return Value(int_arith(e.line, op, l.as_int(), r.as_int()));
+    if (op == "+") return Value(l.as_double() + r.as_double());
+    if (op == "-") return Value(l.as_double() - r.as_double());
+    if (op == "*") return Value(l.as_double() * r.as_double());
+    if (op == "**") return Value(std::pow(l.as_double(), r.as_double()));
     if (r.as_double() == 0) fail(e.line, "division by zero");
-    if (op == "//") return flt ? Value(std::floor(l.as_double() / r.as_double()))
-                               : Value(static_cast<int64_t>(std::floor(static_cast<double>(l.as_int()) / static_cast<double>(r.as_int()))));
+    if (op == "//") return Value(std::floor(l.as_double() / r.as_double()));
     if (op == "%") {
-      if (flt) {
-        const double m = std::fmod(l.as_double(), r.as_double());
-        return Value(m != 0 && ((m < 0) != (r.as_double() < 0)) ? m + r.as_double() : m);
-      }
-      const int64_t m = l.as_int() % r.as_int();
-      return Value(m != 0 && ((m < 0) != (r.as_int() < 0)) ? m + r.as_int() : m);
+      const double m = std::fmod(l.as_double(), r.as_double());
+      return Value(m != 0 && ((m < 0) != (r.as_double() < 0)) ? m + r.as_double() : m);
     }
     fail(e.line, "unknown operator '" + op + "'");
   }

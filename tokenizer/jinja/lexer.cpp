@@ -15,6 +15,7 @@ struct Segment {
   bool strip_before = false, strip_after = false;  // '-' markers
   bool keep_before = false;                         // '+' (disables lstrip_blocks)
   int line = 1;
+  bool keep_after = false;  // '+' before the end marker (disables trim_blocks)
 };
 
 int line_at(const std::string& s, size_t pos, size_t from, int line) {
@@ -23,8 +24,13 @@ int line_at(const std::string& s, size_t pos, size_t from, int line) {
   return line;
 }
 
-// Finds the end marker of a tag opened at `pos`, skipping string literals.
+// Finds the end marker of a tag opened at `pos`, skipping string literals
+// and, as Jinja does, any marker inside open brackets: `{{ {'a': {'b': 1}} }}`
+// ends at its last "}}". Brackets that never close end the tag at its first
+// marker, so the parser names the missing bracket.
 size_t find_tag_end(const std::string& s, size_t pos, const char* close, int line) {
+  int depth = 0;
+  size_t first = std::string::npos;
   for (size_t i = pos; i + 1 < s.size(); ++i) {
     const char c = s[i];
     if (c == '\'' || c == '"') {
@@ -36,8 +42,16 @@ size_t find_tag_end(const std::string& s, size_t pos, const char* close, int lin
       i = e;
       continue;
     }
-    if (c == close[0] && s[i + 1] == close[1]) return i;
+    if (c == close[0] && s[i + 1] == close[1]) {
+      if (depth == 0) return i;
+      if (first == std::string::npos) first = i;
+    }
+    if (c == '(' || c == '[' || c == '{') ++depth;
+    // An unmatched closer is the parser's error to report, not a reason to
+    // look past the tag's end.
+    if ((c == ')' || c == ']' || c == '}') && depth > 0) --depth;
   }
+  if (first != std::string::npos) return first;
   throw InputError(str_cat("chat template line ", line, ": tag is not closed with '", close, "'"));
 }
 
@@ -78,6 +92,7 @@ std::vector<Segment> split_segments(const std::string& s) {
     size_t body_end = end;
     if (body_end > body && (s[body_end - 1] == '-' || s[body_end - 1] == '+')) {
       seg.strip_after = s[body_end - 1] == '-';
+      seg.keep_after = s[body_end - 1] == '+';
       --body_end;
     }
     seg.body = s.substr(body, body_end - body);
@@ -116,7 +131,7 @@ void apply_whitespace_rules(std::vector<Segment>& segs) {
       size_t k = 0;
       if (t.strip_after) {
         while (k < next.size() && is_space(next[k])) ++k;
-      } else if (block && !next.empty() && next[0] == '\n') {
+      } else if (block && !t.keep_after && !next.empty() && next[0] == '\n') {
         k = 1;  // trim_blocks
       }
       cut_front[i + 1] = k;
