@@ -1,6 +1,7 @@
-// Batched generation: prompts are left-padded to a common length, prefilled in
-// one forward pass, then decoded one token per step with a KV cache. Finished
-// sequences stop being reported but keep their slot until the batch ends.
+// Batched generation of a fixed set of prompts through the continuous-batching
+// scheduler (engine/batch_scheduler.h): every prompt has a row of the KV cache
+// from the start, prompts are prefilled right-padded in one forward pass, then
+// decoded one token per step; a finished row leaves the batch at once.
 #pragma once
 
 #include <functional>

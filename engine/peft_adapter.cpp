@@ -66,6 +66,7 @@ void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpe
                     {"lora_dropout", spec.dropout},
                     {"use_rslora", spec.rslora},
                     {"target_modules", spec.target_modules},
+                    {"exclude_modules", spec.exclude_modules.empty() ? json(nullptr) : json(spec.exclude_modules)},
                     {"bias", "none"},
                     {"fan_in_fan_out", false},
                     {"inference_mode", true},
@@ -111,6 +112,15 @@ LoraSpec peft_config_from_json(const json& j, const std::string& path) {
       SP_CHECK_INPUT(m.is_string(), path, ": 'target_modules' entries must be strings");
       s.target_modules.push_back(m.get<std::string>());
     }
+  }
+  // PEFT 0.14+: modules matched by target_modules but left out. Its string
+  // form is a regular expression, which target_modules' reading refuses too.
+  const auto& x = j.value("exclude_modules", json());
+  SP_CHECK_INPUT(x.is_null() || x.is_array(), path,
+                 ": 'exclude_modules' as a regular expression is not supported; list the module names");
+  for (const auto& m : x.is_array() ? x : json::array()) {
+    SP_CHECK_INPUT(m.is_string(), path, ": 'exclude_modules' entries must be strings");
+    s.exclude_modules.push_back(m.get<std::string>());
   }
   return s;
 }
@@ -171,9 +181,9 @@ AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model,
     used.insert(module);
   }
   for (auto& [name, lin] : modules) {
-    if (!is_targeted(name, spec.target_modules)) {
+    if (!is_targeted(name, spec.target_modules) || is_targeted(name, spec.exclude_modules)) {
       SP_CHECK_INPUT(!used.count(name), wpath, ": module '", name,
-                     "' has LoRA weights but is not in target_modules");
+                     "' has LoRA weights but is not in target_modules (or is in exclude_modules)");
       continue;
     }
     const std::string ka = peft_key(name, true), kb = peft_key(name, false);

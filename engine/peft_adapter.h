@@ -24,6 +24,8 @@ struct LoraSpec {
   bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
   // Hugging Face module short names (q_proj, ..., down_proj).
   std::vector<std::string> target_modules;
+  // PEFT's exclude_modules (a list): modules left out although targeted.
+  std::vector<std::string> exclude_modules;
 
   double scale() const;
 };

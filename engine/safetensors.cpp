@@ -164,6 +164,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     ::close(fd);
     throw InputError(str_cat(path, ": cannot stat"));
   }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw InputError(str_cat(path, ": not a regular file"));
+  }
   map_size_ = static_cast<uint64_t>(st.st_size);
   if (map_size_ < 8) {
     ::close(fd);
@@ -217,8 +221,8 @@ Checkpoint::Checkpoint(const std::string& dir_or_file) : source_(dir_or_file) {
         SP_CHECK_INPUT(it.value().is_string(), index, ": weight_map value of '", it.key(),
                        "' must be a file name");
         const std::string f = it.value().get<std::string>();
-        SP_CHECK_INPUT(f.find('/') == std::string::npos, index, ": shard name '", f,
-                       "' must be a plain file name");
+        SP_CHECK_INPUT(f.find('/') == std::string::npos && f != "" && f != "." && f != "..", index,
+                       ": shard name '", f, "' must be a plain file name");
         name_to_file[it.key()] = f;
         if (std::find(paths.begin(), paths.end(), path_join(dir_or_file, f)) == paths.end())
           paths.push_back(path_join(dir_or_file, f));

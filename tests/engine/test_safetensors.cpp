@@ -173,6 +173,25 @@ TEST_CASE("a truncated checkpoint file is refused, not read past its end", "[saf
   CHECK_THROWS_WITH(Transformer::load(dir.path), Catch::Contains("truncated"));
 }
 
+TEST_CASE("a shard index naming a folder is refused, naming the index or the path", "[safetensors]") {
+  test::TempDir dir("bad-shard");
+  auto c = preset_config(Arch::kLlama, "tiny");
+  InitOptions sharded;
+  sharded.max_shard_bytes = 20000;
+  init_model(c, dir.path, sharded);
+  const std::string index = dir.path + "/model.safetensors.index.json";
+  auto j = nlohmann::json::parse(read_file(index));
+  for (const char* bad : {"", ".", ".."}) {
+    INFO("shard name '" << bad << "'");
+    auto k = j;
+    k["weight_map"].begin().value() = bad;
+    write_file_atomic(index, k.dump());
+    CHECK_THROWS_WITH(Transformer::load(dir.path), Catch::Contains("must be a plain file name"));
+  }
+  // mmap would accept a folder and fail later with "No such device".
+  CHECK_THROWS_WITH(SafetensorsFile(dir.path), Catch::Contains("not a regular file"));
+}
+
 TEST_CASE("mutated headers never crash the parser", "[safetensors][fuzz]") {
   const std::string valid = make_file(
       R"({"a":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]},"__metadata__":{"format":"pt"}})",

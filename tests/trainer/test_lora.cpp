@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
+#include <map>
 
 #include "common/error.h"
 #include "engine/peft_adapter.h"
@@ -126,6 +128,48 @@ TEST_CASE("PEFT adapter files round trip and carry PEFT's names", "[lora]") {
   no_alpha.erase("lora_alpha");
   std::ofstream(ad + "/adapter_config.json") << no_alpha.dump();
   CHECK(engine::read_peft_config(ad).alpha == 8.0);
+}
+
+TEST_CASE("PEFT's exclude_modules leaves matched modules out, as PEFT 0.14+ does", "[lora]") {
+  test::TempDir dir("lora-exclude");
+  test::make_model(dir.path + "/model");
+  auto fresh = [&] { return engine::Transformer::load(dir.path + "/model"); };
+  auto model = fresh();
+  engine::LoraSpec spec;
+  spec.r = 2;
+  spec.target_modules = {"q_proj", "v_proj"};
+  trainer::attach_lora(model, spec, 4);
+  const std::string ad = dir.path + "/a";
+  engine::save_peft_adapter(ad, model, spec, "m");
+  // The same weights described as all-linear minus five module kinds.
+  auto cfg = nlohmann::json::parse(test::read_text(ad + "/adapter_config.json"));
+  cfg["target_modules"] = "all-linear";
+  cfg["exclude_modules"] = {"k_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  std::ofstream(ad + "/adapter_config.json") << cfg.dump();
+  auto loaded = fresh();
+  const auto read = engine::load_peft_adapter(ad, loaded);
+  size_t adapted = 0;
+  std::map<std::string, engine::Linear*> ours;
+  for (auto& [name, lin] : model.named_linears()) ours[name] = lin;
+  for (auto& [name, lin] : loaded.named_linears()) {
+    INFO(name);
+    auto* const trained = ours.at(name);
+    REQUIRE(static_cast<bool>(lin->lora) == static_cast<bool>(trained->lora));
+    if (!lin->lora) continue;
+    ++adapted;
+    CHECK(torch::equal(lin->lora->A, trained->lora->A));
+    CHECK(torch::equal(lin->lora->B, trained->lora->B));
+  }
+  CHECK(adapted == 2 * static_cast<size_t>(model.config().num_hidden_layers));
+  // Saved again, the exclusions travel with it: the file loads as it was read.
+  engine::save_peft_adapter(dir.path + "/b", loaded, read, "m");
+  auto again = fresh();
+  CHECK_NOTHROW(engine::load_peft_adapter(dir.path + "/b", again));
+  // Its regular-expression form is refused by name.
+  cfg["exclude_modules"] = ".*down_proj";
+  std::ofstream(ad + "/adapter_config.json") << cfg.dump();
+  auto refused = fresh();
+  CHECK_THROWS_WITH(engine::load_peft_adapter(ad, refused), Catch::Contains("'exclude_modules' as a regular expression"));
 }
 
 TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
