@@ -131,6 +131,7 @@ struct ClauseReading {
   bool up = false, down = false, nde = false;
   bool hedged = false, negated = false;
   bool continues_list = false;  // opens with "or" / "nor": "not up, down, or unchanged"
+  bool list_negated = false;    // in a list whose negation it inherits
 };
 
 ClauseReading read_clause(std::string s) {
@@ -183,6 +184,7 @@ std::optional<Label> parse_answer(std::string_view text, bool cut_off) {
       for (size_t k = j + 1; k <= i; ++k) {
         rs[k].negated = true;
         rs[k].hedged = rs[k].hedged || rs[j].hedged;
+        rs[k].list_negated = true;
       }
       break;
     }
@@ -191,7 +193,9 @@ std::optional<Label> parse_answer(std::string_view text, bool cut_off) {
   for (size_t i = 0; i < cs.size(); ++i) {
     if (cs[i].question) continue;  // "Upregulated? No." states nothing
     const ClauseReading& r = rs[i];
-    if (r.nde) (r.hedged ? denied : stated).insert(Label::kNde);
+    // A list's inherited negation denies its NDE item too: "not upregulated,
+    // downregulated, or unchanged" states none of the three.
+    if (r.nde) (r.hedged || r.list_negated ? denied : stated).insert(Label::kNde);
     if (r.up) (r.negated ? denied : stated).insert(Label::kUp);
     if (r.down) (r.negated ? denied : stated).insert(Label::kDown);
   }

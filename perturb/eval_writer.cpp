@@ -43,7 +43,9 @@ void PredictionWriter::write(std::vector<json> lines) {
   std::string chunk;
   for (auto& l : lines) {
     correct_ += l["prediction"] == l["label"];
-    chunk += l.dump() + '\n';
+    // Bytes that are not UTF-8 (an endpoint's error page in Latin-1) become
+    // U+FFFD, so a row refused alone is recorded instead of ending the run.
+    chunk += l.dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
     done_.push_back(std::move(l));
   }
   out_ << chunk;

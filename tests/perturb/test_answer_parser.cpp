@@ -87,6 +87,9 @@ TEST_CASE("hedges and negations are never read as the label they rule out", "[pa
                            "Not upregulated (or downregulated)",
                            "It is not upregulated, downregulated, or otherwise affected",
                            "<answer>Not increased, nor decreased</answer>",
+                           // ... its NDE item included: none of the three is stated
+                           "It is not upregulated, downregulated, or unchanged",
+                           "<answer>neither upregulated, downregulated, nor unchanged</answer>",
                            // stated and denied
                            "<answer>Upregulated. Or rather, not upregulated.</answer>",
                            // a question states nothing
@@ -106,6 +109,7 @@ TEST_CASE("a negation denies only the labels of its own clause", "[parser]") {
       {"<answer>Not upregulated, but downregulated</answer>", Label::kDown},
       {"<answer>Downregulated, rather than upregulated</answer>", Label::kDown},
       {"<answer>Neither upregulated nor downregulated, so not differentially expressed</answer>", Label::kNde},
+      {"<answer>Not upregulated or downregulated; unchanged</answer>", Label::kNde},  // after the list
       // NDE's own phrasing holds a negation; another beside it is about something else
       {"The gene is not differentially expressed as MYC does not bind it.", Label::kNde},
       {"<answer>not DE and not upregulated</answer>", Label::kNde},
