@@ -43,9 +43,6 @@ json result_config(const EvalConfig& c, const PromptTemplate& tmpl) {
             {"chat", static_cast<int>(c.chat)}, {"chat_template_file", c.chat_template_file}, {"fraction", c.fraction},
             {"seed", c.seed}, {"dtype", c.dtype}};
   if (c.part != "test") j["validation"] = {{"fraction", c.val_fraction}, {"seed", c.val_seed}};
-  // Local sampling draws each batch from seed * 1000003 + its first row, so
-  // another --batch samples other answers for the same rows.
-  if (!remote(c) && c.mode == "generate" && c.sampling.temperature > 0) j["batch"] = c.batch;
   if (remote(c)) j["endpoint"] = c.endpoint.url;
   if (!c.prompt_cell.empty()) j["prompt_cell"] = c.prompt_cell;
   if (c.offsets.any()) j["offsets"] = offsets_to_json(c.offsets)["offsets"];
@@ -108,10 +105,13 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   for (size_t i = begin; i < end; ++i) prompts.push_back(enc.prompt_ids(rows[i]));
   engine::GenerateOptions go;
   go.max_new_tokens = cfg.max_new_tokens;
-  go.sampling = cfg.sampling;
-  // Each batch draws from its own stream so a resumed run samples what the
-  // uninterrupted one would have.
-  go.sampling.seed = cfg.seed * 1000003ull + begin;
+  // Each row draws from a seed of its own (seed * 1000003 + its index), so
+  // its answer depends on neither --batch nor where a resumed run (which
+  // may restart mid-batch) puts it.
+  for (size_t i = begin; i < end; ++i) {
+    go.row_sampling.push_back(cfg.sampling);
+    go.row_sampling.back().seed = cfg.seed * 1000003ull + i;
+  }
   go.stop_ids = enc.tokenizer().stop_ids(model.config().eos_token_ids);
   const auto results = engine::generate(model, prompts, go);
   std::vector<json> out;

@@ -114,6 +114,12 @@ TEST_CASE("offsets JSON: round trip and errors naming the file", "[calibration]"
   labels.clear();
   read_scored_predictions(preds, lp, labels);
   CHECK(labels == std::vector<Label>{Label::kUp, Label::kDown});
+  // A row listed twice (two runs appended to one file) would weigh twice.
+  std::ofstream(preds) << R"({"cell_type":"k562","pert":"A","gene":"B","label":"upregulated","logprobs":[-1,-2,-3]})" "\n"
+                       << R"({"cell_type":"k562","pert":"A","gene":"C","label":"upregulated","logprobs":[-1,-2,-3]})" "\n"
+                       << R"({"cell_type":"k562","pert":"A","gene":"B","label":"upregulated","logprobs":[-1,-2,-3]})" "\n";
+  CHECK_THROWS_WITH(read_scored_predictions(preds, lp, labels),
+                    Catch::Contains(preds + ":3") && Catch::Contains("duplicate row (k562, A, B), first on line 1"));
 }
 
 TEST_CASE("the evaluation's record beside the predictions names their rows; a broken record stops the fit",

@@ -12,12 +12,14 @@
 #include <catch2/catch.hpp>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
 
+#include "common/fs.h"
 #include "perturb/answer_parser.h"
 #include "perturb/baselines.h"
 #include "perturb/eval.h"
@@ -448,7 +450,7 @@ TEST_CASE("--adapter scores like the merged checkpoint, not like the base", "[ev
   test::TempDir tmp("eval-adapter");
   const std::string base = make_model(tmp.path);
   auto model = engine::Transformer::load(base);
-  const engine::LoraSpec spec{4, 8.0, 0.0, false, {"q_proj", "v_proj"}};
+  const engine::LoraSpec spec{4, 8.0, 0.0, false, {"q_proj", "v_proj"}, {}};
   attach_random_lora(model, spec, 3);
   engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
   model.save(tmp.path + "/merged", engine::StDType::F32, /*merge_lora=*/true);
@@ -522,7 +524,7 @@ TEST_CASE("decision offsets move the predictions, not the probabilities AUROC ra
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/gen"), Catch::Contains("--offsets applies to --mode score only"));
 }
 
-TEST_CASE("a resume is refused when the template's text or a sampled run's --batch changed", "[eval]") {
+TEST_CASE("a resume is refused when the template's text changed; sampled answers do not depend on --batch", "[eval]") {
   test::TempDir tmp("eval-resume-config");
   const std::string model = make_model(tmp.path);
   auto cfg = small_eval(model);
@@ -535,19 +537,38 @@ TEST_CASE("a resume is refused when the template's text or a sampled run's --bat
   std::ofstream(tmpl) << "[user]\n{cell_id} {gene} {pert} ->\n[answer]\n {label}\n";  // same path, other prompt
   CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/out"), Catch::Contains("prompt_digest:"));
 
-  // Local sampling seeds each batch by its first row: another --batch samples
-  // other answers, so it is part of the configuration; greedy answers are not.
+  // Local sampling seeds each row by its index: a run in batches of 3, one in
+  // batches of 5 and one resumed after a torn write mid-batch sample the same
+  // answers, so --batch is not part of the configuration.
   cfg.prompt = "compact";
   cfg.mode = "generate";
-  cfg.max_new_tokens = 2;
-  run_eval(cfg, tmp.path + "/greedy");
+  cfg.max_new_tokens = 6;
+  cfg.sampling.temperature = 1.5;
   cfg.batch = 3;
-  run_eval(cfg, tmp.path + "/greedy");
-  cfg.sampling.temperature = 0.8;
   run_eval(cfg, tmp.path + "/sampled");
-  CHECK(json::parse(test::read_text(tmp.path + "/sampled/eval_config.json"))["batch"] == 3);
+  CHECK_FALSE(json::parse(test::read_text(tmp.path + "/sampled/eval_config.json")).contains("batch"));
+  auto responses = [&](const std::string& dir) {
+    std::vector<std::string> out;
+    std::istringstream in(test::read_text(dir + "/predictions.jsonl"));
+    for (std::string line; std::getline(in, line);) out.push_back(json::parse(line)["response"]);
+    return out;
+  };
+  const auto by3 = responses(tmp.path + "/sampled");
+  REQUIRE(by3.size() >= 5);
+  CHECK(std::set<std::string>(by3.begin(), by3.end()).size() > 1);  // sampled, not one fixed answer
   cfg.batch = 5;
-  CHECK_THROWS_WITH(run_eval(cfg, tmp.path + "/sampled"), Catch::Contains("batch: saved 3, now 5"));
+  run_eval(cfg, tmp.path + "/sampled5");
+  CHECK(responses(tmp.path + "/sampled5") == by3);
+  // Cut after the 4th line and resumed in batches of 5: rows 5.. restart mid-batch.
+  const std::string pred = tmp.path + "/sampled5/predictions.jsonl";
+  std::string kept;
+  std::istringstream in(test::read_text(pred));
+  std::string line;
+  for (int i = 0; i < 4 && std::getline(in, line); ++i) kept += line + "\n";
+  write_file_atomic(pred, kept);
+  std::filesystem::remove(tmp.path + "/sampled5/metrics.json");
+  run_eval(cfg, tmp.path + "/sampled5");
+  CHECK(responses(tmp.path + "/sampled5") == by3);
 }
 
 TEST_CASE("a resume is refused when the adapter or the chat template file was rewritten in place", "[eval]") {
@@ -556,7 +577,7 @@ TEST_CASE("a resume is refused when the adapter or the chat template file was re
   // An adapter on q_proj with random matrices, saved again with others below.
   auto save_adapter = [&](uint64_t seed) {
     auto model = engine::Transformer::load(base);
-    const engine::LoraSpec spec{2, 4.0, 0.0, false, {"q_proj"}};
+    const engine::LoraSpec spec{2, 4.0, 0.0, false, {"q_proj"}, {}};
     attach_random_lora(model, spec, seed);
     engine::save_peft_adapter(tmp.path + "/adapter", model, spec, base);
   };
