@@ -524,6 +524,13 @@ ApiServer::~ApiServer() {
 
 int ApiServer::bind() {
   auto& c = impl_->cfg;
+  // httplib's default sets SO_REUSEPORT, with which a second server binds a
+  // port this one holds and the kernel splits connections between them (other
+  // models, other keys). SO_REUSEADDR alone still allows a quick restart.
+  impl_->http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   if (c.port == 0) {
     const int port = impl_->http.bind_to_any_port(c.host);
     SP_CHECK(port > 0, "serve: cannot bind ", c.host, " to any port");

@@ -150,6 +150,13 @@ async function main() {
     assert.match(both.stderr, /excludes/);
   });
 
+  await check('a second server on the port this one holds is refused, not given half its connections', async () => {
+    const port = new URL(server.info.listening).port;
+    const second = await harness.run(bin, ['serve', '--model', model, '--port', port]);
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(second.stderr, /cannot bind 127\.0\.0\.1:\d+ \(in use/);
+  });
+
   await check('a model template the interpreter cannot load: completions still served, chat told why', async () => {
     const broken = path.join(work, 'broken-template');
     fs.cpSync(model, broken, { recursive: true });
