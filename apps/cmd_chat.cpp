@@ -16,7 +16,7 @@ struct Opts {
 RunFn setup(CLI::App& cmd) {
   auto o = std::make_shared<Opts>();
   cmd.add_option("--tokenizer", o->tokenizer, "model folder (tokenizer files + tokenizer_config.json)")->required();
-  cmd.add_option("--messages", o->messages, "JSON list of {role, content} (or {\"messages\": [...]})")->required();
+  cmd.add_option("--messages", o->messages, "JSON file: a list of {role, content} (or {\"messages\": [...]})")->required();
   cmd.add_flag("--add-generation-prompt", o->add_generation_prompt, "end with the assistant turn's header");
   cmd.add_option("--chat-template", o->chat_template, "Jinja template file used instead of the folder's chat_template");
   return [o] {

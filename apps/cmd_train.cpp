@@ -129,6 +129,7 @@ RunFn setup(CLI::App& cmd) {
     trainer::DataSource src;
     src.path = o->data;
     src.tokenizer_dir = o->tokenizer.empty() ? t.model_dir : o->tokenizer;
+    t.tokenizer_dir = src.tokenizer_dir;
     const auto system = trainer::choose_system_prompt(o->system_prompt_file, o->prompt_template);
     src.system_prompt = system.fn;
     if (!o->accept.empty()) {

@@ -1,5 +1,6 @@
 #include "trainer/chat_tokenizer.h"
 
+#include "common/error.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "trainer/chat_examples.h"
@@ -9,6 +10,11 @@ namespace synthpert::trainer {
 std::vector<SftExample> tokenize_conversations(const std::vector<Conversation>& conversations,
                                                const std::string& dir) {
   const auto tok = tokenizer::Tokenizer::load(dir);
+  // train has no --chat-template: the template travels with the tokenizer
+  // folder, so the trained model is served with the one it learned.
+  SP_CHECK_INPUT(tokenizer::ChatTemplate::present(dir), dir,
+                 ": no chat template (tokenizer_config.json \"chat_template\", chat_template.jinja or "
+                 "chat_template.json); pass --tokenizer DIR, a folder with the tokenizer and a chat template");
   const auto chat = tokenizer::ChatTemplate::load(dir);
   const RenderFn render = [&](const std::vector<Message>& messages, bool add_generation_prompt) {
     std::vector<tokenizer::ChatMessage> msgs;

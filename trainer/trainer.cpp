@@ -139,6 +139,22 @@ std::string fmt(const char* f, double v) {
 
 }  // namespace
 
+// A written model folder is one `eval`, `serve` and `generate` can take: the
+// tokenizer files of the run (its --tokenizer, else the model's) and the base
+// model's generation_config.json (its EOS ids) go beside the weights.
+static void copy_model_companions(const TrainOptions& o, const std::string& out) {
+  const std::string tok = o.tokenizer_dir.empty() ? o.model_dir : o.tokenizer_dir;
+  auto copy = [&](const std::string& dir, const char* name) {
+    const std::string from = path_join(dir, name);
+    if (path_exists(from))
+      std::filesystem::copy_file(from, path_join(out, name), std::filesystem::copy_options::overwrite_existing);
+  };
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+                           "chat_template.jinja", "chat_template.json"})
+    copy(tok, name);
+  copy(o.model_dir, "generation_config.json");
+}
+
 json run_fingerprint(const TrainOptions& o, int64_t world) {
   return {{"model", std::filesystem::absolute(o.model_dir).lexically_normal().string()},
           {"full", o.full},
@@ -411,6 +427,7 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     if (o.full) {
       result.output_dir = path_join(o.out_dir, "model");
       model.save(result.output_dir, st);
+      copy_model_companions(o, result.output_dir);
     } else {
       // The adapter is written from the float32 masters, not the rounded
       // compute-dtype copies the forward used.
@@ -421,7 +438,10 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
       result.output_dir = path_join(o.out_dir, "adapter");
       engine::save_peft_adapter(result.output_dir, model, lora,
                                 std::filesystem::absolute(o.model_dir).string(), engine::StDType::F32);
-      if (o.merge) model.save(path_join(o.out_dir, "model"), o.qlora ? engine::StDType::F32 : st, true);
+      if (o.merge) {
+        model.save(path_join(o.out_dir, "model"), o.qlora ? engine::StDType::F32 : st, true);
+        copy_model_companions(o, path_join(o.out_dir, "model"));
+      }
     }
     write_plot();
   }

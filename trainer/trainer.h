@@ -24,6 +24,9 @@
 namespace synthpert::trainer {
 
 struct TrainOptions {
+  // Where the tokenizer and chat template come from (empty: model_dir); a
+  // merged or fully trained model is written with them beside its weights.
+  std::string tokenizer_dir;
   std::string model_dir, out_dir;
   // What is trained.
   bool full = false;              // every weight instead of a LoRA adapter

@@ -390,6 +390,10 @@ TEST_CASE("a process whose peers never come stops after --dist-timeout, saying w
 TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model", "[cli]") {
   Fixture f;
   const std::string out = f.dir.path + "/run";
+  // Files a model folder carries beside its weights: the merged one must
+  // carry them too, or eval, serve and generate cannot take it.
+  test::write_text(f.model + "/generation_config.json", R"({"eos_token_id": [2, 3]})");
+  test::write_text(f.model + "/special_tokens_map.json", R"({"eos_token": "</s>"})");
   auto r = test::run_command(
       train_cmd(f.model, f.data, out, "--max-steps 5 --batch 3 --merge --val-fraction 0.2"), f.dir.path);
   INFO(r.err);
@@ -422,6 +426,8 @@ TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model"
   std::vector<float> ours;
   for (const auto& row : j["logits"])
     for (const auto& v : row) ours.push_back(v.get<float>());
+  for (const char* name : {"generation_config.json", "special_tokens_map.json"})
+    CHECK(test::read_text(out + "/model/" + name) == test::read_text(f.model + "/" + name));
   const auto ref = test::reference_logits(out + "/model", ids);
   REQUIRE(ref.size() == ours.size());
   float worst = 0;
