@@ -26,6 +26,9 @@ struct MaxSum {
   float m, s;
 };
 __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
+  // A NaN logit makes the row's logsumexp NaN wherever it sits, as torch's
+  // does (fmaxf would drop a thread's first one against the -inf start).
+  if (a.m != a.m || b.m != b.m) return {NAN, NAN};
   const float m = fmaxf(a.m, b.m);
   if (m == -INFINITY) return {m, 0.f};
   return {m, a.s * __expf(a.m - m) + b.s * __expf(b.m - m)};
