@@ -9,7 +9,6 @@ Run by bench_attention on the GPU host (python3 with torch >= 2.3).
 """
 import argparse
 import json
-import statistics
 
 import sys
 
@@ -39,7 +38,8 @@ def median_ms(fn, flush, iters, warmup, before=None):
         stop.record()
         stop.synchronize()
         times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+    # The upper middle of the sorted times, as bench_util.h's median_ms takes it.
+    return sorted(times)[len(times) // 2]
 
 
 def main():

@@ -16,7 +16,6 @@ Run by bench_kernels on the GPU host (python3 with torch and CUDA).
 """
 import argparse
 import json
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +34,8 @@ def median_ms(fn, flush, iters, warmup):
         stop.record()
         stop.synchronize()
         times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+    # The upper middle of the sorted times, as bench_util.h's median_ms takes it.
+    return sorted(times)[len(times) // 2]
 
 
 def rmsnorm(x, w, eps=1e-5):

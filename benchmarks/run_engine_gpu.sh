@@ -17,7 +17,8 @@ trap 'rm -rf "$work"' EXIT
 args=(--prompt 512 --new 128 --batches 1,16,64 --reps 3 --device cuda --dtype bfloat16)
 "$build/benchmarks/bench_engine" "$model" "${args[@]}" > "$work/ours.json"
 "$python" "$here/peer_engine_hf.py" "$model" "${args[@]}" > "$work/peer.json"
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+# torch names the GPU where a container has no nvidia-smi.
+gpu=$("$python" -c 'import torch; print(torch.cuda.get_device_name())')
 versions=$("$python" -c 'import json,torch,transformers; print(json.dumps({"torch":torch.__version__,"cuda":torch.version.cuda,"transformers":transformers.__version__}))')
 "$python" "$here/write_results.py" --benchmark engine --device "$gpu" --command "benchmarks/run_engine_gpu.sh $build $model" \
   --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers (sdpa, bf16)" --versions "$versions" \

@@ -34,7 +34,8 @@ done
 p=json.load(open(sys.argv[1]))
 p["rows"]+=[dict(r,name="q"+r["name"]) for r in p["rows"] if r["name"].startswith("lora seq 2048")]
 json.dump(p,open(sys.argv[1],"w"))' "$work/peer.json"
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+# torch names the GPU where a container has no nvidia-smi.
+gpu=$("$python" -c 'import torch; print(torch.cuda.get_device_name())')
 versions=$("$python" -c 'import json,torch,transformers,peft; print(json.dumps({"torch":torch.__version__,"transformers":transformers.__version__,"peft":peft.__version__}))')
 "$python" "$here/write_results.py" --benchmark train --device "$gpu" --command "benchmarks/run_train_gpu.sh $build $model" \
   --ours "$work/ours.json" --peer "$work/peer.json" --peer-name "transformers+peft (sdpa)" --versions "$versions"

@@ -123,10 +123,12 @@ if [ -n "${CUDA_ARCHS:-}" ]; then
   archs=$CUDA_ARCHS
 else
   # This GPU's compute capability (9.0 -> 90a for the Hopper instructions).
-  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+  cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .' || true)
+  # No nvidia-smi (a container without the utility capability): ask torch.
+  [ -n "$cc" ] || cc=$("$python" -c 'import torch; print("%d%d" % torch.cuda.get_device_capability())' 2>/dev/null || true)
   case $cc in
     90) archs=90a ;;
-    [0-9][0-9]) archs=$cc ;;
+    [0-9][0-9] | [0-9][0-9][0-9]) archs=$cc ;;
     *) archs="80;90a" ;;
   esac
 fi
