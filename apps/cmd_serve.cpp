@@ -68,7 +68,7 @@ RunFn setup(CLI::App& cmd) {
       ->capture_default_str();
   auto* from_eval = cmd.add_option("--eval-config", o->eval_config,
                                     "/v1/predict: the settings of an evaluation (its eval_config.json) instead of "
-                                    "the six flags below");
+                                    "the six flags below; a question naming no model gets the adapter it scored");
   std::vector<CLI::Option*> predict_flags = {
       cmd.add_option("--prompt-template", p.prompt, "/v1/predict: " + perturb::prompt_template_choices())
           ->capture_default_str(),

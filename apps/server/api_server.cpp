@@ -95,6 +95,10 @@ struct Prepared {
 struct ApiServer::Impl {
   ServeConfig cfg;
   std::string name;
+  // The model a /v1/predict request that names none is answered with: the
+  // adapter an --eval-config evaluation scored (-1: the base model). Found
+  // before the model loads, so a missing adapter is refused at once.
+  int64_t predict_default;
   engine::Transformer model;
   std::unique_ptr<tokenizer::Tokenizer> tok;
   std::optional<tokenizer::ChatTemplate> chat;
@@ -152,6 +156,20 @@ struct ApiServer::Impl {
 
 namespace {
 
+// The --adapter whose files are the ones the --eval-config evaluation scored
+// (compared by content: the folder may have moved since), or -1 when it
+// scored the base model.
+int64_t eval_adapter_index(const ServeConfig& c) {
+  const auto& recorded = c.predict.eval_adapter_dir;
+  if (recorded.empty()) return -1;
+  for (size_t i = 0; i < c.adapters.size(); ++i)
+    if (engine::peft_adapter_digests(c.adapters[i].second) == c.predict.eval_adapter_digests)
+      return static_cast<int64_t>(i);
+  throw InputError("--eval-config: the evaluation scored the adapter " + recorded +
+                   ", and no --adapter holds its files; serve it too (--adapter NAME=" + recorded +
+                   ") so /v1/predict answers as the evaluation did");
+}
+
 engine::Transformer load_model(const ServeConfig& c) {
   engine::LoadOptions lo;
   lo.dtype = engine::parse_dtype(c.dtype);
@@ -162,7 +180,10 @@ engine::Transformer load_model(const ServeConfig& c) {
 }  // namespace
 
 ApiServer::Impl::Impl(const ServeConfig& c)
-    : cfg(c), name(c.served_name.empty() ? folder_name(c.model_dir) : c.served_name), model(load_model(c)) {
+    : cfg(c),
+      name(c.served_name.empty() ? folder_name(c.model_dir) : c.served_name),
+      predict_default(eval_adapter_index(c)),
+      model(load_model(c)) {
   SP_CHECK_INPUT(cfg.max_batch >= 1, "--max-batch must be >= 1");
   SP_CHECK_INPUT(cfg.max_context >= 2, "--max-context must be >= 2");
   SP_CHECK_INPUT(cfg.prefill_chunk >= 0, "--prefill-chunk must be >= 0 (0: whole prompts)");
@@ -401,8 +422,9 @@ void ApiServer::Impl::completions(const httplib::Request& req, httplib::Response
 
 void ApiServer::Impl::predict(const httplib::Request& req, httplib::Response& res) {
   const PredictRequest r = parse_predict_request(parse_body(req.body));
-  json result = predictions->predict(r, resolve_model(r.model));
-  result["model"] = r.model.empty() ? name : r.model;
+  const int64_t adapter = r.model.empty() ? predict_default : resolve_model(r.model);
+  json result = predictions->predict(r, adapter);
+  result["model"] = adapter < 0 ? name : adapter_names[static_cast<size_t>(adapter)];
   send_json(res, 200, result);
 }
 
@@ -410,6 +432,7 @@ json ApiServer::Impl::health() const {
   const auto s = worker->stats();
   const auto p = predictions->stats();
   json predict = predictor->describe();
+  predict["default_model"] = predict_default < 0 ? name : adapter_names[static_cast<size_t>(predict_default)];
   predict["predictions"] = p.predictions;
   predict["scoring_batches"] = p.batches;
   predict["largest_scoring_batch"] = p.largest_batch;

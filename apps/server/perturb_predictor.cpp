@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/settings_diff.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
 #include "perturb/metrics.h"
@@ -31,6 +32,28 @@ PredictConfig predict_config_from_eval(const std::string& path) {
   c.blind_view = j.value("blind_view", false);
   c.split = j.value("split", "");
   if (j.contains("offsets")) c.offsets = perturb::offsets_from_json({{"offsets", j["offsets"]}}, path);
+  // The files the record names by path must still be the ones evaluated
+  // (eval refuses a resume otherwise too). A relative path is read from
+  // serve's working folder, which may not be eval's.
+  const std::string where = " (paths in an eval_config.json are relative to the folder eval ran in)";
+  if (j.contains("prompt_digest")) {
+    const auto tmpl = perturb::PromptTemplate::load(c.prompt);
+    SP_CHECK_INPUT(tmpl.digest() == j["prompt_digest"], path, ": the prompt template ", c.prompt,
+                   " is not the one evaluated (its text changed since)", where);
+  }
+  if (!c.chat_template_file.empty()) {
+    SP_CHECK_INPUT(path_exists(c.chat_template_file), path, ": the chat template file ", c.chat_template_file,
+                   " is not found", where);
+    SP_CHECK_INPUT(content_digest(read_file(c.chat_template_file)) == j.value("chat_template_digest", ""), path,
+                   ": the chat template file ", c.chat_template_file, " is not the one evaluated (it changed since)",
+                   where);
+  }
+  c.eval_adapter_dir = j.value("adapter", "");
+  if (!c.eval_adapter_dir.empty()) {
+    SP_CHECK_INPUT(j.contains("adapter_digests") && j["adapter_digests"].is_object(), path,
+                   ": records the adapter ", c.eval_adapter_dir, " without its files' digests");
+    c.eval_adapter_digests = j["adapter_digests"];
+  }
   return c;
 }
 

@@ -35,6 +35,12 @@ struct PredictConfig {
   bool blind_view = false;
   std::string data_dir, split;   // evidence source, for templates that need one
   int64_t reasoning_max_tokens = 512;
+  // From an eval_config.json: the adapter the evaluation scored (its folder
+  // and its files' digests; empty: the base model). The server answers
+  // /v1/predict requests that name no model with it, and refuses to start
+  // unless one of its --adapter folders holds the same files.
+  std::string eval_adapter_dir;
+  nlohmann::json eval_adapter_digests;
 };
 
 // The predict settings an evaluation ran with, from its eval_config.json

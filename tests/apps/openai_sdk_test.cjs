@@ -351,9 +351,11 @@ async function main() {
     }
     // The third evaluation uses other prompt settings and decision offsets;
     // a second server takes them from its eval_config.json (--eval-config).
+    // The adapter's evaluation is served that way too: a question naming no
+    // model is then answered with the adapter it scored.
     const offsets = path.join(work, 'offsets.json');
     fs.writeFileSync(offsets, JSON.stringify({ offsets: { upregulated: 0.7, downregulated: -0.4 } }));
-    const evals = [[name, [], null], ['a1', ['--adapter', adapter], null],
+    const evals = [[name, [], null], ['a1', ['--adapter', adapter], null], ['a1', ['--adapter', adapter], 'adapter-eval'],
                    [name, ['--prompt-template', 'compact', '--no-chat-template', '--blind-view', '--offsets', offsets],
                     'own-settings']];
     for (const [modelName, extra, ownServer] of evals) {
@@ -373,18 +375,27 @@ async function main() {
         .map(JSON.parse).map((l) => l.response);
       // The second server also prefills in chunks of 5 tokens, a fraction of
       // each prompt, so its written answers go through chunked prefill.
-      const target = ownServer
-        ? await startServer(['--eval-config', path.join(out, 'eval_config.json'), '--prefill-chunk', '5'])
-        : server;
+      const evalConfig = path.join(out, 'eval_config.json');
+      if (ownServer && modelName !== name) {
+        // Without the adapter it scored, the evaluation cannot be served.
+        const refused = await harness.startServe(bin, ['--model', model, '--port', '0', '--eval-config', evalConfig])
+          .then((s) => { s.proc.kill('SIGTERM'); return new Error('served without the adapter'); }, (e) => e);
+        assert.match(refused.message, /the evaluation scored the adapter .* no --adapter holds its files/);
+      }
+      const target = ownServer ? await startServer(['--eval-config', evalConfig, '--prefill-chunk', '5']) : server;
+      // The own server's questions name no model: its default is the
+      // evaluation's (the adapter, or the base model).
+      const asked = ownServer ? undefined : modelName;
       try {
         for (const row of rows) {
           const res = await fetch(`${target.info.listening}/v1/predict`, {
             method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-            body: JSON.stringify({ model: modelName, cell_type: row.cell_type, pert: row.pert, gene: row.gene,
+            body: JSON.stringify({ model: asked, cell_type: row.cell_type, pert: row.pert, gene: row.gene,
                                    reasoning: row === rows[0] }),
           });
           assert.equal(res.status, 200);
           const p = await res.json();
+          assert.equal(p.model, modelName);
           const tol = modelName === name ? 1e-12 : 1e-5;
           // probs: the model's own scores; the label: the argmax after the
           // offsets, whose probabilities are calibrated_probs (both as eval).
@@ -394,7 +405,7 @@ async function main() {
           for (const [label, prob] of Object.entries(row.probs))
             assert.ok(Math.abs(p.probs[label] - prob) < tol,
                       `${modelName} ${ownServer} ${row.pert}/${row.gene} ${label}: ${p.probs[label]} vs ${prob}`);
-          assert.equal(Boolean(row.calibrated_probs), Boolean(ownServer), 'offsets only in the third evaluation');
+          assert.equal(Boolean(row.calibrated_probs), ownServer === 'own-settings', 'offsets only in the last evaluation');
           assert.equal(Boolean(p.calibrated_probs), Boolean(row.calibrated_probs), 'calibrated_probs as eval');
           for (const [label, prob] of Object.entries(row.calibrated_probs || {}))
             assert.ok(Math.abs(p.calibrated_probs[label] - prob) < tol, `calibrated ${label}: ${p.calibrated_probs[label]} vs ${prob}`);
@@ -407,10 +418,11 @@ async function main() {
           // equals its one-row reference (the scores to fp32 rounding of a
           // padded batch, the greedy text exactly).
           const before = await (await fetch(`${target.info.listening}/health`)).json();
-          const asked = [...rows, ...rows];
-          const answers = await Promise.all(asked.map((row) => fetch(`${target.info.listening}/v1/predict`, {
+          assert.equal(before.predict.default_model, modelName);
+          const questions = [...rows, ...rows];
+          const answers = await Promise.all(questions.map((row) => fetch(`${target.info.listening}/v1/predict`, {
             method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
-            body: JSON.stringify({ model: modelName, cell_type: row.cell_type, pert: row.pert, gene: row.gene }),
+            body: JSON.stringify({ cell_type: row.cell_type, pert: row.pert, gene: row.gene }),
           }).then((res) => res.json())));
           answers.forEach((p, i) => {
             const row = rows[i % rows.length];
@@ -423,7 +435,7 @@ async function main() {
           assert.equal(before.predict.largest_scoring_batch, 1, 'one prediction at a time so far');
           assert.ok(after.queue.largest_batch >= 2, JSON.stringify([before.queue, after.queue]));
           assert.ok(after.predict.largest_scoring_batch >= 2, JSON.stringify([before.predict, after.predict]));
-          assert.equal(after.predict.predictions - before.predict.predictions, asked.length);
+          assert.equal(after.predict.predictions - before.predict.predictions, questions.length);
         }
       } finally {
         if (ownServer) target.proc.kill('SIGTERM');
