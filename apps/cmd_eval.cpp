@@ -43,23 +43,32 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--fraction", c.fraction, "evaluate this fraction of the rows (seeded, per row)")->capture_default_str();
   cmd.add_option("--seed", c.seed, "subsampling, sampling and bootstrap seed")->transform(whole_number())->capture_default_str();
   cmd.add_option("--batch", c.batch, "rows per forward batch (--endpoint: requests in flight)")->capture_default_str();
-  cmd.add_option("--max-new-tokens", c.max_new_tokens, "generate mode: token budget per answer")->capture_default_str();
+  auto* max_new = cmd.add_option("--max-new-tokens", c.max_new_tokens, "generate mode: token budget per answer")
+                      ->capture_default_str();
   auto* temperature = cmd.add_option("--temperature", c.sampling.temperature,
                                      "generate mode: 0 = greedy (--endpoint: sent only when given)")
                           ->capture_default_str();
   auto* top_p = cmd.add_option("--top-p", c.sampling.top_p, "generate mode: nucleus sampling (--endpoint: sent only when given)")
                     ->capture_default_str();
-  cmd.add_option("--top-k", c.sampling.top_k, "generate mode: 0 = off")->capture_default_str();
-  cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
-  cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
+  auto* top_k = cmd.add_option("--top-k", c.sampling.top_k, "generate mode: 0 = off")->capture_default_str();
+  auto* device = cmd.add_option("--device", c.device, "cpu | cuda[:N]")->capture_default_str();
+  auto* dtype = cmd.add_option("--dtype", c.dtype, "f32 | bf16 | f16")->capture_default_str();
   cmd.add_option("--offsets", o->offsets, "score mode: decision offsets JSON (from `synthpert calibrate`)");
   cmd.add_flag("--blind-view", c.blind_view,
                "score mode: mean of each row's log-likelihoods with and without its pert and gene names");
   cmd.add_option("--bootstrap", c.bootstrap, "bootstrap resamples for ci95 (0: none)")->transform(whole_number())->capture_default_str();
   cmd.add_flag("--overwrite", c.overwrite, "start over instead of resuming an earlier run in --out");
   cmd.add_option("--out", o->out, "output folder")->required();
-  return [o, temperature, top_p] {
+  return [o, temperature, top_p, top_k, max_new, device, dtype] {
     auto& c = o->cfg;
+    // A flag that would change nothing is refused, not silently dropped.
+    if (c.mode == "score")
+      for (const auto* f : {max_new, temperature, top_p, top_k})
+        SP_CHECK_INPUT(!f->count(), f->get_name(),
+                       " applies to --mode generate only (score mode compares the three answers' log-likelihoods)");
+    if (!c.endpoint.url.empty())
+      for (const auto* f : {device, dtype})
+        SP_CHECK_INPUT(!f->count(), f->get_name(), " applies to a local --model; --endpoint runs where it is served");
     SP_CHECK_INPUT(c.endpoint_retry.max_retries >= 0, "--retries: expected >= 0, got ", c.endpoint_retry.max_retries);
     SP_CHECK_INPUT(c.endpoint.timeout_s > 0, "--timeout: expected > 0 seconds, got ", c.endpoint.timeout_s);
     if (!c.endpoint.url.empty()) {

@@ -3,10 +3,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <unordered_map>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "perturb/metrics.h"
 
 namespace synthpert::perturb {
 
@@ -108,23 +108,16 @@ void read_scored_predictions(const std::string& path, std::vector<std::array<dou
   SP_CHECK_INPUT(in.good(), path, ": cannot open");
   std::string line;
   int64_t n = 0;
-  // A row listed twice (two runs appended to one file) would weigh twice in
-  // the fit, as metrics refuses it for the same reason. Key -> first line.
-  std::unordered_map<std::string, int64_t> seen;
+  RowsSeen seen;
   while (std::getline(in, line)) {
     ++n;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank, also a lone CRLF's \r
     const json j = json::parse(line, nullptr, false);
     SP_CHECK_INPUT(!j.is_discarded() && j.is_object(), path, ":", n, ": not a JSON object");
     if (j.value("cell_type", json()).is_string() && j.value("pert", json()).is_string() &&
-        j.value("gene", json()).is_string()) {
-      const std::string key = j["cell_type"].get<std::string>() + '\t' + j["pert"].get<std::string>() + '\t' +
-                              j["gene"].get<std::string>();
-      const auto [first, fresh] = seen.emplace(key, n);
-      SP_CHECK_INPUT(fresh, path, ":", n, ": duplicate row (", j["cell_type"].get<std::string>(), ", ",
-                     j["pert"].get<std::string>(), ", ", j["gene"].get<std::string>(), "), first on line ",
-                     first->second);
-    }
+        j.value("gene", json()).is_string())
+      seen.add(str_cat(path, ":", n), n, j["cell_type"].get<std::string>(), j["pert"].get<std::string>(),
+               j["gene"].get<std::string>());
     SP_CHECK_INPUT(j.contains("logprobs") && j["logprobs"].is_array() && j["logprobs"].size() == 3, path, ":", n,
                    ": no \"logprobs\" array of three numbers (written by eval --mode score)");
     SP_CHECK_INPUT(j.contains("label") && j["label"].is_string(), path, ":", n, ": no \"label\"");

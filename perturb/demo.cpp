@@ -232,9 +232,9 @@ json run_demo(const DemoOptions& o) {
                                             std::chrono::seconds(60));
   say(str_cat("4/6 training: ", train.examples.size(), " examples (", train.examples.size() - train_rows.size(),
               " name-blind) x ", o.epochs, " epochs, batch ", o.batch));
+  // The trained model folder gets the student's tokenizer with it (the
+  // trainer copies a full model's companion files).
   const auto result = trainer::run_training(t, train, {}, *comm);
-  std::filesystem::copy_file(path_join(model_dir, "tokenizer.model"), path_join(result.output_dir, "tokenizer.model"),
-                             std::filesystem::copy_options::overwrite_existing);
   std::filesystem::remove(path_join(o.out_dir, "calibration.json"));
   ClassOffsets offsets;
   if (!val_rows.empty()) offsets = calibrate(result.output_dir, tmpl, prompt_cell, val_rows, o);

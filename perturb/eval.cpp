@@ -105,12 +105,9 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
   for (size_t i = begin; i < end; ++i) prompts.push_back(enc.prompt_ids(rows[i]));
   engine::GenerateOptions go;
   go.max_new_tokens = cfg.max_new_tokens;
-  // Each row draws from a seed of its own (seed * 1000003 + its index), so
-  // its answer depends on neither --batch nor where a resumed run (which
-  // may restart mid-batch) puts it.
   for (size_t i = begin; i < end; ++i) {
     go.row_sampling.push_back(cfg.sampling);
-    go.row_sampling.back().seed = cfg.seed * 1000003ull + i;
+    go.row_sampling.back().seed = eval_row_seed(cfg.seed, i);
   }
   go.stop_ids = enc.tokenizer().stop_ids(model.config().eos_token_ids);
   const auto results = engine::generate(model, prompts, go);
@@ -215,11 +212,14 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   check_part(cfg.part, cfg.val_fraction);
   SP_CHECK_INPUT(cfg.batch >= 1, "--batch must be >= 1");
   engine::validate_sampling(cfg.sampling);
-  SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
-  SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
+  // --endpoint first: it rules out score mode, so its refusals name the
+  // conflict an --offsets or --blind-view there really is.
   if (remote(cfg)) {
     SP_CHECK_INPUT(!cfg.endpoint.model.empty(), "--endpoint ", cfg.endpoint.url, ": also name the model (--endpoint-model)");
     SP_CHECK_INPUT(cfg.model_dir.empty(), "--endpoint and --model exclude each other: the model is either remote or local");
+    SP_CHECK_INPUT(!cfg.offsets.any() && !cfg.blind_view,
+                   "--endpoint: --offsets and --blind-view adjust answer scores, which a chat endpoint does not give "
+                   "(--mode generate only)");
     SP_CHECK_INPUT(cfg.mode == "generate", "--endpoint: only --mode generate (a chat endpoint gives no answer log-likelihoods)");
     SP_CHECK_INPUT(cfg.adapter_dir.empty() && cfg.chat_template_file.empty() && cfg.chat != ChatMode::kOff &&
                        cfg.prompt_cell.empty() && cfg.sampling.top_k == 0,
@@ -230,6 +230,8 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
   } else {
     SP_CHECK_INPUT(!cfg.model_dir.empty(), "--model: required (or --endpoint with --endpoint-model)");
   }
+  SP_CHECK_INPUT(!cfg.offsets.any() || cfg.mode == "score", "--offsets applies to --mode score only");
+  SP_CHECK_INPUT(!cfg.blind_view || cfg.mode == "score", "--blind-view applies to --mode score only");
   const SplitSpec spec = parse_split(cfg.split);
   const SplitData data = load_split(resolve_data_dir(cfg.data_dir), spec);
   const PromptTemplate tmpl = PromptTemplate::load(cfg.prompt);

@@ -71,6 +71,14 @@ struct EvalConfig {
   bool interrupted() const { return cancel && cancel->load(); }
 };
 
+// The sampling seed of row `index` (generate mode, local or an endpoint): it
+// depends on the run's seed and the row alone, so an answer depends neither
+// on --batch nor on where a resumed run restarts. Below 2^63, as an
+// endpoint's signed seed must be.
+inline uint64_t eval_row_seed(uint64_t seed, size_t index) {
+  return (seed * 1000003ull + index) & 0x7fffffffffffffffull;
+}
+
 // Log-likelihoods of the three answers after each question's prompt;
 // consecutive questions whose answer tokens agree share one batched call.
 // `adapter`: the model's bank adapter every question runs with (-1: none;

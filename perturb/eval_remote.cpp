@@ -83,9 +83,7 @@ void append_remote_predictions(const ChatClient& client, const PromptTemplate& t
       }
       ChatOptions o = cfg.endpoint_options;
       o.max_tokens = cfg.max_new_tokens;
-      // A row's seed depends on its index alone, so a resumed run sends what
-      // the uninterrupted one would have.
-      o.seed = static_cast<int64_t>((cfg.seed * 1000003ull + i) & 0x7fffffffffffffffull);
+      o.seed = static_cast<int64_t>(eval_row_seed(cfg.seed, i));
       std::optional<json> line;
       std::string error;
       std::optional<ChatError> refused;

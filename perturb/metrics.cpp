@@ -296,12 +296,17 @@ json named_probs(const std::array<double, 3>& probs) {
   return j;
 }
 
+void RowsSeen::add(const std::string& where, int64_t line, const std::string& cell_type, const std::string& pert,
+                   const std::string& gene) {
+  const auto [first, fresh] = first_line_.emplace(cell_type + '\t' + pert + '\t' + gene, line);
+  SP_CHECK_INPUT(fresh, where, ": duplicate row (", cell_type, ", ", pert, ", ", gene, "), first on line ",
+                 first->second);
+}
+
 std::vector<Prediction> read_predictions(const std::string& path) {
   std::istringstream in(read_file(path));
   std::vector<Prediction> out;
-  // A row scored twice would count twice in every metric (a file appended to by
-  // two runs, or two files concatenated): refuse it. Key -> first line.
-  std::unordered_map<std::string, int64_t> seen;
+  RowsSeen seen;
   std::string line;
   int64_t line_no = 0;
   while (std::getline(in, line)) {
@@ -346,9 +351,7 @@ std::vector<Prediction> read_predictions(const std::string& path) {
       }
       p.probs = q;
     }
-    const auto [first, fresh] = seen.emplace(p.cell_type + '\t' + p.pert + '\t' + p.gene, line_no);
-    SP_CHECK_INPUT(fresh, where, ": duplicate row (", p.cell_type, ", ", p.pert, ", ", p.gene, "), first on line ",
-                   first->second);
+    seen.add(where, line_no, p.cell_type, p.pert, p.gene);
     out.push_back(std::move(p));
   }
   // Metrics of nothing would print as a result (accuracy 0, n 0).

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "perturb/labels.h"
@@ -43,6 +44,20 @@ nlohmann::json compute_metrics(const std::vector<Prediction>& preds, const Metri
 // Reads predictions JSONL (DESIGN.md section 4); errors name the file and line.
 // Each (cell line, pert, gene) row may appear once; blank lines are skipped.
 std::vector<Prediction> read_predictions(const std::string& path);
+
+// The rows of a predictions file read so far, for refusing one listed twice:
+// it would count twice in every metric and in a calibration fit (a file
+// appended to by two runs, two files concatenated).
+class RowsSeen {
+ public:
+  // Throws InputError at `where` ("FILE:LINE") naming the row and the line
+  // it first appeared on.
+  void add(const std::string& where, int64_t line, const std::string& cell_type, const std::string& pert,
+           const std::string& gene);
+
+ private:
+  std::unordered_map<std::string, int64_t> first_line_;
+};
 nlohmann::json prediction_to_json(const Prediction& p);
 // Three class probabilities (by label_index) as prediction files write
 // them: an object keyed by label_name.

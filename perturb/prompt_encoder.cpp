@@ -16,23 +16,28 @@ PromptEncoder::PromptEncoder(const std::string& dir, PromptTemplate tmpl, ChatMo
   }
 }
 
+std::vector<std::pair<std::string, std::string>> PromptEncoder::messages(const Row& row) const {
+  if (prompt_cell_.empty()) return prompt_messages(row, tmpl_);
+  Row shown = row;
+  shown.cell_type = prompt_cell_;
+  return prompt_messages(shown, tmpl_);
+}
+
+namespace {
+
+std::vector<tokenizer::ChatMessage> chat_messages(const std::vector<std::pair<std::string, std::string>>& messages) {
+  std::vector<tokenizer::ChatMessage> m;
+  for (const auto& [role, content] : messages) m.push_back({role, content});
+  return m;
+}
+
+}  // namespace
+
 std::string PromptEncoder::prompt_text(const Row& row) const {
-  std::vector<std::pair<std::string, std::string>> messages;
-  if (prompt_cell_.empty()) {
-    messages = prompt_messages(row, tmpl_);
-  } else {
-    Row shown = row;
-    shown.cell_type = prompt_cell_;
-    messages = prompt_messages(shown, tmpl_);
-  }
-  if (chat_) {
-    std::vector<tokenizer::ChatMessage> m;
-    for (const auto& [role, content] : messages) m.push_back({role, content});
-    return chat_->render(m, /*add_generation_prompt=*/true);
-  }
+  if (chat_) return chat_->render(chat_messages(messages(row)), /*add_generation_prompt=*/true);
   // Without a chat template the system text, if any, simply precedes the question.
   std::string text;
-  for (const auto& [role, content] : messages) text += (text.empty() ? "" : "\n\n") + content;
+  for (const auto& [role, content] : messages(row)) text += (text.empty() ? "" : "\n\n") + content;
   return text;
 }
 
@@ -52,11 +57,26 @@ AnswerIds PromptEncoder::question_ids(const Row& row) const {
 std::array<std::vector<int64_t>, 3> PromptEncoder::answer_ids(const Row& row,
                                                               const std::vector<int64_t>& prompt) const {
   const std::string text = prompt_text(row);
+  const auto turns = messages(row);
+  auto continues = [&](const std::vector<int64_t>& full) {
+    return full.size() > prompt.size() && std::equal(prompt.begin(), prompt.end(), full.begin());
+  };
   std::array<std::vector<int64_t>, 3> out;
   for (Label l : kAllLabels) {
-    const auto full = tok_->encode(text + tmpl_.render_answer(l), !chat_);
-    const bool prefix = full.size() > prompt.size() && std::equal(prompt.begin(), prompt.end(), full.begin());
-    SP_CHECK_INPUT(prefix, "prompt template ", tmpl_.name, ": the answer '", tmpl_.render_answer(l),
+    const std::string answer = tmpl_.render_answer(l);
+    std::vector<int64_t> full;
+    if (chat_) {
+      auto m = chat_messages(turns);
+      m.push_back({"assistant", answer});
+      full = tok_->encode(chat_->render(m, /*add_generation_prompt=*/false), /*add_special=*/false);
+      // A template whose assistant turn does not continue its own generation
+      // prompt (which train refuses) has no trained form of the reply: the
+      // answer text follows the prompt as it is.
+      if (!continues(full)) full = tok_->encode(text + answer, /*add_special=*/false);
+    } else {
+      full = tok_->encode(text + answer, /*add_special=*/true);
+    }
+    SP_CHECK_INPUT(continues(full), "prompt template ", tmpl_.name, ": the answer '", answer,
                    "' merges with the end of the prompt when tokenized (row ", row.cell_type, " ", row.pert, " ",
                    row.gene, "); end the [user] section or start the [answer] section with a separator");
     out[label_index(l)].assign(full.begin() + static_cast<std::ptrdiff_t>(prompt.size()), full.end());

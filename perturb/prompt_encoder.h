@@ -5,13 +5,21 @@
 // encode(prompt), and the rest are the answer's tokens. This is what the model
 // sees when it writes the answer itself, whatever the tokenizer does at word
 // boundaries; a template whose prompt and answer merge across the boundary is
-// rejected with an error naming it.
+// rejected with an error naming it. Through a chat template the answer is the
+// assistant's turn as the template writes it (the conversation with the
+// answer as its last message, rendered without the generation prompt): the
+// tokens `train` targets for that reply, the end of turn included, so a
+// template that trims the reply (Llama 3's) scores what the model learned to
+// write, not the template's raw [answer] text. A template whose assistant
+// turn does not continue its own generation prompt (train refuses it) gets
+// the [answer] text after the prompt as it is.
 #pragma once
 
 #include <array>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "perturb/data.h"
@@ -53,6 +61,9 @@ class PromptEncoder {
   const PromptTemplate& prompt_template() const { return tmpl_; }
 
  private:
+  // The row's system and user turns, with prompt_cell_ applied.
+  std::vector<std::pair<std::string, std::string>> messages(const Row& row) const;
+
   std::unique_ptr<tokenizer::Tokenizer> tok_;
   std::optional<tokenizer::ChatTemplate> chat_;
   PromptTemplate tmpl_;

@@ -157,3 +157,25 @@ TEST_CASE("eval refuses bad sampling options before making its output folder", "
     CHECK_FALSE(std::filesystem::exists(out));
   }
 }
+
+TEST_CASE("eval refuses flags that would change nothing in its mode", "[cli]") {
+  synthpert::test::TempDir dir("cli-eval-unused");
+  const std::string out = dir.path + "/eval-out";
+  const std::string local = " eval --model " + dir.path + "/no-model --split default --out " + out;
+  const std::string remote = " eval --endpoint http://127.0.0.1:9/v1 --endpoint-model m --mode generate --split default --out " + out;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {local + " --temperature 0.7", "--temperature applies to --mode generate only"},
+      {local + " --mode score --top-k 5", "--top-k applies to --mode generate only"},
+      {local + " --top-p 0.9", "--top-p applies to --mode generate only"},
+      {local + " --max-new-tokens 3", "--max-new-tokens applies to --mode generate only"},
+      {remote + " --dtype bf16", "--dtype applies to a local --model"},
+      {remote + " --device cuda", "--device applies to a local --model"},
+  };
+  for (const auto& [args, expect] : bad) {
+    INFO(args);
+    const auto r = run_command(synthpert_bin() + args);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(expect));
+    CHECK_FALSE(std::filesystem::exists(out));
+  }
+}

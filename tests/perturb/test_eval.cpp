@@ -147,6 +147,46 @@ TEST_CASE("score mode: answer log-likelihoods equal the python reference forward
   CHECK(std::filesystem::exists(tmp.path + "/out/confusion.svg"));
 }
 
+TEST_CASE("score mode through a chat template scores the reply as the template writes it", "[eval]") {
+  test::TempDir tmp("eval-chat-answers");
+  const std::string model = make_model(tmp.path);
+  // A template that trims each message, as Llama 3's does: compact's answer
+  // " {label}" is written, and trained on, without its leading space.
+  const std::string chat = tmp.path + "/trim.jinja";
+  std::ofstream(chat) << "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}<|end|>{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}";
+  const PromptEncoder enc(model, PromptTemplate::load("compact"), ChatMode::kAuto, chat);
+  const Row row{"rpe1", "AAMP", "DEK", Label::kNde, true, {}};
+  const std::string prompt_text = enc.prompt_text(row);
+  CHECK(prompt_text == "<|user|>rpe1 AAMP DEK -><|end|><|assistant|>");
+  const auto prompt = enc.prompt_ids(row);
+  const auto answers = enc.answer_ids(row, prompt);
+  for (Label l : kAllLabels) {
+    INFO(label_name(l));
+    // Written by hand: the trimmed reply, then the turn's end.
+    const auto full = enc.tokenizer().encode(prompt_text + label_name(l) + "<|end|>", false);
+    REQUIRE(std::equal(prompt.begin(), prompt.end(), full.begin()));
+    const std::vector<int64_t> expected(full.begin() + static_cast<std::ptrdiff_t>(prompt.size()), full.end());
+    CHECK(answers[label_index(l)] == expected);
+    // Not the raw [answer] text after the prompt: " not" is another token.
+    const auto raw = enc.tokenizer().encode(prompt_text + " " + label_name(l), false);
+    REQUIRE(raw.size() > prompt.size());
+    CHECK(raw[prompt.size()] != expected.front());
+  }
+  // A template whose assistant turn does not continue its generation prompt
+  // has no trained form of the reply: the [answer] text follows as it is.
+  std::ofstream(chat) << "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}<|end|>{% endfor %}"
+                         "{% if add_generation_prompt %}<|model|>{% endif %}";
+  const PromptEncoder other(model, PromptTemplate::load("compact"), ChatMode::kAuto, chat);
+  const auto other_prompt = other.prompt_ids(row);
+  const auto as_is = other.answer_ids(row, other_prompt);
+  for (Label l : kAllLabels) {
+    const auto full = other.tokenizer().encode(other.prompt_text(row) + " " + label_name(l), false);
+    CHECK(as_is[label_index(l)] ==
+          std::vector<int64_t>(full.begin() + static_cast<std::ptrdiff_t>(other_prompt.size()), full.end()));
+  }
+}
+
 TEST_CASE("blind view: the mean of the named and name-blind prompts' log-likelihoods", "[eval]") {
   const Row named{"rpe1", "AAMP", "DEK", Label::kUp, true, RowContext{"up", "", "", "", "ade3", ""}};
   const Row blind = blind_view(named);
@@ -317,6 +357,22 @@ EvalConfig endpoint_eval(const std::string& url, double fraction, int64_t batch)
 
 std::string endpoint_reply(int64_t i) {
   return "<think>row " + std::to_string(i) + "</think><answer>" + label_name(static_cast<Label>(i % 3)) + "</answer>";
+}
+
+TEST_CASE("eval --endpoint with a score-only setting names the endpoint, whichever mode is asked", "[eval][endpoint]") {
+  test::TempDir tmp("eval-endpoint-settings");
+  for (const char* mode : {"generate", "score"}) {
+    INFO(mode);
+    EvalConfig c = endpoint_eval("http://127.0.0.1:9/v1", 0.0001, 1);
+    c.mode = mode;
+    c.offsets.add = {1, 0, 0};
+    // Not "--offsets applies to --mode score only", which --endpoint refuses.
+    CHECK_THROWS_WITH(run_eval(c, tmp.path + "/out"), Catch::Contains("--endpoint: --offsets and --blind-view"));
+    c.offsets = ClassOffsets{};
+    c.blind_view = true;
+    CHECK_THROWS_WITH(run_eval(c, tmp.path + "/out"), Catch::Contains("--endpoint: --offsets and --blind-view"));
+  }
+  CHECK_FALSE(std::filesystem::exists(tmp.path + "/out"));
 }
 
 TEST_CASE("eval --endpoint keeps --batch requests in flight and writes rows in order", "[eval][endpoint]") {
