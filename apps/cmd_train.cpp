@@ -100,9 +100,12 @@ RunFn setup(CLI::App& cmd) {
                  "(parity checks against other trainers)");
   return [o, adapter_shape] {
     auto& t = o->t;
-    for (const CLI::Option* opt : adapter_shape)
+    for (const CLI::Option* opt : adapter_shape) {
       SP_CHECK_INPUT(t.init_adapter.empty() || opt->count() == 0, opt->get_name(),
                      " cannot be combined with --init-adapter: the adapter's adapter_config.json sets it");
+      SP_CHECK_INPUT(!t.full || opt->count() == 0, opt->get_name(),
+                     " shapes a LoRA adapter; --full trains the weights themselves");
+    }
     t.schedule = trainer::parse_schedule(o->schedule);
     t.progress = !o->no_progress;
     SP_CHECK_INPUT(o->bucket_mb > 0, "--bucket-mb must be positive, got ", o->bucket_mb);
@@ -139,13 +142,14 @@ RunFn setup(CLI::App& cmd) {
         SP_CHECK_INPUT(it != c.fields.end(), c.origin,
                        ": --accept needs a judge grade (a trace's \"judge\", a CSV's critic_evaluation); "
                        "this example has none");
+        if (it->second.empty()) return false;  // not graded: no grade is accepted
         const auto grade = perturb::parse_grade(it->second);
         SP_CHECK_INPUT(grade, c.origin, ": no grade in '", it->second.substr(0, 80),
                        "' (expected excellent, good, average, bad or terrible)");
         return grades.count(*grade) > 0;
       };
     }
-    int64_t left_out = 0;
+    trainer::LoadCounts left_out;
     const auto policy = trainer::parse_overlong(o->overlong);
     const auto config = engine::load_config(t.model_dir);
     auto all = trainer::finalize_examples(trainer::load_sft_examples(src, &left_out), t.max_seq_len,
@@ -211,11 +215,13 @@ RunFn setup(CLI::App& cmd) {
                             {"truncated", train.truncated},
                             {"val_truncated", val_truncated},
                             {"dropped", train.dropped}};
-      if (!o->accept.empty()) out["not_accepted"] = left_out;
-      if (!result.steps.empty()) out["final_loss"] = result.steps.back().loss;
-      if (!result.val_losses.empty()) {
-        out["val_loss"] = result.val_losses.back().second;
-        out["val_loss_step"] = result.val_losses.back().first;
+      if (t.merge) out["merged_model"] = (std::filesystem::path(t.out_dir) / "model").string();
+      if (!o->accept.empty()) out["not_accepted"] = left_out.not_kept;
+      if (left_out.without_trace > 0) out["without_trace"] = left_out.without_trace;
+      if (result.final_loss) out["final_loss"] = *result.final_loss;
+      if (result.final_val_loss) {
+        out["val_loss"] = result.final_val_loss->second;
+        out["val_loss_step"] = result.final_val_loss->first;
       }
       print_json(out);
     }

@@ -13,8 +13,10 @@ nlohmann::json row_to_json(const Row& r, const PromptTemplate& t, bool with_answ
   nlohmann::json messages = nlohmann::json::array();
   for (const auto& [role, content] : prompt_messages(r, t)) messages.push_back({{"role", role}, {"content", content}});
   if (with_answer) messages.push_back({{"role", "assistant"}, {"content", t.render_answer(r.label)}});
-  return {{"cell_type", r.cell_type}, {"pert", r.pert}, {"gene", r.gene},
-          {"label", label_name(r.label)}, {"messages", messages}};
+  // The template travels with the row, so `train` gives a conversation
+  // without a system turn the one this template has (none for compact).
+  return {{"cell_type", r.cell_type}, {"pert", r.pert},     {"gene", r.gene},
+          {"label", label_name(r.label)}, {"messages", messages}, {"prompt_template", t.name}};
 }
 
 }  // namespace synthpert::perturb

@@ -44,12 +44,12 @@ void add_system_messages(std::vector<Conversation>& conversations, const SystemP
   }
 }
 
-std::vector<Conversation> read_traces_jsonl(const std::string& path) {
+std::vector<Conversation> read_traces_jsonl(const std::string& path, int64_t* without_trace) {
   std::ifstream in(path);
   SP_CHECK_INPUT(in.good(), path, ": cannot open for reading");
   std::vector<Conversation> out;
   std::string line;
-  int64_t lineno = 0;
+  int64_t lineno = 0, skipped = 0;
   while (std::getline(in, line)) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -60,6 +60,10 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path) {
       j = json::parse(line);
     } catch (const json::parse_error& e) {
       throw InputError(str_cat(c.origin, ": not valid JSON (", e.what(), ")"));
+    }
+    if (j.is_object() && !j.contains("messages") && j.contains("reason") && j["reason"].is_string()) {
+      ++skipped;
+      continue;
     }
     SP_CHECK_INPUT(j.is_object() && j.contains("messages") && j["messages"].is_array(), c.origin,
                    ": expected an object with a \"messages\" array");
@@ -72,10 +76,15 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path) {
     for (const char* name : kFieldNames)
       if (j.contains(name) && j[name].is_string()) c.fields[name] = j[name].get<std::string>();
     if (j.contains("judge") && j["judge"].is_string()) c.fields["judge"] = j["judge"].get<std::string>();
+    if (j.contains("judge") && j["judge"].is_null()) c.fields["judge"] = "";
+    if (j.contains("prompt_template") && j["prompt_template"].is_string())
+      c.fields["prompt_template"] = j["prompt_template"].get<std::string>();
     validate_conversation(c);
     out.push_back(std::move(c));
   }
-  SP_CHECK_INPUT(!out.empty(), path, ": no conversations");
+  SP_CHECK_INPUT(!out.empty(), path, ": no conversations",
+                 skipped > 0 ? str_cat(" (its ", skipped, " records are rejections that hold no trace)") : "");
+  if (without_trace) *without_trace = skipped;
   return out;
 }
 

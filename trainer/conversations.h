@@ -8,6 +8,7 @@
 // into token examples.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -26,7 +27,10 @@ struct Conversation {
   // The example's cell_type, pert and gene where the input has them (trace
   // keys, CSV columns); a prompt template's system text may use them. Also
   // "judge": the trace's grade (the "judge" key of a trace, the
-  // critic_evaluation column of a SynthPert CSV), for `train --accept`.
+  // critic_evaluation column of a SynthPert CSV), for `train --accept`;
+  // empty when the trace was not graded. And "prompt_template": the template
+  // a `synthpert data` row was written with (its system message, if none is
+  // chosen, trainer/system_prompt.h).
   std::map<std::string, std::string> fields;
 };
 
@@ -39,7 +43,12 @@ void add_system_messages(std::vector<Conversation>& conversations, const SystemP
 // Checks roles, non-empty assistant turns and at least one assistant turn.
 void validate_conversation(const Conversation& c);
 
-std::vector<Conversation> read_traces_jsonl(const std::string& path);
+// A line without "messages" that carries a "reason" is a record of a
+// REJECTED file of `synthpert traces` that holds no trace (a teacher reply
+// that failed the checks, a failed request): it is skipped, and counted in
+// `*without_trace` when given. A trace whose "judge" is null (the judge did
+// not grade it) gets an empty "judge" field.
+std::vector<Conversation> read_traces_jsonl(const std::string& path, int64_t* without_trace = nullptr);
 
 std::vector<Conversation> read_synthpert_csv(const std::string& path);
 

@@ -20,7 +20,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// The first non-blank line of a JSONL file decides its kind.
+// The first non-blank line of a JSONL file decides its kind (rejection
+// records of `synthpert traces` without a trace aside: read_traces_jsonl).
 bool is_pretokenized_jsonl(const std::string& path) {
   std::ifstream in(path);
   SP_CHECK_INPUT(in.good(), path, ": cannot open for reading");
@@ -29,17 +30,21 @@ bool is_pretokenized_jsonl(const std::string& path) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const bool ids = line.find("\"ids\"") != std::string::npos;
     const bool messages = line.find("\"messages\"") != std::string::npos;
+    if (!ids && !messages && line.find("\"reason\"") != std::string::npos) continue;
     SP_CHECK_INPUT(ids || messages, path,
                    ":1: a training JSONL line needs \"messages\" (traces) or \"ids\" + \"loss_mask\" "
                    "(pre-tokenized)");
     return ids && !messages;
   }
-  throw InputError(str_cat(path, ": empty file"));
+  return false;  // empty, or rejections only: read_traces_jsonl says which
 }
 
 }  // namespace
 
-std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_out) {
+std::vector<SftExample> load_sft_examples(const DataSource& src, LoadCounts* counts) {
+  LoadCounts local;
+  LoadCounts& n = counts ? *counts : local;
+  n = LoadCounts{};
   std::vector<Conversation> conversations;
   if (ends_with(src.path, ".csv")) {
     conversations = read_synthpert_csv(src.path);
@@ -48,10 +53,9 @@ std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_o
                    ": --data must be a .jsonl or .csv file");
     if (is_pretokenized_jsonl(src.path)) {
       SP_CHECK_INPUT(!src.keep, src.path, ": pre-tokenized examples carry no judge grades to select by");
-      if (left_out) *left_out = 0;
       return read_pretokenized_jsonl(src.path);
     }
-    conversations = read_traces_jsonl(src.path);
+    conversations = read_traces_jsonl(src.path, &n.without_trace);
   }
   const size_t read = conversations.size();
   if (src.keep) {
@@ -61,7 +65,7 @@ std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_o
     conversations = std::move(kept);
     SP_CHECK_INPUT(!conversations.empty(), src.path, ": none of its ", read, " conversations is selected");
   }
-  if (left_out) *left_out = static_cast<int64_t>(read - conversations.size());
+  n.not_kept = static_cast<int64_t>(read - conversations.size());
   add_system_messages(conversations, src.system_prompt);
   return tokenize_conversations(conversations, src.tokenizer_dir);
 }

@@ -26,9 +26,15 @@ struct DataSource {
   std::function<bool(const Conversation&)> keep;
 };
 
-// Raw examples, before the length policy (finalize_examples). `left_out`, when
-// given, receives the number of conversations `keep` refused.
-std::vector<SftExample> load_sft_examples(const DataSource& src, int64_t* left_out = nullptr);
+// What load_sft_examples read but did not return.
+struct LoadCounts {
+  int64_t not_kept = 0;       // conversations `keep` refused
+  int64_t without_trace = 0;  // rejection records holding no trace (read_traces_jsonl)
+};
+
+// Raw examples, before the length policy (finalize_examples); `counts`, when
+// given, receives what was left out.
+std::vector<SftExample> load_sft_examples(const DataSource& src, LoadCounts* counts = nullptr);
 
 // A content hash of the file (FNV-1a 64, hex), for the run fingerprint.
 std::string file_fingerprint(const std::string& path);

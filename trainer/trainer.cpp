@@ -72,6 +72,18 @@ json init_adapter_identity(const std::string& dir) {
   return id;
 }
 
+// The batch plan of these options over `world` processes.
+PlanOptions plan_options(const TrainOptions& o, int64_t world) {
+  PlanOptions po;
+  po.batch = o.batch;
+  po.grad_accum = o.grad_accum;
+  po.world = world;
+  po.seed = o.seed;
+  po.epochs = o.epochs;
+  po.max_steps = o.max_steps;
+  return po;
+}
+
 // Settings that would train nothing or diverge at once, refused before
 // anything is loaded: beta 1 makes AdamW's bias correction 0 (an infinite
 // step), and a negative period would quietly read as 0.
@@ -88,6 +100,7 @@ void check_options(const TrainOptions& o) {
   SP_CHECK_INPUT(o.eval_every >= 0, "--eval-every must be >= 0, got ", o.eval_every);
   SP_CHECK_INPUT(o.save_every >= 0, "--save-every must be >= 0, got ", o.save_every);
   SP_CHECK_INPUT(o.keep_checkpoints >= 0, "--keep-checkpoints must be >= 0 (0: all), got ", o.keep_checkpoints);
+  SP_CHECK_INPUT(!(o.full && o.merge), "--merge merges a LoRA adapter into the model; --full writes DIR/model itself");
   SP_CHECK_INPUT(!(o.full && !o.init_adapter.empty()),
                  "--init-adapter starts a LoRA run; --full trains the weights themselves (merge the adapter "
                  "into a model first to fine-tune it fully)");
@@ -95,12 +108,7 @@ void check_options(const TrainOptions& o) {
                  "--lora-alpha must be positive, got ", o.lora.alpha);
   // The checks the batch plan, the schedule and the adapter make again once
   // the model is loaded, here before it is: minutes for a large one.
-  PlanOptions po;
-  po.batch = o.batch;
-  po.grad_accum = o.grad_accum;
-  po.epochs = o.epochs;
-  po.max_steps = o.max_steps;
-  BatchPlan::check(po);
+  BatchPlan::check(plan_options(o, 1));
   check_warmup(o.warmup_steps, o.warmup_ratio);
   if (!o.full && o.init_adapter.empty()) check_lora_spec(o.lora);
 }
@@ -248,14 +256,7 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
 
   std::vector<int64_t> lengths;
   for (const auto& e : data.examples) lengths.push_back(static_cast<int64_t>(e.ids.size()));
-  PlanOptions po;
-  po.batch = o.batch;
-  po.grad_accum = o.grad_accum;
-  po.world = comm.world();
-  po.seed = o.seed;
-  po.epochs = o.epochs;
-  po.max_steps = o.max_steps;
-  const BatchPlan plan(lengths, po);
+  const BatchPlan plan(lengths, plan_options(o, comm.world()));
   LrSchedule sched;
   sched.kind = o.schedule;
   sched.base_lr = o.lr;
@@ -444,6 +445,11 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
       }
     }
     write_plot();
+    for (const auto& line : read_metrics(log->path())) {
+      if (line.contains("loss")) result.final_loss = line["loss"].get<double>();
+      if (line.contains("val_loss"))
+        result.final_val_loss = {line["step"].get<int64_t>(), line["val_loss"].get<double>()};
+    }
   }
   written.pass();
   return result;

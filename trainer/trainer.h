@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,11 @@ struct TrainResult {
   std::string output_dir;             // DIR/adapter or DIR/model
   bool interrupted = false;           // stopped on stop_requested before the last step
   std::string checkpoint;             // process 0, interrupted: the checkpoint to --resume from
+  // Process 0, finished: the whole run's last training loss and last
+  // validation (step, loss), read back from its metrics log, so a run resumed
+  // from any step, its last included, reports them as an uninterrupted one.
+  std::optional<double> final_loss;
+  std::optional<std::pair<int64_t, double>> final_val_loss;
 };
 
 TrainResult run_training(const TrainOptions& opts, const SftDataset& train,

@@ -2,6 +2,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "perturb/data_jsonl.h"
 #include "perturb/prompt.h"
 #include "tests/test_util.h"
 
@@ -47,4 +48,19 @@ TEST_CASE("user templates: format and errors", "[prompt]") {
     CHECK_THROWS_WITH(PromptTemplate::load(path), Catch::Contains(expect));
   }
   CHECK_THROWS_WITH(PromptTemplate::load("no-such-template"), Catch::Contains("neither a built-in"));
+}
+
+TEST_CASE("data rows name the template their messages came from", "[prompt]") {
+  const Row row{"k562", "TP53", "CDKN1A", Label::kUp, true, {}};
+  const auto compact = PromptTemplate::load("compact");
+  const auto j = row_to_json(row, compact, /*with_answer=*/true);
+  CHECK(j["prompt_template"] == "compact");
+  // No system turn (compact has none): train then adds none either.
+  REQUIRE(j["messages"].size() == 2);
+  CHECK(j["messages"][0]["role"] == "user");
+  CHECK(j["messages"][0]["content"] == "k562 TP53 CDKN1A ->");
+  CHECK(j["messages"][1] == nlohmann::json({{"role", "assistant"}, {"content", " upregulated"}}));
+  const auto reasoning = row_to_json(row, PromptTemplate::load("reasoning"), false);
+  CHECK(reasoning["prompt_template"] == "reasoning");
+  CHECK(reasoning["messages"][0]["role"] == "system");
 }

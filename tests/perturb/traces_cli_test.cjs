@@ -32,7 +32,10 @@ const gradeOf = (gene) => (gene.length % 2 === 0 ? 'good' : 'bad');
 function startMock(tls = null) {
   // delayMs holds replies back; onTeacher(n) / onJudge(n) run as the n-th
   // teacher / judge request arrives.
-  const seen = { teacher: 0, judge: 0, delayMs: 0, onTeacher: null, onJudge: null };
+  // teacherReply(gene, label) / judgeReply(gene), when set, replace the
+  // replies' content.
+  const seen = { teacher: 0, judge: 0, delayMs: 0, onTeacher: null, onJudge: null, teacherReply: null,
+                 judgeReply: null };
   const handler = (req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
@@ -54,11 +57,11 @@ function startMock(tls = null) {
         seen.teacher++;
         if (seen.onTeacher) seen.onTeacher(seen.teacher);
         const label = /Measured outcome \(for you only\): (.+)$/.exec(user)[1];
-        content = `Sure.\n${trace(gene[1], label)}`;
+        content = seen.teacherReply ? seen.teacherReply(gene[1], label) : `Sure.\n${trace(gene[1], label)}`;
       } else {
         seen.judge++;
         if (seen.onJudge) seen.onJudge(seen.judge);
-        content = `Fine.\n<grade>${gradeOf(gene[1])}</grade>`;
+        content = seen.judgeReply ? seen.judgeReply(gene[1]) : `Fine.\n<grade>${gradeOf(gene[1])}</grade>`;
       }
       reply(200, { choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
                    usage: { prompt_tokens: 3, completion_tokens: 2 } });
@@ -153,6 +156,36 @@ async function main() {
     const unreadable = await train(csv, 'good', 'train-csv-bad');
     assert.equal(unreadable.code, 2);
     assert.match(unreadable.stderr, /row 1: no grade in 'meh'/);
+  });
+
+  await check('train --accept on a REJECTED file: records without a trace and ungraded traces are left out', async () => {
+    // Row 0's reply has no answer (rejected before the judge: no trace in
+    // its record), row 1's verdict no grade (a trace, judge null); the rest
+    // are graded as usual.
+    const [noAnswer, noGrade] = [rows[0].gene, rows[1].gene];
+    mock.seen.teacherReply = (gene, label) => (gene === noAnswer ? 'I cannot say.' : `Sure.\n${trace(gene, label)}`);
+    mock.seen.judgeReply = (gene) => (gene === noGrade ? 'Hmm.' : `Fine.\n<grade>${gradeOf(gene)}</grade>`);
+    const mixed = path.join(work, 'mixed.jsonl');
+    try {
+      await cli(['traces', '--data', rowsFile, '--teacher', mock.url, '--teacher-model', 'mock-teacher',
+                 '--judge-model', 'mock-judge', '--workers', '1', '--out', mixed, '--quiet'], keys);
+    } finally {
+      mock.seen.teacherReply = mock.seen.judgeReply = null;
+    }
+    const rejected = readJsonl(path.join(work, 'mixed.rejected.jsonl'));
+    const byGene = new Map(rejected.map((r) => [r.gene, r]));
+    assert.ok(!('messages' in byGene.get(noAnswer)), 'a reply without an answer keeps no trace');
+    assert.equal(byGene.get(noGrade).judge, null);
+    const graded = rejected.filter((r) => typeof r.judge === 'string').length;
+    assert.ok(graded > 0, 'the sample should hold graded rejections');
+    const r = await run(['train', '--model', model, '--data', path.join(work, 'mixed.rejected.jsonl'),
+                         '--out', path.join(work, 'train-rejected'), '--max-steps', '1', '--lora-r', '2',
+                         '--max-seq-len', '512', '--val-fraction', '0', '--accept', 'excellent,good,average,bad,terrible']);
+    assert.equal(r.code, 0, r.stderr);
+    const summary = JSON.parse(r.stdout);
+    assert.equal(summary.train_examples, graded);
+    assert.equal(summary.without_trace, 1);
+    assert.equal(summary.not_accepted, rejected.length - graded - 1);
   });
 
   await check('an existing --out is refused without --resume; --resume has nothing left to do', async () => {

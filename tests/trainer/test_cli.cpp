@@ -205,8 +205,9 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
   // Longer examples so a step takes long enough to be killed in the middle.
   Fixture f(48, 60, 120);
   const std::string args = "--max-steps 14 --save-every 4 --batch 4 --val-fraction 0.1 --max-seq-len 128";
-  REQUIRE(test::run_command(train_cmd(f.model, f.data, f.dir.path + "/straight", args), f.dir.path)
-              .exit_code == 0);
+  const auto straight = test::run_command(train_cmd(f.model, f.data, f.dir.path + "/straight", args), f.dir.path);
+  REQUIRE(straight.exit_code == 0);
+  const auto straight_summary = json::parse(straight.out);
 
   const std::string killed = f.dir.path + "/killed";
   const pid_t pid = ::fork();
@@ -237,6 +238,18 @@ TEST_CASE("kill -9 mid-run then --resume reproduces the uninterrupted run bit fo
   REQUIRE(resumed.exit_code == 0);
   const auto summary = json::parse(resumed.out);
   CHECK(summary["resumed_from_step"].get<int64_t>() >= 8);
+  // The summary is the whole run's, as the uninterrupted one's; also when
+  // resumed again once finished (no step left to run).
+  const auto again = test::run_command(train_cmd(f.model, f.data, killed, args + " --resume"), f.dir.path);
+  REQUIRE(again.exit_code == 0);
+  const auto finished = json::parse(again.out);
+  CHECK(finished["resumed_from_step"] == 14);
+  for (const auto* s : {&summary, &finished})
+    for (const char* key : {"final_loss", "val_loss", "val_loss_step"}) {
+      INFO(key << " " << s->dump());
+      REQUIRE(s->contains(key));
+      CHECK((*s)[key] == straight_summary[key]);
+    }
 
   const auto a = losses_of(f.dir.path + "/straight/metrics.jsonl");
   const auto b = losses_of(killed + "/metrics.jsonl");
@@ -401,6 +414,8 @@ TEST_CASE("train writes metrics, a loss plot, a PEFT adapter and a merged model"
   const auto summary = json::parse(r.out);
   CHECK(summary["val_examples"] == 4);  // ceil(0.2 x 16)
   CHECK(summary["train_examples"] == 12);
+  CHECK(summary["output"] == out + "/adapter");
+  CHECK(summary["merged_model"] == out + "/model");
   const auto train_lines = test::metrics_lines(out + "/metrics.jsonl", "loss");
   REQUIRE(train_lines.size() == 5);
   for (const char* key : {"step", "loss", "lr", "tokens_per_s", "peak_mem_bytes"})
@@ -500,6 +515,8 @@ TEST_CASE("bad input to train is a clear error and changes nothing", "[cli]") {
            " --no-progress " + extra;
   };
   expect_error(bare_cmd("/o11", "--full --init-adapter " + run + "/adapter"), "--init-adapter starts a LoRA run");
+  expect_error(bare_cmd("/o11b", "--full --lora-r 8"), "--lora-r shapes a LoRA adapter; --full trains the weights");
+  expect_error(bare_cmd("/o11c", "--full --merge"), "--merge merges a LoRA adapter into the model");
   // Settings that would diverge at once, or quietly read as another.
   expect_error(train_cmd(f.model, f.data, d + "/o12", "--adam-beta1 1"), "--adam-beta1 must be in [0, 1)");
   expect_error(bare_cmd("/o13", "--lr -1e-4"), "--lr must be a finite number >= 0");

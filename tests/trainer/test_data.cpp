@@ -108,6 +108,33 @@ TEST_CASE("system prompt choice: the reasoning template by default, a template's
   CHECK_THROWS_WITH(trainer::choose_system_prompt("", "nonsense"), Catch::Contains("neither a built-in template"));
 }
 
+TEST_CASE("system prompt choice without a flag: the template a row names, else reasoning", "[data]") {
+  test::TempDir dir("data-system-rows");
+  // Rows as `synthpert data --with-answer` writes them, read back.
+  const std::string p = dir.path + "/rows.jsonl";
+  std::ofstream(p)
+      << R"({"cell_type":"k562","pert":"TP53","gene":"CDKN1A","prompt_template":"compact","messages":[{"role":"user","content":"k562 TP53 CDKN1A ->"},{"role":"assistant","content":" upregulated"}]})"
+      << "\n"
+      << R"({"cell_type":"k562","pert":"TP53","gene":"CDKN1A","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]})"
+      << "\n"
+      << R"({"cell_type":"k562","pert":"TP53","gene":"CDKN1A","prompt_template":"no-such-template","messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]})"
+      << "\n";
+  auto cs = trainer::read_traces_jsonl(p);
+  REQUIRE(cs.size() == 3);
+  CHECK(cs[0].fields.at("prompt_template") == "compact");
+  const auto none = trainer::choose_system_prompt("", "");
+  REQUIRE(none.fn);
+  CHECK(none.fn(cs[0]).empty());  // compact has no [system]: eval shows none
+  CHECK(none.fn(cs[1]) == perturb::PromptTemplate::load("reasoning").system);
+  CHECK_THROWS_WITH(none.fn(cs[2]), Catch::Contains("rows.jsonl:3: its prompt_template no-such-template cannot be read"));
+  std::vector<trainer::Conversation> two = {cs[0], cs[1]};
+  trainer::add_system_messages(two, none.fn);
+  CHECK(two[0].messages.front().role == "user");
+  CHECK(two[1].messages.front().role == "system");
+  // A flag wins over the row's template.
+  CHECK(trainer::choose_system_prompt("", "reasoning").fn(cs[0]) == perturb::PromptTemplate::load("reasoning").system);
+}
+
 TEST_CASE("traces JSONL errors name the line", "[data]") {
   test::TempDir dir("data-traces");
   const std::string p = dir.path + "/t.jsonl";
