@@ -7,13 +7,47 @@
 
 #if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
 #include <c10/cuda/CUDAStream.h>
+
+#include <atomic>
+#include <cstdio>
+
+#include "kernels/device_support.h"
 #endif
 
 namespace synthpert::engine {
 
+#if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
+namespace {
+
+// Asked once per device (kernels/device_support.h): a device this build has
+// no code for runs torch's ops, with one warning, instead of failing at its
+// first launch.
+bool device_runs_kernels(int device) {
+  constexpr int kKnown = 64;
+  static std::atomic<int8_t> known[kKnown] = {};  // 0 not asked, 1 yes, -1 no
+  if (device >= 0 && device < kKnown && known[device] != 0) return known[device] > 0;
+  const bool yes = kernels::device_has_kernel_image(device);
+  if (device >= 0 && device < kKnown && known[device].exchange(yes ? 1 : -1) == 0 && !yes) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    std::fprintf(stderr,
+                 "synthpert: warning: cuda:%d (compute capability %d.%d) has no code in this build's kernels "
+                 "(SYNTHPERT_CUDA_ARCHS); torch's ops run in their place\n",
+                 device, major, minor);
+  }
+  return yes;
+}
+
+}  // namespace
+#endif
+
 bool kernels_apply(torch::Device device, torch::ScalarType dtype) {
 #if defined(SYNTHPERT_HAVE_KERNELS) && defined(SYNTHPERT_ENGINE_CUDA)
-  return device.is_cuda() && (dtype == torch::kBFloat16 || dtype == torch::kFloat16);
+  if (!device.is_cuda() || (dtype != torch::kBFloat16 && dtype != torch::kFloat16)) return false;
+  int index = device.has_index() ? device.index() : -1;
+  if (index < 0 && cudaGetDevice(&index) != cudaSuccess) return false;
+  return device_runs_kernels(index);
 #else
   (void)device, (void)dtype;
   return false;

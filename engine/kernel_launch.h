@@ -19,8 +19,9 @@
 namespace synthpert::engine {
 
 // True where the engine's kernel entries can launch: a CUDA tensor in bf16 or
-// f16, in a build with the kernels and a CUDA libtorch. Ops with further
-// limits (attention's head dims) add their own.
+// f16, in a build with the kernels and a CUDA libtorch, on a device the
+// kernels hold code for (else torch's ops run, after one warning). Ops with
+// further limits (attention's head dims) add their own.
 bool kernels_apply(torch::Device device, torch::ScalarType dtype);
 
 #if defined(SYNTHPERT_HAVE_KERNELS)

@@ -11,6 +11,8 @@
 #include <cublas_v2.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 
 #include "kernels/fused_linear_ce.h"
 #include "tests/kernels/ref_test_util.h"
@@ -122,7 +124,67 @@ void run_cases(DType dtype, bool large) {
   cublasDestroy(handle);
 }
 
+// One vocabulary row of the weight NaN: every token's logit there is NaN, so
+// (as torch's log_softmax) every scored token's logsumexp and loss are NaN,
+// wherever in a thread's share of the row the NaN sits.
+void run_nan_logit(int64_t nan_row, cublasHandle_t handle) {
+  const DType dtype = DType::kBF16;
+  const at::ScalarType dt = torch_dtype(dtype);
+  const int64_t N = 7, C = 64, V = 517;
+  INFO("NaN weight row " << nan_row);
+  at::Tensor h = random_rounded({N, C}, dt, 410), w = random_rounded({V, C}, dt, 411, 0.2);
+  w[nan_row][C / 2] = std::numeric_limits<float>::quiet_NaN();
+  std::vector<int64_t> targets(static_cast<size_t>(N));
+  for (int64_t i = 0; i < N; ++i) targets[size_t(i)] = i == 2 ? -100 : (i * 37 + 1) % V;
+  // The oracle: torch on the same inputs.
+  const at::Tensor logits = h.to(at::kFloat).mm(w.to(at::kFloat).t());
+  const at::Tensor torch_lse = at::logsumexp(logits, -1);
+  REQUIRE(torch_lse.isnan().all().item<bool>());
+
+  StridedDeviceTensor h_(N, 1, C, C, C, dt), w_(V, 1, C, C, C, dt);
+  h_.upload(h.view({N, 1, C}));
+  w_.upload(w.view({V, 1, C}));
+  DeviceBuffer t_(targets.size() * sizeof(int64_t)), loss_(size_t(N) * 4), lse_(size_t(N) * 4),
+      ws(synthpert::kernels::fused_linear_ce_workspace_bytes(4, V));
+  t_.upload(targets.data(), t_.bytes());
+  synthpert::kernels::FusedLinearCrossEntropyArgs a;
+  a.dtype = dtype;
+  a.tokens = N;
+  a.hidden_size = C;
+  a.vocab = V;
+  a.hidden = h_.device.get();
+  a.hidden_row_stride = h_.token_stride;
+  a.weight = w_.device.get();
+  a.weight_row_stride = w_.token_stride;
+  a.targets = t_.as<int64_t>();
+  a.loss = loss_.as<float>();
+  a.lse = lse_.as<float>();
+  a.chunk_tokens = 4;
+  a.workspace = ws.get();
+  a.cublas = handle;
+  synthpert::kernels::fused_linear_cross_entropy(a, nullptr);
+  cuda_ok(cudaDeviceSynchronize(), "fused_linear_cross_entropy");
+  std::vector<float> loss(static_cast<size_t>(N)), lse(static_cast<size_t>(N));
+  loss_.download(loss.data(), loss_.bytes());
+  lse_.download(lse.data(), lse_.bytes());
+  for (int64_t i = 0; i < N; ++i) {
+    INFO("token " << i);
+    CHECK(std::isnan(lse[size_t(i)]));
+    if (targets[size_t(i)] == -100) CHECK(loss[size_t(i)] == 0.f);
+    else CHECK(std::isnan(loss[size_t(i)]));
+  }
+}
+
 }  // namespace
+
+TEST_CASE("fused linear cross-entropy: a NaN logit makes every scored token's loss NaN", "[gpu][fused_ce]") {
+  cublasHandle_t handle = nullptr;
+  REQUIRE(cublasCreate(&handle) == CUBLAS_STATUS_SUCCESS);
+  // The first column (every thread's first logit at once), one inside the
+  // row, the last.
+  for (const int64_t row : {0, 1, 130, 516}) run_nan_logit(row, handle);
+  cublasDestroy(handle);
+}
 
 TEST_CASE("fused linear cross-entropy matches the reference (bf16, small)", "[gpu][fused_ce]") {
   run_cases(DType::kBF16, false);
