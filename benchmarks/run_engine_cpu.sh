@@ -17,4 +17,4 @@ versions=$(/usr/bin/python3 -c "import torch,json,platform;print(json.dumps({'li
 /usr/bin/python3 "$root/benchmarks/write_results.py" --benchmark engine --device cpu \
   --command "benchmarks/run_engine_cpu.sh $preset" --ours "$work/ours.json" --peer "$work/peer.json" \
   --peer-name "PyTorch eager (python, same model)" --versions "$versions" \
-  --notes "Model: init-model --preset $preset (llama, float32). Prefill: one forward over batch x 128 tokens with the last token's logits. Decode: greedy tokens/s of the decode forwards after the prefill (new - 1 tokens per row). Median of 5 after one warm-up. Ours raises glibc's mmap threshold at start (common/host_allocator.h), as the synthpert CLI does."
+  --notes "Model: init-model --preset $preset (llama, float32). Prefill: one forward over batch x 128 tokens with the last token's logits. Decode: greedy tokens/s of the decode forwards after the prefill (new - 1 tokens per row), timed on both sides from the first token on the host to the last. Median of 5 after one warm-up. Ours raises glibc's mmap threshold at start (common/host_allocator.h), as the synthpert CLI does."
