@@ -21,11 +21,11 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--ids", o->ids, "token ids, comma-separated")->required();
   cmd.add_option("--device", o->device, "cpu | cuda")->capture_default_str();
   return [o] {
+    const std::vector<int64_t> tokens = parse_id_list("--ids", o->ids);  // before the model loads
     engine::LoadOptions lo;
     lo.device = engine::parse_device(o->device);
     auto model = engine::Transformer::load(o->model, lo);
     if (!o->adapter.empty()) engine::load_peft_adapter(o->adapter, model);
-    const std::vector<int64_t> tokens = parse_id_list("--ids", o->ids);
     engine::InferenceGuard guard;
     auto ids_t = torch::tensor(tokens, torch::kInt64).unsqueeze(0).to(lo.device);
     auto logits = model.forward(engine::ForwardBatch::from_ids(ids_t))[0].to(torch::kCPU).contiguous();

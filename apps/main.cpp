@@ -43,14 +43,18 @@ const CLI::Validator& whole_number() {
 std::vector<int64_t> parse_id_list(const std::string& flag, const std::string& text) {
   std::vector<int64_t> ids;
   size_t pos = 0;
+  int64_t index = 0;
   while (pos <= text.size()) {
     const size_t comma = text.find(',', pos);
     const std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     char* end = nullptr;
     errno = 0;
     const long long v = std::strtoll(item.c_str(), &end, 10);
+    ++index;
+    // The whole list is quoted (shortened): an empty item alone says little.
     SP_CHECK_INPUT(!item.empty() && end && *end == '\0' && errno == 0 && v >= 0, flag,
-                   ": expected comma-separated non-negative integers, got '", item, "'");
+                   ": expected comma-separated non-negative integers; item ", index, " of '",
+                   text.size() > 80 ? text.substr(0, 77) + "..." : text, "' is '", item, "'");
     ids.push_back(v);
     if (comma == std::string::npos) break;
     pos = comma + 1;

@@ -179,3 +179,14 @@ TEST_CASE("eval refuses flags that would change nothing in its mode", "[cli]") {
     CHECK_FALSE(std::filesystem::exists(out));
   }
 }
+
+TEST_CASE("a bad token id list names the item and quotes the list, before any model loads", "[cli]") {
+  for (const std::string cmd : {" generate --model /no-such-model --ids ", " logits --model /no-such-model --ids "}) {
+    INFO(cmd);
+    const auto r = run_command(synthpert_bin() + cmd + "1,,2");
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains("--ids: expected comma-separated non-negative integers; item 2 of '1,,2' is ''"));
+    const auto neg = run_command(synthpert_bin() + cmd + "5,-3");
+    CHECK_THAT(neg.err, Catch::Contains("item 2 of '5,-3' is '-3'"));
+  }
+}
