@@ -47,6 +47,30 @@ CePeer ce_peer(const at::Tensor& h, const at::Tensor& w, const std::vector<int64
           rnd(g.t().mm(h.to(at::kFloat)), dt).to(at::kDouble)};
 }
 
+// The forward's arguments over device buffers (the gradients left unset).
+synthpert::kernels::FusedLinearCrossEntropyArgs forward_args(DType dtype, const StridedDeviceTensor& h,
+                                                             const StridedDeviceTensor& w, int64_t vocab,
+                                                             const DeviceBuffer& targets, const DeviceBuffer& loss,
+                                                             const DeviceBuffer& lse, int64_t chunk,
+                                                             const DeviceBuffer& workspace, cublasHandle_t handle) {
+  synthpert::kernels::FusedLinearCrossEntropyArgs a;
+  a.dtype = dtype;
+  a.tokens = h.rows;
+  a.hidden_size = h.dim;
+  a.vocab = vocab;
+  a.hidden = h.device.get();
+  a.hidden_row_stride = h.token_stride;
+  a.weight = w.device.get();
+  a.weight_row_stride = w.token_stride;
+  a.targets = targets.as<int64_t>();
+  a.loss = loss.as<float>();
+  a.lse = lse.as<float>();
+  a.chunk_tokens = chunk;
+  a.workspace = workspace.get();
+  a.cublas = handle;
+  return a;
+}
+
 void run_case(const CeCase& c, DType dtype, cublasHandle_t handle) {
   const at::ScalarType dt = torch_dtype(dtype);
   const int64_t N = c.tokens, C = c.hidden, V = c.vocab;
@@ -72,25 +96,11 @@ void run_case(const CeCase& c, DType dtype, cublasHandle_t handle) {
   const at::Tensor dw_start = at::randn({V, C}, at::kFloat);
   dw_.upload(dw_start.data_ptr<float>(), dw_.bytes());
 
-  synthpert::kernels::FusedLinearCrossEntropyArgs a;
-  a.dtype = dtype;
-  a.tokens = N;
-  a.hidden_size = C;
-  a.vocab = V;
-  a.hidden = h_.device.get();
-  a.hidden_row_stride = h_.token_stride;
-  a.weight = w_.device.get();
-  a.weight_row_stride = w_.token_stride;
-  a.targets = t_.as<int64_t>();
-  a.loss = loss_.as<float>();
-  a.lse = lse_.as<float>();
+  auto a = forward_args(dtype, h_, w_, V, t_, loss_, lse_, c.chunk, ws, handle);
   a.grad_scale = float(scale);
   a.dhidden = dh_.device.get();
   a.dhidden_row_stride = dh_.token_stride;
   a.dweight = dw_.as<float>();
-  a.chunk_tokens = c.chunk;
-  a.workspace = ws.get();
-  a.cublas = handle;
   synthpert::kernels::fused_linear_cross_entropy(a, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "fused_linear_cross_entropy");
 
@@ -147,22 +157,8 @@ void run_nan_logit(int64_t nan_row, cublasHandle_t handle) {
   DeviceBuffer t_(targets.size() * sizeof(int64_t)), loss_(size_t(N) * 4), lse_(size_t(N) * 4),
       ws(synthpert::kernels::fused_linear_ce_workspace_bytes(4, V));
   t_.upload(targets.data(), t_.bytes());
-  synthpert::kernels::FusedLinearCrossEntropyArgs a;
-  a.dtype = dtype;
-  a.tokens = N;
-  a.hidden_size = C;
-  a.vocab = V;
-  a.hidden = h_.device.get();
-  a.hidden_row_stride = h_.token_stride;
-  a.weight = w_.device.get();
-  a.weight_row_stride = w_.token_stride;
-  a.targets = t_.as<int64_t>();
-  a.loss = loss_.as<float>();
-  a.lse = lse_.as<float>();
-  a.chunk_tokens = 4;
-  a.workspace = ws.get();
-  a.cublas = handle;
-  synthpert::kernels::fused_linear_cross_entropy(a, nullptr);
+  synthpert::kernels::fused_linear_cross_entropy(forward_args(dtype, h_, w_, V, t_, loss_, lse_, 4, ws, handle),
+                                                  nullptr);
   cuda_ok(cudaDeviceSynchronize(), "fused_linear_cross_entropy");
   std::vector<float> loss(static_cast<size_t>(N)), lse(static_cast<size_t>(N));
   loss_.download(loss.data(), loss_.bytes());
