@@ -221,7 +221,8 @@ int64_t init_model(const ModelConfig& c, const std::string& out_dir, const InitO
   written.torch_dtype = opts.dtype == StDType::BF16 ? "bfloat16"
                         : opts.dtype == StDType::F16 ? "float16" : "float32";
   write_file_atomic(path_join(out_dir, "config.json"), to_hf_json(written).dump(2) + "\n");
-  nlohmann::json gen;
+  // An object even with no token ids: transformers reads the file as one.
+  nlohmann::json gen = nlohmann::json::object();
   if (c.bos_token_id >= 0) gen["bos_token_id"] = c.bos_token_id;
   if (!c.eos_token_ids.empty())
     gen["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::json(c.eos_token_ids[0])

@@ -2,6 +2,7 @@
 // included, exits 2 with one line "synthpert <cmd>: error: ..."; a result
 // that cannot be written to stdout is a failure (1), not a success.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -81,6 +82,19 @@ TEST_CASE("init-model keeps an existing checkpoint unless told to replace it", "
   const auto replaced = run_command(synthpert_bin() + " init-model --preset tiny --seed 2 --overwrite --out " + model);
   CHECK(replaced.exit_code == 0);
   CHECK(synthpert::test::read_text(model + "/model.safetensors") != before);
+}
+
+TEST_CASE("init-model writes a generation_config.json object even without token ids", "[cli]") {
+  // transformers' from_pretrained reads the file as a dict and fails on "null".
+  synthpert::test::TempDir dir("cli-init-gen");
+  synthpert::test::write_text(dir.path + "/in.json",
+                              R"({"model_type": "llama", "vocab_size": 11, "hidden_size": 8, "intermediate_size": 12,
+                                  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1})");
+  REQUIRE(run_command(synthpert_bin() + " init-model --config " + dir.path + "/in.json --out " + dir.path + "/m")
+              .exit_code == 0);
+  const auto gen = nlohmann::json::parse(synthpert::test::read_text(dir.path + "/m/generation_config.json"));
+  CHECK(gen.is_object());
+  CHECK_FALSE(gen.contains("bos_token_id"));
 }
 
 TEST_CASE("init-model refuses sizes whose parameter count is absurd or overflows", "[cli]") {

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 
 import torch
 import transformers
@@ -64,8 +65,11 @@ def compare(a, cfg, ids):
         # sdpa/eager differ only in kernels; eager is the plainest oracle.
         hf = AutoModelForCausalLM.from_pretrained(model_dir, **{DTYPE_KEY: torch.float32},
                                                   attn_implementation="eager").to(a.device)
+        # An explicit all-ones mask and no KV cache: the plainest forward, the
+        # one whose arguments every transformers version reads the same way.
+        x = torch.tensor([ids], device=a.device)
         with torch.no_grad():
-            ref = hf(torch.tensor([ids], device=a.device)).logits[0].float().cpu()
+            ref = hf(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False).logits[0].float().cpu()
         return (torch.tensor(ours["logits"]) - ref).abs().max().item()
 
 
@@ -86,7 +90,10 @@ def main():
             row = {"case": name, "device": a.device, "max_abs_diff": diff, "ok": diff <= a.tol}
         except Exception as e:  # noqa: BLE001 - reported, and the run fails
             diff = float("inf")
-            row = {"case": name, "device": a.device, "error": str(e), "ok": False}
+            # The innermost frames say which side failed, and where.
+            where = traceback.format_exception(type(e), e, e.__traceback__)[-4:]
+            row = {"case": name, "device": a.device, "error": f"{type(e).__name__}: {e}",
+                   "traceback": "".join(where), "ok": False}
         worst = max(worst, diff)
         results.append(row)
         print(json.dumps(row), flush=True)
