@@ -12,6 +12,14 @@ __global__ void image_probe_kernel() {}
 }  // namespace
 
 bool device_has_kernel_image(int device) {
+  // An ordinal outside the devices is answered here rather than by a failing
+  // cudaSetDevice: no CUDA call errs, so compute-sanitizer reports nothing.
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (device < 0 || device >= count) return false;
   int previous = -1;
   if (cudaGetDevice(&previous) != cudaSuccess) {
     cudaGetLastError();
