@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
   std::ofstream(stem + ".md") << "# attention on " << prop.name << ", " << date << "\n\n"
                               << "bf16, head dim " << D << ", causal, " << H << " heads, " << N
                               << " tokens per step; bwd FLOPs counted as 2.5x fwd. Command: `" << command.str()
-                              << "`\n\n"
+                              << "`\n\nVersions: " << result["versions"].dump() << "\n\n"
                               << md.str();
   std::fprintf(stderr, "bench_attention: wrote %s.{json,md}\n", stem.c_str());
   for (void* p : {q, k, v, dout, out, dq, dk, dv, lse, ws, cu, flush}) cudaFree(p);

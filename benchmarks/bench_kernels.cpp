@@ -342,7 +342,7 @@ int main(int argc, char** argv) {
   std::ofstream(stem + ".md") << "# kernels on " << prop.name << ", " << date << "\n\n"
                               << "bf16; GB/s counts each input read once and each output written once; HBM peak "
                               << int(peak / 1e9) << " GB/s (2 x memory clock x bus width). Command: `"
-                              << command.str() << "`\n\n"
+                              << command.str() << "`\n\nVersions: " << result["versions"].dump() << "\n\n"
                               << md.str();
   std::fprintf(stderr, "bench_kernels: wrote %s.{json,md}\n", stem.c_str());
   if (o.peer && peer.empty()) {

@@ -4,11 +4,15 @@
 # offline dependency prefix (scripts/bundle-offline-deps.sh) when present,
 # then runs steps in priority order, logging each:
 #   gpu-small, gpu-large   the [gpu] kernel tests, small shapes first
+#   engine-dispatch        the engine's entries to the kernels through a CUDA
+#                          libtorch, each test case in a process of its own
+#                          (a crash is rerun under cuda-gdb for a backtrace)
 #   parity-peft            LoRA training vs transformers + PEFT (loss, LoRA
 #                          gradients, our adapter in PEFT, NCCL world of one)
 #   parity-cuda, parity-cpu  engine logits vs transformers (hf_parity.py)
 #   memcheck, racecheck    compute-sanitizer on the small [gpu] kernel tests
-#                          (not the [engine_dispatch] ones)
+#                          (not the [engine_dispatch] ones), judged by
+#                          scripts/sanitize-kernels.sh
 #   cpu-tests              the CPU suites against this host's libtorch
 #   bench-attention, bench-kernels, bench-train   benchmarks vs PyTorch / PEFT
 #   bench-engine           prefill and greedy decode vs transformers (1B shape)
@@ -24,10 +28,10 @@
 #
 # Usage: scripts/gpu-verify.sh [--plan correctness|speed|all] [--only STEP[,STEP...]]
 #                              [--deadline SECONDS] [--skip-build] [--also-build STEP[,STEP...]]
-#   plans: correctness = gpu-small parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu
+#   plans: correctness = gpu-small engine-dispatch parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu
 #          speed       = bench-attention bench-kernels bench-train (sequence 2048 only) bench-engine
 #          all         = both, cpu-tests, and bench-train over sequences 512..8192 (default)
-#   group names for --only: gpu-tests (gpu-small,gpu-large), parity (the three), bench (attention, kernels, engine)
+#   group names for --only: gpu-tests (gpu-small,engine-dispatch,gpu-large), parity (the three), bench (attention, kernels, engine)
 #   --also-build: after the steps, with the time left, build these steps'
 #   binaries too, so a second call can run them with --skip-build at once.
 # Environment: BUILD_DIR (default build-gpu), JOBS, PYTHON (default python3),
@@ -64,10 +68,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# The quick GPU proofs first: the small kernel tests, then training and logits
+# The quick GPU proofs first: the small kernel tests and the engine's use of
+# them, then training and logits
 # against transformers/PEFT, then the large shapes and the sanitizers; the
 # CPU-only parity last.
-correctness="gpu-small parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu"
+correctness="gpu-small engine-dispatch parity-peft parity-cuda gpu-large memcheck racecheck parity-cpu"
 speed="bench-attention bench-kernels bench-train bench-engine"
 case $plan in
   correctness) steps=$correctness; train_seqs=${TRAIN_SEQS:-2048} ;;
@@ -78,7 +83,7 @@ esac
 all_steps="$correctness cpu-tests $speed"
 # A --only/--also-build list with its groups expanded: ",a,b,".
 expand_steps() {
-  echo ",$1," | sed -e 's/,gpu-tests,/,gpu-small,gpu-large,/' \
+  echo ",$1," | sed -e 's/,gpu-tests,/,gpu-small,engine-dispatch,gpu-large,/' \
     -e 's/,parity,/,parity-peft,parity-cuda,parity-cpu,/' -e 's/,bench,/,bench-attention,bench-kernels,bench-engine,/'
 }
 # Its steps in priority order (the list checked first, in this shell, so an
@@ -104,7 +109,7 @@ wanted() { [[ " $steps " == *" $1 "* ]]; }
 
 # Per-step caps under --deadline (seconds): generous for a correct build, so
 # that a hang in one step cannot eat the time of the steps after it.
-declare -A cap=([configure]=240 [build]=480 [build-later]=480 [gpu-small]=150 [gpu-large]=240 [parity-peft]=240
+declare -A cap=([configure]=240 [build]=480 [build-later]=480 [gpu-small]=150 [engine-dispatch]=180 [gpu-large]=240 [parity-peft]=240
                 [parity-cuda]=150 [parity-cpu]=150 [memcheck]=180 [racecheck]=240 [cpu-tests]=400
                 [bench-attention]=150 [bench-kernels]=300 [bench-train]=540 [bench-engine]=300)
 reserve_s=10  # kept back at the deadline to write the summary and the tarball
@@ -223,7 +228,7 @@ targets_for() {  # the build targets of steps $1, one per line
   local out=() s
   for s in $1; do
     case $s in
-      gpu-small|gpu-large|memcheck|racecheck) out+=(test_kernels) ;;
+      gpu-small|engine-dispatch|gpu-large|memcheck|racecheck) out+=(test_kernels) ;;
       parity-*) out+=(synthpert) ;;
       bench-attention) out+=(bench_attention) ;;
       bench-kernels) out+=(bench_kernels) ;;
@@ -288,23 +293,39 @@ if [ $skip_build = 0 ]; then
   # -k 0: build every target that can be built, so one compile error leaves
   # the other steps their binaries.
   run_step build cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- -k 0
+  # Which CUDA, cuBLAS, NCCL and torch libraries the binaries resolve (the
+  # toolkit's or the wheel's: the same sonames, perhaps not the same builds).
+  for b in tests/kernels/test_kernels synthpert; do
+    [ -x "$build/$b" ] || continue
+    echo "libraries of $b:"
+    ldd "$build/$b" | grep -E 'cuda|cublas|nccl|torch|c10' | sed 's/^[[:space:]]*/  /'
+  done >>"$logs/host.txt" 2>&1
 fi
 
 # ---- steps, in priority order ---------------------------------------------
 kernel_tests=$build/tests/kernels/test_kernels
 sanitizer=$(command -v compute-sanitizer || echo "${CUDA_HOME:-/usr/local/cuda}/bin/compute-sanitizer")
+export SANITIZER=$sanitizer  # scripts/sanitize-kernels.sh's
 have_py() { "$python" -c "import $1" 2>/dev/null; }
-gpu_suite() {  # gpu_suite NAME FILTER: the kernel test binary; "skipped" (77) fails here
+gpu_suite() {  # gpu_suite NAME FILTER [RUNNER]: the kernel test binary; "skipped" (77) fails here
   local name=$1
-  # -w NoTests: a filter that matches nothing (a renamed tag) fails.
-  run_step "$name" "$kernel_tests" "$2" --durations yes -w NoTests
+  if [ -n "${3:-}" ]; then
+    # One process per test case; a filter matching nothing fails there too.
+    run_step "$name" "$3" "$kernel_tests" "$2" --durations yes
+  else
+    # -w NoTests: a filter that matches nothing (a renamed tag) fails.
+    run_step "$name" "$kernel_tests" "$2" --durations yes -w NoTests
+  fi
   if grep -q "skipped: no CUDA device" "$logs/$name.log" 2>/dev/null; then
     record "$name-device" FAIL "the GPU suite found no usable CUDA device"
   fi
 }
 for s in $steps; do
   case $s in
-    gpu-small) gpu_suite gpu-small "[gpu]~[large]" ;;
+    # The engine's cases load a CUDA libtorch: a crash there must not leave the
+    # kernels' own cases unrun, so they run apart, one process per case.
+    gpu-small) gpu_suite gpu-small "[gpu]~[large]~[engine_dispatch]" ;;
+    engine-dispatch) gpu_suite engine-dispatch "[gpu][engine_dispatch]" "$root/scripts/run-tests-isolated.sh" ;;
     gpu-large) gpu_suite gpu-large "[gpu][large]" ;;
     parity-peft)
       if have_py peft && have_py transformers; then
@@ -319,10 +340,7 @@ for s in $steps; do
       if [ -x "$sanitizer" ]; then
         # The kernels' own small cases; the engine-dispatch cases would mostly
         # instrument libtorch's CUDA start-up.
-        # Lazy module loading, so the sanitizer instruments the kernels a test
-        # launches, not every kernel image of libtorch at the first CUDA call.
-        run_step "$s" env CUDA_MODULE_LOADING=LAZY "$sanitizer" --tool "$s" --error-exitcode 1 "$kernel_tests" \
-          "[gpu]~[large]~[engine_dispatch]" -w NoTests
+        run_step "$s" "$root/scripts/sanitize-kernels.sh" "$s" "$kernel_tests" "[gpu]~[large]~[engine_dispatch]" -w NoTests
       else record "$s" FAIL "compute-sanitizer not found (PATH or $sanitizer)"; fi ;;
     cpu-tests) run_step cpu-tests ctest --test-dir "$build" -LE gpu --output-on-failure -j "$jobs" ;;
     bench-attention) run_step bench-attention "$build/benchmarks/bench_attention" --python "$python" ;;
