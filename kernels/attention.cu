@@ -93,7 +93,22 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
          attn::align256(size_t(total_tokens) * heads * sizeof(float));
 }
 
-void attention_forward(const AttentionForwardArgs& a, cudaStream_t stream) {
+AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& a) {
+  switch (a.path) {
+    case AttentionPath::kMmaSync: return {AttentionPath::kMmaSync, a.wgmma_warpgroups};
+    case AttentionPath::kWgmma: return {AttentionPath::kWgmma, a.wgmma_warpgroups};
+    case AttentionPath::kAuto: break;
+  }
+  if (a.problem.head_dim == 128 && attention_wgmma_available())
+    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1};
+  return {AttentionPath::kMmaSync, a.wgmma_warpgroups};
+}
+
+void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
+  AttentionForwardArgs a = args;
+  const AttentionForwardChoice choice = attention_forward_choice(args);
+  a.path = choice.path;
+  a.wgmma_warpgroups = choice.wgmma_warpgroups;
   const char* op = "attention_forward";
   const AttentionProblem& p = a.problem;
   check_problem(p, op);

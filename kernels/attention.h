@@ -49,8 +49,8 @@ struct AttentionProblem {
 // Which forward kernel runs. kMmaSync: mma.sync.m16n8k16 tiles (sm_80 and
 // later). kWgmma: warpgroup wgmma tiles reading operands from swizzled shared
 // memory (sm_90a builds on sm_90 devices only; attention_wgmma_available()).
-// kAuto is kMmaSync: the wgmma kernel has not yet run on a GPU, and becomes
-// the default on sm_90 once its [attention_wgmma] test has passed there.
+// kAuto: the faster of the two where it was measured, see
+// attention_forward_choice().
 enum class AttentionPath { kAuto, kMmaSync, kWgmma };
 
 struct AttentionForwardArgs {
@@ -76,6 +76,20 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
 // True when the current device is compute capability 9.0 and this build
 // carries sm_90a code, i.e. when AttentionPath::kWgmma can run here.
 bool attention_wgmma_available();
+
+// The forward kernel attention_forward runs for `args`: the path asked for,
+// or for kAuto, on a device where kWgmma can run and at head dim 128, the
+// wgmma kernel (one warpgroup per block below 2048 tokens of max_seqlen, two
+// from there on), else kMmaSync. On an H200 that choice was 1.15-1.22x
+// the mma.sync one at head dim 128, causal, 512-16k tokens, one warpgroup
+// ahead up to 1024 tokens and two from 4096
+// (benchmarks/results/attention-nvidia-h200-2026-12-04.md); head dim 64 has
+// not been measured and stays on mma.sync.
+struct AttentionForwardChoice {
+  AttentionPath path;    // kMmaSync or kWgmma
+  int wgmma_warpgroups;  // kWgmma: 1 or 2
+};
+AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
 
 // Computes out and lse_HN. Throws KernelError on a violated precondition or a
 // failed launch. Asynchronous on `stream`.
