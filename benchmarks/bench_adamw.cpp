@@ -2,7 +2,7 @@
 // fused=True (benchmarks/peer_adamw.py) on two parameter lists:
 //   full   8 Llama-style layers at hidden 4096, intermediate 14336 (4 square
 //          attention matrices, 3 MLP matrices, 2 norm vectors without decay
-//          per layer: 0.54 B parameters)
+//          per layer: 1.95 B parameters)
 //   lora   the LoRA adapters of 32 such layers at rank 16 on q,k,v,o,gate,up,
 //          down (448 small tensors, 45 M parameters): launch-bound
 // in two modes: fp32 parameters and gradients (the peer: fused AdamW on the
