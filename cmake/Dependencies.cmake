@@ -13,6 +13,16 @@ endif()
 set(_synthpert_cuda_flags "${CMAKE_CUDA_FLAGS}")
 find_package(Torch REQUIRED)
 set(CMAKE_CUDA_FLAGS "${_synthpert_cuda_flags}")
+# PyTorch wheels' libtorch_cpu.so carries a static copy of libstdc++'s
+# std::filesystem and exports its recursive_directory_iterator functions
+# (pytorch/pytorch#133437). A binary that names libtorch before libstdc++
+# binds libstdc++'s own calls to those copies, and std::filesystem::remove_all
+# on a non-empty folder then mixes two builds of the iterator and crashes:
+# the test of the engine's CUDA paths did, at the end, on an H200 host
+# (docs/gpu-host.md), and the trainer prunes checkpoints with remove_all.
+# libstdc++ first in every executable's search order keeps one copy in use
+# (tests/check_link_order.sh checks the order).
+add_link_options("LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
 # PyTorch's headers need C++20 from 2.12 on.
 if(Torch_VERSION VERSION_GREATER_EQUAL 2.12)
   set(CMAKE_CXX_STANDARD 20)

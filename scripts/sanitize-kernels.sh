@@ -29,7 +29,7 @@ if [ "$tool" = memcheck ]; then
   exit "${PIPESTATUS[0]}"
 fi
 
-CUDA_MODULE_LOADING=LAZY "$sanitizer" --tool racecheck --print-limit 0 "$@" 2>&1 | tee "$log"
+CUDA_MODULE_LOADING=LAZY "$sanitizer" --tool racecheck "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 [ $rc = 0 ] || { echo "sanitize-kernels: the tests failed under racecheck (exit $rc)"; exit "$rc"; }
 grep -q "RACECHECK SUMMARY" "$log" || { echo "sanitize-kernels: racecheck printed no summary"; exit 1; }
