@@ -121,7 +121,8 @@ struct ApiServer::Impl {
   // threads kept back, /health and /v1/models always find one free.
   std::atomic<int> busy_handlers{0};
   static constexpr int kReservedThreads = 2;
-  uint64_t id_salt = std::random_device{}();
+  // random_device yields 32 bits: two draws fill the 16 hex digits of an id.
+  uint64_t id_salt = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
   std::mutex seed_mutex;
   std::mt19937_64 seed_rng{std::random_device{}()};
 
@@ -512,7 +513,10 @@ void ApiServer::Impl::routes() {
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error body
     std::string what;
-    const char* allowed = res.status == 404 ? allowed_method(req.path) : nullptr;
+    // A route asked with another method is a 404 from the router, or a 400
+    // when the HTTP layer refused the body first (a POST with no
+    // Content-Length, as `curl -X POST` sends): either way a 405.
+    const char* allowed = res.status == 404 || res.status == 400 ? allowed_method(req.path) : nullptr;
     if (allowed && req.method != allowed) {
       res.status = 405;
       res.set_header("Allow", allowed);

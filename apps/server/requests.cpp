@@ -38,6 +38,9 @@ std::optional<double> optional_number(const json& body, const char* key, double 
 std::optional<int64_t> optional_int(const json& body, const char* key, int64_t lo) {
   if (!body.contains(key) || body[key].is_null()) return std::nullopt;
   if (!body[key].is_number_integer()) throw bad_request(key, std::string(key) + " must be an integer");
+  // Above 2^63 - 1 the number reads back negative as int64_t: quote it as sent.
+  if (body[key].is_number_unsigned() && body[key].get<uint64_t>() > uint64_t(INT64_MAX))
+    throw bad_request(key, std::string(key) + " is too large, got " + body[key].dump());
   const int64_t v = body[key].get<int64_t>();
   if (v < lo) throw bad_request(key, std::string(key) + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
   return v;

@@ -8,6 +8,7 @@
 // (NODE_PATH must reach the `openai` package). Exits non-zero on any failure.
 'use strict';
 const fs = require('node:fs');
+const net = require('node:net');
 const path = require('node:path');
 const assert = require('node:assert/strict');
 const { OpenAI } = require('openai');
@@ -103,6 +104,27 @@ function safeStop(text) {
   return null;
 }
 
+// One raw HTTP/1.1 request (fetch always sends Content-Length on a POST;
+// curl -X POST does not); resolves to the status code and the response head
+// once that has arrived. The socket is not half-closed: the HTTP layer reads
+// a POST without a length until its read timeout (5 s), then answers.
+function rawRequest(url, text) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(port), hostname, () => sock.write(text));
+    let got = '';
+    sock.on('data', (d) => {
+      got += d;
+      if (got.includes('\r\n\r\n')) {
+        sock.destroy();
+        resolve({ status: Number(got.split(' ')[1]), text: got });
+      }
+    });
+    sock.on('end', () => resolve({ status: Number(got.split(' ')[1]), text: got }));
+    sock.on('error', reject);
+  });
+}
+
 async function main() {
   const cfg = await makeModel();
   writeAdapter(cfg);
@@ -133,6 +155,11 @@ async function main() {
     assert.equal(wrong.status, 405);
     assert.equal(wrong.headers.get('allow'), 'POST');
     assert.match((await wrong.json()).error.message, /\/v1\/chat\/completions takes POST, not GET/);
+    // A POST without Content-Length to a GET route: 405 too, not a 400 about the body.
+    const bare = await rawRequest(server.info.listening,
+      `POST /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n\r\n`);
+    assert.equal(bare.status, 405, bare.text);
+    assert.match(bare.text, /\r\nAllow: GET\r\n/i);
     const none = await fetch(`${server.info.listening}/v1/nothing`, { headers });
     assert.equal(none.status, 404);
     // "/v1/models/" names no model: no route, whatever the method.
@@ -181,6 +208,9 @@ async function main() {
     const ref = await reference({ messages: chat, maxTokens: 12 });
     const res = await client.chat.completions.create({ model: name, messages: chat, max_tokens: 12, temperature: 0 });
     assert.equal(res.object, 'chat.completion');
+    // 64 random bits, then a counter: the first 8 hex digits are zero once in 2^32 starts.
+    assert.match(res.id, /^chatcmpl-[0-9a-f]{24}$/);
+    assert.doesNotMatch(res.id, /^chatcmpl-00000000/);
     assert.equal(res.choices[0].message.role, 'assistant');
     assert.equal(res.choices[0].message.content, ref.text);
     assert.equal(res.choices[0].finish_reason, ref.finish_reason);

@@ -68,6 +68,18 @@ TEST_CASE("chat requests: each broken rule names its field", "[server]") {
   CHECK(refused_param(with("max_tokens", 0)) == "max_tokens");
   CHECK(refused_param(with("max_tokens", 1.5)) == "max_tokens");
   {
+    // Past int64: refused with the number as sent (it read back as -1).
+    auto b = chat_body();
+    b["max_tokens"] = 18446744073709551615ull;
+    try {
+      parse_chat_request(b);
+      FAIL("accepted");
+    } catch (const ApiError& e) {
+      CHECK(e.param == "max_tokens");
+      CHECK_THAT(std::string(e.what()), Catch::Contains("too large, got 18446744073709551615"));
+    }
+  }
+  {
     // The newer max_completion_tokens wins, but a broken max_tokens beside it is still refused.
     auto b = chat_body();
     b["max_completion_tokens"] = 5;
