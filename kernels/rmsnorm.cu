@@ -2,12 +2,18 @@
 //
 // Forward: one 256-thread block per row (grid-stride over rows); the row is
 // read twice (sum of squares, then normalise), the second time mostly from
-// L1/L2. Backward: a fixed grid of at most 256 blocks, each walking its rows;
-// per row one block reduction for sum(dy * w * n), and, when dweight is
+// L1/L2. Backward: a grid of partial_blocks(rows) blocks, each walking its
+// rows; per row one block reduction for sum(dy * w * n), and, when dweight is
 // wanted, each thread adds dy * round(n) for the columns it owns into a
 // shared-memory row (no atomics: the column -> thread map is the same for
 // every row). A second kernel sums the per-block rows in a fixed order, so
-// dweight is deterministic.
+// dweight is deterministic: 32 columns per block, 8 lanes each summing every
+// 8th partial row, then the 8 lane sums in lane order.
+//
+// On an H200 (benchmarks/results/kernels-nvidia-h200-2026-12-04.md) the
+// backward moved 31% of HBM peak at 16384 x 4096 with at most 256 blocks
+// (two per SM) and a reduction of 16 blocks, one thread per column walking
+// 256 partial rows. Both now spread wider (not yet measured).
 #include "kernels/rmsnorm.h"
 
 #include <algorithm>
@@ -20,7 +26,14 @@ namespace synthpert::kernels {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kMaxPartials = 256;
+// Backward blocks: at least 16 rows each once rows are many (a partial row of
+// C floats written and read back costs about what 1.3 rows of x, dy and dx
+// move), at most 1024 (about 8 per SM on 132 SMs), and never fewer than
+// min(rows, 256).
+constexpr int64_t kMaxPartials = 1024;
+constexpr int64_t kRowsPerPartial = 16;
+constexpr int64_t kMinPartials = 256;
+constexpr int kReduceCols = 32, kReduceLanes = kThreads / kReduceCols;
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads) rmsnorm_fwd_kernel(RmsNormForwardArgs a) {
@@ -95,16 +108,32 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_bwd_kernel(RmsNormBackwardAr
   }
 }
 
-// dweight[c] = sum over the G partial rows, in block order.
-__global__ void rmsnorm_dweight_reduce_kernel(const float* partial_GC, int64_t blocks, int64_t width, float* dweight) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= width) return;
+// dweight[c] = sum over the G partial rows: lane l of column c sums rows
+// l, l + 8, ... in order, then the 8 lane sums are added in lane order.
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_dweight_reduce_kernel(const float* partial_GC, int64_t blocks, int64_t width, float* dweight) {
+  __shared__ float lane_sum[kReduceLanes][kReduceCols];
+  const int col = int(threadIdx.x) % kReduceCols, lane = int(threadIdx.x) / kReduceCols;
+  const int64_t c = int64_t(blockIdx.x) * kReduceCols + col;
   float s = 0.f;
-  for (int64_t g = 0; g < blocks; ++g) s += partial_GC[g * width + c];
-  dweight[c] = s;
+  if (c < width) {
+#pragma unroll 4
+    for (int64_t g = lane; g < blocks; g += kReduceLanes) s += partial_GC[g * width + c];
+  }
+  lane_sum[lane][col] = s;
+  __syncthreads();
+  if (lane == 0 && c < width) {
+    float total = 0.f;
+#pragma unroll
+    for (int l = 0; l < kReduceLanes; ++l) total += lane_sum[l][col];
+    dweight[c] = total;
+  }
 }
 
-int64_t partial_blocks(int64_t rows) { return std::max<int64_t>(1, std::min(rows, kMaxPartials)); }
+int64_t partial_blocks(int64_t rows) {
+  const int64_t wide = std::max((rows + kRowsPerPartial - 1) / kRowsPerPartial, std::min(rows, kMinPartials));
+  return std::max<int64_t>(1, std::min(wide, kMaxPartials));
+}
 
 }  // namespace
 
@@ -168,8 +197,8 @@ void rmsnorm_backward(const RmsNormBackwardArgs& a, cudaStream_t stream) {
   });
   SPK_CHECK_LAUNCH(op);
   if (want_dw) {
-    rmsnorm_dweight_reduce_kernel<<<ceil_div(a.width, kThreads), kThreads, 0, stream>>>(partial, blocks, a.width,
-                                                                                      a.dweight);
+    rmsnorm_dweight_reduce_kernel<<<ceil_div(a.width, kReduceCols), kThreads, 0, stream>>>(partial, blocks, a.width,
+                                                                                         a.dweight);
     SPK_CHECK_LAUNCH(op);
   }
 }

@@ -46,7 +46,7 @@ struct RmsNormBackwardArgs {
   void* workspace = nullptr;    // rmsnorm_backward_workspace_bytes(); only with dweight
 };
 
-// Per-block partial sums of dweight: [min(R, 256), C] fp32.
+// Per-block partial sums of dweight: [G, C] fp32, G = min(1024, max(ceil(R / 16), min(R, 256))).
 size_t rmsnorm_backward_workspace_bytes(int64_t rows, int64_t width);
 
 // Widest C for which dweight can be computed (the per-block partial row lives

@@ -1,9 +1,14 @@
 // RoPE kernel, launcher and host inverse-frequency helpers (see rope.h).
 //
-// One thread per (token, pair index i): it computes cos/sin once and rotates
-// pair i of every head of the token, so the trigonometry is amortised over H
-// heads and the kernel stays bound by memory traffic. Consecutive threads take
-// consecutive i, so each warp reads contiguous runs of both halves of a head.
+// One thread per (token, V consecutive pair indices): it computes their cos/sin
+// once and rotates those pairs of every head of the token, so the
+// trigonometry is amortised over H heads and the kernel stays bound by memory
+// traffic. Consecutive threads take consecutive pairs, so each warp reads
+// contiguous runs of both halves of a head. V = 8 (16-byte accesses) where
+// half the head dim, the pointers and the strides allow it, else V = 1: on an
+// H200 the one-pair (2-byte) version moved 45% of HBM peak at 16384 tokens x
+// 32 heads x 128 (benchmarks/results/kernels-nvidia-h200-2026-12-04.md); the
+// 8-pair one is not yet measured. Both compute the same values.
 #include "kernels/rope.h"
 
 #include <cmath>
@@ -16,25 +21,35 @@ namespace {
 
 constexpr int kThreads = 128;
 
-template <typename T>
+template <typename T, int V>
 __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs a) {
   const int half = a.head_dim / 2;
+  const int groups = half / V;  // threads per token
   const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= a.tokens * half) return;
-  const int64_t n = t / half;
-  const int i = int(t % half);
-  // fp32 angle, as the reference implementations form it.
-  const float angle = float(a.positions[n]) * a.inv_freq[i];
-  float s, c;
-  sincosf(angle, &s, &c);
-  if (a.inverse) s = -s;
-  const T* x = static_cast<const T*>(a.x) + n * a.x_token_stride + i;
-  T* y = static_cast<T*>(a.y) + n * a.y_token_stride + i;
+  if (t >= a.tokens * groups) return;
+  const int64_t n = t / groups;
+  const int i0 = int(t % groups) * V;
+  float s[V], c[V];
+  const float position = float(a.positions[n]);
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    // fp32 angle, as the reference implementations form it.
+    sincosf(position * a.inv_freq[i0 + v], &s[v], &c[v]);
+    if (a.inverse) s[v] = -s[v];
+  }
+  const T* x = static_cast<const T*>(a.x) + n * a.x_token_stride + i0;
+  T* y = static_cast<T*>(a.y) + n * a.y_token_stride + i0;
   for (int h = 0; h < a.heads; ++h) {
-    const float x1 = to_float(x[h * a.x_head_stride]);
-    const float x2 = to_float(x[h * a.x_head_stride + half]);
-    y[h * a.y_head_stride] = from_float<T>(x1 * c - x2 * s);
-    y[h * a.y_head_stride + half] = from_float<T>(x2 * c + x1 * s);
+    float x1[V], x2[V], y1[V], y2[V];
+    rowwise::load<T, V>(x + h * a.x_head_stride, x1);
+    rowwise::load<T, V>(x + h * a.x_head_stride + half, x2);
+#pragma unroll
+    for (int v = 0; v < V; ++v) {
+      y1[v] = x1[v] * c[v] - x2[v] * s[v];
+      y2[v] = x2[v] * c[v] + x1[v] * s[v];
+    }
+    rowwise::store<T, V>(y + h * a.y_head_stride, y1);
+    rowwise::store<T, V>(y + h * a.y_head_stride + half, y2);
   }
 }
 
@@ -59,10 +74,13 @@ void rope_apply(const RopeArgs& a, cudaStream_t stream) {
   const bool aliased = a.x == a.y;
   SPK_REQUIRE(!aliased || (a.x_token_stride == a.y_token_stride && a.x_head_stride == a.y_head_stride), op,
               "in-place use (y == x) needs identical strides");
-  const int64_t threads = a.tokens * (a.head_dim / 2);
+  // Eight pairs per thread when every access of 8 elements is 16-byte aligned.
+  const bool vec8 = (a.head_dim / 2) % 8 == 0 && rowwise::vec8_ok(a.x, a.x_token_stride, 8) &&
+                    rowwise::vec8_ok(a.y, a.y_token_stride, 8) && a.x_head_stride % 8 == 0 && a.y_head_stride % 8 == 0;
+  const int64_t threads = a.tokens * (a.head_dim / 2) / (vec8 ? 8 : 1);
   SPK_REQUIRE(ceil_div(threads, kThreads) <= 0x7fffffffu, op, "tokens * head_dim / 2 is too large for one launch");
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
-    rope_kernel<T><<<ceil_div(threads, kThreads), kThreads, 0, stream>>>(a);
+    SPK_VEC_SWITCH(vec8, V, [&] { rope_kernel<T, V><<<ceil_div(threads, kThreads), kThreads, 0, stream>>>(a); });
   });
   SPK_CHECK_LAUNCH(op);
 }

@@ -55,8 +55,13 @@ TEST_CASE("rmsnorm launchers name the broken precondition", "[cpu][rmsnorm]") {
   b.workspace = fake;
   b.rstd = nullptr;
   CHECK_THROWS_WITH(rmsnorm_backward(b, nullptr), Catch::Contains("rstd must be the forward's"));
+  // One partial row per block: min(rows, 256) blocks, up to 1024 once there are 16 rows for each.
   CHECK(rmsnorm_backward_workspace_bytes(1000, 64) == 256 * 64 * sizeof(float));
   CHECK(rmsnorm_backward_workspace_bytes(3, 64) == 3 * 64 * sizeof(float));
+  CHECK(rmsnorm_backward_workspace_bytes(8192, 64) == 512 * 64 * sizeof(float));
+  CHECK(rmsnorm_backward_workspace_bytes(8193, 64) == 513 * 64 * sizeof(float));
+  CHECK(rmsnorm_backward_workspace_bytes(16384, 4096) == size_t(1024) * 4096 * sizeof(float));
+  CHECK(rmsnorm_backward_workspace_bytes(1 << 20, 64) == 1024 * 64 * sizeof(float));
 }
 
 TEST_CASE("rope launcher names the broken precondition", "[cpu][rope]") {
