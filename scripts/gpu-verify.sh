@@ -207,17 +207,36 @@ run_step() {  # run_step NAME COMMAND... ; output to $logs/NAME.log
   # toolkit older than the CUDA torch was built with can lack symbols libtorch
   # calls ("symbol lookup error" in every step).
   nvcc_cuda=$(nvcc --version 2>/dev/null | grep -oE 'release [0-9]+\.[0-9]+' | cut -d' ' -f2)
-  torch_cuda=$("$python" -c 'import torch; print(torch.version.cuda or "")' 2>/dev/null)
+  # One interpreter start for every Python fact (importing torch takes seconds).
+  py_facts=$("$python" - <<'PY' 2>&1
+import os
+try:
+    import torch
+    print("torch_cuda:", torch.version.cuda or "")
+    print("torch:", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())
+except Exception as e:
+    print("torch: not importable:", e)
+try:
+    # c10d: the NCCL torch was built with (the configure log names the nccl.h
+    # used) and whether the wheel carries gloo headers.
+    print("torch nccl:", torch.cuda.nccl.version(), "gloo headers in wheel:",
+          os.path.exists(os.path.join(os.path.dirname(torch.__file__), "include/gloo/config.h")))
+except Exception as e:
+    print("torch nccl: none:", e)
+try:
+    import transformers, peft
+    print("transformers:", transformers.__version__, "peft:", peft.__version__)
+except Exception as e:
+    print("transformers/peft: not importable:", e)
+PY
+)
+  torch_cuda=$(sed -n 's/^torch_cuda: //p' <<<"$py_facts")
   if [ -n "$nvcc_cuda" ] && [ -n "$torch_cuda" ] &&
      [ "$(printf '%s\n%s\n' "$nvcc_cuda" "$torch_cuda" | sort -V | head -1)" != "$torch_cuda" ]; then
     echo "WARNING: nvcc is CUDA $nvcc_cuda, older than torch's CUDA $torch_cuda: point PATH/CUDA_HOME at a toolkit >= $torch_cuda if steps fail with symbol lookup errors"
   fi
   echo "cmake: $(cmake --version | head -1)"
-  "$python" -c 'import torch; print("torch:", torch.__version__, "cuda", torch.version.cuda, "cxx11abi", torch.compiled_with_cxx11_abi())' 2>&1
-  "$python" -c 'import transformers, peft; print("transformers:", transformers.__version__, "peft:", peft.__version__)' 2>&1
-  # c10d: the NCCL torch was built with (the configure log names the nccl.h
-  # used) and whether the wheel carries gloo headers.
-  "$python" -c 'import os, torch; print("torch nccl:", torch.cuda.nccl.version(), "gloo headers in wheel:", os.path.exists(os.path.join(os.path.dirname(torch.__file__), "include/gloo/config.h")))' 2>&1
+  grep -v '^torch_cuda: ' <<<"$py_facts"
   echo "git: $(git -C "$root" rev-parse HEAD 2>/dev/null) $(git -C "$root" status --porcelain 2>/dev/null | wc -l) modified"
   echo "plan: $plan; steps: $steps; CUDA archs: $archs; jobs: $jobs"
   [ -f "$deps/MANIFEST" ] && { echo "offline deps:"; sed 's/^/  /' "$deps/MANIFEST"; }
