@@ -5,7 +5,8 @@
 // The "fwd" rows run AttentionPath::kAuto, the engine's choice; on an sm_90
 // device each forward kernel also gets rows of its own (mma.sync, wgmma with
 // one and with two warpgroups per block), the measurements kAuto's rule
-// rests on (kernels/attention.h).
+// rests on (kernels/attention.h). The backward gets one row per key block
+// (64 and 128 keys per thread block), for attention_backward_key_block().
 //
 // Each measurement: warm-up, then per iteration an L2 flush (a 256 MiB
 // memset) followed by the timed call; the median is reported. Results go to
@@ -168,15 +169,19 @@ int main(int argc, char** argv) {
     ba.workspace = ws;
 
     const double f_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fa, nullptr); });
-    const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(ba, nullptr); });
     const double flops = fwd_flops(batch, H, seqlen, D);
     struct Result {
       std::string label;  // row name prefix
       const char* dir;    // the peer's direction
       double tflops;
     };
-    std::vector<Result> results = {{"fwd", "fwd", flops / (f_ms * 1e-3) / 1e12},
-                                   {"bwd", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12}};
+    std::vector<Result> results = {{"fwd", "fwd", flops / (f_ms * 1e-3) / 1e12}};
+    for (int key_block : {64, 128}) {  // both backward kernels; kAuto runs one of them
+      AttentionBackwardArgs bk = ba;
+      bk.key_block = key_block;
+      const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(bk, nullptr); });
+      results.push_back({"bwd " + std::to_string(key_block) + " keys", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12});
+    }
     if (wgmma) {  // mma.sync, then the sm_90a forward with blocks of 2 and 1 warpgroups; same problem, same peer
       for (int warpgroups : {0, 1, 2}) {
         AttentionForwardArgs fw = fa;

@@ -135,8 +135,14 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   });
 }
 
-void attention_backward(const AttentionBackwardArgs& a, cudaStream_t stream) {
+int attention_backward_key_block(const AttentionBackwardArgs& a) { return a.key_block == 0 ? 64 : a.key_block; }
+
+void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) {
   const char* op = "attention_backward";
+  SPK_REQUIRE(args.key_block == 0 || args.key_block == 64 || args.key_block == 128, op,
+              "key_block must be 0 (choose), 64 or 128, got " + std::to_string(args.key_block));
+  AttentionBackwardArgs a = args;
+  a.key_block = attention_backward_key_block(args);
   const AttentionProblem& p = a.problem;
   check_problem(p, op);
   if (nothing_to_do(p)) return;

@@ -64,6 +64,10 @@ struct AttentionForwardArgs {
 
 struct AttentionBackwardArgs {
   AttentionProblem problem;
+  // Keys per thread block of the main kernel: 64 (4 warps) or 128 (8 warps:
+  // each staged query tile and each dQ atomic serves twice the keys, one block
+  // per SM instead of two); 0 lets attention_backward_key_block() choose.
+  int key_block = 0;
   HeadsView q, k, v, out, dout;
   const float* lse_HN = nullptr;  // from attention_forward
   MutableHeadsView dq, dk, dv;
@@ -90,6 +94,11 @@ struct AttentionForwardChoice {
   int wgmma_warpgroups;  // kWgmma: 1 or 2
 };
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
+
+// The key block attention_backward runs: the one asked for, or for 0, 64 (the
+// kernel the H200 measurements of 2026-12-04 rest on; bench_attention times
+// both to settle the choice).
+int attention_backward_key_block(const AttentionBackwardArgs& args);
 
 // Computes out and lse_HN. Throws KernelError on a violated precondition or a
 // failed launch. Asynchronous on `stream`.

@@ -22,17 +22,21 @@
 
 namespace synthpert::kernels::attn {
 
-template <int D>
+// kWarps warps of 16 keys each: 4 (64 keys per block, two blocks per SM at
+// D=128) or 8 (128 keys: each query tile staged and each dQ atomic serves
+// twice the keys, one block per SM). AttentionBackwardArgs::key_block picks.
+template <int D, int kWarps_>
 struct BwdConfig {
-  static constexpr int kBlockN = 64;                 // keys per block (16 per warp)
+  static constexpr int kWarps = kWarps_;
+  static constexpr int kBlockN = 16 * kWarps;        // keys per block
   static constexpr int kBlockM = D <= 64 ? 64 : 32;  // queries per iteration; smaller at D=128
                                                      // to keep dK+dV accumulators in registers
-  static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
+  static constexpr int kStages = 2;           // query tiles in flight: one computed, one loading
   static constexpr int kPitch = D + 8;        // see FwdConfig: conflict-free, 16-byte rows
   static constexpr int kPitchS = kBlockN + 8; // dS tile [kBlockM][kPitchS]
-  static constexpr size_t kSmemBytes =
-      size_t(2 * kBlockN + 2 * kBlockM) * kPitch * 2 + size_t(kBlockM) * kPitchS * 2 + 2 * kBlockM * sizeof(float);
+  static constexpr size_t kSmemBytes = size_t(2 * kBlockN + 2 * kStages * kBlockM) * kPitch * 2 +
+                                       size_t(kBlockM) * kPitchS * 2 + 2 * kStages * kBlockM * sizeof(float);
 };
 
 template <typename T, int D>
@@ -52,10 +56,10 @@ __global__ void attention_bwd_preprocess_kernel(AttentionBackwardArgs args, floa
   for (int d = lane; d < D; d += 32) dq_acc[row * D + d] = 0.f;
 }
 
-template <typename T, int D, bool kCausal>
-__global__ void __launch_bounds__(BwdConfig<D>::kThreads)
+template <typename T, int D, bool kCausal, int kWarps>
+__global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
     attention_bwd_kernel(AttentionBackwardArgs args, float* dq_acc, const float* delta_HN) {
-  using Cfg = BwdConfig<D>;
+  using Cfg = BwdConfig<D, kWarps>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kPitch = Cfg::kPitch, kPitchS = Cfg::kPitchS;
   constexpr int kMTiles = kBlockM / 8;  // 8-wide query tiles of S^T per warp
   constexpr int kDTiles = D / 8;
@@ -72,11 +76,11 @@ __global__ void __launch_bounds__(BwdConfig<D>::kThreads)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sK = reinterpret_cast<T*>(smem_raw);  // [kBlockN][kPitch]
   T* sV = sK + kBlockN * kPitch;           // [kBlockN][kPitch]
-  T* sQ = sV + kBlockN * kPitch;           // [kBlockM][kPitch]
-  T* sdO = sQ + kBlockM * kPitch;          // [kBlockM][kPitch]
-  T* sdS = sdO + kBlockM * kPitch;         // [kBlockM][kPitchS], dS (query-major, unscaled)
-  float* sLse = reinterpret_cast<float*>(sdS + kBlockM * kPitchS);  // [kBlockM], log2 units
-  float* sDelta = sLse + kBlockM;                                   // [kBlockM]
+  T* sQ = sV + kBlockN * kPitch;           // [kStages][kBlockM][kPitch]
+  T* sdO = sQ + Cfg::kStages * kBlockM * kPitch;                     // [kStages][kBlockM][kPitch]
+  T* sdS = sdO + Cfg::kStages * kBlockM * kPitch;                    // [kBlockM][kPitchS], dS (query-major, unscaled)
+  float* sLse = reinterpret_cast<float*>(sdS + kBlockM * kPitchS);  // [kStages][kBlockM], natural log
+  float* sDelta = sLse + Cfg::kStages * kBlockM;                     // [kStages][kBlockM]
 
   const T* k_base = static_cast<const T*>(args.k.data) + (seq_begin + int64_t(n0)) * args.k.token_stride +
                     hk * args.k.head_stride;
@@ -84,7 +88,41 @@ __global__ void __launch_bounds__(BwdConfig<D>::kThreads)
                     hk * args.v.head_stride;
   load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base, args.k.token_stride, seqlen - n0);
   load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base, args.v.token_stride, seqlen - n0);
-  cp_async_commit();
+
+  // The block walks (query head of the GQA group, query tile) pairs in one
+  // flat sequence, so the next pair's Q, dO, LSE and Delta load (cp.async)
+  // while the current one is computed, across head boundaries too. Queries
+  // before n0 cannot see this key tile under the causal mask.
+  const int m_first = kCausal ? n0 / kBlockM : 0;
+  const int m_count = (seqlen + kBlockM - 1) / kBlockM - m_first;  // >= 1 since n0 < seqlen
+  const int steps = group * m_count;
+  auto stage_query_tile = [&](int step, int stage) {
+    const int hq = hk * group + step / m_count;
+    const int m0 = (m_first + step % m_count) * kBlockM;
+    const int64_t tok0 = seq_begin + int64_t(m0);
+    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
+        sQ + stage * kBlockM * kPitch,
+        static_cast<const T*>(args.q.data) + tok0 * args.q.token_stride + hq * args.q.head_stride,
+        args.q.token_stride, seqlen - m0);
+    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
+        sdO + stage * kBlockM * kPitch,
+        static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
+        args.dout.token_stride, seqlen - m0);
+    for (int i = threadIdx.x; i < kBlockM; i += Cfg::kThreads) {
+      float* lse_dst = sLse + stage * kBlockM + i;
+      float* delta_dst = sDelta + stage * kBlockM + i;
+      if (m0 + i < seqlen) {
+        const int64_t at = int64_t(hq) * p.total_tokens + tok0 + i;
+        cp_async_4(lse_dst, args.lse_HN + at);
+        cp_async_4(delta_dst, delta_HN + at);
+      } else {
+        *lse_dst = INFINITY;  // padding rows: P is exactly 0
+        *delta_dst = 0.f;
+      }
+    }
+  };
+  stage_query_tile(0, 0);
+  cp_async_commit();  // group 0: K, V and the first query tile
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
@@ -95,125 +133,119 @@ __global__ void __launch_bounds__(BwdConfig<D>::kThreads)
   float dv_acc[kDTiles][4] = {};
   float dk_acc[kDTiles][4] = {};
 
-  // Queries before n0 cannot see this key tile under the causal mask.
-  const int m_first = kCausal ? n0 / kBlockM : 0;
-  const int m_blocks = (seqlen + kBlockM - 1) / kBlockM;
+  for (int step = 0; step < steps; ++step) {
+    const int stage = step % Cfg::kStages;
+    // The other stage was last read before the previous step's dS barrier,
+    // which every thread has passed, so it can be refilled now.
+    if (step + 1 < steps) stage_query_tile(step + 1, stage ^ 1);
+    cp_async_commit();  // possibly empty: keeps one group per step
+    cp_async_wait<1>();
+    // Orders this step's tiles for all threads, and the previous step's dQ
+    // reads of sdS before this step's writes.
+    __syncthreads();
 
-  for (int hq = hk * group; hq < (hk + 1) * group; ++hq) {
-    for (int mb = m_first; mb < m_blocks; ++mb) {
-      const int m0 = mb * kBlockM;
-      const int64_t tok0 = seq_begin + int64_t(m0);
-      load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
-          sQ, static_cast<const T*>(args.q.data) + tok0 * args.q.token_stride + hq * args.q.head_stride,
-          args.q.token_stride, seqlen - m0);
-      load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
-          sdO, static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
-          args.dout.token_stride, seqlen - m0);
-      cp_async_commit();
-      for (int i = threadIdx.x; i < kBlockM; i += Cfg::kThreads) {
-        const bool valid = m0 + i < seqlen;
-        // Padding rows get LSE = +inf, so their P is exactly 0.
-        sLse[i] = valid ? args.lse_HN[int64_t(hq) * p.total_tokens + tok0 + i] * kLog2e : INFINITY;
-        sDelta[i] = valid ? delta_HN[int64_t(hq) * p.total_tokens + tok0 + i] : 0.f;
+    const int hq = hk * group + step / m_count;
+    const int m0 = (m_first + step % m_count) * kBlockM;
+    const T* cQ = sQ + stage * kBlockM * kPitch;
+    const T* cdO = sdO + stage * kBlockM * kPitch;
+    const float* cLse = sLse + stage * kBlockM;
+    const float* cDelta = sDelta + stage * kBlockM;
+
+    // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x kBlockM queries.
+    float s[kMTiles][4] = {};
+    float dp[kMTiles][4] = {};
+    for (int ks = 0; ks < kDSteps; ++ks) {
+      const T* kr = sK + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
+      const T* vr = sV + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
+      const uint32_t kfrag[4] = {load_pair(kr), load_pair(kr + 8 * kPitch), load_pair(kr + 8),
+                                 load_pair(kr + 8 * kPitch + 8)};
+      const uint32_t vfrag[4] = {load_pair(vr), load_pair(vr + 8 * kPitch), load_pair(vr + 8),
+                                 load_pair(vr + 8 * kPitch + 8)};
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const T* qr = cQ + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
+        const T* dor = cdO + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
+        const uint32_t qfrag[2] = {load_pair(qr), load_pair(qr + 8)};
+        const uint32_t dofrag[2] = {load_pair(dor), load_pair(dor + 8)};
+        Mma<T>::run(s[mt], kfrag, qfrag);
+        Mma<T>::run(dp[mt], vfrag, dofrag);
       }
-      cp_async_wait<0>();
-      __syncthreads();
-
-      // S^T = K Q^T and dP^T = V dO^T for this warp's 16 keys x kBlockM queries.
-      float s[kMTiles][4] = {};
-      float dp[kMTiles][4] = {};
-      for (int ks = 0; ks < kDSteps; ++ks) {
-        const T* kr = sK + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
-        const T* vr = sV + (warp * 16 + g) * kPitch + ks * 16 + 2 * t;
-        const uint32_t kfrag[4] = {load_pair(kr), load_pair(kr + 8 * kPitch), load_pair(kr + 8),
-                                   load_pair(kr + 8 * kPitch + 8)};
-        const uint32_t vfrag[4] = {load_pair(vr), load_pair(vr + 8 * kPitch), load_pair(vr + 8),
-                                   load_pair(vr + 8 * kPitch + 8)};
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          const T* qr = sQ + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
-          const T* dor = sdO + (mt * 8 + g) * kPitch + ks * 16 + 2 * t;
-          const uint32_t qfrag[2] = {load_pair(qr), load_pair(qr + 8)};
-          const uint32_t dofrag[2] = {load_pair(dor), load_pair(dor + 8)};
-          Mma<T>::run(s[mt], kfrag, qfrag);
-          Mma<T>::run(dp[mt], vfrag, dofrag);
-        }
-      }
-
-      // P^T and dS^T = P^T * (dP^T - Delta); element i of tile mt sits at
-      // key (i < 2 ? key_lo : key_hi), query m0 + mt*8 + 2t + (i & 1).
-      for (int mt = 0; mt < kMTiles; ++mt)
-        for (int i = 0; i < 4; ++i) {
-          const int ql = mt * 8 + 2 * t + (i & 1);
-          const int query = m0 + ql;
-          const int key = i < 2 ? key_lo : key_hi;
-          const bool visible = key < seqlen && query < seqlen && (!kCausal || key <= query);
-          const float pv = visible ? exp2f(s[mt][i] * scale_log2 - sLse[ql]) : 0.f;
-          s[mt][i] = pv;
-          dp[mt][i] = pv * (dp[mt][i] - sDelta[ql]);
-        }
-
-      // dV += P^T dO and dK += dS^T Q: A from registers, B = dO / Q with the
-      // query axis as k, read transposed from their query-major tiles.
-      for (int kt = 0; kt < kBlockM / 16; ++kt) {
-        const uint32_t pfrag[4] = {Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]), Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]),
-                                   Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
-                                   Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
-        const uint32_t dsfrag[4] = {
-            Mma<T>::pack(dp[2 * kt][0], dp[2 * kt][1]), Mma<T>::pack(dp[2 * kt][2], dp[2 * kt][3]),
-            Mma<T>::pack(dp[2 * kt + 1][0], dp[2 * kt + 1][1]), Mma<T>::pack(dp[2 * kt + 1][2], dp[2 * kt + 1][3])};
-        const int row_off = (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
-        for (int dt = 0; dt < kDTiles; dt += 2) {
-          uint32_t bfrag[4];
-          ldmatrix_x4_trans(bfrag, sdO + row_off + dt * 8);
-          Mma<T>::run(dv_acc[dt], pfrag, bfrag);
-          Mma<T>::run(dv_acc[dt + 1], pfrag, bfrag + 2);
-          ldmatrix_x4_trans(bfrag, sQ + row_off + dt * 8);
-          Mma<T>::run(dk_acc[dt], dsfrag, bfrag);
-          Mma<T>::run(dk_acc[dt + 1], dsfrag, bfrag + 2);
-        }
-      }
-
-      // dS to shared memory, query-major, for dQ = dS K.
-      for (int mt = 0; mt < kMTiles; ++mt)
-        for (int i = 0; i < 4; ++i) {
-          const int ql = mt * 8 + 2 * t + (i & 1);
-          const int kl = warp * 16 + g + (i < 2 ? 0 : 8);
-          sdS[ql * kPitchS + kl] = from_float<T>(dp[mt][i]);
-        }
-      __syncthreads();
-
-      // dQ tile [kBlockM, D] = dS [kBlockM, 64 keys] K [64 keys, D]. Warps
-      // split it into 16-row groups and, when there are fewer than 4 row
-      // groups, also split the D axis.
-      constexpr int kRowGroups = kBlockM / 16;
-      constexpr int kColSplit = Cfg::kWarps / kRowGroups;
-      constexpr int kDTilesPerWarp = kDTiles / kColSplit;
-      const int rg = warp % kRowGroups;
-      const int dt0 = (warp / kRowGroups) * kDTilesPerWarp;
-      float dq[kDTilesPerWarp][4] = {};
-      for (int kt = 0; kt < kBlockN / 16; ++kt) {
-        const T* ar = sdS + (rg * 16 + g) * kPitchS + kt * 16 + 2 * t;
-        const uint32_t afrag[4] = {load_pair(ar), load_pair(ar + 8 * kPitchS), load_pair(ar + 8),
-                                   load_pair(ar + 8 * kPitchS + 8)};
-        const T* kr = sK + (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
-        for (int j = 0; j < kDTilesPerWarp; j += 2) {
-          uint32_t bfrag[4];
-          ldmatrix_x4_trans(bfrag, kr + (dt0 + j) * 8);
-          Mma<T>::run(dq[j], afrag, bfrag);
-          Mma<T>::run(dq[j + 1], afrag, bfrag + 2);
-        }
-      }
-      for (int r = 0; r < 2; ++r) {
-        const int query = m0 + rg * 16 + g + 8 * r;
-        if (query >= seqlen) continue;
-        float* dst = dq_acc + ((seq_begin + int64_t(query)) * p.heads + hq) * D + 2 * t;
-        for (int j = 0; j < kDTilesPerWarp; ++j) {
-          atomicAdd(dst + (dt0 + j) * 8, dq[j][2 * r] * p.softmax_scale);
-          atomicAdd(dst + (dt0 + j) * 8 + 1, dq[j][2 * r + 1] * p.softmax_scale);
-        }
-      }
-      __syncthreads();  // sQ, sdO, sdS are reused by the next query tile
     }
+
+    // P^T and dS^T = P^T * (dP^T - Delta); element i of tile mt sits at
+    // key (i < 2 ? key_lo : key_hi), query m0 + mt*8 + 2t + (i & 1).
+    for (int mt = 0; mt < kMTiles; ++mt)
+      for (int i = 0; i < 4; ++i) {
+        const int ql = mt * 8 + 2 * t + (i & 1);
+        const int query = m0 + ql;
+        const int key = i < 2 ? key_lo : key_hi;
+        const bool visible = key < seqlen && query < seqlen && (!kCausal || key <= query);
+        const float pv = visible ? exp2f(s[mt][i] * scale_log2 - cLse[ql] * kLog2e) : 0.f;
+        s[mt][i] = pv;
+        dp[mt][i] = pv * (dp[mt][i] - cDelta[ql]);
+      }
+
+    // dV += P^T dO and dK += dS^T Q: A from registers, B = dO / Q with the
+    // query axis as k, read transposed from their query-major tiles.
+    for (int kt = 0; kt < kBlockM / 16; ++kt) {
+      const uint32_t pfrag[4] = {Mma<T>::pack(s[2 * kt][0], s[2 * kt][1]), Mma<T>::pack(s[2 * kt][2], s[2 * kt][3]),
+                                 Mma<T>::pack(s[2 * kt + 1][0], s[2 * kt + 1][1]),
+                                 Mma<T>::pack(s[2 * kt + 1][2], s[2 * kt + 1][3])};
+      const uint32_t dsfrag[4] = {
+          Mma<T>::pack(dp[2 * kt][0], dp[2 * kt][1]), Mma<T>::pack(dp[2 * kt][2], dp[2 * kt][3]),
+          Mma<T>::pack(dp[2 * kt + 1][0], dp[2 * kt + 1][1]), Mma<T>::pack(dp[2 * kt + 1][2], dp[2 * kt + 1][3])};
+      const int row_off = (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
+      for (int dt = 0; dt < kDTiles; dt += 2) {
+        uint32_t bfrag[4];
+        ldmatrix_x4_trans(bfrag, cdO + row_off + dt * 8);
+        Mma<T>::run(dv_acc[dt], pfrag, bfrag);
+        Mma<T>::run(dv_acc[dt + 1], pfrag, bfrag + 2);
+        ldmatrix_x4_trans(bfrag, cQ + row_off + dt * 8);
+        Mma<T>::run(dk_acc[dt], dsfrag, bfrag);
+        Mma<T>::run(dk_acc[dt + 1], dsfrag, bfrag + 2);
+      }
+    }
+
+    // dS to shared memory, query-major, for dQ = dS K.
+    for (int mt = 0; mt < kMTiles; ++mt)
+      for (int i = 0; i < 4; ++i) {
+        const int ql = mt * 8 + 2 * t + (i & 1);
+        const int kl = warp * 16 + g + (i < 2 ? 0 : 8);
+        sdS[ql * kPitchS + kl] = from_float<T>(dp[mt][i]);
+      }
+    __syncthreads();
+
+    // dQ tile [kBlockM, D] = dS [kBlockM, kBlockN keys] K [kBlockN keys, D].
+    // Warps split it into 16-row groups and, when there are fewer row groups
+    // than warps, also split the D axis.
+    constexpr int kRowGroups = kBlockM / 16;
+    constexpr int kColSplit = Cfg::kWarps / kRowGroups;
+    constexpr int kDTilesPerWarp = kDTiles / kColSplit;
+    static_assert(kColSplit * kRowGroups == Cfg::kWarps && kDTilesPerWarp % 2 == 0, "dQ warp split");
+    const int rg = warp % kRowGroups;
+    const int dt0 = (warp / kRowGroups) * kDTilesPerWarp;
+    float dq[kDTilesPerWarp][4] = {};
+    for (int kt = 0; kt < kBlockN / 16; ++kt) {
+      const T* ar = sdS + (rg * 16 + g) * kPitchS + kt * 16 + 2 * t;
+      const uint32_t afrag[4] = {load_pair(ar), load_pair(ar + 8 * kPitchS), load_pair(ar + 8),
+                                 load_pair(ar + 8 * kPitchS + 8)};
+      const T* kr = sK + (kt * 16 + (lane & 15)) * kPitch + (lane >> 4) * 8;
+      for (int j = 0; j < kDTilesPerWarp; j += 2) {
+        uint32_t bfrag[4];
+        ldmatrix_x4_trans(bfrag, kr + (dt0 + j) * 8);
+        Mma<T>::run(dq[j], afrag, bfrag);
+        Mma<T>::run(dq[j + 1], afrag, bfrag + 2);
+      }
+    }
+    for (int r = 0; r < 2; ++r) {
+      const int query = m0 + rg * 16 + g + 8 * r;
+      if (query >= seqlen) continue;
+      float* dst = dq_acc + ((seq_begin + int64_t(query)) * p.heads + hq) * D + 2 * t;
+      for (int j = 0; j < kDTilesPerWarp; ++j)
+        atomic_add_pair(dst + (dt0 + j) * 8, dq[j][2 * r] * p.softmax_scale, dq[j][2 * r + 1] * p.softmax_scale);
+    }
+    // No barrier here: the next step's first barrier orders these sdS reads
+    // before its writes, and its cp.async only refills this step's stage
+    // after that step has passed this step's dS barrier.
   }
 
   // dK (scaled) and dV for this block's keys; the group's heads are summed.
@@ -245,9 +277,22 @@ __global__ void attention_bwd_convert_dq_kernel(AttentionBackwardArgs args, cons
   *reinterpret_cast<uint32_t*>(dst) = Mma<T>::pack(dq_acc[row * D + d], dq_acc[row * D + d + 1]);
 }
 
+template <typename T, int D, bool kCausal, int kWarps>
+void launch_attention_bwd_main(const AttentionBackwardArgs& args, float* dq_acc, const float* delta_HN,
+                               cudaStream_t stream) {
+  using Cfg = BwdConfig<D, kWarps>;
+  const AttentionProblem& p = args.problem;
+  auto kernel = attention_bwd_kernel<T, D, kCausal, kWarps>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
+             "attention_backward", "setting dynamic shared memory");
+  const dim3 grid(ceil_div(p.max_seqlen, Cfg::kBlockN), p.batch, p.kv_heads);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args, dq_acc, delta_HN);
+  SPK_CHECK_LAUNCH("attention_backward");
+}
+
+// args.key_block is 64 or 128 here (the launcher resolved kAuto's 0).
 template <typename T, int D, bool kCausal>
 void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
-  using Cfg = BwdConfig<D>;
   const AttentionProblem& p = args.problem;
   float* dq_acc = static_cast<float*>(args.workspace);
   float* delta_HN = reinterpret_cast<float*>(static_cast<char*>(args.workspace) +
@@ -260,12 +305,10 @@ void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
     SPK_CHECK_LAUNCH("attention_backward (preprocess)");
   }
 
-  auto kernel = attention_bwd_kernel<T, D, kCausal>;
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
-             "attention_backward", "setting dynamic shared memory");
-  const dim3 grid(ceil_div(p.max_seqlen, Cfg::kBlockN), p.batch, p.kv_heads);
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args, dq_acc, delta_HN);
-  SPK_CHECK_LAUNCH("attention_backward");
+  if (args.key_block == 128)
+    launch_attention_bwd_main<T, D, kCausal, 8>(args, dq_acc, delta_HN, stream);
+  else
+    launch_attention_bwd_main<T, D, kCausal, 4>(args, dq_acc, delta_HN, stream);
 
   if (rows > 0) {
     const int64_t pairs = rows * (D / 2);

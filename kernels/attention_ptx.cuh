@@ -1,7 +1,7 @@
 // The inline-PTX primitives of the attention kernels, kept apart so that the
 // host emulation (tests/simt/include/kernels/attention_ptx.cuh) can stand in
 // for exactly this file: the sm_80 mma.sync.m16n8k16 instruction (also valid
-// on sm_90a), ldmatrix and cp.async.
+// on sm_90a), ldmatrix, cp.async and a paired fp32 atomic add.
 //
 // Fragment layout of mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"),
 // with g = lane / 4 and t = lane % 4; each 32-bit register holds two 16-bit
@@ -72,10 +72,25 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* row
 __device__ __forceinline__ void cp_async_16(void* smem_dst, const void* gmem_src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src));
 }
+__device__ __forceinline__ void cp_async_4(void* smem_dst, const void* gmem_src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_addr(smem_dst)), "l"(gmem_src));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// dst[0] += lo, dst[1] += hi in global memory (dst 8-byte aligned): one
+// vector atomic on sm_90 (half the atomic instructions and L2 operations),
+// two scalar ones before it.
+__device__ __forceinline__ void atomic_add_pair(float* dst, float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2*>(dst), make_float2(lo, hi));
+#else
+  atomicAdd(dst, lo);
+  atomicAdd(dst + 1, hi);
+#endif
 }
 
 }  // namespace synthpert::kernels::attn

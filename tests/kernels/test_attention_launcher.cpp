@@ -100,6 +100,15 @@ TEST_CASE("attention_backward requires an aligned workspace and the forward's ls
   CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("workspace must be 256-byte aligned"));
   a.lse_HN = nullptr;
   CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("lse_HN"));
+  a.key_block = 96;
+  CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("key_block must be 0 (choose), 64 or 128, got 96"));
+  // The choice: a named block is kept; 0 takes the measured 64-key kernel.
+  a.key_block = 128;
+  CHECK(attention_backward_key_block(a) == 128);
+  a.key_block = 64;
+  CHECK(attention_backward_key_block(a) == 64);
+  a.key_block = 0;
+  CHECK(attention_backward_key_block(a) == 64);
   // dQ accumulator rounded up to 256 bytes, then Delta.
   CHECK(attention_backward_workspace_bytes(10, 6, 128) == 30720 + 256);
 }

@@ -12,8 +12,8 @@
 //   ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16: lanes 8i..8i+7 address
 //     the rows of matrix i; with .trans, register i of a lane holds elements
 //     [2t][g] and [2t+1][g] of matrix i.
-//   cp.async.cg ... 16 / commit_group / wait_group N: deferred copies (see
-//     simt::async_copy).
+//   cp.async.{cg ... 16, ca ... 4} / commit_group / wait_group N: deferred
+//     copies (see simt::async_copy).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -100,10 +100,18 @@ inline void ldmatrix_x4_trans(uint32_t r[4], const void* row_addr) {
 }
 
 inline void cp_async_16(void* smem_dst, const void* gmem_src) { simt::async_copy(smem_dst, gmem_src, 16); }
+inline void cp_async_4(void* smem_dst, const void* gmem_src) { simt::async_copy(smem_dst, gmem_src, 4); }
 inline void cp_async_commit() { simt::async_commit(); }
 template <int kPending>
 void cp_async_wait() {
   simt::async_wait(kPending);
+}
+
+// red.global.add on two consecutive floats; each element is its own atomic
+// in the PTX ISA's definition of the vector form too.
+inline void atomic_add_pair(float* dst, float lo, float hi) {
+  atomicAdd(dst, lo);
+  atomicAdd(dst + 1, hi);
 }
 
 }  // namespace synthpert::kernels::attn
