@@ -12,6 +12,7 @@
 #include <cmath>
 #include <iterator>
 #include <string>
+#include <type_traits>
 
 #include "kernels/rowwise.cuh"
 
@@ -149,8 +150,11 @@ __device__ __forceinline__ int nibble(const uint8_t* packed, int64_t k) {
   return (k & 1) ? (byte & 0xF) : (byte >> 4);
 }
 
-// V = 8: a thread writes 8 consecutive values of one row (I % 8 == 0) from
-// one 32-bit load of packed codes; V = 1: one value per thread.
+// V = 32: a thread writes 32 consecutive values of one row (I % 32 == 0, so
+// they share one row and one 64-value block: one scale) from one 16-byte load
+// of packed codes; V = 8: 8 values from one 32-bit load (I % 8 == 0); V = 1:
+// one value per thread. Wider threads amortise the scale (a dependent gather
+// when double quantised) and the index arithmetic over more values.
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     dequantize_kernel(const uint8_t* packed, ScaleSource src, Nf4CodeTable table, AbsmaxCode table8, int64_t n,
@@ -162,16 +166,26 @@ __global__ void __launch_bounds__(kThreads)
     const float s = block_scale(src, code8, k / kNf4Block);
     const int64_t o = k / in_features;
     T* dst = out + o * out_row_stride + (k - o * in_features);
-    if constexpr (V == 8) {
-      const uint32_t q = *reinterpret_cast<const uint32_t*>(packed + k / 2);
-      float v[8];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t byte = (q >> (8 * j)) & 0xFFu;
-        v[2 * j] = __fmul_rn(codes[byte >> 4], s);
-        v[2 * j + 1] = __fmul_rn(codes[byte & 0xF], s);
+    if constexpr (V >= 8) {
+      constexpr int kWords = V / 8;  // 32-bit words of packed codes, 8 values each
+      uint32_t q[kWords];
+      if constexpr (kWords == 4) {
+        const uint4 w4 = *reinterpret_cast<const uint4*>(packed + k / 2);
+        q[0] = w4.x, q[1] = w4.y, q[2] = w4.z, q[3] = w4.w;
+      } else {
+        q[0] = *reinterpret_cast<const uint32_t*>(packed + k / 2);
       }
-      rowwise::store<T, 8>(dst, v);
+#pragma unroll
+      for (int word = 0; word < kWords; ++word) {
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t byte = (q[word] >> (8 * j)) & 0xFFu;
+          v[2 * j] = __fmul_rn(codes[byte >> 4], s);
+          v[2 * j + 1] = __fmul_rn(codes[byte & 0xF], s);
+        }
+        rowwise::store<T, 8>(dst + 8 * word, v);
+      }
     } else {
       *dst = from_float<T>(__fmul_rn(codes[nibble(packed, k)], s));
     }
@@ -333,13 +347,21 @@ void nf4_dequantize(const Nf4DequantizeArgs& a, cudaStream_t stream) {
   rowwise::check_rows(a.out, a.out_features, a.in_features, a.out_row_stride, op, "out");
   const bool vec8 = rowwise::vec8_ok(a.out, a.out_row_stride, a.in_features) &&
                     reinterpret_cast<uintptr_t>(a.packed) % 4 == 0;
+  const bool vec32 = vec8 && a.in_features % 32 == 0 && reinterpret_cast<uintptr_t>(a.packed) % 16 == 0;
   const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table(a.scales) : AbsmaxCode{};
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
-    SPK_VEC_SWITCH(vec8, V, [&] {
+    auto launch = [&](auto width) {
+      constexpr int V = decltype(width)::value;
       dequantize_kernel<T, V><<<grid_for(n / V, kThreads), kThreads, 0, stream>>>(
           a.packed, source_of(a.scales), a.codes, table8, n, a.in_features, static_cast<T*>(a.out),
           a.out_row_stride);
-    });
+    };
+    if (vec32)
+      launch(std::integral_constant<int, 32>{});
+    else if (vec8)
+      launch(std::integral_constant<int, 8>{});
+    else
+      launch(std::integral_constant<int, 1>{});
   });
   SPK_CHECK_LAUNCH(op);
 }

@@ -29,8 +29,11 @@ namespace k = synthpert::kernels;
 struct Shape {
   int64_t out, in, pad;
 };
-const Shape kShapes[] = {{1, 64, 0},   {5, 128, 3}, {123, 64, 8},  {1023, 192, 5},
-                         {64, 5, 2},   {128, 123, 0}, {4096, 64, 0}, {300, 4096, 0}};
+// Dequantisation widths: I % 32 == 0 with 8-aligned strides takes 32 values
+// per thread ({1, 64}, {123, 64, pad 8}, ...), {72, 200} 8 (200 % 32 == 8:
+// 64-blocks straddle rows), the others one.
+const Shape kShapes[] = {{1, 64, 0},   {5, 128, 3},   {123, 64, 8},  {1023, 192, 5}, {64, 5, 2},
+                         {128, 123, 0}, {4096, 64, 0}, {300, 4096, 0}, {72, 200, 0}};
 
 k::Nf4CodeTable code_table() {
   k::Nf4CodeTable t;
