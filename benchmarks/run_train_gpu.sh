@@ -32,6 +32,7 @@ write() {  # the results so far, so a run cut short keeps what it measured
 for seq in ${SEQS:-512 1024 2048 4096 8192}; do
   "$build/benchmarks/bench_train" "$model" --seq "$seq" --lora-r 32 --dtype bf16 --device cuda > "$work/o.json" \
     && merge "$work/ours.json" "$work/o.json" || { echo "ours: seq $seq failed" >&2; failures=$((failures + 1)); }
+  write  # ours alone, in case the run is cut short during the peer's
   "$python" "$here/peer_train.py" "$model" --seq "$seq" --lora-r 32 > "$work/p.json" \
     && merge "$work/peer.json" "$work/p.json" || { echo "peer: seq $seq failed" >&2; failures=$((failures + 1)); }
   write
