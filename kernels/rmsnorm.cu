@@ -38,18 +38,28 @@ constexpr int64_t kRowsPerPartial = 16;
 constexpr int64_t kMinPartials = 256;
 constexpr int kReduceCols = 32, kReduceLanes = kThreads / kReduceCols;
 
+// y[c..c+V) = w * round(v * rstd), v being x[c..c+V) in fp32.
+template <typename T, int V>
+__device__ __forceinline__ void normalise_store(const T* w, float (&v)[V], float rstd, T* y) {
+  float wv[V];
+  rowwise::load<T, V>(w, wv);
+#pragma unroll
+  for (int i = 0; i < V; ++i) v[i] = wv[i] * rowwise::round_to<T>(v[i] * rstd);
+  rowwise::store<T, V>(y, v);
+}
+
 // kChunks > 0: each thread keeps its kChunks slices of V elements of the row
 // in registers (width <= kThreads * V * kChunks); 0: the row is read twice.
 template <typename T, int V, int kChunks>
 __global__ void __launch_bounds__(kThreads) rmsnorm_fwd_kernel(RmsNormForwardArgs a) {
   __shared__ float scratch[32];
   const T* w = static_cast<const T*>(a.weight);
-  if constexpr (kChunks > 0) {
-    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
-      const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
-      T* y = static_cast<T*>(a.y) + r * a.y_row_stride;
-      float v[kChunks][V];
-      float ss = 0.f;
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
+    T* y = static_cast<T*>(a.y) + r * a.y_row_stride;
+    float ss = 0.f;
+    float v[kChunks > 0 ? kChunks : 1][V];  // the row's slices (kChunks > 0 only)
+    if constexpr (kChunks > 0) {
 #pragma unroll
       for (int k = 0; k < kChunks; ++k) {
         const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
@@ -59,40 +69,25 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_fwd_kernel(RmsNormForwardArg
           for (int i = 0; i < V; ++i) ss += v[k][i] * v[k][i];
         }
       }
-      const float rstd = rsqrtf(rowwise::block_sum(ss, scratch) / float(a.width) + a.eps);
-      if (a.rstd && threadIdx.x == 0) a.rstd[r] = rstd;
+    } else {
+      for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
+        rowwise::load<T, V>(x + c, v[0]);
+#pragma unroll
+        for (int i = 0; i < V; ++i) ss += v[0][i] * v[0][i];
+      }
+    }
+    const float rstd = rsqrtf(rowwise::block_sum(ss, scratch) / float(a.width) + a.eps);
+    if (a.rstd && threadIdx.x == 0) a.rstd[r] = rstd;
+    if constexpr (kChunks > 0) {
 #pragma unroll
       for (int k = 0; k < kChunks; ++k) {
         const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
-        if (c < a.width) {
-          float wv[V];
-          rowwise::load<T, V>(w + c, wv);
-#pragma unroll
-          for (int i = 0; i < V; ++i) v[k][i] = wv[i] * rowwise::round_to<T>(v[k][i] * rstd);
-          rowwise::store<T, V>(y + c, v[k]);
-        }
+        if (c < a.width) normalise_store<T, V>(w + c, v[k], rstd, y + c);
       }
-    }
-  } else {
-    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
-      const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
-      T* y = static_cast<T*>(a.y) + r * a.y_row_stride;
-      float ss = 0.f;
+    } else {
       for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
-        float v[V];
-        rowwise::load<T, V>(x + c, v);
-#pragma unroll
-        for (int i = 0; i < V; ++i) ss += v[i] * v[i];
-      }
-      const float rstd = rsqrtf(rowwise::block_sum(ss, scratch) / float(a.width) + a.eps);
-      if (a.rstd && threadIdx.x == 0) a.rstd[r] = rstd;
-      for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
-        float v[V], wv[V];
-        rowwise::load<T, V>(x + c, v);
-        rowwise::load<T, V>(w + c, wv);
-#pragma unroll
-        for (int i = 0; i < V; ++i) v[i] = wv[i] * rowwise::round_to<T>(v[i] * rstd);
-        rowwise::store<T, V>(y + c, v);
+        rowwise::load<T, V>(x + c, v[0]);  // second read, mostly from L1/L2
+        normalise_store<T, V>(w + c, v[0], rstd, y + c);
       }
     }
   }
