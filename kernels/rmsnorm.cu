@@ -5,18 +5,24 @@
 // squares and the normalisation (read once); wider or unaligned rows are
 // read twice, the second time mostly from L1/L2 (on an H200 that version
 // moved 72% of HBM peak at 16384 x 4096; the register one is not yet
-// measured). Backward: a grid of partial_blocks(rows) blocks, each walking its
-// rows; per row one block reduction for sum(dy * w * n), and, when dweight is
-// wanted, each thread adds dy * round(n) for the columns it owns into a
-// shared-memory row (no atomics: the column -> thread map is the same for
-// every row). A second kernel sums the per-block rows in a fixed order, so
-// dweight is deterministic: 32 columns per block, 8 lanes each summing every
-// 8th partial row, then the 8 lane sums in lane order.
+// measured).
+//
+// Backward: a grid of partial_blocks(rows) blocks, each walking its rows; per
+// row one block reduction for sum(dy * w * n), and, when dweight is wanted,
+// each thread adds dy * round(n) for the columns it owns into its own
+// partial sums (no atomics: the column -> thread map is the same for every
+// row). Rows of up to 4096 elements on the 8-wide path keep x, dy, w and
+// those sums in registers (x and dy read once); others read x, dy and w twice
+// and keep the sums in a shared-memory row. A second kernel sums the
+// per-block rows in a fixed order, so dweight is deterministic: 32 columns per
+// block, 8 lanes each summing every 8th partial row, then the 8 lane sums in
+// lane order.
 //
 // On an H200 (benchmarks/results/kernels-nvidia-h200-2026-12-04.md) the
-// backward moved 31% of HBM peak at 16384 x 4096 with at most 256 blocks
-// (two per SM) and a reduction of 16 blocks, one thread per column walking
-// 256 partial rows. Both now spread wider (not yet measured).
+// backward moved 31% of HBM peak at 16384 x 4096 in its first form: every row
+// read twice, at most 256 blocks (two per SM) and a reduction of 16 blocks,
+// one thread per column walking 256 partial rows. The present form is not
+// yet measured.
 #include "kernels/rmsnorm.h"
 
 #include <algorithm>
@@ -37,6 +43,9 @@ constexpr int64_t kMaxPartials = 1024;
 constexpr int64_t kRowsPerPartial = 16;
 constexpr int64_t kMinPartials = 256;
 constexpr int kReduceCols = 32, kReduceLanes = kThreads / kReduceCols;
+// Rows up to kThreads x 8 x kRegisterChunks = 4096 elements (the 8-wide path)
+// stay in registers in both directions.
+constexpr int kRegisterChunks = 2;
 
 // y[c..c+V) = w * round(v * rstd), v being x[c..c+V) in fp32.
 template <typename T, int V>
@@ -93,6 +102,34 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_fwd_kernel(RmsNormForwardArg
   }
 }
 
+// The backward's per-slice steps, shared by both variants. With n = x * rstd:
+//   dot      += sum dy * w * n                 (then mean_dot = dot / C)
+//   dx        = rstd * (dy * w - n * mean_dot)
+//   dweight  += dy * round(n)   (the forward multiplied w by n rounded to T,
+//                                so its gradient uses the same value)
+template <int V>
+__device__ __forceinline__ float slice_dot(const float (&x)[V], const float (&dy)[V], const float (&w)[V], float rstd) {
+  float dot = 0.f;
+#pragma unroll
+  for (int i = 0; i < V; ++i) dot += dy[i] * w[i] * (x[i] * rstd);
+  return dot;
+}
+template <typename T, int V>
+__device__ __forceinline__ void slice_dx_store(const float (&x)[V], const float (&dy)[V], const float (&w)[V], float rstd,
+                                               float mean_dot, T* dx) {
+  float out[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) out[i] = rstd * (dy[i] * w[i] - x[i] * rstd * mean_dot);
+  rowwise::store<T, V>(dx, out);
+}
+template <typename T, int V>
+__device__ __forceinline__ void slice_dweight(const float (&x)[V], const float (&dy)[V], float rstd, float* dw) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) dw[i] += dy[i] * rowwise::round_to<T>(x[i] * rstd);
+}
+
+// Any width: x, dy and w are read twice per row (the second time mostly from
+// L1/L2) and the block's dweight row lives in shared memory.
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads) rmsnorm_bwd_kernel(RmsNormBackwardArgs a, float* partial_GC) {
   __shared__ float scratch[32];
@@ -108,34 +145,89 @@ __global__ void __launch_bounds__(kThreads) rmsnorm_bwd_kernel(RmsNormBackwardAr
     const T* dy = static_cast<const T*>(a.dy) + r * a.dy_row_stride;
     T* dx = static_cast<T*>(a.dx) + r * a.dx_row_stride;
     const float rstd = a.rstd[r];
-    float dot = 0.f;  // sum_c dy * w * n
+    float dot = 0.f;
     for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
       float xv[V], dyv[V], wv[V];
       rowwise::load<T, V>(x + c, xv);
       rowwise::load<T, V>(dy + c, dyv);
       rowwise::load<T, V>(w + c, wv);
-#pragma unroll
-      for (int i = 0; i < V; ++i) {
-        const float n = xv[i] * rstd;
-        dot += dyv[i] * wv[i] * n;
-        // The forward multiplied w by n rounded to T; its gradient uses the same value.
-        if (want_dw) dw_row[c + i] += dyv[i] * rowwise::round_to<T>(n);
-      }
+      dot += slice_dot<V>(xv, dyv, wv, rstd);
+      // No atomics: the column -> thread map is the same for every row.
+      if (want_dw) slice_dweight<T, V>(xv, dyv, rstd, dw_row + c);
     }
     const float mean_dot = rowwise::block_sum(dot, scratch) * inv_width;
     for (int64_t c = int64_t(threadIdx.x) * V; c < a.width; c += int64_t(blockDim.x) * V) {
-      float xv[V], dyv[V], wv[V], out[V];
+      float xv[V], dyv[V], wv[V];
       rowwise::load<T, V>(x + c, xv);
       rowwise::load<T, V>(dy + c, dyv);
       rowwise::load<T, V>(w + c, wv);
-#pragma unroll
-      for (int i = 0; i < V; ++i) out[i] = rstd * (dyv[i] * wv[i] - xv[i] * rstd * mean_dot);
-      rowwise::store<T, V>(dx + c, out);
+      slice_dx_store<T, V>(xv, dyv, wv, rstd, mean_dot, dx + c);
     }
   }
   if (want_dw) {
     __syncthreads();
     for (int64_t c = threadIdx.x; c < a.width; c += blockDim.x) partial_GC[blockIdx.x * a.width + c] = dw_row[c];
+  }
+}
+
+// Rows of up to kThreads * 8 * kChunks elements on the 8-wide path: each
+// thread keeps its kChunks slices of w (for the block's life), of x and dy
+// (for one row) and of its dweight partial sums in registers, so x and dy are
+// read once and dweight needs no shared memory. The dweight partials add the
+// block's rows in the same order as the kernel above.
+template <typename T, int kChunks>
+__global__ void __launch_bounds__(kThreads) rmsnorm_bwd_registers_kernel(RmsNormBackwardArgs a, float* partial_GC) {
+  constexpr int V = 8;
+  __shared__ float scratch[32];
+  const bool want_dw = a.dweight != nullptr;
+  float wv[kChunks][V], dw[kChunks][V];
+  bool owned[kChunks];  // this thread's slice k lies inside the row
+#pragma unroll
+  for (int k = 0; k < kChunks; ++k) {
+    const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
+    owned[k] = c < a.width;
+#pragma unroll
+    for (int i = 0; i < V; ++i) wv[k][i] = dw[k][i] = 0.f;
+    if (owned[k]) rowwise::load<T, V>(static_cast<const T*>(a.weight) + c, wv[k]);
+  }
+  const float inv_width = 1.f / float(a.width);
+  for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+    const T* x = static_cast<const T*>(a.x) + r * a.x_row_stride;
+    const T* dy = static_cast<const T*>(a.dy) + r * a.dy_row_stride;
+    T* dx = static_cast<T*>(a.dx) + r * a.dx_row_stride;
+    const float rstd = a.rstd[r];
+    float xv[kChunks][V], dyv[kChunks][V];
+    float dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
+      if (owned[k]) {
+        rowwise::load<T, V>(x + c, xv[k]);
+        rowwise::load<T, V>(dy + c, dyv[k]);
+        dot += slice_dot<V>(xv[k], dyv[k], wv[k], rstd);
+      }
+    }
+    const float mean_dot = rowwise::block_sum(dot, scratch) * inv_width;
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
+      if (owned[k]) {
+        slice_dx_store<T, V>(xv[k], dyv[k], wv[k], rstd, mean_dot, dx + c);
+        if (want_dw) slice_dweight<T, V>(xv[k], dyv[k], rstd, dw[k]);
+      }
+    }
+  }
+  if (want_dw) {
+#pragma unroll
+    for (int k = 0; k < kChunks; ++k) {
+      const int64_t c = (int64_t(threadIdx.x) + int64_t(k) * blockDim.x) * V;
+      if (owned[k]) {
+        // C % 8 == 0 and a 16-byte aligned workspace: two 16-byte stores.
+        float4* p = reinterpret_cast<float4*>(partial_GC + blockIdx.x * a.width + c);
+        p[0] = make_float4(dw[k][0], dw[k][1], dw[k][2], dw[k][3]);
+        p[1] = make_float4(dw[k][4], dw[k][5], dw[k][6], dw[k][7]);
+      }
+    }
   }
 }
 
@@ -185,7 +277,6 @@ void rmsnorm_forward(const RmsNormForwardArgs& a, cudaStream_t stream) {
   const bool vec8 = rowwise::vec8_ok(a.x, a.x_row_stride, a.width) && rowwise::vec8_ok(a.y, a.y_row_stride, a.width) &&
                     rowwise::vec8_ok(a.weight, 0, a.width);
   const unsigned grid = unsigned(std::min<int64_t>(a.rows, 65535 * 8));
-  constexpr int kRegisterChunks = 2;  // rows up to 256 threads x 8 x 2 = 4096 elements stay in registers
   const bool in_registers = vec8 && a.width <= int64_t(kThreads) * 8 * kRegisterChunks;
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
     if (in_registers)
@@ -218,9 +309,14 @@ void rmsnorm_backward(const RmsNormBackwardArgs& a, cudaStream_t stream) {
   const bool vec8 = rowwise::vec8_ok(a.x, a.x_row_stride, a.width) && rowwise::vec8_ok(a.dy, a.dy_row_stride, a.width) &&
                     rowwise::vec8_ok(a.dx, a.dx_row_stride, a.width) && rowwise::vec8_ok(a.weight, 0, a.width);
   const int64_t blocks = partial_blocks(a.rows);
-  const size_t smem = want_dw ? size_t(a.width) * sizeof(float) : 0;
   float* partial = static_cast<float*>(a.workspace);
+  const bool in_registers = vec8 && a.width <= int64_t(kThreads) * 8 * kRegisterChunks;
+  const size_t smem = want_dw && !in_registers ? size_t(a.width) * sizeof(float) : 0;
   SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
+    if (in_registers) {
+      rmsnorm_bwd_registers_kernel<T, kRegisterChunks><<<unsigned(blocks), kThreads, 0, stream>>>(a, partial);
+      return;
+    }
     SPK_VEC_SWITCH(vec8, V, [&] {
       auto kernel = rmsnorm_bwd_kernel<T, V>;
       // The dweight row (up to 48 KiB at the widest C) plus the static

@@ -73,6 +73,14 @@ void run_case(const RowsCase& c, DType dtype) {
   ba.dweight = dw.as<float>();
   ba.workspace = ws.get();
   synthpert::kernels::rmsnorm_backward(ba, nullptr);
+  // A frozen weight (LoRA training): no dweight, no workspace.
+  StridedDeviceTensor dx_frozen = rows_tensor(c, dt);
+  dx_frozen.upload_poison();
+  synthpert::kernels::RmsNormBackwardArgs frozen = ba;
+  frozen.dx = dx_frozen.device.get();
+  frozen.dweight = nullptr;
+  frozen.workspace = nullptr;
+  synthpert::kernels::rmsnorm_backward(frozen, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "rmsnorm");
 
   std::vector<float> rstd_h(size_t(c.rows)), dw_h(size_t(c.width));
@@ -81,6 +89,8 @@ void run_case(const RowsCase& c, DType dtype) {
   const RowwiseResult peer = rmsnorm_peer(x, w, dy, eps, dt);
   check_within_peer("y", max_abs_err(as_2d(y_), ref_y), max_abs_err(peer.out, ref_y), half_ulp(dt, max_abs(ref_y)));
   check_within_peer("dx", max_abs_err(as_2d(dx_), ref_dx), max_abs_err(peer.grad_a, ref_dx),
+                    half_ulp(dt, max_abs(ref_dx)));
+  check_within_peer("dx (frozen weight)", max_abs_err(as_2d(dx_frozen), ref_dx), max_abs_err(peer.grad_a, ref_dx),
                     half_ulp(dt, max_abs(ref_dx)));
   check_within_peer("dw", max_abs_err(tensor_of(std::vector<double>(dw_h.begin(), dw_h.end()), {c.width}), ref_dw),
                     max_abs_err(peer.grad_b, ref_dw), 0.0);

@@ -103,7 +103,8 @@ struct RowsCase {
 };
 inline const std::vector<RowsCase>& rmsnorm_cases() {
   static const std::vector<RowsCase> all = {{1, 4096, false}, {5, 123, true},   {123, 1000, true},
-                                            {1023, 64, false}, {1023, 100, true}, {7, 12288, false}};
+                                            {1023, 64, false}, {1023, 100, true}, {7, 12288, false},
+                                            {300, 2056, false}};
   return all;
 }
 inline const std::vector<RowsCase>& swiglu_cases() {
