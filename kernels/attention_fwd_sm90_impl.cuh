@@ -3,23 +3,32 @@
 //
 // The algorithm is that of kernels/attention_fwd_impl.cuh (online softmax over
 // 64-key tiles, P fed back from registers, the same masking and epilogue);
-// what changes is who multiplies:
+// what changes is who multiplies and what overlaps:
 //   * a block is one or two warpgroups (128 or 256 threads) on 64 query rows
 //     each. Two share every K/V tile staged in shared memory (half the loads
-//     per row); one leaves room for two blocks per SM, whose softmax and
-//     wgmma phases then overlap. Which is faster is for the benchmark to say
-//     (AttentionForwardArgs::wgmma_warpgroups, default 2);
+//     per row); one leaves room for two blocks per SM. Which is faster is for
+//     the benchmark to say (AttentionForwardArgs::wgmma_warpgroups);
 //   * S = Q K^T is one wgmma m64n64k16 per 16 columns of D, both operands read
 //     by the tensor cores straight from 128B-swizzled shared memory (no
 //     fragment loads through registers);
 //   * O += P V is one wgmma m64n64k16 per 16 keys and 64 columns of D, P from
-//     registers, V from shared memory as an MN-major operand.
-// Loads stay cp.async (no TMA, no producer warp); the K/V pipeline is the
-// sm_80 kernel's. Layouts and fragment mappings: kernels/attention_wgmma.cuh.
+//     registers, V from shared memory as an MN-major operand;
+//   * within a warpgroup, the softmax of one key tile runs while the tensor
+//     cores multiply the previous tile's P V (FlashAttention-3's
+//     intra-warpgroup pipelining): S(j) and P(j-1) V(j-1) are issued back to
+//     back, S(j) is waited for alone, its softmax computed, and only then
+//     the P V waited for and O rescaled;
+//   * K and V tiles are double-buffered: the next iteration's tiles load with
+//     cp.async during the whole current one, with one barrier per iteration.
+// Loads stay cp.async (no TMA, no producer warp). Layouts and fragment
+// mappings: kernels/attention_wgmma.cuh.
 //
-// Status: compiled for sm_90a on every build, run on CI by the host emulation
-// (tests/simt, its PTX emulated from the ISA), not yet run on a GPU. The
-// launcher runs it only when asked (AttentionPath::kWgmma) on an sm_90 device.
+// Status: compiled for sm_90a on every build and run on CI by the host
+// emulation (tests/simt, its PTX emulated from the ISA, which also checks
+// that no thread touches accumulators or A fragments of a wgmma in flight).
+// On an H200 (benchmarks/results/attention-nvidia-h200-2026-12-04.md) its
+// first form, with no overlap inside a warpgroup and single-buffered tiles,
+// ran at 0.67-0.86x PyTorch's flash backend; this form is not yet measured.
 #pragma once
 
 #include "kernels/attention.h"
@@ -37,8 +46,9 @@ struct FwdSm90Config {
   static constexpr int kPanels = D / 64;  // 64-column panels of a swizzled tile
   static constexpr int kQBytes = kBlockM * D * 2;
   static constexpr int kKVBytes = kBlockN * D * 2;
+  static constexpr int kStages = 2;  // K and V tiles each double-buffered
   // + one swizzle atom of slack to align the tiles to 1024 bytes.
-  static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * kKVBytes + kSwizzleAtomBytes;
+  static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * kStages * size_t(kKVBytes) + kSwizzleAtomBytes;
 };
 
 template <typename T, int D, bool kCausal, int kWarpGroups>
@@ -56,7 +66,10 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
   constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;  // LBO of V: next 64 columns
 
   const AttentionProblem& p = args.problem;
-  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
+  // Causal blocks further down the sequence see more keys: the grid's last
+  // blocks take the first (shortest) query tiles, so the final wave is short.
+  const int m_block = kCausal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+  const int b = blockIdx.y, h = blockIdx.z;
   const int seq_begin = p.cu_seqlens[b];
   const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
   const int m0 = m_block * kBlockM;
@@ -65,17 +78,16 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
 
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((kSwizzleAtomBytes - smem_addr(smem_raw) % kSwizzleAtomBytes) % kSwizzleAtomBytes);
-  unsigned char* sQ = smem;              // [kBlockM][D] swizzled
-  unsigned char* sK = sQ + Cfg::kQBytes;  // [kBlockN][D] swizzled
-  unsigned char* sV = sK + Cfg::kKVBytes;  // [kBlockN][D] swizzled
+  unsigned char* sQ = smem;                                   // [kBlockM][D] swizzled
+  unsigned char* sK = sQ + Cfg::kQBytes;                      // kStages x [kBlockN][D] swizzled
+  unsigned char* sV = sK + Cfg::kStages * Cfg::kKVBytes;      // kStages x [kBlockN][D] swizzled
+  auto k_stage = [&](int nb) { return sK + (nb % Cfg::kStages) * Cfg::kKVBytes; };
+  auto v_stage = [&](int nb) { return sV + (nb % Cfg::kStages) * Cfg::kKVBytes; };
 
   const T* q_base = static_cast<const T*>(args.q.data) + (seq_begin + int64_t(m0)) * args.q.token_stride +
                     h * args.q.head_stride;
   const T* k_base = static_cast<const T*>(args.k.data) + seq_begin * args.k.token_stride + hk * args.k.head_stride;
   const T* v_base = static_cast<const T*>(args.v.data) + seq_begin * args.v.token_stride + hk * args.v.head_stride;
-
-  load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
-  cp_async_commit();
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int warpgroup = warp / 4;
@@ -91,79 +103,107 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
   float o_acc[kDTiles][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0.f, 0.f};
+  float rescale[2];
   const float scale_log2 = p.softmax_scale * kLog2e;
+  uint32_t p_frag[kKeySteps][4];  // P of the previous key tile in the A layout
 
   auto load_k = [&](int nb) {
     load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
-        sK, k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN);
+        k_stage(nb), k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN);
   };
   auto load_v = [&](int nb) {
     load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
-        sV, v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN);
+        v_stage(nb), v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN);
   };
-  load_k(0);
-  cp_async_commit();
-  load_v(0);
-  cp_async_commit();
-
-  for (int nb = 0; nb < n_blocks; ++nb) {
-    const int n0 = nb * kBlockN;
-    const bool more = nb + 1 < n_blocks;
-    cp_async_wait<1>();  // K(nb) (and Q) have landed; V(nb) may be in flight
+  // Every thread's cp.async copies so far have landed and are visible to the
+  // tensor cores' (async proxy) reads of every warpgroup; also a block-wide
+  // barrier, so every wgmma waited for before it is done with its tiles.
+  auto tiles_ready = [] {
+    cp_async_wait<0>();
     fence_proxy_async_shared();
     __syncthreads();
-
-    // S = Q K^T for this warpgroup's 64 rows x 64 keys.
-    float s[kNTiles][4] = {};
-    pin_registers(s);
-    wgmma_fence();
+  };
+  auto issue_scores = [&](float (&s)[kNTiles][4], int nb) {  // S = Q K(nb)^T, 64 rows x 64 keys
+    const unsigned char* k_tile = k_stage(nb);
     for (int ks = 0; ks < kDSteps; ++ks) {
       const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
       const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
       Wgmma<T>::ss(&s[0][0], wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo),
-                   wgmma_desc_sw128(sK + k_off, kKMajorLbo, kSbo));
+                   wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo));
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    pin_registers(s);
-    __syncthreads();  // every warpgroup is done with sK
-    if (more) {
-      load_k(nb + 1);
-      cp_async_commit();
-    }
-
-    mask_scores<kCausal>(s, n0, seqlen, row_lo, row_hi, t);
-    online_softmax_step(s, o_acc, row_max, row_sum, scale_log2);
-    // P in the A layout: the C layout of score tiles 2kt and 2kt + 1.
-    uint32_t p_frag[kKeySteps][4];
-    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
-
-    if (more)
-      cp_async_wait<1>();  // V(nb) has landed; K(nb+1) may be in flight
-    else
-      cp_async_wait<0>();
-    fence_proxy_async_shared();
-    __syncthreads();
-
-    // O += P V: per 16 keys, one n64 instruction per 64-column panel of V.
-    pin_registers(o_acc);
-    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
-    wgmma_fence();
+  };
+  auto issue_pv = [&](int nb) {  // O += P V(nb): per 16 keys, one n64 instruction per 64-column panel
+    const unsigned char* v_tile = v_stage(nb);
     for (int kt = 0; kt < kKeySteps; ++kt)
       for (int panel = 0; panel < Cfg::kPanels; ++panel) {
         const uint32_t v_off = panel * kVPanelBytes + kt * 16 * kSwizzleLineBytes;
-        Wgmma<T>::rs_mn_b(&o_acc[panel * 8][0], p_frag[kt], wgmma_desc_sw128(sV + v_off, kVPanelBytes, kSbo));
+        Wgmma<T>::rs_mn_b(&o_acc[panel * 8][0], p_frag[kt], wgmma_desc_sw128(v_tile + v_off, kVPanelBytes, kSbo));
       }
     wgmma_commit();
+  };
+  auto scores_to_p = [&](float (&s)[kNTiles][4], int nb) {  // mask, softmax; O's rescale left to the caller
+    mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
+    softmax_update(s, row_max, row_sum, scale_log2, rescale);
+  };
+
+  // Prologue: Q and K(0), then V(0) and K(1), then S(0) and its softmax.
+  load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
+  load_k(0);
+  cp_async_commit();
+  load_v(0);
+  if (n_blocks > 1) load_k(1);
+  cp_async_commit();
+  cp_async_wait<1>();  // Q and K(0)
+  fence_proxy_async_shared();
+  __syncthreads();
+  {
+    float s[kNTiles][4] = {};
+    pin_registers(s);
+    wgmma_fence();
+    issue_scores(s, 0);
     wgmma_wait<0>();
+    pin_registers(s);
+    scores_to_p(s, 0);  // O is still zero: no rescale
+    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+  }
+
+  // Iteration nb overlaps, within each warpgroup, the softmax of S(nb) with
+  // O += P(nb-1) V(nb-1) on the tensor cores (both issued back to back; S
+  // first, so it retires first). The tiles of iteration nb + 1 (K(nb+1),
+  // V(nb)) load during the whole iteration into the stages that K(nb-1) and
+  // V(nb-2) left, which tiles_ready's barrier has seen every warpgroup finish.
+  for (int nb = 1; nb < n_blocks; ++nb) {
+    tiles_ready();  // K(nb) and V(nb-1)
+    if (nb + 1 < n_blocks) load_k(nb + 1);
+    load_v(nb);
+    cp_async_commit();
+
+    float s[kNTiles][4] = {};
+    pin_registers(s);
     pin_registers(o_acc);
     for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
-    __syncthreads();  // every warpgroup is done with sV
-    if (more) {
-      load_v(nb + 1);
-      cp_async_commit();
-    }
+    wgmma_fence();
+    issue_scores(s, nb);
+    issue_pv(nb - 1);
+    wgmma_wait<1>();  // S(nb); the P V may still run
+    pin_registers(s);
+    scores_to_p(s, nb);
+    wgmma_wait<0>();  // P(nb-1) V(nb-1): O and p_frag are free again
+    pin_registers(o_acc);
+    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+    rescale_output(o_acc, rescale);
+    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
   }
+
+  // Epilogue: the last tile's P V.
+  tiles_ready();  // V(n_blocks - 1)
+  pin_registers(o_acc);
+  for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+  wgmma_fence();
+  issue_pv(n_blocks - 1);
+  wgmma_wait<0>();
+  pin_registers(o_acc);
 
   write_forward_rows<T>(args, o_acc, row_max, row_sum, seq_begin, seqlen, h, row_lo, row_hi, t);
 #else

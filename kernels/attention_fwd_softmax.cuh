@@ -25,13 +25,14 @@ __device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int 
     }
 }
 
-// Online softmax over one key tile for the two rows this thread holds: the
-// running max (raw scores) and this thread's partial sums are updated, s
-// becomes exp2(s * scale_log2 - max) and O is rescaled to the new max.
-template <int kNTiles, int kDTiles>
-__device__ __forceinline__ void online_softmax_step(float (&s)[kNTiles][4], float (&o_acc)[kDTiles][4],
-                                                    float (&row_max)[2], float (&row_sum)[2], float scale_log2) {
-  float rescale[2];
+// Online softmax over one key tile for the two rows this thread holds,
+// without touching O: the running max (raw scores) and this thread's partial
+// sums are updated, s becomes exp2(s * scale_log2 - max), and `rescale` gets
+// the factor O must be multiplied by to move to the new max (the wgmma
+// kernel applies it once the O += P V in flight has retired).
+template <int kNTiles>
+__device__ __forceinline__ void softmax_update(float (&s)[kNTiles][4], float (&row_max)[2], float (&row_sum)[2],
+                                               float scale_log2, float (&rescale)[2]) {
   for (int r = 0; r < 2; ++r) {
     float mx = row_max[r];
     for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
@@ -50,12 +51,25 @@ __device__ __forceinline__ void online_softmax_step(float (&s)[kNTiles][4], floa
       }
     row_sum[r] = row_sum[r] * rescale[r] + sum;
   }
+}
+
+template <int kDTiles>
+__device__ __forceinline__ void rescale_output(float (&o_acc)[kDTiles][4], const float (&rescale)[2]) {
   for (int dt = 0; dt < kDTiles; ++dt) {
     o_acc[dt][0] *= rescale[0];
     o_acc[dt][1] *= rescale[0];
     o_acc[dt][2] *= rescale[1];
     o_acc[dt][3] *= rescale[1];
   }
+}
+
+// Both steps at once, for a kernel whose O is not in flight.
+template <int kNTiles, int kDTiles>
+__device__ __forceinline__ void online_softmax_step(float (&s)[kNTiles][4], float (&o_acc)[kDTiles][4],
+                                                    float (&row_max)[2], float (&row_sum)[2], float scale_log2) {
+  float rescale[2];
+  softmax_update(s, row_max, row_sum, scale_log2, rescale);
+  rescale_output(o_acc, rescale);
 }
 
 // P for keys 16kt..16kt+15 in the mma A layout: the C layout of score tiles

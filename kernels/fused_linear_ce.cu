@@ -34,9 +34,54 @@ __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
   return {m, a.s * __expf(a.m - m) + b.s * __expf(b.m - m)};
 }
 
+// V consecutive fp32 logits (V = 4: one 16-byte load; the row starts are
+// 16-byte aligned when vocab % 4 == 0, the workspace being 256-byte aligned).
+template <int V>
+__device__ __forceinline__ void load_logits(const float* p, float (&x)[V]) {
+  if constexpr (V == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p);
+    x[0] = f.x, x[1] = f.y, x[2] = f.z, x[3] = f.w;
+  } else {
+    x[0] = p[0];
+  }
+}
+
+// V gradient values rounded to T (V = 4: one 8-byte store).
+template <typename T, int V>
+__device__ __forceinline__ void store_grad(T* p, const float (&g)[V]) {
+  if constexpr (V == 4) {
+    uint2 raw;
+    T* e = reinterpret_cast<T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) e[i] = from_float<T>(g[i]);
+    *reinterpret_cast<uint2*>(p) = raw;
+  } else {
+    p[0] = from_float<T>(g[0]);
+  }
+}
+
+// Adds V logits to a thread's running (max, sum): one exponential per logit
+// and one per V for the rescale (merge() per logit would take two each).
+// NaNs are only noted here (fmaxf would drop them) and applied at the end.
+template <int V>
+__device__ __forceinline__ void absorb(MaxSum& acc, bool& saw_nan, const float (&x)[V]) {
+  float mx = acc.m;
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    mx = fmaxf(mx, x[i]);
+    saw_nan |= x[i] != x[i];
+  }
+  if (mx == -INFINITY) return;  // every logit so far -inf: the sum stays 0
+  float s = acc.s * __expf(acc.m - mx);
+#pragma unroll
+  for (int i = 0; i < V; ++i) s += __expf(x[i] - mx);
+  acc = {mx, s};
+}
+
 // One block per token of the chunk: logsumexp over V fp32 logits, the loss,
-// and optionally the logits' gradient (softmax - onehot) * scale in T.
-template <typename T>
+// and optionally the logits' gradient (softmax - onehot) * scale in T. kVec
+// logits per access (4 where vocab % 4 == 0, else 1).
+template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads)
     ce_rows_kernel(const float* logits_MV, int64_t vocab, const int64_t* targets, int64_t ignore_index, float* loss,
                    float* lse_out, T* grad_MV, float grad_scale) {
@@ -44,7 +89,14 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = blockIdx.x;
   const float* l = logits_MV + row * vocab;
   MaxSum acc{-INFINITY, 0.f};
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) acc = merge(acc, MaxSum{l[v], 1.f});
+  bool saw_nan = false;
+  for (int64_t v = int64_t(threadIdx.x) * kVec; v < vocab; v += int64_t(blockDim.x) * kVec) {
+    float x[kVec];
+    load_logits<kVec>(l + v, x);
+    absorb<kVec>(acc, saw_nan, x);
+  }
+  // A NaN logit makes the row's logsumexp NaN wherever it sits, as torch's does.
+  if (saw_nan) acc = {NAN, NAN};
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1)
     acc = merge(acc, MaxSum{__shfl_xor_sync(0xffffffffu, acc.m, o), __shfl_xor_sync(0xffffffffu, acc.s, o)});
@@ -63,9 +115,12 @@ __global__ void __launch_bounds__(kThreads)
   if (!grad_MV) return;
   T* g = grad_MV + row * vocab;
   const float scale = ignored ? 0.f : grad_scale;
-  for (int64_t v = threadIdx.x; v < vocab; v += blockDim.x) {
-    const float p = __expf(l[v] - lse);
-    g[v] = from_float<T>((p - (v == t ? 1.f : 0.f)) * scale);
+  for (int64_t v = int64_t(threadIdx.x) * kVec; v < vocab; v += int64_t(blockDim.x) * kVec) {
+    float x[kVec];
+    load_logits<kVec>(l + v, x);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) x[i] = (__expf(x[i] - lse) - (v + i == t ? 1.f : 0.f)) * scale;
+    store_grad<T, kVec>(g + v, x);
   }
 }
 
@@ -121,10 +176,15 @@ void fused_linear_cross_entropy(const FusedLinearCrossEntropyArgs& a, cudaStream
                               CUBLAS_GEMM_DEFAULT),
                  op, "logits GEMM");
     SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
-      ce_rows_kernel<T><<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index,
-                                                              a.loss + n0, a.lse ? a.lse + n0 : nullptr,
-                                                              want_grad ? static_cast<T*>(grad) : nullptr,
-                                                              a.grad_scale);
+      T* grad_rows = want_grad ? static_cast<T*>(grad) : nullptr;
+      if (a.vocab % 4 == 0)
+        ce_rows_kernel<T, 4><<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index,
+                                                                   a.loss + n0, a.lse ? a.lse + n0 : nullptr,
+                                                                   grad_rows, a.grad_scale);
+      else
+        ce_rows_kernel<T, 1><<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index,
+                                                                   a.loss + n0, a.lse ? a.lse + n0 : nullptr,
+                                                                   grad_rows, a.grad_scale);
     });
     SPK_CHECK_LAUNCH(op);
     if (a.dhidden) {

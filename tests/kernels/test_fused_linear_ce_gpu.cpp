@@ -137,11 +137,11 @@ void run_cases(DType dtype, bool large) {
 // One vocabulary row of the weight NaN: every token's logit there is NaN, so
 // (as torch's log_softmax) every scored token's logsumexp and loss are NaN,
 // wherever in a thread's share of the row the NaN sits.
-void run_nan_logit(int64_t nan_row, cublasHandle_t handle) {
+void run_nan_logit(int64_t nan_row, int64_t V, cublasHandle_t handle) {
   const DType dtype = DType::kBF16;
   const at::ScalarType dt = torch_dtype(dtype);
-  const int64_t N = 7, C = 64, V = 517;
-  INFO("NaN weight row " << nan_row);
+  const int64_t N = 7, C = 64;
+  INFO("NaN weight row " << nan_row << " of " << V);
   at::Tensor h = random_rounded({N, C}, dt, 410), w = random_rounded({V, C}, dt, 411, 0.2);
   w[nan_row][C / 2] = std::numeric_limits<float>::quiet_NaN();
   std::vector<int64_t> targets(static_cast<size_t>(N));
@@ -177,8 +177,10 @@ TEST_CASE("fused linear cross-entropy: a NaN logit makes every scored token's lo
   cublasHandle_t handle = nullptr;
   REQUIRE(cublasCreate(&handle) == CUBLAS_STATUS_SUCCESS);
   // The first column (every thread's first logit at once), one inside the
-  // row, the last.
-  for (const int64_t row : {0, 1, 130, 516}) run_nan_logit(row, handle);
+  // row, the last; with an odd vocabulary (one logit per load) and one of
+  // 4k (four per load: the last of a thread's first four too).
+  for (const int64_t row : {0, 1, 130, 516}) run_nan_logit(row, 517, handle);
+  for (const int64_t row : {0, 3, 130, 515}) run_nan_logit(row, 516, handle);
   cublasDestroy(handle);
 }
 
