@@ -142,6 +142,12 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
       }
     wgmma_commit();
   };
+  // Keeps the compiler from moving accesses to the P V's operands across the
+  // asynchronous wgmma boundaries.
+  auto pin_pv_operands = [&] {
+    pin_registers(o_acc);
+    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+  };
   auto scores_to_p = [&](float (&s)[kNTiles][4], int nb) {  // mask, softmax; O's rescale left to the caller
     mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
     softmax_update(s, row_max, row_sum, scale_log2, rescale);
@@ -181,8 +187,7 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
 
     float s[kNTiles][4] = {};
     pin_registers(s);
-    pin_registers(o_acc);
-    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+    pin_pv_operands();
     wgmma_fence();
     issue_scores(s, nb);
     issue_pv(nb - 1);
@@ -190,16 +195,14 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
     pin_registers(s);
     scores_to_p(s, nb);
     wgmma_wait<0>();  // P(nb-1) V(nb-1): O and p_frag are free again
-    pin_registers(o_acc);
-    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+    pin_pv_operands();
     rescale_output(o_acc, rescale);
     for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
   }
 
   // Epilogue: the last tile's P V.
   tiles_ready();  // V(n_blocks - 1)
-  pin_registers(o_acc);
-  for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+  pin_pv_operands();
   wgmma_fence();
   issue_pv(n_blocks - 1);
   wgmma_wait<0>();

@@ -176,15 +176,10 @@ void fused_linear_cross_entropy(const FusedLinearCrossEntropyArgs& a, cudaStream
                               CUBLAS_GEMM_DEFAULT),
                  op, "logits GEMM");
     SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
-      T* grad_rows = want_grad ? static_cast<T*>(grad) : nullptr;
-      if (a.vocab % 4 == 0)
-        ce_rows_kernel<T, 4><<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index,
-                                                                   a.loss + n0, a.lse ? a.lse + n0 : nullptr,
-                                                                   grad_rows, a.grad_scale);
-      else
-        ce_rows_kernel<T, 1><<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index,
-                                                                   a.loss + n0, a.lse ? a.lse + n0 : nullptr,
-                                                                   grad_rows, a.grad_scale);
+      auto kernel = a.vocab % 4 == 0 ? ce_rows_kernel<T, 4> : ce_rows_kernel<T, 1>;
+      kernel<<<unsigned(m), kThreads, 0, stream>>>(logits, a.vocab, a.targets + n0, a.ignore_index, a.loss + n0,
+                                                   a.lse ? a.lse + n0 : nullptr,
+                                                   want_grad ? static_cast<T*>(grad) : nullptr, a.grad_scale);
     });
     SPK_CHECK_LAUNCH(op);
     if (a.dhidden) {
