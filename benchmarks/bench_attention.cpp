@@ -5,8 +5,10 @@
 // The "fwd" rows run AttentionPath::kAuto, the engine's choice; on an sm_90
 // device each forward kernel also gets rows of its own (mma.sync, wgmma with
 // one and with two warpgroups per block), the measurements kAuto's rule
-// rests on (kernels/attention.h). The backward gets one row per key block
-// (64 and 128 keys per thread block), for attention_backward_key_block().
+// rests on (kernels/attention.h). The backward gets one row per key block of
+// the mma.sync kernel (64 and 128 keys per thread block), for
+// attention_backward_key_block(), and on an sm_90 device a row for the wgmma
+// backward, for attention_backward_path().
 //
 // Each measurement: warm-up, then per iteration an L2 flush (a 256 MiB
 // memset) followed by the timed call; the median is reported. Results go to
@@ -181,6 +183,12 @@ int main(int argc, char** argv) {
       bk.key_block = key_block;
       const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(bk, nullptr); });
       results.push_back({"bwd " + std::to_string(key_block) + " keys", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12});
+    }
+    if (wgmma) {  // the sm_90a backward (128 keys per block), for attention_backward_path()
+      AttentionBackwardArgs bk = ba;
+      bk.path = synthpert::kernels::AttentionPath::kWgmma;
+      const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(bk, nullptr); });
+      results.push_back({"bwd wgmma", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12});
     }
     if (wgmma) {  // mma.sync, then the sm_90a forward with blocks of 2 and 1 warpgroups; same problem, same peer
       for (int warpgroups : {0, 1, 2}) {

@@ -135,14 +135,26 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   });
 }
 
-int attention_backward_key_block(const AttentionBackwardArgs& a) { return a.key_block == 0 ? 64 : a.key_block; }
+AttentionPath attention_backward_path(const AttentionBackwardArgs& a) {
+  return a.path == AttentionPath::kAuto ? AttentionPath::kMmaSync : a.path;
+}
+
+int attention_backward_key_block(const AttentionBackwardArgs& a) {
+  if (a.key_block != 0) return a.key_block;
+  return attention_backward_path(a) == AttentionPath::kWgmma ? 128 : 64;
+}
 
 void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) {
   const char* op = "attention_backward";
   SPK_REQUIRE(args.key_block == 0 || args.key_block == 64 || args.key_block == 128, op,
               "key_block must be 0 (choose), 64 or 128, got " + std::to_string(args.key_block));
   AttentionBackwardArgs a = args;
+  a.path = attention_backward_path(args);
   a.key_block = attention_backward_key_block(args);
+  const bool wgmma = a.path == AttentionPath::kWgmma;
+  SPK_REQUIRE(!wgmma || a.key_block == 128, op,
+              "the wgmma backward takes 128 keys per block: key_block must be 0 or 128, got " +
+                  std::to_string(args.key_block));
   const AttentionProblem& p = a.problem;
   check_problem(p, op);
   if (nothing_to_do(p)) return;
@@ -157,9 +169,16 @@ void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) 
   SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be the forward's [heads, total_tokens] logsumexp");
   SPK_REQUIRE(a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, op,
               "workspace must be 256-byte aligned and hold attention_backward_workspace_bytes()");
+  SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
+              "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
-      SPK_BOOL_SWITCH(p.causal, kCausal, [&] { attn::run_attention_bwd<T, kD, kCausal>(a, stream); });
+      SPK_BOOL_SWITCH(p.causal, kCausal, [&] {
+        if (wgmma)
+          attn::run_attention_bwd_sm90<T, kD, kCausal>(a, stream);
+        else
+          attn::run_attention_bwd<T, kD, kCausal>(a, stream);
+      });
     });
   });
 }

@@ -46,11 +46,11 @@ struct AttentionProblem {
   const int32_t* cu_seqlens = nullptr;  // device [B + 1]
 };
 
-// Which forward kernel runs. kMmaSync: mma.sync.m16n8k16 tiles (sm_80 and
-// later). kWgmma: warpgroup wgmma tiles reading operands from swizzled shared
-// memory (sm_90a builds on sm_90 devices only; attention_wgmma_available()).
+// Which kernel runs. kMmaSync: mma.sync.m16n8k16 tiles (sm_80 and later).
+// kWgmma: warpgroup wgmma tiles reading operands from swizzled shared memory
+// (sm_90a builds on sm_90 devices only; attention_wgmma_available()).
 // kAuto: the faster of the two where it was measured, see
-// attention_forward_choice().
+// attention_forward_choice() and attention_backward_path().
 enum class AttentionPath { kAuto, kMmaSync, kWgmma };
 
 struct AttentionForwardArgs {
@@ -67,7 +67,10 @@ struct AttentionBackwardArgs {
   // Keys per thread block of the main kernel: 64 (4 warps) or 128 (8 warps:
   // each staged query tile and each dQ atomic serves twice the keys, one block
   // per SM instead of two); 0 lets attention_backward_key_block() choose.
+  // The wgmma kernel always takes 128 keys (two warpgroups of 64) and
+  // accepts 0 or 128 here.
   int key_block = 0;
+  AttentionPath path = AttentionPath::kAuto;
   HeadsView q, k, v, out, dout;
   const float* lse_HN = nullptr;  // from attention_forward
   MutableHeadsView dq, dk, dv;
@@ -95,9 +98,14 @@ struct AttentionForwardChoice {
 };
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
 
-// The key block attention_backward runs: the one asked for, or for 0, 64 (the
-// kernel the H200 measurements of 2026-12-04 rest on; bench_attention times
-// both to settle the choice).
+// The backward kernel attention_backward runs: the path asked for, or for
+// kAuto kMmaSync, the kernel measured on the H200 (2026-12-04); the wgmma
+// backward has not been timed on a GPU yet (bench_attention has a row for it).
+AttentionPath attention_backward_path(const AttentionBackwardArgs& args);
+
+// The key block attention_backward runs: the one asked for, or for 0, 128 on
+// the wgmma path and 64 on mma.sync (the kernel the H200 measurements of
+// 2026-12-04 rest on; bench_attention times both to settle the choice).
 int attention_backward_key_block(const AttentionBackwardArgs& args);
 
 // Computes out and lse_HN. Throws KernelError on a violated precondition or a

@@ -290,9 +290,11 @@ void launch_attention_bwd_main(const AttentionBackwardArgs& args, float* dq_acc,
   SPK_CHECK_LAUNCH("attention_backward");
 }
 
-// args.key_block is 64 or 128 here (the launcher resolved kAuto's 0).
-template <typename T, int D, bool kCausal>
-void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
+// Steps 1 and 3 of the backward around its main kernel, which
+// `launch_main(dq_acc, delta_HN)` launches (the mma.sync one below or the
+// wgmma one of attention_bwd_sm90_impl.cuh).
+template <typename T, int D, typename LaunchMain>
+void run_attention_bwd_steps(const AttentionBackwardArgs& args, cudaStream_t stream, LaunchMain launch_main) {
   const AttentionProblem& p = args.problem;
   float* dq_acc = static_cast<float*>(args.workspace);
   float* delta_HN = reinterpret_cast<float*>(static_cast<char*>(args.workspace) +
@@ -305,16 +307,24 @@ void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
     SPK_CHECK_LAUNCH("attention_backward (preprocess)");
   }
 
-  if (args.key_block == 128)
-    launch_attention_bwd_main<T, D, kCausal, 8>(args, dq_acc, delta_HN, stream);
-  else
-    launch_attention_bwd_main<T, D, kCausal, 4>(args, dq_acc, delta_HN, stream);
+  launch_main(dq_acc, static_cast<const float*>(delta_HN));
 
   if (rows > 0) {
     const int64_t pairs = rows * (D / 2);
     attention_bwd_convert_dq_kernel<T, D><<<ceil_div(pairs, 256), 256, 0, stream>>>(args, dq_acc);
     SPK_CHECK_LAUNCH("attention_backward (convert dq)");
   }
+}
+
+// args.key_block is 64 or 128 here (the launcher resolved kAuto's 0).
+template <typename T, int D, bool kCausal>
+void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream) {
+  run_attention_bwd_steps<T, D>(args, stream, [&](float* dq_acc, const float* delta_HN) {
+    if (args.key_block == 128)
+      launch_attention_bwd_main<T, D, kCausal, 8>(args, dq_acc, delta_HN, stream);
+    else
+      launch_attention_bwd_main<T, D, kCausal, 4>(args, dq_acc, delta_HN, stream);
+  });
 }
 
 }  // namespace synthpert::kernels::attn

@@ -20,6 +20,9 @@ void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t strea
 template <typename T, int D, bool kCausal>
 void run_attention_bwd(const AttentionBackwardArgs& args, cudaStream_t stream);
 
+template <typename T, int D, bool kCausal>
+void run_attention_bwd_sm90(const AttentionBackwardArgs& args, cudaStream_t stream);
+
 // Backward workspace layout: dQ_acc [N, H, D] fp32, then Delta [H, N] fp32,
 // each starting at a 256-byte boundary.
 inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }

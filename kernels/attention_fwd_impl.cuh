@@ -44,7 +44,10 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
   constexpr int kDSteps = D / 16;       // k-steps of Q K^T
 
   const AttentionProblem& p = args.problem;
-  const int m_block = blockIdx.x, b = blockIdx.y, h = blockIdx.z;
+  // Causal blocks further down the sequence see more keys: the grid's last
+  // blocks take the first (shortest) query tiles, so the final wave is short.
+  const int m_block = kCausal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+  const int b = blockIdx.y, h = blockIdx.z;
   const int seq_begin = p.cu_seqlens[b];
   const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
   const int m0 = m_block * kBlockM;

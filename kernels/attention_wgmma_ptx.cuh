@@ -1,8 +1,8 @@
-// The inline PTX of the wgmma attention forward (sm_90a), kept apart like
+// The inline PTX of the wgmma attention kernels (sm_90a), kept apart like
 // kernels/attention_ptx.cuh so that the host emulation
 // (tests/simt/include/kernels/attention_wgmma_ptx.cuh) can stand in for
 // exactly this file: wgmma.fence / commit_group / wait_group,
-// fence.proxy.async, the two wgmma.mma_async forms the kernel issues, and the
+// fence.proxy.async, the three wgmma.mma_async forms the kernels issue, and the
 // register pinning around them. Layouts and descriptors:
 // kernels/attention_wgmma.cuh.
 //
@@ -77,6 +77,7 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
 
 // D (64x64 fp32, 32 registers per thread) += A (64x16) * B (16x64).
 //   ss:       A and B K-major in shared memory (descriptors).
+//   ss_mn_b:  A K-major, B MN-major (imm-trans-b = 1), both in shared memory.
 //   rs_mn_b:  A from registers (4 per thread, mma A layout), B MN-major in
 //             shared memory (imm-trans-b = 1).
 // The accumulate predicate is always set: callers zero D first.
@@ -87,6 +88,13 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
       SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
                     ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                        \
+                    : SPK_WGMMA_D32_OPERANDS(d)                                                              \
+                    : "l"(desc_a), "l"(desc_b), "r"(1));                                                     \
+    }                                                                                                        \
+    __device__ __forceinline__ static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) {             \
+      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
+                    "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
+                    ", %32, %33, p, 1, 1, 0, 1;\n}\n"                                                        \
                     : SPK_WGMMA_D32_OPERANDS(d)                                                              \
                     : "l"(desc_a), "l"(desc_b), "r"(1));                                                     \
     }                                                                                                        \

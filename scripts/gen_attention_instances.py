@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes kernels/generated/attention_{fwd,bwd}_hdim{D}_{dtype}_{causal|full}.cu.
+"""Writes kernels/generated/attention_{fwd,fwd_sm90,bwd,bwd_sm90}_hdim{D}_{dtype}_{causal|full}.cu.
 
 One template instance per translation unit keeps each nvcc invocation small
 and lets the two CI cores compile instances in parallel; the launchers in
@@ -19,6 +19,7 @@ DIRECTIONS = {
     "fwd": ("kernels/attention_fwd_impl.cuh", "run_attention_fwd", "AttentionForwardArgs"),
     "fwd_sm90": ("kernels/attention_fwd_sm90_impl.cuh", "run_attention_fwd_sm90", "AttentionForwardArgs"),
     "bwd": ("kernels/attention_bwd_impl.cuh", "run_attention_bwd", "AttentionBackwardArgs"),
+    "bwd_sm90": ("kernels/attention_bwd_sm90_impl.cuh", "run_attention_bwd_sm90", "AttentionBackwardArgs"),
 }
 
 TEMPLATE = """\

@@ -141,24 +141,33 @@ void run_case(size_t index, const AttentionCase& c, DType dtype, bool causal, ui
   check_within_peer("out", max_abs_err(out, ref_out), max_abs_err(peer.out_NHD, ref_out), out_floor);
   check_within_peer("lse", max_abs_err(lse_got, ref_lse), max_abs_err(peer.lse_HN, ref_lse),
                     half_ulp(dt, max_abs(ref_lse)));
-  // The wgmma path is a forward kernel: the backward is the mma.sync one,
-  // which the mma.sync cases check.
+  // The backward kernels run once per case, after the mma.sync forward:
+  // mma.sync with 64 and with 128 keys per block, and the wgmma one where it
+  // can run.
   if (path == synthpert::kernels::AttentionPath::kWgmma) {
     cuda_ok(cudaStreamDestroy(stream), "cudaStreamDestroy");
     return;
   }
-
-  // Both backward kernels (64 and 128 keys per block) on the same forward.
+  struct BackwardKernel {
+    synthpert::kernels::AttentionPath path;
+    int key_block;
+  };
+  std::vector<BackwardKernel> backward_kernels = {{synthpert::kernels::AttentionPath::kMmaSync, 64},
+                                                  {synthpert::kernels::AttentionPath::kMmaSync, 128}};
+  if (synthpert::kernels::attention_wgmma_available())
+    backward_kernels.push_back({synthpert::kernels::AttentionPath::kWgmma, 0});
   const double grad_floor = half_ulp(dt, std::max({max_abs(ref_dq), max_abs(ref_dk), max_abs(ref_dv)}));
-  for (int key_block : {64, 128}) {
-    INFO("backward key_block " << key_block);
+  for (const BackwardKernel& kernel : backward_kernels) {
+    INFO("backward " << (kernel.path == synthpert::kernels::AttentionPath::kWgmma ? "wgmma" : "mma.sync")
+                     << " key_block " << kernel.key_block);
     dq_.upload_poison();
     dk_.upload_poison();
     dv_.upload_poison();
     cuda_ok(cudaDeviceSynchronize(), "poison uploads");
     synthpert::kernels::AttentionBackwardArgs ba;
     ba.problem = prob;
-    ba.key_block = key_block;
+    ba.key_block = kernel.key_block;
+    ba.path = kernel.path;
     ba.q = fa.q;
     ba.k = fa.k;
     ba.v = fa.v;

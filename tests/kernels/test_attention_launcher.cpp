@@ -109,6 +109,25 @@ TEST_CASE("attention_backward requires an aligned workspace and the forward's ls
   CHECK(attention_backward_key_block(a) == 64);
   a.key_block = 0;
   CHECK(attention_backward_key_block(a) == 64);
+  // kAuto stays on the measured mma.sync kernel; a named path is kept, and
+  // the wgmma kernel's fixed 128 keys are its default and only block.
+  CHECK(attention_backward_path(a) == AttentionPath::kMmaSync);
+  a.path = AttentionPath::kWgmma;
+  CHECK(attention_backward_path(a) == AttentionPath::kWgmma);
+  CHECK(attention_backward_key_block(a) == 128);
+  a.key_block = 64;
+  CHECK_THROWS_WITH(attention_backward(a, nullptr),
+                    Catch::Contains("the wgmma backward takes 128 keys per block: key_block must be 0 or 128, got 64"));
+  a.key_block = 0;
+  if (!attention_wgmma_available()) {
+    alignas(256) static unsigned char workspace[256];
+    a.workspace = workspace;
+    a.lse_HN = f.lse_HN;
+    CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("the wgmma path needs a compute capability 9.0 device"));
+    a.workspace = nullptr;
+  }
+  a.path = AttentionPath::kMmaSync;
+  CHECK(attention_backward_path(a) == AttentionPath::kMmaSync);
   // dQ accumulator rounded up to 256 bytes, then Delta.
   CHECK(attention_backward_workspace_bytes(10, 6, 128) == 30720 + 256);
 }

@@ -110,13 +110,14 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
   unsigned char* sA = aligned_1024(smem_raw);
   unsigned char* sB = sA + kTileBytes;
   const bool registers = form == WgmmaForm::kRegistersMnMajor;
+  const bool b_mn_major = form != WgmmaForm::kSharedShared;
   if (threadIdx.x == 0) {
     for (int m = 0; m < 64; ++m)  // A: line m holds row m (K-major)
       for (int k = 0; k < 16; ++k) *reinterpret_cast<uint16_t*>(sA + swizzled_byte(group_stride, m, k)) = a[m * 16 + k];
     for (int k = 0; k < 16; ++k)
       for (int n = 0; n < 64; ++n) {
         // B K-major: line n holds column n; MN-major: line k holds row k.
-        const unsigned at = registers ? swizzled_byte(group_stride, k, n) : swizzled_byte(group_stride, n, k);
+        const unsigned at = b_mn_major ? swizzled_byte(group_stride, k, n) : swizzled_byte(group_stride, n, k);
         *reinterpret_cast<uint16_t*>(sB + at) = b[k * 64 + n];
       }
   }
@@ -133,6 +134,8 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
       frag[r] = uint32_t(a[row * 16 + col]) | uint32_t(a[row * 16 + col + 1]) << 16;
     }
     Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, descriptor(sB, 64 * 128, group_stride, 1));
+  } else if (b_mn_major) {
+    Wgmma<__nv_bfloat16>::ss_mn_b(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 64 * 128, group_stride, 1));
   } else {
     Wgmma<__nv_bfloat16>::ss(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 16, group_stride, 1));
   }

@@ -41,7 +41,8 @@ cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int*
 // bytes apart (the descriptors' SBO; 1024 is dense, more leaves gaps).
 //   kSharedShared:    A and B K-major in shared memory.
 //   kRegistersMnMajor: A in registers (the m64nNk16 A fragment), B MN-major.
-enum class WgmmaForm { kSharedShared, kRegistersMnMajor };
+//   kSharedMnMajor:   A K-major and B MN-major, both in shared memory.
+enum class WgmmaForm { kSharedShared, kRegistersMnMajor, kSharedMnMajor };
 cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
                          float* out);
 

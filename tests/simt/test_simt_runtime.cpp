@@ -141,9 +141,11 @@ TEST_CASE("simt: wgmma m64n64k16 multiplies as the PTX ISA lays out its operands
   std::vector<unsigned short> a_bits(a.size()), b_bits(b.size());
   for (size_t i = 0; i < a.size(); ++i) a_bits[i] = bf16_bits(a[i]);
   for (size_t i = 0; i < b.size(); ++i) b_bits[i] = bf16_bits(b[i]);
-  for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor})
+  for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor, WgmmaForm::kSharedMnMajor})
     for (unsigned group_stride : {1024u, 2048u}) {
-      INFO((form == WgmmaForm::kSharedShared ? "shared A, K-major B" : "register A, MN-major B")
+      INFO((form == WgmmaForm::kSharedShared        ? "shared A, K-major B"
+            : form == WgmmaForm::kRegistersMnMajor ? "register A, MN-major B"
+                                                   : "shared A, MN-major B")
            << ", 8-row groups " << group_stride << " bytes apart");
       std::vector<float> out(64 * 64, -1.f);
       REQUIRE(synthpert::simt_test::launch_wgmma(form, group_stride, a_bits.data(), b_bits.data(), out.data()) ==

@@ -27,8 +27,9 @@
 //     the .aligned rule across the warpgroup and that no thread touches its
 //     accumulators while an operation on them is in flight).
 //
-// The two forms the kernel issues (the wrappers' names and fixed modifiers):
+// The three forms the kernels issue (the wrappers' names and fixed modifiers):
 //   ss:      D(64x64) += A(64x16, K-major, shared) * B(16x64, K-major, shared)
+//   ss_mn_b: D(64x64) += A(64x16, K-major, shared) * B(16x64, MN-major, shared)
 //   rs_mn_b: D(64x64) += A(64x16, registers) * B(16x64, MN-major, shared)
 // Each lane's operation is queued at the issue and run at the wait that
 // retires it (reading shared memory then); every lane's issue checks what it
@@ -171,21 +172,8 @@ void pin_registers(float (&)[M][N]) {}
 
 template <typename T>
 struct Wgmma {
-  static void ss(float* d, uint64_t desc_a, uint64_t desc_b) {
-    namespace ew = emulated_wgmma;
-    ew::LaneIssue mine{desc_a, desc_b, {}};
-    ew::LaneIssue all[32];
-    ew::gather_warp(mine, all);
-    const ew::Operand a = ew::decode(desc_a, false), b = ew::decode(desc_b, false);
-    const int lane = simt::lane_id(), w = ew::warp_in_group();
-    ew::check_operand<T>(a, ew::kM, lane == 0);
-    ew::check_operand<T>(b, ew::kN, lane == 0);
-    simt::wgmma_issue({desc_a, desc_b, d, ew::kAccumulators, [d, a, b, w, lane] {
-                         const unsigned char* window = simt::shared_window();
-                         ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b,
-                                           w, lane);
-                       }});
-  }
+  static void ss(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, false); }
+  static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, true); }
 
   static void rs_mn_b(float* d, const uint32_t a_regs[4], uint64_t desc_b) {
     namespace ew = emulated_wgmma;
@@ -208,6 +196,23 @@ struct Wgmma {
       };
       ew::accumulate<T>(d, a, b, w, lane);
     }});
+  }
+
+ private:
+  static void issue_ss(float* d, uint64_t desc_a, uint64_t desc_b, bool b_mn_major) {
+    namespace ew = emulated_wgmma;
+    ew::LaneIssue mine{desc_a, desc_b, {}};
+    ew::LaneIssue all[32];
+    ew::gather_warp(mine, all);
+    const ew::Operand a = ew::decode(desc_a, false), b = ew::decode(desc_b, b_mn_major);
+    const int lane = simt::lane_id(), w = ew::warp_in_group();
+    ew::check_operand<T>(a, ew::kM, lane == 0);
+    ew::check_operand<T>(b, ew::kN, lane == 0);
+    simt::wgmma_issue({desc_a, desc_b, d, ew::kAccumulators, [d, a, b, w, lane] {
+                         const unsigned char* window = simt::shared_window();
+                         ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b,
+                                           w, lane);
+                       }});
   }
 };
 
