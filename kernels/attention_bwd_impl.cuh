@@ -39,6 +39,46 @@ struct BwdConfig {
                                        size_t(kBlockM) * kPitchS * 2 + 2 * kStages * kBlockM * sizeof(float);
 };
 
+// Stages one query tile's logsumexp and Delta rows ([kRows] floats each,
+// starting at element `first` of the [H, N] arrays) with cp.async; rows at
+// or past `rows_valid` get LSE = +inf and Delta = 0, so their P is exactly 0.
+template <int kRows, int kThreads>
+__device__ __forceinline__ void stage_row_stats(float* lse_dst, float* delta_dst, const float* lse_HN,
+                                                const float* delta_HN, int64_t first, int rows_valid) {
+  for (int i = threadIdx.x; i < kRows; i += kThreads) {
+    if (i < rows_valid) {
+      cp_async_4(lse_dst + i, lse_HN + first + i);
+      cp_async_4(delta_dst + i, delta_HN + first + i);
+    } else {
+      lse_dst[i] = INFINITY;
+      delta_dst[i] = 0.f;
+    }
+  }
+}
+
+// Writes a thread's dK (scaled) and dV accumulator rows, keys key_lo and
+// key_lo + 8 of the sequence, in the mma C layout both backward kernels
+// share (column 8 dt + 2t and + 1 of tile dt); keys past the end are skipped.
+template <typename T, int kDTiles>
+__device__ __forceinline__ void write_dkdv_rows(const AttentionBackwardArgs& args, const float (&dk_acc)[kDTiles][4],
+                                                const float (&dv_acc)[kDTiles][4], int seq_begin, int seqlen, int hk,
+                                                int key_lo, int t) {
+  const float scale = args.problem.softmax_scale;
+  T* dk_base = static_cast<T*>(args.dk.data) + int64_t(seq_begin) * args.dk.token_stride + hk * args.dk.head_stride;
+  T* dv_base = static_cast<T*>(args.dv.data) + int64_t(seq_begin) * args.dv.token_stride + hk * args.dv.head_stride;
+  for (int r = 0; r < 2; ++r) {
+    const int key = key_lo + 8 * r;
+    if (key >= seqlen) continue;
+    T* dkr = dk_base + int64_t(key) * args.dk.token_stride + 2 * t;
+    T* dvr = dv_base + int64_t(key) * args.dv.token_stride + 2 * t;
+    for (int dt = 0; dt < kDTiles; ++dt) {
+      *reinterpret_cast<uint32_t*>(dkr + dt * 8) =
+          Mma<T>::pack(dk_acc[dt][2 * r] * scale, dk_acc[dt][2 * r + 1] * scale);
+      *reinterpret_cast<uint32_t*>(dvr + dt * 8) = Mma<T>::pack(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
+    }
+  }
+}
+
 template <typename T, int D>
 __global__ void attention_bwd_preprocess_kernel(AttentionBackwardArgs args, float* dq_acc, float* delta_HN) {
   const AttentionProblem& p = args.problem;
@@ -108,18 +148,8 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
         sdO + stage * kBlockM * kPitch,
         static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
         args.dout.token_stride, seqlen - m0);
-    for (int i = threadIdx.x; i < kBlockM; i += Cfg::kThreads) {
-      float* lse_dst = sLse + stage * kBlockM + i;
-      float* delta_dst = sDelta + stage * kBlockM + i;
-      if (m0 + i < seqlen) {
-        const int64_t at = int64_t(hq) * p.total_tokens + tok0 + i;
-        cp_async_4(lse_dst, args.lse_HN + at);
-        cp_async_4(delta_dst, delta_HN + at);
-      } else {
-        *lse_dst = INFINITY;  // padding rows: P is exactly 0
-        *delta_dst = 0.f;
-      }
-    }
+    stage_row_stats<kBlockM, Cfg::kThreads>(sLse + stage * kBlockM, sDelta + stage * kBlockM, args.lse_HN, delta_HN,
+                                            int64_t(hq) * p.total_tokens + tok0, seqlen - m0);
   };
   stage_query_tile(0, 0);
   cp_async_commit();  // group 0: K, V and the first query tile
@@ -249,19 +279,7 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
   }
 
   // dK (scaled) and dV for this block's keys; the group's heads are summed.
-  T* dk_base = static_cast<T*>(args.dk.data) + int64_t(seq_begin) * args.dk.token_stride + hk * args.dk.head_stride;
-  T* dv_base = static_cast<T*>(args.dv.data) + int64_t(seq_begin) * args.dv.token_stride + hk * args.dv.head_stride;
-  for (int r = 0; r < 2; ++r) {
-    const int key = r == 0 ? key_lo : key_hi;
-    if (key >= seqlen) continue;
-    T* dkr = dk_base + int64_t(key) * args.dk.token_stride + 2 * t;
-    T* dvr = dv_base + int64_t(key) * args.dv.token_stride + 2 * t;
-    for (int dt = 0; dt < kDTiles; ++dt) {
-      *reinterpret_cast<uint32_t*>(dkr + dt * 8) =
-          Mma<T>::pack(dk_acc[dt][2 * r] * p.softmax_scale, dk_acc[dt][2 * r + 1] * p.softmax_scale);
-      *reinterpret_cast<uint32_t*>(dvr + dt * 8) = Mma<T>::pack(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
-    }
-  }
+  write_dkdv_rows<T>(args, dk_acc, dv_acc, seq_begin, seqlen, hk, key_lo, t);
 }
 
 template <typename T, int D>

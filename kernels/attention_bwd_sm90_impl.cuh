@@ -114,18 +114,8 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
         sdO + stage * Cfg::kQBytes,
         static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
         args.dout.token_stride, seqlen - m0);
-    for (int i = threadIdx.x; i < kBlockM; i += Cfg::kThreads) {
-      float* lse_dst = sLse + stage * kBlockM + i;
-      float* delta_dst = sDelta + stage * kBlockM + i;
-      if (m0 + i < seqlen) {
-        const int64_t at = int64_t(hq) * p.total_tokens + tok0 + i;
-        cp_async_4(lse_dst, args.lse_HN + at);
-        cp_async_4(delta_dst, delta_HN + at);
-      } else {
-        *lse_dst = INFINITY;  // padding queries: P is exactly 0
-        *delta_dst = 0.f;
-      }
-    }
+    stage_row_stats<kBlockM, Cfg::kThreads>(sLse + stage * kBlockM, sDelta + stage * kBlockM, args.lse_HN, delta_HN,
+                                            int64_t(hq) * p.total_tokens + tok0, seqlen - m0);
   };
   stage_query_tile(0, 0);
   cp_async_commit();
@@ -265,19 +255,7 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
   }
 
   // dK (scaled) and dV for this block's keys; the group's heads are summed.
-  T* dk_base = static_cast<T*>(args.dk.data) + int64_t(seq_begin) * args.dk.token_stride + hk * args.dk.head_stride;
-  T* dv_base = static_cast<T*>(args.dv.data) + int64_t(seq_begin) * args.dv.token_stride + hk * args.dv.head_stride;
-  for (int r = 0; r < 2; ++r) {
-    const int key = r == 0 ? key_lo : key_hi;
-    if (key >= seqlen) continue;
-    T* dkr = dk_base + int64_t(key) * args.dk.token_stride + 2 * t;
-    T* dvr = dv_base + int64_t(key) * args.dv.token_stride + 2 * t;
-    for (int dt = 0; dt < kDTiles; ++dt) {
-      *reinterpret_cast<uint32_t*>(dkr + dt * 8) =
-          Mma<T>::pack(dk_acc[dt][2 * r] * p.softmax_scale, dk_acc[dt][2 * r + 1] * p.softmax_scale);
-      *reinterpret_cast<uint32_t*>(dvr + dt * 8) = Mma<T>::pack(dv_acc[dt][2 * r], dv_acc[dt][2 * r + 1]);
-    }
-  }
+  write_dkdv_rows<T>(args, dk_acc, dv_acc, seq_begin, seqlen, hk, key_lo, t);
 #else
   (void)args;
   (void)dq_acc;
