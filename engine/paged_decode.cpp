@@ -72,7 +72,7 @@ torch::Tensor paged_decode_attention(const torch::Tensor& q, const torch::Tensor
     a.out = {out.data_ptr(), H * D, D};
     a.seq_lens = in.seq_lens.data_ptr<int32_t>();
     a.max_seq_len = static_cast<int>(in.max_seq_len);
-    a.num_splits = kn::paged_decode_choose_splits(a.batch, a.heads, a.max_seq_len, kernel_sm_count(q));
+    a.num_splits = kn::paged_decode_choose_splits(a.batch, a.heads, a.cache.kv_heads, a.max_seq_len, kernel_sm_count(q));
     KernelWorkspace ws;
     if (a.num_splits > 1) {
       ws = kernel_workspace(q, kn::paged_decode_workspace_bytes(a.batch, a.heads, a.cache.head_dim, a.num_splits));

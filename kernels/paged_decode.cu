@@ -1,9 +1,11 @@
 // Paged decode attention (split-K) and paged K/V append; see paged_decode.h.
 //
 // Decode is bandwidth-bound (each cached K/V byte is read once per step), so
-// it uses CUDA cores, not tensor cores: one thread block per (query head,
-// sequence, split), its 4 warps taking turns on groups of 4 tokens, each lane holding D/32
-// contiguous channels. Each warp keeps an online-softmax state; the block
+// it uses CUDA cores, not tensor cores: one thread block per (group of query
+// heads sharing a kv head, sequence, split), so that a K/V row is loaded once
+// for up to 8 heads of a GQA group (paged_decode_heads_per_block); its 4
+// warps take turns on groups of 4 tokens, each lane holding D/32 contiguous
+// channels. Each warp keeps an online-softmax state per head; the block
 // merges its warps in shared memory, and with split-K a reduce kernel merges
 // the splits. Scores are kept in log2 units (q pre-multiplied by
 // scale * log2 e) so every exponential is one exp2f.
@@ -52,26 +54,30 @@ __device__ __forceinline__ float warp_sum(float x) {
   return x;
 }
 
-template <typename T, int D>
+template <typename T, int D, int kHeads>
 __global__ void __launch_bounds__(kDecodeWarps * 32)
     paged_decode_kernel(PagedDecodeArgs args, int tokens_per_split, SplitWorkspace ws) {
   constexpr int kPerLane = D / 32;
-  // Heads vary fastest in launch order, so the query heads of one GQA group
-  // run together and share their K/V rows through L2.
-  const int h = blockIdx.x, b = blockIdx.y, split = blockIdx.z;
+  // kHeads consecutive query heads, all reading one kv head (kHeads divides
+  // the GQA group): each K/V row is loaded once for all of them. Head groups
+  // vary fastest in launch order, so the groups of one kv head (when the GQA
+  // group is larger than kHeads) run together and share rows through L2.
+  const int h0 = blockIdx.x * kHeads, b = blockIdx.y, split = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const PagedKVCache& c = args.cache;
-  const int hk = h / (args.heads / c.kv_heads);
+  const int hk = h0 / (args.heads / c.kv_heads);
   const int seq_len = args.seq_lens[b];
   const int t_begin = split * tokens_per_split;
   const int t_end = min(seq_len, t_begin + tokens_per_split);
 
-  float q[kPerLane];
-  load_lane<T, kPerLane>(static_cast<const T*>(args.q.data) + int64_t(b) * args.q.token_stride +
-                             int64_t(h) * args.q.head_stride + lane * kPerLane,
-                         q);
   const float q_scale = args.softmax_scale * kLog2e;
-  for (int i = 0; i < kPerLane; ++i) q[i] *= q_scale;
+  float q[kHeads][kPerLane];
+  for (int hh = 0; hh < kHeads; ++hh) {
+    load_lane<T, kPerLane>(static_cast<const T*>(args.q.data) + int64_t(b) * args.q.token_stride +
+                               int64_t(h0 + hh) * args.q.head_stride + lane * kPerLane,
+                           q[hh]);
+    for (int i = 0; i < kPerLane; ++i) q[hh][i] *= q_scale;
+  }
 
   const T* k_cache = static_cast<const T*>(c.k_cache);
   const T* v_cache = static_cast<const T*>(c.v_cache);
@@ -81,68 +87,81 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
     return ((page * c.page_size + t % c.page_size) * c.kv_heads + hk) * D + lane * kPerLane;
   };
 
-  float m = -INFINITY, l = 0.f, acc[kPerLane] = {};
+  float m[kHeads], l[kHeads], acc[kHeads][kPerLane] = {};
+  for (int hh = 0; hh < kHeads; ++hh) {
+    m[hh] = -INFINITY;
+    l[hh] = 0.f;
+  }
   for (int t0 = t_begin + warp * kKeysPerStep; t0 < t_end; t0 += kDecodeWarps * kKeysPerStep) {
-    float score[kKeysPerStep];
     int64_t off[kKeysPerStep];
+    float kv[kKeysPerStep][kPerLane];
     for (int j = 0; j < kKeysPerStep; ++j) {
       const int t = t0 + j;
       off[j] = t < t_end ? row_offset(t) : -1;
-      float kv[kPerLane] = {};
-      if (off[j] >= 0) load_lane<T, kPerLane>(k_cache + off[j], kv);
-      float dot = 0.f;
-      for (int i = 0; i < kPerLane; ++i) dot += q[i] * kv[i];
-      score[j] = dot;
+      for (int i = 0; i < kPerLane; ++i) kv[j][i] = 0.f;
+      if (off[j] >= 0) load_lane<T, kPerLane>(k_cache + off[j], kv[j]);
     }
-    for (int j = 0; j < kKeysPerStep; ++j) score[j] = off[j] >= 0 ? warp_sum(score[j]) : -INFINITY;
-    float m_new = m;
-    for (int j = 0; j < kKeysPerStep; ++j) m_new = fmaxf(m_new, score[j]);
-    // t0 < t_end, so key t0 is valid and m_new is finite here.
-    const float rescale = exp2f(m - m_new);
-    l *= rescale;
-    for (int i = 0; i < kPerLane; ++i) acc[i] *= rescale;
+    float p[kHeads][kKeysPerStep];
+    for (int hh = 0; hh < kHeads; ++hh) {
+      float m_new = m[hh];
+      for (int j = 0; j < kKeysPerStep; ++j) {
+        float dot = 0.f;
+        for (int i = 0; i < kPerLane; ++i) dot += q[hh][i] * kv[j][i];
+        p[hh][j] = off[j] >= 0 ? warp_sum(dot) : -INFINITY;
+        m_new = fmaxf(m_new, p[hh][j]);
+      }
+      // t0 < t_end, so key t0 is valid and m_new is finite here.
+      const float rescale = exp2f(m[hh] - m_new);
+      l[hh] *= rescale;
+      for (int i = 0; i < kPerLane; ++i) acc[hh][i] *= rescale;
+      for (int j = 0; j < kKeysPerStep; ++j) {
+        p[hh][j] = exp2f(p[hh][j] - m_new);  // 0 for the keys past t_end
+        l[hh] += p[hh][j];
+      }
+      m[hh] = m_new;
+    }
     for (int j = 0; j < kKeysPerStep; ++j) {
       if (off[j] < 0) continue;
-      const float p = exp2f(score[j] - m_new);
-      l += p;
       float vv[kPerLane];
       load_lane<T, kPerLane>(v_cache + off[j], vv);
-      for (int i = 0; i < kPerLane; ++i) acc[i] += p * vv[i];
+      for (int hh = 0; hh < kHeads; ++hh)
+        for (int i = 0; i < kPerLane; ++i) acc[hh][i] += p[hh][j] * vv[i];
     }
-    m = m_new;
   }
 
-  // Merge the warps' states: M = max m_w, L = sum l_w 2^(m_w - M), O likewise.
-  __shared__ float s_m[kDecodeWarps], s_l[kDecodeWarps];
-  __shared__ float s_acc[kDecodeWarps][D];
-  if (lane == 0) {
-    s_m[warp] = m;
-    s_l[warp] = l;
+  // Merge the warps' states per head: M = max m_w, L = sum l_w 2^(m_w - M),
+  // O likewise.
+  __shared__ float s_m[kDecodeWarps][kHeads], s_l[kDecodeWarps][kHeads];
+  __shared__ float s_acc[kDecodeWarps][kHeads][D];
+  for (int hh = 0; hh < kHeads; ++hh) {
+    if (lane == 0) {
+      s_m[warp][hh] = m[hh];
+      s_l[warp][hh] = l[hh];
+    }
+    for (int i = 0; i < kPerLane; ++i) s_acc[warp][hh][lane * kPerLane + i] = acc[hh][i];
   }
-  for (int i = 0; i < kPerLane; ++i) s_acc[warp][lane * kPerLane + i] = acc[i];
   __syncthreads();
-  float block_m = -INFINITY;
-  for (int w = 0; w < kDecodeWarps; ++w) block_m = fmaxf(block_m, s_m[w]);
-  float weight[kDecodeWarps];
-  float block_l = 0.f;
-  for (int w = 0; w < kDecodeWarps; ++w) {
-    weight[w] = block_m == -INFINITY ? 0.f : exp2f(s_m[w] - block_m);
-    block_l += s_l[w] * weight[w];
-  }
-  const int64_t row = int64_t(b) * args.heads + h;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0.f;
-    for (int w = 0; w < kDecodeWarps; ++w) o += s_acc[w][d] * weight[w];
+  for (int e = threadIdx.x; e < kHeads * D; e += blockDim.x) {
+    const int hh = e / D, d = e % D, h = h0 + hh;
+    float block_m = -INFINITY;
+    for (int w = 0; w < kDecodeWarps; ++w) block_m = fmaxf(block_m, s_m[w][hh]);
+    float block_l = 0.f, o = 0.f;
+    for (int w = 0; w < kDecodeWarps; ++w) {
+      const float weight = block_m == -INFINITY ? 0.f : exp2f(s_m[w][hh] - block_m);
+      block_l += s_l[w][hh] * weight;
+      o += s_acc[w][hh][d] * weight;
+    }
+    const int64_t row = int64_t(b) * args.heads + h;
     if (args.num_splits == 1) {
       T* out = static_cast<T*>(args.out.data) + int64_t(b) * args.out.token_stride + int64_t(h) * args.out.head_stride;
       out[d] = from_float<T>(block_l > 0.f ? o / block_l : 0.f);
     } else {
       ws.acc[(row * args.num_splits + split) * D + d] = o;
+      if (d == 0) {
+        ws.m[row * args.num_splits + split] = block_m;
+        ws.l[row * args.num_splits + split] = block_l;
+      }
     }
-  }
-  if (args.num_splits > 1 && threadIdx.x == 0) {
-    ws.m[row * args.num_splits + split] = block_m;
-    ws.l[row * args.num_splits + split] = block_l;
   }
 }
 
@@ -218,8 +237,15 @@ size_t paged_decode_workspace_bytes(int batch, int heads, int head_dim, int num_
   return 2 * align256(n * sizeof(float)) + align256(n * head_dim * sizeof(float));
 }
 
-int paged_decode_choose_splits(int batch, int heads, int max_seq_len, int sm_count) {
-  const int blocks = std::max(1, batch * heads);
+int paged_decode_heads_per_block(int heads, int kv_heads) {
+  const int group = kv_heads > 0 && heads % kv_heads == 0 ? heads / kv_heads : 1;
+  for (int n : {8, 4, 2})
+    if (group % n == 0) return n;
+  return 1;
+}
+
+int paged_decode_choose_splits(int batch, int heads, int kv_heads, int max_seq_len, int sm_count) {
+  const int blocks = std::max(1, batch * (heads / paged_decode_heads_per_block(heads, kv_heads)));
   const int target = 2 * std::max(1, sm_count);
   if (blocks >= target) return 1;
   const int by_length = std::max(1, (max_seq_len + 255) / 256);
@@ -253,11 +279,17 @@ void paged_decode(const PagedDecodeArgs& a, cudaStream_t stream) {
   const int tokens_per_split = std::max(1, (a.max_seq_len + a.num_splits - 1) / a.num_splits);
   const SplitWorkspace ws = a.num_splits > 1 ? split_workspace(a.workspace, a.batch, a.heads, a.num_splits)
                                              : SplitWorkspace{nullptr, nullptr, nullptr};
+  const int heads_per_block = paged_decode_heads_per_block(a.heads, c.kv_heads);
   dispatch(c.dtype, c.head_dim, [&](auto tag, auto dim) {
     using T = decltype(tag);
     constexpr int D = decltype(dim)::value;
-    paged_decode_kernel<T, D>
-        <<<dim3(a.heads, a.batch, a.num_splits), kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws);
+    const dim3 grid(a.heads / heads_per_block, a.batch, a.num_splits);
+    switch (heads_per_block) {
+      case 8: paged_decode_kernel<T, D, 8><<<grid, kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws); break;
+      case 4: paged_decode_kernel<T, D, 4><<<grid, kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws); break;
+      case 2: paged_decode_kernel<T, D, 2><<<grid, kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws); break;
+      default: paged_decode_kernel<T, D, 1><<<grid, kDecodeWarps * 32, 0, stream>>>(a, tokens_per_split, ws); break;
+    }
     SPK_CHECK_LAUNCH(op);
     if (a.num_splits > 1) {
       paged_decode_reduce_kernel<T, D><<<dim3(a.batch, a.heads), D, 0, stream>>>(a, ws);

@@ -51,9 +51,15 @@ struct PagedDecodeArgs {
 // Partial max, sum and unnormalised output per (sequence, head, split).
 size_t paged_decode_workspace_bytes(int batch, int heads, int head_dim, int num_splits);
 
-// A split count that fills the GPU: 1 when B*H blocks already do, otherwise
-// enough chunks of at least 256 tokens to give about two blocks per SM.
-int paged_decode_choose_splits(int batch, int heads, int max_seq_len, int sm_count);
+// Query heads one decode block serves: the largest of 8, 4, 2 dividing the
+// GQA group heads / kv_heads, else 1. They share a kv head, so each K/V row
+// is read from memory once for all of them.
+int paged_decode_heads_per_block(int heads, int kv_heads);
+
+// A split count that fills the GPU: 1 when the B * H / heads_per_block
+// blocks already do, otherwise enough chunks of at least 256 tokens to give
+// about two blocks per SM.
+int paged_decode_choose_splits(int batch, int heads, int kv_heads, int max_seq_len, int sm_count);
 
 void paged_decode(const PagedDecodeArgs& args, cudaStream_t stream);
 

@@ -17,7 +17,7 @@ size_t paged_decode_workspace_bytes(int batch, int heads, int head_dim, int num_
 }
 
 // A chunk per 16 tokens (at most 4), so short test rows reach split-K.
-int paged_decode_choose_splits(int, int, int max_seq_len, int) { return std::clamp((max_seq_len + 15) / 16, 1, 4); }
+int paged_decode_choose_splits(int, int, int, int max_seq_len, int) { return std::clamp((max_seq_len + 15) / 16, 1, 4); }
 
 void paged_decode(const PagedDecodeArgs& a, cudaStream_t) {
   const PagedKVCache& c = a.cache;

@@ -167,10 +167,23 @@ TEST_CASE("paged_decode names the broken precondition", "[cpu][paged]") {
 }
 
 TEST_CASE("paged_decode_choose_splits fills the GPU only when blocks are scarce", "[cpu][paged]") {
-  CHECK(paged_decode_choose_splits(64, 32, 4096, 132) == 1);       // 2048 blocks already
-  CHECK(paged_decode_choose_splits(1, 8, 100, 132) == 1);          // too short to split
-  CHECK(paged_decode_choose_splits(1, 8, 16384, 132) == 33);       // ceil(264 / 8)
-  CHECK(paged_decode_choose_splits(1, 1, 1 << 20, 132) == 64);     // capped
+  CHECK(paged_decode_choose_splits(64, 32, 32, 4096, 132) == 1);    // 2048 blocks already
+  CHECK(paged_decode_choose_splits(1, 8, 8, 100, 132) == 1);        // too short to split
+  CHECK(paged_decode_choose_splits(1, 8, 8, 16384, 132) == 33);     // ceil(264 / 8)
+  CHECK(paged_decode_choose_splits(1, 1, 1, 1 << 20, 132) == 64);   // capped
+  // Llama-3-8B's 32:8 GQA: 4 heads per block, 8 x 8 = 64 blocks: ceil(264 / 64).
+  CHECK(paged_decode_choose_splits(8, 32, 8, 4096, 132) == 5);
+}
+
+TEST_CASE("paged_decode_heads_per_block takes the largest of 8, 4, 2 dividing the GQA group", "[cpu][paged]") {
+  CHECK(paged_decode_heads_per_block(32, 32) == 1);  // no GQA
+  CHECK(paged_decode_heads_per_block(32, 8) == 4);
+  CHECK(paged_decode_heads_per_block(32, 4) == 8);
+  CHECK(paged_decode_heads_per_block(64, 4) == 8);   // group 16: two blocks per kv head
+  CHECK(paged_decode_heads_per_block(12, 3) == 4);
+  CHECK(paged_decode_heads_per_block(4, 2) == 2);
+  CHECK(paged_decode_heads_per_block(6, 2) == 1);    // group 3
+  CHECK(paged_decode_heads_per_block(5, 1) == 1);    // group 5
 }
 
 #endif  // SYNTHPERT_NO_KERNELS

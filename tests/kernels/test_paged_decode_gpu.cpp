@@ -158,6 +158,8 @@ void run_decode_cases(bool large) {
       {{1}, 1, 1, 64, 16, false},
       {{5, 16, 17, 0, 33}, 6, 2, 128, 16, true},  // empty sequence, partial and full last pages
       {{123, 45, 7, 1, 64, 65}, 5, 1, 128, 8, false},
+      {{40, 3, 129, 0}, 8, 1, 64, 16, false},  // 8 heads per block
+      {{77, 200, 1}, 4, 2, 128, 8, true},     // 2 heads per block
       {{1023, 1, 300}, 3, 3, 64, 16, false},
       {{2049, 700}, 12, 3, 128, 32, true},  // long: split-K matters
   };
@@ -169,7 +171,7 @@ void run_decode_cases(bool large) {
       // Split-K off, a fixed split, more splits than some sequences have
       // tokens, and the heuristic's choice for a 132-SM GPU.
       for (int splits : {1, 4, 37, synthpert::kernels::paged_decode_choose_splits(
-                                          static_cast<int>(c.seq_lens.size()), c.heads, max_len, 132)})
+                                          static_cast<int>(c.seq_lens.size()), c.heads, c.kv_heads, max_len, 132)})
         run_decode_case(c, dtype, splits, seed += 10);
     }
 }
