@@ -85,18 +85,10 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
   template <>                                                                                                \
   struct Wgmma<TYPE> {                                                                                       \
     __device__ __forceinline__ static void ss(float* d, uint64_t desc_a, uint64_t desc_b) {                  \
-      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
-                    "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
-                    ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                        \
-                    : SPK_WGMMA_D32_OPERANDS(d)                                                              \
-                    : "l"(desc_a), "l"(desc_b), "r"(1));                                                     \
+      ss_trans_b<0>(d, desc_a, desc_b);                                                                      \
     }                                                                                                        \
     __device__ __forceinline__ static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) {             \
-      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
-                    "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
-                    ", %32, %33, p, 1, 1, 0, 1;\n}\n"                                                        \
-                    : SPK_WGMMA_D32_OPERANDS(d)                                                              \
-                    : "l"(desc_a), "l"(desc_b), "r"(1));                                                     \
+      ss_trans_b<1>(d, desc_a, desc_b);                                                                      \
     }                                                                                                        \
     __device__ __forceinline__ static void rs_mn_b(float* d, const uint32_t a[4], uint64_t desc_b) {         \
       SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                             \
@@ -104,6 +96,17 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
                     ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"                                             \
                     : SPK_WGMMA_D32_OPERANDS(d)                                                              \
                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));                      \
+    }                                                                                                        \
+                                                                                                             \
+   private:                                                                                                  \
+    /* imm-trans-b is an immediate of the instruction, so it is a template argument ("n"). */               \
+    template <int kTransB>                                                                                   \
+    __device__ __forceinline__ static void ss_trans_b(float* d, uint64_t desc_a, uint64_t desc_b) {          \
+      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                             \
+                    "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
+                    ", %32, %33, p, 1, 1, 0, %35;\n}\n"                                                       \
+                    : SPK_WGMMA_D32_OPERANDS(d)                                                              \
+                    : "l"(desc_a), "l"(desc_b), "r"(1), "n"(kTransB));                                       \
     }                                                                                                        \
   };
 
