@@ -45,6 +45,25 @@ void check_view(const View& v, const AttentionProblem& p, int heads, const char*
 
 bool nothing_to_do(const AttentionProblem& p) { return p.batch == 0 || p.total_tokens == 0 || p.max_seqlen == 0; }
 
+// Checks what both directions share: the problem, then (when there is work)
+// the q, k, v and out views. Returns false when there is nothing to compute.
+template <typename Args>
+bool check_attention_inputs(const Args& a, const char* op) {
+  const AttentionProblem& p = a.problem;
+  check_problem(p, op);
+  if (nothing_to_do(p)) return false;
+  check_view(a.q, p, p.heads, op, "q");
+  check_view(a.k, p, p.kv_heads, op, "k");
+  check_view(a.v, p, p.kv_heads, op, "v");
+  check_view(a.out, p, p.heads, op, "out");
+  return true;
+}
+
+void check_wgmma_runs_here(bool wgmma, const char* op) {
+  SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
+              "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
+}
+
 // Compiled like every kernel of the library: the architecture of the code the
 // runtime picks for it on this device is the architecture the attention
 // instances run as.
@@ -111,16 +130,10 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   a.wgmma_warpgroups = choice.wgmma_warpgroups;
   const char* op = "attention_forward";
   const AttentionProblem& p = a.problem;
-  check_problem(p, op);
-  if (nothing_to_do(p)) return;
-  check_view(a.q, p, p.heads, op, "q");
-  check_view(a.k, p, p.kv_heads, op, "k");
-  check_view(a.v, p, p.kv_heads, op, "v");
-  check_view(a.out, p, p.heads, op, "out");
+  if (!check_attention_inputs(a, op)) return;
   SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be a device array of heads * total_tokens floats");
   const bool wgmma = a.path == AttentionPath::kWgmma;
-  SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
-              "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
+  check_wgmma_runs_here(wgmma, op);
   SPK_REQUIRE(!wgmma || a.wgmma_warpgroups == 1 || a.wgmma_warpgroups == 2, op,
               "wgmma_warpgroups must be 1 or 2, got " + std::to_string(a.wgmma_warpgroups));
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
@@ -156,12 +169,7 @@ void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) 
               "the wgmma backward takes 128 keys per block: key_block must be 0 or 128, got " +
                   std::to_string(args.key_block));
   const AttentionProblem& p = a.problem;
-  check_problem(p, op);
-  if (nothing_to_do(p)) return;
-  check_view(a.q, p, p.heads, op, "q");
-  check_view(a.k, p, p.kv_heads, op, "k");
-  check_view(a.v, p, p.kv_heads, op, "v");
-  check_view(a.out, p, p.heads, op, "out");
+  if (!check_attention_inputs(a, op)) return;
   check_view(a.dout, p, p.heads, op, "dout");
   check_view(a.dq, p, p.heads, op, "dq");
   check_view(a.dk, p, p.kv_heads, op, "dk");
@@ -169,8 +177,7 @@ void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) 
   SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be the forward's [heads, total_tokens] logsumexp");
   SPK_REQUIRE(a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, op,
               "workspace must be 256-byte aligned and hold attention_backward_workspace_bytes()");
-  SPK_REQUIRE(!wgmma || attention_wgmma_available(), op,
-              "the wgmma path needs a compute capability 9.0 device and a build with sm_90a code");
+  check_wgmma_runs_here(wgmma, op);
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {

@@ -44,25 +44,15 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
   constexpr int kDSteps = D / 16;       // k-steps of Q K^T
 
   const AttentionProblem& p = args.problem;
-  // Causal blocks further down the sequence see more keys: the grid's last
-  // blocks take the first (shortest) query tiles, so the final wave is short.
-  const int m_block = kCausal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-  const int b = blockIdx.y, h = blockIdx.z;
-  const int seq_begin = p.cu_seqlens[b];
-  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
-  const int m0 = m_block * kBlockM;
-  if (m0 >= seqlen) return;
-  const int hk = h / (p.heads / p.kv_heads);
+  const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
+  if (!blk.valid) return;
+  const int seq_begin = blk.seq_begin, seqlen = blk.seqlen, h = blk.h, m0 = blk.m0;
+  const T *q_base = blk.q_base, *k_base = blk.k_base, *v_base = blk.v_base;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBlockM][kPitch]
   T* sK = sQ + kBlockM * kPitch;           // [kBlockN][kPitch]
   T* sV = sK + kBlockN * kPitch;           // [kBlockN][kPitch]
-
-  const T* q_base = static_cast<const T*>(args.q.data) + (seq_begin + int64_t(m0)) * args.q.token_stride +
-                    h * args.q.head_stride;
-  const T* k_base = static_cast<const T*>(args.k.data) + seq_begin * args.k.token_stride + hk * args.k.head_stride;
-  const T* v_base = static_cast<const T*>(args.v.data) + seq_begin * args.v.token_stride + hk * args.v.head_stride;
 
   load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
   cp_async_commit();

@@ -66,15 +66,10 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
   constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;  // LBO of V: next 64 columns
 
   const AttentionProblem& p = args.problem;
-  // Causal blocks further down the sequence see more keys: the grid's last
-  // blocks take the first (shortest) query tiles, so the final wave is short.
-  const int m_block = kCausal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-  const int b = blockIdx.y, h = blockIdx.z;
-  const int seq_begin = p.cu_seqlens[b];
-  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
-  const int m0 = m_block * kBlockM;
-  if (m0 >= seqlen) return;
-  const int hk = h / (p.heads / p.kv_heads);
+  const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
+  if (!blk.valid) return;
+  const int seq_begin = blk.seq_begin, seqlen = blk.seqlen, h = blk.h, m0 = blk.m0;
+  const T *q_base = blk.q_base, *k_base = blk.k_base, *v_base = blk.v_base;
 
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((kSwizzleAtomBytes - smem_addr(smem_raw) % kSwizzleAtomBytes) % kSwizzleAtomBytes);
@@ -83,11 +78,6 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
   unsigned char* sV = sK + Cfg::kStages * Cfg::kKVBytes;      // kStages x [kBlockN][D] swizzled
   auto k_stage = [&](int nb) { return sK + (nb % Cfg::kStages) * Cfg::kKVBytes; };
   auto v_stage = [&](int nb) { return sV + (nb % Cfg::kStages) * Cfg::kKVBytes; };
-
-  const T* q_base = static_cast<const T*>(args.q.data) + (seq_begin + int64_t(m0)) * args.q.token_stride +
-                    h * args.q.head_stride;
-  const T* k_base = static_cast<const T*>(args.k.data) + seq_begin * args.k.token_stride + hk * args.k.head_stride;
-  const T* v_base = static_cast<const T*>(args.v.data) + seq_begin * args.v.token_stride + hk * args.v.head_stride;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int warpgroup = warp / 4;

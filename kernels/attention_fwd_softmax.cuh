@@ -14,6 +14,37 @@
 
 namespace synthpert::kernels::attn {
 
+// The query block a forward block owns: its sequence, query head, kv head,
+// first query row, and where its Q rows and the sequence's K and V start.
+// Causal blocks further down the sequence see more keys, so the grid's last
+// blocks take the first (shortest) query tiles and the final wave is short.
+// `valid` is false for a block past its sequence's end (it returns at once).
+template <typename T>
+struct ForwardBlock {
+  int seq_begin, seqlen, h, m0;
+  bool valid;
+  const T *q_base, *k_base, *v_base;
+
+  template <bool kCausal, int kBlockM>
+  __device__ __forceinline__ static ForwardBlock locate(const AttentionForwardArgs& args) {
+    const AttentionProblem& p = args.problem;
+    ForwardBlock f;
+    const int m_block = kCausal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+    const int b = blockIdx.y;
+    f.h = blockIdx.z;
+    f.seq_begin = p.cu_seqlens[b];
+    f.seqlen = p.cu_seqlens[b + 1] - f.seq_begin;
+    f.m0 = m_block * kBlockM;
+    f.valid = f.m0 < f.seqlen;
+    const int hk = f.h / (p.heads / p.kv_heads);
+    f.q_base = static_cast<const T*>(args.q.data) + (f.seq_begin + int64_t(f.m0)) * args.q.token_stride +
+               f.h * args.q.head_stride;
+    f.k_base = static_cast<const T*>(args.k.data) + f.seq_begin * args.k.token_stride + hk * args.k.head_stride;
+    f.v_base = static_cast<const T*>(args.v.data) + f.seq_begin * args.v.token_stride + hk * args.v.head_stride;
+    return f;
+  }
+};
+
 // Keys past the sequence end and, if causal, above the diagonal get -inf.
 template <bool kCausal, int kNTiles>
 __device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int seqlen, int row_lo, int row_hi, int t) {
