@@ -40,11 +40,7 @@ using synthpert::kernels::AttentionBackwardArgs;
 using synthpert::kernels::AttentionForwardArgs;
 using synthpert::kernels::DType;
 
-struct Options {
-  std::string out_dir = std::string(SYNTHPERT_SOURCE_DIR) + "/benchmarks/results";
-  std::string python = "python3";
-  bool peer = true;
-  int iters = 20;
+struct Options : CommonOptions {
   int warmup = 5;
   int total_tokens = 16384;
   int heads = 16;
@@ -75,29 +71,7 @@ nlohmann::json run_peer(const Options& o, const std::string& tmp_json) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_attention: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--out-dir") o.out_dir = next();
-    else if (a == "--python") o.python = next();
-    else if (a == "--no-peer") o.peer = false;
-    else if (a == "--iters") o.iters = std::max(1, std::atoi(next().c_str()));
-    else {
-      std::fprintf(stderr, "usage: bench_attention [--out-dir DIR] [--python EXE] [--no-peer] [--iters N]\n");
-      return 2;
-    }
-  }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "bench_attention: no CUDA device; this benchmark only runs on a GPU\n");
-    return 1;
-  }
+  parse_bench_args("bench_attention", "", argc, argv, o, [](const std::string&, const auto&) { return false; });
   cudaDeviceProp prop{};
   cuda_check(cudaGetDeviceProperties(&prop, 0), "device properties");
   int runtime = 0, driver = 0;

@@ -42,11 +42,7 @@ namespace {
 using namespace synthpert::bench;
 using namespace synthpert::kernels;
 
-struct Options {
-  std::string out_dir = std::string(SYNTHPERT_SOURCE_DIR) + "/benchmarks/results";
-  std::string python = "python3";
-  bool peer = true;
-  int iters = 20;
+struct Options : CommonOptions {
   int64_t tokens = 16384;
   int64_t hidden = 4096, intermediate = 14336;
   int heads = 32, head_dim = 128;
@@ -181,32 +177,14 @@ CeResult measure_fused_ce(const Options& o, const Timing& timing) {
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "bench_kernels: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--out-dir") o.out_dir = next();
-    else if (a == "--python") o.python = next();
-    else if (a == "--no-peer") o.peer = false;
-    else if (a == "--iters") o.iters = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--tokens") o.tokens = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--ce-tokens") o.ce_tokens = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--ce-chunk") o.ce_chunk = std::max(1, std::atoi(next().c_str()));
-    else {
-      std::fprintf(stderr, "usage: bench_kernels [--out-dir DIR] [--python EXE] [--no-peer] [--iters N] [--tokens N] [--ce-tokens N] [--ce-chunk N]\n");
-      return 2;
-    }
-  }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "bench_kernels: no CUDA device; this benchmark only runs on a GPU\n");
-    return 1;
-  }
+  parse_bench_args("bench_kernels", " [--tokens N] [--ce-tokens N] [--ce-chunk N]", argc, argv, o,
+                   [&o](const std::string& a, const auto& next) {
+                     if (a == "--tokens") o.tokens = std::max(1, std::atoi(next().c_str()));
+                     else if (a == "--ce-tokens") o.ce_tokens = std::max(1, std::atoi(next().c_str()));
+                     else if (a == "--ce-chunk") o.ce_chunk = std::max(1, std::atoi(next().c_str()));
+                     else return false;
+                     return true;
+                   });
   cudaDeviceProp prop{};
   cuda_check(cudaGetDeviceProperties(&prop, 0), "device properties");
   int runtime = 0, driver = 0;

@@ -1,6 +1,6 @@
-// Shared pieces of the CUDA kernel benchmarks: error exit, device buffers of
-// random bf16 data, L2-flushed median timing, date/slug helpers, and running
-// a python peer script that writes JSON.
+// Shared pieces of the CUDA kernel benchmarks: their common command line,
+// error exit, device buffers of random bf16 data, L2-flushed median timing,
+// date/slug helpers, and running a python peer script that writes JSON.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,6 +23,46 @@ namespace synthpert::bench {
 inline void cuda_check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
     std::fprintf(stderr, "benchmark: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// The flags every CUDA kernel benchmark takes; a benchmark's Options derives
+// from this and reads its own flags in parse_bench_args.
+struct CommonOptions {
+  std::string out_dir = std::string(SYNTHPERT_SOURCE_DIR) + "/benchmarks/results";
+  std::string python = "python3";
+  bool peer = true;
+  int iters = 20;
+};
+
+// Reads argv into `o`. `own(flag, next)` handles a benchmark's own flags
+// (`next()` returns the flag's value) and returns false for one it does not
+// know. An unknown flag prints `usage` and exits 2, as does a missing value;
+// a machine without a CUDA device exits 1 with a line that says so.
+inline void parse_bench_args(const char* program, const char* usage, int argc, char** argv, CommonOptions& o,
+                             const std::function<bool(const std::string&, const std::function<std::string()>&)>& own) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const std::function<std::string()> next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s: %s needs a value\n", program, a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--out-dir") o.out_dir = next();
+    else if (a == "--python") o.python = next();
+    else if (a == "--no-peer") o.peer = false;
+    else if (a == "--iters") o.iters = std::max(1, std::atoi(next().c_str()));
+    else if (!own(a, next)) {
+      std::fprintf(stderr, "usage: %s [--out-dir DIR] [--python EXE] [--no-peer] [--iters N]%s\n", program, usage);
+      std::exit(2);
+    }
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "%s: no CUDA device; this benchmark only runs on a GPU\n", program);
     std::exit(1);
   }
 }

@@ -15,31 +15,12 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from peer_kernels import median_ms
+
 try:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 except ImportError:
     sys.exit(f"peer_attention.py: needs torch >= 2.3 with CUDA (found {torch.__version__})")
-
-
-def median_ms(fn, flush, iters, warmup, before=None):
-    for _ in range(warmup):
-        if before:
-            before()
-        fn()
-    times = []
-    for i in range(iters):
-        if before:
-            before()
-        flush.fill_(i & 0xFF)  # evict L2 like the C++ side
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    # The upper middle of the sorted times, as bench_util.h's median_ms takes it.
-    return sorted(times)[len(times) // 2]
 
 
 def main():

@@ -21,12 +21,18 @@ import torch
 import torch.nn.functional as F
 
 
-def median_ms(fn, flush, iters, warmup):
+def median_ms(fn, flush, iters, warmup, before=None):
+    """Median time of fn in ms, L2 flushed before each timed call; `before`
+    (untimed) runs ahead of every call, warm-up included."""
     for _ in range(warmup):
+        if before:
+            before()
         fn()
     times = []
     for i in range(iters):
-        flush.fill_(i & 0xFF)
+        if before:
+            before()
+        flush.fill_(i & 0xFF)  # evict L2 like the C++ side
         start = torch.cuda.Event(enable_timing=True)
         stop = torch.cuda.Event(enable_timing=True)
         start.record()
