@@ -58,13 +58,7 @@ ParamList lora_list() {
 
 SectionOutput bench_adamw_section(const SectionContext& ctx) {
   const nlohmann::json peer = run_section_peer(ctx, "peer_adamw.py", "");
-  SectionOutput result;
-  std::string md = std::string("\n### Fused AdamW\n\n") + kSectionTableHeader;
-  auto add = [&](const nlohmann::json& row) {
-    result.rows.push_back(row);
-    md += markdown_line(row);
-    std::fprintf(stderr, "%s", markdown_line(row).c_str());
-  };
+  SectionOutput result = SectionOutput::titled("Fused AdamW");
   for (const char* list_name : {"full", "lora"}) {
     const ParamList list = std::string(list_name) == "full" ? full_list() : lora_list();
     int64_t total = 0;
@@ -115,14 +109,13 @@ SectionOutput bench_adamw_section(const SectionContext& ctx) {
       const std::string mode = bf16 ? "bf16 params + fp32 master" : "fp32 params";
       const std::string name = std::string("adamw ") + list_name + " (" + std::to_string(list.sizes.size()) +
                                " tensors, " + std::to_string(total / 1000000) + " M) " + mode;
-      add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
-      add(result_row(name, "ms", ms, peer_ms(peer, list_name, bf16 ? "bf16_master" : "fp32"),
-                     bf16 ? "torch.optim.AdamW(fused=True) on fp32 masters + foreach copy to bf16"
-                          : "torch.optim.AdamW(fused=True)",
-                     false));
+      result.add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
+      result.add(result_row(name, "ms", ms, peer_ms(peer, list_name, bf16 ? "bf16_master" : "fp32"),
+                            bf16 ? "torch.optim.AdamW(fused=True) on fp32 masters + foreach copy to bf16"
+                                 : "torch.optim.AdamW(fused=True)",
+                            false));
     }
   }
-  result.markdown = md;
   return result;
 }
 

@@ -34,13 +34,7 @@ SectionOutput bench_decode_section(const SectionContext& ctx) {
   for (const DecodeShape& s : decode_shapes())
     shapes_arg += (shapes_arg.empty() ? "" : ",") + std::to_string(s.batch) + "x" + std::to_string(s.context);
   const nlohmann::json peer = run_section_peer(ctx, "peer_decode.py", "--shapes " + shapes_arg);
-  SectionOutput result;
-  std::string md = std::string("\n### Paged decode attention\n\n") + kSectionTableHeader;
-  auto add = [&](const nlohmann::json& row) {
-    result.rows.push_back(row);
-    md += markdown_line(row);
-    std::fprintf(stderr, "%s", markdown_line(row).c_str());
-  };
+  SectionOutput result = SectionOutput::titled("Paged decode attention");
   int device = 0, sm_count = 0;
   cuda_check(cudaGetDevice(&device), "cudaGetDevice");
   cuda_check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device), "SM count");
@@ -89,11 +83,10 @@ SectionOutput bench_decode_section(const SectionContext& ctx) {
     const double peer_gbps = peer_ms_value > 0 ? bytes / (peer_ms_value * 1e-3) / 1e9 : -1;
     const std::string name = "paged decode b" + std::to_string(s.batch) + " ctx" + std::to_string(s.context) +
                              " h32/8 d128 (" + std::to_string(a.num_splits) + " splits)";
-    add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
-    add(result_row(name, "GB/s", gbps, peer_gbps,
-                   "torch scaled_dot_product_attention(enable_gqa=True) on contiguous K/V", true));
+    result.add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
+    result.add(result_row(name, "GB/s", gbps, peer_gbps,
+                          "torch scaled_dot_product_attention(enable_gqa=True) on contiguous K/V", true));
   }
-  result.markdown = md;
   return result;
 }
 

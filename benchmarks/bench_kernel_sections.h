@@ -23,6 +23,12 @@ struct SectionContext {
 struct SectionOutput {
   nlohmann::json rows = nlohmann::json::array();
   std::string markdown;
+
+  // An empty section whose markdown table stands under "### title".
+  static SectionOutput titled(const std::string& title);
+  // Adds a result_row to rows and to the table, and echoes its line on
+  // stderr as progress.
+  void add(const nlohmann::json& row);
 };
 
 SectionOutput bench_nf4_section(const SectionContext& ctx);
@@ -72,6 +78,19 @@ inline std::string markdown_line(const nlohmann::json& row) {
 }
 
 inline constexpr const char* kSectionTableHeader = "| case | unit | ours | peer | peer value | ratio (>1: ours better) |\n|---|---|---|---|---|---|\n";
+
+inline SectionOutput SectionOutput::titled(const std::string& title) {
+  SectionOutput s;
+  s.markdown = "\n### " + title + "\n\n" + kSectionTableHeader;
+  return s;
+}
+
+inline void SectionOutput::add(const nlohmann::json& row) {
+  rows.push_back(row);
+  const std::string line = markdown_line(row);
+  markdown += line;
+  std::fprintf(stderr, "%s", line.c_str());
+}
 
 // Peer value at json[key1][key2] in ms, or -1.
 inline double peer_ms(const nlohmann::json& j, const std::string& key1, const std::string& key2) {

@@ -25,13 +25,7 @@ constexpr int64_t kTokens = 8192, kHidden = 4096, kInter = 14336, kRank = 16;
 
 SectionOutput bench_lora_section(const SectionContext& ctx) {
   const nlohmann::json peer = run_section_peer(ctx, "peer_lora.py", "");
-  SectionOutput result;
-  std::string md = std::string("\n### LoRA\n\n") + kSectionTableHeader;
-  auto add = [&](const nlohmann::json& row) {
-    result.rows.push_back(row);
-    md += markdown_line(row);
-    std::fprintf(stderr, "%s", markdown_line(row).c_str());
-  };
+  SectionOutput result = SectionOutput::titled("LoRA");
   cublasHandle_t handle = nullptr;
   if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
     std::fprintf(stderr, "bench_kernels: cublasCreate failed\n");
@@ -97,9 +91,9 @@ SectionOutput bench_lora_section(const SectionContext& ctx) {
     const std::string shape = " N" + std::to_string(N) + " K" + std::to_string(K) + " O" + std::to_string(O) + " r" +
                               std::to_string(R);
     const std::string peer_name = "torch eager F.linear + lora_B(lora_A(x)) * s (autograd)";
-    add(result_row("lora train fwd" + shape, "ms", fwd, peer_ms(peer, "train", key + "_fwd"), peer_name, false));
-    add(result_row("lora train fwd+bwd" + shape, "ms", both, peer_ms(peer, "train", key + "_fwdbwd"), peer_name,
-                   false));
+    result.add(result_row("lora train fwd" + shape, "ms", fwd, peer_ms(peer, "train", key + "_fwd"), peer_name, false));
+    result.add(result_row("lora train fwd+bwd" + shape, "ms", both, peer_ms(peer, "train", key + "_fwdbwd"), peer_name,
+                          false));
   }
   cublasDestroy(handle);
 
@@ -145,10 +139,9 @@ SectionOutput bench_lora_section(const SectionContext& ctx) {
     const std::string name = std::string("lora multi-adapter ") + s.key + " N" + std::to_string(n) + " adapters" +
                              std::to_string(M) + (s.segments ? " (segments)" : " (scattered)") + " K" +
                              std::to_string(K) + " O" + std::to_string(O) + " r" + std::to_string(R);
-    add(result_row(name, "ms", ms, peer_ms(peer, "multi", s.key),
-                   "torch loop over adapters: gather rows, two matmuls, index_add_", false));
+    result.add(result_row(name, "ms", ms, peer_ms(peer, "multi", s.key),
+                          "torch loop over adapters: gather rows, two matmuls, index_add_", false));
   }
-  result.markdown = md;
   return result;
 }
 

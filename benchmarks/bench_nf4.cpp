@@ -56,13 +56,7 @@ SectionOutput bench_nf4_section(const SectionContext& ctx) {
   dq.absmax_offset = offset.get<float>();
   dq.absmax_codes = bench_absmax_codes();
 
-  SectionOutput result;
-  std::string md = std::string("\n### NF4\n\n") + kSectionTableHeader;
-  auto add = [&](const nlohmann::json& row) {
-    result.rows.push_back(row);
-    md += markdown_line(row);
-    std::fprintf(stderr, "%s", markdown_line(row).c_str());
-  };
+  SectionOutput result = SectionOutput::titled("NF4");
 
   for (bool double_quant : {false, true}) {
     kernels::Nf4DequantizeArgs d;
@@ -79,15 +73,15 @@ SectionOutput bench_nf4_section(const SectionContext& ctx) {
     const double bytes = double(n) / 2 + scale_bytes + double(n) * 2;
     const double gbps = bytes / (ms * 1e-3) / 1e9;
     const std::string name = std::string("nf4 dequant to bf16") + (double_quant ? " (double quant)" : "") + shape;
-    add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
+    result.add(result_row(name + " (of HBM peak)", "%", 100 * gbps * 1e9 / ctx.hbm_peak, -1, "", true));
     const std::string key = double_quant ? "dequant_dq" : "dequant";
     for (const char* who : {"eager", "bitsandbytes"}) {
       const double pm = peer_ms(peer, who, key);
       if (pm > 0 || std::string(who) == "eager")
-        add(result_row(name + " vs " + who, "GB/s", gbps, pm > 0 ? bytes / (pm * 1e-3) / 1e9 : -1,
-                       std::string(who) == "eager" ? "torch eager (index the code table, scale, .to(bf16))"
-                                                   : "bitsandbytes dequantize_4bit",
-                       true));
+        result.add(result_row(name + " vs " + who, "GB/s", gbps, pm > 0 ? bytes / (pm * 1e-3) / 1e9 : -1,
+                              std::string(who) == "eager" ? "torch eager (index the code table, scale, .to(bf16))"
+                                                          : "bitsandbytes dequantize_4bit",
+                              true));
     }
   }
 
@@ -117,11 +111,10 @@ SectionOutput bench_nf4_section(const SectionContext& ctx) {
     cuda_check(cudaDeviceSynchronize(), "nf4_matmul");
     const std::string name = "nf4 matmul N" + std::to_string(rows) + shape +
                              (rows <= kernels::kNf4FusedMaxRows ? " (fused)" : " (dequant + cuBLAS)");
-    add(result_row(name, "ms", ms, peer_ms(peer, "eager", "matmul_" + std::to_string(rows)),
-                   "torch eager dequant + bf16 matmul", false));
+    result.add(result_row(name, "ms", ms, peer_ms(peer, "eager", "matmul_" + std::to_string(rows)),
+                          "torch eager dequant + bf16 matmul", false));
   }
   cublasDestroy(handle);
-  result.markdown = md;
   return result;
 }
 
