@@ -164,14 +164,25 @@ int main(int argc, char** argv) {
       const double b_ms = median_ms(timing, [&] { synthpert::kernels::attention_backward(bk, nullptr); });
       results.push_back({"bwd wgmma", "bwd", 2.5 * flops / (b_ms * 1e-3) / 1e12});
     }
-    if (wgmma) {  // mma.sync, then the sm_90a forward with blocks of 2 and 1 warpgroups; same problem, same peer
-      for (int warpgroups : {0, 1, 2}) {
+    if (wgmma) {
+      // Every forward kAuto can pick, on the same problem against the same
+      // peer: mma.sync, then the sm_90a kernel with blocks of 1 and 2
+      // warpgroups and 64- ("x1", "x2") or 128-key tiles ("x1 n128", "x2 n128").
+      struct Forward {
+        int warpgroups, key_block;  // warpgroups 0: mma.sync
+      };
+      size_t at = 1;
+      for (const Forward f : {Forward{0, 64}, Forward{1, 64}, Forward{2, 64}, Forward{1, 128}, Forward{2, 128}}) {
         AttentionForwardArgs fw = fa;
-        fw.path = warpgroups ? synthpert::kernels::AttentionPath::kWgmma : synthpert::kernels::AttentionPath::kMmaSync;
-        fw.wgmma_warpgroups = warpgroups ? warpgroups : fa.wgmma_warpgroups;
+        fw.path =
+            f.warpgroups ? synthpert::kernels::AttentionPath::kWgmma : synthpert::kernels::AttentionPath::kMmaSync;
+        if (f.warpgroups) fw.wgmma_warpgroups = f.warpgroups;
+        fw.wgmma_key_block = f.key_block;
         const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
-        const std::string label = warpgroups ? "fwd wgmma x" + std::to_string(warpgroups) : "fwd mma.sync";
-        results.insert(results.begin() + 1, {label, "fwd", flops / (w_ms * 1e-3) / 1e12});
+        const std::string label =
+            !f.warpgroups ? "fwd mma.sync"
+                          : "fwd wgmma x" + std::to_string(f.warpgroups) + (f.key_block == 128 ? " n128" : "");
+        results.insert(results.begin() + at++, {label, "fwd", flops / (w_ms * 1e-3) / 1e12});
       }
     }
     cuda_check(cudaDeviceSynchronize(), "benchmark run");

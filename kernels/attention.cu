@@ -114,13 +114,13 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
 
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& a) {
   switch (a.path) {
-    case AttentionPath::kMmaSync: return {AttentionPath::kMmaSync, a.wgmma_warpgroups};
-    case AttentionPath::kWgmma: return {AttentionPath::kWgmma, a.wgmma_warpgroups};
+    case AttentionPath::kMmaSync: return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block};
+    case AttentionPath::kWgmma: return {AttentionPath::kWgmma, a.wgmma_warpgroups, a.wgmma_key_block};
     case AttentionPath::kAuto: break;
   }
   if (a.problem.head_dim == 128 && attention_wgmma_available())
-    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1};
-  return {AttentionPath::kMmaSync, a.wgmma_warpgroups};
+    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1, 64};
+  return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block};
 }
 
 void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
@@ -128,6 +128,7 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   const AttentionForwardChoice choice = attention_forward_choice(args);
   a.path = choice.path;
   a.wgmma_warpgroups = choice.wgmma_warpgroups;
+  a.wgmma_key_block = choice.wgmma_key_block;
   const char* op = "attention_forward";
   const AttentionProblem& p = a.problem;
   if (!check_attention_inputs(a, op)) return;
@@ -136,6 +137,8 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   check_wgmma_runs_here(wgmma, op);
   SPK_REQUIRE(!wgmma || a.wgmma_warpgroups == 1 || a.wgmma_warpgroups == 2, op,
               "wgmma_warpgroups must be 1 or 2, got " + std::to_string(a.wgmma_warpgroups));
+  SPK_REQUIRE(!wgmma || a.wgmma_key_block == 64 || a.wgmma_key_block == 128, op,
+              "wgmma_key_block must be 64 or 128, got " + std::to_string(a.wgmma_key_block));
   SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {

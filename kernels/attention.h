@@ -57,6 +57,7 @@ struct AttentionForwardArgs {
   AttentionProblem problem;
   AttentionPath path = AttentionPath::kAuto;
   int wgmma_warpgroups = 2;  // kWgmma only: 64-row warpgroups per block, 1 or 2
+  int wgmma_key_block = 64;  // kWgmma only: keys per step, 64 or 128 (S as m64n64k16 or m64n128k16)
   HeadsView q, k, v;
   MutableHeadsView out;
   float* lse_HN = nullptr;  // device [H, N], written for every valid token
@@ -92,9 +93,11 @@ bool attention_wgmma_available();
 // ahead up to 1024 tokens and two from 4096
 // (benchmarks/results/attention-nvidia-h200-2026-12-04.md); head dim 64 has
 // not been measured and stays on mma.sync.
+// The 128-key wgmma tile has not been measured, so kAuto keeps 64 keys.
 struct AttentionForwardChoice {
   AttentionPath path;    // kMmaSync or kWgmma
   int wgmma_warpgroups;  // kWgmma: 1 or 2
+  int wgmma_key_block;   // kWgmma: 64 or 128
 };
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
 

@@ -2,15 +2,20 @@
 // instance files kernels/generated/attention_fwd_sm90_*.cu only.
 //
 // The algorithm is that of kernels/attention_fwd_impl.cuh (online softmax over
-// 64-key tiles, P fed back from registers, the same masking and epilogue);
-// what changes is who multiplies and what overlaps:
+// key tiles, P fed back from registers, the same masking and epilogue); what
+// changes is who multiplies, how many keys a step takes, and what overlaps:
 //   * a block is one or two warpgroups (128 or 256 threads) on 64 query rows
 //     each. Two share every K/V tile staged in shared memory (half the loads
 //     per row); one leaves room for two blocks per SM. Which is faster is for
 //     the benchmark to say (AttentionForwardArgs::wgmma_warpgroups);
-//   * S = Q K^T is one wgmma m64n64k16 per 16 columns of D, both operands read
-//     by the tensor cores straight from 128B-swizzled shared memory (no
-//     fragment loads through registers);
+//   * a key tile is 64 or 128 keys (AttentionForwardArgs::wgmma_key_block):
+//     128 halves the barriers, cp.async rounds and row reductions per key
+//     and issues S as m64n128k16 (FlashAttention-3's tile at head dim 128),
+//     at the price of 64 more registers per thread (S and P of a wider tile)
+//     and twice the K/V shared memory;
+//   * S = Q K^T is one wgmma m64nNk16 (N = the key tile) per 16 columns of D,
+//     both operands read by the tensor cores straight from 128B-swizzled
+//     shared memory (no fragment loads through registers);
 //   * O += P V is one wgmma m64n64k16 per 16 keys and 64 columns of D, P from
 //     registers, V from shared memory as an MN-major operand;
 //   * within a warpgroup, the softmax of one key tile runs while the tensor
@@ -37,11 +42,12 @@
 
 namespace synthpert::kernels::attn {
 
-template <int D, int kWarpGroupsPerBlock>
+template <int D, int kWarpGroupsPerBlock, int kKeysPerTile>
 struct FwdSm90Config {
+  static_assert(kKeysPerTile == 64 || kKeysPerTile == 128, "S is one m64n64k16 or m64n128k16 per k16 step");
   static constexpr int kWarpGroups = kWarpGroupsPerBlock;
   static constexpr int kBlockM = 64 * kWarpGroups;  // query rows per block
-  static constexpr int kBlockN = 64;                // key tokens per iteration
+  static constexpr int kBlockN = kKeysPerTile;      // key tokens per iteration
   static constexpr int kThreads = 128 * kWarpGroups;
   static constexpr int kPanels = D / 64;  // 64-column panels of a swizzled tile
   static constexpr int kQBytes = kBlockM * D * 2;
@@ -51,11 +57,11 @@ struct FwdSm90Config {
   static constexpr size_t kSmemBytes = size_t(kQBytes) + 2 * kStages * size_t(kKVBytes) + kSwizzleAtomBytes;
 };
 
-template <typename T, int D, bool kCausal, int kWarpGroups>
-__global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
+template <typename T, int D, bool kCausal, int kWarpGroups, int kKeysPerTile>
+__global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::kThreads)
     attention_fwd_sm90_kernel(AttentionForwardArgs args) {
 #if SPK_HAVE_WGMMA
-  using Cfg = FwdSm90Config<D, kWarpGroups>;
+  using Cfg = FwdSm90Config<D, kWarpGroups, kKeysPerTile>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN;
   constexpr int kNTiles = kBlockN / 8;  // 8-wide score tiles (the 32 S registers)
   constexpr int kDTiles = D / 8;        // 8-wide output tiles (32 O registers per panel)
@@ -113,13 +119,17 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
     fence_proxy_async_shared();
     __syncthreads();
   };
-  auto issue_scores = [&](float (&s)[kNTiles][4], int nb) {  // S = Q K(nb)^T, 64 rows x 64 keys
+  auto issue_scores = [&](float (&s)[kNTiles][4], int nb) {  // S = Q K(nb)^T, 64 rows x kBlockN keys
     const unsigned char* k_tile = k_stage(nb);
     for (int ks = 0; ks < kDSteps; ++ks) {
       const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
       const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
-      Wgmma<T>::ss(&s[0][0], wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo),
-                   wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo));
+      const uint64_t desc_q = wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo);
+      const uint64_t desc_k = wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo);
+      if constexpr (kBlockN == 128)
+        Wgmma<T>::ss_n128(&s[0][0], desc_q, desc_k);
+      else
+        Wgmma<T>::ss(&s[0][0], desc_q, desc_k);
     }
     wgmma_commit();
   };
@@ -139,7 +149,8 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
     for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
   };
   auto scores_to_p = [&](float (&s)[kNTiles][4], int nb) {  // mask, softmax; O's rescale left to the caller
-    mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
+    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, seqlen, row_lo - g))  // this warp's boundary tiles only
+      mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
     softmax_update(s, row_max, row_sum, scale_log2, rescale);
   };
 
@@ -205,10 +216,10 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups>::kThreads)
 #endif
 }
 
-template <typename T, int D, bool kCausal, int kWarpGroups>
+template <typename T, int D, bool kCausal, int kWarpGroups, int kKeysPerTile>
 void launch_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
-  using Cfg = FwdSm90Config<D, kWarpGroups>;
-  auto kernel = attention_fwd_sm90_kernel<T, D, kCausal, kWarpGroups>;
+  using Cfg = FwdSm90Config<D, kWarpGroups, kKeysPerTile>;
+  auto kernel = attention_fwd_sm90_kernel<T, D, kCausal, kWarpGroups, kKeysPerTile>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
              "attention_forward", "setting dynamic shared memory (wgmma path)");
   const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
@@ -216,13 +227,17 @@ void launch_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t st
   SPK_CHECK_LAUNCH("attention_forward");
 }
 
-// The launcher has checked wgmma_warpgroups is 1 or 2.
+// The launcher has checked wgmma_warpgroups is 1 or 2 and wgmma_key_block
+// 64 or 128.
 template <typename T, int D, bool kCausal>
 void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
+  const bool wide = args.wgmma_key_block == 128;
   if (args.wgmma_warpgroups == 1)
-    launch_attention_fwd_sm90<T, D, kCausal, 1>(args, stream);
+    wide ? launch_attention_fwd_sm90<T, D, kCausal, 1, 128>(args, stream)
+         : launch_attention_fwd_sm90<T, D, kCausal, 1, 64>(args, stream);
   else
-    launch_attention_fwd_sm90<T, D, kCausal, 2>(args, stream);
+    wide ? launch_attention_fwd_sm90<T, D, kCausal, 2, 128>(args, stream)
+         : launch_attention_fwd_sm90<T, D, kCausal, 2, 64>(args, stream);
 }
 
 }  // namespace synthpert::kernels::attn

@@ -45,6 +45,15 @@ struct ForwardBlock {
   }
 };
 
+// Whether the key tile [n0, n0 + kBlockN) holds a key that mask_scores would
+// hide from some row at or after first_row (a key past the sequence end, or,
+// if causal, past first_row). Only the tiles at the sequence end and on the
+// diagonal do; the callers skip the per-score compares on all the others.
+template <bool kCausal, int kBlockN>
+__device__ __forceinline__ bool tile_needs_mask(int n0, int seqlen, int first_row) {
+  return n0 + kBlockN > seqlen || (kCausal && n0 + kBlockN - 1 > first_row);
+}
+
 // Keys past the sequence end and, if causal, above the diagonal get -inf.
 template <bool kCausal, int kNTiles>
 __device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int seqlen, int row_lo, int row_hi, int t) {

@@ -2,7 +2,7 @@
 // kernels/attention_ptx.cuh so that the host emulation
 // (tests/simt/include/kernels/attention_wgmma_ptx.cuh) can stand in for
 // exactly this file: wgmma.fence / commit_group / wait_group,
-// fence.proxy.async, the three wgmma.mma_async forms the kernels issue, and the
+// fence.proxy.async, the four wgmma.mma_async forms the kernels issue, and the
 // register pinning around them. Layouts and descriptors:
 // kernels/attention_wgmma.cuh.
 //
@@ -75,8 +75,16 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
       "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),  \
       "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
+#define SPK_WGMMA_D64                                                                                            \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30," \
+  "%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,"  \
+  "%59,%60,%61,%62,%63}"
+
 // D (64x64 fp32, 32 registers per thread) += A (64x16) * B (16x64).
 //   ss:       A and B K-major in shared memory (descriptors).
+//   ss_n128:  ss with B 16x128 (m64n128k16): D is 64x128, 64 registers per
+//             thread in the same per-8-column layout continued (registers
+//             32..63 are columns 64..127), as two n64 results side by side.
 //   ss_mn_b:  A K-major, B MN-major (imm-trans-b = 1), both in shared memory.
 //   rs_mn_b:  A from registers (4 per thread, mma A layout), B MN-major in
 //             shared memory (imm-trans-b = 1).
@@ -89,6 +97,13 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
     }                                                                                                        \
     __device__ __forceinline__ static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) {             \
       ss_trans_b<1>(d, desc_a, desc_b);                                                                      \
+    }                                                                                                        \
+    __device__ __forceinline__ static void ss_n128(float* d, uint64_t desc_a, uint64_t desc_b) {             \
+      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                             \
+                    "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D64  \
+                    ", %64, %65, p, 1, 1, 0, 0;\n}\n"                                                        \
+                    : SPK_WGMMA_D32_OPERANDS(d), SPK_WGMMA_D32_OPERANDS((d + 32))                            \
+                    : "l"(desc_a), "l"(desc_b), "r"(1));                                                     \
     }                                                                                                        \
     __device__ __forceinline__ static void rs_mn_b(float* d, const uint32_t a[4], uint64_t desc_b) {         \
       SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                             \
@@ -125,5 +140,6 @@ SPK_DEFINE_WGMMA(__half, "f16")
 #undef SPK_WGMMA_ASM
 #undef SPK_WGMMA_D32_OPERANDS
 #undef SPK_WGMMA_D32
+#undef SPK_WGMMA_D64
 
 }  // namespace synthpert::kernels::attn

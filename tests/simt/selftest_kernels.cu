@@ -85,6 +85,8 @@ __global__ void trap_kernel(float* out) {
 constexpr int kWgmmaThreads = 128;
 constexpr unsigned kTileBytes = 16384;  // 64 lines (8 groups) at a group stride up to 2048
 constexpr unsigned kWgmmaSmem = 2 * kTileBytes + 1024;  // A, B, alignment slack
+// wgmma_kernel's B has up to 128 lines (N = 128): twice a tile.
+constexpr unsigned kWgmmaProductSmem = 3 * kTileBytes + 1024;
 
 __device__ unsigned swizzled_byte(unsigned group_stride, int line, int element) {
   return unsigned(line / 8) * group_stride + unsigned(line % 8) * 128 + unsigned((element / 8) ^ (line % 8)) * 16 +
@@ -110,23 +112,26 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
   unsigned char* sA = aligned_1024(smem_raw);
   unsigned char* sB = sA + kTileBytes;
   const bool registers = form == WgmmaForm::kRegistersMnMajor;
-  const bool b_mn_major = form != WgmmaForm::kSharedShared;
+  const bool b_mn_major = form == WgmmaForm::kRegistersMnMajor || form == WgmmaForm::kSharedMnMajor;
+  const int n_cols = wgmma_form_n(form);
   if (threadIdx.x == 0) {
     for (int m = 0; m < 64; ++m)  // A: line m holds row m (K-major)
       for (int k = 0; k < 16; ++k) *reinterpret_cast<uint16_t*>(sA + swizzled_byte(group_stride, m, k)) = a[m * 16 + k];
     for (int k = 0; k < 16; ++k)
-      for (int n = 0; n < 64; ++n) {
+      for (int n = 0; n < n_cols; ++n) {
         // B K-major: line n holds column n; MN-major: line k holds row k.
         const unsigned at = b_mn_major ? swizzled_byte(group_stride, k, n) : swizzled_byte(group_stride, n, k);
-        *reinterpret_cast<uint16_t*>(sB + at) = b[k * 64 + n];
+        *reinterpret_cast<uint16_t*>(sB + at) = b[k * n_cols + n];
       }
   }
   fence_proxy_async_shared();
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  float d[32] = {};
+  float d[64] = {};
   wgmma_fence();
-  if (registers) {
+  if (form == WgmmaForm::kSharedSharedN128) {
+    Wgmma<__nv_bfloat16>::ss_n128(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 16, group_stride, 1));
+  } else if (registers) {
     // A fragment register r: row 16 warp + g + 8 (r % 2), columns 2t + 8 (r / 2) and + 1.
     uint32_t frag[4];
     for (int r = 0; r < 4; ++r) {
@@ -142,8 +147,9 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
   wgmma_commit();
   wgmma_wait<0>();
   // D register 4i + r: row 16 warp + g + 8 (r / 2), column 8i + 2t + r % 2.
-  for (int i = 0; i < 8; ++i)
-    for (int r = 0; r < 4; ++r) out[(16 * warp + g + 8 * (r / 2)) * 64 + 8 * i + 2 * t + r % 2] = d[4 * i + r];
+  for (int i = 0; i < n_cols / 8; ++i)
+    for (int r = 0; r < 4; ++r)
+      out[(16 * warp + g + 8 * (r / 2)) * n_cols + 8 * i + 2 * t + r % 2] = d[4 * i + r];
 }
 
 __global__ void wgmma_fault_kernel(WgmmaFault fault, const uint16_t* global_tile) {
@@ -184,7 +190,10 @@ __global__ void wgmma_fault_kernel(WgmmaFault fault, const uint16_t* global_tile
 
 cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
                          float* out) {
-  wgmma_kernel<<<1, kWgmmaThreads, kWgmmaSmem>>>(form, group_stride, a, b, out);
+  const cudaError_t raised =
+      cudaFuncSetAttribute(wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kWgmmaProductSmem));
+  if (raised != cudaSuccess) return raised;
+  wgmma_kernel<<<1, kWgmmaThreads, kWgmmaProductSmem>>>(form, group_stride, a, b, out);
   return cudaGetLastError();
 }
 

@@ -34,15 +34,18 @@ cudaError_t launch_large_dynamic_shared(size_t bytes, bool raise_limit, int* out
 // barrier a data race, whose outcome depends on the schedule.
 cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int* out);
 
-// One warpgroup computes out (64x64 fp32, row-major) = A (64x16) * B (16x64)
-// with one m64n64k16 wgmma; a and b are row-major 16-bit bf16 bit patterns.
+// One warpgroup computes out (64xN fp32, row-major) = A (64x16) * B (16xN)
+// with one m64nNk16 wgmma, N = wgmma_form_n(form) (64 or 128); a and b are
+// row-major 16-bit bf16 bit patterns.
 // The kernel stores them in shared memory itself, as the PTX ISA's 128-byte
 // swizzle figures draw them, with consecutive 8-row groups `group_stride`
 // bytes apart (the descriptors' SBO; 1024 is dense, more leaves gaps).
 //   kSharedShared:    A and B K-major in shared memory.
 //   kRegistersMnMajor: A in registers (the m64nNk16 A fragment), B MN-major.
 //   kSharedMnMajor:   A K-major and B MN-major, both in shared memory.
-enum class WgmmaForm { kSharedShared, kRegistersMnMajor, kSharedMnMajor };
+//   kSharedSharedN128: kSharedShared with N = 128 (m64n128k16).
+enum class WgmmaForm { kSharedShared, kRegistersMnMajor, kSharedMnMajor, kSharedSharedN128 };
+inline int wgmma_form_n(WgmmaForm form) { return form == WgmmaForm::kSharedSharedN128 ? 128 : 64; }
 cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
                          float* out);
 

@@ -120,7 +120,10 @@ struct InFlightAccumulators {
 struct WgmmaStep {
   enum Kind : uint8_t { kFence, kMma, kCommit, kWait } kind;
   uint64_t a = 0, b = 0;  // kMma: descriptors; kWait: the pending count in a
-  bool operator==(const WgmmaStep& o) const { return kind == o.kind && a == o.a && b == o.b; }
+  size_t accumulators = 0;  // kMma: D registers per thread (the instruction's N)
+  bool operator==(const WgmmaStep& o) const {
+    return kind == o.kind && a == o.a && b == o.b && accumulators == o.accumulators;
+  }
 };
 const char* step_name(WgmmaStep::Kind k) {
   switch (k) {
@@ -637,7 +640,7 @@ void wgmma_fence() {
 void wgmma_issue(WgmmaIssue issue) {
   LaunchState& l = current_launch();
   Fiber& f = *tl_fiber;
-  wgmma_step(l, f, WgmmaStep{WgmmaStep::kMma, issue.desc_a, issue.desc_b});
+  wgmma_step(l, f, WgmmaStep{WgmmaStep::kMma, issue.desc_a, issue.desc_b, issue.count});
   if (!f.wgmma_fenced)
     throw KernelFault("wgmma.mma_async issued without a wgmma.fence since the thread's last wgmma.wait_group");
   if (InFlightAccumulators* acc = in_flight(f, issue.accumulators)) {

@@ -127,35 +127,38 @@ unsigned short bf16_bits(int v) {
 }
 }  // namespace
 
-TEST_CASE("simt: wgmma m64n64k16 multiplies as the PTX ISA lays out its operands", "[simt]") {
+TEST_CASE("simt: wgmma m64nNk16 multiplies as the PTX ISA lays out its operands", "[simt]") {
   // Integers in [-8, 8]: every product and sum is exact in fp32, so the
   // result must equal the plain product bit for bit.
-  std::vector<int> a(64 * 16), b(16 * 64);
   uint32_t state = 12345;
   auto next = [&] {
     state = state * 1664525u + 1013904223u;
     return int(state >> 28) - 8;
   };
-  for (int& v : a) v = next();
-  for (int& v : b) v = next();
-  std::vector<unsigned short> a_bits(a.size()), b_bits(b.size());
-  for (size_t i = 0; i < a.size(); ++i) a_bits[i] = bf16_bits(a[i]);
-  for (size_t i = 0; i < b.size(); ++i) b_bits[i] = bf16_bits(b[i]);
-  for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor, WgmmaForm::kSharedMnMajor})
+  for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor, WgmmaForm::kSharedMnMajor,
+                         WgmmaForm::kSharedSharedN128})
     for (unsigned group_stride : {1024u, 2048u}) {
-      INFO((form == WgmmaForm::kSharedShared        ? "shared A, K-major B"
+      const int n_cols = synthpert::simt_test::wgmma_form_n(form);
+      INFO((form == WgmmaForm::kSharedShared       ? "shared A, K-major B"
             : form == WgmmaForm::kRegistersMnMajor ? "register A, MN-major B"
-                                                   : "shared A, MN-major B")
+            : form == WgmmaForm::kSharedMnMajor    ? "shared A, MN-major B"
+                                                   : "shared A, K-major B, n128")
            << ", 8-row groups " << group_stride << " bytes apart");
-      std::vector<float> out(64 * 64, -1.f);
+      std::vector<int> a(64 * 16), b(16 * n_cols);
+      for (int& v : a) v = next();
+      for (int& v : b) v = next();
+      std::vector<unsigned short> a_bits(a.size()), b_bits(b.size());
+      for (size_t i = 0; i < a.size(); ++i) a_bits[i] = bf16_bits(a[i]);
+      for (size_t i = 0; i < b.size(); ++i) b_bits[i] = bf16_bits(b[i]);
+      std::vector<float> out(64 * n_cols, -1.f);
       REQUIRE(synthpert::simt_test::launch_wgmma(form, group_stride, a_bits.data(), b_bits.data(), out.data()) ==
               cudaSuccess);
       int wrong = 0;
       for (int m = 0; m < 64; ++m)
-        for (int n = 0; n < 64; ++n) {
+        for (int n = 0; n < n_cols; ++n) {
           int expect = 0;
-          for (int k = 0; k < 16; ++k) expect += a[m * 16 + k] * b[k * 64 + n];
-          wrong += out[m * 64 + n] != float(expect);
+          for (int k = 0; k < 16; ++k) expect += a[m * 16 + k] * b[k * n_cols + n];
+          wrong += out[m * n_cols + n] != float(expect);
         }
       CHECK(wrong == 0);
     }

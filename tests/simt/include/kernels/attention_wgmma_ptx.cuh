@@ -27,8 +27,9 @@
 //     the .aligned rule across the warpgroup and that no thread touches its
 //     accumulators while an operation on them is in flight).
 //
-// The three forms the kernels issue (the wrappers' names and fixed modifiers):
+// The four forms the kernels issue (the wrappers' names and fixed modifiers):
 //   ss:      D(64x64) += A(64x16, K-major, shared) * B(16x64, K-major, shared)
+//   ss_n128: D(64x128) += A(64x16, K-major, shared) * B(16x128, K-major, shared)
 //   ss_mn_b: D(64x64) += A(64x16, K-major, shared) * B(16x64, MN-major, shared)
 //   rs_mn_b: D(64x64) += A(64x16, registers) * B(16x64, MN-major, shared)
 // Each lane's operation is queued at the issue and run at the wait that
@@ -56,8 +57,8 @@ namespace synthpert::kernels::attn {
 
 namespace emulated_wgmma {
 
-constexpr int kM = 64, kN = 64, kK = 16;
-constexpr size_t kAccumulators = kM * kN / 128;  // D registers per thread of the warpgroup
+constexpr int kM = 64, kK = 16;  // N is the form's: 64, or 128 for ss_n128
+constexpr size_t accumulators(int n) { return size_t(kM) * n / 128; }  // D registers per thread of the warpgroup
 
 struct Operand {
   uint32_t start;  // shared address
@@ -137,12 +138,13 @@ inline void gather_warp(const LaneIssue& mine, LaneIssue (&all)[32]) {
       throw simt::KernelFault("wgmma: lanes of one warp issue different descriptors");
 }
 
-// D += A * B for this thread's 32 accumulators; a(row, k) gives A.
+// D += A * B for this thread's n / 2 accumulators (B is 16 x n); a(row, k)
+// gives A.
 template <typename T, typename AFn>
-void accumulate(float* d, AFn a, const Operand& b, int w, int lane) {
+void accumulate(float* d, AFn a, const Operand& b, int n, int w, int lane) {
   const unsigned char* window = simt::shared_window();
   const int g = lane / 4, t = lane % 4;
-  for (int i = 0; i < kN / 8; ++i)
+  for (int i = 0; i < n / 8; ++i)
     for (int r = 0; r < 4; ++r) {
       const int row = 16 * w + g + 8 * (r / 2), col = 8 * i + 2 * t + r % 2;
       float acc = d[4 * i + r];
@@ -172,8 +174,9 @@ void pin_registers(float (&)[M][N]) {}
 
 template <typename T>
 struct Wgmma {
-  static void ss(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, false); }
-  static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, true); }
+  static void ss(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, false, 64); }
+  static void ss_n128(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, false, 128); }
+  static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, true, 64); }
 
   static void rs_mn_b(float* d, const uint32_t a_regs[4], uint64_t desc_b) {
     namespace ew = emulated_wgmma;
@@ -182,11 +185,11 @@ struct Wgmma {
     ew::gather_warp(mine, all);
     const ew::Operand b = ew::decode(desc_b, true);
     const int lane = simt::lane_id(), w = ew::warp_in_group();
-    ew::check_operand<T>(b, ew::kN, lane == 0);
+    ew::check_operand<T>(b, 64, lane == 0);
     // `all` holds the warp's A registers as issued (rows 16w..16w+15); the
     // lane's own must still hold them at the wait, as the hardware reads
     // them until then.
-    simt::wgmma_issue({0, desc_b, d, ew::kAccumulators, [d, a_regs, all, b, w, lane] {
+    simt::wgmma_issue({0, desc_b, d, ew::accumulators(64), [d, a_regs, all, b, w, lane] {
       if (std::memcmp(a_regs, all[lane].a, sizeof(all[lane].a)) != 0)
         throw simt::KernelFault("wgmma: A registers changed while the wgmma reading them was in flight");
       auto a = [&](int row, int k) {
@@ -194,12 +197,12 @@ struct Wgmma {
         const int src_lane = 4 * (r % 8) + (k % 8) / 2, reg = r / 8 + 2 * (k / 8);
         return emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
       };
-      ew::accumulate<T>(d, a, b, w, lane);
+      ew::accumulate<T>(d, a, b, 64, w, lane);
     }});
   }
 
  private:
-  static void issue_ss(float* d, uint64_t desc_a, uint64_t desc_b, bool b_mn_major) {
+  static void issue_ss(float* d, uint64_t desc_a, uint64_t desc_b, bool b_mn_major, int n) {
     namespace ew = emulated_wgmma;
     ew::LaneIssue mine{desc_a, desc_b, {}};
     ew::LaneIssue all[32];
@@ -207,11 +210,11 @@ struct Wgmma {
     const ew::Operand a = ew::decode(desc_a, false), b = ew::decode(desc_b, b_mn_major);
     const int lane = simt::lane_id(), w = ew::warp_in_group();
     ew::check_operand<T>(a, ew::kM, lane == 0);
-    ew::check_operand<T>(b, ew::kN, lane == 0);
-    simt::wgmma_issue({desc_a, desc_b, d, ew::kAccumulators, [d, a, b, w, lane] {
+    ew::check_operand<T>(b, n, lane == 0);
+    simt::wgmma_issue({desc_a, desc_b, d, ew::accumulators(n), [d, a, b, n, w, lane] {
                          const unsigned char* window = simt::shared_window();
                          ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b,
-                                           w, lane);
+                                           n, w, lane);
                        }});
   }
 };
