@@ -122,7 +122,8 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
 
     // Mask keys past the sequence end and, if causal, above the diagonal
     // (only this warp's boundary tiles have any).
-    if (tile_needs_mask<kCausal, kBlockN>(n0, seqlen, row_lo - g)) mask_scores<kCausal>(s, n0, seqlen, row_lo, row_hi, t);
+    if (tile_needs_mask<kCausal, kBlockN>(n0, seqlen, row_lo - g))
+      mask_scores<kCausal>(s, n0, seqlen, row_lo, row_hi, t);
 
     // Online softmax update of the two rows this thread holds.
     online_softmax_step(s, o_acc, row_max, row_sum, scale_log2);
