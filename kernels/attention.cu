@@ -139,7 +139,7 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
               "wgmma_warpgroups must be 1 or 2, got " + std::to_string(a.wgmma_warpgroups));
   SPK_REQUIRE(!wgmma || a.wgmma_key_block == 64 || a.wgmma_key_block == 128, op,
               "wgmma_key_block must be 64 or 128, got " + std::to_string(a.wgmma_key_block));
-  SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
+  SPK_HALF_DTYPE_SWITCH(p.dtype, op, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {
         if (wgmma)
@@ -181,7 +181,7 @@ void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) 
   SPK_REQUIRE(a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, op,
               "workspace must be 256-byte aligned and hold attention_backward_workspace_bytes()");
   check_wgmma_runs_here(wgmma, op);
-  SPK_ATTN_DTYPE_SWITCH(p.dtype, T, [&] {
+  SPK_HALF_DTYPE_SWITCH(p.dtype, op, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {
         if (wgmma)

@@ -1,13 +1,15 @@
 // Declarations of the attention template instances (defined one per
 // translation unit in kernels/generated/, written by
 // scripts/gen_attention_instances.py) and the *_SWITCH helpers that turn the
-// runtime dtype / head dim / causal flag into those compile-time parameters.
+// runtime head dim / causal flag into those compile-time parameters (the
+// dtype: SPK_HALF_DTYPE_SWITCH of kernels/common.cuh).
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "kernels/attention.h"
+#include "kernels/common.cuh"  // SPK_HALF_DTYPE_SWITCH
 
 namespace synthpert::kernels::attn {
 
@@ -32,18 +34,6 @@ inline size_t dq_acc_bytes(int64_t n, int heads, int d) { return align256(size_t
 
 // Each helper runs the trailing lambda body with a constexpr alias in scope;
 // unsupported values throw (the launchers validate before dispatching).
-#define SPK_ATTN_DTYPE_SWITCH(dtype, TYPE_NAME, ...)                                       \
-  [&] {                                                                                    \
-    if ((dtype) == ::synthpert::kernels::DType::kBF16) {                                   \
-      using TYPE_NAME = __nv_bfloat16;                                                     \
-      return __VA_ARGS__();                                                                \
-    } else if ((dtype) == ::synthpert::kernels::DType::kF16) {                             \
-      using TYPE_NAME = __half;                                                            \
-      return __VA_ARGS__();                                                                \
-    }                                                                                      \
-    throw ::synthpert::kernels::KernelError("attention: dtype must be bf16 or f16");       \
-  }()
-
 #define SPK_ATTN_HEADDIM_SWITCH(head_dim, CONST_NAME, ...)                                 \
   [&] {                                                                                    \
     if ((head_dim) == 64) {                                                                \

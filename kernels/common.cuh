@@ -48,6 +48,20 @@ inline void check_cuda(cudaError_t err, const char* op, const char* what) {
 // asynchronous faults surface at the next synchronising call).
 #define SPK_CHECK_LAUNCH(op) ::synthpert::kernels::check_cuda(cudaGetLastError(), op, "kernel launch")
 
+// Turns a bf16/f16 DType into the element type TYPE_NAME for the lambda;
+// another dtype throws "<op>: dtype must be bf16 or f16" (launchers check first).
+#define SPK_HALF_DTYPE_SWITCH(dtype, op, TYPE_NAME, ...)                                 \
+  [&] {                                                                                \
+    if ((dtype) == ::synthpert::kernels::DType::kBF16) {                               \
+      using TYPE_NAME = __nv_bfloat16;                                                 \
+      return __VA_ARGS__();                                                            \
+    } else if ((dtype) == ::synthpert::kernels::DType::kF16) {                         \
+      using TYPE_NAME = __half;                                                        \
+      return __VA_ARGS__();                                                            \
+    }                                                                                  \
+    throw ::synthpert::kernels::KernelError(std::string(op) + ": dtype must be bf16 or f16"); \
+  }()
+
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
 template <>

@@ -8,19 +8,6 @@
 
 #include "kernels/common.cuh"
 
-// Turns a bf16/f16 DType into the element type TYPE_NAME for the lambda.
-#define SPK_HALF_DTYPE_SWITCH(dtype, op, TYPE_NAME, ...)                                 \
-  [&] {                                                                                \
-    if ((dtype) == ::synthpert::kernels::DType::kBF16) {                               \
-      using TYPE_NAME = __nv_bfloat16;                                                 \
-      return __VA_ARGS__();                                                            \
-    } else if ((dtype) == ::synthpert::kernels::DType::kF16) {                         \
-      using TYPE_NAME = __half;                                                        \
-      return __VA_ARGS__();                                                            \
-    }                                                                                  \
-    throw ::synthpert::kernels::KernelError(std::string(op) + ": dtype must be bf16 or f16"); \
-  }()
-
 // Turns a runtime choice of the 8-wide or scalar path into the constant V.
 #define SPK_VEC_SWITCH(vec8, CONST_NAME, ...) \
   [&] {                                      \
