@@ -7,7 +7,8 @@
 // GQA group; dQ added to an fp32 accumulator with atomics; the same
 // preprocess and convert kernels around it). What changes is who multiplies:
 //   * a block is two warpgroups of 64 keys each (128 keys) and walks 64-query
-//     tiles. Every product is one wgmma m64n64k16 per 16 of its k axis:
+//     tiles. Every product is one wgmma m64nNk16 per 16 of its k axis, N = 64
+//     but for dV and dK, whose N is all of D (m64n128k16 at D = 128):
 //       S^T  = K Q^T    A: the warpgroup's K rows, B: Q     (both K-major)
 //       dP^T = V dO^T   A: the warpgroup's V rows, B: dO    (both K-major)
 //       dV  += P^T dO   A: P^T from registers, B: dO (MN-major)
@@ -212,12 +213,11 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
     }
     pin_dkdv_operands();
     wgmma_fence();
-    for (int kt = 0; kt < kQuerySteps; ++kt)
-      for (int panel = 0; panel < Cfg::kPanels; ++panel) {
-        const uint32_t off = panel * kQPanelBytes + kt * 16 * kSwizzleLineBytes;
-        Wgmma<T>::rs_mn_b(&dv_acc[panel * 8][0], p_frag[kt], wgmma_desc_sw128(cdO + off, kQPanelBytes, kSbo));
-        Wgmma<T>::rs_mn_b(&dk_acc[panel * 8][0], ds_frag[kt], wgmma_desc_sw128(cQ + off, kQPanelBytes, kSbo));
-      }
+    for (int kt = 0; kt < kQuerySteps; ++kt) {
+      const uint32_t off = kt * 16 * kSwizzleLineBytes;
+      issue_rs_mn_b<T, D>(&dv_acc[0][0], p_frag[kt], cdO + off, kQPanelBytes);
+      issue_rs_mn_b<T, D>(&dk_acc[0][0], ds_frag[kt], cQ + off, kQPanelBytes);
+    }
     wgmma_commit();
 
     // dS to shared memory, query-major, for dQ = dS K (while dV and dK run).

@@ -16,8 +16,10 @@
 //   * S = Q K^T is one wgmma m64nNk16 (N = the key tile) per 16 columns of D,
 //     both operands read by the tensor cores straight from 128B-swizzled
 //     shared memory (no fragment loads through registers);
-//   * O += P V is one wgmma m64n64k16 per 16 keys and 64 columns of D, P from
-//     registers, V from shared memory as an MN-major operand;
+//   * O += P V is one wgmma m64nDk16 per 16 keys, P from registers, V from
+//     shared memory as an MN-major operand (at D = 128 its two 64-column
+//     panels are the layout's two swizzle atoms along N; FlashAttention-3's
+//     width, where two n64 halves would issue twice the instructions);
 //   * within a warpgroup, the softmax of one key tile runs while the tensor
 //     cores multiply the previous tile's P V (FlashAttention-3's
 //     intra-warpgroup pipelining): S(j) and P(j-1) V(j-1) are issued back to
@@ -133,13 +135,10 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
     }
     wgmma_commit();
   };
-  auto issue_pv = [&](int nb) {  // O += P V(nb): per 16 keys, one n64 instruction per 64-column panel
+  auto issue_pv = [&](int nb) {  // O += P V(nb): per 16 keys, one m64nDk16 over all of D
     const unsigned char* v_tile = v_stage(nb);
     for (int kt = 0; kt < kKeySteps; ++kt)
-      for (int panel = 0; panel < Cfg::kPanels; ++panel) {
-        const uint32_t v_off = panel * kVPanelBytes + kt * 16 * kSwizzleLineBytes;
-        Wgmma<T>::rs_mn_b(&o_acc[panel * 8][0], p_frag[kt], wgmma_desc_sw128(v_tile + v_off, kVPanelBytes, kSbo));
-      }
+      issue_rs_mn_b<T, D>(&o_acc[0][0], p_frag[kt], v_tile + kt * 16 * kSwizzleLineBytes, kVPanelBytes);
     wgmma_commit();
   };
   // Keeps the compiler from moving accesses to the P V's operands across the

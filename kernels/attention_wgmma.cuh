@@ -69,4 +69,19 @@ __device__ __forceinline__ uint64_t wgmma_desc_sw128(const void* smem_ptr, uint3
          (uint64_t((sbo_bytes & 0x3FFFF) >> 4) << 32) | (uint64_t(1) << 62);
 }
 
+// acc (64 x D fp32, D / 2 registers per thread) += A (64x16, registers) *
+// B (16 x D), B an MN-major [16 k][D] slice of a swizzled tile whose
+// 64-column panels are `panel_bytes` apart: one m64nDk16 for D = 64 or 128,
+// its panels the canonical layout's swizzle atoms along N (LBO).
+template <typename T, int D>
+__device__ __forceinline__ void issue_rs_mn_b(float* acc, const uint32_t a[4], const unsigned char* b,
+                                              uint32_t panel_bytes) {
+  static_assert(D == 64 || D == 128, "one m64n64k16 or m64n128k16");
+  const uint64_t desc_b = wgmma_desc_sw128(b, panel_bytes, kSwizzleAtomBytes);
+  if constexpr (D == 128)
+    Wgmma<T>::rs_mn_b_n128(acc, a, desc_b);
+  else
+    Wgmma<T>::rs_mn_b(acc, a, desc_b);
+}
+
 }  // namespace synthpert::kernels::attn

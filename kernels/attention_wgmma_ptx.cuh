@@ -2,7 +2,7 @@
 // kernels/attention_ptx.cuh so that the host emulation
 // (tests/simt/include/kernels/attention_wgmma_ptx.cuh) can stand in for
 // exactly this file: wgmma.fence / commit_group / wait_group,
-// fence.proxy.async, the four wgmma.mma_async forms the kernels issue, and the
+// fence.proxy.async, the five wgmma.mma_async forms the kernels issue, and the
 // register pinning around them. Layouts and descriptors:
 // kernels/attention_wgmma.cuh.
 //
@@ -88,6 +88,9 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
 //   ss_mn_b:  A K-major, B MN-major (imm-trans-b = 1), both in shared memory.
 //   rs_mn_b:  A from registers (4 per thread, mma A layout), B MN-major in
 //             shared memory (imm-trans-b = 1).
+//   rs_mn_b_n128: rs_mn_b with B 16x128 (m64n128k16): B's columns 64..127
+//             are the next 64-column swizzle atom, LBO bytes on from the
+//             first (the MN-major canonical layout's m = 2).
 // The accumulate predicate is always set: callers zero D first.
 #define SPK_DEFINE_WGMMA(TYPE, PTX_TYPE)                                                                     \
   template <>                                                                                                \
@@ -110,6 +113,13 @@ __device__ __forceinline__ void pin_registers(float (&r)[M][N]) {
                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D32   \
                     ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"                                             \
                     : SPK_WGMMA_D32_OPERANDS(d)                                                              \
+                    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));                      \
+    }                                                                                                        \
+    __device__ __forceinline__ static void rs_mn_b_n128(float* d, const uint32_t a[4], uint64_t desc_b) {    \
+      SPK_WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                             \
+                    "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_TYPE "." PTX_TYPE " " SPK_WGMMA_D64  \
+                    ", {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"                                             \
+                    : SPK_WGMMA_D32_OPERANDS(d), SPK_WGMMA_D32_OPERANDS((d + 32))                            \
                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(1));                      \
     }                                                                                                        \
                                                                                                              \

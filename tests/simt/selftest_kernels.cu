@@ -111,16 +111,21 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
   extern __shared__ unsigned char smem_raw[];
   unsigned char* sA = aligned_1024(smem_raw);
   unsigned char* sB = sA + kTileBytes;
-  const bool registers = form == WgmmaForm::kRegistersMnMajor;
-  const bool b_mn_major = form == WgmmaForm::kRegistersMnMajor || form == WgmmaForm::kSharedMnMajor;
+  const bool registers = form == WgmmaForm::kRegistersMnMajor || form == WgmmaForm::kRegistersMnMajorN128;
+  const bool b_mn_major = registers || form == WgmmaForm::kSharedMnMajor;
   const int n_cols = wgmma_form_n(form);
+  // MN-major B: columns 64p..64p+63 form the swizzle atom at p * mn_atom_stride
+  // (the descriptor's LBO), which leaves one atom unused between the two of
+  // the n128 form, so that a layout that ignored LBO could not pass.
+  const unsigned mn_atom_stride = form == WgmmaForm::kRegistersMnMajorN128 ? 2 * group_stride + 1024 : 64 * 128;
   if (threadIdx.x == 0) {
     for (int m = 0; m < 64; ++m)  // A: line m holds row m (K-major)
       for (int k = 0; k < 16; ++k) *reinterpret_cast<uint16_t*>(sA + swizzled_byte(group_stride, m, k)) = a[m * 16 + k];
     for (int k = 0; k < 16; ++k)
       for (int n = 0; n < n_cols; ++n) {
         // B K-major: line n holds column n; MN-major: line k holds row k.
-        const unsigned at = b_mn_major ? swizzled_byte(group_stride, k, n) : swizzled_byte(group_stride, n, k);
+        const unsigned at = b_mn_major ? (n / 64) * mn_atom_stride + swizzled_byte(group_stride, k, n % 64)
+                                       : swizzled_byte(group_stride, n, k);
         *reinterpret_cast<uint16_t*>(sB + at) = b[k * n_cols + n];
       }
   }
@@ -138,9 +143,14 @@ __global__ void wgmma_kernel(WgmmaForm form, unsigned group_stride, const uint16
       const int row = 16 * warp + g + 8 * (r % 2), col = 2 * t + 8 * (r / 2);
       frag[r] = uint32_t(a[row * 16 + col]) | uint32_t(a[row * 16 + col + 1]) << 16;
     }
-    Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, descriptor(sB, 64 * 128, group_stride, 1));
+    const uint64_t desc_b = descriptor(sB, mn_atom_stride, group_stride, 1);
+    if (n_cols == 128)
+      Wgmma<__nv_bfloat16>::rs_mn_b_n128(d, frag, desc_b);
+    else
+      Wgmma<__nv_bfloat16>::rs_mn_b(d, frag, desc_b);
   } else if (b_mn_major) {
-    Wgmma<__nv_bfloat16>::ss_mn_b(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 64 * 128, group_stride, 1));
+    Wgmma<__nv_bfloat16>::ss_mn_b(d, descriptor(sA, 16, group_stride, 1),
+                                  descriptor(sB, mn_atom_stride, group_stride, 1));
   } else {
     Wgmma<__nv_bfloat16>::ss(d, descriptor(sA, 16, group_stride, 1), descriptor(sB, 16, group_stride, 1));
   }

@@ -44,8 +44,12 @@ cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int*
 //   kRegistersMnMajor: A in registers (the m64nNk16 A fragment), B MN-major.
 //   kSharedMnMajor:   A K-major and B MN-major, both in shared memory.
 //   kSharedSharedN128: kSharedShared with N = 128 (m64n128k16).
-enum class WgmmaForm { kSharedShared, kRegistersMnMajor, kSharedMnMajor, kSharedSharedN128 };
-inline int wgmma_form_n(WgmmaForm form) { return form == WgmmaForm::kSharedSharedN128 ? 128 : 64; }
+//   kRegistersMnMajorN128: kRegistersMnMajor with N = 128, B's two 64-column
+//                     swizzle atoms apart by a gap (the descriptor's LBO).
+enum class WgmmaForm { kSharedShared, kRegistersMnMajor, kSharedMnMajor, kSharedSharedN128, kRegistersMnMajorN128 };
+inline int wgmma_form_n(WgmmaForm form) {
+  return form == WgmmaForm::kSharedSharedN128 || form == WgmmaForm::kRegistersMnMajorN128 ? 128 : 64;
+}
 cudaError_t launch_wgmma(WgmmaForm form, unsigned group_stride, const unsigned short* a, const unsigned short* b,
                          float* out);
 

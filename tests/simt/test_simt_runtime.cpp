@@ -136,13 +136,14 @@ TEST_CASE("simt: wgmma m64nNk16 multiplies as the PTX ISA lays out its operands"
     return int(state >> 28) - 8;
   };
   for (WgmmaForm form : {WgmmaForm::kSharedShared, WgmmaForm::kRegistersMnMajor, WgmmaForm::kSharedMnMajor,
-                         WgmmaForm::kSharedSharedN128})
+                         WgmmaForm::kSharedSharedN128, WgmmaForm::kRegistersMnMajorN128})
     for (unsigned group_stride : {1024u, 2048u}) {
       const int n_cols = synthpert::simt_test::wgmma_form_n(form);
       INFO((form == WgmmaForm::kSharedShared       ? "shared A, K-major B"
             : form == WgmmaForm::kRegistersMnMajor ? "register A, MN-major B"
             : form == WgmmaForm::kSharedMnMajor    ? "shared A, MN-major B"
-                                                   : "shared A, K-major B, n128")
+            : form == WgmmaForm::kSharedSharedN128 ? "shared A, K-major B, n128"
+                                                   : "register A, MN-major B, n128")
            << ", 8-row groups " << group_stride << " bytes apart");
       std::vector<int> a(64 * 16), b(16 * n_cols);
       for (int& v : a) v = next();

@@ -27,11 +27,13 @@
 //     the .aligned rule across the warpgroup and that no thread touches its
 //     accumulators while an operation on them is in flight).
 //
-// The four forms the kernels issue (the wrappers' names and fixed modifiers):
+// The five forms the kernels issue (the wrappers' names and fixed modifiers):
 //   ss:      D(64x64) += A(64x16, K-major, shared) * B(16x64, K-major, shared)
 //   ss_n128: D(64x128) += A(64x16, K-major, shared) * B(16x128, K-major, shared)
 //   ss_mn_b: D(64x64) += A(64x16, K-major, shared) * B(16x64, MN-major, shared)
 //   rs_mn_b: D(64x64) += A(64x16, registers) * B(16x64, MN-major, shared)
+//   rs_mn_b_n128: D(64x128) += A(64x16, registers) * B(16x128, MN-major,
+//            shared)
 // Each lane's operation is queued at the issue and run at the wait that
 // retires it (reading shared memory then); every lane's issue checks what it
 // can: the same descriptors in every lane of the warp, operands inside the
@@ -178,18 +180,22 @@ struct Wgmma {
   static void ss_n128(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, false, 128); }
   static void ss_mn_b(float* d, uint64_t desc_a, uint64_t desc_b) { issue_ss(d, desc_a, desc_b, true, 64); }
 
-  static void rs_mn_b(float* d, const uint32_t a_regs[4], uint64_t desc_b) {
+  static void rs_mn_b(float* d, const uint32_t a_regs[4], uint64_t desc_b) { issue_rs(d, a_regs, desc_b, 64); }
+  static void rs_mn_b_n128(float* d, const uint32_t a_regs[4], uint64_t desc_b) { issue_rs(d, a_regs, desc_b, 128); }
+
+ private:
+  static void issue_rs(float* d, const uint32_t a_regs[4], uint64_t desc_b, int n) {
     namespace ew = emulated_wgmma;
     ew::LaneIssue mine{0, desc_b, {a_regs[0], a_regs[1], a_regs[2], a_regs[3]}};
     ew::LaneIssue all[32];
     ew::gather_warp(mine, all);
     const ew::Operand b = ew::decode(desc_b, true);
     const int lane = simt::lane_id(), w = ew::warp_in_group();
-    ew::check_operand<T>(b, 64, lane == 0);
+    ew::check_operand<T>(b, n, lane == 0);
     // `all` holds the warp's A registers as issued (rows 16w..16w+15); the
     // lane's own must still hold them at the wait, as the hardware reads
     // them until then.
-    simt::wgmma_issue({0, desc_b, d, ew::accumulators(64), [d, a_regs, all, b, w, lane] {
+    simt::wgmma_issue({0, desc_b, d, ew::accumulators(n), [d, a_regs, all, b, n, w, lane] {
       if (std::memcmp(a_regs, all[lane].a, sizeof(all[lane].a)) != 0)
         throw simt::KernelFault("wgmma: A registers changed while the wgmma reading them was in flight");
       auto a = [&](int row, int k) {
@@ -197,11 +203,10 @@ struct Wgmma {
         const int src_lane = 4 * (r % 8) + (k % 8) / 2, reg = r / 8 + 2 * (k / 8);
         return emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
       };
-      ew::accumulate<T>(d, a, b, 64, w, lane);
+      ew::accumulate<T>(d, a, b, n, w, lane);
     }});
   }
 
- private:
   static void issue_ss(float* d, uint64_t desc_a, uint64_t desc_b, bool b_mn_major, int n) {
     namespace ew = emulated_wgmma;
     ew::LaneIssue mine{desc_a, desc_b, {}};
