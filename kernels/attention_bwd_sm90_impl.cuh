@@ -198,7 +198,7 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
         const int query = m0 + ql;
         const int key = r < 2 ? key_lo : key_hi;
         const bool visible = key < seqlen && query < seqlen && (!kCausal || key <= query);
-        s[qt][r] = visible ? exp2f(s[qt][r] * scale_log2 - cLse[ql] * kLog2e) : 0.f;
+        s[qt][r] = visible ? exp2_ftz(s[qt][r] * scale_log2 - cLse[ql] * kLog2e) : 0.f;
       }
     wgmma_wait<0>();
     pin_registers(dp);

@@ -80,13 +80,13 @@ __device__ __forceinline__ void softmax_update(float (&s)[kNTiles][4], float (&r
     // A row with every key masked so far keeps max -inf; subtracting 0 then
     // keeps exp2 at exactly 0 instead of producing NaN from inf - inf.
     const float base = mx == -INFINITY ? 0.f : mx * scale_log2;
-    rescale[r] = exp2f(row_max[r] * scale_log2 - base);
+    rescale[r] = exp2_ftz(row_max[r] * scale_log2 - base);
     row_max[r] = mx;
     float sum = 0.f;
     for (int nt = 0; nt < kNTiles; ++nt)
       for (int c = 0; c < 2; ++c) {
         float& x = s[nt][2 * r + c];
-        x = exp2f(x * scale_log2 - base);
+        x = exp2_ftz(x * scale_log2 - base);
         sum += x;
       }
     row_sum[r] = row_sum[r] * rescale[r] + sum;

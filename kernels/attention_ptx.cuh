@@ -1,7 +1,8 @@
 // The inline-PTX primitives of the attention kernels, kept apart so that the
 // host emulation (tests/simt/include/kernels/attention_ptx.cuh) can stand in
 // for exactly this file: the sm_80 mma.sync.m16n8k16 instruction (also valid
-// on sm_90a), ldmatrix, cp.async and a paired fp32 atomic add.
+// on sm_90a), ldmatrix, cp.async, a paired fp32 atomic add and the flushing
+// exp2 of the softmax.
 //
 // Fragment layout of mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"),
 // with g = lane / 4 and t = lane % 4; each 32-bit register holds two 16-bit
@@ -79,6 +80,18 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// 2^x on the special-function unit alone (ex2.approx.ftz.f32). exp2f is the
+// same approximation without .ftz: to keep results below 2^-126 subnormal it
+// spends three more instructions per call (sm_90a, CUDA 13: 64 unrolled calls
+// compile to 472 instructions with exp2f, 280 with this), which the softmax
+// pays once per score. A probability that small is lost in its row's sum
+// (at least 1), so the kernels' outputs do not see the flush.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 // dst[0] += lo, dst[1] += hi in global memory (dst 8-byte aligned): one

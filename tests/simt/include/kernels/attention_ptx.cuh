@@ -14,11 +14,14 @@
 //     [2t][g] and [2t+1][g] of matrix i.
 //   cp.async.{cg ... 16, ca ... 4} / commit_group / wait_group N: deferred
 //     copies (see simt::async_copy).
+//   ex2.approx.ftz.f32: 2^x with subnormal inputs and results flushed to
+//     (sign-preserving) zero.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -105,6 +108,15 @@ inline void cp_async_commit() { simt::async_commit(); }
 template <int kPending>
 void cp_async_wait() {
   simt::async_wait(kPending);
+}
+
+// ex2.approx.ftz.f32: 2^x, subnormal inputs and results flushed to zero. The
+// hardware's result is an approximation within the PTX ISA's error bound;
+// this one is exact.
+inline float exp2_ftz(float x) {
+  if (std::fpclassify(x) == FP_SUBNORMAL) x = 0.f;
+  const float y = std::exp2(x);
+  return std::fpclassify(y) == FP_SUBNORMAL ? 0.f : y;
 }
 
 // red.global.add on two consecutive floats; each element is its own atomic
