@@ -38,6 +38,15 @@
 
 namespace synthpert::simt {
 
+// Emulation code whose memory accesses ThreadSanitizer does not record:
+// arithmetic on the calling thread's own registers (locals of its fiber,
+// which no other thread can reach), and the wgmma operands' reads at the
+// wait, which one lane of each warp also makes recorded (see
+// attention_wgmma_ptx.cuh). Recording them was most of a TSan run's time.
+// GCC inlines no function without this attribute into one with it, so the
+// helpers of such code carry it too.
+#define SIMT_TSAN_UNRECORDED __attribute__((no_sanitize("thread")))
+
 struct Dim3 {
   unsigned x = 1, y = 1, z = 1;
 };

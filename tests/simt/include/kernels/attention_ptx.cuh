@@ -32,19 +32,45 @@ namespace synthpert::kernels::attn {
 namespace emulated {
 
 template <typename T>
-float half_to_float(uint16_t bits) {
-  T v;
-  std::memcpy(static_cast<void*>(&v), &bits, 2);
-  if constexpr (sizeof(T) == 2 && std::is_same_v<T, __half>) {
+SIMT_TSAN_UNRECORDED float half_to_float(uint16_t bits) {
+  if constexpr (std::is_same_v<T, __half>) {
+    T v;
+    std::memcpy(static_cast<void*>(&v), &bits, 2);
     return __half2float(v);
-  } else {
-    return __bfloat162float(v);
+  } else {  // bf16: the upper half of a float32
+    const uint32_t word = uint32_t(bits) << 16;
+    float f;
+    std::memcpy(&f, &word, 4);
+    return f;
   }
 }
 
 // 16-bit element `half` (0 low, 1 high) of register `reg` of lane `lane`.
-inline uint16_t element(const uint32_t* regs_of_lanes, int regs_per_lane, int lane, int reg, int half) {
+SIMT_TSAN_UNRECORDED inline uint16_t element(const uint32_t* regs_of_lanes, int regs_per_lane, int lane, int reg,
+                                            int half) {
   return uint16_t(regs_of_lanes[lane * regs_per_lane + reg] >> (16 * half));
+}
+
+// The arithmetic once the warp's registers are gathered: this lane's rows g
+// and g + 8 of A and columns 2t and 2t + 1 of B, then its four dot products.
+template <typename T>
+SIMT_TSAN_UNRECORDED void mma_m16n8k16_lane(float c[4], const uint32_t* all, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  // A[row][k]: the lane with g = row % 8 and t = (k % 8) / 2, register
+  // (row / 8) + 2 (k / 8), half k % 2.
+  // B[k][n]: the lane with g = n and t = (k % 8) / 2, register 4 + k / 8, half k % 2.
+  float a_rows[2][16], b_cols[2][16];
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < 16; ++k) {
+      a_rows[i][k] = half_to_float<T>(element(all, 6, 4 * g + (k % 8) / 2, i + 2 * (k / 8), k % 2));
+      b_cols[i][k] = half_to_float<T>(element(all, 6, 4 * (2 * t + i) + (k % 8) / 2, 4 + k / 8, k % 2));
+    }
+  // C element i: row g + 8 (i >> 1), column 2t + (i & 1).
+  for (int i = 0; i < 4; ++i) {
+    float acc = c[i];
+    for (int k = 0; k < 16; ++k) acc += a_rows[i >> 1][k] * b_cols[i & 1][k];
+    c[i] = acc;
+  }
 }
 
 template <typename T>
@@ -52,20 +78,7 @@ void mma_m16n8k16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
   uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
   uint32_t all[32 * 6];
   simt::warp_gather(mine, sizeof(mine), all);
-  const int lane = simt::lane_id(), g = lane / 4, t = lane % 4;
-  // A[row][k]: the lane with g = row % 8 and t = (k % 8) / 2, register
-  // (row / 8) + 2 (k / 8), half k % 2.
-  auto A = [&](int row, int k) {
-    return half_to_float<T>(element(all, 6, 4 * (row % 8) + (k % 8) / 2, (row / 8) + 2 * (k / 8), k % 2));
-  };
-  // B[k][n]: the lane with g = n and t = (k % 8) / 2, register 4 + k / 8, half k % 2.
-  auto B = [&](int k, int n) { return half_to_float<T>(element(all, 6, 4 * n + (k % 8) / 2, 4 + k / 8, k % 2)); };
-  for (int i = 0; i < 4; ++i) {
-    const int row = g + 8 * (i >> 1), col = 2 * t + (i & 1);
-    float acc = c[i];
-    for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
-    c[i] = acc;
-  }
+  mma_m16n8k16_lane<T>(c, all, simt::lane_id());
 }
 
 inline uint32_t pack_halves(uint16_t lo, uint16_t hi) { return uint32_t(lo) | (uint32_t(hi) << 16); }

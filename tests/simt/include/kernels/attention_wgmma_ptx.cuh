@@ -39,8 +39,10 @@
 // can: the same descriptors in every lane of the warp, operands inside the
 // launch's dynamic shared memory and visible to the async proxy, and a
 // wgmma.fence before it. The first lane of each warp also reads the operands
-// at the issue, so under ThreadSanitizer a write that no barrier orders
-// against either end of the asynchronous read is a race.
+// at the issue and again at the wait, recorded, so under ThreadSanitizer a
+// write that no barrier orders against either end of the asynchronous read
+// is a race; the arithmetic's own reads at the wait are not recorded
+// (SIMT_TSAN_UNRECORDED), as recording them took most of a TSan run.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -80,46 +82,67 @@ inline Operand decode(uint64_t desc, bool mn_major) {
                  uint32_t((desc >> 32) & 0x3FFF) << 4, mn_major};
 }
 
-inline uint32_t swizzle128(uint32_t address) { return address ^ (((address >> 7) & 7u) << 4); }
+SIMT_TSAN_UNRECORDED inline uint32_t swizzle128(uint32_t address) { return address ^ (((address >> 7) & 7u) << 4); }
 
 // Shared address of element (mn, k) of a 16-bit operand.
-inline uint32_t address_of(const Operand& o, int mn, int k) {
+SIMT_TSAN_UNRECORDED inline uint32_t address_of(const Operand& o, int mn, int k) {
   const uint32_t linear = o.mn_major ? o.start + uint32_t(mn / 64) * o.lbo + uint32_t(mn % 64) * 2 +
                                            uint32_t(k / 8) * o.sbo + uint32_t(k % 8) * 128
                                      : o.start + uint32_t(mn / 8) * o.sbo + uint32_t(mn % 8) * 128 + uint32_t(k) * 2;
   return swizzle128(linear);
 }
 
+// Element (mn, k), the read not recorded by ThreadSanitizer: the arithmetic
+// at the wait (read_operand records the same bytes).
 template <typename T>
-float load(const unsigned char* window, const Operand& o, int mn, int k) {
+SIMT_TSAN_UNRECORDED float load_unrecorded(const unsigned char* window, const Operand& o, int mn, int k) {
   uint16_t bits;
   std::memcpy(&bits, window + address_of(o, mn, k), 2);
   return emulated::half_to_float<T>(bits);
 }
 
-// What the issue checks of an operand (`extent` rows or columns along mn),
-// in every lane, before any lane can queue it: its byte span lies in the
-// dynamic shared memory and is visible to the async proxy. `read` (the first
-// lane of each warp) also reads every element.
+// Reads every element of an operand (`extent` rows or columns along mn) as
+// the calling thread, recorded: under ThreadSanitizer a write that no
+// barrier orders against this read is a race.
 template <typename T>
-void check_operand(const Operand& o, int extent, bool read) {
-  unsigned char* window = simt::shared_window();
-  if (!window) throw simt::KernelFault("wgmma operand: the launch has no dynamic shared memory");
-  uint32_t lo = UINT32_MAX, hi = 0;
+void read_operand(const Operand& o, int extent) {
+  const unsigned char* window = simt::shared_window();
+  uint32_t sum = 0;
+  for (int mn = 0; mn < extent; ++mn)
+    for (int k = 0; k < kK; ++k) {
+      uint16_t bits;
+      std::memcpy(&bits, window + address_of(o, mn, k), 2);
+      sum += bits;
+    }
+  volatile uint32_t keep = sum;  // the reads must happen
+  (void)keep;
+}
+
+// The byte span [lo, hi) of an operand of `extent` rows or columns along mn.
+SIMT_TSAN_UNRECORDED inline void operand_span(const Operand& o, int extent, uint32_t& lo, uint32_t& hi) {
+  lo = UINT32_MAX;
+  hi = 0;
   for (int mn = 0; mn < extent; ++mn)
     for (int k = 0; k < kK; ++k) {
       const uint32_t at = address_of(o, mn, k);
       lo = at < lo ? at : lo;
-      hi = at > hi ? at : hi;
+      hi = at + 2 > hi ? at + 2 : hi;
     }
-  simt::require_dynamic_shared(window + lo, hi + 2 - lo, "wgmma operand");
-  simt::require_async_visible(window + lo, hi + 2 - lo);
-  if (!read) return;
-  float sum = 0.f;
-  for (int mn = 0; mn < extent; ++mn)
-    for (int k = 0; k < kK; ++k) sum += load<T>(window, o, mn, k);
-  volatile float keep = sum;  // the reads must happen
-  (void)keep;
+}
+
+// What the issue checks of an operand, in every lane, before any lane can
+// queue it: its byte span lies in the dynamic shared memory and is visible
+// to the async proxy. `read` (the first lane of each warp) also reads every
+// element, recorded.
+template <typename T>
+void check_operand(const Operand& o, int extent, bool read) {
+  unsigned char* window = simt::shared_window();
+  if (!window) throw simt::KernelFault("wgmma operand: the launch has no dynamic shared memory");
+  uint32_t lo, hi;
+  operand_span(o, extent, lo, hi);
+  simt::require_dynamic_shared(window + lo, hi - lo, "wgmma operand");
+  simt::require_async_visible(window + lo, hi - lo);
+  if (read) read_operand<T>(o, extent);
 }
 
 inline int warp_in_group() { return simt::linear_thread_id() / 32 % 4; }
@@ -140,17 +163,36 @@ inline void gather_warp(const LaneIssue& mine, LaneIssue (&all)[32]) {
       throw simt::KernelFault("wgmma: lanes of one warp issue different descriptors");
 }
 
-// D += A * B for this thread's n / 2 accumulators (B is 16 x n); a(row, k)
-// gives A.
-template <typename T, typename AFn>
-void accumulate(float* d, AFn a, const Operand& b, int n, int w, int lane) {
+// The arithmetic at the wait, on reads not recorded (the first lane of each
+// warp records the operands' reads at the issue and at the wait). A's rows
+// of this thread are 16w + g and 16w + g + 8: from shared memory or from the
+// warp's A registers as issued (register r of a lane: row g + 8 (r % 2),
+// columns 2t + 8 (r / 2) and + 1).
+template <typename T>
+SIMT_TSAN_UNRECORDED void a_rows_from_shared(float (&a)[2][kK], const Operand& o, int w, int lane) {
   const unsigned char* window = simt::shared_window();
-  const int g = lane / 4, t = lane % 4;
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < kK; ++k) a[i][k] = load_unrecorded<T>(window, o, 16 * w + lane / 4 + 8 * i, k);
+}
+template <typename T>
+SIMT_TSAN_UNRECORDED void a_rows_from_registers(float (&a)[2][kK], const LaneIssue (&all)[32], int lane) {
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < kK; ++k) {
+      const int src_lane = 4 * (lane / 4) + (k % 8) / 2, reg = i + 2 * (k / 8);
+      a[i][k] = emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
+    }
+}
+
+// D += A * B for this thread's n / 2 accumulators (B is 16 x n).
+template <typename T>
+SIMT_TSAN_UNRECORDED void accumulate(float* d, const float (&a)[2][kK], const Operand& b, int n, int lane) {
+  const unsigned char* window = simt::shared_window();
+  const int t = lane % 4;
   for (int i = 0; i < n / 8; ++i)
     for (int r = 0; r < 4; ++r) {
-      const int row = 16 * w + g + 8 * (r / 2), col = 8 * i + 2 * t + r % 2;
+      const int col = 8 * i + 2 * t + r % 2;
       float acc = d[4 * i + r];
-      for (int k = 0; k < kK; ++k) acc += a(row, k) * load<T>(window, b, col, k);
+      for (int k = 0; k < kK; ++k) acc += a[r / 2][k] * load_unrecorded<T>(window, b, col, k);
       d[4 * i + r] = acc;
     }
 }
@@ -190,20 +232,18 @@ struct Wgmma {
     ew::LaneIssue all[32];
     ew::gather_warp(mine, all);
     const ew::Operand b = ew::decode(desc_b, true);
-    const int lane = simt::lane_id(), w = ew::warp_in_group();
+    const int lane = simt::lane_id();
     ew::check_operand<T>(b, n, lane == 0);
     // `all` holds the warp's A registers as issued (rows 16w..16w+15); the
     // lane's own must still hold them at the wait, as the hardware reads
     // them until then.
-    simt::wgmma_issue({0, desc_b, d, ew::accumulators(n), [d, a_regs, all, b, n, w, lane] {
+    simt::wgmma_issue({0, desc_b, d, ew::accumulators(n), [d, a_regs, all, b, n, lane] {
       if (std::memcmp(a_regs, all[lane].a, sizeof(all[lane].a)) != 0)
         throw simt::KernelFault("wgmma: A registers changed while the wgmma reading them was in flight");
-      auto a = [&](int row, int k) {
-        const int r = row - 16 * w;  // row within the warp's 16
-        const int src_lane = 4 * (r % 8) + (k % 8) / 2, reg = r / 8 + 2 * (k / 8);
-        return emulated::half_to_float<T>(uint16_t(all[src_lane].a[reg] >> (16 * (k % 2))));
-      };
-      ew::accumulate<T>(d, a, b, n, w, lane);
+      if (lane == 0) ew::read_operand<T>(b, n);
+      float a[2][ew::kK];
+      ew::a_rows_from_registers<T>(a, all, lane);
+      ew::accumulate<T>(d, a, b, n, lane);
     }});
   }
 
@@ -217,10 +257,14 @@ struct Wgmma {
     ew::check_operand<T>(a, ew::kM, lane == 0);
     ew::check_operand<T>(b, n, lane == 0);
     simt::wgmma_issue({desc_a, desc_b, d, ew::accumulators(n), [d, a, b, n, w, lane] {
-                         const unsigned char* window = simt::shared_window();
-                         ew::accumulate<T>(d, [&](int row, int k) { return ew::load<T>(window, a, row, k); }, b,
-                                           n, w, lane);
-                       }});
+      if (lane == 0) {
+        ew::read_operand<T>(a, ew::kM);
+        ew::read_operand<T>(b, n);
+      }
+      float a_rows[2][ew::kK];
+      ew::a_rows_from_shared<T>(a_rows, a, w, lane);
+      ew::accumulate<T>(d, a_rows, b, n, lane);
+    }});
   }
 };
 
