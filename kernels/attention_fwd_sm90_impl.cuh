@@ -51,7 +51,6 @@ struct FwdSm90Config {
   static constexpr int kBlockM = 64 * kWarpGroups;  // query rows per block
   static constexpr int kBlockN = kKeysPerTile;      // key tokens per iteration
   static constexpr int kThreads = 128 * kWarpGroups;
-  static constexpr int kPanels = D / 64;  // 64-column panels of a swizzled tile
   static constexpr int kQBytes = kBlockM * D * 2;
   static constexpr int kKVBytes = kBlockN * D * 2;
   static constexpr int kStages = 2;  // K and V tiles each double-buffered
