@@ -167,21 +167,28 @@ int main(int argc, char** argv) {
     if (wgmma) {
       // Every forward kAuto can pick, on the same problem against the same
       // peer: mma.sync, then the sm_90a kernel with blocks of 1 and 2
-      // warpgroups and 64- ("x1", "x2") or 128-key tiles ("x1 n128", "x2 n128").
+      // warpgroups and 64- ("x1", "x2") or 128-key tiles ("x1 n128", "x2 n128"),
+      // and the warp-specialised ping-pong kernel ("x2 pingpong", "x2 n128
+      // pingpong": a producer warpgroup and two computing ones).
       struct Forward {
         int warpgroups, key_block;  // warpgroups 0: mma.sync
+        bool pingpong;
       };
       size_t at = 1;
-      for (const Forward f : {Forward{0, 64}, Forward{1, 64}, Forward{2, 64}, Forward{1, 128}, Forward{2, 128}}) {
+      for (const Forward f :
+           {Forward{0, 64, false}, Forward{1, 64, false}, Forward{2, 64, false}, Forward{1, 128, false},
+            Forward{2, 128, false}, Forward{2, 64, true}, Forward{2, 128, true}}) {
         AttentionForwardArgs fw = fa;
         fw.path =
             f.warpgroups ? synthpert::kernels::AttentionPath::kWgmma : synthpert::kernels::AttentionPath::kMmaSync;
         if (f.warpgroups) fw.wgmma_warpgroups = f.warpgroups;
         fw.wgmma_key_block = f.key_block;
+        fw.wgmma_pingpong = f.pingpong;
         const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
-        const std::string label =
-            !f.warpgroups ? "fwd mma.sync"
-                          : "fwd wgmma x" + std::to_string(f.warpgroups) + (f.key_block == 128 ? " n128" : "");
+        const std::string label = !f.warpgroups
+                                      ? "fwd mma.sync"
+                                      : "fwd wgmma x" + std::to_string(f.warpgroups) +
+                                            (f.key_block == 128 ? " n128" : "") + (f.pingpong ? " pingpong" : "");
         results.insert(results.begin() + at++, {label, "fwd", flops / (w_ms * 1e-3) / 1e12});
       }
     }

@@ -114,13 +114,15 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
 
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& a) {
   switch (a.path) {
-    case AttentionPath::kMmaSync: return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block};
-    case AttentionPath::kWgmma: return {AttentionPath::kWgmma, a.wgmma_warpgroups, a.wgmma_key_block};
+    case AttentionPath::kMmaSync:
+      return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
+    case AttentionPath::kWgmma:
+      return {AttentionPath::kWgmma, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
     case AttentionPath::kAuto: break;
   }
   if (a.problem.head_dim == 128 && attention_wgmma_available())
-    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1, 64};
-  return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block};
+    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1, 64, false};
+  return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
 }
 
 void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
@@ -129,6 +131,7 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   a.path = choice.path;
   a.wgmma_warpgroups = choice.wgmma_warpgroups;
   a.wgmma_key_block = choice.wgmma_key_block;
+  a.wgmma_pingpong = choice.wgmma_pingpong;
   const char* op = "attention_forward";
   const AttentionProblem& p = a.problem;
   if (!check_attention_inputs(a, op)) return;
@@ -139,6 +142,9 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
               "wgmma_warpgroups must be 1 or 2, got " + std::to_string(a.wgmma_warpgroups));
   SPK_REQUIRE(!wgmma || a.wgmma_key_block == 64 || a.wgmma_key_block == 128, op,
               "wgmma_key_block must be 64 or 128, got " + std::to_string(a.wgmma_key_block));
+  SPK_REQUIRE(!wgmma || !a.wgmma_pingpong || a.wgmma_warpgroups == 2, op,
+              "wgmma_pingpong needs wgmma_warpgroups 2 (its two compute warpgroups), got " +
+                  std::to_string(a.wgmma_warpgroups));
   SPK_HALF_DTYPE_SWITCH(p.dtype, op, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {

@@ -58,6 +58,11 @@ struct AttentionForwardArgs {
   AttentionPath path = AttentionPath::kAuto;
   int wgmma_warpgroups = 2;  // kWgmma only: 64-row warpgroups per block, 1 or 2
   int wgmma_key_block = 64;  // kWgmma only: keys per step, 64 or 128 (S as m64n64k16 or m64n128k16)
+  // kWgmma with 2 warpgroups only: a third, producer warpgroup loads the
+  // tiles through mbarrier-tracked stages while the two compute warpgroups
+  // take turns on the tensor cores (FlashAttention-3's warp specialisation
+  // and ping-pong; kernels/attention_fwd_sm90_ws_impl.cuh).
+  bool wgmma_pingpong = false;
   HeadsView q, k, v;
   MutableHeadsView out;
   float* lse_HN = nullptr;  // device [H, N], written for every valid token
@@ -93,11 +98,13 @@ bool attention_wgmma_available();
 // ahead up to 1024 tokens and two from 4096
 // (benchmarks/results/attention-nvidia-h200-2026-12-04.md); head dim 64 has
 // not been measured and stays on mma.sync.
-// The 128-key wgmma tile has not been measured, so kAuto keeps 64 keys.
+// The 128-key wgmma tile and the ping-pong kernel have not been measured, so
+// kAuto keeps 64 keys and no ping-pong.
 struct AttentionForwardChoice {
   AttentionPath path;    // kMmaSync or kWgmma
   int wgmma_warpgroups;  // kWgmma: 1 or 2
   int wgmma_key_block;   // kWgmma: 64 or 128
+  bool wgmma_pingpong;   // kWgmma with 2 warpgroups
 };
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
 

@@ -40,6 +40,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_fwd_softmax.cuh"
+#include "kernels/attention_fwd_sm90_ws_impl.cuh"
 #include "kernels/attention_wgmma.cuh"
 
 namespace synthpert::kernels::attn {
@@ -225,12 +226,15 @@ void launch_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t st
   SPK_CHECK_LAUNCH("attention_forward");
 }
 
-// The launcher has checked wgmma_warpgroups is 1 or 2 and wgmma_key_block
-// 64 or 128.
+// The launcher has checked wgmma_warpgroups is 1 or 2, wgmma_key_block 64
+// or 128, and 2 warpgroups with wgmma_pingpong.
 template <typename T, int D, bool kCausal>
 void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
   const bool wide = args.wgmma_key_block == 128;
-  if (args.wgmma_warpgroups == 1)
+  if (args.wgmma_pingpong)
+    wide ? launch_attention_fwd_sm90_ws<T, D, kCausal, 128>(args, stream)
+         : launch_attention_fwd_sm90_ws<T, D, kCausal, 64>(args, stream);
+  else if (args.wgmma_warpgroups == 1)
     wide ? launch_attention_fwd_sm90<T, D, kCausal, 1, 128>(args, stream)
          : launch_attention_fwd_sm90<T, D, kCausal, 1, 64>(args, stream);
   else

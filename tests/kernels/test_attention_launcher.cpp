@@ -84,6 +84,13 @@ TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]")
   CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
                                                        ? Catch::Contains("wgmma_key_block must be 64 or 128, got 96")
                                                        : Catch::Contains("the wgmma path needs"));
+  a = valid_forward();
+  a.path = AttentionPath::kWgmma;
+  a.wgmma_warpgroups = 1;
+  a.wgmma_pingpong = true;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
+                                                       ? Catch::Contains("wgmma_pingpong needs wgmma_warpgroups 2")
+                                                       : Catch::Contains("the wgmma path needs"));
   // An empty batch is valid and launches nothing (no device needed).
   a = valid_forward();
   a.problem.batch = 0;

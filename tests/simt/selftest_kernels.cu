@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "kernels/attention_pipeline_ptx.cuh"
 #include "kernels/attention_ptx.cuh"
 #include "kernels/attention_wgmma_ptx.cuh"
 
@@ -74,6 +75,78 @@ __global__ void returned_lane_kernel(float* out) {
 __global__ void trap_kernel(float* out) {
   if (threadIdx.x == 5) __trap();
   out[threadIdx.x] = 1.f;
+}
+
+// --- mbarriers and named barriers -------------------------------------------
+// Shared layout: two stages of 64 ints, then full[2] and empty[2].
+constexpr int kPipelineStages = 2;
+struct PipelineShared {
+  int ring[kPipelineStages][64];
+  uint64_t full[kPipelineStages], empty[kPipelineStages];
+};
+
+__global__ void mbarrier_pipeline_kernel(int items, bool consumers_wait, int* sums) {
+  extern __shared__ unsigned char smem_raw[];
+  auto& sh = *reinterpret_cast<PipelineShared*>(smem_raw);
+  using namespace synthpert::kernels::attn;
+  if (threadIdx.x == 0)
+    for (int s = 0; s < kPipelineStages; ++s) {
+      mbarrier_init(&sh.full[s], 32);   // every producer lane arrives
+      mbarrier_init(&sh.empty[s], 64);  // every consumer thread arrives
+    }
+  __syncthreads();
+  if (threadIdx.x < 32) {  // producer
+    for (int i = 0; i < items; ++i) {
+      const int s = i % kPipelineStages;
+      if (i >= kPipelineStages) mbarrier_wait_parity(&sh.empty[s], uint32_t(i / kPipelineStages - 1) & 1);
+      for (int k = 0; k < 2; ++k) sh.ring[s][2 * threadIdx.x + k] = i * 1000 + 2 * int(threadIdx.x) + k;
+      mbarrier_arrive(&sh.full[s]);
+    }
+    return;
+  }
+  const int c = int(threadIdx.x) - 32;  // consumer
+  int sum = 0;
+  for (int i = 0; i < items; ++i) {
+    const int s = i % kPipelineStages;
+    if (consumers_wait) mbarrier_wait_parity(&sh.full[s], uint32_t(i / kPipelineStages) & 1);
+    sum += sh.ring[s][c];
+    mbarrier_arrive(&sh.empty[s]);
+  }
+  sums[c] = sum;
+}
+
+__global__ void named_barrier_turns_kernel(int rounds, int* log) {
+  __shared__ int next;
+  using namespace synthpert::kernels::attn;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if (threadIdx.x == 0) next = 0;
+  __syncthreads();
+  if (warp == 1) named_barrier_arrive(1, 64);  // warp 0 goes first
+  for (int r = 0; r < rounds; ++r) {
+    named_barrier_sync(1 + warp, 64);  // my turn: my 32 threads and the other warp's arrival
+    if (lane == 0) log[next++] = warp;
+    // Warp 1's last arrival would start a completion nobody finishes.
+    if (!(warp == 1 && r == rounds - 1)) named_barrier_arrive(2 - warp, 64);
+  }
+}
+
+__global__ void mbarrier_fault_kernel(Fault fault) {
+  extern __shared__ unsigned char smem_raw[];
+  auto* bar = reinterpret_cast<uint64_t*>(smem_raw);
+  using namespace synthpert::kernels::attn;
+  if (fault == Fault::kMbarrierUninitialised) {
+    mbarrier_arrive(bar);
+    return;
+  }
+  if (fault == Fault::kNamedBarrierCounts) {
+    if (threadIdx.x < 32) named_barrier_sync(1, 64);  // runs first in the forward schedule
+    else named_barrier_arrive(1, 32);
+    return;
+  }
+  if (threadIdx.x == 0) mbarrier_init(bar, 65);  // one arrival more than the block makes
+  __syncthreads();
+  mbarrier_arrive(bar);
+  mbarrier_wait_parity(bar, 0);
 }
 
 // --- wgmma -----------------------------------------------------------------
@@ -248,6 +321,16 @@ cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int*
   return cudaGetLastError();
 }
 
+cudaError_t launch_mbarrier_pipeline(int items, bool consumers_wait, int* sums) {
+  mbarrier_pipeline_kernel<<<1, 96, sizeof(PipelineShared)>>>(items, consumers_wait, sums);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_named_barrier_turns(int rounds, int* log) {
+  named_barrier_turns_kernel<<<1, 64>>>(rounds, log);
+  return cudaGetLastError();
+}
+
 cudaError_t launch_fault(Fault fault) {
   static float out[2048];
   switch (fault) {
@@ -255,6 +338,9 @@ cudaError_t launch_fault(Fault fault) {
     case Fault::kShuffleWithReturnedLane: returned_lane_kernel<<<1, 32>>>(out); break;
     case Fault::kTrap: trap_kernel<<<2, 32>>>(out); break;
     case Fault::kTooManyThreads: trap_kernel<<<1, 2048>>>(out); break;
+    case Fault::kMbarrierPhaseNeverCompletes:
+    case Fault::kMbarrierUninitialised:
+    case Fault::kNamedBarrierCounts: mbarrier_fault_kernel<<<1, 64, 16>>>(fault); break;
   }
   return cudaGetLastError();
 }

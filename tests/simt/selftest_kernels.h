@@ -69,8 +69,28 @@ enum class WgmmaFault {
 };
 cudaError_t launch_wgmma_fault(WgmmaFault fault);
 
+// A producer warp hands `items` rounds of 64 ints to two consumer warps
+// through a ring of two shared-memory stages, each with a "full" and an
+// "empty" mbarrier: in round i the producer writes i * 1000 + c for consumer
+// thread c, and consumer thread c adds what it reads into sums[c]. With
+// consumers_wait false the consumers skip the "full" wait: a race.
+cudaError_t launch_mbarrier_pipeline(int items, bool consumers_wait, int* sums);
+
+// Two warps take `rounds` turns each through named barriers 1 and 2 (warp 0
+// first); in its turn a warp's lane 0 appends the warp's index to log, so
+// log reads 0, 1, 0, 1, ... whatever the schedule.
+cudaError_t launch_named_barrier_turns(int rounds, int* log);
+
 // Faults the emulation must report as failed launches.
-enum class Fault { kDeadlock, kShuffleWithReturnedLane, kTrap, kTooManyThreads };
+enum class Fault {
+  kDeadlock,
+  kShuffleWithReturnedLane,
+  kTrap,
+  kTooManyThreads,
+  kMbarrierPhaseNeverCompletes,  // consumers wait for an arrival nobody makes
+  kMbarrierUninitialised,        // arrive on an mbarrier no init set up
+  kNamedBarrierCounts,           // two arrivals of one completion name different counts
+};
 cudaError_t launch_fault(Fault fault);
 
 }  // namespace synthpert::simt_test

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -154,10 +155,12 @@ struct Fiber {
   ThreadPlace place;
   int linear = 0;
   bool done = false;
-  // Blocked at a barrier until its generation passes: -1 none, -2 the block
-  // barrier, w >= 0 warp w.
-  int blocked_on = -1;
-  uint64_t blocked_gen = 0;
+  // What the fiber is parked at, until it is released (see released()):
+  // which barrier, warp, named barrier or mbarrier, and the generation (the
+  // parity, for an mbarrier) it waits to see pass.
+  enum class Wait : uint8_t { kNone, kBlock, kWarp, kNamed, kMbarrier } waiting = Wait::kNone;
+  size_t waiting_index = 0;
+  uint64_t waiting_gen = 0;
   void* fake_stack = nullptr;  // AddressSanitizer's, while switched out
   void* tsan_fiber = nullptr;  // ThreadSanitizer's context for this thread
   // cp.async copies: the open group, then committed groups, oldest first.
@@ -175,6 +178,28 @@ struct Fiber {
   // thread: a log shared by fibers would be allocated by one and freed by
   // another, a race to ThreadSanitizer with no barrier to order it.
   std::vector<WgmmaStep> wgmma_steps;
+};
+
+// A named barrier (bar.sync / bar.arrive with an id): the thread count its
+// current completion expects (0 while nobody has arrived), the arrivals so far.
+struct NamedBarrier {
+  int expected = 0;
+  int arrived = 0;
+  uint64_t gen = 0;
+  char hb_sync[2] = {};  // see hb_release
+};
+constexpr int kNamedBarriers = 16;  // ids 1..15; 0 is __syncthreads'
+
+// An mbarrier object, found by its shared-memory address: the arrivals a
+// phase expects, those still missing from the current phase, the phase's
+// number, and one ThreadSanitizer sync object per phase (a deque, so their
+// addresses stay put): a wait acquires exactly the arrivals of the phase it
+// saw complete.
+struct Mbarrier {
+  const void* at = nullptr;
+  unsigned count = 0, pending = 0;
+  uint64_t phase = 0;
+  std::deque<char> hb_phase;
 };
 
 struct WarpState {
@@ -229,6 +254,8 @@ struct LaunchState {
   int bar_arrived = 0;
   uint64_t bar_gen = 0;
   char hb_bar[2] = {};                    // see hb_release
+  NamedBarrier named[kNamedBarriers];
+  std::vector<Mbarrier> mbarriers;            // of this block, in order of init
   char hb_block_begin = 0, hb_block_end = 0;  // the scheduler's writes before a block; the block's after
   bool failed = false;
   std::string fault;
@@ -311,19 +338,25 @@ void resume(LaunchState& l, Fiber& f) {
   tl_fiber = nullptr;
 }
 
-// Parks the running fiber at a barrier until its generation moves on.
-void block_on(LaunchState& l, Fiber& f, int barrier, uint64_t gen) {
-  f.blocked_on = barrier;
-  f.blocked_gen = gen;
+// Parks the running fiber until what it waits at moves past `gen`.
+void block_on(LaunchState& l, Fiber& f, Fiber::Wait what, size_t index, uint64_t gen) {
+  f.waiting = what;
+  f.waiting_index = index;
+  f.waiting_gen = gen;
   switch_to_scheduler(l, f, false);
-  f.blocked_on = -1;
+  f.waiting = Fiber::Wait::kNone;
   if (l.failed) throw Aborted{};
 }
 
 bool released(const LaunchState& l, const Fiber& f) {
-  if (f.blocked_on == -1) return true;
-  const uint64_t gen = f.blocked_on == -2 ? l.bar_gen : l.warps[size_t(f.blocked_on)].gen;
-  return gen != f.blocked_gen;
+  switch (f.waiting) {
+    case Fiber::Wait::kNone: return true;
+    case Fiber::Wait::kBlock: return l.bar_gen != f.waiting_gen;
+    case Fiber::Wait::kWarp: return l.warps[f.waiting_index].gen != f.waiting_gen;
+    case Fiber::Wait::kNamed: return l.named[f.waiting_index].gen != f.waiting_gen;
+    case Fiber::Wait::kMbarrier: return (l.mbarriers[f.waiting_index].phase & 1) != f.waiting_gen;
+  }
+  return true;
 }
 
 // Lands a group of cp.async copies of fiber f.
@@ -410,6 +443,8 @@ void run_block(LaunchState& l) {
   const int n = int(l.fibers.size());
   l.live = n;
   l.bar_arrived = 0;
+  for (NamedBarrier& b : l.named) b = NamedBarrier{};
+  l.mbarriers.clear();
   for (WarpState& w : l.warps) {
     w.live = w.existing;
     w.arrived = 0;
@@ -417,7 +452,7 @@ void run_block(LaunchState& l) {
   for (Fiber& f : l.fibers) {
     f.place.block = l.current_block;
     f.done = false;
-    f.blocked_on = -1;
+    f.waiting = Fiber::Wait::kNone;
     f.fake_stack = nullptr;
     f.open_copies.clear();
     f.committed_copies.clear();
@@ -447,15 +482,15 @@ void run_block(LaunchState& l) {
     }
     if (!moved && !l.failed)
       l.fail("deadlock in " + l.where() + ": all " + std::to_string(l.live) +
-             " live threads wait at barriers that cannot complete (a __syncthreads or warp shuffle not reached by "
-             "every thread it names)");
+             " live threads wait at barriers that cannot complete (a __syncthreads, warp shuffle or named barrier "
+             "not reached by every thread it names, or an mbarrier phase that misses arrivals)");
   }
   // A failed launch leaves threads parked at barriers (a thread that has not
   // started is not parked): resumed, they unwind (block_on throws), so their
   // frames are destroyed and they exit as the others did.
   if (l.failed)
     for (Fiber& f : l.fibers)
-      if (f.blocked_on != -1) resume(l, f);
+      if (f.waiting != Fiber::Wait::kNone) resume(l, f);
   check_warpgroups_aligned(l);
   hb_acquire(&l.hb_block_end);
 }
@@ -498,9 +533,109 @@ void sync_threads() {
     l.bar_arrived = 0;
     ++l.bar_gen;
   } else {
-    block_on(l, f, -2, gen);
+    block_on(l, f, Fiber::Wait::kBlock, 0, gen);
   }
   hb_acquire(&l.hb_bar[gen & 1]);
+}
+
+namespace {
+
+// Counts the caller at named barrier `id`, as bar.sync and bar.arrive do;
+// returns the generation it arrived in, or none when its arrival completed it.
+NamedBarrier& named_barrier_arrival(LaunchState& l, int id, int threads, const char* op, uint64_t* gen_waited) {
+  if (l.failed) throw Aborted{};
+  const int block_threads = int(l.fibers.size());
+  if (id < 1 || id >= kNamedBarriers)
+    throw KernelFault(std::string(op) + " " + std::to_string(id) + ": named barrier ids are 1 to " +
+                      std::to_string(kNamedBarriers - 1) + " (0 is __syncthreads')");
+  if (threads <= 0 || threads % kWarp != 0 || threads > block_threads)
+    throw KernelFault(std::string(op) + " " + std::to_string(id) + ", " + std::to_string(threads) +
+                      ": the thread count must be a positive multiple of 32, at most the block's " +
+                      std::to_string(block_threads));
+  NamedBarrier& b = l.named[id];
+  if (b.arrived == 0) {
+    b.expected = threads;
+  } else if (b.expected != threads) {
+    throw KernelFault(std::string(op) + " " + std::to_string(id) + " expects " + std::to_string(threads) +
+                      " threads where earlier arrivals of the same completion said " + std::to_string(b.expected));
+  }
+  const uint64_t gen = b.gen;
+  hb_release(&b.hb_sync[gen & 1]);
+  if (++b.arrived == b.expected) {
+    b.arrived = 0;
+    ++b.gen;
+    *gen_waited = ~uint64_t(0);
+  } else {
+    *gen_waited = gen;
+  }
+  return b;
+}
+
+Mbarrier& find_mbarrier(LaunchState& l, const void* bar, const char* op) {
+  for (Mbarrier& m : l.mbarriers)
+    if (m.at == bar) return m;
+  throw KernelFault(std::string(op) + " on shared address " +
+                    std::to_string(reinterpret_cast<uintptr_t>(bar) - reinterpret_cast<uintptr_t>(l.smem.base)) +
+                    ", which no mbarrier.init of this block initialised");
+}
+
+}  // namespace
+
+void named_barrier_sync(int id, int threads) {
+  LaunchState& l = current_launch();
+  uint64_t gen = 0;
+  NamedBarrier& b = named_barrier_arrival(l, id, threads, "bar.sync", &gen);
+  if (gen != ~uint64_t(0)) {
+    block_on(l, *tl_fiber, Fiber::Wait::kNamed, size_t(id), gen);
+  } else {
+    gen = b.gen - 1;
+  }
+  hb_acquire(&b.hb_sync[gen & 1]);
+}
+
+void named_barrier_arrive(int id, int threads) {
+  uint64_t gen = 0;
+  named_barrier_arrival(current_launch(), id, threads, "bar.arrive", &gen);
+}
+
+void mbarrier_init(void* bar, unsigned count) {
+  LaunchState& l = current_launch();
+  require_dynamic_shared(bar, 8, "mbarrier.init");
+  if (reinterpret_cast<uintptr_t>(bar) % 8 != 0)
+    throw KernelFault("mbarrier.init: the object must be 8-byte aligned");
+  if (count == 0 || count >= (1u << 20))
+    throw KernelFault("mbarrier.init: the expected arrival count must be 1 to 2^20 - 1, got " +
+                      std::to_string(count));
+  for (const Mbarrier& m : l.mbarriers)
+    if (m.at == bar) throw KernelFault("mbarrier.init of an mbarrier this block already initialised");
+  Mbarrier m;
+  m.at = bar;
+  m.count = m.pending = count;
+  m.hb_phase.emplace_back();
+  l.mbarriers.push_back(std::move(m));
+}
+
+void mbarrier_arrive(void* bar) {
+  LaunchState& l = current_launch();
+  if (l.failed) throw Aborted{};
+  Mbarrier& m = find_mbarrier(l, bar, "mbarrier.arrive");
+  hb_release(&m.hb_phase[m.phase]);
+  if (--m.pending == 0) {
+    m.pending = m.count;
+    ++m.phase;
+    m.hb_phase.emplace_back();
+  }
+}
+
+void mbarrier_wait_parity(void* bar, unsigned parity) {
+  LaunchState& l = current_launch();
+  if (l.failed) throw Aborted{};
+  Mbarrier& m = find_mbarrier(l, bar, "mbarrier.try_wait.parity");
+  const size_t index = size_t(&m - l.mbarriers.data());
+  if ((m.phase & 1) == (parity & 1)) block_on(l, *tl_fiber, Fiber::Wait::kMbarrier, index, parity & 1);
+  // The phase seen complete is the latest one of that parity.
+  const Mbarrier& done = l.mbarriers[index];
+  hb_acquire(const_cast<char*>(&done.hb_phase[done.phase - 1]));
 }
 
 namespace {
@@ -538,7 +673,7 @@ const unsigned char (*exchange_slots(unsigned mask, const void* in, size_t bytes
     w.arrived = 0;
     ++w.gen;
   } else {
-    block_on(l, f, warp, w.gen);
+    block_on(l, f, Fiber::Wait::kWarp, size_t(warp), w.gen);
   }
   hb_acquire(&w.hb_sync[buf]);
   return w.slots[buf];

@@ -65,6 +65,27 @@ struct KernelFault : std::runtime_error {
 // Block-wide barrier (__syncthreads).
 void sync_threads();
 
+// Named barriers (bar.sync / bar.arrive id, threads): barrier `id` (1 to 15;
+// 0 is __syncthreads') completes once `threads` threads (a multiple of 32)
+// have arrived by either form; bar.sync waits for that, bar.arrive does not.
+// The arrivals of one completion must all name the same count. A thread's
+// writes before either form are ordered before the reads of every thread
+// that leaves a bar.sync of the same completion.
+void named_barrier_sync(int id, int threads);
+void named_barrier_arrive(int id, int threads);
+
+// mbarrier objects (PTX ISA "mbarrier"; 8 bytes of dynamic shared memory,
+// 8-byte aligned): init sets the arrivals each phase expects; an arrive
+// counts one, with release semantics; the arrival that makes the count
+// completes the phase and starts the next. wait_parity(parity) returns once
+// the phase of that parity has completed, that is while the current phase's
+// parity differs (the ISA's try_wait.parity names the current or the
+// immediately preceding phase), and acquires that phase's arrivals.
+// Transaction counts (expect_tx, TMA) are not emulated.
+void mbarrier_init(void* bar, unsigned count);
+void mbarrier_arrive(void* bar);
+void mbarrier_wait_parity(void* bar, unsigned parity);
+
 // Exchanges `bytes` bytes among the lanes of the caller's warp named in
 // `mask`: the caller's value goes in, the value of lane `src_lane` comes out.
 // Every lane in mask must reach the same call.

@@ -1,0 +1,291 @@
+// Attention forward on Hopper tensor cores with warp specialisation and
+// ping-pong scheduling (the rest of FlashAttention-3's forward design),
+// included by kernels/attention_fwd_sm90_impl.cuh, whose launcher runs it
+// when AttentionForwardArgs::wgmma_pingpong is set.
+//
+// The arithmetic per warpgroup is that of attention_fwd_sm90_impl.cuh (S as
+// one wgmma per 16 columns of D from swizzled shared memory, P V from
+// registers, the softmax of S(j) overlapping P(j-1) V(j-1)); what changes is
+// who loads and how the warpgroups meet:
+//   * a block is three warpgroups. Warpgroup 0 only loads: Q, then K and V
+//     tiles in the order the consumers need them, with cp.async into a ring
+//     of kStages stages per tensor. Warpgroups 1 and 2 only compute, on 64
+//     query rows each. The producer gives up registers (setmaxnreg) that the
+//     consumers take;
+//   * no block-wide barrier after the start: each stage has a "full"
+//     mbarrier (the producer's 128 threads arrive once their copies have
+//     landed and are fenced for the async proxy) and an "empty" one (the
+//     consumers' 256 threads arrive once the wgmma reading it has retired),
+//     so a consumer waits only for the tile it needs and the producer only
+//     for the stage it refills;
+//   * the consumers take turns issuing their wgmmas (named barriers 1 and 2):
+//     one warpgroup's softmax runs while the other's GEMMs keep the tensor
+//     cores busy, instead of both warpgroups' softmaxes leaving them idle at
+//     the same time.
+//
+// Status: compiled for sm_90a on every build and run on CI by the host
+// emulation (tests/simt: mbarriers, named barriers and wgmma emulated from
+// the PTX ISA, ThreadSanitizer over the handoffs). Not yet run on a GPU:
+// kAuto does not pick it until bench_attention's "pingpong" rows say so.
+#pragma once
+
+#include "kernels/attention.h"
+#include "kernels/attention_fwd_softmax.cuh"
+#include "kernels/attention_pipeline_ptx.cuh"
+#include "kernels/attention_wgmma.cuh"
+
+namespace synthpert::kernels::attn {
+
+template <int D, int kKeysPerTile>
+struct FwdSm90WsConfig {
+  static_assert(kKeysPerTile == 64 || kKeysPerTile == 128, "S is one m64n64k16 or m64n128k16 per k16 step");
+  static constexpr int kConsumers = 2;             // warpgroups that compute
+  static constexpr int kBlockM = 64 * kConsumers;  // query rows per block
+  static constexpr int kBlockN = kKeysPerTile;     // key tokens per tile
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  static constexpr int kStages = 2;  // K and V rings
+  // 65536 registers per SM, one block: 168 per thread at launch; the
+  // producer keeps 56 (at 40 its address arithmetic spilled 16 bytes) and
+  // each consumer thread gets 224. ptxas allocates the consumer code to that
+  // limit: without the raise, 128-key tiles spill 208 bytes at 168 (CUDA 13,
+  // -Xptxas -v); with it, neither tile spills.
+  static constexpr int kProducerRegisters = 56;
+  static constexpr int kConsumerRegisters = 224;
+  static_assert(128 * kProducerRegisters + kConsumerThreads * kConsumerRegisters <= 65536, "register file");
+  static constexpr int kQBytes = kBlockM * D * 2;
+  static constexpr int kKVBytes = kBlockN * D * 2;
+  static constexpr size_t kTileBytes = size_t(kQBytes) + 2 * kStages * size_t(kKVBytes);
+  // Q, the rings, the mbarriers (Q full, then full and empty of each K and
+  // V stage), and one swizzle atom of slack to align the tiles to 1024 bytes.
+  static constexpr int kBarriers = 1 + 4 * kStages;
+  static constexpr size_t kSmemBytes = kTileBytes + kBarriers * sizeof(uint64_t) + kSwizzleAtomBytes;
+};
+
+template <typename T, int D, bool kCausal, int kKeysPerTile>
+__global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
+    attention_fwd_sm90_ws_kernel(AttentionForwardArgs args) {
+#if SPK_HAVE_WGMMA
+  using Cfg = FwdSm90WsConfig<D, kKeysPerTile>;
+  constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
+  constexpr int kNTiles = kBlockN / 8;
+  constexpr int kDTiles = D / 8;
+  constexpr int kDSteps = D / 16;
+  constexpr int kKeySteps = kBlockN / 16;
+  constexpr uint32_t kSbo = kSwizzleAtomBytes;
+  constexpr uint32_t kKMajorLbo = 16;
+  constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;
+
+  const AttentionProblem& p = args.problem;
+  const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
+  if (!blk.valid) return;  // the whole block, before any barrier
+  const int seqlen = blk.seqlen, m0 = blk.m0;
+
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = smem_raw + ((kSwizzleAtomBytes - smem_addr(smem_raw) % kSwizzleAtomBytes) % kSwizzleAtomBytes);
+  unsigned char* sQ = smem;
+  unsigned char* sK = sQ + Cfg::kQBytes;
+  unsigned char* sV = sK + kStages * Cfg::kKVBytes;
+  uint64_t* q_full = reinterpret_cast<uint64_t*>(smem + Cfg::kTileBytes);
+  uint64_t* k_full = q_full + 1;
+  uint64_t* k_empty = k_full + kStages;
+  uint64_t* v_full = k_empty + kStages;
+  uint64_t* v_empty = v_full + kStages;
+  auto k_stage = [&](int nb) { return sK + (nb % kStages) * Cfg::kKVBytes; };
+  auto v_stage = [&](int nb) { return sV + (nb % kStages) * Cfg::kKVBytes; };
+  // Tile nb uses its stage for the (nb / kStages)-th time: the phase of that
+  // stage's barriers to wait for.
+  auto use_parity = [](int nb) { return uint32_t(nb / kStages) & 1; };
+
+  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
+  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+
+  if (threadIdx.x == 0) {
+    mbarrier_init(q_full, 128);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&k_full[s], 128);
+      mbarrier_init(&v_full[s], 128);
+      mbarrier_init(&k_empty[s], Cfg::kConsumerThreads);
+      mbarrier_init(&v_empty[s], Cfg::kConsumerThreads);
+    }
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    // Producer. Loads go out in the order the consumers wait for them: Q,
+    // K(0), then K(nb), V(nb-1) for each later tile, then the last V. Each
+    // load's full barrier is signalled after the next load has been issued,
+    // so one load is always in flight while the previous one lands.
+    setmaxnreg_dec<Cfg::kProducerRegisters>();
+    uint64_t* pending = nullptr;  // the full barrier of the load in flight
+    auto issue = [&](uint64_t* full, auto&& load) {
+      load();
+      cp_async_commit();
+      if (pending) {
+        cp_async_wait<1>();          // every load before this one has landed
+        fence_proxy_async_shared();  // and is visible to the consumers' wgmma
+        mbarrier_arrive(pending);
+      }
+      pending = full;
+    };
+    auto load_k = [&](int nb) {
+      if (nb >= kStages) mbarrier_wait_parity(&k_empty[nb % kStages], use_parity(nb - kStages));
+      issue(&k_full[nb % kStages], [&] {
+        load_tile_swizzled_async<T, kBlockN, D, 128>(k_stage(nb),
+                                                     blk.k_base + int64_t(nb) * kBlockN * args.k.token_stride,
+                                                     args.k.token_stride, seqlen - nb * kBlockN);
+      });
+    };
+    auto load_v = [&](int nb) {
+      if (nb >= kStages) mbarrier_wait_parity(&v_empty[nb % kStages], use_parity(nb - kStages));
+      issue(&v_full[nb % kStages], [&] {
+        load_tile_swizzled_async<T, kBlockN, D, 128>(v_stage(nb),
+                                                     blk.v_base + int64_t(nb) * kBlockN * args.v.token_stride,
+                                                     args.v.token_stride, seqlen - nb * kBlockN);
+      });
+    };
+    issue(q_full,
+          [&] { load_tile_swizzled_async<T, kBlockM, D, 128>(sQ, blk.q_base, args.q.token_stride, seqlen - m0); });
+    load_k(0);
+    for (int nb = 1; nb < n_blocks; ++nb) {
+      load_k(nb);
+      load_v(nb - 1);
+    }
+    load_v(n_blocks - 1);
+    cp_async_wait<0>();
+    fence_proxy_async_shared();
+    mbarrier_arrive(pending);
+    return;
+  }
+
+  // Consumers.
+  setmaxnreg_inc<Cfg::kConsumerRegisters>();
+  const int consumer = warpgroup - 1;
+  const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;  // warp within the consumers
+  const int g = lane / 4, t = lane % 4;
+  const int row_lo = m0 + warp * 16 + g;  // consumer c owns rows 64c..64c+63
+  const int row_hi = row_lo + 8;
+  const unsigned char* sQ_rows = sQ + consumer * 64 * kSwizzleLineBytes;
+
+  // Turn-taking: a consumer issues its wgmmas only in its turn (its named
+  // barrier, 1 or 2, completes with its own 128 threads and the other
+  // consumer's 128 arrivals), and hands the turn over right after issuing.
+  // Consumer 0 starts. Both take n_blocks + 1 turns; consumer 1 skips the
+  // hand-over after its last turn, which consumer 0 would never use.
+  const int turns = n_blocks + 1;
+  int turn = 0;
+  if (consumer == 1) named_barrier_arrive(1, Cfg::kConsumerThreads);
+  auto turn_begin = [&] { named_barrier_sync(1 + consumer, Cfg::kConsumerThreads); };
+  auto turn_end = [&] {
+    if (!(consumer == 1 && turn == turns - 1)) named_barrier_arrive(2 - consumer, Cfg::kConsumerThreads);
+    ++turn;
+  };
+
+  float o_acc[kDTiles][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.f, 0.f};
+  float rescale[2];
+  const float scale_log2 = p.softmax_scale * kLog2e;
+  uint32_t p_frag[kKeySteps][4];
+
+  auto issue_scores = [&](float(&s)[kNTiles][4], int nb) {
+    const unsigned char* k_tile = k_stage(nb);
+    for (int ks = 0; ks < kDSteps; ++ks) {
+      const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
+      const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
+      const uint64_t desc_q = wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo);
+      const uint64_t desc_k = wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo);
+      if constexpr (kBlockN == 128)
+        Wgmma<T>::ss_n128(&s[0][0], desc_q, desc_k);
+      else
+        Wgmma<T>::ss(&s[0][0], desc_q, desc_k);
+    }
+    wgmma_commit();
+  };
+  auto issue_pv = [&](int nb) {
+    const unsigned char* v_tile = v_stage(nb);
+    for (int kt = 0; kt < kKeySteps; ++kt)
+      issue_rs_mn_b<T, D>(&o_acc[0][0], p_frag[kt], v_tile + kt * 16 * kSwizzleLineBytes, kVPanelBytes);
+    wgmma_commit();
+  };
+  auto pin_pv_operands = [&] {
+    pin_registers(o_acc);
+    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
+  };
+  auto scores_to_p = [&](float(&s)[kNTiles][4], int nb) {
+    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, seqlen, row_lo - g))
+      mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
+    softmax_update(s, row_max, row_sum, scale_log2, rescale);
+  };
+
+  // Prologue: S(0) and its softmax.
+  mbarrier_wait_parity(q_full, 0);
+  mbarrier_wait_parity(&k_full[0], 0);
+  {
+    float s[kNTiles][4] = {};
+    pin_registers(s);
+    turn_begin();
+    wgmma_fence();
+    issue_scores(s, 0);
+    turn_end();
+    wgmma_wait<0>();
+    pin_registers(s);
+    mbarrier_arrive(&k_empty[0]);
+    scores_to_p(s, 0);
+    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+  }
+
+  // Iteration nb: S(nb) and P(nb-1) V(nb-1) issued in one turn; S(nb)'s
+  // softmax overlaps the P V (and the other consumer's turn).
+  for (int nb = 1; nb < n_blocks; ++nb) {
+    mbarrier_wait_parity(&k_full[nb % kStages], use_parity(nb));
+    mbarrier_wait_parity(&v_full[(nb - 1) % kStages], use_parity(nb - 1));
+    float s[kNTiles][4] = {};
+    pin_registers(s);
+    pin_pv_operands();
+    turn_begin();
+    wgmma_fence();
+    issue_scores(s, nb);
+    issue_pv(nb - 1);
+    turn_end();
+    wgmma_wait<1>();  // S(nb)
+    pin_registers(s);
+    mbarrier_arrive(&k_empty[nb % kStages]);
+    scores_to_p(s, nb);
+    wgmma_wait<0>();  // P(nb-1) V(nb-1)
+    pin_pv_operands();
+    mbarrier_arrive(&v_empty[(nb - 1) % kStages]);
+    rescale_output(o_acc, rescale);
+    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+  }
+
+  // Epilogue: the last tile's P V.
+  mbarrier_wait_parity(&v_full[(n_blocks - 1) % kStages], use_parity(n_blocks - 1));
+  pin_pv_operands();
+  turn_begin();
+  wgmma_fence();
+  issue_pv(n_blocks - 1);
+  turn_end();
+  wgmma_wait<0>();
+  pin_registers(o_acc);
+
+  write_forward_rows<T>(args, o_acc, row_max, row_sum, blk.seq_begin, seqlen, blk.h, row_lo, row_hi, t);
+#else
+  (void)args;
+  __trap();  // the launcher never picks this kernel without sm_90a code
+#endif
+}
+
+template <typename T, int D, bool kCausal, int kKeysPerTile>
+void launch_attention_fwd_sm90_ws(const AttentionForwardArgs& args, cudaStream_t stream) {
+  using Cfg = FwdSm90WsConfig<D, kKeysPerTile>;
+  auto kernel = attention_fwd_sm90_ws_kernel<T, D, kCausal, kKeysPerTile>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
+             "attention_forward", "setting dynamic shared memory (wgmma ping-pong path)");
+  const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args);
+  SPK_CHECK_LAUNCH("attention_forward");
+}
+
+}  // namespace synthpert::kernels::attn
