@@ -137,6 +137,10 @@ inline const std::vector<AttentionCase>& attention_cases() {
       {{0, 64, 65, 193}, 3, 3, 64, false},
       // Dense batch (4 x 300 tokens) with Llama-like 4:1 GQA.
       {{0, 300, 600, 900, 1200}, 8, 2, 128, false},
+      // One sequence of four 64-key tiles, the most a small case has: the
+      // pipelined kernels refill both of their stages (the others' longest
+      // sequence, 130 tokens, has three tiles and refills one).
+      {{0, 256}, 2, 1, 128, true},
   };
   return all;
 }

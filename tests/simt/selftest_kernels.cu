@@ -85,7 +85,7 @@ struct PipelineShared {
   uint64_t full[kPipelineStages], empty[kPipelineStages];
 };
 
-__global__ void mbarrier_pipeline_kernel(int items, bool consumers_wait, int* sums) {
+__global__ void mbarrier_pipeline_kernel(int items, PipelineFlaw flaw, int* sums) {
   extern __shared__ unsigned char smem_raw[];
   auto& sh = *reinterpret_cast<PipelineShared*>(smem_raw);
   using namespace synthpert::kernels::attn;
@@ -108,9 +108,14 @@ __global__ void mbarrier_pipeline_kernel(int items, bool consumers_wait, int* su
   int sum = 0;
   for (int i = 0; i < items; ++i) {
     const int s = i % kPipelineStages;
-    if (consumers_wait) mbarrier_wait_parity(&sh.full[s], uint32_t(i / kPipelineStages) & 1);
-    sum += sh.ring[s][c];
-    mbarrier_arrive(&sh.empty[s]);
+    if (flaw != PipelineFlaw::kNoFullWait) mbarrier_wait_parity(&sh.full[s], uint32_t(i / kPipelineStages) & 1);
+    if (flaw == PipelineFlaw::kReleaseBeforeRead) {
+      mbarrier_arrive(&sh.empty[s]);
+      sum += sh.ring[s][c];
+    } else {
+      sum += sh.ring[s][c];
+      mbarrier_arrive(&sh.empty[s]);
+    }
   }
   sums[c] = sum;
 }
@@ -321,8 +326,8 @@ cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int*
   return cudaGetLastError();
 }
 
-cudaError_t launch_mbarrier_pipeline(int items, bool consumers_wait, int* sums) {
-  mbarrier_pipeline_kernel<<<1, 96, sizeof(PipelineShared)>>>(items, consumers_wait, sums);
+cudaError_t launch_mbarrier_pipeline(int items, PipelineFlaw flaw, int* sums) {
+  mbarrier_pipeline_kernel<<<1, 96, sizeof(PipelineShared)>>>(items, flaw, sums);
   return cudaGetLastError();
 }
 

@@ -72,9 +72,11 @@ cudaError_t launch_wgmma_fault(WgmmaFault fault);
 // A producer warp hands `items` rounds of 64 ints to two consumer warps
 // through a ring of two shared-memory stages, each with a "full" and an
 // "empty" mbarrier: in round i the producer writes i * 1000 + c for consumer
-// thread c, and consumer thread c adds what it reads into sums[c]. With
-// consumers_wait false the consumers skip the "full" wait: a race.
-cudaError_t launch_mbarrier_pipeline(int items, bool consumers_wait, int* sums);
+// thread c, and consumer thread c adds what it reads into sums[c]. The flaws
+// are races: the consumers skip the "full" wait, or release a stage
+// ("empty") before reading it.
+enum class PipelineFlaw { kNone, kNoFullWait, kReleaseBeforeRead };
+cudaError_t launch_mbarrier_pipeline(int items, PipelineFlaw flaw, int* sums);
 
 // Two warps take `rounds` turns each through named barriers 1 and 2 (warp 0
 // first); in its turn a warp's lane 0 appends the warp's index to log, so

@@ -11,6 +11,7 @@
 #include "tests/simt/simt_runtime.h"
 
 using synthpert::simt_test::Fault;
+using synthpert::simt_test::PipelineFlaw;
 using synthpert::simt_test::WgmmaFault;
 using synthpert::simt_test::WgmmaForm;
 
@@ -126,7 +127,7 @@ TEST_CASE("simt: mbarriers hand stages from a producer warp to consumer warps", 
     for (int items : {1, 2, 7}) {
       INFO("items " << items << ", reverse schedule " << (schedule == synthpert::simt::Schedule::kReverse));
       std::vector<int> sums(64, -1);
-      REQUIRE(synthpert::simt_test::launch_mbarrier_pipeline(items, true, sums.data()) == cudaSuccess);
+      REQUIRE(synthpert::simt_test::launch_mbarrier_pipeline(items, PipelineFlaw::kNone, sums.data()) == cudaSuccess);
       // Round i gave consumer c the value i * 1000 + c.
       for (int c = 0; c < 64; ++c) CHECK(sums[size_t(c)] == 1000 * items * (items - 1) / 2 + items * c);
     }
@@ -136,9 +137,16 @@ TEST_CASE("simt: mbarriers hand stages from a producer warp to consumer warps", 
 
 // Only ThreadSanitizer sees this one for sure: the values read depend on the
 // schedule, the missing acquire does not.
-TEST_CASE("simt: consumers that skip the mbarrier wait race with the producer", "[simt-race][mbarrier]") {
+TEST_CASE("simt: consumers that skip the mbarrier wait race with the producer", "[simt-race][mbarrier-wait]") {
   std::vector<int> sums(64, -1);
-  REQUIRE(synthpert::simt_test::launch_mbarrier_pipeline(2, false, sums.data()) == cudaSuccess);
+  REQUIRE(synthpert::simt_test::launch_mbarrier_pipeline(2, PipelineFlaw::kNoFullWait, sums.data()) == cudaSuccess);
+}
+
+TEST_CASE("simt: consumers that release a stage before reading it race with the producer",
+          "[simt-race][mbarrier-release]") {
+  std::vector<int> sums(64, -1);
+  REQUIRE(synthpert::simt_test::launch_mbarrier_pipeline(3, PipelineFlaw::kReleaseBeforeRead, sums.data()) ==
+          cudaSuccess);
 }
 
 TEST_CASE("simt: named barriers make two warps take turns", "[simt]") {
