@@ -541,8 +541,9 @@ void sync_threads() {
 namespace {
 
 // Counts the caller at named barrier `id`, as bar.sync and bar.arrive do;
-// returns the generation it arrived in, or none when its arrival completed it.
-NamedBarrier& named_barrier_arrival(LaunchState& l, int id, int threads, const char* op, uint64_t* gen_waited) {
+// returns the generation it arrived in (the barrier has moved past it when
+// this arrival completed it).
+uint64_t named_barrier_arrival(LaunchState& l, int id, int threads, const char* op) {
   if (l.failed) throw Aborted{};
   const int block_threads = int(l.fibers.size());
   if (id < 1 || id >= kNamedBarriers)
@@ -564,11 +565,8 @@ NamedBarrier& named_barrier_arrival(LaunchState& l, int id, int threads, const c
   if (++b.arrived == b.expected) {
     b.arrived = 0;
     ++b.gen;
-    *gen_waited = ~uint64_t(0);
-  } else {
-    *gen_waited = gen;
   }
-  return b;
+  return gen;
 }
 
 Mbarrier& find_mbarrier(LaunchState& l, const void* bar, const char* op) {
@@ -583,20 +581,13 @@ Mbarrier& find_mbarrier(LaunchState& l, const void* bar, const char* op) {
 
 void named_barrier_sync(int id, int threads) {
   LaunchState& l = current_launch();
-  uint64_t gen = 0;
-  NamedBarrier& b = named_barrier_arrival(l, id, threads, "bar.sync", &gen);
-  if (gen != ~uint64_t(0)) {
-    block_on(l, *tl_fiber, Fiber::Wait::kNamed, size_t(id), gen);
-  } else {
-    gen = b.gen - 1;
-  }
+  const uint64_t gen = named_barrier_arrival(l, id, threads, "bar.sync");
+  NamedBarrier& b = l.named[id];
+  if (b.gen == gen) block_on(l, *tl_fiber, Fiber::Wait::kNamed, size_t(id), gen);
   hb_acquire(&b.hb_sync[gen & 1]);
 }
 
-void named_barrier_arrive(int id, int threads) {
-  uint64_t gen = 0;
-  named_barrier_arrival(current_launch(), id, threads, "bar.arrive", &gen);
-}
+void named_barrier_arrive(int id, int threads) { named_barrier_arrival(current_launch(), id, threads, "bar.arrive"); }
 
 void mbarrier_init(void* bar, unsigned count) {
   LaunchState& l = current_launch();
@@ -634,8 +625,8 @@ void mbarrier_wait_parity(void* bar, unsigned parity) {
   const size_t index = size_t(&m - l.mbarriers.data());
   if ((m.phase & 1) == (parity & 1)) block_on(l, *tl_fiber, Fiber::Wait::kMbarrier, index, parity & 1);
   // The phase seen complete is the latest one of that parity.
-  const Mbarrier& done = l.mbarriers[index];
-  hb_acquire(const_cast<char*>(&done.hb_phase[done.phase - 1]));
+  Mbarrier& done = l.mbarriers[index];
+  hb_acquire(&done.hb_phase[done.phase - 1]);
 }
 
 namespace {
