@@ -169,26 +169,28 @@ int main(int argc, char** argv) {
       // peer: mma.sync, then the sm_90a kernel with blocks of 1 and 2
       // warpgroups and 64- ("x1", "x2") or 128-key tiles ("x1 n128", "x2 n128"),
       // and the warp-specialised ping-pong kernel ("x2 pingpong", "x2 n128
-      // pingpong": a producer warpgroup and two computing ones).
+      // pingpong": a producer warpgroup and two computing ones), its
+      // producer loading with cp.async or with TMA ("... tma").
       struct Forward {
         int warpgroups, key_block;  // warpgroups 0: mma.sync
-        bool pingpong;
+        bool pingpong, tma;
       };
       size_t at = 1;
-      for (const Forward f :
-           {Forward{0, 64, false}, Forward{1, 64, false}, Forward{2, 64, false}, Forward{1, 128, false},
-            Forward{2, 128, false}, Forward{2, 64, true}, Forward{2, 128, true}}) {
+      for (const Forward f : {Forward{0, 64, false, false}, Forward{1, 64, false, false}, Forward{2, 64, false, false},
+                              Forward{1, 128, false, false}, Forward{2, 128, false, false}, Forward{2, 64, true, false},
+                              Forward{2, 128, true, false}, Forward{2, 64, true, true}, Forward{2, 128, true, true}}) {
         AttentionForwardArgs fw = fa;
         fw.path =
             f.warpgroups ? synthpert::kernels::AttentionPath::kWgmma : synthpert::kernels::AttentionPath::kMmaSync;
         if (f.warpgroups) fw.wgmma_warpgroups = f.warpgroups;
         fw.wgmma_key_block = f.key_block;
         fw.wgmma_pingpong = f.pingpong;
+        fw.wgmma_tma = f.tma;
         const double w_ms = median_ms(timing, [&] { synthpert::kernels::attention_forward(fw, nullptr); });
-        const std::string label = !f.warpgroups
-                                      ? "fwd mma.sync"
-                                      : "fwd wgmma x" + std::to_string(f.warpgroups) +
-                                            (f.key_block == 128 ? " n128" : "") + (f.pingpong ? " pingpong" : "");
+        const std::string label = !f.warpgroups ? "fwd mma.sync"
+                                                : "fwd wgmma x" + std::to_string(f.warpgroups) +
+                                                      (f.key_block == 128 ? " n128" : "") +
+                                                      (f.pingpong ? " pingpong" : "") + (f.tma ? " tma" : "");
         results.insert(results.begin() + at++, {label, "fwd", flops / (w_ms * 1e-3) / 1e12});
       }
     }

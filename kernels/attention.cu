@@ -2,12 +2,15 @@
 // then dispatch to the generated template instance for (dtype, D, causal).
 #include "kernels/attention.h"
 
+#include <cudaTypedefs.h>
+
 #include <array>
 #include <atomic>
 #include <cmath>
 #include <string>
 
 #include "kernels/attention_dispatch.cuh"
+#include "kernels/attention_tensor_map.h"
 
 namespace synthpert::kernels {
 namespace {
@@ -107,6 +110,44 @@ bool attention_wgmma_available() {
   return yes;
 }
 
+namespace attn {
+
+CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProblem& p, int heads, int box_rows,
+                                    const char* tensor) {
+  const char* op = "attention_forward";
+  const std::string name(tensor);
+  SPK_REQUIRE(view.head_stride >= p.head_dim && view.token_stride >= int64_t(heads) * view.head_stride, op,
+              "wgmma_tma needs " + name + " token-major (token_stride >= heads * head_stride, head_stride >= head_dim), got " +
+                  "token_stride " + std::to_string(view.token_stride) + ", head_stride " +
+                  std::to_string(view.head_stride));
+  // The driver's encoder, through the runtime (no link to libcuda), once.
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    const cudaError_t err = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                                             &found);
+    return err == cudaSuccess && found == cudaDriverEntryPointSuccess
+               ? reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)
+               : nullptr;
+  }();
+  SPK_REQUIRE(encode != nullptr, op, "the driver has no cuTensorMapEncodeTiled (wgmma_tma needs CUDA 12 or later)");
+  const cuuint64_t elem = 2;  // bf16 or f16
+  const cuuint64_t dims[3] = {cuuint64_t(p.head_dim), cuuint64_t(heads), cuuint64_t(p.total_tokens)};
+  const cuuint64_t strides[2] = {cuuint64_t(view.head_stride) * elem, cuuint64_t(view.token_stride) * elem};
+  const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)};
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  CUtensorMap map;
+  const CUresult res =
+      encode(&map, p.dtype == DType::kBF16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3,
+             const_cast<void*>(view.data), dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+             CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  SPK_REQUIRE(res == CUDA_SUCCESS, op,
+              "cuTensorMapEncodeTiled refused the map of " + name + " (CUresult " + std::to_string(int(res)) + ")");
+  return map;
+}
+
+}  // namespace attn
+
 size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
   return attn::dq_acc_bytes(total_tokens, heads, head_dim) +
          attn::align256(size_t(total_tokens) * heads * sizeof(float));
@@ -115,14 +156,14 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& a) {
   switch (a.path) {
     case AttentionPath::kMmaSync:
-      return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
+      return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong, a.wgmma_tma};
     case AttentionPath::kWgmma:
-      return {AttentionPath::kWgmma, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
+      return {AttentionPath::kWgmma, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong, a.wgmma_tma};
     case AttentionPath::kAuto: break;
   }
   if (a.problem.head_dim == 128 && attention_wgmma_available())
-    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1, 64, false};
-  return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong};
+    return {AttentionPath::kWgmma, a.problem.max_seqlen >= 2048 ? 2 : 1, 64, false, false};
+  return {AttentionPath::kMmaSync, a.wgmma_warpgroups, a.wgmma_key_block, a.wgmma_pingpong, a.wgmma_tma};
 }
 
 void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
@@ -132,6 +173,7 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   a.wgmma_warpgroups = choice.wgmma_warpgroups;
   a.wgmma_key_block = choice.wgmma_key_block;
   a.wgmma_pingpong = choice.wgmma_pingpong;
+  a.wgmma_tma = choice.wgmma_tma;
   const char* op = "attention_forward";
   const AttentionProblem& p = a.problem;
   if (!check_attention_inputs(a, op)) return;
@@ -145,6 +187,8 @@ void attention_forward(const AttentionForwardArgs& args, cudaStream_t stream) {
   SPK_REQUIRE(!wgmma || !a.wgmma_pingpong || a.wgmma_warpgroups == 2, op,
               "wgmma_pingpong needs wgmma_warpgroups 2 (its two compute warpgroups), got " +
                   std::to_string(a.wgmma_warpgroups));
+  SPK_REQUIRE(!wgmma || !a.wgmma_tma || a.wgmma_pingpong, op,
+              "wgmma_tma needs wgmma_pingpong (TMA loads are the producer warpgroup's)");
   SPK_HALF_DTYPE_SWITCH(p.dtype, op, T, [&] {
     SPK_ATTN_HEADDIM_SWITCH(p.head_dim, kD, [&] {
       SPK_BOOL_SWITCH(p.causal, kCausal, [&] {

@@ -63,6 +63,14 @@ struct AttentionForwardArgs {
   // take turns on the tensor cores (FlashAttention-3's warp specialisation
   // and ping-pong; kernels/attention_fwd_sm90_ws_impl.cuh).
   bool wgmma_pingpong = false;
+  // wgmma_pingpong only: the producer loads with TMA tile copies (one thread
+  // issues them, the tensor memory accelerator swizzles and counts the bytes
+  // on the stage's mbarrier) instead of cp.async by its 128 threads. Needs
+  // token-major q, k and v (token_stride >= heads * head_stride). Rows past a
+  // sequence's end are then the next sequence's tokens (masked, weighted 0),
+  // not zeros, so a non-finite v in one packed sequence reaches the outputs
+  // of the sequence before it.
+  bool wgmma_tma = false;
   HeadsView q, k, v;
   MutableHeadsView out;
   float* lse_HN = nullptr;  // device [H, N], written for every valid token
@@ -98,13 +106,14 @@ bool attention_wgmma_available();
 // ahead up to 1024 tokens and two from 4096
 // (benchmarks/results/attention-nvidia-h200-2026-12-04.md); head dim 64 has
 // not been measured and stays on mma.sync.
-// The 128-key wgmma tile and the ping-pong kernel have not been measured, so
-// kAuto keeps 64 keys and no ping-pong.
+// The 128-key wgmma tile and the ping-pong kernel (with either loader) have
+// not been measured, so kAuto keeps 64 keys and no ping-pong.
 struct AttentionForwardChoice {
   AttentionPath path;    // kMmaSync or kWgmma
   int wgmma_warpgroups;  // kWgmma: 1 or 2
   int wgmma_key_block;   // kWgmma: 64 or 128
   bool wgmma_pingpong;   // kWgmma with 2 warpgroups
+  bool wgmma_tma;        // with wgmma_pingpong
 };
 AttentionForwardChoice attention_forward_choice(const AttentionForwardArgs& args);
 

@@ -227,13 +227,17 @@ void launch_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t st
 }
 
 // The launcher has checked wgmma_warpgroups is 1 or 2, wgmma_key_block 64
-// or 128, and 2 warpgroups with wgmma_pingpong.
+// or 128, 2 warpgroups with wgmma_pingpong, and wgmma_pingpong with
+// wgmma_tma.
 template <typename T, int D, bool kCausal>
 void run_attention_fwd_sm90(const AttentionForwardArgs& args, cudaStream_t stream) {
   const bool wide = args.wgmma_key_block == 128;
-  if (args.wgmma_pingpong)
-    wide ? launch_attention_fwd_sm90_ws<T, D, kCausal, 128>(args, stream)
-         : launch_attention_fwd_sm90_ws<T, D, kCausal, 64>(args, stream);
+  if (args.wgmma_pingpong && args.wgmma_tma)
+    wide ? launch_attention_fwd_sm90_ws<T, D, kCausal, 128, true>(args, stream)
+         : launch_attention_fwd_sm90_ws<T, D, kCausal, 64, true>(args, stream);
+  else if (args.wgmma_pingpong)
+    wide ? launch_attention_fwd_sm90_ws<T, D, kCausal, 128, false>(args, stream)
+         : launch_attention_fwd_sm90_ws<T, D, kCausal, 64, false>(args, stream);
   else if (args.wgmma_warpgroups == 1)
     wide ? launch_attention_fwd_sm90<T, D, kCausal, 1, 128>(args, stream)
          : launch_attention_fwd_sm90<T, D, kCausal, 1, 64>(args, stream);

@@ -8,30 +8,34 @@
 // registers, the softmax of S(j) overlapping P(j-1) V(j-1)); what changes is
 // who loads and how the warpgroups meet:
 //   * a block is three warpgroups. Warpgroup 0 only loads: Q, then K and V
-//     tiles in the order the consumers need them, with cp.async into a ring
-//     of kStages stages per tensor. Warpgroups 1 and 2 only compute, on 64
-//     query rows each. The producer gives up registers (setmaxnreg) that the
-//     consumers take;
+//     tiles in the order the consumers need them, into a ring of kStages
+//     stages per tensor, either with cp.async by its 128 threads or (kTma)
+//     with TMA tile copies issued by one thread. Warpgroups 1 and 2 only
+//     compute, on 64 query rows each. The producer gives up registers
+//     (setmaxnreg) that the consumers take;
 //   * no block-wide barrier after the start: each stage has a "full"
 //     mbarrier (the producer's 128 threads arrive once their copies have
-//     landed and are fenced for the async proxy) and an "empty" one (the
-//     consumers' 256 threads arrive once the wgmma reading it has retired),
-//     so a consumer waits only for the tile it needs and the producer only
-//     for the stage it refills;
+//     landed and are fenced for the async proxy; with TMA, one arrival
+//     expects the tile's bytes and the copies complete them) and an "empty"
+//     one (the consumers' 256 threads arrive once the wgmma reading it has
+//     retired), so a consumer waits only for the tile it needs and the
+//     producer only for the stage it refills;
 //   * the consumers take turns issuing their wgmmas (named barriers 1 and 2):
 //     one warpgroup's softmax runs while the other's GEMMs keep the tensor
 //     cores busy, instead of both warpgroups' softmaxes leaving them idle at
 //     the same time.
 //
 // Status: compiled for sm_90a on every build and run on CI by the host
-// emulation (tests/simt: mbarriers, named barriers and wgmma emulated from
-// the PTX ISA, ThreadSanitizer over the handoffs). Not yet run on a GPU:
-// kAuto does not pick it until bench_attention's "pingpong" rows say so.
+// emulation (tests/simt: mbarriers, named barriers, TMA copies and wgmma
+// emulated from the PTX ISA, ThreadSanitizer over the handoffs). Not yet
+// run on a GPU: kAuto does not pick it until bench_attention's "pingpong"
+// rows say so.
 #pragma once
 
 #include "kernels/attention.h"
 #include "kernels/attention_fwd_softmax.cuh"
 #include "kernels/attention_pipeline_ptx.cuh"
+#include "kernels/attention_tensor_map.h"
 #include "kernels/attention_wgmma.cuh"
 
 namespace synthpert::kernels::attn {
@@ -62,10 +66,21 @@ struct FwdSm90WsConfig {
   static constexpr size_t kSmemBytes = kTileBytes + kBarriers * sizeof(uint64_t) + kSwizzleAtomBytes;
 };
 
-template <typename T, int D, bool kCausal, int kKeysPerTile>
+// The kernel's parameters. The tensor maps are used with kTma only: maps of
+// q, k and v over (channel, head, token) whose boxes are 64 channels (one
+// swizzled panel) of one head by kBlockM (q) or kBlockN (k, v) tokens
+// (encode_heads_tensor_map). TMA reads a map from parameter space, hence
+// __grid_constant__.
+struct FwdSm90WsParams {
+  AttentionForwardArgs args;
+  CUtensorMap q_map, k_map, v_map;
+};
+
+template <typename T, int D, bool kCausal, int kKeysPerTile, bool kTma>
 __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
-    attention_fwd_sm90_ws_kernel(AttentionForwardArgs args) {
+    attention_fwd_sm90_ws_kernel(const __grid_constant__ FwdSm90WsParams params) {
 #if SPK_HAVE_WGMMA
+  const AttentionForwardArgs& args = params.args;
   using Cfg = FwdSm90WsConfig<D, kKeysPerTile>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
   constexpr int kNTiles = kBlockN / 8;
@@ -100,14 +115,18 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
   const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
 
+  // A full barrier's arrivals: the producer's 128 threads, or with TMA the
+  // one thread that issues the copies (the bytes are counted as well).
+  constexpr unsigned kFullArrivals = kTma ? 1 : 128;
   if (threadIdx.x == 0) {
-    mbarrier_init(q_full, 128);
+    mbarrier_init(q_full, kFullArrivals);
     for (int s = 0; s < kStages; ++s) {
-      mbarrier_init(&k_full[s], 128);
-      mbarrier_init(&v_full[s], 128);
+      mbarrier_init(&k_full[s], kFullArrivals);
+      mbarrier_init(&v_full[s], kFullArrivals);
       mbarrier_init(&k_empty[s], Cfg::kConsumerThreads);
       mbarrier_init(&v_empty[s], Cfg::kConsumerThreads);
     }
+    fence_mbarrier_init();
   }
   __syncthreads();
 
@@ -118,6 +137,30 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
     // load's full barrier is signalled after the next load has been issued,
     // so one load is always in flight while the previous one lands.
     setmaxnreg_dec<Cfg::kProducerRegisters>();
+    if constexpr (kTma) {
+      // One thread issues every copy; a tile is D / 64 boxes, one per
+      // swizzled panel, and its full barrier expects all of their bytes.
+      if (threadIdx.x != 0) return;
+      const int kv_head = blk.h / (p.heads / p.kv_heads);
+      auto load = [&](const CUtensorMap* map, unsigned char* dst, int rows, int head, int token, uint64_t* full) {
+        mbarrier_arrive_expect_tx(full, uint32_t(rows) * D * sizeof(T));
+        for (int panel = 0; panel < D / 64; ++panel)
+          tma_load_3d(dst + panel * rows * kSwizzleLineBytes, map, full, panel * 64, head, token);
+      };
+      load(&params.q_map, sQ, kBlockM, blk.h, blk.seq_begin + m0, q_full);
+      for (int nb = 0; nb <= n_blocks; ++nb) {
+        if (nb < n_blocks) {  // K(nb)
+          if (nb >= kStages) mbarrier_wait_parity(&k_empty[nb % kStages], use_parity(nb - kStages));
+          load(&params.k_map, k_stage(nb), kBlockN, kv_head, blk.seq_begin + nb * kBlockN, &k_full[nb % kStages]);
+        }
+        if (nb > 0) {  // V(nb - 1)
+          const int vb = nb - 1;
+          if (vb >= kStages) mbarrier_wait_parity(&v_empty[vb % kStages], use_parity(vb - kStages));
+          load(&params.v_map, v_stage(vb), kBlockN, kv_head, blk.seq_begin + vb * kBlockN, &v_full[vb % kStages]);
+        }
+      }
+      return;
+    }
     uint64_t* pending = nullptr;  // the full barrier of the load in flight
     auto issue = [&](uint64_t* full, auto&& load) {
       load();
@@ -272,19 +315,27 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
 
   write_forward_rows<T>(args, o_acc, row_max, row_sum, blk.seq_begin, seqlen, blk.h, row_lo, row_hi, t);
 #else
-  (void)args;
+  (void)params;
   __trap();  // the launcher never picks this kernel without sm_90a code
 #endif
 }
 
-template <typename T, int D, bool kCausal, int kKeysPerTile>
+template <typename T, int D, bool kCausal, int kKeysPerTile, bool kTma>
 void launch_attention_fwd_sm90_ws(const AttentionForwardArgs& args, cudaStream_t stream) {
   using Cfg = FwdSm90WsConfig<D, kKeysPerTile>;
-  auto kernel = attention_fwd_sm90_ws_kernel<T, D, kCausal, kKeysPerTile>;
+  auto kernel = attention_fwd_sm90_ws_kernel<T, D, kCausal, kKeysPerTile, kTma>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Cfg::kSmemBytes)),
              "attention_forward", "setting dynamic shared memory (wgmma ping-pong path)");
+  FwdSm90WsParams params{};
+  params.args = args;
+  if constexpr (kTma) {
+    const AttentionProblem& p = args.problem;
+    params.q_map = encode_heads_tensor_map(args.q, p, p.heads, Cfg::kBlockM, "q");
+    params.k_map = encode_heads_tensor_map(args.k, p, p.kv_heads, Cfg::kBlockN, "k");
+    params.v_map = encode_heads_tensor_map(args.v, p, p.kv_heads, Cfg::kBlockN, "v");
+  }
   const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
-  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(args);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params);
   SPK_CHECK_LAUNCH("attention_forward");
 }
 

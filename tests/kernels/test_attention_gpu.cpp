@@ -61,7 +61,7 @@ const Oracles& oracles_for(size_t index, const AttentionCase& c, DType dtype, bo
 
 void run_case(size_t index, const AttentionCase& c, DType dtype, bool causal, uint32_t seed,
               synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kMmaSync,
-              int wgmma_warpgroups = 2, int wgmma_key_block = 64, bool wgmma_pingpong = false) {
+              int wgmma_warpgroups = 2, int wgmma_key_block = 64, bool wgmma_pingpong = false, bool wgmma_tma = false) {
   const at::ScalarType dt = torch_dtype(dtype);
   const AttentionShape s = shape_of(c, causal);
   const int64_t N = s.tokens();
@@ -73,7 +73,8 @@ void run_case(size_t index, const AttentionCase& c, DType dtype, bool causal, ui
             << " dtype=" << synthpert::kernels::dtype_name(dtype) << " forward="
             << (path == synthpert::kernels::AttentionPath::kWgmma
                     ? "wgmma x" + std::to_string(wgmma_warpgroups) + " warpgroups, " + std::to_string(wgmma_key_block) +
-                          "-key tiles" + (wgmma_pingpong ? ", producer warpgroup and ping-pong" : "")
+                          "-key tiles" + (wgmma_pingpong ? ", producer warpgroup and ping-pong" : "") +
+                          (wgmma_tma ? ", TMA loads" : "")
                     : std::string("mma.sync")));
 
   const Oracles& oracles = oracles_for(index, c, dtype, causal, seed);
@@ -122,6 +123,7 @@ void run_case(size_t index, const AttentionCase& c, DType dtype, bool causal, ui
   fa.wgmma_warpgroups = wgmma_warpgroups;
   fa.wgmma_key_block = wgmma_key_block;
   fa.wgmma_pingpong = wgmma_pingpong;
+  fa.wgmma_tma = wgmma_tma;
   fa.q = in_view(q_);
   fa.k = in_view(k_);
   fa.v = in_view(v_);
@@ -197,20 +199,22 @@ void run_case(size_t index, const AttentionCase& c, DType dtype, bool causal, ui
 // them; kAuto's choice between them is checked on its own (below).
 void run_cases(DType dtype, bool large,
                synthpert::kernels::AttentionPath path = synthpert::kernels::AttentionPath::kMmaSync,
-               int wgmma_warpgroups = 2, int wgmma_key_block = 64, bool wgmma_pingpong = false) {
+               int wgmma_warpgroups = 2, int wgmma_key_block = 64, bool wgmma_pingpong = false,
+               bool wgmma_tma = false) {
   for (size_t i = 0; i < attention_cases().size(); ++i) {
     const AttentionCase& c = attention_cases()[i];
     if ((c.cu_seqlens.back() > 256) != large) continue;
     for (bool causal : {true, false})
       run_case(i, c, dtype, causal, attention_seed(dtype == DType::kBF16, i, causal), path, wgmma_warpgroups,
-               wgmma_key_block, wgmma_pingpong);
+               wgmma_key_block, wgmma_pingpong, wgmma_tma);
   }
 }
 
 // The wgmma forward (sm_90a code on a compute capability 9.0 device, or the
 // emulation), blocks of one and of two warpgroups, the latter also with a
-// producer warpgroup and ping-pong, 64- and 128-key tiles, on the same
-// shapes and rule: out and lse against the fp64 reference.
+// producer warpgroup and ping-pong (loading with cp.async or TMA), 64- and
+// 128-key tiles, on the same shapes and rule: out and lse against the fp64
+// reference.
 void run_wgmma_cases(DType dtype, bool large) {
   if (!synthpert::kernels::attention_wgmma_available()) {
     WARN("skipped: the wgmma forward needs a compute capability 9.0 device and a build with sm_90a code");
@@ -220,6 +224,7 @@ void run_wgmma_cases(DType dtype, bool large) {
     for (int warpgroups : {1, 2})
       run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma, warpgroups, key_block);
     run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma, 2, key_block, true);
+    run_cases(dtype, large, synthpert::kernels::AttentionPath::kWgmma, 2, key_block, true, true);
   }
 }
 
@@ -273,6 +278,7 @@ TEST_CASE("attention kAuto picks the forward measured faster", "[gpu][attention]
       CHECK(choice.wgmma_warpgroups == e.warpgroups);
       CHECK(choice.wgmma_key_block == 64);  // the 128-key tile is not measured yet
       CHECK(!choice.wgmma_pingpong);        // nor the ping-pong kernel
+      CHECK(!choice.wgmma_tma);
     }
   }
   a.problem.head_dim = 128;
@@ -283,11 +289,13 @@ TEST_CASE("attention kAuto picks the forward measured faster", "[gpu][attention]
   a.problem.max_seqlen = 64;
   a.wgmma_key_block = 128;
   a.wgmma_pingpong = true;
+  a.wgmma_tma = true;
   const auto named = synthpert::kernels::attention_forward_choice(a);
   CHECK(named.path == AttentionPath::kWgmma);
   CHECK(named.wgmma_warpgroups == 2);
   CHECK(named.wgmma_key_block == 128);
   CHECK(named.wgmma_pingpong);
+  CHECK(named.wgmma_tma);
 }
 
 #endif  // SYNTHPERT_NO_KERNELS

@@ -91,6 +91,21 @@ TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]")
   CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
                                                        ? Catch::Contains("wgmma_pingpong needs wgmma_warpgroups 2")
                                                        : Catch::Contains("the wgmma path needs"));
+  a = valid_forward();
+  a.path = AttentionPath::kWgmma;
+  a.wgmma_tma = true;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
+                                                       ? Catch::Contains("wgmma_tma needs wgmma_pingpong")
+                                                       : Catch::Contains("the wgmma path needs"));
+  // TMA maps need each token's heads below the next token ([N, H, D] order).
+  a = valid_forward();
+  a.path = AttentionPath::kWgmma;
+  a.wgmma_pingpong = true;
+  a.wgmma_tma = true;
+  a.q = {a.q.data, 128, 10 * 128};  // [H, N, D]: head-major
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
+                                                       ? Catch::Contains("wgmma_tma needs q token-major")
+                                                       : Catch::Contains("the wgmma path needs"));
   // An empty batch is valid and launches nothing (no device needed).
   a = valid_forward();
   a.problem.batch = 0;

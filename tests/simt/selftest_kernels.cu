@@ -2,6 +2,9 @@
 // compiled only through translate_launches.py for the emulation.
 #include "tests/simt/selftest_kernels.h"
 
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <cstdint>
 
 #include "kernels/attention_pipeline_ptx.cuh"
@@ -118,6 +121,30 @@ __global__ void mbarrier_pipeline_kernel(int items, PipelineFlaw flaw, int* sums
     }
   }
   sums[c] = sum;
+}
+
+__global__ void tma_copy_kernel(const __grid_constant__ CUtensorMap map, int c0, int c1, int c2, int dst_offset,
+                                unsigned box_bytes, TmaFlaw flaw, unsigned char* out) {
+  extern __shared__ unsigned char smem_raw[];
+  using namespace synthpert::kernels::attn;
+  uint64_t* bar = reinterpret_cast<uint64_t*>(smem_raw);
+  unsigned char* base = smem_raw + 8;
+  base += (1024 - smem_addr(base) % 1024) % 1024;
+  unsigned char* dst = base + dst_offset;
+  if (threadIdx.x == 0) {
+    mbarrier_init(bar, 1);
+    fence_mbarrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    if (flaw == TmaFlaw::kNoExpectTx)
+      mbarrier_arrive(bar);
+    else
+      mbarrier_arrive_expect_tx(bar, box_bytes);
+    tma_load_3d(dst, &map, bar, c0, c1, c2);
+  }
+  mbarrier_wait_parity(bar, 0);
+  for (unsigned i = threadIdx.x; i < box_bytes; i += 32) out[i] = dst[i];
 }
 
 __global__ void named_barrier_turns_kernel(int rounds, int* log) {
@@ -328,6 +355,27 @@ cudaError_t launch_neighbour_read(int threads, int base, bool with_barrier, int*
 
 cudaError_t launch_mbarrier_pipeline(int items, PipelineFlaw flaw, int* sums) {
   mbarrier_pipeline_kernel<<<1, 96, sizeof(PipelineShared)>>>(items, flaw, sums);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_tma_copy(const unsigned short* tensor, const uint64_t (&dims)[3],
+                            const uint64_t (&strides)[2], const uint32_t (&box)[3], const int (&c)[3],
+                            int dst_offset, TmaFlaw flaw, unsigned char* out) {
+  void* fn = nullptr;
+  cudaDriverEntryPointQueryResult found{};
+  if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess)
+    return cudaErrorNotSupported;
+  alignas(64) CUtensorMap map;
+  const cuuint32_t element_strides[3] = {1, 1, 1};
+  const CUresult res = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn)(
+      &map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, const_cast<unsigned short*>(tensor), dims, strides, box,
+      element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_NONE,
+      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (res != CUDA_SUCCESS) return cudaErrorInvalidValue;
+  const unsigned box_bytes = box[0] * box[1] * box[2] * 2;
+  tma_copy_kernel<<<1, 32, 8 + 1024 + dst_offset + box_bytes>>>(map, c[0], c[1], c[2], dst_offset, box_bytes, flaw,
+                                                                   out);
   return cudaGetLastError();
 }
 

@@ -5,6 +5,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 namespace synthpert::simt_test {
 
 // out[global linear thread] = block linear * 1000 + thread linear, over a
@@ -77,6 +79,19 @@ cudaError_t launch_wgmma_fault(WgmmaFault fault);
 // ("empty") before reading it.
 enum class PipelineFlaw { kNone, kNoFullWait, kReleaseBeforeRead };
 cudaError_t launch_mbarrier_pipeline(int items, PipelineFlaw flaw, int* sums);
+
+// A TMA tile copy (cp.async.bulk.tensor.3d) of the u16 tensor at `tensor`
+// (dims and byte strides as cuTensorMapEncodeTiled takes them, 128-byte
+// swizzle) at coordinates c into shared memory `dst_offset` bytes past a
+// 1024-byte boundary, completing on an mbarrier of one arrival; 32 threads
+// wait for its phase and copy the box's shared bytes to `out`. The flaw:
+// the arrival does not expect the copy's bytes (plain mbarrier.arrive), so
+// the phase completes before the copy lands, a race. Returns
+// cudaErrorInvalidValue when the encoder refuses the map.
+enum class TmaFlaw { kNone, kNoExpectTx };
+cudaError_t launch_tma_copy(const unsigned short* tensor, const uint64_t (&dims)[3],
+                            const uint64_t (&strides)[2], const uint32_t (&box)[3], const int (&c)[3],
+                            int dst_offset, TmaFlaw flaw, unsigned char* out);
 
 // Two warps take `rounds` turns each through named barriers 1 and 2 (warp 0
 // first); in its turn a warp's lane 0 appends the warp's index to log, so

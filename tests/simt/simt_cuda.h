@@ -19,11 +19,15 @@
 #undef __device__
 #undef __forceinline__
 #undef __launch_bounds__
+#undef __grid_constant__
 #undef __shared__
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+// Kernel parameters are copied into the launch's closure and passed by const
+// reference already; the address of one (a TMA map's) stays valid.
+#define __grid_constant__
 // One block runs at a time, so a function static is the block's shared copy.
 #define __shared__ static
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tests/simt/simt_runtime.h"
+#include "tests/simt/simt_tensor_map.h"
 
 namespace {
 
@@ -203,4 +204,18 @@ cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cub
     }
   }
   return CUBLAS_STATUS_SUCCESS;
+}
+
+// Driver entry points, as a device build would get them without linking the
+// driver: only cuTensorMapEncodeTiled, answered by the emulation's encoder.
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** function, unsigned int cuda_version,
+                                             unsigned long long, cudaDriverEntryPointQueryResult* status) {
+  if (std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0 && cuda_version >= 12000) {
+    *function = reinterpret_cast<void*>(&synthpert::simt::encode_tensor_map_tiled);
+    if (status) *status = cudaDriverEntryPointSuccess;
+    return cudaSuccess;
+  }
+  *function = nullptr;
+  if (status) *status = cudaDriverEntryPointSymbolNotFound;
+  return cudaSuccess;
 }

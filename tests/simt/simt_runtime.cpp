@@ -198,6 +198,7 @@ constexpr int kNamedBarriers = 16;  // ids 1..15; 0 is __syncthreads'
 struct Mbarrier {
   const void* at = nullptr;
   unsigned count = 0, pending = 0;
+  int64_t tx = 0;  // the current phase's tx-count: bytes expected, not yet completed
   uint64_t phase = 0;
   std::deque<char> hb_phase;
 };
@@ -606,16 +607,46 @@ void mbarrier_init(void* bar, unsigned count) {
   l.mbarriers.push_back(std::move(m));
 }
 
-void mbarrier_arrive(void* bar) {
+namespace {
+
+// The phase completes once its arrivals are in and its tx-count is zero.
+void complete_phase_if_done(Mbarrier& m) {
+  if (m.pending != 0 || m.tx != 0) return;
+  m.pending = m.count;
+  ++m.phase;
+  m.hb_phase.emplace_back();
+}
+
+void mbarrier_arrival(void* bar, int64_t expect_tx, const char* op) {
   LaunchState& l = current_launch();
   if (l.failed) throw Aborted{};
-  Mbarrier& m = find_mbarrier(l, bar, "mbarrier.arrive");
+  Mbarrier& m = find_mbarrier(l, bar, op);
+  if (m.pending == 0)
+    throw KernelFault(std::string(op) + ": the phase already has its " + std::to_string(m.count) +
+                      " arrivals and waits only for transaction bytes");
   hb_release(&m.hb_phase[m.phase]);
-  if (--m.pending == 0) {
-    m.pending = m.count;
-    ++m.phase;
-    m.hb_phase.emplace_back();
-  }
+  m.tx += expect_tx;
+  --m.pending;
+  complete_phase_if_done(m);
+}
+
+}  // namespace
+
+void mbarrier_arrive(void* bar) { mbarrier_arrival(bar, 0, "mbarrier.arrive"); }
+
+void mbarrier_arrive_expect_tx(void* bar, unsigned bytes) {
+  if (bytes >= (1u << 20))
+    throw KernelFault("mbarrier.arrive.expect_tx: the tx-count must stay below 2^20, got " + std::to_string(bytes));
+  mbarrier_arrival(bar, int64_t(bytes), "mbarrier.arrive.expect_tx");
+}
+
+void mbarrier_complete_tx(void* bar, unsigned bytes) {
+  LaunchState& l = current_launch();
+  if (l.failed) throw Aborted{};
+  Mbarrier& m = find_mbarrier(l, bar, "complete_tx");
+  hb_release(&m.hb_phase[m.phase]);
+  m.tx -= int64_t(bytes);
+  complete_phase_if_done(m);
 }
 
 void mbarrier_wait_parity(void* bar, unsigned parity) {

@@ -81,10 +81,18 @@ void named_barrier_arrive(int id, int threads);
 // the phase of that parity has completed, that is while the current phase's
 // parity differs (the ISA's try_wait.parity names the current or the
 // immediately preceding phase), and acquires that phase's arrivals.
-// Transaction counts (expect_tx, TMA) are not emulated.
 void mbarrier_init(void* bar, unsigned count);
 void mbarrier_arrive(void* bar);
 void mbarrier_wait_parity(void* bar, unsigned parity);
+// Transaction counts (the ISA's tx-count, which bulk copies such as
+// cp.async.bulk.tensor report to): arrive_expect_tx adds `bytes` to the
+// current phase's count, then arrives; complete_tx takes `bytes` off it, with
+// release semantics for the caller's writes (the emulated copy's). A phase
+// completes once its arrivals are in and its tx-count is back at zero. An
+// arrival on a phase that already has all of its arrivals (its bytes still
+// missing) fails the launch.
+void mbarrier_arrive_expect_tx(void* bar, unsigned bytes);
+void mbarrier_complete_tx(void* bar, unsigned bytes);
 
 // Exchanges `bytes` bytes among the lanes of the caller's warp named in
 // `mask`: the caller's value goes in, the value of lane `src_lane` comes out.

@@ -149,6 +149,81 @@ TEST_CASE("simt: consumers that release a stage before reading it race with the 
           cudaSuccess);
 }
 
+namespace {
+// A [10 tokens][3 heads][64 channels] u16 tensor, value token * 1000 +
+// head * 100 + channel, as TMA sees it: dims (channel, head, token).
+struct TmaTensor {
+  std::vector<unsigned short> values = std::vector<unsigned short>(10 * 3 * 64);
+  uint64_t dims[3] = {64, 3, 10};
+  uint64_t strides[2] = {64 * 2, 3 * 64 * 2};
+  TmaTensor() {
+    for (int t = 0; t < 10; ++t)
+      for (int h = 0; h < 3; ++h)
+        for (int c = 0; c < 64; ++c)
+          values[size_t((t * 3 + h) * 64 + c)] = static_cast<unsigned short>(t * 1000 + h * 100 + c);
+  }
+};
+}  // namespace
+
+// The expected bytes are the 128-byte swizzle of the PTX ISA (and of the
+// kernels' cp.async loader, kernels/attention_wgmma.cuh): row r of the box
+// at r * 128 bytes, its 16-byte chunk j at chunk j ^ (r % 8).
+TEST_CASE("simt: a TMA tile copy swizzles its box and zero-fills outside the tensor", "[simt]") {
+  using synthpert::simt_test::TmaFlaw;
+  TmaTensor t;
+  const uint32_t box[3] = {64, 1, 8};
+  for (const int token : {5, -3, 0}) {
+    INFO("first token " << token);
+    const int c[3] = {0, 1, token};
+    std::vector<unsigned char> out(64 * 8 * 2, 0xAB);
+    REQUIRE(synthpert::simt_test::launch_tma_copy(t.values.data(), t.dims, t.strides, box, c, 0, TmaFlaw::kNone,
+                                                  out.data()) == cudaSuccess);
+    for (int r = 0; r < 8; ++r)
+      for (int col = 0; col < 64; ++col) {
+        const size_t at = size_t(r) * 128 + size_t((col / 8) ^ (r % 8)) * 16 + size_t(col % 8) * 2;
+        unsigned short got;
+        std::memcpy(&got, &out[at], 2);
+        const int tok = token + r;
+        const int want = tok >= 0 && tok < 10 ? tok * 1000 + 100 + col : 0;
+        INFO("row " << r << " channel " << col);
+        REQUIRE(int(got) == want);
+      }
+  }
+}
+
+TEST_CASE("simt: TMA copies and tensor maps outside the rules fail", "[simt]") {
+  using synthpert::simt_test::TmaFlaw;
+  TmaTensor t;
+  std::vector<unsigned char> out(64 * 8 * 2 * 2);
+  const int c[3] = {0, 0, 0};
+  const uint32_t box[3] = {64, 1, 8};
+  // The 128-byte swizzle needs a 1024-byte aligned destination.
+  const cudaError_t err = synthpert::simt_test::launch_tma_copy(t.values.data(), t.dims, t.strides, box, c, 128,
+                                                                TmaFlaw::kNone, out.data());
+  REQUIRE(err == cudaErrorLaunchFailure);
+  CHECK(std::strstr(cudaGetErrorString(err), "1024-byte aligned") != nullptr);
+  // A box row wider than the swizzle span, and a token stride that does not
+  // cover the heads below it: the encoder refuses both.
+  const uint32_t wide[3] = {128, 1, 8};
+  CHECK(synthpert::simt_test::launch_tma_copy(t.values.data(), t.dims, t.strides, wide, c, 0, TmaFlaw::kNone,
+                                              out.data()) == cudaErrorInvalidValue);
+  const uint64_t overlapping[2] = {64 * 2, 2 * 64 * 2};
+  CHECK(synthpert::simt_test::launch_tma_copy(t.values.data(), t.dims, overlapping, box, c, 0, TmaFlaw::kNone,
+                                              out.data()) == cudaErrorInvalidValue);
+}
+
+// An arrival that does not expect the copy's bytes completes the phase
+// before the copy lands: the readers race with it (ThreadSanitizer).
+TEST_CASE("simt: a TMA copy whose bytes the mbarrier does not expect races with its readers",
+          "[simt-race][tma-expect]") {
+  TmaTensor t;
+  std::vector<unsigned char> out(64 * 8 * 2);
+  const int c[3] = {0, 0, 0};
+  const uint32_t box[3] = {64, 1, 8};
+  REQUIRE(synthpert::simt_test::launch_tma_copy(t.values.data(), t.dims, t.strides, box, c, 0,
+                                                synthpert::simt_test::TmaFlaw::kNoExpectTx, out.data()) == cudaSuccess);
+}
+
 TEST_CASE("simt: named barriers make two warps take turns", "[simt]") {
   for (const auto schedule : {synthpert::simt::Schedule::kForward, synthpert::simt::Schedule::kReverse}) {
     synthpert::simt::set_schedule(schedule);
