@@ -32,6 +32,8 @@
 // rows say so.
 #pragma once
 
+#include <type_traits>
+
 #include "kernels/attention.h"
 #include "kernels/attention_fwd_softmax.cuh"
 #include "kernels/attention_pipeline_ptx.cuh"
@@ -133,72 +135,63 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   const int warpgroup = threadIdx.x / 128;
   if (warpgroup == 0) {
     // Producer. Loads go out in the order the consumers wait for them: Q,
-    // K(0), then K(nb), V(nb-1) for each later tile, then the last V. Each
-    // load's full barrier is signalled after the next load has been issued,
-    // so one load is always in flight while the previous one lands.
+    // K(0), then K(nb), V(nb-1) for each later tile, then the last V; a stage
+    // is refilled only once its "empty" barrier has completed.
+    //   cp.async: the 128 threads copy; a load's full barrier is signalled
+    //     after the next load has been issued, so one load is always in
+    //     flight while the previous one lands.
+    //   TMA: one thread issues every copy; a tile is D / 64 boxes, one per
+    //     swizzled panel, and its full barrier expects all of their bytes.
     setmaxnreg_dec<Cfg::kProducerRegisters>();
-    if constexpr (kTma) {
-      // One thread issues every copy; a tile is D / 64 boxes, one per
-      // swizzled panel, and its full barrier expects all of their bytes.
-      if (threadIdx.x != 0) return;
-      const int kv_head = blk.h / (p.heads / p.kv_heads);
-      auto load = [&](const CUtensorMap* map, unsigned char* dst, int rows, int head, int token, uint64_t* full) {
-        mbarrier_arrive_expect_tx(full, uint32_t(rows) * D * sizeof(T));
+    if (kTma && threadIdx.x != 0) return;
+    const int kv_head = blk.h / (p.heads / p.kv_heads);
+    uint64_t* pending = nullptr;  // cp.async: the full barrier of the load in flight
+    // Loads `rows` tokens from `token` on (the sequence's first valid_rows
+    // of them exist) of one head: from `src` with cp.async or through `map`.
+    auto issue = [&](auto rows, const CUtensorMap* map, int head, int token, const T* src, int64_t token_stride,
+                     int valid_rows, unsigned char* dst, uint64_t* full) {
+      constexpr int kRows = decltype(rows)::value;
+      if constexpr (kTma) {
+        mbarrier_arrive_expect_tx(full, uint32_t(kRows) * D * sizeof(T));
         for (int panel = 0; panel < D / 64; ++panel)
-          tma_load_3d(dst + panel * rows * kSwizzleLineBytes, map, full, panel * 64, head, token);
-      };
-      load(&params.q_map, sQ, kBlockM, blk.h, blk.seq_begin + m0, q_full);
-      for (int nb = 0; nb <= n_blocks; ++nb) {
-        if (nb < n_blocks) {  // K(nb)
-          if (nb >= kStages) mbarrier_wait_parity(&k_empty[nb % kStages], use_parity(nb - kStages));
-          load(&params.k_map, k_stage(nb), kBlockN, kv_head, blk.seq_begin + nb * kBlockN, &k_full[nb % kStages]);
+          tma_load_3d(dst + panel * kRows * kSwizzleLineBytes, map, full, panel * 64, head, token);
+      } else {
+        load_tile_swizzled_async<T, kRows, D, 128>(dst, src, token_stride, valid_rows);
+        cp_async_commit();
+        if (pending) {
+          cp_async_wait<1>();          // every load before this one has landed
+          fence_proxy_async_shared();  // and is visible to the consumers' wgmma
+          mbarrier_arrive(pending);
         }
-        if (nb > 0) {  // V(nb - 1)
-          const int vb = nb - 1;
-          if (vb >= kStages) mbarrier_wait_parity(&v_empty[vb % kStages], use_parity(vb - kStages));
-          load(&params.v_map, v_stage(vb), kBlockN, kv_head, blk.seq_begin + vb * kBlockN, &v_full[vb % kStages]);
-        }
+        pending = full;
       }
-      return;
-    }
-    uint64_t* pending = nullptr;  // the full barrier of the load in flight
-    auto issue = [&](uint64_t* full, auto&& load) {
-      load();
-      cp_async_commit();
-      if (pending) {
-        cp_async_wait<1>();          // every load before this one has landed
-        fence_proxy_async_shared();  // and is visible to the consumers' wgmma
-        mbarrier_arrive(pending);
-      }
-      pending = full;
     };
+    using KeyRows = std::integral_constant<int, kBlockN>;
     auto load_k = [&](int nb) {
       if (nb >= kStages) mbarrier_wait_parity(&k_empty[nb % kStages], use_parity(nb - kStages));
-      issue(&k_full[nb % kStages], [&] {
-        load_tile_swizzled_async<T, kBlockN, D, 128>(k_stage(nb),
-                                                     blk.k_base + int64_t(nb) * kBlockN * args.k.token_stride,
-                                                     args.k.token_stride, seqlen - nb * kBlockN);
-      });
+      issue(KeyRows{}, &params.k_map, kv_head, blk.seq_begin + nb * kBlockN,
+            blk.k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN,
+            k_stage(nb), &k_full[nb % kStages]);
     };
     auto load_v = [&](int nb) {
       if (nb >= kStages) mbarrier_wait_parity(&v_empty[nb % kStages], use_parity(nb - kStages));
-      issue(&v_full[nb % kStages], [&] {
-        load_tile_swizzled_async<T, kBlockN, D, 128>(v_stage(nb),
-                                                     blk.v_base + int64_t(nb) * kBlockN * args.v.token_stride,
-                                                     args.v.token_stride, seqlen - nb * kBlockN);
-      });
+      issue(KeyRows{}, &params.v_map, kv_head, blk.seq_begin + nb * kBlockN,
+            blk.v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN,
+            v_stage(nb), &v_full[nb % kStages]);
     };
-    issue(q_full,
-          [&] { load_tile_swizzled_async<T, kBlockM, D, 128>(sQ, blk.q_base, args.q.token_stride, seqlen - m0); });
+    issue(std::integral_constant<int, kBlockM>{}, &params.q_map, blk.h, blk.seq_begin + m0, blk.q_base,
+          args.q.token_stride, seqlen - m0, sQ, q_full);
     load_k(0);
     for (int nb = 1; nb < n_blocks; ++nb) {
       load_k(nb);
       load_v(nb - 1);
     }
     load_v(n_blocks - 1);
-    cp_async_wait<0>();
-    fence_proxy_async_shared();
-    mbarrier_arrive(pending);
+    if constexpr (!kTma) {
+      cp_async_wait<0>();
+      fence_proxy_async_shared();
+      mbarrier_arrive(pending);
+    }
     return;
   }
 
