@@ -40,6 +40,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_fwd_softmax.cuh"
+#include "kernels/attention_fwd_sm90_rows.cuh"
 #include "kernels/attention_fwd_sm90_ws_impl.cuh"
 #include "kernels/attention_wgmma.cuh"
 
@@ -65,13 +66,7 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
 #if SPK_HAVE_WGMMA
   using Cfg = FwdSm90Config<D, kWarpGroups, kKeysPerTile>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN;
-  constexpr int kNTiles = kBlockN / 8;  // 8-wide score tiles (the 32 S registers)
-  constexpr int kDTiles = D / 8;        // 8-wide output tiles (32 O registers per panel)
-  constexpr int kDSteps = D / 16;       // k16 steps of Q K^T
-  constexpr int kKeySteps = kBlockN / 16;  // k16 steps of P V
-  constexpr uint32_t kSbo = kSwizzleAtomBytes;                              // next 8 rows (K-major) or keys (MN-major)
-  constexpr uint32_t kKMajorLbo = 16;                                       // unused by 128B swizzle; encodes as 1
-  constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;  // LBO of V: next 64 columns
+  using Rows = WgmmaForwardRows<T, D, kCausal, kBlockM, kBlockN>;
 
   const AttentionProblem& p = args.problem;
   const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
@@ -89,21 +84,13 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int warpgroup = warp / 4;
-  const int g = lane / 4, t = lane % 4;
-  const int row_lo = m0 + warp * 16 + g;  // warpgroup w owns rows 64w..64w+63, its warp i rows 16i..
-  const int row_hi = row_lo + 8;
-  // This warpgroup's 64 rows of the Q tile: whole 8-row groups of every panel.
-  const unsigned char* sQ_rows = sQ + warpgroup * 64 * kSwizzleLineBytes;
-
   const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
   const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
 
-  float o_acc[kDTiles][4] = {};
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.f, 0.f};
-  float rescale[2];
-  const float scale_log2 = p.softmax_scale * kLog2e;
-  uint32_t p_frag[kKeySteps][4];  // P of the previous key tile in the A layout
+  // Warpgroup w owns rows 64w..64w+63 (whole 8-row groups of every Q
+  // panel), its warp i rows 16i..16i+15.
+  const int row_lo = m0 + warp * 16 + lane / 4;
+  Rows rows(sQ + warpgroup * 64 * kSwizzleLineBytes, seqlen, row_lo, lane, p.softmax_scale);
 
   auto load_k = [&](int nb) {
     load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
@@ -121,37 +108,6 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
     fence_proxy_async_shared();
     __syncthreads();
   };
-  auto issue_scores = [&](float (&s)[kNTiles][4], int nb) {  // S = Q K(nb)^T, 64 rows x kBlockN keys
-    const unsigned char* k_tile = k_stage(nb);
-    for (int ks = 0; ks < kDSteps; ++ks) {
-      const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
-      const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
-      const uint64_t desc_q = wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo);
-      const uint64_t desc_k = wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo);
-      if constexpr (kBlockN == 128)
-        Wgmma<T>::ss_n128(&s[0][0], desc_q, desc_k);
-      else
-        Wgmma<T>::ss(&s[0][0], desc_q, desc_k);
-    }
-    wgmma_commit();
-  };
-  auto issue_pv = [&](int nb) {  // O += P V(nb): per 16 keys, one m64nDk16 over all of D
-    const unsigned char* v_tile = v_stage(nb);
-    for (int kt = 0; kt < kKeySteps; ++kt)
-      issue_rs_mn_b<T, D>(&o_acc[0][0], p_frag[kt], v_tile + kt * 16 * kSwizzleLineBytes, kVPanelBytes);
-    wgmma_commit();
-  };
-  // Keeps the compiler from moving accesses to the P V's operands across the
-  // asynchronous wgmma boundaries.
-  auto pin_pv_operands = [&] {
-    pin_registers(o_acc);
-    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
-  };
-  auto scores_to_p = [&](float (&s)[kNTiles][4], int nb) {  // mask, softmax; O's rescale left to the caller
-    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, seqlen, row_lo - g))  // this warp's boundary tiles only
-      mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
-    softmax_update(s, row_max, row_sum, scale_log2, rescale);
-  };
 
   // Prologue: Q and K(0), then V(0) and K(1), then S(0) and its softmax.
   load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sQ, q_base, args.q.token_stride, seqlen - m0);
@@ -164,14 +120,14 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
   fence_proxy_async_shared();
   __syncthreads();
   {
-    float s[kNTiles][4] = {};
+    typename Rows::Scores s = {};
     pin_registers(s);
     wgmma_fence();
-    issue_scores(s, 0);
+    rows.issue_scores(s, k_stage(0));
     wgmma_wait<0>();
     pin_registers(s);
-    scores_to_p(s, 0);  // O is still zero: no rescale
-    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+    rows.scores_to_p(s, 0);  // O is still zero: no rescale
+    rows.keep_p(s);
   }
 
   // Iteration nb overlaps, within each warpgroup, the softmax of S(nb) with
@@ -185,30 +141,32 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
     load_v(nb);
     cp_async_commit();
 
-    float s[kNTiles][4] = {};
+    typename Rows::Scores s = {};
     pin_registers(s);
-    pin_pv_operands();
+    rows.pin_pv_operands();
     wgmma_fence();
-    issue_scores(s, nb);
-    issue_pv(nb - 1);
+    rows.issue_scores(s, k_stage(nb));
+    rows.issue_pv(v_stage(nb - 1));
     wgmma_wait<1>();  // S(nb); the P V may still run
     pin_registers(s);
-    scores_to_p(s, nb);
-    wgmma_wait<0>();  // P(nb-1) V(nb-1): O and p_frag are free again
-    pin_pv_operands();
-    rescale_output(o_acc, rescale);
-    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+    rows.scores_to_p(s, nb);
+    wgmma_wait<0>();  // P(nb-1) V(nb-1): O and P are free again
+    rows.pin_pv_operands();
+    rescale_output(rows.o_acc, rows.rescale);
+    rows.keep_p(s);
   }
 
   // Epilogue: the last tile's P V.
   tiles_ready();  // V(n_blocks - 1)
-  pin_pv_operands();
+  rows.pin_pv_operands();
   wgmma_fence();
-  issue_pv(n_blocks - 1);
+  rows.issue_pv(v_stage(n_blocks - 1));
   wgmma_wait<0>();
-  pin_registers(o_acc);
+  pin_registers(rows.o_acc);
 
-  write_forward_rows<T>(args, o_acc, row_max, row_sum, seq_begin, seqlen, h, row_lo, row_hi, t);
+  // (The rows from locals: read from `rows`, nvcc duplicates this epilogue.)
+  write_forward_rows<T>(args, rows.o_acc, rows.row_max, rows.row_sum, seq_begin, seqlen, h, row_lo, row_lo + 8,
+                        lane % 4);
 #else
   (void)args;
   __trap();  // the launcher never picks this kernel without sm_90a code

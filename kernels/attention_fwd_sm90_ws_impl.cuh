@@ -3,10 +3,11 @@
 // included by kernels/attention_fwd_sm90_impl.cuh, whose launcher runs it
 // when AttentionForwardArgs::wgmma_pingpong is set.
 //
-// The arithmetic per warpgroup is that of attention_fwd_sm90_impl.cuh (S as
-// one wgmma per 16 columns of D from swizzled shared memory, P V from
-// registers, the softmax of S(j) overlapping P(j-1) V(j-1)); what changes is
-// who loads and how the warpgroups meet:
+// The arithmetic per warpgroup is that of attention_fwd_sm90_impl.cuh: the
+// same WgmmaForwardRows (attention_fwd_sm90_rows.cuh; S as one wgmma per 16
+// columns of D from swizzled shared memory, P V from registers, the softmax
+// of S(j) overlapping P(j-1) V(j-1)); what changes is who loads and how the
+// warpgroups meet:
 //   * a block is three warpgroups. Warpgroup 0 only loads: Q, then K and V
 //     tiles in the order the consumers need them, into a ring of kStages
 //     stages per tensor, either with cp.async by its 128 threads or (kTma)
@@ -36,6 +37,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_fwd_softmax.cuh"
+#include "kernels/attention_fwd_sm90_rows.cuh"
 #include "kernels/attention_pipeline_ptx.cuh"
 #include "kernels/attention_tensor_map.h"
 #include "kernels/attention_wgmma.cuh"
@@ -85,13 +87,7 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   const AttentionForwardArgs& args = params.args;
   using Cfg = FwdSm90WsConfig<D, kKeysPerTile>;
   constexpr int kBlockM = Cfg::kBlockM, kBlockN = Cfg::kBlockN, kStages = Cfg::kStages;
-  constexpr int kNTiles = kBlockN / 8;
-  constexpr int kDTiles = D / 8;
-  constexpr int kDSteps = D / 16;
-  constexpr int kKeySteps = kBlockN / 16;
-  constexpr uint32_t kSbo = kSwizzleAtomBytes;
-  constexpr uint32_t kKMajorLbo = 16;
-  constexpr uint32_t kVPanelBytes = uint32_t(kBlockN) * kSwizzleLineBytes;
+  using Rows = WgmmaForwardRows<T, D, kCausal, kBlockM, kBlockN>;
 
   const AttentionProblem& p = args.problem;
   const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
@@ -199,10 +195,9 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   setmaxnreg_inc<Cfg::kConsumerRegisters>();
   const int consumer = warpgroup - 1;
   const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;  // warp within the consumers
-  const int g = lane / 4, t = lane % 4;
-  const int row_lo = m0 + warp * 16 + g;  // consumer c owns rows 64c..64c+63
-  const int row_hi = row_lo + 8;
-  const unsigned char* sQ_rows = sQ + consumer * 64 * kSwizzleLineBytes;
+  // Consumer c owns rows 64c..64c+63 (whole 8-row groups of every Q panel).
+  const int row_lo = m0 + warp * 16 + lane / 4;
+  Rows rows(sQ + consumer * 64 * kSwizzleLineBytes, seqlen, row_lo, lane, p.softmax_scale);
 
   // Turn-taking: a consumer issues its wgmmas only in its turn (its named
   // barrier, 1 or 2, completes with its own 128 threads and the other
@@ -218,58 +213,21 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
     ++turn;
   };
 
-  float o_acc[kDTiles][4] = {};
-  float row_max[2] = {-INFINITY, -INFINITY};
-  float row_sum[2] = {0.f, 0.f};
-  float rescale[2];
-  const float scale_log2 = p.softmax_scale * kLog2e;
-  uint32_t p_frag[kKeySteps][4];
-
-  auto issue_scores = [&](float(&s)[kNTiles][4], int nb) {
-    const unsigned char* k_tile = k_stage(nb);
-    for (int ks = 0; ks < kDSteps; ++ks) {
-      const uint32_t q_off = (ks / 4) * uint32_t(kBlockM * kSwizzleLineBytes) + (ks % 4) * 32;
-      const uint32_t k_off = (ks / 4) * uint32_t(kBlockN * kSwizzleLineBytes) + (ks % 4) * 32;
-      const uint64_t desc_q = wgmma_desc_sw128(sQ_rows + q_off, kKMajorLbo, kSbo);
-      const uint64_t desc_k = wgmma_desc_sw128(k_tile + k_off, kKMajorLbo, kSbo);
-      if constexpr (kBlockN == 128)
-        Wgmma<T>::ss_n128(&s[0][0], desc_q, desc_k);
-      else
-        Wgmma<T>::ss(&s[0][0], desc_q, desc_k);
-    }
-    wgmma_commit();
-  };
-  auto issue_pv = [&](int nb) {
-    const unsigned char* v_tile = v_stage(nb);
-    for (int kt = 0; kt < kKeySteps; ++kt)
-      issue_rs_mn_b<T, D>(&o_acc[0][0], p_frag[kt], v_tile + kt * 16 * kSwizzleLineBytes, kVPanelBytes);
-    wgmma_commit();
-  };
-  auto pin_pv_operands = [&] {
-    pin_registers(o_acc);
-    for (int kt = 0; kt < kKeySteps; ++kt) pin_registers(p_frag[kt]);
-  };
-  auto scores_to_p = [&](float(&s)[kNTiles][4], int nb) {
-    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, seqlen, row_lo - g))
-      mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
-    softmax_update(s, row_max, row_sum, scale_log2, rescale);
-  };
-
   // Prologue: S(0) and its softmax.
   mbarrier_wait_parity(q_full, 0);
   mbarrier_wait_parity(&k_full[0], 0);
   {
-    float s[kNTiles][4] = {};
+    typename Rows::Scores s = {};
     pin_registers(s);
     turn_begin();
     wgmma_fence();
-    issue_scores(s, 0);
+    rows.issue_scores(s, k_stage(0));
     turn_end();
     wgmma_wait<0>();
     pin_registers(s);
     mbarrier_arrive(&k_empty[0]);
-    scores_to_p(s, 0);
-    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+    rows.scores_to_p(s, 0);
+    rows.keep_p(s);
   }
 
   // Iteration nb: S(nb) and P(nb-1) V(nb-1) issued in one turn; S(nb)'s
@@ -277,36 +235,37 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   for (int nb = 1; nb < n_blocks; ++nb) {
     mbarrier_wait_parity(&k_full[nb % kStages], use_parity(nb));
     mbarrier_wait_parity(&v_full[(nb - 1) % kStages], use_parity(nb - 1));
-    float s[kNTiles][4] = {};
+    typename Rows::Scores s = {};
     pin_registers(s);
-    pin_pv_operands();
+    rows.pin_pv_operands();
     turn_begin();
     wgmma_fence();
-    issue_scores(s, nb);
-    issue_pv(nb - 1);
+    rows.issue_scores(s, k_stage(nb));
+    rows.issue_pv(v_stage(nb - 1));
     turn_end();
     wgmma_wait<1>();  // S(nb)
     pin_registers(s);
     mbarrier_arrive(&k_empty[nb % kStages]);
-    scores_to_p(s, nb);
+    rows.scores_to_p(s, nb);
     wgmma_wait<0>();  // P(nb-1) V(nb-1)
-    pin_pv_operands();
+    rows.pin_pv_operands();
     mbarrier_arrive(&v_empty[(nb - 1) % kStages]);
-    rescale_output(o_acc, rescale);
-    for (int kt = 0; kt < kKeySteps; ++kt) p_fragment<T>(p_frag[kt], s, kt);
+    rescale_output(rows.o_acc, rows.rescale);
+    rows.keep_p(s);
   }
 
   // Epilogue: the last tile's P V.
   mbarrier_wait_parity(&v_full[(n_blocks - 1) % kStages], use_parity(n_blocks - 1));
-  pin_pv_operands();
+  rows.pin_pv_operands();
   turn_begin();
   wgmma_fence();
-  issue_pv(n_blocks - 1);
+  rows.issue_pv(v_stage(n_blocks - 1));
   turn_end();
   wgmma_wait<0>();
-  pin_registers(o_acc);
+  pin_registers(rows.o_acc);
 
-  write_forward_rows<T>(args, o_acc, row_max, row_sum, blk.seq_begin, seqlen, blk.h, row_lo, row_hi, t);
+  write_forward_rows<T>(args, rows.o_acc, rows.row_max, rows.row_sum, blk.seq_begin, seqlen, blk.h, row_lo,
+                        row_lo + 8, lane % 4);
 #else
   (void)params;
   __trap();  // the launcher never picks this kernel without sm_90a code
