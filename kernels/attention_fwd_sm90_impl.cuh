@@ -164,7 +164,6 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
   wgmma_wait<0>();
   pin_registers(rows.o_acc);
 
-  // (The rows from locals: read from `rows`, nvcc duplicates this epilogue.)
   write_forward_rows<T>(args, rows.o_acc, rows.row_max, rows.row_sum, seq_begin, seqlen, h, row_lo, row_lo + 8,
                         lane % 4);
 #else

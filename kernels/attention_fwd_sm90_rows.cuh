@@ -9,6 +9,8 @@
 // Everything lives in registers: the kernels construct one of these per
 // thread and every member function is inlined, so the arrays stay
 // registers as they were when these steps were lambdas in each kernel.
+// The kernels' epilogues take the thread's rows from their own locals, not
+// from these members: read from here, nvcc emitted the epilogue twice.
 #pragma once
 
 #include <cmath>
