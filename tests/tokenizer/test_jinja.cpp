@@ -27,6 +27,22 @@ TEST_CASE("values print as Python's str() does", "[jinja]") {
   CHECK(render("{{ undefined_name }}|{{ messages[5] }}|{{ messages[0].missing }}") == "||");
 }
 
+TEST_CASE("tuples print, compare and concatenate as Python's; items() and dictsort give tuples", "[jinja]") {
+  // Expected strings: Python's Jinja2 3.1.6.
+  CHECK(render("{{ (1, 'a') }} {{ (1,) }} {{ () }} {{ ((1, 2),) }} {{ {'a': (1, 2)} }} {{ [(1.0, none, true)] }}") ==
+        "(1, 'a') (1,) () ((1, 2),) {'a': (1, 2)} [(1.0, None, True)]");
+  CHECK(render("{% set d = {'a': 1, 'b': 'x'} %}{% for x in d.items() %}{{ x }}{% endfor %} {{ d|dictsort }} "
+               "{{ d.items()|list }} {% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}") ==
+        "('a', 1)('b', 'x') [('a', 1), ('b', 'x')] [('a', 1), ('b', 'x')] a=1;b=x;");
+  CHECK(render(
+            "{{ (1, 2) == [1, 2] }} {{ (1, 2) == (1, 2) }} {{ (1, 2) + (3,) }} {{ (1, 2, 3)[1:] }} {{ [1, 2][1:] }}") ==
+        "False True (1, 2, 3) (2, 3) [2]");
+  CHECK(render("{{ (1, 2)|tojson }} {{ (1, 2)|list }} {{ (3, 1)|sort }} {{ (1, 2)|string }} {{ (1, 2)|join(',') }} "
+               "{{ (1, 2) is sequence }} {{ 'x' in ('x', 'y') }} {{ (1, 2)[0] }}") ==
+        "[1, 2] [1, 2] [1, 3] (1, 2) 1,2 True True 1");
+  CHECK_THROWS_WITH(render("{{ [1] + (2,) }}"), Catch::Contains("unsupported operand types for +: list and tuple"));
+}
+
 TEST_CASE("string methods follow Python", "[jinja]") {
   CHECK(render("{{ '  x\\n'.lstrip('\\n') }}|{{ '\\n\\nx \\n'.strip('\\n') }}|{{ 'xxhixx'.strip('x') }}") == "  x\n|x |hi");
   CHECK(render("{{ 'a b  c'.split() }} {{ 'a,b,c'.split(',', 1) }} {{ 'abc'.split('b')[-1] }}") == "['a', 'b', 'c'] ['a', 'b,c'] c");

@@ -279,7 +279,7 @@ Value f_items(const Value& v, Args&, int line) {
   if (v.is_undefined()) return Value(List{});
   if (!v.is_dict()) fail(line, "items needs a dict, got " + v.type_name());
   List out;
-  for (const auto& [k, x] : v.dict().items) out.emplace_back(List{Value(k), x});
+  for (const auto& [k, x] : v.dict().items) out.push_back(Value::tuple({Value(k), x}));
   return Value(out);
 }
 Value f_reverse(const Value& v, Args&, int line) {

@@ -337,7 +337,7 @@ class Renderer {
       case Expr::Kind::TupleLit: {
         List l;
         for (const auto& x : e.args) l.push_back(eval(*x));
-        return Value(l);
+        return e.kind == Expr::Kind::TupleLit ? Value::tuple(std::move(l)) : Value(std::move(l));
       }
       case Expr::Kind::DictLit: {
         auto d = make_dict();
@@ -453,7 +453,7 @@ class Renderer {
     const int64_t stop = clamp(parts[1], step > 0 ? n : -1);
     List out;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(items[static_cast<size_t>(i)]);
-    if (obj.is_list()) return Value(out);
+    if (obj.is_list()) return obj.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
     std::string s;
     for (const auto& c : out) s += c.str();
     return Value(s);
@@ -509,10 +509,10 @@ class Renderer {
       fail(e.line, "operator '" + op + "' used with an undefined value ('" + describe(l.is_undefined() ? *e.a : *e.b) + "')");
     if (op == "+") {
       if (l.is_string() && r.is_string()) return Value(l.str() + r.str());
-      if (l.is_list() && r.is_list()) {
+      if (l.is_list() && r.is_list() && l.is_tuple() == r.is_tuple()) {
         List out = l.list();
         out.insert(out.end(), r.list().begin(), r.list().end());
-        return Value(out);
+        return l.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
       }
     }
     if (op == "*" && l.is_string() && r.is_int()) {

@@ -217,8 +217,9 @@ std::string Value::repr() const {
     case Kind::Float: return python_float_repr(d_);
     case Kind::String: return python_str_repr(*s_);
     case Kind::List: {
-      std::string out = "[";
+      std::string out = tuple_ ? "(" : "[";
       for (size_t i = 0; i < l_->size(); ++i) out += (i ? ", " : "") + (*l_)[i].repr();
+      if (tuple_) return out + (l_->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::Dict: {
@@ -240,7 +241,8 @@ std::string Value::type_name() const {
     case Kind::Int: return "integer";
     case Kind::Float: return "float";
     case Kind::String: return "string";
-    case Kind::List: return "list";
+    case Kind::List:
+      return tuple_ ? "tuple" : "list";
     case Kind::Dict: return "dict";
     case Kind::Function: return "function";
   }
@@ -282,7 +284,7 @@ bool values_equal(const Value& a, const Value& b) {
     case Value::Kind::None: return true;
     case Value::Kind::String: return a.str() == b.str();
     case Value::Kind::List: {
-      if (a.list().size() != b.list().size()) return false;
+      if (a.is_tuple() != b.is_tuple() || a.list().size() != b.list().size()) return false;
       for (size_t i = 0; i < a.list().size(); ++i)
         if (!values_equal(a.list()[i], b.list()[i])) return false;
       return true;

@@ -32,6 +32,13 @@ class Value {
   Value(std::string s) : kind_(Kind::String), s_(std::make_shared<std::string>(std::move(s))) {}
   Value(const char* s) : Value(std::string(s)) {}
   Value(List l) : kind_(Kind::List), l_(std::make_shared<List>(std::move(l))) {}
+  // A tuple is a list that prints as Python's tuple ("(1, 'a')", "(1,)") and
+  // never equals a list; a template cannot change either in place.
+  static Value tuple(List l) {
+    Value v(std::move(l));
+    v.tuple_ = true;
+    return v;
+  }
   Value(std::shared_ptr<Dict> d) : kind_(Kind::Dict), d_map_(std::move(d)) {}
   static Value function(std::string name, Function f);
   // Objects keep their keys' order with ordered_json (as Python's dicts);
@@ -46,7 +53,8 @@ class Value {
   bool is_int() const { return kind_ == Kind::Int || kind_ == Kind::Bool; }
   bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float || kind_ == Kind::Bool; }
   bool is_string() const { return kind_ == Kind::String; }
-  bool is_list() const { return kind_ == Kind::List; }
+  bool is_list() const { return kind_ == Kind::List; }  // tuples too
+  bool is_tuple() const { return tuple_; }
   bool is_dict() const { return kind_ == Kind::Dict; }
   bool is_function() const { return kind_ == Kind::Function; }
 
@@ -71,6 +79,7 @@ class Value {
  private:
   Kind kind_ = Kind::Undefined;
   bool b_ = false;
+  bool tuple_ = false;
   int64_t i_ = 0;
   double d_ = 0;
   std::shared_ptr<std::string> s_;
