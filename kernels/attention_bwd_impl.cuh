@@ -56,6 +56,46 @@ __device__ __forceinline__ void stage_row_stats(float* lse_dst, float* delta_dst
   }
 }
 
+// One backward block's share of the problem: the key tile [n0, n0 + kBlockN)
+// of one sequence under kv head hk, and the (query head of the GQA group,
+// query tile) pairs it walks. Both backward kernels walk the pairs as one
+// flat sequence of steps, so the next pair's Q, dO, LSE and Delta load
+// (cp.async) while the current one is computed, across head boundaries too.
+// Queries before n0 cannot see the key tile under the causal mask, so a
+// causal block starts at the query tile that holds n0.
+template <typename T, bool kCausal, int kBlockM, int kBlockN>
+struct BackwardBlock {
+  int seq_begin, seqlen, n0, hk, group;
+  int m_first, m_count, steps;
+
+  // Block (key tile, sequence, kv head) = blockIdx (x, y, z). A block past
+  // its sequence's end has nothing to do (valid() is false); its other
+  // fields are not meaningful.
+  __device__ __forceinline__ static BackwardBlock locate(const AttentionProblem& p) {
+    BackwardBlock blk;
+    const int b = blockIdx.y;
+    blk.hk = blockIdx.z;
+    blk.seq_begin = p.cu_seqlens[b];
+    blk.seqlen = p.cu_seqlens[b + 1] - blk.seq_begin;
+    blk.n0 = int(blockIdx.x) * kBlockN;
+    blk.group = p.heads / p.kv_heads;
+    blk.m_first = kCausal ? blk.n0 / kBlockM : 0;
+    blk.m_count = (blk.seqlen + kBlockM - 1) / kBlockM - blk.m_first;  // >= 1 when valid()
+    blk.steps = blk.group * blk.m_count;
+    return blk;
+  }
+  __device__ __forceinline__ bool valid() const { return n0 < seqlen; }
+
+  // The query head and the first (sequence-relative) query of step `step`.
+  __device__ __forceinline__ int query_head(int step) const { return hk * group + step / m_count; }
+  __device__ __forceinline__ int query_start(int step) const { return (m_first + step % m_count) * kBlockM; }
+
+  // Row `token` (sequence-relative) of head `head` in q, k, v or dO.
+  __device__ __forceinline__ const T* rows(const HeadsView& x, int head, int token) const {
+    return static_cast<const T*>(x.data) + (seq_begin + int64_t(token)) * x.token_stride + head * x.head_stride;
+  }
+};
+
 // Writes a thread's dK (scaled) and dV accumulator rows, keys key_lo and
 // key_lo + 8 of the sequence, in the mma C layout both backward kernels
 // share (column 8 dt + 2t and + 1 of tile dt); keys past the end are skipped.
@@ -106,12 +146,9 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
   constexpr int kDSteps = D / 16;
 
   const AttentionProblem& p = args.problem;
-  const int n_block = blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
-  const int seq_begin = p.cu_seqlens[b];
-  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
-  const int n0 = n_block * kBlockN;
-  if (n0 >= seqlen) return;
-  const int group = p.heads / p.kv_heads;
+  const auto blk = BackwardBlock<T, kCausal, kBlockM, kBlockN>::locate(p);
+  if (!blk.valid()) return;
+  const int seqlen = blk.seqlen, n0 = blk.n0;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* sK = reinterpret_cast<T*>(smem_raw);  // [kBlockN][kPitch]
@@ -122,34 +159,19 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
   float* sLse = reinterpret_cast<float*>(sdS + kBlockM * kPitchS);  // [kStages][kBlockM], natural log
   float* sDelta = sLse + Cfg::kStages * kBlockM;                     // [kStages][kBlockM]
 
-  const T* k_base = static_cast<const T*>(args.k.data) + (seq_begin + int64_t(n0)) * args.k.token_stride +
-                    hk * args.k.head_stride;
-  const T* v_base = static_cast<const T*>(args.v.data) + (seq_begin + int64_t(n0)) * args.v.token_stride +
-                    hk * args.v.head_stride;
-  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base, args.k.token_stride, seqlen - n0);
-  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base, args.v.token_stride, seqlen - n0);
-
-  // The block walks (query head of the GQA group, query tile) pairs in one
-  // flat sequence, so the next pair's Q, dO, LSE and Delta load (cp.async)
-  // while the current one is computed, across head boundaries too. Queries
-  // before n0 cannot see this key tile under the causal mask.
-  const int m_first = kCausal ? n0 / kBlockM : 0;
-  const int m_count = (seqlen + kBlockM - 1) / kBlockM - m_first;  // >= 1 since n0 < seqlen
-  const int steps = group * m_count;
+  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, blk.rows(args.k, blk.hk, n0), args.k.token_stride,
+                                                        seqlen - n0);
+  load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, blk.rows(args.v, blk.hk, n0), args.v.token_stride,
+                                                        seqlen - n0);
+  // Step `step`'s Q, dO, LSE and Delta rows into stage `stage`.
   auto stage_query_tile = [&](int step, int stage) {
-    const int hq = hk * group + step / m_count;
-    const int m0 = (m_first + step % m_count) * kBlockM;
-    const int64_t tok0 = seq_begin + int64_t(m0);
-    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
-        sQ + stage * kBlockM * kPitch,
-        static_cast<const T*>(args.q.data) + tok0 * args.q.token_stride + hq * args.q.head_stride,
-        args.q.token_stride, seqlen - m0);
-    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(
-        sdO + stage * kBlockM * kPitch,
-        static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
-        args.dout.token_stride, seqlen - m0);
+    const int hq = blk.query_head(step), m0 = blk.query_start(step);
+    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(sQ + stage * kBlockM * kPitch, blk.rows(args.q, hq, m0),
+                                                          args.q.token_stride, seqlen - m0);
+    load_tile_async<T, kBlockM, D, kPitch, Cfg::kThreads>(sdO + stage * kBlockM * kPitch, blk.rows(args.dout, hq, m0),
+                                                          args.dout.token_stride, seqlen - m0);
     stage_row_stats<kBlockM, Cfg::kThreads>(sLse + stage * kBlockM, sDelta + stage * kBlockM, args.lse_HN, delta_HN,
-                                            int64_t(hq) * p.total_tokens + tok0, seqlen - m0);
+                                            int64_t(hq) * p.total_tokens + blk.seq_begin + m0, seqlen - m0);
   };
   stage_query_tile(0, 0);
   cp_async_commit();  // group 0: K, V and the first query tile
@@ -163,19 +185,18 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
   float dv_acc[kDTiles][4] = {};
   float dk_acc[kDTiles][4] = {};
 
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0; step < blk.steps; ++step) {
     const int stage = step % Cfg::kStages;
     // The other stage was last read before the previous step's dS barrier,
     // which every thread has passed, so it can be refilled now.
-    if (step + 1 < steps) stage_query_tile(step + 1, stage ^ 1);
+    if (step + 1 < blk.steps) stage_query_tile(step + 1, stage ^ 1);
     cp_async_commit();  // possibly empty: keeps one group per step
     cp_async_wait<1>();
     // Orders this step's tiles for all threads, and the previous step's dQ
     // reads of sdS before this step's writes.
     __syncthreads();
 
-    const int hq = hk * group + step / m_count;
-    const int m0 = (m_first + step % m_count) * kBlockM;
+    const int hq = blk.query_head(step), m0 = blk.query_start(step);
     const T* cQ = sQ + stage * kBlockM * kPitch;
     const T* cdO = sdO + stage * kBlockM * kPitch;
     const float* cLse = sLse + stage * kBlockM;
@@ -269,7 +290,7 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
     for (int r = 0; r < 2; ++r) {
       const int query = m0 + rg * 16 + g + 8 * r;
       if (query >= seqlen) continue;
-      float* dst = dq_acc + ((seq_begin + int64_t(query)) * p.heads + hq) * D + 2 * t;
+      float* dst = dq_acc + ((blk.seq_begin + int64_t(query)) * p.heads + hq) * D + 2 * t;
       for (int j = 0; j < kDTilesPerWarp; ++j)
         atomic_add_pair(dst + (dt0 + j) * 8, dq[j][2 * r] * p.softmax_scale, dq[j][2 * r + 1] * p.softmax_scale);
     }
@@ -279,7 +300,7 @@ __global__ void __launch_bounds__(BwdConfig<D, kWarps>::kThreads)
   }
 
   // dK (scaled) and dV for this block's keys; the group's heads are summed.
-  write_dkdv_rows<T>(args, dk_acc, dv_acc, seq_begin, seqlen, hk, key_lo, t);
+  write_dkdv_rows<T>(args, dk_acc, dv_acc, blk.seq_begin, seqlen, blk.hk, key_lo, t);
 }
 
 template <typename T, int D>

@@ -73,12 +73,9 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
   constexpr uint32_t kQPanelBytes = uint32_t(kBlockM) * kSwizzleLineBytes;
 
   const AttentionProblem& p = args.problem;
-  const int n_block = blockIdx.x, b = blockIdx.y, hk = blockIdx.z;
-  const int seq_begin = p.cu_seqlens[b];
-  const int seqlen = p.cu_seqlens[b + 1] - seq_begin;
-  const int n0 = n_block * kBlockN;
-  if (n0 >= seqlen) return;
-  const int group = p.heads / p.kv_heads;
+  const auto blk = BackwardBlock<T, kCausal, kBlockM, kBlockN>::locate(p);
+  if (!blk.valid()) return;
+  const int seqlen = blk.seqlen, n0 = blk.n0;
 
   extern __shared__ unsigned char smem_raw[];
   unsigned char* smem = smem_raw + ((kSwizzleAtomBytes - smem_addr(smem_raw) % kSwizzleAtomBytes) % kSwizzleAtomBytes);
@@ -90,33 +87,20 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
   float* sLse = reinterpret_cast<float*>(sdS + Cfg::kDSBytes);  // [kStages][kBlockM], natural log
   float* sDelta = sLse + Cfg::kStages * kBlockM;                // [kStages][kBlockM]
 
-  const T* k_base = static_cast<const T*>(args.k.data) + (seq_begin + int64_t(n0)) * args.k.token_stride +
-                    hk * args.k.head_stride;
-  const T* v_base = static_cast<const T*>(args.v.data) + (seq_begin + int64_t(n0)) * args.v.token_stride +
-                    hk * args.v.head_stride;
-  load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(sK, k_base, args.k.token_stride, seqlen - n0);
-  load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(sV, v_base, args.v.token_stride, seqlen - n0);
-
-  // (query head of the GQA group, query tile) pairs as one flat sequence, as
-  // in the mma.sync kernel. Queries before n0 cannot see this key tile under
-  // the causal mask.
-  const int m_first = kCausal ? n0 / kBlockM : 0;
-  const int m_count = (seqlen + kBlockM - 1) / kBlockM - m_first;  // >= 1 since n0 < seqlen
-  const int steps = group * m_count;
+  load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(sK, blk.rows(args.k, blk.hk, n0), args.k.token_stride,
+                                                         seqlen - n0);
+  load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(sV, blk.rows(args.v, blk.hk, n0), args.v.token_stride,
+                                                         seqlen - n0);
+  // Step `step`'s Q, dO, LSE and Delta rows into stage `stage` (the steps as
+  // in the mma.sync kernel: BackwardBlock).
   auto stage_query_tile = [&](int step, int stage) {
-    const int hq = hk * group + step / m_count;
-    const int m0 = (m_first + step % m_count) * kBlockM;
-    const int64_t tok0 = seq_begin + int64_t(m0);
-    load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(
-        sQ + stage * Cfg::kQBytes,
-        static_cast<const T*>(args.q.data) + tok0 * args.q.token_stride + hq * args.q.head_stride,
-        args.q.token_stride, seqlen - m0);
-    load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(
-        sdO + stage * Cfg::kQBytes,
-        static_cast<const T*>(args.dout.data) + tok0 * args.dout.token_stride + hq * args.dout.head_stride,
-        args.dout.token_stride, seqlen - m0);
+    const int hq = blk.query_head(step), m0 = blk.query_start(step);
+    load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sQ + stage * Cfg::kQBytes, blk.rows(args.q, hq, m0),
+                                                           args.q.token_stride, seqlen - m0);
+    load_tile_swizzled_async<T, kBlockM, D, Cfg::kThreads>(sdO + stage * Cfg::kQBytes, blk.rows(args.dout, hq, m0),
+                                                           args.dout.token_stride, seqlen - m0);
     stage_row_stats<kBlockM, Cfg::kThreads>(sLse + stage * kBlockM, sDelta + stage * kBlockM, args.lse_HN, delta_HN,
-                                            int64_t(hq) * p.total_tokens + tok0, seqlen - m0);
+                                            int64_t(hq) * p.total_tokens + blk.seq_begin + m0, seqlen - m0);
   };
   stage_query_tile(0, 0);
   cp_async_commit();
@@ -148,7 +132,7 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
     }
   };
 
-  for (int step = 0; step < steps; ++step) {
+  for (int step = 0; step < blk.steps; ++step) {
     const int stage = step % Cfg::kStages;
     // This step's tiles have landed and are visible to the tensor cores, and
     // every thread has waited for all of the previous step's wgmma, so the
@@ -156,11 +140,10 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
     cp_async_wait<0>();
     fence_proxy_async_shared();
     __syncthreads();
-    if (step + 1 < steps) stage_query_tile(step + 1, stage ^ 1);
+    if (step + 1 < blk.steps) stage_query_tile(step + 1, stage ^ 1);
     cp_async_commit();
 
-    const int hq = hk * group + step / m_count;
-    const int m0 = (m_first + step % m_count) * kBlockM;
+    const int hq = blk.query_head(step), m0 = blk.query_start(step);
     const unsigned char* cQ = sQ + stage * Cfg::kQBytes;
     const unsigned char* cdO = sdO + stage * Cfg::kQBytes;
     const float* cLse = sLse + stage * kBlockM;
@@ -248,14 +231,14 @@ __global__ void __launch_bounds__(BwdSm90Config<D>::kThreads, 1)
     for (int r = 0; r < 2; ++r) {
       const int query = m0 + warp_in_group * 16 + g + 8 * r;
       if (query >= seqlen) continue;
-      float* dst = dq_acc + ((seq_begin + int64_t(query)) * p.heads + hq) * D + dq_panel * 64 + 2 * t;
+      float* dst = dq_acc + ((blk.seq_begin + int64_t(query)) * p.heads + hq) * D + dq_panel * 64 + 2 * t;
       for (int i = 0; i < 8; ++i)
         atomic_add_pair(dst + i * 8, dq[i][2 * r] * p.softmax_scale, dq[i][2 * r + 1] * p.softmax_scale);
     }
   }
 
   // dK (scaled) and dV for this block's keys; the group's heads are summed.
-  write_dkdv_rows<T>(args, dk_acc, dv_acc, seq_begin, seqlen, hk, key_lo, t);
+  write_dkdv_rows<T>(args, dk_acc, dv_acc, blk.seq_begin, seqlen, blk.hk, key_lo, t);
 #else
   (void)args;
   (void)dq_acc;
