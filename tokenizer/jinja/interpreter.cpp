@@ -337,7 +337,7 @@ class Renderer {
       case Expr::Kind::TupleLit: {
         List l;
         for (const auto& x : e.args) l.push_back(eval(*x));
-        return e.kind == Expr::Kind::TupleLit ? Value::tuple(std::move(l)) : Value(std::move(l));
+        return Value::sequence(std::move(l), e.kind == Expr::Kind::TupleLit);
       }
       case Expr::Kind::DictLit: {
         auto d = make_dict();
@@ -453,7 +453,7 @@ class Renderer {
     const int64_t stop = clamp(parts[1], step > 0 ? n : -1);
     List out;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(items[static_cast<size_t>(i)]);
-    if (obj.is_list()) return obj.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
+    if (obj.is_list()) return Value::sequence(std::move(out), obj.is_tuple());
     std::string s;
     for (const auto& c : out) s += c.str();
     return Value(s);
@@ -512,7 +512,7 @@ class Renderer {
       if (l.is_list() && r.is_list() && l.is_tuple() == r.is_tuple()) {
         List out = l.list();
         out.insert(out.end(), r.list().begin(), r.list().end());
-        return l.is_tuple() ? Value::tuple(std::move(out)) : Value(std::move(out));
+        return Value::sequence(std::move(out), l.is_tuple());
       }
     }
     if (op == "*" && l.is_string() && r.is_int()) {

@@ -241,8 +241,7 @@ std::string Value::type_name() const {
     case Kind::Int: return "integer";
     case Kind::Float: return "float";
     case Kind::String: return "string";
-    case Kind::List:
-      return tuple_ ? "tuple" : "list";
+    case Kind::List: return tuple_ ? "tuple" : "list";
     case Kind::Dict: return "dict";
     case Kind::Function: return "function";
   }

@@ -34,11 +34,12 @@ class Value {
   Value(List l) : kind_(Kind::List), l_(std::make_shared<List>(std::move(l))) {}
   // A tuple is a list that prints as Python's tuple ("(1, 'a')", "(1,)") and
   // never equals a list; a template cannot change either in place.
-  static Value tuple(List l) {
+  static Value sequence(List l, bool tuple) {
     Value v(std::move(l));
-    v.tuple_ = true;
+    v.tuple_ = tuple;
     return v;
   }
+  static Value tuple(List l) { return sequence(std::move(l), true); }
   Value(std::shared_ptr<Dict> d) : kind_(Kind::Dict), d_map_(std::move(d)) {}
   static Value function(std::string name, Function f);
   // Objects keep their keys' order with ordered_json (as Python's dicts);
