@@ -6,13 +6,106 @@
 
 namespace synthpert::engine {
 
-std::vector<std::vector<double>> score_continuations(
-    const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
-    const std::vector<std::vector<int64_t>>& candidates, const std::vector<int64_t>& adapters) {
+int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts) {
+  if (prompts.empty()) return 0;
+  const auto& first = prompts.front();
+  size_t n = first.empty() ? 0 : first.size() - 1;
+  for (const auto& p : prompts) {
+    n = std::min(n, p.empty() ? size_t(0) : p.size() - 1);
+    n = static_cast<size_t>(
+        std::mismatch(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(n), p.begin()).first - first.begin());
+  }
+  return static_cast<int64_t>(n);
+}
+
+namespace {
+
+// A cache of `rows` rows (room for `capacity` tokens each) that all hold the
+// keys and values of `prefix` at positions 0..P-1. The prefix runs once per
+// distinct adapter (the adapters of k_proj and v_proj change its keys and
+// values), and each row gets its adapter's copy.
+KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const std::vector<int64_t>& adapters,
+                     int64_t rows, int64_t capacity) {
+  std::vector<int64_t> distinct, source(static_cast<size_t>(rows), 0);
+  for (size_t b = 0; b < adapters.size(); ++b) {
+    const auto it = std::find(distinct.begin(), distinct.end(), adapters[b]);
+    source[b] = it - distinct.begin();
+    if (it == distinct.end()) distinct.push_back(adapters[b]);
+  }
+  const int64_t R = std::max<int64_t>(1, static_cast<int64_t>(distinct.size()));
+  const int64_t P = static_cast<int64_t>(prefix.size());
+  const torch::Device dev = model.device();
+  KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
+  ForwardBatch batch =
+      ForwardBatch::from_ids(torch::tensor(prefix, torch::kInt64).unsqueeze(0).expand({R, P}).contiguous().to(dev));
+  batch.adapter = distinct;
+  model.hidden_states(batch, &cache);
+  cache.select_rows(torch::tensor(source, torch::kInt64).to(dev));
+  return cache;
+}
+
+// Rows of token ids padded to one width, with their RoPE positions and
+// validity, built on the host and sent to the device in one copy each.
+struct TokenRows {
+  int64_t width;
+  torch::Tensor ids, positions, valid;
+
+  TokenRows(int64_t rows, int64_t width_)
+      : width(width_),
+        ids(torch::zeros({rows, width_}, torch::kInt64)),
+        positions(torch::zeros({rows, width_}, torch::kInt64)),
+        valid(torch::zeros({rows, width_}, torch::kBool)) {}
+
+  // Row r holds `tokens` at positions first, first + 1, ..., at the row's
+  // end (left_pad) or start.
+  void put(int64_t r, const std::vector<int64_t>& tokens, int64_t first, bool left_pad) {
+    auto ia = ids.accessor<int64_t, 2>();
+    auto pa = positions.accessor<int64_t, 2>();
+    auto va = valid.accessor<bool, 2>();
+    const int64_t n = static_cast<int64_t>(tokens.size()), col = left_pad ? width - n : 0;
+    for (int64_t j = 0; j < n; ++j) {
+      ia[r][col + j] = tokens[static_cast<size_t>(j)];
+      pa[r][col + j] = first + j;
+      va[r][col + j] = true;
+    }
+  }
+
+  ForwardBatch batch(torch::Device dev, const std::vector<int64_t>& adapters) const {
+    return ForwardBatch{ids.to(dev), positions.to(dev), valid.to(dev), {}, adapters};
+  }
+};
+
+// log p(next[i] | position at[i]) for rows `at` of hidden (N, C), without
+// materialising the (N, V) log-softmax: the head runs on a chunk of rows at a
+// time (bounding the logits' memory whatever the batch), and only each row's
+// log-sum-exp and its target's logit leave the device.
+std::vector<double> next_token_logprobs(const Transformer& model, const torch::Tensor& hidden,
+                                        const std::vector<int64_t>& at, const std::vector<int64_t>& next) {
+  constexpr int64_t kChunk = 256;
+  const int64_t n = static_cast<int64_t>(at.size());
+  const auto rows = torch::tensor(at, torch::kInt64).to(hidden.device());
+  const auto targets = torch::tensor(next, torch::kInt64).to(hidden.device());
+  std::vector<torch::Tensor> parts;
+  for (int64_t c = 0; c < n; c += kChunk) {
+    const int64_t len = std::min(kChunk, n - c);
+    const auto logits = model.logits(hidden.index_select(0, rows.narrow(0, c, len)));  // (len, V) float32
+    parts.push_back(logits.gather(1, targets.narrow(0, c, len).unsqueeze(1)).squeeze(1) - logits.logsumexp(1));
+  }
+  const auto lp = torch::cat(parts).to(torch::kCPU, torch::kFloat64).contiguous();
+  return std::vector<double>(lp.data_ptr<double>(), lp.data_ptr<double>() + n);
+}
+
+}  // namespace
+
+std::vector<std::vector<double>> score_continuations(const Transformer& model,
+                                                     const std::vector<std::vector<int64_t>>& prompts,
+                                                     const std::vector<std::vector<int64_t>>& candidates,
+                                                     const ScoreOptions& options) {
   InferenceGuard no_grad;
   SP_CHECK_INPUT(!prompts.empty(), "score: no prompts");
   SP_CHECK_INPUT(!candidates.empty(), "score: no candidates");
   const int64_t B = prompts.size(), K = candidates.size();
+  const auto& adapters = options.adapters;
   SP_CHECK_INPUT(adapters.empty() || static_cast<int64_t>(adapters.size()) == B, "score: ", adapters.size(),
                  " adapter choices for ", B, " prompts");
   int64_t L = 0, M = 0;  // longest prompt, longest candidate
@@ -31,57 +124,72 @@ std::vector<std::vector<double>> score_continuations(
     M = std::max<int64_t>(M, candidates[k].size());
   }
   const torch::Device dev = model.device();
-  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
 
-  // 1. Prompts, left-padded, into a cache with room for the candidates.
-  auto ids = torch::zeros({B, L}, i64);
-  auto pos = torch::zeros({B, L}, i64);
-  auto valid = torch::zeros({B, L}, torch::kBool);
+  // 1. The prompts' shared prefix (if worth it) into a cache with room for
+  // the candidates, then every row's tail followed by the candidates' common
+  // start (e.g. the "<answer>" every answer opens with), which is the same
+  // for all of a row's candidates and so runs once per row.
+  const int64_t shared = B > 1 ? shared_prefix_length(prompts) : 0;
+  const int64_t P = shared > 0 && shared >= options.min_shared_prefix ? shared : 0;
+  const int64_t Q = shared_prefix_length(candidates);  // every candidate keeps a token after it
+  const std::vector<int64_t> common(candidates[0].begin(), candidates[0].begin() + Q);
+  KVCache cache =
+      P > 0 ? prefix_cache(model, std::vector<int64_t>(prompts[0].begin(), prompts[0].begin() + P), adapters, B, L + M)
+            : KVCache::create(model.config(), B, L + M, model.dtype(), dev);
+  TokenRows tails(B, L - P + Q);
   for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = prompts[b].size(), pad = L - n;
-    for (int64_t j = 0; j < n; ++j) {
-      ids[b][pad + j] = prompts[b][j];
-      pos[b][pad + j] = j;
-      valid[b][pad + j] = true;
-    }
+    std::vector<int64_t> tail(prompts[b].begin() + P, prompts[b].end());
+    tail.insert(tail.end(), common.begin(), common.end());
+    tails.put(b, tail, P, /*left_pad=*/true);
   }
-  KVCache cache = KVCache::create(model.config(), B, L + M, model.dtype(), dev);
-  ForwardBatch batch{ids.to(dev), pos.to(dev), valid.to(dev), {}, adapters};
-  auto last = model.hidden_states(batch, &cache).select(1, L - 1);                // (B, C)
-  auto first_logp = torch::log_softmax(model.logits(last), -1).to(torch::kCPU);  // (B, V)
-
+  const auto hidden = model.hidden_states(tails.batch(dev, adapters), &cache);  // (B, T, C)
+  const int64_t T = tails.width;
+  // Column T - 1 - Q + j (the prompt's last token, then the common tokens)
+  // predicts common[j]; column T - 1 predicts each candidate's token Q.
+  std::vector<double> common_logp(static_cast<size_t>(B), 0.0);
+  if (Q > 0) {
+    std::vector<int64_t> at, next;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Q; ++j) {
+        at.push_back(b * T + T - 1 - Q + j);
+        next.push_back(common[static_cast<size_t>(j)]);
+      }
+    const auto lp = next_token_logprobs(model, hidden.reshape({B * T, -1}), at, next);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t j = 0; j < Q; ++j) common_logp[static_cast<size_t>(b)] += lp[static_cast<size_t>(b * Q + j)];
+  }
+  const auto last_logp = torch::log_softmax(model.logits(hidden.select(1, T - 1)), -1).to(torch::kCPU);  // (B, V)
   std::vector<std::vector<double>> out(B, std::vector<double>(K, 0.0));
-  auto flp = first_logp.accessor<float, 2>();
+  auto flp = last_logp.accessor<float, 2>();
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 0; k < K; ++k) out[b][k] = flp[b][candidates[k][0]];
-  if (M == 1) return out;
+    for (int64_t k = 0; k < K; ++k) out[b][k] = common_logp[b] + flp[b][candidates[k][Q]];
+  if (M - Q == 1) return out;
 
   // 2. Every (row, candidate) pair continues from its row's cache: feed the
-  // candidate's tokens but the last, right-padded to M - 1, and read the
-  // log-probability of each next candidate token.
-  auto rows = torch::arange(B, i64).repeat_interleave(K).to(dev);  // row b*K + k
-  cache.select_rows(rows);
-  auto cids = torch::zeros({B * K, M - 1}, i64);
-  auto cpos = torch::zeros({B * K, M - 1}, i64);
-  auto cvalid = torch::zeros({B * K, M - 1}, torch::kBool);
+  // candidate's tokens after the common start but the last, right-padded,
+  // and read the log-probability of each next candidate token.
+  const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  cache.select_rows(torch::arange(B, i64).repeat_interleave(K).to(dev));  // row b * K + k continues row b
+  TokenRows cont(B * K, M - Q - 1);
+  std::vector<int64_t> fed, next;  // flat index (row * width + j) of each fed token, and the token it predicts
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j + 1 < static_cast<int64_t>(candidates[k].size()); ++j) {
-        cids[b * K + k][j] = candidates[k][j];
-        cpos[b * K + k][j] = static_cast<int64_t>(prompts[b].size()) + j;
-        cvalid[b * K + k][j] = true;
+    for (int64_t k = 0; k < K; ++k) {
+      const auto& c = candidates[k];
+      cont.put(b * K + k, std::vector<int64_t>(c.begin() + Q, c.end() - 1), static_cast<int64_t>(prompts[b].size()) + Q,
+               /*left_pad=*/false);
+      for (size_t j = Q; j + 1 < c.size(); ++j) {
+        fed.push_back((b * K + k) * cont.width + static_cast<int64_t>(j) - Q);
+        next.push_back(c[j + 1]);
       }
-  // Row b * K + k continues row b, with its adapter.
-  std::vector<int64_t> cont_adapters;
+    }
+  std::vector<int64_t> cont_adapters;  // with its row's adapter
   for (const int64_t a : adapters) cont_adapters.insert(cont_adapters.end(), static_cast<size_t>(K), a);
-  ForwardBatch cont{cids.to(dev), cpos.to(dev), cvalid.to(dev), {}, cont_adapters};
-  auto logp = torch::log_softmax(model.logits(model.hidden_states(cont, &cache)), -1)
-                  .to(torch::kCPU);  // (B*K, M-1, V)
-  auto lp = logp.accessor<float, 3>();
+  const auto cont_hidden = model.hidden_states(cont.batch(dev, cont_adapters), &cache);
+  const auto lp = next_token_logprobs(model, cont_hidden.reshape({B * K * cont.width, -1}), fed, next);
+  size_t at = 0;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 1; j < static_cast<int64_t>(candidates[k].size()); ++j)
-        out[b][k] += lp[b * K + k][j - 1][candidates[k][j]];
+      for (size_t j = Q + 1; j < candidates[k].size(); ++j) out[b][k] += lp[at++];
   return out;
 }
 

@@ -152,8 +152,9 @@ std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& m
     std::vector<std::vector<int64_t>> prompts;
     for (j = i; j < questions.size() && questions[j]->answers == answers; ++j) prompts.push_back(questions[j]->prompt);
     const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
-    const std::vector<int64_t> adapters = adapter < 0 ? std::vector<int64_t>{} : std::vector<int64_t>(prompts.size(), adapter);
-    for (const auto& lp : engine::score_continuations(model, prompts, candidates, adapters)) {
+    engine::ScoreOptions so;
+    if (adapter >= 0) so.adapters.assign(prompts.size(), adapter);
+    for (const auto& lp : engine::score_continuations(model, prompts, candidates, so)) {
       // NaN would be written as null and argmax to an arbitrary class; a
       // model that overflows is broken for every row it touches, not wrong
       // about one.

@@ -173,12 +173,37 @@ TEST_CASE("scoring continuations with per-row adapters equals scoring each row a
   // Candidates of one and of three tokens: the second runs the continuation batch.
   const std::vector<std::vector<int64_t>> candidates = {{4}, {7, 1, 9}, {2, 2}};
   const std::vector<int64_t> adapters = {0, 1, -1};
-  const auto got = score_continuations(bank, prompts, candidates, adapters);
+  ScoreOptions opts;
+  opts.adapters = adapters;
+  const auto got = score_continuations(bank, prompts, candidates, opts);
   for (size_t b = 0; b < prompts.size(); ++b) {
     const auto solo = score_continuations(alone[adapters[b] < 0 ? 2 : adapters[b]], {prompts[b]}, candidates);
     for (size_t k = 0; k < candidates.size(); ++k) CHECK(std::abs(got[b][k] - solo[0][k]) < 1e-4);
   }
-  CHECK_THROWS_WITH(score_continuations(bank, prompts, candidates, {0}), Catch::Contains("1 adapter choices for 3 prompts"));
+  // Prompts with a common start: the prefix runs once per adapter (its keys
+  // and values differ with the adapters of k_proj and v_proj), each row
+  // continuing from its own adapter's copy.
+  std::vector<std::vector<int64_t>> shared;
+  for (int64_t r = 0; r < 5; ++r) {
+    shared.push_back(test::random_ids(10, V, 20));
+    const auto tail = test::random_ids(1 + r, V, 30 + static_cast<uint64_t>(r));
+    shared.back().insert(shared.back().end(), tail.begin(), tail.end());
+  }
+  REQUIRE(shared_prefix_length(shared) >= 10);
+  ScoreOptions shared_opts;
+  shared_opts.adapters = {1, -1, 0, 1, -1};
+  shared_opts.min_shared_prefix = 10;
+  // The candidates' common start (4, 7) runs once per row, with its adapter.
+  const std::vector<std::vector<int64_t>> answers = {{4, 7, 1}, {4, 7, 9, 9}, {4, 7, 2}};
+  const auto got_shared = score_continuations(bank, shared, answers, shared_opts);
+  for (size_t b = 0; b < shared.size(); ++b) {
+    const int64_t a = shared_opts.adapters[b];
+    const auto solo = score_continuations(alone[a < 0 ? 2 : a], {shared[b]}, answers);
+    for (size_t k = 0; k < answers.size(); ++k) CHECK(std::abs(got_shared[b][k] - solo[0][k]) < 1e-4);
+  }
+  opts.adapters = {0};
+  CHECK_THROWS_WITH(score_continuations(bank, prompts, candidates, opts),
+                    Catch::Contains("1 adapter choices for 3 prompts"));
 }
 
 TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {

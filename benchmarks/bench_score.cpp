@@ -1,0 +1,155 @@
+// Answer scoring of real PerturbQA questions (eval --mode score's work) with
+// the prompts' shared prefix run once per batch, or with every prompt run
+// whole (--no-share, the peer of benchmarks/run_score_cpu.sh).
+//
+// Usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows 128] [--batches 8,32]
+//                              [--template reasoning] [--reps 3] [--no-share]
+//                              [--device cpu|cuda] [--dtype f32|bf16|f16]
+// The first --rows test rows of the cell line (de.csv order, as eval walks a
+// split) are tokenized by perturb::PromptEncoder with the model folder's
+// tokenizer and chat template, then scored in batches of B consecutive rows,
+// as eval batches them. rows/s of the whole set: median over reps after one
+// warm-up. Prints {"threads","rows":[{"name","unit","value"}],"shapes":[...]}
+// with, per batch size, the mean prompt length and the mean shared prefix.
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "benchmarks/bench_main.h"
+#include "engine/score.h"
+#include "perturb/data.h"
+#include "perturb/prompt_encoder.h"
+
+using namespace synthpert;
+using Clock = std::chrono::steady_clock;
+using synthpert::bench::median;
+
+namespace {
+
+std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  for (size_t at = 0; at < s.size();) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    out.push_back(std::stoll(s.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
+
+// Scores rows [begin, end) as perturb::score_answer_ids does: runs of
+// questions with the same answers in one call.
+void score_batch(const engine::Transformer& model, const std::vector<perturb::AnswerIds>& q, size_t begin, size_t end,
+                 const engine::ScoreOptions& opts) {
+  for (size_t i = begin, j; i < end; i = j) {
+    std::vector<std::vector<int64_t>> prompts;
+    for (j = i; j < end && q[j].answers == q[i].answers; ++j) prompts.push_back(q[j].prompt);
+    engine::score_continuations(model, prompts, {q[i].answers.begin(), q[i].answers.end()}, opts);
+  }
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows N] [--batches 8,32] "
+                 "[--template NAME] [--reps N] [--no-share] [--device cpu|cuda] [--dtype f32|bf16|f16]\n");
+    return 2;
+  }
+  std::string data_flag, cell = "rpe1", tmpl = "reasoning";
+  int64_t n_rows = 128, reps = 3;
+  std::vector<int64_t> batches = {8, 32};
+  engine::LoadOptions load;
+  engine::ScoreOptions opts;
+  for (int i = 2; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--no-share") {
+      opts.min_shared_prefix = std::numeric_limits<int64_t>::max();
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "bench_score: %s needs a value\n", k.c_str());
+      return 2;
+    }
+    const std::string v = argv[++i];
+    if (k == "--perturbqa")
+      data_flag = v;
+    else if (k == "--cell")
+      cell = v;
+    else if (k == "--rows")
+      n_rows = std::stoll(v);
+    else if (k == "--batches")
+      batches = parse_list(v);
+    else if (k == "--template")
+      tmpl = v;
+    else if (k == "--reps")
+      reps = std::stoll(v);
+    else if (k == "--device")
+      load.device = engine::parse_device(v);
+    else if (k == "--dtype")
+      load.dtype = engine::parse_dtype(v);
+    else {
+      std::fprintf(stderr, "bench_score: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (n_rows < 1 || reps < 1 || batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1) {
+    std::fprintf(stderr, "bench_score: --rows, --reps and every batch size must be >= 1\n");
+    return 2;
+  }
+  const auto model = engine::Transformer::load(argv[1], load);
+  const perturb::PromptEncoder enc(argv[1], perturb::PromptTemplate::load(tmpl));
+  std::vector<perturb::AnswerIds> questions;
+  for (const auto& row : perturb::load_cell_line(perturb::resolve_data_dir(data_flag), cell).rows) {
+    if (!row.test) continue;
+    questions.push_back(enc.question_ids(row));
+    if (static_cast<int64_t>(questions.size()) == n_rows) break;
+  }
+  const auto sync = [&] {
+    if (load.device.is_cuda()) torch::cuda::synchronize();
+  };
+  std::string rows_json, shapes_json;
+  for (const int64_t B : batches) {
+    double prompt_tokens = 0, shared_tokens = 0;
+    int64_t n_batches = 0;
+    for (size_t b = 0; b < questions.size(); b += static_cast<size_t>(B), ++n_batches) {
+      std::vector<std::vector<int64_t>> prompts;
+      for (size_t i = b; i < std::min(questions.size(), b + static_cast<size_t>(B)); ++i) {
+        prompts.push_back(questions[i].prompt);
+        prompt_tokens += static_cast<double>(questions[i].prompt.size());
+      }
+      shared_tokens += static_cast<double>(prompts.size() > 1 ? engine::shared_prefix_length(prompts) : 0);
+    }
+    std::vector<double> rate;
+    for (int64_t r = 0; r <= reps; ++r) {
+      const auto t0 = Clock::now();
+      for (size_t b = 0; b < questions.size(); b += static_cast<size_t>(B))
+        score_batch(model, questions, b, std::min(questions.size(), b + static_cast<size_t>(B)), opts);
+      sync();
+      const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (r > 0) rate.push_back(static_cast<double>(questions.size()) / s);
+    }
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "%s{\"name\":\"score %s b%lld (%s, %zu %s test rows)\",\"unit\":\"rows/s\",\"value\":%.2f}",
+                  rows_json.empty() ? "" : ",", tmpl.c_str(), (long long)B, enc.uses_chat_template() ? "chat" : "plain",
+                  questions.size(), cell.c_str(), median(rate));
+    rows_json += line;
+    std::snprintf(line, sizeof line, "%s{\"batch\":%lld,\"prompt_tokens_mean\":%.1f,\"shared_prefix_mean\":%.1f}",
+                  shapes_json.empty() ? "" : ",", (long long)B, prompt_tokens / static_cast<double>(questions.size()),
+                  shared_tokens / static_cast<double>(n_batches));
+    shapes_json += line;
+  }
+  std::printf("{\"threads\":%d,\"rows\":[%s],\"shapes\":[%s]}\n", at::get_num_threads(), rows_json.c_str(),
+              shapes_json.c_str());
+  return 0;
+}
+
+int main(int argc, char** argv) { return synthpert::bench::bench_main("bench_score", run, argc, argv); }

