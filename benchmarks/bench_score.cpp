@@ -138,7 +138,7 @@ int run(int argc, char** argv) {
     }
     char line[512];
     std::snprintf(line, sizeof line,
-                  "%s{\"name\":\"score %s b%lld (%s, %zu %s test rows)\",\"unit\":\"rows/s\",\"value\":%.2f}",
+                  "%s{\"name\":\"score %s b%lld (%s, %zu %s test rows)\",\"unit\":\"rows/s\",\"value\":%.4g}",
                   rows_json.empty() ? "" : ",", tmpl.c_str(), (long long)B, enc.uses_chat_template() ? "chat" : "plain",
                   questions.size(), cell.c_str(), median(rate));
     rows_json += line;

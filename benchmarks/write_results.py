@@ -48,7 +48,8 @@ def main():
             f.write(a.notes + "\n\n")
         f.write(f"| case | unit | ours | {a.peer_name} | ratio (>1: ours better) |\n|---|---|---|---|---|\n")
         for r in rows:
-            fmt = lambda v: "n/a" if v is None else f"{v:,.1f}"
+            # One decimal, or three significant digits below 10 (0.21 rows/s).
+            fmt = lambda v: "n/a" if v is None else f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
             ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
             f.write(f"| {r['name']} | {r['unit']} | {fmt(r['ours'])} | {fmt(r['peer'])} | {ratio} |\n")
     print(stem + ".json")
