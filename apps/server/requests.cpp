@@ -19,6 +19,14 @@ std::string optional_string(const json& body, const char* key) {
   return body[key].get<std::string>();
 }
 
+// The request's model: left out (or null) picks the default, a name picks
+// that model; an empty name would read as left out, so it is refused.
+std::string model_name(const json& body) {
+  if (body.contains("model") && body["model"].is_string() && body["model"].get<std::string>().empty())
+    throw bad_request("model", "model must name a served model (GET /v1/models) or be left out, got \"\"");
+  return optional_string(body, "model");
+}
+
 bool optional_bool(const json& body, const char* key, bool fallback) {
   if (!body.contains(key) || body[key].is_null()) return fallback;
   if (!body[key].is_boolean()) throw bad_request(key, std::string(key) + " must be true or false");
@@ -140,7 +148,7 @@ json parse_body(const std::string& text) {
 ChatRequest parse_chat_request(const json& body) {
   require_object(body);
   ChatRequest r;
-  r.model = optional_string(body, "model");
+  r.model = model_name(body);
   if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
     throw bad_request("messages", "messages must be a non-empty array");
   r.messages = json::array();
@@ -164,7 +172,7 @@ ChatRequest parse_chat_request(const json& body) {
 CompletionRequest parse_completion_request(const json& body) {
   require_object(body);
   CompletionRequest r;
-  r.model = optional_string(body, "model");
+  r.model = model_name(body);
   if (!body.contains("prompt")) throw bad_request("prompt", "prompt is required");
   const json& p = body["prompt"];
   if (p.is_string()) {
@@ -196,7 +204,7 @@ PredictRequest parse_predict_request(const json& body) {
       throw bad_request(key, "unknown field '" + key +
                                  "' (fields: model, cell_type, pert, gene, reasoning, max_tokens)");
   PredictRequest r;
-  r.model = optional_string(body, "model");
+  r.model = model_name(body);
   for (auto [key, field] : {std::pair{"cell_type", &r.cell_type}, {"pert", &r.pert}, {"gene", &r.gene}}) {
     *field = optional_string(body, key);
     if (field->empty()) throw bad_request(key, std::string(key) + " is required (a non-empty string)");

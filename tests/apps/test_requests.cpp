@@ -51,6 +51,12 @@ TEST_CASE("chat requests: fields and OpenAI defaults", "[server]") {
   CHECK_FALSE(d.seeded);
 }
 
+json with_model_null() {
+  auto b = chat_body();
+  b["model"] = nullptr;
+  return b;
+}
+
 TEST_CASE("chat requests: each broken rule names its field", "[server]") {
   auto with = [](const char* key, json value) {
     auto b = chat_body();
@@ -95,6 +101,8 @@ TEST_CASE("chat requests: each broken rule names its field", "[server]") {
   CHECK(refused_param(with("presence_penalty", 0.5)) == "presence_penalty");
   CHECK(refused_param(with("stream_options", {{"include_usage", true}})) == "stream_options");  // without stream
   CHECK(refused_param(with("model", 3)) == "model");
+  CHECK(refused_param(with("model", "")) == "model");  // not the default model, which a missing name picks
+  CHECK(parse_chat_request(with_model_null()).model.empty());
   // A part whose type is not a string is the same 400, not a JSON type error.
   CHECK(refused_param(with("messages", {{{"role", "user"}, {"content", {{{"type", nullptr}, {"text", "hi"}}}}}})) ==
         "messages[0].content");
@@ -152,6 +160,9 @@ TEST_CASE("predict requests need a cell line, a pert and a gene", "[server]") {
   CHECK_FALSE(r.reasoning);
   CHECK(parse_predict_request({{"cell_type", "a"}, {"pert", "b"}, {"gene", "c"}}).reasoning);
   CHECK(refused_param([] { parse_predict_request({{"cell_type", "a"}, {"pert", "b"}}); }) == "gene");
+  CHECK(refused_param([] {
+          parse_predict_request({{"model", ""}, {"cell_type", "a"}, {"pert", "b"}, {"gene", "c"}});
+        }) == "model");
   CHECK(refused_param([] { parse_predict_request({{"cell_type", ""}, {"pert", "b"}, {"gene", "c"}}); }) ==
         "cell_type");
   CHECK(refused_param([] {
