@@ -25,19 +25,7 @@
 using namespace synthpert::engine;
 using Clock = std::chrono::steady_clock;
 using synthpert::bench::median;
-
-namespace {
-
-std::vector<int64_t> parse_list(const char* s) {
-  std::vector<int64_t> out;
-  for (const char* p = s; *p;) {
-    out.push_back(std::strtoll(p, const_cast<char**>(&p), 10));
-    if (*p == ',') ++p;
-  }
-  return out;
-}
-
-}  // namespace
+using synthpert::bench::parse_list;
 
 int run(int argc, char** argv) {
   if (argc < 2) {

@@ -4,13 +4,26 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
+#include <string>
 #include <vector>
 
 #include "common/host_allocator.h"
 
 namespace synthpert::bench {
+
+// "8,32" -> {8, 32} (a --batches flag).
+inline std::vector<int64_t> parse_list(const std::string& s) {
+  std::vector<int64_t> out;
+  for (size_t at = 0; at < s.size();) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    out.push_back(std::stoll(s.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
 
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

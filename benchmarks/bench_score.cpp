@@ -7,8 +7,8 @@
 //                              [--device cpu|cuda] [--dtype f32|bf16|f16]
 // The first --rows test rows of the cell line (de.csv order, as eval walks a
 // split) are tokenized by perturb::PromptEncoder with the model folder's
-// tokenizer and chat template, then scored in batches of B consecutive rows,
-// as eval batches them. rows/s of the whole set: median over reps after one
+// tokenizer and chat template, then scored in batches of B consecutive rows
+// through perturb::score_answer_ids, as eval scores them. rows/s of the whole set: median over reps after one
 // warm-up. Prints {"threads","rows":[{"name","unit","value"}],"shapes":[...]}
 // with, per batch size, the mean prompt length and the mean shared prefix.
 #include <ATen/Parallel.h>
@@ -23,38 +23,14 @@
 #include <vector>
 
 #include "benchmarks/bench_main.h"
-#include "engine/score.h"
 #include "perturb/data.h"
+#include "perturb/eval.h"
 #include "perturb/prompt_encoder.h"
 
 using namespace synthpert;
 using Clock = std::chrono::steady_clock;
 using synthpert::bench::median;
-
-namespace {
-
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  for (size_t at = 0; at < s.size();) {
-    const size_t comma = std::min(s.find(',', at), s.size());
-    out.push_back(std::stoll(s.substr(at, comma - at)));
-    at = comma + 1;
-  }
-  return out;
-}
-
-// Scores rows [begin, end) as perturb::score_answer_ids does: runs of
-// questions with the same answers in one call.
-void score_batch(const engine::Transformer& model, const std::vector<perturb::AnswerIds>& q, size_t begin, size_t end,
-                 const engine::ScoreOptions& opts) {
-  for (size_t i = begin, j; i < end; i = j) {
-    std::vector<std::vector<int64_t>> prompts;
-    for (j = i; j < end && q[j].answers == q[i].answers; ++j) prompts.push_back(q[j].prompt);
-    engine::score_continuations(model, prompts, {q[i].answers.begin(), q[i].answers.end()}, opts);
-  }
-}
-
-}  // namespace
+using synthpert::bench::parse_list;
 
 int run(int argc, char** argv) {
   if (argc < 2) {
@@ -67,11 +43,11 @@ int run(int argc, char** argv) {
   int64_t n_rows = 128, reps = 3;
   std::vector<int64_t> batches = {8, 32};
   engine::LoadOptions load;
-  engine::ScoreOptions opts;
+  int64_t min_shared_prefix = engine::kMinSharedPrefix;
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--no-share") {
-      opts.min_shared_prefix = std::numeric_limits<int64_t>::max();
+      min_shared_prefix = std::numeric_limits<int64_t>::max();
       continue;
     }
     if (i + 1 >= argc) {
@@ -130,8 +106,12 @@ int run(int argc, char** argv) {
     std::vector<double> rate;
     for (int64_t r = 0; r <= reps; ++r) {
       const auto t0 = Clock::now();
-      for (size_t b = 0; b < questions.size(); b += static_cast<size_t>(B))
-        score_batch(model, questions, b, std::min(questions.size(), b + static_cast<size_t>(B)), opts);
+      for (size_t b = 0; b < questions.size(); b += static_cast<size_t>(B)) {
+        std::vector<const perturb::AnswerIds*> batch;
+        for (size_t i = b; i < std::min(questions.size(), b + static_cast<size_t>(B)); ++i)
+          batch.push_back(&questions[i]);
+        perturb::score_answer_ids(model, batch, -1, min_shared_prefix);
+      }
       sync();
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (r > 0) rate.push_back(static_cast<double>(questions.size()) / s);

@@ -15,14 +15,18 @@
 
 namespace synthpert::engine {
 
+// Below this many shared tokens, the extra forward of a shared prefix costs
+// more than it saves.
+inline constexpr int64_t kMinSharedPrefix = 16;
+
 struct ScoreOptions {
   // Per row: the adapter of the model's bank it runs with (-1: none;
   // ForwardBatch::adapter); empty: no row uses the bank.
   std::vector<int64_t> adapters;
   // The prompts' common prefix is run once when it has at least this many
-  // tokens and the batch has two or more rows; below that, the extra forward
-  // costs more than it saves. Every row keeps at least its last token to run.
-  int64_t min_shared_prefix = 16;
+  // tokens and the batch has two or more rows. Every row keeps at least its
+  // last token to run.
+  int64_t min_shared_prefix = kMinSharedPrefix;
 };
 
 // Returns (rows x candidates) summed log-probabilities log p(candidate | prompt)

@@ -144,8 +144,8 @@ std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const Clas
 }
 
 std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
-                                                    const std::vector<const AnswerIds*>& questions,
-                                                    int64_t adapter) {
+                                                    const std::vector<const AnswerIds*>& questions, int64_t adapter,
+                                                    int64_t min_shared_prefix) {
   std::vector<std::array<double, 3>> out;
   for (size_t i = 0, j; i < questions.size(); i = j) {
     const auto& answers = questions[i]->answers;
@@ -153,6 +153,7 @@ std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& m
     for (j = i; j < questions.size() && questions[j]->answers == answers; ++j) prompts.push_back(questions[j]->prompt);
     const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
     engine::ScoreOptions so;
+    so.min_shared_prefix = min_shared_prefix;
     if (adapter >= 0) so.adapters.assign(prompts.size(), adapter);
     for (const auto& lp : engine::score_continuations(model, prompts, candidates, so)) {
       // NaN would be written as null and argmax to an arbitrary class; a

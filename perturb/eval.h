@@ -21,6 +21,7 @@
 
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/score.h"
 #include "perturb/calibration.h"
 #include "perturb/openai_client.h"
 #include "perturb/prompt_encoder.h"
@@ -83,9 +84,11 @@ inline uint64_t eval_row_seed(uint64_t seed, size_t index) {
 // consecutive questions whose answer tokens agree share one batched call.
 // `adapter`: the model's bank adapter every question runs with (-1: none;
 // serving, which tokenizes on its HTTP threads and scores here).
+// `min_shared_prefix`: engine::ScoreOptions' (benchmarks turn sharing off).
 std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
                                                     const std::vector<const AnswerIds*>& questions,
-                                                    int64_t adapter = -1);
+                                                    int64_t adapter = -1,
+                                                    int64_t min_shared_prefix = engine::kMinSharedPrefix);
 
 // score_answer_ids of rows[begin, end), tokenized here.
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
