@@ -1,16 +1,20 @@
-// Answer scoring of real PerturbQA questions (eval --mode score's work) with
-// the prompts' shared prefix run once per batch, or with every prompt run
-// whole (--no-share, the peer of benchmarks/run_score_cpu.sh).
+// Answer scoring of real PerturbQA questions (eval --mode score's work) as
+// eval scores them: the prompts' shared prefix run once per batch, and the
+// start of it that earlier batches ran copied from a PrefixStore that lives
+// for the pass over all rows. --no-store: the shared prefix of every batch
+// runs; --no-share: every prompt runs whole (the peer of
+// benchmarks/run_score_cpu.sh).
 //
-// Usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows 128] [--batches 8,32]
-//                              [--template reasoning] [--reps 3] [--no-share]
+// Usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows 128] [--batches 1,8,32]
+//                              [--template reasoning] [--reps 3] [--no-store] [--no-share]
 //                              [--device cpu|cuda] [--dtype f32|bf16|f16]
 // The first --rows test rows of the cell line (de.csv order, as eval walks a
 // split) are tokenized by perturb::PromptEncoder with the model folder's
 // tokenizer and chat template, then scored in batches of B consecutive rows
 // through perturb::score_answer_ids, as eval scores them. rows/s of the whole set: median over reps after one
 // warm-up. Prints {"threads","rows":[{"name","unit","value"}],"shapes":[...]}
-// with, per batch size, the mean prompt length and the mean shared prefix.
+// with, per batch size, the mean prompt length, the mean prefix shared by a
+// batch's prompts and the mean number of tokens per batch copied from the store.
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
@@ -36,18 +40,20 @@ int run(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows N] [--batches 8,32] "
-                 "[--template NAME] [--reps N] [--no-share] [--device cpu|cuda] [--dtype f32|bf16|f16]\n");
+                 "[--template NAME] [--reps N] [--no-store] [--no-share] [--device cpu|cuda] [--dtype f32|bf16|f16]\n");
     return 2;
   }
   std::string data_flag, cell = "rpe1", tmpl = "reasoning";
   int64_t n_rows = 128, reps = 3;
-  std::vector<int64_t> batches = {8, 32};
+  std::vector<int64_t> batches = {1, 8, 32};
   engine::LoadOptions load;
   int64_t min_shared_prefix = engine::kMinSharedPrefix;
+  bool use_store = true;
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
-    if (k == "--no-share") {
-      min_shared_prefix = std::numeric_limits<int64_t>::max();
+    if (k == "--no-share" || k == "--no-store") {
+      if (k == "--no-share") min_shared_prefix = std::numeric_limits<int64_t>::max();
+      use_store = false;
       continue;
     }
     if (i + 1 >= argc) {
@@ -104,15 +110,18 @@ int run(int argc, char** argv) {
       shared_tokens += static_cast<double>(prompts.size() > 1 ? engine::shared_prefix_length(prompts) : 0);
     }
     std::vector<double> rate;
+    double reused_tokens = 0;
     for (int64_t r = 0; r <= reps; ++r) {
       const auto t0 = Clock::now();
+      engine::PrefixStore store;  // as eval keeps one for its run
       for (size_t b = 0; b < questions.size(); b += static_cast<size_t>(B)) {
         std::vector<const perturb::AnswerIds*> batch;
         for (size_t i = b; i < std::min(questions.size(), b + static_cast<size_t>(B)); ++i)
           batch.push_back(&questions[i]);
-        perturb::score_answer_ids(model, batch, -1, min_shared_prefix);
+        perturb::score_answer_ids(model, batch, -1, use_store ? &store : nullptr, min_shared_prefix);
       }
       sync();
+      reused_tokens = static_cast<double>(store.stats().tokens_reused);
       const double s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (r > 0) rate.push_back(static_cast<double>(questions.size()) / s);
     }
@@ -122,9 +131,11 @@ int run(int argc, char** argv) {
                   rows_json.empty() ? "" : ",", tmpl.c_str(), (long long)B, enc.uses_chat_template() ? "chat" : "plain",
                   questions.size(), cell.c_str(), median(rate));
     rows_json += line;
-    std::snprintf(line, sizeof line, "%s{\"batch\":%lld,\"prompt_tokens_mean\":%.1f,\"shared_prefix_mean\":%.1f}",
+    std::snprintf(line, sizeof line,
+                  "%s{\"batch\":%lld,\"prompt_tokens_mean\":%.1f,\"shared_prefix_mean\":%.1f,"
+                  "\"stored_prefix_mean\":%.1f}",
                   shapes_json.empty() ? "" : ",", (long long)B, prompt_tokens / static_cast<double>(questions.size()),
-                  shared_tokens / static_cast<double>(n_batches));
+                  shared_tokens / static_cast<double>(n_batches), reused_tokens / static_cast<double>(n_batches));
     shapes_json += line;
   }
   std::printf("{\"threads\":%d,\"rows\":[%s],\"shapes\":[%s]}\n", at::get_num_threads(), rows_json.c_str(),

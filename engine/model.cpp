@@ -175,6 +175,19 @@ void KVCache::swap_rows(int64_t a, int64_t b) {
   swap_slots(key_position.select(0, a), key_position.select(0, b));
 }
 
+void KVCache::copy_row_from(const KVCache& src, int64_t from, int64_t to, int64_t n) {
+  SP_CHECK(src.k.size() == k.size() && n >= 0 && n <= src.lengths.at(static_cast<size_t>(from)) && n <= capacity,
+           "KV cache row copy of ", n, " slots from a row of ", src.lengths.at(static_cast<size_t>(from)),
+           " into rows of ", capacity, " (", src.k.size(), " and ", k.size(), " layers)");
+  lengths.at(static_cast<size_t>(to)) = n;
+  if (n == 0) return;
+  for (size_t l = 0; l < k.size(); ++l) {
+    by_token(k[l]).select(0, to).narrow(0, 0, n).copy_(src.by_token(src.k[l]).select(0, from).narrow(0, 0, n));
+    by_token(v[l]).select(0, to).narrow(0, 0, n).copy_(src.by_token(src.v[l]).select(0, from).narrow(0, 0, n));
+  }
+  key_position.select(0, to).narrow(0, 0, n).copy_(src.key_position.select(0, from).narrow(0, 0, n));
+}
+
 int64_t KVCache::max_length() const {
   return lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
 }

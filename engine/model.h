@@ -54,6 +54,9 @@ struct KVCache {
   void move_row(int64_t from, int64_t to);
   // Exchanges rows a and b (filled slots and lengths).
   void swap_rows(int64_t a, int64_t b);
+  // Row `to` becomes the first n slots of `src`'s row `from` (a cache of the
+  // same model, device and dtype, in either layout); its length becomes n.
+  void copy_row_from(const KVCache& src, int64_t from, int64_t to, int64_t n);
   int64_t max_length() const;
   bool empty() const { return max_length() == 0; }
   // A layer's tensor as (B, capacity, Hkv, D) or (B, Hkv, capacity, D) views.

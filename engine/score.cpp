@@ -20,27 +20,48 @@ int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts) {
 
 namespace {
 
-// A cache of `rows` rows (room for `capacity` tokens each) that all hold the
-// keys and values of `prefix` at positions 0..P-1. The prefix runs once per
-// distinct adapter (the adapters of k_proj and v_proj change its keys and
-// values), and each row gets its adapter's copy.
-KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const std::vector<int64_t>& adapters,
-                     int64_t rows, int64_t capacity) {
-  std::vector<int64_t> distinct, source(static_cast<size_t>(rows), 0);
-  for (size_t b = 0; b < adapters.size(); ++b) {
-    const auto it = std::find(distinct.begin(), distinct.end(), adapters[b]);
-    source[b] = it - distinct.begin();
-    if (it == distinct.end()) distinct.push_back(adapters[b]);
+// The batch's rows grouped by adapter: a prefix's keys and values depend on
+// the adapters of k_proj and v_proj, so it runs once per distinct adapter.
+struct AdapterGroups {
+  std::vector<int64_t> distinct;  // in order of first use; empty: no row uses the bank
+  std::vector<int64_t> source;    // per row: its adapter's index in distinct
+
+  AdapterGroups(const std::vector<int64_t>& adapters, int64_t rows) : source(static_cast<size_t>(rows), 0) {
+    for (size_t b = 0; b < adapters.size(); ++b) {
+      const auto it = std::find(distinct.begin(), distinct.end(), adapters[b]);
+      source[b] = it - distinct.begin();
+      if (it == distinct.end()) distinct.push_back(adapters[b]);
+    }
   }
-  const int64_t R = std::max<int64_t>(1, static_cast<int64_t>(distinct.size()));
-  const int64_t P = static_cast<int64_t>(prefix.size());
+  int64_t count() const { return std::max<int64_t>(1, static_cast<int64_t>(distinct.size())); }
+  int64_t adapter(int64_t g) const { return distinct.empty() ? -1 : distinct[static_cast<size_t>(g)]; }
+};
+
+// A cache with a row per row of the batch (room for `capacity` tokens each)
+// that all hold the keys and values of `prefix` at positions 0..P-1, each
+// row its adapter's.
+// Group g's row starts from stored[g]'s first `reused` tokens (none without
+// a store); the rest of the prefix runs once per group.
+KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const AdapterGroups& groups,
+                     int64_t capacity, PrefixStore* store, const std::vector<PrefixStore::Match>& stored,
+                     int64_t reused) {
+  const int64_t R = groups.count(), P = static_cast<int64_t>(prefix.size());
   const torch::Device dev = model.device();
   KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
-  ForwardBatch batch =
-      ForwardBatch::from_ids(torch::tensor(prefix, torch::kInt64).unsqueeze(0).expand({R, P}).contiguous().to(dev));
-  batch.adapter = distinct;
-  model.hidden_states(batch, &cache);
-  cache.select_rows(torch::tensor(source, torch::kInt64).to(dev));
+  for (int64_t g = 0; g < R && reused > 0; ++g) store->restore(stored[static_cast<size_t>(g)], reused, cache, g);
+  if (P > reused) {
+    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+    ForwardBatch batch;
+    batch.ids = torch::tensor(std::vector<int64_t>(prefix.begin() + reused, prefix.end()), i64)
+                    .unsqueeze(0)
+                    .expand({R, P - reused})
+                    .contiguous()
+                    .to(dev);
+    batch.positions = torch::arange(reused, P, i64).unsqueeze(0).expand({R, P - reused}).contiguous().to(dev);
+    batch.adapter = groups.distinct;
+    model.hidden_states(batch, &cache);
+  }
+  cache.select_rows(torch::tensor(groups.source, torch::kInt64).to(dev));
   return cache;
 }
 
@@ -129,13 +150,27 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
   // the candidates, then every row's tail followed by the candidates' common
   // start (e.g. the "<answer>" every answer opens with), which is the same
   // for all of a row's candidates and so runs once per row.
-  const int64_t shared = B > 1 ? shared_prefix_length(prompts) : 0;
-  const int64_t P = shared > 0 && shared >= options.min_shared_prefix ? shared : 0;
+  // With a store, the start of the shared prefix that earlier calls ran
+  // (for every adapter of the batch) is copied; the rest runs apart if long
+  // enough and shared by two rows or more, else joins the tails. A single
+  // prompt's shared prefix is all of it but its last token.
+  PrefixStore* store = options.prefixes;
+  const AdapterGroups groups(adapters, B);
+  const int64_t shared = B > 1 || store ? shared_prefix_length(prompts) : 0;
+  const std::vector<int64_t> prefix(prompts[0].begin(), prompts[0].begin() + shared);
+  std::vector<PrefixStore::Match> stored;
+  int64_t reused = shared;
+  for (int64_t g = 0; g < groups.count() && store && shared > 0; ++g) {
+    stored.push_back(store->longest_match(model, prefix, groups.adapter(g)));
+    reused = std::min(reused, stored.back().length);
+  }
+  if (stored.empty()) reused = 0;
+  const int64_t P = B > 1 && shared - reused >= options.min_shared_prefix ? shared : reused;
   const int64_t Q = shared_prefix_length(candidates);  // every candidate keeps a token after it
   const std::vector<int64_t> common(candidates[0].begin(), candidates[0].begin() + Q);
-  KVCache cache =
-      P > 0 ? prefix_cache(model, std::vector<int64_t>(prompts[0].begin(), prompts[0].begin() + P), adapters, B, L + M)
-            : KVCache::create(model.config(), B, L + M, model.dtype(), dev);
+  KVCache cache = P > 0 ? prefix_cache(model, std::vector<int64_t>(prefix.begin(), prefix.begin() + P), groups, L + M,
+                                       store, stored, reused)
+                        : KVCache::create(model.config(), B, L + M, model.dtype(), dev);
   TokenRows tails(B, L - P + Q);
   for (int64_t b = 0; b < B; ++b) {
     std::vector<int64_t> tail(prompts[b].begin() + P, prompts[b].end());
@@ -143,6 +178,12 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
     tails.put(b, tail, P, /*left_pad=*/true);
   }
   const auto hidden = model.hidden_states(tails.batch(dev, adapters), &cache);  // (B, T, C)
+  // Each row's cache now starts with the shared prefix: kept from the first
+  // row of each adapter for the calls to come, if some of it was not stored.
+  for (int64_t g = 0; g < groups.count() && store && shared > reused; ++g) {
+    const auto row = std::find(groups.source.begin(), groups.source.end(), g) - groups.source.begin();
+    store->keep(model, prefix, groups.adapter(g), cache, row);
+  }
   const int64_t T = tails.width;
   // Column T - 1 - Q + j (the prompt's last token, then the common tokens)
   // predicts common[j]; column T - 1 predicts each candidate's token Q.

@@ -5,13 +5,15 @@
 // Prompts built from one template share their opening (chat header, system
 // prompt, instructions): that prefix is run once per distinct adapter of the
 // batch and its keys and values copied to every row, so each row runs only
-// its own tail.
+// its own tail. With a PrefixStore, the opening also carries over from one
+// call to the next.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/prefix_store.h"
 
 namespace synthpert::engine {
 
@@ -27,6 +29,11 @@ struct ScoreOptions {
   // tokens and the batch has two or more rows. Every row keeps at least its
   // last token to run.
   int64_t min_shared_prefix = kMinSharedPrefix;
+  // Optional: prefixes computed by earlier calls on this model. The longest
+  // stored start of the prompts' shared prefix (per adapter; for a single
+  // prompt, all of it but its last token) is copied, not run, and the
+  // shared prefix is kept for the calls to come.
+  PrefixStore* prefixes = nullptr;
 };
 
 // Returns (rows x candidates) summed log-probabilities log p(candidate | prompt)

@@ -117,9 +117,10 @@ ClassOffsets calibrate(const std::string& model_dir, const PromptTemplate& tmpl,
   std::vector<Label> labels;
   ProgressBar bar("calibrate", static_cast<int64_t>(val.size()), "rows");
   const bool blind = o.blind_fraction > 0;
+  engine::PrefixStore prefixes;
   for (size_t b = 0; b < val.size(); b += 512) {
     const size_t e = std::min(val.size(), b + 512);
-    for (const auto& lp : score_views(model, enc, val, b, e, blind).combined) logp.push_back(lp);
+    for (const auto& lp : score_views(model, enc, val, b, e, blind, -1, &prefixes).combined) logp.push_back(lp);
     bar.advance(static_cast<int64_t>(e - b));
   }
   for (const auto& r : val) labels.push_back(r.label);

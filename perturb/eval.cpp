@@ -76,9 +76,9 @@ std::vector<json> read_done(const std::string& path) {
   return done;
 }
 
-std::vector<json> score_batch(const engine::Transformer& model, const PromptEncoder& enc, const EvalConfig& cfg,
-                              const std::vector<Row>& rows, size_t begin, size_t end) {
-  const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view);
+std::vector<json> score_batch(const engine::Transformer& model, engine::PrefixStore& prefixes, const PromptEncoder& enc,
+                              const EvalConfig& cfg, const std::vector<Row>& rows, size_t begin, size_t end) {
+  const ViewScores s = score_views(model, enc, rows, begin, end, cfg.blind_view, -1, &prefixes);
   std::vector<json> out;
   for (size_t k = 0; k < s.combined.size(); ++k) {
     // "probs" stay the model's own (AUROC ranks them); offsets move only the
@@ -145,7 +145,7 @@ std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const Clas
 
 std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
                                                     const std::vector<const AnswerIds*>& questions, int64_t adapter,
-                                                    int64_t min_shared_prefix) {
+                                                    engine::PrefixStore* prefixes, int64_t min_shared_prefix) {
   std::vector<std::array<double, 3>> out;
   for (size_t i = 0, j; i < questions.size(); i = j) {
     const auto& answers = questions[i]->answers;
@@ -154,6 +154,7 @@ std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& m
     const std::vector<std::vector<int64_t>> candidates(answers.begin(), answers.end());
     engine::ScoreOptions so;
     so.min_shared_prefix = min_shared_prefix;
+    so.prefixes = prefixes;
     if (adapter >= 0) so.adapters.assign(prompts.size(), adapter);
     for (const auto& lp : engine::score_continuations(model, prompts, candidates, so)) {
       // NaN would be written as null and argmax to an arbitrary class; a
@@ -174,13 +175,13 @@ std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& m
 
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
                                                  const std::vector<Row>& rows, size_t begin, size_t end,
-                                                 int64_t adapter) {
+                                                 int64_t adapter, engine::PrefixStore* prefixes) {
   std::vector<AnswerIds> ids;
   ids.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) ids.push_back(enc.question_ids(rows[i]));
   std::vector<const AnswerIds*> questions;
   for (const auto& q : ids) questions.push_back(&q);
-  return score_answer_ids(model, questions, adapter);
+  return score_answer_ids(model, questions, adapter, prefixes);
 }
 
 std::vector<std::array<double, 3>> mean_of_views(const std::vector<std::array<double, 3>>& named,
@@ -193,9 +194,9 @@ std::vector<std::array<double, 3>> mean_of_views(const std::vector<std::array<do
 }
 
 ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
-                       size_t begin, size_t end, bool blind_view, int64_t adapter) {
+                       size_t begin, size_t end, bool blind_view, int64_t adapter, engine::PrefixStore* prefixes) {
   ViewScores s;
-  s.named = score_answers(model, enc, rows, begin, end, adapter);
+  s.named = score_answers(model, enc, rows, begin, end, adapter, prefixes);
   if (!blind_view) {
     s.combined = s.named;
     return s;
@@ -203,7 +204,7 @@ ViewScores score_views(const engine::Transformer& model, const PromptEncoder& en
   std::vector<Row> blind;
   blind.reserve(end - begin);
   for (size_t i = begin; i < end; ++i) blind.push_back(perturb::blind_view(rows[i]));
-  s.blind = score_answers(model, enc, blind, 0, blind.size(), adapter);
+  s.blind = score_answers(model, enc, blind, 0, blind.size(), adapter, prefixes);
   s.combined = mean_of_views(s.named, s.blind);
   return s;
 }
@@ -294,10 +295,12 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
       auto model = engine::Transformer::load(cfg.model_dir, lo);
       if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
       const PromptEncoder& enc = *encoder;
+      // The prompts' opening runs once for the whole run (score mode).
+      engine::PrefixStore prefixes;
       // Batch by batch, each flushed before the next starts.
       for (size_t b = done.size(); b < rows.size() && !cfg.interrupted(); b += cfg.batch) {
         const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
-        writer.write(cfg.mode == "score" ? score_batch(model, enc, cfg, rows, b, e)
+        writer.write(cfg.mode == "score" ? score_batch(model, prefixes, enc, cfg, rows, b, e)
                                          : generate_batch(model, enc, cfg, rows, b, e));
       }
     }

@@ -84,16 +84,17 @@ inline uint64_t eval_row_seed(uint64_t seed, size_t index) {
 // consecutive questions whose answer tokens agree share one batched call.
 // `adapter`: the model's bank adapter every question runs with (-1: none;
 // serving, which tokenizes on its HTTP threads and scores here).
-// `min_shared_prefix`: engine::ScoreOptions' (benchmarks turn sharing off).
+// `prefixes` and `min_shared_prefix`: engine::ScoreOptions' (a run keeps one
+// store for all its batches; benchmarks turn sharing off).
 std::vector<std::array<double, 3>> score_answer_ids(const engine::Transformer& model,
                                                     const std::vector<const AnswerIds*>& questions,
-                                                    int64_t adapter = -1,
+                                                    int64_t adapter = -1, engine::PrefixStore* prefixes = nullptr,
                                                     int64_t min_shared_prefix = engine::kMinSharedPrefix);
 
 // score_answer_ids of rows[begin, end), tokenized here.
 std::vector<std::array<double, 3>> score_answers(const engine::Transformer& model, const PromptEncoder& enc,
                                                  const std::vector<Row>& rows, size_t begin, size_t end,
-                                                 int64_t adapter = -1);
+                                                 int64_t adapter = -1, engine::PrefixStore* prefixes = nullptr);
 
 // The score of a question over its two views: the mean of the log-likelihoods
 // as written and name-blind.
@@ -106,7 +107,8 @@ struct ViewScores {
   std::vector<std::array<double, 3>> combined, named, blind;
 };
 ViewScores score_views(const engine::Transformer& model, const PromptEncoder& enc, const std::vector<Row>& rows,
-                       size_t begin, size_t end, bool blind_view, int64_t adapter = -1);
+                       size_t begin, size_t end, bool blind_view, int64_t adapter = -1,
+                       engine::PrefixStore* prefixes = nullptr);
 
 // Probabilities of the three answers from log-likelihoods plus offsets.
 std::array<double, 3> answer_probs(const std::array<double, 3>& logp, const ClassOffsets& offsets);

@@ -20,6 +20,7 @@
 #include "apps/server/requests.h"
 #include "engine/generate.h"
 #include "engine/model.h"
+#include "engine/prefix_store.h"
 #include "perturb/calibration.h"
 #include "perturb/evidence.h"
 #include "perturb/prompt_encoder.h"
@@ -73,9 +74,9 @@ class PerturbPredictor {
 
   // The scoring half, on the inference worker (it uses the model): each
   // question's prediction with "reasoning": null, scored in one batched pass
-  // with `adapter`.
+  // with `adapter`. Only that thread calls it, always with the same model.
   std::vector<nlohmann::json> score(const engine::Transformer& model,
-                                    const std::vector<const PreparedQuestion*>& questions, int64_t adapter) const;
+                                    const std::vector<const PreparedQuestion*>& questions, int64_t adapter);
   // The written answer's token budget for a request.
   int64_t reasoning_budget(const PredictRequest& req) const;
   // Fills "reasoning", "reasoning_label" and "reasoning_finish_reason" of a
@@ -94,6 +95,10 @@ class PerturbPredictor {
   perturb::PromptEncoder enc_;  // const use only: shared by the HTTP threads and the worker
   std::unique_ptr<perturb::SplitEvidence> evidence_;  // set when the template uses evidence
   std::mutex evidence_mutex_;  // attach() remembers what it ranked
+  // The prompts' opening, kept from one scoring pass to the next (per
+  // adapter and view), so a lone request runs only its own tokens. The
+  // worker thread alone uses it.
+  engine::PrefixStore prefixes_;
 };
 
 }  // namespace synthpert::server

@@ -206,6 +206,46 @@ TEST_CASE("scoring continuations with per-row adapters equals scoring each row a
                     Catch::Contains("1 adapter choices for 3 prompts"));
 }
 
+TEST_CASE("a prefix store keeps each adapter's keys and values apart", "[engine][lora_bank]") {
+  Fixture f;
+  const auto bank = f.banked();
+  const Transformer alone[] = {f.single(f.a_dir.path), f.single(f.b_dir.path), f.base()};
+  const int64_t V = bank.config().vocab_size;
+  const auto opening = test::random_ids(10, V, 60);
+  auto prompt = [&](uint64_t seed) {
+    auto p = opening;
+    const auto tail = test::random_ids(3, V, seed);
+    p.insert(p.end(), tail.begin(), tail.end());
+    return p;
+  };
+  const std::vector<std::vector<int64_t>> answers = {{4, 7, 1}, {4, 9}, {5}};
+  PrefixStore store;
+  ScoreOptions opts;
+  opts.prefixes = &store;
+  opts.min_shared_prefix = 10;
+  auto check = [&](const std::vector<std::vector<int64_t>>& prompts, const std::vector<int64_t>& adapters,
+                   int64_t reused) {
+    const auto before = store.stats().tokens_reused;
+    opts.adapters = adapters;
+    const auto got = score_continuations(bank, prompts, answers, opts);
+    CHECK(store.stats().tokens_reused - before == reused);
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      const int64_t a = adapters[b];
+      const auto solo = score_continuations(alone[a < 0 ? 2 : a], {prompts[b]}, answers);
+      for (size_t k = 0; k < answers.size(); ++k) CHECK(std::abs(got[b][k] - solo[0][k]) < 1e-4);
+    }
+  };
+  check({prompt(61), prompt(62)}, {1, -1}, 0);  // keeps the opening under adapters 1 and none
+  // Adapter 0 has no entry yet, so the opening runs for all three (one
+  // batched forward) and is kept for each.
+  check({prompt(63), prompt(64), prompt(65)}, {0, 1, -1}, 0);
+  CHECK(store.size() == 3);
+  // Now every adapter's own copy: a store that matched across adapters would
+  // hand a row another adapter's keys and values.
+  check({prompt(66), prompt(67), prompt(68)}, {0, 0, 1}, 2 * 10);
+  check({prompt(69)}, {-1}, 10);
+}
+
 TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {
   Fixture f;
   auto model = f.base();

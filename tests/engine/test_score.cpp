@@ -114,3 +114,115 @@ TEST_CASE("candidate ids outside the vocabulary are refused, the last one too", 
   CHECK_THROWS_WITH(score_continuations(model, prompts, {{-1}}), Catch::Contains("token id -1"));
   CHECK(score_continuations(model, prompts, {{96}}).size() == 1);
 }
+
+namespace {
+
+std::vector<int64_t> joined(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("a prefix store carries prompt prefixes from one scoring call to the next", "[engine][score]") {
+  const auto arch = GENERATE(Arch::kQwen3, Arch::kMistral);
+  CAPTURE(arch_name(arch));
+  test::TempDir dir("score-store");
+  auto c = preset_config(arch, "tiny");
+  c.vocab_size = 89;
+  if (arch == Arch::kMistral) c.sliding_window = 9;  // shorter than the stored prefixes
+  InitOptions io;
+  io.seed = 13;
+  io.jitter = true;
+  init_model(c, dir.path, io);
+  const auto model = Transformer::load(dir.path);
+  const int64_t V = c.vocab_size;
+  const auto opening = test::random_ids(12, V, 40);
+  const std::vector<std::vector<int64_t>> cands = {{4, 7, 9}, {4, 7, 3, 1}, {4, 8}};
+  PrefixStore store;
+  ScoreOptions opts;
+  opts.prefixes = &store;
+  opts.min_shared_prefix = 4;
+  auto check = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t reused, int64_t kept) {
+    const auto before = store.stats();
+    const auto got = score_continuations(model, prompts, cands, opts);
+    CHECK(store.stats().tokens_reused - before.tokens_reused == reused);
+    CHECK(store.stats().tokens_kept - before.tokens_kept == kept);
+    for (size_t r = 0; r < prompts.size(); ++r)
+      for (size_t k = 0; k < cands.size(); ++k) {
+        CAPTURE(r, k);
+        CHECK(got[r][k] == Approx(recomputed_logp(model, prompts[r], cands[k])).margin(1e-4));
+      }
+  };
+  // An empty store: the batch's shared 12 tokens run and are kept.
+  check({joined(opening, {3, 8, 1}), joined(opening, {5}), joined(opening, test::random_ids(6, V, 41))}, 0, 12);
+  // Prompts that leave the opening after 8 tokens: 8 are copied, the other
+  // 6 shared ones run, and the 14 are kept.
+  const std::vector<int64_t> first8(opening.begin(), opening.begin() + 8);
+  const auto other = joined(first8, test::random_ids(6, V, 42));
+  check({joined(other, {2, 2}), joined(other, {9, 1, 1})}, 8, 14);
+  CHECK(store.size() == 2);
+  // One prompt: all of it but its last token is its own shared prefix; the
+  // opening's 12 are copied, the rest runs, and the 17 are kept.
+  const auto single = joined(opening, {6, 6, 2, 5, 1, 30});
+  check({single}, 12, 17);
+  // The same prompt again: the 17 come from the store and only its last
+  // token runs. The entry of 17 replaced the opening's 12, which it covers.
+  CHECK(store.size() == 2);
+  check({single}, 17, 0);
+  // Too few new shared tokens to run apart: the stored 12 are copied and the
+  // rest runs with the tails; the 14 shared ones are kept all the same.
+  opts.min_shared_prefix = 100;
+  check({joined(opening, {3, 8, 1, 44}), joined(opening, {3, 8, 2})}, 12, 14);
+  // A store holds one model's keys and values.
+  const auto other_model = Transformer::load(dir.path);
+  CHECK_THROWS_WITH(score_continuations(other_model, {single}, cands, opts), Catch::Contains("another model"));
+}
+
+TEST_CASE("a prefix store keeps within its token budget, dropping the least recently used", "[engine][score]") {
+  test::TempDir dir("prefix-store");
+  auto c = preset_config(Arch::kLlama, "tiny");
+  c.vocab_size = 61;
+  init_model(c, dir.path, InitOptions{});
+  const auto model = Transformer::load(dir.path);
+  InferenceGuard g;
+  // Keys and values of 20 tokens in a cache row; entries keep their starts.
+  const auto ids = test::random_ids(20, c.vocab_size, 50);
+  KVCache cache = KVCache::create(c, 1, 20, model.dtype(), model.device());
+  model.hidden_states(ForwardBatch::from_ids(torch::tensor(ids).unsqueeze(0)), &cache);
+  auto start = [&](int64_t n) { return std::vector<int64_t>(ids.begin(), ids.begin() + n); };
+  PrefixStore store(13);
+  store.keep(model, start(5), -1, cache, 0);
+  store.keep(model, start(9), -1, cache, 0);  // covers the 5
+  CHECK(store.size() == 1);
+  CHECK(store.tokens_held() == 9);
+  store.keep(model, start(3), 0, cache, 0);  // another adapter
+  CHECK(store.size() == 2);
+  store.keep(model, start(14), 1, cache, 0);  // more than the budget: not kept
+  CHECK(store.size() == 2);
+  CHECK(store.tokens_held() == 12);
+  CHECK(store.longest_match(model, start(20), -1).length == 9);
+  CHECK(store.longest_match(model, start(7), -1).length == 7);
+  CHECK(store.longest_match(model, start(20), 1).length == 0);
+  CHECK(store.longest_match(model, {ids[0] + 1 == c.vocab_size ? 0 : ids[0] + 1}, -1).length == 0);
+  // The adapter-0 entry was used least recently: 4 more tokens evict it.
+  const auto elsewhere = test::random_ids(4, c.vocab_size, 51);
+  KVCache other = KVCache::create(c, 1, 4, model.dtype(), model.device());
+  model.hidden_states(ForwardBatch::from_ids(torch::tensor(elsewhere).unsqueeze(0)), &other);
+  store.keep(model, elsewhere, -1, other, 0);
+  CHECK(store.size() == 2);
+  CHECK(store.tokens_held() == 13);
+  CHECK(store.longest_match(model, start(3), 0).length == 0);
+  // What comes back is what was kept: the slots of the original row.
+  const auto match = store.longest_match(model, start(20), -1);
+  REQUIRE(match.length == 9);
+  KVCache into = KVCache::create(c, 2, 16, model.dtype(), model.device());
+  store.restore(match, 6, into, 1);
+  CHECK(into.lengths == std::vector<int64_t>{0, 6});
+  for (size_t l = 0; l < cache.k.size(); ++l) {
+    CHECK(torch::equal(into.by_token(into.k[l])[1].narrow(0, 0, 6), cache.by_token(cache.k[l])[0].narrow(0, 0, 6)));
+    CHECK(torch::equal(into.by_token(into.v[l])[1].narrow(0, 0, 6), cache.by_token(cache.v[l])[0].narrow(0, 0, 6)));
+  }
+  CHECK_THROWS(store.restore(match, 10, into, 0));
+  CHECK_THROWS_WITH(PrefixStore(0), Catch::Contains("at least one token"));
+}

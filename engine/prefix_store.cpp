@@ -1,0 +1,73 @@
+#include "engine/prefix_store.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace synthpert::engine {
+
+PrefixStore::PrefixStore(int64_t max_tokens) : max_tokens_(max_tokens) {
+  SP_CHECK_INPUT(max_tokens >= 1, "a prefix store needs room for at least one token");
+}
+
+void PrefixStore::bind(const Transformer& model) {
+  if (!model_) model_ = &model;
+  SP_CHECK(model_ == &model, "a prefix store holds one model's keys and values; this call passed another model");
+}
+
+PrefixStore::Match PrefixStore::longest_match(const Transformer& model, const std::vector<int64_t>& tokens,
+                                              int64_t adapter) {
+  bind(model);
+  ++stats_.lookups;
+  Entry* best = nullptr;
+  int64_t best_length = 0;
+  for (auto& e : entries_) {
+    if (e.adapter != adapter) continue;
+    const size_t n = std::min(e.tokens.size(), tokens.size());
+    const auto length = static_cast<int64_t>(
+        std::mismatch(e.tokens.begin(), e.tokens.begin() + n, tokens.begin()).first - e.tokens.begin());
+    if (length > best_length) best = &e, best_length = length;
+  }
+  if (!best) return {};
+  best->last_use = ++clock_;
+  return {&best->kv, best_length};
+}
+
+void PrefixStore::restore(const Match& match, int64_t n, KVCache& into, int64_t row) {
+  SP_CHECK(match.cache && n <= match.length, "prefix store: ", n, " tokens restored from a match of ", match.length);
+  into.copy_row_from(*match.cache, 0, row, n);
+  stats_.tokens_reused += n;
+}
+
+void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter,
+                       const KVCache& cache, int64_t row) {
+  bind(model);
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (n == 0 || n > max_tokens_) return;
+  const auto covered = [&](const Entry& e) {  // the new entry answers every lookup this one did
+    return e.adapter == adapter && e.tokens.size() <= tokens.size() &&
+           std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin());
+  };
+  const auto drop = [&](std::vector<Entry>::iterator e) {
+    tokens_held_ -= static_cast<int64_t>(e->tokens.size());
+    return entries_.erase(e);
+  };
+  for (auto e = entries_.begin(); e != entries_.end();) e = covered(*e) ? drop(e) : e + 1;
+  while (tokens_held_ + n > max_tokens_)
+    drop(std::min_element(entries_.begin(), entries_.end(),
+                          [](const Entry& a, const Entry& b) { return a.last_use < b.last_use; }));
+  KVCache kv = KVCache::create(model.config(), 1, n, model.dtype(), model.device(),
+                               cache.token_major ? KVLayout::kTokenMajor : KVLayout::kHeadMajor);
+  kv.copy_row_from(cache, row, 0, n);
+  entries_.push_back(Entry{adapter, tokens, std::move(kv), ++clock_});
+  tokens_held_ += n;
+  stats_.tokens_kept += n;
+}
+
+void PrefixStore::clear() {
+  entries_.clear();
+  tokens_held_ = 0;
+  model_ = nullptr;
+}
+
+}  // namespace synthpert::engine
