@@ -21,6 +21,25 @@ double recomputed_logp(const Transformer& model, const std::vector<int64_t>& pro
   return sum;
 }
 
+std::vector<int64_t> joined(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// A tiny random model of `arch`; Mistral's window (9) is shorter than the
+// prompts, so the keys a row reuses must sit in the right slots for the
+// window to cut in the same place.
+Transformer scoring_model(Arch arch, const test::TempDir& dir, uint64_t seed) {
+  auto c = preset_config(arch, "tiny");
+  c.vocab_size = 89;
+  if (arch == Arch::kMistral) c.sliding_window = 9;
+  InitOptions io;
+  io.seed = seed;
+  io.jitter = true;
+  init_model(c, dir.path, io);
+  return Transformer::load(dir.path);
+}
+
 }  // namespace
 
 TEST_CASE("scored continuations equal log-likelihoods from full recompute", "[engine][score]") {
@@ -54,29 +73,16 @@ TEST_CASE("the shared prefix is the prompts' common start, each keeping its last
 }
 
 TEST_CASE("a shared prompt prefix run once scores as the full recompute", "[engine][score]") {
-  // Mistral with a window shorter than the prompts: the tails' keys must come
-  // from the right slots for the window to cut in the same place.
   const auto arch = GENERATE(Arch::kQwen3, Arch::kMistral);
   CAPTURE(arch_name(arch));
   test::TempDir dir("score-prefix");
-  auto c = preset_config(arch, "tiny");
-  c.vocab_size = 89;
-  if (arch == Arch::kMistral) c.sliding_window = 9;
-  InitOptions io;
-  io.seed = 9;
-  io.jitter = true;
-  init_model(c, dir.path, io);
-  const auto model = Transformer::load(dir.path);
-  const auto prefix = test::random_ids(12, c.vocab_size, 4);
-  auto with_tail = [&](std::vector<int64_t> tail) {
-    std::vector<int64_t> p = prefix;
-    p.insert(p.end(), tail.begin(), tail.end());
-    return p;
-  };
+  const auto model = scoring_model(arch, dir, 9);
+  const int64_t V = model.config().vocab_size;
+  const auto prefix = test::random_ids(12, V, 4);
+  auto with_tail = [&](const std::vector<int64_t>& tail) { return joined(prefix, tail); };
   // Tails of 1 to 7 tokens; the second and third share a longer prefix.
-  const std::vector<std::vector<int64_t>> prompts = {with_tail(test::random_ids(5, c.vocab_size, 5)),
-                                                     with_tail({3, 8, 1}), with_tail({3, 8, 1, 40, 2, 6, 7}),
-                                                     with_tail({61})};
+  const std::vector<std::vector<int64_t>> prompts = {with_tail(test::random_ids(5, V, 5)), with_tail({3, 8, 1}),
+                                                     with_tail({3, 8, 1, 40, 2, 6, 7}), with_tail({61})};
   REQUIRE(shared_prefix_length(prompts) == 12);
   // Candidates with no common start, and with one (it runs once per row,
   // after the prompt): up to every candidate's last token but one.
@@ -115,28 +121,12 @@ TEST_CASE("candidate ids outside the vocabulary are refused, the last one too", 
   CHECK(score_continuations(model, prompts, {{96}}).size() == 1);
 }
 
-namespace {
-
-std::vector<int64_t> joined(std::vector<int64_t> a, const std::vector<int64_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-}  // namespace
-
 TEST_CASE("a prefix store carries prompt prefixes from one scoring call to the next", "[engine][score]") {
   const auto arch = GENERATE(Arch::kQwen3, Arch::kMistral);
   CAPTURE(arch_name(arch));
   test::TempDir dir("score-store");
-  auto c = preset_config(arch, "tiny");
-  c.vocab_size = 89;
-  if (arch == Arch::kMistral) c.sliding_window = 9;  // shorter than the stored prefixes
-  InitOptions io;
-  io.seed = 13;
-  io.jitter = true;
-  init_model(c, dir.path, io);
-  const auto model = Transformer::load(dir.path);
-  const int64_t V = c.vocab_size;
+  const auto model = scoring_model(arch, dir, 13);
+  const int64_t V = model.config().vocab_size;
   const auto opening = test::random_ids(12, V, 40);
   const std::vector<std::vector<int64_t>> cands = {{4, 7, 9}, {4, 7, 3, 1}, {4, 8}};
   PrefixStore store;
