@@ -39,7 +39,7 @@ using synthpert::bench::parse_list;
 int run(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows N] [--batches 8,32] "
+                 "usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows N] [--batches 1,8,32] "
                  "[--template NAME] [--reps N] [--no-store] [--no-share] [--device cpu|cuda] [--dtype f32|bf16|f16]\n");
     return 2;
   }

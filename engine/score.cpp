@@ -37,34 +37,6 @@ struct AdapterGroups {
   int64_t adapter(int64_t g) const { return distinct.empty() ? -1 : distinct[static_cast<size_t>(g)]; }
 };
 
-// A cache with a row per row of the batch (room for `capacity` tokens each)
-// that all hold the keys and values of `prefix` at positions 0..P-1, each
-// row its adapter's.
-// Group g's row starts from stored[g]'s first `reused` tokens (none without
-// a store); the rest of the prefix runs once per group.
-KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const AdapterGroups& groups,
-                     int64_t capacity, PrefixStore* store, const std::vector<PrefixStore::Match>& stored,
-                     int64_t reused) {
-  const int64_t R = groups.count(), P = static_cast<int64_t>(prefix.size());
-  const torch::Device dev = model.device();
-  KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
-  for (int64_t g = 0; g < R && reused > 0; ++g) store->restore(stored[static_cast<size_t>(g)], reused, cache, g);
-  if (P > reused) {
-    const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-    ForwardBatch batch;
-    batch.ids = torch::tensor(std::vector<int64_t>(prefix.begin() + reused, prefix.end()), i64)
-                    .unsqueeze(0)
-                    .expand({R, P - reused})
-                    .contiguous()
-                    .to(dev);
-    batch.positions = torch::arange(reused, P, i64).unsqueeze(0).expand({R, P - reused}).contiguous().to(dev);
-    batch.adapter = groups.distinct;
-    model.hidden_states(batch, &cache);
-  }
-  cache.select_rows(torch::tensor(groups.source, torch::kInt64).to(dev));
-  return cache;
-}
-
 // Rows of token ids padded to one width, with their RoPE positions and
 // validity, built on the host and sent to the device in one copy each.
 struct TokenRows {
@@ -95,6 +67,27 @@ struct TokenRows {
     return ForwardBatch{ids.to(dev), positions.to(dev), valid.to(dev), {}, adapters};
   }
 };
+
+// A cache with a row per row of the batch (room for `capacity` tokens each)
+// that all hold the keys and values of `prefix` at positions 0..P-1, each
+// row its adapter's.
+// Group g's row starts from stored[g]'s first `reused` tokens (none without
+// a store); the rest of the prefix runs once per group.
+KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const AdapterGroups& groups,
+                     int64_t capacity, PrefixStore* store, const std::vector<PrefixStore::Match>& stored,
+                     int64_t reused) {
+  const int64_t R = groups.count(), P = static_cast<int64_t>(prefix.size());
+  const torch::Device dev = model.device();
+  KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
+  for (int64_t g = 0; g < R && reused > 0; ++g) store->restore(stored[static_cast<size_t>(g)], reused, cache, g);
+  if (P > reused) {
+    TokenRows rest(R, P - reused);
+    for (int64_t g = 0; g < R; ++g) rest.put(g, {prefix.begin() + reused, prefix.end()}, reused, /*left_pad=*/false);
+    model.hidden_states(rest.batch(dev, groups.distinct), &cache);
+  }
+  cache.select_rows(torch::tensor(groups.source, torch::kInt64).to(dev));
+  return cache;
+}
 
 // log p(next[i] | position at[i]) for rows `at` of hidden (N, C), without
 // materialising the (N, V) log-softmax: the head runs on a chunk of rows at a
@@ -159,12 +152,11 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
   const int64_t shared = B > 1 || store ? shared_prefix_length(prompts) : 0;
   const std::vector<int64_t> prefix(prompts[0].begin(), prompts[0].begin() + shared);
   std::vector<PrefixStore::Match> stored;
-  int64_t reused = shared;
-  for (int64_t g = 0; g < groups.count() && store && shared > 0; ++g) {
+  int64_t reused = store ? shared : 0;
+  for (int64_t g = 0; g < groups.count() && reused > 0; ++g) {
     stored.push_back(store->longest_match(model, prefix, groups.adapter(g)));
     reused = std::min(reused, stored.back().length);
   }
-  if (stored.empty()) reused = 0;
   const int64_t P = B > 1 && shared - reused >= options.min_shared_prefix ? shared : reused;
   const int64_t Q = shared_prefix_length(candidates);  // every candidate keeps a token after it
   const std::vector<int64_t> common(candidates[0].begin(), candidates[0].begin() + Q);
