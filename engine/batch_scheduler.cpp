@@ -9,11 +9,14 @@
 namespace synthpert::engine {
 
 BatchScheduler::BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity,
-                               std::vector<int64_t> stop_ids, int64_t prefill_chunk)
-    : model_(model), max_rows_(max_rows), stop_ids_(std::move(stop_ids)),
+                               std::vector<int64_t> stop_ids, int64_t prefill_chunk, PrefixStore* prefixes)
+    : model_(model),
+      max_rows_(max_rows),
+      stop_ids_(std::move(stop_ids)),
       pool_(KVCache::create(model.config(), std::max<int64_t>(max_rows, 1), std::max<int64_t>(capacity, 1),
                             model.dtype(), model.device())),
-      prefill_chunk_(prefill_chunk) {
+      prefill_chunk_(prefill_chunk),
+      prefixes_(prefixes) {
   SP_CHECK_INPUT(max_rows >= 1, "a batch needs at least one row");
   SP_CHECK_INPUT(prefill_chunk >= 0, "the prefill chunk must be >= 0 tokens (0: whole prompts), got ", prefill_chunk);
 }
@@ -85,8 +88,16 @@ void BatchScheduler::admit_waiting() {
     SequenceRequest r = std::move(waiting_.front());
     waiting_.pop_front();
     Sampler sampler(r.sampling, r.sampler_stream);
-    rows_.push_back(Row{std::move(r), std::move(sampler), {}, 0, 0, false});
-    pool_.lengths[begin + i] = 0;
+    rows_.push_back(Row{std::move(r), std::move(sampler)});
+    Row& row = rows_.back();
+    const int64_t at = static_cast<int64_t>(begin + i);
+    pool_.lengths[at] = 0;
+    if (!prefixes_) continue;
+    const auto match = prefixes_->longest_match(model_, row.request.prompt, row.request.adapter);
+    row.stored = match.length;
+    // The prompt's last token always runs: its logits give the first new one.
+    row.prefilled = std::min<int64_t>(match.length, static_cast<int64_t>(row.request.prompt.size()) - 1);
+    if (row.prefilled > 0) prefixes_->restore(match, row.prefilled, pool_, at);
   }
 }
 
@@ -140,9 +151,16 @@ void BatchScheduler::prefill() {
   batch.adapter = adapters(begin, begin + k);
   torch::Tensor hidden;  // (K, T, C)
   run_forward(begin, k, batch, &hidden);
-  if (!completed.empty()) {
-    const auto at = torch::tensor(completed_at, torch::kInt64).view({-1, 2}).to(dev);
-    advance(completed, model_.logits(hidden.index({at.select(1, 0), at.select(1, 1)})));
+  if (completed.empty()) return;
+  const auto at = torch::tensor(completed_at, torch::kInt64).view({-1, 2}).to(dev);
+  advance(completed, model_.logits(hidden.index({at.select(1, 0), at.select(1, 1)})));
+  if (!prefixes_) return;
+  // After sampling, so a row whose logits were NaN (an overflowed
+  // activation) leaves nothing for later prompts to copy.
+  for (const size_t r : completed) {
+    const Row& row = rows_[r];
+    if (!row.failed && row.stored < static_cast<int64_t>(row.request.prompt.size()))
+      prefixes_->keep(model_, row.request.prompt, row.request.adapter, pool_, static_cast<int64_t>(r));
   }
 }
 
@@ -251,6 +269,7 @@ void BatchScheduler::finish(Row& row, const char* reason) {
 
 void BatchScheduler::fail(Row& row, const std::string& message) {
   row.done = true;
+  row.failed = true;
   if (row.request.on_error) row.request.on_error(message);
 }
 

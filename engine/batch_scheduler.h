@@ -22,6 +22,14 @@
 // A finished row is replaced by the last decoding row, and the hole that
 // leaves by the last prefilling row (one row copied each), so both ranges
 // stay contiguous.
+//
+// Prefix reuse (`prefixes` set): a joining row takes the longest start of its
+// prompt that the store holds under its adapter (all of it but the last
+// token at most, whose logits give the first new token) as copied keys and
+// values, and prefills only the rest. A row whose prompt is in leaves its
+// prompt in the store, so a later request with the same system prompt, or
+// the next turn of a chat, runs only what is new. The first rows of a batch
+// that join together find nothing of each other's.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +40,7 @@
 
 #include "engine/generate.h"
 #include "engine/model.h"
+#include "engine/prefix_store.h"
 #include "engine/sampler.h"
 
 namespace synthpert::engine {
@@ -57,8 +66,11 @@ struct SequenceRequest {
 class BatchScheduler {
  public:
   // `prefill_chunk`: prompt tokens per row per prefill step (0: whole prompts).
+  // `prefixes`: a store of this model's prompt prefixes (none: every prompt
+  // runs whole); used from the calling thread only, it must outlive the
+  // scheduler.
   BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity, std::vector<int64_t> stop_ids,
-                 int64_t prefill_chunk = 0);
+                 int64_t prefill_chunk = 0, PrefixStore* prefixes = nullptr);
 
   // Queues a sequence; it joins at the next step with a free row. Its prompt
   // plus budget must fit a row's capacity (InputError otherwise).
@@ -84,10 +96,13 @@ class BatchScheduler {
     GenerateResult result;
     int64_t prefilled = 0;   // prompt tokens in the cache
     int64_t next_token = 0;  // sampled, not yet in the cache
+    int64_t stored = 0;      // prompt tokens the store held at admission
     bool done = false;
+    bool failed = false;  // ended by fail(): NaN logits, or a callback threw
   };
 
-  // Moves waiting sequences into free rows after the prefilling ones.
+  // Moves waiting sequences into free rows after the prefilling ones, each
+  // with what the prefix store holds of its prompt.
   void admit_waiting();
   void prefill();
   // Moves the prefilling rows whose prompt is in to the end of the decoding range.
@@ -109,6 +124,7 @@ class BatchScheduler {
   std::vector<int64_t> stop_ids_;
   KVCache pool_;
   int64_t prefill_chunk_;
+  PrefixStore* prefixes_;
   std::deque<SequenceRequest> waiting_;
   std::vector<Row> rows_;  // row i sits in pool row i: [0, decoding_) decode, the rest prefill
   size_t decoding_ = 0;

@@ -37,7 +37,8 @@ std::vector<GenerateResult> generate(const Transformer& model,
 
   // Every prompt gets a row of its own from the start; rows leave the batch
   // as they finish.
-  BatchScheduler scheduler(model, B, L + std::max<int64_t>(max_budget, 1), opts.stop_ids);
+  BatchScheduler scheduler(model, B, L + std::max<int64_t>(max_budget, 1), opts.stop_ids, /*prefill_chunk=*/0,
+                           opts.prefixes);
   std::vector<GenerateResult> results(B);
   // A row that fails (every logit NaN, a callback that throws) leaves the
   // batch alone; generate() has no partial answer to give, so it reports it.

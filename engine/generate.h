@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/prefix_store.h"
 #include "engine/sampler.h"
 
 namespace synthpert::engine {
@@ -44,6 +45,11 @@ struct GenerateOptions {
   // Called once per sequence as soon as it finishes, so a caller can answer it
   // while the rest of the batch goes on.
   std::function<void(size_t sequence, const GenerateResult& result)> on_finish;
+  // Prompt prefixes kept from earlier calls (engine/prefix_store.h): each
+  // prompt copies the longest start the store holds and leaves its own
+  // there. A run that generates batch after batch from one template keeps
+  // one store for all of them.
+  PrefixStore* prefixes = nullptr;
 };
 
 // A sequence that fails (every logit NaN: the activations overflowed; on_token

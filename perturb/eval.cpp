@@ -98,9 +98,9 @@ std::vector<json> score_batch(const engine::Transformer& model, engine::PrefixSt
   return out;
 }
 
-std::vector<json> generate_batch(const engine::Transformer& model, const PromptEncoder& enc,
-                                 const EvalConfig& cfg, const std::vector<Row>& rows, size_t begin,
-                                 size_t end) {
+std::vector<json> generate_batch(const engine::Transformer& model, engine::PrefixStore& prefixes,
+                                 const PromptEncoder& enc, const EvalConfig& cfg, const std::vector<Row>& rows,
+                                 size_t begin, size_t end) {
   std::vector<std::vector<int64_t>> prompts;
   for (size_t i = begin; i < end; ++i) prompts.push_back(enc.prompt_ids(rows[i]));
   engine::GenerateOptions go;
@@ -110,6 +110,7 @@ std::vector<json> generate_batch(const engine::Transformer& model, const PromptE
     go.row_sampling.back().seed = eval_row_seed(cfg.seed, i);
   }
   go.stop_ids = enc.tokenizer().stop_ids(model.config().eos_token_ids);
+  go.prefixes = &prefixes;
   const auto results = engine::generate(model, prompts, go);
   std::vector<json> out;
   for (size_t k = 0; k < results.size(); ++k) {
@@ -295,13 +296,13 @@ json run_eval(const EvalConfig& cfg, const std::string& out_dir) {
       auto model = engine::Transformer::load(cfg.model_dir, lo);
       if (!cfg.adapter_dir.empty()) engine::load_peft_adapter(cfg.adapter_dir, model);
       const PromptEncoder& enc = *encoder;
-      // The prompts' opening runs once for the whole run (score mode).
+      // The prompts' opening runs once for the whole run.
       engine::PrefixStore prefixes;
       // Batch by batch, each flushed before the next starts.
       for (size_t b = done.size(); b < rows.size() && !cfg.interrupted(); b += cfg.batch) {
         const size_t e = std::min(rows.size(), b + static_cast<size_t>(cfg.batch));
         writer.write(cfg.mode == "score" ? score_batch(model, prefixes, enc, cfg, rows, b, e)
-                                         : generate_batch(model, enc, cfg, rows, b, e));
+                                         : generate_batch(model, prefixes, enc, cfg, rows, b, e));
       }
     }
   }

@@ -56,6 +56,22 @@ inline engine::Transformer small_test_model(const std::string& dir, const engine
   return engine::Transformer::load(dir);
 }
 
+// A jittered "tiny" model of `arch` with 89 tokens, loaded from dir. Mistral's
+// window (9) is shorter than the prompts of the prefix-store tests, so keys a
+// row reuses must sit in the right slots for the window to cut in the same
+// place.
+inline engine::Transformer tiny_model(engine::Arch arch, const std::string& dir, uint64_t seed) {
+  auto c = engine::preset_config(arch, "tiny");
+  c.vocab_size = 89;
+  if (arch == engine::Arch::kMistral) c.sliding_window = 9;
+  return small_test_model(dir, c, seed);
+}
+
+inline std::vector<int64_t> joined(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 // Deterministic pseudo-random token ids in [0, vocab).
 inline std::vector<int64_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int64_t> ids;

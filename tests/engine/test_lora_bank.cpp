@@ -246,6 +246,39 @@ TEST_CASE("a prefix store keeps each adapter's keys and values apart", "[engine]
   check({prompt(69)}, {-1}, 10);
 }
 
+TEST_CASE("generation keeps and copies each adapter's prompt prefixes apart", "[engine][lora_bank][prefix]") {
+  Fixture f;
+  const auto bank = f.banked();
+  const Transformer alone[] = {f.single(f.a_dir.path), f.single(f.b_dir.path), f.base()};
+  const int64_t V = bank.config().vocab_size;
+  const auto opening = test::random_ids(10, V, 90);
+  PrefixStore store;
+  GenerateOptions opts;
+  opts.max_new_tokens = 5;
+  opts.prefixes = &store;
+  auto check = [&](const std::vector<std::vector<int64_t>>& prompts, const std::vector<int64_t>& adapters,
+                   int64_t reused) {
+    const auto before = store.stats().tokens_reused;
+    opts.adapters = adapters;
+    const auto got = generate(bank, prompts, opts);
+    CHECK(store.stats().tokens_reused - before == reused);
+    GenerateOptions solo;
+    solo.max_new_tokens = opts.max_new_tokens;
+    for (size_t b = 0; b < prompts.size(); ++b) {
+      const int64_t a = adapters[b];
+      CHECK(got[b].tokens == generate(alone[a < 0 ? 2 : a], {prompts[b]}, solo)[0].tokens);
+    }
+  };
+  // The same prompt under adapter a, then under b and the base model: the
+  // second call finds a's entry only for a's row. A store that matched
+  // across adapters would hand the others a's keys and values.
+  const auto p = test::joined(opening, {1, 2, 3});
+  check({p}, {0}, 0);
+  check({p, p, p}, {0, 1, -1}, 12);
+  check({test::joined(opening, {4}), test::joined(opening, {5, 6})}, {1, -1}, 2 * 10);
+  CHECK(store.size() == 5);  // p under each adapter, and the last two prompts
+}
+
 TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {
   Fixture f;
   auto model = f.base();

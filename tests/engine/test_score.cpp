@@ -21,25 +21,6 @@ double recomputed_logp(const Transformer& model, const std::vector<int64_t>& pro
   return sum;
 }
 
-std::vector<int64_t> joined(std::vector<int64_t> a, const std::vector<int64_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// A tiny random model of `arch`; Mistral's window (9) is shorter than the
-// prompts, so the keys a row reuses must sit in the right slots for the
-// window to cut in the same place.
-Transformer scoring_model(Arch arch, const test::TempDir& dir, uint64_t seed) {
-  auto c = preset_config(arch, "tiny");
-  c.vocab_size = 89;
-  if (arch == Arch::kMistral) c.sliding_window = 9;
-  InitOptions io;
-  io.seed = seed;
-  io.jitter = true;
-  init_model(c, dir.path, io);
-  return Transformer::load(dir.path);
-}
-
 }  // namespace
 
 TEST_CASE("scored continuations equal log-likelihoods from full recompute", "[engine][score]") {
@@ -76,10 +57,10 @@ TEST_CASE("a shared prompt prefix run once scores as the full recompute", "[engi
   const auto arch = GENERATE(Arch::kQwen3, Arch::kMistral);
   CAPTURE(arch_name(arch));
   test::TempDir dir("score-prefix");
-  const auto model = scoring_model(arch, dir, 9);
+  const auto model = test::tiny_model(arch, dir.path, 9);
   const int64_t V = model.config().vocab_size;
   const auto prefix = test::random_ids(12, V, 4);
-  auto with_tail = [&](const std::vector<int64_t>& tail) { return joined(prefix, tail); };
+  auto with_tail = [&](const std::vector<int64_t>& tail) { return test::joined(prefix, tail); };
   // Tails of 1 to 7 tokens; the second and third share a longer prefix.
   const std::vector<std::vector<int64_t>> prompts = {with_tail(test::random_ids(5, V, 5)), with_tail({3, 8, 1}),
                                                      with_tail({3, 8, 1, 40, 2, 6, 7}), with_tail({61})};
@@ -125,7 +106,7 @@ TEST_CASE("a prefix store carries prompt prefixes from one scoring call to the n
   const auto arch = GENERATE(Arch::kQwen3, Arch::kMistral);
   CAPTURE(arch_name(arch));
   test::TempDir dir("score-store");
-  const auto model = scoring_model(arch, dir, 13);
+  const auto model = test::tiny_model(arch, dir.path, 13);
   const int64_t V = model.config().vocab_size;
   const auto opening = test::random_ids(12, V, 40);
   const std::vector<std::vector<int64_t>> cands = {{4, 7, 9}, {4, 7, 3, 1}, {4, 8}};
@@ -145,16 +126,18 @@ TEST_CASE("a prefix store carries prompt prefixes from one scoring call to the n
       }
   };
   // An empty store: the batch's shared 12 tokens run and are kept.
-  check({joined(opening, {3, 8, 1}), joined(opening, {5}), joined(opening, test::random_ids(6, V, 41))}, 0, 12);
+  check(
+      {test::joined(opening, {3, 8, 1}), test::joined(opening, {5}), test::joined(opening, test::random_ids(6, V, 41))},
+      0, 12);
   // Prompts that leave the opening after 8 tokens: 8 are copied, the other
   // 6 shared ones run, and the 14 are kept.
   const std::vector<int64_t> first8(opening.begin(), opening.begin() + 8);
-  const auto other = joined(first8, test::random_ids(6, V, 42));
-  check({joined(other, {2, 2}), joined(other, {9, 1, 1})}, 8, 14);
+  const auto other = test::joined(first8, test::random_ids(6, V, 42));
+  check({test::joined(other, {2, 2}), test::joined(other, {9, 1, 1})}, 8, 14);
   CHECK(store.size() == 2);
   // One prompt: all of it but its last token is its own shared prefix; the
   // opening's 12 are copied, the rest runs, and the 17 are kept.
-  const auto single = joined(opening, {6, 6, 2, 5, 1, 30});
+  const auto single = test::joined(opening, {6, 6, 2, 5, 1, 30});
   check({single}, 12, 17);
   // The same prompt again: the 17 come from the store and only its last
   // token runs. The entry of 17 replaced the opening's 12, which it covers.
@@ -163,7 +146,7 @@ TEST_CASE("a prefix store carries prompt prefixes from one scoring call to the n
   // Too few new shared tokens to run apart: the stored 12 are copied and the
   // rest runs with the tails; the 14 shared ones are kept all the same.
   opts.min_shared_prefix = 100;
-  check({joined(opening, {3, 8, 1, 44}), joined(opening, {3, 8, 2})}, 12, 14);
+  check({test::joined(opening, {3, 8, 1, 44}), test::joined(opening, {3, 8, 2})}, 12, 14);
   // A store holds one model's keys and values.
   const auto other_model = Transformer::load(dir.path);
   CHECK_THROWS_WITH(score_continuations(other_model, {single}, cands, opts), Catch::Contains("another model"));

@@ -1,0 +1,143 @@
+// Generation that copies prompt prefixes from a store (engine/prefix_store.h)
+// instead of running them: its greedy tokens must be the argmax of one full
+// forward over the prompt and the tokens so far, with no cache at all.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "engine/batch_scheduler.h"
+#include "engine/generate.h"
+#include "engine_test_util.h"
+
+using namespace synthpert;
+using namespace synthpert::engine;
+
+namespace {
+
+std::vector<int64_t> recomputed_greedy(const Transformer& model, std::vector<int64_t> ids, int64_t n) {
+  InferenceGuard g;
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const auto logits = model.forward(ForwardBatch::from_ids(torch::tensor(ids).unsqueeze(0)))[0];
+    out.push_back(logits[logits.size(0) - 1].argmax().item<int64_t>());
+    ids.push_back(out.back());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("generation copies stored prompt prefixes and continues as the full recompute", "[engine][kv][prefix]") {
+  const auto arch = GENERATE(Arch::kLlama, Arch::kQwen3, Arch::kMistral);
+  CAPTURE(arch_name(arch));
+  test::TempDir dir("gen-store");
+  const auto model = test::tiny_model(arch, dir.path, 17);
+  const int64_t V = model.config().vocab_size;
+  const auto opening = test::random_ids(12, V, 50);
+  constexpr int64_t kNew = 5;
+  PrefixStore store;
+  GenerateOptions opts;
+  opts.max_new_tokens = kNew;
+  opts.prefixes = &store;
+  auto check = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t reused, int64_t kept) {
+    const auto before = store.stats();
+    const auto got = generate(model, prompts, opts);
+    CHECK(store.stats().tokens_reused - before.tokens_reused == reused);
+    CHECK(store.stats().tokens_kept - before.tokens_kept == kept);
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      CAPTURE(r);
+      CHECK(got[r].tokens == recomputed_greedy(model, prompts[r], kNew));
+    }
+    return got;
+  };
+  // An empty store: both prompts run whole, and each is kept.
+  const auto a = test::joined(opening, {3, 8, 1});
+  const auto b = test::joined(opening, {7, 7, 2, 40, 11, 6});
+  check({a, b}, 0, 15 + 18);
+  CHECK(store.size() == 2);
+  // A new prompt with the same opening copies the 12 and keeps its 18.
+  const auto c = test::joined(opening, {5, 6, 2, 5, 1, 30});
+  const auto c_reply = check({c}, 12, 18)[0].tokens;
+  // The same prompt again: all but its last token is copied, nothing kept.
+  check({c}, 17, 0);
+  // The next turn (the prompt, its reply, new tokens) copies all of c; its
+  // entry covers c's, which goes.
+  const auto turn = test::joined(test::joined(c, c_reply), {9, 9});
+  check({turn}, 18, static_cast<int64_t>(turn.size()));
+  CHECK(store.size() == 3);
+  // One call whose rows copy different lengths, so the prefill batch holds
+  // rows that start at different positions: a's twin (14 of its 15) and a
+  // prompt that leaves the opening after 8 tokens (8; its 11 are kept).
+  std::vector<int64_t> early(opening.begin(), opening.begin() + 8);
+  early = test::joined(early, {(opening[8] + 1) % V, 2, 4});
+  check({a, early}, 14 + 8, 11);
+}
+
+TEST_CASE("a copied prompt joins a chunked prefill beside rows halfway through theirs", "[engine][kv][prefix]") {
+  test::TempDir dir("gen-store-chunk");
+  const auto model = test::tiny_model(Arch::kMistral, dir.path, 23);
+  const int64_t V = model.config().vocab_size;
+  const auto opening = test::random_ids(12, V, 70);
+  PrefixStore store;
+  BatchScheduler s(model, 3, 48, {}, /*prefill_chunk=*/4, &store);
+  const std::vector<std::vector<int64_t>> prompts = {test::joined(opening, {1, 2, 3}), test::random_ids(21, V, 71),
+                                                     test::random_ids(2, V, 72),
+                                                     test::joined(opening, {6, 5, 4, 3, 2})};
+  const std::vector<int64_t> budgets = {3, 6, 9, 4};
+  std::vector<GenerateResult> got(prompts.size());
+  auto add = [&](size_t i) {
+    SequenceRequest r;
+    r.prompt = prompts[i];
+    r.max_new_tokens = budgets[i];
+    r.on_finish = [&got, i](const GenerateResult& g) { got[i] = g; };
+    s.add(std::move(r));
+  };
+  add(0);
+  while (!s.idle()) s.step();
+  CHECK(store.tokens_held() == 15);
+  // The long prompt goes in over six prefill steps; the short one decodes
+  // meanwhile. The opening's twin arrives after the long one's first chunk:
+  // it copies 12 tokens and prefills its last 5 in two chunks beside it.
+  add(1);
+  add(2);
+  s.step();
+  add(3);
+  while (!s.idle()) s.step();
+  CHECK(store.stats().tokens_reused == 12);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].tokens == recomputed_greedy(model, prompts[i], budgets[i]));
+  }
+  // The two prompts with the opening part after it, so neither covers the
+  // other: the store holds all four prompts.
+  CHECK(store.size() == 4);
+}
+
+TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[engine][kv][prefix]") {
+  test::TempDir dir("gen-store-nan");
+  auto model = test::tiny_model(Arch::kLlama, dir.path, 29);
+  const int64_t V = model.config().vocab_size;
+  const auto prompt = test::random_ids(6, V, 80);
+  int64_t poison = 0;
+  while (std::find(prompt.begin(), prompt.end(), poison) != prompt.end()) ++poison;
+  // A token whose embedding is NaN turns its row's activations, and so the
+  // keys and values of every token after it, into NaN.
+  model.embed_tokens = model.embed_tokens.clone();
+  model.embed_tokens[poison].fill_(NAN);
+  PrefixStore store;
+  BatchScheduler s(model, 2, 16, {}, 0, &store);
+  const std::vector<std::vector<int64_t>> prompts = {prompt, test::joined({prompt[0], poison}, prompt)};
+  std::vector<std::string> errors(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SequenceRequest r;
+    r.prompt = prompts[i];
+    r.max_new_tokens = 2;
+    r.on_error = [&errors, i](const std::string& m) { errors[i] = m; };
+    s.add(std::move(r));
+  }
+  while (!s.idle()) s.step();
+  CHECK(errors[0].empty());
+  CHECK(errors[1] == kAllLogitsNan);
+  CHECK(store.size() == 1);
+  CHECK(store.tokens_held() == static_cast<int64_t>(prompt.size()));
+}
