@@ -62,6 +62,11 @@ RunFn setup(CLI::App& cmd) {
                  "prompt tokens per sequence per prefill step, so a long prompt does not stall the others' decoding "
                  "(0: whole prompts)")
       ->capture_default_str();
+  cmd.add_option("--prefix-cache-tokens", c.prefix_cache_tokens,
+                 "prompt tokens whose keys and values are kept for later requests that start the same way (a "
+                 "system prompt, a chat's earlier turns, a PerturbQA template's opening); 0: none")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd.add_option("--max-tokens", c.max_tokens_cap, "completion budget of a request that names none")
       ->capture_default_str();
   cmd.add_option("--http-threads", c.http_threads, "HTTP worker threads: each request in progress holds one (a stream until it ends), two are kept for /health and /v1/models; beyond, a 429")

@@ -215,7 +215,7 @@ ApiServer::Impl::Impl(const ServeConfig& c)
   predictor = std::make_unique<PerturbPredictor>(cfg.model_dir, cfg.predict);
   worker = std::make_unique<InferenceWorker>(model, stop_ids, cfg.max_batch,
                                              std::min<int64_t>(cfg.max_context, model.config().max_position_embeddings),
-                                             cfg.prefill_chunk);
+                                             cfg.prefill_chunk, cfg.prefix_cache_tokens);
   predictions = std::make_unique<PredictQueue>(*predictor, model, *worker, cfg.max_batch);
   routes();
 }
@@ -444,7 +444,15 @@ json ApiServer::Impl::health() const {
           {"dtype", cfg.dtype},
           {"chat_template", chat.has_value()},
           {"context_length", context_length()},
-          {"queue", {{"waiting", s.waiting}, {"running", s.running}, {"steps", s.steps}, {"largest_batch", s.largest_batch}}},
+          {"queue",
+           {{"waiting", s.waiting}, {"running", s.running}, {"steps", s.steps}, {"largest_batch", s.largest_batch}}},
+          {"prefix_cache",
+           {{"max_tokens", cfg.prefix_cache_tokens},
+            {"entries", s.prefix_entries},
+            {"tokens_held", s.prefix_tokens_held},
+            {"lookups", s.prefix.lookups},
+            {"tokens_reused", s.prefix.tokens_reused},
+            {"tokens_kept", s.prefix.tokens_kept}}},
           {"predict", predict}};
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "apps/server/perturb_predictor.h"
+#include "engine/prefix_store.h"
 
 namespace synthpert::server {
 
@@ -36,6 +37,7 @@ struct ServeConfig {
   int64_t max_batch = 16;        // sequences generated at once (rows of the continuous batch)
   int64_t max_context = 4096;    // tokens per sequence (prompt + completion); the KV cache holds max_batch x this
   int64_t prefill_chunk = 512;   // prompt tokens per row per prefill step, so long prompts do not stall decoding (0: whole)
+  int64_t prefix_cache_tokens = engine::PrefixStore::kDefaultTokens;  // prompt prefixes kept for reuse (0: none)
   int64_t max_tokens_cap = 2048; // completion budget when a request names none
   int http_threads = 32;         // each request in progress holds one; 2 kept for /health, /v1/models; beyond: 429
   PredictConfig predict;

@@ -10,9 +10,10 @@ constexpr const char* kShuttingDown = "the server is shutting down";
 }
 
 InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<int64_t> stop_ids, int64_t max_rows,
-                                 int64_t capacity, int64_t prefill_chunk)
+                                 int64_t capacity, int64_t prefill_chunk, int64_t prefix_tokens)
     : capacity_(capacity),
-      scheduler_(model, max_rows, capacity, std::move(stop_ids), prefill_chunk),
+      prefixes_(prefix_tokens > 0 ? std::make_unique<engine::PrefixStore>(prefix_tokens) : nullptr),
+      scheduler_(model, max_rows, capacity, std::move(stop_ids), prefill_chunk, prefixes_.get()),
       thread_([this] { loop(); }) {}
 
 InferenceWorker::~InferenceWorker() {
@@ -109,13 +110,21 @@ void InferenceWorker::loop() {
         task.on_error(e.what());
       }
     }
-    if (scheduler_.idle()) continue;
-    try {
-      scheduler_.step();
-    } catch (const std::exception& e) {
-      scheduler_.fail_all(e.what());
+    const bool stepped = !scheduler_.idle();
+    if (stepped) {
+      try {
+        scheduler_.step();
+      } catch (const std::exception& e) {
+        scheduler_.fail_all(e.what());
+      }
     }
     std::lock_guard<std::mutex> lock(mutex_);
+    if (prefixes_) {
+      stats_.prefix_entries = static_cast<int64_t>(prefixes_->size());
+      stats_.prefix_tokens_held = prefixes_->tokens_held();
+      stats_.prefix = prefixes_->stats();
+    }
+    if (!stepped) continue;
     ++stats_.steps;
     stats_.running = scheduler_.running();
     stats_.largest_batch = std::max(stats_.largest_batch, scheduler_.last_step_rows());

@@ -102,12 +102,13 @@ PreparedQuestion PerturbPredictor::prepare(const PredictRequest& req) {
 }
 
 std::vector<json> PerturbPredictor::score(const engine::Transformer& model,
-                                          const std::vector<const PreparedQuestion*>& questions, int64_t adapter) {
+                                          const std::vector<const PreparedQuestion*>& questions, int64_t adapter,
+                                          engine::PrefixStore* prefixes) {
   // As eval scores (perturb::score_views), on the ids prepare() made.
   auto view = [&](size_t v) {
     std::vector<const perturb::AnswerIds*> ids;
     for (const auto* q : questions) ids.push_back(&q->views[v]);
-    return perturb::score_answer_ids(model, ids, adapter, &prefixes_);
+    return perturb::score_answer_ids(model, ids, adapter, prefixes);
   };
   std::vector<std::array<double, 3>> combined = view(0);
   if (cfg_.blind_view) combined = perturb::mean_of_views(combined, view(1));

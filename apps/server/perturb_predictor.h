@@ -75,8 +75,11 @@ class PerturbPredictor {
   // The scoring half, on the inference worker (it uses the model): each
   // question's prediction with "reasoning": null, scored in one batched pass
   // with `adapter`. Only that thread calls it, always with the same model.
+  // `prefixes` (may be null): the worker's store of prompt prefixes, so the
+  // prompts' opening runs once for the server's life, not once per request.
   std::vector<nlohmann::json> score(const engine::Transformer& model,
-                                    const std::vector<const PreparedQuestion*>& questions, int64_t adapter);
+                                    const std::vector<const PreparedQuestion*>& questions, int64_t adapter,
+                                    engine::PrefixStore* prefixes);
   // The written answer's token budget for a request.
   int64_t reasoning_budget(const PredictRequest& req) const;
   // Fills "reasoning", "reasoning_label" and "reasoning_finish_reason" of a
@@ -94,11 +97,7 @@ class PerturbPredictor {
   PredictConfig cfg_;
   perturb::PromptEncoder enc_;  // const use only: shared by the HTTP threads and the worker
   std::unique_ptr<perturb::SplitEvidence> evidence_;  // set when the template uses evidence
-  std::mutex evidence_mutex_;  // attach() remembers what it ranked
-  // The prompts' opening, kept from one scoring pass to the next (per
-  // adapter and view), so a lone request runs only its own tokens. The
-  // worker thread alone uses it.
-  engine::PrefixStore prefixes_;
+  std::mutex evidence_mutex_;                         // attach() remembers what it ranked
 };
 
 }  // namespace synthpert::server

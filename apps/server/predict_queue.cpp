@@ -108,7 +108,7 @@ void PredictQueue::drain() {
 void PredictQueue::score(const std::vector<Job>& jobs) {
   std::vector<const PreparedQuestion*> questions;
   for (const auto& j : jobs) questions.push_back(&j.question);
-  const auto predictions = predictor_.score(model_, questions, jobs.front().adapter);
+  const auto predictions = predictor_.score(model_, questions, jobs.front().adapter, worker_.prefixes());
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++stats_.batches;

@@ -1,8 +1,8 @@
 // The server's model thread: requests share the continuous batch, tasks
 // (prediction scoring) run between two steps.
-#include <catch2/catch.hpp>
-
 #include <atomic>
+#include <catch2/catch.hpp>
+#include <functional>
 #include <future>
 
 #include "apps/server/inference_worker.h"
@@ -42,4 +42,54 @@ TEST_CASE("a task runs between steps while requests before it wait for a row", "
   short_done.get_future().get();
   CHECK(tokens_when_task_ran >= 0);
   CHECK(tokens_when_task_ran < 120);  // not after the long generation ended
+}
+
+TEST_CASE("generation and tasks share the worker's prefix store; its counters reach stats()", "[server]") {
+  test::TempDir dir("worker-prefix");
+  const auto model = test::small_test_model(dir.path, test::small_test_config(engine::Arch::kLlama), 4);
+  const auto prompt = test::random_ids(9, model.config().vocab_size, 5);
+  auto generate = [&](server::InferenceWorker& worker) {
+    std::promise<engine::GenerateResult> done;
+    engine::SequenceRequest r;
+    r.prompt = prompt;
+    r.max_new_tokens = 4;
+    r.on_finish = [&done](const engine::GenerateResult& g) { done.set_value(g); };
+    r.on_error = [&done](const std::string& m) { done.set_exception(std::make_exception_ptr(std::runtime_error(m))); };
+    worker.submit(std::move(r));
+    return done.get_future().get().tokens;
+  };
+  // Runs `f` on the worker thread and waits for it. The worker updates its
+  // stats after each task, so stats() read in a second task sees the first's.
+  auto on_worker = [](server::InferenceWorker& worker, const std::function<void()>& f) {
+    std::promise<void> done;
+    worker.submit_task(
+        [&] { f(), done.set_value(); },
+        [&](const std::string& m) { done.set_exception(std::make_exception_ptr(std::runtime_error(m))); });
+    done.get_future().get();
+  };
+  server::InferenceWorker plain(model, {}, 2, 64);
+  const auto expected = generate(plain);
+  on_worker(plain, [&] { CHECK(plain.prefixes() == nullptr); });
+  CHECK(plain.stats().prefix_entries == 0);
+
+  server::InferenceWorker worker(model, {}, 2, 64, 0, /*prefix_tokens=*/100);
+  CHECK(generate(worker) == expected);
+  // The second request copies all of its prompt but the last token.
+  CHECK(generate(worker) == expected);
+  int64_t reused_in_store = -1;
+  on_worker(worker, [&] {
+    REQUIRE(worker.prefixes() != nullptr);
+    reused_in_store = worker.prefixes()->stats().tokens_reused;
+    // A task finds what generation kept.
+    CHECK(worker.prefixes()->longest_match(model, prompt, -1).length == 9);
+  });
+  CHECK(reused_in_store == 8);
+  on_worker(worker, [&] {
+    const auto s = worker.stats();
+    CHECK(s.prefix_entries == 1);
+    CHECK(s.prefix_tokens_held == 9);
+    CHECK(s.prefix.tokens_reused == 8);
+    CHECK(s.prefix.tokens_kept == 9);
+    CHECK(s.prefix.lookups == 3);
+  });
 }
