@@ -28,8 +28,9 @@
 // token at most, whose logits give the first new token) as copied keys and
 // values, and prefills only the rest. A row whose prompt is in leaves its
 // prompt in the store, so a later request with the same system prompt, or
-// the next turn of a chat, runs only what is new. The first rows of a batch
-// that join together find nothing of each other's.
+// the next turn of a chat, runs only what is new. Rows that join at the same
+// step find nothing of each other's (generate() runs the start its prompts
+// share into the store first).
 #pragma once
 
 #include <cstdint>

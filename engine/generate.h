@@ -48,8 +48,11 @@ struct GenerateOptions {
   // Prompt prefixes kept from earlier calls (engine/prefix_store.h): each
   // prompt copies the longest start the store holds and leaves its own
   // there. A run that generates batch after batch from one template keeps
-  // one store for all of them.
+  // one store for all of them. Prompts of one adapter that share at least
+  // min_shared_prefix tokens the store lacks run them once, first (the
+  // rows all start together and would find nothing of each other's).
   PrefixStore* prefixes = nullptr;
+  int64_t min_shared_prefix = kMinSharedPrefix;
 };
 
 // A sequence that fails (every logit NaN: the activations overflowed; on_token

@@ -6,6 +6,18 @@
 
 namespace synthpert::engine {
 
+int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts) {
+  if (prompts.empty()) return 0;
+  const auto& first = prompts.front();
+  size_t n = first.empty() ? 0 : first.size() - 1;
+  for (const auto& p : prompts) {
+    n = std::min(n, p.empty() ? size_t(0) : p.size() - 1);
+    n = static_cast<size_t>(
+        std::mismatch(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(n), p.begin()).first - first.begin());
+  }
+  return static_cast<int64_t>(n);
+}
+
 PrefixStore::PrefixStore(int64_t max_tokens) : max_tokens_(max_tokens) {
   SP_CHECK_INPUT(max_tokens >= 1, "a prefix store needs room for at least one token");
 }
@@ -62,6 +74,24 @@ void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tok
   entries_.push_back(Entry{adapter, tokens, std::move(kv), ++clock_});
   tokens_held_ += n;
   stats_.tokens_kept += n;
+}
+
+void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  const Match match = longest_match(model, tokens, adapter);
+  if (n == 0 || match.length == n) return;
+  const torch::Device dev = model.device();
+  KVCache cache = KVCache::create(model.config(), 1, n, model.dtype(), dev);
+  if (match.length > 0) restore(match, match.length, cache, 0);
+  ForwardBatch rest;
+  rest.ids = torch::tensor(std::vector<int64_t>(tokens.begin() + match.length, tokens.end()), torch::kInt64)
+                 .unsqueeze(0)
+                 .to(dev);
+  rest.positions = torch::arange(match.length, n, torch::kInt64).unsqueeze(0).to(dev);
+  if (adapter >= 0) rest.adapter = {adapter};
+  InferenceGuard no_grad;
+  model.hidden_states(rest, &cache);
+  keep(model, tokens, adapter, cache, 0);
 }
 
 void PrefixStore::clear() {

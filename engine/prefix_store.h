@@ -22,6 +22,14 @@
 
 namespace synthpert::engine {
 
+// Below this many shared tokens, the extra forward of a shared prefix costs
+// more than it saves.
+inline constexpr int64_t kMinSharedPrefix = 16;
+
+// The number of leading tokens every prompt shares, at most the shortest
+// prompt's length minus one (0 for no prompts).
+int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts);
+
 class PrefixStore {
  public:
   // Room for the openings of a run's named and name-blind views under
@@ -49,6 +57,10 @@ class PrefixStore {
   // one fits. One longer than max_tokens is not kept.
   void keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, const KVCache& cache,
             int64_t row);
+
+  // Makes the store hold `tokens` under `adapter`: copies the longest start
+  // it holds, runs the rest in one forward of one row, and keeps the whole.
+  void fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter);
 
   void clear();
   size_t size() const { return entries_.size(); }

@@ -6,18 +6,6 @@
 
 namespace synthpert::engine {
 
-int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts) {
-  if (prompts.empty()) return 0;
-  const auto& first = prompts.front();
-  size_t n = first.empty() ? 0 : first.size() - 1;
-  for (const auto& p : prompts) {
-    n = std::min(n, p.empty() ? size_t(0) : p.size() - 1);
-    n = static_cast<size_t>(
-        std::mismatch(first.begin(), first.begin() + static_cast<std::ptrdiff_t>(n), p.begin()).first - first.begin());
-  }
-  return static_cast<int64_t>(n);
-}
-
 namespace {
 
 // The batch's rows grouped by adapter: a prefix's keys and values depend on

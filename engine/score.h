@@ -17,10 +17,6 @@
 
 namespace synthpert::engine {
 
-// Below this many shared tokens, the extra forward of a shared prefix costs
-// more than it saves.
-inline constexpr int64_t kMinSharedPrefix = 16;
-
 struct ScoreOptions {
   // Per row: the adapter of the model's bank it runs with (-1: none;
   // ForwardBatch::adapter); empty: no row uses the bank.
@@ -43,9 +39,5 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
                                                      const std::vector<std::vector<int64_t>>& prompts,
                                                      const std::vector<std::vector<int64_t>>& candidates,
                                                      const ScoreOptions& options = {});
-
-// The number of leading tokens every prompt shares, at most the shortest
-// prompt's length minus one (0 for no prompts).
-int64_t shared_prefix_length(const std::vector<std::vector<int64_t>>& prompts);
 
 }  // namespace synthpert::engine

@@ -277,6 +277,10 @@ TEST_CASE("generation keeps and copies each adapter's prompt prefixes apart", "[
   check({p, p, p}, {0, 1, -1}, 12);
   check({test::joined(opening, {4}), test::joined(opening, {5, 6})}, {1, -1}, 2 * 10);
   CHECK(store.size() == 5);  // p under each adapter, and the last two prompts
+  // Two rows under a share a new start of 16 tokens, run once under a; the
+  // base model's lone row runs its prompt whole.
+  const auto start = test::random_ids(16, V, 91);
+  check({test::joined(start, {1}), test::joined(start, {2, 3}), test::joined(start, {4})}, {0, 0, -1}, 2 * 16);
 }
 
 TEST_CASE("adapter banks refuse bad input with clear errors", "[engine][lora_bank]") {

@@ -25,6 +25,25 @@ std::vector<int64_t> recomputed_greedy(const Transformer& model, std::vector<int
   return out;
 }
 
+// The largest difference between the keys and values the store holds for
+// `tokens` (base model) and those a fresh forward over them writes.
+double stored_kv_error(const Transformer& model, PrefixStore& store, const std::vector<int64_t>& tokens) {
+  const auto n = static_cast<int64_t>(tokens.size());
+  const auto match = store.longest_match(model, tokens, -1);
+  REQUIRE(match.length == n);
+  InferenceGuard g;
+  auto fresh = KVCache::create(model.config(), 1, n, model.dtype(), model.device());
+  model.hidden_states(ForwardBatch::from_ids(torch::tensor(tokens).unsqueeze(0)), &fresh);
+  const KVCache& kept = *match.cache;
+  double worst = 0;
+  auto slots = [n](const KVCache& c, const torch::Tensor& t) { return c.by_token(t).select(0, 0).narrow(0, 0, n); };
+  for (size_t l = 0; l < fresh.k.size(); ++l) {
+    worst = std::max(worst, (slots(kept, kept.k[l]) - slots(fresh, fresh.k[l])).abs().max().item<double>());
+    worst = std::max(worst, (slots(kept, kept.v[l]) - slots(fresh, fresh.v[l])).abs().max().item<double>());
+  }
+  return worst;
+}
+
 }  // namespace
 
 TEST_CASE("generation copies stored prompt prefixes and continues as the full recompute", "[engine][kv][prefix]") {
@@ -65,12 +84,48 @@ TEST_CASE("generation copies stored prompt prefixes and continues as the full re
   const auto turn = test::joined(test::joined(c, c_reply), {9, 9});
   check({turn}, 18, static_cast<int64_t>(turn.size()));
   CHECK(store.size() == 3);
+  CHECK(stored_kv_error(model, store, turn) < 1e-5);
   // One call whose rows copy different lengths, so the prefill batch holds
   // rows that start at different positions: a's twin (14 of its 15) and a
   // prompt that leaves the opening after 8 tokens (8; its 11 are kept).
   std::vector<int64_t> early(opening.begin(), opening.begin() + 8);
   early = test::joined(early, {(opening[8] + 1) % V, 2, 4});
   check({a, early}, 14 + 8, 11);
+}
+
+TEST_CASE("the prompts of one call run the start they share once", "[engine][kv][prefix]") {
+  test::TempDir dir("gen-store-shared");
+  const auto model = test::tiny_model(Arch::kQwen3, dir.path, 19);
+  const int64_t V = model.config().vocab_size;
+  PrefixStore store;
+  GenerateOptions opts;
+  opts.max_new_tokens = 4;
+  opts.prefixes = &store;
+  auto check = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t reused, int64_t kept) {
+    const auto before = store.stats();
+    const auto got = generate(model, prompts, opts);
+    CHECK(store.stats().tokens_reused - before.tokens_reused == reused);
+    CHECK(store.stats().tokens_kept - before.tokens_kept == kept);
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      CAPTURE(r);
+      CHECK(got[r].tokens == recomputed_greedy(model, prompts[r], opts.max_new_tokens));
+    }
+  };
+  // An empty store: the 20 shared tokens run once, are kept, and every row
+  // copies them; then each prompt is kept (the first covers the 20).
+  const auto opening = test::random_ids(20, V, 90);
+  check({test::joined(opening, {1, 2}), test::joined(opening, {3}), test::joined(opening, {4, 5, 6})}, 3 * 20,
+        20 + 22 + 21 + 23);
+  // Fewer new shared tokens than min_shared_prefix: nothing runs apart.
+  opts.min_shared_prefix = 21;
+  const auto other = test::random_ids(20, V, 91);
+  check({test::joined(other, {1}), test::joined(other, {2})}, 0, 21 + 21);
+  // A start 16 tokens past a stored one: the stored 20 are copied, the 16
+  // run at positions 20-35, and both rows copy the 36.
+  opts.min_shared_prefix = 16;
+  const auto longer = test::joined(opening, test::random_ids(16, V, 92));
+  check({test::joined(longer, {7}), test::joined(longer, {8, 9})}, 20 + 2 * 36, 36 + 37 + 38);
+  CHECK(stored_kv_error(model, store, longer) < 1e-5);
 }
 
 TEST_CASE("a copied prompt joins a chunked prefill beside rows halfway through theirs", "[engine][kv][prefix]") {
