@@ -4,10 +4,14 @@
 // for the pass over all rows. --no-store: the shared prefix of every batch
 // runs; --no-share: every prompt runs whole (the peer of
 // benchmarks/run_score_cpu.sh).
+// --generate N: eval --mode generate's work instead, N greedy tokens per
+// row (no stop tokens) through engine::generate, each batch's rows copying
+// from the run's store what earlier batches ran of their prompts; with
+// --no-store every prompt runs whole (benchmarks/run_generate_cpu.sh).
 //
 // Usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows 128] [--batches 1,8,32]
 //                              [--template reasoning] [--reps 3] [--no-store] [--no-share]
-//                              [--device cpu|cuda] [--dtype f32|bf16|f16]
+//                              [--generate N] [--device cpu|cuda] [--dtype f32|bf16|f16]
 // The first --rows test rows of the cell line (de.csv order, as eval walks a
 // split) are tokenized by perturb::PromptEncoder with the model folder's
 // tokenizer and chat template, then scored in batches of B consecutive rows
@@ -27,6 +31,7 @@
 #include <vector>
 
 #include "benchmarks/bench_main.h"
+#include "engine/generate.h"
 #include "perturb/data.h"
 #include "perturb/eval.h"
 #include "perturb/prompt_encoder.h"
@@ -40,11 +45,12 @@ int run(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
                  "usage: bench_score MODEL_DIR [--perturbqa DIR] [--cell rpe1] [--rows N] [--batches 1,8,32] "
-                 "[--template NAME] [--reps N] [--no-store] [--no-share] [--device cpu|cuda] [--dtype f32|bf16|f16]\n");
+                 "[--template NAME] [--reps N] [--no-store] [--no-share] [--generate N] [--device cpu|cuda] "
+                 "[--dtype f32|bf16|f16]\n");
     return 2;
   }
   std::string data_flag, cell = "rpe1", tmpl = "reasoning";
-  int64_t n_rows = 128, reps = 3;
+  int64_t n_rows = 128, reps = 3, generate_tokens = 0;
   std::vector<int64_t> batches = {1, 8, 32};
   engine::LoadOptions load;
   int64_t min_shared_prefix = engine::kMinSharedPrefix;
@@ -73,6 +79,8 @@ int run(int argc, char** argv) {
       tmpl = v;
     else if (k == "--reps")
       reps = std::stoll(v);
+    else if (k == "--generate")
+      generate_tokens = std::stoll(v);
     else if (k == "--device")
       load.device = engine::parse_device(v);
     else if (k == "--dtype")
@@ -82,8 +90,9 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
-  if (n_rows < 1 || reps < 1 || batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1) {
-    std::fprintf(stderr, "bench_score: --rows, --reps and every batch size must be >= 1\n");
+  if (n_rows < 1 || reps < 1 || generate_tokens < 0 || batches.empty() ||
+      *std::min_element(batches.begin(), batches.end()) < 1) {
+    std::fprintf(stderr, "bench_score: --rows, --reps and every batch size must be >= 1, --generate >= 0\n");
     return 2;
   }
   const auto model = engine::Transformer::load(argv[1], load);
@@ -118,7 +127,16 @@ int run(int argc, char** argv) {
         std::vector<const perturb::AnswerIds*> batch;
         for (size_t i = b; i < std::min(questions.size(), b + static_cast<size_t>(B)); ++i)
           batch.push_back(&questions[i]);
-        perturb::score_answer_ids(model, batch, -1, use_store ? &store : nullptr, min_shared_prefix);
+        if (generate_tokens > 0) {
+          engine::GenerateOptions go;  // greedy, no stop ids: every row writes N tokens
+          go.max_new_tokens = generate_tokens;
+          go.prefixes = use_store ? &store : nullptr;
+          std::vector<std::vector<int64_t>> prompts;
+          for (const auto* q : batch) prompts.push_back(q->prompt);
+          engine::generate(model, prompts, go);
+        } else {
+          perturb::score_answer_ids(model, batch, -1, use_store ? &store : nullptr, min_shared_prefix);
+        }
       }
       sync();
       reused_tokens = static_cast<double>(store.stats().tokens_reused);
@@ -126,10 +144,11 @@ int run(int argc, char** argv) {
       if (r > 0) rate.push_back(static_cast<double>(questions.size()) / s);
     }
     char line[512];
-    std::snprintf(line, sizeof line,
-                  "%s{\"name\":\"score %s b%lld (%s, %zu %s test rows)\",\"unit\":\"rows/s\",\"value\":%.4g}",
-                  rows_json.empty() ? "" : ",", tmpl.c_str(), (long long)B, enc.uses_chat_template() ? "chat" : "plain",
-                  questions.size(), cell.c_str(), median(rate));
+    std::snprintf(
+        line, sizeof line, "%s{\"name\":\"%s %s b%lld (%s, %zu %s test rows)\",\"unit\":\"rows/s\",\"value\":%.4g}",
+        rows_json.empty() ? "" : ",",
+        generate_tokens > 0 ? ("generate " + std::to_string(generate_tokens)).c_str() : "score", tmpl.c_str(),
+        (long long)B, enc.uses_chat_template() ? "chat" : "plain", questions.size(), cell.c_str(), median(rate));
     rows_json += line;
     std::snprintf(line, sizeof line,
                   "%s{\"batch\":%lld,\"prompt_tokens_mean\":%.1f,\"shared_prefix_mean\":%.1f,"
