@@ -154,14 +154,22 @@ void BatchScheduler::prefill() {
   if (completed.empty()) return;
   const auto at = torch::tensor(completed_at, torch::kInt64).view({-1, 2}).to(dev);
   advance(completed, model_.logits(hidden.index({at.select(1, 0), at.select(1, 1)})));
-  if (!prefixes_) return;
   // After sampling, so a row whose logits were NaN (an overflowed
   // activation) leaves nothing for later prompts to copy.
-  for (const size_t r : completed) {
-    const Row& row = rows_[r];
-    if (!row.failed && row.stored < static_cast<int64_t>(row.request.prompt.size()))
-      prefixes_->keep(model_, row.request.prompt, row.request.adapter, pool_, static_cast<int64_t>(r));
-  }
+  for (const size_t r : completed) keep_in_store(r);
+}
+
+void BatchScheduler::keep_in_store(size_t r) {
+  Row& row = rows_[r];
+  const int64_t n = pool_.lengths[r];
+  if (!prefixes_ || row.failed || n <= row.stored) return;
+  // The cache holds the prompt and the reply but its last token (sampled,
+  // never fed back), or the whole reply when a stop id ended it.
+  std::vector<int64_t> tokens = row.request.prompt;
+  tokens.insert(tokens.end(), row.result.tokens.begin(), row.result.tokens.end());
+  tokens.resize(static_cast<size_t>(n));
+  prefixes_->keep(model_, tokens, row.request.adapter, pool_, static_cast<int64_t>(r));
+  row.stored = n;
 }
 
 void BatchScheduler::promote_prefilled() {
@@ -255,6 +263,8 @@ void BatchScheduler::advance(const std::vector<size_t>& rows, const torch::Tenso
     if (!go_on) finish(row, "stop");
     else if (static_cast<int64_t>(row.result.tokens.size()) == row.request.max_new_tokens) finish(row, "length");
   }
+  for (const size_t r : rows)
+    if (rows_[r].done) keep_in_store(r);
 }
 
 void BatchScheduler::finish(Row& row, const char* reason) {

@@ -27,8 +27,9 @@
 // prompt that the store holds under its adapter (all of it but the last
 // token at most, whose logits give the first new token) as copied keys and
 // values, and prefills only the rest. A row whose prompt is in leaves its
-// prompt in the store, so a later request with the same system prompt, or
-// the next turn of a chat, runs only what is new. Rows that join at the same
+// prompt in the store, and a finished row its prompt and reply, so a later
+// request with the same system prompt, or the next turn of a chat, runs only
+// what is new. Rows that join at the same
 // step find nothing of each other's (generate() runs the start its prompts
 // share into the store first).
 #pragma once
@@ -97,7 +98,7 @@ class BatchScheduler {
     GenerateResult result;
     int64_t prefilled = 0;   // prompt tokens in the cache
     int64_t next_token = 0;  // sampled, not yet in the cache
-    int64_t stored = 0;      // prompt tokens the store held at admission
+    int64_t stored = 0;      // tokens of this row the store holds (at admission, or kept since)
     bool done = false;
     bool failed = false;  // ended by fail(): NaN logits, or a callback threw
   };
@@ -113,6 +114,10 @@ class BatchScheduler {
   // (one per listed row, in order) and applies it.
   void advance(const std::vector<size_t>& rows, const torch::Tensor& logits_RV);
   void finish(Row& row, const char* reason);
+  // Keeps what row r's cache holds (its prompt once in, then the reply too
+  // when it finishes) in the prefix store, unless it failed or the store
+  // holds it already.
+  void keep_in_store(size_t r);
   void fail(Row& row, const std::string& message);
   // Moves row `from` (state and cache) to the free row `to`.
   void move(size_t from, size_t to);

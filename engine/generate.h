@@ -47,7 +47,7 @@ struct GenerateOptions {
   std::function<void(size_t sequence, const GenerateResult& result)> on_finish;
   // Prompt prefixes kept from earlier calls (engine/prefix_store.h): each
   // prompt copies the longest start the store holds and leaves its own
-  // there. A run that generates batch after batch from one template keeps
+  // there (and with its reply, once that ends). A run that generates batch after batch from one template keeps
   // one store for all of them. Prompts of one adapter that share at least
   // min_shared_prefix tokens the store lacks run them once, first (the
   // rows all start together and would find nothing of each other's).

@@ -56,6 +56,12 @@ void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tok
   bind(model);
   const auto n = static_cast<int64_t>(tokens.size());
   if (n == 0 || n > max_tokens_) return;
+  for (auto& e : entries_)  // one that starts with the new tokens holds them already
+    if (e.adapter == adapter && e.tokens.size() >= tokens.size() &&
+        std::equal(tokens.begin(), tokens.end(), e.tokens.begin())) {
+      e.last_use = ++clock_;
+      return;
+    }
   const auto covered = [&](const Entry& e) {  // the new entry answers every lookup this one did
     return e.adapter == adapter && e.tokens.size() <= tokens.size() &&
            std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin());

@@ -51,10 +51,11 @@ class PrefixStore {
   void restore(const Match& match, int64_t n, KVCache& into, int64_t row);
 
   // Keeps the first tokens.size() slots of `cache`'s row `row` as the keys
-  // and values of `tokens` under `adapter`. An entry of the same adapter
-  // whose tokens start the new ones is dropped (the new one answers all it
-  // did); then the least recently matched or kept entries go until the new
-  // one fits. One longer than max_tokens is not kept.
+  // and values of `tokens` under `adapter`, unless an entry of the same
+  // adapter starts with them (it holds them already). An entry of the same
+  // adapter whose tokens start the new ones is dropped (the new one answers
+  // all it did); then the least recently matched or kept entries go until
+  // the new one fits. One longer than max_tokens is not kept.
   void keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, const KVCache& cache,
             int64_t row);
 

@@ -69,28 +69,31 @@ TEST_CASE("generation copies stored prompt prefixes and continues as the full re
     }
     return got;
   };
-  // An empty store: both prompts run whole, and each is kept.
+  // Each row keeps its prompt once it is in, then the prompt and the 4 reply
+  // tokens its cache holds when it ends (the fifth is never fed back); that
+  // entry covers the prompt's, which goes.
+  // An empty store: both prompts run whole.
   const auto a = test::joined(opening, {3, 8, 1});
   const auto b = test::joined(opening, {7, 7, 2, 40, 11, 6});
-  check({a, b}, 0, 15 + 18);
+  check({a, b}, 0, 15 + 18 + 19 + 22);
   CHECK(store.size() == 2);
-  // A new prompt with the same opening copies the 12 and keeps its 18.
+  // A new prompt with the same opening copies the 12.
   const auto c = test::joined(opening, {5, 6, 2, 5, 1, 30});
-  const auto c_reply = check({c}, 12, 18)[0].tokens;
+  const auto c_reply = check({c}, 12, 18 + 22)[0].tokens;
   // The same prompt again: all but its last token is copied, nothing kept.
   check({c}, 17, 0);
-  // The next turn (the prompt, its reply, new tokens) copies all of c; its
-  // entry covers c's, which goes.
+  // The next turn (the prompt, its reply, new tokens) copies the prompt and
+  // the reply's first 4 tokens.
   const auto turn = test::joined(test::joined(c, c_reply), {9, 9});
-  check({turn}, 18, static_cast<int64_t>(turn.size()));
+  check({turn}, 22, 25 + 29);
   CHECK(store.size() == 3);
   CHECK(stored_kv_error(model, store, turn) < 1e-5);
   // One call whose rows copy different lengths, so the prefill batch holds
   // rows that start at different positions: a's twin (14 of its 15) and a
-  // prompt that leaves the opening after 8 tokens (8; its 11 are kept).
+  // prompt that leaves the opening after 8 tokens (8).
   std::vector<int64_t> early(opening.begin(), opening.begin() + 8);
   early = test::joined(early, {(opening[8] + 1) % V, 2, 4});
-  check({a, early}, 14 + 8, 11);
+  check({a, early}, 14 + 8, 11 + 15);
 }
 
 TEST_CASE("the prompts of one call run the start they share once", "[engine][kv][prefix]") {
@@ -112,19 +115,20 @@ TEST_CASE("the prompts of one call run the start they share once", "[engine][kv]
     }
   };
   // An empty store: the 20 shared tokens run once, are kept, and every row
-  // copies them; then each prompt is kept (the first covers the 20).
+  // copies them; then each row keeps its prompt, and its prompt and 3 reply
+  // tokens when it ends.
   const auto opening = test::random_ids(20, V, 90);
   check({test::joined(opening, {1, 2}), test::joined(opening, {3}), test::joined(opening, {4, 5, 6})}, 3 * 20,
-        20 + 22 + 21 + 23);
+        20 + (22 + 21 + 23) + (25 + 24 + 26));
   // Fewer new shared tokens than min_shared_prefix: nothing runs apart.
   opts.min_shared_prefix = 21;
   const auto other = test::random_ids(20, V, 91);
-  check({test::joined(other, {1}), test::joined(other, {2})}, 0, 21 + 21);
+  check({test::joined(other, {1}), test::joined(other, {2})}, 0, 2 * 21 + 2 * 24);
   // A start 16 tokens past a stored one: the stored 20 are copied, the 16
   // run at positions 20-35, and both rows copy the 36.
   opts.min_shared_prefix = 16;
   const auto longer = test::joined(opening, test::random_ids(16, V, 92));
-  check({test::joined(longer, {7}), test::joined(longer, {8, 9})}, 20 + 2 * 36, 36 + 37 + 38);
+  check({test::joined(longer, {7}), test::joined(longer, {8, 9})}, 20 + 2 * 36, 36 + (37 + 38) + (40 + 41));
   CHECK(stored_kv_error(model, store, longer) < 1e-5);
 }
 
@@ -149,7 +153,7 @@ TEST_CASE("a copied prompt joins a chunked prefill beside rows halfway through t
   };
   add(0);
   while (!s.idle()) s.step();
-  CHECK(store.tokens_held() == 15);
+  CHECK(store.tokens_held() == 15 + 2);  // the prompt and the reply but its last token
   // The long prompt goes in over six prefill steps; the short one decodes
   // meanwhile. The opening's twin arrives after the long one's first chunk:
   // it copies 12 tokens and prefills its last 5 in two chunks beside it.
@@ -164,7 +168,7 @@ TEST_CASE("a copied prompt joins a chunked prefill beside rows halfway through t
     CHECK(got[i].tokens == recomputed_greedy(model, prompts[i], budgets[i]));
   }
   // The two prompts with the opening part after it, so neither covers the
-  // other: the store holds all four prompts.
+  // other: the store holds all four sequences.
   CHECK(store.size() == 4);
 }
 
@@ -194,5 +198,5 @@ TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[eng
   CHECK(errors[0].empty());
   CHECK(errors[1] == kAllLogitsNan);
   CHECK(store.size() == 1);
-  CHECK(store.tokens_held() == static_cast<int64_t>(prompt.size()));
+  CHECK(store.tokens_held() == static_cast<int64_t>(prompt.size()) + 1);
 }

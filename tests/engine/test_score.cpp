@@ -169,6 +169,9 @@ TEST_CASE("a prefix store keeps within its token budget, dropping the least rece
   store.keep(model, start(9), -1, cache, 0);  // covers the 5
   CHECK(store.size() == 1);
   CHECK(store.tokens_held() == 9);
+  store.keep(model, start(6), -1, cache, 0);  // the 9 hold these already
+  CHECK(store.size() == 1);
+  CHECK(store.stats().tokens_kept == 5 + 9);
   store.keep(model, start(3), 0, cache, 0);  // another adapter
   CHECK(store.size() == 2);
   store.keep(model, start(14), 1, cache, 0);  // more than the budget: not kept
