@@ -25,6 +25,21 @@ std::vector<int64_t> recomputed_greedy(const Transformer& model, std::vector<int
   return out;
 }
 
+// Generates through opts (and its store), checks how many tokens the store
+// gave and kept, and each row's tokens against the full recompute.
+std::vector<GenerateResult> generate_checked(const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
+                                             const GenerateOptions& opts, int64_t reused, int64_t kept) {
+  const auto before = opts.prefixes->stats();
+  const auto got = generate(model, prompts, opts);
+  CHECK(opts.prefixes->stats().tokens_reused - before.tokens_reused == reused);
+  CHECK(opts.prefixes->stats().tokens_kept - before.tokens_kept == kept);
+  for (size_t r = 0; r < prompts.size(); ++r) {
+    CAPTURE(r);
+    CHECK(got[r].tokens == recomputed_greedy(model, prompts[r], opts.max_new_tokens));
+  }
+  return got;
+}
+
 // The largest difference between the keys and values the store holds for
 // `tokens` (base model) and those a fresh forward over them writes.
 double stored_kv_error(const Transformer& model, PrefixStore& store, const std::vector<int64_t>& tokens) {
@@ -53,21 +68,12 @@ TEST_CASE("generation copies stored prompt prefixes and continues as the full re
   const auto model = test::tiny_model(arch, dir.path, 17);
   const int64_t V = model.config().vocab_size;
   const auto opening = test::random_ids(12, V, 50);
-  constexpr int64_t kNew = 5;
   PrefixStore store;
   GenerateOptions opts;
-  opts.max_new_tokens = kNew;
+  opts.max_new_tokens = 5;
   opts.prefixes = &store;
   auto check = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t reused, int64_t kept) {
-    const auto before = store.stats();
-    const auto got = generate(model, prompts, opts);
-    CHECK(store.stats().tokens_reused - before.tokens_reused == reused);
-    CHECK(store.stats().tokens_kept - before.tokens_kept == kept);
-    for (size_t r = 0; r < prompts.size(); ++r) {
-      CAPTURE(r);
-      CHECK(got[r].tokens == recomputed_greedy(model, prompts[r], kNew));
-    }
-    return got;
+    return generate_checked(model, prompts, opts, reused, kept);
   };
   // Each row keeps its prompt once it is in, then the prompt and the 4 reply
   // tokens its cache holds when it ends (the fifth is never fed back); that
@@ -105,14 +111,7 @@ TEST_CASE("the prompts of one call run the start they share once", "[engine][kv]
   opts.max_new_tokens = 4;
   opts.prefixes = &store;
   auto check = [&](const std::vector<std::vector<int64_t>>& prompts, int64_t reused, int64_t kept) {
-    const auto before = store.stats();
-    const auto got = generate(model, prompts, opts);
-    CHECK(store.stats().tokens_reused - before.tokens_reused == reused);
-    CHECK(store.stats().tokens_kept - before.tokens_kept == kept);
-    for (size_t r = 0; r < prompts.size(); ++r) {
-      CAPTURE(r);
-      CHECK(got[r].tokens == recomputed_greedy(model, prompts[r], opts.max_new_tokens));
-    }
+    return generate_checked(model, prompts, opts, reused, kept);
   };
   // An empty store: the 20 shared tokens run once, are kept, and every row
   // copies them; then each row keeps its prompt, and its prompt and 3 reply
