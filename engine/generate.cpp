@@ -12,7 +12,7 @@ namespace {
 // The scheduler admits every prompt of a call at its first step, so no row
 // finds another's prompt in the store. The start the prompts of one adapter
 // share runs once here instead, into the store, when the store lacks at
-// least min_shared of its tokens.
+// least min_shared_prefix of its tokens.
 void store_shared_starts(const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
                          const GenerateOptions& opts, PrefixStore& store) {
   auto adapter = [&](size_t b) { return opts.adapters.empty() ? int64_t{-1} : opts.adapters[b]; };
@@ -25,8 +25,7 @@ void store_shared_starts(const Transformer& model, const std::vector<std::vector
       if (adapter(b) == a) group.push_back(prompts[b]);
     if (group.size() < 2) continue;
     const std::vector<int64_t> start(group[0].begin(), group[0].begin() + shared_prefix_length(group));
-    const int64_t missing = static_cast<int64_t>(start.size()) - store.longest_match(model, start, a).length;
-    if (missing >= opts.min_shared_prefix) store.fill(model, start, a);
+    store.fill(model, start, a, opts.min_shared_prefix);
   }
 }
 

@@ -82,10 +82,10 @@ void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tok
   stats_.tokens_kept += n;
 }
 
-void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter) {
+void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, int64_t min_new) {
   const auto n = static_cast<int64_t>(tokens.size());
   const Match match = longest_match(model, tokens, adapter);
-  if (n == 0 || match.length == n) return;
+  if (n - match.length < std::max<int64_t>(min_new, 1)) return;
   const torch::Device dev = model.device();
   KVCache cache = KVCache::create(model.config(), 1, n, model.dtype(), dev);
   if (match.length > 0) restore(match, match.length, cache, 0);

@@ -59,9 +59,10 @@ class PrefixStore {
   void keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, const KVCache& cache,
             int64_t row);
 
-  // Makes the store hold `tokens` under `adapter`: copies the longest start
-  // it holds, runs the rest in one forward of one row, and keeps the whole.
-  void fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter);
+  // Makes the store hold `tokens` under `adapter` when it lacks at least
+  // `min_new` of them: copies the longest start it holds, runs the rest in
+  // one forward of one row, and keeps the whole.
+  void fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, int64_t min_new = 1);
 
   void clear();
   size_t size() const { return entries_.size(); }
