@@ -46,7 +46,7 @@ Measurement measure(const Transformer& model, int64_t rows, int64_t long_len, in
                     const std::function<void()>& sync) {
   const int64_t V = model.config().vocab_size;
   const int64_t budget = 64 + 2 * (chunk > 0 ? (long_len + chunk - 1) / chunk : 1);
-  BatchScheduler s(model, rows + 1, std::max(long_len + 8, 16 + budget), {}, chunk);
+  BatchScheduler s(model, rows + 1, std::max(long_len + 8, 16 + budget), {}, {chunk});
   std::mt19937_64 rng(seed);
   std::vector<std::vector<Clock::time_point>> times(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {

@@ -9,16 +9,17 @@
 namespace synthpert::engine {
 
 BatchScheduler::BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity,
-                               std::vector<int64_t> stop_ids, int64_t prefill_chunk, PrefixStore* prefixes)
+                               std::vector<int64_t> stop_ids, SchedulerOptions options)
     : model_(model),
       max_rows_(max_rows),
       stop_ids_(std::move(stop_ids)),
       pool_(KVCache::create(model.config(), std::max<int64_t>(max_rows, 1), std::max<int64_t>(capacity, 1),
                             model.dtype(), model.device())),
-      prefill_chunk_(prefill_chunk),
-      prefixes_(prefixes) {
+      prefill_chunk_(options.prefill_chunk),
+      prefixes_(options.prefixes),
+      min_shared_prefix_(options.min_shared_prefix) {
   SP_CHECK_INPUT(max_rows >= 1, "a batch needs at least one row");
-  SP_CHECK_INPUT(prefill_chunk >= 0, "the prefill chunk must be >= 0 tokens (0: whole prompts), got ", prefill_chunk);
+  SP_CHECK_INPUT(prefill_chunk_ >= 0, "the prefill chunk must be >= 0 tokens (0: whole prompts), got ", prefill_chunk_);
 }
 
 void BatchScheduler::add(SequenceRequest r) {
@@ -88,17 +89,44 @@ void BatchScheduler::admit_waiting() {
     SequenceRequest r = std::move(waiting_.front());
     waiting_.pop_front();
     Sampler sampler(r.sampling, r.sampler_stream);
-    rows_.push_back(Row{std::move(r), std::move(sampler)});
-    Row& row = rows_.back();
-    const int64_t at = static_cast<int64_t>(begin + i);
-    pool_.lengths[at] = 0;
-    if (!prefixes_) continue;
+    rows_.push_back(Row{std::move(r), std::move(sampler), {}});
+    pool_.lengths[static_cast<int64_t>(begin + i)] = 0;
+  }
+  if (!prefixes_) return;
+  store_shared_starts(begin, begin + k);
+  for (size_t i = begin; i < begin + k; ++i) {
+    Row& row = rows_[i];
+    const int64_t at = static_cast<int64_t>(i);
     const auto match = prefixes_->longest_match(model_, row.request.prompt, row.request.adapter);
     row.stored = match.length;
     // The prompt's last token always runs: its logits give the first new one.
     row.prefilled = std::min<int64_t>(match.length, static_cast<int64_t>(row.request.prompt.size()) - 1);
     if (row.prefilled > 0) prefixes_->restore(match, row.prefilled, pool_, at);
   }
+}
+
+void BatchScheduler::store_shared_starts(size_t begin, size_t end) {
+  // In lexical order (adapter first), the longest start a prompt shares with
+  // any other is the one it shares with a neighbour.
+  std::vector<const SequenceRequest*> sorted;
+  for (size_t i = begin; i < end; ++i) sorted.push_back(&rows_[i].request);
+  std::sort(sorted.begin(), sorted.end(), [](const SequenceRequest* a, const SequenceRequest* b) {
+    return a->adapter != b->adapter ? a->adapter < b->adapter : a->prompt < b->prompt;
+  });
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> starts;  // (adapter, tokens)
+  for (size_t i = 0; i + 1 < sorted.size(); ++i) {
+    const SequenceRequest &a = *sorted[i], &b = *sorted[i + 1];
+    if (a.adapter != b.adapter) continue;
+    int64_t n = shared_prefix_length({a.prompt, b.prompt});
+    if (prefill_chunk_ > 0) n = std::min(n, prefill_chunk_);
+    if (n >= min_shared_prefix_)
+      starts.emplace_back(a.adapter, std::vector<int64_t>(a.prompt.begin(), a.prompt.begin() + n));
+  }
+  // Shorter first, so a longer start that extends one runs only its own
+  // tokens (and only when there are enough of them).
+  std::stable_sort(starts.begin(), starts.end(),
+                   [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); });
+  for (const auto& [adapter, tokens] : starts) prefixes_->fill(model_, tokens, adapter, min_shared_prefix_);
 }
 
 void BatchScheduler::prefill() {

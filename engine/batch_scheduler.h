@@ -29,9 +29,12 @@
 // values, and prefills only the rest. A row whose prompt is in leaves its
 // prompt in the store, and a finished row its prompt and reply, so a later
 // request with the same system prompt, or the next turn of a chat, runs only
-// what is new. Rows that join at the same
-// step find nothing of each other's (generate() runs the start its prompts
-// share into the store first).
+// what is new. Rows that join at the same step would find nothing of each
+// other's, so the starts their prompts share with others of the same adapter
+// run first, once each, into the store (those it lacks at least
+// min_shared_prefix tokens of), and the rows copy them: a burst of requests
+// with a new system prompt runs it once. Under chunked prefill each start is
+// cut to one chunk, as no forward of a prompt may be longer.
 #pragma once
 
 #include <cstdint>
@@ -65,14 +68,20 @@ struct SequenceRequest {
   std::function<void(const std::string& message)> on_error;
 };
 
+struct SchedulerOptions {
+  int64_t prefill_chunk = 0;  // prompt tokens per row per prefill step (0: whole prompts)
+  // A store of this model's prompt prefixes (none: every prompt runs whole);
+  // used from the calling thread only, it must outlive the scheduler.
+  PrefixStore* prefixes = nullptr;
+  // Rows joining at one step run a start they share apart when the store
+  // lacks at least this many of its tokens.
+  int64_t min_shared_prefix = kMinSharedPrefix;
+};
+
 class BatchScheduler {
  public:
-  // `prefill_chunk`: prompt tokens per row per prefill step (0: whole prompts).
-  // `prefixes`: a store of this model's prompt prefixes (none: every prompt
-  // runs whole); used from the calling thread only, it must outlive the
-  // scheduler.
   BatchScheduler(const Transformer& model, int64_t max_rows, int64_t capacity, std::vector<int64_t> stop_ids,
-                 int64_t prefill_chunk = 0, PrefixStore* prefixes = nullptr);
+                 SchedulerOptions options = {});
 
   // Queues a sequence; it joins at the next step with a free row. Its prompt
   // plus budget must fit a row's capacity (InputError otherwise).
@@ -106,6 +115,9 @@ class BatchScheduler {
   // Moves waiting sequences into free rows after the prefilling ones, each
   // with what the prefix store holds of its prompt.
   void admit_waiting();
+  // Runs into the prefix store the starts that prompts of rows [begin, end)
+  // share with another of the same adapter.
+  void store_shared_starts(size_t begin, size_t end);
   void prefill();
   // Moves the prefilling rows whose prompt is in to the end of the decoding range.
   void promote_prefilled();
@@ -131,6 +143,7 @@ class BatchScheduler {
   KVCache pool_;
   int64_t prefill_chunk_;
   PrefixStore* prefixes_;
+  int64_t min_shared_prefix_;
   std::deque<SequenceRequest> waiting_;
   std::vector<Row> rows_;  // row i sits in pool row i: [0, decoding_) decode, the rest prefill
   size_t decoding_ = 0;

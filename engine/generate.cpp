@@ -7,30 +7,6 @@
 
 namespace synthpert::engine {
 
-namespace {
-
-// The scheduler admits every prompt of a call at its first step, so no row
-// finds another's prompt in the store. The start the prompts of one adapter
-// share runs once here instead, into the store, when the store lacks at
-// least min_shared_prefix of its tokens.
-void store_shared_starts(const Transformer& model, const std::vector<std::vector<int64_t>>& prompts,
-                         const GenerateOptions& opts, PrefixStore& store) {
-  auto adapter = [&](size_t b) { return opts.adapters.empty() ? int64_t{-1} : opts.adapters[b]; };
-  std::vector<int64_t> distinct;
-  for (size_t b = 0; b < prompts.size(); ++b)
-    if (std::find(distinct.begin(), distinct.end(), adapter(b)) == distinct.end()) distinct.push_back(adapter(b));
-  for (const int64_t a : distinct) {
-    std::vector<std::vector<int64_t>> group;
-    for (size_t b = 0; b < prompts.size(); ++b)
-      if (adapter(b) == a) group.push_back(prompts[b]);
-    if (group.size() < 2) continue;
-    const std::vector<int64_t> start(group[0].begin(), group[0].begin() + shared_prefix_length(group));
-    store.fill(model, start, a, opts.min_shared_prefix);
-  }
-}
-
-}  // namespace
-
 std::vector<GenerateResult> generate(const Transformer& model,
                                      const std::vector<std::vector<int64_t>>& prompts,
                                      const GenerateOptions& opts) {
@@ -61,8 +37,10 @@ std::vector<GenerateResult> generate(const Transformer& model,
 
   // Every prompt gets a row of its own from the start; rows leave the batch
   // as they finish.
-  BatchScheduler scheduler(model, B, L + std::max<int64_t>(max_budget, 1), opts.stop_ids, /*prefill_chunk=*/0,
-                           opts.prefixes);
+  SchedulerOptions so;
+  so.prefixes = opts.prefixes;
+  so.min_shared_prefix = opts.min_shared_prefix;
+  BatchScheduler scheduler(model, B, L + std::max<int64_t>(max_budget, 1), opts.stop_ids, so);
   std::vector<GenerateResult> results(B);
   // A row that fails (every logit NaN, a callback that throws) leaves the
   // batch alone; generate() has no partial answer to give, so it reports it.
@@ -87,7 +65,6 @@ std::vector<GenerateResult> generate(const Transformer& model,
     };
     scheduler.add(std::move(r));
   }
-  if (opts.prefixes) store_shared_starts(model, prompts, opts, *opts.prefixes);  // the requests are checked
   while (!scheduler.idle()) scheduler.step();
   if (!failure.empty()) throw std::runtime_error(failure);
   return results;

@@ -47,10 +47,11 @@ struct GenerateOptions {
   std::function<void(size_t sequence, const GenerateResult& result)> on_finish;
   // Prompt prefixes kept from earlier calls (engine/prefix_store.h): each
   // prompt copies the longest start the store holds and leaves its own
-  // there (and with its reply, once that ends). A run that generates batch after batch from one template keeps
-  // one store for all of them. Prompts of one adapter that share at least
-  // min_shared_prefix tokens the store lacks run them once, first (the
-  // rows all start together and would find nothing of each other's).
+  // there (and with its reply, once that ends). A run that generates batch
+  // after batch from one template keeps one store for all of them. A start
+  // that prompts of one adapter share, of which the store lacks at least
+  // min_shared_prefix tokens, runs once, first (the rows all start together
+  // and would find nothing of each other's; engine/batch_scheduler.h).
   PrefixStore* prefixes = nullptr;
   int64_t min_shared_prefix = kMinSharedPrefix;
 };

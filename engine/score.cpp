@@ -58,22 +58,44 @@ struct TokenRows {
 
 // A cache with a row per row of the batch (room for `capacity` tokens each)
 // that all hold the keys and values of `prefix` at positions 0..P-1, each
-// row its adapter's.
-// Group g's row starts from stored[g]'s first `reused` tokens (none without
-// a store); the rest of the prefix runs once per group.
+// row its adapter's. Group g's row starts from the first have[g] tokens of
+// stored[g] (none without a store), and the groups with tokens left run the
+// rest together, so a group the store holds whole runs nothing.
 KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefix, const AdapterGroups& groups,
                      int64_t capacity, PrefixStore* store, const std::vector<PrefixStore::Match>& stored,
-                     int64_t reused) {
+                     const std::vector<int64_t>& have) {
   const int64_t R = groups.count(), P = static_cast<int64_t>(prefix.size());
   const torch::Device dev = model.device();
+  // Cache rows: the groups with tokens to run first, as one range of rows.
+  std::vector<int64_t> group_at, row_of(static_cast<size_t>(R));
+  for (const bool runs : {true, false})
+    for (int64_t g = 0; g < R; ++g)
+      if ((have[static_cast<size_t>(g)] < P) == runs) {
+        row_of[static_cast<size_t>(g)] = static_cast<int64_t>(group_at.size());
+        group_at.push_back(g);
+      }
   KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
-  for (int64_t g = 0; g < R && reused > 0; ++g) store->restore(stored[static_cast<size_t>(g)], reused, cache, g);
-  if (P > reused) {
-    TokenRows rest(R, P - reused);
-    for (int64_t g = 0; g < R; ++g) rest.put(g, {prefix.begin() + reused, prefix.end()}, reused, /*left_pad=*/false);
-    model.hidden_states(rest.batch(dev, groups.distinct), &cache);
+  int64_t running = 0, first = P;  // rows that run, and the fewest tokens one of them has
+  for (int64_t row = 0; row < R; ++row) {
+    const auto g = static_cast<size_t>(group_at[static_cast<size_t>(row)]);
+    if (have[g] > 0) store->restore(stored[g], have[g], cache, row);
+    if (have[g] < P) ++running, first = std::min(first, have[g]);
   }
-  cache.select_rows(torch::tensor(groups.source, torch::kInt64).to(dev));
+  if (running > 0) {
+    TokenRows rest(running, P - first);
+    std::vector<int64_t> adapters;
+    for (int64_t row = 0; row < running; ++row) {
+      const int64_t g = group_at[static_cast<size_t>(row)], n = have[static_cast<size_t>(g)];
+      rest.put(row, {prefix.begin() + n, prefix.end()}, n, /*left_pad=*/false);
+      if (!groups.distinct.empty()) adapters.push_back(groups.adapter(g));
+    }
+    KVCache view = cache.row_range(0, running);
+    model.hidden_states(rest.batch(dev, adapters), &view);
+    std::copy(view.lengths.begin(), view.lengths.end(), cache.lengths.begin());
+  }
+  std::vector<int64_t> rows;  // per row of the batch: its group's cache row
+  for (const int64_t g : groups.source) rows.push_back(row_of[static_cast<size_t>(g)]);
+  cache.select_rows(torch::tensor(rows, torch::kInt64).to(dev));
   return cache;
 }
 
@@ -131,25 +153,29 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
   // the candidates, then every row's tail followed by the candidates' common
   // start (e.g. the "<answer>" every answer opens with), which is the same
   // for all of a row's candidates and so runs once per row.
-  // With a store, the start of the shared prefix that earlier calls ran
-  // (for every adapter of the batch) is copied; the rest runs apart if long
-  // enough and shared by two rows or more, else joins the tails. A single
-  // prompt's shared prefix is all of it but its last token.
+  // With a store, each adapter's longest stored start of the shared prefix
+  // is copied; the rest runs apart if some adapter lacks enough of it and
+  // two rows or more share it, else joins the tails (from the start every
+  // adapter holds). A single prompt's shared prefix is all of it but its
+  // last token.
   PrefixStore* store = options.prefixes;
   const AdapterGroups groups(adapters, B);
   const int64_t shared = B > 1 || store ? shared_prefix_length(prompts) : 0;
   const std::vector<int64_t> prefix(prompts[0].begin(), prompts[0].begin() + shared);
   std::vector<PrefixStore::Match> stored;
-  int64_t reused = store ? shared : 0;
-  for (int64_t g = 0; g < groups.count() && reused > 0; ++g) {
+  std::vector<int64_t> held(static_cast<size_t>(groups.count()), 0);  // per group: stored tokens of the prefix
+  for (int64_t g = 0; g < groups.count() && store && shared > 0; ++g) {
     stored.push_back(store->longest_match(model, prefix, groups.adapter(g)));
-    reused = std::min(reused, stored.back().length);
+    held[static_cast<size_t>(g)] = stored.back().length;
   }
+  const int64_t reused = *std::min_element(held.begin(), held.end());
   const int64_t P = B > 1 && shared - reused >= options.min_shared_prefix ? shared : reused;
   const int64_t Q = shared_prefix_length(candidates);  // every candidate keeps a token after it
   const std::vector<int64_t> common(candidates[0].begin(), candidates[0].begin() + Q);
+  std::vector<int64_t> have(held.size());
+  for (size_t g = 0; g < held.size(); ++g) have[g] = std::min(held[g], P);
   KVCache cache = P > 0 ? prefix_cache(model, std::vector<int64_t>(prefix.begin(), prefix.begin() + P), groups, L + M,
-                                       store, stored, reused)
+                                       store, stored, have)
                         : KVCache::create(model.config(), B, L + M, model.dtype(), dev);
   TokenRows tails(B, L - P + Q);
   for (int64_t b = 0; b < B; ++b) {
@@ -159,8 +185,9 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
   }
   const auto hidden = model.hidden_states(tails.batch(dev, adapters), &cache);  // (B, T, C)
   // Each row's cache now starts with the shared prefix: kept from the first
-  // row of each adapter for the calls to come, if some of it was not stored.
-  for (int64_t g = 0; g < groups.count() && store && shared > reused; ++g) {
+  // row of each adapter that lacked some of it, for the calls to come.
+  for (int64_t g = 0; g < groups.count() && store; ++g) {
+    if (held[static_cast<size_t>(g)] == shared) continue;
     const auto row = std::find(groups.source.begin(), groups.source.end(), g) - groups.source.begin();
     store->keep(model, prefix, groups.adapter(g), cache, row);
   }

@@ -13,7 +13,7 @@ InferenceWorker::InferenceWorker(const engine::Transformer& model, std::vector<i
                                  int64_t capacity, int64_t prefill_chunk, int64_t prefix_tokens)
     : capacity_(capacity),
       prefixes_(prefix_tokens > 0 ? std::make_unique<engine::PrefixStore>(prefix_tokens) : nullptr),
-      scheduler_(model, max_rows, capacity, std::move(stop_ids), prefill_chunk, prefixes_.get()),
+      scheduler_(model, max_rows, capacity, std::move(stop_ids), {prefill_chunk, prefixes_.get()}),
       thread_([this] { loop(); }) {}
 
 InferenceWorker::~InferenceWorker() {

@@ -253,7 +253,7 @@ TEST_CASE("chunked prefill: a long prompt goes in over several steps while other
     // and decodes from then on, 3 finishes on its first token. Sequence 4
     // arrives halfway, takes the row 2 left, and is prefilled beside 1 and 3
     // (its cache empty, theirs six tokens long) instead of waiting for 1.
-    BatchScheduler s(model, 4, 40, {}, /*prefill_chunk=*/3);
+    BatchScheduler s(model, 4, 40, {}, {/*prefill_chunk=*/3});
     const std::vector<std::vector<int64_t>> prompts = {test::random_ids(2, V, 51), test::random_ids(11, V, 52),
                                                        test::random_ids(1, V, 53), test::random_ids(7, V, 54),
                                                        test::random_ids(2, V, 55)};
@@ -307,7 +307,7 @@ TEST_CASE("chunked prefill: a long prompt goes in over several steps while other
   }
   test::TempDir other("sched-chunk-bad");
   const auto model = make_model(other, Arch::kLlama);
-  CHECK_THROWS_WITH(BatchScheduler(model, 2, 8, {}, -1), Catch::Contains("prefill chunk must be >= 0"));
+  CHECK_THROWS_WITH(BatchScheduler(model, 2, 8, {}, {-1}), Catch::Contains("prefill chunk must be >= 0"));
   // An adapter index the model does not hold is refused as the sequence is
   // added, before it can fail a batch.
   BatchScheduler s(model, 2, 8, {});

@@ -236,14 +236,23 @@ TEST_CASE("a prefix store keeps each adapter's keys and values apart", "[engine]
     }
   };
   check({prompt(61), prompt(62)}, {1, -1}, 0);  // keeps the opening under adapters 1 and none
-  // Adapter 0 has no entry yet, so the opening runs for all three (one
-  // batched forward) and is kept for each.
-  check({prompt(63), prompt(64), prompt(65)}, {0, 1, -1}, 0);
+  // Adapter 0 has no entry yet: its row runs the opening and keeps it, the
+  // other two copy theirs. A store that reran the opening for every adapter
+  // once one lacked it would copy nothing.
+  check({prompt(63), prompt(64), prompt(65)}, {0, 1, -1}, 2 * 10);
   CHECK(store.size() == 3);
   // Now every adapter's own copy: a store that matched across adapters would
   // hand a row another adapter's keys and values.
   check({prompt(66), prompt(67), prompt(68)}, {0, 0, 1}, 2 * 10);
   check({prompt(69)}, {-1}, 10);
+  // Each adapter copies what it holds of a new opening, however much: none
+  // under a, its first 6 tokens under b, all 10 under the base model. a's row
+  // runs the 10 and b's the last 4 beside it, at positions 6-9.
+  const auto next = test::random_ids(10, V, 70);
+  const std::vector<int64_t> next6(next.begin(), next.begin() + 6);
+  check({test::joined(next6, {(next[6] + 1) % V})}, {1}, 0);
+  check({test::joined(next, {3})}, {-1}, 0);
+  check({test::joined(next, {1, 2}), test::joined(next, {3}), test::joined(next, {4, 5, 6})}, {0, 1, -1}, 6 + 10);
 }
 
 TEST_CASE("generation keeps and copies each adapter's prompt prefixes apart", "[engine][lora_bank][prefix]") {

@@ -137,7 +137,7 @@ TEST_CASE("a copied prompt joins a chunked prefill beside rows halfway through t
   const int64_t V = model.config().vocab_size;
   const auto opening = test::random_ids(12, V, 70);
   PrefixStore store;
-  BatchScheduler s(model, 3, 48, {}, /*prefill_chunk=*/4, &store);
+  BatchScheduler s(model, 3, 48, {}, {/*prefill_chunk=*/4, &store});
   const std::vector<std::vector<int64_t>> prompts = {test::joined(opening, {1, 2, 3}), test::random_ids(21, V, 71),
                                                      test::random_ids(2, V, 72),
                                                      test::joined(opening, {6, 5, 4, 3, 2})};
@@ -183,7 +183,7 @@ TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[eng
   model.embed_tokens = model.embed_tokens.clone();
   model.embed_tokens[poison].fill_(NAN);
   PrefixStore store;
-  BatchScheduler s(model, 2, 16, {}, 0, &store);
+  BatchScheduler s(model, 2, 16, {}, {0, &store});
   const std::vector<std::vector<int64_t>> prompts = {prompt, test::joined({prompt[0], poison}, prompt)};
   std::vector<std::string> errors(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -198,4 +198,43 @@ TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[eng
   CHECK(errors[1] == kAllLogitsNan);
   CHECK(store.size() == 1);
   CHECK(store.tokens_held() == static_cast<int64_t>(prompt.size()) + 1);
+}
+
+TEST_CASE("requests that join at one step run the starts they share once", "[engine][kv][prefix]") {
+  const int64_t chunk = GENERATE(0, 16);
+  CAPTURE(chunk);
+  test::TempDir dir("gen-store-burst");
+  const auto model = test::tiny_model(Arch::kLlama, dir.path, 31);
+  const int64_t V = model.config().vocab_size;
+  const auto opening = test::random_ids(20, V, 95);
+  const auto longer = test::joined(opening, test::random_ids(16, V, 96));
+  // Three prompts open alike, two of them for 16 tokens more, and one shares
+  // nothing with the others (a server's burst from several clients).
+  const std::vector<std::vector<int64_t>> prompts = {test::joined(longer, {1, 2}), test::random_ids(7, V, 97),
+                                                     test::joined(opening, {3}), test::joined(longer, {4})};
+  PrefixStore store;
+  BatchScheduler s(model, 4, 48, {}, {chunk, &store});
+  std::vector<GenerateResult> got(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    SequenceRequest r;
+    r.prompt = prompts[i];
+    r.max_new_tokens = 3;
+    r.on_finish = [&got, i](const GenerateResult& g) { got[i] = g; };
+    s.add(std::move(r));
+  }
+  s.step();
+  if (chunk == 0) {
+    // The 20 run, then the 16 after them (copying the 20); three rows copy
+    // the 20 or the 36 they open with; the lone prompt copies nothing.
+    CHECK(store.stats().tokens_reused == 20 + (36 + 20 + 36));
+  } else {
+    // Both starts are cut to their first 16 tokens, which run once.
+    CHECK(store.stats().tokens_reused == 3 * 16);
+    CHECK(s.last_step_rows() == 4);
+  }
+  while (!s.idle()) s.step();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].tokens == recomputed_greedy(model, prompts[i], 3));
+  }
 }
