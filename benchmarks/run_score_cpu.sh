@@ -40,7 +40,7 @@ if [ "$generate" -gt 0 ]; then
   "$build/benchmarks/bench_score" "$work/model" "${args[@]}" --generate "$generate" > "$work/ours.json"
   "$build/benchmarks/bench_score" "$work/model" "${args[@]}" --generate "$generate" --no-store > "$work/peer.json"
   peer_name="every prompt run whole (same engine, --no-store)"
-  notes="$questions. Each row writes $generate greedy tokens (no stop tokens) through engine::generate, in batches of B consecutive rows as eval batches them (continuous batching: the rows of a batch prefill together, then decode); rows/s over all $rows, median of $reps after one warm-up. Ours: each row copies from a prefix store that lives for one pass over the rows the longest start of its prompt that earlier batches ran, and prefills the rest; the rows of one batch start together and find nothing of each other's. The peer prefills every prompt whole."
+  notes="$questions. Each row writes $generate greedy tokens (no stop tokens) through engine::generate, in batches of B consecutive rows as eval batches them (continuous batching: the rows of a batch prefill together, then decode); rows/s over all $rows, median of $reps after one warm-up. Ours: each row copies from a prefix store that lives for one pass over the rows the longest start of its prompt that the store holds, and prefills the rest; before a batch's rows prefill, the starts they share with each other (16 tokens or more the store lacks) run once into the store. The peer prefills every prompt whole."
 else
   name=score-$preset
   "$build/benchmarks/bench_score" "$work/model" "${args[@]}" > "$work/ours.json"
