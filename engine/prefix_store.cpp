@@ -96,8 +96,10 @@ void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& tok
   rest.positions = torch::arange(match.length, n, torch::kInt64).unsqueeze(0).to(dev);
   if (adapter >= 0) rest.adapter = {adapter};
   InferenceGuard no_grad;
-  model.hidden_states(rest, &cache);
-  keep(model, tokens, adapter, cache, 0);
+  // A key or value that is not finite (an overflowed activation) makes its
+  // own position's output, and so its hidden state, non-finite too: such a
+  // start is not kept, or every prompt that copied it would fail.
+  if (model.hidden_states(rest, &cache).isfinite().all().item<bool>()) keep(model, tokens, adapter, cache, 0);
 }
 
 void PrefixStore::clear() {

@@ -61,7 +61,8 @@ class PrefixStore {
 
   // Makes the store hold `tokens` under `adapter` when it lacks at least
   // `min_new` of them: copies the longest start it holds, runs the rest in
-  // one forward of one row, and keeps the whole.
+  // one forward of one row, and keeps the whole, unless an activation of it
+  // was not finite.
   void fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, int64_t min_new = 1);
 
   void clear();

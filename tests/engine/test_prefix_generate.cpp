@@ -183,7 +183,7 @@ TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[eng
   model.embed_tokens = model.embed_tokens.clone();
   model.embed_tokens[poison].fill_(NAN);
   PrefixStore store;
-  BatchScheduler s(model, 2, 16, {}, {0, &store});
+  BatchScheduler s(model, 2, 32, {}, {0, &store});
   const std::vector<std::vector<int64_t>> prompts = {prompt, test::joined({prompt[0], poison}, prompt)};
   std::vector<std::string> errors(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -198,6 +198,21 @@ TEST_CASE("a row whose logits are NaN leaves nothing in the prefix store", "[eng
   CHECK(errors[1] == kAllLogitsNan);
   CHECK(store.size() == 1);
   CHECK(store.tokens_held() == static_cast<int64_t>(prompt.size()) + 1);
+  // Two prompts that join together share a start of 19 tokens or more with the
+  // poison in it: that start runs apart, and is not kept either.
+  const auto start = test::joined(test::joined(test::random_ids(8, V, 81), {poison}), test::random_ids(10, V, 82));
+  REQUIRE(start.size() >= static_cast<size_t>(kMinSharedPrefix));
+  std::vector<std::string> burst_errors(2);
+  for (size_t i = 0; i < 2; ++i) {
+    SequenceRequest r;
+    r.prompt = test::joined(start, {prompt[i], prompt[i + 1]});
+    r.max_new_tokens = 2;
+    r.on_error = [&burst_errors, i](const std::string& m) { burst_errors[i] = m; };
+    s.add(std::move(r));
+  }
+  while (!s.idle()) s.step();
+  CHECK(burst_errors == std::vector<std::string>(2, kAllLogitsNan));
+  CHECK(store.size() == 1);
 }
 
 TEST_CASE("requests that join at one step run the starts they share once", "[engine][kv][prefix]") {
