@@ -93,3 +93,43 @@ TEST_CASE("generation and tasks share the worker's prefix store; its counters re
     CHECK(s.prefix.lookups == 3);
   });
 }
+
+TEST_CASE("requests that arrive together run the system prompt they share once", "[server]") {
+  test::TempDir dir("worker-burst");
+  const auto model = test::small_test_model(dir.path, test::small_test_config(engine::Arch::kLlama), 6);
+  const int64_t V = model.config().vocab_size;
+  const auto system = test::random_ids(20, V, 7);
+  const std::vector<std::vector<int64_t>> prompts = {test::joined(system, {1, 2}), test::joined(system, {3}),
+                                                     test::joined(system, {4, 5, 6})};
+  auto burst = [&](server::InferenceWorker& worker) {
+    // A task holds the worker until all three requests are queued, so they
+    // join the batch at the same step, as a burst of clients would.
+    std::promise<void> queued, task_done;
+    worker.submit_task([&] { queued.get_future().wait(), task_done.set_value(); }, [](const std::string&) {});
+    std::vector<std::promise<engine::GenerateResult>> done(prompts.size());
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      engine::SequenceRequest r;
+      r.prompt = prompts[i];
+      r.max_new_tokens = 3;
+      r.on_finish = [&done, i](const engine::GenerateResult& g) { done[i].set_value(g); };
+      r.on_error = [&done, i](const std::string& m) {
+        done[i].set_exception(std::make_exception_ptr(std::runtime_error(m)));
+      };
+      worker.submit(std::move(r));
+    }
+    queued.set_value();
+    task_done.get_future().get();
+    std::vector<std::vector<int64_t>> tokens;
+    for (auto& d : done) tokens.push_back(d.get_future().get().tokens);
+    return tokens;
+  };
+  server::InferenceWorker plain(model, {}, 3, 64);
+  const auto expected = burst(plain);
+  server::InferenceWorker worker(model, {}, 3, 64, 0, /*prefix_tokens=*/200);
+  CHECK(burst(worker) == expected);
+  // The 20 shared tokens ran once, before the rows' prefill, and each row
+  // copied them. Stats are updated after each step, so a task sees them.
+  std::promise<engine::PrefixStore::Stats> seen;
+  worker.submit_task([&] { seen.set_value(worker.stats().prefix); }, [](const std::string&) {});
+  CHECK(seen.get_future().get().tokens_reused == 3 * 20);
+}
