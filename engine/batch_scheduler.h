@@ -31,7 +31,7 @@
 // request with the same system prompt, or the next turn of a chat, runs only
 // what is new. Rows that join at the same step would find nothing of each
 // other's, so the starts their prompts share with others of the same adapter
-// run first, once each, into the store (those it lacks at least
+// run first, once each, into the store (those the store lacks at least
 // min_shared_prefix tokens of), and the rows copy them: a burst of requests
 // with a new system prompt runs it once. Under chunked prefill each start is
 // cut to one chunk, as no forward of a prompt may be longer.
