@@ -54,17 +54,20 @@ void PrefixStore::restore(const Match& match, int64_t n, KVCache& into, int64_t 
 void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter,
                        const KVCache& cache, int64_t row) {
   bind(model);
-  const auto n = static_cast<int64_t>(tokens.size());
-  if (n == 0 || n > max_tokens_) return;
+  // A sequence longer than the whole budget keeps its start: a later prompt
+  // that opens with it (a long document asked about again) copies that much.
+  const auto n = std::min(static_cast<int64_t>(tokens.size()), max_tokens_);
+  if (n == 0) return;
+  const std::vector<int64_t> start(tokens.begin(), tokens.begin() + n);
   for (auto& e : entries_)  // one that starts with the new tokens holds them already
-    if (e.adapter == adapter && e.tokens.size() >= tokens.size() &&
-        std::equal(tokens.begin(), tokens.end(), e.tokens.begin())) {
+    if (e.adapter == adapter && e.tokens.size() >= start.size() &&
+        std::equal(start.begin(), start.end(), e.tokens.begin())) {
       e.last_use = ++clock_;
       return;
     }
   const auto covered = [&](const Entry& e) {  // the new entry answers every lookup this one did
-    return e.adapter == adapter && e.tokens.size() <= tokens.size() &&
-           std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin());
+    return e.adapter == adapter && e.tokens.size() <= start.size() &&
+           std::equal(e.tokens.begin(), e.tokens.end(), start.begin());
   };
   const auto drop = [&](std::vector<Entry>::iterator e) {
     tokens_held_ -= static_cast<int64_t>(e->tokens.size());
@@ -77,12 +80,14 @@ void PrefixStore::keep(const Transformer& model, const std::vector<int64_t>& tok
   KVCache kv = KVCache::create(model.config(), 1, n, model.dtype(), model.device(),
                                cache.token_major ? KVLayout::kTokenMajor : KVLayout::kHeadMajor);
   kv.copy_row_from(cache, row, 0, n);
-  entries_.push_back(Entry{adapter, tokens, std::move(kv), ++clock_});
+  entries_.push_back(Entry{adapter, start, std::move(kv), ++clock_});
   tokens_held_ += n;
   stats_.tokens_kept += n;
 }
 
-void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, int64_t min_new) {
+void PrefixStore::fill(const Transformer& model, const std::vector<int64_t>& all, int64_t adapter, int64_t min_new) {
+  // Beyond the budget nothing would be kept: those tokens need not run.
+  const std::vector<int64_t> tokens(all.begin(), all.begin() + std::min(static_cast<int64_t>(all.size()), max_tokens_));
   const auto n = static_cast<int64_t>(tokens.size());
   const Match match = longest_match(model, tokens, adapter);
   if (n - match.length < std::max<int64_t>(min_new, 1)) return;

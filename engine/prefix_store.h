@@ -55,14 +55,15 @@ class PrefixStore {
   // adapter starts with them (it holds them already). An entry of the same
   // adapter whose tokens start the new ones is dropped (the new one answers
   // all it did); then the least recently matched or kept entries go until
-  // the new one fits. One longer than max_tokens is not kept.
+  // the new one fits. Of a sequence longer than max_tokens, the first
+  // max_tokens tokens are kept.
   void keep(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, const KVCache& cache,
             int64_t row);
 
-  // Makes the store hold `tokens` under `adapter` when it lacks at least
-  // `min_new` of them: copies the longest start it holds, runs the rest in
-  // one forward of one row, and keeps the whole, unless an activation of it
-  // was not finite.
+  // Makes the store hold `tokens` (at most its first max_tokens) under
+  // `adapter` when it lacks at least `min_new` of them: copies the longest
+  // start it holds, runs the rest in one forward of one row, and keeps the
+  // whole, unless an activation of it was not finite.
   void fill(const Transformer& model, const std::vector<int64_t>& tokens, int64_t adapter, int64_t min_new = 1);
 
   void clear();

@@ -174,8 +174,6 @@ TEST_CASE("a prefix store keeps within its token budget, dropping the least rece
   CHECK(store.stats().tokens_kept == 5 + 9);
   store.keep(model, start(3), 0, cache, 0);  // another adapter
   CHECK(store.size() == 2);
-  store.keep(model, start(14), 1, cache, 0);  // more than the budget: not kept
-  CHECK(store.size() == 2);
   CHECK(store.tokens_held() == 12);
   CHECK(store.longest_match(model, start(20), -1).length == 9);
   CHECK(store.longest_match(model, start(7), -1).length == 7);
@@ -200,5 +198,16 @@ TEST_CASE("a prefix store keeps within its token budget, dropping the least rece
     CHECK(torch::equal(into.by_token(into.v[l])[1].narrow(0, 0, 6), cache.by_token(cache.v[l])[0].narrow(0, 0, 6)));
   }
   CHECK_THROWS(store.restore(match, 10, into, 0));
+  // More than the budget: the first 13 tokens are kept, and the entries
+  // before them make room.
+  store.keep(model, start(20), 1, cache, 0);
+  CHECK(store.size() == 1);
+  CHECK(store.tokens_held() == 13);
+  CHECK(store.longest_match(model, start(20), 1).length == 13);
+  CHECK(store.longest_match(model, start(20), -1).length == 0);
+  const auto long_match = store.longest_match(model, start(20), 1);
+  store.restore(long_match, 13, into, 0);
+  for (size_t l = 0; l < cache.k.size(); ++l)
+    CHECK(torch::equal(into.by_token(into.v[l])[0].narrow(0, 0, 13), cache.by_token(cache.v[l])[0].narrow(0, 0, 13)));
   CHECK_THROWS_WITH(PrefixStore(0), Catch::Contains("at least one token"));
 }
