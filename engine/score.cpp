@@ -1,6 +1,7 @@
 #include "engine/score.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "common/error.h"
 
@@ -67,19 +68,18 @@ KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefi
   const int64_t R = groups.count(), P = static_cast<int64_t>(prefix.size());
   const torch::Device dev = model.device();
   // Cache rows: the groups with tokens to run first, as one range of rows.
-  std::vector<int64_t> group_at, row_of(static_cast<size_t>(R));
-  for (const bool runs : {true, false})
-    for (int64_t g = 0; g < R; ++g)
-      if ((have[static_cast<size_t>(g)] < P) == runs) {
-        row_of[static_cast<size_t>(g)] = static_cast<int64_t>(group_at.size());
-        group_at.push_back(g);
-      }
+  std::vector<int64_t> group_at(static_cast<size_t>(R)), row_of(static_cast<size_t>(R));
+  std::iota(group_at.begin(), group_at.end(), 0);
+  const int64_t running =
+      std::stable_partition(group_at.begin(), group_at.end(), [&](int64_t g) { return have[g] < P; }) -
+      group_at.begin();
   KVCache cache = KVCache::create(model.config(), R, capacity, model.dtype(), dev);
-  int64_t running = 0, first = P;  // rows that run, and the fewest tokens one of them has
+  int64_t first = P;  // the fewest tokens a running group holds
   for (int64_t row = 0; row < R; ++row) {
     const auto g = static_cast<size_t>(group_at[static_cast<size_t>(row)]);
+    row_of[g] = row;
     if (have[g] > 0) store->restore(stored[g], have[g], cache, row);
-    if (have[g] < P) ++running, first = std::min(first, have[g]);
+    if (row < running) first = std::min(first, have[g]);
   }
   if (running > 0) {
     TokenRows rest(running, P - first);
