@@ -31,19 +31,26 @@ void check_problem(const AttentionProblem& p, const char* op) {
   SPK_REQUIRE(p.total_tokens >= 0 && p.max_seqlen >= 0, op, "total_tokens and max_seqlen must be >= 0");
   SPK_REQUIRE(p.max_seqlen <= p.total_tokens, op, "max_seqlen must not exceed total_tokens");
   SPK_REQUIRE(p.batch == 0 || p.cu_seqlens != nullptr, op, "cu_seqlens must be a device array of batch + 1 int32");
+  SPK_REQUIRE(p.seqused_k == nullptr || p.cu_seqlens_k != nullptr, op,
+              "seqused_k needs cu_seqlens_k (the key regions it counts from)");
+  SPK_REQUIRE(p.cu_seqlens_k == nullptr || p.total_keys >= 0, op, "total_keys must be >= 0");
 }
+
+// The tokens k and v hold: their own with cu_seqlens_k, else q's.
+int64_t key_tokens(const AttentionProblem& p) { return p.cu_seqlens_k ? p.total_keys : p.total_tokens; }
 
 // q/k/v/o/dO are staged with 16-byte cp.async and outputs written as 2-element
 // words: base pointers 16-byte aligned, strides multiples of 8 elements.
 template <typename View>
-void check_view(const View& v, const AttentionProblem& p, int heads, const char* op, const char* name) {
+void check_view(const View& v, const AttentionProblem& p, int heads, int64_t tokens, const char* op,
+                const char* name) {
   const std::string n(name);
   SPK_REQUIRE(v.data != nullptr, op, n + " must not be null");
   SPK_REQUIRE(aligned16(v.data), op, n + " must be 16-byte aligned");
   SPK_REQUIRE(v.token_stride % 8 == 0 && v.head_stride % 8 == 0, op,
               n + " token_stride and head_stride must be multiples of 8 elements");
   SPK_REQUIRE(v.head_stride >= p.head_dim || heads == 1, op, n + " head_stride must be >= head_dim");
-  SPK_REQUIRE(v.token_stride > 0 || p.total_tokens <= 1, op, n + " token_stride must be > 0");
+  SPK_REQUIRE(v.token_stride > 0 || tokens <= 1, op, n + " token_stride must be > 0");
 }
 
 bool nothing_to_do(const AttentionProblem& p) { return p.batch == 0 || p.total_tokens == 0 || p.max_seqlen == 0; }
@@ -55,10 +62,10 @@ bool check_attention_inputs(const Args& a, const char* op) {
   const AttentionProblem& p = a.problem;
   check_problem(p, op);
   if (nothing_to_do(p)) return false;
-  check_view(a.q, p, p.heads, op, "q");
-  check_view(a.k, p, p.kv_heads, op, "k");
-  check_view(a.v, p, p.kv_heads, op, "v");
-  check_view(a.out, p, p.heads, op, "out");
+  check_view(a.q, p, p.heads, p.total_tokens, op, "q");
+  check_view(a.k, p, p.kv_heads, key_tokens(p), op, "k");
+  check_view(a.v, p, p.kv_heads, key_tokens(p), op, "v");
+  check_view(a.out, p, p.heads, p.total_tokens, op, "out");
   return true;
 }
 
@@ -112,8 +119,8 @@ bool attention_wgmma_available() {
 
 namespace attn {
 
-CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProblem& p, int heads, int box_rows,
-                                    const char* tensor) {
+CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProblem& p, int heads, int64_t tokens,
+                                    int box_rows, const char* tensor) {
   const char* op = "attention_forward";
   const std::string name(tensor);
   SPK_REQUIRE(view.head_stride >= p.head_dim && view.token_stride >= int64_t(heads) * view.head_stride, op,
@@ -132,7 +139,7 @@ CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProble
   }();
   SPK_REQUIRE(encode != nullptr, op, "the driver has no cuTensorMapEncodeTiled (wgmma_tma needs CUDA 12 or later)");
   const cuuint64_t elem = 2;  // bf16 or f16
-  const cuuint64_t dims[3] = {cuuint64_t(p.head_dim), cuuint64_t(heads), cuuint64_t(p.total_tokens)};
+  const cuuint64_t dims[3] = {cuuint64_t(p.head_dim), cuuint64_t(heads), cuuint64_t(tokens)};
   const cuuint64_t strides[2] = {cuuint64_t(view.head_stride) * elem, cuuint64_t(view.token_stride) * elem};
   const cuuint32_t box[3] = {64, 1, cuuint32_t(box_rows)};
   const cuuint32_t element_strides[3] = {1, 1, 1};
@@ -222,11 +229,13 @@ void attention_backward(const AttentionBackwardArgs& args, cudaStream_t stream) 
               "the wgmma backward takes 128 keys per block: key_block must be 0 or 128, got " +
                   std::to_string(args.key_block));
   const AttentionProblem& p = a.problem;
+  SPK_REQUIRE(p.cu_seqlens_k == nullptr && p.seqused_k == nullptr, op,
+              "keys apart from the queries (cu_seqlens_k, seqused_k) are forward only");
   if (!check_attention_inputs(a, op)) return;
-  check_view(a.dout, p, p.heads, op, "dout");
-  check_view(a.dq, p, p.heads, op, "dq");
-  check_view(a.dk, p, p.kv_heads, op, "dk");
-  check_view(a.dv, p, p.kv_heads, op, "dv");
+  check_view(a.dout, p, p.heads, p.total_tokens, op, "dout");
+  check_view(a.dq, p, p.heads, p.total_tokens, op, "dq");
+  check_view(a.dk, p, p.kv_heads, p.total_tokens, op, "dk");
+  check_view(a.dv, p, p.kv_heads, p.total_tokens, op, "dv");
   SPK_REQUIRE(a.lse_HN != nullptr, op, "lse_HN must be the forward's [heads, total_tokens] logsumexp");
   SPK_REQUIRE(a.workspace != nullptr && reinterpret_cast<uintptr_t>(a.workspace) % 256 == 0, op,
               "workspace must be 256-byte aligned and hold attention_backward_workspace_bytes()");

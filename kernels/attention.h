@@ -11,6 +11,16 @@
 //                  [cu_seqlens[b], cu_seqlens[b+1]) and attends only to them
 // Strides are in elements; the D axis is always contiguous. Causal masking is
 // relative to each sequence's start: query i sees key j iff j <= i.
+//
+// Keys apart from the queries (forward only; continuing a sequence whose
+// earlier keys and values sit in a KV cache): with cu_seqlens_k set, k and v
+// hold Nk tokens (total_keys) and sequence b's keys are
+//   [cu_seqlens_k[b], cu_seqlens_k[b] + seqused_k[b])   (seqused_k null: up to cu_seqlens_k[b+1])
+// The queries are the sequence's last tokens: causal query i of sequence b
+// sees key j iff j <= i + (keys_b - queries_b), the bottom-right alignment of
+// FlashAttention's varlen kernels. Causal sequences need keys_b >= queries_b
+// (nothing checks device data): a query that sees no key gets out 0 and
+// lse -inf, which is also what a sequence with no keys gives.
 #pragma once
 
 #include <cstddef>
@@ -42,8 +52,12 @@ struct AttentionProblem {
   int heads = 0;               // H
   int kv_heads = 0;            // Hkv
   int64_t total_tokens = 0;    // N
-  int max_seqlen = 0;          // host-side upper bound of any sequence length
+  int max_seqlen = 0;          // host-side upper bound of any sequence's query count
   const int32_t* cu_seqlens = nullptr;  // device [B + 1]
+  // Forward only; see the legend. Null: k and v are packed like q.
+  const int32_t* cu_seqlens_k = nullptr;  // device [B + 1], non-decreasing
+  const int32_t* seqused_k = nullptr;     // device [B] or null; needs cu_seqlens_k
+  int64_t total_keys = 0;                 // Nk: tokens of k and v, with cu_seqlens_k
 };
 
 // Which kernel runs. kMmaSync: mma.sync.m16n8k16 tiles (sm_80 and later).
@@ -69,7 +83,8 @@ struct AttentionForwardArgs {
   // token-major q, k and v (token_stride >= heads * head_stride). Rows past a
   // sequence's end are then the next sequence's tokens (masked, weighted 0),
   // not zeros, so a non-finite v in one packed sequence reaches the outputs
-  // of the sequence before it.
+  // of the sequence before it; with seqused_k, a non-finite v in a region's
+  // unused slots likewise reaches its own sequence.
   bool wgmma_tma = false;
   HeadsView q, k, v;
   MutableHeadsView out;

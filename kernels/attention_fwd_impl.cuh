@@ -47,6 +47,7 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
   const auto blk = ForwardBlock<T>::template locate<kCausal, kBlockM>(args);
   if (!blk.valid) return;
   const int seq_begin = blk.seq_begin, seqlen = blk.seqlen, h = blk.h, m0 = blk.m0;
+  const int keylen = blk.keylen, key_shift = blk.key_shift;
   const T *q_base = blk.q_base, *k_base = blk.k_base, *v_base = blk.v_base;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -62,9 +63,7 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
   const int row_lo = m0 + warp * 16 + g;  // sequence-relative query rows of this thread
   const int row_hi = row_lo + 8;
 
-  // Last key any row of this block may see: causal blocks stop at the diagonal.
-  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
-  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+  const int n_blocks = blk.template key_blocks<kCausal, kBlockM, kBlockN>();
 
   float o_acc[kDTiles][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY};  // raw (unscaled) scores
@@ -74,11 +73,11 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
 
   auto load_k = [&](int nb) {
     load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sK, k_base + int64_t(nb) * kBlockN * args.k.token_stride,
-                                                          args.k.token_stride, seqlen - nb * kBlockN);
+                                                          args.k.token_stride, keylen - nb * kBlockN);
   };
   auto load_v = [&](int nb) {
     load_tile_async<T, kBlockN, D, kPitch, Cfg::kThreads>(sV, v_base + int64_t(nb) * kBlockN * args.v.token_stride,
-                                                          args.v.token_stride, seqlen - nb * kBlockN);
+                                                          args.v.token_stride, keylen - nb * kBlockN);
   };
   // Software pipeline over one K and one V buffer: K(nb+1) loads while the
   // softmax and P.V of tile nb run, V(nb+1) while Q.K^T of tile nb+1 runs.
@@ -120,10 +119,10 @@ __global__ void __launch_bounds__(FwdConfig<D>::kThreads)
       cp_async_commit();
     }
 
-    // Mask keys past the sequence end and, if causal, above the diagonal
-    // (only this warp's boundary tiles have any).
-    if (tile_needs_mask<kCausal, kBlockN>(n0, seqlen, row_lo - g))
-      mask_scores<kCausal>(s, n0, seqlen, row_lo, row_hi, t);
+    // Mask keys past the last one and, if causal, above the diagonal (only
+    // this warp's boundary tiles have any).
+    if (tile_needs_mask<kCausal, kBlockN>(n0, keylen, row_lo - g, key_shift))
+      mask_scores<kCausal>(s, n0, keylen, row_lo, row_hi, key_shift, t);
 
     // Online softmax update of the two rows this thread holds.
     online_softmax_step(s, o_acc, row_max, row_sum, scale_log2);

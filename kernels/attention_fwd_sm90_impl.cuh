@@ -84,21 +84,21 @@ __global__ void __launch_bounds__(FwdSm90Config<D, kWarpGroups, kKeysPerTile>::k
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int warpgroup = warp / 4;
-  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
-  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+  const int keylen = blk.keylen;
+  const int n_blocks = blk.template key_blocks<kCausal, kBlockM, kBlockN>();
 
   // Warpgroup w owns rows 64w..64w+63 (whole 8-row groups of every Q
   // panel), its warp i rows 16i..16i+15.
   const int row_lo = m0 + warp * 16 + lane / 4;
-  Rows rows(sQ + warpgroup * 64 * kSwizzleLineBytes, seqlen, row_lo, lane, p.softmax_scale);
+  Rows rows(sQ + warpgroup * 64 * kSwizzleLineBytes, keylen, blk.key_shift, row_lo, lane, p.softmax_scale);
 
   auto load_k = [&](int nb) {
     load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
-        k_stage(nb), k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN);
+        k_stage(nb), k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, keylen - nb * kBlockN);
   };
   auto load_v = [&](int nb) {
     load_tile_swizzled_async<T, kBlockN, D, Cfg::kThreads>(
-        v_stage(nb), v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN);
+        v_stage(nb), v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, keylen - nb * kBlockN);
   };
   // Every thread's cp.async copies so far have landed and are visible to the
   // tensor cores' (async proxy) reads of every warpgroup; also a block-wide

@@ -33,7 +33,7 @@ struct WgmmaForwardRows {
   using Scores = float[kNTiles][4];
 
   const unsigned char* sQ_rows;  // this warpgroup's 64 rows of the Q tile: whole 8-row groups of every panel
-  int seqlen;
+  int keylen, key_shift;  // the block's keys (ForwardBlock)
   int row_lo, row_hi;  // this thread's two query rows (accumulator layout, attention_fwd_softmax.cuh)
   int g, t;            // lane / 4, lane % 4
   float scale_log2;
@@ -43,10 +43,11 @@ struct WgmmaForwardRows {
   float rescale[2];
   uint32_t p_frag[kKeySteps][4];  // P of the previous key tile in the A layout
 
-  __device__ __forceinline__ WgmmaForwardRows(const unsigned char* q_rows, int seq_len, int first_row, int lane,
-                                              float softmax_scale)
+  __device__ __forceinline__ WgmmaForwardRows(const unsigned char* q_rows, int key_count, int shift, int first_row,
+                                              int lane, float softmax_scale)
       : sQ_rows(q_rows),
-        seqlen(seq_len),
+        keylen(key_count),
+        key_shift(shift),
         row_lo(first_row),
         row_hi(first_row + 8),
         g(lane / 4),
@@ -85,8 +86,8 @@ struct WgmmaForwardRows {
   // Masks (this warp's boundary tiles only) and folds key tile nb's scores
   // into the softmax; O's rescale is left to the caller.
   __device__ __forceinline__ void scores_to_p(Scores& s, int nb) {
-    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, seqlen, row_lo - g))
-      mask_scores<kCausal>(s, nb * kBlockN, seqlen, row_lo, row_hi, t);
+    if (tile_needs_mask<kCausal, kBlockN>(nb * kBlockN, keylen, row_lo - g, key_shift))
+      mask_scores<kCausal>(s, nb * kBlockN, keylen, row_lo, row_hi, key_shift, t);
     softmax_update(s, row_max, row_sum, scale_log2, rescale);
   }
 

@@ -110,8 +110,8 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   // stage's barriers to wait for.
   auto use_parity = [](int nb) { return uint32_t(nb / kStages) & 1; };
 
-  const int n_end = kCausal ? min(seqlen, m0 + kBlockM) : seqlen;
-  const int n_blocks = (n_end + kBlockN - 1) / kBlockN;
+  const int keylen = blk.keylen;
+  const int n_blocks = blk.template key_blocks<kCausal, kBlockM, kBlockN>();
 
   // A full barrier's arrivals: the producer's 128 threads, or with TMA the
   // one thread that issues the copies (the bytes are counted as well).
@@ -165,14 +165,14 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
     using KeyRows = std::integral_constant<int, kBlockN>;
     auto load_k = [&](int nb) {
       if (nb >= kStages) mbarrier_wait_parity(&k_empty[nb % kStages], use_parity(nb - kStages));
-      issue(KeyRows{}, &params.k_map, kv_head, blk.seq_begin + nb * kBlockN,
-            blk.k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, seqlen - nb * kBlockN,
+      issue(KeyRows{}, &params.k_map, kv_head, blk.key_begin + nb * kBlockN,
+            blk.k_base + int64_t(nb) * kBlockN * args.k.token_stride, args.k.token_stride, keylen - nb * kBlockN,
             k_stage(nb), &k_full[nb % kStages]);
     };
     auto load_v = [&](int nb) {
       if (nb >= kStages) mbarrier_wait_parity(&v_empty[nb % kStages], use_parity(nb - kStages));
-      issue(KeyRows{}, &params.v_map, kv_head, blk.seq_begin + nb * kBlockN,
-            blk.v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, seqlen - nb * kBlockN,
+      issue(KeyRows{}, &params.v_map, kv_head, blk.key_begin + nb * kBlockN,
+            blk.v_base + int64_t(nb) * kBlockN * args.v.token_stride, args.v.token_stride, keylen - nb * kBlockN,
             v_stage(nb), &v_full[nb % kStages]);
     };
     issue(std::integral_constant<int, kBlockM>{}, &params.q_map, blk.h, blk.seq_begin + m0, blk.q_base,
@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(FwdSm90WsConfig<D, kKeysPerTile>::kThreads, 1)
   const int warp = threadIdx.x / 32 - 4, lane = threadIdx.x % 32;  // warp within the consumers
   // Consumer c owns rows 64c..64c+63 (whole 8-row groups of every Q panel).
   const int row_lo = m0 + warp * 16 + lane / 4;
-  Rows rows(sQ + consumer * 64 * kSwizzleLineBytes, seqlen, row_lo, lane, p.softmax_scale);
+  Rows rows(sQ + consumer * 64 * kSwizzleLineBytes, keylen, blk.key_shift, row_lo, lane, p.softmax_scale);
 
   // Turn-taking: a consumer issues its wgmmas only in its turn (its named
   // barrier, 1 or 2, completes with its own 128 threads and the other
@@ -282,9 +282,10 @@ void launch_attention_fwd_sm90_ws(const AttentionForwardArgs& args, cudaStream_t
   params.args = args;
   if constexpr (kTma) {
     const AttentionProblem& p = args.problem;
-    params.q_map = encode_heads_tensor_map(args.q, p, p.heads, Cfg::kBlockM, "q");
-    params.k_map = encode_heads_tensor_map(args.k, p, p.kv_heads, Cfg::kBlockN, "k");
-    params.v_map = encode_heads_tensor_map(args.v, p, p.kv_heads, Cfg::kBlockN, "v");
+    params.q_map = encode_heads_tensor_map(args.q, p, p.heads, p.total_tokens, Cfg::kBlockM, "q");
+    const int64_t keys = p.cu_seqlens_k ? p.total_keys : p.total_tokens;
+    params.k_map = encode_heads_tensor_map(args.k, p, p.kv_heads, keys, Cfg::kBlockN, "k");
+    params.v_map = encode_heads_tensor_map(args.v, p, p.kv_heads, keys, Cfg::kBlockN, "v");
   }
   const dim3 grid(ceil_div(args.problem.max_seqlen, Cfg::kBlockM), args.problem.batch, args.problem.heads);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(params);

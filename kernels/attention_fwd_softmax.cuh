@@ -15,13 +15,16 @@
 namespace synthpert::kernels::attn {
 
 // The query block a forward block owns: its sequence, query head, kv head,
-// first query row, and where its Q rows and the sequence's K and V start.
-// Causal blocks further down the sequence see more keys, so the grid's last
-// blocks take the first (shortest) query tiles and the final wave is short.
-// `valid` is false for a block past its sequence's end (it returns at once).
+// first query row, its keys, and where its Q rows and the sequence's K and V
+// start. Causal blocks further down the sequence see more keys, so the grid's
+// last blocks take the first (shortest) query tiles and the final wave is
+// short. `valid` is false for a block past its sequence's end (it returns at
+// once). Keys are the queries' own tokens unless the problem holds them apart
+// (cu_seqlens_k): then query row i sees keys up to i + key_shift.
 template <typename T>
 struct ForwardBlock {
   int seq_begin, seqlen, h, m0;
+  int key_begin, keylen, key_shift;  // first key token, key count, keylen - seqlen (apart) or 0
   bool valid;
   const T *q_base, *k_base, *v_base;
 
@@ -34,34 +37,55 @@ struct ForwardBlock {
     f.h = blockIdx.z;
     f.seq_begin = p.cu_seqlens[b];
     f.seqlen = p.cu_seqlens[b + 1] - f.seq_begin;
+    if (p.cu_seqlens_k) {
+      f.key_begin = p.cu_seqlens_k[b];
+      f.keylen = p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - f.key_begin;
+      f.key_shift = f.keylen - f.seqlen;
+    } else {
+      f.key_begin = f.seq_begin;
+      f.keylen = f.seqlen;
+      f.key_shift = 0;
+    }
     f.m0 = m_block * kBlockM;
     f.valid = f.m0 < f.seqlen;
     const int hk = f.h / (p.heads / p.kv_heads);
     f.q_base = static_cast<const T*>(args.q.data) + (f.seq_begin + int64_t(f.m0)) * args.q.token_stride +
                f.h * args.q.head_stride;
-    f.k_base = static_cast<const T*>(args.k.data) + f.seq_begin * args.k.token_stride + hk * args.k.head_stride;
-    f.v_base = static_cast<const T*>(args.v.data) + f.seq_begin * args.v.token_stride + hk * args.v.head_stride;
+    f.k_base = static_cast<const T*>(args.k.data) + f.key_begin * args.k.token_stride + hk * args.k.head_stride;
+    f.v_base = static_cast<const T*>(args.v.data) + f.key_begin * args.v.token_stride + hk * args.v.head_stride;
     return f;
+  }
+
+  // Key tiles of kBlockN the block visits: causal blocks stop at the
+  // diagonal. At least one, so the pipelines always have a tile to drain; a
+  // block whose rows see no key at all masks all of it (out 0, lse -inf).
+  template <bool kCausal, int kBlockM, int kBlockN>
+  __device__ __forceinline__ int key_blocks() const {
+    const int n_end = kCausal ? min(keylen, m0 + kBlockM + key_shift) : keylen;
+    return max(1, (n_end + kBlockN - 1) / kBlockN);
   }
 };
 
 // Whether the key tile [n0, n0 + kBlockN) holds a key that mask_scores would
-// hide from some row at or after first_row (a key past the sequence end, or,
-// if causal, past first_row). Only the tiles at the sequence end and on the
-// diagonal do; the callers skip the per-score compares on all the others.
+// hide from some row at or after first_row (a key past the last of keylen,
+// or, if causal, past first_row + key_shift). Only the tiles at the end of
+// the keys and on the diagonal do; the callers skip the per-score compares
+// on all the others.
 template <bool kCausal, int kBlockN>
-__device__ __forceinline__ bool tile_needs_mask(int n0, int seqlen, int first_row) {
-  return n0 + kBlockN > seqlen || (kCausal && n0 + kBlockN - 1 > first_row);
+__device__ __forceinline__ bool tile_needs_mask(int n0, int keylen, int first_row, int key_shift) {
+  return n0 + kBlockN > keylen || (kCausal && n0 + kBlockN - 1 > first_row + key_shift);
 }
 
-// Keys past the sequence end and, if causal, above the diagonal get -inf.
+// Keys past the last of keylen and, if causal, above the diagonal (key j
+// hidden from row i when j > i + key_shift) get -inf.
 template <bool kCausal, int kNTiles>
-__device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int seqlen, int row_lo, int row_hi, int t) {
+__device__ __forceinline__ void mask_scores(float (&s)[kNTiles][4], int n0, int keylen, int row_lo, int row_hi,
+                                            int key_shift, int t) {
   for (int nt = 0; nt < kNTiles; ++nt)
     for (int i = 0; i < 4; ++i) {
       const int key = n0 + nt * 8 + 2 * t + (i & 1);
       const int row = i < 2 ? row_lo : row_hi;
-      if (key >= seqlen || (kCausal && key > row)) s[nt][i] = -INFINITY;
+      if (key >= keylen || (kCausal && key > row + key_shift)) s[nt][i] = -INFINITY;
     }
 }
 

@@ -9,15 +9,15 @@
 
 namespace synthpert::kernels::attn {
 
-// Encodes a map of `view` ([total_tokens, heads, head_dim] of the problem's
-// dtype) with dimensions (channel, head, token), innermost first, whose box
-// is 64 channels of one head by `box_rows` tokens, 128-byte swizzled (the
-// layout of kernels/attention_wgmma.cuh's panels), tokens past total_tokens
-// read as zeros. The driver's encoder is reached through the runtime, so the
+// Encodes a map of `view` ([tokens, heads, head_dim] of the problem's dtype)
+// with dimensions (channel, head, token), innermost first, whose box is 64
+// channels of one head by `box_rows` tokens, 128-byte swizzled (the layout
+// of kernels/attention_wgmma.cuh's panels), tokens past `tokens` read as
+// zeros. The driver's encoder is reached through the runtime, so the
 // library does not link the driver. Throws, naming `tensor`, when the view
 // is not token-major (token_stride >= heads * head_stride, which the map's
 // stride rule needs) or the driver refuses the map.
-CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProblem& problem, int heads, int box_rows,
-                                    const char* tensor);
+CUtensorMap encode_heads_tensor_map(const HeadsView& view, const AttentionProblem& problem, int heads, int64_t tokens,
+                                    int box_rows, const char* tensor);
 
 }  // namespace synthpert::kernels::attn

@@ -106,6 +106,20 @@ TEST_CASE("attention_forward names the broken precondition", "[cpu][attention]")
   CHECK_THROWS_WITH(attention_forward(a, nullptr), attention_wgmma_available()
                                                        ? Catch::Contains("wgmma_tma needs q token-major")
                                                        : Catch::Contains("the wgmma path needs"));
+  // Keys held apart: seqused_k counts within cu_seqlens_k's regions.
+  a = valid_forward();
+  a.problem.seqused_k = a.problem.cu_seqlens;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("seqused_k needs cu_seqlens_k"));
+  a = valid_forward();
+  a.problem.cu_seqlens_k = a.problem.cu_seqlens;
+  a.problem.total_keys = -1;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("total_keys must be >= 0"));
+  // k's stride rule holds for its own tokens.
+  a = valid_forward();
+  a.problem.cu_seqlens_k = a.problem.cu_seqlens;
+  a.problem.total_keys = 2;
+  a.k.token_stride = 0;
+  CHECK_THROWS_WITH(attention_forward(a, nullptr), Catch::Contains("k token_stride must be > 0"));
   // An empty batch is valid and launches nothing (no device needed).
   a = valid_forward();
   a.problem.batch = 0;
@@ -126,6 +140,10 @@ TEST_CASE("attention_backward requires an aligned workspace and the forward's ls
   a.dv = {f.out.data, 2 * 128, 128};
   a.lse_HN = f.lse_HN;
   CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("workspace must be 256-byte aligned"));
+  a.problem.cu_seqlens_k = a.problem.cu_seqlens;
+  CHECK_THROWS_WITH(attention_backward(a, nullptr),
+                    Catch::Contains("keys apart from the queries (cu_seqlens_k, seqused_k) are forward only"));
+  a.problem.cu_seqlens_k = nullptr;
   a.lse_HN = nullptr;
   CHECK_THROWS_WITH(attention_backward(a, nullptr), Catch::Contains("lse_HN"));
   a.key_block = 96;
