@@ -319,6 +319,7 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
   v = v.transpose(1, 2);
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   const bool paged = cache && cache->paged && c.layer_window(index) == 0;
+  const bool cached = cache && cache->cached && c.layer_window(index) == 0;
   if (cache) {
     // The valid tokens into their slots, one index_copy_ in either layout.
     auto place = [&](torch::Tensor& store, const torch::Tensor& t_BKTD) {
@@ -328,8 +329,10 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     };
     place(cache->cache->k[index], k);
     place(cache->cache->v[index], v);
-    // Packed attention only runs with an empty cache: this batch's keys are all.
-    if (!packed && !paged) {
+    // The dense path reads the filled slots as a view. Packed attention only
+    // runs with an empty cache (this batch's keys are all); the paged and
+    // cached ops read the cache themselves.
+    if (!packed && !paged && !cached) {
       const KVCache& kv = *cache->cache;
       k = kv.by_head(kv.k[index]).narrow(2, 0, cache->slots_read);
       v = kv.by_head(kv.v[index]).narrow(2, 0, cache->slots_read);
@@ -345,6 +348,14 @@ torch::Tensor Transformer::layer_forward(const DecoderLayer& L, size_t index,
     const KVCache& kv = *cache->cache;
     attn = paged_decode_attention(q.select(2, 0), kv.by_token(kv.k[index]), kv.by_token(kv.v[index]), in, scale)
                .reshape({B, T, H * D});
+  } else if (cached) {
+    // This batch's valid tokens, row by row, over their rows' filled slots.
+    auto q_new = q.transpose(1, 2).reshape({B * T, H, D});
+    if (cache->valid_index.defined()) q_new = q_new.index_select(0, cache->valid_index);
+    const KVCache& kv = *cache->cache;
+    auto o = cached_attention(q_new, kv.by_token(kv.k[index]), kv.by_token(kv.v[index]), *cache->cached, scale);
+    if (cache->valid_index.defined()) o = torch::zeros({B * T, H, D}, o.options()).index_copy(0, cache->valid_index, o);
+    attn = o.reshape({B, T, H * D});
   } else if (packed) {
     const auto o = packed_attention(pack_tokens(q.transpose(1, 2), *packed), pack_tokens(k.transpose(1, 2), *packed),
                                     pack_tokens(v.transpose(1, 2), *packed), *packed, /*causal=*/true, scale);
@@ -450,6 +461,8 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
     m.position_k_BS = cache->key_position.narrow(1, 0, step.slots_read);
     step.paged = pages_decode(cache, T);
     if (step.paged) step.seq_lens = after.to(torch::kInt32);
+    if (!step.paged && continues_packed(cache))
+      step.cached = std::make_shared<const CachedSequences>(cached_sequences(counts, lengths_after, ids.device()));
   } else {
     m.query_slot_BT = torch::arange(T, ids.options().dtype(torch::kInt64)).unsqueeze(0).expand({B, T});
     m.key_valid_BS = valid;
@@ -466,7 +479,7 @@ torch::Tensor Transformer::hidden_states(const ForwardBatch& batch, KVCache* cac
   torch::Tensor full_bias;
   bool any_full = false;
   for (size_t i = 0; i < layers.size(); ++i) any_full |= config_.layer_window(i) == 0;
-  if (!packed && !step.paged && any_full) full_bias = build_attention_bias(m);
+  if (!packed && !step.paged && !step.cached && any_full) full_bias = build_attention_bias(m);
   torch::Tensor window_bias;
   if (config_.sliding_window > 0) {
     m.window = config_.sliding_window;
@@ -523,6 +536,16 @@ bool Transformer::pages_decode(const KVCache* cache, int64_t tokens) const {
     case AttentionPath::kAuto: break;
   }
   return paged_decode_kernel_supports(device(), dtype_, config_.head_dim);
+}
+
+bool Transformer::continues_packed(const KVCache* cache) const {
+  if (!cache || cache->empty()) return false;
+  switch (attention_path) {
+    case AttentionPath::kDense: return false;
+    case AttentionPath::kPacked: return true;
+    case AttentionPath::kAuto: break;
+  }
+  return packed_attention_kernel_supports(device(), dtype_, config_.head_dim);
 }
 
 bool Transformer::fused_rowwise() const {

@@ -5,10 +5,12 @@
 // H query heads, Hkv key/value heads, D head dim, V vocab.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/cached_attention.h"
 #include "engine/config.h"
 #include "engine/linear.h"
 #include "engine/packed_attention.h"
@@ -94,11 +96,12 @@ struct LoadOptions {
 //   kDense:  torch matmuls under an additive (T x S) mask; every case.
 //   kPacked: tokens repacked per sequence, then the CUDA kernels where they
 //            apply (bf16/f16, head dim 64 or 128) and torch math elsewhere;
-//            used for batches without earlier KV-cache content, and never for
-//            sliding-window layers (those stay dense).
+//            never for sliding-window layers (those stay dense). Batches
+//            without earlier KV-cache content go through packed_attention;
+//            decode steps on a filled cache (one token per row) through the
+//            paged decode op; other batches on a filled cache (continued
+//            prefill) through cached_attention.
 //   kAuto:   kPacked where the CUDA kernels apply, else kDense.
-// Decode steps on a filled cache (one token per row) run the paged decode
-// kernel under kPacked and kAuto where it applies, else dense.
 enum class AttentionPath { kAuto, kDense, kPacked };
 // From SYNTHPERT_ATTENTION (auto | dense | packed; unset means auto), so a
 // run can compare the paths without a rebuild.
@@ -134,6 +137,11 @@ class Transformer {
   torch::Tensor forward(const ForwardBatch& batch, KVCache* cache = nullptr) const {
     return logits(hidden_states(batch, cache));
   }
+
+  // Whether a batch on `cache` that pages_decode does not take (more than
+  // one token per row) attends through cached_attention: a filled cache, by
+  // attention_path (not for sliding-window layers, which stay dense).
+  bool continues_packed(const KVCache* cache) const;
 
   // Every linear layer with its Hugging Face module name, e.g.
   // "model.layers.0.self_attn.q_proj" (LoRA targets, PEFT key names).
@@ -171,7 +179,9 @@ class Transformer {
   // head-major), go to rows write_index of the layer's tensor; afterwards
   // the cache holds `slots_read` slots of interest.
   // `paged`: one token per row decoded by the paged kernel (seq_lens as
-  // int32 on the device; their max is slots_read).
+  // int32 on the device; their max is slots_read). `cached`: new tokens on a
+  // filled cache attending through engine/cached_attention.h (the rows'
+  // new-token counts and filled slots); null where the dense path runs.
   struct CacheStep {
     KVCache* cache = nullptr;
     torch::Tensor valid_index, write_index;
@@ -179,6 +189,7 @@ class Transformer {
     int64_t slots_read = 0;
     bool paged = false;
     torch::Tensor seq_lens;
+    std::shared_ptr<const CachedSequences> cached;
   };
   // Attention uses `packed` when given, else the additive `bias`; with a
   // cache step, the keys and values come from (and go to) the cache;
@@ -191,6 +202,7 @@ class Transformer {
   // Whether a decode step (one token per row on a filled cache) runs the
   // paged kernel (engine/paged_decode.h; not for sliding-window layers).
   bool pages_decode(const KVCache* cache, int64_t tokens) const;
+
   // RMSNorm, SwiGLU and RoPE, by rowwise_path.
   bool fused_rowwise() const;
   torch::Tensor norm(const torch::Tensor& x, const torch::Tensor& weight) const;

@@ -499,6 +499,90 @@ TEST_CASE("decode steps through the paged op equal the dense masked path", "[eng
   }
 }
 
+TEST_CASE("prefill continued on a filled cache through cached attention equals the dense masked path",
+          "[engine][kv][cached]") {
+  for (Arch arch : {Arch::kLlama, Arch::kQwen3}) {
+    SECTION(arch_name(arch)) {
+      test::TempDir dir("cached");
+      auto m = make_model(dir, arch);
+      InferenceGuard g;
+      const int64_t V = m.config().vocab_size;
+      // A first prefill (left padding, right padding, none), two continued
+      // chunks (a row with no new token; padding on either side), then
+      // decode steps on top.
+      std::vector<ForwardBatch> calls;
+      std::vector<int64_t> next = {0, 0, 0};
+      auto add = [&](int64_t T, const std::vector<int>& valid, uint64_t seed) {
+        ForwardBatch f;
+        f.ids = torch::tensor(test::random_ids(3 * T, V, seed)).view({3, T});
+        f.valid = torch::tensor(valid).view({3, T}).to(torch::kBool);
+        std::vector<int64_t> pos;
+        for (int64_t b = 0; b < 3; ++b)
+          for (int64_t t = 0; t < T; ++t) {
+            pos.push_back(next[b]);
+            next[b] += valid[b * T + t];
+          }
+        f.positions = torch::tensor(pos).view({3, T});
+        calls.push_back(f);
+      };
+      add(7, {0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1}, 41);
+      add(5, {1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0}, 42);
+      add(9, {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 43);
+      for (int step = 0; step < 3; ++step) add(1, {1, 1, 1}, 50 + step);
+      // Dense on a head-major cache (the CPU default); cached attention on a
+      // token-major one (the GPU's) and on a head-major one.
+      struct Run {
+        AttentionPath path;
+        KVLayout layout;
+      };
+      const std::vector<Run> runs = {{AttentionPath::kDense, KVLayout::kHeadMajor},
+                                     {AttentionPath::kPacked, KVLayout::kTokenMajor},
+                                     {AttentionPath::kPacked, KVLayout::kHeadMajor}};
+      std::vector<std::vector<torch::Tensor>> outs(runs.size());
+      for (size_t r = 0; r < runs.size(); ++r) {
+        m.attention_path = runs[r].path;
+        auto cache = KVCache::create(m.config(), 3, 40, torch::kFloat32, torch::kCPU, runs[r].layout);
+        for (size_t i = 0; i < calls.size(); ++i) {
+          // The first call fills an empty cache (packed or dense); the rest continue.
+          CHECK(m.continues_packed(&cache) == (i > 0 && runs[r].path == AttentionPath::kPacked));
+          outs[r].push_back(m.hidden_states(calls[i], &cache).masked_select(calls[i].valid.unsqueeze(-1)));
+        }
+        CHECK(cache.lengths == next);
+      }
+      // Against the dense path, and against recomputing each row's tokens
+      // so far from scratch without a cache.
+      for (size_t r = 1; r < runs.size(); ++r) {
+        INFO("run " << r);
+        for (size_t i = 0; i < calls.size(); ++i) {
+          INFO("call " << i);
+          CHECK((outs[r][i] - outs[0][i]).abs().max().item<float>() < 2e-5f);
+        }
+      }
+      m.attention_path = AttentionPath::kDense;
+      for (int64_t b = 0; b < 3; ++b) {
+        std::vector<int64_t> ids;
+        for (const auto& f : calls)
+          for (int64_t t = 0; t < f.ids.size(1); ++t)
+            if (f.valid[b][t].item<bool>()) ids.push_back(f.ids[b][t].item<int64_t>());
+        const auto full = m.hidden_states(ForwardBatch::from_ids(torch::tensor(ids).view({1, -1})))[0];
+        int64_t seen = 0;
+        for (size_t i = 0; i < calls.size(); ++i) {
+          const auto mine = calls[i].valid[b];
+          const int64_t n = mine.sum().item<int64_t>();
+          if (n == 0) continue;
+          INFO("row " << b << ", call " << i);
+          const auto got = outs[1][i].view({-1, m.config().hidden_size});
+          // Row b's tokens among the call's valid ones: after the earlier rows'.
+          int64_t before = 0;
+          for (int64_t c = 0; c < b; ++c) before += calls[i].valid[c].sum().item<int64_t>();
+          CHECK((got.narrow(0, before, n) - full.narrow(0, seen, n)).abs().max().item<float>() < 2e-5f);
+          seen += n;
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("a row range of the cache pool addresses the pool's own pages", "[engine][kv][paged]") {
   // The paged kernel reads page block_table[r][p] of the view, counted from
   // the view's first element in whole pages; the CPU paged path ignores the

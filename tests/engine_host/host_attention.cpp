@@ -40,6 +40,40 @@ reference::AttentionShape shape_of(const AttentionProblem& p) {
   return s;
 }
 
+// Keys apart from the queries (cu_seqlens_k): each sequence written out
+// whole, its queries at its last rows (the rest zeros), through the
+// reference; the queries' rows are its last rows. Emulates sequences with at
+// least as many keys as queries only (all the engine makes).
+void attention_forward_keys_apart(const AttentionForwardArgs& a) {
+  const auto& p = a.problem;
+  shape_of(p);  // the query side's checks
+  const int H = p.heads, Hkv = p.kv_heads, D = p.head_dim;
+  for (int b = 0; b < p.batch; ++b) {
+    const int64_t q0 = p.cu_seqlens[b], Lq = p.cu_seqlens[b + 1] - q0, k0 = p.cu_seqlens_k[b];
+    const int64_t Lk = p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - k0;
+    if (Lq == 0) continue;
+    if (Lk < Lq) throw std::invalid_argument("host attention: a sequence with fewer keys than queries");
+    if (k0 + Lk > p.total_keys) throw std::invalid_argument("host attention: keys past total_keys");
+    reference::AttentionShape whole = shape_of(p);
+    whole.cu_seqlens = {0, static_cast<int32_t>(Lk)};
+    std::vector<double> q(static_cast<size_t>(Lk * H * D), 0.0);
+    const auto new_q = gather_heads(static_cast<const char*>(a.q.data) + q0 * a.q.token_stride * 2, a.q.token_stride,
+                                    a.q.head_stride, Lq, H, D, p.dtype);
+    std::copy(new_q.begin(), new_q.end(), q.begin() + (Lk - Lq) * H * D);
+    auto keys = [&](const HeadsView& t) {
+      return gather_heads(static_cast<const char*>(t.data) + k0 * t.token_stride * 2, t.token_stride, t.head_stride, Lk,
+                          Hkv, D, p.dtype);
+    };
+    const auto r = reference::attention_forward_ref(whole, q, keys(a.k), keys(a.v));
+    const std::vector<double> out(r.out_NHD.begin() + (Lk - Lq) * H * D, r.out_NHD.end());
+    scatter_heads(out, static_cast<char*>(a.out.data) + q0 * a.out.token_stride * 2, a.out.token_stride,
+                  a.out.head_stride, Lq, H, D, p.dtype);
+    for (int h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Lq; ++i)
+        a.lse_HN[h * p.total_tokens + q0 + i] = static_cast<float>(r.lse_HN[h * Lk + (Lk - Lq) + i]);
+  }
+}
+
 }  // namespace
 
 size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int head_dim) {
@@ -47,6 +81,7 @@ size_t attention_backward_workspace_bytes(int64_t total_tokens, int heads, int h
 }
 
 void attention_forward(const AttentionForwardArgs& a, cudaStream_t) {
+  if (a.problem.cu_seqlens_k) return attention_forward_keys_apart(a);
   const auto& p = a.problem;
   const auto s = shape_of(p);
   const int64_t N = p.total_tokens;
@@ -62,6 +97,7 @@ void attention_backward(const AttentionBackwardArgs& a, cudaStream_t) {
   const auto& p = a.problem;
   const auto s = shape_of(p);
   const int64_t N = p.total_tokens;
+  if (p.cu_seqlens_k) throw std::invalid_argument("host attention: keys apart are forward only");
   if (a.workspace == nullptr || a.lse_HN == nullptr) throw std::invalid_argument("host attention: workspace, lse");
   const auto q = gather_heads(a.q.data, a.q.token_stride, a.q.head_stride, N, p.heads, p.head_dim, p.dtype);
   const auto k = gather_heads(a.k.data, a.k.token_stride, a.k.head_stride, N, p.kv_heads, p.head_dim, p.dtype);

@@ -2,17 +2,18 @@
 // host emulation of kernels/attention (host_attention.cpp): bf16 inputs with
 // strided q, GQA, several sequences, causal; output and the gradients of q,
 // k and v against autograd through a masked softmax in fp64, and the engine's
-// packed path against its dense one on a padded, packed batch.
+// packed path against its dense one on a padded, packed batch; and cached
+// attention's kernel branch (new tokens over a KV cache) against the same
+// masked softmax.
 // libtorch before Catch: c10 defines its own CHECK, and Catch's must be the
 // one these tests use.
+#include <catch2/catch.hpp>
+#include <limits>
+
+#include "engine/cached_attention.h"
 #include "engine/kernel_launch.h"
 #include "engine/packed_attention.h"
-
 #include "tests/engine_host/host_test_util.h"
-
-#include <catch2/catch.hpp>
-
-#include <limits>
 
 using namespace synthpert::engine;
 using synthpert::test::rel_err;
@@ -77,4 +78,48 @@ TEST_CASE("packed attention's kernel branch marshals the kernels' arguments", "[
   CHECK(rel_err(q.grad(), q64.grad()) < 2e-2);
   CHECK(rel_err(k.grad(), k64.grad()) < 2e-2);
   CHECK(rel_err(v.grad(), v64.grad()) < 2e-2);
+}
+
+// engine/cached_attention.cpp: its kernel branch (bf16, the cache read in
+// place in either layout) and its torch math (f32) against the masked
+// softmax of each row written out whole, its new tokens' rows last.
+TEST_CASE("cached attention reads the cache in place, in either layout", "[engine_host]") {
+  torch::manual_seed(11);
+  const int64_t B = 3, S = 48, H = 6, Hkv = 2, D = 64;
+  const std::vector<int64_t> keys = {7, 33, 40}, queries = {1, 20, 40};  // one new token; a chunk; a first prefill
+  const double scale = 0.125;
+  const auto rows = cached_sequences(queries, keys, torch::kCPU);
+  const int64_t N = rows.cu_queries.back();
+  const auto q = torch::randn({N, H, D}).to(torch::kBFloat16);
+  // Unused slots hold NaN: nothing may read them.
+  auto k = torch::full({B, S, Hkv, D}, std::numeric_limits<float>::quiet_NaN()).to(torch::kBFloat16);
+  auto v = k.clone();
+  for (int64_t b = 0; b < B; ++b) {
+    k[b].narrow(0, 0, keys[b]).copy_(torch::randn({keys[b], Hkv, D}));
+    v[b].narrow(0, 0, keys[b]).copy_(torch::randn({keys[b], Hkv, D}));
+  }
+  auto want = torch::empty({N, H, D}, torch::kFloat64);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t Lk = keys[b], Lq = queries[b], first = rows.cu_queries[b];
+    auto whole_q = torch::zeros({Lk, H, D}, torch::kFloat64);
+    whole_q.narrow(0, Lk - Lq, Lq).copy_(q.narrow(0, first, Lq));
+    const auto whole = masked_softmax_attention(whole_q, k[b].narrow(0, 0, Lk).to(torch::kFloat64),
+                                                v[b].narrow(0, 0, Lk).to(torch::kFloat64),
+                                                std::vector<int64_t>(static_cast<size_t>(Lk), 0), scale);
+    want.narrow(0, first, Lq).copy_(whole.narrow(0, Lk - Lq, Lq));
+  }
+  for (bool token_major : {true, false}) {
+    INFO("token-major " << token_major);
+    // The cache's head-major tensor (B, Hkv, S, D) seen by token, as KVCache::by_token gives it.
+    const auto kc = token_major ? k : k.transpose(1, 2).contiguous().transpose(1, 2);
+    const auto vc = token_major ? v : v.transpose(1, 2).contiguous().transpose(1, 2);
+    REQUIRE(kc.is_contiguous() == token_major);
+    const auto out = cached_attention(q, kc, vc, rows, scale);
+    CHECK(out.scalar_type() == torch::kBFloat16);
+    CHECK(rel_err(out, want) < 2e-2);
+    const auto out_math =
+        cached_attention(q.to(torch::kFloat32), kc.to(torch::kFloat32), vc.to(torch::kFloat32), rows, scale);
+    CHECK(rel_err(out_math, want) < 1e-5);
+  }
+  CHECK_THROWS_WITH(cached_sequences({3}, {2}, torch::kCPU), Catch::Contains("row 0 has 3 new tokens but 2"));
 }

@@ -7,8 +7,9 @@
 //     path in bf16: hidden states at valid positions and three weight
 //     gradients, on a batch with right padding, packed segments and a
 //     sequence longer than one 64-token tile, at head dims 64 and 128.
-//   * Decode steps on a filled KV cache through the paged kernel (split-K
-//     on a row of 290 tokens), its peer the engine's dense bf16 decode.
+//   * A continued prefill chunk on a filled KV cache through cached
+//     attention's kernel, then decode steps through the paged kernel
+//     (split-K on a row of 290 tokens), its peer the engine's dense bf16 path.
 //   * The fused LM head + cross-entropy; its peer the bf16 logits +
 //     log_softmax the trainer uses elsewhere.
 //   * NF4, with plain and double-quantised scales: quantisation on the
@@ -97,8 +98,10 @@ Run run(Transformer& m, const ForwardBatch& cpu_batch, AttentionPath path, Rowwi
   return r;
 }
 
-// Prefill of three rows (left padding, right padding, 290 tokens), then six
-// decode steps; the hidden states of every decode step, float32 on CPU.
+// Prefill of three rows (left padding, right padding, 290 tokens), a
+// continued chunk of up to 70 tokens (all, 5 right-padded, none), then six
+// decode steps; the hidden states of the chunk's valid tokens and of every
+// decode step, float32 on CPU.
 std::vector<torch::Tensor> decode_run(Transformer& m, AttentionPath path) {
   m.attention_path = path;
   InferenceGuard g;
@@ -112,9 +115,20 @@ std::vector<torch::Tensor> decode_run(Transformer& m, AttentionPath path) {
   pre.valid[1].narrow(0, 21, T - 21).fill_(false);
   pre.positions = (pre.valid.to(torch::kInt64).cumsum(1) - 1).clamp_min(0);
   std::vector<int64_t> next = {T - 100, 21, T};
-  auto cache = KVCache::create(m.config(), 3, T + 8, m.dtype(), dev);
+  auto cache = KVCache::create(m.config(), 3, T + 80, m.dtype(), dev);
   m.hidden_states({pre.ids.to(dev), pre.positions.to(dev), pre.valid.to(dev), {}, {}}, &cache);
   std::vector<torch::Tensor> out;
+  const int64_t C = 70;
+  ForwardBatch chunk;
+  chunk.ids = torch::randint(V, {3, C}, torch::kInt64);
+  chunk.valid = torch::ones({3, C}, torch::kBool);
+  chunk.valid[1].narrow(0, 5, C - 5).fill_(false);
+  chunk.valid[2].fill_(false);
+  chunk.positions = torch::tensor(next).view({3, 1}) + torch::arange(C).view({1, C});
+  const auto h = m.hidden_states({chunk.ids.to(dev), chunk.positions.to(dev), chunk.valid.to(dev), {}, {}}, &cache);
+  out.push_back(h.to(torch::kCPU, torch::kFloat32).masked_select(chunk.valid.unsqueeze(-1)));
+  next[0] += C;
+  next[1] += 5;
   for (int64_t step = 0; step < 6; ++step) {
     ForwardBatch d;
     d.ids = torch::randint(V, {3, 1}, torch::kInt64).to(dev);
@@ -177,14 +191,21 @@ TEST_CASE("the engine's kernel paths on CUDA are as close to fp32 as its torch b
     check_within_peer("d v_proj[1]", packed.grads[1], dense.grads[1], ref.grads[1]);
     check_within_peer("d post_attention_norm[1]", packed.grads[2], dense.grads[2], ref.grads[2]);
 
-    // Decode: the paged kernel (kAuto) against the dense bf16 decode.
+    // A continued chunk (cached attention's kernel, kAuto) and decode steps
+    // (the paged kernel) against the dense bf16 path.
     REQUIRE(paged_decode_kernel_supports(gpu_model.device(), torch::kBFloat16, head_dim));
+    {
+      auto probe = KVCache::create(gpu_model.config(), 1, 16, torch::kBFloat16, gpu_model.device());
+      probe.lengths = {1};
+      gpu_model.attention_path = AttentionPath::kAuto;
+      REQUIRE(gpu_model.continues_packed(&probe));
+    }
     const auto ref_steps = decode_run(ref_model, AttentionPath::kDense);
     const auto dense_steps = decode_run(gpu_model, AttentionPath::kDense);
     const auto paged_steps = decode_run(gpu_model, AttentionPath::kAuto);
     for (size_t i = 0; i < ref_steps.size(); ++i) {
-      INFO("decode step " << i);
-      check_within_peer("decode hidden", paged_steps[i], dense_steps[i], ref_steps[i]);
+      INFO((i == 0 ? std::string("continued chunk") : "decode step " + std::to_string(i - 1)));
+      check_within_peer("cached hidden", paged_steps[i], dense_steps[i], ref_steps[i]);
     }
   }
 }
