@@ -35,6 +35,7 @@ SectionOutput bench_nf4_section(const SectionContext& ctx);
 SectionOutput bench_adamw_section(const SectionContext& ctx);
 SectionOutput bench_lora_section(const SectionContext& ctx);
 SectionOutput bench_decode_section(const SectionContext& ctx);
+SectionOutput bench_continued_section(const SectionContext& ctx);
 
 // Runs benchmarks/<script> with `args` (plus --iters and --out) when the
 // context wants a peer; an empty object otherwise or on failure.

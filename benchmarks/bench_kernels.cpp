@@ -17,7 +17,9 @@
 // Further sections in their own files (bench_kernel_sections.h): NF4
 // dequantisation and matmul (bench_nf4.cpp), fused AdamW (bench_adamw.cpp),
 // LoRA training and multi-adapter serving (bench_lora.cpp), paged decode
-// attention against SDPA with enable_gqa (bench_decode.cpp).
+// attention against SDPA with enable_gqa (bench_decode.cpp), continued
+// prefill over a KV cache against torch's bottom-right causal flash
+// attention (bench_continued.cpp).
 //
 // Writes benchmarks/results/kernels-<gpu>-<date>.{json,md}.
 #include <cuda_runtime.h>
@@ -301,7 +303,7 @@ int main(int argc, char** argv) {
   section.iters = o.iters;
   section.tmp_stem = stem;
   for (SectionOutput (*run)(const SectionContext&) : {&bench_nf4_section, &bench_adamw_section, &bench_lora_section,
-                                                       &bench_decode_section}) {
+                                                      &bench_decode_section, &bench_continued_section}) {
     const SectionOutput out = run(section);
     for (const auto& row : out.rows) rows.push_back(row);
     md << out.markdown;
