@@ -18,6 +18,20 @@ Transformer make_model(const test::TempDir& dir, Arch arch) {
   return test::small_test_model(dir.path, c, 21);
 }
 
+// The dense path on a head-major cache (the CPU default), then the kernel
+// paths' ops (their torch math here) on a token-major cache (the GPU's) and
+// on a head-major one.
+struct LayoutRun {
+  AttentionPath path;
+  KVLayout layout;
+};
+const std::vector<LayoutRun>& dense_then_kernel_layouts() {
+  static const std::vector<LayoutRun> runs = {{AttentionPath::kDense, KVLayout::kHeadMajor},
+                                              {AttentionPath::kPacked, KVLayout::kTokenMajor},
+                                              {AttentionPath::kPacked, KVLayout::kHeadMajor}};
+  return runs;
+}
+
 }  // namespace
 
 TEST_CASE("token-by-token decode with the cache equals full recompute", "[engine][kv]") {
@@ -458,15 +472,8 @@ TEST_CASE("decode steps through the paged op equal the dense masked path", "[eng
       pre.valid = torch::tensor({0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1}).view({3, T}).to(
           torch::kBool);
       pre.positions = torch::tensor({0, 0, 0, 0, 1, 2, 3, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6}).view({3, T});
-      // Dense on a head-major cache (the CPU default); paged on a token-major
-      // one (the GPU's) and on a head-major one.
-      struct Run {
-        AttentionPath path;
-        KVLayout layout;
-      };
-      const std::vector<Run> runs = {{AttentionPath::kDense, KVLayout::kHeadMajor},
-                                     {AttentionPath::kPacked, KVLayout::kTokenMajor},
-                                     {AttentionPath::kPacked, KVLayout::kHeadMajor}};
+      // Dense, then paged (dense_then_kernel_layouts).
+      const auto& runs = dense_then_kernel_layouts();
       std::vector<std::vector<torch::Tensor>> outs(runs.size());
       std::vector<std::vector<int64_t>> lengths(runs.size());
       for (size_t r = 0; r < runs.size(); ++r) {
@@ -529,15 +536,8 @@ TEST_CASE("prefill continued on a filled cache through cached attention equals t
       add(5, {1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0}, 42);
       add(9, {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, 43);
       for (int step = 0; step < 3; ++step) add(1, {1, 1, 1}, 50 + step);
-      // Dense on a head-major cache (the CPU default); cached attention on a
-      // token-major one (the GPU's) and on a head-major one.
-      struct Run {
-        AttentionPath path;
-        KVLayout layout;
-      };
-      const std::vector<Run> runs = {{AttentionPath::kDense, KVLayout::kHeadMajor},
-                                     {AttentionPath::kPacked, KVLayout::kTokenMajor},
-                                     {AttentionPath::kPacked, KVLayout::kHeadMajor}};
+      // Dense, then cached attention (dense_then_kernel_layouts).
+      const auto& runs = dense_then_kernel_layouts();
       std::vector<std::vector<torch::Tensor>> outs(runs.size());
       for (size_t r = 0; r < runs.size(); ++r) {
         m.attention_path = runs[r].path;
