@@ -19,8 +19,8 @@
 // The queries are the sequence's last tokens: causal query i of sequence b
 // sees key j iff j <= i + (keys_b - queries_b), the bottom-right alignment of
 // FlashAttention's varlen kernels. Causal sequences need keys_b >= queries_b
-// (nothing checks device data): a query that sees no key gets out 0 and
-// lse -inf, which is also what a sequence with no keys gives.
+// (nothing checks device data). The queries of a sequence with no keys get
+// out 0 and lse -inf.
 #pragma once
 
 #include <cstddef>
