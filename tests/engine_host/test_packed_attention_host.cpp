@@ -7,13 +7,15 @@
 // masked softmax.
 // libtorch before Catch: c10 defines its own CHECK, and Catch's must be the
 // one these tests use.
-#include <catch2/catch.hpp>
-#include <limits>
-
 #include "engine/cached_attention.h"
 #include "engine/kernel_launch.h"
 #include "engine/packed_attention.h"
+
 #include "tests/engine_host/host_test_util.h"
+
+#include <catch2/catch.hpp>
+
+#include <limits>
 
 using namespace synthpert::engine;
 using synthpert::test::rel_err;
