@@ -76,9 +76,9 @@ torch::Tensor cached_attention_kernel(const torch::Tensor& q, const torch::Tenso
   const KernelDeviceScope scope(q);
   const int64_t B = k.size(0), S = k.size(1), row_tokens = k.stride(0) / k.stride(1);
   SP_CHECK(B * row_tokens < std::numeric_limits<int32_t>::max(), "cached_attention: cache too large for int32 offsets");
-  const auto key_regions =
-      (torch::arange(B + 1, torch::TensorOptions().dtype(torch::kInt32)) * static_cast<int32_t>(row_tokens))
-          .to(q.device());
+  // Made on the device: every layer calls this, and a host tensor would be a
+  // copy to the device per layer.
+  const auto key_regions = torch::arange(0, (B + 1) * row_tokens, row_tokens, q.options().dtype(torch::kInt32));
   auto out = torch::empty(q.sizes(), q.options());
   auto lse = torch::empty({q.size(1), q.size(0)}, q.options().dtype(torch::kFloat32));
   kn::AttentionForwardArgs a;
