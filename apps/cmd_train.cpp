@@ -27,7 +27,7 @@ struct Opts {
   trainer::TrainOptions t;
   std::string data, targets = "q,k,v,o,gate,up,down", schedule = "linear", overlong = "truncate";
   std::string system_prompt_file, prompt_template, tokenizer, grad_dump, accept;
-  double val_fraction = 0.1, bucket_mb = 25;
+  double val_fraction = 0.1, bucket_mb = 25, heartbeat_s = 60;
   int64_t timeout_s = 1800;
   bool no_progress = false;
 };
@@ -94,6 +94,10 @@ RunFn setup(CLI::App& cmd) {
                  "data parallel: gradient all-reduce bucket size in MiB (buckets start during backward)")
       ->capture_default_str();
   cmd.add_option("--dist-timeout", o->timeout_s, "seconds to wait for the other processes")->capture_default_str();
+  cmd.add_option("--dist-heartbeat", o->heartbeat_s,
+                 "data parallel: seconds a process may go silent (killed, frozen) before the others stop, "
+                 "naming it (0: never; they then wait out --dist-timeout in a collective)")
+      ->capture_default_str();
   cmd.add_flag("--no-progress", o->no_progress, "no progress bar on stderr");
   cmd.add_option("--grad-dump", o->grad_dump,
                  "write step 1's gradient (all-reduced, before clipping) to this safetensors file "
@@ -109,6 +113,7 @@ RunFn setup(CLI::App& cmd) {
     t.schedule = trainer::parse_schedule(o->schedule);
     t.progress = !o->no_progress;
     SP_CHECK_INPUT(o->bucket_mb > 0, "--bucket-mb must be positive, got ", o->bucket_mb);
+    SP_CHECK_INPUT(o->heartbeat_s >= 0, "--dist-heartbeat must be 0 (off) or positive, got ", o->heartbeat_s);
     t.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o->bucket_mb * 1024 * 1024));
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
@@ -117,8 +122,10 @@ RunFn setup(CLI::App& cmd) {
 
     // The process group forms first, so a process that cannot read its data
     // tells the others at the gate instead of leaving them waiting for it.
-    auto comm = trainer::Communicator::create(env, engine::parse_device(t.device),
-                                              std::chrono::seconds(o->timeout_s));
+    auto comm = trainer::Communicator::create(env, engine::parse_device(t.device), std::chrono::seconds(o->timeout_s),
+                                              std::chrono::milliseconds(static_cast<int64_t>(o->heartbeat_s * 1000)));
+    comm->set_peer_lost_handler(
+        [](const std::string& why) { std::fprintf(stderr, "synthpert train: error: %s\n", why.c_str()); });
     trainer::FailureGate data_read(*comm, "reading its data");
     if (comm->rank() == 0 && !o->grad_dump.empty()) {
       // Found now, not after the first step's minutes of work; inside the

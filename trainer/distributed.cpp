@@ -1,12 +1,12 @@
 #include "trainer/distributed.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <vector>
-
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
+#include <vector>
 #ifdef SYNTHPERT_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
@@ -15,6 +15,7 @@
 #endif
 
 #include "common/error.h"
+#include "trainer/peer_watch.h"
 
 namespace synthpert::trainer {
 
@@ -79,6 +80,12 @@ class ProcessGroupComm : public Communicator {
     backend_ = std::move(backend);
   }
 
+  // Starts watching the other processes through `store` (see PeerWatch).
+  void watch(c10::intrusive_ptr<c10d::Store> store, std::string store_name, std::chrono::milliseconds deadline) {
+    watch_ = std::make_unique<PeerWatch>(beat_store(std::move(store)), std::move(store_name), rank_, world_, deadline,
+                                         [this](const std::string& why) { report_peer_lost(why); });
+  }
+
   void all_reduce_sum(torch::Tensor& flat, int64_t bucket_bytes) override {
     SP_CHECK(flat.dim() == 1 && flat.is_contiguous(), "all_reduce_sum: expects a flat buffer");
     if (!on_group_device(flat)) {
@@ -123,11 +130,41 @@ class ProcessGroupComm : public Communicator {
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<PG> pg_;
   torch::Device device_;
+  // Last, so it stops (and marks this process finished) before the process
+  // group and the store it watches through go.
+  std::unique_ptr<PeerWatch> watch_;
 };
 
+// The key prefix of the store a process of this launch reads and writes.
+std::string store_prefix(const DistEnv& env) {
+  return env.agent_store ? "/worker/attempt_" + std::to_string(env.restart_count) : std::string();
+}
+
+// A store client of the peer watch's own, so its calls never wait behind the
+// process group's.
+c10::intrusive_ptr<c10d::Store> watch_store(const DistEnv& env, std::chrono::milliseconds deadline) {
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(env.master_port);
+  so.isServer = false;
+  so.waitWorkers = false;
+  so.timeout = deadline;
+  c10::intrusive_ptr<c10d::Store> client = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  return c10::make_intrusive<c10d::PrefixStore>(store_prefix(env) + "/synthpert", client);
+}
+
+template <typename PG>
+std::unique_ptr<Communicator> make_comm(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<PG> pg,
+                                        const DistEnv& env, std::string backend, torch::Device device,
+                                        std::chrono::milliseconds heartbeat) {
+  auto comm = std::make_unique<ProcessGroupComm<PG>>(std::move(store), std::move(pg), env, std::move(backend), device);
+  if (heartbeat.count() > 0 && env.world > 1)
+    comm->watch(watch_store(env, heartbeat), env.master_addr + ":" + std::to_string(env.master_port), heartbeat);
+  return comm;
+}
+
 // The rendezvous and the backend's process group.
-std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device device,
-                                           std::chrono::milliseconds timeout) {
+std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device device, std::chrono::milliseconds timeout,
+                                           std::chrono::milliseconds heartbeat) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
   so.timeout = timeout;
@@ -136,9 +173,8 @@ std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device dev
     // The agent's server counts its own clients; the workers only join it.
     so.isServer = false;
     so.waitWorkers = false;
-    store = c10::make_intrusive<c10d::PrefixStore>(
-        "/worker/attempt_" + std::to_string(env.restart_count),
-        c10::make_intrusive<c10d::TCPStore>(env.master_addr, so));
+    store = c10::make_intrusive<c10d::PrefixStore>(store_prefix(env),
+                                                   c10::make_intrusive<c10d::TCPStore>(env.master_addr, so));
   } else {
     so.isServer = env.rank == 0;
     so.numWorkers = static_cast<size_t>(env.world);
@@ -150,7 +186,7 @@ std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device dev
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, env.rank, env.world, opts);
-    return std::make_unique<ProcessGroupComm<c10d::ProcessGroupNCCL>>(store, pg, env, "nccl", device);
+    return make_comm(store, pg, env, "nccl", device, heartbeat);
 #else
     throw InputError("this build has no NCCL process group (libtorch without CUDA)");
 #endif
@@ -164,7 +200,7 @@ std::unique_ptr<Communicator> create_group(const DistEnv& env, torch::Device dev
                               ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
                               : c10d::ProcessGroupGloo::createDefaultDevice());
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, env.rank, env.world, opts);
-  return std::make_unique<ProcessGroupComm<c10d::ProcessGroupGloo>>(store, pg, env, "gloo", device);
+  return make_comm(store, pg, env, "gloo", device, heartbeat);
 #else
   throw InputError("this build has no gloo process group (libtorch without gloo headers); "
                    "run data parallel on CUDA devices (NCCL)");
@@ -215,12 +251,13 @@ DistEnv read_dist_env() {
 }
 
 std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::Device device,
-                                                   std::chrono::milliseconds timeout) {
+                                                   std::chrono::milliseconds timeout,
+                                                   std::chrono::milliseconds heartbeat) {
   // A launcher's world of one still gets a process group, so the backend
   // (NCCL on one GPU, gloo on one CPU) runs exactly as in a larger world.
   if (env.launcher == "single") return std::make_unique<SingleProcess>();
   try {
-    return create_group(env, device, timeout);
+    return create_group(env, device, timeout, heartbeat);
   } catch (const InputError&) {
     throw;
   } catch (const std::exception& e) {
@@ -230,6 +267,30 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
         timeout.count() / 1000, " s) with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and process 0's "
         "host must accept connections on that port"));
   }
+}
+
+PeerLostHandler Communicator::peer_lost_handler() const {
+  std::lock_guard<std::mutex> lock(handler_mu_);
+  return on_peer_lost_;
+}
+
+void Communicator::set_peer_lost_handler(PeerLostHandler handler) {
+  std::lock_guard<std::mutex> lock(handler_mu_);
+  on_peer_lost_ = std::move(handler);
+}
+
+void Communicator::report_peer_lost(const std::string& why) const {
+  // Held until the process ends: a caller replacing the handler meanwhile
+  // (its run returning) waits, so the handler never outlives what it reads.
+  std::lock_guard<std::mutex> lock(handler_mu_);
+  if (on_peer_lost_) {
+    on_peer_lost_(why);
+  } else {
+    std::fprintf(stderr, "process %lld of %lld stopped: %s\n", static_cast<long long>(rank_),
+                 static_cast<long long>(world_), why.c_str());
+  }
+  std::fflush(nullptr);
+  std::_Exit(1);
 }
 
 }  // namespace synthpert::trainer

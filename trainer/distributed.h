@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -44,19 +45,33 @@ using GetEnv = std::function<const char*(const char*)>;
 DistEnv read_dist_env(const GetEnv& getenv);
 DistEnv read_dist_env();
 
+// Told, on another thread, why a process of the group is lost; it must end
+// this process (whatever was waiting in a collective cannot be woken).
+using PeerLostHandler = std::function<void(const std::string& why)>;
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
   // No launcher variables: a no-op communicator. Otherwise (a world of one
   // included) gloo for CPU devices, NCCL for CUDA devices. A rendezvous that
   // fails or runs past `timeout` is a CommunicationError, as is any failed
-  // collective later.
+  // collective later. A positive `heartbeat` in a world of two or more
+  // watches the other processes (trainer/peer_watch.h): one silent for that
+  // long is reported to the peer-lost handler.
   static std::unique_ptr<Communicator> create(const DistEnv& env, torch::Device device,
-                                              std::chrono::milliseconds timeout);
+                                              std::chrono::milliseconds timeout,
+                                              std::chrono::milliseconds heartbeat = std::chrono::milliseconds(0));
 
   int64_t rank() const { return rank_; }
   int64_t world() const { return world_; }
   const std::string& backend() const { return backend_; }
+
+  // The handler of a lost process (the default writes `why` to stderr and
+  // exits with status 1). A caller with more to say wraps the one it finds.
+  PeerLostHandler peer_lost_handler() const;
+  void set_peer_lost_handler(PeerLostHandler handler);
+  // Calls the handler; ends the process with status 1 should it return.
+  [[noreturn]] void report_peer_lost(const std::string& why) const;
 
   // Sums `flat` (1-D, contiguous) over all processes in place, in buckets of
   // at most `bucket_bytes`; all buckets are in flight at once. A buffer on
@@ -72,6 +87,10 @@ class Communicator {
  protected:
   int64_t rank_ = 0, world_ = 1;
   std::string backend_ = "none";
+
+ private:
+  mutable std::mutex handler_mu_;
+  PeerLostHandler on_peer_lost_;
 };
 
 }  // namespace synthpert::trainer

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "common/error.h"
@@ -197,12 +198,30 @@ json run_fingerprint(const TrainOptions& o, int64_t world) {
 
 namespace {
 
-// The run; `phase` says what it is doing, for the error of a lost peer.
-TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vector<SftExample>& val,
-                  Communicator& comm, const TrainHooks& hooks, std::string& phase) {
+// What the run is doing, for the error of a lost peer; read on the peer
+// watch's thread too.
+class Phase {
+ public:
+  void set(std::string text) {
+    std::lock_guard<std::mutex> lock(mu_);
+    text_ = std::move(text);
+  }
+  std::string get() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return text_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::string text_ = "starting";
+};
+
+// The run; `phase` says what it is doing.
+TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vector<SftExample>& val, Communicator& comm,
+                  const TrainHooks& hooks, Phase& phase) {
   const bool rank0 = comm.rank() == 0;
   const std::string ckpt_root = path_join(o.out_dir, "checkpoints");
-  phase = "checking its options and data against the others'";
+  phase.set("checking its options and data against the others'");
   FailureGate prepared(comm, "checking its options and output folder");
   check_options(o);
   const json fingerprint = run_fingerprint(o, comm.world());
@@ -219,7 +238,7 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
   }
   check_processes_agree(fingerprint, data, val, comm, prepared);
 
-  phase = "loading the model";
+  phase.set("loading the model");
   FailureGate loaded(comm, "loading the model, adapter or checkpoint");
 
   engine::LoadOptions lo;
@@ -295,7 +314,7 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
     StepRecord rec;
     rec.step = step + 1;
     rec.lr = lr;
-    phase = "running step " + std::to_string(rec.step);
+    phase.set("running step " + std::to_string(rec.step));
     for (int64_t i : plan.step_examples(step)) {
       rec.targets += count_targets(data.examples[i]);
       rec.tokens += static_cast<int64_t>(data.examples[i].ids.size());
@@ -421,7 +440,7 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
   // finished run's.
   if (result.interrupted) return result;
 
-  phase = "writing the trained adapter or model";
+  phase.set("writing the trained adapter or model");
   FailureGate written(comm, "writing the trained adapter or model");
   if (rank0) {
     const auto st = engine::to_st_dtype(model.dtype());
@@ -455,28 +474,49 @@ TrainResult train(const TrainOptions& o, const SftDataset& data, const std::vect
   return result;
 }
 
+// What a process that lost a peer while `phase` says, and what can be saved:
+// process 0 writes a checkpoint only after every process finished the step
+// it belongs to.
+std::string stopped_message(const TrainOptions& o, const Communicator& comm, const std::string& phase,
+                            const std::string& why) {
+  std::optional<std::string> newest;
+  try {
+    newest = latest_checkpoint(path_join(o.out_dir, "checkpoints"));
+  } catch (const std::exception&) {
+    // An unreadable folder: the lost peer stays the error to report.
+  }
+  return str_cat("process ", comm.rank(), " of ", comm.world(), " stopped while ", phase, ": ", why,
+                 newest
+                     ? "; the newest checkpoint (" + *newest + ") is complete: start all processes again with --resume"
+                     : std::string());
+}
+
 }  // namespace
 
 TrainResult run_training(const TrainOptions& o, const SftDataset& data,
                          const std::vector<SftExample>& val, Communicator& comm,
                          const TrainHooks& hooks) {
-  std::string phase = "starting";
+  Phase phase;
+  // A process the peer watch finds lost ends this one from the watch's
+  // thread (a collective waiting for it cannot be woken); it says the same
+  // as a failed collective would.
+  const PeerLostHandler outer = comm.peer_lost_handler();
+  comm.set_peer_lost_handler([&o, &comm, &phase, outer](const std::string& why) {
+    const std::string message = stopped_message(o, comm, phase.get(), why);
+    if (outer)
+      outer(message);
+    else
+      std::fprintf(stderr, "%s\n", message.c_str());
+  });
+  struct RestoreHandler {
+    Communicator& comm;
+    PeerLostHandler outer;
+    ~RestoreHandler() { comm.set_peer_lost_handler(outer); }
+  } restore{comm, outer};
   try {
     return train(o, data, val, comm, hooks, phase);
   } catch (const CommunicationError& e) {
-    // Say where this process was, and what can be saved: process 0 writes a
-    // checkpoint only after every process finished the step it belongs to.
-    std::optional<std::string> newest;
-    try {
-      newest = latest_checkpoint(path_join(o.out_dir, "checkpoints"));
-    } catch (const std::exception&) {
-      // An unreadable folder: the lost peer stays the error to report.
-    }
-    throw CommunicationError(str_cat("process ", comm.rank(), " of ", comm.world(), " stopped while ", phase, ": ",
-                                     e.what(),
-                                     newest ? "; the newest checkpoint (" + *newest +
-                                                  ") is complete: start all processes again with --resume"
-                                            : std::string()));
+    throw CommunicationError(stopped_message(o, comm, phase.get(), e.what()));
   }
 }
 

@@ -351,6 +351,43 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
         test::read_text(killed + "/adapter/adapter_model.safetensors"));
 }
 
+TEST_CASE("a frozen process stops the other after --dist-heartbeat, naming it, long before --dist-timeout", "[cli]") {
+  // SIGSTOP leaves the frozen process's sockets open, so gloo, like NCCL for
+  // any lost process, would wait in the all-reduce until --dist-timeout.
+  Fixture f(48, 60, 120);
+  const GlooPair pair{f,
+                      "--max-steps 20 --save-every 4 --batch 2 --max-seq-len 128 --val-fraction 0.1 "
+                      "--dist-timeout 300 --dist-heartbeat 3"};
+  const int frozen = GENERATE(1, 0);  // process 0 also serves the rendezvous store
+  const int other = 1 - frozen;
+  const std::string out = f.dir.path + "/frozen" + std::to_string(frozen);
+  const pid_t p0 = pair.launch(0, out, ""), p1 = pair.launch(1, out, "");
+  const pid_t stopped = frozen == 0 ? p0 : p1, running = frozen == 0 ? p1 : p0;
+  const bool seen = wait_for_logged_step(out + "/metrics.jsonl", 5);
+  ::kill(stopped, SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int code = exit_code(running);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::kill(stopped, SIGKILL);
+  exit_code(stopped);
+  const std::string err = test::read_text(pair.err_path(other));
+  INFO("frozen: process " << frozen << "; the other's stderr: " << err);
+  REQUIRE(seen);
+  CHECK(code == 1);
+  CHECK_THAT(err, Catch::Contains("synthpert train: error: process " + std::to_string(other) +
+                                  " of 2 stopped while running step"));
+  if (frozen == 1)
+    CHECK_THAT(err, Catch::Contains("process 1 of 2 sent no heartbeat for 3 s (noticed by process 0): it was "
+                                    "most likely killed, froze or lost its node"));
+  else
+    CHECK_THAT(err, Catch::Contains("(served by process 0) did not answer within 3 s"));
+  // Step 4's checkpoint was written before step 5 was logged.
+  CHECK_THAT(err, Catch::Contains("/checkpoints/step-"));
+  CHECK_THAT(err, Catch::Contains(") is complete: start all processes again with --resume"));
+  CHECK(waited >= 3);
+  CHECK(waited < 150);  // the heartbeat, not the 300 s timeout
+}
+
 TEST_CASE("Ctrl-C on one process ends the step on both, checkpoints it, and --resume goes on bit for bit", "[cli]") {
   Fixture f(48, 60, 120);
   // No periodic checkpoint: the interrupted step's is the only one.
