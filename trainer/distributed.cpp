@@ -3,10 +3,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <vector>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
-#include <vector>
 #ifdef SYNTHPERT_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
