@@ -1,9 +1,11 @@
 // Notices a process of a data-parallel run that stopped without a word:
-// killed (kill -9, out of host memory, a lost node) or frozen (SIGSTOP, a
-// hung driver call). Its peers would otherwise learn of it only from the
-// backend: under gloo at once for a killed process but not for a frozen one,
-// under NCCL only when --dist-timeout (30 min by default) runs out, both while
-// blocked in a collective that cannot be interrupted.
+// killed (kill -9, out of host memory, a lost node) or frozen as a whole
+// (SIGSTOP, a stalled node). Its peers would otherwise learn of it only from
+// the backend: under gloo at once for a killed process but not for a frozen
+// one, under NCCL only when --dist-timeout (30 min by default) runs out, both
+// while blocked in a collective that cannot be interrupted. A process whose
+// main thread hangs (in a driver call, say) while the process lives still
+// beats: that is left to --dist-timeout.
 //
 // Every process beats a counter in the rendezvous store, and watches the
 // counter of the next process in rank order (the last watches process 0). A
