@@ -86,9 +86,10 @@ struct PeerWatch::Shared {
     on_lost(why);
   }
 
-  std::string store_silent(const std::string& detail) const {
-    return str_cat("the rendezvous store at ", store_name, " (served by process 0) did not answer within ",
-                   seconds_text(deadline), detail.empty() ? "" : " (" + detail + ")",
+  // A store call that failed (`error`), or none answered for the deadline.
+  std::string store_lost(const std::string& error) const {
+    return str_cat("the rendezvous store at ", store_name, " (served by process 0) ",
+                   error.empty() ? "did not answer within " + seconds_text(deadline) : "failed (" + error + ")",
                    ": process 0 was most likely killed, froze or lost its node");
   }
 
@@ -196,7 +197,7 @@ void PeerWatch::make_calls(const std::shared_ptr<Shared>& shared) {
       // others are still unwinding from the same error: give their teardown
       // a moment to end this watch before calling it a loss.
       if (s.wait(std::min(s.interval, milliseconds(1000)))) break;
-      why = s.store_silent(first_line(e));
+      why = s.store_lost(first_line(e));
     }
     if (!why.empty()) {
       s.report(why);
@@ -224,7 +225,7 @@ void PeerWatch::watch_clock(const std::shared_ptr<Shared>& shared) {
   while (!s.cv.wait_for(lock, s.interval, [&s] { return s.stopping || s.reported; })) {
     if (Clock::now() - s.last_answer > s.deadline) {
       lock.unlock();
-      s.report(s.store_silent(""));
+      s.report(s.store_lost(""));
       return;
     }
   }
