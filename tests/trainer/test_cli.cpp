@@ -315,6 +315,31 @@ struct GlooPair {
   }
 };
 
+// What one process of a pair did after `signal` reached the other (`target`)
+// once step `step` was logged: its exit code, how long it took after the
+// signal, its stderr. The target is killed after (a stopped one too), so
+// nothing outlives the test.
+struct SignalledRun {
+  bool seen = false;  // the step was logged before the signal
+  int code = -1;
+  double waited = 0;
+  std::string err;
+};
+SignalledRun signal_mid_run(const GlooPair& pair, const std::string& out, int target, int signal, int64_t step) {
+  const pid_t p0 = pair.launch(0, out, ""), p1 = pair.launch(1, out, "");
+  const pid_t hit = target == 0 ? p0 : p1, other = target == 0 ? p1 : p0;
+  SignalledRun r;
+  r.seen = wait_for_logged_step(out + "/metrics.jsonl", step);
+  ::kill(hit, signal);
+  const auto t0 = std::chrono::steady_clock::now();
+  r.code = exit_code(other);
+  r.waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ::kill(hit, SIGKILL);
+  exit_code(hit);
+  r.err = test::read_text(pair.err_path(1 - target));
+  return r;
+}
+
 TEST_CASE("process 0 killed mid-run, its rendezvous store with it, stops the other with an error", "[cli]") {
   // The other learns it from gloo or from the peer watch's store connection,
   // whichever comes first; either way an error that says where it stopped,
@@ -323,21 +348,13 @@ TEST_CASE("process 0 killed mid-run, its rendezvous store with it, stops the oth
   const GlooPair pair{f,
                       "--max-steps 20 --save-every 4 --batch 2 --max-seq-len 128 --val-fraction 0.1 "
                       "--dist-timeout 300 --dist-heartbeat 3"};
-  const std::string out = f.dir.path + "/killed0";
-  const pid_t p0 = pair.launch(0, out, ""), p1 = pair.launch(1, out, "");
-  const bool seen = wait_for_logged_step(out + "/metrics.jsonl", 5);
-  ::kill(p0, SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int code = exit_code(p1);
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  exit_code(p0);
-  const std::string err = test::read_text(pair.err_path(1));
-  INFO("process 1's stderr: " << err);
-  REQUIRE(seen);
-  CHECK(code == 1);
-  CHECK_THAT(err, Catch::StartsWith("synthpert train: error: process 1 of 2 stopped while running step"));
-  CHECK_THAT(err, Catch::Contains(") is complete: start all processes again with --resume"));
-  CHECK(waited < 150);
+  const auto r = signal_mid_run(pair, f.dir.path + "/killed0", 0, SIGKILL, 5);
+  INFO("process 1's stderr: " << r.err);
+  REQUIRE(r.seen);
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Catch::StartsWith("synthpert train: error: process 1 of 2 stopped while running step"));
+  CHECK_THAT(r.err, Catch::Contains(") is complete: start all processes again with --resume"));
+  CHECK(r.waited < 150);
 }
 
 TEST_CASE("a process killed mid-run stops the other at once, naming the step, and both resume", "[cli]") {
@@ -347,24 +364,17 @@ TEST_CASE("a process killed mid-run stops the other at once, naming the step, an
   pair.run(f.dir.path + "/straight", "");
 
   const std::string killed = f.dir.path + "/killed";
-  const pid_t p0 = pair.launch(0, killed, ""), p1 = pair.launch(1, killed, "");
   // Kill process 1 once step 9 is logged: past the step-8 checkpoint.
-  const bool seen = wait_for_logged_step(killed + "/metrics.jsonl", 9);
-  ::kill(p1, SIGKILL);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int r0 = exit_code(p0);
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  exit_code(p1);
-  const std::string e0 = test::read_text(pair.err_path(0));
-  INFO("rank 0 stderr: " << e0);
-  REQUIRE(seen);
-  CHECK(r0 == 1);
+  const auto r = signal_mid_run(pair, killed, 1, SIGKILL, 9);
+  INFO("rank 0 stderr: " << r.err);
+  REQUIRE(r.seen);
+  CHECK(r.code == 1);
   // Before: gloo's bare "Connection reset by peer".
-  CHECK_THAT(e0, Catch::Contains("process 0 of 2 stopped while running step"));
-  CHECK_THAT(e0, Catch::Contains("another process most likely exited or was killed"));
-  CHECK_THAT(e0, Catch::Contains(") is complete: start all processes again with --resume"));
+  CHECK_THAT(r.err, Catch::Contains("process 0 of 2 stopped while running step"));
+  CHECK_THAT(r.err, Catch::Contains("another process most likely exited or was killed"));
+  CHECK_THAT(r.err, Catch::Contains(") is complete: start all processes again with --resume"));
   // A lost connection, not the 120 s timeout.
-  CHECK(waited < 60);
+  CHECK(r.waited < 60);
   CHECK_FALSE(fs::exists(killed + "/adapter"));
 
   pair.run(killed, " --resume");
@@ -385,20 +395,11 @@ TEST_CASE("a frozen process stops the other after --dist-heartbeat, naming it, l
                       "--dist-timeout 300 --dist-heartbeat 3"};
   const int frozen = GENERATE(1, 0);  // process 0 also serves the rendezvous store
   const int other = 1 - frozen;
-  const std::string out = f.dir.path + "/frozen" + std::to_string(frozen);
-  const pid_t p0 = pair.launch(0, out, ""), p1 = pair.launch(1, out, "");
-  const pid_t stopped = frozen == 0 ? p0 : p1, running = frozen == 0 ? p1 : p0;
-  const bool seen = wait_for_logged_step(out + "/metrics.jsonl", 5);
-  ::kill(stopped, SIGSTOP);
-  const auto t0 = std::chrono::steady_clock::now();
-  const int code = exit_code(running);
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  ::kill(stopped, SIGKILL);
-  exit_code(stopped);
-  const std::string err = test::read_text(pair.err_path(other));
+  const auto r = signal_mid_run(pair, f.dir.path + "/frozen" + std::to_string(frozen), frozen, SIGSTOP, 5);
+  const std::string& err = r.err;
   INFO("frozen: process " << frozen << "; the other's stderr: " << err);
-  REQUIRE(seen);
-  CHECK(code == 1);
+  REQUIRE(r.seen);
+  CHECK(r.code == 1);
   CHECK_THAT(err, Catch::Contains("synthpert train: error: process " + std::to_string(other) +
                                   " of 2 stopped while running step"));
   if (frozen == 1)
@@ -415,8 +416,8 @@ TEST_CASE("a frozen process stops the other after --dist-heartbeat, naming it, l
   CHECK_THAT(err, Catch::Contains(") is complete: start all processes again with --resume"));
   // The last beat seen can precede the freeze by up to two beat intervals
   // (3 s / 8 each).
-  CHECK(waited >= 3 - 2 * 0.375);
-  CHECK(waited < 150);  // the heartbeat, not the 300 s timeout
+  CHECK(r.waited >= 3 - 2 * 0.375);
+  CHECK(r.waited < 150);  // the heartbeat, not the 300 s timeout
 }
 
 TEST_CASE("Ctrl-C on one process ends the step on both, checkpoints it, and --resume goes on bit for bit", "[cli]") {
