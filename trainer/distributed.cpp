@@ -36,14 +36,6 @@ int64_t env_int(const GetEnv& getenv, const char* name, int64_t fallback, bool r
   return x;
 }
 
-// The backend's own message without libtorch's C++ stack trace, on one line.
-std::string backend_detail(const std::exception& e) {
-  const auto* c10e = dynamic_cast<const c10::Error*>(&e);
-  std::string s = c10e ? c10e->what_without_backtrace() : e.what();
-  s = s.substr(0, s.find('\n'));
-  return s.size() > 300 ? s.substr(0, 300) + "..." : s;
-}
-
 // Runs `f`, turning the backend's failure into a CommunicationError that says
 // what most likely happened. A peer that died shows up as a connection error
 // (gloo) or a timeout (NCCL), neither of which names the cause.
@@ -55,7 +47,7 @@ auto guarded(const std::string& backend, F&& f) -> decltype(f()) {
     throw;
   } catch (const std::exception& e) {
     throw CommunicationError(str_cat(
-        "a ", backend, " all-reduce with the other processes failed (", backend_detail(e),
+        "a ", backend, " all-reduce with the other processes failed (", error_line(e, 300),
         "): another process most likely exited or was killed before it could report an error (its own "
         "output or the launcher's log says why), the network between them failed, or the wait ran past "
         "--dist-timeout"));
@@ -264,7 +256,7 @@ std::unique_ptr<Communicator> Communicator::create(const DistEnv& env, torch::De
   } catch (const std::exception& e) {
     throw CommunicationError(str_cat(
         "process ", env.rank, " of ", env.world, " could not form the process group at ", env.master_addr, ":",
-        env.master_port, " (", backend_detail(e), "): every process must start within --dist-timeout (",
+        env.master_port, " (", error_line(e, 300), "): every process must start within --dist-timeout (",
         timeout.count() / 1000, " s) with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT, and process 0's "
         "host must accept connections on that port"));
   }

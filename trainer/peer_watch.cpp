@@ -34,15 +34,14 @@ class C10dBeatStore : public BeatStore {
 
 std::string seconds_text(milliseconds d) { return str_cat(static_cast<double>(d.count()) / 1000.0, " s"); }
 
-// The store's message without libtorch's C++ stack trace, on one line.
-std::string first_line(const std::exception& e) {
+}  // namespace
+
+std::string error_line(const std::exception& e, size_t max_chars) {
   const auto* c10e = dynamic_cast<const c10::Error*>(&e);
   std::string s = c10e ? c10e->what_without_backtrace() : e.what();
   s = s.substr(0, s.find('\n'));
-  return s.size() > 200 ? s.substr(0, 200) + "..." : s;
+  return s.size() > max_chars ? s.substr(0, max_chars) + "..." : s;
 }
-
-}  // namespace
 
 std::shared_ptr<BeatStore> beat_store(c10::intrusive_ptr<c10d::Store> store) {
   return std::make_shared<C10dBeatStore>(std::move(store));
@@ -197,7 +196,7 @@ void PeerWatch::make_calls(const std::shared_ptr<Shared>& shared) {
       // others are still unwinding from the same error: give their teardown
       // a moment to end this watch before calling it a loss.
       if (s.wait(std::min(s.interval, milliseconds(1000)))) break;
-      why = s.store_lost(first_line(e));
+      why = s.store_lost(error_line(e, 200));
     }
     if (!why.empty()) {
       s.report(why);

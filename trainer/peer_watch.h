@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -51,6 +52,11 @@ class BeatStore {
 };
 
 std::shared_ptr<BeatStore> beat_store(c10::intrusive_ptr<c10d::Store> store);
+
+// A libtorch error's own message on one line, without its C++ stack trace,
+// cut to `max_chars` (then "..."): for messages that quote a backend's or a
+// store's failure.
+std::string error_line(const std::exception& e, size_t max_chars);
 
 class PeerWatch {
  public:
