@@ -244,9 +244,11 @@ json metrics_for(const std::vector<Scored>& s, const std::vector<Prediction>& pr
     add("dir_pooled", weighted_auc(dir.pooled, &w));
   }
   json ci = json::object();
-  for (auto& [name, v] : draws) {
-    if (v.size() < 2) continue;
-    std::sort(v.begin(), v.end());
+  for (auto& [name, values] : draws) {
+    if (values.size() < 2) continue;
+    std::sort(values.begin(), values.end());
+    // A named reference, not the binding: C++17 lambdas cannot capture structured bindings.
+    const std::vector<double>& v = values;
     auto at = [&](double q) { return v[static_cast<size_t>(std::floor(q * (v.size() - 1)))]; };
     ci[name] = {at(0.025), at(0.975)};
   }

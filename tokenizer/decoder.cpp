@@ -1,7 +1,5 @@
 #include "tokenizer/decoder.h"
 
-#include <cstdlib>
-
 #include "common/error.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pre_tokenizer.h"
@@ -129,6 +127,22 @@ class StripDecoder : public Decoder {
 // Turns runs of <0xXX> tokens into the text their bytes spell; a run that is
 // not valid UTF-8 becomes one U+FFFD per byte (Hugging Face's rule).
 class ByteFallbackDecoder : public Decoder {
+  static int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
+  // The byte of "XX" as Rust's u8::from_str_radix(XX, 16) reads it (which
+  // tokenizers calls): two hex digits, or '+' and one; -1 for anything else.
+  static int hex_byte(char a, char b) {
+    const int lo = hex_digit(b);
+    if (lo < 0) return -1;
+    if (a == '+') return lo;
+    const int hi = hex_digit(a);
+    return hi < 0 ? -1 : hi * 16 + lo;
+  }
+
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
@@ -145,12 +159,7 @@ class ByteFallbackDecoder : public Decoder {
       pending_count = 0;
     };
     for (auto& t : tokens) {
-      int byte = -1;
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-        char* end = nullptr;
-        const long v = std::strtol(t.substr(3, 2).c_str(), &end, 16);
-        if (end && *end == '\0') byte = static_cast<int>(v);
-      }
+      const int byte = t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' ? hex_byte(t[3], t[4]) : -1;
       if (byte >= 0) {
         pending.push_back(static_cast<char>(byte));
         ++pending_count;

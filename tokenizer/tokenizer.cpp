@@ -16,11 +16,12 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
   const std::string model_path = path_join(dir, "tokenizer.model");
   if (path_exists(json_path)) {
     const nlohmann::json j = read_json_file(json_path);
-    // A Unigram tokenizer.json (which this reader does not take) next to the
-    // sentencepiece model it was converted from: read the model instead.
-    const bool bpe = j.contains("model") && j["model"].is_object() && j["model"].value("type", std::string("BPE")) == "BPE";
-    if (!bpe && path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
     try {
+      // A Unigram tokenizer.json (which this reader does not take) next to the
+      // sentencepiece model it was converted from: read the model instead.
+      const bool bpe =
+          j.contains("model") && j["model"].is_object() && j["model"].value("type", std::string("BPE")) == "BPE";
+      if (!bpe && path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
       return std::make_unique<HfTokenizer>(j, config, json_path);
     } catch (const nlohmann::json::exception& e) {
       // A key missing or of the wrong type somewhere in the file.

@@ -249,6 +249,58 @@ TEST_CASE("endless macro recursion and templates nested past the bounds are erro
   CHECK(render(repeat("{% if true %}", 30) + "deep" + repeat("{% endif %}", 30)) == "deep");
 }
 
+TEST_CASE("templates that would build without bound are errors, not exhausted memory or time", "[jinja]") {
+  // Found by tests/fuzz/fuzz_chat_template, or written beside what it found.
+  // range() counts before it steps, so its last value never overflows.
+  CHECK(render("{{ range(9223372036854775800, 9223372036854775807, 100)|list }}") == "[9223372036854775800]");
+  CHECK(render("{{ range(5, 0, -2)|list }} {{ range(3, 3)|list }} {{ range(-2)|list }}") == "[5, 3, 1] [] []");
+  CHECK(render("{{ range(100000)|length }}") == "100000");
+  CHECK_THAT(message_of("{{ range(100001)|length }}"), Catch::Contains("range() of more than 100000"));
+  CHECK_THAT(message_of("{{ range(0, 9223372036854775807, 2)|length }}"), Catch::Contains("range() of more than"));
+  CHECK_THAT(message_of("{{ 'ab' * 100000000000 }}"),
+             Catch::Contains("line 1: the template builds a string of more than"));
+  CHECK_THAT(
+      message_of("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
+      Catch::Contains("builds a string of more than"));
+  CHECK_THAT(
+      message_of("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}"),
+      Catch::Contains("builds a list of more than"));
+  // A list that holds the last one twice: small to build, huge to print.
+  const std::string nested =
+      "{% set ns = namespace(l=[1]) %}{% for i in range(100) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}";
+  CHECK_THAT(message_of(nested + "{{ ns.l }}"), Catch::Contains("prints as more than"));
+  CHECK_THAT(message_of(nested + "{{ ns.l|tojson }}"), Catch::Contains("prints as more than"));
+  CHECK_THAT(message_of("{{ ('a' * 1000000)|replace('a', '" + std::string(80, 'b') + "') }}"),
+             Catch::Contains("builds a string of more than"));
+  CHECK_THAT(message_of("{{ range(100000)|join('x' * 1000) }}"), Catch::Contains("builds a string of more than"));
+  CHECK_THAT(message_of("{{ 'a\nb'|indent(100000000000) }}"), Catch::Contains("builds a string of more than"));
+  CHECK(render("{{ 'a\nb'|indent(-3) }}") == "a\nb");  // Python: ' ' * -3 is ''
+  CHECK_THAT(message_of("{{ [1]|tojson(indent=1000) }}"), Catch::Contains("tojson(indent=1000) is not supported"));
+  CHECK_THAT(message_of("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
+             Catch::Contains("runs more than 1000000 loop iterations"));
+}
+
+TEST_CASE("deeply nested values and a namespace that holds itself are errors, not stack overflows", "[jinja]") {
+  // A chain 100,000 lists deep is built and freed without harm, and refused
+  // where it would be walked: printed, serialized or compared.
+  const std::string chain =
+      "{% set ns = namespace(l=[1]) %}{% for i in range(100000) %}{% set ns.l = [ns.l] %}{% endfor %}";
+  CHECK(render(chain + "{{ ns.l|length }}") == "1");
+  CHECK_THAT(message_of(chain + "{{ ns.l }}"), Catch::Contains("nests lists or dicts more than 500 deep"));
+  CHECK_THAT(message_of(chain + "{{ ns.l|tojson }}"), Catch::Contains("nests lists or dicts more than 500 deep"));
+  CHECK_THAT(message_of(chain + "{{ ns.l == ns.l }}"), Catch::Contains("nests lists or dicts more than 500 deep"));
+  // A chain of namespaces linked after they were made, one per iteration,
+  // near a million long: freeing it one level per call overflowed the stack.
+  CHECK(render("{% set ns = namespace(tail=namespace(x=0)) %}{% set head = ns.tail %}{% for i in range(999) %}"
+               "{% for j in range(1000) %}{% set node = namespace(x=0) %}{% set t = ns.tail %}{% set t.x = node %}"
+               "{% set ns.tail = node %}{% endfor %}{% endfor %}ok") == "ok");
+  const std::string self = "{% set ns = namespace() %}{% set ns.me = ns %}";
+  CHECK_THAT(message_of(self + "{{ ns }}"), Catch::Contains("or holds itself"));
+  CHECK_THAT(message_of(self + "{{ ns|tojson }}"), Catch::Contains("or holds itself"));
+  // Depths real data has still print.
+  CHECK(render("{{ [[[[1]]], {'a': {'b': [2]}}] }}") == "[[[[1]]], {'a': {'b': [2]}}]");
+}
+
 TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms", "[jinja]") {
   const std::string dir = synthpert::test::scratch_dir("chat-load");
   synthpert::write_file_atomic(dir + "/tokenizer_config.json",

@@ -86,6 +86,12 @@ TEST_CASE("ByteFallback, Fuse, Strip and Replace decoders", "[tokenizer]") {
   std::vector<std::string> t = {"<0xE2>", "<0x82>", "<0xAC>", "x", "<0xE2>", "<0x82>", "y"};
   make_decoder({{"type", "ByteFallback"}})->decode_chain(t);
   CHECK(t == V{"\xE2\x82\xAC", "x", "\xEF\xBF\xBD", "\xEF\xBF\xBD", "y"});  // an invalid run: one U+FFFD per byte
+  // A byte token is "<0x" and what Rust's u8::from_str_radix(_, 16) reads
+  // (two hex digits, or '+' and one); anything else is text. The old reader
+  // (strtol) also took " 9" and read past its buffer (found by fuzzing).
+  std::vector<std::string> b = {"<0x41>", "<0x+A>", "|", "<0xe9>", "<0x 9>", "<0xGG>", "<0x-1>", "<0x4>"};
+  make_decoder({{"type", "ByteFallback"}})->decode_chain(b);
+  CHECK(b == V{"A\n", "|", "\xEF\xBF\xBD", "<0x 9>", "<0xGG>", "<0x-1>", "<0x4>"});
   std::vector<std::string> u = {"\xE2\x96\x81" "a", "\xE2\x96\x81" "b"};
   make_decoder({{"type", "Sequence"},
                 {"decoders", {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
@@ -299,6 +305,9 @@ TEST_CASE("malformed tokenizer files are input errors naming the file", "[tokeni
   broken([](json& j) { j["model"]["vocab"]["a"] = "zero"; }, "tokenizer.json");
   broken([](json& j) { j["model"]["vocab"]["zz"] = 2000000000; }, "far past the vocabulary");
   broken([](json& j) { j["added_tokens"] = {{{"id", -5}, {"content", "zz"}}}; }, "negative id -5");
+  // Found by tests/fuzz/fuzz_tokenizer_json: read before the reader's own checks.
+  broken([](json& j) { j["model"]["type"] = 7; }, "tokenizer.json");
+  broken([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", " "}}}}; }, "tokenizer.json");
   synthpert::write_file_atomic(path, good.dump());
   synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"added_tokens_decoder": {"abc": {"content": "x"}}})");
   CHECK_THROWS_WITH(Tokenizer::load(dir), Catch::Contains("added_tokens_decoder: 'abc' is not a token id"));

@@ -20,10 +20,6 @@ namespace {
 using FilterFn = Value (*)(const Value&, Args&, int);
 using TestFn = bool (*)(const Value&, const std::vector<Value>&, int);
 
-[[noreturn]] void fail(int line, const std::string& msg) {
-  throw InputError(str_cat("chat template line ", line, ": ", msg));
-}
-
 const std::string& need_string(const Value& v, const char* what, int line) {
   if (!v.is_string()) fail(line, str_cat(what, " needs a string, got ", v.type_name()));
   return v.str();
@@ -146,7 +142,7 @@ std::vector<std::string> py_split(const std::string& s, const Value& sep, int64_
   }
 }
 
-std::string py_replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+std::string py_replace(const std::string& s, const std::string& from, const std::string& to, int64_t count, int line) {
   std::string out;
   size_t pos = 0;
   int64_t done = 0;
@@ -157,6 +153,7 @@ std::string py_replace(const std::string& s, const std::string& from, const std:
       const size_t n = std::max<size_t>(1, utf8_sequence(s, i));
       out.append(s, i, n);
       i += n;
+      check_text_size(out.size(), line);
     }
     if (count < 0 || done < count) out += to;
     return out;
@@ -165,6 +162,7 @@ std::string py_replace(const std::string& s, const std::string& from, const std:
     out.append(s, pos, hit - pos);
     out += to;
     pos = hit + from.size();
+    check_text_size(out.size(), line);
   }
   out.append(s, pos, std::string::npos);
   return out;
@@ -208,7 +206,13 @@ Value f_tojson(const Value& v, Args& a, int line) {
     if (!is_default) fail(line, "tojson(" + name + "=" + value.repr() + ") is not supported");
   }
   const Value indent = a.get(0, "indent");
-  return Value(to_json_text(v, indent.is_number() ? static_cast<int>(indent.as_int()) : -1));
+  // Each line of the text repeats the indent once per level: a wide one
+  // could build any size. Chat templates indent by a few spaces.
+  if (indent.is_number() && (indent.as_int() < 0 || indent.as_int() > 64))
+    fail(line, str_cat("tojson(indent=", indent.repr(), ") is not supported (0 to 64)"));
+  std::string text = to_json_text(v, indent.is_number() ? static_cast<int>(indent.as_int()) : -1);
+  check_text_size(text.size(), line);
+  return Value(std::move(text));
 }
 Value f_upper(const Value& v, Args&, int) { return Value(unicode_upper(v.to_string())); }
 Value f_lower(const Value& v, Args&, int) { return Value(unicode_lower(v.to_string())); }
@@ -233,6 +237,7 @@ Value f_join(const Value& v, Args& a, int line) {
     if (!first) out += sep.to_string();
     first = false;
     out += (attr.is_string() ? attribute_of(item, attr.str()) : item).to_string();
+    check_text_size(out.size(), line);
   }
   return Value(out);
 }
@@ -295,7 +300,8 @@ Value f_reverse(const Value& v, Args&, int line) {
 Value f_replace(const Value& v, Args& a, int line) {
   const Value count = a.get(2, "count");
   return Value(py_replace(v.to_string(), need_string(a.get(0, "old"), "replace", line),
-                          need_string(a.get(1, "new"), "replace", line), count.is_number() ? count.as_int() : -1));
+                          need_string(a.get(1, "new"), "replace", line), count.is_number() ? count.as_int() : -1,
+                          line));
 }
 Value select_by_attr(const Value& v, Args& a, int line, bool keep) {
   const std::string attr = need_string(a.get(0, "attr"), "selectattr", line);
@@ -378,11 +384,14 @@ Value f_round(const Value& v, Args& a, int line) {
   std::snprintf(text.data(), text.size(), "%.*f", digits, v.as_double());
   return Value(std::strtod(text.c_str(), nullptr));
 }
-Value f_indent(const Value& v, Args& a, int) {
+Value f_indent(const Value& v, Args& a, int at_line) {
   const Value width = a.get(0, "width", Value(int64_t{4}));
   const bool first = a.get(1, "first", Value(false)).truthy();
   const bool blank = a.get(2, "blank", Value(false)).truthy();
-  const std::string pad = width.is_string() ? width.str() : std::string(static_cast<size_t>(width.as_int()), ' ');
+  if (!width.is_string()) check_text_size(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), at_line);
+  // Python's " " * n: a negative width is no indent.
+  const std::string pad =
+      width.is_string() ? width.str() : std::string(static_cast<size_t>(std::max<int64_t>(0, width.as_int())), ' ');
   const std::string s = v.to_string();
   std::string out;
   size_t pos = 0;
@@ -393,6 +402,7 @@ Value f_indent(const Value& v, Args& a, int) {
     // Jinja2 indents the first line whenever `first` is set, even empty.
     if (first_line ? first : (blank || !line.empty())) out += pad;
     out += line;
+    check_text_size(out.size(), at_line);
     if (nl == std::string::npos) break;
     out += '\n';
     pos = nl + 1;
@@ -569,8 +579,9 @@ Value call_method(const Value& obj, const std::string& name, Args& a, int line) 
     if (name == "endswith") return Value(matches_affix(s, a.get(0, "suffix"), false, line));
     if (name == "replace") {
       const Value count = a.get(2, "count");
-      return Value(py_replace(s, need_string(a.get(0, "old"), "replace()", line), need_string(a.get(1, "new"), "replace()", line),
-                              count.is_number() ? count.as_int() : -1));
+      return Value(py_replace(s, need_string(a.get(0, "old"), "replace()", line),
+                              need_string(a.get(1, "new"), "replace()", line), count.is_number() ? count.as_int() : -1,
+                              line));
     }
     if (name == "upper") return Value(unicode_upper(s));
     if (name == "lower") return Value(unicode_lower(s));
@@ -594,6 +605,7 @@ Value call_method(const Value& obj, const std::string& name, Args& a, int line) 
         if (!first) out += s;
         first = false;
         out += need_string(item, "join()", line);
+        check_text_size(out.size(), line);
       }
       return Value(out);
     }

@@ -15,10 +15,6 @@
 namespace synthpert::tokenizer::jinja {
 namespace {
 
-[[noreturn]] void fail(int line, const std::string& msg) {
-  throw InputError(str_cat("chat template line ", line, ": ", msg));
-}
-
 // Python's integer arithmetic, exact within int64: a result past it is
 // refused (Python's ints are unbounded), never wrapped or rounded through a
 // double. `//` and `%` round toward negative infinity; a negative power is a
@@ -112,8 +108,17 @@ class Renderer {
         if (a.positional.size() > 2) step = a.positional[2].as_int();
       } else throw InputError("chat template: range() needs 1 to 3 arguments");
       if (step == 0) throw InputError("chat template: range() step must not be zero");
+      // The count first, in 128 bits: stepping past the last value could
+      // leave the 64-bit range.
+      const __int128 span = step > 0 ? __int128{stop} - start : __int128{start} - stop;
+      const __int128 stride = step > 0 ? __int128{step} : -__int128{step};
+      const int64_t count =
+          span <= 0 ? 0 : static_cast<int64_t>(std::min<__int128>((span + stride - 1) / stride, kMaxRange + 1));
+      if (count > kMaxRange)
+        throw InputError(
+            str_cat("chat template: range() of more than ", kMaxRange, " numbers (Jinja2's sandbox limit)"));
       List out;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+      for (int64_t k = 0; k < count; ++k) out.emplace_back(static_cast<int64_t>(start + __int128{k} * step));
       return Value(out);
     });
     // transformers provides strftime_now for templates that print today's date.
@@ -153,10 +158,14 @@ class Renderer {
   Flow exec(const Node& n, std::string& out) {
     const Deeper level(depth_, kMaxRenderDepth, n.line, "the template nests too deeply to render");
     switch (n.kind) {
-      case Node::Kind::Text: out += n.text; return Flow::Normal;
+      case Node::Kind::Text:
+        out += n.text;
+        check_text_size(out.size(), n.line);
+        return Flow::Normal;
       case Node::Kind::Output: {
         const Value v = eval(*n.expr);
         out += v.to_string();
+        check_text_size(out.size(), n.line);
         return Flow::Normal;
       }
       case Node::Kind::If:
@@ -227,6 +236,11 @@ class Renderer {
     });
   }
 
+  void count_iteration(int line) {
+    if (++iterations_ > kMaxLoopIterations)
+      fail(line, str_cat("the template runs more than ", kMaxLoopIterations, " loop iterations"));
+  }
+
   Flow exec_for(const Node& n, std::string& out) {
     const Value seq = eval(*n.expr);
     List items;
@@ -238,6 +252,8 @@ class Renderer {
         const size_t len = std::max<size_t>(1, utf8_sequence(s, i));
         items.emplace_back(s.substr(i, len));
         i += len;
+        if (items.size() > kMaxListItems)
+          fail(n.line, str_cat("cannot loop over a string of more than ", kMaxListItems, " characters"));
       }
     } else if (!seq.is_undefined() && !seq.is_none()) {
       fail(n.line, "cannot loop over " + seq.type_name());
@@ -260,6 +276,7 @@ class Renderer {
     if (n.filter) {
       List kept;
       for (const auto& item : items) {
+        count_iteration(n.line);
         bind(item);
         if (eval(*n.filter).truthy()) kept.push_back(item);
       }
@@ -268,6 +285,7 @@ class Renderer {
     const int64_t len = static_cast<int64_t>(items.size());
     Flow result = Flow::Normal;
     for (int64_t i = 0; i < len; ++i) {
+      count_iteration(n.line);
       scopes_.back().clear();
       bind(items[i]);
       auto loop = make_dict();
@@ -293,7 +311,18 @@ class Renderer {
     return result;
   }
 
+  // Every value an expression gives stays within the sizes of value.h; one
+  // step can grow a string or list by a bounded factor only (~, +), or
+  // checks its own growth (*, replace, join, indent, tojson).
   Value eval(const Expr& e) {
+    Value v = evaluate(e);
+    if (v.is_string()) check_text_size(v.str().size(), e.line);
+    if (v.is_list() && v.list().size() > kMaxListItems)
+      fail(e.line, str_cat("the template builds a list of more than ", kMaxListItems, " items"));
+    return v;
+  }
+
+  Value evaluate(const Expr& e) {
     const Deeper level(depth_, kMaxRenderDepth, e.line, "the template nests too deeply to render");
     switch (e.kind) {
       case Expr::Kind::Literal: return e.value;
@@ -516,6 +545,8 @@ class Renderer {
       }
     }
     if (op == "*" && l.is_string() && r.is_int()) {
+      if (r.as_int() > 0 && !l.str().empty())
+        check_text_size(static_cast<size_t>(std::min<int64_t>(r.as_int(), kMaxTextBytes + 1)) * l.str().size(), e.line);
       std::string out;
       for (int64_t k = 0; k < r.as_int(); ++k) out += l.str();
       return Value(out);
@@ -543,6 +574,7 @@ class Renderer {
 
   std::vector<Scope> scopes_;
   int depth_ = 0;        // exec and eval calls open; see Deeper
+  int64_t iterations_ = 0;  // loop iterations so far; see count_iteration
   int macro_calls_ = 0;  // macro calls open
 };
 

@@ -8,6 +8,14 @@
 #include "common/error.h"
 
 namespace synthpert::tokenizer::jinja {
+[[noreturn]] void fail(int line, const std::string& msg) {
+  throw InputError(str_cat("chat template line ", line, ": ", msg));
+}
+
+void check_text_size(size_t bytes, int line) {
+  if (bytes > kMaxTextBytes) fail(line, str_cat("the template builds a string of more than ", kMaxTextBytes, " bytes"));
+}
+
 namespace {
 
 // Python's repr() of a str: single quotes unless the text has ' and no ".
@@ -55,7 +63,22 @@ void json_escape(const std::string& s, std::string& out) {
   out += '"';
 }
 
+// Printing a list or dict that holds itself many times over (a template can
+// nest one list in a new one in a loop) could build any size: stop at the
+// limit of a built string.
+void check_printed_size(const std::string& out) {
+  if (out.size() > kMaxTextBytes)
+    throw InputError(str_cat("chat template: a value prints as more than ", kMaxTextBytes, " bytes"));
+}
+
+void check_value_depth(int depth) {
+  if (depth > kMaxValueDepth)
+    throw InputError(
+        str_cat("chat template: a value nests lists or dicts more than ", kMaxValueDepth, " deep, or holds itself"));
+}
+
 void dump_json(const Value& v, int indent, int depth, std::string& out) {
+  check_value_depth(depth);
   const auto newline = [&](int d) {
     out += '\n';
     out.append(static_cast<size_t>(indent * d), ' ');
@@ -76,6 +99,7 @@ void dump_json(const Value& v, int indent, int depth, std::string& out) {
         if (i) out += indent >= 0 ? "," : ", ";
         if (indent >= 0) newline(depth + 1);
         dump_json(l[i], indent, depth + 1, out);
+        check_printed_size(out);
       }
       if (indent >= 0) newline(depth);
       out += ']';
@@ -91,6 +115,7 @@ void dump_json(const Value& v, int indent, int depth, std::string& out) {
         json_escape(items[i].first, out);
         out += ": ";
         dump_json(items[i].second, indent, depth + 1, out);
+        check_printed_size(out);
       }
       if (indent >= 0) newline(depth);
       out += '}';
@@ -149,7 +174,8 @@ Value Value::call(Args& args) const { return f_->second(args); }
 namespace {
 
 template <typename Json>
-Value value_from_json(const Json& j) {
+Value value_from_json(const Json& j, int depth) {
+  check_value_depth(depth);
   switch (j.type()) {
     case nlohmann::json::value_t::null: return Value::none();
     case nlohmann::json::value_t::boolean: return Value(j.template get<bool>());
@@ -164,12 +190,12 @@ Value value_from_json(const Json& j) {
     case nlohmann::json::value_t::string: return Value(j.template get<std::string>());
     case nlohmann::json::value_t::array: {
       List l;
-      for (const auto& e : j) l.push_back(value_from_json(e));
+      for (const auto& e : j) l.push_back(value_from_json(e, depth + 1));
       return Value(std::move(l));
     }
     case nlohmann::json::value_t::object: {
       auto d = make_dict();
-      for (auto it = j.begin(); it != j.end(); ++it) d->set(it.key(), value_from_json(it.value()));
+      for (auto it = j.begin(); it != j.end(); ++it) d->set(it.key(), value_from_json(it.value(), depth + 1));
       return Value(d);
     }
     default: return Value();
@@ -178,8 +204,30 @@ Value value_from_json(const Json& j) {
 
 }  // namespace
 
-Value Value::from_json(const nlohmann::json& j) { return value_from_json(j); }
-Value Value::from_json(const nlohmann::ordered_json& j) { return value_from_json(j); }
+Value Value::from_json(const nlohmann::json& j) { return value_from_json(j, 0); }
+Value Value::from_json(const nlohmann::ordered_json& j) { return value_from_json(j, 0); }
+
+Value::~Value() {
+  if (!(l_ && l_.use_count() == 1) && !(d_map_ && d_map_.use_count() == 1)) return;
+  std::vector<Value> pending;
+  release_items(pending);
+  while (!pending.empty()) {
+    Value v = std::move(pending.back());
+    pending.pop_back();
+    v.release_items(pending);  // v's own end then frees empty containers only
+  }
+}
+
+void Value::release_items(std::vector<Value>& out) {
+  if (l_ && l_.use_count() == 1) {
+    for (auto& item : *l_) out.push_back(std::move(item));
+    l_->clear();
+  }
+  if (d_map_ && d_map_.use_count() == 1) {
+    for (auto& item : d_map_->items) out.push_back(std::move(item.second));
+    d_map_->items.clear();
+  }
+}
 
 nlohmann::json Value::to_json() const {
   return nlohmann::json::parse(to_json_text(*this, -1));
@@ -208,7 +256,10 @@ std::string Value::to_string() const {
   }
 }
 
-std::string Value::repr() const {
+std::string Value::repr() const { return repr_at(0); }
+
+std::string Value::repr_at(int depth) const {
+  check_value_depth(depth);
   switch (kind_) {
     case Kind::Undefined: return "";
     case Kind::None: return "None";
@@ -218,14 +269,20 @@ std::string Value::repr() const {
     case Kind::String: return python_str_repr(*s_);
     case Kind::List: {
       std::string out = tuple_ ? "(" : "[";
-      for (size_t i = 0; i < l_->size(); ++i) out += (i ? ", " : "") + (*l_)[i].repr();
+      for (size_t i = 0; i < l_->size(); ++i) {
+        out += (i ? ", " : "") + (*l_)[i].repr_at(depth + 1);
+        check_printed_size(out);
+      }
       if (tuple_) return out + (l_->size() == 1 ? ",)" : ")");
       return out + "]";
     }
     case Kind::Dict: {
       std::string out = "{";
-      for (size_t i = 0; i < d_map_->items.size(); ++i)
-        out += (i ? ", " : "") + python_str_repr(d_map_->items[i].first) + ": " + d_map_->items[i].second.repr();
+      for (size_t i = 0; i < d_map_->items.size(); ++i) {
+        out += (i ? ", " : "") + python_str_repr(d_map_->items[i].first) + ": " +
+               d_map_->items[i].second.repr_at(depth + 1);
+        check_printed_size(out);
+      }
       return out + "}";
     }
     case Kind::Function: return "<function " + f_->first + ">";
@@ -272,7 +329,10 @@ Value Args::get(size_t i, const std::string& name, Value fallback) const {
   return fallback;
 }
 
-bool values_equal(const Value& a, const Value& b) {
+namespace {
+
+bool equal_at(const Value& a, const Value& b, int depth) {
+  check_value_depth(depth);
   if (a.is_number() && b.is_number()) {
     if (a.kind() == Value::Kind::Float || b.kind() == Value::Kind::Float) return a.as_double() == b.as_double();
     return a.as_int() == b.as_int();
@@ -285,7 +345,7 @@ bool values_equal(const Value& a, const Value& b) {
     case Value::Kind::List: {
       if (a.is_tuple() != b.is_tuple() || a.list().size() != b.list().size()) return false;
       for (size_t i = 0; i < a.list().size(); ++i)
-        if (!values_equal(a.list()[i], b.list()[i])) return false;
+        if (!equal_at(a.list()[i], b.list()[i], depth + 1)) return false;
       return true;
     }
     case Value::Kind::Dict: {
@@ -294,7 +354,7 @@ bool values_equal(const Value& a, const Value& b) {
       if (x.size() != y.items.size()) return false;
       for (const auto& [k, v] : x) {
         const Value* o = y.find(k);
-        if (!o || !values_equal(v, *o)) return false;
+        if (!o || !equal_at(v, *o, depth + 1)) return false;
       }
       return true;
     }
@@ -302,20 +362,26 @@ bool values_equal(const Value& a, const Value& b) {
   }
 }
 
-bool value_less(const Value& a, const Value& b) {
+bool less_at(const Value& a, const Value& b, int depth) {
+  check_value_depth(depth);
   if (a.is_number() && b.is_number()) return a.as_double() < b.as_double();
   if (a.is_string() && b.is_string()) return a.str() < b.str();
   if (a.is_list() && b.is_list()) {
     const auto& x = a.list();
     const auto& y = b.list();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (value_less(x[i], y[i])) return true;
-      if (value_less(y[i], x[i])) return false;
+      if (less_at(x[i], y[i], depth + 1)) return true;
+      if (less_at(y[i], x[i], depth + 1)) return false;
     }
     return x.size() < y.size();
   }
   throw InputError("chat template: cannot order " + a.type_name() + " and " + b.type_name());
 }
+
+}  // namespace
+
+bool values_equal(const Value& a, const Value& b) { return equal_at(a, b, 0); }
+bool value_less(const Value& a, const Value& b) { return less_at(a, b, 0); }
 
 std::string to_json_text(const Value& v, int indent) {
   std::string out;

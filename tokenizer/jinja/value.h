@@ -3,6 +3,7 @@
 // transformers renders chat templates with Python's Jinja2.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,6 +13,26 @@
 #include <vector>
 
 namespace synthpert::tokenizer::jinja {
+
+// Everything a template builds (the rendered text, each string and list)
+// stays below these sizes, and a render runs at most so many loop
+// iterations: chat prompts are kilobytes, and a template that doubles a
+// string in a loop, or nests loops over big ranges, must end in an error,
+// not take all memory or time. range() is bounded as in Jinja2's sandbox,
+// under which transformers renders chat templates.
+inline constexpr size_t kMaxTextBytes = size_t{1} << 24;  // 16 MiB
+inline constexpr size_t kMaxListItems = size_t{1} << 20;
+inline constexpr int64_t kMaxRange = 100000;  // jinja2.sandbox.MAX_RANGE
+inline constexpr int64_t kMaxLoopIterations = 1000000;
+// Lists and dicts inside one another: printing, comparing and reading JSON
+// recurse along the nesting, so deeper values (and a namespace that holds
+// itself) are refused rather than overflowing the stack.
+inline constexpr int kMaxValueDepth = 500;
+
+// InputError "chat template line N: msg".
+[[noreturn]] void fail(int line, const std::string& msg);
+// Fails when a string the template builds would pass kMaxTextBytes.
+void check_text_size(size_t bytes, int line);
 
 class Value;
 using List = std::vector<Value>;
@@ -24,6 +45,13 @@ class Value {
   enum class Kind { Undefined, None, Bool, Int, Float, String, List, Dict, Function };
 
   Value() = default;  // undefined
+  // Taking apart a chain of nested lists or dicts goes through a worklist, so
+  // no chain a template builds overflows the stack on its way out.
+  ~Value();
+  Value(const Value&) = default;
+  Value(Value&&) noexcept = default;
+  Value& operator=(const Value&) = default;
+  Value& operator=(Value&&) noexcept = default;
   static Value none() { Value v; v.kind_ = Kind::None; return v; }
   Value(bool b) : kind_(Kind::Bool), b_(b) {}
   Value(int64_t i) : kind_(Kind::Int), i_(i) {}
@@ -78,6 +106,10 @@ class Value {
   nlohmann::json to_json() const;
 
  private:
+  std::string repr_at(int depth) const;
+  // Moves out the items of a list or dict this value alone holds.
+  void release_items(std::vector<Value>& out);
+
   Kind kind_ = Kind::Undefined;
   bool b_ = false;
   bool tuple_ = false;
