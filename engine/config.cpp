@@ -45,6 +45,7 @@ Arch detect_arch(const json& j, const std::string& src) {
     }
   }
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty()) {
+    SP_CHECK_INPUT(j["architectures"][0].is_string(), src, ": 'architectures' must list strings");
     const std::string a = j["architectures"][0].get<std::string>();
     if (a == "LlamaForCausalLM") return Arch::kLlama;
     if (a == "Qwen2ForCausalLM") return Arch::kQwen2;
@@ -87,10 +88,10 @@ bool get_bool_or(const json& j, const char* key, bool fallback, const std::strin
 RopeScaling parse_rope_scaling(const json& s, const char* key, const std::string& src) {
   RopeScaling r;
   SP_CHECK_INPUT(s.is_object(), src, ": '", key, "' must be an object or null");
-  std::string type;
-  if (s.contains("rope_type")) type = s["rope_type"].get<std::string>();
-  else if (s.contains("type")) type = s["type"].get<std::string>();
-  else throw InputError(str_cat(src, ": ", key, " needs 'rope_type' (or 'type')"));
+  const char* type_key = s.contains("rope_type") ? "rope_type" : "type";
+  SP_CHECK_INPUT(s.contains(type_key), src, ": ", key, " needs 'rope_type' (or 'type')");
+  SP_CHECK_INPUT(s[type_key].is_string(), src, ": ", key, ".", type_key, " must be a string");
+  const std::string type = s[type_key].get<std::string>();
   const std::string ctx = src + ": " + key;
   if (type == "default") return r;
   if (type == "linear") {
@@ -143,14 +144,18 @@ void parse_rope(const json& j, const std::string& src, ModelConfig& c) {
   c.rope_scaling = scaling;
 }
 
-std::vector<int64_t> parse_eos(const json& j) {
+std::vector<int64_t> parse_eos(const json& j, const std::string& src) {
   std::vector<int64_t> out;
   if (!j.contains("eos_token_id") || j["eos_token_id"].is_null()) return out;
   const json& e = j["eos_token_id"];
+  const auto add = [&](const json& v) {
+    SP_CHECK_INPUT(v.is_number_integer(), src, ": eos_token_id must be an integer or a list of integers");
+    out.push_back(v.get<int64_t>());
+  };
   if (e.is_array()) {
-    for (const auto& v : e) out.push_back(v.get<int64_t>());
+    for (const auto& v : e) add(v);
   } else {
-    out.push_back(e.get<int64_t>());
+    add(e);
   }
   return out;
 }
@@ -191,7 +196,9 @@ void check_layer_types(const json& j, const ModelConfig& c, const std::string& s
   }
 }
 
-ModelConfig parse_config(const json& j, const std::string& src) {
+namespace {
+
+ModelConfig parse_config_fields(const json& j, const std::string& src) {
   SP_CHECK_INPUT(j.is_object(), src, ": expected a JSON object");
   ModelConfig c;
   c.arch = detect_arch(j, src);
@@ -239,7 +246,7 @@ ModelConfig parse_config(const json& j, const std::string& src) {
   c.tie_word_embeddings = get_bool_or(j, "tie_word_embeddings", false, src);
   c.initializer_range = get_num_or(j, "initializer_range", 0.02, src);
   c.bos_token_id = get_int_or(j, "bos_token_id", -1, src);
-  c.eos_token_ids = parse_eos(j);
+  c.eos_token_ids = parse_eos(j, src);
   if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) c.torch_dtype = j["torch_dtype"];
 
   switch (c.arch) {
@@ -272,6 +279,17 @@ ModelConfig parse_config(const json& j, const std::string& src) {
   SP_CHECK_INPUT(c.sliding_window >= 0, src, ": sliding_window must be >= 0 or null");
   check_layer_types(j, c, src);
   return c;
+}
+
+}  // namespace
+
+ModelConfig parse_config(const json& j, const std::string& src) {
+  try {
+    return parse_config_fields(j, src);
+  } catch (const json::exception& e) {
+    // A key of a type no check above expected: still the file's fault.
+    throw InputError(str_cat(src, ": a key has a type this reader does not take (", e.what(), ")"));
+  }
 }
 
 ModelConfig load_config(const std::string& model_dir) {

@@ -14,7 +14,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${1:-60}
 shift || true
-all=(fuzz_safetensors_header fuzz_tokenizer_json fuzz_bpe_roundtrip fuzz_chat_template fuzz_synthpert_csv
+all=(fuzz_safetensors_header fuzz_model_config fuzz_tokenizer_json fuzz_bpe_roundtrip fuzz_chat_template fuzz_synthpert_csv
   fuzz_server_requests fuzz_answer_parser)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")

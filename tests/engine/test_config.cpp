@@ -136,6 +136,27 @@ TEST_CASE("config errors name the file and the key", "[config]") {
   auto str = base("llama");
   str["vocab_size"] = "many";
   CHECK_THROWS_AS(parse_config(str, "c.json"), InputError);
+  // Found by tests/fuzz/fuzz_model_config: keys read as strings or integers
+  // without a check escaped as raw json exceptions, naming no file.
+  const auto refused = [](json j, const std::string& phrase) {
+    CHECK_THROWS_AS(parse_config(j, "m/config.json"), InputError);
+    CHECK_THROWS_WITH(parse_config(j, "m/config.json"), Catch::Contains("m/config.json") && Catch::Contains(phrase));
+  };
+  auto arch = base("llama");
+  arch.erase("model_type");
+  arch["architectures"] = {true};
+  refused(arch, "'architectures' must list strings");
+  auto rope = base("llama");
+  rope["rope_scaling"] = {{"rope_type", 3}, {"factor", 4.0}};
+  refused(rope, "rope_scaling.rope_type must be a string");
+  auto params = base("llama");
+  params["rope_parameters"] = {{"type", nullptr}};
+  refused(params, "rope_parameters.type must be a string");
+  auto eos = base("llama");
+  eos["eos_token_id"] = {1, "two"};
+  refused(eos, "eos_token_id must be an integer or a list of integers");
+  eos["eos_token_id"] = 2.5;
+  refused(eos, "eos_token_id must be");
 }
 
 TEST_CASE("to_hf_json round-trips through parse_config", "[config]") {
