@@ -299,7 +299,7 @@ ModelConfig load_config(const std::string& model_dir) {
   json j;
   try {
     j = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw InputError(str_cat(path, ": invalid JSON (", e.what(), ")"));
   }
   try {

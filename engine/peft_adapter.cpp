@@ -132,7 +132,7 @@ LoraSpec read_peft_config(const std::string& dir) {
   json j;
   try {
     j = json::parse(read_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw InputError(str_cat(path, ": not valid JSON (", e.what(), ")"));
   }
   try {

@@ -23,7 +23,7 @@ std::vector<TraceInput> read_trace_inputs(const std::string& path) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw InputError(str_cat(row.origin, ": not valid JSON (", e.what(), ")"));
     }
     SP_CHECK_INPUT(j.is_object(), row.origin, ": expected a JSON object");

@@ -90,7 +90,7 @@ nlohmann::ordered_json read_messages_file(const std::string& path) {
   nlohmann::ordered_json j;
   try {
     j = nlohmann::ordered_json::parse(read_file(path));
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const nlohmann::ordered_json::exception& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }
   const nlohmann::ordered_json& list = j.is_object() && j.contains("messages") ? j["messages"] : j;

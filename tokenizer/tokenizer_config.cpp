@@ -37,7 +37,7 @@ json read_json_file(const std::string& path) {
   const std::string text = read_file(path);
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }
 }

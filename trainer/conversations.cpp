@@ -58,7 +58,7 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path, int64_t* wi
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw InputError(str_cat(c.origin, ": not valid JSON (", e.what(), ")"));
     }
     if (j.is_object() && !j.contains("messages") && j.contains("reason") && j["reason"].is_string()) {

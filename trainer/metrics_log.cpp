@@ -27,7 +27,7 @@ std::vector<json> read_metrics(const std::string& path) {
     if (line.empty()) continue;
     try {
       out.push_back(json::parse(line));
-    } catch (const json::parse_error&) {
+    } catch (const json::exception&) {
       // A run killed mid-write leaves a partial last line; it is dropped.
       SP_CHECK_INPUT(in.peek() == EOF, path, ":", n, ": not valid JSON");
     }

@@ -35,7 +35,7 @@ std::vector<SftExample> read_pretokenized_jsonl(const std::string& path) {
     json j;
     try {
       j = json::parse(line);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       throw InputError(str_cat(where, ": not valid JSON (", e.what(), ")"));
     }
     SP_CHECK_INPUT(j.is_object() && j.contains("ids") && j["ids"].is_array(), where,

@@ -130,6 +130,7 @@ TEST_CASE("trace inputs: rows as `data` writes them, each rule named", "[traces]
   CHECK_THROWS_WITH(read_trace_inputs(write(R"({"pert":"A","gene":"B","label":"upregulated","messages":[]})")),
                     Catch::Contains("\"cell_type\""));
   CHECK_THROWS_WITH(read_trace_inputs(write("{not json")), Catch::Contains(":1: not valid JSON"));
+  CHECK_THROWS_WITH(read_trace_inputs(write("{\"pert\": 9e999}")), Catch::Contains(":1: not valid JSON"));
   CHECK_THROWS_WITH(read_trace_inputs(write("\n")), Catch::Contains("no rows"));
 }
 

@@ -307,6 +307,8 @@ TEST_CASE("malformed tokenizer files are input errors naming the file", "[tokeni
   broken([](json& j) { j["added_tokens"] = {{{"id", -5}, {"content", "zz"}}}; }, "negative id -5");
   // Found by tests/fuzz/fuzz_tokenizer_json: read before the reader's own checks.
   broken([](json& j) { j["model"]["type"] = 7; }, "tokenizer.json");
+  synthpert::write_file_atomic(path, "{\"model\": {\"dropout\": 1e999}}");  // out_of_range, not parse_error
+  CHECK_THROWS_WITH(Tokenizer::load(dir), Catch::Contains("tokenizer.json: not valid JSON"));
   broken([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", " "}}}}; }, "tokenizer.json");
   synthpert::write_file_atomic(path, good.dump());
   synthpert::write_file_atomic(dir + "/tokenizer_config.json", R"({"added_tokens_decoder": {"abc": {"content": "x"}}})");

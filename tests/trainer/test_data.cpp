@@ -1,10 +1,10 @@
 // SFT data: CSV and traces readers, the assistant-token mask, length
 // policies, the batch plan (data order) and collation (padding, packing).
-#include <catch2/catch.hpp>
 #include <algorithm>
-
+#include <catch2/catch.hpp>
 #include <set>
 
+#include "common/error.h"
 #include "perturb/prompt.h"
 #include "tests/trainer/trainer_test_util.h"
 #include "trainer/batch_plan.h"
@@ -141,6 +141,8 @@ TEST_CASE("traces JSONL errors name the line", "[data]") {
   std::ofstream(p) << R"({"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}],"judge":"good"})"
                    << "\n{not json\n";
   CHECK_THROWS_WITH(trainer::read_traces_jsonl(p), Catch::Contains("t.jsonl:2: not valid JSON"));
+  std::ofstream(p) << "[1e400]\n";  // out_of_range in nlohmann, not parse_error
+  CHECK_THROWS_WITH(trainer::read_traces_jsonl(p), Catch::Contains("t.jsonl:1: not valid JSON"));
   std::ofstream(p) << R"({"messages":[{"role":"user","content":"q"}]})" << "\n";
   CHECK_THROWS_WITH(trainer::read_traces_jsonl(p), Catch::Contains("t.jsonl:1: no assistant message"));
 }
@@ -380,4 +382,11 @@ TEST_CASE("pre-tokenized JSONL reader checks its fields", "[data]") {
   CHECK_THROWS_WITH(trainer::finalize_examples(trainer::read_pretokenized_jsonl(p), 8, 101,
                                                trainer::Overlong::kTruncate),
                     Catch::Contains("ids has 3 tokens but loss_mask has 2"));
+  // A number past double's range is valid JSON syntax that nlohmann refuses
+  // with out_of_range, not parse_error: it escaped every reader that caught
+  // only parse errors (found by tests/fuzz/fuzz_training_files).
+  std::ofstream(p) << R"({"ids":[1,2,9e999],"loss_mask":[0,1,1]})"
+                   << "\n";
+  CHECK_THROWS_AS(trainer::read_pretokenized_jsonl(p), InputError);
+  CHECK_THROWS_WITH(trainer::read_pretokenized_jsonl(p), Catch::Contains("d.jsonl:1: not valid JSON"));
 }
