@@ -8,6 +8,7 @@
 #include "common/error.h"
 
 namespace synthpert::tokenizer::jinja {
+
 [[noreturn]] void fail(int line, const std::string& msg) {
   throw InputError(str_cat("chat template line ", line, ": ", msg));
 }
