@@ -5,6 +5,7 @@
 #include "apps/command.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "engine/config.h"
 #include "engine/init_model.h"
 
@@ -50,9 +51,7 @@ RunFn setup(CLI::App& cmd) {
                    " already holds a checkpoint (config.json or *.safetensors); pass --overwrite to replace it");
     engine::ModelConfig c;
     if (!o->config.empty()) {
-      const auto j = nlohmann::json::parse(read_file(o->config), nullptr, false);
-      SP_CHECK_INPUT(!j.is_discarded(), o->config, ": not valid JSON");
-      c = engine::parse_config(j, o->config);
+      c = engine::parse_config(read_json_input(o->config), o->config);
     } else {
       c = engine::preset_config(engine::parse_arch(o->arch), o->preset);
     }

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 
 namespace synthpert::engine {
 
@@ -284,29 +285,14 @@ ModelConfig parse_config_fields(const json& j, const std::string& src) {
 }  // namespace
 
 ModelConfig parse_config(const json& j, const std::string& src) {
-  try {
-    return parse_config_fields(j, src);
-  } catch (const json::exception& e) {
-    // A key of a type no check above expected: still the file's fault.
-    throw InputError(str_cat(src, ": a key has a type this reader does not take (", e.what(), ")"));
-  }
+  return read_json_fields(src, [&] { return parse_config_fields(j, src); });
 }
 
 ModelConfig load_config(const std::string& model_dir) {
   const std::string path = path_join(model_dir, "config.json");
   SP_CHECK_INPUT(path_exists(path), path, ": not found (is '", model_dir,
                  "' a Hugging Face model folder?)");
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(path, ": invalid JSON (", e.what(), ")"));
-  }
-  try {
-    return parse_config(j, path);
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(path, ": wrong value type (", e.what(), ")"));
-  }
+  return parse_config(read_json_input(path), path);
 }
 
 json to_hf_json(const ModelConfig& c) {

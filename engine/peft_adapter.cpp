@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "common/settings_diff.h"
 #include "engine/tensor_io.h"
 
@@ -129,18 +130,8 @@ LoraSpec peft_config_from_json(const json& j, const std::string& path) {
 
 LoraSpec read_peft_config(const std::string& dir) {
   const std::string path = path_join(dir, kConfigFile);
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(path, ": not valid JSON (", e.what(), ")"));
-  }
-  try {
-    return peft_config_from_json(j, path);
-  } catch (const json::exception& e) {
-    // A key of the wrong type ("lora_alpha": null, "r": "8"): name the file.
-    throw InputError(str_cat(path, ": ", e.what()));
-  }
+  const json j = read_json_input(path);
+  return read_json_fields(path, [&] { return peft_config_from_json(j, path); });
 }
 
 namespace {

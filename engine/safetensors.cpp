@@ -13,11 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 
 namespace synthpert::engine {
 
@@ -89,12 +90,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, uint64_t availa
   SP_CHECK_INPUT(n <= file_size - 8, src, ": header length ", n, " runs past the end of the file (",
                  file_size, " bytes)");
   SP_CHECK_INPUT(8 + n <= available, src, ": header not fully readable");
-  json j;
-  try {
-    j = json::parse(bytes + 8, bytes + 8 + n);
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(src, ": header is not valid JSON (", e.what(), ")"));
-  }
+  const json j =
+      parse_json_input(std::string_view(reinterpret_cast<const char*>(bytes + 8), n), str_cat(src, " header"));
   SP_CHECK_INPUT(j.is_object(), src, ": header must be a JSON object");
 
   SafetensorsHeader h;
@@ -208,12 +205,7 @@ Checkpoint::Checkpoint(const std::string& dir_or_file) : source_(dir_or_file) {
     const std::string index = path_join(dir_or_file, "model.safetensors.index.json");
     // The single file first, as transformers' from_pretrained looks.
     if (!path_exists(single) && path_exists(index)) {
-      json j;
-      try {
-        j = json::parse(read_file(index));
-      } catch (const json::exception& e) {
-        throw InputError(str_cat(index, ": invalid JSON (", e.what(), ")"));
-      }
+      const json j = read_json_input(index);
       SP_CHECK_INPUT(j.contains("weight_map") && j["weight_map"].is_object(), index,
                      ": missing object 'weight_map'");
       std::map<std::string, std::string> name_to_file;

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "perturb/metrics.h"
 
 namespace synthpert::perturb {
@@ -98,9 +99,7 @@ ClassOffsets offsets_from_json(const json& j, const std::string& source) {
 
 ClassOffsets load_offsets(const std::string& path) {
   SP_CHECK_INPUT(path_exists(path), "--offsets ", path, ": no such file");
-  const json j = json::parse(read_file(path), nullptr, false);
-  SP_CHECK_INPUT(!j.is_discarded(), path, ": not valid JSON");
-  return offsets_from_json(j, path);
+  return offsets_from_json(read_json_input(path), path);
 }
 
 void read_scored_predictions(const std::string& path, std::vector<std::array<double, 3>>& logp, std::vector<Label>& labels) {

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 
 namespace synthpert::perturb {
 
@@ -315,12 +316,7 @@ std::vector<Prediction> read_predictions(const std::string& path) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = str_cat(path, ":", line_no);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw InputError(str_cat(where, ": invalid JSON (", e.what(), ")"));
-    }
+    const json j = parse_json_input(line, where);
     SP_CHECK_INPUT(j.is_object(), where, ": expected a JSON object");
     Prediction p;
     for (const char* key : {"cell_type", "pert", "gene", "label"}) {

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/json_input.h"
 
 namespace synthpert::perturb {
 
@@ -20,12 +21,7 @@ std::vector<TraceInput> read_trace_inputs(const std::string& path) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     TraceInput row;
     row.origin = str_cat(path, ":", lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw InputError(str_cat(row.origin, ": not valid JSON (", e.what(), ")"));
-    }
+    const json j = parse_json_input(line, row.origin);
     SP_CHECK_INPUT(j.is_object(), row.origin, ": expected a JSON object");
     for (auto [name, field] : {std::pair{"cell_type", &row.cell_type}, std::pair{"pert", &row.pert},
                                std::pair{"gene", &row.gene}}) {

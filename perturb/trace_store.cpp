@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "common/settings_diff.h"
 
 namespace synthpert::perturb {
@@ -105,12 +106,7 @@ void TraceStore::check_settings(const json& settings) const {
                      " (the settings of the run that wrote it), so it cannot be resumed safely; write to another --out");
     return;
   }
-  json saved;
-  try {
-    saved = json::parse(read_file(settings_path_));
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(settings_path_, ": not a settings file (", e.what(), "); cannot resume"));
-  }
+  const json saved = read_json_input(settings_path_);
   const std::vector<std::string> diffs = settings_differences(saved, settings, "saved");
   SP_CHECK_INPUT(diffs.empty(), settings_path_, ": --resume needs the settings of the run it continues; these differ: ",
                  join_differences(diffs, "; "), ". Resume with those settings, or write to another --out");
@@ -133,9 +129,8 @@ void TraceStore::load(const std::string& path, bool accepted) {
     pos = nl + 1;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = str_cat(path, ":", lineno);
-    json r;
+    const json r = parse_json_input(line, where);
     try {
-      r = json::parse(line);
       trace_record_key(r);
     } catch (const json::exception& e) {
       throw InputError(str_cat(where, ": not a trace record (", e.what(), "); cannot resume from this file"));

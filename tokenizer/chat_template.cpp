@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "tokenizer/jinja/interpreter.h"
 #include "tokenizer/tokenizer_config.h"
 #include "tokenizer/utf8.h"
@@ -34,7 +35,7 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
       if (entry.is_object() && entry.value("name", "") == "default") source = entry.value("template", "");
     SP_CHECK_INPUT(!source.empty(), cfg_path, ": chat_template list has no entry named \"default\"");
   } else if (path_exists(path_join(dir, "chat_template.json"))) {
-    const json j = read_json_file(path_join(dir, "chat_template.json"));
+    const json j = read_json_input(path_join(dir, "chat_template.json"));
     SP_CHECK_INPUT(j.contains("chat_template") && j["chat_template"].is_string(), path_join(dir, "chat_template.json"),
                    ": needs a \"chat_template\" string");
     source = j["chat_template"].get<std::string>();
@@ -87,12 +88,7 @@ std::string ChatTemplate::render_json(const nlohmann::ordered_json& messages, bo
 }
 
 nlohmann::ordered_json read_messages_file(const std::string& path) {
-  nlohmann::ordered_json j;
-  try {
-    j = nlohmann::ordered_json::parse(read_file(path));
-  } catch (const nlohmann::ordered_json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  }
+  const auto j = read_json_input<nlohmann::ordered_json>(path);
   const nlohmann::ordered_json& list = j.is_object() && j.contains("messages") ? j["messages"] : j;
   SP_CHECK_INPUT(list.is_array(), path, ": expected a list of messages or {\"messages\": [...]}");
   for (size_t i = 0; i < list.size(); ++i) {

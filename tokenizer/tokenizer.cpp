@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/sp_tokenizer.h"
 #include "tokenizer/tokenizer_config.h"
@@ -15,18 +16,15 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& dir) {
   const std::string json_path = path_join(dir, "tokenizer.json");
   const std::string model_path = path_join(dir, "tokenizer.model");
   if (path_exists(json_path)) {
-    const nlohmann::json j = read_json_file(json_path);
-    try {
+    const nlohmann::json j = read_json_input(json_path);
+    return read_json_fields(json_path, [&]() -> std::unique_ptr<Tokenizer> {
       // A Unigram tokenizer.json (which this reader does not take) next to the
       // sentencepiece model it was converted from: read the model instead.
       const bool bpe =
           j.contains("model") && j["model"].is_object() && j["model"].value("type", std::string("BPE")) == "BPE";
       if (!bpe && path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
       return std::make_unique<HfTokenizer>(j, config, json_path);
-    } catch (const nlohmann::json::exception& e) {
-      // A key missing or of the wrong type somewhere in the file.
-      throw InputError(str_cat(json_path, ": not a tokenizer.json this reader understands (", e.what(), ")"));
-    }
+    });
   }
   if (path_exists(model_path)) return std::make_unique<SpTokenizer>(model_path, config);
   throw InputError(dir + ": holds neither tokenizer.json nor tokenizer.model");

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 
 namespace synthpert::tokenizer {
 namespace {
@@ -33,15 +34,6 @@ int64_t parse_token_id(const std::string& key, const std::string& where) {
   return id;
 }
 
-json read_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + e.what() + ")");
-  }
-}
-
 TokenizerConfig TokenizerConfig::parse(const json& j, const std::string& where) {
   SP_CHECK_INPUT(j.is_object(), where, ": must be a JSON object");
   TokenizerConfig c;
@@ -65,10 +57,10 @@ TokenizerConfig TokenizerConfig::parse(const json& j, const std::string& where) 
 TokenizerConfig TokenizerConfig::load(const std::string& dir) {
   const std::string cfg_path = path_join(dir, "tokenizer_config.json");
   TokenizerConfig c;
-  if (path_exists(cfg_path)) c = parse(read_json_file(cfg_path), cfg_path);
+  if (path_exists(cfg_path)) c = parse(read_json_input(cfg_path), cfg_path);
   const std::string gen_path = path_join(dir, "generation_config.json");
   if (path_exists(gen_path)) {
-    const json g = read_json_file(gen_path);
+    const json g = read_json_input(gen_path);
     if (g.contains("eos_token_id")) {
       const json& e = g["eos_token_id"];
       if (e.is_number_integer()) c.generation_eos_ids.push_back(e.get<int64_t>());

@@ -35,7 +35,4 @@ struct TokenizerConfig {
 // 2^31; InputError naming `where` otherwise.
 int64_t parse_token_id(const std::string& key, const std::string& where);
 
-// Reads and parses a JSON file; InputError names the path on failure.
-nlohmann::json read_json_file(const std::string& path);
-
 }  // namespace synthpert::tokenizer

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "common/settings_diff.h"
 #include "engine/tensor_io.h"
 
@@ -91,11 +92,9 @@ std::optional<std::string> latest_checkpoint(const std::string& root) {
 
 json checkpoint_run(const std::string& dir) {
   const std::string path = path_join(dir, kState);
-  try {
-    return json::parse(read_file(path)).at("run");
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(path, ": not a valid checkpoint state (", e.what(), ")"));
-  }
+  const json state = read_json_input(path);
+  SP_CHECK_INPUT(state.is_object() && state.contains("run"), path, ": not a checkpoint state (no \"run\")");
+  return state["run"];
 }
 
 void check_same_run(const json& saved, const json& now, const std::string& source) {
@@ -121,13 +120,11 @@ int64_t load_checkpoint(const std::string& dir, ParamSet& params, AdamW& optimiz
   params.load_views(optimizer.exp_avg_sq(), v, opath);
   params.write_back();
   const std::string spath = path_join(dir, kState);
-  try {
-    const json state = json::parse(read_file(spath));
+  const json state = read_json_input(spath);
+  return read_json_fields(spath, [&] {
     optimizer.set_steps(state.at("optimizer_steps").get<int64_t>());
     return state.at("step").get<int64_t>();
-  } catch (const json::exception& e) {
-    throw InputError(str_cat(spath, ": not a valid checkpoint state (", e.what(), ")"));
-  }
+  });
 }
 
 }  // namespace synthpert::trainer

@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 
 namespace synthpert::trainer {
 
@@ -55,12 +56,7 @@ std::vector<Conversation> read_traces_jsonl(const std::string& path, int64_t* wi
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     Conversation c;
     c.origin = str_cat(path, ":", lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw InputError(str_cat(c.origin, ": not valid JSON (", e.what(), ")"));
-    }
+    const json j = parse_json_input(line, c.origin);
     if (j.is_object() && !j.contains("messages") && j.contains("reason") && j["reason"].is_string()) {
       ++skipped;
       continue;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json_input.h"
 
 namespace synthpert::trainer {
 
@@ -32,12 +33,7 @@ std::vector<SftExample> read_pretokenized_jsonl(const std::string& path) {
     ++lineno;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = str_cat(path, ":", lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::exception& e) {
-      throw InputError(str_cat(where, ": not valid JSON (", e.what(), ")"));
-    }
+    const json j = parse_json_input(line, where);
     SP_CHECK_INPUT(j.is_object() && j.contains("ids") && j["ids"].is_array(), where,
                    ": expected an object with an \"ids\" array");
     SP_CHECK_INPUT(j.contains("loss_mask") && j["loss_mask"].is_array(), where,

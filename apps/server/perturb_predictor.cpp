@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "common/settings_diff.h"
 #include "perturb/answer_parser.h"
 #include "perturb/eval.h"
@@ -16,8 +17,9 @@ namespace synthpert::server {
 
 using json = nlohmann::json;
 
-PredictConfig predict_config_from_eval(const std::string& path) {
-  const json j = json::parse(read_file(path), nullptr, false);
+namespace {
+
+PredictConfig predict_config_fields(const json& j, const std::string& path) {
   SP_CHECK_INPUT(j.is_object() && j.contains("prompt_template") && j.contains("chat"), path,
                  ": not an eval_config.json written by `synthpert eval`");
   SP_CHECK_INPUT(j.value("mode", "score") == "score", path, ": an evaluation in ", j.value("mode", ""),
@@ -55,6 +57,13 @@ PredictConfig predict_config_from_eval(const std::string& path) {
     c.eval_adapter_digests = j["adapter_digests"];
   }
   return c;
+}
+
+}  // namespace
+
+PredictConfig predict_config_from_eval(const std::string& path) {
+  const json j = read_json_input(path);
+  return read_json_fields(path, [&] { return predict_config_fields(j, path); });
 }
 
 PerturbPredictor::PerturbPredictor(const std::string& model_dir, const PredictConfig& cfg)

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "common/json_input.h"
 #include "common/utf8.h"
 #include "tokenizer/hf_tokenizer.h"
 
@@ -23,7 +24,7 @@ const synthpert::tokenizer::HfTokenizer& tokenizer() {
       std::abort();
     }
     using namespace synthpert::tokenizer;
-    return std::make_unique<HfTokenizer>(read_json_file(path), TokenizerConfig{}, path);
+    return std::make_unique<HfTokenizer>(synthpert::read_json_input(path), TokenizerConfig{}, path);
   }();
   return *tok;
 }

@@ -178,7 +178,7 @@ TEST_CASE("predictions files with bad lines are rejected with file and line", "[
   test::TempDir tmp("metrics-bad");
   const std::string good = R"({"cell_type":"rpe1","pert":"A","gene":"B","label":"upregulated","prediction":null})";
   const std::vector<std::pair<std::string, std::string>> bad = {
-      {"not json", "invalid JSON"},
+      {"not json", "not valid JSON"},
       {R"({"cell_type":"rpe1","pert":"A","gene":"B","label":"up","prediction":null})", "label 'up'"},
       {R"({"cell_type":"rpe1","pert":"A","gene":"B","label":"upregulated"})", "missing field 'prediction'"},
       {R"({"pert":"A","gene":"B","label":"upregulated","prediction":null})", "'cell_type'"},

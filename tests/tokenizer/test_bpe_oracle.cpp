@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "common/fs.h"
+#include "common/json_input.h"
 #include "tests/tokenizer/oracle_util.h"
 #include "tests/tokenizer/text_corpus.h"
 #include "tokenizer/tokenizer.h"
@@ -16,7 +17,7 @@ using json = nlohmann::json;
 namespace {
 
 std::vector<std::string> special_strings(const std::string& models_dir) {
-  const json j = synthpert::tokenizer::read_json_file(models_dir + "/tokenizer.json");
+  const json j = synthpert::read_json_input(models_dir + "/tokenizer.json");
   std::vector<std::string> out;
   for (const auto& a : j["added_tokens"]) {
     out.push_back(a["content"].get<std::string>());
@@ -40,7 +41,7 @@ void compare_with_oracle(const std::string& name, const std::vector<std::string>
   std::string dir = package_models_dir(name);
   if (!added_override.is_null()) {
     // A copy of the tokenizer with modified added tokens (lstrip/rstrip flags).
-    json tj = synthpert::tokenizer::read_json_file(dir + "/tokenizer.json");
+    json tj = synthpert::read_json_input(dir + "/tokenizer.json");
     tj["added_tokens"] = added_override;
     const std::string copy = scratch_dir("bpe-" + name);
     synthpert::write_file_atomic(copy + "/tokenizer.json", tj.dump());
@@ -90,7 +91,7 @@ TEST_CASE("llama2 tokenizer.json (byte fallback) matches the JS tokenizer on 2,0
 }
 
 TEST_CASE("added tokens with lstrip/rstrip match the JS tokenizer", "[oracle]") {
-  json added = synthpert::tokenizer::read_json_file(package_models_dir("llama3_1") + "/tokenizer.json")["added_tokens"];
+  json added = synthpert::read_json_input(package_models_dir("llama3_1") + "/tokenizer.json")["added_tokens"];
   for (auto& a : added) {
     const std::string c = a["content"].get<std::string>();
     if (c == "<|eot_id|>") a["lstrip"] = true;
