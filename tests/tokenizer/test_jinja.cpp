@@ -2,12 +2,15 @@
 // uses) is the reference but @huggingface/jinja differs or has no say:
 // expected strings follow the Python/Jinja2 documentation.
 #include <catch2/catch.hpp>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "common/error.h"
 #include "common/fs.h"
 #include "tests/tokenizer/oracle_util.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja/interpreter.h"
 
 using synthpert::InputError;
 using synthpert::tokenizer::ChatMessage;
@@ -299,6 +302,25 @@ TEST_CASE("deeply nested values and a namespace that holds itself are errors, no
   CHECK_THAT(message_of(self + "{{ ns|tojson }}"), Catch::Contains("or holds itself"));
   // Depths real data has still print.
   CHECK(render("{{ [[[[1]]], {'a': {'b': [2]}}] }}") == "[[[[1]]], {'a': {'b': [2]}}]");
+}
+
+TEST_CASE("a namespace that holds itself is freed when the render ends", "[jinja]") {
+  namespace jinja = synthpert::tokenizer::jinja;
+  // The namespace holds a dict the test can watch: while the cycle stands,
+  // the namespace keeps that dict alive.
+  for (const std::string cycle : {"{% set ns.me = ns %}", "{% set ns.l = [1, [ns]] %}",
+                                  "{% set other = namespace(back=ns) %}{% set ns.other = other %}"}) {
+    std::weak_ptr<jinja::Dict> watched;
+    {
+      const auto payload = jinja::make_dict();
+      watched = payload;
+      std::map<std::string, jinja::Value> globals{{"payload", jinja::Value(payload)}};
+      const jinja::Template t("{% set ns = namespace(p=payload) %}" + cycle + "{{ ns.p is defined }}");
+      CHECK(t.render(globals) == "True");
+    }
+    INFO(cycle);
+    CHECK(watched.expired());
+  }
 }
 
 TEST_CASE("ChatTemplate::load reads string, list and chat_template.jinja forms", "[jinja]") {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <ctime>
 #include <iterator>
+#include <memory>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -68,6 +69,21 @@ class Renderer {
     install_functions();
   }
 
+  // A namespace can hold itself ({% set ns.me = ns %}), directly or through a
+  // list, and shared ownership alone would never free it. Nothing a render
+  // builds outlives it (it returns text), so emptying every namespace still
+  // alive at the end breaks each such cycle.
+  ~Renderer() {
+    for (const auto& weak : namespaces_) {
+      if (const auto ns = weak.lock()) {
+        std::vector<std::pair<std::string, Value>> items;
+        items.swap(ns->items);  // freed here, after ns no longer points at them
+      }
+    }
+  }
+  Renderer(const Renderer&) = delete;
+  Renderer& operator=(const Renderer&) = delete;
+
   Flow run(const Body& body, std::string& out) {
     for (const auto& n : body) {
       const Flow f = exec(*n, out);
@@ -84,9 +100,10 @@ class Renderer {
     g["raise_exception"] = Value::function("raise_exception", [](Args& a) -> Value {
       throw InputError("chat template raised an exception: " + a.get(0, "message").to_string());
     });
-    g["namespace"] = Value::function("namespace", [](Args& a) -> Value {
+    g["namespace"] = Value::function("namespace", [this](Args& a) -> Value {
       auto d = make_dict();
       d->is_namespace = true;
+      remember_namespace(d);
       for (const auto& p : a.positional) {
         if (!p.is_dict()) throw InputError("chat template: namespace() takes keyword arguments or a dict");
         for (const auto& kv : p.dict().items) d->set(kv.first, kv.second);
@@ -130,6 +147,16 @@ class Renderer {
       const size_t n = std::strftime(buf, sizeof buf, a.get(0, "format").to_string().c_str(), &tm);
       return Value(std::string(buf, n));
     });
+  }
+
+  void remember_namespace(const std::shared_ptr<Dict>& d) {
+    // A loop that makes a namespace per iteration leaves many expired entries;
+    // they are dropped whenever the list would grow.
+    if (namespaces_.size() == namespaces_.capacity())
+      namespaces_.erase(std::remove_if(namespaces_.begin(), namespaces_.end(),
+                                       [](const std::weak_ptr<Dict>& w) { return w.expired(); }),
+                        namespaces_.end());
+    namespaces_.push_back(d);
   }
 
   Value lookup(const std::string& name) const {
@@ -573,6 +600,7 @@ class Renderer {
   }
 
   std::vector<Scope> scopes_;
+  std::vector<std::weak_ptr<Dict>> namespaces_;  // every namespace() made; see ~Renderer
   int depth_ = 0;        // exec and eval calls open; see Deeper
   int64_t iterations_ = 0;  // loop iterations so far; see count_iteration
   int macro_calls_ = 0;  // macro calls open
