@@ -47,10 +47,7 @@ ChatClient::ChatClient(ChatEndpoint endpoint, RetryPolicy retry)
   std::tie(host_, path_) = chat_completions_address(endpoint_.url);
 }
 
-namespace {
-
-// The message of an error response: OpenAI's {"error":{"message"}} or the body.
-std::string error_text(const std::string& body) {
+std::string chat_error_text(const std::string& body) {
   try {
     const json j = json::parse(body);
     if (j.contains("error") && j["error"].is_object() && j["error"].value("message", json()).is_string())
@@ -63,6 +60,8 @@ std::string error_text(const std::string& body) {
   while (cut > 0 && (static_cast<unsigned char>(body[cut]) & 0xC0) == 0x80) --cut;
   return body.substr(0, cut) + "...";
 }
+
+namespace {
 
 // OpenAI answers an account without credit with a 429 like a rate limit, but
 // waiting does not help: its error code says which.
@@ -102,6 +101,39 @@ std::string content_text(const json& content, std::string& reasoning) {
 }
 
 }  // namespace
+
+ChatReply parse_chat_reply(const std::string& body) {
+  try {
+    const json j = json::parse(body);
+    const json& choice = j.at("choices").at(0);
+    const json& message = choice.at("message");
+    // No text is an answer too, not a failed request: content is null
+    // when a reasoning model spent its budget thinking (vLLM), on a
+    // refusal (whose text comes in "refusal") and on a tool call.
+    const json content = message.value("content", json()), refusal = message.value("refusal", json());
+    ChatReply reply;
+    std::string thinking;
+    reply.content = content_text(content, thinking);
+    if (content.is_null() && refusal.is_string()) reply.content = refusal.get<std::string>();
+    if (!thinking.empty()) reply.reasoning = thinking;
+    for (const char* key : {"reasoning_content", "reasoning"}) {
+      const json r = message.value(key, json());
+      if (r.is_string() && reply.reasoning.empty()) reply.reasoning = r.get<std::string>();
+    }
+    const json finish = choice.value("finish_reason", json());
+    if (finish.is_string()) reply.finish_reason = finish.get<std::string>();
+    // Usage is optional in the wild; missing or null counts read as 0.
+    const json usage = j.value("usage", json());
+    if (usage.is_object()) {
+      const json prompt = usage.value("prompt_tokens", json()), completion = usage.value("completion_tokens", json());
+      if (prompt.is_number_integer()) reply.prompt_tokens = prompt.get<int64_t>();
+      if (completion.is_number_integer()) reply.completion_tokens = completion.get<int64_t>();
+    }
+    return reply;
+  } catch (const json::exception& e) {
+    throw ChatError(200, str_cat("unusable reply: ", e.what()));
+  }
+}
 
 double retry_delay_s(const RetryPolicy& p, int retry, const std::string& retry_after, std::mt19937& rng) {
   // A Retry-After in seconds is the earliest the server will take us back;
@@ -145,40 +177,16 @@ ChatReply ChatClient::complete(const std::vector<std::pair<std::string, std::str
       failure = "no response (" + httplib::to_string(res.error()) + ")";
     } else if (res->status != 200) {
       status = res->status;
-      failure = "HTTP " + std::to_string(status) + ": " + error_text(res->body);
+      failure = "HTTP " + std::to_string(status) + ": " + chat_error_text(res->body);
       retry_after = res->get_header_value("Retry-After");
     } else {
       try {
-        const json j = json::parse(res->body);
-        const json& choice = j.at("choices").at(0);
-        const json& message = choice.at("message");
-        // No text is an answer too, not a failed request: content is null
-        // when a reasoning model spent its budget thinking (vLLM), on a
-        // refusal (whose text comes in "refusal") and on a tool call.
-        const json content = message.value("content", json()), refusal = message.value("refusal", json());
-        ChatReply reply;
-        std::string thinking;
-        reply.content = content_text(content, thinking);
-        if (content.is_null() && refusal.is_string()) reply.content = refusal.get<std::string>();
-        if (!thinking.empty()) reply.reasoning = thinking;
-        for (const char* key : {"reasoning_content", "reasoning"}) {
-          const json r = message.value(key, json());
-          if (r.is_string() && reply.reasoning.empty()) reply.reasoning = r.get<std::string>();
-        }
-        const json finish = choice.value("finish_reason", json());
-        if (finish.is_string()) reply.finish_reason = finish.get<std::string>();
-        // Usage is optional in the wild; missing or null counts read as 0.
-        const json usage = j.value("usage", json());
-        if (usage.is_object()) {
-          const json prompt = usage.value("prompt_tokens", json()), completion = usage.value("completion_tokens", json());
-          if (prompt.is_number_integer()) reply.prompt_tokens = prompt.get<int64_t>();
-          if (completion.is_number_integer()) reply.completion_tokens = completion.get<int64_t>();
-        }
+        ChatReply reply = parse_chat_reply(res->body);
         reply.attempts = attempt + 1;
         return reply;
-      } catch (const std::exception& e) {
+      } catch (const ChatError& e) {
         // A 200 without a usable completion will not improve on retry.
-        throw ChatError(200, str_cat(where, ": unusable reply: ", e.what()));
+        throw ChatError(200, str_cat(where, ": ", e.what()));
       }
     }
     const bool no_credit = res && out_of_quota(status, res->body);

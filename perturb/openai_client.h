@@ -76,6 +76,16 @@ class ChatError : public std::runtime_error {
 // conversations are stored in too.
 nlohmann::json messages_json(const std::vector<std::pair<std::string, std::string>>& messages);
 
+// The completion in a 200 response's body: the first choice's text (a string,
+// or the "text" parts of a list), its reasoning, its finish reason and the
+// token counts (attempts is left 0). A body that is not a completion throws
+// ChatError(200, "unusable reply: ...").
+ChatReply parse_chat_reply(const std::string& body);
+
+// What an error response says: OpenAI's {"error": {"message": ...}}, or else
+// the body, cut after 300 bytes at a character boundary.
+std::string chat_error_text(const std::string& body);
+
 // Worth retrying: no response, 408, 409, 429 and every 5xx.
 bool is_retryable_status(int status);
 

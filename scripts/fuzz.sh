@@ -15,7 +15,8 @@ build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${1:-60}
 shift || true
 all=(fuzz_safetensors_header fuzz_model_config fuzz_tokenizer_json fuzz_bpe_roundtrip fuzz_chat_template fuzz_synthpert_csv
-  fuzz_training_files fuzz_server_requests fuzz_answer_parser)
+  fuzz_training_files fuzz_server_requests fuzz_answer_parser
+  fuzz_chat_reply fuzz_perturbqa_csv)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

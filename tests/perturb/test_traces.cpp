@@ -163,6 +163,36 @@ TEST_CASE("chat client: no server, and replies without text", "[traces]") {
   }
 }
 
+TEST_CASE("chat client: bodies that are not a completion are refused; error texts are cut whole", "[traces]") {
+  for (const std::string body :
+       {"", "not json", "[]", "{}", R"({"choices": []})", R"({"choices": [1]})", R"({"choices": [{"message": "hi"}]})",
+        R"({"choices": [{}]})", "{\"choices\": 9e999}"}) {
+    INFO(body);
+    try {
+      parse_chat_reply(body);
+      FAIL("parsed");
+    } catch (const ChatError& e) {
+      CHECK(e.status() == 200);
+      CHECK_THAT(e.what(), Catch::StartsWith("unusable reply: "));
+    }
+  }
+  // Counts that are not integers read as absent; content of another type as no text.
+  const ChatReply r = parse_chat_reply(
+      R"({"choices": [{"message": {"content": 7}, "finish_reason": 1}], "usage": {"prompt_tokens": 2.5, "completion_tokens": "3"}})");
+  CHECK(r.content.empty());
+  CHECK(r.finish_reason.empty());
+  CHECK(r.prompt_tokens == 0);
+  CHECK(r.completion_tokens == 0);
+
+  CHECK(chat_error_text(R"({"error": {"message": "bad key"}})") == "bad key");
+  CHECK(chat_error_text(R"({"error": "flat"})") == R"({"error": "flat"})");
+  // A long body is cut after 300 bytes, never inside a character: 299 ASCII
+  // bytes then "é" (2 bytes) cut before the "é".
+  const std::string long_body = std::string(299, 'a') + "\xc3\xa9" + std::string(50, 'b');
+  CHECK(chat_error_text(long_body) == std::string(299, 'a') + "...");
+  CHECK(chat_error_text(std::string(400, 'c')) == std::string(300, 'c') + "...");
+}
+
 TEST_CASE("chat client: a reply without text is an answer, not a failure", "[traces]") {
   // content null: a refusal (its text in "refusal"), or a reasoning model
   // that spent its budget thinking (vLLM's reasoning parsers).
