@@ -65,5 +65,21 @@ TEST_CASE("serve --eval-config refuses a prompt template or chat template change
   CHECK(a.eval_adapter_digests == j["adapter_digests"]);
 }
 
+TEST_CASE("serve --eval-config: a record that is not JSON, or has a field of the wrong type, names the file",
+          "[server]") {
+  test::TempDir tmp("predict-config-bad");
+  const std::string record = tmp.path + "/eval.json";
+  write(record, "{\"chat\": 1, ");
+  CHECK_THROWS_WITH(predict_config_from_eval(record), Catch::StartsWith(record + ": not valid JSON ("));
+  // Each of these reached the server's start as a raw json error naming no file.
+  for (const json& bad : {json{{"prompt_template", 7}, {"chat", 1}}, json{{"prompt_template", "t.txt"}, {"chat", "1"}},
+                          json{{"prompt_template", "t.txt"}, {"chat", 1}, {"mode", 3}}}) {
+    INFO(bad.dump());
+    write(record, bad.dump());
+    CHECK_THROWS_AS(predict_config_from_eval(record), InputError);
+    CHECK_THROWS_WITH(predict_config_from_eval(record), Catch::StartsWith(record + ": a value has a type"));
+  }
+}
+
 }  // namespace
 }  // namespace synthpert::server
