@@ -7,47 +7,31 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "tests/fuzz/fuzz_files.h"
 #include "tokenizer/tokenizer.h"
-
-namespace {
-
-const std::string& folder() {
-  static const std::string dir = [] {
-    char tmpl[] = "/tmp/fuzz_tokenizer_json.XXXXXX";
-    if (!mkdtemp(tmpl)) std::abort();
-    return std::string(tmpl);
-  }();
-  return dir;
-}
-
-void write(const std::string& path, const char* data, size_t size) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f || std::fwrite(data, 1, size, f) != size || std::fclose(f) != 0) std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using synthpert::path_join;
+  using synthpert::fuzz::write_file_or_abort;
+  const std::string& folder = synthpert::fuzz::scratch_folder("fuzz_tokenizer_json");
   const char* text = reinterpret_cast<const char*>(data);
-  const std::string tokenizer_json = path_join(folder(), "tokenizer.json");
-  const std::string config_json = path_join(folder(), "tokenizer_config.json");
+  const std::string tokenizer_json = path_join(folder, "tokenizer.json");
+  const std::string config_json = path_join(folder, "tokenizer_config.json");
   size_t split = 0;
   while (split < size && text[split] != '\0') ++split;
-  write(tokenizer_json, text, split);
+  write_file_or_abort(tokenizer_json, text, split);
   if (split < size) {
-    write(config_json, text + split + 1, size - split - 1);
+    write_file_or_abort(config_json, text + split + 1, size - split - 1);
   } else {
     unlink(config_json.c_str());
   }
   try {
-    const auto tok = synthpert::tokenizer::Tokenizer::load(folder());
+    const auto tok = synthpert::tokenizer::Tokenizer::load(folder);
     for (const char* s : {"", "Hello world", " GENE1 up\n\n", "\xc3\xa9t\xc3\xa9 \xf0\x9f\xa7\xac", "<s>a</s>"}) {
       const auto ids = tok->encode(s, true);
       (void)tok->decode(ids, false);

@@ -5,7 +5,6 @@
 // SynthPert CSV. Refusing the file with an InputError is fine; any other
 // exception or a crash is a bug, and a finalized dataset must keep
 // finalize_examples' promises (trainer/sft_example.h).
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -14,23 +13,13 @@
 #include <string>
 
 #include "common/error.h"
+#include "tests/fuzz/fuzz_files.h"
 #include "trainer/conversations.h"
 #include "trainer/sft_example.h"
 
 namespace {
 
 using namespace synthpert::trainer;
-
-std::string scratch_file() {
-  static const std::string path = [] {
-    char tmpl[] = "/tmp/fuzz_training_files.XXXXXX";
-    const int fd = mkstemp(tmpl);
-    if (fd < 0) std::abort();
-    close(fd);
-    return std::string(tmpl);
-  }();
-  return path;
-}
 
 void require(bool ok, const char* what) {
   if (!ok) {
@@ -64,9 +53,8 @@ void check_finalized(std::vector<SftExample> examples, uint8_t knobs) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const std::string path = scratch_file();
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f || std::fwrite(data + 2, 1, size - 2, f) != size - 2 || std::fclose(f) != 0) std::abort();
+  const std::string path = synthpert::fuzz::scratch_folder("fuzz_training_files") + "/input";
+  synthpert::fuzz::write_file_or_abort(path, reinterpret_cast<const char*>(data) + 2, size - 2);
   try {
     switch (data[0] % 3) {
       case 0:
