@@ -38,6 +38,13 @@ for t in "${targets[@]}"; do
   seeds=$root/tests/fuzz/seeds/$t
   [ "$t" = fuzz_chat_template ] && seeds=$root/tests/tokenizer/templates
   [ -d "$seeds" ] && cp -n "$seeds"/* "$corpus"/
+  # Its seed is written here, not committed: a tracked file that starts with
+  # PerturbQA's header would read as a copy of the data. The names are made up.
+  if [ "$t" = fuzz_perturbqa_csv ]; then
+    de='pert,gene,label,split\nPA,GA,1,train\nPA,GB,0,test\nPB,GA,1,train\r\nPB,GC,1,test\n\n'
+    dir_csv='pert,gene,label,split\nPA,GA,0,train\nPB,GA,1,train\nPZ,GZ,1,test\n'
+    printf "$de\\0$dir_csv" >"$corpus/seed.csv"
+  fi
   if [ "$t" = fuzz_bpe_roundtrip ] && [ ! -f "$SYNTHPERT_FUZZ_TOKENIZER" ]; then
     echo "fuzz: $t skipped: no tokenizer at $SYNTHPERT_FUZZ_TOKENIZER (build and run test_tokenizer once)" >&2
     continue
