@@ -1,14 +1,12 @@
 #include "engine/peft_adapter.h"
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/error.h"
 #include "common/fs.h"
-#include "common/json_input.h"
 #include "common/settings_diff.h"
 #include "engine/tensor_io.h"
 
@@ -18,8 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-const char* kConfigFile = "adapter_config.json";
-const char* kWeightsFile = "adapter_model.safetensors";
 const std::string kPrefix = "base_model.model.";
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -36,16 +32,9 @@ bool is_targeted(const std::string& module, const std::vector<std::string>& targ
 
 }  // namespace
 
-double LoraSpec::scale() const {
-  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
-}
-
 std::string peft_key(const std::string& module, bool is_a) {
   return kPrefix + module + (is_a ? ".lora_A.weight" : ".lora_B.weight");
 }
-
-std::string peft_weights_path(const std::string& dir) { return path_join(dir, kWeightsFile); }
-std::string peft_config_path(const std::string& dir) { return path_join(dir, kConfigFile); }
 
 void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec,
                        const std::string& base_model, StDType dtype) {
@@ -57,81 +46,8 @@ void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpe
   }
   SP_CHECK_INPUT(!tensors.empty(), dir, ": the model has no LoRA adapter to save");
   make_dirs(dir);
-  save_tensors(path_join(dir, kWeightsFile), tensors, dtype);
-  // The fields PEFT's LoraConfig reads; the rest take PEFT's defaults.
-  const json cfg = {{"peft_type", "LORA"},
-                    {"task_type", "CAUSAL_LM"},
-                    {"base_model_name_or_path", base_model},
-                    {"r", spec.r},
-                    {"lora_alpha", spec.alpha},
-                    {"lora_dropout", spec.dropout},
-                    {"use_rslora", spec.rslora},
-                    {"target_modules", spec.target_modules},
-                    {"exclude_modules", spec.exclude_modules.empty() ? json(nullptr) : json(spec.exclude_modules)},
-                    {"bias", "none"},
-                    {"fan_in_fan_out", false},
-                    {"inference_mode", true},
-                    {"init_lora_weights", true},
-                    {"use_dora", false},
-                    {"modules_to_save", nullptr},
-                    {"layers_to_transform", nullptr},
-                    {"rank_pattern", json::object()},
-                    {"alpha_pattern", json::object()}};
-  write_file_atomic(path_join(dir, kConfigFile), cfg.dump(2) + "\n");
-}
-
-// PEFT's LoraConfig default, for a config that leaves lora_alpha out.
-constexpr double kPeftDefaultAlpha = 8.0;
-
-namespace {
-
-LoraSpec peft_config_from_json(const json& j, const std::string& path) {
-  SP_CHECK_INPUT(j.is_object() && j.value("peft_type", "") == "LORA", path,
-                 ": peft_type must be \"LORA\"");
-  SP_CHECK_INPUT(j.contains("r") && j["r"].is_number_integer() && j["r"].get<int64_t>() > 0, path,
-                 ": 'r' must be a positive integer");
-  LoraSpec s;
-  s.r = j["r"].get<int64_t>();
-  s.alpha = j.value("lora_alpha", kPeftDefaultAlpha);
-  s.dropout = j.value("lora_dropout", 0.0);
-  s.rslora = j.value("use_rslora", false);
-  SP_CHECK_INPUT(!j.value("use_dora", false), path, ": DoRA adapters (use_dora) are not supported");
-  SP_CHECK_INPUT(!j.value("fan_in_fan_out", false), path, ": fan_in_fan_out adapters are not supported");
-  for (const char* key : {"layers_to_transform", "layers_pattern"})
-    SP_CHECK_INPUT(!j.contains(key) || j[key].is_null() || (j[key].is_array() && j[key].empty()), path, ": '",
-                   key, "' (an adapter on some layers only) is not supported");
-  for (const char* key : {"rank_pattern", "alpha_pattern"})
-    SP_CHECK_INPUT(!j.contains(key) || j[key].is_null() || j[key].empty(), path, ": '", key,
-                   "' (per-module ranks) is not supported");
-  const auto& t = j.value("target_modules", json());
-  if (t.is_string() && t.get<std::string>() == "all-linear") {
-    s.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-  } else {
-    SP_CHECK_INPUT(t.is_array() && !t.empty(), path,
-                   ": 'target_modules' must be a non-empty list of module names or \"all-linear\"");
-    for (const auto& m : t) {
-      SP_CHECK_INPUT(m.is_string(), path, ": 'target_modules' entries must be strings");
-      s.target_modules.push_back(m.get<std::string>());
-    }
-  }
-  // PEFT 0.14+: modules matched by target_modules but left out. Its string
-  // form is a regular expression, which target_modules' reading refuses too.
-  const auto& x = j.value("exclude_modules", json());
-  SP_CHECK_INPUT(x.is_null() || x.is_array(), path,
-                 ": 'exclude_modules' as a regular expression is not supported; list the module names");
-  for (const auto& m : x.is_array() ? x : json::array()) {
-    SP_CHECK_INPUT(m.is_string(), path, ": 'exclude_modules' entries must be strings");
-    s.exclude_modules.push_back(m.get<std::string>());
-  }
-  return s;
-}
-
-}  // namespace
-
-LoraSpec read_peft_config(const std::string& dir) {
-  const std::string path = path_join(dir, kConfigFile);
-  const json j = read_json_input(path);
-  return read_json_fields(path, [&] { return peft_config_from_json(j, path); });
+  save_tensors(peft_weights_path(dir), tensors, dtype);
+  write_file_atomic(peft_config_path(dir), peft_config_json(spec, base_model).dump(2) + "\n");
 }
 
 namespace {
@@ -155,7 +71,7 @@ AdapterTensors read_peft_adapter(const std::string& dir, Transformer& model,
   AdapterTensors out;
   out.spec = read_peft_config(dir);
   const LoraSpec& spec = out.spec;
-  const std::string wpath = path_join(dir, kWeightsFile);
+  const std::string wpath = peft_weights_path(dir);
   auto tensors = load_tensors(wpath);
   std::map<std::string, Linear*> modules;
   for (auto& [name, lin] : model.named_linears()) modules[name] = lin;

@@ -14,36 +14,17 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/peft_config.h"
 
 namespace synthpert::engine {
 
-struct LoraSpec {
-  int64_t r = 32;
-  double alpha = 32.0;
-  double dropout = 0.0;
-  bool rslora = false;  // scale alpha / sqrt(r) instead of alpha / r
-  // Hugging Face module short names (q_proj, ..., down_proj).
-  std::vector<std::string> target_modules;
-  // PEFT's exclude_modules (a list): modules left out although targeted.
-  std::vector<std::string> exclude_modules;
-
-  double scale() const;
-};
-
 // The PEFT tensor name of a module's A or B matrix.
 std::string peft_key(const std::string& module, bool is_a);
-// DIR/adapter_model.safetensors and DIR/adapter_config.json.
-std::string peft_weights_path(const std::string& dir);
-std::string peft_config_path(const std::string& dir);
-
 // Writes adapter_config.json and adapter_model.safetensors for every Linear of
 // `model` that holds a LoRA adapter. `base_model` goes into the config's
 // base_model_name_or_path.
 void save_peft_adapter(const std::string& dir, Transformer& model, const LoraSpec& spec,
                        const std::string& base_model, StDType dtype = StDType::F32);
-
-// Reads DIR/adapter_config.json; checks it is a plain LoRA adapter we can apply.
-LoraSpec read_peft_config(const std::string& dir);
 
 // Attaches the adapter in DIR to `model` (weights in the model's dtype and
 // device). Every tensor must name a module of the model with the right shape,

@@ -106,7 +106,12 @@ void TraceStore::check_settings(const json& settings) const {
                      " (the settings of the run that wrote it), so it cannot be resumed safely; write to another --out");
     return;
   }
-  const json saved = read_json_input(settings_path_);
+  json saved;
+  try {
+    saved = read_json_input(settings_path_);
+  } catch (const InputError& e) {
+    throw InputError(str_cat(e.what(), "; without it the run cannot be resumed: repair it, or write to another --out"));
+  }
   const std::vector<std::string> diffs = settings_differences(saved, settings, "saved");
   SP_CHECK_INPUT(diffs.empty(), settings_path_, ": --resume needs the settings of the run it continues; these differ: ",
                  join_differences(diffs, "; "), ". Resume with those settings, or write to another --out");
@@ -129,7 +134,12 @@ void TraceStore::load(const std::string& path, bool accepted) {
     pos = nl + 1;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = str_cat(path, ":", lineno);
-    const json r = parse_json_input(line, where);
+    json r;
+    try {
+      r = parse_json_input(line, where);
+    } catch (const InputError& e) {
+      throw InputError(str_cat(e.what(), "; cannot resume from this file"));
+    }
     try {
       trace_record_key(r);
     } catch (const json::exception& e) {

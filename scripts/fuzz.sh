@@ -16,7 +16,7 @@ seconds=${1:-60}
 shift || true
 all=(fuzz_safetensors_header fuzz_model_config fuzz_tokenizer_json fuzz_bpe_roundtrip fuzz_chat_template fuzz_synthpert_csv
   fuzz_training_files fuzz_server_requests fuzz_answer_parser
-  fuzz_chat_reply fuzz_perturbqa_csv)
+  fuzz_chat_reply fuzz_perturbqa_csv fuzz_peft_config)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

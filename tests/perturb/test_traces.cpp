@@ -495,6 +495,10 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
     script.broken = false;
     CHECK(run_traces(other)["rows"] == 1);
 
+    // Settings that no longer parse say so, and what to do.
+    std::ofstream(settings_path) << "{\"teacher_model\": ";
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains(settings_path + ": not valid JSON") &&
+                                           Catch::Contains("without it the run cannot be resumed"));
     // Records whose settings are lost cannot be resumed.
     std::filesystem::remove(settings_path);
     CHECK_THROWS_WITH(run_traces(job), Catch::Contains("exists without " + settings_path));
@@ -505,6 +509,14 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
                                                            {"teacher_model", "teacher-2"}, {"judge_model", "judge-1"}}
                                                    << "\n"; }
     CHECK_THROWS_WITH(run_traces(job), Catch::Contains("written with teacher model 'teacher-2'"));
+  }
+  SECTION("a whole line that is not JSON is refused, not skipped") {
+    job.resume = true;
+    { std::ofstream(job.out_path, std::ios::app) << "{oops\n"; }
+    const std::string before = test::read_text(job.out_path);
+    CHECK_THROWS_WITH(run_traces(job), Catch::Contains(": not valid JSON") &&
+                                           Catch::Contains("cannot resume from this file"));
+    CHECK(test::read_text(job.out_path) == before);
   }
   SECTION("--resume retries only the failed row, after cutting a half-written line") {
     { std::ofstream(job.out_path, std::ios::app) << R"({"cell_type":"k562","pe)"; }

@@ -222,3 +222,29 @@ TEST_CASE("PEFT adapters that do not fit the model are refused", "[lora]") {
   CHECK_THROWS_AS(engine::load_peft_adapter(ad, m7), synthpert::InputError);
   CHECK_THROWS_WITH(engine::load_peft_adapter(ad, m7), Catch::Contains("adapter_config.json: "));
 }
+
+TEST_CASE("adapter configs with values no adapter can use are refused, naming the field", "[lora]") {
+  const auto parse = [](const char* text) {
+    return engine::parse_peft_config(nlohmann::json::parse(text), "dir/adapter_config.json");
+  };
+  const auto with = [](const std::string& field) {
+    return R"({"peft_type":"LORA","r":4,"target_modules":["q_proj"],)" + field + "}";
+  };
+  CHECK(parse(with(R"("lora_dropout":0.05)").c_str()).dropout == 0.05);
+  CHECK_THROWS_WITH(parse(with(R"("lora_dropout":1)").c_str()),
+                    Catch::Contains("dir/adapter_config.json: 'lora_dropout' must be in [0, 1), got 1"));
+  CHECK_THROWS_WITH(parse(with(R"("lora_dropout":-0.5)").c_str()), Catch::Contains("'lora_dropout'"));
+  CHECK(parse(with(R"("lora_alpha":-16)").c_str()).scale() == -4.0);  // PEFT takes it; so do we
+  CHECK_THROWS_WITH(parse(with(R"("lora_alpha":1e300)").c_str()), Catch::Contains("'lora_alpha' must be"));
+  CHECK_THROWS_WITH(parse(R"({"peft_type":"LORA","r":4,"target_modules":["q_proj",""]})"),
+                    Catch::Contains("non-empty strings"));
+  CHECK_THROWS_WITH(parse(R"({"peft_type":"LORA","r":4,"target_modules":"q_proj|v_proj"})"),
+                    Catch::Contains("'target_modules' must be a non-empty list"));
+  // What save_peft_adapter writes reads back as the same spec.
+  const auto spec = parse(with(R"("lora_alpha":12.5,"use_rslora":true,"exclude_modules":["lm_head"])").c_str());
+  const auto again = engine::parse_peft_config(engine::peft_config_json(spec, "m"), "written");
+  CHECK(again.alpha == 12.5);
+  CHECK(again.rslora);
+  CHECK(again.target_modules == spec.target_modules);
+  CHECK(again.exclude_modules == std::vector<std::string>{"lm_head"});
+}
