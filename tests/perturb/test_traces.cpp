@@ -514,8 +514,8 @@ TEST_CASE("traces: accepted, rejected and failed rows land where they belong, an
     job.resume = true;
     { std::ofstream(job.out_path, std::ios::app) << "{oops\n"; }
     const std::string before = test::read_text(job.out_path);
-    CHECK_THROWS_WITH(run_traces(job), Catch::Contains(": not valid JSON") &&
-                                           Catch::Contains("cannot resume from this file"));
+    CHECK_THROWS_WITH(run_traces(job),
+                      Catch::Contains(": not valid JSON") && Catch::Contains("cannot resume from this file"));
     CHECK(test::read_text(job.out_path) == before);
   }
   SECTION("--resume retries only the failed row, after cutting a half-written line") {
