@@ -13,13 +13,6 @@ namespace synthpert::engine {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 uint64_t hash_name(const std::string& s) { return fnv1a64(s); }
 
 // Standard normal for element `i` of the stream `key` (Box-Muller on two

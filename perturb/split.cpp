@@ -61,13 +61,7 @@ SplitData load_split(const std::string& dir, const SplitSpec& spec) {
 }
 
 namespace {
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-uint64_t hash_str(uint64_t h, const std::string& s) { return mix(fnv1a64(s, h) ^ 0xff); }
+uint64_t hash_str(uint64_t h, const std::string& s) { return splitmix64(fnv1a64(s, h) ^ 0xff); }
 }  // namespace
 
 std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64_t seed) {
@@ -76,7 +70,7 @@ std::vector<Row> subsample(const std::vector<Row>& rows, double fraction, uint64
   const uint64_t threshold = static_cast<uint64_t>(fraction * 18446744073709551615.0);
   std::vector<Row> out;
   for (const auto& r : rows) {
-    const uint64_t h = hash_str(hash_str(hash_str(mix(seed), r.cell_type), r.pert), r.gene);
+    const uint64_t h = hash_str(hash_str(hash_str(splitmix64(seed), r.cell_type), r.pert), r.gene);
     if (h <= threshold) out.push_back(r);
   }
   return out;
@@ -90,7 +84,7 @@ void split_validation(const std::vector<Row>& rows, double fraction, uint64_t se
   val.clear();
   for (const auto& r : rows) {
     // A different stream from subsample's, so the two choices are independent.
-    const uint64_t h = hash_str(hash_str(mix(seed ^ 0x5641u), r.cell_type), r.pert);
+    const uint64_t h = hash_str(hash_str(splitmix64(seed ^ 0x5641u), r.cell_type), r.pert);
     (fraction > 0 && h <= threshold ? val : train).push_back(r);
   }
 }
