@@ -124,8 +124,9 @@ torch::Tensor cached_attention(const torch::Tensor& q, const torch::Tensor& k, c
   SP_CHECK(!q.requires_grad() && !k.requires_grad() && !v.requires_grad(),
            "cached_attention serves inference only (no gradient)");
 #if defined(SYNTHPERT_HAVE_KERNELS)
-  if (packed_attention_kernel_supports(q.device(), q.scalar_type(), q.size(2)) && q.scalar_type() == k.scalar_type())
-    return cached_attention_kernel(q.stride(2) == 1 ? q : q.contiguous(), k, v, rows, scale);
+  if (packed_attention_kernel_supports(q.device(), q.scalar_type(), q.size(2)) && q.scalar_type() == k.scalar_type() &&
+      v.scalar_type() == k.scalar_type())
+    return cached_attention_kernel(kernel_heads(q), k, v, rows, scale);
 #endif
   return cached_attention_math(q, k, v, rows, scale);
 }

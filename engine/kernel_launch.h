@@ -53,6 +53,30 @@ inline KernelWorkspace kernel_workspace(const torch::Tensor& like, size_t bytes)
   return w;
 }
 
+// t as a [rows, width] view that the row kernels and cuBLAS take: unit
+// column stride and a row stride of at least the width (cuBLAS's
+// leading-dimension rule, which binds a single row too). Anything else, such
+// as the (0, 1) strides of a gradient broadcast from one row, is copied;
+// `contiguous()` alone would keep a one-row view, whose row stride torch
+// ignores.
+inline torch::Tensor kernel_rows(const torch::Tensor& t) {
+  if (t.stride(1) == 1 && t.stride(0) >= t.size(1)) return t;
+  return t.clone(at::MemoryFormat::Contiguous);
+}
+
+// t as a [tokens, heads, D] view that the attention kernels take
+// (kernels/attention.cu checks it): they stage rows with 16-byte loads, so a
+// 16-byte aligned base, token and head strides that are multiples of 8
+// elements, heads that do not overlap, tokens that advance, and a contiguous
+// D axis. Anything else (a gradient broadcast along tokens, a view at an odd
+// offset) is copied.
+inline torch::Tensor kernel_heads(const torch::Tensor& t) {
+  const int64_t tokens = t.size(0), heads = t.size(1), D = t.size(2);
+  const bool fits = t.stride(2) == 1 && reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0 && t.stride(0) % 8 == 0 &&
+                    t.stride(1) % 8 == 0 && (t.stride(1) >= D || heads == 1) && (t.stride(0) > 0 || tokens <= 1);
+  return fits ? t : t.clone(at::MemoryFormat::Contiguous);
+}
+
 // Makes t's device the current one for its lifetime, then restores the last.
 class KernelDeviceScope {
  public:

@@ -28,8 +28,12 @@ torch::Tensor Linear::forward(const torch::Tensor& x, bool training, const Adapt
 
 torch::Tensor Linear::forward_2d(const torch::Tensor& x2, bool training) const {
   // On CUDA in bf16/f16, base GEMM and adapter in one op (kernels/lora),
-  // unless adapter dropout is active (the op has none).
-  if (lora && !(training && lora->dropout > 0) && kernels_apply(x2.device(), x2.scalar_type())) {
+  // unless adapter dropout is active (the op has none). The op reads every
+  // matrix as x's dtype, so an adapter kept in another one (float32 masters)
+  // takes torch's path, which refuses the mix instead of misreading it.
+  const auto dt = x2.scalar_type();
+  if (lora && !(training && lora->dropout > 0) && kernels_apply(x2.device(), dt) && lora->A.scalar_type() == dt &&
+      lora->B.scalar_type() == dt && (nf4 || weight.scalar_type() == dt)) {
     auto y = lora_linear(x2, *this, *lora);
     if (bias.defined()) y = y + bias;
     return y;

@@ -65,8 +65,8 @@ CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& wei
                         int64_t ignore_index, bool want_dhidden, bool want_dweight) {
   const KernelDeviceScope scope(hidden_in);
   // Rows may be strided, but each row must be contiguous.
-  const auto hidden = hidden_in.stride(1) == 1 ? hidden_in : hidden_in.contiguous();
-  const auto weight = weight_in.stride(1) == 1 ? weight_in : weight_in.contiguous();
+  const auto hidden = kernel_rows(hidden_in);
+  const auto weight = kernel_rows(weight_in);
   const auto targets = targets_in.to(hidden_in.device(), torch::kInt64).contiguous();
   const int64_t N = hidden.size(0), C = hidden.size(1), V = weight.size(0), M = chunk_tokens(V);
   auto loss = torch::empty({N}, hidden.options().dtype(torch::kFloat32));

@@ -68,7 +68,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     for (const auto& g : routing.groups)
       if (g.dense()) add_dense_update(y, x, bank, g);
     if (N == 0 || !routing.gather_adapter.defined()) return;
-    const auto xr = x.stride(1) == 1 ? x : x.contiguous();
+    const auto xr = kernel_rows(x);
     const auto A = bank.A.contiguous(), B = bank.B.contiguous();
     const KernelDeviceScope scope(x);
     const auto ws = kernel_workspace(x, kn::lora_multi_workspace_bytes(N, R));

@@ -26,7 +26,6 @@ struct BaseHolder : torch::CustomClassHolder {
 
 #if defined(SYNTHPERT_HAVE_KERNELS)
 namespace kn = synthpert::kernels;
-torch::Tensor unit_row(const torch::Tensor& t) { return t.stride(1) == 1 ? t : t.contiguous(); }
 
 // The fields LoraForwardArgs and LoraBackwardArgs share.
 template <typename Args>
@@ -57,8 +56,8 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     torch::Tensor x = x_in, A = a_in, B = b_in, y, xa;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (kernels_apply(x.device(), x.scalar_type())) {
-      x = unit_row(x_in), A = unit_row(a_in), B = unit_row(b_in);
-      const auto W = unit_row(w);
+      x = kernel_rows(x_in), A = kernel_rows(a_in), B = kernel_rows(b_in);
+      const auto W = kernel_rows(w);
       const KernelDeviceScope scope(x);
       const int64_t N = x.size(0), O = W.size(0), R = A.size(0);
       y = torch::empty({N, O}, x.options());
@@ -92,7 +91,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     torch::Tensor dx, dA, dB;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (kernels_apply(x.device(), x.scalar_type())) {
-      const auto dy = unit_row(grads[0]), W = unit_row(w);
+      const auto dy = kernel_rows(grads[0]), W = kernel_rows(w);
       const KernelDeviceScope scope(x);
       const int64_t N = x.size(0), K = x.size(1), O = W.size(0), R = A.size(0);
       dx = torch::empty({N, K}, x.options());

@@ -63,7 +63,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
     torch::Tensor y;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (on_kernel_device(rows) && half_dtype(rows.scalar_type())) {
-      const auto xr = rows.stride(1) == 1 ? rows : rows.contiguous();
+      const auto xr = kernel_rows(rows);
       const KernelDeviceScope scope(xr);
       const int64_t N = xr.size(0), O = w->out_features, I = w->in_features;
       y = torch::empty({N, O}, xr.options());
@@ -117,7 +117,7 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
     const int64_t O = weight.size(0), I = weight.size(1), n = O * I;
     SP_CHECK_INPUT(n % kNf4BlockSize == 0, "NF4 needs the weight's element count (", n, ") to be a multiple of ",
                    kNf4BlockSize);
-    const auto wr = weight.stride(1) == 1 ? weight : weight.contiguous();
+    const auto wr = kernel_rows(weight);
     const KernelDeviceScope scope(wr);
     Nf4Weight q;
     q.out_features = O;

@@ -182,14 +182,13 @@ kn::AttentionProblem kernel_problem(const torch::Tensor& q, const torch::Tensor&
   p.kv_heads = static_cast<int>(k.size(1));
   p.total_tokens = q.size(0);
   p.max_seqlen = static_cast<int>(max_seqlen);
+  SP_CHECK(cu_seqlens.device() == q.device() && cu_seqlens.is_contiguous(),
+           "packed_attention: cu_seqlens must be contiguous on q's device");
   p.cu_seqlens = cu_seqlens.data_ptr<int32_t>();
   return p;
 }
 kn::HeadsView heads_view(const torch::Tensor& t) { return {t.data_ptr(), t.stride(0), t.stride(1)}; }
 kn::MutableHeadsView mutable_view(torch::Tensor& t) { return {t.data_ptr(), t.stride(0), t.stride(1)}; }
-
-// The kernels read any token and head strides but need a contiguous D axis.
-torch::Tensor unit_last_stride(const torch::Tensor& t) { return t.stride(2) == 1 ? t : t.contiguous(); }
 
 AttentionResult forward_kernel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& cu_seqlens, int64_t max_seqlen, bool causal, double scale) {
@@ -254,7 +253,7 @@ struct PackedAttentionFunction : torch::autograd::Function<PackedAttentionFuncti
     torch::Tensor q = q_in, k = k_in, v = v_in;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(q_in)) {
-      q = unit_last_stride(q_in), k = unit_last_stride(k_in), v = unit_last_stride(v_in);
+      q = kernel_heads(q_in), k = kernel_heads(k_in), v = kernel_heads(v_in);
       r = forward_kernel(q, k, v, cu_seqlens, max_seqlen, causal, scale);
     } else
 #endif
@@ -278,7 +277,7 @@ struct PackedAttentionFunction : torch::autograd::Function<PackedAttentionFuncti
     AttentionGrads g;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(q)) {
-      g = backward_kernel(q, k, v, out, unit_last_stride(grads[0]), lse, cu, max_seqlen, causal, scale);
+      g = backward_kernel(q, k, v, out, kernel_heads(grads[0]), lse, cu, max_seqlen, causal, scale);
     } else
 #endif
     {

@@ -50,8 +50,18 @@ torch::Tensor paged_decode_attention(const torch::Tensor& q, const torch::Tensor
 #if defined(SYNTHPERT_HAVE_KERNELS)
   if (paged_decode_kernel_supports(q.device(), q.scalar_type(), q.size(2))) {
     namespace kn = synthpert::kernels;
-    SP_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous() && q.stride(2) == 1,
-             "paged_decode_attention: the caches must be contiguous and q unit-stride in D");
+    SP_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(),
+             "paged_decode_attention: the caches must be contiguous");
+    // The kernel reads q, the caches and out as one type, and its index
+    // arrays on the device.
+    SP_CHECK(k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type(),
+             "paged_decode_attention: the caches must have q's dtype");
+    SP_CHECK(
+        in.block_table.device() == q.device() && in.seq_lens.device() == q.device() && in.block_table.is_contiguous() &&
+            in.seq_lens.is_contiguous() &&
+            in.block_table.numel() == k_cache.size(0) * (k_cache.size(1) / in.page_size) &&
+            in.seq_lens.numel() == k_cache.size(0),
+        "paged_decode_attention: block_table (B, C / page_size) and seq_lens (B) must be contiguous on q's device");
     const KernelDeviceScope scope(q);
     const int64_t B = q.size(0), H = q.size(1), D = q.size(2), C = k_cache.size(1);
     auto out = torch::empty({B, H, D}, q.options());
@@ -68,7 +78,8 @@ torch::Tensor paged_decode_attention(const torch::Tensor& q, const torch::Tensor
     a.batch = static_cast<int>(B);
     a.heads = static_cast<int>(H);
     a.softmax_scale = static_cast<float>(scale);
-    a.q = {q.data_ptr(), q.stride(0), q.stride(1)};
+    const auto qv = kernel_heads(q);
+    a.q = {qv.data_ptr(), qv.stride(0), qv.stride(1)};
     a.out = {out.data_ptr(), H * D, D};
     a.seq_lens = in.seq_lens.data_ptr<int32_t>();
     a.max_seq_len = static_cast<int>(in.max_seq_len);

@@ -64,3 +64,55 @@ TEST_CASE("fused CE and LoRA kernel branches marshal the kernels' arguments", "[
   CHECK(rel_err(lora.A.grad(), ar.grad()) < tol);
   CHECK(rel_err(lora.B.grad(), br.grad()) < tol);
 }
+
+// A gradient broadcast from one row has strides (0, 1): no row kernel or
+// cuBLAS call takes that leading dimension, one row included, so the branch
+// must copy it (tests/simt runs the real launchers and a cuBLAS that checks).
+TEST_CASE("the LoRA kernel branch takes a gradient broadcast along rows", "[engine_host]") {
+  torch::manual_seed(12);
+  const auto bf = [](const torch::Tensor& t) { return t.to(torch::kBFloat16); };
+  const int64_t N = GENERATE(9, 1);
+  {
+    INFO("rows " << N);
+    Linear base;
+    base.weight = bf(torch::randn({22, 32}) * 0.2);
+    const auto x_bf = bf(torch::randn({N, 32})), a_bf = bf(torch::randn({4, 32}) * 0.3),
+               b_bf = bf(torch::randn({22, 4}) * 0.3), w_bf = bf(torch::randn({22}));
+    auto xr = x_bf.to(torch::kFloat64).requires_grad_(true), ar = a_bf.to(torch::kFloat64).requires_grad_(true),
+         br = b_bf.to(torch::kFloat64).requires_grad_(true);
+    const auto yref = torch::mm(xr, base.weight.to(torch::kFloat64).t()) + torch::mm(torch::mm(xr, ar.t()), br.t());
+    (yref * w_bf.to(torch::kFloat64)).sum().backward();
+    LoraWeights lora;
+    lora.A = a_bf.clone().requires_grad_(true);
+    lora.B = b_bf.clone().requires_grad_(true);
+    lora.scale = 1.0;
+    auto x = x_bf.clone().requires_grad_(true);
+    const auto y = lora_linear(x, base, lora);
+    (y.sum(0) * w_bf).sum().backward();  // y's gradient: sum's expand of w, strides (0, 1)
+    REQUIRE(y.sum(0).sizes() == w_bf.sizes());
+    CHECK(rel_err(x.grad(), xr.grad()) < 2e-2);
+    CHECK(rel_err(lora.A.grad(), ar.grad()) < 2e-2);
+    CHECK(rel_err(lora.B.grad(), br.grad()) < 2e-2);
+  }
+}
+
+// The LoRA op reads every matrix as x's dtype: float32 adapter matrices (the
+// trainer's masters) must not reach it, where they would be misread silently.
+TEST_CASE("an adapter in another dtype than x is not handed to the LoRA kernel", "[engine_host]") {
+  torch::manual_seed(13);
+  Linear lin;
+  lin.weight = torch::randn({22, 32}).to(torch::kBFloat16);
+  lin.lora = std::make_shared<LoraWeights>();
+  lin.lora->A = torch::randn({4, 32});
+  lin.lora->B = torch::randn({22, 4});
+  lin.lora->scale = 1.0;
+  const auto x = torch::randn({5, 32}).to(torch::kBFloat16);
+  CHECK_THROWS(lin.forward(x, /*training=*/false));  // torch's mm refuses bf16 x f32
+  lin.lora->A = lin.lora->A.to(torch::kBFloat16);
+  lin.lora->B = lin.lora->B.to(torch::kBFloat16);
+  const auto y = lin.forward(x, false).to(torch::kFloat64);
+  const auto x64 = x.to(torch::kFloat64);
+  const auto ref = torch::mm(x64, lin.weight.to(torch::kFloat64).t()) +
+                   torch::mm(torch::mm(x64, lin.lora->A.to(torch::kFloat64).t()), lin.lora->B.to(torch::kFloat64).t());
+  CHECK(rel_err(y, ref) < 2e-2);
+}

@@ -82,6 +82,50 @@ TEST_CASE("packed attention's kernel branch marshals the kernels' arguments", "[
   CHECK(rel_err(v.grad(), v64.grad()) < 2e-2);
 }
 
+// Views the kernels cannot stage with 16-byte loads: q at an 8-byte offset
+// with a token stride of 4 mod 8 elements, and the output's gradient
+// broadcast from one head-dim vector (strides (0, 0, 1)). The branch copies
+// them; tests/simt runs the real launchers, which refuse both.
+TEST_CASE("packed attention's kernel branch copies views the kernels cannot read", "[engine_host]") {
+  torch::manual_seed(8);
+  const int64_t H = 2, Hkv = 1, D = 64, N = 12;
+  const std::vector<int64_t> seq_of_token = {0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  PackedSequences p;
+  p.batch = 1;
+  p.tokens = N;
+  p.packed = N;
+  p.max_seqlen = 9;
+  p.cu_seqlens = torch::tensor(std::vector<int32_t>{0, 3, 12}, torch::kInt32);
+  p.token_index = torch::arange(N);
+  const double scale = 0.125;
+  // Each view alone, so one refusal does not hide the other.
+  const bool odd_q = GENERATE(true, false);
+  {
+    INFO((odd_q ? "q at an odd offset" : "q contiguous") << ", the gradient broadcast");
+    const auto q_store = torch::randn({N, H * D + 4}).to(torch::kBFloat16);
+    const auto q_bf = odd_q ? q_store.narrow(1, 4, H * D).view({N, H, D})
+                            : q_store.narrow(1, 0, H * D).reshape({N, H, D}).contiguous();
+    REQUIRE((q_bf.stride(0) % 8 == 4) == odd_q);
+    const auto k_bf = torch::randn({N, Hkv, D}).to(torch::kBFloat16);
+    const auto v_bf = torch::randn({N, Hkv, D}).to(torch::kBFloat16);
+    const auto w_bf = torch::randn({D}).to(torch::kBFloat16);
+
+    auto q64 = q_bf.to(torch::kFloat64).requires_grad_(true), k64 = k_bf.to(torch::kFloat64).requires_grad_(true),
+         v64 = v_bf.to(torch::kFloat64).requires_grad_(true);
+    const auto ref = masked_softmax_attention(q64, k64, v64, seq_of_token, scale);
+    (ref * w_bf.to(torch::kFloat64)).sum().backward();
+
+    auto q = q_bf.detach().requires_grad_(true), k = k_bf.clone().requires_grad_(true),
+         v = v_bf.clone().requires_grad_(true);
+    const auto out = packed_attention(q, k, v, p, /*causal=*/true, scale);
+    (out.sum(at::IntArrayRef{0, 1}) * w_bf).sum().backward();  // out's gradient: sum's expand of w, strides (0, 0, 1)
+    CHECK(rel_err(out, ref.detach()) < 2e-2);
+    CHECK(rel_err(q.grad(), q64.grad()) < 2e-2);
+    CHECK(rel_err(k.grad(), k64.grad()) < 2e-2);
+    CHECK(rel_err(v.grad(), v64.grad()) < 2e-2);
+  }
+}
+
 // engine/cached_attention.cpp: its kernel branch (bf16, the cache read in
 // place in either layout) and its torch math (f32) against the masked
 // softmax of each row written out whole, its new tokens' rows last.
