@@ -1,7 +1,6 @@
 #include "engine/kernel_launch.h"
 
 #include <map>
-#include <mutex>
 
 #include "common/error.h"
 
@@ -73,10 +72,12 @@ cudaStream_t kernel_stream(const torch::Tensor& t) {
 }
 
 cublasHandle_t kernel_cublas(const torch::Tensor& t) {
-  static std::mutex mu;
-  static std::map<int, cublasHandle_t> handles;
-  const int device = t.device().index();
-  const std::lock_guard<std::mutex> lock(mu);
+  // Per thread: a launch sets the handle's stream and then runs its GEMMs, so
+  // two threads sharing one handle could run on each other's stream. The
+  // handles live as long as the process (destroying one at thread exit can
+  // run after the CUDA context is gone).
+  thread_local std::map<int, cublasHandle_t> handles;
+  const int device = t.device().has_index() ? t.device().index() : 0;
   auto it = handles.find(device);
   if (it != handles.end()) return it->second;
   const KernelDeviceScope scope(t);

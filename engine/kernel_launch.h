@@ -28,7 +28,7 @@ bool kernels_apply(torch::Device device, torch::ScalarType dtype);
 // The stream torch is using now on t's device.
 cudaStream_t kernel_stream(const torch::Tensor& t);
 
-// One cuBLAS handle per device, made on first use and kept for the process
+// One cuBLAS handle per device and thread, made on first use and kept for the process
 // (kernels set its stream before they use it).
 cublasHandle_t kernel_cublas(const torch::Tensor& t);
 
