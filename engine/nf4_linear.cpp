@@ -114,6 +114,9 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
   if (on_kernel_device(weight)) {
     SP_CHECK(weight.dim() == 2, "nf4_quantize_device: weight must be 2-D");
+    const auto dt = weight.scalar_type();  // the kernel reads any other as float32
+    SP_CHECK(dt == torch::kFloat32 || dt == torch::kBFloat16 || dt == torch::kFloat16,
+             "nf4_quantize_device: weight must be f32, bf16 or f16, got ", dt);
     const int64_t O = weight.size(0), I = weight.size(1), n = O * I;
     SP_CHECK_INPUT(n % kNf4BlockSize == 0, "NF4 needs the weight's element count (", n, ") to be a multiple of ",
                    kNf4BlockSize);
