@@ -609,30 +609,48 @@ std::vector<std::pair<std::string, torch::Tensor*>> Transformer::named_tensors()
 
 void Transformer::save(const std::string& dir, StDType dtype, bool merge_lora) const {
   auto& self = const_cast<Transformer&>(*this);  // named_* only hand out pointers to read
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (auto& [name, t] : self.named_tensors()) tensors.emplace_back(name, *t);
+  // A weight that is NF4 or gets its adapter merged is built when the writer
+  // asks for it and leaves the device at once: building them all first would
+  // hold a float32 copy of every such weight (28 GB for an 8B model).
+  struct Source {
+    torch::Tensor stored;
+    const Linear* built = nullptr;
+  };
+  std::vector<std::pair<std::string, Source>> sources;
+  for (auto& [name, t] : self.named_tensors()) sources.push_back({name, {*t, nullptr}});
+  std::vector<TensorSpec> specs;
+  for (const auto& [name, src] : sources) specs.push_back({name, dtype, src.stored.sizes().vec()});
   for (auto& [name, lin] : self.named_linears()) {
     if (!lin->nf4 && !(merge_lora && lin->lora)) continue;
-    torch::Tensor w = lin->dense_weight().to(torch::kFloat32);
-    if (merge_lora && lin->lora)
-      w = w + torch::mm(lin->lora->B.to(torch::kFloat32), lin->lora->A.to(torch::kFloat32)) *
-                  lin->lora->scale;
+    const std::string key = name + ".weight";
+    const std::vector<int64_t> shape = {lin->out_features(), lin->in_features()};
     bool replaced = false;
-    for (auto& [n, t] : tensors)
-      if (n == name + ".weight") t = w, replaced = true;
-    if (!replaced) tensors.emplace_back(name + ".weight", w);
-  }
-  std::vector<TensorSpec> specs;
-  for (const auto& [name, t] : tensors) specs.push_back({name, dtype, t.sizes().vec()});
-  const auto st = to_scalar_type(dtype);
-  write_checkpoint(dir, specs, [&](const TensorSpec& spec, uint8_t* out) {
-    for (const auto& [name, t] : tensors) {
-      if (name != spec.name) continue;
-      auto c = t.detach().to(torch::kCPU).to(st).contiguous();
-      std::memcpy(out, c.data_ptr(), spec.nbytes());
-      return;
+    for (size_t i = 0; i < sources.size(); ++i)
+      if (sources[i].first == key) sources[i].second = {torch::Tensor(), lin}, specs[i].shape = shape, replaced = true;
+    if (!replaced) {
+      sources.push_back({key, {torch::Tensor(), lin}});
+      specs.push_back({key, dtype, shape});
     }
-  }, 5ull << 30);
+  }
+  const auto st = to_scalar_type(dtype);
+  write_checkpoint(
+      dir, specs,
+      [&](const TensorSpec& spec, uint8_t* out) {
+        for (const auto& [name, src] : sources) {
+          if (name != spec.name) continue;
+          torch::Tensor t = src.stored;
+          if (src.built) {
+            const Linear& lin = *src.built;
+            t = lin.dense_weight().to(torch::kFloat32);
+            if (merge_lora && lin.lora)
+              t = t + torch::mm(lin.lora->B.to(torch::kFloat32), lin.lora->A.to(torch::kFloat32)) * lin.lora->scale;
+          }
+          auto c = t.detach().to(torch::kCPU).to(st).contiguous();
+          std::memcpy(out, c.data_ptr(), spec.nbytes());
+          return;
+        }
+      },
+      5ull << 30);
   ModelConfig c = config_;
   c.torch_dtype = dtype == StDType::BF16 ? "bfloat16" : dtype == StDType::F16 ? "float16" : "float32";
   write_file_atomic(path_join(dir, "config.json"), to_hf_json(c).dump(2) + "\n");

@@ -1,11 +1,11 @@
 // LoRA targets, PEFT-style initialisation and the PEFT adapter files.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <fstream>
 #include <map>
 
 #include "common/error.h"
+#include "engine/nf4.h"
 #include "engine/peft_adapter.h"
 #include "engine/tensor_io.h"
 #include "tests/trainer/trainer_test_util.h"
@@ -247,4 +247,47 @@ TEST_CASE("adapter configs with values no adapter can use are refused, naming th
   CHECK(again.rslora);
   CHECK(again.target_modules == spec.target_modules);
   CHECK(again.exclude_modules == std::vector<std::string>{"lm_head"});
+}
+
+TEST_CASE("a merged save of an NF4 model writes each weight dequantised plus its scaled B A", "[lora]") {
+  test::TempDir dir("lora-merge-nf4");
+  auto c = test::odd_config();  // sizes NF4's 64-value blocks divide
+  c.hidden_size = 96;
+  c.head_dim = 32;
+  c.intermediate_size = 160;
+  test::make_model(dir.path + "/model", 7, c);
+  engine::LoadOptions lo;
+  lo.nf4 = true;
+  auto model = engine::Transformer::load(dir.path + "/model", lo);
+  engine::LoraSpec spec;
+  spec.r = 2;
+  spec.alpha = 3;
+  spec.target_modules = {"q_proj", "down_proj"};
+  trainer::attach_lora(model, spec, 5);
+  torch::manual_seed(3);
+  for (auto& [name, lin] : model.named_linears())
+    if (lin->lora) lin->lora->B = torch::randn_like(lin->lora->B);  // fresh B is zero: nothing to merge
+  model.save(dir.path + "/merged", engine::StDType::F32, /*merge_lora=*/true);
+
+  auto saved = engine::load_tensors(dir.path + "/merged/model.safetensors");
+  auto original = engine::load_tensors(dir.path + "/model/model.safetensors");
+  REQUIRE(saved.size() == original.size());
+  int64_t merged = 0;
+  for (auto& [name, lin] : model.named_linears()) {
+    INFO(name);
+    REQUIRE(saved.count(name + ".weight"));
+    const auto& got = saved[name + ".weight"];
+    if (!lin->nf4) {
+      CHECK(torch::equal(got, original[name + ".weight"]));
+      continue;
+    }
+    auto want = engine::nf4_dequantize(*lin->nf4).to(torch::kFloat32);
+    if (lin->lora) {
+      want = want + torch::mm(lin->lora->B, lin->lora->A) * (3.0 / 2.0);
+      ++merged;
+    }
+    CHECK((got - want).abs().max().item<double>() <= 1e-6);
+  }
+  CHECK(merged == 4);  // two layers, two targets
+  CHECK(torch::equal(saved["model.embed_tokens.weight"], original["model.embed_tokens.weight"]));
 }
