@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <tuple>
 
+#include <torch/cuda.h>
+
 #include "apps/command.h"
 #include "apps/interrupt.h"
 #include "common/error.h"
@@ -118,7 +120,7 @@ RunFn setup(CLI::App& cmd) {
     if (!t.full) t.lora.target_modules = trainer::parse_lora_targets(o->targets);
     const auto env = trainer::read_dist_env();
     if (env.world > 1 && t.device.rfind("cuda", 0) == 0)
-      t.device = "cuda:" + std::to_string(env.local_rank);
+      t.device = "cuda:" + std::to_string(trainer::local_cuda_index(env.local_rank, torch::cuda::device_count()));
 
     // The process group forms first, so a process that cannot read its data
     // tells the others at the gate instead of leaving them waiting for it.

@@ -73,7 +73,7 @@ torch::Tensor cached_attention_kernel(const torch::Tensor& q, const torch::Tenso
                                       const CachedSequences& rows, double scale) {
   SP_CHECK(k.strides() == v.strides() && k.stride(3) == 1 && v.stride(3) == 1 && k.stride(0) % k.stride(1) == 0,
            "cached_attention: keys and values must share a cache layout with a contiguous head dim");
-  const KernelDeviceScope scope(q);
+  use_kernel_device(q);
   const int64_t B = k.size(0), S = k.size(1), row_tokens = k.stride(0) / k.stride(1);
   SP_CHECK(B * row_tokens < std::numeric_limits<int32_t>::max(), "cached_attention: cache too large for int32 offsets");
   // Made on the device: every layer calls this, and a host tensor would be a

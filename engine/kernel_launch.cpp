@@ -80,7 +80,7 @@ cublasHandle_t kernel_cublas(const torch::Tensor& t) {
   const int device = t.device().has_index() ? t.device().index() : 0;
   auto it = handles.find(device);
   if (it != handles.end()) return it->second;
-  const KernelDeviceScope scope(t);
+  use_kernel_device(t);
   cublasHandle_t h = nullptr;
   SP_CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate failed on cuda:", device);
   handles[device] = h;
@@ -95,15 +95,11 @@ int kernel_sm_count(const torch::Tensor& t) {
   return count;
 }
 
-KernelDeviceScope::KernelDeviceScope(const torch::Tensor& t) {
+void use_kernel_device(const torch::Tensor& t) {
   const int want = t.device().has_index() ? t.device().index() : 0;
-  SP_CHECK(cudaGetDevice(&previous_) == cudaSuccess, "cudaGetDevice failed");
-  if (previous_ != want) SP_CHECK(cudaSetDevice(want) == cudaSuccess, "cudaSetDevice(", want, ") failed");
-}
-
-KernelDeviceScope::~KernelDeviceScope() {
   int now = -1;
-  if (previous_ >= 0 && cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+  SP_CHECK(cudaGetDevice(&now) == cudaSuccess, "cudaGetDevice failed");
+  if (now != want) SP_CHECK(cudaSetDevice(want) == cudaSuccess, "cudaSetDevice(", want, ") failed");
 }
 
 #endif

@@ -1,7 +1,7 @@
 // What the engine's kernel entries share: whether the kernels of kernels/ run
 // a tensor configuration at all, and, where they are compiled
 // (SYNTHPERT_HAVE_KERNELS), torch's current stream, a cuBLAS handle, the
-// device scope and the dtype tag of a launch. Without a CUDA libtorch (the CI
+// device selection and the dtype tag of a launch. Without a CUDA libtorch (the CI
 // compile check) the stream is the legacy default stream.
 #pragma once
 
@@ -77,17 +77,12 @@ inline torch::Tensor kernel_heads(const torch::Tensor& t) {
   return fits ? t : t.clone(at::MemoryFormat::Contiguous);
 }
 
-// Makes t's device the current one for its lifetime, then restores the last.
-class KernelDeviceScope {
- public:
-  explicit KernelDeviceScope(const torch::Tensor& t);
-  ~KernelDeviceScope();
-  KernelDeviceScope(const KernelDeviceScope&) = delete;
-  KernelDeviceScope& operator=(const KernelDeviceScope&) = delete;
-
- private:
-  int previous_ = -1;
-};
+// Makes t's device the calling thread's current one for the launches that
+// follow, and leaves it so. Restoring the previous device after each launch
+// would open a CUDA context (hundreds of MB) on it, device 0 in a fresh
+// thread, in every process of a multi-GPU run; the engine computes on one
+// device per process, and torch's own ops set theirs.
+void use_kernel_device(const torch::Tensor& t);
 #endif
 
 }  // namespace synthpert::engine

@@ -63,7 +63,7 @@ namespace kn = synthpert::kernels;
 
 CeResult forward_kernel(const torch::Tensor& hidden_in, const torch::Tensor& weight_in, const torch::Tensor& targets_in,
                         int64_t ignore_index, bool want_dhidden, bool want_dweight) {
-  const KernelDeviceScope scope(hidden_in);
+  use_kernel_device(hidden_in);
   // Rows may be strided, but each row must be contiguous.
   const auto hidden = kernel_rows(hidden_in);
   const auto weight = kernel_rows(weight_in);

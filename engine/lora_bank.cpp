@@ -70,7 +70,7 @@ void apply_lora_bank(torch::Tensor& y, const torch::Tensor& x, const LoraBank& b
     if (N == 0 || !routing.gather_adapter.defined()) return;
     const auto xr = kernel_rows(x);
     const auto A = bank.A.contiguous(), B = bank.B.contiguous();
-    const KernelDeviceScope scope(x);
+    use_kernel_device(x);
     const auto ws = kernel_workspace(x, kn::lora_multi_workspace_bytes(N, R));
     kn::LoraMultiArgs a;
     a.dtype = kernel_dtype(x);

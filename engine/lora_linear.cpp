@@ -58,7 +58,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
     if (kernels_apply(x.device(), x.scalar_type())) {
       x = kernel_rows(x_in), A = kernel_rows(a_in), B = kernel_rows(b_in);
       const auto W = kernel_rows(w);
-      const KernelDeviceScope scope(x);
+      use_kernel_device(x);
       const int64_t N = x.size(0), O = W.size(0), R = A.size(0);
       y = torch::empty({N, O}, x.options());
       xa = torch::empty({N, R}, x.options());
@@ -92,7 +92,7 @@ struct LoraLinearFunction : torch::autograd::Function<LoraLinearFunction> {
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (kernels_apply(x.device(), x.scalar_type())) {
       const auto dy = kernel_rows(grads[0]), W = kernel_rows(w);
-      const KernelDeviceScope scope(x);
+      use_kernel_device(x);
       const int64_t N = x.size(0), K = x.size(1), O = W.size(0), R = A.size(0);
       dx = torch::empty({N, K}, x.options());
       dA = torch::empty({R, K}, x.options().dtype(torch::kFloat32));

@@ -64,7 +64,7 @@ struct Nf4LinearFunction : torch::autograd::Function<Nf4LinearFunction> {
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (on_kernel_device(rows) && half_dtype(rows.scalar_type())) {
       const auto xr = kernel_rows(rows);
-      const KernelDeviceScope scope(xr);
+      use_kernel_device(xr);
       const int64_t N = xr.size(0), O = w->out_features, I = w->in_features;
       y = torch::empty({N, O}, xr.options());
       KernelWorkspace ws;
@@ -121,7 +121,7 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
     SP_CHECK_INPUT(n % kNf4BlockSize == 0, "NF4 needs the weight's element count (", n, ") to be a multiple of ",
                    kNf4BlockSize);
     const auto wr = kernel_rows(weight);
-    const KernelDeviceScope scope(wr);
+    use_kernel_device(wr);
     Nf4Weight q;
     q.out_features = O;
     q.in_features = I;
@@ -164,7 +164,7 @@ torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
       // The kernel writes bf16/f16 only; float32 weights take the CPU route.
       return nf4_dequantize(w.to(torch::kCPU)).to(w.packed.device());
     }
-    const KernelDeviceScope scope(w.packed);
+    use_kernel_device(w.packed);
     auto out = torch::empty({w.out_features, w.in_features}, w.packed.options().dtype(w.dtype));
     kn::Nf4DequantizeArgs a;
     a.dtype = kernel_dtype(out);

@@ -192,7 +192,7 @@ kn::MutableHeadsView mutable_view(torch::Tensor& t) { return {t.data_ptr(), t.st
 
 AttentionResult forward_kernel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& cu_seqlens, int64_t max_seqlen, bool causal, double scale) {
-  const KernelDeviceScope scope(q);
+  use_kernel_device(q);
   const int64_t N = q.size(0), H = q.size(1);
   auto out = torch::empty(q.sizes(), q.options());
   auto lse = torch::empty({H, N}, q.options().dtype(torch::kFloat32));
@@ -210,7 +210,7 @@ AttentionResult forward_kernel(const torch::Tensor& q, const torch::Tensor& k, c
 AttentionGrads backward_kernel(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                const torch::Tensor& out, const torch::Tensor& dout, const torch::Tensor& lse,
                                const torch::Tensor& cu_seqlens, int64_t max_seqlen, bool causal, double scale) {
-  const KernelDeviceScope scope(q);
+  use_kernel_device(q);
   const int64_t N = q.size(0), H = q.size(1), D = q.size(2);
   auto dq = torch::empty(q.sizes(), q.options());
   auto dk = torch::empty(k.sizes(), k.options());

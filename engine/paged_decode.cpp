@@ -62,7 +62,7 @@ torch::Tensor paged_decode_attention(const torch::Tensor& q, const torch::Tensor
             in.block_table.numel() == k_cache.size(0) * (k_cache.size(1) / in.page_size) &&
             in.seq_lens.numel() == k_cache.size(0),
         "paged_decode_attention: block_table (B, C / page_size) and seq_lens (B) must be contiguous on q's device");
-    const KernelDeviceScope scope(q);
+    use_kernel_device(q);
     const int64_t B = q.size(0), H = q.size(1), D = q.size(2), C = k_cache.size(1);
     auto out = torch::empty({B, H, D}, q.options());
     kn::PagedDecodeArgs a;

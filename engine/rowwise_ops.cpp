@@ -48,7 +48,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     torch::Tensor y, rstd;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(x)) {
-      const KernelDeviceScope scope(x);
+      use_kernel_device(x);
       y = torch::empty({R, C}, x.options());
       rstd = torch::empty({R}, x.options().dtype(torch::kFloat32));
       const auto w = weight.contiguous();  // held: the launch reads it
@@ -88,7 +88,7 @@ struct RmsNormFunction : torch::autograd::Function<RmsNormFunction> {
     torch::Tensor dx, dw;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(x) && (!want_dw || C <= kn::kRmsNormMaxDweightWidth)) {
-      const KernelDeviceScope scope(x);
+      use_kernel_device(x);
       dx = torch::empty({R, C}, x.options());
       kn::RmsNormBackwardArgs a;
       a.dtype = kernel_dtype(x);
@@ -132,7 +132,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     torch::Tensor out;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(gate)) {
-      const KernelDeviceScope scope(gate);
+      use_kernel_device(gate);
       const int64_t R = gate.size(0), I = gate.size(1);
       out = torch::empty({R, I}, gate.options());
       kn::SwigluForwardArgs a;
@@ -160,7 +160,7 @@ struct SwigluFunction : torch::autograd::Function<SwigluFunction> {
     torch::Tensor dgate, dup;
 #if defined(SYNTHPERT_HAVE_KERNELS)
     if (use_kernel(gate)) {
-      const KernelDeviceScope scope(gate);
+      use_kernel_device(gate);
       const int64_t R = gate.size(0), I = gate.size(1);
       dgate = torch::empty({R, I}, gate.options());
       dup = torch::empty({R, I}, gate.options());
@@ -199,7 +199,7 @@ torch::Tensor rope_rotate(const torch::Tensor& x_NHD, const torch::Tensor& pos_N
     const bool strides_fit = x_NHD.stride(2) == 1 && (H == 1 || x_NHD.stride(1) >= D) &&
                              (N == 1 || x_NHD.stride(0) >= (H - 1) * x_NHD.stride(1) + D);
     const auto x = strides_fit ? x_NHD : x_NHD.contiguous();
-    const KernelDeviceScope scope(x);
+    use_kernel_device(x);
     auto y = torch::empty(x.sizes(), x.options());
     kn::RopeArgs a;
     a.dtype = kernel_dtype(x);

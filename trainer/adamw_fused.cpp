@@ -47,7 +47,7 @@ bool AdamW::fused_step(torch::Tensor& master, const torch::Tensor& grad, const s
     t.weight_decay = e.decay;
     a.tensors.push_back(t);
   }
-  const engine::KernelDeviceScope scope(master);
+  engine::use_kernel_device(master);
   kn::adamw_step(a, engine::kernel_stream(master));
   ++steps_;
   return true;

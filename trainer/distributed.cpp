@@ -239,6 +239,15 @@ DistEnv read_dist_env(const GetEnv& getenv) {
   return e;
 }
 
+int64_t local_cuda_index(int64_t local_rank, int64_t visible) {
+  SP_CHECK_INPUT(visible > 0, "--device cuda: this process sees no CUDA device");
+  if (visible == 1) return 0;
+  SP_CHECK_INPUT(local_rank < visible, "--device cuda: local rank ", local_rank,
+                 " has no GPU of its own: the process sees ", visible,
+                 " (start at most that many processes per node, or give each one GPU)");
+  return local_rank;
+}
+
 DistEnv read_dist_env() {
   return read_dist_env([](const char* name) { return std::getenv(name); });
 }

@@ -45,6 +45,12 @@ using GetEnv = std::function<const char*(const char*)>;
 DistEnv read_dist_env(const GetEnv& getenv);
 DistEnv read_dist_env();
 
+// The CUDA device index of the process with `local_rank` on a node where it
+// sees `visible` devices: its own when every process sees them all
+// (torchrun), the only one when each sees one (Slurm binding a GPU per task
+// through CUDA_VISIBLE_DEVICES). Anything else is an InputError.
+int64_t local_cuda_index(int64_t local_rank, int64_t visible);
+
 // Told, on another thread, why a process of the group is lost; it must end
 // this process (whatever was waiting in a collective cannot be woken).
 using PeerLostHandler = std::function<void(const std::string& why)>;

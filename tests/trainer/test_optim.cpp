@@ -93,6 +93,12 @@ TEST_CASE("launch variables: torchrun, Slurm, and their errors", "[dist]") {
                     Catch::Contains("rank 4 is not below the world size 4"));
   CHECK_THROWS_WITH(from({{"RANK", "0"}, {"WORLD_SIZE", "2"}}), Catch::Contains("MASTER_ADDR is not set"));
   CHECK_THROWS_WITH(from({{"RANK", "x"}, {"WORLD_SIZE", "2"}}), Catch::Contains("RANK must be a non-negative integer"));
+  // The GPU of each process: its own of all, or the one it is shown.
+  CHECK(trainer::local_cuda_index(3, 8) == 3);
+  CHECK(trainer::local_cuda_index(3, 1) == 0);
+  CHECK(trainer::local_cuda_index(0, 1) == 0);
+  CHECK_THROWS_WITH(trainer::local_cuda_index(4, 4), Catch::Contains("local rank 4 has no GPU of its own"));
+  CHECK_THROWS_WITH(trainer::local_cuda_index(0, 0), Catch::Contains("sees no CUDA device"));
 }
 
 namespace {
