@@ -159,11 +159,8 @@ Nf4Weight nf4_quantize_device(const torch::Tensor& weight, bool double_quant) {
 
 torch::Tensor nf4_dequantize_device(const Nf4Weight& w) {
 #if defined(SYNTHPERT_HAVE_KERNELS)
-  if (on_kernel_device(w.packed)) {
-    if (!half_dtype(w.dtype)) {
-      // The kernel writes bf16/f16 only; float32 weights take the CPU route.
-      return nf4_dequantize(w.to(torch::kCPU)).to(w.packed.device());
-    }
+  if (on_kernel_device(w.packed) &&
+      (half_dtype(w.dtype) || w.dtype == torch::kFloat32)) {  // the dtypes the kernel writes
     use_kernel_device(w.packed);
     auto out = torch::empty({w.out_features, w.in_features}, w.packed.options().dtype(w.dtype));
     kn::Nf4DequantizeArgs a;

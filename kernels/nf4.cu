@@ -150,6 +150,18 @@ __device__ __forceinline__ int nibble(const uint8_t* packed, int64_t k) {
   return (k & 1) ? (byte & 0xF) : (byte >> 4);
 }
 
+// 8 values to a 16-byte aligned address: one 16-byte store for bf16/f16,
+// two for f32.
+template <typename T>
+__device__ __forceinline__ void store8(T* p, const float (&v)[8]) {
+  if constexpr (sizeof(T) == 4) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+    rowwise::store<T, 8>(p, v);
+  }
+}
+
 // V = 32: a thread writes 32 consecutive values of one row (I % 32 == 0, so
 // they share one row and one 64-value block: one scale) from one 16-byte load
 // of packed codes; V = 8: 8 values from one 32-bit load (I % 8 == 0); V = 1:
@@ -184,7 +196,7 @@ __global__ void __launch_bounds__(kThreads)
           v[2 * j] = __fmul_rn(codes[byte >> 4], s);
           v[2 * j + 1] = __fmul_rn(codes[byte & 0xF], s);
         }
-        rowwise::store<T, 8>(dst + 8 * word, v);
+        store8(dst + 8 * word, v);
       }
     } else {
       *dst = from_float<T>(__fmul_rn(codes[nibble(packed, k)], s));
@@ -338,18 +350,24 @@ void nf4_quantize(const Nf4QuantizeArgs& a, cudaStream_t stream) {
 
 void nf4_dequantize(const Nf4DequantizeArgs& a, cudaStream_t stream) {
   const char* op = "nf4_dequantize";
-  rowwise::check_half_dtype(a.dtype, op);
+  SPK_REQUIRE(a.dtype == DType::kBF16 || a.dtype == DType::kF16 || a.dtype == DType::kF32, op,
+              std::string("dtype must be bf16, f16 or f32, got ") + dtype_name(a.dtype));
   const int64_t n = check_shape(a.out_features, a.in_features, op);
   check_codes(a.codes, op);
   if (n == 0) return;
   SPK_REQUIRE(a.packed != nullptr, op, "packed must not be null");
   check_scales(a.scales, op);
   rowwise::check_rows(a.out, a.out_features, a.in_features, a.out_row_stride, op, "out");
+  SPK_REQUIRE(a.dtype != DType::kF32 || reinterpret_cast<uintptr_t>(a.out) % 4 == 0, op,
+              "out must be 4-byte aligned for f32");
+  // For f32 the 8-wide path's 16-byte alignment holds as well: rows start at
+  // multiples of 8 elements (32 bytes) from a 16-byte aligned base.
   const bool vec8 = rowwise::vec8_ok(a.out, a.out_row_stride, a.in_features) &&
                     reinterpret_cast<uintptr_t>(a.packed) % 4 == 0;
   const bool vec32 = vec8 && a.in_features % 32 == 0 && reinterpret_cast<uintptr_t>(a.packed) % 16 == 0;
   const AbsmaxCode table8 = a.scales.double_quant() ? absmax_code_table(a.scales) : AbsmaxCode{};
-  SPK_HALF_DTYPE_SWITCH(a.dtype, op, T, [&] {
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
     auto launch = [&](auto width) {
       constexpr int V = decltype(width)::value;
       dequantize_kernel<T, V><<<grid_for(n / V, kThreads), kThreads, 0, stream>>>(
@@ -362,7 +380,12 @@ void nf4_dequantize(const Nf4DequantizeArgs& a, cudaStream_t stream) {
       launch(std::integral_constant<int, 8>{});
     else
       launch(std::integral_constant<int, 1>{});
-  });
+  };
+  switch (a.dtype) {
+    case DType::kBF16: run(__nv_bfloat16{}); break;
+    case DType::kF16: run(__half{}); break;
+    case DType::kF32: run(float{}); break;
+  }
   SPK_CHECK_LAUNCH(op);
 }
 

@@ -1,5 +1,5 @@
 // NF4 (4-bit NormalFloat, QLoRA) weights on the GPU: quantize, dequantize to
-// bf16/f16, and y = x W^T with W in NF4.
+// bf16/f16/f32, and y = x W^T with W in NF4 (bf16/f16).
 //
 // The format is engine/nf4.{h,cpp}'s (the CPU path is the reference):
 //   * the weight [O, I] is read row-major and cut into blocks of 64
@@ -31,7 +31,7 @@
 //   absmax_code   [nb]     uint8  } double-quantised scales instead of absmax
 //   absmax_scale  [nb2]    fp32   }
 //   absmax_offset [1]      fp32   }
-//   out           [O, I]   bf16/f16, row stride in elements (dequantize output)
+//   out           [O, I]   bf16/f16/f32, row stride in elements (dequantize output)
 //   x [N, I], y [N, O]     bf16/f16, row strides in elements (matmul)
 #pragma once
 
@@ -85,7 +85,7 @@ struct Nf4QuantizeArgs {
 size_t nf4_quantize_workspace_bytes(int64_t out_features, int64_t in_features, bool double_quant);
 
 struct Nf4DequantizeArgs {
-  DType dtype = DType::kBF16;  // of out: bf16 or f16
+  DType dtype = DType::kBF16;  // of out: bf16, f16 or f32
   int64_t out_features = 0, in_features = 0;
   const uint8_t* packed = nullptr;
   Nf4Scales scales;  // read only

@@ -60,3 +60,35 @@ TEST_CASE("NF4 kernel branches marshal the kernels' arguments", "[engine_host]")
     }
   }
 }
+
+// float32 weights (QLoRA with --dtype float32) are dequantised by the kernel
+// too, in float32: before, they took a round trip through host memory in
+// every forward and backward. The shapes take the kernel's three store widths:
+// 32 values per thread (I % 32 == 0), 8 (I % 8 == 0) and 1.
+TEST_CASE("NF4 float32 weights dequantise on the kernel branch", "[engine_host]") {
+  torch::manual_seed(17);
+  for (const auto& [O, I] : std::vector<std::pair<int64_t, int64_t>>{{4, 96}, {8, 40}, {16, 12}}) {
+    INFO("O " << O << " I " << I);
+    const auto weight = torch::randn({O, I}) * 0.3;
+    for (bool dq : {false, true}) {
+      INFO("double quantisation " << dq);
+      auto w = std::make_shared<Nf4Weight>(nf4_quantize_device(weight, dq));
+      const Nf4Weight cpu = nf4_quantize(weight, dq);
+      REQUIRE(torch::equal(w->packed, cpu.packed));
+      const auto deq = nf4_dequantize_device(*w);
+      CHECK(deq.scalar_type() == torch::kFloat32);
+      CHECK(torch::equal(deq, nf4_dequantize(cpu)));
+
+      const auto x = torch::randn({3, I}).requires_grad_(true);
+      const auto dy = torch::randn({3, O}, torch::kFloat64);
+      auto x64 = x.detach().to(torch::kFloat64).requires_grad_(true);
+      const auto w64 = nf4_dequantize(cpu).to(torch::kFloat64);
+      (torch::mm(x64, w64.t()) * dy).sum().backward();
+      const auto y = nf4_linear(x, w);
+      (y.to(torch::kFloat64) * dy).sum().backward();
+      CHECK(y.scalar_type() == torch::kFloat32);
+      CHECK(rel_err(y, torch::mm(x64, w64.t()).detach()) < 1e-5);
+      CHECK(rel_err(x.grad(), x64.grad()) < 1e-5);
+    }
+  }
+}

@@ -1,7 +1,7 @@
 // NF4 kernels ([gpu]): quantize byte-identical to engine/nf4.cpp (bf16, f16
 // and f32 weights, padded rows), double quantisation identical to the
 // reference, dequantisation identical to the engine's (the same fp32 product
-// rounded once), and the matmul on both paths (fused up to 16 rows, dequant +
+// rounded once to bf16/f16, or kept in f32), and the matmul on both paths (fused up to 16 rows, dequant +
 // cuBLAS above) within the tolerance rule of test_attention_common.h against
 // the fp64 reference. The peer for the matmul is the torch way: W dequantised
 // to the dtype, then a dtype GEMM with fp32 accumulation.
@@ -11,11 +11,11 @@
 #include <cublas_v2.h>
 
 // engine/nf4.h (torch) before Catch: c10 defines a CHECK macro of its own.
-#include "engine/nf4.h"
-
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <memory>
 
+#include "engine/nf4.h"
 #include "kernels/nf4.h"
 #include "tests/kernels/test_attention_common.h"
 #include "tests/reference/kernels/nf4_ref.h"
@@ -140,8 +140,30 @@ void quantize_case(const Shape& s, at::ScalarType wdt, bool dq) {
   }
 }
 
+// A float32 [O, I] output with padded rows: the padding holds a signalling
+// NaN the kernel cannot produce, checked bit for bit after the launch.
+struct PaddedF32 {
+  static constexpr int32_t kPoison = 0x7FA00011;
+  int64_t rows, width, ld;
+  at::Tensor host;
+  DeviceBuffer device;
+  PaddedF32(int64_t r, int64_t w, int64_t pad)
+      : rows(r), width(w), ld(w + pad), host(at::empty({r, w + pad}, at::kFloat)), device(size_t(r * (w + pad)) * 4) {
+    host.view(at::kInt).fill_(kPoison);
+    device.upload(host.data_ptr(), size_t(rows * ld) * 4);
+  }
+  at::Tensor download() {
+    device.download(host.data_ptr(), size_t(rows * ld) * 4);
+    if (ld > width) {
+      INFO("padding elements the kernel overwrote");
+      CHECK(host.view(at::kInt).narrow(1, width, ld - width).ne(kPoison).sum().item<int64_t>() == 0);
+    }
+    return host.narrow(1, 0, width).to(at::kDouble);
+  }
+};
+
 void dequantize_case(const Shape& s, DType dtype, bool dq) {
-  const at::ScalarType dt = torch_dtype(dtype);
+  const at::ScalarType dt = dtype == DType::kF32 ? at::kFloat : torch_dtype(dtype);
   INFO("O=" << s.out << " I=" << s.in << " pad=" << s.pad << " dtype=" << at::toString(dt) << " dq=" << dq);
   const at::Tensor w = make_weight(s, 9).narrow(1, 0, s.in);
   const auto st = synthpert::reference::nf4_quantize_ref(floats(w), s.out, s.in, s.in, synthpert::engine::nf4_code_values(),
@@ -149,8 +171,15 @@ void dequantize_case(const Shape& s, DType dtype, bool dq) {
   const int64_t n = s.out * s.in;
   DeviceNf4 q(n);
   q.upload(st);
-  StridedDeviceTensor out(s.out, 1, s.in, s.in + s.pad, s.in, dt);
-  out.upload_poison();
+  // bf16/f16 outputs use the attention tests' poisoned strided buffer.
+  std::unique_ptr<StridedDeviceTensor> half_out;
+  std::unique_ptr<PaddedF32> f32_out;
+  if (dtype == DType::kF32) {
+    f32_out = std::make_unique<PaddedF32>(s.out, s.in, s.pad);
+  } else {
+    half_out = std::make_unique<StridedDeviceTensor>(s.out, 1, s.in, s.in + s.pad, s.in, dt);
+    half_out->upload_poison();
+  }
   k::Nf4DequantizeArgs a;
   a.dtype = dtype;
   a.out_features = s.out;
@@ -158,11 +187,11 @@ void dequantize_case(const Shape& s, DType dtype, bool dq) {
   a.packed = q.packed.as<uint8_t>();
   a.scales = q.scales(dq);
   a.codes = code_table();
-  a.out = out.device.get();
+  a.out = f32_out ? f32_out->device.get() : half_out->device.get();
   a.out_row_stride = s.in + s.pad;
   k::nf4_dequantize(a, nullptr);
   cuda_ok(cudaDeviceSynchronize(), "nf4_dequantize");
-  const at::Tensor got = out.download().view({s.out, s.in});
+  const at::Tensor got = f32_out ? f32_out->download() : half_out->download().view({s.out, s.in});
   at::Tensor want;
   if (dq) {
     want = at::tensor(synthpert::reference::nf4_dequantize_ref(st, synthpert::engine::nf4_code_values(),
@@ -179,7 +208,8 @@ void dequantize_case(const Shape& s, DType dtype, bool dq) {
     want = synthpert::engine::nf4_dequantize(ew);
   }
   CHECK(at::equal(got, want.to(dt).to(at::kDouble)));
-  if (s.pad > 0) CHECK(at::isnan(out.host_storage.as_strided({s.out, s.pad}, {s.in + s.pad, 1}, s.in)).all().item<bool>());
+  if (half_out && s.pad > 0)
+    CHECK(at::isnan(half_out->host_storage.as_strided({s.out, s.pad}, {s.in + s.pad, 1}, s.in)).all().item<bool>());
 }
 
 void matmul_case(int64_t N, const Shape& s, DType dtype, bool dq, cublasHandle_t handle) {
@@ -235,7 +265,7 @@ TEST_CASE("nf4_quantize with double quantisation matches the reference", "[gpu][
 
 TEST_CASE("nf4_dequantize equals the engine's dequantisation", "[gpu][nf4]") {
   for (const Shape& s : kShapes)
-    for (DType dtype : {DType::kBF16, DType::kF16})
+    for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32})
       for (bool dq : {false, true}) dequantize_case(s, dtype, dq);
 }
 

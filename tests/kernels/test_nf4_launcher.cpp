@@ -69,6 +69,19 @@ TEST_CASE("nf4 launchers name the broken precondition", "[cpu][nf4]") {
   m.rows = 0;
   CHECK_NOTHROW(nf4_matmul(m, nullptr));
 
+  Nf4DequantizeArgs d;
+  d.dtype = DType::kF32;
+  d.out_features = 2;
+  d.in_features = 64;
+  d.packed = fake;
+  d.scales.absmax = reinterpret_cast<float*>(fake);
+  d.codes = engine_table();
+  d.out = fake + 2;  // 2-byte aligned: enough for bf16, not for f32
+  d.out_row_stride = 64;
+  CHECK_THROWS_WITH(nf4_dequantize(d, nullptr), Catch::Contains("nf4_dequantize: out must be 4-byte aligned for f32"));
+  d.out_row_stride = 32;
+  CHECK_THROWS_WITH(nf4_dequantize(d, nullptr), Catch::Contains("out row_stride (32) must be >= width (64)"));
+
   CHECK(nf4_matmul_workspace_bytes(16, 4096, 4096) == 0);
   CHECK(nf4_matmul_workspace_bytes(17, 100, 64) == 12800);
   CHECK(nf4_quantize_workspace_bytes(5, 128, false) == 0);
