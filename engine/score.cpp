@@ -99,23 +99,41 @@ KVCache prefix_cache(const Transformer& model, const std::vector<int64_t>& prefi
   return cache;
 }
 
-// log p(next[i] | position at[i]) for rows `at` of hidden (N, C), without
-// materialising the (N, V) log-softmax: the head runs on a chunk of rows at a
-// time (bounding the logits' memory whatever the batch), and only each row's
-// log-sum-exp and its target's logit leave the device.
+// Rows of the head's logits per chunk. On a GPU, 256 (a (256, V) float32
+// block is 131 MB at Llama-3's V = 128,256). On the CPU, as many as keep the
+// block, and logsumexp's temporary of the same size, under 16 MiB: below
+// the 32 MiB up to which keep_large_allocations_on_heap() keeps blocks on
+// the heap. A larger block is a fresh mapping that page-faults on first touch
+// in every chunk, which made batches of 8 and 32 rows score slower per row
+// than single rows (bench_score, small preset with Llama-3's vocabulary).
+int64_t head_chunk_rows(const Transformer& model) {
+  if (!model.device().is_cpu()) return 256;
+  constexpr int64_t kHostBlockBytes = int64_t{16} << 20;
+  return std::max<int64_t>(1, kHostBlockBytes / (model.config().vocab_size * int64_t{4}));
+}
+
+// log p(targets[i][k] | hidden row i) for hidden (N, C) and targets (N, K),
+// as float64 on the host, without materialising the (N, V) log-softmax: the
+// head runs on a chunk of rows at a time, and only each row's log-sum-exp
+// and its targets' logits leave the device.
+torch::Tensor head_logprobs(const Transformer& model, const torch::Tensor& hidden, const torch::Tensor& targets) {
+  const int64_t n = hidden.size(0), chunk = head_chunk_rows(model);
+  std::vector<torch::Tensor> parts;
+  for (int64_t c = 0; c < n; c += chunk) {
+    const int64_t len = std::min(chunk, n - c);
+    const auto logits = model.logits(hidden.narrow(0, c, len));  // (len, V) float32
+    parts.push_back(logits.gather(1, targets.narrow(0, c, len)) - logits.logsumexp(1, /*keepdim=*/true));
+  }
+  return torch::cat(parts).to(torch::kCPU, torch::kFloat64).contiguous();
+}
+
+// log p(next[i] | position at[i]) for rows `at` of hidden (N, C).
 std::vector<double> next_token_logprobs(const Transformer& model, const torch::Tensor& hidden,
                                         const std::vector<int64_t>& at, const std::vector<int64_t>& next) {
-  constexpr int64_t kChunk = 256;
   const int64_t n = static_cast<int64_t>(at.size());
   const auto rows = torch::tensor(at, torch::kInt64).to(hidden.device());
-  const auto targets = torch::tensor(next, torch::kInt64).to(hidden.device());
-  std::vector<torch::Tensor> parts;
-  for (int64_t c = 0; c < n; c += kChunk) {
-    const int64_t len = std::min(kChunk, n - c);
-    const auto logits = model.logits(hidden.index_select(0, rows.narrow(0, c, len)));  // (len, V) float32
-    parts.push_back(logits.gather(1, targets.narrow(0, c, len).unsqueeze(1)).squeeze(1) - logits.logsumexp(1));
-  }
-  const auto lp = torch::cat(parts).to(torch::kCPU, torch::kFloat64).contiguous();
+  const auto targets = torch::tensor(next, torch::kInt64).to(hidden.device()).unsqueeze(1);
+  const auto lp = head_logprobs(model, hidden.index_select(0, rows), targets);
   return std::vector<double>(lp.data_ptr<double>(), lp.data_ptr<double>() + n);
 }
 
@@ -137,7 +155,7 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
     SP_CHECK_INPUT(!p.empty(), "score: empty prompt");
     L = std::max<int64_t>(L, p.size());
   }
-  // Every candidate id indexes the log-softmax rows below, and a candidate's
+  // Every candidate id is gathered from the head's logits below, and a candidate's
   // last id never passes through the model's own vocabulary check.
   const int64_t V = model.config().vocab_size;
   for (size_t k = 0; k < candidates.size(); ++k) {
@@ -206,11 +224,15 @@ std::vector<std::vector<double>> score_continuations(const Transformer& model,
     for (int64_t b = 0; b < B; ++b)
       for (int64_t j = 0; j < Q; ++j) common_logp[static_cast<size_t>(b)] += lp[static_cast<size_t>(b * Q + j)];
   }
-  const auto last_logp = torch::log_softmax(model.logits(hidden.select(1, T - 1)), -1).to(torch::kCPU);  // (B, V)
+  // Column T - 1: every row's log-probability of each candidate's token Q.
+  std::vector<int64_t> first_ids;
+  for (int64_t k = 0; k < K; ++k) first_ids.push_back(candidates[k][Q]);
+  const auto first_BK = torch::tensor(first_ids, torch::kInt64).to(dev).unsqueeze(0).expand({B, K});
+  const auto last_logp = head_logprobs(model, hidden.select(1, T - 1), first_BK);  // (B, K)
   std::vector<std::vector<double>> out(B, std::vector<double>(K, 0.0));
-  auto flp = last_logp.accessor<float, 2>();
+  auto dlp = last_logp.accessor<double, 2>();
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t k = 0; k < K; ++k) out[b][k] = common_logp[b] + flp[b][candidates[k][Q]];
+    for (int64_t k = 0; k < K; ++k) out[b][k] = common_logp[b] + dlp[b][k];
   if (M - Q == 1) return out;
 
   // 2. Every (row, candidate) pair continues from its row's cache: feed the

@@ -85,6 +85,29 @@ TEST_CASE("a shared prompt prefix run once scores as the full recompute", "[engi
     }
 }
 
+TEST_CASE("a vocabulary large enough to chunk the head scores as the full recompute", "[engine][score]") {
+  // On the CPU the head runs 16 MiB of float32 logits at a time: 29 rows at
+  // this vocabulary, so 40 rows whose last column predicts a candidate's
+  // first token and the 120 candidate positions after it take 2 and 5 chunks.
+  test::TempDir dir("score-chunks");
+  auto c = preset_config(Arch::kLlama, "tiny");
+  c.vocab_size = 140000;
+  InitOptions io;
+  io.seed = 8;
+  io.jitter = true;
+  init_model(c, dir.path, io);
+  const auto model = Transformer::load(dir.path);
+  std::vector<std::vector<int64_t>> prompts;
+  for (uint64_t b = 0; b < 40; ++b) prompts.push_back(test::random_ids(3 + b % 4, c.vocab_size, 20 + b));
+  const std::vector<std::vector<int64_t>> cands = {{139999, 7, 8}, {11, 0}};
+  const auto got = score_continuations(model, prompts, cands);
+  for (size_t b = 0; b < prompts.size(); ++b)
+    for (size_t k = 0; k < cands.size(); ++k) {
+      CAPTURE(b, k);
+      CHECK(got[b][k] == Approx(recomputed_logp(model, prompts[b], cands[k])).margin(1e-4));
+    }
+}
+
 TEST_CASE("candidate ids outside the vocabulary are refused, the last one too", "[engine][score]") {
   test::TempDir dir("score-oov");
   auto c = preset_config(Arch::kLlama, "tiny");
